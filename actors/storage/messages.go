@@ -1,0 +1,59 @@
+package storage
+
+import (
+	"github.com/asynkron/protoactor-go/actor"
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// Persist asks the storage actor to make one Ready's state durable for one
+// group: entries first, then the hard state, in a single WAL record. The
+// storage actor answers ReplyTo with Persisted once the record is written (and
+// fsynced when Sync is set), grouping every Persist that arrived together into
+// one write and one fsync.
+type Persist struct {
+	Group       uint64
+	Incarnation uint64 // of the raft actor that sent it; echoed in Persisted
+	Seq         uint64 // per-incarnation sequence number; echoed in Persisted
+	Entries     []*pb.Entry
+	HardState   *pb.HardState // nil when unchanged
+	Snapshot    *pb.Snapshot  // a snapshot received from the leader; nil when none
+	Sync        bool          // fsync before answering (raft.Ready.MustSync)
+	ReplyTo     *actor.PID
+}
+
+// Persisted answers a Persist. Err is set when the write failed; the group
+// must then stop: its durable state is unknown.
+type Persisted struct {
+	Group       uint64
+	Incarnation uint64
+	Seq         uint64
+	Err         error
+}
+
+// Checkpoint records that a group's state up to Snapshot's index is captured
+// by the snapshot, so WAL records at or below that index are no longer needed
+// for the group. It is written after the group's earlier Persists and needs
+// no answer. The group's latest hard state is rewritten beside it so that the
+// files before it can be deleted.
+type Checkpoint struct {
+	Group    uint64
+	Snapshot *pb.Snapshot
+}
+
+// CheckpointRequest is sent by the storage actor to a group's actor (the last
+// ReplyTo it saw for that group) when the group holds back the deletion of the
+// oldest WAL file. The group answers with a Checkpoint when it can.
+type CheckpointRequest struct {
+	Group uint64
+}
+
+// Flush asks the storage actor to fsync whatever it has written and answer
+// ReplyTo with Flushed; used on shutdown.
+type Flush struct {
+	ReplyTo *actor.PID
+}
+
+// Flushed answers Flush.
+type Flushed struct {
+	Err error
+}

@@ -1,0 +1,50 @@
+package raftactor
+
+import (
+	"github.com/asynkron/protoactor-go/actor"
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// Tick advances the group's logical clock by one raft tick. One shared Ticker
+// sends it to every group.
+type Tick struct{}
+
+// Step delivers messages from peers to the group.
+type Step struct {
+	Msgs []*pb.Message
+}
+
+// Propose asks the group to append Data to its log. The group answers ReplyTo
+// (when set) with Proposed: with an error at once if the proposal was dropped,
+// otherwise once the entry is applied on this node, or with ErrTimeout.
+type Propose struct {
+	ID      uint64 // chosen by the proposer, echoed in Proposed
+	Data    []byte
+	ReplyTo *actor.PID
+}
+
+// Proposed answers a Propose.
+type Proposed struct {
+	ID    uint64
+	Index uint64 // raft index of the applied entry
+	Err   error
+}
+
+// Unreachable reports that a message to peer To could not be delivered.
+type Unreachable struct {
+	To uint64
+}
+
+// SnapshotStatus reports whether a MsgSnap to peer To was delivered.
+type SnapshotStatus struct {
+	To     uint64
+	Failed bool
+}
+
+// Campaign asks the group to start an election now (tests and tools only).
+type Campaign struct{}
+
+// TransferLeader asks a leader to hand leadership to To.
+type TransferLeader struct {
+	To uint64
+}
