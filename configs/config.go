@@ -1,0 +1,210 @@
+package configs
+
+import (
+	"fmt"
+	"time"
+)
+
+const (
+	mib = 1 << 20
+	gib = 1 << 30
+)
+
+// Config is the complete configuration of one broker node.
+type Config struct {
+	// NodeID identifies this node among the peers. It must be > 0 because
+	// raft reserves 0 for "no node".
+	NodeID uint64 `yaml:"node_id"`
+
+	// DataDir holds everything the node persists: WAL, snapshots and
+	// partition data.
+	DataDir string `yaml:"data_dir"`
+
+	// Bootstrap is true only when founding a new cluster, in which case
+	// every initial member starts with the same Peers. When false the node
+	// joins an existing cluster (or restarts as a member of one) and takes
+	// the membership from it.
+	Bootstrap bool `yaml:"bootstrap"`
+
+	// Kafka configures the client-facing Kafka protocol listener.
+	Kafka KafkaConfig `yaml:"kafka"`
+
+	// Raft configures the inter-node raft transport and raft tuning.
+	Raft RaftConfig `yaml:"raft"`
+
+	// Debug configures the HTTP debug endpoint.
+	Debug DebugConfig `yaml:"debug"`
+
+	// Peers lists the raft address of every voter, including this node.
+	// When it is empty the node is a one-node cluster, and Validate fills it
+	// with this node alone.
+	Peers []Peer `yaml:"peers"`
+
+	// Storage configures the write-ahead log.
+	Storage StorageConfig `yaml:"storage"`
+
+	// Log configures the process logger.
+	Log LogConfig `yaml:"log"`
+}
+
+// KafkaConfig configures the Kafka protocol listener.
+type KafkaConfig struct {
+	// Listen is the host:port the broker accepts Kafka clients on. An empty
+	// host, 0.0.0.0 or :: listens on all interfaces; port 0 picks a free
+	// port, which is meant for tests.
+	Listen string `yaml:"listen"`
+
+	// Advertise is the host:port handed to clients in metadata responses,
+	// i.e. where other machines can reach Listen. It defaults to Listen, but
+	// must be given when Listen does not name a reachable host. After
+	// Validate it is empty only when Listen has port 0: the broker must then
+	// advertise the address it actually bound.
+	Advertise string `yaml:"advertise"`
+}
+
+// RaftConfig configures the raft transport and the raft groups on this
+// node: the controller group and one group per partition.
+type RaftConfig struct {
+	// Listen is the host:port the raft transport accepts peers on. Port 0
+	// picks a free port, which is meant for tests.
+	Listen string `yaml:"listen"`
+
+	// TickMs is the length of one raft logical clock tick in milliseconds.
+	TickMs int `yaml:"tick_ms"`
+
+	// ElectionTicks is the number of ticks a follower waits without hearing
+	// from a leader before campaigning. It must exceed HeartbeatTicks, or
+	// followers would campaign against a healthy leader.
+	ElectionTicks int `yaml:"election_ticks"`
+
+	// HeartbeatTicks is the number of ticks between leader heartbeats.
+	HeartbeatTicks int `yaml:"heartbeat_ticks"`
+
+	// MaxFrameBytes bounds one frame on the raft transport; a peer sending a
+	// larger frame is disconnected.
+	MaxFrameBytes int `yaml:"max_frame_bytes"`
+
+	// MaxSizePerMsg bounds the entries carried by one append message, as in
+	// etcd raft (0 means one entry per message).
+	MaxSizePerMsg uint64 `yaml:"max_size_per_msg"`
+
+	// MaxInflightMsgs bounds the append messages in flight to one follower.
+	MaxInflightMsgs int `yaml:"max_inflight_msgs"`
+
+	// MaxUncommittedBytes bounds the bytes of uncommitted entries a leader
+	// accepts before refusing proposals, as in etcd raft (0 means no limit).
+	MaxUncommittedBytes uint64 `yaml:"max_uncommitted_bytes"`
+
+	// SnapshotEntries is how many applied entries the controller lets
+	// accumulate before it snapshots its state and compacts its log.
+	SnapshotEntries uint64 `yaml:"snapshot_entries"`
+
+	// PeerQueueBytes bounds the queue of one peer sender, so that a slow or
+	// unreachable peer cannot make the node buffer without limit.
+	PeerQueueBytes int `yaml:"peer_queue_bytes"`
+}
+
+// DebugConfig configures the HTTP debug endpoint (pprof, metrics, state).
+type DebugConfig struct {
+	// Listen is the host:port of the debug endpoint; empty turns it off.
+	Listen string `yaml:"listen"`
+}
+
+// Peer is one voter of the cluster.
+type Peer struct {
+	// ID is the voter's node_id.
+	ID uint64 `yaml:"id"`
+	// Addr is the voter's raft address, as other nodes dial it.
+	Addr string `yaml:"addr"`
+}
+
+// String formats p the way --peers takes it: ID@Addr.
+func (p Peer) String() string { return fmt.Sprintf("%d@%s", p.ID, p.Addr) }
+
+// StorageConfig configures the write-ahead log shared by the raft groups.
+type StorageConfig struct {
+	// Fsync makes every WAL write durable before it is acknowledged. It is a
+	// pointer so that an omitted key can mean true; read it with
+	// FsyncEnabled. Turning it off trades crash safety for speed and is only
+	// meant for tests and benchmarks.
+	Fsync *bool `yaml:"fsync"`
+
+	// WALSegmentBytes is the size at which the WAL starts a new file.
+	WALSegmentBytes int64 `yaml:"wal_segment_bytes"`
+
+	// WALBudgetBytes is the WAL size past which the storage asks groups to
+	// checkpoint, so that old files can be deleted.
+	WALBudgetBytes int64 `yaml:"wal_budget_bytes"`
+}
+
+// FsyncEnabled reports whether WAL writes must be fsynced; it is true
+// unless fsync was explicitly set to false.
+func (s StorageConfig) FsyncEnabled() bool { return s.Fsync == nil || *s.Fsync }
+
+// LogConfig configures the process logger.
+type LogConfig struct {
+	// Level is the minimum level logged: debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is console (human-readable) or json.
+	Format string `yaml:"format"`
+}
+
+// Default returns a configuration with every field at its default: a
+// one-node cluster on 127.0.0.1 storing its data in ./data.
+func Default() Config {
+	return Config{
+		NodeID:    1,
+		DataDir:   "./data",
+		Bootstrap: true,
+		Kafka: KafkaConfig{
+			Listen: "127.0.0.1:9092",
+			// Advertise is left empty so that it follows Listen, whichever
+			// layer sets Listen.
+		},
+		Raft: RaftConfig{
+			Listen:              "127.0.0.1:9192",
+			TickMs:              50,
+			ElectionTicks:       10,
+			HeartbeatTicks:      2,
+			MaxFrameBytes:       64 * mib,
+			MaxSizePerMsg:       1 * mib,
+			MaxInflightMsgs:     256,
+			MaxUncommittedBytes: 64 * mib,
+			SnapshotEntries:     10000,
+			PeerQueueBytes:      64 * mib,
+		},
+		Debug: DebugConfig{Listen: "127.0.0.1:9292"},
+		Storage: StorageConfig{
+			WALSegmentBytes: 64 * mib,
+			WALBudgetBytes:  1 * gib,
+		},
+		Log: LogConfig{Level: "info", Format: "console"},
+	}
+}
+
+// TickInterval returns the duration of one raft tick.
+func (c *Config) TickInterval() time.Duration {
+	return time.Duration(c.Raft.TickMs) * time.Millisecond
+}
+
+// PeerAddr returns the raft address of voter id, and whether id is a voter.
+func (c *Config) PeerAddr(id uint64) (string, bool) {
+	for _, p := range c.Peers {
+		if p.ID == id {
+			return p.Addr, true
+		}
+	}
+	return "", false
+}
+
+// OtherPeers returns the voters other than this node, i.e. the peers the
+// raft transport has to dial. The result is a new slice.
+func (c *Config) OtherPeers() []Peer {
+	others := make([]Peer, 0, len(c.Peers))
+	for _, p := range c.Peers {
+		if p.ID != c.NodeID {
+			others = append(others, p)
+		}
+	}
+	return others
+}

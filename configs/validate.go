@@ -1,0 +1,217 @@
+package configs
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+)
+
+// problems collects field errors so that Validate can report all of them
+// at once rather than making the user fix one per run.
+type problems []error
+
+func (p *problems) add(field, format string, args ...any) {
+	*p = append(*p, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+}
+
+// addErr records err, if any, against field.
+func (p *problems) addErr(field string, err error) {
+	if err != nil {
+		*p = append(*p, fmt.Errorf("%s: %w", field, err))
+	}
+}
+
+// Validate checks c and reports every invalid field, each error naming the
+// field by its YAML path, joined with errors.Join.
+//
+// When c is valid, Validate also fills the fields whose default depends on
+// other fields: an empty kafka.advertise becomes kafka.listen (unless that
+// has port 0), and empty peers become this node alone at raft.listen. It
+// changes nothing when it returns an error.
+func (c *Config) Validate() error {
+	var p problems
+
+	if c.NodeID == 0 {
+		p.add("node_id", "must be > 0")
+	}
+	if c.DataDir == "" {
+		p.add("data_dir", "must not be empty")
+	}
+
+	p.addErr("kafka.listen", checkListenAddr(c.Kafka.Listen))
+	if c.Kafka.Advertise != "" {
+		p.addErr("kafka.advertise", checkDialAddr(c.Kafka.Advertise))
+	} else if host, _, err := net.SplitHostPort(c.Kafka.Listen); err == nil && isWildcard(host) {
+		// Clients cannot connect to a wildcard address, so there is
+		// nothing sensible to advertise by default.
+		p.add("kafka.advertise", "must be set when kafka.listen %q listens on all interfaces", c.Kafka.Listen)
+	}
+
+	p.addErr("raft.listen", checkListenAddr(c.Raft.Listen))
+	if c.Debug.Listen != "" {
+		p.addErr("debug.listen", checkListenAddr(c.Debug.Listen))
+	}
+
+	c.Raft.validate(&p)
+	c.Storage.validate(&p)
+	c.Log.validate(&p)
+
+	if len(c.Peers) > 0 {
+		p = append(p, checkPeers(c.Peers)...)
+		if _, ok := c.PeerAddr(c.NodeID); !ok && c.NodeID != 0 {
+			p.add("node_id", "%d is not in peers", c.NodeID)
+		}
+	}
+
+	if len(p) > 0 {
+		return errors.Join(p...)
+	}
+
+	if c.Kafka.Advertise == "" {
+		if _, port, _ := net.SplitHostPort(c.Kafka.Listen); port != "0" {
+			c.Kafka.Advertise = c.Kafka.Listen
+		}
+	}
+	if len(c.Peers) == 0 {
+		// The entry is derived from raft.listen, which was checked above;
+		// nobody dials it in a one-node cluster, so port 0 is harmless.
+		c.Peers = []Peer{{ID: c.NodeID, Addr: c.Raft.Listen}}
+	}
+	return nil
+}
+
+func (r *RaftConfig) validate(p *problems) {
+	positive := func(field string, v int) {
+		if v <= 0 {
+			p.add(field, "must be > 0, got %d", v)
+		}
+	}
+	positive("raft.tick_ms", r.TickMs)
+	positive("raft.election_ticks", r.ElectionTicks)
+	positive("raft.heartbeat_ticks", r.HeartbeatTicks)
+	if r.ElectionTicks > 0 && r.HeartbeatTicks > 0 && r.ElectionTicks <= r.HeartbeatTicks {
+		p.add("raft.election_ticks", "must be greater than heartbeat_ticks (%d <= %d)", r.ElectionTicks, r.HeartbeatTicks)
+	}
+	positive("raft.max_frame_bytes", r.MaxFrameBytes)
+	if r.MaxFrameBytes > 0 && r.MaxSizePerMsg >= uint64(r.MaxFrameBytes) {
+		// An append message of MaxSizePerMsg plus its envelope must fit in
+		// one frame, or the receiving peer would drop the connection.
+		p.add("raft.max_size_per_msg", "must be smaller than max_frame_bytes (%d >= %d)", r.MaxSizePerMsg, r.MaxFrameBytes)
+	}
+	positive("raft.max_inflight_msgs", r.MaxInflightMsgs)
+	if r.SnapshotEntries == 0 {
+		p.add("raft.snapshot_entries", "must be > 0")
+	}
+	positive("raft.peer_queue_bytes", r.PeerQueueBytes)
+}
+
+func (s *StorageConfig) validate(p *problems) {
+	if s.WALSegmentBytes <= 0 {
+		p.add("storage.wal_segment_bytes", "must be > 0, got %d", s.WALSegmentBytes)
+	}
+	if s.WALBudgetBytes <= 0 {
+		p.add("storage.wal_budget_bytes", "must be > 0, got %d", s.WALBudgetBytes)
+	} else if s.WALSegmentBytes > 0 && s.WALBudgetBytes < s.WALSegmentBytes {
+		// With a budget below one segment every write would ask for a
+		// checkpoint and no file could ever be freed.
+		p.add("storage.wal_budget_bytes", "must be at least wal_segment_bytes (%d < %d)", s.WALBudgetBytes, s.WALSegmentBytes)
+	}
+}
+
+func (l *LogConfig) validate(p *problems) {
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		p.add("log.level", "unknown level %q (want debug, info, warn or error)", l.Level)
+	}
+	switch l.Format {
+	case "console", "json":
+	default:
+		p.add("log.format", "unknown format %q (want console or json)", l.Format)
+	}
+}
+
+// checkPeers checks the peer list on its own: ids and addresses present,
+// well-formed and unique. Errors name the entry, e.g. peers[1].id.
+func checkPeers(peers []Peer) problems {
+	var p problems
+	ids := make(map[uint64]int, len(peers))
+	addrs := make(map[string]int, len(peers))
+	for i, peer := range peers {
+		if peer.ID == 0 {
+			p.add(fmt.Sprintf("peers[%d].id", i), "must be > 0")
+		} else if j, dup := ids[peer.ID]; dup {
+			p.add(fmt.Sprintf("peers[%d].id", i), "duplicate id %d (also peers[%d])", peer.ID, j)
+		} else {
+			ids[peer.ID] = i
+		}
+		field := fmt.Sprintf("peers[%d].addr", i)
+		if err := checkDialAddr(peer.Addr); err != nil {
+			p.addErr(field, err)
+		} else if j, dup := addrs[peer.Addr]; dup {
+			p.add(field, "duplicate address %q (also peers[%d])", peer.Addr, j)
+		} else {
+			addrs[peer.Addr] = i
+		}
+	}
+	return p
+}
+
+// checkListenAddr checks an address to listen on: the host may be empty
+// (all interfaces) and port 0 asks the kernel for a free port.
+func checkListenAddr(addr string) error {
+	_, err := splitAddr(addr, 0)
+	return err
+}
+
+// checkDialAddr checks an address other processes connect to, so it needs
+// a concrete host and a real port.
+func checkDialAddr(addr string) error {
+	host, err := splitAddr(addr, 1)
+	if err != nil {
+		return err
+	}
+	if isWildcard(host) {
+		return fmt.Errorf("%q: host must be a reachable address, not a wildcard", addr)
+	}
+	return nil
+}
+
+// splitAddr splits host:port and checks that the port is a number between
+// minPort and 65535. Service names such as "http" are refused so that the
+// meaning of a config does not depend on /etc/services.
+func splitAddr(addr string, minPort int) (host string, err error) {
+	if addr == "" {
+		return "", errors.New("must not be empty")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			return "", fmt.Errorf("%q: %s", addr, ae.Err)
+		}
+		return "", fmt.Errorf("%q: %w", addr, err)
+	}
+	n, err := strconv.ParseUint(port, 10, 64)
+	if err != nil {
+		if errors.Is(err, strconv.ErrRange) {
+			return "", fmt.Errorf("%q: port %s out of range %d-65535", addr, port, minPort)
+		}
+		return "", fmt.Errorf("%q: port %q is not a number", addr, port)
+	}
+	if n < uint64(minPort) || n > 65535 {
+		return "", fmt.Errorf("%q: port %d out of range %d-65535", addr, n, minPort)
+	}
+	return host, nil
+}
+
+// isWildcard reports whether host means "every interface" rather than one
+// reachable address.
+func isWildcard(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}
