@@ -1,6 +1,8 @@
 package netactor
 
 import (
+	"net"
+
 	pb "go.etcd.io/raft/v3/raftpb"
 )
 
@@ -8,4 +10,58 @@ import (
 type Outbound struct {
 	Group uint64
 	Msgs  []*pb.Message
+}
+
+// The messages below are internal: they are how the goroutines an actor owns
+// report to it through its mailbox.
+
+// connAccepted: the accept goroutine has a new inbound connection.
+type connAccepted struct {
+	conn net.Conn
+}
+
+// acceptFailed: Accept returned an error other than the listener being closed.
+type acceptFailed struct {
+	err error
+}
+
+// connIdentified: an inbound connection's hello named its peer.
+type connIdentified struct {
+	id   uint64
+	peer uint64
+}
+
+// connClosed: an inbound connection's reader has ended and closed it. err is
+// why; reject is the metric reason when the peer broke the protocol.
+type connClosed struct {
+	id     uint64
+	err    error
+	reject string
+}
+
+// writerConnected: the writer has dialled the peer and sent the hello.
+type writerConnected struct {
+	w *writer
+}
+
+// dialFailed: the writer could not connect; it retries after a backoff.
+type dialFailed struct {
+	w   *writer
+	err error
+}
+
+// writerDisconnected: the connection died while the writer was idle.
+type writerDisconnected struct {
+	w   *writer
+	err error
+}
+
+// frameWritten: the writer is done with job. A nil err means the frame was
+// written to the socket; otherwise it was lost and, unless encode is set,
+// so was the connection.
+type frameWritten struct {
+	w      *writer
+	job    *frameJob
+	err    error
+	encode bool
 }

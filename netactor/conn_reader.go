@@ -1,0 +1,130 @@
+package netactor
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/flotilla/flotilla/raftactor"
+)
+
+const (
+	// readBufferBytes sizes the bufio.Reader in front of each connection.
+	readBufferBytes = 64 << 10
+	// maxHelloBytes bounds the first frame, read before the peer is known.
+	maxHelloBytes = 256
+	// keepFrameBytes is the largest frame buffer a reader keeps between
+	// frames; a bigger one is released so an idle connection pins little.
+	keepFrameBytes = 4 << 20
+)
+
+// connReader is the goroutine that reads one inbound connection: it checks
+// the hello, then decodes frames and sends each group's batch to the group.
+// It shares nothing with the Listener but immutable values and reports its
+// end through the Listener's mailbox.
+type connReader struct {
+	id           uint64
+	conn         net.Conn
+	self         uint64
+	maxFrame     int
+	helloTimeout time.Duration
+	router       *Router
+	metrics      *Metrics
+	root         *actor.RootContext
+	listener     *actor.PID
+}
+
+// rejectError is a protocol violation by the peer, with its metric reason.
+type rejectError struct {
+	reason string
+	err    error
+}
+
+func (e *rejectError) Error() string { return e.reason + ": " + e.err.Error() }
+func (e *rejectError) Unwrap() error { return e.err }
+
+func (r *connReader) run() {
+	err := r.serve()
+	r.conn.Close()
+	msg := &connClosed{id: r.id, err: err}
+	if rej, ok := errors.AsType[*rejectError](err); ok {
+		msg.reject = rej.reason
+	}
+	r.root.Send(r.listener, msg)
+}
+
+func (r *connReader) serve() error {
+	br := bufio.NewReaderSize(r.conn, readBufferBytes)
+	peer, err := r.hello(br)
+	if err != nil {
+		return err
+	}
+	r.root.Send(r.listener, &connIdentified{id: r.id, peer: peer})
+	counters := r.metrics.received(peer)
+	var buf []byte
+	for {
+		env, b, err := ReadFrame(br, r.maxFrame, buf)
+		if err != nil {
+			return classify(err)
+		}
+		counters.add(FrameHeaderLen + len(b))
+		buf = b
+		if cap(buf) > keepFrameBytes {
+			buf = nil
+		}
+		for _, batch := range env.Batches {
+			if len(batch.Msgs) == 0 {
+				continue
+			}
+			pid, ok := r.router.Lookup(batch.Group)
+			if !ok {
+				r.metrics.drop(DropUnknownGroup, len(batch.Msgs))
+				continue
+			}
+			r.root.Send(pid, &raftactor.Step{Msgs: batch.Msgs})
+		}
+	}
+}
+
+// hello reads the first frame, which must name its sender and address us.
+func (r *connReader) hello(br *bufio.Reader) (uint64, error) {
+	if err := r.conn.SetReadDeadline(time.Now().Add(r.helloTimeout)); err != nil {
+		return 0, err
+	}
+	env, _, err := ReadFrame(br, maxHelloBytes, nil)
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return 0, &rejectError{reason: RejectHelloTimeout, err: err}
+		}
+		return 0, classify(err)
+	}
+	switch {
+	case env.To != r.self:
+		return 0, &rejectError{reason: RejectBadHello, err: fmt.Errorf("hello addressed to node %d, this is node %d", env.To, r.self)}
+	case env.From == 0:
+		return 0, &rejectError{reason: RejectBadHello, err: errors.New("hello does not name its sender")}
+	case len(env.Batches) != 0:
+		return 0, &rejectError{reason: RejectBadHello, err: errors.New("hello carries messages")}
+	}
+	if err := r.conn.SetReadDeadline(time.Time{}); err != nil {
+		return 0, err
+	}
+	return env.From, nil
+}
+
+// classify turns codec errors into protocol violations; anything else (end of
+// stream, reset, our own close) is the connection simply ending.
+func classify(err error) error {
+	switch {
+	case errors.Is(err, ErrFrameTooLarge):
+		return &rejectError{reason: RejectFrameTooLarge, err: err}
+	case errors.Is(err, ErrMalformedFrame):
+		return &rejectError{reason: RejectMalformed, err: err}
+	}
+	return err
+}

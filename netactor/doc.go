@@ -1,0 +1,56 @@
+// Package netactor is the Raft transport: it carries raftpb.Messages between
+// the brokers of a cluster over TCP, for every raft group at once.
+//
+// # Wire
+//
+// A connection carries frames in one direction only, from the node that
+// dialled it to the node that accepted it. A frame is a 4-byte big-endian
+// length and a protobuf Envelope (envelope.proto) holding, per group, a batch
+// of marshalled raftpb.Messages. The first frame is a hello naming the sender
+// and the receiver; the receiver closes a connection whose hello is not
+// addressed to it. A frame longer than the receiver's limit, or one that does
+// not decode, closes that connection and nothing else.
+//
+// # Actors
+//
+// Listener (kind "listener", name "raft/listener") owns the listening socket
+// and the inbound connections. An accept goroutine feeds it connAccepted; for
+// each connection it starts a reader goroutine that decodes frames and sends
+// each group's batch to the group as raftactor.Step, looking the group up in
+// the Router. The Listener itself sees only connections opening and closing
+// (connIdentified, connClosed), so no message passes through its mailbox.
+// Messages for a group that is not in the Router are dropped and counted.
+//
+// PeerSender (kind "peer", name "peer/<id>") owns the one long-lived
+// connection to a peer. It takes Outbound from Peers.Send, and sends
+// raftactor.Unreachable and raftactor.SnapshotStatus to the groups through
+// the Router. Its writer goroutine does the blocking work (dial with backoff,
+// hello, write) and reports back through the mailbox: writerConnected,
+// dialFailed, writerDisconnected, frameWritten.
+//
+// # Invariants
+//
+//   - No actor blocks. A PeerSender hands its writer a frame only when the
+//     previous one has been reported done, so the writer's channel (capacity
+//     one) is always empty when it is sent to.
+//   - Heartbeats and votes never queue behind appends: a PeerSender keeps a
+//     control lane and a bulk lane (MsgApp, MsgSnap), and each frame holds
+//     every queued control message and at most BulkBytesPerFrame of bulk, so a
+//     control message waits behind at most one bounded frame.
+//   - Each group's messages to a peer arrive in the order the group sent them
+//     within a lane; control may overtake bulk, which raft tolerates as it
+//     tolerates any reordering.
+//   - What a PeerSender queues never exceeds SenderOptions.QueueBytes (encoded
+//     size plus a per-message allowance): past it the newest bulk messages
+//     are dropped, then the newest control messages.
+//   - Messages are never held for a disconnected peer: they are dropped, and
+//     each group hears Unreachable once per outage. While the sender runs,
+//     every MsgSnap ends in exactly one SnapshotStatus: Failed unless its
+//     frame was written to the socket.
+//   - Each group on this node is reachable through the Router, an immutable
+//     map swapped as a whole, so readers on every connection route without
+//     locks.
+//
+// Time inside the actors comes only from messages; the socket deadlines and
+// the reconnection backoff live in the goroutines that do the I/O.
+package netactor

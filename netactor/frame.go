@@ -1,0 +1,272 @@
+package netactor
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// The frame codec. A frame is a 4-byte big-endian length followed by that many
+// bytes of a protobuf-encoded Envelope (see envelope.proto):
+//
+//	message Envelope   { uint64 from = 1; uint64 to = 2; repeated GroupBatch batches = 3; }
+//	message GroupBatch { uint64 group = 1; repeated bytes messages = 2; } // each a marshalled raftpb.Message
+//
+// The envelope is written by hand with protowire rather than generated so that
+// each raftpb.Message is marshalled straight into the frame buffer, with no
+// intermediate []byte per message.
+
+// FrameHeaderLen is the size of the length prefix in front of every frame.
+const FrameHeaderLen = 4
+
+// Field numbers of envelope.proto.
+const (
+	fieldEnvelopeFrom    protowire.Number = 1
+	fieldEnvelopeTo      protowire.Number = 2
+	fieldEnvelopeBatches protowire.Number = 3
+
+	fieldBatchGroup    protowire.Number = 1
+	fieldBatchMessages protowire.Number = 2
+)
+
+// readChunk is how much of a frame's body ReadFrame allocates before the bytes
+// have actually arrived, so that a peer announcing a large frame and sending
+// little makes us allocate little.
+const readChunk = 64 << 10
+
+var (
+	// ErrFrameTooLarge is returned by ReadFrame for a frame whose announced
+	// length is above the reader's limit. The connection cannot be resynchronised
+	// and must be closed.
+	ErrFrameTooLarge = errors.New("netactor: frame too large")
+
+	// ErrMalformedFrame is returned for a frame body that is not a valid
+	// Envelope (bad protobuf, or a message that is not a raftpb.Message).
+	ErrMalformedFrame = errors.New("netactor: malformed frame")
+)
+
+// Envelope is the payload of one frame: what one node sends another in one
+// write. From and To are set in the hello frame that opens a connection and
+// are left zero in the frames that follow.
+type Envelope struct {
+	From, To uint64
+	Batches  []GroupBatch
+}
+
+// GroupBatch is one group's messages inside an Envelope, in the order the
+// group sent them.
+type GroupBatch struct {
+	Group uint64
+	Msgs  []*pb.Message
+}
+
+// cachedSize reads back the size that proto.Size just stored in a message.
+var cachedSize = proto.MarshalOptions{UseCachedSize: true}
+
+// AppendFrame appends env as one frame (length prefix and body) to dst. On
+// error dst is returned unchanged in length.
+func AppendFrame(dst []byte, env *Envelope) ([]byte, error) {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	out, err := appendEnvelope(dst, env)
+	if err != nil {
+		return dst[:start], err
+	}
+	n := len(out) - start - FrameHeaderLen
+	if n > math.MaxUint32 {
+		return out[:start], fmt.Errorf("netactor: encode frame: %d bytes does not fit the length prefix", n)
+	}
+	binary.BigEndian.PutUint32(out[start:], uint32(n))
+	return out, nil
+}
+
+func appendEnvelope(dst []byte, env *Envelope) ([]byte, error) {
+	if env.From != 0 {
+		dst = protowire.AppendTag(dst, fieldEnvelopeFrom, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, env.From)
+	}
+	if env.To != 0 {
+		dst = protowire.AppendTag(dst, fieldEnvelopeTo, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, env.To)
+	}
+	for i := range env.Batches {
+		b := &env.Batches[i]
+		size, err := batchSize(b)
+		if err != nil {
+			return dst, err
+		}
+		dst = protowire.AppendTag(dst, fieldEnvelopeBatches, protowire.BytesType)
+		dst = protowire.AppendVarint(dst, uint64(size))
+		if dst, err = appendBatch(dst, b); err != nil {
+			return dst, err
+		}
+	}
+	return dst, nil
+}
+
+// batchSize returns the encoded size of b's body. It also leaves every
+// message's size in its size cache, which appendBatch then reuses.
+func batchSize(b *GroupBatch) (int, error) {
+	n := 0
+	if b.Group != 0 {
+		n += protowire.SizeTag(fieldBatchGroup) + protowire.SizeVarint(b.Group)
+	}
+	for _, m := range b.Msgs {
+		if m == nil {
+			return 0, fmt.Errorf("netactor: encode group %d: nil message", b.Group)
+		}
+		n += protowire.SizeTag(fieldBatchMessages) + protowire.SizeBytes(proto.Size(m))
+	}
+	return n, nil
+}
+
+func appendBatch(dst []byte, b *GroupBatch) ([]byte, error) {
+	if b.Group != 0 {
+		dst = protowire.AppendTag(dst, fieldBatchGroup, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, b.Group)
+	}
+	for _, m := range b.Msgs {
+		size := cachedSize.Size(m)
+		dst = protowire.AppendTag(dst, fieldBatchMessages, protowire.BytesType)
+		dst = protowire.AppendVarint(dst, uint64(size))
+		before := len(dst)
+		var err error
+		dst, err = cachedSize.MarshalAppend(dst, m)
+		if err != nil {
+			return dst, fmt.Errorf("netactor: encode group %d %s: %w", b.Group, m.GetType(), err)
+		}
+		// A message changed between sizing and marshalling would corrupt the
+		// frame for the receiver; refuse to send it instead.
+		if len(dst)-before != size {
+			return dst, fmt.Errorf("netactor: encode group %d %s: message changed while being encoded", b.Group, m.GetType())
+		}
+	}
+	return dst, nil
+}
+
+// ReadFrame reads one frame from r and decodes it. maxBytes bounds the frame's
+// body: a longer announced length is rejected with ErrFrameTooLarge before
+// anything is allocated for it. buf is a buffer to reuse for the body; the
+// (possibly grown) buffer is returned for the next call. The returned Envelope
+// does not alias buf.
+//
+// A clean end of stream before a frame starts is io.EOF; one inside a frame is
+// io.ErrUnexpectedEOF.
+func ReadFrame(r *bufio.Reader, maxBytes int, buf []byte) (*Envelope, []byte, error) {
+	var hdr [FrameHeaderLen]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, buf, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if uint64(n) > uint64(max(maxBytes, 0)) {
+		return nil, buf, fmt.Errorf("%w: %d bytes announced, limit %d", ErrFrameTooLarge, n, maxBytes)
+	}
+	buf, err := readBody(r, int(n), buf[:0])
+	if err != nil {
+		return nil, buf, err
+	}
+	env, err := DecodeEnvelope(buf)
+	return env, buf, err
+}
+
+// readBody reads exactly n bytes into buf, growing it no faster than bytes
+// arrive.
+func readBody(r io.Reader, n int, buf []byte) ([]byte, error) {
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(n-len(buf), max(cap(buf), readChunk)))
+		}
+		got, err := io.ReadFull(r, buf[len(buf):min(cap(buf), n)])
+		buf = buf[:len(buf)+got]
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return buf, err
+		}
+	}
+	return buf, nil
+}
+
+// DecodeEnvelope decodes a frame body. Unknown fields are skipped, as protobuf
+// requires; anything that is not valid protobuf is ErrMalformedFrame. It never
+// panics, whatever b holds, and the result does not alias b.
+func DecodeEnvelope(b []byte) (*Envelope, error) {
+	env := &Envelope{}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, malformed("envelope tag", protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch {
+		case num == fieldEnvelopeFrom && typ == protowire.VarintType:
+			env.From, n = protowire.ConsumeVarint(b)
+		case num == fieldEnvelopeTo && typ == protowire.VarintType:
+			env.To, n = protowire.ConsumeVarint(b)
+		case num == fieldEnvelopeBatches && typ == protowire.BytesType:
+			var v []byte
+			v, n = protowire.ConsumeBytes(b)
+			if n >= 0 {
+				batch, err := decodeBatch(v)
+				if err != nil {
+					return nil, err
+				}
+				env.Batches = append(env.Batches, batch)
+			}
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return nil, malformed(fmt.Sprintf("envelope field %d", num), protowire.ParseError(n))
+		}
+		b = b[n:]
+	}
+	return env, nil
+}
+
+func decodeBatch(b []byte) (GroupBatch, error) {
+	var batch GroupBatch
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return batch, malformed("batch tag", protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch {
+		case num == fieldBatchGroup && typ == protowire.VarintType:
+			batch.Group, n = protowire.ConsumeVarint(b)
+		case num == fieldBatchMessages && typ == protowire.BytesType:
+			var v []byte
+			v, n = protowire.ConsumeBytes(b)
+			if n >= 0 {
+				m := &pb.Message{}
+				// proto.Unmarshal copies bytes fields, so the message
+				// outlives the reader's reused buffer.
+				if err := proto.Unmarshal(v, m); err != nil {
+					return batch, malformed(fmt.Sprintf("message %d of group %d", len(batch.Msgs), batch.Group), err)
+				}
+				batch.Msgs = append(batch.Msgs, m)
+			}
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return batch, malformed(fmt.Sprintf("batch field %d", num), protowire.ParseError(n))
+		}
+		b = b[n:]
+	}
+	return batch, nil
+}
+
+func malformed(what string, err error) error {
+	return fmt.Errorf("%w: %s: %w", ErrMalformedFrame, what, err)
+}

@@ -1,0 +1,162 @@
+package netactor
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/flotilla/flotilla/actors"
+)
+
+// Listen binds the raft address. It is separate from StartListener so that a
+// bind error reaches the caller synchronously and port 0 can be resolved
+// (ln.Addr()) before the actor starts.
+func Listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("netactor: listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// StartListener spawns the Listener actor (kind "listener", name
+// "raft/listener") on ln, which it owns from then on, and starts accepting.
+// Stopping the actor closes ln and every inbound connection.
+func StartListener(sys *actors.System, ln net.Listener, opts ListenerOptions) (*actor.PID, error) {
+	opts = opts.withDefaults()
+	if err := opts.validate(); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("netactor: listener options: %w", err)
+	}
+	root := sys.Root
+	pid, err := sys.Spawn("listener", "raft/listener", func() actor.Actor {
+		return &Listener{ln: ln, root: root, opts: opts, conns: make(map[uint64]*inbound)}
+	})
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("netactor: %w", err)
+	}
+	// The accept loop outlives any restart of the actor: it feeds the PID,
+	// which a restart keeps, and ends when Stopping closes ln.
+	go acceptLoop(ln, root, pid)
+	return pid, nil
+}
+
+// Listener is the actor that owns the raft listening socket and every inbound
+// connection. Each connection has a reader goroutine that decodes frames and
+// sends each group's messages straight to the group as raftactor.Step, so the
+// actor itself sees only connections opening and closing.
+type Listener struct {
+	ln     net.Listener
+	root   *actor.RootContext
+	opts   ListenerOptions
+	self   *actor.PID
+	conns  map[uint64]*inbound
+	nextID uint64
+	closed bool
+}
+
+// inbound is one accepted connection as the Listener tracks it.
+type inbound struct {
+	conn   net.Conn
+	remote string
+	peer   uint64 // 0 until the hello is read
+}
+
+// Receive implements actor.Actor.
+func (l *Listener) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *connAccepted:
+		l.accepted(msg.conn)
+	case *connIdentified:
+		if c, ok := l.conns[msg.id]; ok {
+			c.peer = msg.peer
+			l.opts.Log.Info().Uint64("peer", msg.peer).Str("remote", c.remote).Msg("raft peer connected")
+		}
+	case *connClosed:
+		l.connClosed(msg)
+	case *acceptFailed:
+		l.opts.Log.Warn().Err(msg.err).Msg("raft listener cannot accept; retrying")
+	case *actor.Started:
+		l.self = ctx.Self()
+		l.opts.Log.Info().Str("addr", l.ln.Addr().String()).Uint64("node", l.opts.Self).Msg("raft listener started")
+	case *actor.Stopping:
+		l.closed = true
+		l.ln.Close()
+		l.closeAll()
+	case *actor.Restarting:
+		// The socket and accept loop survive; the connections do not, and
+		// their peers reconnect to the next instance.
+		l.closeAll()
+	}
+}
+
+func (l *Listener) accepted(conn net.Conn) {
+	if l.closed {
+		conn.Close()
+		return
+	}
+	l.nextID++
+	c := &inbound{conn: conn, remote: conn.RemoteAddr().String()}
+	l.conns[l.nextID] = c
+	r := &connReader{
+		id: l.nextID, conn: conn, self: l.opts.Self,
+		maxFrame: l.opts.MaxFrameBytes, helloTimeout: l.opts.HelloTimeout,
+		router: l.opts.Router, metrics: l.opts.Metrics,
+		root: l.root, listener: l.self,
+	}
+	go r.run()
+}
+
+func (l *Listener) connClosed(msg *connClosed) {
+	c, ok := l.conns[msg.id]
+	if !ok {
+		return // closed by closeAll, or by a previous incarnation
+	}
+	delete(l.conns, msg.id)
+	if msg.reject != "" {
+		l.opts.Metrics.reject(msg.reject)
+		l.opts.Log.Warn().Str("remote", c.remote).Uint64("peer", c.peer).Str("reason", msg.reject).
+			Err(msg.err).Msg("closed raft connection that broke the protocol")
+		return
+	}
+	var ev *zerolog.Event
+	if c.peer != 0 {
+		ev = l.opts.Log.Info()
+	} else {
+		ev = l.opts.Log.Debug()
+	}
+	ev.Str("remote", c.remote).Uint64("peer", c.peer).Err(msg.err).Msg("raft connection closed")
+}
+
+func (l *Listener) closeAll() {
+	for id, c := range l.conns {
+		c.conn.Close()
+		delete(l.conns, id)
+	}
+}
+
+// acceptLoop accepts connections for the Listener until ln is closed.
+func acceptLoop(ln net.Listener, root *actor.RootContext, pid *actor.PID) {
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off as net/http
+			// does instead of spinning.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			root.Send(pid, &acceptFailed{err: err})
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		root.Send(pid, &connAccepted{conn: conn})
+	}
+}

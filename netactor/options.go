@@ -1,0 +1,113 @@
+package netactor
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Defaults for the transport's options.
+const (
+	// DefaultMaxFrameBytes is the largest frame body accepted from a peer. It
+	// must stay above the largest record batch a topic accepts plus the
+	// envelope and raft message overhead, or that batch can never replicate.
+	DefaultMaxFrameBytes = 32 << 20
+
+	// DefaultPeerQueueBytes bounds what one PeerSender holds for its peer.
+	DefaultPeerQueueBytes = 64 << 20
+
+	// DefaultBulkBytesPerFrame bounds the appends and snapshots in one frame,
+	// and so how long a heartbeat can wait behind them.
+	DefaultBulkBytesPerFrame = 1 << 20
+
+	DefaultDialTimeout  = 2 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
+	DefaultBackoffMin   = 50 * time.Millisecond
+	DefaultBackoffMax   = time.Second
+	DefaultHelloTimeout = 5 * time.Second
+)
+
+// SenderOptions configure every PeerSender of a node.
+type SenderOptions struct {
+	// MaxFrameBytes is the largest frame body the peers accept (their
+	// ListenerOptions.MaxFrameBytes). A message that cannot fit in a frame on
+	// its own is dropped rather than sent to a peer that would reject it.
+	MaxFrameBytes int
+	// QueueBytes bounds the messages queued for one peer (PeerQueueBytes in
+	// the config); past it the newest appends are dropped. At least
+	// MaxFrameBytes.
+	QueueBytes int
+	// BulkBytesPerFrame bounds the MsgApp/MsgSnap bytes in one frame.
+	BulkBytesPerFrame int
+	DialTimeout       time.Duration
+	// WriteTimeout bounds one frame's write; a peer that stops reading for
+	// longer loses its connection, and its groups hear Unreachable.
+	WriteTimeout time.Duration
+	// BackoffMin and BackoffMax bound the delay between reconnection attempts,
+	// which doubles (with jitter) from min to max while the peer stays away.
+	BackoffMin, BackoffMax time.Duration
+
+	Metrics *Metrics // may be nil
+	Log     zerolog.Logger
+}
+
+func (o SenderOptions) withDefaults() SenderOptions {
+	setDefault(&o.MaxFrameBytes, DefaultMaxFrameBytes)
+	setDefault(&o.QueueBytes, max(DefaultPeerQueueBytes, o.MaxFrameBytes))
+	setDefault(&o.BulkBytesPerFrame, DefaultBulkBytesPerFrame)
+	setDefault(&o.DialTimeout, DefaultDialTimeout)
+	setDefault(&o.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&o.BackoffMin, DefaultBackoffMin)
+	setDefault(&o.BackoffMax, max(DefaultBackoffMax, o.BackoffMin))
+	return o
+}
+
+func (o SenderOptions) validate() error {
+	var errs []error
+	if o.MaxFrameBytes < singleMessageFrame(0) {
+		errs = append(errs, fmt.Errorf("MaxFrameBytes %d is too small", o.MaxFrameBytes))
+	}
+	if o.QueueBytes < o.MaxFrameBytes {
+		errs = append(errs, fmt.Errorf("QueueBytes %d is below MaxFrameBytes %d: a message that fits a frame must fit the queue", o.QueueBytes, o.MaxFrameBytes))
+	}
+	if o.BackoffMax < o.BackoffMin {
+		errs = append(errs, fmt.Errorf("BackoffMax %s is below BackoffMin %s", o.BackoffMax, o.BackoffMin))
+	}
+	return errors.Join(errs...)
+}
+
+// ListenerOptions configure the Listener actor.
+type ListenerOptions struct {
+	Self          uint64 // this node's id; a hello addressed elsewhere is refused
+	MaxFrameBytes int    // largest frame body accepted; a larger one closes the connection
+	// HelloTimeout bounds how long a new connection may take to say who it is.
+	HelloTimeout time.Duration
+	Router       *Router  // where received messages go
+	Metrics      *Metrics // may be nil
+	Log          zerolog.Logger
+}
+
+func (o ListenerOptions) withDefaults() ListenerOptions {
+	setDefault(&o.MaxFrameBytes, DefaultMaxFrameBytes)
+	setDefault(&o.HelloTimeout, DefaultHelloTimeout)
+	return o
+}
+
+func (o ListenerOptions) validate() error {
+	var errs []error
+	if o.Self == 0 {
+		errs = append(errs, errors.New("self id is 0, which is not a raft node id"))
+	}
+	if o.Router == nil {
+		errs = append(errs, errors.New("router is nil"))
+	}
+	return errors.Join(errs...)
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}

@@ -1,0 +1,214 @@
+package netactor
+
+import (
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/flotilla/flotilla/raftactor"
+)
+
+// PeerSender is the actor that owns this node's connection to one peer. It
+// takes Outbound from the groups, queues their messages in two lanes and
+// hands its writer one frame at a time, so it never blocks. Delivery failures
+// go back to the groups as raftactor.Unreachable and raftactor.SnapshotStatus.
+type PeerSender struct {
+	self, peer uint64
+	addr       string
+	opts       SenderOptions
+	router     *Router
+	root       *actor.RootContext
+	log        zerolog.Logger
+	gauge      prometheus.Gauge
+
+	w         *writer
+	connected bool
+	inflight  *frameJob // handed to the writer and not yet reported done
+	queue     sendQueue
+	// unreachable holds the groups told Unreachable since the connection went
+	// down, so that an outage costs each group one report, not one per message.
+	unreachable  map[uint64]struct{}
+	dialFailures int
+
+	index   map[uint64]int      // scratch for nextFrame
+	dropped []queued            // scratch for trim and drain
+	groups  map[uint64]struct{} // scratch for report
+}
+
+func newPeerSender(self, peer uint64, addr string, router *Router, root *actor.RootContext, opts SenderOptions) *PeerSender {
+	return &PeerSender{
+		self: self, peer: peer, addr: addr, opts: opts, router: router, root: root,
+		log:         opts.Log.With().Uint64("peer", peer).Str("addr", addr).Logger(),
+		gauge:       opts.Metrics.queueGauge(peer),
+		unreachable: make(map[uint64]struct{}),
+		index:       make(map[uint64]int),
+		groups:      make(map[uint64]struct{}),
+	}
+}
+
+// Receive implements actor.Actor.
+func (s *PeerSender) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *Outbound:
+		s.enqueue(ctx, msg)
+	case *frameWritten:
+		if msg.w == s.w {
+			s.written(ctx, msg)
+		}
+	case *writerConnected:
+		if msg.w == s.w {
+			s.connected = true
+			clear(s.unreachable)
+			s.log.Info().Int("failed_dials", s.dialFailures).Msg("connected to raft peer")
+			s.dialFailures = 0
+		}
+	case *writerDisconnected:
+		if msg.w == s.w {
+			s.disconnect(ctx, msg.err)
+		}
+	case *dialFailed:
+		if msg.w == s.w {
+			s.dialFailures++
+			if s.dialFailures == 1 {
+				s.log.Warn().Err(msg.err).Msg("cannot reach raft peer; redialling with backoff")
+			}
+		}
+	case *actor.Started:
+		s.w = newWriter(s.self, s.peer, s.addr, s.opts, s.root, ctx.Self())
+		go s.w.run()
+	case *actor.Stopping, *actor.Restarting:
+		// The groups are going away too, or will hear from the next
+		// instance; what is queued is simply dropped.
+		if s.w != nil {
+			s.w.close()
+		}
+		s.connected = false
+		s.dropped = s.queue.drain(s.dropped[:0])
+		s.opts.Metrics.drop(DropDisconnected, len(s.dropped))
+		clear(s.dropped)
+	}
+	s.flush()
+	if s.gauge != nil {
+		s.gauge.Set(float64(s.queue.bytes))
+	}
+}
+
+func (s *PeerSender) enqueue(ctx actor.Context, out *Outbound) {
+	if !s.connected {
+		s.dropped = s.dropped[:0]
+		for _, m := range out.Msgs {
+			s.dropped = append(s.dropped, queued{group: out.Group, msg: m})
+		}
+		s.report(ctx, s.dropped, DropDisconnected)
+		return
+	}
+	s.dropped = s.dropped[:0]
+	for _, m := range out.Msgs {
+		item := queued{group: out.Group, msg: m, size: proto.Size(m)}
+		if singleMessageFrame(item.size) > s.opts.MaxFrameBytes {
+			s.log.Error().Uint64("group", out.Group).Stringer("type", m.GetType()).
+				Int("bytes", item.size).Int("max_frame_bytes", s.opts.MaxFrameBytes).
+				Msg("raft message larger than the frame limit; dropped")
+			s.report(ctx, []queued{item}, DropTooLarge)
+			continue
+		}
+		s.queue.push(item)
+	}
+	s.dropped = s.queue.trim(s.opts.QueueBytes, s.dropped)
+	s.report(ctx, s.dropped, DropQueueFull)
+}
+
+// flush hands the writer the next frame if it is connected and idle.
+func (s *PeerSender) flush() {
+	if !s.connected || s.inflight != nil {
+		return
+	}
+	job := s.queue.nextFrame(s.opts.MaxFrameBytes, s.opts.BulkBytesPerFrame, s.index)
+	if job == nil {
+		return
+	}
+	select {
+	case s.w.work <- job:
+		s.inflight = job
+	default:
+		// The writer reports every frame before it is given the next one,
+		// so work is always empty here; anything else is a bug, and a
+		// restart beats a blocked actor.
+		panic(fmt.Sprintf("netactor: writer for peer %d still holds a frame", s.peer))
+	}
+}
+
+func (s *PeerSender) written(ctx actor.Context, msg *frameWritten) {
+	if msg.job == s.inflight {
+		s.inflight = nil
+	}
+	if msg.err == nil {
+		for _, g := range msg.job.snaps {
+			s.tell(ctx, g, &raftactor.SnapshotStatus{To: s.peer})
+		}
+		return
+	}
+	lost := make([]queued, 0, msg.job.msgs)
+	for _, b := range msg.job.env.Batches {
+		for _, m := range b.Msgs {
+			lost = append(lost, queued{group: b.Group, msg: m})
+		}
+	}
+	if msg.encode {
+		s.log.Error().Err(msg.err).Int("messages", msg.job.msgs).Msg("cannot encode raft frame; its messages are dropped")
+		s.report(ctx, lost, DropEncodeFailed)
+		return
+	}
+	s.disconnect(ctx, msg.err)
+	s.report(ctx, lost, DropDisconnected)
+}
+
+// disconnect drops everything queued: raft retransmits once the groups hear
+// the peer is unreachable, and old appends would only be rejected anyway.
+func (s *PeerSender) disconnect(ctx actor.Context, err error) {
+	if !s.connected {
+		return
+	}
+	s.connected = false
+	s.dropped = s.queue.drain(s.dropped[:0])
+	s.log.Warn().Err(err).Int("dropped_messages", len(s.dropped)).Msg("lost connection to raft peer; reconnecting")
+	s.report(ctx, s.dropped, DropDisconnected)
+}
+
+// report counts dropped messages and tells their groups: SnapshotStatus for
+// each MsgSnap, and Unreachable once per group — once per outage when the
+// peer is disconnected. It clears items so the scratch slice holds no
+// messages.
+func (s *PeerSender) report(ctx actor.Context, items []queued, reason string) {
+	if len(items) == 0 {
+		return
+	}
+	s.opts.Metrics.drop(reason, len(items))
+	clear(s.groups)
+	for _, it := range items {
+		if it.msg.GetType() == pb.MessageType_MsgSnap {
+			s.tell(ctx, it.group, &raftactor.SnapshotStatus{To: s.peer, Failed: true})
+		}
+		s.groups[it.group] = struct{}{}
+	}
+	for g := range s.groups {
+		if reason == DropDisconnected {
+			if _, done := s.unreachable[g]; done {
+				continue
+			}
+			s.unreachable[g] = struct{}{}
+		}
+		s.tell(ctx, g, &raftactor.Unreachable{To: s.peer})
+	}
+	clear(items)
+}
+
+func (s *PeerSender) tell(ctx actor.Context, group uint64, msg any) {
+	if pid, ok := s.router.Lookup(group); ok {
+		ctx.Send(pid, msg)
+	}
+}

@@ -1,0 +1,190 @@
+package netactor
+
+import (
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// Wire overheads used to keep a frame under the limit without encoding it
+// first. They are upper bounds: a frame built within budget never exceeds it.
+const (
+	envelopeOverhead = FrameHeaderLen + 2*(1+10) // header, from, to
+	batchOverhead    = 1 + 5 + 1 + 10            // tag, length, group tag, group
+	msgOverhead      = 1 + 5                     // tag, length
+)
+
+// queuedMemOverhead approximates what a queued message costs in memory beyond
+// its encoded size (the pb.Message struct and the queue slot), so that a
+// flood of tiny heartbeats is bounded as well as a few big appends.
+const queuedMemOverhead = 64
+
+// queued is one message waiting in a PeerSender's queue.
+type queued struct {
+	group uint64
+	msg   *pb.Message
+	size  int // proto.Size of msg
+}
+
+func (q queued) cost() int { return q.size + queuedMemOverhead }
+
+// isBulk tells which lane a message takes: appends and snapshots can be large
+// and are rate-limited per frame; everything else is small and time-critical.
+func isBulk(t pb.MessageType) bool {
+	return t == pb.MessageType_MsgApp || t == pb.MessageType_MsgSnap
+}
+
+// singleMessageFrame is the frame size of a message sent alone.
+func singleMessageFrame(size int) int {
+	return envelopeOverhead + batchOverhead + msgOverhead + size
+}
+
+// fifo is a queue of messages with removal at both ends.
+type fifo struct {
+	items []queued
+	head  int
+}
+
+func (f *fifo) len() int { return len(f.items) - f.head }
+
+func (f *fifo) push(q queued) { f.items = append(f.items, q) }
+
+func (f *fifo) front() queued { return f.items[f.head] }
+
+func (f *fifo) popFront() queued {
+	q := f.items[f.head]
+	f.items[f.head] = queued{} // let the message be collected
+	f.head++
+	switch {
+	case f.head == len(f.items):
+		f.reset()
+	case f.head >= 1024 && 2*f.head >= len(f.items):
+		n := copy(f.items, f.items[f.head:])
+		clear(f.items[n:])
+		f.items, f.head = f.items[:n], 0
+	}
+	return q
+}
+
+func (f *fifo) popBack() queued {
+	last := len(f.items) - 1
+	q := f.items[last]
+	f.items[last] = queued{}
+	f.items = f.items[:last]
+	if f.len() == 0 {
+		f.reset()
+	}
+	return q
+}
+
+// reset empties the queue, giving back a backing array grown by a burst.
+func (f *fifo) reset() {
+	if cap(f.items) > 4096 {
+		f.items = nil
+	} else {
+		f.items = f.items[:0]
+	}
+	f.head = 0
+}
+
+// sendQueue is a PeerSender's two lanes and their byte accounting.
+type sendQueue struct {
+	control, bulk fifo
+	bytes         int // sum of cost() of everything queued
+}
+
+func (q *sendQueue) len() int { return q.control.len() + q.bulk.len() }
+
+func (q *sendQueue) push(item queued) {
+	if isBulk(item.msg.GetType()) {
+		q.bulk.push(item)
+	} else {
+		q.control.push(item)
+	}
+	q.bytes += item.cost()
+}
+
+// trim drops the newest messages until the queue is within limit, bulk
+// before control, and appends them to dropped. Dropping the newest keeps
+// what is queued a prefix of what each group sent, which is what raft's
+// flow control expects of a lossy link.
+func (q *sendQueue) trim(limit int, dropped []queued) []queued {
+	for q.bytes > limit && q.bulk.len() > 0 {
+		item := q.bulk.popBack()
+		q.bytes -= item.cost()
+		dropped = append(dropped, item)
+	}
+	for q.bytes > limit && q.control.len() > 0 {
+		item := q.control.popBack()
+		q.bytes -= item.cost()
+		dropped = append(dropped, item)
+	}
+	return dropped
+}
+
+// drain empties the queue into dropped.
+func (q *sendQueue) drain(dropped []queued) []queued {
+	for q.control.len() > 0 {
+		dropped = append(dropped, q.control.popFront())
+	}
+	for q.bulk.len() > 0 {
+		dropped = append(dropped, q.bulk.popFront())
+	}
+	q.bytes = 0
+	return dropped
+}
+
+// frameJob is one frame handed from a PeerSender to its writer.
+type frameJob struct {
+	env   *Envelope
+	msgs  int
+	snaps []uint64 // the group of each MsgSnap in the frame
+}
+
+// nextFrame moves the next frame's worth of messages out of the queue: all
+// control messages first, then bulk messages until bulkBudget bytes of them
+// are taken, never more than maxFrame bytes in all. Each group's messages
+// keep their order within a lane. index is scratch space, cleared here.
+// nextFrame returns nil when the queue is empty.
+func (q *sendQueue) nextFrame(maxFrame, bulkBudget int, index map[uint64]int) *frameJob {
+	if q.len() == 0 {
+		return nil
+	}
+	clear(index)
+	job := &frameJob{env: &Envelope{}}
+	used := envelopeOverhead
+	take := func(item queued) bool {
+		cost := msgOverhead + item.size
+		i, ok := index[item.group]
+		if !ok {
+			cost += batchOverhead
+		}
+		// The first message always goes: enqueue made sure it fits alone.
+		if job.msgs > 0 && used+cost > maxFrame {
+			return false
+		}
+		used += cost
+		if !ok {
+			i = len(job.env.Batches)
+			index[item.group] = i
+			job.env.Batches = append(job.env.Batches, GroupBatch{Group: item.group})
+		}
+		job.env.Batches[i].Msgs = append(job.env.Batches[i].Msgs, item.msg)
+		job.msgs++
+		if item.msg.GetType() == pb.MessageType_MsgSnap {
+			job.snaps = append(job.snaps, item.group)
+		}
+		q.bytes -= item.cost()
+		return true
+	}
+	for q.control.len() > 0 && take(q.control.front()) {
+		q.control.popFront()
+	}
+	for bulk := 0; q.bulk.len() > 0 && bulk < bulkBudget; {
+		item := q.bulk.front()
+		if !take(item) {
+			break
+		}
+		q.bulk.popFront()
+		bulk += item.size
+	}
+	return job
+}

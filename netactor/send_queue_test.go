@@ -1,0 +1,166 @@
+package netactor
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+func item(group uint64, t pb.MessageType, index uint64, entryBytes int) queued {
+	var m *pb.Message
+	if entryBytes > 0 {
+		m = msg(t, 2, 1, index, make([]byte, entryBytes))
+	} else {
+		m = msg(t, 2, 1, index)
+	}
+	return queued{group: group, msg: m, size: proto.Size(m)}
+}
+
+func TestSendQueueStaysWithinBound(t *testing.T) {
+	const limit = 64 << 10
+	rng := rand.New(rand.NewPCG(3, 4))
+	var q sendQueue
+	var dropped []queued
+	types := []pb.MessageType{pb.MessageType_MsgApp, pb.MessageType_MsgSnap, pb.MessageType_MsgHeartbeat, pb.MessageType_MsgVote}
+	pushed := 0
+	for i := range 5000 {
+		it := item(uint64(rng.IntN(5)), types[rng.IntN(len(types))], uint64(i), rng.IntN(4<<10))
+		q.push(it)
+		pushed++
+		dropped = q.trim(limit, dropped)
+		if q.bytes > limit {
+			t.Fatalf("after push %d: %d bytes queued, bound %d", i, q.bytes, limit)
+		}
+		sum := 0
+		for _, f := range []*fifo{&q.control, &q.bulk} {
+			for _, it := range f.items[f.head:] {
+				sum += it.cost()
+			}
+		}
+		if sum != q.bytes {
+			t.Fatalf("after push %d: accounting says %d bytes, queue holds %d", i, q.bytes, sum)
+		}
+		if i%7 == 0 { // the writer takes a frame now and then
+			q.nextFrame(16<<10, 4<<10, map[uint64]int{})
+		}
+	}
+	if len(dropped) == 0 {
+		t.Fatal("nothing was dropped: the test did not fill the queue")
+	}
+}
+
+func TestSendQueueTrimDropsNewestBulkFirst(t *testing.T) {
+	var q sendQueue
+	hb := item(1, pb.MessageType_MsgHeartbeat, 0, 0)
+	q.push(hb)
+	for i := range 10 {
+		q.push(item(1, pb.MessageType_MsgApp, uint64(i), 1000))
+	}
+	limit := hb.cost() + 4*item(1, pb.MessageType_MsgApp, 0, 1000).cost()
+	dropped := q.trim(limit, nil)
+	if len(dropped) != 6 {
+		t.Fatalf("want 6 appends dropped, got %d", len(dropped))
+	}
+	for i, d := range dropped {
+		if got, want := d.msg.GetIndex(), uint64(9-i); d.msg.GetType() != pb.MessageType_MsgApp || got != want {
+			t.Fatalf("dropped[%d] = %s index %d, want MsgApp index %d", i, d.msg.GetType(), got, want)
+		}
+	}
+	if q.control.len() != 1 || q.bulk.len() != 4 {
+		t.Fatalf("left %d control and %d bulk, want 1 and 4", q.control.len(), q.bulk.len())
+	}
+	// Only control left and still over: control goes too.
+	dropped = q.trim(0, dropped[:0])
+	if len(dropped) != 5 || q.len() != 0 || q.bytes != 0 {
+		t.Fatalf("trim to 0: dropped %d, left %d (%d bytes)", len(dropped), q.len(), q.bytes)
+	}
+}
+
+func TestNextFrameControlFirstAndBulkBudget(t *testing.T) {
+	var q sendQueue
+	const entry = 10 << 10
+	for i := range 20 {
+		q.push(item(uint64(1+i%2), pb.MessageType_MsgApp, uint64(i), entry))
+	}
+	q.push(item(1, pb.MessageType_MsgHeartbeat, 100, 0))
+	q.push(item(3, pb.MessageType_MsgVote, 101, 0))
+	index := map[uint64]int{}
+	const budget = 3 * entry
+
+	job := q.nextFrame(1<<20, budget, index)
+	var types []pb.MessageType
+	perGroup := map[uint64][]*pb.Message{}
+	for _, b := range job.env.Batches {
+		for _, m := range b.Msgs {
+			types = append(types, m.GetType())
+			perGroup[b.Group] = append(perGroup[b.Group], m)
+		}
+	}
+	// Group 1's heartbeat leads its batch; group 3's vote is there though it
+	// was queued after every append.
+	if g1 := perGroup[1]; len(g1) == 0 || g1[0].GetType() != pb.MessageType_MsgHeartbeat {
+		t.Fatalf("group 1 batch does not start with the heartbeat: %v", types)
+	}
+	if g3 := perGroup[3]; len(g3) != 1 || g3[0].GetType() != pb.MessageType_MsgVote {
+		t.Fatalf("group 3 batch: %v", g3)
+	}
+	bulk := 0
+	for _, m := range append(perGroup[1], perGroup[2]...) {
+		if m.GetType() == pb.MessageType_MsgApp {
+			bulk++
+		}
+	}
+	if bulk != 3 {
+		t.Fatalf("first frame carries %d appends, want 3 (budget %d)", bulk, budget)
+	}
+
+	// Draining the rest returns every append, in order per group.
+	last := map[uint64]int64{1: -1, 2: -1}
+	for _, ms := range perGroup {
+		for _, m := range ms {
+			if m.GetType() == pb.MessageType_MsgApp {
+				last[m.GetIndex()%2+1] = int64(m.GetIndex())
+			}
+		}
+	}
+	for {
+		job := q.nextFrame(1<<20, budget, index)
+		if job == nil {
+			break
+		}
+		for _, b := range job.env.Batches {
+			for _, m := range b.Msgs {
+				if int64(m.GetIndex()) <= last[b.Group] {
+					t.Fatalf("group %d: index %d after %d", b.Group, m.GetIndex(), last[b.Group])
+				}
+				last[b.Group] = int64(m.GetIndex())
+			}
+		}
+	}
+	if last[1] != 18 || last[2] != 19 || q.bytes != 0 {
+		t.Fatalf("drained to %v with %d bytes left", last, q.bytes)
+	}
+}
+
+func TestNextFrameFitsMaxFrame(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	const maxFrame = 64 << 10
+	var q sendQueue
+	for i := range 400 {
+		size := rng.IntN(maxFrame - singleMessageFrame(0) - 200)
+		if i%3 == 0 {
+			q.push(item(uint64(rng.IntN(50)), pb.MessageType_MsgHeartbeat, uint64(i), 0))
+			continue
+		}
+		q.push(item(uint64(rng.IntN(50)), pb.MessageType_MsgApp, uint64(i), size))
+	}
+	for q.len() > 0 {
+		job := q.nextFrame(maxFrame, maxFrame, map[uint64]int{})
+		frame := encode(t, job.env)
+		if len(frame)-FrameHeaderLen > maxFrame {
+			t.Fatalf("frame of %d bytes, limit %d", len(frame)-FrameHeaderLen, maxFrame)
+		}
+	}
+}
