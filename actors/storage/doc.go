@@ -1,0 +1,94 @@
+/*
+Package storage is the storage actor: the owner of the node's write-ahead
+log (WAL), shared by every Raft group of the broker, with group commit.
+
+# What it owns
+
+The WAL directory (by convention Dir(dataDir), that is <data_dir>/wal/), its
+files and the one open file being appended to. Nothing else in the process
+reads or writes them while the actor lives. Startup is
+
+	w, states, err := storage.Open(storage.Dir(dataDir), storage.Options{
+		Fsync: true, Log: log, Metrics: storage.NewMetrics(reg),
+	})
+	// hand states[group] to each group's raft.Storage, then:
+	pid, err := sys.Spawn(storage.Kind, storage.Name, storage.NewActor(w, log))
+
+and from then on the actor owns w.
+
+# Messages
+
+It takes:
+
+  - *Persist: one Ready's entries, hard state and snapshot for one group.
+  - *Checkpoint: a group's snapshot, after which its older records can go.
+  - *Flush: make everything durable now (shutdown).
+
+It sends:
+
+  - *Persisted to Persist.ReplyTo, exactly once per Persist.
+  - *Flushed to Flush.ReplyTo.
+  - *CheckpointRequest to the last ReplyTo seen for a group that keeps the
+    oldest WAL file from being deleted.
+
+# The contract
+
+ 1. A Persist is atomic: it is one record, and after a crash recovery returns
+    all of it or none of it.
+
+ 2. Persisted with a nil Err means the Persist's record has reached the OS
+    and, when Persist.Sync was set and Options.Fsync is on, the disk. Only
+    then may the group append the entries to its raft.Storage and send the
+    messages that wait for persistence.
+
+ 3. Answers go out in the order the Persists arrived. Persists of one group
+    are written in the order that group sent them, so a later Persist's
+    entries overwrite an earlier one's from their first index on, exactly as
+    in the group's raft log.
+
+ 4. Group commit needs no goroutine of its own: the first Persist after a
+    commit makes the actor send itself a private flushNow. Everything that
+    reached the mailbox before that flushNow shares one write and at most
+    one fsync; the fsync happens if at least one of them asked for it (or a
+    Checkpoint is among them) and Options.Fsync is on.
+
+ 5. Persisted with Err set means the group's durable state is unknown and the
+    group must halt. After a failed write or fsync the WAL refuses every
+    later write: a failed fsync may have dropped pages the OS had accepted,
+    so nothing after it can be acknowledged.
+
+ 6. A Checkpoint must never pass the group's durable index (the sender
+    ensures it). The actor writes it with the latest hard state it has for
+    the group and makes it durable before it counts for deletion.
+
+ 7. Files are deleted oldest first and never the one being written. A file
+    is deleted once every group with records in it has a durable checkpoint,
+    in a later file, at or above the highest index those records mention.
+    When a file is rolled, and whenever the WAL is larger than
+    Options.BudgetBytes, the groups holding back the oldest file get a
+    CheckpointRequest, at most once per group per roll.
+
+ 8. On stopping the actor commits, fsyncs and closes the WAL. Stop it with
+    Poison, not Stop, so that the Persists already in its mailbox are
+    written and answered first.
+
+# Recovery
+
+Open reads every file in order and verifies every record (length, CRC-32C,
+decoding). A torn or corrupt tail of the last file is cut off on disk at the
+last good record, with a warning naming the file and offset; a bad record in
+any other file, or a missing file, is an error, because dropping it would
+silently lose the records after it. Replay per group:
+
+  - an update whose first entry has index i discards the entries at or
+    above i, then appends its own;
+  - an update's snapshot (one the leader sent) newer than the group's
+    replaces it and the whole log, as raft's restore does;
+  - a checkpoint newer than the group's snapshot replaces it and discards
+    the entries at or below its index;
+  - a hard state replaces the previous one.
+
+The result, per group, is its latest hard state, its latest snapshot and the
+entries after that snapshot. The record format is described in record.go.
+*/
+package storage

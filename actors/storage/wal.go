@@ -1,0 +1,382 @@
+package storage
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultSegmentBytes int64 = 64 << 20
+	DefaultBudgetBytes  int64 = 1 << 30
+)
+
+// DirName is the name of the WAL directory inside a broker's data directory.
+const DirName = "wal"
+
+// segmentSuffix ends every WAL file name; the name before it is the file's
+// sequence number, zero-padded to 20 digits so that names sort like numbers.
+const segmentSuffix = ".wal"
+
+// writeBufferBytes is the size of the buffered writer in front of the current
+// file: large enough that a typical group commit reaches the OS in a few
+// write calls.
+const writeBufferBytes = 1 << 20
+
+// Options configure a WAL.
+type Options struct {
+	// SegmentBytes is the size past which the WAL starts a new file.
+	// Zero means DefaultSegmentBytes.
+	SegmentBytes int64
+	// BudgetBytes is the total size past which the groups holding back the
+	// oldest file are asked to checkpoint. Zero means DefaultBudgetBytes.
+	BudgetBytes int64
+	// Fsync makes the WAL fsync files and the directory. Without it the WAL
+	// only hands writes to the OS: a process crash loses nothing, a machine
+	// crash may lose anything. Only tests and throwaway brokers turn it off.
+	Fsync bool
+	// Log receives the WAL's events: files rolled, deleted and repaired.
+	Log zerolog.Logger
+	// Metrics, when not nil, receives the WAL's metrics.
+	Metrics *Metrics
+}
+
+func (o Options) withDefaults() Options {
+	if o.SegmentBytes <= 0 {
+		o.SegmentBytes = DefaultSegmentBytes
+	}
+	if o.BudgetBytes <= 0 {
+		o.BudgetBytes = DefaultBudgetBytes
+	}
+	return o
+}
+
+// Dir returns the WAL directory inside the data directory dataDir.
+func Dir(dataDir string) string {
+	return filepath.Join(dataDir, DirName)
+}
+
+// errClosed is the sticky error of a closed WAL.
+var errClosed = errors.New("WAL closed")
+
+// WAL is the node's write-ahead log: one sequence of files shared by every
+// Raft group. Records are appended to a buffered writer and made durable by
+// Commit, so many appends share one write and one fsync.
+//
+// A WAL is owned by one goroutine (the storage actor); only Fsyncs may be
+// called from others.
+type WAL struct {
+	dir     string
+	opts    Options
+	log     zerolog.Logger
+	metrics *Metrics
+
+	segs  []*segment // oldest first; the last one is being written
+	f     *os.File   // the last segment
+	bw    *bufio.Writer
+	total int64 // bytes in all segments, buffered ones included
+
+	scratch  []byte // encoding buffer, reused between records
+	unsynced int    // records appended since the last fsync
+	dirty    bool   // the current file has bytes that were not fsynced
+
+	// hardStates is the latest hard state appended for each group; a
+	// checkpoint repeats it so that older files can go.
+	hardStates map[uint64]*pb.HardState
+	// checkpoints is the durable checkpoint with the highest index per
+	// group, and pending the checkpoints appended since the last Commit:
+	// a file may be deleted only for a checkpoint that is on disk.
+	checkpoints map[uint64]checkpointMark
+	pending     []pendingCheckpoint
+
+	// err is sticky: after a failed write or fsync the state of the file is
+	// unknown (a failed fsync may have dropped dirty pages), so the WAL
+	// refuses everything rather than acknowledge writes it cannot vouch for.
+	err error
+
+	fsyncs atomic.Uint64
+}
+
+// checkpointMark locates a checkpoint: the file it is in and its snapshot
+// index.
+type checkpointMark struct {
+	seq, index uint64
+}
+
+type pendingCheckpoint struct {
+	group uint64
+	mark  checkpointMark
+}
+
+// segment is the bookkeeping of one WAL file.
+type segment struct {
+	seq  uint64
+	size int64 // bytes in the file, buffered ones included
+	// groups holds, for every group with a record in the file, the highest
+	// raft index those records mention (entries, snapshots, checkpoints).
+	// A group that only wrote hard states is present with index 0.
+	groups map[uint64]uint64
+}
+
+func newSegment(seq uint64) *segment {
+	return &segment{seq: seq, groups: make(map[uint64]uint64)}
+}
+
+func (s *segment) note(group, index uint64) {
+	s.groups[group] = max(s.groups[group], index)
+}
+
+func segmentName(seq uint64) string {
+	return fmt.Sprintf("%020d%s", seq, segmentSuffix)
+}
+
+// parseSegmentName returns the sequence number of a WAL file name, and false
+// for names that are not WAL files.
+func parseSegmentName(name string) (uint64, bool) {
+	base, ok := strings.CutSuffix(name, segmentSuffix)
+	if !ok || len(base) != 20 {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(base, 10, 64)
+	if err != nil || seq == 0 {
+		return 0, false
+	}
+	return seq, true
+}
+
+func (w *WAL) path(seq uint64) string {
+	return filepath.Join(w.dir, segmentName(seq))
+}
+
+func (w *WAL) current() *segment {
+	return w.segs[len(w.segs)-1]
+}
+
+// AppendUpdate appends one group update: entries, then the hard state, then
+// the snapshot, each optional, as a single record, so that recovery sees all
+// of it or none of it. The record is durable only after Commit. An error
+// that leaves the WAL intact (a record too large, entries out of order) is
+// returned without failing the WAL.
+func (w *WAL) AppendUpdate(group uint64, entries []*pb.Entry, hs *pb.HardState, snap *pb.Snapshot) error {
+	if w.err != nil {
+		return w.err
+	}
+	if len(entries) == 0 && hs == nil && snap == nil {
+		return nil
+	}
+	for i := 1; i < len(entries); i++ {
+		if entries[i].GetIndex() != entries[i-1].GetIndex()+1 {
+			return fmt.Errorf("group %d: entry index %d does not follow %d",
+				group, entries[i].GetIndex(), entries[i-1].GetIndex())
+		}
+	}
+	rec, err := appendRecord(w.scratch[:0], recordUpdate, group, entries, hs, snap)
+	if err != nil {
+		return fmt.Errorf("group %d: %w", group, err)
+	}
+	var hi uint64
+	if n := len(entries); n > 0 {
+		hi = entries[n-1].GetIndex()
+	}
+	if err := w.write(rec, group, max(hi, snap.GetMetadata().GetIndex())); err != nil {
+		return err
+	}
+	if hs != nil {
+		w.hardStates[group] = hs
+	}
+	return nil
+}
+
+// AppendCheckpoint appends a checkpoint for group: snap, with the latest hard
+// state appended for the group. Once Commit has made it durable, files whose
+// records of the group are all at or below snap's index no longer hold the
+// group back.
+func (w *WAL) AppendCheckpoint(group uint64, snap *pb.Snapshot) error {
+	if w.err != nil {
+		return w.err
+	}
+	if snap == nil {
+		return fmt.Errorf("group %d: checkpoint without a snapshot", group)
+	}
+	rec, err := appendRecord(w.scratch[:0], recordCheckpoint, group, nil, w.hardStates[group], snap)
+	if err != nil {
+		return fmt.Errorf("group %d: %w", group, err)
+	}
+	index := snap.GetMetadata().GetIndex()
+	if err := w.write(rec, group, index); err != nil {
+		return err
+	}
+	w.pending = append(w.pending, pendingCheckpoint{group, checkpointMark{seq: w.current().seq, index: index}})
+	return nil
+}
+
+// write appends one framed record for group, whose highest index is index,
+// rolling to a new file first if the current one is full.
+func (w *WAL) write(rec []byte, group, index uint64) error {
+	if w.current().size >= w.opts.SegmentBytes {
+		if err := w.roll(); err != nil {
+			return err
+		}
+	}
+	if _, err := w.bw.Write(rec); err != nil {
+		return w.fail(fmt.Errorf("write %s: %w", segmentName(w.current().seq), err))
+	}
+	// A record that once needed a huge buffer should not pin it forever.
+	if cap(rec) <= 4*writeBufferBytes {
+		w.scratch = rec[:0]
+	} else {
+		w.scratch = nil
+	}
+	seg := w.current()
+	seg.size += int64(len(rec))
+	seg.note(group, index)
+	w.total += int64(len(rec))
+	w.unsynced++
+	w.dirty = true
+	w.metrics.addBytes(len(rec))
+	return nil
+}
+
+// Commit makes every record appended so far reach the OS and, when sync is
+// set (or a checkpoint is among them) and Options.Fsync is on, the disk. It
+// is the group commit: one write and at most one fsync for all of them.
+func (w *WAL) Commit(sync bool) error {
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.bw.Flush(); err != nil {
+		return w.fail(fmt.Errorf("write %s: %w", segmentName(w.current().seq), err))
+	}
+	// A checkpoint is only useful once durable, and it is rare: sync it.
+	if (sync || len(w.pending) > 0) && w.opts.Fsync && w.dirty {
+		if err := w.fsync(w.f); err != nil {
+			return w.fail(fmt.Errorf("fsync %s: %w", segmentName(w.current().seq), err))
+		}
+	}
+	if !w.opts.Fsync {
+		w.unsynced = 0 // no fsync will ever count them
+	}
+	for _, p := range w.pending {
+		if m, ok := w.checkpoints[p.group]; !ok || p.mark.index >= m.index {
+			w.checkpoints[p.group] = p.mark
+		}
+	}
+	w.pending = w.pending[:0]
+	w.metrics.setFiles(len(w.segs), w.total)
+	return nil
+}
+
+// roll fsyncs and closes the current file and starts the next one.
+func (w *WAL) roll() error {
+	old := w.current()
+	if err := w.bw.Flush(); err != nil {
+		return w.fail(fmt.Errorf("write %s: %w", segmentName(old.seq), err))
+	}
+	if w.opts.Fsync && w.dirty {
+		if err := w.fsync(w.f); err != nil {
+			return w.fail(fmt.Errorf("fsync %s: %w", segmentName(old.seq), err))
+		}
+	}
+	if err := w.f.Close(); err != nil {
+		return w.fail(fmt.Errorf("close %s: %w", segmentName(old.seq), err))
+	}
+	seg := newSegment(old.seq + 1)
+	f, err := os.OpenFile(w.path(seg.seq), os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
+	if err != nil {
+		return w.fail(fmt.Errorf("create segment %s: %w", segmentName(seg.seq), err))
+	}
+	w.f = f
+	w.bw.Reset(f)
+	w.dirty = false
+	w.segs = append(w.segs, seg)
+	if w.opts.Fsync {
+		if err := w.syncDir(); err != nil {
+			return w.fail(err)
+		}
+	}
+	w.metrics.setFiles(len(w.segs), w.total)
+	w.log.Info().Str("file", segmentName(seg.seq)).Str("previous", segmentName(old.seq)).
+		Int64("previous_bytes", old.size).Int("files", len(w.segs)).Int64("wal_bytes", w.total).
+		Msg("rolled WAL file")
+	return nil
+}
+
+// Close makes everything appended durable and closes the current file.
+// Afterwards every call fails.
+func (w *WAL) Close() error {
+	if w.f == nil {
+		return nil
+	}
+	err := w.Commit(true)
+	if cerr := w.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close %s: %w", segmentName(w.current().seq), cerr)
+	}
+	w.f = nil
+	if w.err == nil {
+		w.err = errClosed
+	}
+	return err
+}
+
+// Fsyncs returns how many file fsyncs the WAL has done. It is safe to call
+// from any goroutine.
+func (w *WAL) Fsyncs() uint64 {
+	return w.fsyncs.Load()
+}
+
+// fsync syncs the current file, which makes every record appended so far
+// durable (the files before it were synced when they were rolled).
+func (w *WAL) fsync(f *os.File) error {
+	start := time.Now()
+	err := f.Sync()
+	w.metrics.observeFsync(time.Since(start))
+	w.fsyncs.Add(1)
+	if err != nil {
+		return err
+	}
+	w.metrics.observeSynced(w.unsynced)
+	w.unsynced = 0
+	w.dirty = false
+	return nil
+}
+
+func (w *WAL) syncDir() error {
+	return syncDir(w.dir)
+}
+
+// syncDir fsyncs a directory, which makes file creations and removals in it
+// durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open directory %s: %w", dir, err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// fail makes err the WAL's sticky error, unless it already has one, and
+// returns the sticky error.
+func (w *WAL) fail(err error) error {
+	if w.err == nil {
+		w.err = err
+		w.metrics.writeError()
+	}
+	return w.err
+}
