@@ -1,0 +1,321 @@
+package raftactor
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/flotilla/flotilla/actors/storage"
+)
+
+// ErrTimeout answers a proposal that was not applied within its deadline.
+var ErrTimeout = errors.New("proposal timed out")
+
+// ErrNotReady answers a proposal that reached a group still recovering.
+var ErrNotReady = errors.New("raft group not ready")
+
+// Config describes one raft group hosted by this broker.
+type Config struct {
+	Group  uint64 // group id on the wire; 0 is the controller
+	Name   string // "controller", "orders/3": actor name is raft/<Name>
+	NodeID uint64
+	// Bootstrap founds the group with Peers as its voters when its storage is
+	// empty. A group that joins an existing cluster starts empty and waits to
+	// be added by the leader.
+	Bootstrap bool
+	Peers     []uint64
+
+	ElectionTicks             int
+	HeartbeatTicks            int
+	MaxSizePerMsg             uint64
+	MaxInflightMsgs           int
+	MaxUncommittedBytes       uint64
+	DisableProposalForwarding bool
+	// SnapshotEntries is how many applied entries pass between snapshots of
+	// the state machine (0: only when the storage asks).
+	SnapshotEntries uint64
+	// ProposalTimeoutTicks bounds how long a proposer waits for its entry.
+	ProposalTimeoutTicks int
+
+	Storage      *actor.PID
+	Transport    Transport
+	StateMachine StateMachine
+	Recovered    *storage.GroupState // nil for a new group
+	Board        *StatusBoard
+	Observer     Observer // nil outside tests
+	Log          zerolog.Logger
+}
+
+// durable is the part of a group that outlives an actor incarnation: the
+// raft.Storage (which holds only persisted entries), the state machine and
+// the Persist in flight. A restarted actor rebuilds its RawNode from it.
+type durable struct {
+	cfg          Config
+	ms           *raft.MemoryStorage
+	confState    *pb.ConfState
+	applied      uint64
+	snapIndex    uint64
+	incarnations uint64
+	pending      *inflight // the last Persist sent, until its Persisted arrives
+}
+
+// NewProducer validates cfg, loads the recovered state into the group's
+// raft.Storage and state machine, and returns the producer of the group's
+// actor. Every incarnation of the actor shares that state.
+func NewProducer(cfg Config) (actor.Producer, error) {
+	if cfg.NodeID == 0 || cfg.Storage == nil || cfg.Transport == nil || cfg.StateMachine == nil || cfg.Board == nil {
+		return nil, fmt.Errorf("raft group %s: incomplete config", cfg.Name)
+	}
+	if cfg.ProposalTimeoutTicks <= 0 {
+		cfg.ProposalTimeoutTicks = 10 * cfg.ElectionTicks
+	}
+	d := &durable{cfg: cfg, ms: raft.NewMemoryStorage(), confState: &pb.ConfState{}}
+	if rec := cfg.Recovered; rec != nil {
+		if rec.Snapshot != nil && !raft.IsEmptySnap(rec.Snapshot) {
+			if err := d.ms.ApplySnapshot(rec.Snapshot); err != nil {
+				return nil, fmt.Errorf("raft group %s: load snapshot: %w", cfg.Name, err)
+			}
+			if err := cfg.StateMachine.Restore(rec.Snapshot); err != nil {
+				return nil, fmt.Errorf("raft group %s: restore snapshot: %w", cfg.Name, err)
+			}
+			md := rec.Snapshot.GetMetadata()
+			d.applied, d.snapIndex = md.GetIndex(), md.GetIndex()
+			d.confState = md.GetConfState()
+		}
+		if err := d.ms.Append(rec.Entries); err != nil {
+			return nil, fmt.Errorf("raft group %s: load entries: %w", cfg.Name, err)
+		}
+		if rec.HardState != nil {
+			hs := rec.HardState
+			// Commit is written without fsync; never trust it past what is
+			// durable, nor below what the snapshot already covers.
+			last, _ := d.ms.LastIndex()
+			commit := min(max(hs.GetCommit(), d.snapIndex), last)
+			fixed := &pb.HardState{Term: new(hs.GetTerm()), Vote: new(hs.GetVote()), Commit: new(commit)}
+			if err := d.ms.SetHardState(fixed); err != nil {
+				return nil, fmt.Errorf("raft group %s: load hard state: %w", cfg.Name, err)
+			}
+		}
+	}
+	return func() actor.Actor {
+		d.incarnations++
+		return &groupActor{d: d, incarnation: d.incarnations, log: cfg.Log}
+	}, nil
+}
+
+type waiter struct {
+	id       uint64
+	replyTo  *actor.PID
+	deadline uint64 // in ticks
+}
+
+type groupActor struct {
+	d           *durable
+	incarnation uint64
+	rn          *raft.RawNode
+	log         zerolog.Logger
+
+	inflight  *inflight // the Ready between Persist and Advance
+	seq       uint64
+	ticks     uint64
+	nextKey   uint64
+	waiters   map[uint64]waiter // proposal key → proposer
+	batch     []*pb.Entry       // proposals held while a Ready is in flight
+	batchKeys []uint64
+	lastState raft.StateType
+	lastTerm  uint64
+	halted    bool
+	// campaignIfAlone is set until the first Ready after start: a sole voter
+	// has nobody to wait for, and waiting out an election timeout would only
+	// delay a single-broker cluster. It can campaign only once its bootstrap
+	// conf changes are applied, hence after a Ready.
+	campaignIfAlone bool
+}
+
+// Receive is the group's mailbox loop.
+func (g *groupActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		g.waiters = make(map[uint64]waiter)
+		g.nextKey = rand.Uint64()
+		if g.d.pending == nil {
+			g.start(ctx)
+		} else {
+			g.log.Warn().Uint64("incarnation", g.incarnation).Msg("restarted with a persist in flight; waiting for it")
+		}
+	case *actor.Stopping:
+		g.d.cfg.Board.remove(g.d.cfg.Group)
+		g.failWaiters(ctx, ErrNotReady)
+	case *storage.Persisted:
+		g.onPersisted(ctx, m)
+	case *Tick:
+		g.ticks++
+		if g.rn != nil {
+			g.rn.Tick()
+			g.expireWaiters(ctx)
+			g.publish()
+		}
+	case *Step:
+		if g.rn != nil {
+			for _, msg := range m.Msgs {
+				if err := g.rn.Step(msg); err != nil {
+					g.log.Debug().Err(err).Uint64("from", msg.GetFrom()).Str("type", msg.GetType().String()).Msg("step")
+				}
+			}
+		}
+	case *Propose:
+		g.propose(ctx, m)
+	case *Unreachable:
+		if g.rn != nil {
+			g.rn.ReportUnreachable(m.To)
+		}
+	case *SnapshotStatus:
+		if g.rn != nil {
+			st := raft.SnapshotFinish
+			if m.Failed {
+				st = raft.SnapshotFailure
+			}
+			g.rn.ReportSnapshot(m.To, st)
+		}
+	case *storage.CheckpointRequest:
+		g.checkpoint(ctx, true)
+	case *Campaign:
+		if g.rn != nil {
+			_ = g.rn.Campaign()
+		}
+	case *TransferLeader:
+		if g.rn != nil {
+			g.rn.TransferLeader(m.To)
+		}
+	}
+	g.processReady(ctx)
+}
+
+func (g *groupActor) start(ctx actor.Context) {
+	d, cfg := g.d, g.d.cfg
+	rc := &raft.Config{
+		ID:                        cfg.NodeID,
+		ElectionTick:              cfg.ElectionTicks,
+		HeartbeatTick:             cfg.HeartbeatTicks,
+		Storage:                   d.ms,
+		Applied:                   d.applied,
+		MaxSizePerMsg:             cfg.MaxSizePerMsg,
+		MaxInflightMsgs:           cfg.MaxInflightMsgs,
+		MaxUncommittedEntriesSize: cfg.MaxUncommittedBytes,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		DisableProposalForwarding: cfg.DisableProposalForwarding,
+		Logger:                    NewLogger(g.log),
+	}
+	rn, err := raft.NewRawNode(rc)
+	if err != nil {
+		g.halt(fmt.Errorf("new raw node: %w", err))
+		return
+	}
+	g.rn = rn
+	last, _ := d.ms.LastIndex()
+	hs, _, _ := d.ms.InitialState()
+	if cfg.Bootstrap && last == 0 && raft.IsEmptyHardState(hs) && g.incarnation == 1 {
+		peers := make([]raft.Peer, len(cfg.Peers))
+		for i, id := range cfg.Peers {
+			peers[i] = raft.Peer{ID: id}
+		}
+		if err := rn.Bootstrap(peers); err != nil {
+			g.halt(fmt.Errorf("bootstrap: %w", err))
+			return
+		}
+		g.log.Info().Uints64("voters", cfg.Peers).Msg("bootstrapped new raft group")
+	}
+	g.campaignIfAlone = true
+	g.log.Info().Uint64("incarnation", g.incarnation).Uint64("applied", d.applied).Uint64("last_index", last).
+		Uint64("term", hs.GetTerm()).Uint64("vote", hs.GetVote()).Msg("raft group started")
+	g.publish()
+}
+
+// halt stops the group from taking part in raft: its durable state is no
+// longer known, and answering anyone would risk acknowledging a lost write.
+func (g *groupActor) halt(err error) {
+	g.halted = true
+	g.rn = nil
+	g.log.Error().Err(err).Msg("raft group halted")
+}
+
+// propose appends data behind an 8-byte key that lets this node match the
+// applied entry to its waiting proposer; other nodes ignore the key.
+// Proposals that arrive while a Ready is in flight are held and stepped as
+// one multi-entry MsgProp when it completes: one append message per
+// follower instead of one per proposal, at no cost in latency, since the
+// next Ready could not be taken before then anyway.
+func (g *groupActor) propose(ctx actor.Context, m *Propose) {
+	if g.rn == nil {
+		g.reply(ctx, m.ReplyTo, &Proposed{ID: m.ID, Err: ErrNotReady})
+		return
+	}
+	g.nextKey++
+	key := g.nextKey
+	data := make([]byte, 8+len(m.Data))
+	binary.BigEndian.PutUint64(data, key)
+	copy(data[8:], m.Data)
+	if m.ReplyTo != nil {
+		g.waiters[key] = waiter{id: m.ID, replyTo: m.ReplyTo, deadline: g.ticks + uint64(g.d.cfg.ProposalTimeoutTicks)}
+	}
+	g.batch = append(g.batch, &pb.Entry{Data: data})
+	g.batchKeys = append(g.batchKeys, key)
+	if g.inflight == nil {
+		g.flushProposals(ctx)
+	}
+}
+
+// flushProposals steps the held proposals as one MsgProp.
+func (g *groupActor) flushProposals(ctx actor.Context) {
+	if len(g.batch) == 0 {
+		return
+	}
+	ents, keys := g.batch, g.batchKeys
+	g.batch, g.batchKeys = nil, nil
+	err := g.rn.Step(&pb.Message{Type: pb.MsgProp.Enum(), From: new(g.d.cfg.NodeID), Entries: ents})
+	if err == nil {
+		return
+	}
+	for _, key := range keys {
+		if w, ok := g.waiters[key]; ok {
+			delete(g.waiters, key)
+			ctx.Send(w.replyTo, &Proposed{ID: w.id, Err: err})
+		}
+	}
+}
+
+func (g *groupActor) reply(ctx actor.Context, to *actor.PID, msg *Proposed) {
+	if to != nil {
+		ctx.Send(to, msg)
+	}
+}
+
+func (g *groupActor) expireWaiters(ctx actor.Context) {
+	for key, w := range g.waiters {
+		if g.ticks >= w.deadline {
+			delete(g.waiters, key)
+			ctx.Send(w.replyTo, &Proposed{ID: w.id, Err: ErrTimeout})
+		}
+	}
+}
+
+func (g *groupActor) failWaiters(ctx actor.Context, err error) {
+	for key, w := range g.waiters {
+		delete(g.waiters, key)
+		ctx.Send(w.replyTo, &Proposed{ID: w.id, Err: err})
+	}
+}
+
+func (g *groupActor) publish() {
+	if g.rn == nil {
+		return
+	}
+	g.d.cfg.Board.publish(statusOf(g.d.cfg.Group, g.d.cfg.Name, g.rn.Status()))
+}

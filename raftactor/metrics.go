@@ -1,0 +1,53 @@
+package raftactor
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Collector exports every group's status from a StatusBoard as Prometheus
+// gauges at scrape time, so the raft actors pay nothing per update.
+type Collector struct {
+	board   *StatusBoard
+	term    *prometheus.Desc
+	role    *prometheus.Desc
+	commit  *prometheus.Desc
+	applied *prometheus.Desc
+	leader  *prometheus.Desc
+}
+
+// NewCollector returns a collector over board; register it on a registry.
+func NewCollector(board *StatusBoard) *Collector {
+	l := []string{"group"}
+	return &Collector{
+		board:   board,
+		term:    prometheus.NewDesc("flotilla_raft_term", "Current raft term of the group.", l, nil),
+		role:    prometheus.NewDesc("flotilla_raft_role", "1 for the group's current role on this node.", []string{"group", "role"}, nil),
+		commit:  prometheus.NewDesc("flotilla_raft_commit_index", "Highest committed raft index of the group.", l, nil),
+		applied: prometheus.NewDesc("flotilla_raft_applied_index", "Highest applied raft index of the group.", l, nil),
+		leader:  prometheus.NewDesc("flotilla_raft_leader", "Node id of the group's leader as this node knows it (0: none).", l, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.term, c.role, c.commit, c.applied, c.leader} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.board.All() {
+		ch <- prometheus.MustNewConstMetric(c.term, prometheus.GaugeValue, float64(s.Term), s.Name)
+		ch <- prometheus.MustNewConstMetric(c.commit, prometheus.GaugeValue, float64(s.Commit), s.Name)
+		ch <- prometheus.MustNewConstMetric(c.applied, prometheus.GaugeValue, float64(s.Applied), s.Name)
+		ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, float64(s.Leader), s.Name)
+		for _, r := range []string{"leader", "follower", "candidate", "pre-candidate"} {
+			v := 0.0
+			if r == s.Role {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.role, prometheus.GaugeValue, v, s.Name, r)
+		}
+	}
+}

@@ -1,0 +1,17 @@
+package raftactor
+
+import pb "go.etcd.io/raft/v3/raftpb"
+
+// StateMachine is what a group's committed log drives: the controller's
+// metadata, a partition's log. The group's actor calls it from its own
+// goroutine only, in log order.
+type StateMachine interface {
+	// Apply applies one committed normal entry. Data is the proposer's bytes
+	// (nil for the leader's empty entry of a new term). Apply never fails:
+	// every check happened before the proposal.
+	Apply(index, term uint64, data []byte)
+	// Snapshot returns the state as of the last applied entry.
+	Snapshot() ([]byte, error)
+	// Restore replaces the state with a snapshot's data.
+	Restore(snap *pb.Snapshot) error
+}

@@ -1,0 +1,121 @@
+package raftactor
+
+import (
+	"sort"
+	"strconv"
+	"sync"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/tracker"
+)
+
+// GroupStatus is what the debug endpoint and the metrics show of one group.
+// Values are immutable once published.
+type GroupStatus struct {
+	Group    uint64              `json:"group"`
+	Name     string              `json:"name"`
+	Role     string              `json:"role"`
+	Term     uint64              `json:"term"`
+	Vote     uint64              `json:"vote"`
+	Leader   uint64              `json:"leader"`
+	Commit   uint64              `json:"commit"`
+	Applied  uint64              `json:"applied"`
+	Voters   []uint64            `json:"voters"`
+	Progress map[string]Progress `json:"progress,omitempty"`
+}
+
+// Progress is the leader's view of one follower.
+type Progress struct {
+	Match        uint64 `json:"match"`
+	Next         uint64 `json:"next"`
+	State        string `json:"state"`
+	RecentActive bool   `json:"recent_active"`
+}
+
+// StatusBoard holds the latest published status of every group of a broker.
+// Each group's actor publishes; readers (debug endpoint, metrics, controller)
+// only ever see whole immutable values.
+type StatusBoard struct {
+	groups sync.Map // uint64 → *GroupStatus
+}
+
+// NewStatusBoard returns an empty board.
+func NewStatusBoard() *StatusBoard { return &StatusBoard{} }
+
+// Get returns the latest status of group, or nil.
+func (b *StatusBoard) Get(group uint64) *GroupStatus {
+	v, ok := b.groups.Load(group)
+	if !ok {
+		return nil
+	}
+	return v.(*GroupStatus)
+}
+
+// All returns every group's status ordered by group id.
+func (b *StatusBoard) All() []*GroupStatus {
+	var out []*GroupStatus
+	b.groups.Range(func(_, v any) bool {
+		out = append(out, v.(*GroupStatus))
+		return true
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Group < out[j].Group })
+	return out
+}
+
+func (b *StatusBoard) publish(s *GroupStatus) { b.groups.Store(s.Group, s) }
+func (b *StatusBoard) remove(group uint64)    { b.groups.Delete(group) }
+
+// RoleName is the role as the debug endpoint spells it.
+func RoleName(st raft.StateType) string {
+	switch st {
+	case raft.StateLeader:
+		return "leader"
+	case raft.StateCandidate:
+		return "candidate"
+	case raft.StatePreCandidate:
+		return "pre-candidate"
+	default:
+		return "follower"
+	}
+}
+
+func progressState(s tracker.StateType) string {
+	switch s {
+	case tracker.StateProbe:
+		return "probe"
+	case tracker.StateReplicate:
+		return "replicate"
+	case tracker.StateSnapshot:
+		return "snapshot"
+	}
+	return s.String()
+}
+
+func statusOf(group uint64, name string, st raft.Status) *GroupStatus {
+	gs := &GroupStatus{
+		Group:   group,
+		Name:    name,
+		Role:    RoleName(st.RaftState),
+		Term:    st.HardState.GetTerm(),
+		Vote:    st.HardState.GetVote(),
+		Leader:  st.Lead,
+		Commit:  st.HardState.GetCommit(),
+		Applied: st.Applied,
+	}
+	for id := range st.Config.Voters.IDs() {
+		gs.Voters = append(gs.Voters, id)
+	}
+	sort.Slice(gs.Voters, func(i, j int) bool { return gs.Voters[i] < gs.Voters[j] })
+	if st.RaftState == raft.StateLeader {
+		gs.Progress = make(map[string]Progress, len(st.Progress))
+		for id, pr := range st.Progress {
+			if id == st.ID {
+				continue
+			}
+			gs.Progress[strconv.FormatUint(id, 10)] = Progress{
+				Match: pr.Match, Next: pr.Next, State: progressState(pr.State), RecentActive: pr.RecentActive,
+			}
+		}
+	}
+	return gs
+}
