@@ -1,0 +1,257 @@
+package broker
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+
+	"github.com/flotilla/flotilla/actors"
+	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/actors/debug"
+	"github.com/flotilla/flotilla/actors/storage"
+	"github.com/flotilla/flotilla/configs"
+	"github.com/flotilla/flotilla/netactor"
+	"github.com/flotilla/flotilla/raftactor"
+)
+
+// Options are what Start needs besides the config.
+type Options struct {
+	Config *configs.Config
+	Log    zerolog.Logger
+	// RaftListener and DebugListener, when set, are used instead of binding
+	// the configured addresses (tests bind port 0 first to learn the ports).
+	RaftListener  net.Listener
+	DebugListener net.Listener
+	// Observer sees every Ready of every group (tests only).
+	Observer raftactor.Observer
+}
+
+// Broker is one running broker.
+type Broker struct {
+	cfg        *configs.Config
+	log        zerolog.Logger
+	sys        *actors.System
+	ticker     *raftactor.Ticker
+	board      *raftactor.StatusBoard
+	machine    *controller.StateMachine
+	registry   *prometheus.Registry
+	router     *netactor.Router
+	peers      *netactor.Peers
+	storage    *actor.PID
+	raftLn     *actor.PID
+	raftGroup  *actor.PID
+	controller *actor.PID
+	debug      *actor.PID
+	raftAddr   string
+	debugAddr  string
+	unlock     func()
+}
+
+// Start starts a broker and returns once its actors are running; the
+// controller group elects and the broker registers in the background.
+func Start(o Options) (_ *Broker, err error) {
+	cfg := o.Config
+	log := o.Log.With().Uint64("node", cfg.NodeID).Logger()
+	unlock, err := claimDataDir(cfg.DataDir, cfg.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			unlock()
+		}
+	}()
+
+	// Bind every port first: a taken port must fail startup cleanly.
+	raftLn := o.RaftListener
+	if raftLn == nil {
+		if raftLn, err = net.Listen("tcp", cfg.Raft.Listen); err != nil {
+			return nil, fmt.Errorf("raft.listen %s: %w", cfg.Raft.Listen, err)
+		}
+	}
+	debugLn := o.DebugListener
+	if debugLn == nil && cfg.Debug.Listen != "" {
+		if debugLn, err = net.Listen("tcp", cfg.Debug.Listen); err != nil {
+			raftLn.Close()
+			return nil, fmt.Errorf("debug.listen %s: %w", cfg.Debug.Listen, err)
+		}
+	}
+	closeListeners := func() {
+		raftLn.Close()
+		if debugLn != nil {
+			debugLn.Close()
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	wal, recovered, err := storage.Open(filepath.Join(cfg.DataDir, "wal"), storage.Options{
+		SegmentBytes: cfg.Storage.WALSegmentBytes,
+		BudgetBytes:  cfg.Storage.WALBudgetBytes,
+		Fsync:        cfg.Storage.FsyncEnabled(),
+		Log:          log.With().Str("actor", "storage").Logger(),
+		Metrics:      storage.NewMetrics(reg),
+	})
+	if err != nil {
+		closeListeners()
+		return nil, fmt.Errorf("open wal: %w", err)
+	}
+
+	b := &Broker{
+		cfg:       cfg,
+		log:       log,
+		sys:       actors.NewSystem(log),
+		board:     raftactor.NewStatusBoard(),
+		machine:   controller.NewStateMachine(log.With().Str("actor", "controller").Logger()),
+		registry:  reg,
+		router:    netactor.NewRouter(),
+		raftAddr:  raftLn.Addr().String(),
+		unlock:    unlock,
+		debugAddr: "",
+	}
+	reg.MustRegister(raftactor.NewCollector(b.board))
+	defer func() {
+		if err != nil {
+			b.sys.Shutdown()
+			closeListeners()
+		}
+	}()
+
+	if b.storage, err = b.sys.Spawn("storage", "storage", storage.NewActor(wal, log.With().Str("actor", "storage").Logger())); err != nil {
+		return nil, err
+	}
+
+	netMetrics := netactor.NewMetrics(reg)
+	peerAddrs := make(map[uint64]string)
+	for _, p := range cfg.Peers {
+		if p.ID != cfg.NodeID {
+			peerAddrs[p.ID] = p.Addr
+		}
+	}
+	if b.peers, err = netactor.StartPeers(b.sys, cfg.NodeID, peerAddrs, b.router, netactor.SenderOptions{
+		MaxFrameBytes: cfg.Raft.MaxFrameBytes,
+		QueueBytes:    cfg.Raft.PeerQueueBytes,
+		Metrics:       netMetrics,
+		Log:           log,
+	}); err != nil {
+		return nil, fmt.Errorf("start peer senders: %w", err)
+	}
+	if b.raftLn, err = netactor.StartListener(b.sys, raftLn, netactor.ListenerOptions{
+		Self:          cfg.NodeID,
+		MaxFrameBytes: cfg.Raft.MaxFrameBytes,
+		Router:        b.router,
+		Metrics:       netMetrics,
+		Log:           log,
+	}); err != nil {
+		return nil, err
+	}
+
+	voters := make([]uint64, 0, len(cfg.Peers))
+	for _, p := range cfg.Peers {
+		voters = append(voters, p.ID)
+	}
+	producer, err := raftactor.NewProducer(raftactor.Config{
+		Group:               controller.ControllerGroup,
+		Name:                "controller",
+		NodeID:              cfg.NodeID,
+		Bootstrap:           cfg.Bootstrap,
+		Peers:               voters,
+		ElectionTicks:       cfg.Raft.ElectionTicks,
+		HeartbeatTicks:      cfg.Raft.HeartbeatTicks,
+		MaxSizePerMsg:       cfg.Raft.MaxSizePerMsg,
+		MaxInflightMsgs:     cfg.Raft.MaxInflightMsgs,
+		MaxUncommittedBytes: cfg.Raft.MaxUncommittedBytes,
+		SnapshotEntries:     cfg.Raft.SnapshotEntries,
+		Storage:             b.storage,
+		Transport:           b.peers,
+		StateMachine:        b.machine,
+		Recovered:           recovered[controller.ControllerGroup],
+		Board:               b.board,
+		Observer:            o.Observer,
+		Log:                 log.With().Str("group", "controller").Logger(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if b.raftGroup, err = b.sys.Spawn("raft", "raft/controller", producer); err != nil {
+		return nil, err
+	}
+	b.router.Set(controller.ControllerGroup, b.raftGroup)
+
+	kafkaAddr := cfg.Kafka.Advertise
+	if kafkaAddr == "" {
+		kafkaAddr = cfg.Kafka.Listen
+	}
+	raftAdvertised, _ := cfg.PeerAddr(cfg.NodeID)
+	if b.controller, err = b.sys.Spawn("controller", "controller", controller.NewActor(controller.Options{
+		NodeID:    cfg.NodeID,
+		KafkaAddr: kafkaAddr,
+		RaftAddr:  raftAdvertised,
+		Raft:      b.raftGroup,
+		Machine:   b.machine,
+		Board:     b.board,
+		Log:       log.With().Str("actor", "controller").Logger(),
+	})); err != nil {
+		return nil, err
+	}
+
+	if debugLn != nil {
+		b.debugAddr = debugLn.Addr().String()
+		if b.debug, err = b.sys.Spawn("debug", "debug", debug.NewActor(debugLn, debug.Sources{
+			NodeID:     cfg.NodeID,
+			Actors:     b.sys,
+			Board:      b.board,
+			Controller: b.machine,
+			Gatherer:   reg,
+			Log:        log,
+		})); err != nil {
+			return nil, err
+		}
+	}
+
+	b.ticker = raftactor.NewTicker(b.sys.Root, cfg.TickInterval())
+	b.ticker.Subscribe(b.raftGroup)
+	b.ticker.Subscribe(b.controller)
+	log.Info().Str("raft", b.raftAddr).Str("debug", b.debugAddr).Str("kafka_advertised", kafkaAddr).
+		Int("recovered_groups", len(recovered)).Msg("broker started")
+	return b, nil
+}
+
+// Stop shuts the broker down: time stops, the raft actors stop, the WAL is
+// flushed and fsynced, and the listeners close.
+func (b *Broker) Stop() {
+	b.ticker.Stop()
+	root := b.sys.Root
+	for _, pid := range []*actor.PID{b.debug, b.controller, b.raftGroup, b.raftLn} {
+		if pid != nil {
+			_ = root.StopFuture(pid).Wait()
+		}
+	}
+	b.peers.Stop()
+	// Poison, not Stop: the storage actor must first answer every Persist
+	// already in its mailbox; it flushes and fsyncs its WAL when it stops.
+	_ = root.PoisonFuture(b.storage).Wait()
+	b.unlock()
+	b.sys.Shutdown()
+	b.log.Info().Msg("broker stopped")
+}
+
+// Controller returns the controller state machine (for its view).
+func (b *Broker) Controller() *controller.StateMachine { return b.machine }
+
+// Board returns the status of this broker's raft groups.
+func (b *Broker) Board() *raftactor.StatusBoard { return b.board }
+
+// Actors returns the broker's actor system.
+func (b *Broker) Actors() *actors.System { return b.sys }
+
+// RaftGroup returns the controller group's actor.
+func (b *Broker) RaftGroup() *actor.PID { return b.raftGroup }
+
+// DebugAddr returns the debug endpoint's address, or "" when it is off.
+func (b *Broker) DebugAddr() string { return b.debugAddr }

@@ -1,0 +1,88 @@
+package broker
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// identity is what a data directory remembers about the broker that owns it,
+// so that a config pointing a broker at another broker's data is refused
+// instead of silently impersonating it in the raft groups.
+type identity struct {
+	NodeID uint64 `json:"node_id"`
+}
+
+const (
+	identityFile = "node.json"
+	lockFile     = "LOCK"
+)
+
+// claimDataDir creates dir if needed, locks it against a second broker
+// process, and checks (or, on first use, records) that it belongs to
+// nodeID. The returned function releases the lock.
+func claimDataDir(dir string, nodeID uint64) (unlock func(), err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", dir, err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("data_dir %s is in use by another flotilla process: %w", dir, err)
+	}
+	unlock = func() { lock.Close() } // closing the descriptor releases the flock
+	if err := checkIdentity(dir, nodeID); err != nil {
+		unlock()
+		return nil, err
+	}
+	return unlock, nil
+}
+
+func checkIdentity(dir string, nodeID uint64) error {
+	path := filepath.Join(dir, identityFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		var id identity
+		if err := json.Unmarshal(b, &id); err != nil {
+			return fmt.Errorf("read %s: %w", path, err)
+		}
+		if id.NodeID != nodeID {
+			return fmt.Errorf("data_dir %s belongs to node %d, not node %d", dir, id.NodeID, nodeID)
+		}
+		return nil
+	case errors.Is(err, os.ErrNotExist):
+		b, _ := json.Marshal(identity{NodeID: nodeID})
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, b, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", tmp, err)
+		}
+		if err := syncFile(tmp); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return fmt.Errorf("rename %s: %w", tmp, err)
+		}
+		return syncFile(dir)
+	default:
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+}
+
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,54 @@
+package controller
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Command is one entry of the controller log. Exactly one field is set.
+// Commands are JSON: they are small and rare, and a readable log is worth
+// more here than a few microseconds.
+type Command struct {
+	InitCluster    *InitCluster    `json:"init_cluster,omitempty"`
+	RegisterBroker *RegisterBroker `json:"register_broker,omitempty"`
+	SetConfig      *SetConfig      `json:"set_config,omitempty"`
+}
+
+// InitCluster names the cluster. Only the first one applied takes effect, so
+// the id is generated once, by whichever broker leads first, and kept.
+type InitCluster struct {
+	ClusterID string `json:"cluster_id"`
+}
+
+// RegisterBroker records a broker and where clients and peers reach it. A
+// later registration of the same id replaces the earlier one.
+type RegisterBroker struct {
+	NodeID    uint64 `json:"node_id"`
+	KafkaAddr string `json:"kafka_addr"`
+	RaftAddr  string `json:"raft_addr"`
+}
+
+// SetConfig sets (or, with an empty Value, deletes) one cluster-wide config
+// key, the broker-level defaults that DescribeConfigs reports.
+type SetConfig struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// Encode returns the command's log bytes.
+func (c *Command) Encode() []byte {
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic(fmt.Sprintf("encode controller command: %v", err)) // only plain fields: cannot fail
+	}
+	return b
+}
+
+// DecodeCommand parses a command from the log.
+func DecodeCommand(b []byte) (*Command, error) {
+	var c Command
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("decode controller command: %w", err)
+	}
+	return &c, nil
+}

@@ -1,0 +1,3 @@
+package debug
+
+// The debug actor takes no messages of its own; see doc.go.

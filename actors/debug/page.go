@@ -1,0 +1,46 @@
+package debug
+
+import (
+	"html/template"
+	"net/http"
+)
+
+var page = template.Must(template.New("page").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>Flotilla broker {{.Cluster.NodeID}}</title>
+<meta http-equiv="refresh" content="2">
+<style>
+body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;margin-bottom:2em}
+td,th{border:1px solid #ccc;padding:.3em .7em;text-align:left}
+th{background:#f3f3f3}
+.leader{font-weight:bold;color:#0a6}
+</style></head><body>
+<h1>Flotilla broker {{.Cluster.NodeID}}</h1>
+<p>Cluster <code>{{if .Cluster.ClusterID}}{{.Cluster.ClusterID}}{{else}}(not yet initialised){{end}}</code>,
+controller leader: {{if .Cluster.Leader}}broker {{.Cluster.Leader}}{{else}}none{{end}}.
+JSON: <a href="/debug/raft">raft</a> · <a href="/debug/actors">actors</a> · <a href="/debug/cluster">cluster</a> ·
+<a href="/metrics">metrics</a> · <a href="/debug/pprof/">pprof</a></p>
+<h2>Brokers</h2>
+<table><tr><th>id</th><th>Kafka address</th><th>Raft address</th><th>registered at</th></tr>
+{{range .Cluster.Brokers}}<tr><td>{{.NodeID}}</td><td>{{.KafkaAddr}}</td><td>{{.RaftAddr}}</td><td>{{.RegisteredAt}}</td></tr>{{end}}
+</table>
+<h2>Raft groups</h2>
+<table><tr><th>group</th><th>role</th><th>term</th><th>leader</th><th>commit</th><th>applied</th><th>voters</th><th>followers (match/next/state)</th></tr>
+{{range .Groups}}<tr><td>{{.Name}}</td><td class="{{.Role}}">{{.Role}}</td><td>{{.Term}}</td><td>{{.Leader}}</td><td>{{.Commit}}</td><td>{{.Applied}}</td><td>{{.Voters}}</td>
+<td>{{range $id, $p := .Progress}}{{$id}}: {{$p.Match}}/{{$p.Next}}/{{$p.State}} {{end}}</td></tr>{{end}}
+</table>
+<h2>Actors</h2>
+<table><tr><th>name</th><th>kind</th><th>mailbox</th><th>processed</th><th>restarts</th></tr>
+{{range .Actors}}<tr><td>{{.Name}}</td><td>{{.Kind}}</td><td>{{.Mailbox}}</td><td>{{.Processed}}</td><td>{{.Restarts}}</td></tr>{{end}}
+</table>
+</body></html>
+`))
+
+func servePage(w http.ResponseWriter, src Sources) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_ = page.Execute(w, map[string]any{
+		"Cluster": clusterView(src),
+		"Groups":  src.Board.All(),
+		"Actors":  src.Actors.List(),
+	})
+}

@@ -1,0 +1,117 @@
+package debug
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/flotilla/flotilla/actors"
+	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/raftactor"
+)
+
+// Sources are the views the endpoint shows.
+type Sources struct {
+	NodeID     uint64
+	Actors     *actors.System
+	Board      *raftactor.StatusBoard
+	Controller *controller.StateMachine
+	Gatherer   prometheus.Gatherer
+	Log        zerolog.Logger
+}
+
+// NewActor returns the producer of the debug actor serving on ln, which the
+// caller binds first so that a taken port fails startup, not the actor.
+func NewActor(ln net.Listener, src Sources) actor.Producer {
+	return func() actor.Actor { return &debugActor{ln: ln, src: src} }
+}
+
+type debugActor struct {
+	ln  net.Listener
+	src Sources
+	srv *http.Server
+}
+
+func (d *debugActor) Receive(ctx actor.Context) {
+	switch ctx.Message().(type) {
+	case *actor.Started:
+		d.srv = &http.Server{Handler: Handler(d.src), ReadHeaderTimeout: 5 * time.Second}
+		srv, ln, log := d.srv, d.ln, d.src.Log
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error().Err(err).Msg("debug endpoint stopped")
+			}
+		}()
+		log.Info().Str("addr", ln.Addr().String()).Msg("debug endpoint listening")
+	case *actor.Restarting, *actor.Stopping:
+		// The listener belongs to this actor for its whole life; a restart
+		// must not leave the port closed, so only Stopping closes it.
+		if _, stopping := ctx.Message().(*actor.Stopping); stopping && d.srv != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = d.srv.Shutdown(sctx)
+			cancel()
+		}
+	}
+}
+
+// Handler returns the endpoint's routes.
+func Handler(src Sources) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /debug/actors", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]any{"actors": src.Actors.List()})
+	})
+	mux.HandleFunc("GET /debug/raft", func(w http.ResponseWriter, r *http.Request) {
+		groups := src.Board.All()
+		if groups == nil {
+			groups = []*raftactor.GroupStatus{}
+		}
+		writeJSON(w, map[string]any{"node_id": src.NodeID, "groups": groups})
+	})
+	mux.HandleFunc("GET /debug/cluster", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, clusterView(src))
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		st := src.Board.Get(controller.ControllerGroup)
+		if st == nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			writeJSON(w, map[string]any{"status": "controller group not running"})
+			return
+		}
+		writeJSON(w, map[string]any{"status": "ok", "controller_leader": st.Leader, "role": st.Role})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(src.Gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { servePage(w, src) })
+	return mux
+}
+
+// ClusterView is what /debug/cluster shows.
+type ClusterView struct {
+	NodeID    uint64              `json:"node_id"`
+	ClusterID string              `json:"cluster_id"`
+	Applied   uint64              `json:"applied"`
+	Leader    uint64              `json:"controller_leader"`
+	Voters    []uint64            `json:"controller_voters"`
+	Brokers   []controller.Broker `json:"brokers"`
+}
+
+func clusterView(src Sources) ClusterView {
+	st := src.Controller.View()
+	v := ClusterView{NodeID: src.NodeID, ClusterID: st.ClusterID, Applied: st.Applied, Brokers: st.BrokerList()}
+	if g := src.Board.Get(controller.ControllerGroup); g != nil {
+		v.Leader, v.Voters = g.Leader, g.Voters
+	}
+	return v
+}
