@@ -1,0 +1,169 @@
+package test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+type clusterView struct {
+	ClusterID string `json:"cluster_id"`
+	Brokers   []struct {
+		NodeID    uint64 `json:"node_id"`
+		KafkaAddr string `json:"kafka_addr"`
+	} `json:"brokers"`
+}
+
+// registered reports whether nd's applied controller state lists every
+// broker of nodes with its Kafka address, under a cluster id.
+func registered(nd *node, nodes []*node) (string, bool) {
+	var v clusterView
+	if err := getJSON("http://"+nd.debug+"/debug/cluster", &v); err != nil || v.ClusterID == "" {
+		return "", false
+	}
+	want := map[uint64]string{}
+	for _, n := range nodes {
+		want[n.id] = n.kafka
+	}
+	for _, b := range v.Brokers {
+		if want[b.NodeID] == b.KafkaAddr {
+			delete(want, b.NodeID)
+		}
+	}
+	return v.ClusterID, len(want) == 0
+}
+
+// TestClusterFailover runs three real brokers: they elect a controller
+// leader, register, re-elect after the leader is SIGKILLed, and take the
+// killed broker back with its state.
+func TestClusterFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	nodes := newCluster(t, 3)
+	for _, nd := range nodes {
+		nd.start(t)
+	}
+	took := waitFor(t, 5*time.Second, "first election", func() bool { return agreedLeader(nodes) != 0 })
+	t.Logf("controller leader elected %v after the last broker started", took)
+	if took > 1500*time.Millisecond {
+		t.Errorf("first election took %v, want under 1.5s", took)
+	}
+
+	var clusterID string
+	waitFor(t, 5*time.Second, "registrations on every broker", func() bool {
+		ids := map[string]bool{}
+		for _, nd := range nodes {
+			id, ok := registered(nd, nodes)
+			if !ok {
+				return false
+			}
+			ids[id] = true
+			clusterID = id
+		}
+		return len(ids) == 1 // one cluster id, the same everywhere
+	})
+
+	leaderID := agreedLeader(nodes)
+	leader := nodes[leaderID-1]
+	_, termBefore, _, _, _, _ := leader.controller()
+	leader.kill()
+	var rest []*node
+	for _, nd := range nodes {
+		if nd != leader {
+			rest = append(rest, nd)
+		}
+	}
+	took = waitFor(t, 5*time.Second, "re-election after SIGKILL", func() bool {
+		l := agreedLeader(rest)
+		return l != 0 && l != leaderID
+	})
+	t.Logf("new controller leader %d elected %v after SIGKILL of %d", agreedLeader(rest), took, leaderID)
+	if took > 2500*time.Millisecond {
+		t.Errorf("re-election took %v, want about 2s at most", took)
+	}
+
+	// The restarted broker comes back with its term, vote and log: it
+	// rejoins as a follower of the new leader and catches up.
+	leader.start(t)
+	waitFor(t, 5*time.Second, "killed broker rejoins as follower", func() bool {
+		role, term, l, _, _, ok := leader.controller()
+		return ok && role == "follower" && l == agreedLeader(rest) && term >= termBefore
+	})
+	waitFor(t, 5*time.Second, "killed broker catches up", func() bool {
+		_, _, _, commit, _, ok := nodes[agreedLeader(rest)-1].controller()
+		_, _, _, _, applied, ok2 := leader.controller()
+		return ok && ok2 && applied >= commit
+	})
+	if id, ok := registered(leader, nodes); !ok || id != clusterID {
+		t.Fatalf("restarted broker's state: cluster id %q (want %q), all registered %v", id, clusterID, ok)
+	}
+}
+
+// TestRestartKeepsState stops a single broker with SIGTERM (clean exit 0)
+// and starts it again: its term and applied state come back from the WAL.
+func TestRestartKeepsState(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	nodes := newCluster(t, 1)
+	nd := nodes[0]
+	nd.start(t)
+	waitFor(t, 5*time.Second, "single broker registered", func() bool { _, ok := registered(nd, nodes); return ok })
+	clusterID, _ := registered(nd, nodes)
+	_, term, _, commit, _, _ := nd.controller()
+
+	nd.signal(syscall.SIGTERM)
+	if code := nd.wait(10 * time.Second); code != 0 {
+		t.Fatalf("SIGTERM: exit code %d, want 0", code)
+	}
+	nd.start(t)
+	waitFor(t, 5*time.Second, "restarted broker leads again", func() bool {
+		role, term2, _, _, applied, ok := nd.controller()
+		return ok && role == "leader" && term2 > term && applied >= commit
+	})
+	if id, ok := registered(nd, nodes); !ok || id != clusterID {
+		t.Fatalf("after restart: cluster id %q, want %q (registered %v)", id, clusterID, ok)
+	}
+}
+
+// TestConfigErrors: a bad config stops the process before it binds any
+// port, with exit code 2 and the field named.
+func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name, yaml, field string
+	}{
+		{"unknown key", "node_id: 1\nbogus_key: 3\n", "bogus_key"},
+		{"node not in peers", "node_id: 4\npeers:\n  - {id: 1, addr: \"127.0.0.1:19192\"}\n", "node_id"},
+		{"duplicate peer id", "node_id: 1\npeers:\n  - {id: 1, addr: \"127.0.0.1:19192\"}\n  - {id: 1, addr: \"127.0.0.1:19193\"}\n", "peers[1].id"},
+		{"bad address", "node_id: 1\nraft: {listen: \"nonsense\"}\n", "raft.listen"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".yaml")
+			if err := os.WriteFile(path, []byte(tc.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(binary, "--config", path, "--data-dir", filepath.Join(dir, "data")).CombinedOutput()
+			ee, ok := err.(*exec.ExitError)
+			if !ok || ee.ExitCode() != 2 {
+				t.Fatalf("exit: %v, want code 2; output:\n%s", err, out)
+			}
+			if !strings.Contains(string(out), tc.field) {
+				t.Fatalf("output does not name %q:\n%s", tc.field, out)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "data")); err == nil {
+				t.Fatalf("data dir was created before the config was refused")
+			}
+		})
+	}
+	out, err := exec.Command(binary, "version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "flotilla ") {
+		t.Fatalf("flotilla version: %v %q", err, out)
+	}
+}

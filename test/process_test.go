@@ -1,0 +1,270 @@
+package test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the bin/flotilla built once for the whole package.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "flotilla-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "flotilla")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/flotilla")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build flotilla:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// node is one broker process of a test cluster.
+type node struct {
+	id                 uint64
+	dir                string
+	config             string
+	kafka, raft, debug string
+	mu                 sync.Mutex
+	cmd                *exec.Cmd
+	log                *bytes.Buffer
+	exited             chan struct{}
+}
+
+// freePorts returns n distinct free loopback ports. They are released before
+// use, so another process could take one in between; on a test machine's
+// loopback that is rare, and a clash fails loudly at bind.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var lns []net.Listener
+	var ports []int
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return ports
+}
+
+// newCluster writes configs for n brokers; it starts none of them.
+func newCluster(t *testing.T, n int) []*node {
+	t.Helper()
+	base := t.TempDir()
+	ports := freePorts(t, 3*n)
+	nodes := make([]*node, n)
+	var peers strings.Builder
+	for i := range nodes {
+		nodes[i] = &node{
+			id:    uint64(i + 1),
+			dir:   filepath.Join(base, fmt.Sprintf("node%d", i+1)),
+			kafka: fmt.Sprintf("127.0.0.1:%d", ports[3*i]),
+			raft:  fmt.Sprintf("127.0.0.1:%d", ports[3*i+1]),
+			debug: fmt.Sprintf("127.0.0.1:%d", ports[3*i+2]),
+		}
+		fmt.Fprintf(&peers, "  - {id: %d, addr: %q}\n", i+1, nodes[i].raft)
+	}
+	for _, nd := range nodes {
+		nd.config = filepath.Join(base, fmt.Sprintf("node%d.yaml", nd.id))
+		cfg := fmt.Sprintf(`node_id: %d
+data_dir: %q
+bootstrap: true
+kafka: {listen: %q}
+raft: {listen: %q}
+debug: {listen: %q}
+log: {level: info, format: json}
+peers:
+%s`, nd.id, nd.dir, nd.kafka, nd.raft, nd.debug, peers.String())
+		if err := os.WriteFile(nd.config, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, nd := range nodes {
+			nd.kill()
+		}
+		if t.Failed() {
+			for _, nd := range nodes {
+				t.Logf("--- node %d log (tail) ---\n%s", nd.id, nd.tail(4000))
+			}
+		}
+	})
+	return nodes
+}
+
+func (nd *node) start(t *testing.T) {
+	t.Helper()
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.log == nil {
+		nd.log = &bytes.Buffer{}
+	}
+	cmd := exec.Command(binary, "--config", nd.config)
+	w := &lockedWriter{mu: &nd.mu, b: nd.log}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start node %d: %v", nd.id, err)
+	}
+	nd.cmd = cmd
+	nd.exited = make(chan struct{})
+	done := nd.exited
+	go func() { _ = cmd.Wait(); close(done) }()
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (nd *node) kill() {
+	nd.signal(syscall.SIGKILL)
+	nd.wait(10 * time.Second)
+}
+
+func (nd *node) signal(sig syscall.Signal) {
+	nd.mu.Lock()
+	cmd := nd.cmd
+	nd.mu.Unlock()
+	if cmd != nil && cmd.Process != nil {
+		_ = cmd.Process.Signal(sig)
+	}
+}
+
+// wait waits for the process to exit and returns its exit code (-1 if it
+// did not exit in time).
+func (nd *node) wait(d time.Duration) int {
+	nd.mu.Lock()
+	cmd, done := nd.cmd, nd.exited
+	nd.mu.Unlock()
+	if cmd == nil {
+		return 0
+	}
+	select {
+	case <-done:
+		return cmd.ProcessState.ExitCode()
+	case <-time.After(d):
+		return -1
+	}
+}
+
+func (nd *node) tail(n int) string {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.log == nil {
+		return ""
+	}
+	s := nd.log.String()
+	if len(s) > n {
+		s = s[len(s)-n:]
+	}
+	return s
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+// raftStatus is the part of /debug/raft the tests read.
+type raftStatus struct {
+	NodeID uint64 `json:"node_id"`
+	Groups []struct {
+		Name     string `json:"name"`
+		Role     string `json:"role"`
+		Term     uint64 `json:"term"`
+		Vote     uint64 `json:"vote"`
+		Leader   uint64 `json:"leader"`
+		Commit   uint64 `json:"commit"`
+		Applied  uint64 `json:"applied"`
+		Progress map[string]struct {
+			Match uint64 `json:"match"`
+			Next  uint64 `json:"next"`
+			State string `json:"state"`
+		} `json:"progress"`
+	} `json:"groups"`
+}
+
+var httpClient = &http.Client{Timeout: 500 * time.Millisecond}
+
+func getJSON(url string, v any) error {
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// controller returns the node's view of the controller group, or ok=false
+// when the node does not answer.
+func (nd *node) controller() (role string, term, leader, commit, applied uint64, ok bool) {
+	var st raftStatus
+	if err := getJSON("http://"+nd.debug+"/debug/raft", &st); err != nil {
+		return "", 0, 0, 0, 0, false
+	}
+	for _, g := range st.Groups {
+		if g.Name == "controller" {
+			return g.Role, g.Term, g.Leader, g.Commit, g.Applied, true
+		}
+	}
+	return "", 0, 0, 0, 0, false
+}
+
+// waitFor polls f every 10ms until it reports done or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, f func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < d {
+		if f() {
+			return time.Since(start)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %v", what, d)
+	return 0
+}
+
+// agreedLeader returns the leader every live node in nodes agrees on, with
+// the leader itself reporting the leader role; 0 if there is none yet.
+func agreedLeader(nodes []*node) uint64 {
+	var leader uint64
+	for _, nd := range nodes {
+		role, _, l, _, _, ok := nd.controller()
+		if !ok || l == 0 || (leader != 0 && l != leader) {
+			return 0
+		}
+		leader = l
+		if nd.id == l && role != "leader" {
+			return 0
+		}
+	}
+	return leader
+}
