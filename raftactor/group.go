@@ -199,6 +199,16 @@ func (g *groupActor) Receive(ctx actor.Context) {
 
 func (g *groupActor) start(ctx actor.Context) {
 	d, cfg := g.d, g.d.cfg
+	if g.incarnation > 1 {
+		// The previous incarnation died somewhere in its pipeline, perhaps
+		// after applying entries that were never made durable. Take the state
+		// machine back to the last snapshot and let raft replay from there:
+		// no applied state may run ahead of the durable log.
+		if err := g.resetToSnapshot(); err != nil {
+			g.halt(err)
+			return
+		}
+	}
 	rc := &raft.Config{
 		ID:                        cfg.NodeID,
 		ElectionTick:              cfg.ElectionTicks,
@@ -236,6 +246,24 @@ func (g *groupActor) start(ctx actor.Context) {
 	g.log.Info().Uint64("incarnation", g.incarnation).Uint64("applied", d.applied).Uint64("last_index", last).
 		Uint64("term", hs.GetTerm()).Uint64("vote", hs.GetVote()).Msg("raft group started")
 	g.publish()
+}
+
+func (g *groupActor) resetToSnapshot() error {
+	d := g.d
+	snap, err := d.ms.Snapshot()
+	if err != nil {
+		return fmt.Errorf("read snapshot: %w", err)
+	}
+	if err := d.cfg.StateMachine.Restore(snap); err != nil {
+		return fmt.Errorf("restore snapshot %d after restart: %w", snap.GetMetadata().GetIndex(), err)
+	}
+	idx := snap.GetMetadata().GetIndex()
+	d.applied, d.snapIndex = idx, idx
+	if cs := snap.GetMetadata().GetConfState(); idx > 0 && cs != nil {
+		d.confState = cs
+	}
+	g.log.Warn().Uint64("incarnation", g.incarnation).Uint64("snapshot_index", idx).Msg("state machine reset to last snapshot; replaying the log")
+	return nil
 }
 
 // halt stops the group from taking part in raft: its durable state is no

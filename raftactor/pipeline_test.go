@@ -64,7 +64,9 @@ func (s *slowStorage) Receive(ctx actor.Context) {
 		root := ctx.ActorSystem().Root
 		time.AfterFunc(2*time.Millisecond, func() { root.Send(self, &persistDone{m}) })
 	case *persistDone:
-		s.log.add(event{node: s.node, ready: m.p.Seq, kind: "durable"})
+		if s.log != nil {
+			s.log.add(event{node: s.node, ready: m.p.Seq, kind: "durable"})
+		}
 		ctx.Send(m.p.ReplyTo, &storage.Persisted{Group: m.p.Group, Incarnation: m.p.Incarnation, Seq: m.p.Seq})
 	}
 }
@@ -103,59 +105,82 @@ func (c *countingMachine) Snapshot() ([]byte, error)  { return nil, nil }
 func (c *countingMachine) Restore(*pb.Snapshot) error { return nil }
 func (c *countingMachine) count() int                 { c.mu.Lock(); defer c.mu.Unlock(); return len(c.data) }
 
-func TestPipelineOrder(t *testing.T) {
-	sys := actors.NewSystem(zerolog.Nop())
-	defer sys.Shutdown()
-	elog := &eventLog{}
+// memCluster is three raft groups in one actor system, over memTransport,
+// each with a slowStorage: enough to watch the pipeline, not a durability test.
+type memCluster struct {
+	sys      *actors.System
+	pids     map[uint64]*actor.PID
+	boards   map[uint64]*StatusBoard
+	machines map[uint64]StateMachine
+}
+
+func newMemCluster(t *testing.T, elog *eventLog, machines map[uint64]StateMachine) *memCluster {
+	t.Helper()
+	c := &memCluster{sys: actors.NewSystem(zerolog.Nop()), pids: map[uint64]*actor.PID{}, boards: map[uint64]*StatusBoard{}, machines: machines}
+	t.Cleanup(c.sys.Shutdown)
 	tr := &memTransport{nodes: map[uint64]*actor.PID{}}
-	boards := map[uint64]*StatusBoard{}
-	machines := map[uint64]*countingMachine{}
-	var pids []*actor.PID
 	for id := uint64(1); id <= 3; id++ {
-		st, err := sys.Spawn("storage", fmt.Sprintf("storage/%d", id), func() actor.Actor { return &slowStorage{node: id, log: elog} })
+		st, err := c.sys.Spawn("storage", fmt.Sprintf("storage/%d", id), func() actor.Actor { return &slowStorage{node: id, log: elog} })
 		if err != nil {
 			t.Fatal(err)
 		}
-		boards[id] = NewStatusBoard()
-		machines[id] = &countingMachine{}
-		prod, err := NewProducer(Config{
+		c.boards[id] = NewStatusBoard()
+		cfg := Config{
 			Group: 0, Name: "controller", NodeID: id, Bootstrap: true, Peers: []uint64{1, 2, 3},
 			ElectionTicks: 10, HeartbeatTicks: 1, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 64,
-			Storage: st, Transport: tr, StateMachine: machines[id], Board: boards[id], Observer: elog,
+			Storage: st, Transport: tr, StateMachine: machines[id], Board: c.boards[id],
 			Log: zerolog.Nop(),
-		})
+		}
+		if elog != nil {
+			cfg.Observer = elog
+		}
+		prod, err := NewProducer(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		pid, err := sys.Spawn("raft", fmt.Sprintf("raft/%d", id), prod)
+		pid, err := c.sys.Spawn("raft", fmt.Sprintf("raft/%d", id), prod)
 		if err != nil {
 			t.Fatal(err)
 		}
 		tr.mu.Lock()
 		tr.nodes[id] = pid
 		tr.mu.Unlock()
-		pids = append(pids, pid)
+		c.pids[id] = pid
 	}
-	ticker := NewTicker(sys.Root, 5*time.Millisecond)
-	defer ticker.Stop()
-	for _, pid := range pids {
+	ticker := NewTicker(c.sys.Root, 5*time.Millisecond)
+	t.Cleanup(ticker.Stop)
+	for _, pid := range c.pids {
 		ticker.Subscribe(pid)
 	}
+	return c
+}
 
-	leader := waitFor(t, 5*time.Second, func() (uint64, bool) {
-		for id, b := range boards {
+func (c *memCluster) leader(t *testing.T) uint64 {
+	t.Helper()
+	return waitFor(t, 5*time.Second, func() (uint64, bool) {
+		for id, b := range c.boards {
 			if s := b.Get(0); s != nil && s.Role == "leader" {
 				return id, true
 			}
 		}
 		return 0, false
 	})
-	const n = 50
+}
+
+// proposeAll proposes n entries round-robin on every node (followers forward).
+func (c *memCluster) proposeAll(n int) {
 	for i := 0; i < n; i++ {
-		// Proposals on followers are forwarded; both paths must keep the order.
-		target := pids[i%3]
-		sys.Root.Send(target, &Propose{ID: uint64(i), Data: []byte(fmt.Sprintf("entry-%d", i))})
+		c.sys.Root.Send(c.pids[uint64(i%3+1)], &Propose{ID: uint64(i), Data: []byte(fmt.Sprintf("entry-%d", i))})
 	}
+}
+
+func TestPipelineOrder(t *testing.T) {
+	elog := &eventLog{}
+	machines := map[uint64]*countingMachine{1: {}, 2: {}, 3: {}}
+	c := newMemCluster(t, elog, map[uint64]StateMachine{1: machines[1], 2: machines[2], 3: machines[3]})
+	leader := c.leader(t)
+	const n = 50
+	c.proposeAll(n)
 	waitFor(t, 10*time.Second, func() (struct{}, bool) {
 		for _, m := range machines {
 			if m.count() < n {
@@ -166,6 +191,77 @@ func TestPipelineOrder(t *testing.T) {
 	})
 	t.Logf("leader %d; checking %d events", leader, len(elog.snapshot()))
 	checkPipelineOrder(t, elog.snapshot())
+}
+
+// panickyMachine panics the first time it applies the entry poison.
+type panickyMachine struct {
+	countingMachine
+	poison   string
+	panicked bool
+}
+
+func (p *panickyMachine) Apply(index, term uint64, data []byte) {
+	if string(data) == p.poison && !p.panicked {
+		p.panicked = true
+		panic("poisoned entry")
+	}
+	p.countingMachine.Apply(index, term, data)
+}
+
+// Restore resets to the empty state (no snapshots are taken in this test).
+func (p *panickyMachine) Restore(*pb.Snapshot) error {
+	p.mu.Lock()
+	p.data, p.applied = nil, 0
+	p.mu.Unlock()
+	return nil
+}
+
+// TestRestartAfterPanic: a raft actor that panics in the middle of applying
+// a Ready is restarted by its supervisor, resets its state machine to the
+// last snapshot, and replays: every entry ends up applied exactly once.
+func TestRestartAfterPanic(t *testing.T) {
+	machines := map[uint64]*panickyMachine{1: {}, 2: {}, 3: {}}
+	sms := map[uint64]StateMachine{}
+	for id, m := range machines {
+		sms[id] = m
+	}
+	c := newMemCluster(t, nil, sms)
+	leader := c.leader(t)
+	victim := leader%3 + 1 // a follower
+	machines[victim].poison = "entry-25"
+	const n = 60
+	for i := 0; i < n; i++ {
+		// At the leader: the victim refuses proposals while it restarts.
+		c.sys.Root.Send(c.pids[leader], &Propose{ID: uint64(i), Data: []byte(fmt.Sprintf("entry-%d", i))})
+	}
+	waitFor(t, 10*time.Second, func() (struct{}, bool) {
+		for _, m := range machines {
+			if m.count() < n {
+				return struct{}{}, false
+			}
+		}
+		return struct{}{}, true
+	})
+	m := machines[victim]
+	if !m.panicked {
+		t.Fatal("the poisoned entry never reached the victim")
+	}
+	m.mu.Lock()
+	seen := map[string]int{}
+	for _, d := range m.data {
+		seen[string(d)]++
+	}
+	m.mu.Unlock()
+	for i := 0; i < n; i++ {
+		if k := fmt.Sprintf("entry-%d", i); seen[k] != 1 {
+			t.Fatalf("%s applied %d times on the restarted node", k, seen[k])
+		}
+	}
+	for _, s := range c.sys.List() {
+		if s.Name == fmt.Sprintf("raft/%d", victim) && s.Restarts != 1 {
+			t.Fatalf("victim restarts %d, want 1", s.Restarts)
+		}
+	}
 }
 
 // checkPipelineOrder asserts the Ready contract on a recorded event log.

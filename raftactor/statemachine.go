@@ -12,6 +12,8 @@ type StateMachine interface {
 	Apply(index, term uint64, data []byte)
 	// Snapshot returns the state as of the last applied entry.
 	Snapshot() ([]byte, error)
-	// Restore replaces the state with a snapshot's data.
+	// Restore replaces the state with a snapshot's. An empty snapshot (index
+	// 0, no data) means the empty initial state: a restarted group resets to
+	// it when it has never snapshotted, and replays the whole log.
 	Restore(snap *pb.Snapshot) error
 }

@@ -118,6 +118,10 @@ func (sm *StateMachine) Snapshot() ([]byte, error) {
 // Restore replaces the state with a snapshot's.
 func (sm *StateMachine) Restore(snap *pb.Snapshot) error {
 	var s State
+	if len(snap.GetData()) == 0 {
+		sm.view.Store(&State{Brokers: map[uint64]Broker{}})
+		return nil
+	}
 	if err := json.Unmarshal(snap.GetData(), &s); err != nil {
 		return fmt.Errorf("decode controller snapshot at %d: %w", snap.GetMetadata().GetIndex(), err)
 	}
