@@ -149,7 +149,7 @@ func TestConfigErrors(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.yaml), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			out, err := exec.Command(binary, "--config", path, "--data-dir", filepath.Join(dir, "data")).CombinedOutput()
+			out, err := exec.Command(flotillaBin, "--config", path, "--data-dir", filepath.Join(dir, "data")).CombinedOutput()
 			ee, ok := err.(*exec.ExitError)
 			if !ok || ee.ExitCode() != 2 {
 				t.Fatalf("exit: %v, want code 2; output:\n%s", err, out)
@@ -162,7 +162,7 @@ func TestConfigErrors(t *testing.T) {
 			}
 		})
 	}
-	out, err := exec.Command(binary, "version").CombinedOutput()
+	out, err := exec.Command(flotillaBin, "version").CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "flotilla ") {
 		t.Fatalf("flotilla version: %v %q", err, out)
 	}

@@ -16,8 +16,8 @@ import (
 	"time"
 )
 
-// binary is the bin/flotilla built once for the whole package.
-var binary string
+// flotillaBin is the bin/flotilla built once for the whole package.
+var flotillaBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "flotilla-e2e-bin")
@@ -25,8 +25,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "flotilla")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/flotilla")
+	flotillaBin = filepath.Join(dir, "flotilla")
+	build := exec.Command("go", "build", "-o", flotillaBin, "../cmd/flotilla")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build flotilla:", err)
@@ -122,7 +122,7 @@ func (nd *node) start(t *testing.T) {
 	if nd.log == nil {
 		nd.log = &bytes.Buffer{}
 	}
-	cmd := exec.Command(binary, "--config", nd.config)
+	cmd := exec.Command(flotillaBin, "--config", nd.config)
 	w := &lockedWriter{mu: &nd.mu, b: nd.log}
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {

@@ -108,6 +108,9 @@ func freeLoopbackPorts(n int) ([]int, error) {
 
 // newProcs writes the configs of a fresh three-broker cluster under dir.
 func newProcs(dir string) ([]*proc, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
 	ports, err := freeLoopbackPorts(9)
 	if err != nil {
 		return nil, err
