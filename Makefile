@@ -19,9 +19,9 @@ run: build
 cluster: build
 	@mkdir -p $(CLUSTER_DIR)
 	@for n in 1 2 3; do \
-		if [ -f $(CLUSTER_DIR)/node$$n.pid ] && kill -0 $$(cat $(CLUSTER_DIR)/node$$n.pid) 2>/dev/null; then \
+		if [ -f $(CLUSTER_DIR)/node$$n.pid ] && ps -o stat= -p $$(cat $(CLUSTER_DIR)/node$$n.pid) 2>/dev/null | grep -qv Z; then \
 			echo "node$$n already running (pid $$(cat $(CLUSTER_DIR)/node$$n.pid))"; continue; fi; \
-		nohup bin/flotilla --config configs/cluster/node$$n.yaml >$(CLUSTER_DIR)/node$$n.log 2>&1 & \
+		nohup bin/flotilla --config configs/cluster/node$$n.yaml >>$(CLUSTER_DIR)/node$$n.log 2>&1 & \
 		echo $$! >$(CLUSTER_DIR)/node$$n.pid; \
 		echo "node$$n started (pid $$!, log $(CLUSTER_DIR)/node$$n.log, debug http://127.0.0.1:929$$((n+1)))"; \
 	done
@@ -31,7 +31,7 @@ cluster-stop:
 	@for n in 1 2 3; do \
 		f=$(CLUSTER_DIR)/node$$n.pid; [ -f $$f ] || continue; \
 		pid=$$(cat $$f); kill $$pid 2>/dev/null && echo "node$$n stopping (pid $$pid)"; \
-		for i in $$(seq 50); do kill -0 $$pid 2>/dev/null || break; sleep 0.1; done; \
+		for i in $$(seq 50); do ps -o stat= -p $$pid 2>/dev/null | grep -qv Z || break; sleep 0.1; done; \
 		rm -f $$f; \
 	done
 
