@@ -37,7 +37,7 @@ cluster-stop:
 
 ## test: the whole suite (unit, in-process cluster, end-to-end with real processes)
 test:
-	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
 
 ## test-short: unit tests only
 test-short:

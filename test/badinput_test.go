@@ -32,7 +32,7 @@ func TestRaftPortGarbage(t *testing.T) {
 	_, _ = rand.Read(junk)
 	oversized := binary.BigEndian.AppendUint32(nil, 1<<31-1)
 	half := append(binary.BigEndian.AppendUint32(nil, 1000), junk[:100]...)
-	for _, payload := range [][]byte{junk, oversized, half, {0, 0}} {
+	for _, payload := range [][]byte{junk, oversized, half, {0, 0, 0, 0}} { // the last: an empty frame, a hello naming nobody
 		conn, err := net.DialTimeout("tcp", target.raft, time.Second)
 		if err != nil {
 			t.Fatal(err)
