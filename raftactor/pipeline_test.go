@@ -201,11 +201,22 @@ type panickyMachine struct {
 }
 
 func (p *panickyMachine) Apply(index, term uint64, data []byte) {
-	if string(data) == p.poison && !p.panicked {
+	p.mu.Lock()
+	poisoned := data != nil && string(data) == p.poison && !p.panicked
+	if poisoned {
 		p.panicked = true
+	}
+	p.mu.Unlock()
+	if poisoned {
 		panic("poisoned entry")
 	}
 	p.countingMachine.Apply(index, term, data)
+}
+
+func (p *panickyMachine) setPoison(s string) {
+	p.mu.Lock()
+	p.poison = s
+	p.mu.Unlock()
 }
 
 // Restore resets to the empty state (no snapshots are taken in this test).
@@ -228,7 +239,7 @@ func TestRestartAfterPanic(t *testing.T) {
 	c := newMemCluster(t, nil, sms)
 	leader := c.leader(t)
 	victim := leader%3 + 1 // a follower
-	machines[victim].poison = "entry-25"
+	machines[victim].setPoison("entry-25")
 	const n = 60
 	for i := 0; i < n; i++ {
 		// At the leader: the victim refuses proposals while it restarts.
@@ -243,7 +254,10 @@ func TestRestartAfterPanic(t *testing.T) {
 		return struct{}{}, true
 	})
 	m := machines[victim]
-	if !m.panicked {
+	m.mu.Lock()
+	panicked := m.panicked
+	m.mu.Unlock()
+	if !panicked {
 		t.Fatal("the poisoned entry never reached the victim")
 	}
 	m.mu.Lock()
