@@ -253,5 +253,9 @@ func (b *Broker) Actors() *actors.System { return b.sys }
 // RaftGroup returns the controller group's actor.
 func (b *Broker) RaftGroup() *actor.PID { return b.raftGroup }
 
+// ControllerActor returns the controller actor, which takes CreateTopics
+// and DeleteTopics.
+func (b *Broker) ControllerActor() *actor.PID { return b.controller }
+
 // DebugAddr returns the debug endpoint's address, or "" when it is off.
 func (b *Broker) DebugAddr() string { return b.debugAddr }

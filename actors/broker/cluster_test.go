@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/flotilla/flotilla/actors/controller"
 	"github.com/flotilla/flotilla/configs"
@@ -261,4 +263,87 @@ func dirSize(t *testing.T, dir string) int64 {
 		}
 	}
 	return n
+}
+
+// ask sends msg (built with the reply PID) to pid on broker i and returns
+// the first answer of type T.
+func ask[T any](c *testCluster, i int, pid *actor.PID, msg func(replyTo *actor.PID) any) T {
+	c.t.Helper()
+	b := c.brokers[i]
+	out := make(chan T, 1)
+	c.proposers++
+	me, err := b.Actors().Spawn("test", fmt.Sprintf("test/asker-%d", c.proposers), func() actor.Actor {
+		return actor.ReceiveFunc(func(ctx actor.Context) {
+			if v, ok := ctx.Message().(T); ok {
+				out <- v
+			}
+		})
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer b.Actors().Root.Stop(me)
+	b.Actors().Root.Send(pid, msg(me))
+	select {
+	case v := <-out:
+		return v
+	case <-time.After(10 * time.Second):
+		c.t.Fatalf("no %T within 10s", *new(T))
+		panic("unreachable")
+	}
+}
+
+func TestTopicsThroughController(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.waitFor(5*time.Second, "election", func() bool { return c.leader() >= 0 })
+	c.waitFor(5*time.Second, "registrations", c.allRegistered)
+	follower := (c.leader() + 1) % 3
+	ctl := c.brokers[follower].ControllerActor()
+
+	done := ask[*controller.CreateTopicsDone](c, follower, ctl, func(r *actor.PID) any {
+		return &controller.CreateTopics{Ref: 7, ReplyTo: r, Topics: []controller.TopicSpec{
+			{Name: "orders", Partitions: 12, ReplicationFactor: -1},
+			{Name: "bad/name", Partitions: 1, ReplicationFactor: 1},
+			{Name: "solo", Partitions: 1, ReplicationFactor: 1, Configs: map[string]string{"retention.ms": "60000"}},
+		}}
+	})
+	if done.Ref != 7 || len(done.Results) != 3 {
+		t.Fatalf("answer %+v", done)
+	}
+	if done.Results[0].Err != nil || done.Results[0].ReplicationFactor != 3 || done.Results[2].Err != nil {
+		t.Fatalf("results %+v", done.Results)
+	}
+	if !errors.Is(done.Results[1].Err, kerr.InvalidTopicException) {
+		t.Fatalf("bad name: %v", done.Results[1].Err)
+	}
+	for i := range c.brokers {
+		c.waitFor(5*time.Second, "topic on every broker", func() bool {
+			tp := c.brokers[i].Controller().View().Topics["orders"]
+			return tp != nil && tp.ID == done.Results[0].ID && len(tp.Partitions) == 12
+		})
+	}
+	leaders := map[uint64]int{}
+	for _, p := range c.brokers[0].Controller().View().Topics["orders"].Partitions {
+		leaders[p.Replicas[0]]++
+	}
+	if len(leaders) != 3 || leaders[1] != 4 || leaders[2] != 4 {
+		t.Fatalf("preferred leaders not spread: %v", leaders)
+	}
+
+	again := ask[*controller.CreateTopicsDone](c, follower, ctl, func(r *actor.PID) any {
+		return &controller.CreateTopics{ReplyTo: r, Topics: []controller.TopicSpec{{Name: "orders", Partitions: 1, ReplicationFactor: 1}}}
+	})
+	if !errors.Is(again.Results[0].Err, kerr.TopicAlreadyExists) {
+		t.Fatalf("duplicate: %v", again.Results[0].Err)
+	}
+
+	del := ask[*controller.DeleteTopicsDone](c, c.leader(), c.brokers[c.leader()].ControllerActor(), func(r *actor.PID) any {
+		return &controller.DeleteTopics{ReplyTo: r, Names: []string{"orders", "nope"}, IDs: []controller.TopicID{done.Results[2].ID}}
+	})
+	if del.Results[0].Err != nil || !errors.Is(del.Results[1].Err, kerr.UnknownTopicOrPartition) || del.Results[2].Err != nil || del.Results[2].Name != "solo" {
+		t.Fatalf("delete results %+v", del.Results)
+	}
+	for i := range c.brokers {
+		c.waitFor(5*time.Second, "deletion on every broker", func() bool { return len(c.brokers[i].Controller().View().Topics) == 0 })
+	}
 }

@@ -12,6 +12,24 @@ type Command struct {
 	InitCluster    *InitCluster    `json:"init_cluster,omitempty"`
 	RegisterBroker *RegisterBroker `json:"register_broker,omitempty"`
 	SetConfig      *SetConfig      `json:"set_config,omitempty"`
+	CreateTopic    *CreateTopic    `json:"create_topic,omitempty"`
+	DeleteTopic    *DeleteTopic    `json:"delete_topic,omitempty"`
+}
+
+// CreateTopic adds a topic. The proposer chose the id, the replicas of each
+// partition and validated the configs; apply only refuses (as a no-op) a
+// name that is already taken, so concurrent creations of one name resolve
+// to whichever is applied first, identically everywhere.
+type CreateTopic struct {
+	Name     string            `json:"name"`
+	ID       TopicID           `json:"id"`
+	Replicas [][]uint64        `json:"replicas"` // per partition, preferred leader first
+	Configs  map[string]string `json:"configs,omitempty"`
+}
+
+// DeleteTopic removes the topic with this id, if it still exists.
+type DeleteTopic struct {
+	ID TopicID `json:"id"`
 }
 
 // InitCluster names the cluster. Only the first one applied takes effect, so

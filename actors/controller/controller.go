@@ -3,9 +3,13 @@ package controller
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"go.etcd.io/raft/v3"
 
 	"github.com/flotilla/flotilla/raftactor"
 )
@@ -31,19 +35,23 @@ type Options struct {
 
 // NewActor returns the producer of the controller actor.
 func NewActor(o Options) actor.Producer {
-	return func() actor.Actor { return &controllerActor{o: o} }
+	return func() actor.Actor { return &controllerActor{o: o, pending: map[uint64]func(*raftactor.Proposed){}} }
 }
 
 type controllerActor struct {
-	o        Options
-	ticks    uint64
-	inflight uint64 // id of the proposal awaiting its Proposed; 0 when none
-	sentAt   uint64
-	nextID   uint64
+	o       Options
+	ticks   uint64
+	nextID  uint64
+	pending map[uint64]func(*raftactor.Proposed) // proposal id → what to do with its outcome
+	// ownInflight is the id of this broker's own reconciliation proposal
+	// (registration, cluster id) awaiting its answer; 0 when none.
+	ownInflight uint64
+	ownSentAt   uint64
 }
 
-// proposalPatienceTicks is how long the actor waits for an answer before it
-// proposes again; the raft group itself times proposals out well before.
+// proposalPatienceTicks is how long the actor waits for its own
+// reconciliation proposal before proposing again; the raft group itself
+// times proposals out well before.
 const proposalPatienceTicks = 200
 
 func (c *controllerActor) Receive(ctx actor.Context) {
@@ -54,21 +62,29 @@ func (c *controllerActor) Receive(ctx actor.Context) {
 			c.reconcile(ctx)
 		}
 	case *raftactor.Proposed:
-		if m.ID != c.inflight {
-			return
+		if done, ok := c.pending[m.ID]; ok {
+			delete(c.pending, m.ID)
+			done(m)
 		}
-		c.inflight = 0
-		if m.Err != nil {
-			c.o.Log.Debug().Err(m.Err).Msg("controller proposal failed; retrying")
-		}
-		c.reconcile(ctx)
+	case *CreateTopics:
+		c.createTopics(ctx, m)
+	case *DeleteTopics:
+		c.deleteTopics(ctx, m)
 	}
+}
+
+// propose sends cmd to the controller group and calls done with the outcome.
+func (c *controllerActor) propose(ctx actor.Context, cmd *Command, done func(*raftactor.Proposed)) uint64 {
+	c.nextID++
+	c.pending[c.nextID] = done
+	ctx.Send(c.o.Raft, &raftactor.Propose{ID: c.nextID, Data: cmd.Encode(), ReplyTo: ctx.Self()})
+	return c.nextID
 }
 
 // reconcile proposes what this broker should have in the controller state
 // but does not yet: one command at a time.
 func (c *controllerActor) reconcile(ctx actor.Context) {
-	if c.inflight != 0 && c.ticks-c.sentAt < proposalPatienceTicks {
+	if c.ownInflight != 0 && c.ticks-c.ownSentAt < proposalPatienceTicks {
 		return
 	}
 	st := c.o.Board.Get(ControllerGroup)
@@ -85,14 +101,111 @@ func (c *controllerActor) reconcile(ctx actor.Context) {
 	default:
 		return
 	}
-	c.nextID++
-	c.inflight, c.sentAt = c.nextID, c.ticks
-	ctx.Send(c.o.Raft, &raftactor.Propose{ID: c.nextID, Data: cmd.Encode(), ReplyTo: ctx.Self()})
+	c.ownSentAt = c.ticks
+	c.ownInflight = c.propose(ctx, cmd, func(p *raftactor.Proposed) {
+		c.ownInflight = 0
+		if p.Err != nil {
+			c.o.Log.Debug().Err(p.Err).Msg("controller proposal failed; retrying")
+		}
+	})
 }
 
 func (c *controllerActor) registered(view *State) bool {
 	b, ok := view.Brokers[c.o.NodeID]
 	return ok && b.KafkaAddr == c.o.KafkaAddr && b.RaftAddr == c.o.RaftAddr
+}
+
+// createTopics validates each topic against the applied state, proposes the
+// valid ones and answers when all are decided. A topic counts as created
+// only if, once its entry is applied, the name maps to the id it proposed:
+// a concurrent creation of the same name may have been applied first.
+func (c *controllerActor) createTopics(ctx actor.Context, m *CreateTopics) {
+	view := c.o.Machine.View()
+	results := make([]TopicResult, len(m.Topics))
+	waiting := 0
+	reply := func() { ctx.Send(m.ReplyTo, &CreateTopicsDone{Ref: m.Ref, Results: results}) }
+	seen := map[string]bool{}
+	for i, spec := range m.Topics {
+		cmd, res, err := planTopic(view, spec)
+		if err == nil && seen[spec.Name] {
+			err = fmt.Errorf("%w: topic %q appears twice in the request", kerr.InvalidRequest, spec.Name)
+		}
+		seen[spec.Name] = true
+		res.Err = err
+		results[i] = res
+		if err != nil || m.ValidateOnly {
+			continue
+		}
+		waiting++
+		c.propose(ctx, &Command{CreateTopic: cmd}, func(p *raftactor.Proposed) {
+			if p.Err != nil {
+				results[i].Err = proposalError(p.Err)
+			} else if t := c.o.Machine.View().Topics[cmd.Name]; t == nil || t.ID != cmd.ID {
+				results[i].Err = fmt.Errorf("%w: topic %q was created concurrently", kerr.TopicAlreadyExists, cmd.Name)
+			}
+			if waiting--; waiting == 0 {
+				reply()
+			}
+		})
+	}
+	if waiting == 0 {
+		reply()
+	}
+}
+
+func (c *controllerActor) deleteTopics(ctx actor.Context, m *DeleteTopics) {
+	view := c.o.Machine.View()
+	results := make([]TopicResult, 0, len(m.Names)+len(m.IDs))
+	var targets []*Topic // parallel to results; nil where the lookup failed
+	for _, name := range m.Names {
+		t := view.Topics[name]
+		r := TopicResult{Name: name}
+		if t == nil {
+			r.Err = fmt.Errorf("%w: topic %q", kerr.UnknownTopicOrPartition, name)
+		} else {
+			r.ID = t.ID
+		}
+		results, targets = append(results, r), append(targets, t)
+	}
+	for _, id := range m.IDs {
+		t := view.TopicByID(id)
+		r := TopicResult{ID: id}
+		if t == nil {
+			r.Err = fmt.Errorf("%w: topic id %s", kerr.UnknownTopicID, id)
+		} else {
+			r.Name = t.Name
+		}
+		results, targets = append(results, r), append(targets, t)
+	}
+	waiting := 0
+	reply := func() { ctx.Send(m.ReplyTo, &DeleteTopicsDone{Ref: m.Ref, Results: results}) }
+	for i, t := range targets {
+		if t == nil {
+			continue
+		}
+		waiting++
+		c.propose(ctx, &Command{DeleteTopic: &DeleteTopic{ID: t.ID}}, func(p *raftactor.Proposed) {
+			if p.Err != nil {
+				results[i].Err = proposalError(p.Err)
+			}
+			if waiting--; waiting == 0 {
+				reply()
+			}
+		})
+	}
+	if waiting == 0 {
+		reply()
+	}
+}
+
+// proposalError maps a failed controller proposal to what a Kafka client
+// should see: the outcome is unknown, so a retriable timeout, or "not
+// controller" when there is no leader to take it.
+func proposalError(err error) error {
+	if errors.Is(err, raftactor.ErrNotReady) || errors.Is(err, raftactor.ErrLeaderChanged) || errors.Is(err, raft.ErrProposalDropped) {
+		return fmt.Errorf("%w: %v", kerr.NotController, err)
+	}
+	return fmt.Errorf("%w: %v", kerr.RequestTimedOut, err)
 }
 
 func newClusterID() string {

@@ -1,6 +1,60 @@
 package controller
 
-// The controller actor defines no messages of its own: it takes
-// raftactor.Tick from the shared ticker and raftactor.Proposed from the
-// controller group, and sends raftactor.Propose. What it proposes are
-// Commands (commands.go), which travel as raft entries, not actor messages.
+import "github.com/asynkron/protoactor-go/actor"
+
+// The controller actor also takes raftactor.Tick from the shared ticker and
+// raftactor.Proposed from the controller group, and sends raftactor.Propose.
+
+// CreateTopics asks the controller to create topics. The actor validates
+// each, proposes the valid ones to the controller group, and answers
+// ReplyTo with CreateTopicsDone once every one is applied or failed.
+type CreateTopics struct {
+	Ref          uint64 // echoed in the answer
+	Topics       []TopicSpec
+	ValidateOnly bool
+	ReplyTo      *actor.PID
+}
+
+// TopicSpec is one topic to create. Partitions -1 and ReplicationFactor -1
+// take the broker defaults; Assignment, when set, gives the replicas of
+// each partition and overrides both.
+type TopicSpec struct {
+	Name              string
+	Partitions        int32
+	ReplicationFactor int16
+	Assignment        [][]uint64
+	Configs           map[string]string
+}
+
+// CreateTopicsDone answers CreateTopics, one result per requested topic in
+// request order.
+type CreateTopicsDone struct {
+	Ref     uint64
+	Results []TopicResult
+}
+
+// TopicResult is the outcome for one topic. Err is a *kerr.Error (possibly
+// wrapped with a message) or nil.
+type TopicResult struct {
+	Name              string
+	ID                TopicID
+	Partitions        int32
+	ReplicationFactor int16
+	Configs           map[string]string
+	Err               error
+}
+
+// DeleteTopics asks the controller to delete topics by name or by id.
+type DeleteTopics struct {
+	Ref     uint64
+	Names   []string
+	IDs     []TopicID
+	ReplyTo *actor.PID
+}
+
+// DeleteTopicsDone answers DeleteTopics: results for Names first, then for
+// IDs, each in request order.
+type DeleteTopicsDone struct {
+	Ref     uint64
+	Results []TopicResult
+}

@@ -25,8 +25,13 @@ type State struct {
 	ClusterID string            `json:"cluster_id"`
 	Brokers   map[uint64]Broker `json:"brokers"`
 	Configs   map[string]string `json:"configs,omitempty"`
-	Applied   uint64            `json:"applied"`
-	Term      uint64            `json:"term"` // of the last applied entry
+	Topics    map[string]*Topic `json:"topics,omitempty"` // by name
+	// NextGroup is the raft group id the next partition gets. Group ids are
+	// never reused, so a message for a deleted partition's group can never
+	// reach a new partition.
+	NextGroup uint64 `json:"next_group"`
+	Applied   uint64 `json:"applied"`
+	Term      uint64 `json:"term"` // of the last applied entry
 }
 
 // BrokerList returns the brokers ordered by id.
@@ -37,6 +42,42 @@ func (s *State) BrokerList() []Broker {
 		out[i] = s.Brokers[id]
 	}
 	return out
+}
+
+// firstPartitionGroup is the first raft group id given to a partition; the
+// ids below it are reserved for the controller and other internal groups.
+const firstPartitionGroup = 1 << 10
+
+// Topic is one topic as the controller knows it. Published topics are
+// immutable.
+type Topic struct {
+	Name       string            `json:"name"`
+	ID         TopicID           `json:"id"`
+	Partitions []Partition       `json:"partitions"`
+	Configs    map[string]string `json:"configs,omitempty"` // only the ones set on the topic
+	CreatedAt  uint64            `json:"created_at"`        // raft index of the creation
+}
+
+// Partition is one partition's assignment.
+type Partition struct {
+	Index    int32    `json:"index"`
+	Group    uint64   `json:"group"`    // its raft group id
+	Replicas []uint64 `json:"replicas"` // broker ids, preferred leader first
+}
+
+// TopicByID returns the topic with the given id, or nil.
+func (s *State) TopicByID(id TopicID) *Topic {
+	for _, t := range s.Topics {
+		if t.ID == id {
+			return t
+		}
+	}
+	return nil
+}
+
+// TopicNames returns the topic names in order.
+func (s *State) TopicNames() []string {
+	return slices.Sorted(maps.Keys(s.Topics))
 }
 
 // StateMachine is the controller group's raftactor.StateMachine.
@@ -89,6 +130,31 @@ func (sm *StateMachine) applyCommand(next, cur *State, index uint64, cmd *Comman
 		next.Brokers = maps.Clone(cur.Brokers)
 		next.Brokers[r.NodeID] = Broker{NodeID: r.NodeID, KafkaAddr: r.KafkaAddr, RaftAddr: r.RaftAddr, RegisteredAt: index}
 		sm.log.Info().Uint64("node_id", r.NodeID).Str("kafka_addr", r.KafkaAddr).Uint64("index", index).Msg("broker registered")
+	case cmd.CreateTopic != nil:
+		c := cmd.CreateTopic
+		if _, taken := cur.Topics[c.Name]; taken || len(c.Replicas) == 0 {
+			return
+		}
+		next.NextGroup = max(cur.NextGroup, firstPartitionGroup)
+		t := &Topic{Name: c.Name, ID: c.ID, Configs: c.Configs, CreatedAt: index}
+		for i, replicas := range c.Replicas {
+			t.Partitions = append(t.Partitions, Partition{Index: int32(i), Group: next.NextGroup, Replicas: replicas})
+			next.NextGroup++
+		}
+		next.Topics = maps.Clone(cur.Topics)
+		if next.Topics == nil {
+			next.Topics = map[string]*Topic{}
+		}
+		next.Topics[c.Name] = t
+		sm.log.Info().Str("topic", c.Name).Str("id", c.ID.String()).Int("partitions", len(c.Replicas)).Uint64("index", index).Msg("topic created")
+	case cmd.DeleteTopic != nil:
+		t := cur.TopicByID(cmd.DeleteTopic.ID)
+		if t == nil {
+			return
+		}
+		next.Topics = maps.Clone(cur.Topics)
+		delete(next.Topics, t.Name)
+		sm.log.Info().Str("topic", t.Name).Str("id", t.ID.String()).Uint64("index", index).Msg("topic deleted")
 	case cmd.SetConfig != nil:
 		c := cmd.SetConfig
 		if cur.Configs[c.Key] == c.Value {

@@ -1,0 +1,109 @@
+package controller
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"regexp"
+	"slices"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// Broker defaults for CreateTopics with -1 partitions or replication factor:
+// Kafka's num.partitions is 1, and default.replication.factor is min(3,
+// brokers) here (DESIGN.md), so a single broker just works and a cluster
+// gets durability by default.
+const (
+	defaultPartitions  = 1
+	maxDefaultReplicas = 3
+	// maxPartitions bounds one request: every partition is a raft group.
+	maxPartitions = 10000
+)
+
+var legalTopicName = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
+
+// validTopicName applies Kafka's rules for topic names.
+func validTopicName(name string) error {
+	switch {
+	case name == "", name == ".", name == "..":
+		return fmt.Errorf("%w: topic name %q is not allowed", kerr.InvalidTopicException, name)
+	case len(name) > 249:
+		return fmt.Errorf("%w: topic name is longer than 249 characters", kerr.InvalidTopicException)
+	case !legalTopicName.MatchString(name):
+		return fmt.Errorf("%w: topic name %q may contain only ASCII letters, digits, '.', '_' and '-'", kerr.InvalidTopicException, name)
+	}
+	return nil
+}
+
+// planTopic validates spec against view and returns the command that
+// creates it.
+func planTopic(view *State, spec TopicSpec) (*CreateTopic, TopicResult, error) {
+	res := TopicResult{Name: spec.Name}
+	if err := validTopicName(spec.Name); err != nil {
+		return nil, res, err
+	}
+	if _, exists := view.Topics[spec.Name]; exists {
+		return nil, res, fmt.Errorf("%w: topic %q", kerr.TopicAlreadyExists, spec.Name)
+	}
+	if err := ValidateTopicConfigs(spec.Configs); err != nil {
+		return nil, res, err
+	}
+	brokers := view.BrokerList()
+	var replicas [][]uint64
+	if len(spec.Assignment) > 0 {
+		if spec.Partitions != -1 || spec.ReplicationFactor != -1 {
+			return nil, res, fmt.Errorf("%w: give either an assignment or partitions and replication factor", kerr.InvalidRequest)
+		}
+		for p, rs := range spec.Assignment {
+			if len(rs) == 0 || len(rs) != len(spec.Assignment[0]) {
+				return nil, res, fmt.Errorf("%w: partition %d has %d replicas, partition 0 has %d", kerr.InvalidReplicaAssignment, p, len(rs), len(spec.Assignment[0]))
+			}
+			seen := map[uint64]bool{}
+			for _, id := range rs {
+				if _, ok := view.Brokers[id]; !ok || seen[id] {
+					return nil, res, fmt.Errorf("%w: partition %d: broker %d unknown or repeated", kerr.InvalidReplicaAssignment, p, id)
+				}
+				seen[id] = true
+			}
+		}
+		replicas = spec.Assignment
+	} else {
+		n, rf := int(spec.Partitions), int(spec.ReplicationFactor)
+		if n == -1 {
+			n = defaultPartitions
+		}
+		if rf == -1 {
+			rf = min(maxDefaultReplicas, len(brokers))
+		}
+		if n < 1 || n > maxPartitions {
+			return nil, res, fmt.Errorf("%w: %d partitions (1 to %d)", kerr.InvalidPartitions, n, maxPartitions)
+		}
+		if rf < 1 || rf > len(brokers) {
+			return nil, res, fmt.Errorf("%w: replication factor %d with %d registered brokers", kerr.InvalidReplicationFactor, rf, len(brokers))
+		}
+		replicas = assign(brokers, n, rf, rand.IntN(len(brokers)))
+	}
+	cmd := &CreateTopic{Name: spec.Name, ID: NewTopicID(), Replicas: replicas, Configs: spec.Configs}
+	res.ID, res.Partitions, res.ReplicationFactor, res.Configs = cmd.ID, int32(len(replicas)), int16(len(replicas[0])), spec.Configs
+	return cmd, res, nil
+}
+
+// assign spreads n partitions of rf replicas over brokers round-robin from
+// start, so that preferred leaders (the first replica) are spread evenly and
+// each broker follows the others equally.
+func assign(brokers []Broker, n, rf, start int) [][]uint64 {
+	ids := make([]uint64, len(brokers))
+	for i, b := range brokers {
+		ids[i] = b.NodeID
+	}
+	slices.Sort(ids)
+	out := make([][]uint64, n)
+	for p := range n {
+		rs := make([]uint64, rf)
+		for j := range rf {
+			rs[j] = ids[(start+p+j)%len(ids)]
+		}
+		out[p] = rs
+	}
+	return out
+}

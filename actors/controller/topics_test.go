@@ -1,0 +1,109 @@
+package controller
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+func viewWithBrokers(ids ...uint64) *State {
+	s := &State{Brokers: map[uint64]Broker{}, Topics: map[string]*Topic{"taken": {Name: "taken"}}}
+	for _, id := range ids {
+		s.Brokers[id] = Broker{NodeID: id}
+	}
+	return s
+}
+
+func TestPlanTopic(t *testing.T) {
+	tests := []struct {
+		name    string
+		brokers []uint64
+		spec    TopicSpec
+		wantErr *kerr.Error
+		wantP   int32
+		wantRF  int16
+	}{
+		{"defaults on one broker", []uint64{1}, TopicSpec{Name: "a", Partitions: -1, ReplicationFactor: -1}, nil, 1, 1},
+		{"default rf capped at 3", []uint64{1, 2, 3, 4}, TopicSpec{Name: "a", Partitions: 12, ReplicationFactor: -1}, nil, 12, 3},
+		{"explicit", []uint64{1, 2, 3}, TopicSpec{Name: "a.b_c-9", Partitions: 3, ReplicationFactor: 2}, nil, 3, 2},
+		{"rf above brokers", []uint64{1, 2}, TopicSpec{Name: "a", Partitions: 1, ReplicationFactor: 3}, kerr.InvalidReplicationFactor, 0, 0},
+		{"zero partitions", []uint64{1}, TopicSpec{Name: "a", Partitions: 0, ReplicationFactor: 1}, kerr.InvalidPartitions, 0, 0},
+		{"bad name", []uint64{1}, TopicSpec{Name: "a/b", Partitions: 1, ReplicationFactor: 1}, kerr.InvalidTopicException, 0, 0},
+		{"dot name", []uint64{1}, TopicSpec{Name: "..", Partitions: 1, ReplicationFactor: 1}, kerr.InvalidTopicException, 0, 0},
+		{"long name", []uint64{1}, TopicSpec{Name: strings.Repeat("x", 250), Partitions: 1, ReplicationFactor: 1}, kerr.InvalidTopicException, 0, 0},
+		{"exists", []uint64{1}, TopicSpec{Name: "taken", Partitions: 1, ReplicationFactor: 1}, kerr.TopicAlreadyExists, 0, 0},
+		{"unknown config", []uint64{1}, TopicSpec{Name: "a", Partitions: 1, ReplicationFactor: 1, Configs: map[string]string{"bogus": "1"}}, kerr.InvalidConfig, 0, 0},
+		{"bad config value", []uint64{1}, TopicSpec{Name: "a", Partitions: 1, ReplicationFactor: 1, Configs: map[string]string{"retention.ms": "soon"}}, kerr.InvalidConfig, 0, 0},
+		{"compaction unsupported", []uint64{1}, TopicSpec{Name: "a", Partitions: 1, ReplicationFactor: 1, Configs: map[string]string{"cleanup.policy": "compact"}}, kerr.InvalidConfig, 0, 0},
+		{"good configs", []uint64{1}, TopicSpec{Name: "a", Partitions: 1, ReplicationFactor: 1, Configs: map[string]string{"retention.ms": "1000", "segment.bytes": "1048576"}}, nil, 1, 1},
+		{"assignment", []uint64{1, 2, 3}, TopicSpec{Name: "a", Partitions: -1, ReplicationFactor: -1, Assignment: [][]uint64{{1, 2}, {2, 3}}}, nil, 2, 2},
+		{"assignment unknown broker", []uint64{1, 2}, TopicSpec{Name: "a", Partitions: -1, ReplicationFactor: -1, Assignment: [][]uint64{{1, 9}}}, kerr.InvalidReplicaAssignment, 0, 0},
+		{"assignment repeated broker", []uint64{1, 2}, TopicSpec{Name: "a", Partitions: -1, ReplicationFactor: -1, Assignment: [][]uint64{{1, 1}}}, kerr.InvalidReplicaAssignment, 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd, res, err := planTopic(viewWithBrokers(tc.brokers...), tc.spec)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Partitions != tc.wantP || res.ReplicationFactor != tc.wantRF || int32(len(cmd.Replicas)) != tc.wantP {
+				t.Fatalf("got %d partitions rf %d (%v)", res.Partitions, res.ReplicationFactor, cmd.Replicas)
+			}
+			if cmd.ID == (TopicID{}) || cmd.ID != res.ID {
+				t.Fatalf("topic id %v / %v", cmd.ID, res.ID)
+			}
+		})
+	}
+}
+
+func TestAssignSpreadsLeadersAndReplicas(t *testing.T) {
+	brokers := []Broker{{NodeID: 3}, {NodeID: 1}, {NodeID: 2}}
+	got := assign(brokers, 12, 3, 1)
+	leaders := map[uint64]int{}
+	for p, rs := range got {
+		seen := map[uint64]bool{}
+		for _, id := range rs {
+			if seen[id] {
+				t.Fatalf("partition %d repeats broker %d: %v", p, id, rs)
+			}
+			seen[id] = true
+		}
+		leaders[rs[0]]++
+	}
+	for _, id := range []uint64{1, 2, 3} {
+		if leaders[id] != 4 {
+			t.Fatalf("leaders %v, want 4 each", leaders)
+		}
+	}
+}
+
+func TestApplyTopics(t *testing.T) {
+	sm := NewStateMachine(zerolog.Nop())
+	id1, id2 := NewTopicID(), NewTopicID()
+	sm.Apply(1, 1, (&Command{CreateTopic: &CreateTopic{Name: "t", ID: id1, Replicas: [][]uint64{{1}, {1}}}}).Encode())
+	sm.Apply(2, 1, (&Command{CreateTopic: &CreateTopic{Name: "t", ID: id2, Replicas: [][]uint64{{1}}}}).Encode()) // name taken: no-op
+	sm.Apply(3, 1, (&Command{CreateTopic: &CreateTopic{Name: "u", ID: id2, Replicas: [][]uint64{{1}}}}).Encode())
+	v := sm.View()
+	if v.Topics["t"].ID != id1 || len(v.Topics["t"].Partitions) != 2 {
+		t.Fatalf("topic t: %+v", v.Topics["t"])
+	}
+	groups := []uint64{v.Topics["t"].Partitions[0].Group, v.Topics["t"].Partitions[1].Group, v.Topics["u"].Partitions[0].Group}
+	if groups[0] < firstPartitionGroup || groups[0] == groups[1] || groups[2] != groups[1]+1 {
+		t.Fatalf("groups %v", groups)
+	}
+	sm.Apply(4, 1, (&Command{DeleteTopic: &DeleteTopic{ID: id1}}).Encode())
+	sm.Apply(5, 1, (&Command{CreateTopic: &CreateTopic{Name: "t", ID: NewTopicID(), Replicas: [][]uint64{{1}}}}).Encode())
+	v = sm.View()
+	if v.Topics["t"].ID == id1 || v.Topics["t"].Partitions[0].Group <= groups[2] {
+		t.Fatalf("recreated topic reuses id or group: %+v", v.Topics["t"])
+	}
+}
