@@ -17,6 +17,8 @@ import (
 // ErrTimeout answers a proposal that was not applied within its deadline.
 var ErrTimeout = errors.New("proposal timed out")
 
+var errRawGroup = errors.New("this raft group takes no Propose messages: its state machine proposes its own entries")
+
 // ErrNotReady answers a proposal that reached a group still recovering.
 var ErrNotReady = errors.New("raft group not ready")
 
@@ -42,6 +44,11 @@ type Config struct {
 	SnapshotEntries uint64
 	// ProposalTimeoutTicks bounds how long a proposer waits for its entry.
 	ProposalTimeoutTicks int
+
+	// RawEntries marks a group whose state machine is an Extension that
+	// proposes its own entries: they carry no proposal key, and Propose
+	// messages are refused.
+	RawEntries bool
 
 	Storage      *actor.PID
 	Transport    Transport
@@ -103,9 +110,15 @@ func NewProducer(cfg Config) (actor.Producer, error) {
 			}
 		}
 	}
+	ext, _ := cfg.StateMachine.(Extension)
+	if cfg.RawEntries && ext == nil {
+		return nil, fmt.Errorf("raft group %s: RawEntries needs a state machine that is an Extension", cfg.Name)
+	}
 	return func() actor.Actor {
 		d.incarnations++
-		return &groupActor{d: d, incarnation: d.incarnations, log: cfg.Log}
+		g := &groupActor{d: d, incarnation: d.incarnations, log: cfg.Log, ext: ext}
+		g.handle = &Handle{g: g}
+		return g
 	}, nil
 }
 
@@ -117,6 +130,8 @@ type waiter struct {
 
 type groupActor struct {
 	d           *durable
+	ext         Extension // nil unless the state machine is one
+	handle      *Handle
 	incarnation uint64
 	rn          *raft.RawNode
 	log         zerolog.Logger
@@ -160,6 +175,9 @@ func (g *groupActor) Receive(ctx actor.Context) {
 			g.rn.Tick()
 			g.expireWaiters(ctx)
 			g.publish()
+			if g.ext != nil {
+				g.ext.Tick(g.handle, ctx)
+			}
 		}
 	case *Step:
 		if g.rn != nil {
@@ -170,6 +188,10 @@ func (g *groupActor) Receive(ctx actor.Context) {
 			}
 		}
 	case *Propose:
+		if g.d.cfg.RawEntries {
+			g.reply(ctx, m.ReplyTo, &Proposed{ID: m.ID, Err: errRawGroup})
+			break
+		}
 		g.propose(ctx, m)
 	case *Unreachable:
 		if g.rn != nil {
@@ -192,6 +214,10 @@ func (g *groupActor) Receive(ctx actor.Context) {
 	case *TransferLeader:
 		if g.rn != nil {
 			g.rn.TransferLeader(m.To)
+		}
+	default:
+		if g.ext != nil {
+			g.ext.Receive(g.handle, ctx, m)
 		}
 	}
 	g.processReady(ctx)

@@ -116,6 +116,9 @@ func (g *groupActor) processReady(ctx actor.Context) {
 	// in step 4; that is safe because nothing checkpoints past the durable
 	// index and recovery replays the WAL.
 	g.apply(ctx, rd.CommittedEntries)
+	if g.ext != nil && len(rd.CommittedEntries) > 0 && g.rn != nil {
+		g.ext.Applied(g.handle, ctx)
+	}
 	g.observe(inf.seq, StepApply, nil)
 
 	// 4. persistence.
@@ -167,6 +170,9 @@ func (g *groupActor) onPersisted(ctx actor.Context, m *storage.Persisted) {
 		return
 	}
 	g.observe(pending.seq, StepPersisted, nil)
+	if g.ext != nil && len(pending.rd.Entries) > 0 {
+		g.ext.Persisted(g.handle, ctx, pending.rd.Entries)
+	}
 	g.finish(ctx, pending)
 }
 
@@ -234,6 +240,10 @@ func (g *groupActor) apply(ctx actor.Context, ents []*pb.Entry) {
 		switch e.GetType() {
 		case pb.EntryNormal:
 			data := e.GetData()
+			if g.d.cfg.RawEntries {
+				sm.Apply(idx, e.GetTerm(), data)
+				break
+			}
 			if len(data) < 8 {
 				sm.Apply(idx, e.GetTerm(), nil)
 				break
@@ -282,6 +292,9 @@ func (g *groupActor) noteStateChange(ctx actor.Context, rd raft.Ready) {
 	}
 	if changed {
 		g.publish()
+		if g.ext != nil {
+			g.ext.LeaderChanged(g.handle, ctx)
+		}
 	}
 }
 

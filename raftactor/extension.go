@@ -1,0 +1,91 @@
+package raftactor
+
+import (
+	"github.com/asynkron/protoactor-go/actor"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// Extension is a state machine that also takes its own messages inside its
+// group's actor: a partition stamps offsets and checks producer sequences
+// at propose time, against its applied state plus what it has in flight,
+// which only works single-threaded with raft. Every hook runs in the
+// group's actor.
+type Extension interface {
+	StateMachine
+	// Receive takes a message the group's actor does not know itself.
+	Receive(g *Handle, ctx actor.Context, msg any)
+	// Persisted is called once entries this node appended are durable
+	// locally (step 5 of the pipeline), before Advance: acks=1 answers here.
+	Persisted(g *Handle, ctx actor.Context, entries []*pb.Entry)
+	// Applied is called after each Ready's committed entries went through
+	// Apply: acks=all answers and fetch wake-ups happen here.
+	Applied(g *Handle, ctx actor.Context)
+	// Tick is called on every raft tick, after raft's own.
+	Tick(g *Handle, ctx actor.Context)
+	// LeaderChanged is called when this node's role or the group's term
+	// changes. Everything this node had in flight as leader may be lost.
+	LeaderChanged(g *Handle, ctx actor.Context)
+}
+
+// Handle is what an Extension may do with its group's raft node. It is only
+// valid inside the hook it was passed to.
+type Handle struct {
+	g *groupActor
+}
+
+// NodeID is this broker's id.
+func (h *Handle) NodeID() uint64 { return h.g.d.cfg.NodeID }
+
+// Group is the raft group id.
+func (h *Handle) Group() uint64 { return h.g.d.cfg.Group }
+
+// Running reports whether the raft node is up (not recovering or halted).
+func (h *Handle) Running() bool { return h.g.rn != nil }
+
+// IsLeader reports whether this node leads the group now.
+func (h *Handle) IsLeader() bool {
+	return h.g.rn != nil && h.g.rn.BasicStatus().RaftState == raft.StateLeader
+}
+
+// Term is the current raft term.
+func (h *Handle) Term() uint64 {
+	if h.g.rn == nil {
+		return 0
+	}
+	return h.g.rn.BasicStatus().GetTerm()
+}
+
+// Leader is the leader this node knows of, 0 if none.
+func (h *Handle) Leader() uint64 {
+	if h.g.rn == nil {
+		return 0
+	}
+	return h.g.rn.BasicStatus().Lead
+}
+
+// Applied is the index of the last applied entry.
+func (h *Handle) Applied() uint64 { return h.g.d.applied }
+
+// Status is the group's full raft status (allocates: not for hot paths).
+func (h *Handle) Status() raft.Status { return h.g.rn.Status() }
+
+// ProposeRaw appends entries with exactly these payloads, in order, as one
+// proposal. An error means none of them were appended.
+func (h *Handle) ProposeRaw(payloads [][]byte) error {
+	if h.g.rn == nil {
+		return ErrNotReady
+	}
+	ents := make([]*pb.Entry, len(payloads))
+	for i, p := range payloads {
+		ents[i] = &pb.Entry{Data: p}
+	}
+	return h.g.rn.Step(&pb.Message{Type: pb.MsgProp.Enum(), From: new(h.g.d.cfg.NodeID), Entries: ents})
+}
+
+// TransferLeader asks the leader to hand leadership to id.
+func (h *Handle) TransferLeader(id uint64) {
+	if h.g.rn != nil {
+		h.g.rn.TransferLeader(id)
+	}
+}
