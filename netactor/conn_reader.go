@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
 	"net"
 	"os"
 	"time"
@@ -86,9 +88,29 @@ func (r *connReader) serve() error {
 				r.metrics.drop(DropUnknownGroup, len(batch.Msgs))
 				continue
 			}
-			r.root.Send(pid, &raftactor.Step{Msgs: batch.Msgs})
+			msgs := r.admissible(peer, batch.Msgs)
+			if len(msgs) > 0 {
+				r.root.Send(pid, &raftactor.Step{Msgs: msgs})
+			}
 		}
 	}
+}
+
+// admissible returns the messages a peer may send us: from the node its
+// hello named, to this node, and never one of raft's local message types
+// (MsgHup, MsgStorageAppendResp, …), which would let a peer drive this
+// node's raft as if it were its own storage or clock. The others are
+// dropped and counted; the slice is filtered in place.
+func (r *connReader) admissible(peer uint64, msgs []*pb.Message) []*pb.Message {
+	kept := msgs[:0]
+	for _, m := range msgs {
+		if m.GetFrom() != peer || m.GetTo() != r.self || raft.IsLocalMsg(m.GetType()) {
+			r.metrics.drop(DropForged, 1)
+			continue
+		}
+		kept = append(kept, m)
+	}
+	return kept
 }
 
 // hello reads the first frame, which must name its sender and address us.

@@ -10,6 +10,7 @@ import (
 // flotilla_raft_messages_dropped_total.
 const (
 	DropUnknownGroup = "unknown_group" // received for a group this node does not host
+	DropForged       = "forged"        // received with a From, To or type the connection may not carry
 	DropQueueFull    = "queue_full"    // the peer's send queue was over its bound
 	DropDisconnected = "disconnected"  // the peer was not connected
 	DropUnknownPeer  = "unknown_peer"  // addressed to a node that is not in the peer table

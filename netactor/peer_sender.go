@@ -81,15 +81,24 @@ func (s *PeerSender) Receive(ctx actor.Context) {
 		s.w = newWriter(s.self, s.peer, s.addr, s.opts, s.root, ctx.Self())
 		go s.w.run()
 	case *actor.Stopping, *actor.Restarting:
-		// The groups are going away too, or will hear from the next
-		// instance; what is queued is simply dropped.
+		// What is queued or being written is dropped; its groups hear of
+		// it like of any other drop — above all a MsgSnap, whose leader
+		// otherwise waits forever for its outcome.
 		if s.w != nil {
 			s.w.close()
 		}
 		s.connected = false
 		s.dropped = s.queue.drain(s.dropped[:0])
-		s.opts.Metrics.drop(DropDisconnected, len(s.dropped))
-		clear(s.dropped)
+		if job := s.inflight; job != nil {
+			s.inflight = nil
+			for _, b := range job.env.Batches {
+				for _, m := range b.Msgs {
+					s.dropped = append(s.dropped, queued{group: b.Group, msg: m})
+				}
+			}
+		}
+		clear(s.unreachable) // report every group once more
+		s.report(ctx, s.dropped, DropDisconnected)
 	}
 	s.flush()
 	if s.gauge != nil {

@@ -347,3 +347,37 @@ func TestQueueBoundedWhilePeerStalls(t *testing.T) {
 	waitFor(t, 5*time.Second, "the last sends to be queued", func() bool { return queued() > bound/2 })
 	t.Logf("sent %d appends of %d bytes; peak queued sample %v bytes", index, len(entry), peak)
 }
+
+// TestForgedMessagesDropped: a connection may only carry messages from the
+// peer its hello named, to this node, and never raft's local types.
+func TestForgedMessagesDropped(t *testing.T) {
+	n2 := newNode(t, 2)
+	n2.listen("127.0.0.1:0")
+	r := n2.group(7)
+	msg := func(typ pb.MessageType, from, to uint64) *pb.Message {
+		return &pb.Message{Type: typ.Enum(), From: new(from), To: new(to), Term: new(uint64(1))}
+	}
+	frame := encode(t, &Envelope{From: 1, To: 2})
+	frame = append(frame, encode(t, &Envelope{From: 1, To: 2, Batches: []GroupBatch{{Group: 7, Msgs: []*pb.Message{
+		msg(pb.MsgHeartbeat, 3, 2),         // not from the hello's peer
+		msg(pb.MsgHeartbeat, 1, 9),         // not to this node
+		msg(pb.MsgStorageAppendResp, 1, 2), // a local message type
+		msg(pb.MsgHup, 1, 2),               // a local message type
+		msg(pb.MsgHeartbeat, 1, 2),         // the only admissible one
+	}}}})...)
+	conn, err := net.Dial("tcp", n2.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the admissible message", func() bool { return r.count() == 1 })
+	if got := r.received()[0]; got.GetFrom() != 1 || got.GetType() != pb.MsgHeartbeat {
+		t.Fatalf("delivered %v", got)
+	}
+	if got := n2.metric("flotilla_raft_messages_dropped_total", "reason", DropForged); got != 4 {
+		t.Fatalf("forged drops counted %v, want 4", got)
+	}
+}

@@ -151,6 +151,9 @@ type groupActor struct {
 	// delay a single-broker cluster. It can campaign only once its bootstrap
 	// conf changes are applied, hence after a Ready.
 	campaignIfAlone bool
+	// checkpointWanted records a checkpoint request that arrived while a
+	// Ready was in flight.
+	checkpointWanted bool
 }
 
 // Receive is the group's mailbox loop.
@@ -167,6 +170,12 @@ func (g *groupActor) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		g.d.cfg.Board.remove(g.d.cfg.Group)
 		g.failWaiters(ctx, ErrNotReady)
+	case *actor.Restarting:
+		// This incarnation's waiters and held proposals die with it.
+		g.failWaiters(ctx, ErrNotReady)
+		g.batch, g.batchKeys = nil, nil
+	case *actor.Stopped, *actor.Terminated:
+		// System messages never reach the Extension.
 	case *storage.Persisted:
 		g.onPersisted(ctx, m)
 	case *Tick:
@@ -257,7 +266,9 @@ func (g *groupActor) start(ctx actor.Context) {
 	g.rn = rn
 	last, _ := d.ms.LastIndex()
 	hs, _, _ := d.ms.InitialState()
-	if cfg.Bootstrap && last == 0 && raft.IsEmptyHardState(hs) && g.incarnation == 1 {
+	// An empty log and hard state mean no bootstrap ever became durable
+	// (even if an earlier incarnation began one): found the group now.
+	if cfg.Bootstrap && last == 0 && raft.IsEmptyHardState(hs) {
 		peers := make([]raft.Peer, len(cfg.Peers))
 		for i, id := range cfg.Peers {
 			peers[i] = raft.Peer{ID: id}
@@ -356,6 +367,22 @@ func (g *groupActor) expireWaiters(ctx actor.Context) {
 		if g.ticks >= w.deadline {
 			delete(g.waiters, key)
 			ctx.Send(w.replyTo, &Proposed{ID: w.id, Err: ErrTimeout})
+		}
+	}
+}
+
+// failSteppedWaiters fails the waiters of proposals already stepped into
+// raft; those still held in the batch are proposed later, in the current
+// term, and keep waiting.
+func (g *groupActor) failSteppedWaiters(ctx actor.Context, err error) {
+	held := make(map[uint64]bool, len(g.batchKeys))
+	for _, k := range g.batchKeys {
+		held[k] = true
+	}
+	for key, w := range g.waiters {
+		if !held[key] {
+			delete(g.waiters, key)
+			ctx.Send(w.replyTo, &Proposed{ID: w.id, Err: err})
 		}
 	}
 }

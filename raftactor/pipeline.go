@@ -116,7 +116,10 @@ func (g *groupActor) processReady(ctx actor.Context) {
 	// in step 4; that is safe because nothing checkpoints past the durable
 	// index and recovery replays the WAL.
 	g.apply(ctx, rd.CommittedEntries)
-	if g.ext != nil && len(rd.CommittedEntries) > 0 && g.rn != nil {
+	if g.rn == nil {
+		return // halted while applying: nothing more may happen in this group
+	}
+	if g.ext != nil && len(rd.CommittedEntries) > 0 {
 		g.ext.Applied(g.handle, ctx)
 	}
 	g.observe(inf.seq, StepApply, nil)
@@ -135,8 +138,10 @@ func (g *groupActor) processReady(ctx actor.Context) {
 		Incarnation: g.incarnation,
 		Seq:         inf.seq,
 		Entries:     rd.Entries,
-		Sync:        rd.MustSync,
-		ReplyTo:     ctx.Self(),
+		// raft's MustSync ignores snapshots, but the follower acknowledges
+		// one as soon as it is persisted: it must be durable by then.
+		Sync:    rd.MustSync || hasSnap,
+		ReplyTo: ctx.Self(),
 	}
 	if hasHS {
 		p.HardState = rd.HardState
@@ -204,15 +209,17 @@ func (g *groupActor) finish(ctx actor.Context, inf *inflight) {
 	g.rn.Advance(inf.rd)
 	g.observe(inf.seq, StepAdvance, nil)
 	g.inflight = nil
-	g.flushProposals(ctx)
 
+	// Term changes first: the proposals held during this Ready are stepped
+	// in the new term and must not be failed as lost in the old one.
 	g.noteStateChange(ctx, inf.rd)
+	g.flushProposals(ctx)
 	if g.campaignIfAlone && !g.rn.HasReady() {
 		g.campaignIfAlone = false
 		g.campaignIfSoleVoter()
 	}
-	if n := g.d.cfg.SnapshotEntries; n > 0 && g.d.applied >= g.d.snapIndex+n {
-		g.checkpoint(ctx, false)
+	if n := g.d.cfg.SnapshotEntries; g.checkpointWanted || (n > 0 && g.d.applied >= g.d.snapIndex+n) {
+		g.checkpoint(ctx, g.checkpointWanted)
 	}
 	g.processReady(ctx)
 }
@@ -285,7 +292,7 @@ func (g *groupActor) noteStateChange(ctx actor.Context, rd raft.Ready) {
 	}
 	if rd.HardState != nil && rd.HardState.GetTerm() != g.lastTerm {
 		if g.lastTerm != 0 {
-			g.failWaiters(ctx, ErrLeaderChanged)
+			g.failSteppedWaiters(ctx, ErrLeaderChanged)
 		}
 		g.lastTerm = rd.HardState.GetTerm()
 		changed = true
@@ -316,9 +323,16 @@ const catchUpEntries = 1000
 // only between Readys.
 func (g *groupActor) checkpoint(ctx actor.Context, force bool) {
 	d := g.d
-	if g.rn == nil || g.inflight != nil {
+	if g.rn == nil {
 		return
 	}
+	if g.inflight != nil {
+		// Only between Readys is the applied index known to be durable:
+		// remember the request and take it when this Ready finishes.
+		g.checkpointWanted = g.checkpointWanted || force
+		return
+	}
+	g.checkpointWanted = false
 	if d.applied <= d.snapIndex {
 		if force && d.snapIndex > 0 {
 			snap, err := d.ms.Snapshot()

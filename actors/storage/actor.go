@@ -67,6 +67,13 @@ func (a *storageActor) Receive(ctx actor.Context) {
 		a.persist(ctx, m)
 	case *Checkpoint:
 		a.checkpoint(ctx, m)
+	case *Forget:
+		delete(a.replyTo, m.Group)
+		if err := a.w.AppendForget(m.Group); err != nil {
+			a.log.Error().Err(err).Uint64("group", m.Group).Msg("appending a tombstone failed")
+		} else {
+			a.schedule(ctx)
+		}
 	case *flushNow:
 		a.scheduled = false
 		a.commit(ctx, a.sync)

@@ -57,3 +57,11 @@ type Flush struct {
 type Flushed struct {
 	Err error
 }
+
+// Forget tells the storage actor that a group is gone for good (its
+// partition was deleted; group ids are never reused). A tombstone record
+// makes recovery drop the group's state, and the group's records stop
+// holding back the deletion of old WAL files. No answer.
+type Forget struct {
+	Group uint64
+}

@@ -33,6 +33,7 @@ import (
 const (
 	recordUpdate     byte = 1
 	recordCheckpoint byte = 2
+	recordForget     byte = 3 // a tombstone: the group is gone for good
 
 	flagHardState byte = 1 << 0
 	flagSnapshot  byte = 1 << 1
@@ -139,7 +140,7 @@ func decodeRecord(payload []byte) (record, error) {
 		return r, errors.New("empty payload")
 	}
 	r.typ, payload = payload[0], payload[1:]
-	if r.typ != recordUpdate && r.typ != recordCheckpoint {
+	if r.typ != recordUpdate && r.typ != recordCheckpoint && r.typ != recordForget {
 		return r, fmt.Errorf("unknown record type %d", r.typ)
 	}
 	var err error
@@ -155,8 +156,8 @@ func decodeRecord(payload []byte) (record, error) {
 	if count > uint64(len(payload)) {
 		return r, fmt.Errorf("entry count %d exceeds payload", count)
 	}
-	if r.typ == recordCheckpoint && count != 0 {
-		return r, fmt.Errorf("checkpoint with %d entries", count)
+	if r.typ != recordUpdate && count != 0 {
+		return r, fmt.Errorf("record type %d with %d entries", r.typ, count)
 	}
 	if count > 0 {
 		r.entries = make([]*pb.Entry, count)
@@ -185,6 +186,9 @@ func decodeRecord(payload []byte) (record, error) {
 	}
 	if r.typ == recordCheckpoint && flags&flagSnapshot == 0 {
 		return r, errors.New("checkpoint without snapshot")
+	}
+	if r.typ == recordForget && flags != 0 {
+		return r, errors.New("tombstone with a hard state or snapshot")
 	}
 	if flags&flagHardState != 0 {
 		var b []byte

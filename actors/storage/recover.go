@@ -65,6 +65,7 @@ func Open(dir string, opts Options) (*WAL, map[uint64]*GroupState, error) {
 		metrics:     opts.Metrics,
 		hardStates:  make(map[uint64]*pb.HardState),
 		checkpoints: make(map[uint64]checkpointMark),
+		forgotten:   make(map[uint64]uint64),
 	}
 	states := make(map[uint64]*GroupState)
 	for i, seq := range seqs {
@@ -177,12 +178,23 @@ func (w *WAL) replay(seq uint64, last bool, states map[uint64]*GroupState) (*seg
 			size = off
 			break
 		}
+		if rec.typ == recordForget {
+			delete(states, rec.group)
+			delete(w.checkpoints, rec.group)
+			w.forgotten[rec.group] = seq
+			seg.note(rec.group, 0)
+			off += n
+			continue
+		}
 		st := states[rec.group]
 		if st == nil {
 			st = &GroupState{}
 			states[rec.group] = st
 		}
 		st.apply(&rec)
+		if rec.typ == recordUpdate && len(rec.entries) > 0 {
+			w.overwrite(rec.group, rec.entries[0].GetIndex(), seg)
+		}
 		seg.note(rec.group, rec.lastIndex())
 		if rec.typ == recordCheckpoint {
 			index := rec.snapshot.GetMetadata().GetIndex()

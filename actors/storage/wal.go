@@ -98,6 +98,9 @@ type WAL struct {
 	// a file may be deleted only for a checkpoint that is on disk.
 	checkpoints map[uint64]checkpointMark
 	pending     []pendingCheckpoint
+	// forgotten maps each group with a durable tombstone to the file the
+	// tombstone is in: no file up to that one is held back by the group.
+	forgotten map[uint64]uint64
 
 	// err is sticky: after a failed write or fsync the state of the file is
 	// unknown (a failed fsync may have dropped dirty pages), so the WAL
@@ -114,8 +117,9 @@ type checkpointMark struct {
 }
 
 type pendingCheckpoint struct {
-	group uint64
-	mark  checkpointMark
+	group  uint64
+	mark   checkpointMark
+	forget bool // a tombstone rather than a checkpoint
 }
 
 // segment is the bookkeeping of one WAL file.
@@ -187,6 +191,7 @@ func (w *WAL) AppendUpdate(group uint64, entries []*pb.Entry, hs *pb.HardState, 
 	var hi uint64
 	if n := len(entries); n > 0 {
 		hi = entries[n-1].GetIndex()
+		w.overwrite(group, entries[0].GetIndex(), nil)
 	}
 	if err := w.write(rec, group, max(hi, snap.GetMetadata().GetIndex())); err != nil {
 		return err
@@ -195,6 +200,25 @@ func (w *WAL) AppendUpdate(group uint64, entries []*pb.Entry, hs *pb.HardState, 
 		w.hardStates[group] = hs
 	}
 	return nil
+}
+
+// overwrite records that the group's entries from index first on are
+// replaced (raft's overwrite rule): in the files already written (and in
+// cur, during replay), the group's records now only matter up to first-1,
+// so a checkpoint there is enough to let them go. Without this, entries a
+// new leader overwrote would hold their file back forever.
+func (w *WAL) overwrite(group, first uint64, cur *segment) {
+	lower := func(seg *segment) {
+		if hi, ok := seg.groups[group]; ok && hi >= first {
+			seg.groups[group] = first - 1
+		}
+	}
+	for _, seg := range w.segs {
+		lower(seg)
+	}
+	if cur != nil {
+		lower(cur)
+	}
 }
 
 // AppendCheckpoint appends a checkpoint for group: snap, with the latest hard
@@ -216,7 +240,25 @@ func (w *WAL) AppendCheckpoint(group uint64, snap *pb.Snapshot) error {
 	if err := w.write(rec, group, index); err != nil {
 		return err
 	}
-	w.pending = append(w.pending, pendingCheckpoint{group, checkpointMark{seq: w.current().seq, index: index}})
+	w.pending = append(w.pending, pendingCheckpoint{group: group, mark: checkpointMark{seq: w.current().seq, index: index}})
+	return nil
+}
+
+// AppendForget appends a tombstone for group. Once Commit has made it
+// durable, recovery no longer returns the group and none of its records
+// hold back the deletion of a file.
+func (w *WAL) AppendForget(group uint64) error {
+	if w.err != nil {
+		return w.err
+	}
+	rec, err := appendRecord(w.scratch[:0], recordForget, group, nil, nil, nil)
+	if err != nil {
+		return fmt.Errorf("group %d: %w", group, err)
+	}
+	if err := w.write(rec, group, 0); err != nil {
+		return err
+	}
+	w.pending = append(w.pending, pendingCheckpoint{group: group, mark: checkpointMark{seq: w.current().seq}, forget: true})
 	return nil
 }
 
@@ -267,6 +309,12 @@ func (w *WAL) Commit(sync bool) error {
 		w.unsynced = 0 // no fsync will ever count them
 	}
 	for _, p := range w.pending {
+		if p.forget {
+			w.forgotten[p.group] = p.mark.seq
+			delete(w.checkpoints, p.group)
+			delete(w.hardStates, p.group)
+			continue
+		}
 		if m, ok := w.checkpoints[p.group]; !ok || p.mark.index >= m.index {
 			w.checkpoints[p.group] = p.mark
 		}

@@ -1,0 +1,110 @@
+package storage
+
+import (
+	"testing"
+)
+
+// TestForget: a tombstoned group disappears from recovery and stops holding
+// old files back, while the other groups keep theirs.
+func TestForget(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions()
+	opts.SegmentBytes = 1 << 10
+	w, _ := mustOpen(t, dir, opts)
+	// Group 5 writes into the first files; group 6 keeps writing after and
+	// checkpoints, so only group 5 can hold the oldest files back.
+	for i := uint64(1); i <= 40; i++ {
+		mustUpdate(t, w, 5, ents(i, i, 1), hardState(1, 1, i), nil)
+		mustCommit(t, w)
+	}
+	for i := uint64(1); i <= 60; i++ {
+		mustUpdate(t, w, 6, ents(i, i, 1), hardState(1, 1, i), nil)
+		mustCommit(t, w)
+	}
+	if err := w.AppendCheckpoint(6, snapshot(60, 1)); err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, w)
+	mustUpdate(t, w, 6, ents(61, 61, 1), hardState(1, 1, 61), nil)
+	mustCommit(t, w)
+	if _, err := w.deleteCovered(); err != nil {
+		t.Fatal(err)
+	}
+	before := len(walFiles(t, dir))
+	if before < 3 {
+		t.Fatalf("want several files before forgetting, have %d", before)
+	}
+	if got := w.holdingBack(); len(got) != 1 || got[0] != 5 {
+		t.Fatalf("holding back: %v, want [5]", got)
+	}
+
+	if err := w.AppendForget(5); err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, w)
+	mustUpdate(t, w, 6, ents(62, 62, 1), hardState(1, 1, 62), nil)
+	mustCommit(t, w)
+	if _, err := w.deleteCovered(); err != nil {
+		t.Fatal(err)
+	}
+	after := len(walFiles(t, dir))
+	if after >= before {
+		t.Fatalf("files: %d before forgetting group 5, %d after", before, after)
+	}
+	mustClose(t, w)
+
+	w, states := mustOpen(t, dir, opts)
+	defer mustClose(t, w)
+	if _, ok := states[5]; ok {
+		t.Fatalf("forgotten group 5 recovered: %s", describe(states[5]))
+	}
+	st := states[6]
+	if st == nil || st.Snapshot.GetMetadata().GetIndex() != 60 || len(st.Entries) != 2 || st.HardState.GetCommit() != 62 {
+		t.Fatalf("group 6 after recovery: %s", describe(st))
+	}
+}
+
+// TestOverwrittenEntriesDoNotHoldFiles: entries a new leader overwrote are
+// covered by a checkpoint at the group's real last index, before and after
+// a restart.
+func TestOverwrittenEntriesDoNotHoldFiles(t *testing.T) {
+	for _, reopen := range []bool{false, true} {
+		dir := t.TempDir()
+		opts := testOptions()
+		opts.SegmentBytes = 1 << 10
+		w, _ := mustOpen(t, dir, opts)
+		for i := uint64(1); i <= 20; i++ {
+			mustUpdate(t, w, 1, ents(i, i, 1), hardState(1, 1, 10), nil)
+			mustCommit(t, w)
+		}
+		if err := w.roll(); err != nil {
+			t.Fatal(err)
+		}
+		// A new leader replaced 11.. with its own, shorter log.
+		mustUpdate(t, w, 1, ents(11, 12, 2), hardState(2, 2, 12), nil)
+		mustCommit(t, w)
+		if reopen {
+			mustClose(t, w)
+			w, _ = mustOpen(t, dir, opts)
+		}
+		if err := w.AppendCheckpoint(1, snapshot(12, 2)); err != nil {
+			t.Fatal(err)
+		}
+		mustCommit(t, w)
+		if err := w.roll(); err != nil {
+			t.Fatal(err)
+		}
+		mustUpdate(t, w, 1, ents(13, 13, 2), hardState(2, 2, 13), nil)
+		mustCommit(t, w)
+		if n, err := w.deleteCovered(); err != nil || n == 0 {
+			t.Fatalf("reopen=%v: deleted %d files (%v); held back by %v", reopen, n, err, w.holdingBack())
+		}
+		mustClose(t, w)
+		w, states := mustOpen(t, dir, opts)
+		st := states[1]
+		if st.Snapshot.GetMetadata().GetIndex() != 12 || len(st.Entries) != 1 || st.HardState.GetTerm() != 2 {
+			t.Fatalf("reopen=%v: recovered %s", reopen, describe(st))
+		}
+		mustClose(t, w)
+	}
+}
