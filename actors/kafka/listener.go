@@ -1,0 +1,120 @@
+package kafka
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/flotilla/flotilla/actors"
+)
+
+// StartListener spawns the Listener actor (kind "kafka-listener", name
+// "kafka/listener") on ln, which it owns from then on, and starts accepting
+// Kafka clients. The caller binds ln, so that a bind error is its own and
+// port 0 can be resolved before the actor starts. Stopping the actor closes
+// ln and every client connection.
+func StartListener(sys *actors.System, ln net.Listener, opts Options) (*actor.PID, error) {
+	opts = opts.withDefaults()
+	if err := opts.validate(); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("kafka: listener options: %w", err)
+	}
+	served, err := newVersions(opts.Handler.Versions())
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("kafka: handler versions: %w", err)
+	}
+	cfg := &connConfig{
+		handler:          opts.Handler,
+		source:           opts.Metadata,
+		served:           served,
+		maxRequestBytes:  opts.MaxRequestBytes,
+		maxInflightBytes: int64(opts.MaxInflightBytes),
+		idleTimeout:      opts.IdleTimeout,
+		writeTimeout:     opts.WriteTimeout,
+		metrics:          opts.Metrics,
+		log:              opts.Log,
+		sender:           sys.Root,
+	}
+	// A connection actor that fails is stopped, not restarted: its order
+	// bookkeeping dies with it, so the only safe recovery is for the client
+	// to reconnect.
+	stopFailed := actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })
+	props := sys.Props("kafka-listener", "kafka/listener", func() actor.Actor {
+		return &Listener{ln: ln, sys: sys, cfg: cfg}
+	}).Configure(actor.WithSupervisor(stopFailed))
+	pid, err := sys.Root.SpawnNamed(props, "kafka/listener")
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("kafka: spawn kafka/listener: %w", err)
+	}
+	// The accept loop outlives any restart of the actor: it feeds the PID,
+	// which a restart keeps, and ends when Stopping closes ln.
+	go acceptLoop(ln, sys.Root, pid)
+	return pid, nil
+}
+
+// Listener is the actor that owns the Kafka listening socket. Each accepted
+// connection becomes a child Conn actor (kind "conn", name
+// "conn/<remote addr>"), so stopping the Listener stops them all.
+type Listener struct {
+	ln     net.Listener
+	sys    *actors.System
+	cfg    *connConfig
+	closed bool
+}
+
+// Receive implements actor.Actor.
+func (l *Listener) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *connAccepted:
+		l.accepted(ctx, msg.conn)
+	case *acceptFailed:
+		l.cfg.log.Warn().Err(msg.err).Msg("kafka listener cannot accept; retrying")
+	case *actor.Started:
+		l.cfg.log.Info().Str("addr", l.ln.Addr().String()).Msg("kafka listener started")
+	case *actor.Stopping:
+		l.closed = true
+		l.ln.Close()
+		l.cfg.log.Info().Str("addr", l.ln.Addr().String()).Msg("kafka listener stopped")
+	}
+}
+
+func (l *Listener) accepted(ctx actor.Context, conn net.Conn) {
+	if l.closed {
+		conn.Close()
+		return
+	}
+	name := "conn/" + conn.RemoteAddr().String()
+	props := l.sys.Props("conn", name, func() actor.Actor { return newConn(conn, l.cfg) })
+	if _, err := ctx.SpawnNamed(props, name); err != nil {
+		// Only a name still held by a previous connection from the same
+		// address and port; the client reconnects from another port.
+		conn.Close()
+		l.cfg.log.Warn().Err(err).Str("remote", conn.RemoteAddr().String()).Msg("cannot start kafka connection actor; closed the connection")
+	}
+}
+
+// acceptLoop accepts connections for the Listener until ln is closed.
+func acceptLoop(ln net.Listener, sender actor.SenderContext, pid *actor.PID) {
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off as net/http
+			// does instead of spinning.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			sender.Send(pid, &acceptFailed{err: err})
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		sender.Send(pid, &connAccepted{conn: conn})
+	}
+}
