@@ -43,6 +43,7 @@ type Conn struct {
 	log  zerolog.Logger
 	host string
 	self *actor.PID
+	h    ConnHandler
 
 	gate   *inflightGate
 	writes chan []byte // to the writer; sent to only when it is idle
@@ -89,11 +90,15 @@ func (c *Conn) Receive(ctx actor.Context) {
 		c.start(ctx)
 	case *actor.Stopping, *actor.Restarting:
 		c.stop()
+	case *actor.Stopped, *actor.Terminated:
+	default:
+		c.h.Receive(ctx, msg)
 	}
 }
 
 func (c *Conn) start(ctx actor.Context) {
 	c.self = ctx.Self()
+	c.h = c.cfg.handler.NewConn()
 	c.cfg.metrics.connOpened()
 	c.log.Debug().Msg("kafka connection opened")
 	r := &connReader{
@@ -129,7 +134,7 @@ func (c *Conn) request(ctx actor.Context, msg *requestRead) {
 		if d.clientID != nil {
 			clientID = *d.clientID
 		}
-		c.cfg.handler.Serve(ctx, &Request{Seq: seq, Msg: m, ClientID: clientID, ClientHost: c.host, ReplyTo: c.self})
+		c.h.Serve(ctx, &Request{Seq: seq, Msg: m, ClientID: clientID, ClientHost: c.host, ReplyTo: c.self})
 	}
 }
 

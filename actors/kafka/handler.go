@@ -17,13 +17,26 @@ type Handler interface {
 	// outside them closes its connection, so nothing is advertised that is
 	// not served. It is called once, when the listener starts.
 	Versions() []ApiRange
+	// NewConn returns the state the handler keeps for one connection. It
+	// lives inside that connection's actor and is used only from there.
+	NewConn() ConnHandler
+}
+
+// ConnHandler is a Handler's per-connection state.
+type ConnHandler interface {
 	// Serve takes one request, inside the connection actor that read it. It
 	// must not block: it answers cheap requests at once, with
 	// ctx.Send(r.ReplyTo, r.Reply(resp)), and forwards the rest to the actors
-	// that own the data, which answer r.ReplyTo when done. Every request must
-	// be answered exactly once, or its connection stops reading when its
-	// in-flight budget runs out.
+	// that own the data, which answer r.ReplyTo when done (or answer the
+	// connection actor with messages of their own, which reach Receive).
+	// Every request must be answered exactly once, or its connection stops
+	// reading when its in-flight budget runs out.
 	Serve(ctx actor.Context, r *Request)
+	// Receive takes any message the connection actor does not know itself:
+	// the answers of the actors Serve forwarded requests to. Timeouts are
+	// theirs to keep (a partition answers a produce or a long poll by its
+	// deadline), so a connection needs no clock.
+	Receive(ctx actor.Context, msg any)
 }
 
 // ApiRange is an API key and the versions of it that are served.

@@ -79,6 +79,10 @@ func (h *testHandler) Versions() []ApiRange {
 	return []ApiRange{{Key: 0, Min: 3, Max: 11}, {Key: 2, Min: 0, Max: 8}}
 }
 
+func (h *testHandler) NewConn() ConnHandler { return h }
+
+func (h *testHandler) Receive(actor.Context, any) {}
+
 func (h *testHandler) Serve(ctx actor.Context, r *Request) {
 	if h.inline != nil {
 		ctx.Send(r.ReplyTo, h.inline(r))
