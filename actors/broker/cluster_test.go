@@ -347,3 +347,34 @@ func TestTopicsThroughController(t *testing.T) {
 		c.waitFor(5*time.Second, "deletion on every broker", func() bool { return len(c.brokers[i].Controller().View().Topics) == 0 })
 	}
 }
+
+func TestProducerIDsUnique(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.waitFor(5*time.Second, "election", func() bool { return c.leader() >= 0 })
+	seen := map[int64]int{}
+	for round := 0; round < 3; round++ {
+		for i := range c.brokers {
+			for k := 0; k < 5; k++ {
+				d := ask[*controller.ProducerIDDone](c, i, c.brokers[i].ControllerActor(), func(r *actor.PID) any {
+					return &controller.InitProducerID{Ref: uint64(k), ReplyTo: r}
+				})
+				if d.Err != nil || d.Ref != uint64(k) {
+					t.Fatalf("broker %d: %+v", i+1, d)
+				}
+				seen[d.ID]++
+			}
+		}
+		// A restarted broker takes a new block: ids are never reused.
+		c.stop(round)
+		c.start(round)
+		c.waitFor(5*time.Second, "re-election", func() bool { return c.leader() >= 0 })
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("producer id %d handed out %d times", id, n)
+		}
+	}
+	if len(seen) != 45 {
+		t.Fatalf("%d distinct ids, want 45", len(seen))
+	}
+}

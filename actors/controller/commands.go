@@ -14,6 +14,16 @@ type Command struct {
 	SetConfig      *SetConfig      `json:"set_config,omitempty"`
 	CreateTopic    *CreateTopic    `json:"create_topic,omitempty"`
 	DeleteTopic    *DeleteTopic    `json:"delete_topic,omitempty"`
+	AllocatePIDs   *AllocatePIDs   `json:"allocate_pids,omitempty"`
+}
+
+// AllocatePIDs hands the next block of producer ids to a broker, which
+// gives them out to InitProducerId without asking the controller each time.
+// A block is never handed out twice, so producer ids are unique across the
+// cluster and across restarts (a restarted broker takes a new block).
+type AllocatePIDs struct {
+	NodeID uint64 `json:"node_id"`
+	Count  int64  `json:"count"`
 }
 
 // CreateTopic adds a topic. The proposer chose the id, the replicas of each

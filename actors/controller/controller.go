@@ -47,6 +47,47 @@ type controllerActor struct {
 	// (registration, cluster id) awaiting its answer; 0 when none.
 	ownInflight uint64
 	ownSentAt   uint64
+
+	// Producer ids: the rest of this broker's block, the requests waiting
+	// for a block, and whether an allocation is under way.
+	pidNext, pidEnd int64
+	pidWaiters      []*InitProducerID
+	pidAllocating   bool
+}
+
+// pidBlockSize is how many producer ids a broker takes at a time.
+const pidBlockSize = 1000
+
+// servePIDs answers waiting InitProducerID requests from the local block,
+// allocating a new block through the controller log when it runs out.
+func (c *controllerActor) servePIDs(ctx actor.Context) {
+	for len(c.pidWaiters) > 0 && c.pidNext < c.pidEnd {
+		w := c.pidWaiters[0]
+		c.pidWaiters = c.pidWaiters[1:]
+		ctx.Send(w.ReplyTo, &ProducerIDDone{Ref: w.Ref, ID: c.pidNext})
+		c.pidNext++
+	}
+	if len(c.pidWaiters) == 0 || c.pidAllocating {
+		return
+	}
+	c.pidAllocating = true
+	c.propose(ctx, &Command{AllocatePIDs: &AllocatePIDs{NodeID: c.o.NodeID, Count: pidBlockSize}}, func(p *raftactor.Proposed) {
+		c.pidAllocating = false
+		if b, ok := c.o.Machine.View().PIDBlocks[c.o.NodeID]; p.Err == nil && ok && b.At == p.Index {
+			c.pidNext, c.pidEnd = b.Start, b.Start+b.Count
+		} else {
+			err := proposalError(p.Err)
+			if p.Err == nil {
+				err = fmt.Errorf("%w: producer id block not found after allocation", kerr.UnknownServerError)
+			}
+			for _, w := range c.pidWaiters {
+				ctx.Send(w.ReplyTo, &ProducerIDDone{Ref: w.Ref, ID: -1, Epoch: -1, Err: err})
+			}
+			c.pidWaiters = nil
+			return
+		}
+		c.servePIDs(ctx)
+	})
 }
 
 // proposalPatienceTicks is how long the actor waits for its own
@@ -70,6 +111,9 @@ func (c *controllerActor) Receive(ctx actor.Context) {
 		c.createTopics(ctx, m)
 	case *DeleteTopics:
 		c.deleteTopics(ctx, m)
+	case *InitProducerID:
+		c.pidWaiters = append(c.pidWaiters, m)
+		c.servePIDs(ctx)
 	}
 }
 

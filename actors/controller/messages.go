@@ -58,3 +58,20 @@ type DeleteTopicsDone struct {
 	Ref     uint64
 	Results []TopicResult
 }
+
+// InitProducerID asks for a new producer id (epoch 0) for an idempotent
+// producer. The controller actor answers ReplyTo with ProducerIDDone, from
+// its broker's current block when it has ids left, else after allocating
+// a new block.
+type InitProducerID struct {
+	Ref     uint64
+	ReplyTo *actor.PID
+}
+
+// ProducerIDDone answers InitProducerID.
+type ProducerIDDone struct {
+	Ref   uint64
+	ID    int64
+	Epoch int16
+	Err   error
+}

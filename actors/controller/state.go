@@ -30,8 +30,12 @@ type State struct {
 	// never reused, so a message for a deleted partition's group can never
 	// reach a new partition.
 	NextGroup uint64 `json:"next_group"`
-	Applied   uint64 `json:"applied"`
-	Term      uint64 `json:"term"` // of the last applied entry
+	// NextPID is the first producer id not yet handed out; PIDBlocks the
+	// latest block of each broker.
+	NextPID   int64               `json:"next_pid"`
+	PIDBlocks map[uint64]PIDBlock `json:"pid_blocks,omitempty"`
+	Applied   uint64              `json:"applied"`
+	Term      uint64              `json:"term"` // of the last applied entry
 }
 
 // BrokerList returns the brokers ordered by id.
@@ -63,6 +67,12 @@ type Partition struct {
 	Index    int32    `json:"index"`
 	Group    uint64   `json:"group"`    // its raft group id
 	Replicas []uint64 `json:"replicas"` // broker ids, preferred leader first
+}
+
+// PIDBlock is a range of producer ids given to one broker.
+type PIDBlock struct {
+	Start, Count int64
+	At           uint64 // raft index of the allocation
 }
 
 // TopicByID returns the topic with the given id, or nil.
@@ -155,6 +165,17 @@ func (sm *StateMachine) applyCommand(next, cur *State, index uint64, cmd *Comman
 		next.Topics = maps.Clone(cur.Topics)
 		delete(next.Topics, t.Name)
 		sm.log.Info().Str("topic", t.Name).Str("id", t.ID.String()).Uint64("index", index).Msg("topic deleted")
+	case cmd.AllocatePIDs != nil:
+		a := cmd.AllocatePIDs
+		if a.Count <= 0 {
+			return
+		}
+		next.PIDBlocks = maps.Clone(cur.PIDBlocks)
+		if next.PIDBlocks == nil {
+			next.PIDBlocks = map[uint64]PIDBlock{}
+		}
+		next.PIDBlocks[a.NodeID] = PIDBlock{Start: cur.NextPID, Count: a.Count, At: index}
+		next.NextPID = cur.NextPID + a.Count
 	case cmd.SetConfig != nil:
 		c := cmd.SetConfig
 		if cur.Configs[c.Key] == c.Value {
