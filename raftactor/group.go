@@ -39,9 +39,17 @@ type Config struct {
 	MaxInflightMsgs           int
 	MaxUncommittedBytes       uint64
 	DisableProposalForwarding bool
-	// SnapshotEntries is how many applied entries pass between snapshots of
-	// the state machine (0: only when the storage asks).
+	// SnapshotEntries and SnapshotBytes bound how many applied entries, and
+	// how many bytes of them, pass between snapshots of the state machine
+	// (0: no bound; with both 0, only when the storage asks).
 	SnapshotEntries uint64
+	SnapshotBytes   uint64
+	// CatchUpEntries and CatchUpBytes bound the applied entries kept in
+	// memory after a snapshot, so that a follower slightly behind is sent
+	// appends rather than the snapshot (0 entries: the default, 1000; 0
+	// bytes: no bound).
+	CatchUpEntries uint64
+	CatchUpBytes   uint64
 	// ProposalTimeoutTicks bounds how long a proposer waits for its entry.
 	ProposalTimeoutTicks int
 
@@ -67,6 +75,7 @@ type durable struct {
 	ms           *raft.MemoryStorage
 	confState    *pb.ConfState
 	applied      uint64
+	appliedBytes uint64 // entry bytes applied since the last snapshot
 	snapIndex    uint64
 	incarnations uint64
 	pending      *inflight // the last Persist sent, until its Persisted arrives
@@ -78,6 +87,9 @@ type durable struct {
 func NewProducer(cfg Config) (actor.Producer, error) {
 	if cfg.NodeID == 0 || cfg.Storage == nil || cfg.Transport == nil || cfg.StateMachine == nil || cfg.Board == nil {
 		return nil, fmt.Errorf("raft group %s: incomplete config", cfg.Name)
+	}
+	if cfg.CatchUpEntries == 0 {
+		cfg.CatchUpEntries = defaultCatchUpEntries
 	}
 	if cfg.ProposalTimeoutTicks <= 0 {
 		cfg.ProposalTimeoutTicks = 10 * cfg.ElectionTicks

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.etcd.io/raft/v3"
@@ -218,7 +219,7 @@ func (g *groupActor) finish(ctx actor.Context, inf *inflight) {
 		g.campaignIfAlone = false
 		g.campaignIfSoleVoter()
 	}
-	if n := g.d.cfg.SnapshotEntries; g.checkpointWanted || (n > 0 && g.d.applied >= g.d.snapIndex+n) {
+	if g.checkpointWanted || g.snapshotDue() {
 		g.checkpoint(ctx, g.checkpointWanted)
 	}
 	g.processReady(ctx)
@@ -277,6 +278,7 @@ func (g *groupActor) apply(ctx actor.Context, ents []*pb.Entry) {
 			g.d.confState = g.rn.ApplyConfChange(cc)
 		}
 		g.d.applied = idx
+		g.d.appliedBytes += uint64(len(e.GetData()))
 	}
 }
 
@@ -313,9 +315,45 @@ func (g *groupActor) campaignIfSoleVoter() {
 	}
 }
 
-// catchUpEntries is how many applied entries stay in memory after a
-// snapshot, so that a follower slightly behind gets appends, not a snapshot.
-const catchUpEntries = 1000
+// defaultCatchUpEntries is how many applied entries stay in memory after a
+// snapshot unless the config says otherwise.
+const defaultCatchUpEntries = 1000
+
+func firstIndex(ms *raft.MemoryStorage) uint64 {
+	i, _ := ms.FirstIndex()
+	return i
+}
+
+func (g *groupActor) snapshotDue() bool {
+	c, d := g.d.cfg, g.d
+	return (c.SnapshotEntries > 0 && d.applied >= d.snapIndex+c.SnapshotEntries) ||
+		(c.SnapshotBytes > 0 && d.appliedBytes >= c.SnapshotBytes)
+}
+
+// compactIndex is where the in-memory log is compacted to after a snapshot
+// at applied: the catch-up tail behind it is kept, within its bounds.
+func (g *groupActor) compactIndex() uint64 {
+	d, c := g.d, g.d.cfg
+	first, _ := d.ms.FirstIndex()
+	lo := first
+	if d.applied > c.CatchUpEntries {
+		lo = max(lo, d.applied-c.CatchUpEntries)
+	}
+	if c.CatchUpBytes > 0 && lo < d.applied {
+		// Walk back from applied while the tail fits in CatchUpBytes.
+		ents, err := d.ms.Entries(lo, d.applied+1, math.MaxUint64)
+		if err == nil {
+			var bytes uint64
+			i := len(ents)
+			for i > 0 && bytes+uint64(len(ents[i-1].GetData())) <= c.CatchUpBytes {
+				i--
+				bytes += uint64(len(ents[i].GetData()))
+			}
+			lo += uint64(i)
+		}
+	}
+	return lo
+}
 
 // checkpoint snapshots the state machine at the applied index, compacts the
 // in-memory log behind it and tells the storage, which may then drop older
@@ -352,10 +390,9 @@ func (g *groupActor) checkpoint(ctx actor.Context, force bool) {
 		g.log.Error().Err(err).Uint64("index", d.applied).Msg("create snapshot")
 		return
 	}
-	d.snapIndex = d.applied
-	first, _ := d.ms.FirstIndex()
-	if d.applied > first+catchUpEntries {
-		if err := d.ms.Compact(d.applied - catchUpEntries); err != nil && !errors.Is(err, raft.ErrCompacted) {
+	d.snapIndex, d.appliedBytes = d.applied, 0
+	if to, first := g.compactIndex(), firstIndex(d.ms); to > first {
+		if err := d.ms.Compact(to); err != nil && !errors.Is(err, raft.ErrCompacted) {
 			g.log.Error().Err(err).Msg("compact log")
 		}
 	}

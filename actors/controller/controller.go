@@ -167,7 +167,11 @@ func (c *controllerActor) createTopics(ctx actor.Context, m *CreateTopics) {
 	view := c.o.Machine.View()
 	results := make([]TopicResult, len(m.Topics))
 	waiting := 0
-	reply := func() { ctx.Send(m.ReplyTo, &CreateTopicsDone{Ref: m.Ref, Results: results}) }
+	reply := func() {
+		if m.ReplyTo != nil { // auto-creation from Metadata does not wait
+			ctx.Send(m.ReplyTo, &CreateTopicsDone{Ref: m.Ref, Results: results})
+		}
+	}
 	seen := map[string]bool{}
 	for i, spec := range m.Topics {
 		cmd, res, err := planTopic(view, spec)
