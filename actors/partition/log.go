@@ -1,0 +1,531 @@
+package partition
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultSegmentBytes       int64 = 1 << 30
+	DefaultIndexIntervalBytes       = 4096
+)
+
+// Errors of the Log. Returned errors wrap them with details; test with
+// errors.Is.
+var (
+	// ErrOffsetOutOfRange: the offset is outside [LogStart, LogEnd]. Kafka
+	// answers a fetch with it as OFFSET_OUT_OF_RANGE.
+	ErrOffsetOutOfRange = errors.New("offset out of range")
+	// ErrRaftIndexNotInLog: no batch in the log came from that Raft entry:
+	// the entry carried no records (a leader's no-op, a conf change), is
+	// below the log start, or is above the last applied batch.
+	ErrRaftIndexNotInLog = errors.New("raft index not in log")
+	// ErrAppendOrder: Append was given a batch whose base offset is not the
+	// log end, or a Raft index not above the last one. The partition's
+	// state machine has diverged from its log and must halt.
+	ErrAppendOrder = errors.New("append out of order")
+	// ErrNotBatchBoundary: TruncateTo was given an offset inside a batch.
+	ErrNotBatchBoundary = errors.New("offset is not a batch boundary")
+	// ErrLogFailed: an earlier write, truncation or sync failed, so what is
+	// on disk is unknown; the Log refuses every change until it is reopened.
+	ErrLogFailed = errors.New("partition log failed")
+	// ErrClosed: the Log was closed.
+	ErrClosed = errors.New("partition log closed")
+)
+
+// Options configure a Log.
+type Options struct {
+	// Dir is the partition's directory; it is created if missing and holds
+	// nothing but the Log's files.
+	Dir string
+	// SegmentBytes is the size past which a segment is rolled (a bigger
+	// batch still goes whole into a new segment). Zero means
+	// DefaultSegmentBytes; at most math.MaxInt32, because positions in the
+	// index files are 32 bits.
+	SegmentBytes int64
+	// IndexIntervalBytes is the number of log bytes between two entries of
+	// the sparse offset and time indexes. Zero means
+	// DefaultIndexIntervalBytes.
+	IndexIntervalBytes int
+	// StartOffset is the log start and end of a Log opened on a directory
+	// that holds none: a replica that starts from a snapshot begins its log
+	// at the snapshot's log end. Ignored when the directory has segments.
+	StartOffset int64
+	// Log receives the Log's events: recovery, repairs, rolls, deletions.
+	// Nothing is logged per batch.
+	Log zerolog.Logger
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Dir == "" {
+		return o, errors.New("partition log: no directory")
+	}
+	if o.SegmentBytes == 0 {
+		o.SegmentBytes = DefaultSegmentBytes
+	}
+	if o.SegmentBytes < BatchHeaderSize || o.SegmentBytes > math.MaxInt32 {
+		return o, fmt.Errorf("partition log: segment bytes %d not in [%d, %d]", o.SegmentBytes, BatchHeaderSize, math.MaxInt32)
+	}
+	if o.IndexIntervalBytes == 0 {
+		o.IndexIntervalBytes = DefaultIndexIntervalBytes
+	}
+	if o.IndexIntervalBytes < 0 {
+		return o, fmt.Errorf("partition log: index interval bytes %d", o.IndexIntervalBytes)
+	}
+	if o.StartOffset < 0 {
+		return o, fmt.Errorf("partition log: start offset %d", o.StartOffset)
+	}
+	return o, nil
+}
+
+// Log is one partition's Kafka log: record batches in segment files, in
+// Kafka's layout, each with the Raft index and term of the entry that
+// carried it.
+//
+// # Concurrency
+//
+// A Log has one owner goroutine, the appender (the partition's actor). Only
+// it calls Append, TruncateTo, AdvanceLogStart, Reset and Close.
+//
+// Every other method may be called from any goroutine, concurrently with
+// the appender and with each other: Read, EntryByRaftIndex, OffsetForTimestamp,
+// MaxTimestamp, LogStart, LogEnd, FirstRaftIndex, LastRaftIndex, Size,
+// RetentionPoint and Flush. None of them takes a lock except Flush, and
+// none blocks the appender, except that Flush excludes a segment roll and
+// the rare operations that delete or truncate files for as long as its
+// fsyncs take. Bytes they return are freshly allocated and the caller's.
+//
+// Each change the appender makes is published as an immutable view: the
+// segment list, the log start and end, and each segment's size. A reader
+// loads the current view once and reads only below that view's end, so it
+// sees whole batches and never a batch that is half written. Bytes below a
+// view's end never change while the files exist, except by TruncateTo and
+// Reset; those, and the deletion of segments, first bump a generation
+// counter, and a reader that finds the generation changed after reading
+// discards what it read and starts over on the new view. So a read returns
+// exactly what the log held at one moment between its call and its return.
+type Log struct {
+	opts Options
+	log  zerolog.Logger
+
+	view atomic.Pointer[view] // what readers see
+	gen  atomic.Uint64        // bumped before any file is truncated or deleted
+
+	// Owned by the appender.
+	sealed      []segView // every segment but the active one, oldest first
+	sealedBytes int64     // their total size
+	act         *activeSegment
+	start       int64  // log start offset
+	lastRaft    uint64 // highest Raft index in the segments, even below the start
+	closed      bool
+
+	// flushMu serialises Flush with the appender's roll, Close and the
+	// operations that truncate or delete files, so that Flush never syncs
+	// a file that is being closed and a roll is never half seen.
+	flushMu sync.Mutex
+	// syncMu guards unsynced and dirDirty, which the appender adds to and
+	// Flush takes.
+	syncMu   sync.Mutex
+	unsynced []pendingSync // sealed segments whose files are not yet synced
+	dirDirty bool          // files were created or removed since the last directory sync
+
+	failure atomic.Pointer[error] // set once, by the first failed write or sync
+}
+
+// pendingSync is a sealed segment that the next Flush must sync.
+type pendingSync struct {
+	seg   *segment
+	files indexFiles // closed by the Flush that syncs them
+}
+
+// activeSegment is the appender's state of the segment being written.
+type activeSegment struct {
+	seg   *segment
+	files indexFiles
+	// Bytes written to each index file.
+	offsetBytes, timeBytes, raftBytes int64
+	ix                                indexer
+
+	size  int64
+	end   int64
+	dense []raftEntry
+	times []timeEntry
+
+	scratch [raftEntrySize]byte
+}
+
+// segView returns what the active segment holds now.
+func (a *activeSegment) segView() segView {
+	return segView{
+		seg: a.seg, size: a.size, end: a.end, dense: a.dense, times: a.times,
+		maxTs: a.ix.maxTs, maxTsRel: a.ix.maxTsRel,
+	}
+}
+
+// view is an immutable snapshot of the log for readers.
+type view struct {
+	gen        uint64
+	closed     bool
+	start, end int64
+	size       int64     // bytes of all segments
+	sealed     []segView // shared between views; never modified below its length
+	active     segView
+	files      *indexFiles // the active segment's index files, for Flush
+}
+
+func (v *view) numSegments() int { return len(v.sealed) + 1 }
+
+func (v *view) segment(i int) *segView {
+	if i < len(v.sealed) {
+		return &v.sealed[i]
+	}
+	return &v.active
+}
+
+// segmentIndex returns the index of the segment that holds offset: the
+// last one whose base offset is not above it.
+func (v *view) segmentIndex(offset int64) int {
+	return sort.Search(v.numSegments(), func(i int) bool { return v.segment(i).seg.base > offset }) - 1
+}
+
+// locate returns the segment and batch that contain offset, which must be
+// in [start, end).
+func (v *view) locate(offset int64) (*segView, int) {
+	sv := v.segment(v.segmentIndex(offset))
+	return sv, sv.find(offset)
+}
+
+// readView runs f on the current view until no file was truncated or
+// deleted while it ran (see the Log's concurrency contract).
+func readView[T any](l *Log, f func(*view) (T, error)) (T, error) {
+	for {
+		v := l.view.Load()
+		r, err := f(v)
+		if l.gen.Load() == v.gen {
+			return r, err
+		}
+		runtime.Gosched()
+	}
+}
+
+// publish makes the appender's current state visible to readers.
+func (l *Log) publish() {
+	v := &view{
+		gen:    l.gen.Load(),
+		start:  l.start,
+		end:    l.act.end,
+		sealed: l.sealed,
+		active: l.act.segView(),
+		files:  &l.act.files,
+	}
+	v.size = l.sealedBytes + v.active.size
+	l.view.Store(v)
+}
+
+// setSealed replaces the list of sealed segments.
+func (l *Log) setSealed(sealed []segView) {
+	l.sealed, l.sealedBytes = sealed, 0
+	for i := range sealed {
+		l.sealedBytes += sealed[i].size
+	}
+}
+
+// fail records the first failure that leaves the files in an unknown state.
+func (l *Log) fail(err error) error {
+	err = fmt.Errorf("%w: %w", ErrLogFailed, err)
+	l.failure.CompareAndSwap(nil, &err)
+	return *l.failure.Load()
+}
+
+// usable returns why the Log cannot be changed, if it cannot.
+func (l *Log) usable() error {
+	if l.closed {
+		return ErrClosed
+	}
+	if p := l.failure.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// LogStart is the first offset of the log: Kafka's log start offset.
+func (l *Log) LogStart() int64 { return l.view.Load().start }
+
+// LogEnd is the offset the next batch will get: Kafka's log end offset.
+func (l *Log) LogEnd() int64 { return l.view.Load().end }
+
+// Size is the number of bytes of the log's segment files, including any
+// part of the first segment below the log start.
+func (l *Log) Size() int64 { return l.view.Load().size }
+
+// Append writes a batch at the end of the log. The batch must be stamped
+// (SetBaseOffset, SetPartitionLeaderEpoch) with base offset LogEnd() and
+// leader epoch raftTerm, the term of the Raft entry that carried it, and
+// raftIndex must be above the Raft index of every batch in the segments.
+// Otherwise Append changes nothing and returns an error: ErrAppendOrder for
+// the offset or index, an error wrapping ErrCorruptBatch or
+// ErrUnsupportedMagic for a batch that fails ParseBatch. Any of them means
+// the partition's state machine diverged from its log and must halt.
+//
+// The active segment is rolled first when the batch would take it past
+// SegmentBytes. Append does not sync: see Flush. After a failed write the
+// Log refuses every change (ErrLogFailed).
+func (l *Log) Append(batch []byte, raftIndex, raftTerm uint64) error {
+	if err := l.usable(); err != nil {
+		return err
+	}
+	h, err := ParseBatch(batch)
+	if err != nil {
+		return fmt.Errorf("append to %s: %w", l.opts.Dir, err)
+	}
+	a := l.act
+	switch {
+	case h.BaseOffset != a.end:
+		return fmt.Errorf("%w: batch base offset %d, log end %d", ErrAppendOrder, h.BaseOffset, a.end)
+	case raftIndex <= l.lastRaft:
+		return fmt.Errorf("%w: raft index %d, last %d", ErrAppendOrder, raftIndex, l.lastRaft)
+	case raftTerm > math.MaxInt32 || h.PartitionLeaderEpoch != int32(raftTerm):
+		return fmt.Errorf("append to %s: batch leader epoch %d is not the raft term %d", l.opts.Dir,
+			h.PartitionLeaderEpoch, raftTerm)
+	}
+	if a.size > 0 && (a.size+int64(len(batch)) > l.opts.SegmentBytes || h.LastOffset()-a.seg.base > math.MaxUint32) {
+		if err := l.roll(); err != nil {
+			return err
+		}
+		a = l.act
+	}
+	if err := a.append(batch, h, raftIndex, uint32(raftTerm)); err != nil {
+		return l.fail(err)
+	}
+	l.lastRaft = raftIndex
+	l.publish()
+	return nil
+}
+
+// append writes the batch and its index entries to the active segment.
+func (a *activeSegment) append(batch []byte, h BatchHeader, raftIndex uint64, term uint32) error {
+	pos := a.size
+	if _, err := a.seg.log.WriteAt(batch, pos); err != nil {
+		return fmt.Errorf("write %s: %w", a.seg.name(), err)
+	}
+	rel := uint32(h.BaseOffset - a.seg.base)
+	e := raftEntry{index: raftIndex, rel: rel, pos: uint32(pos), size: uint32(len(batch)), term: term}
+	if err := a.writeRaftEntry(e); err != nil {
+		return err
+	}
+	off, hasOff, t, hasTime := a.ix.add(pos, int64(len(batch)), rel+uint32(h.LastOffsetDelta), h.MaxTimestamp)
+	if hasOff {
+		if err := a.writeOffsetEntry(off); err != nil {
+			return err
+		}
+	}
+	if hasTime {
+		if err := a.writeTimeEntry(t); err != nil {
+			return err
+		}
+	}
+	a.dense = append(a.dense, e)
+	a.size += int64(len(batch))
+	a.end = h.NextOffset()
+	return nil
+}
+
+func (a *activeSegment) writeRaftEntry(e raftEntry) error {
+	e.put(a.scratch[:])
+	if _, err := a.files.raft.WriteAt(a.scratch[:raftEntrySize], a.raftBytes); err != nil {
+		return fmt.Errorf("write %s: %w", segmentFileName(a.seg.base, raftIndexSuffix), err)
+	}
+	a.raftBytes += raftEntrySize
+	return nil
+}
+
+func (a *activeSegment) writeOffsetEntry(e offsetEntry) error {
+	e.put(a.scratch[:])
+	if _, err := a.files.offset.WriteAt(a.scratch[:offsetEntrySize], a.offsetBytes); err != nil {
+		return fmt.Errorf("write %s: %w", segmentFileName(a.seg.base, offsetIndexSuffix), err)
+	}
+	a.offsetBytes += offsetEntrySize
+	return nil
+}
+
+func (a *activeSegment) writeTimeEntry(e timeEntry) error {
+	e.put(a.scratch[:])
+	if _, err := a.files.time.WriteAt(a.scratch[:timeEntrySize], a.timeBytes); err != nil {
+		return fmt.Errorf("write %s: %w", segmentFileName(a.seg.base, timeIndexSuffix), err)
+	}
+	a.timeBytes += timeEntrySize
+	a.times = append(a.times, e)
+	return nil
+}
+
+// seal ends the time index with the segment's largest timestamp, so that a
+// sealed segment's maximum is its time index's last entry.
+func (a *activeSegment) seal() error {
+	if t, ok := a.ix.seal(); ok {
+		return a.writeTimeEntry(t)
+	}
+	return nil
+}
+
+// roll seals the active segment and starts a new one at the log end. The
+// sealed segment is synced by the next Flush.
+func (l *Log) roll() error {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	old := l.act
+	if err := old.seal(); err != nil {
+		return l.fail(err)
+	}
+	next, err := createSegment(l.opts.Dir, old.end, int64(l.opts.IndexIntervalBytes))
+	if err != nil {
+		return l.fail(err)
+	}
+	sv := old.segView()
+	// Drop the slices' spare capacity: nothing appends to them any more.
+	sv.dense, sv.times = slices.Clip(slices.Clone(sv.dense)), slices.Clip(slices.Clone(sv.times))
+	l.sealed = append(l.sealed, sv)
+	l.sealedBytes += sv.size
+	l.act = next
+	l.syncMu.Lock()
+	l.unsynced = append(l.unsynced, pendingSync{seg: old.seg, files: old.files})
+	l.dirDirty = true
+	l.syncMu.Unlock()
+	// Publish before a Flush can run: it must not see the old segment both
+	// as pending and as the active one.
+	l.publish()
+	l.log.Info().Str("dir", l.opts.Dir).Str("segment", next.seg.name()).Int64("sealed_bytes", old.size).
+		Msg("rolled segment")
+	return nil
+}
+
+// createSegment creates the empty files of a new segment with base offset
+// base, replacing any leftovers.
+func createSegment(dir string, base, interval int64) (*activeSegment, error) {
+	seg := &segment{base: base, dir: dir}
+	f, err := osCreate(seg.path(logSuffix))
+	if err != nil {
+		return nil, err
+	}
+	seg.log = f
+	files, err := openIndexFiles(seg)
+	if err == nil {
+		err = files.each(func(f *os.File) error { return f.Truncate(0) })
+	}
+	if err != nil {
+		f.Close()
+		files.close()
+		return nil, fmt.Errorf("create segment %s: %w", seg.name(), err)
+	}
+	return &activeSegment{seg: seg, files: files, ix: newIndexer(interval), end: base}, nil
+}
+
+// Read returns whole batches starting with the one that contains offset, in
+// order, as stored. It adds batches while the total stays within maxBytes,
+// but always returns the first one whatever its size (KIP-74), so a
+// consumer can always make progress. It reads from one segment only, so it
+// may return less than maxBytes before the log end.
+//
+// offset == LogEnd() returns no bytes and no error; an offset outside
+// [LogStart(), LogEnd()] returns ErrOffsetOutOfRange. The first batch may
+// start before offset (and before the log start); Kafka clients skip the
+// records before the offset they asked for. Serving only below the high
+// watermark is the caller's business. Safe for concurrent use.
+func (l *Log) Read(offset int64, maxBytes int) ([]byte, error) {
+	return readView(l, func(v *view) ([]byte, error) { return v.read(offset, maxBytes) })
+}
+
+func (v *view) read(offset int64, maxBytes int) ([]byte, error) {
+	if v.closed {
+		return nil, ErrClosed
+	}
+	if offset < v.start || offset > v.end {
+		return nil, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, offset, v.start, v.end)
+	}
+	if offset == v.end {
+		return nil, nil
+	}
+	sv, k := v.locate(offset)
+	total := int64(sv.dense[k].size)
+	j := k + 1
+	for j < len(sv.dense) && total+int64(sv.dense[j].size) <= int64(maxBytes) {
+		total += int64(sv.dense[j].size)
+		j++
+	}
+	return sv.readBatches(k, j)
+}
+
+// EntryByRaftIndex returns the batch that the Raft entry with index i
+// carried, as stored (stamped), and that entry's term, so that the
+// partition's raft.Storage can serve applied entries from the segments.
+// It returns ErrRaftIndexNotInLog when no batch of the log came from that
+// entry (see the error). Safe for concurrent use.
+func (l *Log) EntryByRaftIndex(i uint64) (batch []byte, term uint64, err error) {
+	type result struct {
+		batch []byte
+		term  uint64
+	}
+	r, err := readView(l, func(v *view) (result, error) {
+		sv, k, err := v.findRaftIndex(i)
+		if err != nil {
+			return result{}, err
+		}
+		b, err := sv.readBatches(k, k+1)
+		return result{b, uint64(sv.dense[k].term)}, err
+	})
+	return r.batch, r.term, err
+}
+
+func (v *view) findRaftIndex(i uint64) (*segView, int, error) {
+	if v.closed {
+		return nil, 0, ErrClosed
+	}
+	// An empty segment (only ever the last) sorts as if its entries were
+	// above every index.
+	n := sort.Search(v.numSegments(), func(j int) bool {
+		d := v.segment(j).dense
+		return len(d) == 0 || d[0].index > i
+	}) - 1
+	if n >= 0 {
+		sv := v.segment(n)
+		k := sort.Search(len(sv.dense), func(k int) bool { return sv.dense[k].index >= i })
+		if k < len(sv.dense) && sv.dense[k].index == i && sv.lastOffset(k) >= v.start {
+			return sv, k, nil
+		}
+	}
+	return nil, 0, fmt.Errorf("%w: %d", ErrRaftIndexNotInLog, i)
+}
+
+// FirstRaftIndex is the Raft index of the first batch of the log (the one
+// that contains the log start), or 0 if the log is empty.
+func (l *Log) FirstRaftIndex() uint64 {
+	v := l.view.Load()
+	if v.closed || v.start == v.end {
+		return 0
+	}
+	sv, k := v.locate(v.start)
+	return sv.dense[k].index
+}
+
+// LastRaftIndex is the Raft index of the last batch of the log, or 0 if the
+// log is empty.
+func (l *Log) LastRaftIndex() uint64 {
+	v := l.view.Load()
+	if v.closed || v.start == v.end {
+		return 0
+	}
+	for i := v.numSegments() - 1; ; i-- {
+		if d := v.segment(i).dense; len(d) > 0 {
+			return d[len(d)-1].index
+		}
+	}
+}
