@@ -13,6 +13,8 @@ import (
 	"github.com/flotilla/flotilla/actors"
 	"github.com/flotilla/flotilla/actors/controller"
 	"github.com/flotilla/flotilla/actors/debug"
+	"github.com/flotilla/flotilla/actors/kafka"
+	"github.com/flotilla/flotilla/actors/partition"
 	"github.com/flotilla/flotilla/actors/storage"
 	"github.com/flotilla/flotilla/configs"
 	"github.com/flotilla/flotilla/netactor"
@@ -27,6 +29,7 @@ type Options struct {
 	// the configured addresses (tests bind port 0 first to learn the ports).
 	RaftListener  net.Listener
 	DebugListener net.Listener
+	KafkaListener net.Listener
 	// Observer sees every Ready of every group (tests only).
 	Observer raftactor.Observer
 }
@@ -47,6 +50,10 @@ type Broker struct {
 	raftGroup  *actor.PID
 	controller *actor.PID
 	debug      *actor.PID
+	partitions *actor.PID
+	kafka      *actor.PID
+	replicas   *partition.Replicas
+	kafkaAddr  string
 	raftAddr   string
 	debugAddr  string
 	unlock     func()
@@ -74,15 +81,24 @@ func Start(o Options) (_ *Broker, err error) {
 			return nil, fmt.Errorf("raft.listen %s: %w", cfg.Raft.Listen, err)
 		}
 	}
+	kafkaLn := o.KafkaListener
+	if kafkaLn == nil {
+		if kafkaLn, err = net.Listen("tcp", cfg.Kafka.Listen); err != nil {
+			raftLn.Close()
+			return nil, fmt.Errorf("kafka.listen %s: %w", cfg.Kafka.Listen, err)
+		}
+	}
 	debugLn := o.DebugListener
 	if debugLn == nil && cfg.Debug.Listen != "" {
 		if debugLn, err = net.Listen("tcp", cfg.Debug.Listen); err != nil {
 			raftLn.Close()
+			kafkaLn.Close()
 			return nil, fmt.Errorf("debug.listen %s: %w", cfg.Debug.Listen, err)
 		}
 	}
 	closeListeners := func() {
 		raftLn.Close()
+		kafkaLn.Close()
 		if debugLn != nil {
 			debugLn.Close()
 		}
@@ -182,11 +198,13 @@ func Start(o Options) (_ *Broker, err error) {
 		return nil, err
 	}
 	b.router.Set(controller.ControllerGroup, b.raftGroup)
+	b.ticker = raftactor.NewTicker(b.sys.Root, cfg.TickInterval())
 
 	kafkaAddr := cfg.Kafka.Advertise
 	if kafkaAddr == "" {
-		kafkaAddr = cfg.Kafka.Listen
+		kafkaAddr = kafkaLn.Addr().String() // the bound address: port 0 resolved
 	}
+	b.kafkaAddr = kafkaAddr
 	raftAdvertised, _ := cfg.PeerAddr(cfg.NodeID)
 	if b.controller, err = b.sys.Spawn("controller", "controller", controller.NewActor(controller.Options{
 		NodeID:    cfg.NodeID,
@@ -214,10 +232,67 @@ func Start(o Options) (_ *Broker, err error) {
 		}
 	}
 
-	b.ticker = raftactor.NewTicker(b.sys.Root, cfg.TickInterval())
+	b.replicas = partition.NewReplicas()
+	if b.partitions, err = b.sys.Spawn("partitions", "partitions", partition.NewManager(partition.ManagerOptions{
+		NodeID:     cfg.NodeID,
+		DataDir:    cfg.DataDir,
+		Sys:        b.sys,
+		Controller: b.machine,
+		Storage:    b.storage,
+		Transport:  b.peers,
+		Router:     b.router,
+		Ticker:     b.ticker,
+		Board:      b.board,
+		Recovered:  recovered,
+		Raft: partition.RaftSettings{
+			ElectionTicks:       cfg.Raft.ElectionTicks,
+			HeartbeatTicks:      cfg.Raft.HeartbeatTicks,
+			MaxSizePerMsg:       cfg.Raft.MaxSizePerMsg,
+			MaxInflightMsgs:     cfg.Raft.MaxInflightMsgs,
+			MaxUncommittedBytes: cfg.Raft.MaxUncommittedBytes,
+			// A partition checkpoints every 32 MiB of batches (its segments
+			// hold the data; the checkpoint lets the WAL go) and keeps at
+			// most 8 MiB of applied batches in memory for followers.
+			SnapshotEntries: 10000,
+			SnapshotBytes:   32 << 20,
+			CatchUpEntries:  256,
+			CatchUpBytes:    8 << 20,
+		},
+		Log: log,
+	}, b.replicas)); err != nil {
+		return nil, err
+	}
+
+	svc := &kafka.Service{
+		NodeID:     cfg.NodeID,
+		Tick:       cfg.TickInterval(),
+		Controller: b.controller,
+		Machine:    b.machine,
+		Replicas:   b.replicas,
+		Board:      b.board,
+		Log:        log,
+	}
+	src := &kafka.ClusterSource{
+		Machine:    b.machine,
+		Board:      b.board,
+		Controller: b.controller,
+		Sender:     b.sys.Root,
+		AutoCreate: true,
+		Log:        log,
+	}
+	if b.kafka, err = kafka.StartListener(b.sys, kafkaLn, kafka.Options{
+		Handler:  svc,
+		Metadata: src,
+		Metrics:  kafka.NewMetrics(reg),
+		Log:      log,
+	}); err != nil {
+		return nil, err
+	}
+
 	b.ticker.Subscribe(b.raftGroup)
 	b.ticker.Subscribe(b.controller)
-	log.Info().Str("raft", b.raftAddr).Str("debug", b.debugAddr).Str("kafka_advertised", kafkaAddr).
+	b.ticker.Subscribe(b.partitions)
+	log.Info().Str("raft", b.raftAddr).Str("debug", b.debugAddr).Str("kafka", kafkaLn.Addr().String()).Str("kafka_advertised", kafkaAddr).
 		Int("recovered_groups", len(recovered)).Msg("broker started")
 	return b, nil
 }
@@ -227,7 +302,9 @@ func Start(o Options) (_ *Broker, err error) {
 func (b *Broker) Stop() {
 	b.ticker.Stop()
 	root := b.sys.Root
-	for _, pid := range []*actor.PID{b.debug, b.controller, b.raftGroup, b.raftLn} {
+	// Clients first, then the partitions, then the controller and the raft
+	// transport; the WAL last, once nothing can write to it.
+	for _, pid := range []*actor.PID{b.kafka, b.debug, b.partitions, b.controller, b.raftGroup, b.raftLn} {
 		if pid != nil {
 			_ = root.StopFuture(pid).Wait()
 		}
@@ -256,6 +333,12 @@ func (b *Broker) RaftGroup() *actor.PID { return b.raftGroup }
 // ControllerActor returns the controller actor, which takes CreateTopics
 // and DeleteTopics.
 func (b *Broker) ControllerActor() *actor.PID { return b.controller }
+
+// KafkaAddr returns the advertised Kafka address.
+func (b *Broker) KafkaAddr() string { return b.kafkaAddr }
+
+// Replicas returns the partition replicas this broker hosts.
+func (b *Broker) Replicas() *partition.Replicas { return b.replicas }
 
 // DebugAddr returns the debug endpoint's address, or "" when it is off.
 func (b *Broker) DebugAddr() string { return b.debugAddr }

@@ -1,9 +1,40 @@
 /*
 Package partition is a partition's state machine. Every topic partition is
 a Raft group; this package holds what its replicas apply the group's entries
-to. Today that is plain code driven by its owner; the partition actor that
-owns it (Raft apply, produce checks, fetch waiters, checkpoints) will live
-here too.
+to, the leader's produce path, and the replica manager that starts and stops
+partition groups.
+
+# Actors
+
+A partition replica is a raftactor group actor (kind "raft", name
+"raft/<topic>/<partition>") whose state machine is a Machine, a
+raftactor.Extension: it runs inside the group's actor, so produce checks
+happen single-threaded with Raft. It takes:
+
+  - Produce: on the ready leader, validates the batches, checks producer
+    sequences against applied state plus in-flight batches, stamps the base
+    offset (applied log end plus in-flight) and the leader epoch (= term),
+    and proposes one entry per batch. acks=1 is answered when the leader has
+    persisted the entry, acks=all when it is applied; a duplicate of one of
+    the producer's last five batches is answered with its original offset.
+  - WatchFetch: a Fetch long poll asks to be woken (FetchReady) when the
+    high watermark passes its offset, leadership changes, or its deadline.
+
+Readiness barrier: a new leader serves nothing until it has applied an
+entry of its own term. Every waiter fails with NOT_LEADER_OR_FOLLOWER when
+leadership or the term changes. Apply never rejects and never reads the
+clock; a batch whose offset is not the log end halts the partition loudly
+(its actor panics, restarts from the checkpoint, and is stopped by its
+supervisor if it happens again). The log holds only committed, applied
+batches, so the high watermark is its end; Fetch reads it through the
+published View without messaging the actor.
+
+The replica manager (kind "partitions", name "partitions") compares the
+controller's applied assignments with the replicas it runs every other tick,
+starts new partition groups as its children (every replica bootstraps the
+group with the assignment's replicas) and stops deleted ones, removing their
+data and tombstoning their group in the WAL. Replicas publishes the running
+set for the Kafka connections.
 
 # The log
 

@@ -1,0 +1,226 @@
+package kafka
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/flotilla/flotilla/actors/controller"
+)
+
+func (c *serviceConn) createTopics(ctx actor.Context, r *Request, req *kmsg.CreateTopicsRequest) {
+	ref := c.ref()
+	c.admin[ref] = r
+	specs := make([]controller.TopicSpec, len(req.Topics))
+	for i, t := range req.Topics {
+		spec := controller.TopicSpec{Name: t.Topic, Partitions: t.NumPartitions, ReplicationFactor: t.ReplicationFactor}
+		for _, a := range t.ReplicaAssignment {
+			for int(a.Partition) >= len(spec.Assignment) {
+				spec.Assignment = append(spec.Assignment, nil)
+			}
+			ids := make([]uint64, len(a.Replicas))
+			for j, id := range a.Replicas {
+				ids[j] = uint64(max(id, 0))
+			}
+			spec.Assignment[a.Partition] = ids
+		}
+		if len(t.Configs) > 0 {
+			spec.Configs = map[string]string{}
+			for _, cfg := range t.Configs {
+				if cfg.Value != nil {
+					spec.Configs[cfg.Name] = *cfg.Value
+				}
+			}
+		}
+		specs[i] = spec
+	}
+	ctx.Send(c.s.Controller, &controller.CreateTopics{Ref: ref, Topics: specs, ValidateOnly: req.ValidateOnly, ReplyTo: ctx.Self()})
+}
+
+func (c *serviceConn) createTopicsDone(ctx actor.Context, m *controller.CreateTopicsDone) {
+	r, ok := c.admin[m.Ref]
+	if !ok {
+		return
+	}
+	delete(c.admin, m.Ref)
+	req := r.Msg.(*kmsg.CreateTopicsRequest)
+	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
+	for _, res := range m.Results {
+		rt := kmsg.NewCreateTopicsResponseTopic()
+		rt.Topic = res.Name
+		rt.TopicID = res.ID
+		rt.ErrorCode, rt.ErrorMessage = code(res.Err), message(res.Err)
+		rt.NumPartitions, rt.ReplicationFactor = -1, -1
+		if res.Err == nil {
+			rt.NumPartitions, rt.ReplicationFactor = res.Partitions, res.ReplicationFactor
+			for _, e := range topicConfigEntries(res.Configs) {
+				rc := kmsg.NewCreateTopicsResponseTopicConfig()
+				rc.Name, rc.Value, rc.ReadOnly, rc.Source, rc.IsSensitive = e.name, &e.value, false, e.source, false
+				rt.Configs = append(rt.Configs, rc)
+			}
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	ctx.Send(r.ReplyTo, r.Reply(resp))
+}
+
+func (c *serviceConn) deleteTopics(ctx actor.Context, r *Request, req *kmsg.DeleteTopicsRequest) {
+	ref := c.ref()
+	c.admin[ref] = r
+	m := &controller.DeleteTopics{Ref: ref, ReplyTo: ctx.Self()}
+	m.Names = append(m.Names, req.TopicNames...) // v0-v5
+	for _, t := range req.Topics {               // v6+: by name or by id
+		if t.Topic != nil {
+			m.Names = append(m.Names, *t.Topic)
+		} else {
+			m.IDs = append(m.IDs, controller.TopicID(t.TopicID))
+		}
+	}
+	ctx.Send(c.s.Controller, m)
+}
+
+func (c *serviceConn) deleteTopicsDone(ctx actor.Context, m *controller.DeleteTopicsDone) {
+	r, ok := c.admin[m.Ref]
+	if !ok {
+		return
+	}
+	delete(c.admin, m.Ref)
+	req := r.Msg.(*kmsg.DeleteTopicsRequest)
+	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
+	for _, res := range m.Results {
+		rt := kmsg.NewDeleteTopicsResponseTopic()
+		if res.Name != "" {
+			name := res.Name
+			rt.Topic = &name
+		}
+		rt.TopicID = res.ID
+		rt.ErrorCode, rt.ErrorMessage = code(res.Err), message(res.Err)
+		resp.Topics = append(resp.Topics, rt)
+	}
+	ctx.Send(r.ReplyTo, r.Reply(resp))
+}
+
+func (c *serviceConn) initProducerID(ctx actor.Context, r *Request, req *kmsg.InitProducerIDRequest) {
+	if req.TransactionalID != nil {
+		resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
+		resp.ProducerID, resp.ProducerEpoch = -1, -1
+		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code // transactions are not supported
+		ctx.Send(r.ReplyTo, r.Reply(resp))
+		return
+	}
+	// An idempotent producer asking to bump its epoch (KIP-360) gets a new
+	// id instead: it restarts its sequences either way.
+	ref := c.ref()
+	c.admin[ref] = r
+	ctx.Send(c.s.Controller, &controller.InitProducerID{Ref: ref, ReplyTo: ctx.Self()})
+}
+
+func (c *serviceConn) producerIDDone(ctx actor.Context, m *controller.ProducerIDDone) {
+	r, ok := c.admin[m.Ref]
+	if !ok {
+		return
+	}
+	delete(c.admin, m.Ref)
+	resp := r.Msg.(*kmsg.InitProducerIDRequest).ResponseKind().(*kmsg.InitProducerIDResponse)
+	resp.ProducerID, resp.ProducerEpoch, resp.ErrorCode = m.ID, m.Epoch, code(m.Err)
+	if m.Err != nil {
+		resp.ProducerID, resp.ProducerEpoch = -1, -1
+	}
+	ctx.Send(r.ReplyTo, r.Reply(resp))
+}
+
+type configEntry struct {
+	name, value string
+	source      int8 // kmsg.ConfigSource
+}
+
+// topicConfigEntries lists every topic config Flotilla keeps with its
+// effective value: set on the topic, or the broker default.
+func topicConfigEntries(set map[string]string) []configEntry {
+	var out []configEntry
+	for _, d := range controller.TopicConfigDefs() {
+		e := configEntry{name: d.Name, value: d.Default, source: int8(kmsg.ConfigSourceDefaultConfig)}
+		if v, ok := set[d.Name]; ok {
+			e.value, e.source = v, int8(kmsg.ConfigSourceDynamicTopicConfig)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// describeConfigs answers for topics (their configs over the defaults) and
+// for this broker (the topic defaults it applies, under Kafka's broker
+// names, and its id).
+func (s *Service) describeConfigs(req *kmsg.DescribeConfigsRequest) *kmsg.DescribeConfigsResponse {
+	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
+	view := s.Machine.View()
+	for _, rs := range req.Resources {
+		rr := kmsg.NewDescribeConfigsResponseResource()
+		rr.ResourceType, rr.ResourceName = rs.ResourceType, rs.ResourceName
+		var entries []configEntry
+		switch rs.ResourceType {
+		case kmsg.ConfigResourceTypeTopic:
+			t := view.Topics[rs.ResourceName]
+			if t == nil {
+				rr.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				break
+			}
+			entries = topicConfigEntries(t.Configs)
+		case kmsg.ConfigResourceTypeBroker:
+			if rs.ResourceName != "" && rs.ResourceName != strconv.FormatUint(s.NodeID, 10) {
+				rr.ErrorCode = kerr.InvalidRequest.Code
+				msg := fmt.Sprintf("this is broker %d", s.NodeID)
+				rr.ErrorMessage = &msg
+				break
+			}
+			entries = brokerConfigEntries(s.NodeID)
+		default:
+			rr.ErrorCode = kerr.InvalidRequest.Code
+		}
+		want := map[string]bool{}
+		for _, k := range rs.ConfigNames {
+			want[k] = true
+		}
+		for _, e := range entries {
+			if len(want) > 0 && !want[e.name] {
+				continue
+			}
+			rc := kmsg.NewDescribeConfigsResponseResourceConfig()
+			value := e.value
+			rc.Name, rc.Value, rc.ReadOnly, rc.Source = e.name, &value, true, kmsg.ConfigSource(e.source)
+			rc.IsDefault = e.source == int8(kmsg.ConfigSourceDefaultConfig)
+			rr.Configs = append(rr.Configs, rc)
+		}
+		resp.Resources = append(resp.Resources, rr)
+	}
+	return resp
+}
+
+// brokerNames maps topic configs to the broker configs that default them.
+var brokerNames = map[string]string{
+	"cleanup.policy":         "log.cleanup.policy",
+	"compression.type":       "compression.type",
+	"max.message.bytes":      "message.max.bytes",
+	"message.timestamp.type": "log.message.timestamp.type",
+	"min.insync.replicas":    "min.insync.replicas",
+	"retention.bytes":        "log.retention.bytes",
+	"retention.ms":           "log.retention.ms",
+	"segment.bytes":          "log.segment.bytes",
+}
+
+func brokerConfigEntries(nodeID uint64) []configEntry {
+	out := []configEntry{
+		{name: "broker.id", value: strconv.FormatUint(nodeID, 10), source: int8(kmsg.ConfigSourceStaticBrokerConfig)},
+		{name: "auto.create.topics.enable", value: "true", source: int8(kmsg.ConfigSourceDefaultConfig)},
+		{name: "num.partitions", value: "1", source: int8(kmsg.ConfigSourceDefaultConfig)},
+	}
+	for _, d := range controller.TopicConfigDefs() {
+		out = append(out, configEntry{name: brokerNames[d.Name], value: d.Default, source: int8(kmsg.ConfigSourceDefaultConfig)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}

@@ -1,0 +1,80 @@
+package kafka
+
+import (
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/flotilla/flotilla/actors/partition"
+)
+
+// produceCall is a Produce request waiting for its partitions.
+type produceCall struct {
+	r         *Request
+	resp      *kmsg.ProduceResponse
+	remaining int
+}
+
+// produceSlot locates one partition's answer in its call's response.
+type produceSlot struct {
+	call        *produceCall
+	topic, part int
+}
+
+// produce hands each partition's batches to its leader replica. acks=0 is
+// answered (with nothing on the wire) at once; otherwise the response goes
+// out when every partition has answered, each within the request timeout
+// (the partitions keep it).
+func (c *serviceConn) produce(ctx actor.Context, r *Request, req *kmsg.ProduceRequest) {
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	call := &produceCall{r: r, resp: resp}
+	timeout := c.s.ticks(req.TimeoutMillis)
+	for ti, t := range req.Topics {
+		rt := kmsg.NewProduceResponseTopic()
+		rt.Topic = t.Topic
+		for pi, p := range t.Partitions {
+			rp := kmsg.NewProduceResponseTopicPartition()
+			rp.Partition = p.Partition
+			rp.BaseOffset, rp.LogAppendTime, rp.LogStartOffset = -1, -1, -1
+			replica := c.s.Replicas.Get(partition.TopicPartition{Topic: t.Topic, Partition: p.Partition})
+			if replica == nil {
+				rp.ErrorCode = c.s.missingCode(t.Topic, p.Partition)
+			} else {
+				msg := &partition.Produce{Records: p.Records, Acks: req.Acks, TimeoutTicks: timeout}
+				if req.Acks != 0 {
+					msg.Ref, msg.ReplyTo = c.ref(), ctx.Self()
+					c.produces[msg.Ref] = produceSlot{call: call, topic: ti, part: pi}
+					call.remaining++
+				}
+				ctx.Send(replica.PID, msg)
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	if req.Acks == 0 {
+		ctx.Send(r.ReplyTo, r.NoReply())
+		return
+	}
+	if call.remaining == 0 {
+		ctx.Send(r.ReplyTo, r.Reply(resp))
+	}
+}
+
+func (c *serviceConn) produceDone(ctx actor.Context, m *partition.ProduceDone) {
+	slot, ok := c.produces[m.Ref]
+	if !ok {
+		return
+	}
+	delete(c.produces, m.Ref)
+	rp := &slot.call.resp.Topics[slot.topic].Partitions[slot.part]
+	rp.ErrorCode = code(m.Err)
+	if m.Err == nil {
+		rp.BaseOffset, rp.LogAppendTime, rp.LogStartOffset = m.BaseOffset, m.LogAppendTime, m.LogStartOffset
+	} else {
+		rp.ErrorMessage = message(m.Err)
+		rp.LogStartOffset = m.LogStartOffset
+	}
+	if slot.call.remaining--; slot.call.remaining == 0 {
+		ctx.Send(slot.call.r.ReplyTo, slot.call.r.Reply(slot.call.resp))
+	}
+}

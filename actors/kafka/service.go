@@ -1,0 +1,174 @@
+package kafka
+
+import (
+	"errors"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/actors/partition"
+	"github.com/flotilla/flotilla/raftactor"
+)
+
+// Service is the broker's Handler: the data path (Produce, Fetch,
+// ListOffsets, OffsetForLeaderEpoch) served from the local partition
+// replicas, and the admin requests (CreateTopics, DeleteTopics,
+// InitProducerId, DescribeConfigs) served through the controller actor.
+type Service struct {
+	NodeID     uint64
+	Tick       time.Duration // one raft tick: partitions keep time in ticks
+	Controller *actor.PID    // the controller actor
+	Machine    *controller.StateMachine
+	Replicas   *partition.Replicas
+	Board      *raftactor.StatusBoard
+	Log        zerolog.Logger
+}
+
+// Versions implements Handler: exactly what the handlers below serve.
+func (s *Service) Versions() []ApiRange {
+	return []ApiRange{
+		{Key: kmsg.Produce.Int16(), Min: 3, Max: 9},
+		{Key: kmsg.Fetch.Int16(), Min: 4, Max: 12},
+		{Key: kmsg.ListOffsets.Int16(), Min: 1, Max: 7},
+		{Key: kmsg.OffsetForLeaderEpoch.Int16(), Min: 2, Max: 4},
+		{Key: kmsg.CreateTopics.Int16(), Min: 2, Max: 7},
+		{Key: kmsg.DeleteTopics.Int16(), Min: 1, Max: 6},
+		{Key: kmsg.InitProducerID.Int16(), Min: 0, Max: 4},
+		{Key: kmsg.DescribeConfigs.Int16(), Min: 1, Max: 4},
+	}
+}
+
+// NewConn implements Handler.
+func (s *Service) NewConn() ConnHandler {
+	return &serviceConn{
+		s:        s,
+		produces: map[uint64]produceSlot{},
+		fetches:  map[uint64]*fetchCall{},
+		admin:    map[uint64]*Request{},
+	}
+}
+
+// serviceConn is the Service's state for one connection: the requests it
+// waits on other actors for, by the Ref it gave them.
+type serviceConn struct {
+	s        *Service
+	nextRef  uint64
+	produces map[uint64]produceSlot
+	fetches  map[uint64]*fetchCall
+	admin    map[uint64]*Request // CreateTopics, DeleteTopics, InitProducerId
+}
+
+func (c *serviceConn) ref() uint64 {
+	c.nextRef++
+	return c.nextRef
+}
+
+// ticks converts a client's milliseconds into raft ticks, at least one.
+func (s *Service) ticks(ms int32) uint64 {
+	if ms <= 0 {
+		return 1
+	}
+	t := time.Duration(ms) * time.Millisecond
+	return max(1, uint64((t+s.Tick-1)/s.Tick))
+}
+
+// Serve implements ConnHandler.
+func (c *serviceConn) Serve(ctx actor.Context, r *Request) {
+	switch m := r.Msg.(type) {
+	case *kmsg.ProduceRequest:
+		c.produce(ctx, r, m)
+	case *kmsg.FetchRequest:
+		c.fetch(ctx, r, m)
+	case *kmsg.ListOffsetsRequest:
+		ctx.Send(r.ReplyTo, r.Reply(c.s.listOffsets(m)))
+	case *kmsg.OffsetForLeaderEpochRequest:
+		ctx.Send(r.ReplyTo, r.Reply(c.s.offsetForLeaderEpoch(m)))
+	case *kmsg.CreateTopicsRequest:
+		c.createTopics(ctx, r, m)
+	case *kmsg.DeleteTopicsRequest:
+		c.deleteTopics(ctx, r, m)
+	case *kmsg.InitProducerIDRequest:
+		c.initProducerID(ctx, r, m)
+	case *kmsg.DescribeConfigsRequest:
+		ctx.Send(r.ReplyTo, r.Reply(c.s.describeConfigs(m)))
+	default:
+		// Versions() lists only what is handled above; the connection
+		// refuses anything else before it gets here.
+		c.s.Log.Error().Int16("key", r.Msg.Key()).Msg("request for an API the service does not serve")
+		ctx.Send(r.ReplyTo, &Response{Seq: r.Seq, CloseConn: true})
+	}
+}
+
+// Receive implements ConnHandler: the answers of partitions and the
+// controller.
+func (c *serviceConn) Receive(ctx actor.Context, msg any) {
+	switch m := msg.(type) {
+	case *partition.ProduceDone:
+		c.produceDone(ctx, m)
+	case *partition.FetchReady:
+		c.fetchReady(ctx, m)
+	case *controller.CreateTopicsDone:
+		c.createTopicsDone(ctx, m)
+	case *controller.DeleteTopicsDone:
+		c.deleteTopicsDone(ctx, m)
+	case *controller.ProducerIDDone:
+		c.producerIDDone(ctx, m)
+	}
+}
+
+// code returns the Kafka error code of err (0 for nil); errors that are not
+// Kafka errors are UNKNOWN_SERVER_ERROR.
+func code(err error) int16 {
+	if err == nil {
+		return 0
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return ke.Code
+	}
+	return kerr.UnknownServerError.Code
+}
+
+// message returns err's text for the response's error message field.
+func message(err error) *string {
+	if err == nil {
+		return nil
+	}
+	s := err.Error()
+	return &s
+}
+
+// missingCode is the error for a partition this broker has no replica of:
+// unknown if the topic or partition does not exist, else "not leader" so
+// that the client refreshes its metadata and finds the leader.
+func (s *Service) missingCode(topic string, p int32) int16 {
+	t := s.Machine.View().Topics[topic]
+	if t == nil || p < 0 || int(p) >= len(t.Partitions) {
+		return kerr.UnknownTopicOrPartition.Code
+	}
+	return kerr.NotLeaderForPartition.Code
+}
+
+// leaderView returns the view of a local partition this broker leads, or
+// the error code to answer with. epoch is the client's current leader
+// epoch (-1: not given), which fences stale leaders and stale clients.
+func (s *Service) leaderView(topic string, p int32, epoch int32) (*partition.View, int16) {
+	r := s.Replicas.Get(partition.TopicPartition{Topic: topic, Partition: p})
+	if r == nil {
+		return nil, s.missingCode(topic, p)
+	}
+	v := r.Machine.View()
+	switch {
+	case !v.Leader:
+		return nil, kerr.NotLeaderForPartition.Code
+	case epoch >= 0 && epoch < v.Epoch:
+		return nil, kerr.FencedLeaderEpoch.Code
+	case epoch > v.Epoch:
+		return nil, kerr.UnknownLeaderEpoch.Code
+	}
+	return v, 0
+}

@@ -1,0 +1,108 @@
+package kafka
+
+import (
+	"slices"
+	"strconv"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/raftactor"
+)
+
+// ClusterSource is the broker's MetadataSource: brokers and topics from the
+// controller's applied state, leaders and epochs from the raft status of
+// the partition groups. Safe for concurrent use: it reads published views
+// only, and sends auto-creations through a root context.
+type ClusterSource struct {
+	Machine    *controller.StateMachine
+	Board      *raftactor.StatusBoard
+	Controller *actor.PID
+	Sender     actor.SenderContext // the actor system's root context
+	AutoCreate bool
+	Log        zerolog.Logger
+}
+
+// Cluster implements MetadataSource.
+func (s *ClusterSource) Cluster() Cluster {
+	view := s.Machine.View()
+	c := Cluster{ClusterID: view.ClusterID, ControllerID: -1}
+	if st := s.Board.Get(controller.ControllerGroup); st != nil && st.Leader != 0 {
+		c.ControllerID = int32(st.Leader)
+	}
+	for _, b := range view.BrokerList() {
+		kb, err := NewBroker(b.NodeID, b.KafkaAddr)
+		if err != nil {
+			s.Log.Warn().Err(err).Msg("registered broker cannot be advertised")
+			continue
+		}
+		c.Brokers = append(c.Brokers, kb)
+	}
+	return c
+}
+
+// Topics implements MetadataSource.
+func (s *ClusterSource) Topics(q TopicQuery) []Topic {
+	view := s.Machine.View()
+	var out []Topic
+	if q.All {
+		for _, name := range view.TopicNames() {
+			out = append(out, s.topic(view.Topics[name]))
+		}
+		return out
+	}
+	var create []controller.TopicSpec
+	for _, name := range q.Names {
+		if t := view.Topics[name]; t != nil {
+			out = append(out, s.topic(t))
+		} else if q.AllowAutoCreate && s.AutoCreate {
+			create = append(create, controller.TopicSpec{Name: name, Partitions: -1, ReplicationFactor: -1})
+			out = append(out, Topic{Name: name, ErrorCode: kerr.LeaderNotAvailable.Code})
+		}
+	}
+	for _, id := range q.IDs {
+		if t := view.TopicByID(controller.TopicID(id)); t != nil {
+			out = append(out, s.topic(t))
+		}
+	}
+	if len(create) > 0 {
+		// Fire and forget: the client asks again, as Kafka clients do after
+		// LEADER_NOT_AVAILABLE; a name that is invalid simply never appears.
+		s.Sender.Send(s.Controller, &controller.CreateTopics{Topics: create})
+	}
+	return out
+}
+
+func (s *ClusterSource) topic(t *controller.Topic) Topic {
+	kt := Topic{Name: t.Name, ID: t.ID}
+	for _, p := range t.Partitions {
+		kp := Partition{Partition: p.Index, Leader: -1, LeaderEpoch: -1}
+		for _, id := range p.Replicas {
+			kp.Replicas = append(kp.Replicas, int32(id))
+		}
+		if st := s.Board.Get(p.Group); st != nil && st.Leader != 0 {
+			kp.Leader, kp.LeaderEpoch = int32(st.Leader), int32(st.Term)
+			kp.ISR = isr(st)
+		}
+		kt.Partitions = append(kt.Partitions, kp)
+	}
+	return kt
+}
+
+// isr is the leader plus the replicas whose log matches its commit index
+// and that it heard from recently; a follower knows only the leader.
+func isr(st *raftactor.GroupStatus) []int32 {
+	out := []int32{int32(st.Leader)}
+	if st.Role == "leader" {
+		for id, pr := range st.Progress {
+			n, err := strconv.ParseUint(id, 10, 64)
+			if err == nil && pr.RecentActive && pr.Match >= st.Commit {
+				out = append(out, int32(n))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}

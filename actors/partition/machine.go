@@ -1,0 +1,555 @@
+package partition
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/flotilla/flotilla/raftactor"
+)
+
+// Settings are a partition's effective topic configs.
+type Settings struct {
+	RetentionMs     int64 // -1: forever
+	RetentionBytes  int64 // -1: no limit
+	SegmentBytes    int64
+	MaxMessageBytes int
+	LogAppendTime   bool
+}
+
+// MachineOptions describe one partition replica.
+type MachineOptions struct {
+	Topic     string
+	Partition int32
+	Dir       string // the partition's own directory
+	Settings  Settings
+	Log       zerolog.Logger
+	// Now is the leader's clock: used only at propose time (LogAppendTime,
+	// retention decisions), never at apply.
+	Now func() time.Time
+}
+
+// EpochStart is one entry of the leader-epoch cache: the first offset
+// written in that epoch (raft term).
+type EpochStart struct {
+	Epoch       int32 `json:"epoch"`
+	StartOffset int64 `json:"start_offset"`
+}
+
+// View is what Fetch, ListOffsets and Metadata read of a partition without
+// messaging it. A published View is immutable; Log is safe for concurrent
+// reads.
+type View struct {
+	Leader        bool   // this node leads and has applied an entry of its own term
+	LeaderID      uint64 // as this node knows it; 0 if none
+	Epoch         int32  // the current leader epoch (raft term)
+	HighWatermark int64
+	// LogEnd is the leader's log end: the high watermark plus what it has
+	// stamped and not yet committed (acks=1 producers know those offsets).
+	LogEnd   int64
+	LogStart int64
+	Epochs   []EpochStart
+	Log      *Log
+}
+
+// EndOffsetForEpoch answers OffsetForLeaderEpoch: for epoch e, the largest
+// epoch <= e the log has and the start offset of the first epoch after it
+// (or the high watermark when it is the latest). ok is false when the log
+// has no epoch <= e.
+func (v *View) EndOffsetForEpoch(e int32) (epoch int32, end int64, ok bool) {
+	for i := len(v.Epochs) - 1; i >= 0; i-- {
+		if v.Epochs[i].Epoch <= e {
+			if i == len(v.Epochs)-1 {
+				return v.Epochs[i].Epoch, v.HighWatermark, true
+			}
+			return v.Epochs[i].Epoch, v.Epochs[i+1].StartOffset, true
+		}
+	}
+	return -1, -1, false
+}
+
+// Machine is a partition replica's state machine: it applies committed
+// record batches to the partition log and, on the leader, stamps and
+// proposes produced batches. It lives in its raft group's actor.
+type Machine struct {
+	o         MachineOptions
+	log       *Log
+	producers *ProducerState
+	epochs    []EpochStart
+	view      atomic.Pointer[View]
+
+	lastAppliedTerm uint64
+	ticks           uint64
+
+	// Leader state, valid while ready.
+	ready      bool
+	readyTerm  uint64
+	nextOffset int64
+	inflight   map[batchKey]*inflight
+	completed  []*inflight
+	firstOf    map[batchKey]int64 // last batch of a multi-batch request → its first batch's offset
+	watchers   []*watcher
+}
+
+type batchKey struct {
+	term uint64
+	base int64
+}
+
+// inflight is a batch this leader proposed and has not yet applied.
+type inflight struct {
+	key       batchKey
+	acks      int16
+	persisted bool
+	appendTs  int64
+	waiters   []waiter
+}
+
+type waiter struct {
+	ref      uint64
+	replyTo  *actor.PID
+	deadline uint64
+}
+
+type watcher struct {
+	ref      uint64
+	offset   int64
+	deadline uint64
+	replyTo  *actor.PID
+}
+
+// NewMachine opens the partition's log in o.Dir.
+func NewMachine(o MachineOptions) (*Machine, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	l, err := Open(Options{Dir: o.Dir, SegmentBytes: o.Settings.SegmentBytes, Log: o.Log})
+	if err != nil {
+		return nil, fmt.Errorf("partition %s/%d: %w", o.Topic, o.Partition, err)
+	}
+	m := &Machine{o: o, log: l, producers: &ProducerState{}, inflight: map[batchKey]*inflight{}, firstOf: map[batchKey]int64{}}
+	m.publish(nil)
+	return m, nil
+}
+
+// View returns the latest published view.
+func (m *Machine) View() *View { return m.view.Load() }
+
+// Close closes the log.
+func (m *Machine) Close() error { return m.log.Close() }
+
+func (m *Machine) publish(h *raftactor.Handle) {
+	v := &View{
+		Leader:        m.ready,
+		HighWatermark: m.log.LogEnd(),
+		LogEnd:        m.log.LogEnd(),
+		LogStart:      m.log.LogStart(),
+		Epochs:        m.epochs,
+		Log:           m.log,
+	}
+	if h != nil && h.Running() {
+		v.LeaderID, v.Epoch = h.Leader(), int32(h.Term())
+	}
+	if m.ready {
+		v.LogEnd = m.nextOffset
+	}
+	m.view.Store(v)
+}
+
+// Apply implements raftactor.StateMachine. It never fails: a batch that
+// does not fit the log end means this replica's state is broken, and the
+// partition halts loudly (the panic restarts its actor, which resets to the
+// checkpoint; if it happens again the supervisor stops it).
+func (m *Machine) Apply(index, term uint64, data []byte) {
+	m.lastAppliedTerm = term
+	if len(data) == 0 {
+		return // the leader's empty entry of a new term
+	}
+	typ, body, err := decodeEntry(data)
+	if err != nil {
+		panic(fmt.Sprintf("partition %s/%d: entry %d: %v", m.o.Topic, m.o.Partition, index, err))
+	}
+	switch typ {
+	case entryBatch:
+		h, err := ParseBatch(body)
+		if err != nil {
+			panic(fmt.Sprintf("partition %s/%d: entry %d: %v", m.o.Topic, m.o.Partition, index, err))
+		}
+		if h.BaseOffset != m.log.LogEnd() {
+			panic(fmt.Sprintf("partition %s/%d: entry %d: batch at offset %d, log ends at %d", m.o.Topic, m.o.Partition, index, h.BaseOffset, m.log.LogEnd()))
+		}
+		if err := m.log.Append(body, index, term); err != nil {
+			panic(fmt.Sprintf("partition %s/%d: append entry %d: %v", m.o.Topic, m.o.Partition, index, err))
+		}
+		m.producers.Applied(h, h.BaseOffset)
+		if epoch := h.PartitionLeaderEpoch; len(m.epochs) == 0 || epoch > m.epochs[len(m.epochs)-1].Epoch {
+			m.epochs = append(append([]EpochStart(nil), m.epochs...), EpochStart{Epoch: epoch, StartOffset: h.BaseOffset})
+		}
+		key := batchKey{term, h.BaseOffset}
+		if in, ok := m.inflight[key]; ok {
+			delete(m.inflight, key)
+			m.completed = append(m.completed, in)
+		}
+	case entryLogStart:
+		if err := m.log.AdvanceLogStart(bodyOffset(body)); err != nil {
+			panic(fmt.Sprintf("partition %s/%d: entry %d: advance log start: %v", m.o.Topic, m.o.Partition, index, err))
+		}
+	}
+}
+
+// checkpoint is the partition's snapshot: metadata only. The data is in the
+// segments, flushed before the checkpoint is taken.
+type checkpoint struct {
+	LogStart  int64        `json:"log_start"`
+	LogEnd    int64        `json:"log_end"`
+	Producers []byte       `json:"producers"`
+	Epochs    []EpochStart `json:"epochs"`
+}
+
+// Snapshot implements raftactor.StateMachine: it makes the segments durable
+// up to the applied end and describes them.
+func (m *Machine) Snapshot() ([]byte, error) {
+	if err := m.log.Flush(); err != nil {
+		return nil, fmt.Errorf("flush partition log: %w", err)
+	}
+	prod, err := m.producers.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(checkpoint{LogStart: m.log.LogStart(), LogEnd: m.log.LogEnd(), Producers: prod, Epochs: m.epochs})
+}
+
+// Restore implements raftactor.StateMachine: the log goes back to the
+// checkpoint's end (raft replays what follows from the WAL).
+func (m *Machine) Restore(snap *pb.Snapshot) error {
+	var cp checkpoint
+	if len(snap.GetData()) > 0 {
+		if err := json.Unmarshal(snap.GetData(), &cp); err != nil {
+			return fmt.Errorf("decode partition checkpoint: %w", err)
+		}
+	} else {
+		cp.LogStart, cp.LogEnd = m.log.LogStart(), m.log.LogStart()
+	}
+	if m.log.LogEnd() < cp.LogEnd {
+		return fmt.Errorf("partition log ends at %d, before its checkpoint at %d: segments lost data", m.log.LogEnd(), cp.LogEnd)
+	}
+	if err := m.log.TruncateTo(cp.LogEnd); err != nil {
+		return err
+	}
+	if cp.LogStart > m.log.LogStart() {
+		if err := m.log.AdvanceLogStart(cp.LogStart); err != nil {
+			return err
+		}
+	}
+	m.producers = &ProducerState{}
+	if len(cp.Producers) > 0 {
+		if err := m.producers.UnmarshalBinary(cp.Producers); err != nil {
+			return err
+		}
+	}
+	m.epochs = cp.Epochs
+	m.publish(nil)
+	return nil
+}
+
+// Receive implements raftactor.Extension.
+func (m *Machine) Receive(h *raftactor.Handle, ctx actor.Context, msg any) {
+	switch r := msg.(type) {
+	case *Produce:
+		m.produce(h, ctx, r)
+	case *WatchFetch:
+		if !m.ready || m.log.LogEnd() > r.Offset {
+			ctx.Send(r.ReplyTo, &FetchReady{Ref: r.Ref})
+			return
+		}
+		m.watchers = append(m.watchers, &watcher{ref: r.Ref, offset: r.Offset, deadline: m.ticks + r.TimeoutTicks, replyTo: r.ReplyTo})
+	}
+}
+
+func (m *Machine) produceErr(ctx actor.Context, r *Produce, err error) {
+	if r.ReplyTo != nil {
+		ctx.Send(r.ReplyTo, &ProduceDone{Ref: r.Ref, BaseOffset: -1, LogAppendTime: -1, LogStartOffset: m.log.LogStart(), Err: err})
+	}
+}
+
+// produce validates, checks producer sequences against applied state plus
+// what is in flight, stamps offsets and the leader epoch, and proposes.
+func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce) {
+	if !m.ready || !h.IsLeader() || h.Term() != m.readyTerm {
+		m.produceErr(ctx, r, kerr.NotLeaderForPartition)
+		return
+	}
+	batches, err := SplitBatches(r.Records)
+	if err != nil || len(batches) == 0 {
+		m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.CorruptMessage, err))
+		return
+	}
+	headers := make([]BatchHeader, len(batches))
+	for i, b := range batches {
+		hd, err := ParseBatch(b)
+		if err == nil {
+			err = ValidateProduced(hd)
+		}
+		switch {
+		case errors.Is(err, ErrUnsupportedMagic):
+			m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.UnsupportedForMessageFormat, err))
+			return
+		case errors.Is(err, ErrInvalidRecord):
+			m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.InvalidRecord, err))
+			return
+		case err != nil:
+			m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.CorruptMessage, err))
+			return
+		case len(b) > m.o.Settings.MaxMessageBytes:
+			m.produceErr(ctx, r, fmt.Errorf("%w: batch of %d bytes, max.message.bytes is %d", kerr.MessageTooLarge, len(b), m.o.Settings.MaxMessageBytes))
+			return
+		case hd.IsTransactional():
+			m.produceErr(ctx, r, fmt.Errorf("%w: transactions are not supported", kerr.InvalidRecord))
+			return
+		case len(batches) > 1 && hd.IsIdempotent():
+			// Clients send one batch per partition. Sequences of several
+			// batches could not be checked against each other without
+			// recording in-flight state that a failed proposal could not
+			// take back for this producer alone.
+			m.produceErr(ctx, r, fmt.Errorf("%w: idempotent produce requests carry one batch per partition", kerr.InvalidRecord))
+			return
+		}
+		headers[i] = hd
+	}
+	if headers[0].IsIdempotent() {
+		v, err := m.producers.Check(headers[0])
+		switch {
+		case errors.Is(err, ErrOutOfOrderSequence):
+			m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.OutOfOrderSequenceNumber, err))
+			return
+		case errors.Is(err, ErrInvalidProducerEpoch):
+			m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.InvalidProducerEpoch, err))
+			return
+		case err != nil:
+			m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.InvalidRecord, err))
+			return
+		case v.Duplicate:
+			m.answerDuplicate(ctx, r, v)
+			return
+		}
+	}
+
+	term := h.Term()
+	appendTs := int64(-1)
+	if m.o.Settings.LogAppendTime {
+		appendTs = m.o.Now().UnixMilli()
+	}
+	payloads := make([][]byte, len(batches))
+	offset := m.nextOffset
+	keys := make([]batchKey, len(batches))
+	for i, b := range batches {
+		e := batchEntry(b)
+		body := e[1:]
+		SetBaseOffset(body, offset)
+		SetPartitionLeaderEpoch(body, int32(term))
+		if appendTs >= 0 {
+			setLogAppendTime(body, appendTs)
+		}
+		payloads[i] = e
+		keys[i] = batchKey{term, offset}
+		headers[i].BaseOffset = offset
+		offset += int64(headers[i].LastOffsetDelta) + 1
+	}
+	if err := h.ProposeRaw(payloads); err != nil {
+		m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.NotLeaderForPartition, err))
+		return
+	}
+	m.nextOffset = offset
+	for i, hd := range headers {
+		if hd.IsIdempotent() {
+			stamped, _ := ParseBatch(payloads[i][1:]) // the proposed header: LogAppendTime's MaxTimestamp
+			if err := m.producers.Proposed(stamped, hd.BaseOffset); err != nil {
+				m.o.Log.Error().Err(err).Msg("recording a proposed batch")
+			}
+		}
+		in := &inflight{key: keys[i], acks: r.Acks, appendTs: appendTs}
+		m.inflight[keys[i]] = in
+		// The request is answered with the first batch's offset when the
+		// last one is done: batches of one request commit together.
+		if i == len(headers)-1 && r.ReplyTo != nil && r.Acks != 0 {
+			in.waiters = append(in.waiters, waiter{ref: r.Ref, replyTo: r.ReplyTo, deadline: m.ticks + r.TimeoutTicks})
+			if len(headers) > 1 {
+				m.firstOf[keys[i]] = headers[0].BaseOffset
+			}
+		}
+	}
+	m.publish(h)
+}
+
+// answerDuplicate answers a retried batch as its original was answered: at
+// once if the original is applied, else when it is.
+func (m *Machine) answerDuplicate(ctx actor.Context, r *Produce, v Verdict) {
+	if r.ReplyTo == nil || r.Acks == 0 {
+		return
+	}
+	if v.InFlight {
+		for key, in := range m.inflight {
+			if key.base == v.Original.BaseOffset {
+				in.waiters = append(in.waiters, waiter{ref: r.Ref, replyTo: r.ReplyTo, deadline: m.ticks + r.TimeoutTicks})
+				return
+			}
+		}
+	}
+	ts := int64(-1)
+	if m.o.Settings.LogAppendTime {
+		ts = v.Original.MaxTimestamp
+	}
+	ctx.Send(r.ReplyTo, &ProduceDone{Ref: r.Ref, BaseOffset: v.Original.BaseOffset, LogAppendTime: ts, LogStartOffset: m.log.LogStart()})
+}
+
+// setLogAppendTime stamps the broker's time into a batch of a
+// LogAppendTime topic: the timestamp-type bit and maxTimestamp, both inside
+// the CRC, which is recomputed.
+func setLogAppendTime(b []byte, ts int64) {
+	const attrs, maxTs, crcAt = 21, 35, 17
+	b[attrs+1] |= 0x08
+	for i := 0; i < 8; i++ {
+		b[maxTs+i] = byte(uint64(ts) >> (56 - 8*i))
+	}
+	crc := crc32.Checksum(b[attrs:], crc32.MakeTable(crc32.Castagnoli))
+	b[crcAt], b[crcAt+1], b[crcAt+2], b[crcAt+3] = byte(crc>>24), byte(crc>>16), byte(crc>>8), byte(crc)
+}
+
+func (m *Machine) answer(ctx actor.Context, in *inflight, w waiter) {
+	base := in.key.base
+	if first, ok := m.firstOf[in.key]; ok {
+		base = first
+	}
+	ctx.Send(w.replyTo, &ProduceDone{Ref: w.ref, BaseOffset: base, LogAppendTime: in.appendTs, LogStartOffset: m.log.LogStart()})
+}
+
+// Persisted implements raftactor.Extension: acks=1 answers once the leader
+// has the batch durably.
+func (m *Machine) Persisted(h *raftactor.Handle, ctx actor.Context, entries []*pb.Entry) {
+	for _, e := range entries {
+		typ, body, err := decodeEntry(e.GetData())
+		if err != nil || typ != entryBatch || len(body) < 8 {
+			continue
+		}
+		key := batchKey{e.GetTerm(), int64(bodyOffset(body))}
+		in, ok := m.inflight[key]
+		if !ok || in.persisted {
+			continue
+		}
+		in.persisted = true
+		if in.acks == 1 {
+			for _, w := range in.waiters {
+				m.answer(ctx, in, w)
+			}
+			in.waiters = nil
+		}
+	}
+}
+
+// Applied implements raftactor.Extension: acks=all answers, the readiness
+// barrier, fetch wake-ups, the new view.
+func (m *Machine) Applied(h *raftactor.Handle, ctx actor.Context) {
+	for _, in := range m.completed {
+		for _, w := range in.waiters {
+			m.answer(ctx, in, w)
+		}
+		delete(m.firstOf, in.key)
+	}
+	m.completed = m.completed[:0]
+	m.checkReady(h)
+	m.wake(ctx, false)
+	m.publish(h)
+}
+
+// checkReady opens the partition for produce once this leader has applied
+// an entry of its own term: everything before it is then in the log, so the
+// applied log end is where its own offsets start.
+func (m *Machine) checkReady(h *raftactor.Handle) {
+	if m.ready || !h.IsLeader() || m.lastAppliedTerm != h.Term() {
+		return
+	}
+	m.ready, m.readyTerm, m.nextOffset = true, h.Term(), m.log.LogEnd()
+	m.o.Log.Info().Uint64("term", m.readyTerm).Int64("log_end", m.nextOffset).Msg("partition leader ready")
+}
+
+// LeaderChanged implements raftactor.Extension: whatever this node had in
+// flight as leader may or may not commit, so its waiters learn that the
+// outcome is unknown and retry (an idempotent producer's retry is then
+// recognised as a duplicate).
+func (m *Machine) LeaderChanged(h *raftactor.Handle, ctx actor.Context) {
+	if m.ready && (!h.IsLeader() || h.Term() != m.readyTerm) {
+		m.ready = false
+		for _, in := range m.inflight {
+			for _, w := range in.waiters {
+				ctx.Send(w.replyTo, &ProduceDone{Ref: w.ref, BaseOffset: -1, LogAppendTime: -1, LogStartOffset: m.log.LogStart(), Err: kerr.NotLeaderForPartition})
+			}
+		}
+		m.inflight = map[batchKey]*inflight{}
+		m.firstOf = map[batchKey]int64{}
+		m.producers.DiscardInFlight()
+	}
+	m.checkReady(h)
+	m.wake(ctx, true)
+	m.publish(h)
+}
+
+// Tick implements raftactor.Extension: waiter timeouts and retention.
+func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
+	m.ticks++
+	for _, in := range m.inflight {
+		kept := in.waiters[:0]
+		for _, w := range in.waiters {
+			if m.ticks >= w.deadline {
+				ctx.Send(w.replyTo, &ProduceDone{Ref: w.ref, BaseOffset: -1, LogAppendTime: -1, LogStartOffset: m.log.LogStart(), Err: kerr.RequestTimedOut})
+			} else {
+				kept = append(kept, w)
+			}
+		}
+		in.waiters = kept
+	}
+	m.wake(ctx, false)
+	if m.ready && m.ticks%retentionEveryTicks == 0 {
+		m.enforceRetention(h)
+	}
+}
+
+// retentionEveryTicks paces retention checks (100 ticks: 5 s at 50 ms).
+const retentionEveryTicks = 100
+
+// enforceRetention proposes a new log start when retention would drop
+// segments: moving the log start is a proposal so all replicas agree.
+func (m *Machine) enforceRetention(h *raftactor.Handle) {
+	p := m.log.RetentionPoint(m.o.Now().UnixMilli(), m.o.Settings.RetentionMs, m.o.Settings.RetentionBytes)
+	if p <= m.log.LogStart() {
+		return
+	}
+	if err := h.ProposeRaw([][]byte{logStartEntry(p)}); err != nil {
+		m.o.Log.Debug().Err(err).Msg("propose retention")
+	}
+}
+
+// wake answers fetch watchers whose data arrived, whose deadline passed, or
+// all of them (leadership changed).
+func (m *Machine) wake(ctx actor.Context, all bool) {
+	if len(m.watchers) == 0 {
+		return
+	}
+	end := m.log.LogEnd()
+	kept := m.watchers[:0]
+	for _, w := range m.watchers {
+		if all || end > w.offset || m.ticks >= w.deadline {
+			ctx.Send(w.replyTo, &FetchReady{Ref: w.ref})
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	m.watchers = kept
+}

@@ -1,0 +1,256 @@
+package partition
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/flotilla/flotilla/actors"
+	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/actors/storage"
+	"github.com/flotilla/flotilla/netactor"
+	"github.com/flotilla/flotilla/raftactor"
+)
+
+// RaftSettings are the raft tuning of partition groups.
+type RaftSettings struct {
+	ElectionTicks       int
+	HeartbeatTicks      int
+	MaxSizePerMsg       uint64
+	MaxInflightMsgs     int
+	MaxUncommittedBytes uint64
+	SnapshotEntries     uint64
+	SnapshotBytes       uint64
+	CatchUpEntries      uint64
+	CatchUpBytes        uint64
+}
+
+// ManagerOptions configure the replica manager.
+type ManagerOptions struct {
+	NodeID     uint64
+	DataDir    string // partitions live in DataDir/partitions
+	Sys        *actors.System
+	Controller *controller.StateMachine
+	Storage    *actor.PID
+	Transport  raftactor.Transport
+	Router     *netactor.Router
+	Ticker     *raftactor.Ticker
+	Board      *raftactor.StatusBoard
+	Recovered  map[uint64]*storage.GroupState
+	Raft       RaftSettings
+	Log        zerolog.Logger
+}
+
+// TopicPartition names a partition.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
+}
+
+// Replica is a partition replica hosted on this broker.
+type Replica struct {
+	TopicPartition
+	TopicID controller.TopicID
+	Group   uint64
+	PID     *actor.PID // the partition's raft group actor: send it Produce, WatchFetch
+	Machine *Machine   // read View() for Fetch and ListOffsets
+	dir     string
+}
+
+// Replicas is the set of replicas this broker hosts, published as an
+// immutable map so that Kafka connections look partitions up without
+// messages.
+type Replicas struct {
+	m atomic.Pointer[map[TopicPartition]*Replica]
+}
+
+// NewReplicas returns an empty set.
+func NewReplicas() *Replicas {
+	r := &Replicas{}
+	r.m.Store(&map[TopicPartition]*Replica{})
+	return r
+}
+
+// Get returns the local replica of tp, or nil.
+func (r *Replicas) Get(tp TopicPartition) *Replica { return (*r.m.Load())[tp] }
+
+// All returns every local replica (the map must not be modified).
+func (r *Replicas) All() map[TopicPartition]*Replica { return *r.m.Load() }
+
+func (r *Replicas) store(m map[TopicPartition]*Replica) { r.m.Store(&m) }
+
+// NewManager returns the producer of the replica manager actor (kind
+// "partitions", name "partitions"): on every other tick it compares the
+// controller's applied assignments with the replicas it runs, and starts or
+// stops partition raft groups (as its children) to match.
+func NewManager(o ManagerOptions, replicas *Replicas) actor.Producer {
+	return func() actor.Actor { return &manager{o: o, replicas: replicas, deleting: map[string]*Replica{}} }
+}
+
+type manager struct {
+	o        ManagerOptions
+	replicas *Replicas
+	seen     uint64 // controller applied index last reconciled
+	ticks    uint64
+	deleting map[string]*Replica // by PID id: stopping, files to delete
+}
+
+func (mg *manager) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		mg.seen = 0
+		mg.reconcile(ctx)
+	case *raftactor.Tick:
+		mg.ticks++
+		if mg.ticks%2 == 0 {
+			mg.reconcile(ctx)
+		}
+	case *actor.Terminated:
+		mg.deleted(ctx, m.Who)
+	case *actor.Stopping:
+		for _, r := range mg.replicas.All() {
+			mg.o.Ticker.Unsubscribe(r.PID)
+			mg.o.Router.Remove(r.Group)
+		}
+	case *actor.Stopped:
+		for _, r := range mg.replicas.All() {
+			_ = r.Machine.Close()
+		}
+		mg.replicas.store(map[TopicPartition]*Replica{})
+	}
+}
+
+func (mg *manager) reconcile(ctx actor.Context) {
+	view := mg.o.Controller.View()
+	if view.Applied == mg.seen && mg.seen != 0 {
+		return
+	}
+	mg.seen = view.Applied
+	cur := mg.replicas.All()
+	next := make(map[TopicPartition]*Replica, len(cur))
+	want := map[uint64]bool{}
+	for _, t := range view.Topics {
+		for _, p := range t.Partitions {
+			if !hosts(p.Replicas, mg.o.NodeID) {
+				continue
+			}
+			want[p.Group] = true
+			tp := TopicPartition{t.Name, p.Index}
+			if r := cur[tp]; r != nil && r.Group == p.Group {
+				next[tp] = r
+				continue
+			}
+			r, err := mg.start(ctx, t, p)
+			if err != nil {
+				mg.o.Log.Error().Err(err).Str("topic", t.Name).Int32("partition", p.Index).Msg("cannot start partition replica")
+				continue
+			}
+			next[tp] = r
+		}
+	}
+	for tp, r := range cur {
+		if next[tp] == r {
+			continue
+		}
+		if want[r.Group] {
+			continue
+		}
+		mg.stop(ctx, r)
+	}
+	mg.replicas.store(next)
+}
+
+func hosts(replicas []uint64, id uint64) bool {
+	for _, r := range replicas {
+		if r == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (mg *manager) partitionDir(t *controller.Topic, p controller.Partition) string {
+	return filepath.Join(mg.o.DataDir, "partitions", t.Name+"-"+strconv.Itoa(int(p.Index))+"-g"+strconv.FormatUint(p.Group, 10))
+}
+
+func (mg *manager) start(ctx actor.Context, t *controller.Topic, p controller.Partition) (*Replica, error) {
+	name := t.Name + "/" + strconv.Itoa(int(p.Index))
+	log := mg.o.Log.With().Str("partition", name).Uint64("group", p.Group).Logger()
+	settings, err := SettingsOf(t.Configs)
+	if err != nil {
+		return nil, err
+	}
+	dir := mg.partitionDir(t, p)
+	m, err := NewMachine(MachineOptions{Topic: t.Name, Partition: p.Index, Dir: dir, Settings: settings, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	rs := mg.o.Raft
+	producer, err := raftactor.NewProducer(raftactor.Config{
+		Group:                     p.Group,
+		Name:                      name,
+		NodeID:                    mg.o.NodeID,
+		Bootstrap:                 true, // every replica founds the group with the assignment's replicas, as etcd's StartNode
+		Peers:                     p.Replicas,
+		ElectionTicks:             rs.ElectionTicks,
+		HeartbeatTicks:            rs.HeartbeatTicks,
+		MaxSizePerMsg:             rs.MaxSizePerMsg,
+		MaxInflightMsgs:           rs.MaxInflightMsgs,
+		MaxUncommittedBytes:       rs.MaxUncommittedBytes,
+		DisableProposalForwarding: true,
+		SnapshotEntries:           rs.SnapshotEntries,
+		SnapshotBytes:             rs.SnapshotBytes,
+		CatchUpEntries:            rs.CatchUpEntries,
+		CatchUpBytes:              rs.CatchUpBytes,
+		RawEntries:                true,
+		Storage:                   mg.o.Storage,
+		Transport:                 mg.o.Transport,
+		StateMachine:              m,
+		Recovered:                 mg.o.Recovered[p.Group],
+		Board:                     mg.o.Board,
+		Log:                       log,
+	})
+	if err != nil {
+		_ = m.Close()
+		return nil, err
+	}
+	pid, err := ctx.SpawnNamed(mg.o.Sys.Props("raft", "raft/"+name, producer), "raft-"+strconv.FormatUint(p.Group, 10))
+	if err != nil {
+		_ = m.Close()
+		return nil, fmt.Errorf("spawn %s: %w", name, err)
+	}
+	mg.o.Router.Set(p.Group, pid)
+	mg.o.Ticker.Subscribe(pid)
+	log.Info().Uints64("replicas", p.Replicas).Msg("partition replica started")
+	return &Replica{TopicPartition: TopicPartition{t.Name, p.Index}, TopicID: t.ID, Group: p.Group, PID: pid, Machine: m, dir: dir}, nil
+}
+
+// stop stops a replica whose topic is gone; its data is deleted once its
+// actor has stopped (Terminated), never under a running raft group.
+func (mg *manager) stop(ctx actor.Context, r *Replica) {
+	mg.o.Ticker.Unsubscribe(r.PID)
+	mg.o.Router.Remove(r.Group)
+	mg.deleting[r.PID.Id] = r
+	ctx.Watch(r.PID)
+	ctx.Stop(r.PID)
+	mg.o.Log.Info().Str("topic", r.Topic).Int32("partition", r.Partition).Msg("partition replica stopping: topic deleted")
+}
+
+func (mg *manager) deleted(ctx actor.Context, pid *actor.PID) {
+	r, ok := mg.deleting[pid.Id]
+	if !ok {
+		return
+	}
+	delete(mg.deleting, pid.Id)
+	_ = r.Machine.Close()
+	if err := os.RemoveAll(r.dir); err != nil {
+		mg.o.Log.Error().Err(err).Str("dir", r.dir).Msg("remove deleted partition")
+	}
+	// The WAL may now drop the group's records.
+	ctx.Send(mg.o.Storage, &storage.Forget{Group: r.Group})
+}

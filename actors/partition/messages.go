@@ -1,0 +1,41 @@
+package partition
+
+import "github.com/asynkron/protoactor-go/actor"
+
+// Produce asks a partition's leader to append the record batches of one
+// produce request for this partition. The partition answers ReplyTo with
+// ProduceDone: at once for an error or a duplicate of an applied batch,
+// after the leader persisted the batch for acks=1, after it is committed
+// and applied for acks=all (-1). acks=0 gets no answer (ReplyTo nil).
+type Produce struct {
+	Ref          uint64 // echoed in ProduceDone
+	Records      []byte // the request's records for this partition: one or more batches
+	Acks         int16
+	TimeoutTicks uint64 // how long an acks=1/all answer may take
+	ReplyTo      *actor.PID
+}
+
+// ProduceDone answers Produce. Err is a *kerr.Error, possibly wrapped.
+type ProduceDone struct {
+	Ref            uint64
+	BaseOffset     int64
+	LogAppendTime  int64 // -1 unless the topic uses LogAppendTime
+	LogStartOffset int64
+	Err            error
+}
+
+// WatchFetch asks the partition to send FetchReady to ReplyTo once its high
+// watermark passes Offset, its leadership changes, or TimeoutTicks pass:
+// the long poll of a Fetch that found too little data. Fetches read the
+// log themselves (View); this only wakes them.
+type WatchFetch struct {
+	Ref          uint64
+	Offset       int64
+	TimeoutTicks uint64
+	ReplyTo      *actor.PID
+}
+
+// FetchReady answers WatchFetch.
+type FetchReady struct {
+	Ref uint64
+}
