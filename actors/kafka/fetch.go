@@ -103,6 +103,9 @@ func (s *Service) readFetch(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int) {
 			rp.Partition = p.Partition
 			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
 			rp.PreferredReadReplica = -1
+			// Empty, never null: librdkafka rejects a null record set
+			// (MessageSetSize -1), and Kafka always sends an empty one.
+			rp.RecordBatches = []byte{}
 			v, errCode := s.leaderView(t.Topic, p.Partition, p.CurrentLeaderEpoch)
 			if errCode != 0 {
 				rp.ErrorCode = errCode
