@@ -95,31 +95,40 @@ func NewProducer(cfg Config) (actor.Producer, error) {
 		cfg.ProposalTimeoutTicks = 10 * cfg.ElectionTicks
 	}
 	d := &durable{cfg: cfg, ms: raft.NewMemoryStorage(), confState: &pb.ConfState{}}
-	if rec := cfg.Recovered; rec != nil {
-		if rec.Snapshot != nil && !raft.IsEmptySnap(rec.Snapshot) {
-			if err := d.ms.ApplySnapshot(rec.Snapshot); err != nil {
-				return nil, fmt.Errorf("raft group %s: load snapshot: %w", cfg.Name, err)
-			}
-			if err := cfg.StateMachine.Restore(rec.Snapshot); err != nil {
-				return nil, fmt.Errorf("raft group %s: restore snapshot: %w", cfg.Name, err)
-			}
-			md := rec.Snapshot.GetMetadata()
-			d.applied, d.snapIndex = md.GetIndex(), md.GetIndex()
-			d.confState = md.GetConfState()
+	// The state machine starts from the recovered snapshot, or from the
+	// empty state when there is none: raft then replays every committed
+	// entry after it. A state machine with state of its own on disk (a
+	// partition's segments) goes back to that point here.
+	rec := cfg.Recovered
+	if rec == nil {
+		rec = &storage.GroupState{}
+	}
+	snap := rec.Snapshot
+	if snap == nil || raft.IsEmptySnap(snap) {
+		snap = &pb.Snapshot{}
+	}
+	if err := cfg.StateMachine.Restore(snap); err != nil {
+		return nil, fmt.Errorf("raft group %s: restore snapshot %d: %w", cfg.Name, snap.GetMetadata().GetIndex(), err)
+	}
+	if !raft.IsEmptySnap(snap) {
+		if err := d.ms.ApplySnapshot(snap); err != nil {
+			return nil, fmt.Errorf("raft group %s: load snapshot: %w", cfg.Name, err)
 		}
-		if err := d.ms.Append(rec.Entries); err != nil {
-			return nil, fmt.Errorf("raft group %s: load entries: %w", cfg.Name, err)
-		}
-		if rec.HardState != nil {
-			hs := rec.HardState
-			// Commit is written without fsync; never trust it past what is
-			// durable, nor below what the snapshot already covers.
-			last, _ := d.ms.LastIndex()
-			commit := min(max(hs.GetCommit(), d.snapIndex), last)
-			fixed := &pb.HardState{Term: new(hs.GetTerm()), Vote: new(hs.GetVote()), Commit: new(commit)}
-			if err := d.ms.SetHardState(fixed); err != nil {
-				return nil, fmt.Errorf("raft group %s: load hard state: %w", cfg.Name, err)
-			}
+		md := snap.GetMetadata()
+		d.applied, d.snapIndex = md.GetIndex(), md.GetIndex()
+		d.confState = md.GetConfState()
+	}
+	if err := d.ms.Append(rec.Entries); err != nil {
+		return nil, fmt.Errorf("raft group %s: load entries: %w", cfg.Name, err)
+	}
+	if hs := rec.HardState; hs != nil {
+		// Commit is written without fsync; never trust it past what is
+		// durable, nor below what the snapshot already covers.
+		last, _ := d.ms.LastIndex()
+		commit := min(max(hs.GetCommit(), d.snapIndex), last)
+		fixed := &pb.HardState{Term: new(hs.GetTerm()), Vote: new(hs.GetVote()), Commit: new(commit)}
+		if err := d.ms.SetHardState(fixed); err != nil {
+			return nil, fmt.Errorf("raft group %s: load hard state: %w", cfg.Name, err)
 		}
 	}
 	ext, _ := cfg.StateMachine.(Extension)
