@@ -83,7 +83,7 @@ func (l *Listener) Receive(ctx actor.Context) {
 		l.opts.Log.Warn().Err(msg.err).Msg("raft listener cannot accept; retrying")
 	case *actor.Started:
 		l.self = ctx.Self()
-		l.opts.Log.Info().Str("addr", l.ln.Addr().String()).Uint64("node", l.opts.Self).Msg("raft listener started")
+		l.opts.Log.Info().Str("addr", l.ln.Addr().String()).Msg("raft listener started")
 	case *actor.Stopping:
 		l.closed = true
 		l.ln.Close()
