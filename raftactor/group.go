@@ -265,11 +265,15 @@ func (g *groupActor) start(ctx actor.Context) {
 			return
 		}
 	}
+	var st raft.Storage = d.ms
+	if cold, ok := cfg.StateMachine.(ColdLog); ok {
+		st = &tieredStorage{MemoryStorage: d.ms, cold: cold}
+	}
 	rc := &raft.Config{
 		ID:                        cfg.NodeID,
 		ElectionTick:              cfg.ElectionTicks,
 		HeartbeatTick:             cfg.HeartbeatTicks,
-		Storage:                   d.ms,
+		Storage:                   st,
 		Applied:                   d.applied,
 		MaxSizePerMsg:             cfg.MaxSizePerMsg,
 		MaxInflightMsgs:           cfg.MaxInflightMsgs,

@@ -269,6 +269,7 @@ func (g *groupActor) apply(ctx actor.Context, ents []*pb.Entry) {
 				return
 			}
 			g.d.confState = g.rn.ApplyConfChange(cc)
+			g.keepCold(e)
 		case pb.EntryConfChangeV2:
 			cc := &pb.ConfChangeV2{}
 			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
@@ -276,9 +277,18 @@ func (g *groupActor) apply(ctx actor.Context, ents []*pb.Entry) {
 				return
 			}
 			g.d.confState = g.rn.ApplyConfChange(cc)
+			g.keepCold(e)
 		}
 		g.d.applied = idx
 		g.d.appliedBytes += uint64(len(e.GetData()))
+	}
+}
+
+// keepCold gives a conf change entry, which the state machine never sees, to
+// its cold log.
+func (g *groupActor) keepCold(e *pb.Entry) {
+	if cold, ok := g.d.cfg.StateMachine.(ColdLog); ok {
+		cold.KeepEntry(e)
 	}
 }
 

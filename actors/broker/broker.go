@@ -32,6 +32,9 @@ type Options struct {
 	KafkaListener net.Listener
 	// Observer sees every Ready of every group (tests only).
 	Observer raftactor.Observer
+	// TunePartitions adjusts the partition groups' raft settings (tests
+	// only: small checkpoint intervals exercise compaction).
+	TunePartitions func(*partition.RaftSettings)
 }
 
 // Broker is one running broker.
@@ -233,6 +236,24 @@ func Start(o Options) (_ *Broker, err error) {
 	}
 
 	b.replicas = partition.NewReplicas()
+	partitionRaft := partition.RaftSettings{
+		ElectionTicks:       cfg.Raft.ElectionTicks,
+		HeartbeatTicks:      cfg.Raft.HeartbeatTicks,
+		MaxSizePerMsg:       cfg.Raft.MaxSizePerMsg,
+		MaxInflightMsgs:     cfg.Raft.MaxInflightMsgs,
+		MaxUncommittedBytes: cfg.Raft.MaxUncommittedBytes,
+		// A partition checkpoints every 8 MiB of batches: the checkpoint
+		// lets the WAL go and bounds the in-memory log (compacted only at
+		// checkpoints); older applied batches are read back from its
+		// segments, so only a short tail stays.
+		SnapshotEntries: 10000,
+		SnapshotBytes:   8 << 20,
+		CatchUpEntries:  16,
+		CatchUpBytes:    1 << 20,
+	}
+	if o.TunePartitions != nil {
+		o.TunePartitions(&partitionRaft)
+	}
 	if b.partitions, err = b.sys.Spawn("partitions", "partitions", partition.NewManager(partition.ManagerOptions{
 		NodeID:     cfg.NodeID,
 		DataDir:    cfg.DataDir,
@@ -244,21 +265,8 @@ func Start(o Options) (_ *Broker, err error) {
 		Ticker:     b.ticker,
 		Board:      b.board,
 		Recovered:  recovered,
-		Raft: partition.RaftSettings{
-			ElectionTicks:       cfg.Raft.ElectionTicks,
-			HeartbeatTicks:      cfg.Raft.HeartbeatTicks,
-			MaxSizePerMsg:       cfg.Raft.MaxSizePerMsg,
-			MaxInflightMsgs:     cfg.Raft.MaxInflightMsgs,
-			MaxUncommittedBytes: cfg.Raft.MaxUncommittedBytes,
-			// A partition checkpoints every 32 MiB of batches (its segments
-			// hold the data; the checkpoint lets the WAL go) and keeps at
-			// most 8 MiB of applied batches in memory for followers.
-			SnapshotEntries: 10000,
-			SnapshotBytes:   32 << 20,
-			CatchUpEntries:  256,
-			CatchUpBytes:    8 << 20,
-		},
-		Log: log,
+		Raft:       partitionRaft,
+		Log:        log,
 	}, b.replicas)); err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/actors/partition"
 	"github.com/flotilla/flotilla/configs"
 	"github.com/flotilla/flotilla/raftactor"
 )
@@ -25,6 +26,9 @@ type testCluster struct {
 	cfgs      []*configs.Config
 	brokers   []*Broker // nil while stopped
 	proposers int
+	// tunePartitions, when set, adjusts the partitions of brokers started
+	// from then on.
+	tunePartitions func(*partition.RaftSettings)
 }
 
 func newTestCluster(t *testing.T, n int, tune ...func(*configs.Config)) *testCluster {
@@ -46,8 +50,8 @@ func newTestCluster(t *testing.T, n int, tune ...func(*configs.Config)) *testClu
 		cfg.DataDir = fmt.Sprintf("%s/node%d", base, i+1)
 		cfg.Raft.Listen = peers[i].Addr
 		cfg.Raft.TickMs = 20
-		cfg.Raft.SnapshotEntries = 50 // exercise snapshots and compaction
-		cfg.Kafka.Listen = fmt.Sprintf("127.0.0.1:%d", 40000+i)
+		cfg.Raft.SnapshotEntries = 50    // exercise snapshots and compaction
+		cfg.Kafka.Listen = "127.0.0.1:0" // advertised as bound
 		cfg.Debug.Listen = ""
 		cfg.Peers = peers
 		for _, f := range tune {
@@ -71,8 +75,8 @@ func newTestCluster(t *testing.T, n int, tune ...func(*configs.Config)) *testClu
 
 func (c *testCluster) start(i int) {
 	c.t.Helper()
-	log := zerolog.New(zerolog.NewTestWriter(c.t)).Level(zerolog.WarnLevel)
-	b, err := Start(Options{Config: c.cfgs[i], Log: log})
+	log := zerolog.New(zerolog.NewTestWriter(c.t)).Level(testLogLevel)
+	b, err := Start(Options{Config: c.cfgs[i], Log: log, TunePartitions: c.tunePartitions})
 	if err != nil {
 		c.t.Fatalf("start broker %d: %v", i+1, err)
 	}
@@ -378,3 +382,6 @@ func TestProducerIDsUnique(t *testing.T) {
 		t.Fatalf("%d distinct ids, want 45", len(seen))
 	}
 }
+
+// testLogLevel is what the in-process brokers log into the test output.
+var testLogLevel = zerolog.WarnLevel

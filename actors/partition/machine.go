@@ -64,7 +64,17 @@ type View struct {
 // epoch <= e the log has and the start offset of the first epoch after it
 // (or the high watermark when it is the latest). ok is false when the log
 // has no epoch <= e.
+//
+// On the leader the current epoch counts even before it has a record: a
+// Kafka leader adds its epoch to its cache when elected, so the current
+// epoch ends at the log end, and an epoch above it is unknown (-1, -1).
 func (v *View) EndOffsetForEpoch(e int32) (epoch int32, end int64, ok bool) {
+	if v.Leader && e >= v.Epoch {
+		if e > v.Epoch {
+			return -1, -1, false
+		}
+		return e, v.HighWatermark, true
+	}
 	for i := len(v.Epochs) - 1; i >= 0; i-- {
 		if v.Epochs[i].Epoch <= e {
 			if i == len(v.Epochs)-1 {
@@ -88,6 +98,9 @@ type Machine struct {
 
 	lastAppliedTerm uint64
 	ticks           uint64
+	side            map[uint64]*pb.Entry // applied entries without a batch (coldlog.go)
+	appliedIndex    uint64
+	coldFirst       uint64
 
 	// Leader state, valid while ready.
 	ready      bool
@@ -135,7 +148,7 @@ func NewMachine(o MachineOptions) (*Machine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("partition %s/%d: %w", o.Topic, o.Partition, err)
 	}
-	m := &Machine{o: o, log: l, producers: &ProducerState{}, inflight: map[batchKey]*inflight{}, firstOf: map[batchKey]int64{}}
+	m := &Machine{o: o, log: l, producers: &ProducerState{}, inflight: map[batchKey]*inflight{}, firstOf: map[batchKey]int64{}, side: map[uint64]*pb.Entry{}}
 	m.publish(nil)
 	return m, nil
 }
@@ -170,8 +183,11 @@ func (m *Machine) publish(h *raftactor.Handle) {
 // checkpoint; if it happens again the supervisor stops it).
 func (m *Machine) Apply(index, term uint64, data []byte) {
 	m.lastAppliedTerm = term
+	m.appliedIndex = index
+	defer m.recomputeColdFirst()
 	if len(data) == 0 {
-		return // the leader's empty entry of a new term
+		m.keepSide(index, term, nil) // the leader's empty entry of a new term
+		return
 	}
 	typ, body, err := decodeEntry(data)
 	if err != nil {
@@ -199,9 +215,11 @@ func (m *Machine) Apply(index, term uint64, data []byte) {
 			m.completed = append(m.completed, in)
 		}
 	case entryLogStart:
+		m.keepSide(index, term, data)
 		if err := m.log.AdvanceLogStart(bodyOffset(body)); err != nil {
 			panic(fmt.Sprintf("partition %s/%d: entry %d: advance log start: %v", m.o.Topic, m.o.Partition, index, err))
 		}
+		m.pruneSide(0)
 	}
 }
 
@@ -212,6 +230,7 @@ type checkpoint struct {
 	LogEnd    int64        `json:"log_end"`
 	Producers []byte       `json:"producers"`
 	Epochs    []EpochStart `json:"epochs"`
+	Side      [][]byte     `json:"side,omitempty"` // raft entries without a batch, from the log's first batch on
 }
 
 // Snapshot implements raftactor.StateMachine: it makes the segments durable
@@ -224,7 +243,11 @@ func (m *Machine) Snapshot() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(checkpoint{LogStart: m.log.LogStart(), LogEnd: m.log.LogEnd(), Producers: prod, Epochs: m.epochs})
+	side, err := m.marshalSide()
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(checkpoint{LogStart: m.log.LogStart(), LogEnd: m.log.LogEnd(), Producers: prod, Epochs: m.epochs, Side: side})
 }
 
 // Restore implements raftactor.StateMachine: the log goes back to the
@@ -238,11 +261,19 @@ func (m *Machine) Restore(snap *pb.Snapshot) error {
 	} else {
 		cp.LogStart, cp.LogEnd = m.log.LogStart(), m.log.LogStart()
 	}
-	if m.log.LogEnd() < cp.LogEnd {
-		return fmt.Errorf("partition log ends at %d, before its checkpoint at %d: segments lost data", m.log.LogEnd(), cp.LogEnd)
-	}
-	if err := m.log.TruncateTo(cp.LogEnd); err != nil {
-		return err
+	switch {
+	case m.log.LogEnd() < cp.LogEnd:
+		// A snapshot from the leader for a replica behind its retention;
+		// at local recovery this would mean flushed segments were lost.
+		m.o.Log.Warn().Int64("log_end", m.log.LogEnd()).Int64("snapshot_log_end", cp.LogEnd).
+			Uint64("snapshot_index", snap.GetMetadata().GetIndex()).Msg("partition log restarts at the snapshot's end")
+		if err := m.log.Reset(cp.LogEnd); err != nil {
+			return err
+		}
+	default:
+		if err := m.log.TruncateTo(cp.LogEnd); err != nil {
+			return err
+		}
 	}
 	if cp.LogStart > m.log.LogStart() {
 		if err := m.log.AdvanceLogStart(cp.LogStart); err != nil {
@@ -256,6 +287,11 @@ func (m *Machine) Restore(snap *pb.Snapshot) error {
 		}
 	}
 	m.epochs = cp.Epochs
+	if err := m.unmarshalSide(cp.Side); err != nil {
+		return err
+	}
+	m.appliedIndex = snap.GetMetadata().GetIndex()
+	m.pruneSide(snap.GetMetadata().GetIndex())
 	m.publish(nil)
 	return nil
 }
