@@ -175,6 +175,8 @@ type groupActor struct {
 	// checkpointWanted records a checkpoint request that arrived while a
 	// Ready was in flight.
 	checkpointWanted bool
+	published        publishedKey
+	publishedAt      uint64 // tick of the last publish
 }
 
 // Receive is the group's mailbox loop.
@@ -204,7 +206,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		if g.rn != nil {
 			g.rn.Tick()
 			g.expireWaiters(ctx)
-			g.publish()
+			g.publishIfChanged()
 			if g.ext != nil {
 				g.ext.Tick(g.handle, ctx)
 			}
@@ -423,5 +425,29 @@ func (g *groupActor) publish() {
 	if g.rn == nil {
 		return
 	}
-	g.d.cfg.Board.publish(statusOf(g.d.cfg.Group, g.d.cfg.Name, g.rn.Status()))
+	st := g.rn.Status()
+	g.published = publishedKey{st.RaftState, st.Lead, st.HardState.GetTerm(), st.HardState.GetCommit(), st.Applied}
+	g.publishedAt = g.ticks
+	g.d.cfg.Board.publish(statusOf(g.d.cfg.Group, g.d.cfg.Name, st))
+}
+
+// progressEveryTicks is how often a leader republishes its followers'
+// progress when nothing else changed.
+const progressEveryTicks = 10
+
+// publishIfChanged publishes on every tick only what is cheap to compare:
+// a full status allocates, and thousands of idle groups tick 20 times a
+// second.
+func (g *groupActor) publishIfChanged() {
+	b := g.rn.BasicStatus()
+	k := publishedKey{b.RaftState, b.Lead, b.HardState.GetTerm(), b.HardState.GetCommit(), b.Applied}
+	if k != g.published || (b.RaftState == raft.StateLeader && g.ticks-g.publishedAt >= progressEveryTicks) {
+		g.publish()
+	}
+}
+
+// publishedKey is what publishIfChanged compares.
+type publishedKey struct {
+	role                   raft.StateType
+	lead, term, commit, ap uint64
 }
