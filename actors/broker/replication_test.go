@@ -28,8 +28,8 @@ func TestFollowerCatchesUpFromSegments(t *testing.T) {
 		c.stop(i)
 		c.start(i)
 	}
-	c.waitFor(5*time.Second, "election", func() bool { return c.leader() >= 0 })
-	c.waitFor(5*time.Second, "registrations", c.allRegistered)
+	c.waitFor(15*time.Second, "election", func() bool { return c.leader() >= 0 })
+	c.waitFor(15*time.Second, "registrations", c.allRegistered)
 
 	seeds := []string{c.brokers[0].KafkaAddr(), c.brokers[1].KafkaAddr(), c.brokers[2].KafkaAddr()}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

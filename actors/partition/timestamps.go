@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TimestampOffset is a record's timestamp and offset, as ListOffsets
@@ -19,14 +20,10 @@ type TimestampOffset struct {
 //
 // It takes the first segment whose largest timestamp reaches ts, starts at
 // the time index entry below ts, and reads batches until one's maxTimestamp
-// reaches ts. In an uncompressed batch with create-time timestamps it
-// returns the exact record, as Kafka does. In a log-append-time batch every
-// record has the batch's timestamp, so the answer is its first record. In a
-// compressed batch Flotilla does not decompress: it returns the batch's
-// first record (at or above the log start) with the batch's maxTimestamp.
-// That record may be older than ts but is never after the one Kafka would
-// return, so a consumer that seeks there skips nothing. Safe for concurrent
-// use.
+// reaches ts. With create-time timestamps it returns the exact record, as
+// Kafka does, decompressing a compressed batch to find it. In a
+// log-append-time batch every record has the batch's timestamp, so the
+// answer is its first record. Safe for concurrent use.
 func (l *Log) OffsetForTimestamp(ts int64) (TimestampOffset, bool, error) {
 	type result struct {
 		to    TimestampOffset
@@ -91,10 +88,8 @@ func (v *view) offsetForTimestamp(ts int64) (TimestampOffset, bool, error) {
 // has a timestamp.
 //
 // The segment comes from the per-segment maximum kept in memory; the record
-// from reading that one batch. As in OffsetForTimestamp, for a compressed
-// batch the offset is the batch's first record (Kafka would decompress it to
-// find the exact one), and for a log-append-time batch it is exactly its
-// first record. When the log start lies inside the first segment, only its
+// from reading that one batch (decompressed if need be, as Kafka does); for
+// a log-append-time batch it is exactly its first record. When the log start lies inside the first segment, only its
 // records from the log start on count: the batch that holds the log start
 // is read, and the segment's later batches too if its maximum is not among
 // them. Safe for concurrent use.
@@ -159,8 +154,8 @@ func (v *view) maxTimestamp() (TimestampOffset, bool, error) {
 
 // maxFromOffset returns the first batch with the largest timestamp among
 // the records at or above offset, which lies in batch k, and that timestamp.
-// The batch k counts by its records at or above offset when it is
-// uncompressed (by its maxTimestamp otherwise); the later batches by their
+// The batch k counts by its records at or above offset (by its maxTimestamp
+// for log-append-time); the later batches by their
 // maxTimestamp, which the segment's maximum gives without reading when it
 // lies after k.
 func (sv *segView) maxFromOffset(offset int64, k int) (int, int64, error) {
@@ -171,7 +166,7 @@ func (sv *segView) maxFromOffset(offset int64, k int) (int, int64, error) {
 	h := decodeHeader(b)
 	best, bestTs := -1, int64(noTimestamp)
 	ts := h.MaxTimestamp
-	if offset > h.BaseOffset && h.Compression() == CompressionNone && !h.IsLogAppendTime() {
+	if offset > h.BaseOffset && !h.IsLogAppendTime() {
 		ts = noTimestamp
 		err := eachRecord(b, h, func(o, t int64) bool {
 			if o >= offset {
@@ -212,13 +207,13 @@ func (sv *segView) maxFromOffset(offset int64, k int) (int, int64, error) {
 }
 
 // findRecord returns the first record of the batch b at or above offset
-// minOffset whose timestamp satisfies match. For a batch whose records it
-// does not read (compressed, or log-append-time where all records share
-// maxTimestamp) it answers for the batch as a whole, with its
-// maxTimestamp. ok is false if no record matches.
+// minOffset whose timestamp satisfies match, decompressing the records when
+// the batch is compressed, as Kafka does. In a log-append-time batch every
+// record has the batch's maxTimestamp, so it answers for the batch as a
+// whole. ok is false if no record matches.
 func findRecord(b []byte, h BatchHeader, minOffset int64, match func(int64) bool) (TimestampOffset, bool) {
 	whole := TimestampOffset{Timestamp: h.MaxTimestamp, Offset: max(h.BaseOffset, minOffset)}
-	if h.Compression() != CompressionNone || h.IsLogAppendTime() {
+	if h.IsLogAppendTime() {
 		return whole, match(h.MaxTimestamp) && whole.Offset <= h.LastOffset()
 	}
 	var found TimestampOffset
@@ -241,8 +236,17 @@ func findRecord(b []byte, h BatchHeader, minOffset int64, match func(int64) bool
 var errBadRecord = errors.New("malformed record")
 
 // eachRecord calls fn with the offset and timestamp of each record of the
-// uncompressed batch b, in order, until fn returns false.
+// batch b, in order, until fn returns false. A compressed batch's records
+// are decompressed first (timestamp lookups are rare; the fetch path never
+// decompresses).
 func eachRecord(b []byte, h BatchHeader, fn func(offset, ts int64) bool) error {
+	if c := h.Compression(); c != CompressionNone {
+		recs, err := kgo.DefaultDecompressor().Decompress(b[BatchHeaderSize:], kgo.CompressionCodecType(c))
+		if err != nil {
+			return fmt.Errorf("%w: decompress: %v", errBadRecord, err)
+		}
+		b = append(append(make([]byte, 0, BatchHeaderSize+len(recs)), b[:BatchHeaderSize]...), recs...)
+	}
 	p := BatchHeaderSize
 	for range h.RecordCount {
 		length, n := binary.Varint(b[p:])
