@@ -166,6 +166,24 @@ func (nd *node) wait(d time.Duration) int {
 	}
 }
 
+// running reports whether the node's process has been started and has not
+// exited. (wait's -1 cannot tell: a process killed by a signal has no exit
+// code either.)
+func (nd *node) running() bool {
+	nd.mu.Lock()
+	cmd, done := nd.cmd, nd.exited
+	nd.mu.Unlock()
+	if cmd == nil {
+		return false
+	}
+	select {
+	case <-done:
+		return false
+	default:
+		return true
+	}
+}
+
 func (nd *node) tail(n int) string {
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
