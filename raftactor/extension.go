@@ -4,6 +4,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 )
 
 // Extension is a state machine that also takes its own messages inside its
@@ -81,6 +82,17 @@ func (h *Handle) ProposeRaw(payloads [][]byte) error {
 		ents[i] = &pb.Entry{Data: p}
 	}
 	return h.g.rn.Step(&pb.Message{Type: pb.MsgProp.Enum(), From: new(h.g.d.cfg.NodeID), Entries: ents})
+}
+
+// WithProgress visits the leader's view of every replica, itself included
+// (its own match is its durable log end), without allocating; nothing on a
+// follower. active reports whether the leader heard from the replica within
+// the current election timeout (CheckQuorum clears it at each one).
+func (h *Handle) WithProgress(visit func(id, match uint64, active bool)) {
+	if h.g.rn == nil {
+		return
+	}
+	h.g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) { visit(id, pr.Match, pr.RecentActive) })
 }
 
 // TransferLeader asks the leader to hand leadership to id.

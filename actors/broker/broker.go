@@ -283,6 +283,7 @@ func Start(o Options) (_ *Broker, err error) {
 	src := &kafka.ClusterSource{
 		Machine:    b.machine,
 		Board:      b.board,
+		Replicas:   b.replicas,
 		Controller: b.controller,
 		Sender:     b.sys.Root,
 		AutoCreate: true,

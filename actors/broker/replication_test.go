@@ -3,12 +3,15 @@ package broker
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/flotilla/flotilla/actors/partition"
 )
@@ -85,5 +88,140 @@ func TestFollowerCatchesUpFromSegments(t *testing.T) {
 	got, _ := c.brokers[down].Replicas().Get(tp).Machine.View().Log.Read(0, 1<<30)
 	if want != n || !bytes.Equal(lead, got) {
 		t.Fatalf("leader has %d records; replica's log (%d bytes) differs from the leader's (%d bytes)", want, len(got), len(lead))
+	}
+}
+
+// TestPreferredLeaders: partition leaders end up on each partition's
+// preferred replica, spread evenly over the brokers.
+func TestPreferredLeaders(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.waitFor(15*time.Second, "election", func() bool { return c.leader() >= 0 })
+	c.waitFor(15*time.Second, "registrations", c.allRegistered)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.brokers[0].KafkaAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 12, 3, nil, "spread"); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor(10*time.Second, "topic applied on broker 1", func() bool { return c.brokers[0].Controller().View().Topics["spread"] != nil })
+	topic := func() []uint64 {
+		var preferred []uint64
+		for _, p := range c.brokers[0].Controller().View().Topics["spread"].Partitions {
+			preferred = append(preferred, p.Replicas[0])
+		}
+		return preferred
+	}
+	c.waitFor(20*time.Second, "every partition led by its preferred replica", func() bool {
+		for i, want := range topic() {
+			r := c.brokers[want-1].Replicas().Get(partition.TopicPartition{Topic: "spread", Partition: int32(i)})
+			if r == nil || !r.Machine.View().Leader {
+				return false
+			}
+		}
+		return true
+	})
+	count := map[uint64]int{}
+	for _, id := range topic() {
+		count[id]++
+	}
+	if count[1] != 4 || count[2] != 4 || count[3] != 4 {
+		t.Fatalf("leaders per broker %v, want 4 each", count)
+	}
+}
+
+// TestISRAndMinInsync: the ISR follows Kafka's time rule and Metadata
+// reports it; acks=all produces are refused with NOT_ENOUGH_REPLICAS while
+// the ISR is smaller than min.insync.replicas, and accepted again once the
+// replica is back.
+func TestISRAndMinInsync(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.waitFor(15*time.Second, "election", func() bool { return c.leader() >= 0 })
+	c.waitFor(15*time.Second, "registrations", c.allRegistered)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	seeds := []string{c.brokers[0].KafkaAddr(), c.brokers[1].KafkaAddr(), c.brokers[2].KafkaAddr()}
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+	three := "3"
+	if _, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"min.insync.replicas": &three}, "strict"); err != nil {
+		t.Fatal(err)
+	}
+	tp := partition.TopicPartition{Topic: "strict", Partition: 0}
+	leaderOf := func() int {
+		for i, b := range c.brokers {
+			if b == nil {
+				continue
+			}
+			if r := b.Replicas().Get(tp); r != nil && r.Machine.View().Leader {
+				return i
+			}
+		}
+		return -1
+	}
+	c.waitFor(15*time.Second, "a partition leader with the full ISR", func() bool {
+		l := leaderOf()
+		return l >= 0 && len(c.brokers[l].Replicas().Get(tp).Machine.View().ISR) == 3
+	})
+	produce := func(opts ...kgo.Opt) error {
+		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic("strict"),
+			kgo.MetadataMinAge(50 * time.Millisecond)}, opts...)...)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer pcancel()
+		return cl.ProduceSync(pctx, &kgo.Record{Value: []byte("x")}).FirstErr()
+	}
+	if err := produce(); err != nil {
+		t.Fatalf("produce with the full ISR: %v", err)
+	}
+
+	leader := leaderOf()
+	down := (leader + 1) % 3
+	c.stop(down)
+	c.waitFor(15*time.Second, "the stopped replica leaves the ISR", func() bool {
+		l := leaderOf()
+		return l >= 0 && len(c.brokers[l].Replicas().Get(tp).Machine.View().ISR) == 2
+	})
+	// The leader reports the ISR (other brokers know only the leader until
+	// leadership is disseminated).
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr("strict")
+	req.Topics = append(req.Topics, rt)
+	resp, err := admCl.Broker(leaderOf()+1).Request(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := resp.(*kmsg.MetadataResponse).Topics[0].Partitions[0]; len(p.ISR) != 2 || len(p.Replicas) != 3 {
+		t.Fatalf("metadata from the leader: replicas %v, isr %v; want 3 replicas, 2 in sync", p.Replicas, p.ISR)
+	}
+	// Without retries, to see the broker's answer (a leader move may
+	// answer NOT_LEADER first: poll).
+	var last error
+	c.waitFor(10*time.Second, "acks=all refused with NOT_ENOUGH_REPLICAS", func() bool {
+		last = produce(kgo.RecordRetries(0))
+		if last == nil {
+			t.Fatal("acks=all produce accepted with 2 of 3 replicas in sync and min.insync.replicas=3")
+		}
+		return errors.Is(last, kerr.NotEnoughReplicas)
+	})
+
+	c.start(down)
+	c.waitFor(15*time.Second, "the replica rejoins the ISR", func() bool {
+		l := leaderOf()
+		return l >= 0 && len(c.brokers[l].Replicas().Get(tp).Machine.View().ISR) == 3
+	})
+	if err := produce(); err != nil {
+		t.Fatalf("produce after the replica came back: %v", err)
 	}
 }

@@ -1,14 +1,12 @@
 package kafka
 
 import (
-	"slices"
-	"strconv"
-
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/actors/partition"
 	"github.com/flotilla/flotilla/raftactor"
 )
 
@@ -19,6 +17,7 @@ import (
 type ClusterSource struct {
 	Machine    *controller.StateMachine
 	Board      *raftactor.StatusBoard
+	Replicas   *partition.Replicas
 	Controller *actor.PID
 	Sender     actor.SenderContext // the actor system's root context
 	AutoCreate bool
@@ -84,25 +83,19 @@ func (s *ClusterSource) topic(t *controller.Topic) Topic {
 		}
 		if st := s.Board.Get(p.Group); st != nil && st.Leader != 0 {
 			kp.Leader, kp.LeaderEpoch = int32(st.Leader), int32(st.Term)
-			kp.ISR = isr(st)
+			kp.ISR = []int32{int32(st.Leader)}
+			// The leader knows the ISR (Kafka's time rule, kept by the
+			// partition); other replicas report the leader alone.
+			if r := s.Replicas.Get(partition.TopicPartition{Topic: t.Name, Partition: p.Index}); r != nil {
+				if v := r.Machine.View(); v.Leader && len(v.ISR) > 0 {
+					kp.ISR = kp.ISR[:0]
+					for _, id := range v.ISR {
+						kp.ISR = append(kp.ISR, int32(id))
+					}
+				}
+			}
 		}
 		kt.Partitions = append(kt.Partitions, kp)
 	}
 	return kt
-}
-
-// isr is the leader plus the replicas whose log matches its commit index
-// and that it heard from recently; a follower knows only the leader.
-func isr(st *raftactor.GroupStatus) []int32 {
-	out := []int32{int32(st.Leader)}
-	if st.Role == "leader" {
-		for id, pr := range st.Progress {
-			n, err := strconv.ParseUint(id, 10, 64)
-			if err == nil && pr.RecentActive && pr.Match >= st.Commit {
-				out = append(out, int32(n))
-			}
-		}
-	}
-	slices.Sort(out)
-	return out
 }

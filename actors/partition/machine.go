@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kerr"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 
 	"github.com/flotilla/flotilla/raftactor"
 )
@@ -23,7 +25,16 @@ type Settings struct {
 	SegmentBytes    int64
 	MaxMessageBytes int
 	LogAppendTime   bool
+	// MinInsyncReplicas is the ISR size an acks=all produce needs.
+	MinInsyncReplicas int
 }
+
+// replicaLagTicks is Kafka's replica.lag.time.max.ms in ticks: a follower
+// that has not caught up with the leader's log end for longer leaves the
+// ISR. 10 s at 50 ms ticks (Kafka's default is 30 s; a Raft follower
+// streams continuously, so a shorter bound still only drops a replica
+// that is really gone).
+const replicaLagTicks = 200
 
 // MachineOptions describe one partition replica.
 type MachineOptions struct {
@@ -31,7 +42,10 @@ type MachineOptions struct {
 	Partition int32
 	Dir       string // the partition's own directory
 	Settings  Settings
-	Log       zerolog.Logger
+	// Replicas are the broker ids of the partition's replicas, the
+	// preferred leader first.
+	Replicas []uint64
+	Log      zerolog.Logger
 	// Now is the leader's clock: used only at propose time (LogAppendTime,
 	// retention decisions), never at apply.
 	Now func() time.Time
@@ -57,7 +71,11 @@ type View struct {
 	LogEnd   int64
 	LogStart int64
 	Epochs   []EpochStart
-	Log      *Log
+	// ISR is, on the leader, the replicas that caught up with its log end
+	// within replica.lag.time.max.ms (Kafka's time rule), itself included;
+	// nil elsewhere.
+	ISR []uint64
+	Log *Log
 }
 
 // EndOffsetForEpoch answers OffsetForLeaderEpoch: for epoch e, the largest
@@ -108,6 +126,8 @@ type Machine struct {
 	nextOffset int64
 	inflight   map[batchKey]*inflight
 	completed  []*inflight
+	caughtUp   map[uint64]uint64 // replica → last tick it matched the leader's log end
+	isr        []uint64
 	firstOf    map[batchKey]int64 // last batch of a multi-batch request → its first batch's offset
 	watchers   []*watcher
 }
@@ -148,7 +168,7 @@ func NewMachine(o MachineOptions) (*Machine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("partition %s/%d: %w", o.Topic, o.Partition, err)
 	}
-	m := &Machine{o: o, log: l, producers: &ProducerState{}, inflight: map[batchKey]*inflight{}, firstOf: map[batchKey]int64{}, side: map[uint64]*pb.Entry{}}
+	m := &Machine{o: o, log: l, producers: &ProducerState{}, caughtUp: map[uint64]uint64{}, inflight: map[batchKey]*inflight{}, firstOf: map[batchKey]int64{}, side: map[uint64]*pb.Entry{}}
 	m.publish(nil)
 	return m, nil
 }
@@ -167,6 +187,9 @@ func (m *Machine) publish(h *raftactor.Handle) {
 		LogStart:      m.log.LogStart(),
 		Epochs:        m.epochs,
 		Log:           m.log,
+	}
+	if m.ready {
+		v.ISR = m.isr
 	}
 	if h != nil && h.Running() {
 		v.LeaderID, v.Epoch = h.Leader(), int32(h.Term())
@@ -321,6 +344,10 @@ func (m *Machine) produceErr(ctx actor.Context, r *Produce, err error) {
 func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce) {
 	if !m.ready || !h.IsLeader() || h.Term() != m.readyTerm {
 		m.produceErr(ctx, r, kerr.NotLeaderForPartition)
+		return
+	}
+	if r.Acks == -1 && len(m.isr) < m.o.Settings.MinInsyncReplicas {
+		m.produceErr(ctx, r, fmt.Errorf("%w: %d replicas in sync, min.insync.replicas is %d", kerr.NotEnoughReplicas, len(m.isr), m.o.Settings.MinInsyncReplicas))
 		return
 	}
 	batches, err := SplitBatches(r.Records)
@@ -513,6 +540,14 @@ func (m *Machine) checkReady(h *raftactor.Handle) {
 		return
 	}
 	m.ready, m.readyTerm, m.nextOffset = true, h.Term(), m.log.LogEnd()
+	// A new leader starts with every replica in sync, as Kafka's does with
+	// the ISR it inherits; the time rule removes the ones that stay behind.
+	m.caughtUp = map[uint64]uint64{}
+	for _, id := range m.o.Replicas {
+		m.caughtUp[id] = m.ticks
+	}
+	m.isr = slices.Clone(m.o.Replicas)
+	slices.Sort(m.isr)
 	m.o.Log.Info().Uint64("term", m.readyTerm).Int64("log_end", m.nextOffset).Msg("partition leader ready")
 }
 
@@ -555,6 +590,72 @@ func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
 	if m.ready && m.ticks%retentionEveryTicks == 0 {
 		m.enforceRetention(h)
 	}
+	if m.ready && m.ticks%preferredLeaderEveryTicks == 0 {
+		m.preferLeader(h)
+	}
+	if m.ready && m.ticks%isrEveryTicks == 0 {
+		m.updateISR(h)
+	}
+}
+
+// isrEveryTicks paces the ISR bookkeeping (5 ticks: 250 ms at 50 ms).
+const isrEveryTicks = 5
+
+// updateISR applies Kafka's time rule on the leader: a replica is in sync
+// while it has matched the leader's durable log end within
+// replica.lag.time.max.ms. The view is republished when the set changes.
+func (m *Machine) updateISR(h *raftactor.Handle) {
+	self := h.NodeID()
+	var end uint64
+	h.WithProgress(func(id, match uint64, _ bool) {
+		if id == self {
+			end = match
+		}
+	})
+	var isr []uint64
+	h.WithProgress(func(id, match uint64, active bool) {
+		// Kafka counts a follower caught up when it fetched up to the log
+		// end; in Raft, when it matches the end and has answered lately
+		// (a dead follower's match stays at the end of an idle log).
+		// Sampled every few ticks, well within each election timeout.
+		if id == self || (match >= end && active) {
+			m.caughtUp[id] = m.ticks
+		}
+		if last, ok := m.caughtUp[id]; ok && m.ticks-last <= replicaLagTicks {
+			isr = append(isr, id)
+		}
+	})
+	slices.Sort(isr)
+	if !slices.Equal(isr, m.isr) {
+		m.o.Log.Info().Uints64("isr", isr).Uints64("was", m.isr).Msg("partition ISR changed")
+		m.isr = isr
+		m.publish(h)
+	}
+}
+
+// preferredLeaderEveryTicks paces the preferred-leader check (20 ticks: 1 s
+// at 50 ms).
+const preferredLeaderEveryTicks = 20
+
+// preferLeader hands leadership to the preferred replica (the assignment's
+// first) once it has caught up, so that leaders spread as the controller
+// spread the assignments instead of piling up where elections happened
+// to land. Raft refuses proposals while the transfer runs (an election
+// timeout at most); producers see NOT_LEADER_OR_FOLLOWER and follow.
+func (m *Machine) preferLeader(h *raftactor.Handle) {
+	if len(m.o.Replicas) == 0 || m.o.Replicas[0] == h.NodeID() {
+		return
+	}
+	preferred := m.o.Replicas[0]
+	st := h.Status()
+	pr, ok := st.Progress[preferred]
+	// Not RecentActive: CheckQuorum clears it every election timeout, and a
+	// check that happens to run just after would never see it.
+	if !ok || pr.State != tracker.StateReplicate || pr.Match < st.HardState.GetCommit() {
+		return
+	}
+	m.o.Log.Info().Uint64("to", preferred).Uint64("term", st.HardState.GetTerm()).Msg("transferring partition leadership to the preferred replica")
+	h.TransferLeader(preferred)
 }
 
 // retentionEveryTicks paces retention checks (100 ticks: 5 s at 50 ms).

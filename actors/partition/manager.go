@@ -186,7 +186,7 @@ func (mg *manager) start(ctx actor.Context, t *controller.Topic, p controller.Pa
 		return nil, err
 	}
 	dir := mg.partitionDir(t, p)
-	m, err := NewMachine(MachineOptions{Topic: t.Name, Partition: p.Index, Dir: dir, Settings: settings, Log: log})
+	m, err := NewMachine(MachineOptions{Topic: t.Name, Partition: p.Index, Dir: dir, Settings: settings, Replicas: p.Replicas, Log: log})
 	if err != nil {
 		return nil, err
 	}

@@ -40,5 +40,10 @@ func SettingsOf(configs map[string]string) (Settings, error) {
 	}
 	s.MaxMessageBytes = int(mmb)
 	s.LogAppendTime = get("message.timestamp.type") == "LogAppendTime"
+	misr, err := num("min.insync.replicas")
+	if err != nil {
+		return s, err
+	}
+	s.MinInsyncReplicas = int(misr)
 	return s, nil
 }
