@@ -32,6 +32,12 @@ type testCluster struct {
 }
 
 func newTestCluster(t *testing.T, n int, tune ...func(*configs.Config)) *testCluster {
+	return newTunedCluster(t, n, nil, tune...)
+}
+
+// newTunedCluster is newTestCluster whose brokers start with their
+// partitions' raft settings adjusted by tp.
+func newTunedCluster(t *testing.T, n int, tp func(*partition.RaftSettings), tune ...func(*configs.Config)) *testCluster {
 	t.Helper()
 	base := t.TempDir()
 	peers := make([]configs.Peer, n)
@@ -43,7 +49,7 @@ func newTestCluster(t *testing.T, n int, tune ...func(*configs.Config)) *testClu
 		peers[i] = configs.Peer{ID: uint64(i + 1), Addr: ln.Addr().String()}
 		ln.Close()
 	}
-	c := &testCluster{t: t, brokers: make([]*Broker, n)}
+	c := &testCluster{t: t, brokers: make([]*Broker, n), tunePartitions: tp}
 	for i := range peers {
 		cfg := configs.Default()
 		cfg.NodeID = uint64(i + 1)
@@ -305,7 +311,7 @@ func TestTopicsThroughController(t *testing.T) {
 	ctl := c.brokers[follower].ControllerActor()
 
 	done := ask[*controller.CreateTopicsDone](c, follower, ctl, func(r *actor.PID) any {
-		return &controller.CreateTopics{Ref: 7, ReplyTo: r, Topics: []controller.TopicSpec{
+		return &controller.CreateTopics{Ref: 7, ReplyTo: r, TimeoutTicks: 500, Topics: []controller.TopicSpec{
 			{Name: "orders", Partitions: 12, ReplicationFactor: -1},
 			{Name: "bad/name", Partitions: 1, ReplicationFactor: 1},
 			{Name: "solo", Partitions: 1, ReplicationFactor: 1, Configs: map[string]string{"retention.ms": "60000"}},

@@ -21,16 +21,11 @@ import (
 // replica, restarted, must catch up with appends the leader reads back from
 // its segments, and end with the same log.
 func TestFollowerCatchesUpFromSegments(t *testing.T) {
-	c := newTestCluster(t, 3)
 	// Checkpoint partitions every 16 KiB: the leader's memory is compacted
 	// many times while the replica is away, so it must serve the replica
 	// from its segments (a snapshot would leave the replica's log starting
 	// past offset 0, and the comparison below would fail).
-	c.tunePartitions = func(rs *partition.RaftSettings) { rs.SnapshotBytes, rs.CatchUpEntries = 16<<10, 4 }
-	for i := range c.brokers {
-		c.stop(i)
-		c.start(i)
-	}
+	c := newTunedCluster(t, 3, func(rs *partition.RaftSettings) { rs.SnapshotBytes, rs.CatchUpEntries = 16<<10, 4 })
 	c.waitFor(15*time.Second, "election", func() bool { return c.leader() >= 0 })
 	c.waitFor(15*time.Second, "registrations", c.allRegistered)
 

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
@@ -47,6 +48,9 @@ type controllerActor struct {
 	// (registration, cluster id) awaiting its answer; 0 when none.
 	ownInflight uint64
 	ownSentAt   uint64
+
+	// CreateTopics answers waiting for their partitions' leaders.
+	awaitLeaders []*leaderWait
 
 	// Producer ids: the rest of this broker's block, the requests waiting
 	// for a block, and whether an allocation is under way.
@@ -102,6 +106,7 @@ func (c *controllerActor) Receive(ctx actor.Context) {
 		if c.ticks%checkEveryTicks == 0 {
 			c.reconcile(ctx)
 		}
+		c.answerLed(ctx)
 	case *raftactor.Proposed:
 		if done, ok := c.pending[m.ID]; ok {
 			delete(c.pending, m.ID)
@@ -168,9 +173,25 @@ func (c *controllerActor) createTopics(ctx actor.Context, m *CreateTopics) {
 	results := make([]TopicResult, len(m.Topics))
 	waiting := 0
 	reply := func() {
-		if m.ReplyTo != nil { // auto-creation from Metadata does not wait
-			ctx.Send(m.ReplyTo, &CreateTopicsDone{Ref: m.Ref, Results: results})
+		if m.ReplyTo == nil { // auto-creation from Metadata does not wait
+			return
 		}
+		// Kafka answers CreateTopics once the new partitions have leaders
+		// (or the request's timeout passed): a client that produces right
+		// after must not find them leaderless.
+		var created []TopicID
+		for _, r := range results {
+			if r.Err == nil && !m.ValidateOnly {
+				created = append(created, r.ID)
+			}
+		}
+		c.awaitLeaders = append(c.awaitLeaders, &leaderWait{
+			done:     &CreateTopicsDone{Ref: m.Ref, Results: results},
+			replyTo:  m.ReplyTo,
+			topics:   created,
+			deadline: c.ticks + max(m.TimeoutTicks, 1),
+		})
+		c.answerLed(ctx)
 	}
 	seen := map[string]bool{}
 	for i, spec := range m.Topics {
@@ -199,6 +220,64 @@ func (c *controllerActor) createTopics(ctx actor.Context, m *CreateTopics) {
 	if waiting == 0 {
 		reply()
 	}
+}
+
+// leaderWait is a CreateTopics answer held until the created topics'
+// partitions have leaders.
+type leaderWait struct {
+	done     *CreateTopicsDone
+	replyTo  *actor.PID
+	topics   []TopicID
+	deadline uint64 // in ticks
+}
+
+// answerLed sends the held CreateTopics answers whose partitions all have
+// leaders, as far as this broker can tell: it sees the leaders of the
+// partitions it hosts, and of the others nothing yet. Past the request's
+// timeout the topics still without leaders get REQUEST_TIMED_OUT, as Kafka
+// answers them; they exist and will get leaders.
+func (c *controllerActor) answerLed(ctx actor.Context) {
+	if len(c.awaitLeaders) == 0 {
+		return
+	}
+	view := c.o.Machine.View()
+	kept := c.awaitLeaders[:0]
+	for _, w := range c.awaitLeaders {
+		ready := true
+		for _, id := range w.topics {
+			if t := view.TopicByID(id); t != nil && !c.led(t) {
+				ready = false
+			}
+		}
+		switch {
+		case ready:
+			ctx.Send(w.replyTo, w.done)
+		case c.ticks >= w.deadline:
+			for i, r := range w.done.Results {
+				if t := view.TopicByID(r.ID); r.Err == nil && t != nil && !c.led(t) {
+					w.done.Results[i].Err = fmt.Errorf("%w: topic %q was created but its partitions have no leader yet", kerr.RequestTimedOut, r.Name)
+				}
+			}
+			ctx.Send(w.replyTo, w.done)
+		default:
+			kept = append(kept, w)
+		}
+	}
+	c.awaitLeaders = kept
+}
+
+// led reports whether every partition of t that this broker hosts has a
+// leader.
+func (c *controllerActor) led(t *Topic) bool {
+	for _, p := range t.Partitions {
+		if !slices.Contains(p.Replicas, c.o.NodeID) {
+			continue
+		}
+		if st := c.o.Board.Get(p.Group); st == nil || st.Leader == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *controllerActor) deleteTopics(ctx actor.Context, m *DeleteTopics) {

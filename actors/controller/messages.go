@@ -7,11 +7,15 @@ import "github.com/asynkron/protoactor-go/actor"
 
 // CreateTopics asks the controller to create topics. The actor validates
 // each, proposes the valid ones to the controller group, and answers
-// ReplyTo with CreateTopicsDone once every one is applied or failed.
+// ReplyTo with CreateTopicsDone once every one is applied or failed and the
+// created partitions it hosts have leaders (or TimeoutTicks passed).
 type CreateTopics struct {
 	Ref          uint64 // echoed in the answer
 	Topics       []TopicSpec
 	ValidateOnly bool
+	// TimeoutTicks bounds how long the answer waits for the new
+	// partitions' leaders (the request's timeout).
+	TimeoutTicks uint64
 	ReplyTo      *actor.PID
 }
 

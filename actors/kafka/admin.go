@@ -38,7 +38,8 @@ func (c *serviceConn) createTopics(ctx actor.Context, r *Request, req *kmsg.Crea
 		}
 		specs[i] = spec
 	}
-	ctx.Send(c.s.Controller, &controller.CreateTopics{Ref: ref, Topics: specs, ValidateOnly: req.ValidateOnly, ReplyTo: ctx.Self()})
+	ctx.Send(c.s.Controller, &controller.CreateTopics{Ref: ref, Topics: specs, ValidateOnly: req.ValidateOnly,
+		TimeoutTicks: c.s.ticks(req.TimeoutMillis), ReplyTo: ctx.Self()})
 }
 
 func (c *serviceConn) createTopicsDone(ctx actor.Context, m *controller.CreateTopicsDone) {

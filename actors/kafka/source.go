@@ -4,6 +4,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"sync"
 
 	"github.com/flotilla/flotilla/actors/controller"
 	"github.com/flotilla/flotilla/actors/partition"
@@ -22,6 +23,8 @@ type ClusterSource struct {
 	Sender     actor.SenderContext // the actor system's root context
 	AutoCreate bool
 	Log        zerolog.Logger
+
+	led sync.Map // topic id → true once its hosted partitions all had a leader
 }
 
 // Cluster implements MetadataSource.
@@ -97,5 +100,25 @@ func (s *ClusterSource) topic(t *controller.Topic) Topic {
 		}
 		kt.Partitions = append(kt.Partitions, kp)
 	}
+	// A new topic is LEADER_NOT_AVAILABLE as a whole until every partition
+	// this broker hosts has had a leader once, as Kafka answers for a topic
+	// being created: clients retry instead of caching leaderless partitions.
+	// Later elections show per partition, as in Kafka.
+	if _, known := s.led.Load(t.ID); !known {
+		if s.hostedLed(t, kt) {
+			s.led.Store(t.ID, true)
+		} else {
+			kt.ErrorCode = kerr.LeaderNotAvailable.Code
+		}
+	}
 	return kt
+}
+
+func (s *ClusterSource) hostedLed(t *controller.Topic, kt Topic) bool {
+	for i, p := range t.Partitions {
+		if s.Replicas.Get(partition.TopicPartition{Topic: t.Name, Partition: p.Index}) != nil && kt.Partitions[i].Leader < 0 {
+			return false
+		}
+	}
+	return true
 }
