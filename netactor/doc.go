@@ -14,7 +14,7 @@
 // # Actors
 //
 // Listener (kind "listener", name "raft/listener") owns the listening socket
-// and the inbound connections. An accept goroutine feeds it connAccepted; for
+// and the inbound connections. An accept goroutine feeds it actors.Accepted; for
 // each connection it starts a reader goroutine that decodes frames and sends
 // each group's batch to the group as raftactor.Step, looking the group up in
 // the Router. The Listener itself sees only connections opening and closing

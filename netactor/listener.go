@@ -1,10 +1,8 @@
 package netactor
 
 import (
-	"errors"
 	"fmt"
 	"net"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
@@ -42,7 +40,7 @@ func StartListener(sys *actors.System, ln net.Listener, opts ListenerOptions) (*
 	}
 	// The accept loop outlives any restart of the actor: it feeds the PID,
 	// which a restart keeps, and ends when Stopping closes ln.
-	go acceptLoop(ln, root, pid)
+	go actors.AcceptLoop(ln, root, pid)
 	return pid, nil
 }
 
@@ -70,8 +68,8 @@ type inbound struct {
 // Receive implements actor.Actor.
 func (l *Listener) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
-	case *connAccepted:
-		l.accepted(msg.conn)
+	case *actors.Accepted:
+		l.accepted(msg.Conn)
 	case *connIdentified:
 		if c, ok := l.conns[msg.id]; ok {
 			c.peer = msg.peer
@@ -79,8 +77,8 @@ func (l *Listener) Receive(ctx actor.Context) {
 		}
 	case *connClosed:
 		l.connClosed(msg)
-	case *acceptFailed:
-		l.opts.Log.Warn().Err(msg.err).Msg("raft listener cannot accept; retrying")
+	case *actors.AcceptFailed:
+		l.opts.Log.Warn().Err(msg.Err).Msg("raft listener cannot accept; retrying")
 	case *actor.Started:
 		l.self = ctx.Self()
 		l.opts.Log.Info().Str("addr", l.ln.Addr().String()).Msg("raft listener started")
@@ -137,26 +135,5 @@ func (l *Listener) closeAll() {
 	for id, c := range l.conns {
 		c.conn.Close()
 		delete(l.conns, id)
-	}
-}
-
-// acceptLoop accepts connections for the Listener until ln is closed.
-func acceptLoop(ln net.Listener, root *actor.RootContext, pid *actor.PID) {
-	var backoff time.Duration
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: back off as net/http
-			// does instead of spinning.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			root.Send(pid, &acceptFailed{err: err})
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		root.Send(pid, &connAccepted{conn: conn})
 	}
 }

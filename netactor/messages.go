@@ -1,8 +1,6 @@
 package netactor
 
 import (
-	"net"
-
 	pb "go.etcd.io/raft/v3/raftpb"
 )
 
@@ -14,16 +12,6 @@ type Outbound struct {
 
 // The messages below are internal: they are how the goroutines an actor owns
 // report to it through its mailbox.
-
-// connAccepted: the accept goroutine has a new inbound connection.
-type connAccepted struct {
-	conn net.Conn
-}
-
-// acceptFailed: Accept returned an error other than the listener being closed.
-type acceptFailed struct {
-	err error
-}
 
 // connIdentified: an inbound connection's hello named its peer.
 type connIdentified struct {

@@ -6,7 +6,7 @@
 // # Actors
 //
 // Listener (kind "kafka-listener", name "kafka/listener") owns the listening
-// socket, bound by the caller. An accept goroutine feeds it connAccepted; for
+// socket, bound by the caller. An accept goroutine feeds it actors.Accepted; for
 // each connection it spawns a child Conn. Stopping the Listener closes the
 // socket and stops every Conn. A Conn that fails is stopped, not restarted,
 // which closes its connection: its order bookkeeping cannot be rebuilt, and

@@ -1,10 +1,8 @@
 package kafka
 
 import (
-	"errors"
 	"fmt"
 	"net"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -53,7 +51,7 @@ func StartListener(sys *actors.System, ln net.Listener, opts Options) (*actor.PI
 	}
 	// The accept loop outlives any restart of the actor: it feeds the PID,
 	// which a restart keeps, and ends when Stopping closes ln.
-	go acceptLoop(ln, sys.Root, pid)
+	go actors.AcceptLoop(ln, sys.Root, pid)
 	return pid, nil
 }
 
@@ -70,10 +68,10 @@ type Listener struct {
 // Receive implements actor.Actor.
 func (l *Listener) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
-	case *connAccepted:
-		l.accepted(ctx, msg.conn)
-	case *acceptFailed:
-		l.cfg.log.Warn().Err(msg.err).Msg("kafka listener cannot accept; retrying")
+	case *actors.Accepted:
+		l.accepted(ctx, msg.Conn)
+	case *actors.AcceptFailed:
+		l.cfg.log.Warn().Err(msg.Err).Msg("kafka listener cannot accept; retrying")
 	case *actor.Started:
 		l.cfg.log.Info().Str("addr", l.ln.Addr().String()).Msg("kafka listener started")
 	case *actor.Stopping:
@@ -95,26 +93,5 @@ func (l *Listener) accepted(ctx actor.Context, conn net.Conn) {
 		// address and port; the client reconnects from another port.
 		conn.Close()
 		l.cfg.log.Warn().Err(err).Str("remote", conn.RemoteAddr().String()).Msg("cannot start kafka connection actor; closed the connection")
-	}
-}
-
-// acceptLoop accepts connections for the Listener until ln is closed.
-func acceptLoop(ln net.Listener, sender actor.SenderContext, pid *actor.PID) {
-	var backoff time.Duration
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: back off as net/http
-			// does instead of spinning.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			sender.Send(pid, &acceptFailed{err: err})
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		sender.Send(pid, &connAccepted{conn: conn})
 	}
 }

@@ -1,7 +1,6 @@
 package kafka
 
 import (
-	"net"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -54,16 +53,6 @@ type Response struct {
 
 // The messages below are internal: the goroutines an actor owns report to it
 // through its mailbox.
-
-// connAccepted: the accept goroutine has a new client connection.
-type connAccepted struct {
-	conn net.Conn
-}
-
-// acceptFailed: Accept returned an error other than the listener being closed.
-type acceptFailed struct {
-	err error
-}
 
 // requestRead: the reader decoded one request. bytes is its size on the wire,
 // which stays counted against the connection's in-flight budget until its

@@ -3,6 +3,8 @@ package partition
 import (
 	"errors"
 	"fmt"
+
+	"github.com/flotilla/flotilla/actors/storage"
 )
 
 // Flush makes everything appended before it was called durable: the sealed
@@ -43,7 +45,7 @@ func (l *Log) flushView(v *view, recoveryPoint int64) error {
 	l.dirDirty = false
 	l.syncMu.Unlock()
 	if dirDirty {
-		if err := syncDir(l.opts.Dir); err != nil {
+		if err := storage.SyncDir(l.opts.Dir); err != nil {
 			return err
 		}
 	}

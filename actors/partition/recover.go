@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flotilla/flotilla/actors/storage"
+
 	"github.com/rs/zerolog"
 )
 
@@ -291,7 +293,7 @@ func (r *recovery) fresh(start int64) (*Log, error) {
 
 func (r *recovery) finish() (*Log, error) {
 	if r.changed {
-		if err := syncDir(r.opts.Dir); err != nil {
+		if err := storage.SyncDir(r.opts.Dir); err != nil {
 			return nil, err
 		}
 	}

@@ -224,22 +224,6 @@ func (s *batchScanner) window(n int64) ([]byte, error) {
 	return s.buf[:n], nil
 }
 
-// syncDir makes the creation, renaming and removal of files in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory %s: %w", dir, err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
-}
-
 // removeSegmentFiles deletes every file of the segment with base offset
 // base; missing files are fine. The .log goes last, so that an interrupted
 // removal leaves either a segment whose indexes are rebuilt or orphan

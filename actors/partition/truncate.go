@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+
+	"github.com/flotilla/flotilla/actors/storage"
 )
 
 // TruncateTo removes every batch at or above offset, so that LogEnd()
@@ -80,7 +82,7 @@ func (l *Log) truncate(v *view, i, k int) error {
 		d := l.sealed[i-1].dense
 		l.lastRaft = d[len(d)-1].index
 	}
-	if err := errors.Join(a.seg.log.Sync(), a.files.sync(), syncDir(l.opts.Dir)); err != nil {
+	if err := errors.Join(a.seg.log.Sync(), a.files.sync(), storage.SyncDir(l.opts.Dir)); err != nil {
 		return fmt.Errorf("sync truncation of %s: %w", a.seg.name(), err)
 	}
 	return writeState(l.opts.Dir, logState{recoveryPoint: a.seg.base, logStart: l.start})
@@ -179,7 +181,7 @@ func (l *Log) Reset(offset int64) error {
 	}
 	a, err := createSegment(l.opts.Dir, offset, int64(l.opts.IndexIntervalBytes))
 	if err == nil {
-		err = syncDir(l.opts.Dir)
+		err = storage.SyncDir(l.opts.Dir)
 	}
 	if err != nil {
 		return l.fail(err)

@@ -399,12 +399,12 @@ func (w *WAL) fsync(f *os.File) error {
 }
 
 func (w *WAL) syncDir() error {
-	return syncDir(w.dir)
+	return SyncDir(w.dir)
 }
 
-// syncDir fsyncs a directory, which makes file creations and removals in it
-// durable.
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory, which makes file creations, renames and
+// removals in it durable. Every package that owns files on disk uses it.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("open directory %s: %w", dir, err)
