@@ -3,10 +3,17 @@
 //
 //	flotilla-bench controller   # controller proposals/s: 3 brokers, 1 KiB entries, fsync on
 //	flotilla-bench election     # time to elect: 20 cold starts and 20 leader kills of bin/flotilla
-//	flotilla-bench all
+//	flotilla-bench produce      # one bin/flotilla vs kfake: 8 partitions, 1 KiB records, acks=all
+//	flotilla-bench all          # the three above
+//
+// produce and all take the produce flags (flotilla-bench produce -h), e.g.
+// -records 100000 for a quick run. flotilla-bench kfake-server runs kfake
+// alone and prints its address; produce starts it as a child process.
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"runtime"
@@ -17,9 +24,46 @@ import (
 )
 
 func main() {
-	what := "all"
-	if len(os.Args) > 1 {
-		what = os.Args[1]
+	what, args := "all", os.Args[1:]
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		what, args = args[0], args[1:]
+	}
+	if what == "kfake-server" {
+		if err := serveKfake(args); err != nil {
+			fmt.Fprintln(os.Stderr, "flotilla-bench kfake-server:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	var opts produceOptions
+	fs := flag.NewFlagSet("flotilla-bench "+what, flag.ContinueOnError)
+	if what == "produce" || what == "all" {
+		opts.register(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		os.Exit(2)
+	}
+	benches := map[string]func() error{
+		"controller": benchController,
+		"election":   benchElection,
+		"produce":    func() error { return benchProduce(opts) },
+		"all": func() error {
+			if err := benchController(); err != nil {
+				return err
+			}
+			if err := benchElection(); err != nil {
+				return err
+			}
+			return benchProduce(opts)
+		},
+	}
+	bench, ok := benches[what]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "flotilla-bench: unknown benchmark %q (controller, election, produce, all, kfake-server)\n", what)
+		os.Exit(2)
 	}
 	if path := os.Getenv("FLOTILLA_BENCH_CPUPROFILE"); path != "" {
 		f, err := os.Create(path)
@@ -27,21 +71,8 @@ func main() {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	fmt.Printf("# flotilla-bench %s — %s, %d cores, %s\n\n", what, time.Now().Format(time.RFC3339), runtime.NumCPU(), cpuModel())
-	var err error
-	switch what {
-	case "controller":
-		err = benchController()
-	case "election":
-		err = benchElection()
-	case "all":
-		if err = benchController(); err == nil {
-			err = benchElection()
-		}
-	default:
-		err = fmt.Errorf("unknown benchmark %q (controller, election, all)", what)
-	}
-	if err != nil {
+	fmt.Printf("# flotilla-bench %s — %s, %d cores, %s\n\n", strings.Join(append([]string{what}, args...), " "), time.Now().Format(time.RFC3339), runtime.NumCPU(), cpuModel())
+	if err := bench(); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "flotilla-bench:", err)
 		os.Exit(1)
