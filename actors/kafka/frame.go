@@ -18,7 +18,13 @@ var (
 
 // readChunk bounds each step of growing a request buffer, so that a client
 // announcing a huge request costs memory only as its bytes actually arrive.
-const readChunk = 1 << 20
+// Requests up to exactSize (every ordinary produce) are read into a buffer
+// of their exact size at once: growing one in steps copied and zeroed a
+// 3 MB produce several times and cost a fifth of the produce path's CPU.
+const (
+	readChunk = 1 << 20
+	exactSize = 8 << 20
+)
 
 // readRequest reads one size-prefixed request and returns its body. A size
 // below zero or above limit is refused before anything is allocated.
@@ -39,7 +45,14 @@ func readRequest(r io.Reader, limit int) ([]byte, error) {
 
 // readBody reads exactly n bytes, growing the buffer as they arrive.
 func readBody(r io.Reader, n int) ([]byte, error) {
-	b := make([]byte, 0, min(n, readChunk))
+	if n <= exactSize {
+		b := make([]byte, n)
+		if m, err := io.ReadFull(r, b); err != nil {
+			return nil, fmt.Errorf("read request body (%d of %d bytes): %w", m, n, err)
+		}
+		return b, nil
+	}
+	b := make([]byte, 0, readChunk)
 	for len(b) < n {
 		if len(b) == cap(b) {
 			b = slices.Grow(b, min(n-len(b), cap(b), 64*readChunk))
@@ -62,6 +75,7 @@ func readBody(r io.Reader, n int) ([]byte, error) {
 // client cannot know our versions yet) and the body.
 func appendResponse(dst []byte, correlationID int32, resp kmsg.Response) []byte {
 	start := len(dst)
+	dst = slices.Grow(dst, 8+sizeHint(resp))
 	dst = append(dst, 0, 0, 0, 0)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(correlationID))
 	if resp.IsFlexible() && resp.Key() != keyApiVersions {
@@ -70,4 +84,23 @@ func appendResponse(dst []byte, correlationID int32, resp kmsg.Response) []byte 
 	dst = resp.AppendTo(dst)
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
 	return dst
+}
+
+// sizeHint estimates an encoded response's size where it is large enough to
+// matter: a Fetch response is mostly its record sets, and letting the
+// encoder grow the buffer by appending copied them over and over (half of
+// the consume path's CPU).
+func sizeHint(resp kmsg.Response) int {
+	fr, ok := resp.(*kmsg.FetchResponse)
+	if !ok {
+		return 0
+	}
+	n := 64
+	for _, t := range fr.Topics {
+		n += 32 + len(t.Topic)
+		for _, p := range t.Partitions {
+			n += 64 + len(p.RecordBatches)
+		}
+	}
+	return n
 }
