@@ -19,6 +19,7 @@ const electionRounds = 20
 type proc struct {
 	id     int
 	config string
+	kafka  string
 	debug  string
 	cmd    *exec.Cmd
 }
@@ -121,7 +122,8 @@ func newProcs(dir string) ([]*proc, error) {
 	}
 	var ps []*proc
 	for i := 0; i < 3; i++ {
-		p := &proc{id: i + 1, config: filepath.Join(dir, fmt.Sprintf("node%d.yaml", i+1)), debug: fmt.Sprintf("127.0.0.1:%d", ports[3*i+2])}
+		p := &proc{id: i + 1, config: filepath.Join(dir, fmt.Sprintf("node%d.yaml", i+1)),
+			kafka: fmt.Sprintf("127.0.0.1:%d", ports[3*i]), debug: fmt.Sprintf("127.0.0.1:%d", ports[3*i+2])}
 		cfg := fmt.Sprintf("node_id: %d\ndata_dir: %q\nkafka: {listen: \"127.0.0.1:%d\"}\nraft: {listen: \"127.0.0.1:%d\"}\ndebug: {listen: %q}\nlog: {level: warn, format: json}\npeers:\n%s",
 			i+1, filepath.Join(dir, fmt.Sprintf("node%d", i+1)), ports[3*i], ports[3*i+1], p.debug, peers.String())
 		if err := os.WriteFile(p.config, []byte(cfg), 0o644); err != nil {

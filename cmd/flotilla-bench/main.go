@@ -50,6 +50,7 @@ func main() {
 		"controller": benchController,
 		"election":   benchElection,
 		"produce":    func() error { return benchProduce(opts) },
+		"failover":   benchFailover,
 		"all": func() error {
 			if err := benchController(); err != nil {
 				return err
@@ -57,12 +58,15 @@ func main() {
 			if err := benchElection(); err != nil {
 				return err
 			}
+			if err := benchFailover(); err != nil {
+				return err
+			}
 			return benchProduce(opts)
 		},
 	}
 	bench, ok := benches[what]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "flotilla-bench: unknown benchmark %q (controller, election, produce, all, kfake-server)\n", what)
+		fmt.Fprintf(os.Stderr, "flotilla-bench: unknown benchmark %q (controller, election, failover, produce, all, kfake-server)\n", what)
 		os.Exit(2)
 	}
 	if path := os.Getenv("FLOTILLA_BENCH_CPUPROFILE"); path != "" {
