@@ -79,6 +79,9 @@ func (r *connReader) serve() error {
 		if cap(buf) > keepFrameBytes {
 			buf = nil
 		}
+		if len(env.Leaders) > 0 {
+			r.leaders(peer, env.Leaders)
+		}
 		for _, batch := range env.Batches {
 			if len(batch.Msgs) == 0 {
 				continue
@@ -93,6 +96,24 @@ func (r *connReader) serve() error {
 				r.root.Send(pid, &raftactor.Step{Msgs: msgs})
 			}
 		}
+	}
+}
+
+// leaders hands what a peer says it leads to the leaders sink, keeping only
+// its claims about itself: a node speaks for its own leaderships only.
+func (r *connReader) leaders(peer uint64, infos []LeaderInfo) {
+	pid, ok := r.router.Lookup(LeadersSink)
+	if !ok {
+		return
+	}
+	own := infos[:0]
+	for _, li := range infos {
+		if li.Leader == peer {
+			own = append(own, li)
+		}
+	}
+	if len(own) > 0 {
+		r.root.Send(pid, &LeadersReceived{From: peer, Infos: own})
 	}
 }
 

@@ -59,6 +59,8 @@ var (
 type Envelope struct {
 	From, To uint64
 	Batches  []GroupBatch
+	// Leaders is what the sender leads (leaders.go); usually empty.
+	Leaders []LeaderInfo
 }
 
 // GroupBatch is one group's messages inside an Envelope, in the order the
@@ -109,7 +111,7 @@ func appendEnvelope(dst []byte, env *Envelope) ([]byte, error) {
 			return dst, err
 		}
 	}
-	return dst, nil
+	return appendLeaders(dst, env.Leaders), nil
 }
 
 // batchSize returns the encoded size of b's body. It also leaves every
@@ -221,6 +223,16 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 					return nil, err
 				}
 				env.Batches = append(env.Batches, batch)
+			}
+		case num == fieldEnvelopeLeaders && typ == protowire.BytesType:
+			var v []byte
+			v, n = protowire.ConsumeBytes(b)
+			if n >= 0 {
+				li, err := decodeLeader(v)
+				if err != nil {
+					return nil, err
+				}
+				env.Leaders = append(env.Leaders, li)
 			}
 		default:
 			n = protowire.ConsumeFieldValue(num, typ, b)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -63,6 +64,15 @@ func requireEnvEqual(t testing.TB, want, got *Envelope) {
 			}
 		}
 	}
+	if len(want.Leaders) != len(got.Leaders) {
+		t.Fatalf("leaders: want %d, got %d", len(want.Leaders), len(got.Leaders))
+	}
+	for i := range want.Leaders {
+		w, g := want.Leaders[i], got.Leaders[i]
+		if w.Group != g.Group || w.Leader != g.Leader || w.Term != g.Term || !slices.Equal(w.ISR, g.ISR) {
+			t.Fatalf("leader %d: want %+v, got %+v", i, w, g)
+		}
+	}
 }
 
 func encode(t testing.TB, env *Envelope) []byte {
@@ -94,6 +104,9 @@ func TestFrameRoundTrip(t *testing.T) {
 		{"one group", &Envelope{Batches: []GroupBatch{{Group: 7, Msgs: []*pb.Message{msg(pb.MessageType_MsgApp, 2, 1, 10, []byte("a"), []byte("b"))}}}}},
 		{"every field", &Envelope{From: 1 << 63, To: 1<<64 - 1, Batches: []GroupBatch{{Group: 1<<64 - 1, Msgs: []*pb.Message{full, {}}}}}},
 		{"many groups", manyGroups(500, 10)},
+		{"leaders", &Envelope{Leaders: []LeaderInfo{{Group: 1024, Leader: 2, Term: 7, ISR: []uint64{1, 2, 3}}, {Group: 1<<64 - 1, Leader: 1, Term: 1}}}},
+		{"leaders with messages", &Envelope{Batches: []GroupBatch{{Group: 7, Msgs: []*pb.Message{msg(pb.MessageType_MsgHeartbeat, 2, 1, 1)}}},
+			Leaders: []LeaderInfo{{Group: 7, Leader: 1, Term: 3, ISR: []uint64{1}}}}},
 		{"big entries", &Envelope{Batches: []GroupBatch{
 			{Group: 1, Msgs: []*pb.Message{msg(pb.MessageType_MsgApp, 2, 1, 1, big, big[:1<<20])}},
 			{Group: 2, Msgs: []*pb.Message{msg(pb.MessageType_MsgHeartbeat, 2, 1, 0)}},

@@ -53,3 +53,18 @@ type frameWritten struct {
 	err    error
 	encode bool
 }
+
+// OutboundLeaders hands a PeerSender what this node leads, to go out with
+// its next frame. Only the latest matters: a newer one replaces one not yet
+// sent, and one that meets a disconnected peer is dropped (the next comes
+// soon).
+type OutboundLeaders struct {
+	Infos []LeaderInfo
+}
+
+// LeadersReceived delivers to the Listener's leaders sink what a peer says
+// it leads.
+type LeadersReceived struct {
+	From  uint64
+	Infos []LeaderInfo
+}

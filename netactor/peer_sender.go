@@ -27,7 +27,8 @@ type PeerSender struct {
 
 	w         *writer
 	connected bool
-	inflight  *frameJob // handed to the writer and not yet reported done
+	inflight  *frameJob    // handed to the writer and not yet reported done
+	leaders   []LeaderInfo // to go out with the next frame (OutboundLeaders)
 	queue     sendQueue
 	// unreachable holds the groups told Unreachable since the connection went
 	// down, so that an outage costs each group one report, not one per message.
@@ -55,6 +56,10 @@ func (s *PeerSender) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *Outbound:
 		s.enqueue(ctx, msg)
+	case *OutboundLeaders:
+		if s.connected {
+			s.leaders = msg.Infos
+		}
 	case *frameWritten:
 		if msg.w == s.w {
 			s.written(ctx, msg)
@@ -137,9 +142,13 @@ func (s *PeerSender) flush() {
 		return
 	}
 	job := s.queue.nextFrame(s.opts.MaxFrameBytes, s.opts.BulkBytesPerFrame, s.index)
+	if job == nil && s.leaders != nil {
+		job = &frameJob{env: &Envelope{}}
+	}
 	if job == nil {
 		return
 	}
+	job.env.Leaders, s.leaders = s.leaders, nil
 	select {
 	case s.w.work <- job:
 		s.inflight = job

@@ -116,6 +116,14 @@ func (p *Peers) sendTo(ctx actor.SenderContext, group, to uint64, msgs []*pb.Mes
 	ctx.Send(pid, &raftactor.Unreachable{To: to})
 }
 
+// Broadcast sends what this node leads to every peer, with their next frame.
+func (p *Peers) Broadcast(ctx actor.SenderContext, infos []LeaderInfo) {
+	msg := &OutboundLeaders{Infos: infos}
+	for _, pid := range p.senders {
+		ctx.Send(pid, msg)
+	}
+}
+
 // Sender returns the PeerSender of peer, for the debug endpoint and tests.
 func (p *Peers) Sender(peer uint64) (*actor.PID, bool) {
 	pid, ok := p.senders[peer]

@@ -236,6 +236,7 @@ func Start(o Options) (_ *Broker, err error) {
 	}
 
 	b.replicas = partition.NewReplicas()
+	leaders := partition.NewLeaders()
 	partitionRaft := partition.RaftSettings{
 		ElectionTicks:       cfg.Raft.ElectionTicks,
 		HeartbeatTicks:      cfg.Raft.HeartbeatTicks,
@@ -266,6 +267,8 @@ func Start(o Options) (_ *Broker, err error) {
 		Board:      b.board,
 		Recovered:  recovered,
 		Raft:       partitionRaft,
+		Leaders:    leaders,
+		Broadcast:  b.peers.Broadcast,
 		Log:        log,
 	}, b.replicas)); err != nil {
 		return nil, err
@@ -284,6 +287,7 @@ func Start(o Options) (_ *Broker, err error) {
 		Machine:    b.machine,
 		Board:      b.board,
 		Replicas:   b.replicas,
+		Leaders:    leaders,
 		Controller: b.controller,
 		Sender:     b.sys.Root,
 		AutoCreate: true,

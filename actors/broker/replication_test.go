@@ -220,3 +220,43 @@ func TestISRAndMinInsync(t *testing.T) {
 		t.Fatalf("produce after the replica came back: %v", err)
 	}
 }
+
+// TestLeadershipDisseminated: every broker answers Metadata with the leader
+// of partitions it does not host, from what their leaders broadcast.
+func TestLeadershipDisseminated(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.waitFor(15*time.Second, "election", func() bool { return c.leader() >= 0 })
+	c.waitFor(15*time.Second, "registrations", c.allRegistered)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.brokers[0].KafkaAddr(), c.brokers[1].KafkaAddr(), c.brokers[2].KafkaAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 6, 1, nil, "single"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.brokers {
+		c.waitFor(10*time.Second, fmt.Sprintf("broker %d knows every partition's leader", i+1), func() bool {
+			req := kmsg.NewPtrMetadataRequest()
+			rt := kmsg.NewMetadataRequestTopic()
+			rt.Topic = kmsg.StringPtr("single")
+			req.Topics = append(req.Topics, rt)
+			resp, err := cl.Broker(i+1).Request(ctx, req)
+			if err != nil {
+				return false
+			}
+			md := resp.(*kmsg.MetadataResponse)
+			if len(md.Topics) != 1 || md.Topics[0].ErrorCode != 0 || len(md.Topics[0].Partitions) != 6 {
+				return false
+			}
+			for _, p := range md.Topics[0].Partitions {
+				if p.ErrorCode != 0 || p.Leader <= 0 || len(p.Replicas) != 1 || p.Leader != p.Replicas[0] || len(p.ISR) != 1 {
+					return false
+				}
+			}
+			return true
+		})
+	}
+}

@@ -19,6 +19,7 @@ type ClusterSource struct {
 	Machine    *controller.StateMachine
 	Board      *raftactor.StatusBoard
 	Replicas   *partition.Replicas
+	Leaders    *partition.Leaders // leaderships learnt from the peers
 	Controller *actor.PID
 	Sender     actor.SenderContext // the actor system's root context
 	AutoCreate bool
@@ -87,15 +88,21 @@ func (s *ClusterSource) topic(t *controller.Topic) Topic {
 		if st := s.Board.Get(p.Group); st != nil && st.Leader != 0 {
 			kp.Leader, kp.LeaderEpoch = int32(st.Leader), int32(st.Term)
 			kp.ISR = []int32{int32(st.Leader)}
-			// The leader knows the ISR (Kafka's time rule, kept by the
-			// partition); other replicas report the leader alone.
-			if r := s.Replicas.Get(partition.TopicPartition{Topic: t.Name, Partition: p.Index}); r != nil {
-				if v := r.Machine.View(); v.Leader && len(v.ISR) > 0 {
-					kp.ISR = kp.ISR[:0]
-					for _, id := range v.ISR {
-						kp.ISR = append(kp.ISR, int32(id))
-					}
-				}
+		}
+		// The leader keeps the ISR (Kafka's time rule) and answers from its
+		// live view; it also tells every broker, which is how the others —
+		// those that do not host the partition too — know it.
+		if v := s.localLeaderView(t.Name, p.Index); v != nil {
+			kp.Leader, kp.LeaderEpoch = int32(v.LeaderID), v.Epoch
+			kp.ISR = kp.ISR[:0]
+			for _, id := range v.ISR {
+				kp.ISR = append(kp.ISR, int32(id))
+			}
+		} else if li, ok := s.Leaders.Get(p.Group); ok && int32(li.Term) >= kp.LeaderEpoch {
+			kp.Leader, kp.LeaderEpoch = int32(li.Leader), int32(li.Term)
+			kp.ISR = kp.ISR[:0]
+			for _, id := range li.ISR {
+				kp.ISR = append(kp.ISR, int32(id))
 			}
 		}
 		kt.Partitions = append(kt.Partitions, kp)
@@ -112,6 +119,16 @@ func (s *ClusterSource) topic(t *controller.Topic) Topic {
 		}
 	}
 	return kt
+}
+
+// localLeaderView returns the view of a partition this broker leads, or nil.
+func (s *ClusterSource) localLeaderView(topic string, p int32) *partition.View {
+	if r := s.Replicas.Get(partition.TopicPartition{Topic: topic, Partition: p}); r != nil {
+		if v := r.Machine.View(); v.Leader && len(v.ISR) > 0 {
+			return v
+		}
+	}
+	return nil
 }
 
 func (s *ClusterSource) hostedLed(t *controller.Topic, kt Topic) bool {

@@ -43,7 +43,11 @@ type ManagerOptions struct {
 	Board      *raftactor.StatusBoard
 	Recovered  map[uint64]*storage.GroupState
 	Raft       RaftSettings
-	Log        zerolog.Logger
+	// Leaders is this broker's view of every partition's leadership;
+	// Broadcast sends the leaderships of this broker to its peers.
+	Leaders   *Leaders
+	Broadcast func(ctx actor.SenderContext, infos []netactor.LeaderInfo)
+	Log       zerolog.Logger
 }
 
 // TopicPartition names a partition.
@@ -104,15 +108,22 @@ func (mg *manager) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		mg.seen = 0
+		mg.o.Router.Set(netactor.LeadersSink, ctx.Self())
 		mg.reconcile(ctx)
 	case *raftactor.Tick:
 		mg.ticks++
 		if mg.ticks%2 == 0 {
 			mg.reconcile(ctx)
 		}
+		if mg.ticks%leadersEveryTicks == 0 {
+			mg.broadcastLeaders(ctx)
+		}
+	case *netactor.LeadersReceived:
+		mg.o.Leaders.note(m.Infos)
 	case *actor.Terminated:
 		mg.deleted(ctx, m.Who)
 	case *actor.Stopping:
+		mg.o.Router.Remove(netactor.LeadersSink)
 		for _, r := range mg.replicas.All() {
 			mg.o.Ticker.Unsubscribe(r.PID)
 			mg.o.Router.Remove(r.Group)
@@ -163,6 +174,24 @@ func (mg *manager) reconcile(ctx actor.Context) {
 		mg.stop(ctx, r)
 	}
 	mg.replicas.store(next)
+}
+
+// broadcastLeaders tells every peer, and this broker's own board, which
+// partitions this broker leads, their epoch and ISR.
+func (mg *manager) broadcastLeaders(ctx actor.Context) {
+	var infos []netactor.LeaderInfo
+	for _, r := range mg.replicas.All() {
+		if v := r.Machine.View(); v.Leader {
+			infos = append(infos, netactor.LeaderInfo{Group: r.Group, Leader: mg.o.NodeID, Term: uint64(v.Epoch), ISR: v.ISR})
+		}
+	}
+	if len(infos) == 0 {
+		return
+	}
+	mg.o.Leaders.note(infos)
+	if mg.o.Broadcast != nil {
+		mg.o.Broadcast(ctx, infos)
+	}
 }
 
 func hosts(replicas []uint64, id uint64) bool {
@@ -247,6 +276,7 @@ func (mg *manager) deleted(ctx actor.Context, pid *actor.PID) {
 		return
 	}
 	delete(mg.deleting, pid.Id)
+	mg.o.Leaders.forget(r.Group)
 	_ = r.Machine.Close()
 	if err := os.RemoveAll(r.dir); err != nil {
 		mg.o.Log.Error().Err(err).Str("dir", r.dir).Msg("remove deleted partition")

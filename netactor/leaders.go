@@ -1,0 +1,97 @@
+package netactor
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Leadership dissemination rides on the raft transport: every frame may
+// carry what its sender leads (envelope.proto):
+//
+//	message Envelope   { ... repeated LeaderInfo leaders = 4; }
+//	message LeaderInfo { uint64 group = 1; uint64 leader = 2; uint64 term = 3; repeated uint64 isr = 4 [packed]; }
+//
+// so that every broker can answer Metadata for partitions it does not host.
+// A receiver keeps, per group, the information with the highest term.
+
+// LeadersSink is the Router entry that receives LeadersReceived: the actor
+// that keeps the cluster's leaderships (group ids below 1024 are reserved
+// for such internal uses; the controller is group 0).
+const LeadersSink uint64 = 1
+
+// LeaderInfo says who leads a raft group, in which term, and (for a
+// partition) which replicas are in sync.
+type LeaderInfo struct {
+	Group, Leader, Term uint64
+	ISR                 []uint64
+}
+
+const (
+	fieldEnvelopeLeaders protowire.Number = 4
+
+	fieldLeaderGroup  protowire.Number = 1
+	fieldLeaderLeader protowire.Number = 2
+	fieldLeaderTerm   protowire.Number = 3
+	fieldLeaderISR    protowire.Number = 4
+)
+
+func appendLeaders(dst []byte, infos []LeaderInfo) []byte {
+	for _, li := range infos {
+		var body []byte
+		body = protowire.AppendTag(body, fieldLeaderGroup, protowire.VarintType)
+		body = protowire.AppendVarint(body, li.Group)
+		body = protowire.AppendTag(body, fieldLeaderLeader, protowire.VarintType)
+		body = protowire.AppendVarint(body, li.Leader)
+		body = protowire.AppendTag(body, fieldLeaderTerm, protowire.VarintType)
+		body = protowire.AppendVarint(body, li.Term)
+		if len(li.ISR) > 0 {
+			var packed []byte
+			for _, id := range li.ISR {
+				packed = protowire.AppendVarint(packed, id)
+			}
+			body = protowire.AppendTag(body, fieldLeaderISR, protowire.BytesType)
+			body = protowire.AppendBytes(body, packed)
+		}
+		dst = protowire.AppendTag(dst, fieldEnvelopeLeaders, protowire.BytesType)
+		dst = protowire.AppendBytes(dst, body)
+	}
+	return dst
+}
+
+func decodeLeader(b []byte) (LeaderInfo, error) {
+	var li LeaderInfo
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return li, malformed("leader tag", protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch {
+		case num == fieldLeaderGroup && typ == protowire.VarintType:
+			li.Group, n = protowire.ConsumeVarint(b)
+		case num == fieldLeaderLeader && typ == protowire.VarintType:
+			li.Leader, n = protowire.ConsumeVarint(b)
+		case num == fieldLeaderTerm && typ == protowire.VarintType:
+			li.Term, n = protowire.ConsumeVarint(b)
+		case num == fieldLeaderISR && typ == protowire.BytesType:
+			var v []byte
+			v, n = protowire.ConsumeBytes(b)
+			for len(v) > 0 && n >= 0 {
+				id, m := protowire.ConsumeVarint(v)
+				if m < 0 {
+					return li, malformed("leader isr", protowire.ParseError(m))
+				}
+				li.ISR = append(li.ISR, id)
+				v = v[m:]
+			}
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return li, malformed(fmt.Sprintf("leader field %d", num), protowire.ParseError(n))
+		}
+		b = b[n:]
+	}
+	return li, nil
+}
