@@ -134,6 +134,25 @@ func newProcs(dir string) ([]*proc, error) {
 	return ps, nil
 }
 
+// startProcs starts a fresh three-broker cluster under dir; stop kills it.
+func startProcs(dir string) (ps []*proc, stop func(), err error) {
+	if ps, err = newProcs(dir); err != nil {
+		return nil, nil, err
+	}
+	stop = func() {
+		for _, p := range ps {
+			p.kill()
+		}
+	}
+	for _, p := range ps {
+		if err := p.start(); err != nil {
+			stop()
+			return nil, nil, err
+		}
+	}
+	return ps, stop, nil
+}
+
 // benchElection measures, with real bin/flotilla processes, the time from
 // the start of the last of three brokers to an agreed controller leader
 // (cold start, fresh data dirs), and from the SIGKILL of the leader to a
@@ -169,20 +188,11 @@ func benchElection() error {
 		cold = append(cold, took)
 	}
 
-	ps, err := newProcs(filepath.Join(base, "kills"))
+	ps, stop, err := startProcs(filepath.Join(base, "kills"))
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, p := range ps {
-			p.kill()
-		}
-	}()
-	for _, p := range ps {
-		if err := p.start(); err != nil {
-			return err
-		}
-	}
+	defer stop()
 	for r := 0; r < electionRounds; r++ {
 		leader, _, err := waitAgreed(ps, 10*time.Second, 0)
 		if err != nil {

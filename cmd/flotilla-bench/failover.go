@@ -33,20 +33,11 @@ func benchFailover() error {
 		return err
 	}
 	defer os.RemoveAll(base)
-	ps, err := newProcs(filepath.Join(base, "cluster"))
+	ps, stop, err := startProcs(filepath.Join(base, "cluster"))
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, p := range ps {
-			p.kill()
-		}
-	}()
-	for _, p := range ps {
-		if err := p.start(); err != nil {
-			return err
-		}
-	}
+	defer stop()
 	if _, _, err := waitAgreed(ps, 10*time.Second, 0); err != nil {
 		return err
 	}
