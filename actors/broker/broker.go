@@ -35,6 +35,9 @@ type Options struct {
 	// TunePartitions adjusts the partition groups' raft settings (tests
 	// only: small checkpoint intervals exercise compaction).
 	TunePartitions func(*partition.RaftSettings)
+	// WrapTransport, when set, wraps the raft transport of every group
+	// (tests only: a fault-injecting transport cuts the network).
+	WrapTransport func(raftactor.Transport) raftactor.Transport
 }
 
 // Broker is one running broker.
@@ -170,6 +173,10 @@ func Start(o Options) (_ *Broker, err error) {
 		return nil, err
 	}
 
+	var transport raftactor.Transport = b.peers
+	if o.WrapTransport != nil {
+		transport = o.WrapTransport(transport)
+	}
 	voters := make([]uint64, 0, len(cfg.Peers))
 	for _, p := range cfg.Peers {
 		voters = append(voters, p.ID)
@@ -187,7 +194,7 @@ func Start(o Options) (_ *Broker, err error) {
 		MaxUncommittedBytes: cfg.Raft.MaxUncommittedBytes,
 		SnapshotEntries:     cfg.Raft.SnapshotEntries,
 		Storage:             b.storage,
-		Transport:           b.peers,
+		Transport:           transport,
 		StateMachine:        b.machine,
 		Recovered:           recovered[controller.ControllerGroup],
 		Board:               b.board,
@@ -261,7 +268,7 @@ func Start(o Options) (_ *Broker, err error) {
 		Sys:        b.sys,
 		Controller: b.machine,
 		Storage:    b.storage,
-		Transport:  b.peers,
+		Transport:  transport,
 		Router:     b.router,
 		Ticker:     b.ticker,
 		Board:      b.board,

@@ -29,6 +29,9 @@ type testCluster struct {
 	// tunePartitions, when set, adjusts the partitions of brokers started
 	// from then on.
 	tunePartitions func(*partition.RaftSettings)
+	// wrapTransport, when set, gives the brokers started from then on a
+	// transport wrapped for their node id.
+	wrapTransport func(self uint64) func(raftactor.Transport) raftactor.Transport
 }
 
 func newTestCluster(t *testing.T, n int, tune ...func(*configs.Config)) *testCluster {
@@ -82,7 +85,11 @@ func newTunedCluster(t *testing.T, n int, tp func(*partition.RaftSettings), tune
 func (c *testCluster) start(i int) {
 	c.t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(c.t)).Level(testLogLevel)
-	b, err := Start(Options{Config: c.cfgs[i], Log: log, TunePartitions: c.tunePartitions})
+	o := Options{Config: c.cfgs[i], Log: log, TunePartitions: c.tunePartitions}
+	if c.wrapTransport != nil {
+		o.WrapTransport = c.wrapTransport(c.cfgs[i].NodeID)
+	}
+	b, err := Start(o)
 	if err != nil {
 		c.t.Fatalf("start broker %d: %v", i+1, err)
 	}

@@ -1,0 +1,173 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"hash/crc32"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/flotilla/flotilla/actors/partition"
+	"github.com/flotilla/flotilla/raftactor"
+)
+
+// network is a fault-injecting raft transport shared by the brokers of a
+// test cluster: it drops every message to or from an isolated broker.
+type network struct {
+	mu       sync.Mutex
+	isolated map[uint64]bool
+}
+
+func (n *network) isolate(id uint64, cut bool) {
+	n.mu.Lock()
+	n.isolated[id] = cut
+	n.mu.Unlock()
+}
+
+// wrap returns broker self's transport through the network.
+func (n *network) wrap(self uint64) func(raftactor.Transport) raftactor.Transport {
+	return func(t raftactor.Transport) raftactor.Transport { return &cutTransport{n: n, self: self, next: t} }
+}
+
+type cutTransport struct {
+	n    *network
+	self uint64
+	next raftactor.Transport
+}
+
+func (c *cutTransport) Send(ctx actor.SenderContext, group uint64, msgs []*pb.Message) {
+	c.n.mu.Lock()
+	cut := c.n.isolated[c.self]
+	var pass []*pb.Message
+	for _, m := range msgs {
+		if !cut && !c.n.isolated[m.GetTo()] {
+			pass = append(pass, m)
+		}
+	}
+	c.n.mu.Unlock()
+	if len(pass) > 0 {
+		c.next.Send(ctx, group, pass)
+	}
+}
+
+// TestNetworkCut isolates the broker leading a partition (not just kills
+// it): it stops leading (CheckQuorum), acknowledges no acks=all write while
+// cut off, the others elect a leader and keep taking writes, and once the
+// network heals the isolated broker catches up with the same log.
+func TestNetworkCut(t *testing.T) {
+	net := &network{isolated: map[uint64]bool{}}
+	c := newTestCluster(t, 3)
+	for i := range c.brokers {
+		c.stop(i)
+	}
+	c.wrapTransport = net.wrap
+	for i := range c.brokers {
+		c.start(i)
+	}
+	c.waitFor(15*time.Second, "election", func() bool { return c.leader() >= 0 })
+	c.waitFor(15*time.Second, "registrations", c.allRegistered)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	seeds := []string{c.brokers[0].KafkaAddr(), c.brokers[1].KafkaAddr(), c.brokers[2].KafkaAddr()}
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admCl.Close()
+	if _, err := kadm.NewClient(admCl).CreateTopic(ctx, 1, 3, nil, "cut"); err != nil {
+		t.Fatal(err)
+	}
+	tp := partition.TopicPartition{Topic: "cut", Partition: 0}
+	leaderOf := func(except int) int {
+		for i, b := range c.brokers {
+			if i == except {
+				continue
+			}
+			if r := b.Replicas().Get(tp); r != nil && r.Machine.View().Leader {
+				return i
+			}
+		}
+		return -1
+	}
+	c.waitFor(15*time.Second, "a partition leader", func() bool { return leaderOf(-1) >= 0 })
+	produce := func(addrs []string, value string, timeout time.Duration) error {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.DefaultProduceTopic("cut"),
+			kgo.MetadataMinAge(50*time.Millisecond), kgo.RecordDeliveryTimeout(timeout))
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		return cl.ProduceSync(ctx, &kgo.Record{Value: []byte(value)}).FirstErr()
+	}
+	if err := produce(seeds, "before", 10*time.Second); err != nil {
+		t.Fatalf("produce before the cut: %v", err)
+	}
+
+	cutIdx := leaderOf(-1)
+	cutID := uint64(cutIdx + 1)
+	net.isolate(cutID, true)
+	t.Logf("isolated broker %d, the partition's leader", cutID)
+	// Straight to the isolated leader, before it notices: it may take the
+	// batch, but a minority cannot commit it, so acks=all must fail.
+	done := ask[*partition.ProduceDone](c, cutIdx, c.brokers[cutIdx].Replicas().Get(tp).PID, func(r *actor.PID) any {
+		return &partition.Produce{Ref: 1, Records: testBatch(t, "minority"), Acks: -1, TimeoutTicks: 50, ReplyTo: r}
+	})
+	if done.Err == nil {
+		t.Fatalf("the isolated leader acknowledged an acks=all write at offset %d", done.BaseOffset)
+	}
+	t.Logf("the isolated leader answered: %v", done.Err)
+	c.waitFor(10*time.Second, "the isolated broker stops leading", func() bool {
+		st := c.brokers[cutIdx].Board().Get(c.brokers[cutIdx].Replicas().Get(tp).Group)
+		return st != nil && st.Role != "leader" && !c.brokers[cutIdx].Replicas().Get(tp).Machine.View().Leader
+	})
+	c.waitFor(10*time.Second, "the majority elects a leader", func() bool { return leaderOf(cutIdx) >= 0 })
+
+	var majority []string
+	for i, b := range c.brokers {
+		if i != cutIdx {
+			majority = append(majority, b.KafkaAddr())
+		}
+	}
+	for _, v := range []string{"during-1", "during-2", "during-3"} {
+		if err := produce(majority, v, 10*time.Second); err != nil {
+			t.Fatalf("produce through the majority while cut: %v", err)
+		}
+	}
+
+	net.isolate(cutID, false)
+	newLeader := leaderOf(cutIdx)
+	want, _ := c.brokers[newLeader].Replicas().Get(tp).Machine.View().Log.Read(0, 1<<20)
+	c.waitFor(15*time.Second, "the healed broker catches up", func() bool {
+		got, err := c.brokers[cutIdx].Replicas().Get(tp).Machine.View().Log.Read(0, 1<<20)
+		return err == nil && bytes.Equal(got, want)
+	})
+	if n := c.brokers[newLeader].Replicas().Get(tp).Machine.View().HighWatermark; n != 4 {
+		t.Fatalf("the partition holds %d records, want 4: before, during-1..3 (none from the minority)", n)
+	}
+}
+
+// testBatch is a one-record, uncompressed, non-idempotent record batch.
+func testBatch(t *testing.T, value string) []byte {
+	t.Helper()
+	rec := kmsg.Record{Value: []byte(value), OffsetDelta: 0}
+	rec.Length = int32(len(rec.AppendTo(nil)) - 1) // the length varint itself is excluded
+	b := kmsg.RecordBatch{
+		Magic: 2, LastOffsetDelta: 0, FirstTimestamp: time.Now().UnixMilli(), MaxTimestamp: time.Now().UnixMilli(),
+		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: 1, Records: rec.AppendTo(nil),
+	}
+	raw := b.AppendTo(nil)
+	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))
+	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
+	if _, err := partition.ParseBatch(raw); err != nil {
+		t.Fatalf("test batch: %v", err)
+	}
+	return raw
+}
