@@ -60,6 +60,10 @@ type KafkaConfig struct {
 	// Validate it is empty only when Listen has port 0: the broker must then
 	// advertise the address it actually bound.
 	Advertise string `yaml:"advertise"`
+
+	// ReplicaLagTimeMaxMs is Kafka's replica.lag.time.max.ms: a follower
+	// that has not caught up with its leader for longer leaves the ISR.
+	ReplicaLagTimeMaxMs int `yaml:"replica_lag_time_max_ms"`
 }
 
 // RaftConfig configures the raft transport and the raft groups on this
@@ -157,7 +161,8 @@ func Default() Config {
 		DataDir:   "./data",
 		Bootstrap: true,
 		Kafka: KafkaConfig{
-			Listen: "127.0.0.1:9092",
+			Listen:              "127.0.0.1:9092",
+			ReplicaLagTimeMaxMs: 10000,
 			// Advertise is left empty so that it follows Listen, whichever
 			// layer sets Listen.
 		},
@@ -183,6 +188,11 @@ func Default() Config {
 }
 
 // TickInterval returns the duration of one raft tick.
+// ReplicaLagTicks is kafka.replica_lag_time_max_ms in raft ticks.
+func (c *Config) ReplicaLagTicks() uint64 {
+	return uint64(max(1, (c.Kafka.ReplicaLagTimeMaxMs+c.Raft.TickMs-1)/c.Raft.TickMs))
+}
+
 func (c *Config) TickInterval() time.Duration {
 	return time.Duration(c.Raft.TickMs) * time.Millisecond
 }

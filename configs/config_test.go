@@ -119,6 +119,8 @@ func TestValidate(t *testing.T) {
 		{"debug.listen bad", func(c *Config) { c.Debug.Listen = "9292" }, []string{"debug.listen:"}},
 
 		{"tick_ms zero", func(c *Config) { c.Raft.TickMs = 0 }, []string{"raft.tick_ms: must be > 0"}},
+		{"replica lag below a tick", func(c *Config) { c.Kafka.ReplicaLagTimeMaxMs = 10 },
+			[]string{"kafka.replica_lag_time_max_ms: must be at least one raft tick"}},
 		{"election not above heartbeat", func(c *Config) { c.Raft.ElectionTicks = 2 },
 			[]string{"raft.election_ticks: must be greater than heartbeat_ticks"}},
 		{"heartbeat zero", func(c *Config) { c.Raft.HeartbeatTicks = 0 }, []string{"raft.heartbeat_ticks: must be > 0"}},
@@ -430,7 +432,7 @@ log:
 			check: func(t *testing.T, c *Config) {
 				want := Config{
 					NodeID: 5, DataDir: "/d", Bootstrap: false,
-					Kafka:   KafkaConfig{Listen: "127.0.0.1:1", Advertise: "127.0.0.1:1"},
+					Kafka:   KafkaConfig{Listen: "127.0.0.1:1", Advertise: "127.0.0.1:1", ReplicaLagTimeMaxMs: Default().Kafka.ReplicaLagTimeMaxMs},
 					Raft:    Default().Raft,
 					Debug:   DebugConfig{Listen: "127.0.0.1:3"},
 					Peers:   []Peer{{5, "127.0.0.1:2"}, {6, "127.0.0.1:4"}},

@@ -40,6 +40,9 @@ func (c *Config) Validate() error {
 	}
 
 	p.addErr("kafka.listen", checkListenAddr(c.Kafka.Listen))
+	if c.Kafka.ReplicaLagTimeMaxMs < max(c.Raft.TickMs, 1) {
+		p.add("kafka.replica_lag_time_max_ms", "must be at least one raft tick (%d ms), got %d", c.Raft.TickMs, c.Kafka.ReplicaLagTimeMaxMs)
+	}
 	if c.Kafka.Advertise != "" {
 		p.addErr("kafka.advertise", checkDialAddr(c.Kafka.Advertise))
 	} else if host, _, err := net.SplitHostPort(c.Kafka.Listen); err == nil && isWildcard(host) {

@@ -73,6 +73,13 @@ func freePorts(t *testing.T, n int) []int {
 // newCluster writes configs for n brokers; it starts none of them.
 func newCluster(t *testing.T, n int) []*node {
 	t.Helper()
+	return newClusterWith(t, n, "")
+}
+
+// newClusterWith is newCluster with extra settings in each broker's kafka
+// section, e.g. "replica_lag_time_max_ms: 1000".
+func newClusterWith(t *testing.T, n int, kafkaExtra string) []*node {
+	t.Helper()
 	base := t.TempDir()
 	ports := freePorts(t, 3*n)
 	nodes := make([]*node, n)
@@ -87,17 +94,21 @@ func newCluster(t *testing.T, n int) []*node {
 		}
 		fmt.Fprintf(&peers, "  - {id: %d, addr: %q}\n", i+1, nodes[i].raft)
 	}
+	extra := ""
+	if kafkaExtra != "" {
+		extra = ", " + kafkaExtra
+	}
 	for _, nd := range nodes {
 		nd.config = filepath.Join(base, fmt.Sprintf("node%d.yaml", nd.id))
 		cfg := fmt.Sprintf(`node_id: %d
 data_dir: %q
 bootstrap: true
-kafka: {listen: %q}
+kafka: {listen: %q%s}
 raft: {listen: %q}
 debug: {listen: %q}
 log: {level: info, format: json}
 peers:
-%s`, nd.id, nd.dir, nd.kafka, nd.raft, nd.debug, peers.String())
+%s`, nd.id, nd.dir, nd.kafka, extra, nd.raft, nd.debug, peers.String())
 		if err := os.WriteFile(nd.config, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}

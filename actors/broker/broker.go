@@ -258,6 +258,7 @@ func Start(o Options) (_ *Broker, err error) {
 		SnapshotBytes:   8 << 20,
 		CatchUpEntries:  16,
 		CatchUpBytes:    1 << 20,
+		ReplicaLagTicks: cfg.ReplicaLagTicks(),
 	}
 	if o.TunePartitions != nil {
 		o.TunePartitions(&partitionRaft)

@@ -29,12 +29,11 @@ type Settings struct {
 	MinInsyncReplicas int
 }
 
-// replicaLagTicks is Kafka's replica.lag.time.max.ms in ticks: a follower
-// that has not caught up with the leader's log end for longer leaves the
-// ISR. 10 s at 50 ms ticks (Kafka's default is 30 s; a Raft follower
-// streams continuously, so a shorter bound still only drops a replica
-// that is really gone).
-const replicaLagTicks = 200
+// defaultReplicaLagTicks is Kafka's replica.lag.time.max.ms in ticks when
+// MachineOptions leaves it zero: 10 s at 50 ms ticks (Kafka's default is 30
+// s; a Raft follower streams continuously, so a shorter bound still only
+// drops a replica that is really gone).
+const defaultReplicaLagTicks = 200
 
 // MachineOptions describe one partition replica.
 type MachineOptions struct {
@@ -45,7 +44,10 @@ type MachineOptions struct {
 	// Replicas are the broker ids of the partition's replicas, the
 	// preferred leader first.
 	Replicas []uint64
-	Log      zerolog.Logger
+	// ReplicaLagTicks is replica.lag.time.max.ms in ticks: a follower that
+	// has not caught up with the leader's log end for longer leaves the ISR.
+	ReplicaLagTicks uint64
+	Log             zerolog.Logger
 	// Now is the leader's clock: used only at propose time (LogAppendTime,
 	// retention decisions), never at apply.
 	Now func() time.Time
@@ -163,6 +165,9 @@ type watcher struct {
 func NewMachine(o MachineOptions) (*Machine, error) {
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.ReplicaLagTicks == 0 {
+		o.ReplicaLagTicks = defaultReplicaLagTicks
 	}
 	l, err := Open(Options{Dir: o.Dir, SegmentBytes: o.Settings.SegmentBytes, Log: o.Log})
 	if err != nil {
@@ -624,7 +629,7 @@ func (m *Machine) updateISR(h *raftactor.Handle) {
 		if id == self || (match >= end && active) {
 			m.caughtUp[id] = m.ticks
 		}
-		if last, ok := m.caughtUp[id]; ok && m.ticks-last <= replicaLagTicks {
+		if last, ok := m.caughtUp[id]; ok && m.ticks-last <= m.o.ReplicaLagTicks {
 			isr = append(isr, id)
 		}
 	})

@@ -28,6 +28,8 @@ type RaftSettings struct {
 	SnapshotBytes       uint64
 	CatchUpEntries      uint64
 	CatchUpBytes        uint64
+	// ReplicaLagTicks is replica.lag.time.max.ms in ticks (ISR time rule).
+	ReplicaLagTicks uint64
 }
 
 // ManagerOptions configure the replica manager.
@@ -215,7 +217,8 @@ func (mg *manager) start(ctx actor.Context, t *controller.Topic, p controller.Pa
 		return nil, err
 	}
 	dir := mg.partitionDir(t, p)
-	m, err := NewMachine(MachineOptions{Topic: t.Name, Partition: p.Index, Dir: dir, Settings: settings, Replicas: p.Replicas, Log: log})
+	m, err := NewMachine(MachineOptions{Topic: t.Name, Partition: p.Index, Dir: dir, Settings: settings, Replicas: p.Replicas,
+		ReplicaLagTicks: mg.o.Raft.ReplicaLagTicks, Log: log})
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,109 @@
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// kcatPartition is one partition of `kcat -L -J`.
+type kcatPartition struct {
+	Partition int32 `json:"partition"`
+	Leader    int32 `json:"leader"`
+	Replicas  []struct {
+		ID int32 `json:"id"`
+	} `json:"replicas"`
+	ISRs []struct {
+		ID int32 `json:"id"`
+	} `json:"isrs"`
+}
+
+// kcatPartitions returns what `kcat -L` says of topic through broker nd.
+func kcatPartitions(nd *node, topic string) ([]kcatPartition, bool) {
+	out, err := exec.Command("kcat", "-b", nd.kafka, "-L", "-J", "-t", topic, "-m", "2").Output()
+	if err != nil {
+		return nil, false
+	}
+	var md struct {
+		Topics []struct {
+			Topic      string          `json:"topic"`
+			Partitions []kcatPartition `json:"partitions"`
+		} `json:"topics"`
+	}
+	if json.Unmarshal(out, &md) != nil || len(md.Topics) != 1 {
+		return nil, false
+	}
+	return md.Topics[0].Partitions, true
+}
+
+// every reports whether f holds for every partition kcat shows through nd.
+func every(nd *node, topic string, n int, f func(p kcatPartition, isr map[int32]bool) bool) bool {
+	ps, ok := kcatPartitions(nd, topic)
+	if !ok || len(ps) != n {
+		return false
+	}
+	for _, p := range ps {
+		isr := map[int32]bool{}
+		for _, r := range p.ISRs {
+			isr[r.ID] = true
+		}
+		if !f(p, isr) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestKcatSeesLeadersAndISR: `kcat -L` shows leaders, replicas and the ISR
+// change as a broker dies and comes back (ISR by Kafka's time rule, here
+// replica.lag.time.max.ms = 1 s), through a broker that stays up.
+func TestKcatSeesLeadersAndISR(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	if _, err := exec.LookPath("kcat"); err != nil {
+		t.Skip("kcat is not installed")
+	}
+	nodes := newClusterWith(t, 3, "replica_lag_time_max_ms: 1000")
+	for _, nd := range nodes {
+		nd.start(t)
+	}
+	waitFor(t, 10*time.Second, "controller election", func() bool { return agreedLeader(nodes) != 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(nodes[0].kafka, nodes[1].kafka, nodes[2].kafka))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	const topic, n = "watched", 6
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, n, 3, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	watcher := nodes[1]
+	waitFor(t, 15*time.Second, "every partition led by its preferred replica with the full ISR", func() bool {
+		return every(watcher, topic, n, func(p kcatPartition, isr map[int32]bool) bool {
+			return len(p.Replicas) == 3 && p.Leader == p.Replicas[0].ID && len(isr) == 3
+		})
+	})
+
+	victim := nodes[0]
+	victim.kill()
+	waitFor(t, 15*time.Second, "no partition led by the dead broker, which left every ISR", func() bool {
+		return every(watcher, topic, n, func(p kcatPartition, isr map[int32]bool) bool {
+			return p.Leader > 0 && p.Leader != int32(victim.id) && !isr[int32(victim.id)] && len(isr) == 2 && len(p.Replicas) == 3
+		})
+	})
+
+	victim.start(t)
+	waitFor(t, 20*time.Second, "the restarted broker back in every ISR and leading its preferred partitions", func() bool {
+		return every(watcher, topic, n, func(p kcatPartition, isr map[int32]bool) bool {
+			return len(isr) == 3 && p.Leader == p.Replicas[0].ID
+		})
+	})
+}
