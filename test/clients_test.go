@@ -518,6 +518,25 @@ func TestKafkaGo(t *testing.T) {
 	})
 }
 
+// autoCreateRetriable reports whether err is what a kafka-go Writer says
+// while the topic it is auto-creating gets its partitions and leaders.
+func autoCreateRetriable(err error) bool {
+	isRetriable := func(e error) bool {
+		return errors.Is(e, kafkago.LeaderNotAvailable) || errors.Is(e, kafkago.UnknownTopicOrPartition)
+	}
+	var werrs kafkago.WriteErrors
+	if errors.As(err, &werrs) {
+		// Only when nothing was written: retrying would duplicate the rest.
+		for _, e := range werrs {
+			if e == nil || !isRetriable(e) {
+				return false
+			}
+		}
+		return len(werrs) > 0
+	}
+	return err != nil && isRetriable(err)
+}
+
 // kafkaGoCreateTopic creates topic with kafka.Client.CreateTopics through
 // transport tr.
 func kafkaGoCreateTopic(t *testing.T, nd *node, tr kafkago.RoundTripper, topic string, partitions int) {
@@ -554,8 +573,10 @@ func kafkaGoRoundTrip(t *testing.T, nd *node, w *kafkago.Writer, topic string, p
 	// A Writer that auto-creates its topic fails its first writes with
 	// LEADER_NOT_AVAILABLE (Kafka's answer to a Metadata request that
 	// starts an auto-creation) or UNKNOWN_TOPIC_OR_PARTITION, before
-	// writing anything; kafka-go's own tests retry the same way.
-	for attempt := 0; w.AllowAutoTopicCreation && attempt < 20 && (errors.Is(err, kafkago.LeaderNotAvailable) || errors.Is(err, kafkago.UnknownTopicOrPartition)); attempt++ {
+	// writing anything; kafka-go's own tests retry the same way. Its
+	// transport caches that Metadata answer for up to 6 s, hence the
+	// window; the errors come back per message, inside WriteErrors.
+	for deadline := time.Now().Add(10 * time.Second); w.AllowAutoTopicCreation && time.Now().Before(deadline) && autoCreateRetriable(err); {
 		time.Sleep(100 * time.Millisecond)
 		err = w.WriteMessages(ctx, msgs...)
 	}

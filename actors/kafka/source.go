@@ -25,7 +25,7 @@ type ClusterSource struct {
 	AutoCreate bool
 	Log        zerolog.Logger
 
-	led sync.Map // topic id → true once its hosted partitions all had a leader
+	led sync.Map // topic id → true once its partitions all had a leader
 }
 
 // Cluster implements MetadataSource.
@@ -108,11 +108,12 @@ func (s *ClusterSource) topic(t *controller.Topic) Topic {
 		kt.Partitions = append(kt.Partitions, kp)
 	}
 	// A new topic is LEADER_NOT_AVAILABLE as a whole until every partition
-	// this broker hosts has had a leader once, as Kafka answers for a topic
-	// being created: clients retry instead of caching leaderless partitions.
-	// Later elections show per partition, as in Kafka.
+	// has had a leader once (known locally or from its leader's broadcast),
+	// as Kafka answers for a topic being created: clients retry instead of
+	// caching leaderless partitions (kafka-go gives up on those). Later
+	// elections show per partition, as in Kafka.
 	if _, known := s.led.Load(t.ID); !known {
-		if s.hostedLed(t, kt) {
+		if allLed(kt) {
 			s.led.Store(t.ID, true)
 		} else {
 			kt.ErrorCode = kerr.LeaderNotAvailable.Code
@@ -131,9 +132,9 @@ func (s *ClusterSource) localLeaderView(topic string, p int32) *partition.View {
 	return nil
 }
 
-func (s *ClusterSource) hostedLed(t *controller.Topic, kt Topic) bool {
-	for i, p := range t.Partitions {
-		if s.Replicas.Get(partition.TopicPartition{Topic: t.Name, Partition: p.Index}) != nil && kt.Partitions[i].Leader < 0 {
+func allLed(kt Topic) bool {
+	for _, p := range kt.Partitions {
+		if p.Leader < 0 {
 			return false
 		}
 	}
