@@ -107,16 +107,13 @@ func NewProducer(cfg Config) (actor.Producer, error) {
 	if snap == nil || raft.IsEmptySnap(snap) {
 		snap = &pb.Snapshot{}
 	}
-	if err := cfg.StateMachine.Restore(snap); err != nil {
-		return nil, fmt.Errorf("raft group %s: restore snapshot %d: %w", cfg.Name, snap.GetMetadata().GetIndex(), err)
+	if err := d.restore(snap); err != nil {
+		return nil, fmt.Errorf("raft group %s: %w", cfg.Name, err)
 	}
 	if !raft.IsEmptySnap(snap) {
 		if err := d.ms.ApplySnapshot(snap); err != nil {
 			return nil, fmt.Errorf("raft group %s: load snapshot: %w", cfg.Name, err)
 		}
-		md := snap.GetMetadata()
-		d.applied, d.snapIndex = md.GetIndex(), md.GetIndex()
-		d.confState = md.GetConfState()
 	}
 	if err := d.ms.Append(rec.Entries); err != nil {
 		return nil, fmt.Errorf("raft group %s: load entries: %w", cfg.Name, err)
@@ -318,15 +315,26 @@ func (g *groupActor) resetToSnapshot() error {
 	if err != nil {
 		return fmt.Errorf("read snapshot: %w", err)
 	}
-	if err := d.cfg.StateMachine.Restore(snap); err != nil {
-		return fmt.Errorf("restore snapshot %d after restart: %w", snap.GetMetadata().GetIndex(), err)
+	if err := d.restore(snap); err != nil {
+		return fmt.Errorf("after restart: %w", err)
 	}
-	idx := snap.GetMetadata().GetIndex()
-	d.applied, d.snapIndex = idx, idx
-	if cs := snap.GetMetadata().GetConfState(); idx > 0 && cs != nil {
+	g.log.Warn().Uint64("incarnation", g.incarnation).Uint64("snapshot_index", snap.GetMetadata().GetIndex()).Msg("state machine reset to last snapshot; replaying the log")
+	return nil
+}
+
+// restore hands snap to the state machine and moves the applied and
+// snapshot indexes to it: back to 0 for the empty snapshot, so that raft
+// replays the whole log. The conf state comes from a non-empty snapshot
+// only; raft replays the conf changes after it.
+func (d *durable) restore(snap *pb.Snapshot) error {
+	if err := d.cfg.StateMachine.Restore(snap); err != nil {
+		return fmt.Errorf("restore snapshot %d: %w", snap.GetMetadata().GetIndex(), err)
+	}
+	md := snap.GetMetadata()
+	d.applied, d.snapIndex = md.GetIndex(), md.GetIndex()
+	if cs := md.GetConfState(); md.GetIndex() > 0 && cs != nil {
 		d.confState = cs
 	}
-	g.log.Warn().Uint64("incarnation", g.incarnation).Uint64("snapshot_index", idx).Msg("state machine reset to last snapshot; replaying the log")
 	return nil
 }
 

@@ -103,12 +103,11 @@ func (g *groupActor) processReady(ctx actor.Context) {
 
 	// 2. snapshot: the state machine takes it before any committed entry.
 	if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
-		if err := g.d.cfg.StateMachine.Restore(rd.Snapshot); err != nil {
-			g.halt(fmt.Errorf("restore snapshot %d: %w", rd.Snapshot.GetMetadata().GetIndex(), err))
+		if err := g.d.restore(rd.Snapshot); err != nil {
+			g.halt(err)
 			return
 		}
 		md := rd.Snapshot.GetMetadata()
-		g.d.applied, g.d.snapIndex, g.d.confState = md.GetIndex(), md.GetIndex(), md.GetConfState()
 		g.log.Info().Uint64("index", md.GetIndex()).Uint64("term", md.GetTerm()).Msg("applied snapshot from leader")
 	}
 	g.observe(inf.seq, StepSnapshot, nil)
