@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -12,7 +13,9 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flotilla/flotilla/actors/controller"
 	"github.com/flotilla/flotilla/actors/partition"
@@ -398,3 +401,34 @@ func TestProducerIDsUnique(t *testing.T) {
 
 // testLogLevel is what the in-process brokers log into the test output.
 var testLogLevel = zerolog.WarnLevel
+
+// seeds returns the Kafka addresses of the running brokers.
+func (c *testCluster) seeds() []string {
+	var out []string
+	for _, b := range c.brokers {
+		if b != nil {
+			out = append(out, b.KafkaAddr())
+		}
+	}
+	return out
+}
+
+// client returns a franz-go client seeded with every running broker,
+// closed when the test ends.
+func (c *testCluster) client(opts ...kgo.Opt) *kgo.Client {
+	c.t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.seeds()...)}, opts...)...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(cl.Close)
+	return cl
+}
+
+// createTopic creates a topic through cl and fails the test if it cannot.
+func (c *testCluster) createTopic(ctx context.Context, cl *kgo.Client, name string, partitions int32, rf int16, configs map[string]*string) {
+	c.t.Helper()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, rf, configs, name); err != nil {
+		c.t.Fatalf("create topic %s: %v", name, err)
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -76,15 +75,8 @@ func TestNetworkCut(t *testing.T) {
 	c.waitFor(15*time.Second, "registrations", c.allRegistered)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	seeds := []string{c.brokers[0].KafkaAddr(), c.brokers[1].KafkaAddr(), c.brokers[2].KafkaAddr()}
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admCl.Close()
-	if _, err := kadm.NewClient(admCl).CreateTopic(ctx, 1, 3, nil, "cut"); err != nil {
-		t.Fatal(err)
-	}
+	seeds := c.seeds()
+	c.createTopic(ctx, c.client(), "cut", 1, 3, nil)
 	tp := partition.TopicPartition{Topic: "cut", Partition: 0}
 	leaderOf := func(except int) int {
 		for i, b := range c.brokers {

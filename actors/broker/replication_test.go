@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -29,17 +28,9 @@ func TestFollowerCatchesUpFromSegments(t *testing.T) {
 	c.waitFor(15*time.Second, "election", func() bool { return c.leader() >= 0 })
 	c.waitFor(15*time.Second, "registrations", c.allRegistered)
 
-	seeds := []string{c.brokers[0].KafkaAddr(), c.brokers[1].KafkaAddr(), c.brokers[2].KafkaAddr()}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	admin, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if _, err := kadm.NewClient(admin).CreateTopic(ctx, 1, 3, nil, "replicated"); err != nil {
-		t.Fatal(err)
-	}
+	c.createTopic(ctx, c.client(), "replicated", 1, 3, nil)
 	tp := partition.TopicPartition{Topic: "replicated", Partition: 0}
 	var leader int
 	c.waitFor(10*time.Second, "a ready partition leader", func() bool {
@@ -54,17 +45,7 @@ func TestFollowerCatchesUpFromSegments(t *testing.T) {
 	down := (leader + 1) % 3
 	c.stop(down)
 
-	var alive []string
-	for i, b := range c.brokers {
-		if b != nil {
-			alive = append(alive, c.brokers[i].KafkaAddr())
-		}
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(alive...), kgo.DefaultProduceTopic("replicated"), kgo.ProducerLinger(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := c.client(kgo.DefaultProduceTopic("replicated"), kgo.ProducerLinger(0))
 	const n = 400 // far more batches than the 16-entry tail kept in memory
 	for i := 0; i < n; i++ {
 		r := &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: bytes.Repeat([]byte{byte(i)}, 512)}
@@ -94,14 +75,7 @@ func TestPreferredLeaders(t *testing.T) {
 	c.waitFor(15*time.Second, "registrations", c.allRegistered)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.brokers[0].KafkaAddr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 12, 3, nil, "spread"); err != nil {
-		t.Fatal(err)
-	}
+	c.createTopic(ctx, c.client(), "spread", 12, 3, nil)
 	c.waitFor(10*time.Second, "topic applied on broker 1", func() bool { return c.brokers[0].Controller().View().Topics["spread"] != nil })
 	topic := func() []uint64 {
 		var preferred []uint64
@@ -138,17 +112,10 @@ func TestISRAndMinInsync(t *testing.T) {
 	c.waitFor(15*time.Second, "registrations", c.allRegistered)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	seeds := []string{c.brokers[0].KafkaAddr(), c.brokers[1].KafkaAddr(), c.brokers[2].KafkaAddr()}
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
+	seeds := c.seeds()
+	admCl := c.client()
 	three := "3"
-	if _, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"min.insync.replicas": &three}, "strict"); err != nil {
-		t.Fatal(err)
-	}
+	c.createTopic(ctx, admCl, "strict", 1, 3, map[string]*string{"min.insync.replicas": &three})
 	tp := partition.TopicPartition{Topic: "strict", Partition: 0}
 	leaderOf := func() int {
 		for i, b := range c.brokers {
@@ -229,14 +196,8 @@ func TestLeadershipDisseminated(t *testing.T) {
 	c.waitFor(15*time.Second, "registrations", c.allRegistered)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.brokers[0].KafkaAddr(), c.brokers[1].KafkaAddr(), c.brokers[2].KafkaAddr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 6, 1, nil, "single"); err != nil {
-		t.Fatal(err)
-	}
+	cl := c.client()
+	c.createTopic(ctx, cl, "single", 6, 1, nil)
 	for i := range c.brokers {
 		c.waitFor(10*time.Second, fmt.Sprintf("broker %d knows every partition's leader", i+1), func() bool {
 			req := kmsg.NewPtrMetadataRequest()
