@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/flotilla/flotilla/actors/storage"
 )
 
 // identity is what a data directory remembers about the broker that owns it,
@@ -69,12 +71,13 @@ func checkIdentity(dir string, nodeID uint64) error {
 		if err := os.Rename(tmp, path); err != nil {
 			return fmt.Errorf("rename %s: %w", tmp, err)
 		}
-		return syncFile(dir)
+		return storage.SyncDir(dir)
 	default:
 		return fmt.Errorf("read %s: %w", path, err)
 	}
 }
 
+// syncFile fsyncs the file at path, so a rename of it publishes its bytes.
 func syncFile(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
