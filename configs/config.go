@@ -64,6 +64,23 @@ type KafkaConfig struct {
 	// ReplicaLagTimeMaxMs is Kafka's replica.lag.time.max.ms: a follower
 	// that has not caught up with its leader for longer leaves the ISR.
 	ReplicaLagTimeMaxMs int `yaml:"replica_lag_time_max_ms"`
+
+	// OffsetsTopicPartitions is the partition count of the offsets topic
+	// (Kafka's offsets.topic.num.partitions), fixed when the topic is
+	// created on the first FindCoordinator: a group's coordinator is the
+	// leader of the partition its id hashes to.
+	OffsetsTopicPartitions int `yaml:"offsets_topic_partitions"`
+
+	// GroupMinSessionTimeoutMs and GroupMaxSessionTimeoutMs bound the
+	// session timeout a group member may ask for
+	// (group.min/max.session.timeout.ms).
+	GroupMinSessionTimeoutMs int `yaml:"group_min_session_timeout_ms"`
+	GroupMaxSessionTimeoutMs int `yaml:"group_max_session_timeout_ms"`
+
+	// GroupInitialRebalanceDelayMs delays the first rebalance of an empty
+	// group so that members starting together join one generation
+	// (group.initial.rebalance.delay.ms); 0 turns the delay off.
+	GroupInitialRebalanceDelayMs int `yaml:"group_initial_rebalance_delay_ms"`
 }
 
 // RaftConfig configures the raft transport and the raft groups on this
@@ -163,6 +180,12 @@ func Default() Config {
 		Kafka: KafkaConfig{
 			Listen:              "127.0.0.1:9092",
 			ReplicaLagTimeMaxMs: 10000,
+			// Kafka's defaults, but 16 offsets partitions rather than 50:
+			// every partition is a raft group with its own heartbeats.
+			OffsetsTopicPartitions:       16,
+			GroupMinSessionTimeoutMs:     6000,
+			GroupMaxSessionTimeoutMs:     1800000,
+			GroupInitialRebalanceDelayMs: 3000,
 			// Advertise is left empty so that it follows Listen, whichever
 			// layer sets Listen.
 		},
@@ -187,12 +210,12 @@ func Default() Config {
 	}
 }
 
-// TickInterval returns the duration of one raft tick.
 // ReplicaLagTicks is kafka.replica_lag_time_max_ms in raft ticks.
 func (c *Config) ReplicaLagTicks() uint64 {
 	return uint64(max(1, (c.Kafka.ReplicaLagTimeMaxMs+c.Raft.TickMs-1)/c.Raft.TickMs))
 }
 
+// TickInterval returns the duration of one raft tick.
 func (c *Config) TickInterval() time.Duration {
 	return time.Duration(c.Raft.TickMs) * time.Millisecond
 }

@@ -121,6 +121,11 @@ func TestValidate(t *testing.T) {
 		{"tick_ms zero", func(c *Config) { c.Raft.TickMs = 0 }, []string{"raft.tick_ms: must be > 0"}},
 		{"replica lag below a tick", func(c *Config) { c.Kafka.ReplicaLagTimeMaxMs = 10 },
 			[]string{"kafka.replica_lag_time_max_ms: must be at least one raft tick"}},
+		{"no offsets partitions", func(c *Config) { c.Kafka.OffsetsTopicPartitions = 0 }, []string{"kafka.offsets_topic_partitions: must be between 1 and 1000"}},
+		{"session bounds inverted", func(c *Config) { c.Kafka.GroupMaxSessionTimeoutMs = 10 },
+			[]string{"kafka.group_max_session_timeout_ms: must be at least kafka.group_min_session_timeout_ms"}},
+		{"negative rebalance delay", func(c *Config) { c.Kafka.GroupInitialRebalanceDelayMs = -1 },
+			[]string{"kafka.group_initial_rebalance_delay_ms: must be >= 0"}},
 		{"election not above heartbeat", func(c *Config) { c.Raft.ElectionTicks = 2 },
 			[]string{"raft.election_ticks: must be greater than heartbeat_ticks"}},
 		{"heartbeat zero", func(c *Config) { c.Raft.HeartbeatTicks = 0 }, []string{"raft.heartbeat_ticks: must be > 0"}},
@@ -430,9 +435,11 @@ log:
 			"--node-id=5", "--data-dir=/d", "--bootstrap=false", "--kafka-addr=127.0.0.1:1", "--raft-addr=127.0.0.1:2",
 			"--debug-addr=127.0.0.1:3", "--peers=5@127.0.0.1:2,6@127.0.0.1:4", "--log-level=error", "--log-format=console"},
 			check: func(t *testing.T, c *Config) {
+				kafka := Default().Kafka
+				kafka.Listen, kafka.Advertise = "127.0.0.1:1", "127.0.0.1:1"
 				want := Config{
 					NodeID: 5, DataDir: "/d", Bootstrap: false,
-					Kafka:   KafkaConfig{Listen: "127.0.0.1:1", Advertise: "127.0.0.1:1", ReplicaLagTimeMaxMs: Default().Kafka.ReplicaLagTimeMaxMs},
+					Kafka:   kafka,
 					Raft:    Default().Raft,
 					Debug:   DebugConfig{Listen: "127.0.0.1:3"},
 					Peers:   []Peer{{5, "127.0.0.1:2"}, {6, "127.0.0.1:4"}},

@@ -43,6 +43,19 @@ func (c *Config) Validate() error {
 	if c.Kafka.ReplicaLagTimeMaxMs < max(c.Raft.TickMs, 1) {
 		p.add("kafka.replica_lag_time_max_ms", "must be at least one raft tick (%d ms), got %d", c.Raft.TickMs, c.Kafka.ReplicaLagTimeMaxMs)
 	}
+	if n := c.Kafka.OffsetsTopicPartitions; n < 1 || n > 1000 {
+		p.add("kafka.offsets_topic_partitions", "must be between 1 and 1000, got %d", n)
+	}
+	if c.Kafka.GroupMinSessionTimeoutMs < 1 {
+		p.add("kafka.group_min_session_timeout_ms", "must be > 0, got %d", c.Kafka.GroupMinSessionTimeoutMs)
+	}
+	if c.Kafka.GroupMaxSessionTimeoutMs < c.Kafka.GroupMinSessionTimeoutMs {
+		p.add("kafka.group_max_session_timeout_ms", "must be at least kafka.group_min_session_timeout_ms (%d), got %d",
+			c.Kafka.GroupMinSessionTimeoutMs, c.Kafka.GroupMaxSessionTimeoutMs)
+	}
+	if c.Kafka.GroupInitialRebalanceDelayMs < 0 {
+		p.add("kafka.group_initial_rebalance_delay_ms", "must be >= 0, got %d", c.Kafka.GroupInitialRebalanceDelayMs)
+	}
 	if c.Kafka.Advertise != "" {
 		p.addErr("kafka.advertise", checkDialAddr(c.Kafka.Advertise))
 	} else if host, _, err := net.SplitHostPort(c.Kafka.Listen); err == nil && isWildcard(host) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +14,7 @@ import (
 	"github.com/flotilla/flotilla/actors"
 	"github.com/flotilla/flotilla/actors/controller"
 	"github.com/flotilla/flotilla/actors/debug"
+	"github.com/flotilla/flotilla/actors/group"
 	"github.com/flotilla/flotilla/actors/kafka"
 	"github.com/flotilla/flotilla/actors/partition"
 	"github.com/flotilla/flotilla/actors/storage"
@@ -59,6 +61,8 @@ type Broker struct {
 	partitions *actor.PID
 	kafka      *actor.PID
 	replicas   *partition.Replicas
+	groups     *actor.PID
+	coords     *group.Coordinators
 	kafkaAddr  string
 	raftAddr   string
 	debugAddr  string
@@ -282,14 +286,44 @@ func Start(o Options) (_ *Broker, err error) {
 		return nil, err
 	}
 
-	svc := &kafka.Service{
+	b.coords = group.NewCoordinators()
+	if b.groups, err = b.sys.Spawn("groups", "groups", group.NewManager(group.ManagerOptions{
 		NodeID:     cfg.NodeID,
-		Tick:       cfg.TickInterval(),
-		Controller: b.controller,
-		Machine:    b.machine,
-		Replicas:   b.replicas,
+		Sys:        b.sys,
+		Controller: b.machine,
+		Storage:    b.storage,
+		Transport:  transport,
+		Router:     b.router,
+		Ticker:     b.ticker,
 		Board:      b.board,
-		Log:        log,
+		Recovered:  recovered,
+		Raft:       partitionRaft,
+		Tick:       cfg.TickInterval(),
+		Settings: group.Settings{
+			MinSessionTimeout:     time.Duration(cfg.Kafka.GroupMinSessionTimeoutMs) * time.Millisecond,
+			MaxSessionTimeout:     time.Duration(cfg.Kafka.GroupMaxSessionTimeoutMs) * time.Millisecond,
+			InitialRebalanceDelay: time.Duration(cfg.Kafka.GroupInitialRebalanceDelayMs) * time.Millisecond,
+		},
+		Leaders:   leaders,
+		Broadcast: b.peers.Broadcast,
+		Log:       log,
+	}, b.coords)); err != nil {
+		return nil, err
+	}
+
+	svc := &kafka.Service{
+		NodeID:            cfg.NodeID,
+		Tick:              cfg.TickInterval(),
+		Controller:        b.controller,
+		Machine:           b.machine,
+		Replicas:          b.replicas,
+		Board:             b.board,
+		Coordinators:      b.coords,
+		Leaders:           leaders,
+		OffsetsPartitions: int32(cfg.Kafka.OffsetsTopicPartitions),
+		Sender:            b.sys.Root,
+		Now:               time.Now,
+		Log:               log,
 	}
 	src := &kafka.ClusterSource{
 		Machine:    b.machine,
@@ -313,6 +347,7 @@ func Start(o Options) (_ *Broker, err error) {
 	b.ticker.Subscribe(b.raftGroup)
 	b.ticker.Subscribe(b.controller)
 	b.ticker.Subscribe(b.partitions)
+	b.ticker.Subscribe(b.groups)
 	log.Info().Str("raft", b.raftAddr).Str("debug", b.debugAddr).Str("kafka", kafkaLn.Addr().String()).Str("kafka_advertised", kafkaAddr).
 		Int("recovered_groups", len(recovered)).Msg("broker started")
 	return b, nil
@@ -325,7 +360,7 @@ func (b *Broker) Stop() {
 	root := b.sys.Root
 	// Clients first, then the partitions, then the controller and the raft
 	// transport; the WAL last, once nothing can write to it.
-	for _, pid := range []*actor.PID{b.kafka, b.debug, b.partitions, b.controller, b.raftGroup, b.raftLn} {
+	for _, pid := range []*actor.PID{b.kafka, b.debug, b.groups, b.partitions, b.controller, b.raftGroup, b.raftLn} {
 		if pid != nil {
 			_ = root.StopFuture(pid).Wait()
 		}

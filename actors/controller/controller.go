@@ -287,9 +287,12 @@ func (c *controllerActor) deleteTopics(ctx actor.Context, m *DeleteTopics) {
 	for _, name := range m.Names {
 		t := view.Topics[name]
 		r := TopicResult{Name: name}
-		if t == nil {
+		switch {
+		case t == nil:
 			r.Err = fmt.Errorf("%w: topic %q", kerr.UnknownTopicOrPartition, name)
-		} else {
+		case t.Name == OffsetsTopic:
+			r.ID, r.Err, t = t.ID, errInternalTopic, nil
+		default:
 			r.ID = t.ID
 		}
 		results, targets = append(results, r), append(targets, t)
@@ -297,9 +300,12 @@ func (c *controllerActor) deleteTopics(ctx actor.Context, m *DeleteTopics) {
 	for _, id := range m.IDs {
 		t := view.TopicByID(id)
 		r := TopicResult{ID: id}
-		if t == nil {
+		switch {
+		case t == nil:
 			r.Err = fmt.Errorf("%w: topic id %s", kerr.UnknownTopicID, id)
-		} else {
+		case t.Name == OffsetsTopic:
+			r.Name, r.Err, t = t.Name, errInternalTopic, nil
+		default:
 			r.Name = t.Name
 		}
 		results, targets = append(results, r), append(targets, t)

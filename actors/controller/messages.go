@@ -28,6 +28,9 @@ type TopicSpec struct {
 	ReplicationFactor int16
 	Assignment        [][]uint64
 	Configs           map[string]string
+	// Internal is set by the group coordinator creating the offsets topic,
+	// the one name nobody else may create.
+	Internal bool
 }
 
 // CreateTopicsDone answers CreateTopics, one result per requested topic in

@@ -20,6 +20,13 @@ const (
 	maxPartitions = 10000
 )
 
+// OffsetsTopic is the internal topic whose partitions hold the consumer
+// groups and their committed offsets (actors/group). Only the group
+// coordinator creates it, and nobody deletes it.
+const OffsetsTopic = "__consumer_offsets"
+
+var errInternalTopic = fmt.Errorf("%w: %s is internal to the group coordinator", kerr.InvalidTopicException, OffsetsTopic)
+
 var legalTopicName = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
 
 // validTopicName applies Kafka's rules for topic names.
@@ -41,6 +48,14 @@ func planTopic(view *State, spec TopicSpec) (*CreateTopic, TopicResult, error) {
 	res := TopicResult{Name: spec.Name}
 	if err := validTopicName(spec.Name); err != nil {
 		return nil, res, err
+	}
+	if (spec.Name == OffsetsTopic) != spec.Internal {
+		if spec.Internal {
+			return nil, res, fmt.Errorf("%w: only %s is internal", kerr.InvalidRequest, OffsetsTopic)
+		}
+		if _, exists := view.Topics[spec.Name]; !exists {
+			return nil, res, errInternalTopic
+		}
 	}
 	if _, exists := view.Topics[spec.Name]; exists {
 		return nil, res, fmt.Errorf("%w: topic %q", kerr.TopicAlreadyExists, spec.Name)

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -10,14 +11,19 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/actors/group"
 	"github.com/flotilla/flotilla/actors/partition"
 	"github.com/flotilla/flotilla/raftactor"
 )
 
 // Service is the broker's Handler: the data path (Produce, Fetch,
 // ListOffsets, OffsetForLeaderEpoch) served from the local partition
-// replicas, and the admin requests (CreateTopics, DeleteTopics,
-// InitProducerId, DescribeConfigs) served through the controller actor.
+// replicas, the admin requests (CreateTopics, DeleteTopics,
+// InitProducerId, DescribeConfigs) served through the controller actor,
+// and the group requests (FindCoordinator, JoinGroup, SyncGroup,
+// Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, ListGroups,
+// DescribeGroups, DeleteGroups, OffsetDelete) served by the group
+// coordinators (groups.go).
 type Service struct {
 	NodeID     uint64
 	Tick       time.Duration // one raft tick: partitions keep time in ticks
@@ -25,7 +31,20 @@ type Service struct {
 	Machine    *controller.StateMachine
 	Replicas   *partition.Replicas
 	Board      *raftactor.StatusBoard
-	Log        zerolog.Logger
+	// Coordinators are the offsets-topic replicas of this broker, Leaders
+	// what it knows of every partition's leader (for FindCoordinator),
+	// OffsetsPartitions the partition count of the offsets topic when it
+	// is created.
+	Coordinators      *group.Coordinators
+	Leaders           *partition.Leaders
+	OffsetsPartitions int32
+	// Sender sends from outside any actor (the actor system's root
+	// context); Now is the clock.
+	Sender actor.SenderContext
+	Now    func() time.Time
+	Log    zerolog.Logger
+
+	offsetsCreateAsked atomic.Int64 // unix ms of the last request to create the offsets topic
 }
 
 // Versions implements Handler: exactly what the handlers below serve.
@@ -39,6 +58,17 @@ func (s *Service) Versions() []ApiRange {
 		{Key: kmsg.DeleteTopics.Int16(), Min: 1, Max: 6},
 		{Key: kmsg.InitProducerID.Int16(), Min: 0, Max: 4},
 		{Key: kmsg.DescribeConfigs.Int16(), Min: 1, Max: 4},
+		{Key: kmsg.FindCoordinator.Int16(), Min: 0, Max: 6},
+		{Key: kmsg.JoinGroup.Int16(), Min: 0, Max: 9},
+		{Key: kmsg.SyncGroup.Int16(), Min: 0, Max: 5},
+		{Key: kmsg.Heartbeat.Int16(), Min: 0, Max: 4},
+		{Key: kmsg.LeaveGroup.Int16(), Min: 0, Max: 5},
+		{Key: kmsg.OffsetCommit.Int16(), Min: 2, Max: 9},
+		{Key: kmsg.OffsetFetch.Int16(), Min: 1, Max: 9},
+		{Key: kmsg.ListGroups.Int16(), Min: 0, Max: 5},
+		{Key: kmsg.DescribeGroups.Int16(), Min: 0, Max: 5},
+		{Key: kmsg.DeleteGroups.Int16(), Min: 0, Max: 2},
+		{Key: kmsg.OffsetDelete.Int16(), Min: 0, Max: 0},
 	}
 }
 
@@ -49,6 +79,8 @@ func (s *Service) NewConn() ConnHandler {
 		produces: map[uint64]produceSlot{},
 		fetches:  map[uint64]*fetchCall{},
 		admin:    map[uint64]*Request{},
+		groups:   map[uint64]func(resp any){},
+		lists:    map[uint64]*listCall{},
 	}
 }
 
@@ -59,7 +91,9 @@ type serviceConn struct {
 	nextRef  uint64
 	produces map[uint64]produceSlot
 	fetches  map[uint64]*fetchCall
-	admin    map[uint64]*Request // CreateTopics, DeleteTopics, InitProducerId
+	admin    map[uint64]*Request       // CreateTopics, DeleteTopics, InitProducerId
+	groups   map[uint64]func(resp any) // group calls, by the Ref of their share
+	lists    map[uint64]*listCall
 }
 
 func (c *serviceConn) ref() uint64 {
@@ -95,6 +129,28 @@ func (c *serviceConn) Serve(ctx actor.Context, r *Request) {
 		c.initProducerID(ctx, r, m)
 	case *kmsg.DescribeConfigsRequest:
 		ctx.Send(r.ReplyTo, r.Reply(c.s.describeConfigs(m)))
+	case *kmsg.FindCoordinatorRequest:
+		c.findCoordinator(ctx, r, m)
+	case *kmsg.JoinGroupRequest:
+		c.groupOne(ctx, r, m.Group)
+	case *kmsg.SyncGroupRequest:
+		c.groupOne(ctx, r, m.Group)
+	case *kmsg.HeartbeatRequest:
+		c.groupOne(ctx, r, m.Group)
+	case *kmsg.LeaveGroupRequest:
+		c.groupOne(ctx, r, m.Group)
+	case *kmsg.OffsetCommitRequest:
+		c.groupOne(ctx, r, m.Group)
+	case *kmsg.OffsetDeleteRequest:
+		c.groupOne(ctx, r, m.Group)
+	case *kmsg.OffsetFetchRequest:
+		c.offsetFetch(ctx, r, m)
+	case *kmsg.DescribeGroupsRequest:
+		c.describeGroups(ctx, r, m)
+	case *kmsg.DeleteGroupsRequest:
+		c.deleteGroups(ctx, r, m)
+	case *kmsg.ListGroupsRequest:
+		c.listGroups(ctx, r, m)
 	default:
 		// Versions() lists only what is handled above; the connection
 		// refuses anything else before it gets here.
@@ -117,6 +173,10 @@ func (c *serviceConn) Receive(ctx actor.Context, msg any) {
 		c.deleteTopicsDone(ctx, m)
 	case *controller.ProducerIDDone:
 		c.producerIDDone(ctx, m)
+	case *group.Answer:
+		c.groupAnswer(m)
+	case *group.Listed:
+		c.listed(ctx, m)
 	}
 }
 
@@ -147,8 +207,12 @@ func message(err error) *string {
 // that the client refreshes its metadata and finds the leader.
 func (s *Service) missingCode(topic string, p int32) int16 {
 	t := s.Machine.View().Topics[topic]
-	if t == nil || p < 0 || int(p) >= len(t.Partitions) {
+	switch {
+	case t == nil || p < 0 || int(p) >= len(t.Partitions):
 		return kerr.UnknownTopicOrPartition.Code
+	case topic == controller.OffsetsTopic:
+		// Its partitions hold groups, not a Kafka log (actors/group).
+		return kerr.InvalidTopicException.Code
 	}
 	return kerr.NotLeaderForPartition.Code
 }

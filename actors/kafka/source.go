@@ -79,7 +79,7 @@ func (s *ClusterSource) Topics(q TopicQuery) []Topic {
 }
 
 func (s *ClusterSource) topic(t *controller.Topic) Topic {
-	kt := Topic{Name: t.Name, ID: t.ID}
+	kt := Topic{Name: t.Name, ID: t.ID, Internal: t.Name == controller.OffsetsTopic}
 	for _, p := range t.Partitions {
 		kp := Partition{Partition: p.Index, Leader: -1, LeaderEpoch: -1}
 		for _, id := range p.Replicas {

@@ -27,9 +27,9 @@ func (l *Leaders) Get(group uint64) (netactor.LeaderInfo, bool) {
 	return v.(netactor.LeaderInfo), true
 }
 
-// note records infos, each unless a higher term is already known (an equal
+// Note records infos, each unless a higher term is already known (an equal
 // term replaces: the ISR changes within a term).
-func (l *Leaders) note(infos []netactor.LeaderInfo) {
+func (l *Leaders) Note(infos []netactor.LeaderInfo) {
 	for _, li := range infos {
 		if cur, ok := l.Get(li.Group); ok && cur.Term > li.Term {
 			continue

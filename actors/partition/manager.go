@@ -32,6 +32,32 @@ type RaftSettings struct {
 	ReplicaLagTicks uint64
 }
 
+// Config returns the raft config of the replica of a partition-like group
+// (a partition or an offsets-topic partition) on node: every replica
+// founds the group with the assignment's replicas, as etcd's StartNode,
+// and its state machine proposes its own entries. The caller sets the
+// state machine, storage, transport, recovered state, board and logger.
+func (rs RaftSettings) Config(group uint64, name string, node uint64, replicas []uint64) raftactor.Config {
+	return raftactor.Config{
+		Group:                     group,
+		Name:                      name,
+		NodeID:                    node,
+		Bootstrap:                 true,
+		Peers:                     replicas,
+		ElectionTicks:             rs.ElectionTicks,
+		HeartbeatTicks:            rs.HeartbeatTicks,
+		MaxSizePerMsg:             rs.MaxSizePerMsg,
+		MaxInflightMsgs:           rs.MaxInflightMsgs,
+		MaxUncommittedBytes:       rs.MaxUncommittedBytes,
+		DisableProposalForwarding: true,
+		SnapshotEntries:           rs.SnapshotEntries,
+		SnapshotBytes:             rs.SnapshotBytes,
+		CatchUpEntries:            rs.CatchUpEntries,
+		CatchUpBytes:              rs.CatchUpBytes,
+		RawEntries:                true,
+	}
+}
+
 // ManagerOptions configure the replica manager.
 type ManagerOptions struct {
 	NodeID     uint64
@@ -121,7 +147,7 @@ func (mg *manager) Receive(ctx actor.Context) {
 			mg.broadcastLeaders(ctx)
 		}
 	case *netactor.LeadersReceived:
-		mg.o.Leaders.note(m.Infos)
+		mg.o.Leaders.Note(m.Infos)
 	case *actor.Terminated:
 		mg.deleted(ctx, m.Who)
 	case *actor.Stopping:
@@ -148,6 +174,9 @@ func (mg *manager) reconcile(ctx actor.Context) {
 	next := make(map[TopicPartition]*Replica, len(cur))
 	want := map[uint64]bool{}
 	for _, t := range view.Topics {
+		if t.Name == controller.OffsetsTopic {
+			continue // its partitions are group coordinators (actors/group)
+		}
 		for _, p := range t.Partitions {
 			if !hosts(p.Replicas, mg.o.NodeID) {
 				continue
@@ -190,7 +219,7 @@ func (mg *manager) broadcastLeaders(ctx actor.Context) {
 	if len(infos) == 0 {
 		return
 	}
-	mg.o.Leaders.note(infos)
+	mg.o.Leaders.Note(infos)
 	if mg.o.Broadcast != nil {
 		mg.o.Broadcast(ctx, infos)
 	}
@@ -222,31 +251,10 @@ func (mg *manager) start(ctx actor.Context, t *controller.Topic, p controller.Pa
 	if err != nil {
 		return nil, err
 	}
-	rs := mg.o.Raft
-	producer, err := raftactor.NewProducer(raftactor.Config{
-		Group:                     p.Group,
-		Name:                      name,
-		NodeID:                    mg.o.NodeID,
-		Bootstrap:                 true, // every replica founds the group with the assignment's replicas, as etcd's StartNode
-		Peers:                     p.Replicas,
-		ElectionTicks:             rs.ElectionTicks,
-		HeartbeatTicks:            rs.HeartbeatTicks,
-		MaxSizePerMsg:             rs.MaxSizePerMsg,
-		MaxInflightMsgs:           rs.MaxInflightMsgs,
-		MaxUncommittedBytes:       rs.MaxUncommittedBytes,
-		DisableProposalForwarding: true,
-		SnapshotEntries:           rs.SnapshotEntries,
-		SnapshotBytes:             rs.SnapshotBytes,
-		CatchUpEntries:            rs.CatchUpEntries,
-		CatchUpBytes:              rs.CatchUpBytes,
-		RawEntries:                true,
-		Storage:                   mg.o.Storage,
-		Transport:                 mg.o.Transport,
-		StateMachine:              m,
-		Recovered:                 mg.o.Recovered[p.Group],
-		Board:                     mg.o.Board,
-		Log:                       log,
-	})
+	cfg := mg.o.Raft.Config(p.Group, name, mg.o.NodeID, p.Replicas)
+	cfg.StateMachine, cfg.Storage, cfg.Transport = m, mg.o.Storage, mg.o.Transport
+	cfg.Recovered, cfg.Board, cfg.Log = mg.o.Recovered[p.Group], mg.o.Board, log
+	producer, err := raftactor.NewProducer(cfg)
 	if err != nil {
 		_ = m.Close()
 		return nil, err

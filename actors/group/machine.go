@@ -1,0 +1,330 @@
+package group
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/flotilla/flotilla/raftactor"
+)
+
+// Settings are the coordinator's Kafka group settings.
+type Settings struct {
+	// MinSessionTimeout and MaxSessionTimeout bound a member's session
+	// timeout (group.min/max.session.timeout.ms).
+	MinSessionTimeout, MaxSessionTimeout time.Duration
+	// InitialRebalanceDelay is group.initial.rebalance.delay.ms: the first
+	// rebalance of an empty group waits this long (again for every member
+	// that joins meanwhile, up to the rebalance timeout) so that a group
+	// starting up settles in one rebalance.
+	InitialRebalanceDelay time.Duration
+}
+
+// MachineOptions describe one offsets-topic partition replica.
+type MachineOptions struct {
+	Partition int32
+	Tick      time.Duration // one raft tick: the coordinator keeps time in ticks
+	Settings  Settings
+	// Topics tells how many partitions a topic has (0: no such topic);
+	// offsets are committed only for partitions that exist.
+	Topics func(name string) int32
+	// Now is the leader's clock, read only at propose time (commit
+	// timestamps), never at apply.
+	Now func() time.Time
+	Log zerolog.Logger
+}
+
+// Machine is the state machine of one offsets-topic partition: on every
+// replica it materialises, at apply, the groups whose id hashes to the
+// partition (their last stored membership and their committed offsets);
+// on the leader it is also their coordinator, running the membership
+// protocol in memory and writing what must survive a coordinator move.
+// It is a raftactor.Extension: everything runs in the group's actor.
+type Machine struct {
+	o     MachineOptions
+	store store
+
+	ticks uint64
+	// Leadership: ready once this leader applied an entry of its own term,
+	// so its store holds everything committed before.
+	term            uint64
+	ready           bool
+	lastAppliedTerm uint64
+
+	groups  map[string]*group // the leader's live groups; nil elsewhere
+	seq     uint64
+	waiting map[uint64]*proposal
+	applied []*proposal // completed by Apply, answered by Applied
+
+	view       atomic.Pointer[[]GroupInfo]
+	leadership atomic.Pointer[Leadership]
+	// h is the raft handle of the hook running now: every hook sets it,
+	// and nothing uses it outside one.
+	h *raftactor.Handle
+}
+
+// proposal is a write of the leader waiting to be applied.
+type proposal struct {
+	seq      uint64
+	deadline uint64
+	done     func(ctx actor.Context, err error)
+}
+
+// errNotCoordinator fails a write whose outcome this node will not learn.
+var errNotCoordinator = errors.New("not the coordinator any more")
+
+// writeTimeout bounds how long a write waits to be applied before its
+// requester is told to retry (COORDINATOR_NOT_AVAILABLE, as Kafka answers a
+// timed-out offsets write).
+const writeTimeout = 10 * time.Second
+
+// NewMachine returns the state machine of an empty offsets-topic partition.
+func NewMachine(o MachineOptions) *Machine {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	m := &Machine{o: o, store: store{}, waiting: map[uint64]*proposal{}}
+	m.view.Store(&[]GroupInfo{})
+	m.leadership.Store(&Leadership{})
+	return m
+}
+
+// Leadership is whether this replica coordinates its partition's groups:
+// it leads and is ready, in Term, with the replicas in ISR (those the
+// leader heard from within an election timeout).
+type Leadership struct {
+	Leader bool
+	Term   uint64
+	ISR    []uint64
+}
+
+// Leadership returns this replica's leadership as last published.
+func (m *Machine) Leadership() Leadership { return *m.leadership.Load() }
+
+// isrEveryTicks paces the ISR bookkeeping (250 ms at 50 ms ticks).
+const isrEveryTicks = 5
+
+// updateLeadership republishes the leadership when it changed.
+func (m *Machine) updateLeadership(h *raftactor.Handle) {
+	l := Leadership{Leader: m.ready}
+	if m.ready {
+		l.Term = m.term
+		self := h.NodeID()
+		h.WithProgress(func(id, _ uint64, active bool) {
+			if id == self || active {
+				l.ISR = append(l.ISR, id)
+			}
+		})
+		slices.Sort(l.ISR)
+	}
+	if cur := m.leadership.Load(); cur.Leader != l.Leader || cur.Term != l.Term || !slices.Equal(cur.ISR, l.ISR) {
+		m.leadership.Store(&l)
+	}
+}
+
+// ticksOf converts a duration into ticks, at least one.
+func (m *Machine) ticksOf(d time.Duration) uint64 {
+	if d <= 0 {
+		return 1
+	}
+	return max(1, uint64((d+m.o.Tick-1)/m.o.Tick))
+}
+
+func (m *Machine) msTicks(ms int32) uint64 { return m.ticksOf(time.Duration(ms) * time.Millisecond) }
+
+// Apply implements raftactor.StateMachine.
+func (m *Machine) Apply(index, term uint64, data []byte) {
+	m.lastAppliedTerm = term
+	if len(data) == 0 {
+		return // the leader's empty entry of a new term
+	}
+	if len(data) < seqBytes {
+		panic(fmt.Sprintf("offsets partition %d: entry %d: %d bytes", m.o.Partition, index, len(data)))
+	}
+	if err := m.store.applyRecords(data[seqBytes:]); err != nil {
+		// Only this node's leaders write these entries, after encoding
+		// them here: a bad one means the log is broken.
+		panic(fmt.Sprintf("offsets partition %d: entry %d: %v", m.o.Partition, index, err))
+	}
+	if term == m.term {
+		seq := binary.BigEndian.Uint64(data)
+		if p := m.waiting[seq]; p != nil {
+			delete(m.waiting, seq)
+			m.applied = append(m.applied, p)
+		}
+	}
+}
+
+// Snapshot implements raftactor.StateMachine: every group as records.
+func (m *Machine) Snapshot() ([]byte, error) { return m.store.snapshot(), nil }
+
+// Restore implements raftactor.StateMachine.
+func (m *Machine) Restore(snap *pb.Snapshot) error {
+	s := store{}
+	if err := s.applyRecords(snap.GetData()); err != nil {
+		return fmt.Errorf("offsets partition %d: restore snapshot at %d: %w", m.o.Partition, snap.GetMetadata().GetIndex(), err)
+	}
+	m.store = s
+	m.groups = nil
+	m.ready = false
+	return nil
+}
+
+// Receive implements raftactor.Extension.
+func (m *Machine) Receive(h *raftactor.Handle, ctx actor.Context, msg any) {
+	m.h = h
+	switch c := msg.(type) {
+	case *Call:
+		if code := m.readiness(h); code != 0 {
+			ctx.Send(c.ReplyTo, &Answer{Ref: c.Ref, Resp: ErrorResponse(c.Group, c.Req, code)})
+			return
+		}
+		m.serve(ctx, c)
+	case *List:
+		if code := m.readiness(h); code != 0 {
+			ctx.Send(c.ReplyTo, &Listed{Ref: c.Ref, ErrorCode: code})
+			return
+		}
+		ctx.Send(c.ReplyTo, &Listed{Ref: c.Ref, Groups: m.list()})
+	}
+}
+
+// readiness is the error for requests this replica cannot serve now.
+func (m *Machine) readiness(h *raftactor.Handle) int16 {
+	switch {
+	case !h.IsLeader():
+		return kerr.NotCoordinator.Code
+	case !m.ready:
+		return kerr.CoordinatorLoadInProgress.Code
+	}
+	return 0
+}
+
+// Persisted implements raftactor.Extension: nothing answers before apply.
+func (m *Machine) Persisted(*raftactor.Handle, actor.Context, []*pb.Entry) {}
+
+// Applied implements raftactor.Extension: writes that were applied are
+// answered, and a new leader becomes ready.
+func (m *Machine) Applied(h *raftactor.Handle, ctx actor.Context) {
+	m.h = h
+	for _, p := range m.applied {
+		p.done(ctx, nil)
+	}
+	m.applied = m.applied[:0]
+	m.checkReady(h, ctx)
+}
+
+// checkReady makes a leader the coordinator of its groups once it has
+// applied an entry of its own term: its store then holds every committed
+// write, and the groups are loaded from it.
+func (m *Machine) checkReady(h *raftactor.Handle, ctx actor.Context) {
+	if m.ready || !h.IsLeader() || h.Term() != m.term || m.lastAppliedTerm != m.term {
+		return
+	}
+	m.ready = true
+	m.load()
+	m.publish()
+	m.updateLeadership(h)
+	m.o.Log.Info().Uint64("term", m.term).Int("groups", len(m.groups)).Msg("group coordinator ready")
+}
+
+// LeaderChanged implements raftactor.Extension: a coordinator that loses
+// its leadership (or sees a new term) fails everything it had waiting —
+// clients find the new coordinator and retry.
+func (m *Machine) LeaderChanged(h *raftactor.Handle, ctx actor.Context) {
+	m.h = h
+	term := h.Term()
+	if !h.IsLeader() {
+		term = 0
+	}
+	if term == m.term {
+		return
+	}
+	if m.term != 0 {
+		m.resign(ctx)
+	}
+	m.term = term
+	m.checkReady(h, ctx)
+	m.updateLeadership(h)
+}
+
+// resign fails every waiting request and write and drops the live groups.
+func (m *Machine) resign(ctx actor.Context) {
+	for _, p := range m.waiting {
+		p.done(ctx, errNotCoordinator)
+	}
+	m.waiting = map[uint64]*proposal{}
+	for _, p := range m.applied {
+		p.done(ctx, errNotCoordinator)
+	}
+	m.applied = m.applied[:0]
+	for _, g := range m.groups {
+		for _, mb := range g.members {
+			mb.fail(ctx, kerr.NotCoordinator.Code)
+		}
+	}
+	m.groups = nil
+	m.ready = false
+	m.view.Store(&[]GroupInfo{})
+	m.o.Log.Info().Uint64("term", m.term).Msg("group coordinator resigned")
+}
+
+// publishEveryTicks paces the debug view of the groups (1 s at 50 ms).
+const publishEveryTicks = 20
+
+// Tick implements raftactor.Extension: session, rebalance and write
+// deadlines.
+func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
+	m.h = h
+	m.ticks++
+	if !m.ready {
+		return
+	}
+	for seq, p := range m.waiting {
+		if m.ticks >= p.deadline {
+			delete(m.waiting, seq)
+			p.done(ctx, kerr.RequestTimedOut)
+		}
+	}
+	for _, g := range m.groups {
+		m.expire(ctx, g)
+	}
+	if m.ticks%publishEveryTicks == 0 {
+		m.publish()
+	}
+	if m.ticks%isrEveryTicks == 0 {
+		m.updateLeadership(h)
+	}
+}
+
+// propose writes the records in w; done runs once they are applied (err
+// nil) or when their outcome is unknown to this node.
+func (m *Machine) propose(ctx actor.Context, w *recordWriter, done func(ctx actor.Context, err error)) {
+	m.seq++
+	if err := m.h.ProposeRaw([][]byte{entry(m.seq, w)}); err != nil {
+		done(ctx, err)
+		return
+	}
+	m.waiting[m.seq] = &proposal{seq: m.seq, deadline: m.ticks + m.ticksOf(writeTimeout), done: done}
+}
+
+// writeCode is the Kafka error for a failed write (Kafka maps a failed
+// offsets-topic append the same way): the client looks for the
+// coordinator again and retries.
+func writeCode(err error) int16 {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errNotCoordinator):
+		return kerr.NotCoordinator.Code
+	}
+	return kerr.CoordinatorNotAvailable.Code
+}

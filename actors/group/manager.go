@@ -1,0 +1,221 @@
+package group
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+	"unicode/utf16"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/flotilla/flotilla/actors"
+	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/actors/partition"
+	"github.com/flotilla/flotilla/actors/storage"
+	"github.com/flotilla/flotilla/netactor"
+	"github.com/flotilla/flotilla/raftactor"
+)
+
+// PartitionFor is the offsets-topic partition of a group: Kafka's
+// abs(groupId.hashCode()) % partitions, Java's String.hashCode over UTF-16,
+// so that a group maps where Kafka would map it.
+func PartitionFor(group string, partitions int32) int32 {
+	var h int32
+	for _, u := range utf16.Encode([]rune(group)) {
+		h = 31*h + int32(u)
+	}
+	if h == -1<<31 {
+		h = 0 // Kafka's Utils.abs
+	} else if h < 0 {
+		h = -h
+	}
+	return h % partitions
+}
+
+// Coordinator is an offsets-topic partition replica hosted on this broker.
+type Coordinator struct {
+	Partition int32
+	Group     uint64     // its raft group id
+	PID       *actor.PID // send it Call and List
+	Machine   *Machine   // read Groups() for the debug endpoint
+}
+
+// Coordinators is the set of offsets-topic replicas this broker hosts,
+// published as an immutable map so that Kafka connections look them up
+// without messages.
+type Coordinators struct {
+	m atomic.Pointer[map[int32]*Coordinator]
+}
+
+// NewCoordinators returns an empty set.
+func NewCoordinators() *Coordinators {
+	c := &Coordinators{}
+	c.m.Store(&map[int32]*Coordinator{})
+	return c
+}
+
+// Get returns the local replica of offsets partition p, or nil.
+func (c *Coordinators) Get(p int32) *Coordinator { return (*c.m.Load())[p] }
+
+// All returns every local replica (the map must not be modified).
+func (c *Coordinators) All() map[int32]*Coordinator { return *c.m.Load() }
+
+// ManagerOptions configure the coordinator manager.
+type ManagerOptions struct {
+	NodeID     uint64
+	Sys        *actors.System
+	Controller *controller.StateMachine
+	Storage    *actor.PID
+	Transport  raftactor.Transport
+	Router     *netactor.Router
+	Ticker     *raftactor.Ticker
+	Board      *raftactor.StatusBoard
+	Recovered  map[uint64]*storage.GroupState
+	// Raft is the partition groups' tuning; offsets partitions keep their
+	// groups in memory and snapshot them, so they take their own
+	// snapshot bounds below.
+	Raft     partition.RaftSettings
+	Tick     time.Duration
+	Settings Settings
+	// Leaders and Broadcast are the partition manager's: this broker's
+	// leaderships of offsets partitions are disseminated with the others,
+	// so FindCoordinator is right on every broker.
+	Leaders   *partition.Leaders
+	Broadcast func(ctx actor.SenderContext, infos []netactor.LeaderInfo)
+	Log       zerolog.Logger
+}
+
+// NewManager returns the producer of the coordinator manager actor (kind
+// "groups", name "groups"): on every other tick it compares the
+// controller's assignment of the offsets topic with the replicas it runs
+// and starts or stops offsets-partition raft groups, as its children, to
+// match.
+func NewManager(o ManagerOptions, coordinators *Coordinators) actor.Producer {
+	return func() actor.Actor { return &manager{o: o, coordinators: coordinators} }
+}
+
+type manager struct {
+	o            ManagerOptions
+	coordinators *Coordinators
+	seen         uint64
+	ticks        uint64
+}
+
+// leadersEveryTicks paces the broadcast of this broker's coordinator
+// leaderships, as the partition manager paces its own.
+const leadersEveryTicks = 10
+
+func (mg *manager) Receive(ctx actor.Context) {
+	switch ctx.Message().(type) {
+	case *actor.Started:
+		mg.seen = 0
+		mg.reconcile(ctx)
+	case *raftactor.Tick:
+		mg.ticks++
+		if mg.ticks%2 == 0 {
+			mg.reconcile(ctx)
+		}
+		if mg.ticks%leadersEveryTicks == 0 {
+			mg.broadcastLeaders(ctx)
+		}
+	case *actor.Stopping:
+		for _, c := range mg.coordinators.All() {
+			mg.o.Ticker.Unsubscribe(c.PID)
+			mg.o.Router.Remove(c.Group)
+		}
+	case *actor.Stopped:
+		mg.coordinators.m.Store(&map[int32]*Coordinator{})
+	}
+}
+
+func (mg *manager) reconcile(ctx actor.Context) {
+	view := mg.o.Controller.View()
+	if view.Applied == mg.seen && mg.seen != 0 {
+		return
+	}
+	mg.seen = view.Applied
+	cur := mg.coordinators.All()
+	next := make(map[int32]*Coordinator, len(cur))
+	if t := view.Topics[controller.OffsetsTopic]; t != nil {
+		for _, p := range t.Partitions {
+			if !slices.Contains(p.Replicas, mg.o.NodeID) {
+				continue
+			}
+			if c := cur[p.Index]; c != nil && c.Group == p.Group {
+				next[p.Index] = c
+				continue
+			}
+			c, err := mg.start(ctx, p)
+			if err != nil {
+				mg.o.Log.Error().Err(err).Int32("partition", p.Index).Msg("cannot start offsets partition replica")
+				continue
+			}
+			next[p.Index] = c
+		}
+	}
+	for idx, c := range cur {
+		if next[idx] != c {
+			mg.o.Ticker.Unsubscribe(c.PID)
+			mg.o.Router.Remove(c.Group)
+			ctx.Stop(c.PID)
+			ctx.Send(mg.o.Storage, &storage.Forget{Group: c.Group})
+		}
+	}
+	mg.coordinators.m.Store(&next)
+}
+
+func (mg *manager) start(ctx actor.Context, p controller.Partition) (*Coordinator, error) {
+	name := controller.OffsetsTopic + "/" + strconv.Itoa(int(p.Index))
+	log := mg.o.Log.With().Str("partition", name).Uint64("group", p.Group).Logger()
+	m := NewMachine(MachineOptions{
+		Partition: p.Index,
+		Tick:      mg.o.Tick,
+		Settings:  mg.o.Settings,
+		Topics: func(topic string) int32 {
+			if t := mg.o.Controller.View().Topics[topic]; t != nil {
+				return int32(len(t.Partitions))
+			}
+			return 0
+		},
+		Log: log,
+	})
+	cfg := mg.o.Raft.Config(p.Group, name, mg.o.NodeID, p.Replicas)
+	// The state is every group of the partition: snapshot it every few
+	// thousand writes and keep a short tail for followers a little behind.
+	cfg.SnapshotEntries, cfg.SnapshotBytes, cfg.CatchUpEntries, cfg.CatchUpBytes = 4096, 16<<20, 0, 0
+	cfg.StateMachine, cfg.Storage, cfg.Transport = m, mg.o.Storage, mg.o.Transport
+	cfg.Recovered, cfg.Board, cfg.Log = mg.o.Recovered[p.Group], mg.o.Board, log
+	producer, err := raftactor.NewProducer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	pid, err := ctx.SpawnNamed(mg.o.Sys.Props("raft", "raft/"+name, producer), "raft-"+strconv.FormatUint(p.Group, 10))
+	if err != nil {
+		return nil, fmt.Errorf("spawn %s: %w", name, err)
+	}
+	mg.o.Router.Set(p.Group, pid)
+	mg.o.Ticker.Subscribe(pid)
+	log.Info().Uints64("replicas", p.Replicas).Msg("offsets partition replica started")
+	return &Coordinator{Partition: p.Index, Group: p.Group, PID: pid, Machine: m}, nil
+}
+
+// broadcastLeaders tells every peer, and this broker's own board, which
+// offsets partitions this broker leads.
+func (mg *manager) broadcastLeaders(ctx actor.Context) {
+	var infos []netactor.LeaderInfo
+	for _, c := range mg.coordinators.All() {
+		if l := c.Machine.Leadership(); l.Leader {
+			infos = append(infos, netactor.LeaderInfo{Group: c.Group, Leader: mg.o.NodeID, Term: l.Term, ISR: l.ISR})
+		}
+	}
+	if len(infos) == 0 {
+		return
+	}
+	mg.o.Leaders.Note(infos)
+	if mg.o.Broadcast != nil {
+		mg.o.Broadcast(ctx, infos)
+	}
+}

@@ -1,0 +1,425 @@
+package group
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// maxOffsetMetadata is Kafka's offset.metadata.max.bytes.
+const maxOffsetMetadata = 4096
+
+// serve dispatches a Call on the ready coordinator.
+func (m *Machine) serve(ctx actor.Context, call *Call) {
+	c := &caller{ref: call.Ref, to: call.ReplyTo}
+	switch req := call.Req.(type) {
+	case *kmsg.JoinGroupRequest:
+		m.join(ctx, c, call, req)
+	case *kmsg.SyncGroupRequest:
+		m.sync(ctx, c, call, req)
+	case *kmsg.HeartbeatRequest:
+		m.heartbeat(ctx, c, call, req)
+	case *kmsg.LeaveGroupRequest:
+		m.leave(ctx, c, call, req)
+	case *kmsg.OffsetCommitRequest:
+		m.commit(ctx, c, call, req)
+	case *kmsg.OffsetDeleteRequest:
+		m.deleteOffsets(ctx, c, call, req)
+	case *FetchOffsets:
+		c.answer(ctx, m.fetchOffsets(call.Group, req))
+	case *Describe:
+		c.answer(ctx, m.describe(call.Group))
+	case *Delete:
+		m.deleteGroup(ctx, c, call.Group)
+	default:
+		m.o.Log.Error().Type("request", call.Req).Msg("group call of an unknown kind")
+		c.answer(ctx, ErrorResponse(call.Group, call.Req, kerr.UnknownServerError.Code))
+	}
+}
+
+// ErrorResponse is the answer to a Call for group with request req when it
+// fails as a whole with code.
+func ErrorResponse(group string, req any, code int16) any {
+	switch req := req.(type) {
+	case *kmsg.JoinGroupRequest:
+		resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
+		resp.ErrorCode, resp.Generation = code, -1
+		return resp
+	case *kmsg.SyncGroupRequest:
+		resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
+		resp.ErrorCode = code
+		return resp
+	case *kmsg.HeartbeatRequest:
+		resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
+		resp.ErrorCode = code
+		return resp
+	case *kmsg.LeaveGroupRequest:
+		resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)
+		resp.ErrorCode = code
+		return resp
+	case *kmsg.OffsetCommitRequest:
+		resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+		commitCodes(req, resp, func(string, int32) int16 { return code })
+		return resp
+	case *kmsg.OffsetDeleteRequest:
+		resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)
+		resp.ErrorCode = code
+		return resp
+	case *FetchOffsets:
+		rg := kmsg.NewOffsetFetchResponseGroup()
+		rg.Group, rg.ErrorCode = group, code
+		return &rg
+	case *Describe:
+		rg := kmsg.NewDescribeGroupsResponseGroup()
+		rg.Group, rg.ErrorCode = group, code
+		return &rg
+	case *Delete:
+		return &DeleteDone{ErrorCode: code}
+	}
+	return nil
+}
+
+// commitCodes fills resp with a code for every partition of req.
+func commitCodes(req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, code func(topic string, p int32) int16) {
+	resp.Topics = resp.Topics[:0]
+	for _, t := range req.Topics {
+		rt := kmsg.NewOffsetCommitResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewOffsetCommitResponseTopicPartition()
+			rp.Partition, rp.ErrorCode = p.Partition, code(t.Topic, p.Partition)
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+}
+
+// commitCheck is Kafka's validation of a commit against the group: a
+// member commits in its generation; a group with no members takes
+// "simple" commits (generation -1) from anyone.
+func (g *group) commitCheck(req *kmsg.OffsetCommitRequest) (int16, *member) {
+	if req.InstanceID != nil {
+		if code := g.checkInstance(req.InstanceID, req.MemberID); code != 0 {
+			return code, nil
+		}
+	}
+	if len(g.members) == 0 {
+		if req.Generation >= 0 || req.MemberID != "" {
+			return kerr.UnknownMemberID.Code, nil
+		}
+		return 0, nil
+	}
+	mb := g.members[req.MemberID]
+	switch {
+	case mb == nil:
+		return kerr.UnknownMemberID.Code, nil
+	case req.Generation != g.generation:
+		return kerr.IllegalGeneration.Code, mb
+	case g.state == stateCompletingRebalance:
+		return kerr.RebalanceInProgress.Code, mb
+	}
+	return 0, mb
+}
+
+func (m *Machine) commit(ctx actor.Context, c *caller, call *Call, req *kmsg.OffsetCommitRequest) {
+	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+	g := m.live(call.Group, true)
+	code, mb := g.commitCheck(req)
+	if mb != nil {
+		mb.deadline = m.ticks + m.msTicks(mb.sessionTimeoutMs)
+	}
+	if code != 0 {
+		commitCodes(req, resp, func(string, int32) int16 { return code })
+		c.answer(ctx, resp)
+		m.forget(g)
+		return
+	}
+	now := m.o.Now().UnixMilli()
+	var w recordWriter
+	codes := map[TopicPartition]int16{}
+	for _, t := range req.Topics {
+		n := m.o.Topics(t.Topic)
+		for _, p := range t.Partitions {
+			tp := TopicPartition{t.Topic, p.Partition}
+			switch {
+			case p.Partition < 0 || p.Partition >= n:
+				codes[tp] = kerr.UnknownTopicOrPartition.Code
+			case p.Metadata != nil && len(*p.Metadata) > maxOffsetMetadata:
+				codes[tp] = kerr.OffsetMetadataTooLarge.Code
+			default:
+				v := kmsg.NewOffsetCommitValue()
+				v.Offset, v.LeaderEpoch, v.CommitTimestamp = p.Offset, p.LeaderEpoch, now
+				if p.Metadata != nil {
+					v.Metadata = *p.Metadata
+				}
+				w.offset(call.Group, tp, &v)
+				codes[tp] = -1 // written below
+			}
+		}
+	}
+	finish := func(ctx actor.Context, err error) {
+		commitCodes(req, resp, func(topic string, p int32) int16 {
+			if code := codes[TopicPartition{topic, p}]; code != -1 {
+				return code
+			}
+			return writeCode(err)
+		})
+		c.answer(ctx, resp)
+		if g := m.groups[call.Group]; g != nil {
+			m.forget(g)
+		}
+	}
+	if len(w.b) == 0 {
+		finish(ctx, nil)
+		return
+	}
+	m.propose(ctx, &w, finish)
+}
+
+// fetchOffsets answers one group's share of an OffsetFetch.
+func (m *Machine) fetchOffsets(name string, req *FetchOffsets) *kmsg.OffsetFetchResponseGroup {
+	rg := kmsg.NewOffsetFetchResponseGroup()
+	rg.Group = name
+	var offsets map[TopicPartition]kmsg.OffsetCommitValue
+	if s := m.store[name]; s != nil {
+		offsets = s.offsets
+	}
+	add := func(topic string, p int32) {
+		rp := kmsg.NewOffsetFetchResponseGroupTopicPartition()
+		rp.Partition, rp.Offset, rp.LeaderEpoch = p, -1, -1
+		if v, ok := offsets[TopicPartition{topic, p}]; ok {
+			rp.Offset, rp.LeaderEpoch, rp.Metadata = v.Offset, v.LeaderEpoch, kmsg.StringPtr(v.Metadata)
+		}
+		if n := len(rg.Topics); n == 0 || rg.Topics[n-1].Topic != topic {
+			rt := kmsg.NewOffsetFetchResponseGroupTopic()
+			rt.Topic = topic
+			rg.Topics = append(rg.Topics, rt)
+		}
+		last := &rg.Topics[len(rg.Topics)-1]
+		last.Partitions = append(last.Partitions, rp)
+	}
+	if req.Topics == nil {
+		for _, tp := range slices.SortedFunc(maps.Keys(offsets), compareTP) {
+			add(tp.Topic, tp.Partition)
+		}
+		return &rg
+	}
+	for _, t := range req.Topics {
+		if len(t.Partitions) == 0 {
+			rt := kmsg.NewOffsetFetchResponseGroupTopic()
+			rt.Topic = t.Topic
+			rg.Topics = append(rg.Topics, rt)
+		}
+		for _, p := range t.Partitions {
+			add(t.Topic, p)
+		}
+	}
+	return &rg
+}
+
+// subscribed returns the topics the members of a consumer group subscribe
+// to (nil for other protocols, whose subscriptions the broker cannot read).
+func (g *group) subscribed() map[string]bool {
+	if g.protocolType != "consumer" {
+		return nil
+	}
+	topics := map[string]bool{}
+	for _, mb := range g.members {
+		var meta kmsg.ConsumerMemberMetadata
+		if err := meta.ReadFrom(mb.metadata(g.protocol)); err != nil {
+			continue
+		}
+		for _, t := range meta.Topics {
+			topics[t] = true
+		}
+	}
+	return topics
+}
+
+func (m *Machine) deleteOffsets(ctx actor.Context, c *caller, call *Call, req *kmsg.OffsetDeleteRequest) {
+	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)
+	g := m.live(call.Group, false)
+	if g == nil {
+		resp.ErrorCode = kerr.GroupIDNotFound.Code
+		c.answer(ctx, resp)
+		return
+	}
+	subscribed := g.subscribed()
+	if g.state != stateEmpty && subscribed == nil {
+		resp.ErrorCode = kerr.NonEmptyGroup.Code
+		c.answer(ctx, resp)
+		return
+	}
+	var w recordWriter
+	for _, t := range req.Topics {
+		rt := kmsg.NewOffsetDeleteResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewOffsetDeleteResponseTopicPartition()
+			rp.Partition = p.Partition
+			tp := TopicPartition{t.Topic, p.Partition}
+			switch {
+			case g.state != stateEmpty && subscribed[t.Topic]:
+				rp.ErrorCode = kerr.GroupSubscribedToTopic.Code
+			case m.o.Topics(t.Topic) <= p.Partition || p.Partition < 0:
+				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			default:
+				if s := m.store[call.Group]; s != nil {
+					if _, ok := s.offsets[tp]; ok {
+						w.offset(call.Group, tp, nil)
+					}
+				}
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	if len(w.b) == 0 {
+		c.answer(ctx, resp)
+		return
+	}
+	m.propose(ctx, &w, func(ctx actor.Context, err error) {
+		if code := writeCode(err); code != 0 {
+			resp.ErrorCode = code
+		}
+		c.answer(ctx, resp)
+	})
+}
+
+// describe answers one group's share of a DescribeGroups.
+func (m *Machine) describe(name string) *kmsg.DescribeGroupsResponseGroup {
+	rg := kmsg.NewDescribeGroupsResponseGroup()
+	rg.Group = name
+	g := m.live(name, false)
+	if g == nil {
+		rg.State = "Dead"
+		return &rg
+	}
+	rg.State, rg.ProtocolType = g.state.String(), g.protocolType
+	if g.state == stateStable || g.state == stateCompletingRebalance {
+		rg.Protocol = g.protocol
+	}
+	for _, id := range slices.Sorted(maps.Keys(g.members)) {
+		mb := g.members[id]
+		rm := kmsg.NewDescribeGroupsResponseGroupMember()
+		rm.MemberID, rm.InstanceID, rm.ClientID, rm.ClientHost = mb.id, mb.instance, mb.clientID, mb.host
+		rm.ProtocolMetadata = mb.metadata(g.protocol)
+		if g.state == stateStable {
+			rm.MemberAssignment = mb.assignment
+		}
+		rg.Members = append(rg.Members, rm)
+	}
+	return &rg
+}
+
+// deleteGroup deletes an empty group: its membership and offsets.
+func (m *Machine) deleteGroup(ctx actor.Context, c *caller, name string) {
+	g := m.live(name, false)
+	switch {
+	case g == nil:
+		c.answer(ctx, &DeleteDone{ErrorCode: kerr.GroupIDNotFound.Code})
+		return
+	case g.state != stateEmpty || len(g.members) > 0:
+		c.answer(ctx, &DeleteDone{ErrorCode: kerr.NonEmptyGroup.Code})
+		return
+	}
+	var w recordWriter
+	if s := m.store[name]; s != nil {
+		if s.meta != nil {
+			w.group(name, nil)
+		}
+		for _, tp := range slices.SortedFunc(maps.Keys(s.offsets), compareTP) {
+			w.offset(name, tp, nil)
+		}
+	}
+	if len(w.b) == 0 {
+		delete(m.groups, name)
+		c.answer(ctx, &DeleteDone{})
+		return
+	}
+	m.propose(ctx, &w, func(ctx actor.Context, err error) {
+		if err == nil && m.groups != nil && m.groups[name] == g {
+			delete(m.groups, name)
+		}
+		c.answer(ctx, &DeleteDone{ErrorCode: writeCode(err)})
+	})
+}
+
+// list is the groups this coordinator runs, for ListGroups.
+func (m *Machine) list() []kmsg.ListGroupsResponseGroup {
+	out := make([]kmsg.ListGroupsResponseGroup, 0, len(m.groups))
+	for _, name := range slices.Sorted(maps.Keys(m.groups)) {
+		g := m.groups[name]
+		lg := kmsg.NewListGroupsResponseGroup()
+		lg.Group, lg.ProtocolType, lg.GroupState, lg.GroupType = name, g.protocolType, g.state.String(), "classic"
+		out = append(out, lg)
+	}
+	return out
+}
+
+// GroupInfo is a group as the debug endpoint shows it.
+type GroupInfo struct {
+	Group        string          `json:"group"`
+	Partition    int32           `json:"offsets_partition"`
+	State        string          `json:"state"`
+	ProtocolType string          `json:"protocol_type"`
+	Protocol     string          `json:"protocol,omitempty"`
+	Generation   int32           `json:"generation"`
+	Leader       string          `json:"leader,omitempty"`
+	Members      []MemberInfo    `json:"members"`
+	Offsets      []CommittedInfo `json:"offsets"`
+}
+
+// MemberInfo is a group member as the debug endpoint shows it.
+type MemberInfo struct {
+	ID         string  `json:"id"`
+	InstanceID *string `json:"instance_id,omitempty"`
+	ClientID   string  `json:"client_id"`
+	Host       string  `json:"host"`
+	// Assigned is the member's partitions, by topic, when the group uses
+	// Kafka's consumer protocol.
+	Assigned map[string][]int32 `json:"assigned,omitempty"`
+}
+
+// CommittedInfo is one committed offset.
+type CommittedInfo struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
+}
+
+// Groups returns the groups this replica coordinates (none unless it
+// leads its partition), as of the last publication.
+func (m *Machine) Groups() []GroupInfo { return *m.view.Load() }
+
+// publish refreshes the debug view.
+func (m *Machine) publish() {
+	out := make([]GroupInfo, 0, len(m.groups))
+	for _, name := range slices.Sorted(maps.Keys(m.groups)) {
+		g := m.groups[name]
+		gi := GroupInfo{Group: name, Partition: m.o.Partition, State: g.state.String(), ProtocolType: g.protocolType,
+			Protocol: g.protocol, Generation: g.generation, Leader: g.leader}
+		for _, id := range slices.Sorted(maps.Keys(g.members)) {
+			mb := g.members[id]
+			mi := MemberInfo{ID: id, InstanceID: mb.instance, ClientID: mb.clientID, Host: mb.host}
+			var a kmsg.ConsumerMemberAssignment
+			if g.protocolType == "consumer" && len(mb.assignment) > 0 && a.ReadFrom(mb.assignment) == nil {
+				mi.Assigned = map[string][]int32{}
+				for _, t := range a.Topics {
+					mi.Assigned[t.Topic] = append(mi.Assigned[t.Topic], t.Partitions...)
+				}
+			}
+			gi.Members = append(gi.Members, mi)
+		}
+		if s := m.store[name]; s != nil {
+			for _, tp := range slices.SortedFunc(maps.Keys(s.offsets), compareTP) {
+				gi.Offsets = append(gi.Offsets, CommittedInfo{Topic: tp.Topic, Partition: tp.Partition, Offset: s.offsets[tp].Offset})
+			}
+		}
+		out = append(out, gi)
+	}
+	m.view.Store(&out)
+}

@@ -1,0 +1,200 @@
+package group
+
+import (
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// The offsets topic's entries and snapshots are Kafka's own
+// __consumer_offsets records: an OffsetCommitKey (version 1) with an
+// OffsetCommitValue, or a GroupMetadataKey (version 2) with a
+// GroupMetadataValue; a nil value is a tombstone. An entry is an 8-byte
+// proposal sequence (so the leader finds the waiter of its own proposal)
+// followed by records; a snapshot is records only. A record is
+// uvarint(len(key)) key varint(len(value), -1 for a tombstone) value.
+
+const (
+	offsetKeyVersion = 1
+	groupKeyVersion  = 2
+	// offsetValueVersion 3 carries the leader epoch; groupValueVersion 3
+	// the static member's instance id.
+	offsetValueVersion = 3
+	groupValueVersion  = 3
+	seqBytes           = 8
+)
+
+var errCorrupt = errors.New("corrupt offsets-topic record")
+
+// TopicPartition names a partition whose offset a group commits.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
+}
+
+// stored is what every replica materialises of one group: its last
+// persisted membership (nil when none was ever written, e.g. a group that
+// only commits offsets) and its committed offsets.
+type stored struct {
+	meta    *kmsg.GroupMetadataValue
+	offsets map[TopicPartition]kmsg.OffsetCommitValue
+}
+
+// store is the state of one offsets-topic partition: every group it holds.
+type store map[string]*stored
+
+func (s store) get(name string) *stored {
+	g := s[name]
+	if g == nil {
+		g = &stored{offsets: map[TopicPartition]kmsg.OffsetCommitValue{}}
+		s[name] = g
+	}
+	return g
+}
+
+// drop forgets a group whose metadata and offsets are all gone.
+func (s store) drop(name string) {
+	if g := s[name]; g != nil && g.meta == nil && len(g.offsets) == 0 {
+		delete(s, name)
+	}
+}
+
+// recordWriter appends records to an entry or snapshot.
+type recordWriter struct{ b []byte }
+
+func (w *recordWriter) add(key, value []byte, tombstone bool) {
+	w.b = binary.AppendUvarint(w.b, uint64(len(key)))
+	w.b = append(w.b, key...)
+	if tombstone {
+		w.b = binary.AppendVarint(w.b, -1)
+		return
+	}
+	w.b = binary.AppendVarint(w.b, int64(len(value)))
+	w.b = append(w.b, value...)
+}
+
+func (w *recordWriter) offset(group string, tp TopicPartition, v *kmsg.OffsetCommitValue) {
+	k := kmsg.OffsetCommitKey{Version: offsetKeyVersion, Group: group, Topic: tp.Topic, Partition: tp.Partition}
+	if v == nil {
+		w.add(k.AppendTo(nil), nil, true)
+		return
+	}
+	v.Version = offsetValueVersion
+	w.add(k.AppendTo(nil), v.AppendTo(nil), false)
+}
+
+func (w *recordWriter) group(group string, v *kmsg.GroupMetadataValue) {
+	k := kmsg.GroupMetadataKey{Version: groupKeyVersion, Group: group}
+	if v == nil {
+		w.add(k.AppendTo(nil), nil, true)
+		return
+	}
+	v.Version = groupValueVersion
+	w.add(k.AppendTo(nil), v.AppendTo(nil), false)
+}
+
+// entry returns an entry's payload: seq, then the records written so far.
+func entry(seq uint64, w *recordWriter) []byte {
+	out := make([]byte, seqBytes, seqBytes+len(w.b))
+	binary.BigEndian.PutUint64(out, seq)
+	return append(out, w.b...)
+}
+
+// applyRecords applies the records in b to s. A record this build does
+// not know (another key version) is skipped, as Kafka skips unknown keys.
+func (s store) applyRecords(b []byte) error {
+	for len(b) > 0 {
+		klen, n := binary.Uvarint(b)
+		if n <= 0 || uint64(len(b)-n) < klen {
+			return fmt.Errorf("%w: key length", errCorrupt)
+		}
+		key := b[n : n+int(klen)]
+		b = b[n+int(klen):]
+		vlen, n := binary.Varint(b)
+		if n <= 0 || vlen < -1 || int64(len(b)-n) < vlen {
+			return fmt.Errorf("%w: value length", errCorrupt)
+		}
+		b = b[n:]
+		var value []byte
+		if vlen >= 0 {
+			value, b = b[:vlen], b[vlen:]
+		}
+		if err := s.applyRecord(key, value, vlen < 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s store) applyRecord(key, value []byte, tombstone bool) error {
+	if len(key) < 2 {
+		return fmt.Errorf("%w: short key", errCorrupt)
+	}
+	switch binary.BigEndian.Uint16(key) {
+	case 0, offsetKeyVersion:
+		var k kmsg.OffsetCommitKey
+		if err := k.ReadFrom(key); err != nil {
+			return fmt.Errorf("%w: offset key: %v", errCorrupt, err)
+		}
+		tp := TopicPartition{k.Topic, k.Partition}
+		if tombstone {
+			if g := s[k.Group]; g != nil {
+				delete(g.offsets, tp)
+				s.drop(k.Group)
+			}
+			return nil
+		}
+		var v kmsg.OffsetCommitValue
+		if err := v.ReadFrom(value); err != nil {
+			return fmt.Errorf("%w: offset value: %v", errCorrupt, err)
+		}
+		s.get(k.Group).offsets[tp] = v
+	case groupKeyVersion:
+		var k kmsg.GroupMetadataKey
+		if err := k.ReadFrom(key); err != nil {
+			return fmt.Errorf("%w: group key: %v", errCorrupt, err)
+		}
+		if tombstone {
+			if g := s[k.Group]; g != nil {
+				g.meta = nil
+				s.drop(k.Group)
+			}
+			return nil
+		}
+		v := new(kmsg.GroupMetadataValue)
+		if err := v.ReadFrom(value); err != nil {
+			return fmt.Errorf("%w: group value: %v", errCorrupt, err)
+		}
+		s.get(k.Group).meta = v
+	}
+	return nil
+}
+
+// snapshot writes every group as records, in a stable order.
+func (s store) snapshot() []byte {
+	var w recordWriter
+	for _, name := range slices.Sorted(maps.Keys(s)) {
+		g := s[name]
+		if g.meta != nil {
+			w.group(name, g.meta)
+		}
+		tps := slices.SortedFunc(maps.Keys(g.offsets), compareTP)
+		for _, tp := range tps {
+			v := g.offsets[tp]
+			w.offset(name, tp, &v)
+		}
+	}
+	return w.b
+}
+
+func compareTP(a, b TopicPartition) int {
+	if c := cmp.Compare(a.Topic, b.Topic); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Partition, b.Partition)
+}

@@ -1,0 +1,256 @@
+package kafka
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/actors/group"
+)
+
+// Group requests go to the coordinator of their group: the leader of the
+// group's offsets-topic partition (actors/group). A connection sends each
+// group's share of a request to the local replica of that partition, which
+// answers NOT_COORDINATOR unless it leads; FindCoordinator tells clients
+// which broker that is.
+
+// offsetsPartition returns the local coordinator replica of group, or the
+// error code to answer with.
+func (s *Service) offsetsPartition(name string) (*group.Coordinator, int16) {
+	if name == "" {
+		return nil, kerr.InvalidGroupID.Code
+	}
+	t := s.Machine.View().Topics[controller.OffsetsTopic]
+	if t == nil {
+		s.createOffsetsTopic()
+		return nil, kerr.CoordinatorNotAvailable.Code
+	}
+	co := s.Coordinators.Get(group.PartitionFor(name, int32(len(t.Partitions))))
+	if co == nil {
+		return nil, kerr.NotCoordinator.Code
+	}
+	return co, 0
+}
+
+// createOffsetsTopic asks the controller for the offsets topic, as Kafka
+// creates it on the first FindCoordinator. Many connections may ask at
+// once; the controller creates it once, and the others fail harmlessly.
+func (s *Service) createOffsetsTopic() {
+	now := s.Now().UnixMilli()
+	last := s.offsetsCreateAsked.Load()
+	if now-last < 1000 || !s.offsetsCreateAsked.CompareAndSwap(last, now) {
+		return
+	}
+	s.Sender.Send(s.Controller, &controller.CreateTopics{Topics: []controller.TopicSpec{{
+		Name: controller.OffsetsTopic, Partitions: s.OffsetsPartitions, ReplicationFactor: -1, Internal: true,
+	}}})
+}
+
+// coordinatorOf returns the broker coordinating group, or an error code.
+func (s *Service) coordinatorOf(name string) (Broker, int16) {
+	if name == "" {
+		return Broker{}, kerr.InvalidRequest.Code
+	}
+	view := s.Machine.View()
+	t := view.Topics[controller.OffsetsTopic]
+	if t == nil {
+		s.createOffsetsTopic()
+		return Broker{}, kerr.CoordinatorNotAvailable.Code
+	}
+	p := t.Partitions[group.PartitionFor(name, int32(len(t.Partitions)))]
+	var leader, term uint64
+	if st := s.Board.Get(p.Group); st != nil && st.Leader != 0 {
+		leader, term = st.Leader, st.Term
+	}
+	if li, ok := s.Leaders.Get(p.Group); ok && li.Term > term {
+		leader = li.Leader
+	}
+	b, ok := view.Brokers[leader]
+	if !ok {
+		return Broker{}, kerr.CoordinatorNotAvailable.Code
+	}
+	kb, err := NewBroker(b.NodeID, b.KafkaAddr)
+	if err != nil {
+		return Broker{}, kerr.CoordinatorNotAvailable.Code
+	}
+	return kb, 0
+}
+
+func (c *serviceConn) findCoordinator(ctx actor.Context, r *Request, req *kmsg.FindCoordinatorRequest) {
+	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
+	keys := req.CoordinatorKeys
+	if req.Version < 4 {
+		keys = []string{req.CoordinatorKey}
+	}
+	for _, key := range keys {
+		rc := kmsg.NewFindCoordinatorResponseCoordinator()
+		rc.Key, rc.NodeID, rc.Port = key, -1, -1
+		if req.CoordinatorType != 0 {
+			rc.ErrorCode = kerr.InvalidRequest.Code
+			rc.ErrorMessage = kmsg.StringPtr("transactions are not supported: only group coordinators exist")
+		} else if b, code := c.s.coordinatorOf(key); code != 0 {
+			rc.ErrorCode = code
+		} else {
+			rc.NodeID, rc.Host, rc.Port = b.NodeID, b.Host, b.Port
+		}
+		resp.Coordinators = append(resp.Coordinators, rc)
+	}
+	if req.Version < 4 {
+		rc := resp.Coordinators[0]
+		resp.ErrorCode, resp.ErrorMessage, resp.NodeID, resp.Host, resp.Port = rc.ErrorCode, rc.ErrorMessage, rc.NodeID, rc.Host, rc.Port
+		resp.Coordinators = nil
+	}
+	ctx.Send(r.ReplyTo, r.Reply(resp))
+}
+
+// groupOne serves a request that names one group: its coordinator's
+// answer is the response.
+func (c *serviceConn) groupOne(ctx actor.Context, r *Request, name string) {
+	c.fanOut(ctx, r, []string{name}, func(int) any { return r.Msg }, func(_ int, resp any) {
+		ctx.Send(r.ReplyTo, r.Reply(resp.(kmsg.Response)))
+	}, nil)
+}
+
+// fanOut sends each group's share of r (share(i) for names[i]) to its coordinator;
+// put takes each answer (or the error answer of a group without one) by
+// index, and finish runs once all are in.
+func (c *serviceConn) fanOut(ctx actor.Context, r *Request, names []string, share func(i int) any, put func(i int, resp any), finish func()) {
+	remaining := len(names) + 1
+	done := func() {
+		if remaining--; remaining == 0 && finish != nil {
+			finish()
+		}
+	}
+	for i, name := range names {
+		req := share(i)
+		co, code := c.s.offsetsPartition(name)
+		if code != 0 {
+			put(i, group.ErrorResponse(name, req, code))
+			done()
+			continue
+		}
+		ref := c.ref()
+		c.groups[ref] = func(resp any) {
+			put(i, resp)
+			done()
+		}
+		ctx.Send(co.PID, &group.Call{Ref: ref, Group: name, Req: req, ClientID: r.ClientID, ClientHost: r.ClientHost, ReplyTo: ctx.Self()})
+	}
+	done()
+}
+
+func (c *serviceConn) groupAnswer(m *group.Answer) {
+	if f, ok := c.groups[m.Ref]; ok {
+		delete(c.groups, m.Ref)
+		f(m.Resp)
+	}
+}
+
+func (c *serviceConn) offsetFetch(ctx actor.Context, r *Request, req *kmsg.OffsetFetchRequest) {
+	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
+	if req.Version >= 8 {
+		resp.Groups = make([]kmsg.OffsetFetchResponseGroup, len(req.Groups))
+		names := make([]string, len(req.Groups))
+		for i, g := range req.Groups {
+			names[i] = g.Group
+		}
+		c.fanOut(ctx, r, names, func(i int) any {
+			return &group.FetchOffsets{Topics: req.Groups[i].Topics}
+		}, func(i int, a any) {
+			resp.Groups[i] = *a.(*kmsg.OffsetFetchResponseGroup)
+		}, func() { ctx.Send(r.ReplyTo, r.Reply(resp)) })
+		return
+	}
+	share := &group.FetchOffsets{}
+	if req.Topics != nil {
+		share.Topics = make([]kmsg.OffsetFetchRequestGroupTopic, 0, len(req.Topics))
+		for _, t := range req.Topics {
+			share.Topics = append(share.Topics, kmsg.OffsetFetchRequestGroupTopic{Topic: t.Topic, Partitions: t.Partitions})
+		}
+	}
+	c.fanOut(ctx, r, []string{req.Group}, func(int) any { return share }, func(_ int, a any) {
+		rg := a.(*kmsg.OffsetFetchResponseGroup)
+		for _, t := range rg.Topics {
+			rt := kmsg.NewOffsetFetchResponseTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				rp := kmsg.NewOffsetFetchResponseTopicPartition()
+				rp.Partition, rp.Offset, rp.LeaderEpoch, rp.Metadata, rp.ErrorCode = p.Partition, p.Offset, p.LeaderEpoch, p.Metadata, p.ErrorCode
+				if req.Version < 2 && rg.ErrorCode != 0 {
+					rp.ErrorCode = rg.ErrorCode // no group-level error before v2
+				}
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		resp.ErrorCode = rg.ErrorCode
+	}, func() { ctx.Send(r.ReplyTo, r.Reply(resp)) })
+}
+
+func (c *serviceConn) describeGroups(ctx actor.Context, r *Request, req *kmsg.DescribeGroupsRequest) {
+	resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)
+	resp.Groups = make([]kmsg.DescribeGroupsResponseGroup, len(req.Groups))
+	c.fanOut(ctx, r, req.Groups, func(int) any { return &group.Describe{} }, func(i int, a any) {
+		resp.Groups[i] = *a.(*kmsg.DescribeGroupsResponseGroup)
+		resp.Groups[i].AuthorizedOperations = -2147483648 // not computed (Kafka's "omitted")
+	}, func() { ctx.Send(r.ReplyTo, r.Reply(resp)) })
+}
+
+func (c *serviceConn) deleteGroups(ctx actor.Context, r *Request, req *kmsg.DeleteGroupsRequest) {
+	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)
+	resp.Groups = make([]kmsg.DeleteGroupsResponseGroup, len(req.Groups))
+	c.fanOut(ctx, r, req.Groups, func(int) any { return &group.Delete{} }, func(i int, a any) {
+		resp.Groups[i] = kmsg.DeleteGroupsResponseGroup{Group: req.Groups[i], ErrorCode: a.(*group.DeleteDone).ErrorCode}
+	}, func() { ctx.Send(r.ReplyTo, r.Reply(resp)) })
+}
+
+// listCall is a ListGroups request waiting for the local coordinators.
+type listCall struct {
+	r         *Request
+	req       *kmsg.ListGroupsRequest
+	resp      *kmsg.ListGroupsResponse
+	remaining int
+}
+
+// listGroups asks every local offsets partition for its groups; the ones
+// that do not lead answer NOT_COORDINATOR and add nothing. Clients ask
+// every broker and merge, as with Kafka.
+func (c *serviceConn) listGroups(ctx actor.Context, r *Request, req *kmsg.ListGroupsRequest) {
+	call := &listCall{r: r, req: req, resp: req.ResponseKind().(*kmsg.ListGroupsResponse)}
+	for _, co := range c.s.Coordinators.All() {
+		ref := c.ref()
+		c.lists[ref] = call
+		call.remaining++
+		ctx.Send(co.PID, &group.List{Ref: ref, ReplyTo: ctx.Self()})
+	}
+	if call.remaining == 0 {
+		ctx.Send(r.ReplyTo, r.Reply(call.resp))
+	}
+}
+
+func (c *serviceConn) listed(ctx actor.Context, m *group.Listed) {
+	call, ok := c.lists[m.Ref]
+	if !ok {
+		return
+	}
+	delete(c.lists, m.Ref)
+	for _, g := range m.Groups {
+		if len(call.req.StatesFilter) > 0 && !slices.ContainsFunc(call.req.StatesFilter, func(s string) bool { return strings.EqualFold(s, g.GroupState) }) {
+			continue
+		}
+		if len(call.req.TypesFilter) > 0 && !slices.ContainsFunc(call.req.TypesFilter, func(s string) bool { return strings.EqualFold(s, g.GroupType) }) {
+			continue
+		}
+		call.resp.Groups = append(call.resp.Groups, g)
+	}
+	if call.remaining--; call.remaining == 0 {
+		slices.SortFunc(call.resp.Groups, func(a, b kmsg.ListGroupsResponseGroup) int {
+			return strings.Compare(a.Group, b.Group)
+		})
+		ctx.Send(call.r.ReplyTo, call.r.Reply(call.resp))
+	}
+}
