@@ -232,21 +232,24 @@ func Start(o Options) (_ *Broker, err error) {
 		return nil, err
 	}
 
+	b.replicas = partition.NewReplicas()
+	b.coords = group.NewCoordinators()
 	if debugLn != nil {
 		b.debugAddr = debugLn.Addr().String()
 		if b.debug, err = b.sys.Spawn("debug", "debug", debug.NewActor(debugLn, debug.Sources{
-			NodeID:     cfg.NodeID,
-			Actors:     b.sys,
-			Board:      b.board,
-			Controller: b.machine,
-			Gatherer:   reg,
-			Log:        log,
+			NodeID:       cfg.NodeID,
+			Actors:       b.sys,
+			Board:        b.board,
+			Controller:   b.machine,
+			Coordinators: b.coords,
+			Replicas:     b.replicas,
+			Gatherer:     reg,
+			Log:          log,
 		})); err != nil {
 			return nil, err
 		}
 	}
 
-	b.replicas = partition.NewReplicas()
 	leaders := partition.NewLeaders()
 	partitionRaft := partition.RaftSettings{
 		ElectionTicks:       cfg.Raft.ElectionTicks,
@@ -286,7 +289,6 @@ func Start(o Options) (_ *Broker, err error) {
 		return nil, err
 	}
 
-	b.coords = group.NewCoordinators()
 	if b.groups, err = b.sys.Spawn("groups", "groups", group.NewManager(group.ManagerOptions{
 		NodeID:     cfg.NodeID,
 		Sys:        b.sys,

@@ -18,7 +18,7 @@ th{background:#f3f3f3}
 <h1>Flotilla broker {{.Cluster.NodeID}}</h1>
 <p>Cluster <code>{{if .Cluster.ClusterID}}{{.Cluster.ClusterID}}{{else}}(not yet initialised){{end}}</code>,
 controller leader: {{if .Cluster.Leader}}broker {{.Cluster.Leader}}{{else}}none{{end}}.
-JSON: <a href="/debug/raft">raft</a> · <a href="/debug/actors">actors</a> · <a href="/debug/cluster">cluster</a> ·
+JSON: <a href="/debug/raft">raft</a> · <a href="/debug/actors">actors</a> · <a href="/debug/cluster">cluster</a> · <a href="/debug/groups">groups</a> ·
 <a href="/metrics">metrics</a> · <a href="/debug/pprof/">pprof</a></p>
 <h2>Brokers</h2>
 <table><tr><th>id</th><th>Kafka address</th><th>Raft address</th><th>registered at</th></tr>
@@ -28,6 +28,11 @@ JSON: <a href="/debug/raft">raft</a> · <a href="/debug/actors">actors</a> · <a
 <table><tr><th>group</th><th>role</th><th>term</th><th>leader</th><th>commit</th><th>applied</th><th>voters</th><th>followers (match/next/state)</th></tr>
 {{range .Groups}}<tr><td>{{.Name}}</td><td class="{{.Role}}">{{.Role}}</td><td>{{.Term}}</td><td>{{.Leader}}</td><td>{{.Commit}}</td><td>{{.Applied}}</td><td>{{.Voters}}</td>
 <td>{{range $id, $p := .Progress}}{{$id}}: {{$p.Match}}/{{$p.Next}}/{{$p.State}} {{end}}</td></tr>{{end}}
+</table>
+<h2>Consumer groups coordinated here</h2>
+<table><tr><th>group</th><th>state</th><th>protocol</th><th>generation</th><th>members (assigned partitions)</th><th>lag</th></tr>
+{{range .ConsumerGroups}}<tr><td>{{.Group}}</td><td>{{.State}}</td><td>{{.ProtocolType}}/{{.Protocol}}</td><td>{{.Generation}}</td>
+<td>{{range .Members}}{{.ClientID}} {{.Host}} {{.Assigned}}<br>{{end}}</td><td>{{.TotalLag}}</td></tr>{{end}}
 </table>
 <h2>Actors</h2>
 <table><tr><th>name</th><th>kind</th><th>mailbox</th><th>processed</th><th>restarts</th></tr>
@@ -39,8 +44,9 @@ JSON: <a href="/debug/raft">raft</a> · <a href="/debug/actors">actors</a> · <a
 func servePage(w http.ResponseWriter, src Sources) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_ = page.Execute(w, map[string]any{
-		"Cluster": clusterView(src),
-		"Groups":  src.Board.All(),
-		"Actors":  src.Actors.List(),
+		"Cluster":        clusterView(src),
+		"Groups":         src.Board.All(),
+		"Actors":         src.Actors.List(),
+		"ConsumerGroups": groupsView(src),
 	})
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/flotilla/flotilla/actors"
 	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/actors/group"
+	"github.com/flotilla/flotilla/actors/partition"
 	"github.com/flotilla/flotilla/raftactor"
 )
 
@@ -24,8 +26,12 @@ type Sources struct {
 	Actors     *actors.System
 	Board      *raftactor.StatusBoard
 	Controller *controller.StateMachine
-	Gatherer   prometheus.Gatherer
-	Log        zerolog.Logger
+	// Coordinators and Replicas show the groups this broker coordinates
+	// and their lag (nil in tests that have none).
+	Coordinators *group.Coordinators
+	Replicas     *partition.Replicas
+	Gatherer     prometheus.Gatherer
+	Log          zerolog.Logger
 }
 
 // NewActor returns the producer of the debug actor serving on ln, which the
@@ -77,6 +83,9 @@ func Handler(src Sources) http.Handler {
 	})
 	mux.HandleFunc("GET /debug/cluster", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, clusterView(src))
+	})
+	mux.HandleFunc("GET /debug/groups", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]any{"node_id": src.NodeID, "groups": groupsView(src)})
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		st := src.Board.Get(controller.ControllerGroup)

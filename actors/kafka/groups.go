@@ -62,8 +62,11 @@ func (s *Service) coordinatorOf(name string) (Broker, int16) {
 		return Broker{}, kerr.CoordinatorNotAvailable.Code
 	}
 	p := t.Partitions[group.PartitionFor(name, int32(len(t.Partitions)))]
+	// A replica's own raft status wins unless a peer announced a later
+	// term; during an election it knows there is no leader, where the
+	// broadcast still names the dead one.
 	var leader, term uint64
-	if st := s.Board.Get(p.Group); st != nil && st.Leader != 0 {
+	if st := s.Board.Get(p.Group); st != nil {
 		leader, term = st.Leader, st.Term
 	}
 	if li, ok := s.Leaders.Get(p.Group); ok && li.Term > term {

@@ -1,0 +1,449 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// deliveries counts what a group's consumers processed: partition →
+// offset → times delivered.
+type deliveries struct {
+	mu   sync.Mutex
+	seen map[int32]map[int64]int
+}
+
+func newDeliveries() *deliveries { return &deliveries{seen: map[int32]map[int64]int{}} }
+
+func (d *deliveries) add(r *kgo.Record) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.seen[r.Partition] == nil {
+		d.seen[r.Partition] = map[int64]int{}
+	}
+	d.seen[r.Partition][r.Offset]++
+}
+
+// missing counts the offsets below ends not delivered yet, and returns the
+// redeliveries so far.
+func (d *deliveries) missing(ends map[int32]int64) (missing, redelivered int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for p, end := range ends {
+		for o := int64(0); o < end; o++ {
+			if n := d.seen[p][o]; n == 0 {
+				missing++
+			} else {
+				redelivered += n - 1
+			}
+		}
+	}
+	return missing, redelivered
+}
+
+// member is one franz-go group consumer, polling in its own goroutine.
+type member struct {
+	cl   *kgo.Client
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+func startMember(t *testing.T, seeds []string, group, topic string, d *deliveries, opts ...kgo.Opt) *member {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.MetadataMinAge(100 * time.Millisecond)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	m := &member{cl: cl, stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		for ctx.Err() == nil {
+			fs := cl.PollFetches(ctx)
+			fs.EachRecord(d.add)
+		}
+	}()
+	t.Cleanup(func() { m.leave(t) })
+	return m
+}
+
+// leave commits what the member processed and leaves the group.
+func (m *member) leave(t *testing.T) {
+	select {
+	case <-m.done:
+		return
+	default:
+	}
+	m.stop()
+	<-m.done
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.cl.CommitUncommittedOffsets(ctx); err != nil {
+		t.Logf("final commit: %v", err)
+	}
+	m.cl.Close()
+}
+
+// clusterAdmin returns a kadm client seeded with every broker.
+func clusterAdmin(t *testing.T, seeds []string) *kadm.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.MetadataMinAge(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return kadm.NewClient(cl)
+}
+
+// startCluster starts n brokers with the group settings and waits for the
+// controller; it returns them and their Kafka addresses.
+func startCluster(t *testing.T, n int) ([]*node, []string) {
+	t.Helper()
+	nodes := newClusterWith(t, n, groupSettings)
+	var seeds []string
+	for _, nd := range nodes {
+		nd.start(t)
+		seeds = append(seeds, nd.kafka)
+	}
+	waitFor(t, 15*time.Second, "controller election", func() bool { return agreedLeader(nodes) != 0 })
+	return nodes, seeds
+}
+
+func createReplicated(t *testing.T, adm *kadm.Client, topic string, partitions int32) {
+	t.Helper()
+	waitFor(t, 20*time.Second, "topic "+topic+" created", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := adm.CreateTopic(ctx, partitions, 3, nil, topic)
+		return err == nil && (resp.Err == nil || errCode(resp.Err) == 36) // 36: it exists (an earlier try got through)
+	})
+}
+
+// produceInBackground produces n records to topic, paced over d, and
+// returns a channel closed when all are acknowledged.
+func produceInBackground(t *testing.T, seeds []string, topic string, n int, d time.Duration) <-chan struct{} {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic), kgo.MetadataMinAge(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		start := time.Now()
+		for i := 0; i < n && ctx.Err() == nil; i++ {
+			if i%500 == 0 {
+				time.Sleep(time.Until(start.Add(d * time.Duration(i) / time.Duration(n))))
+			}
+			cl.Produce(ctx, &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: []byte("v")}, func(_ *kgo.Record, err error) {
+				if err != nil {
+					t.Errorf("produce: %v", err)
+				}
+			})
+		}
+		if err := cl.Flush(ctx); err != nil {
+			t.Errorf("flush: %v", err)
+		}
+	}()
+	return done
+}
+
+// endOffsets returns every partition's high watermark.
+func endOffsets(t *testing.T, adm *kadm.Client, topic string) map[int32]int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatalf("list end offsets: %v", err)
+	}
+	out := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	return out
+}
+
+// waitAllDelivered waits until every record up to the current high
+// watermarks was delivered, and returns the redeliveries.
+func waitAllDelivered(t *testing.T, adm *kadm.Client, topic string, d *deliveries) int {
+	t.Helper()
+	ends := endOffsets(t, adm, topic)
+	var redelivered int
+	waitFor(t, 60*time.Second, "every record delivered", func() bool {
+		var missing int
+		missing, redelivered = d.missing(ends)
+		return missing == 0
+	})
+	return redelivered
+}
+
+// waitStable waits until group is Stable with members members whose
+// assignments cover the topic's partitions exactly once.
+func waitStable(t *testing.T, adm *kadm.Client, group, topic string, members, partitions int) {
+	t.Helper()
+	var last string
+	waitFor(t, 60*time.Second, fmt.Sprintf("group %s stable with %d members sharing %d partitions", group, members, partitions), func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		described, err := adm.DescribeGroups(ctx, group)
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		g := described[group]
+		owners := map[int32]int{}
+		for _, m := range g.Members {
+			c, ok := m.Assigned.AsConsumer()
+			if !ok {
+				continue
+			}
+			for _, tp := range c.Topics {
+				if tp.Topic == topic {
+					for _, p := range tp.Partitions {
+						owners[p]++
+					}
+				}
+			}
+		}
+		last = fmt.Sprintf("state %s, %d members, owners %v, err %v", g.State, len(g.Members), owners, g.Err)
+		if g.Err != nil || g.State != "Stable" || len(g.Members) != members || len(owners) != partitions {
+			return false
+		}
+		for _, n := range owners {
+			if n != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("group %s: %s", group, last)
+}
+
+// TestGroupMembersShareAndRebalance: on three brokers, three members of a
+// group share a 12-partition RF=3 topic without overlap, a fourth joins
+// and one leaves, and every record is processed — with the cooperative
+// (franz-go's default), range and round-robin assignors.
+func TestGroupMembersShareAndRebalance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	_, seeds := startCluster(t, 3)
+	adm := clusterAdmin(t, seeds)
+	const topic, partitions, records = "work", 12, 20000
+	createReplicated(t, adm, topic, partitions)
+	produced := produceInBackground(t, seeds, topic, records, 10*time.Second)
+
+	for _, tc := range []struct {
+		name     string
+		balancer kgo.GroupBalancer
+	}{
+		{"cooperative-sticky", kgo.CooperativeStickyBalancer()},
+		{"range", kgo.RangeBalancer()},
+		{"roundrobin", kgo.RoundRobinBalancer()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			group := "workers-" + tc.name
+			d := newDeliveries()
+			var ms []*member
+			for range 3 {
+				ms = append(ms, startMember(t, seeds, group, topic, d, kgo.Balancers(tc.balancer)))
+			}
+			waitStable(t, adm, group, topic, 3, partitions)
+			ms = append(ms, startMember(t, seeds, group, topic, d, kgo.Balancers(tc.balancer)))
+			waitStable(t, adm, group, topic, 4, partitions)
+			ms[0].leave(t)
+			waitStable(t, adm, group, topic, 3, partitions)
+			<-produced
+			redelivered := waitAllDelivered(t, adm, topic, d)
+			t.Logf("%s: all %d records processed, %d redelivered across the rebalances", tc.name, records, redelivered)
+		})
+	}
+}
+
+// findCoordinator asks broker nd which broker coordinates group, until
+// one is known (asking a broker directly: clients cache coordinators).
+func findCoordinator(t *testing.T, nd *node, group string) int32 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(nd.kafka))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var id int32 = -1
+	waitFor(t, 20*time.Second, "coordinator of "+group, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		req := kmsg.NewPtrFindCoordinatorRequest()
+		req.CoordinatorKeys = []string{group}
+		// The broker must be registered (known to the client) first.
+		if err := cl.Ping(ctx); err != nil {
+			return false
+		}
+		kresp, err := cl.Broker(int(nd.id)).Request(ctx, req)
+		if err != nil {
+			return false
+		}
+		if c := kresp.(*kmsg.FindCoordinatorResponse).Coordinators[0]; c.ErrorCode == 0 {
+			id = c.NodeID
+			return true
+		}
+		return false
+	})
+	return id
+}
+
+// committed returns group's committed offsets of topic, through a new
+// client each time: kadm keeps the coordinator it found for a group and
+// retries a dead one's address rather than looking for the new one.
+func committed(t *testing.T, seeds []string, group, topic string) map[int32]int64 {
+	t.Helper()
+	out := map[int32]int64{}
+	var lastErr error
+	defer func() {
+		if t.Failed() {
+			t.Logf("last OffsetFetch error: %v", lastErr)
+		}
+	}()
+	waitFor(t, 30*time.Second, "offsets of "+group, func() bool {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resps, err := kadm.NewClient(cl).FetchOffsets(ctx, group)
+		if err == nil {
+			err = resps.Error()
+		}
+		if lastErr = err; err != nil {
+			return false
+		}
+		resps.Each(func(o kadm.OffsetResponse) {
+			if o.Topic == topic {
+				out[o.Partition] = o.At
+			}
+		})
+		return true
+	})
+	return out
+}
+
+// TestGroupSurvivesCoordinatorKill: a three-member group keeps consuming
+// through the SIGKILL of its coordinator's broker — the new coordinator
+// has every offset committed before the kill, nothing is skipped — and
+// after all brokers restart the committed offsets are still there.
+func TestGroupSurvivesCoordinatorKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	nodes, seeds := startCluster(t, 3)
+	adm := clusterAdmin(t, seeds)
+	const group, topic, partitions, records = "survivors", "stream", 12, 30000
+	createReplicated(t, adm, topic, partitions)
+	produced := produceInBackground(t, seeds, topic, records, 15*time.Second)
+	d := newDeliveries()
+	var ms []*member
+	for range 3 {
+		ms = append(ms, startMember(t, seeds, group, topic, d, kgo.AutoCommitInterval(500*time.Millisecond)))
+	}
+	waitStable(t, adm, group, topic, 3, partitions)
+	waitFor(t, 30*time.Second, "offsets committed on every partition", func() bool {
+		return len(committed(t, seeds, group, topic)) == partitions
+	})
+
+	coord := findCoordinator(t, nodes[0], group)
+	victim, witness := nodes[coord-1], nodes[coord%3]
+	before := committed(t, seeds, group, topic)
+	victim.kill()
+	t.Logf("SIGKILLed broker %d, the coordinator of %s; committed before: %v", coord, group, before)
+	var next int32
+	waitFor(t, 20*time.Second, "a new coordinator", func() bool {
+		next = findCoordinator(t, witness, group)
+		return next != coord
+	})
+	after := committed(t, seeds, group, topic)
+	for p, o := range before {
+		if after[p] < o {
+			t.Errorf("partition %d: new coordinator %d has offset %d committed, %d was committed before the kill", p, next, after[p], o)
+		}
+	}
+	victim.start(t)
+
+	<-produced
+	redelivered := waitAllDelivered(t, adm, topic, d)
+	t.Logf("all %d records processed through the coordinator's kill; %d redelivered", records, redelivered)
+	if redelivered > records/2 {
+		t.Errorf("%d of %d records redelivered: the group restarted from far behind its commits", redelivered, records)
+	}
+	waitStable(t, adm, group, topic, 3, partitions)
+
+	for _, m := range ms {
+		m.leave(t)
+	}
+	final := committed(t, seeds, group, topic)
+	for _, nd := range nodes {
+		nd.kill()
+	}
+	for _, nd := range nodes {
+		nd.start(t)
+	}
+	waitFor(t, 15*time.Second, "controller election after the restart", func() bool { return agreedLeader(nodes) != 0 })
+	if got := committed(t, seeds, group, topic); !maps.Equal(got, final) {
+		t.Fatalf("committed offsets after restarting every broker: %v, before: %v", got, final)
+	}
+	t.Logf("committed offsets survived restarting every broker: %v", slices.Sorted(maps.Values(final)))
+}
+
+// TestFindCoordinatorBatched: FindCoordinator v4+ answers many keys, each
+// with the broker that leads its offsets partition (as every broker sees
+// it), and refuses transaction coordinators.
+func TestFindCoordinatorBatched(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	nodes, _ := startCluster(t, 3)
+	keys := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	want := map[string]int32{}
+	for _, k := range keys {
+		want[k] = findCoordinator(t, nodes[0], k)
+	}
+	for _, nd := range nodes {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(nd.kafka))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		// Every broker learns the leaderships of the offsets partitions it
+		// does not lead from their leaders' broadcasts (every 0.5 s).
+		var last []kmsg.FindCoordinatorResponseCoordinator
+		waitFor(t, 10*time.Second, fmt.Sprintf("broker %d agrees on every coordinator", nd.id), func() bool {
+			req := kmsg.NewPtrFindCoordinatorRequest()
+			req.CoordinatorKeys = keys
+			last = brokerRequest[*kmsg.FindCoordinatorResponse](t, cl, nd, req).Coordinators
+			for i, c := range last {
+				if c.Key != keys[i] || c.ErrorCode != 0 || c.NodeID != want[c.Key] {
+					return false
+				}
+			}
+			return true
+		})
+		req := kmsg.NewPtrFindCoordinatorRequest()
+		req.CoordinatorType, req.CoordinatorKeys = 1, []string{"txn"}
+		resp := brokerRequest[*kmsg.FindCoordinatorResponse](t, cl, nd, req)
+		if resp.Coordinators[0].ErrorCode == 0 {
+			t.Errorf("broker %d: a transaction coordinator was found: %+v", nd.id, resp.Coordinators[0])
+		}
+	}
+}
