@@ -29,6 +29,15 @@ type Extension interface {
 	LeaderChanged(g *Handle, ctx actor.Context)
 }
 
+// MatchObserver is an Extension that wants to hear when the leader may
+// have learned that a replica matches more of its log without that moving
+// the commit index: after it stepped an append response. (The leader's own
+// match moves before the entries it covers can be applied, so Applied
+// covers it.) Called on followers too, where it has nothing to learn.
+type MatchObserver interface {
+	Matched(g *Handle, ctx actor.Context)
+}
+
 // Handle is what an Extension may do with its group's raft node. It is only
 // valid inside the hook it was passed to.
 type Handle struct {

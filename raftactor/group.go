@@ -135,6 +135,7 @@ func NewProducer(cfg Config) (actor.Producer, error) {
 	return func() actor.Actor {
 		d.incarnations++
 		g := &groupActor{d: d, incarnation: d.incarnations, log: cfg.Log, ext: ext}
+		g.matched, _ = ext.(MatchObserver)
 		g.handle = &Handle{g: g}
 		return g
 	}, nil
@@ -148,7 +149,8 @@ type waiter struct {
 
 type groupActor struct {
 	d           *durable
-	ext         Extension // nil unless the state machine is one
+	ext         Extension     // nil unless the state machine is one
+	matched     MatchObserver // nil unless ext is one
 	handle      *Handle
 	incarnation uint64
 	rn          *raft.RawNode
@@ -210,10 +212,15 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		}
 	case *Step:
 		if g.rn != nil {
+			resp := false
 			for _, msg := range m.Msgs {
 				if err := g.rn.Step(msg); err != nil {
 					g.log.Debug().Err(err).Uint64("from", msg.GetFrom()).Str("type", msg.GetType().String()).Msg("step")
 				}
+				resp = resp || msg.GetType() == pb.MsgAppResp
+			}
+			if resp && g.matched != nil {
+				g.matched.Matched(g.handle, ctx)
 			}
 		}
 	case *Propose:

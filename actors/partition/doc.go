@@ -15,8 +15,11 @@ happen single-threaded with Raft. It takes:
     sequences against applied state plus in-flight batches, stamps the base
     offset (applied log end plus in-flight) and the leader epoch (= term),
     and proposes one entry per batch. acks=1 is answered when the leader has
-    persisted the entry, acks=all when it is applied; a duplicate of one of
-    the producer's last five batches is answered with its original offset.
+    persisted the entry, acks=all when it is applied (and, if
+    min.insync.replicas is above a majority, matched by that many replicas;
+    NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrinks below it first); a
+    duplicate of one of the producer's last five batches is answered with
+    its original offset.
   - WatchFetch: a Fetch long poll asks to be woken (FetchReady) when the
     high watermark passes its offset, leadership changes, or its deadline.
 

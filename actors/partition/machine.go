@@ -132,6 +132,14 @@ type Machine struct {
 	isr        []uint64
 	firstOf    map[batchKey]int64 // last batch of a multi-batch request → its first batch's offset
 	watchers   []*watcher
+
+	// matchQuorum is min.insync.replicas when it is above a majority of
+	// the replicas, else 0: acks=all batches then wait after apply in held
+	// (raft index order) until that many replicas match them (insync.go).
+	matchQuorum int
+	held        []*inflight
+	matches     []uint64                            // scratch for matchedIndex
+	addMatch    func(id, match uint64, active bool) // collects into matches, built once
 }
 
 type batchKey struct {
@@ -144,6 +152,7 @@ type inflight struct {
 	key       batchKey
 	acks      int16
 	persisted bool
+	index     uint64 // raft index, once applied
 	appendTs  int64
 	waiters   []waiter
 }
@@ -174,6 +183,10 @@ func NewMachine(o MachineOptions) (*Machine, error) {
 		return nil, fmt.Errorf("partition %s/%d: %w", o.Topic, o.Partition, err)
 	}
 	m := &Machine{o: o, log: l, producers: &ProducerState{}, caughtUp: map[uint64]uint64{}, inflight: map[batchKey]*inflight{}, firstOf: map[batchKey]int64{}, side: map[uint64]*pb.Entry{}}
+	if o.Settings.MinInsyncReplicas > len(o.Replicas)/2+1 {
+		m.matchQuorum = o.Settings.MinInsyncReplicas
+		m.addMatch = func(_, match uint64, _ bool) { m.matches = append(m.matches, match) }
+	}
 	m.publish(nil)
 	return m, nil
 }
@@ -243,6 +256,7 @@ func (m *Machine) Apply(index, term uint64, data []byte) {
 		key := batchKey{term, h.BaseOffset}
 		if in, ok := m.inflight[key]; ok {
 			delete(m.inflight, key)
+			in.index = index
 			m.completed = append(m.completed, in)
 		}
 	case entryLogStart:
@@ -461,18 +475,23 @@ func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce) {
 }
 
 // answerDuplicate answers a retried batch as its original was answered: at
-// once if the original is applied, else when it is.
+// once if the original is applied (and, for acks=all, not held), else when
+// it is.
 func (m *Machine) answerDuplicate(ctx actor.Context, r *Produce, v Verdict) {
 	if r.ReplyTo == nil || r.Acks == 0 {
 		return
 	}
+	w := waiter{ref: r.Ref, replyTo: r.ReplyTo, deadline: m.ticks + r.TimeoutTicks}
 	if v.InFlight {
 		for key, in := range m.inflight {
 			if key.base == v.Original.BaseOffset {
-				in.waiters = append(in.waiters, waiter{ref: r.Ref, replyTo: r.ReplyTo, deadline: m.ticks + r.TimeoutTicks})
+				in.waiters = append(in.waiters, w)
 				return
 			}
 		}
+	}
+	if r.Acks == -1 && m.holdDuplicate(v.Original.BaseOffset, w) {
+		return
 	}
 	ts := int64(-1)
 	if m.o.Settings.LogAppendTime {
@@ -529,12 +548,17 @@ func (m *Machine) Persisted(h *raftactor.Handle, ctx actor.Context, entries []*p
 // barrier, fetch wake-ups, the new view.
 func (m *Machine) Applied(h *raftactor.Handle, ctx actor.Context) {
 	for _, in := range m.completed {
+		if m.matchQuorum > 0 && in.acks == -1 {
+			m.held = append(m.held, in)
+			continue
+		}
 		for _, w := range in.waiters {
 			m.answer(ctx, in, w)
 		}
 		delete(m.firstOf, in.key)
 	}
 	m.completed = m.completed[:0]
+	m.settleHeld(h, ctx)
 	m.checkReady(h)
 	m.wake(ctx, false)
 	m.publish(h)
@@ -572,6 +596,7 @@ func (m *Machine) LeaderChanged(h *raftactor.Handle, ctx actor.Context) {
 			}
 		}
 		m.inflight = map[batchKey]*inflight{}
+		m.failHeld(ctx, kerr.NotLeaderForPartition)
 		m.firstOf = map[batchKey]int64{}
 		m.producers.DiscardInFlight()
 	}
@@ -580,7 +605,8 @@ func (m *Machine) LeaderChanged(h *raftactor.Handle, ctx actor.Context) {
 	m.publish(h)
 }
 
-// Tick implements raftactor.Extension: waiter timeouts and retention.
+// Tick implements raftactor.Extension: waiter timeouts, retention, the
+// preferred leader, the ISR and the batches held for min.insync.replicas.
 func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
 	m.ticks++
 	for _, in := range m.inflight {
@@ -604,6 +630,8 @@ func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
 	if m.ready && m.ticks%isrEveryTicks == 0 {
 		m.updateISR(h)
 	}
+	m.settleHeld(h, ctx)
+	m.expireHeld(ctx)
 }
 
 // isrEveryTicks paces the ISR bookkeeping (5 ticks: 250 ms at 50 ms).

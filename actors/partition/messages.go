@@ -6,7 +6,9 @@ import "github.com/asynkron/protoactor-go/actor"
 // produce request for this partition. The partition answers ReplyTo with
 // ProduceDone: at once for an error or a duplicate of an applied batch,
 // after the leader persisted the batch for acks=1, after it is committed
-// and applied for acks=all (-1). acks=0 gets no answer (ReplyTo nil).
+// and applied for acks=all (-1), and, when the topic's min.insync.replicas
+// is above a majority of the replicas, once that many replicas match it.
+// acks=0 gets no answer (ReplyTo nil).
 type Produce struct {
 	Ref          uint64 // echoed in ProduceDone
 	Records      []byte // the request's records for this partition: one or more batches
