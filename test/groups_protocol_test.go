@@ -1,0 +1,284 @@
+package test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// The group protocol as Kafka specifies it, driven with raw requests to a
+// one-broker cluster (so its coordinator is that broker): KIP-394 member
+// ids, generations and member-id fencing, rebalances on join, session
+// expiry and leave, offset commits and their errors, static membership.
+
+// groupProtocolSettings: no initial delay, and sessions short enough to
+// watch one expire.
+const groupProtocolSettings = "group_initial_rebalance_delay_ms: 0, group_min_session_timeout_ms: 500"
+
+type groupConn struct {
+	t  *testing.T
+	cl *kgo.Client
+	nd *node
+}
+
+// newGroupConn starts a broker and waits until group's coordinator is
+// ready (the offsets topic is created on the first FindCoordinator).
+func newGroupConn(t *testing.T, group string) *groupConn {
+	nd := newClusterWith(t, 1, groupProtocolSettings)[0]
+	nd.start(t)
+	nd.waitKafka(t)
+	g := &groupConn{t: t, cl: nd.client(t), nd: nd}
+	if id := findCoordinator(t, nd, group); id != int32(nd.id) {
+		t.Fatalf("coordinator of %s is %d", group, id)
+	}
+	waitFor(t, 10*time.Second, "coordinator ready", func() bool {
+		return heartbeat(g, group, "nobody", 1) == kerr.UnknownMemberID.Code
+	})
+	return g
+}
+
+// do sends req to the broker itself and returns its response.
+func (g *groupConn) do(req kmsg.Request) kmsg.Response {
+	g.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, err := g.cl.Broker(int(g.nd.id)).Request(ctx, req)
+	if err != nil {
+		g.t.Fatalf("%s: %v", kmsg.NameForKey(req.Key()), err)
+	}
+	return resp
+}
+
+// async sends req in the background: JoinGroup waits for its rebalance.
+func (g *groupConn) async(req kmsg.Request) <-chan kmsg.Response {
+	ch := make(chan kmsg.Response, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		resp, err := g.cl.Broker(int(g.nd.id)).Request(ctx, req)
+		if err != nil {
+			g.t.Errorf("%s: %v", kmsg.NameForKey(req.Key()), err)
+		}
+		ch <- resp
+	}()
+	return ch
+}
+
+func wait[R kmsg.Response](t *testing.T, ch <-chan kmsg.Response) R {
+	t.Helper()
+	select {
+	case r := <-ch:
+		if r == nil {
+			t.FailNow()
+		}
+		return r.(R)
+	case <-time.After(20 * time.Second):
+		t.Fatal("no answer within 20 s")
+	}
+	panic("unreachable")
+}
+
+func joinReq(group, member string, instance *string, sessionMs int32) *kmsg.JoinGroupRequest {
+	req := kmsg.NewPtrJoinGroupRequest()
+	req.Group, req.MemberID, req.InstanceID = group, member, instance
+	req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = sessionMs, 10000
+	req.ProtocolType = "consumer"
+	meta := kmsg.NewConsumerMemberMetadata()
+	meta.Topics = []string{"events"}
+	req.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: meta.AppendTo(nil)}}
+	return req
+}
+
+func syncReq(group, member string, gen int32, assign map[string][]byte) *kmsg.SyncGroupRequest {
+	req := kmsg.NewPtrSyncGroupRequest()
+	req.Group, req.MemberID, req.Generation = group, member, gen
+	for id, a := range assign {
+		req.GroupAssignment = append(req.GroupAssignment, kmsg.SyncGroupRequestGroupAssignment{MemberID: id, MemberAssignment: a})
+	}
+	return req
+}
+
+func heartbeat(g *groupConn, group, member string, gen int32) int16 {
+	req := kmsg.NewPtrHeartbeatRequest()
+	req.Group, req.MemberID, req.Generation = group, member, gen
+	return g.do(req).(*kmsg.HeartbeatResponse).ErrorCode
+}
+
+func commit(g *groupConn, group, member string, gen int32, topic string, p int32, offset int64, meta string) int16 {
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Group, req.MemberID, req.Generation = group, member, gen
+	req.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: topic, Partitions: []kmsg.OffsetCommitRequestTopicPartition{
+		{Partition: p, Offset: offset, LeaderEpoch: -1, Metadata: &meta}}}}
+	return g.do(req).(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode
+}
+
+func fetchOffset(g *groupConn, group, topic string, p int32) int64 {
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Groups = []kmsg.OffsetFetchRequestGroup{{Group: group, Topics: []kmsg.OffsetFetchRequestGroupTopic{{Topic: topic, Partitions: []int32{p}}}}}
+	rg := g.do(req).(*kmsg.OffsetFetchResponse).Groups[0]
+	if rg.ErrorCode != 0 {
+		g.t.Fatalf("OffsetFetch %s: %s", group, kerr.ErrorForCode(rg.ErrorCode))
+	}
+	return rg.Topics[0].Partitions[0].Offset
+}
+
+func describe(g *groupConn, group string) kmsg.DescribeGroupsResponseGroup {
+	req := kmsg.NewPtrDescribeGroupsRequest()
+	req.Groups = []string{group}
+	return g.do(req).(*kmsg.DescribeGroupsResponse).Groups[0]
+}
+
+func expectCode(t *testing.T, what string, got int16, want *kerr.Error) {
+	t.Helper()
+	wantCode := int16(0)
+	if want != nil {
+		wantCode = want.Code
+	}
+	if got != wantCode {
+		t.Fatalf("%s: got %s, want %s", what, codeName(got), codeName(wantCode))
+	}
+}
+
+func TestGroupProtocol(t *testing.T) {
+	const grp = "proto"
+	g := newGroupConn(t, grp)
+	createTopic(t, g.nd.admin(t), "events", 2, nil)
+
+	// KIP-394: a dynamic member first gets its id.
+	j := g.do(joinReq(grp, "", nil, 1000)).(*kmsg.JoinGroupResponse)
+	expectCode(t, "first join", j.ErrorCode, kerr.MemberIDRequired)
+	m1 := j.MemberID
+	if m1 == "" {
+		t.Fatal("MEMBER_ID_REQUIRED without a member id")
+	}
+	j = wait[*kmsg.JoinGroupResponse](t, g.async(joinReq(grp, m1, nil, 1000)))
+	expectCode(t, "join with the given id", j.ErrorCode, nil)
+	if j.Generation != 1 || j.LeaderID != m1 || len(j.Members) != 1 {
+		t.Fatalf("join: generation %d, leader %q, %d members", j.Generation, j.LeaderID, len(j.Members))
+	}
+	s := g.do(syncReq(grp, m1, 1, map[string][]byte{m1: []byte("a1")})).(*kmsg.SyncGroupResponse)
+	if s.ErrorCode != 0 || string(s.MemberAssignment) != "a1" {
+		t.Fatalf("leader sync: %s, assignment %q", codeName(s.ErrorCode), s.MemberAssignment)
+	}
+	expectCode(t, "heartbeat", heartbeat(g, grp, m1, 1), nil)
+	expectCode(t, "heartbeat, old generation", heartbeat(g, grp, m1, 0), kerr.IllegalGeneration)
+	expectCode(t, "heartbeat, unknown member", heartbeat(g, grp, "nobody", 1), kerr.UnknownMemberID)
+
+	// A second member: the first learns of the rebalance from its
+	// heartbeat, rejoins, and both get generation 2.
+	j = g.do(joinReq(grp, "", nil, 1000)).(*kmsg.JoinGroupResponse)
+	m2 := j.MemberID
+	join2 := g.async(joinReq(grp, m2, nil, 1000))
+	waitFor(t, 5*time.Second, "rebalance visible in the heartbeat", func() bool {
+		return heartbeat(g, grp, m1, 1) == kerr.RebalanceInProgress.Code
+	})
+	join1 := g.async(joinReq(grp, m1, nil, 1000))
+	j1, j2 := wait[*kmsg.JoinGroupResponse](t, join1), wait[*kmsg.JoinGroupResponse](t, join2)
+	if j1.ErrorCode != 0 || j2.ErrorCode != 0 || j1.Generation != 2 || j2.Generation != 2 || j1.LeaderID != m1 || len(j1.Members) != 2 || len(j2.Members) != 0 {
+		t.Fatalf("rejoin: %+v / %+v", j1, j2)
+	}
+	sync2 := g.async(syncReq(grp, m2, 2, nil))
+	s = g.do(syncReq(grp, m1, 2, map[string][]byte{m1: []byte("a1"), m2: []byte("a2")})).(*kmsg.SyncGroupResponse)
+	if s2 := wait[*kmsg.SyncGroupResponse](t, sync2); s.ErrorCode != 0 || s2.ErrorCode != 0 || string(s2.MemberAssignment) != "a2" {
+		t.Fatalf("syncs: leader %s, follower %s with %q", codeName(s.ErrorCode), codeName(s2.ErrorCode), s2.MemberAssignment)
+	}
+
+	// Commits are fenced by member and generation.
+	expectCode(t, "commit", commit(g, grp, m2, 2, "events", 1, 42, "m"), nil)
+	expectCode(t, "commit, old generation", commit(g, grp, m2, 1, "events", 1, 43, "m"), kerr.IllegalGeneration)
+	expectCode(t, "simple commit to an active group", commit(g, grp, "", -1, "events", 1, 43, "m"), kerr.UnknownMemberID)
+	expectCode(t, "commit to an unknown topic", commit(g, grp, m2, 2, "nope", 0, 1, "m"), kerr.UnknownTopicOrPartition)
+	expectCode(t, "commit with huge metadata", commit(g, grp, m2, 2, "events", 0, 1, strings.Repeat("x", 5000)), kerr.OffsetMetadataTooLarge)
+	if got := fetchOffset(g, grp, "events", 1); got != 42 {
+		t.Fatalf("fetched offset %d, want 42", got)
+	}
+	if got := fetchOffset(g, grp, "events", 0); got != -1 {
+		t.Fatalf("fetched offset of an uncommitted partition %d, want -1", got)
+	}
+	del := kmsg.NewPtrDeleteGroupsRequest()
+	del.Groups = []string{grp}
+	expectCode(t, "delete an active group", g.do(del).(*kmsg.DeleteGroupsResponse).Groups[0].ErrorCode, kerr.NonEmptyGroup)
+	list := kmsg.NewPtrListGroupsRequest()
+	list.StatesFilter = []string{"Stable"}
+	if lg := g.do(list).(*kmsg.ListGroupsResponse).Groups; len(lg) != 1 || lg[0].Group != grp || lg[0].ProtocolType != "consumer" {
+		t.Fatalf("ListGroups(Stable) = %+v", lg)
+	}
+	od := kmsg.NewPtrOffsetDeleteRequest()
+	od.Group = grp
+	od.Topics = []kmsg.OffsetDeleteRequestTopic{{Topic: "events", Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 1}}}}
+	expectCode(t, "delete offsets of a subscribed topic", g.do(od).(*kmsg.OffsetDeleteResponse).Topics[0].Partitions[0].ErrorCode, kerr.GroupSubscribedToTopic)
+
+	// m2 stops heartbeating: its session expires and m1 carries on alone.
+	waitFor(t, 10*time.Second, "m2's session expiring", func() bool {
+		return heartbeat(g, grp, m1, 2) == kerr.RebalanceInProgress.Code
+	})
+	j1 = wait[*kmsg.JoinGroupResponse](t, g.async(joinReq(grp, m1, nil, 1000)))
+	if j1.ErrorCode != 0 || j1.Generation != 3 || len(j1.Members) != 1 {
+		t.Fatalf("join after m2 expired: %+v", j1)
+	}
+	expectCode(t, "expired member's heartbeat", heartbeat(g, grp, m2, 2), kerr.UnknownMemberID)
+
+	// m1 leaves: the group is empty, its offsets deletable, then itself.
+	leave := kmsg.NewPtrLeaveGroupRequest()
+	leave.Group, leave.Members = grp, []kmsg.LeaveGroupRequestMember{{MemberID: m1}}
+	expectCode(t, "leave", g.do(leave).(*kmsg.LeaveGroupResponse).Members[0].ErrorCode, nil)
+	if d := describe(g, grp); d.State != "Empty" || len(d.Members) != 0 {
+		t.Fatalf("after the last member left: %+v", d)
+	}
+	expectCode(t, "simple commit to an empty group", commit(g, grp, "", -1, "events", 0, 7, ""), nil)
+	expectCode(t, "delete offsets of an empty group", g.do(od).(*kmsg.OffsetDeleteResponse).Topics[0].Partitions[0].ErrorCode, nil)
+	if got := fetchOffset(g, grp, "events", 1); got != -1 {
+		t.Fatalf("offset after OffsetDelete: %d, want -1", got)
+	}
+	expectCode(t, "delete the empty group", g.do(del).(*kmsg.DeleteGroupsResponse).Groups[0].ErrorCode, nil)
+	if d := describe(g, grp); d.State != "Dead" {
+		t.Fatalf("deleted group described as %q", d.State)
+	}
+	if got := fetchOffset(g, grp, "events", 0); got != -1 {
+		t.Fatalf("offset of a deleted group: %d, want -1", got)
+	}
+}
+
+// TestStaticMembership: KIP-345. A static member joins without the
+// KIP-394 round; when its instance restarts (joins again with no member
+// id) it takes the old member's place without a rebalance, the old id is
+// fenced, and it can leave by instance id.
+func TestStaticMembership(t *testing.T) {
+	const grp = "static"
+	g := newGroupConn(t, grp)
+	createTopic(t, g.nd.admin(t), "events", 2, nil)
+	inst := kmsg.StringPtr("host-a")
+	j := wait[*kmsg.JoinGroupResponse](t, g.async(joinReq(grp, "", inst, 10000)))
+	expectCode(t, "static join", j.ErrorCode, nil)
+	old := j.MemberID
+	if s := g.do(syncReq(grp, old, j.Generation, map[string][]byte{old: []byte("a")})).(*kmsg.SyncGroupResponse); s.ErrorCode != 0 {
+		t.Fatalf("sync: %s", codeName(s.ErrorCode))
+	}
+
+	j2 := wait[*kmsg.JoinGroupResponse](t, g.async(joinReq(grp, "", inst, 10000)))
+	expectCode(t, "static rejoin", j2.ErrorCode, nil)
+	if j2.MemberID == old || j2.Generation != j.Generation || j2.LeaderID != j2.MemberID || !j2.SkipAssignment {
+		t.Fatalf("static rejoin: %+v (old member %s, generation %d)", j2, old, j.Generation)
+	}
+	hb := kmsg.NewPtrHeartbeatRequest()
+	hb.Group, hb.MemberID, hb.Generation, hb.InstanceID = grp, old, j.Generation, inst
+	expectCode(t, "old incarnation's heartbeat", g.do(hb).(*kmsg.HeartbeatResponse).ErrorCode, kerr.FencedInstanceID)
+	if s := g.do(syncReq(grp, j2.MemberID, j2.Generation, nil)).(*kmsg.SyncGroupResponse); s.ErrorCode != 0 || string(s.MemberAssignment) != "a" {
+		t.Fatalf("new incarnation's sync: %s, %q", codeName(s.ErrorCode), s.MemberAssignment)
+	}
+
+	leave := kmsg.NewPtrLeaveGroupRequest()
+	leave.Group, leave.Members = grp, []kmsg.LeaveGroupRequestMember{{InstanceID: inst}}
+	lr := g.do(leave).(*kmsg.LeaveGroupResponse)
+	if lr.ErrorCode != 0 || lr.Members[0].ErrorCode != 0 || lr.Members[0].MemberID != j2.MemberID {
+		t.Fatalf("leave by instance id: %+v", lr)
+	}
+	if d := describe(g, grp); d.State != "Empty" {
+		t.Fatalf("after the static member left: %q", d.State)
+	}
+}
