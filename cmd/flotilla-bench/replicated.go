@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -69,6 +70,10 @@ type systemResult struct {
 	latencies   []time.Duration // sorted
 	cpu         cpuUse          // broker: all of the system's brokers together
 	peakRSS     []int64         // per broker
+	// termRises is how often the terms of the cluster's Raft groups rose
+	// during the load (each rise is an election or a leadership hand-over),
+	// -1 if not known.
+	termRises int
 }
 
 func (r systemResult) rate() float64 { return float64(r.records) / r.produceTime.Seconds() }
@@ -129,7 +134,7 @@ func measure(o replicatedOptions, name string, pids []int, debugs []string, load
 		}
 	})
 	to, cpuErr2 := sampleCPU(pids...)
-	res := systemResult{name: name, records: o.records, produceTime: took, latencies: lat, cpu: to.since(from)}
+	res := systemResult{name: name, records: o.records, produceTime: took, latencies: lat, cpu: to.since(from), termRises: -1}
 	for _, s := range rss {
 		res.peakRSS = append(res.peakRSS, s.Stop())
 	}
@@ -197,13 +202,40 @@ func runFlotillaCluster(o replicatedOptions, pool valuePool) (systemResult, erro
 	if err := createTopic(ctx, seeds[0], benchTopic, replicatedPartitions, replicatedBrokers); err != nil {
 		return systemResult{}, err
 	}
+	before, termErr := clusterTerms(debugs)
 	res, err := measure(o, "flotilla", pids, debugs, func(start func()) (time.Duration, []time.Duration, error) {
 		return produceAll(ctx, seeds[0], o.produceOptions(), pool, func(string) { start() })
 	})
 	if err != nil {
 		return res, err
 	}
+	after, termErr2 := clusterTerms(debugs)
+	if termErr == nil && termErr2 == nil {
+		res.termRises = 0
+		for g, t := range after {
+			res.termRises += int(t - min(t, before[g]))
+		}
+	} else {
+		fmt.Fprintln(os.Stderr, "flotilla-bench: raft terms:", errors.Join(termErr, termErr2))
+	}
 	return res, checkTopic(ctx, seeds, o.records)
+}
+
+// clusterTerms returns the term of each Raft group of the cluster: the
+// highest any of the brokers (debug endpoints debugs) reports.
+func clusterTerms(debugs []string) (map[string]uint64, error) {
+	hc := &http.Client{Timeout: 5 * time.Second}
+	terms := map[string]uint64{}
+	for _, d := range debugs {
+		groups, err := raftGroups(hc, d)
+		if err != nil {
+			return nil, err
+		}
+		for _, g := range groups {
+			terms[g.Name] = max(terms[g.Name], g.Term)
+		}
+	}
+	return terms, nil
 }
 
 // checkTopic checks that the benchmark topic holds n records in all.
@@ -295,6 +327,9 @@ func printReplicated(o replicatedOptions, fl, js, kf systemResult) {
 			fl.rate()/other.rate(), fl.rate()/other.rate(), lat(50), lat(99), lat(99.9), fl.cpuPerGiB()/other.cpuPerGiB())
 	}
 	fmt.Println()
+	if fl.termRises >= 0 {
+		fmt.Printf("- flotilla's Raft terms rose %d times during the load (each rise is an election or a leadership hand-over; a client whose partition moves may wait up to kgo's 5 s MetadataMinAge to find the new leader).\n", fl.termRises)
+	}
 	if fl.cpu.other > contendedCores || js.cpu.other > contendedCores || kf.cpu.other > contendedCores {
 		fmt.Printf("- A row marked contended had other processes keeping more than %.2f cores busy: its numbers are not clean.\n", contendedCores)
 	}
