@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"syscall"
 	"time"
 )
@@ -80,4 +83,72 @@ func tailFile(path string, n int64) string {
 		return err.Error()
 	}
 	return string(b)
+}
+
+// startSelf runs this program again as a child process with args (one of
+// the server subcommands, kfake-server or nats-server), with its stderr
+// going to stderr, and returns it with the address it prints as the first
+// line of its stdout. The child serves until its stdin is closed, which
+// stop does, and which also happens if this process dies.
+func startSelf(stderr io.Writer, args ...string) (c *child, addr string, stop func(), err error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("find own executable: %w", err)
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Stderr = stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("%s stdin: %w", args[0], err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("%s stdout: %w", args[0], err)
+	}
+	if c, err = startChild(cmd); err != nil {
+		return nil, "", nil, err
+	}
+	stop = func() { c.stop(func() { stdin.Close() }) }
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		if sc.Scan() {
+			line <- sc.Text()
+		}
+		close(line)
+		_, _ = io.Copy(io.Discard, stdout) // the child must never block on a full pipe
+	}()
+	select {
+	case addr, ok := <-line:
+		if !ok || addr == "" {
+			stop()
+			return nil, "", nil, fmt.Errorf("%s exited without printing its address (%s)", args[0], c.describeExit())
+		}
+		return c, addr, stop, nil
+	case <-time.After(startupDeadline):
+		stop()
+		return nil, "", nil, fmt.Errorf("%s printed no address within %v", args[0], startupDeadline)
+	}
+}
+
+// serveUntilQuit prints addr as the first line of stdout, for startSelf,
+// and returns when stdin is closed (the parent stopped us or died) or on
+// SIGINT or SIGTERM.
+func serveUntilQuit(addr string) error {
+	if _, err := fmt.Println(addr); err != nil {
+		return fmt.Errorf("print address: %w", err)
+	}
+	quit := make(chan struct{}, 2)
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		quit <- struct{}{}
+	}()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	select {
+	case <-quit:
+	case <-sig:
+	}
+	return nil
 }

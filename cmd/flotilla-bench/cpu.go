@@ -18,7 +18,7 @@ const clockTicks = 100
 const kthreadd = 2
 
 // cpuSample is a reading, in clock ticks, of the machine's busy CPU time,
-// of its interrupt and kernel-thread time, of the broker's and of this
+// of its interrupt and kernel-thread time, of the brokers' and of this
 // process's, at one instant.
 type cpuSample struct {
 	at             time.Time
@@ -36,10 +36,11 @@ type cpuUse struct {
 	broker, loadgen, kernel, other float64
 }
 
-// sampleCPU reads the CPU times of the machine, of the broker process pid
-// and of this process. When the broker runs in this process, pid is ours
-// and the load generator's share is counted as the broker's.
-func sampleCPU(pid int) (cpuSample, error) {
+// sampleCPU reads the CPU times of the machine, of the broker processes
+// pids (added up: the brokers of one cluster) and of this process. When the
+// broker runs in this process, pids is ours alone and the load generator's
+// share is counted as the broker's.
+func sampleCPU(pids ...int) (cpuSample, error) {
 	s := cpuSample{at: time.Now()}
 	var irq, kthreads int64
 	var err error
@@ -50,10 +51,14 @@ func sampleCPU(pid int) (cpuSample, error) {
 		return s, err
 	}
 	s.kernel = irq + kthreads
-	if s.broker, _, err = processTicks(pid); err != nil {
-		return s, err
+	for _, pid := range pids {
+		ticks, _, err := processTicks(pid)
+		if err != nil {
+			return s, err
+		}
+		s.broker += ticks
 	}
-	if pid != os.Getpid() {
+	if len(pids) != 1 || pids[0] != os.Getpid() {
 		if s.us, _, err = processTicks(os.Getpid()); err != nil {
 			return s, err
 		}

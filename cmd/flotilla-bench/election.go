@@ -41,26 +41,40 @@ var client = &http.Client{Timeout: 200 * time.Millisecond}
 
 // leaderOf returns the controller leader p reports and p's own role.
 func (p *proc) leaderOf() (leader uint64, role string) {
-	resp, err := client.Get("http://" + p.debug + "/debug/raft")
+	groups, err := raftGroups(client, p.debug)
 	if err != nil {
 		return 0, ""
 	}
-	defer resp.Body.Close()
-	var st struct {
-		Groups []struct {
-			Name, Role string
-			Leader     uint64
-		}
-	}
-	if json.NewDecoder(resp.Body).Decode(&st) != nil {
-		return 0, ""
-	}
-	for _, g := range st.Groups {
+	for _, g := range groups {
 		if g.Name == "controller" {
 			return g.Leader, g.Role
 		}
 	}
 	return 0, ""
+}
+
+// raftGroup is one Raft group as a broker's /debug/raft shows it.
+type raftGroup struct {
+	Name, Role   string
+	Term, Leader uint64
+}
+
+// raftGroups returns the Raft groups of the broker whose debug endpoint is
+// at debug.
+func raftGroups(hc *http.Client, debug string) ([]raftGroup, error) {
+	resp, err := hc.Get("http://" + debug + "/debug/raft")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s/debug/raft: %s", debug, resp.Status)
+	}
+	var st struct{ Groups []raftGroup }
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return nil, fmt.Errorf("%s/debug/raft: %w", debug, err)
+	}
+	return st.Groups, nil
 }
 
 // agreed returns the leader all of ps agree on (the leader itself in the

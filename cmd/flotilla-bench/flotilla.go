@@ -64,7 +64,7 @@ func startFlotilla(ctx context.Context, bin string, fsync bool, dir string, part
 		},
 		stop: func() { c.stop(c.sigterm) },
 	}
-	if err := createTopic(watchExit(ctx, t), t.addr, benchTopic, partitions); err != nil {
+	if err := createTopic(watchExit(ctx, t), t.addr, benchTopic, partitions, 1); err != nil {
 		err = fmt.Errorf("%w (%s)", err, t.failure())
 		t.stop()
 		return nil, err

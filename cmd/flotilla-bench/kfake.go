@@ -1,16 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"os/signal"
-	"syscall"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -33,23 +26,7 @@ func serveKfake(args []string) error {
 		return err
 	}
 	defer c.Close()
-	if _, err := fmt.Println(c.ListenAddrs()[0]); err != nil {
-		return fmt.Errorf("print address: %w", err)
-	}
-
-	quit := make(chan struct{}, 2)
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin) // returns when the parent closes our stdin or dies
-		quit <- struct{}{}
-	}()
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
-	select {
-	case <-quit:
-	case <-sig:
-	}
-	return nil
+	return serveUntilQuit(c.ListenAddrs()[0])
 }
 
 // newKfake starts a one-broker kfake cluster with topic seeded.
@@ -61,52 +38,14 @@ func newKfake(partitions int32, topic string) (*kfake.Cluster, error) {
 	return c, nil
 }
 
-// startKfakeProcess runs `flotilla-bench kfake-server` as a child process,
-// reads the address it prints, and waits for the topic's leaders.
+// startKfakeProcess runs `flotilla-bench kfake-server` as a child process
+// and returns it with the address it prints.
 func startKfakeProcess(partitions int32) (*target, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("find own executable: %w", err)
-	}
-	cmd := exec.Command(self, "kfake-server", "-partitions", fmt.Sprint(partitions), "-topic", benchTopic)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, fmt.Errorf("kfake-server stdin: %w", err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, fmt.Errorf("kfake-server stdout: %w", err)
-	}
-	line := make(chan string, 1)
-	c, err := startChild(cmd)
+	c, addr, stop, err := startSelf(os.Stderr, "kfake-server", "-partitions", fmt.Sprint(partitions), "-topic", benchTopic)
 	if err != nil {
 		return nil, err
 	}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		if sc.Scan() {
-			line <- sc.Text()
-		}
-		close(line)
-	}()
-	t := &target{
-		name: "kfake", pid: c.pid(), exited: c.exited,
-		failure: c.describeExit,
-		stop:    func() { c.stop(func() { stdin.Close() }) }, // the server exits when its stdin closes
-	}
-	select {
-	case addr, ok := <-line:
-		if !ok || addr == "" {
-			t.stop()
-			return nil, errors.New("kfake-server exited without printing its address")
-		}
-		t.addr = addr
-		return t, nil
-	case <-time.After(startupDeadline):
-		t.stop()
-		return nil, fmt.Errorf("kfake-server printed no address within %v", startupDeadline)
-	}
+	return &target{name: "kfake", addr: addr, pid: c.pid(), exited: c.exited, failure: c.describeExit, stop: stop}, nil
 }
 
 // startKfakeInProcess runs kfake inside this process, sharing it (and its

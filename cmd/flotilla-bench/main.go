@@ -4,11 +4,15 @@
 //	flotilla-bench controller   # controller proposals/s: 3 brokers, 1 KiB entries, fsync on
 //	flotilla-bench election     # time to elect: 20 cold starts and 20 leader kills of bin/flotilla
 //	flotilla-bench produce      # one bin/flotilla vs kfake: 8 partitions, 1 KiB records, acks=all
-//	flotilla-bench all          # the three above
+//	flotilla-bench failover     # partition failover: 20 SIGKILLs of partition 0's leader
+//	flotilla-bench replicated   # 3 bin/flotilla vs 3 nats-server (JetStream) vs kfake: 12 partitions RF 3, acks=all
+//	flotilla-bench all          # all of the above
 //
 // produce and all take the produce flags (flotilla-bench produce -h), e.g.
-// -records 100000 for a quick run. flotilla-bench kfake-server runs kfake
-// alone and prints its address; produce starts it as a child process.
+// -records 100000 for a quick run; replicated takes its own (-records...).
+// flotilla-bench kfake-server runs kfake alone and prints its address, and
+// flotilla-bench nats-server one clustered nats-server; the benchmarks
+// start them as child processes.
 package main
 
 import (
@@ -28,17 +32,21 @@ func main() {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		what, args = args[0], args[1:]
 	}
-	if what == "kfake-server" {
-		if err := serveKfake(args); err != nil {
-			fmt.Fprintln(os.Stderr, "flotilla-bench kfake-server:", err)
+	if serve, ok := map[string]func([]string) error{"kfake-server": serveKfake, "nats-server": serveNATS}[what]; ok {
+		if err := serve(args); err != nil {
+			fmt.Fprintf(os.Stderr, "flotilla-bench %s: %v\n", what, err)
 			os.Exit(1)
 		}
 		return
 	}
 	var opts produceOptions
+	ropts := defaultReplicatedOptions()
 	fs := flag.NewFlagSet("flotilla-bench "+what, flag.ContinueOnError)
 	if what == "produce" || what == "all" {
 		opts.register(fs)
+	}
+	if what == "replicated" {
+		ropts.register(fs)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -51,6 +59,7 @@ func main() {
 		"election":   benchElection,
 		"produce":    func() error { return benchProduce(opts) },
 		"failover":   benchFailover,
+		"replicated": func() error { return benchReplicated(ropts) },
 		"all": func() error {
 			if err := benchController(); err != nil {
 				return err
@@ -61,12 +70,15 @@ func main() {
 			if err := benchFailover(); err != nil {
 				return err
 			}
-			return benchProduce(opts)
+			if err := benchProduce(opts); err != nil {
+				return err
+			}
+			return benchReplicated(ropts)
 		},
 	}
 	bench, ok := benches[what]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "flotilla-bench: unknown benchmark %q (controller, election, failover, produce, all, kfake-server)\n", what)
+		fmt.Fprintf(os.Stderr, "flotilla-bench: unknown benchmark %q (controller, election, failover, produce, replicated, all, kfake-server, nats-server)\n", what)
 		os.Exit(2)
 	}
 	if path := os.Getenv("FLOTILLA_BENCH_CPUPROFILE"); path != "" {

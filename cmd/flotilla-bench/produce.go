@@ -106,7 +106,7 @@ func runRound(o produceOptions, pool valuePool, n int) (round, error) {
 			return nil, err
 		}
 		// The topic is seeded: this only checks it as for flotilla.
-		if err := createTopic(ctx, t.addr, benchTopic, benchPartitions); err != nil {
+		if err := createTopic(ctx, t.addr, benchTopic, benchPartitions, 1); err != nil {
 			t.stop()
 			return nil, err
 		}
@@ -140,7 +140,7 @@ func runTarget(o produceOptions, pool valuePool, n int, start func(context.Conte
 		return targetResult{}, err
 	}
 	defer t.stop()
-	prof := newProfiler(t, o.profileDir, o.profileSeconds)
+	prof := newProfiler(t.debug, o.profileDir, o.profileSeconds)
 	var marks []cpuSample // at the start of produce, of consume, and at the end
 	var cpuErr error
 	onPhase := func(phase string) {

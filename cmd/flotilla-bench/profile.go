@@ -24,13 +24,13 @@ type profiler struct {
 	err     error
 }
 
-// newProfiler returns a profiler for the broker t, or nil when dir is empty
-// or t has no debug endpoint.
-func newProfiler(t *target, dir string, seconds int) *profiler {
-	if dir == "" || t.debug == "" {
+// newProfiler returns a profiler for the broker whose debug endpoint is at
+// debug, or nil when dir or debug is empty.
+func newProfiler(debug, dir string, seconds int) *profiler {
+	if dir == "" || debug == "" {
 		return nil
 	}
-	return &profiler{debug: t.debug, dir: dir, seconds: seconds}
+	return &profiler{debug: debug, dir: dir, seconds: seconds}
 }
 
 // start begins a profile of the next p.seconds, saved as
