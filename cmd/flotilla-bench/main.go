@@ -6,10 +6,12 @@
 //	flotilla-bench produce      # one bin/flotilla vs kfake: 8 partitions, 1 KiB records, acks=all
 //	flotilla-bench failover     # partition failover: 20 SIGKILLs of partition 0's leader
 //	flotilla-bench replicated   # 3 bin/flotilla vs 3 nats-server (JetStream) vs kfake: 12 partitions RF 3, acks=all
+//	flotilla-bench groups       # consumer groups on 3 bin/flotilla: rebalance time after a join, 3-member consume rate
 //	flotilla-bench all          # all of the above
 //
 // produce and all take the produce flags (flotilla-bench produce -h), e.g.
-// -records 100000 for a quick run; replicated takes its own (-records...).
+// -records 100000 for a quick run; replicated and groups take their own
+// (-records...).
 // flotilla-bench kfake-server runs kfake alone and prints its address, and
 // flotilla-bench nats-server one clustered nats-server; the benchmarks
 // start them as child processes.
@@ -41,12 +43,16 @@ func main() {
 	}
 	var opts produceOptions
 	ropts := defaultReplicatedOptions()
+	gopts := defaultGroupsOptions()
 	fs := flag.NewFlagSet("flotilla-bench "+what, flag.ContinueOnError)
 	if what == "produce" || what == "all" {
 		opts.register(fs)
 	}
 	if what == "replicated" {
 		ropts.register(fs)
+	}
+	if what == "groups" {
+		gopts.register(fs)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -60,6 +66,7 @@ func main() {
 		"produce":    func() error { return benchProduce(opts) },
 		"failover":   benchFailover,
 		"replicated": func() error { return benchReplicated(ropts) },
+		"groups":     func() error { return benchGroups(gopts) },
 		"all": func() error {
 			if err := benchController(); err != nil {
 				return err
@@ -73,12 +80,15 @@ func main() {
 			if err := benchProduce(opts); err != nil {
 				return err
 			}
-			return benchReplicated(ropts)
+			if err := benchReplicated(ropts); err != nil {
+				return err
+			}
+			return benchGroups(gopts)
 		},
 	}
 	bench, ok := benches[what]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "flotilla-bench: unknown benchmark %q (controller, election, failover, produce, replicated, all, kfake-server, nats-server)\n", what)
+		fmt.Fprintf(os.Stderr, "flotilla-bench: unknown benchmark %q (controller, election, failover, produce, replicated, groups, all, kfake-server, nats-server)\n", what)
 		os.Exit(2)
 	}
 	if path := os.Getenv("FLOTILLA_BENCH_CPUPROFILE"); path != "" {
