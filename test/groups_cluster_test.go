@@ -415,6 +415,26 @@ func TestFindCoordinatorBatched(t *testing.T) {
 	}
 	nodes, _ := startCluster(t, 3)
 	keys := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	findCoordinator(t, nodes[0], keys[0]) // creates the offsets topic
+	// Coordinators spread as the assignment does: every offsets partition
+	// ends up led by its preferred replica.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(nodes[0].kafka))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	waitFor(t, 30*time.Second, "offsets partitions led by their preferred replicas", func() bool {
+		mt := topicMetadata(t, cl, "__consumer_offsets")
+		if !mt.IsInternal || len(mt.Partitions) != 16 {
+			return false
+		}
+		for _, p := range mt.Partitions {
+			if len(p.Replicas) != 3 || p.Leader != p.Replicas[0] {
+				return false
+			}
+		}
+		return true
+	})
 	want := map[string]int32{}
 	for _, k := range keys {
 		want[k] = findCoordinator(t, nodes[0], k)

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	pb "go.etcd.io/raft/v3/raftpb"
 
+	"github.com/flotilla/flotilla/actors/partition"
 	"github.com/flotilla/flotilla/raftactor"
 )
 
@@ -31,8 +32,11 @@ type Settings struct {
 // MachineOptions describe one offsets-topic partition replica.
 type MachineOptions struct {
 	Partition int32
-	Tick      time.Duration // one raft tick: the coordinator keeps time in ticks
-	Settings  Settings
+	// Replicas are the partition's replicas, the preferred leader first:
+	// coordinators spread over the brokers as the assignment does.
+	Replicas []uint64
+	Tick     time.Duration // one raft tick: the coordinator keeps time in ticks
+	Settings Settings
 	// Topics tells how many partitions a topic has (0: no such topic);
 	// offsets are committed only for partitions that exist.
 	Topics func(name string) int32
@@ -302,6 +306,9 @@ func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
 	}
 	if m.ticks%isrEveryTicks == 0 {
 		m.updateLeadership(h)
+	}
+	if m.ticks%partition.PreferredLeaderEveryTicks == 0 {
+		partition.PreferLeader(h, m.o.Replicas, m.o.Log)
 	}
 }
 

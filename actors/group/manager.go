@@ -172,6 +172,7 @@ func (mg *manager) start(ctx actor.Context, p controller.Partition) (*Coordinato
 	log := mg.o.Log.With().Str("partition", name).Uint64("group", p.Group).Logger()
 	m := NewMachine(MachineOptions{
 		Partition: p.Index,
+		Replicas:  p.Replicas,
 		Tick:      mg.o.Tick,
 		Settings:  mg.o.Settings,
 		Topics: func(topic string) int32 {

@@ -3,7 +3,11 @@ package partition
 import (
 	"sync"
 
+	"github.com/rs/zerolog"
+	"go.etcd.io/raft/v3/tracker"
+
 	"github.com/flotilla/flotilla/netactor"
+	"github.com/flotilla/flotilla/raftactor"
 )
 
 // Leaders is what this broker knows of every partition's leadership, from
@@ -45,3 +49,30 @@ func (l *Leaders) forget(group uint64) { l.m.Delete(group) }
 // (10 ticks: 500 ms at 50 ms), the longest a non-hosting broker's Metadata
 // lags a leader change.
 const leadersEveryTicks = 10
+
+// PreferLeader hands a group's leadership to its preferred replica (the
+// assignment's first) once that replica has caught up, so that leaders
+// spread as the controller spread the assignments instead of piling up
+// where elections happened to land. Call it on the ready leader. Raft
+// refuses proposals while the transfer runs (an election timeout at most);
+// clients see NOT_LEADER_OR_FOLLOWER (NOT_COORDINATOR for groups) and
+// follow.
+func PreferLeader(h *raftactor.Handle, replicas []uint64, log zerolog.Logger) {
+	if len(replicas) == 0 || replicas[0] == h.NodeID() {
+		return
+	}
+	preferred := replicas[0]
+	st := h.Status()
+	pr, ok := st.Progress[preferred]
+	// Not RecentActive: CheckQuorum clears it every election timeout, and a
+	// check that happens to run just after would never see it.
+	if !ok || pr.State != tracker.StateReplicate || pr.Match < st.HardState.GetCommit() {
+		return
+	}
+	log.Info().Uint64("to", preferred).Uint64("term", st.HardState.GetTerm()).Msg("transferring leadership to the preferred replica")
+	h.TransferLeader(preferred)
+}
+
+// PreferredLeaderEveryTicks paces the preferred-leader check (20 ticks: 1 s
+// at 50 ms).
+const PreferredLeaderEveryTicks = 20

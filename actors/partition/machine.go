@@ -13,7 +13,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kerr"
 	pb "go.etcd.io/raft/v3/raftpb"
-	"go.etcd.io/raft/v3/tracker"
 
 	"github.com/flotilla/flotilla/raftactor"
 )
@@ -624,8 +623,8 @@ func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
 	if m.ready && m.ticks%retentionEveryTicks == 0 {
 		m.enforceRetention(h)
 	}
-	if m.ready && m.ticks%preferredLeaderEveryTicks == 0 {
-		m.preferLeader(h)
+	if m.ready && m.ticks%PreferredLeaderEveryTicks == 0 {
+		PreferLeader(h, m.o.Replicas, m.o.Log)
 	}
 	if m.ready && m.ticks%isrEveryTicks == 0 {
 		m.updateISR(h)
@@ -667,31 +666,6 @@ func (m *Machine) updateISR(h *raftactor.Handle) {
 		m.isr = isr
 		m.publish(h)
 	}
-}
-
-// preferredLeaderEveryTicks paces the preferred-leader check (20 ticks: 1 s
-// at 50 ms).
-const preferredLeaderEveryTicks = 20
-
-// preferLeader hands leadership to the preferred replica (the assignment's
-// first) once it has caught up, so that leaders spread as the controller
-// spread the assignments instead of piling up where elections happened
-// to land. Raft refuses proposals while the transfer runs (an election
-// timeout at most); producers see NOT_LEADER_OR_FOLLOWER and follow.
-func (m *Machine) preferLeader(h *raftactor.Handle) {
-	if len(m.o.Replicas) == 0 || m.o.Replicas[0] == h.NodeID() {
-		return
-	}
-	preferred := m.o.Replicas[0]
-	st := h.Status()
-	pr, ok := st.Progress[preferred]
-	// Not RecentActive: CheckQuorum clears it every election timeout, and a
-	// check that happens to run just after would never see it.
-	if !ok || pr.State != tracker.StateReplicate || pr.Match < st.HardState.GetCommit() {
-		return
-	}
-	m.o.Log.Info().Uint64("to", preferred).Uint64("term", st.HardState.GetTerm()).Msg("transferring partition leadership to the preferred replica")
-	h.TransferLeader(preferred)
 }
 
 // retentionEveryTicks paces retention checks (100 ticks: 5 s at 50 ms).
