@@ -81,6 +81,11 @@ type KafkaConfig struct {
 	// group so that members starting together join one generation
 	// (group.initial.rebalance.delay.ms); 0 turns the delay off.
 	GroupInitialRebalanceDelayMs int `yaml:"group_initial_rebalance_delay_ms"`
+
+	// OffsetsRetentionMinutes is how long the committed offsets of a group
+	// without members are kept (offsets.retention.minutes); 0 keeps them
+	// forever.
+	OffsetsRetentionMinutes int `yaml:"offsets_retention_minutes"`
 }
 
 // RaftConfig configures the raft transport and the raft groups on this
@@ -186,6 +191,7 @@ func Default() Config {
 			GroupMinSessionTimeoutMs:     6000,
 			GroupMaxSessionTimeoutMs:     1800000,
 			GroupInitialRebalanceDelayMs: 3000,
+			OffsetsRetentionMinutes:      7 * 24 * 60,
 			// Advertise is left empty so that it follows Listen, whichever
 			// layer sets Listen.
 		},

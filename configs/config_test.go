@@ -124,6 +124,8 @@ func TestValidate(t *testing.T) {
 		{"no offsets partitions", func(c *Config) { c.Kafka.OffsetsTopicPartitions = 0 }, []string{"kafka.offsets_topic_partitions: must be between 1 and 1000"}},
 		{"session bounds inverted", func(c *Config) { c.Kafka.GroupMaxSessionTimeoutMs = 10 },
 			[]string{"kafka.group_max_session_timeout_ms: must be at least kafka.group_min_session_timeout_ms"}},
+		{"negative offsets retention", func(c *Config) { c.Kafka.OffsetsRetentionMinutes = -1 },
+			[]string{"kafka.offsets_retention_minutes: must be >= 0"}},
 		{"negative rebalance delay", func(c *Config) { c.Kafka.GroupInitialRebalanceDelayMs = -1 },
 			[]string{"kafka.group_initial_rebalance_delay_ms: must be >= 0"}},
 		{"election not above heartbeat", func(c *Config) { c.Raft.ElectionTicks = 2 },

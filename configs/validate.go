@@ -53,6 +53,9 @@ func (c *Config) Validate() error {
 		p.add("kafka.group_max_session_timeout_ms", "must be at least kafka.group_min_session_timeout_ms (%d), got %d",
 			c.Kafka.GroupMinSessionTimeoutMs, c.Kafka.GroupMaxSessionTimeoutMs)
 	}
+	if c.Kafka.OffsetsRetentionMinutes < 0 {
+		p.add("kafka.offsets_retention_minutes", "must be >= 0, got %d", c.Kafka.OffsetsRetentionMinutes)
+	}
 	if c.Kafka.GroupInitialRebalanceDelayMs < 0 {
 		p.add("kafka.group_initial_rebalance_delay_ms", "must be >= 0, got %d", c.Kafka.GroupInitialRebalanceDelayMs)
 	}

@@ -305,6 +305,7 @@ func Start(o Options) (_ *Broker, err error) {
 			MinSessionTimeout:     time.Duration(cfg.Kafka.GroupMinSessionTimeoutMs) * time.Millisecond,
 			MaxSessionTimeout:     time.Duration(cfg.Kafka.GroupMaxSessionTimeoutMs) * time.Millisecond,
 			InitialRebalanceDelay: time.Duration(cfg.Kafka.GroupInitialRebalanceDelayMs) * time.Millisecond,
+			OffsetsRetention:      time.Duration(cfg.Kafka.OffsetsRetentionMinutes) * time.Minute,
 		},
 		Leaders:   leaders,
 		Broadcast: b.peers.Broadcast,

@@ -44,7 +44,8 @@ answers NOT_COORDINATOR. Calls are answered with Answer:
     kept in ticks on the leader, in memory.
   - OffsetCommit is answered once the offsets are applied; OffsetFetch,
     DescribeGroups and ListGroups read the leader's state; DeleteGroups
-    and OffsetDelete write tombstones.
+    and OffsetDelete write tombstones, and so does the leader for offsets
+    past kafka.offsets_retention_minutes (KIP-211's rules).
 
 A coordinator that loses its leadership answers everything it had waiting
 with NOT_COORDINATOR and drops its in-memory groups; the new leader loads

@@ -27,6 +27,9 @@ type Settings struct {
 	// that joins meanwhile, up to the rebalance timeout) so that a group
 	// starting up settles in one rebalance.
 	InitialRebalanceDelay time.Duration
+	// OffsetsRetention is offsets.retention.minutes: how long the offsets
+	// of a group that has no members are kept (0: forever).
+	OffsetsRetention time.Duration
 }
 
 // MachineOptions describe one offsets-topic partition replica.
@@ -306,6 +309,9 @@ func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
 	}
 	if m.ticks%isrEveryTicks == 0 {
 		m.updateLeadership(h)
+	}
+	if m.ticks%expireEveryTicks == 0 {
+		m.expireOffsets(ctx)
 	}
 	if m.ticks%partition.PreferredLeaderEveryTicks == 0 {
 		partition.PreferLeader(h, m.o.Replicas, m.o.Log)

@@ -423,3 +423,53 @@ func (m *Machine) publish() {
 	}
 	m.view.Store(&out)
 }
+
+// expireEveryTicks paces the offsets retention check (1 min at 50 ms).
+const expireEveryTicks = 1200
+
+// expireOffsets writes tombstones for what offsets.retention.minutes
+// lets go, as Kafka does since KIP-211: every offset of a group that has
+// been empty for the retention time (and then the group itself), and the
+// offsets of a group without membership (standalone consumers committing
+// with generation -1) that were committed longer ago.
+func (m *Machine) expireOffsets(ctx actor.Context) {
+	if m.o.Settings.OffsetsRetention <= 0 {
+		return
+	}
+	w := m.expired(m.o.Now().UnixMilli() - m.o.Settings.OffsetsRetention.Milliseconds())
+	if len(w.b) == 0 {
+		return
+	}
+	m.propose(ctx, w, func(ctx actor.Context, err error) {
+		if err != nil {
+			m.o.Log.Warn().Err(err).Msg("expire committed offsets")
+		}
+	})
+}
+
+// expired returns the tombstones of everything older than cutoff (unix
+// ms) that retention lets go.
+func (m *Machine) expired(cutoff int64) *recordWriter {
+	var w recordWriter
+	for _, name := range slices.Sorted(maps.Keys(m.store)) {
+		s := m.store[name]
+		if g := m.groups[name]; g != nil && (g.state != stateEmpty || len(g.members) > 0) {
+			continue
+		}
+		tps := slices.SortedFunc(maps.Keys(s.offsets), compareTP)
+		switch {
+		case s.meta != nil && s.meta.CurrentStateTimestamp >= 0 && s.meta.CurrentStateTimestamp < cutoff:
+			for _, tp := range tps {
+				w.offset(name, tp, nil)
+			}
+			w.group(name, nil)
+		case s.meta == nil:
+			for _, tp := range tps {
+				if s.offsets[tp].CommitTimestamp < cutoff {
+					w.offset(name, tp, nil)
+				}
+			}
+		}
+	}
+	return &w
+}

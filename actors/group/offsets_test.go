@@ -1,0 +1,58 @@
+package group
+
+import (
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func TestExpiredOffsets(t *testing.T) {
+	const cutoff = 1_000_000
+	meta := func(emptySince int64, members int) *kmsg.GroupMetadataValue {
+		v := kmsg.NewGroupMetadataValue()
+		v.ProtocolType, v.CurrentStateTimestamp = "consumer", emptySince
+		for range members {
+			v.Members = append(v.Members, kmsg.NewGroupMetadataValueMember())
+		}
+		return &v
+	}
+	committedAt := func(ts int64) kmsg.OffsetCommitValue {
+		v := kmsg.NewOffsetCommitValue()
+		v.Offset, v.CommitTimestamp = 5, ts
+		return v
+	}
+	tp0, tp1 := TopicPartition{"t", 0}, TopicPartition{"t", 1}
+	m := NewMachine(MachineOptions{Tick: 50 * time.Millisecond})
+	m.store = store{
+		// Empty long enough: everything goes, the group too.
+		"old-empty": {meta: meta(cutoff-1, 0), offsets: map[TopicPartition]kmsg.OffsetCommitValue{tp0: committedAt(cutoff + 5)}},
+		// Empty, but not for long enough.
+		"new-empty": {meta: meta(cutoff+1, 0), offsets: map[TopicPartition]kmsg.OffsetCommitValue{tp0: committedAt(0)}},
+		// Standalone consumers: per offset, by commit time.
+		"simple": {offsets: map[TopicPartition]kmsg.OffsetCommitValue{tp0: committedAt(cutoff - 1), tp1: committedAt(cutoff)}},
+		// Stored long ago, but live with members now.
+		"active": {meta: meta(cutoff-100, 1), offsets: map[TopicPartition]kmsg.OffsetCommitValue{tp0: committedAt(0)}},
+	}
+	m.groups = map[string]*group{"active": {name: "active", state: stateStable, members: map[string]*member{"m": {}}}}
+
+	w := m.expired(cutoff)
+	if err := m.store.applyRecords(w.b); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.store["old-empty"]; ok {
+		t.Error("a group empty for longer than the retention was kept")
+	}
+	if g := m.store["new-empty"]; g == nil || len(g.offsets) != 1 {
+		t.Error("a recently emptied group lost its offsets")
+	}
+	if g := m.store["simple"]; g == nil || len(g.offsets) != 1 || g.offsets[tp1].Offset != 5 {
+		t.Errorf("standalone offsets after expiry: %+v, want only t/1", g)
+	}
+	if g := m.store["active"]; g == nil || len(g.offsets) != 1 {
+		t.Error("an active group lost its offsets")
+	}
+	if w := m.expired(cutoff); len(w.b) != 0 {
+		t.Errorf("a second pass found %d more bytes to expire", len(w.b))
+	}
+}
