@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"maps"
 	"slices"
 
@@ -565,6 +566,9 @@ func (m *Machine) sync(ctx actor.Context, c *caller, call *Call, req *kmsg.SyncG
 				return // a new rebalance began meanwhile; it answered the syncs
 			}
 			g.storing = false
+			if errors.Is(err, errNotCoordinator) {
+				return // resigning: every member's waiting call is answered there
+			}
 			if err != nil {
 				for _, other := range g.members {
 					if other.sync != nil {

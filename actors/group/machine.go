@@ -180,7 +180,8 @@ func (m *Machine) Restore(snap *pb.Snapshot) error {
 		return fmt.Errorf("offsets partition %d: restore snapshot at %d: %w", m.o.Partition, snap.GetMetadata().GetIndex(), err)
 	}
 	m.store = s
-	m.groups = nil
+	// Not serving until this node leads again; what the live groups had
+	// waiting is answered by resign when the term moves on.
 	m.ready = false
 	return nil
 }
