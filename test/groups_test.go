@@ -79,6 +79,34 @@ func TestGroupConsumeCommitResume(t *testing.T) {
 	}
 
 	produceN(n, n+100)
+	// The debug endpoint shows the group, its committed offsets and their
+	// lag behind the new records.
+	var dbg struct {
+		Groups []struct {
+			Group   string
+			State   string
+			Offsets []struct {
+				Topic     string
+				Partition int32
+				Offset    int64
+				Lag       *int64
+			}
+		}
+	}
+	waitFor(t, 5*time.Second, "/debug/groups shows g1 lagging 100 records", func() bool {
+		if err := getJSON("http://"+nd.debug+"/debug/groups", &dbg); err != nil || len(dbg.Groups) != 1 {
+			return false
+		}
+		g := dbg.Groups[0]
+		var lag int64
+		for _, o := range g.Offsets {
+			if o.Lag == nil {
+				return false
+			}
+			lag += *o.Lag
+		}
+		return g.Group == "g1" && g.State == "Empty" && len(g.Offsets) == 4 && lag == 100
+	})
 	got := consume(100)
 	for k := range got {
 		var i int
