@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"sync/atomic"
 	"time"
 	"unicode/utf16"
 
@@ -43,25 +42,12 @@ type Coordinator struct {
 	Machine   *Machine   // read Groups() for the debug endpoint
 }
 
-// Coordinators is the set of offsets-topic replicas this broker hosts,
-// published as an immutable map so that Kafka connections look them up
-// without messages.
-type Coordinators struct {
-	m atomic.Pointer[map[int32]*Coordinator]
-}
+// Coordinators is the set of offsets-topic replicas this broker hosts, by
+// partition.
+type Coordinators = partition.Registry[int32, *Coordinator]
 
 // NewCoordinators returns an empty set.
-func NewCoordinators() *Coordinators {
-	c := &Coordinators{}
-	c.m.Store(&map[int32]*Coordinator{})
-	return c
-}
-
-// Get returns the local replica of offsets partition p, or nil.
-func (c *Coordinators) Get(p int32) *Coordinator { return (*c.m.Load())[p] }
-
-// All returns every local replica (the map must not be modified).
-func (c *Coordinators) All() map[int32]*Coordinator { return *c.m.Load() }
+func NewCoordinators() *Coordinators { return partition.NewRegistry[int32, *Coordinator]() }
 
 // ManagerOptions configure the coordinator manager.
 type ManagerOptions struct {
@@ -127,7 +113,7 @@ func (mg *manager) Receive(ctx actor.Context) {
 			mg.o.Router.Remove(c.Group)
 		}
 	case *actor.Stopped:
-		mg.coordinators.m.Store(&map[int32]*Coordinator{})
+		mg.coordinators.Publish(map[int32]*Coordinator{})
 	}
 }
 
@@ -164,7 +150,7 @@ func (mg *manager) reconcile(ctx actor.Context) {
 			ctx.Send(mg.o.Storage, &storage.Forget{Group: c.Group})
 		}
 	}
-	mg.coordinators.m.Store(&next)
+	mg.coordinators.Publish(next)
 }
 
 func (mg *manager) start(ctx actor.Context, p controller.Partition) (*Coordinator, error) {

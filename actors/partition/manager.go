@@ -94,27 +94,34 @@ type Replica struct {
 	dir     string
 }
 
-// Replicas is the set of replicas this broker hosts, published as an
-// immutable map so that Kafka connections look partitions up without
-// messages.
-type Replicas struct {
-	m atomic.Pointer[map[TopicPartition]*Replica]
+// Registry is a set of things a manager runs on this broker, published as
+// an immutable map so that Kafka connections look them up without
+// messages. Only the manager that owns it publishes.
+type Registry[K comparable, V any] struct {
+	m atomic.Pointer[map[K]V]
 }
 
-// NewReplicas returns an empty set.
-func NewReplicas() *Replicas {
-	r := &Replicas{}
-	r.m.Store(&map[TopicPartition]*Replica{})
+// NewRegistry returns an empty registry.
+func NewRegistry[K comparable, V any]() *Registry[K, V] {
+	r := &Registry[K, V]{}
+	r.m.Store(&map[K]V{})
 	return r
 }
 
-// Get returns the local replica of tp, or nil.
-func (r *Replicas) Get(tp TopicPartition) *Replica { return (*r.m.Load())[tp] }
+// Get returns the entry of k, or V's zero value.
+func (r *Registry[K, V]) Get(k K) V { return (*r.m.Load())[k] }
 
-// All returns every local replica (the map must not be modified).
-func (r *Replicas) All() map[TopicPartition]*Replica { return *r.m.Load() }
+// All returns every entry (the map must not be modified).
+func (r *Registry[K, V]) All() map[K]V { return *r.m.Load() }
 
-func (r *Replicas) store(m map[TopicPartition]*Replica) { r.m.Store(&m) }
+// Publish replaces the entries with m, which must not be modified after.
+func (r *Registry[K, V]) Publish(m map[K]V) { r.m.Store(&m) }
+
+// Replicas is the set of partition replicas this broker hosts.
+type Replicas = Registry[TopicPartition, *Replica]
+
+// NewReplicas returns an empty set.
+func NewReplicas() *Replicas { return NewRegistry[TopicPartition, *Replica]() }
 
 // NewManager returns the producer of the replica manager actor (kind
 // "partitions", name "partitions"): on every other tick it compares the
@@ -160,7 +167,7 @@ func (mg *manager) Receive(ctx actor.Context) {
 		for _, r := range mg.replicas.All() {
 			_ = r.Machine.Close()
 		}
-		mg.replicas.store(map[TopicPartition]*Replica{})
+		mg.replicas.Publish(map[TopicPartition]*Replica{})
 	}
 }
 
@@ -204,7 +211,7 @@ func (mg *manager) reconcile(ctx actor.Context) {
 		}
 		mg.stop(ctx, r)
 	}
-	mg.replicas.store(next)
+	mg.replicas.Publish(next)
 }
 
 // broadcastLeaders tells every peer, and this broker's own board, which
