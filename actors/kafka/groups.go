@@ -62,25 +62,12 @@ func (s *Service) coordinatorOf(name string) (Broker, int16) {
 		return Broker{}, kerr.CoordinatorNotAvailable.Code
 	}
 	p := t.Partitions[group.PartitionFor(name, int32(len(t.Partitions)))]
-	// A replica's own raft status wins unless a peer announced a later
-	// term; during an election it knows there is no leader, where the
-	// broadcast still names the dead one.
-	var leader, term uint64
-	if st := s.Board.Get(p.Group); st != nil {
-		leader, term = st.Leader, st.Term
-	}
-	if li, ok := s.Leaders.Get(p.Group); ok && li.Term > term {
-		leader = li.Leader
-	}
-	b, ok := view.Brokers[leader]
+	leader, _ := s.leaderOf(p.Group)
+	b, ok := brokerOf(view, leader)
 	if !ok {
 		return Broker{}, kerr.CoordinatorNotAvailable.Code
 	}
-	kb, err := NewBroker(b.NodeID, b.KafkaAddr)
-	if err != nil {
-		return Broker{}, kerr.CoordinatorNotAvailable.Code
-	}
-	return kb, 0
+	return b, 0
 }
 
 func (c *serviceConn) findCoordinator(ctx actor.Context, r *Request, req *kmsg.FindCoordinatorRequest) {

@@ -50,7 +50,7 @@ type Service struct {
 // Versions implements Handler: exactly what the handlers below serve.
 func (s *Service) Versions() []ApiRange {
 	return []ApiRange{
-		{Key: kmsg.Produce.Int16(), Min: 3, Max: 9},
+		{Key: kmsg.Produce.Int16(), Min: 3, Max: 10},
 		{Key: kmsg.Fetch.Int16(), Min: 4, Max: 12},
 		{Key: kmsg.ListOffsets.Int16(), Min: 1, Max: 7},
 		{Key: kmsg.OffsetForLeaderEpoch.Int16(), Min: 2, Max: 4},
