@@ -1,26 +1,36 @@
 package test
 
 // Client compatibility: every Kafka client we can run here produces to a
-// real bin/flotilla and consumes from it with its default settings.
+// real bin/flotilla and consumes from it with its default settings, both
+// as a plain partition consumer (this file) and in a consumer group
+// (clients_groups_test.go).
 //
-//   - franz-go: kafka_test.go (TestKafkaRoundTrip) and the rest of the suite.
+//   - franz-go: kafka_test.go (TestKafkaRoundTrip) and the rest of the
+//     suite; its group consumer in groups_test.go and
+//     groups_cluster_test.go.
 //   - librdkafka: kcat_test.go (TestKcat) with explicit codecs and
 //     idempotence, and TestLibrdkafkaDefaults below with kcat's defaults,
-//     topic auto-creation included. confluent-kafka-go is librdkafka behind
-//     cgo and speaks the same protocol, so it is not tested separately.
+//     topic auto-creation included; TestKcatGroup runs two `kcat -G` in
+//     one group. confluent-kafka-go is librdkafka behind cgo and speaks
+//     the same protocol, so it is not tested separately.
 //   - sarama (IBM/sarama): TestSarama, default and idempotent producer,
-//     partition consumer.
+//     partition consumer; TestSaramaGroup, ConsumerGroup members joining,
+//     sharing and handing over partitions.
 //   - segmentio/kafka-go: TestKafkaGo, kafka.Writer and a partition
-//     kafka.Reader (no GroupID).
-//   - kafkajs: TestKafkaJS runs test/kafkajs/produce.js under node. kafkajs
-//     consumes only through consumer groups, which Flotilla does not have
-//     yet (issue 5), so what kafkajs produced is read back with franz-go.
+//     kafka.Reader (no GroupID); TestKafkaGoGroup, a Reader with a GroupID
+//     committing each message.
+//   - kafkajs: TestKafkaJS runs test/kafkajs/produce.js under node and
+//     reads back with franz-go, since a kafkajs consumer is always a group
+//     member, and the plain consumer's byte-for-byte checks are wanted
+//     here; TestKafkaJSGroup runs test/kafkajs/consume.js, its group
+//     consumer.
 //   - The Java client is not tested: it needs a Maven repository, and none
 //     is reachable from the machines these tests run on.
 //
-// Consumer groups are not implemented (issue 5), so every consumer here is
-// a plain partition consumer: nothing here sends FindCoordinator, JoinGroup
-// or OffsetCommit.
+// Each group test consumes, commits, and resumes from the commits in a
+// later member of the group, and checks with kadm (DescribeGroups,
+// FetchOffsets) that the broker shows the group and the offsets the client
+// committed.
 
 import (
 	"bytes"
@@ -765,8 +775,7 @@ func kafkajsDir(t *testing.T) string {
 // made by kafkajs's admin client, its default producer (acks=-1, not
 // idempotent, its Java-compatible murmur2 partitioner) and its idempotent
 // one, its admin's ListOffsets; then reads the records back with franz-go
-// (kafkajs cannot consume without a consumer group, see the top of this
-// file).
+// (a kafkajs consumer is always a group member; TestKafkaJSGroup tests it).
 func TestKafkaJS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")

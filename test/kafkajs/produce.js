@@ -10,8 +10,8 @@
 // reported to OUTPUT as JSON. The Go test reads the records back.
 //
 // kafkajs has no consumer without a consumer group (it always goes through
-// FindCoordinator/JoinGroup/SyncGroup), and Flotilla has no groups yet
-// (issue 5), so the consume side is not kafkajs's.
+// FindCoordinator/JoinGroup/SyncGroup), so the consume side here is
+// franz-go's plain consumer; consume.js is kafkajs's group consumer.
 const fs = require('fs')
 const { Kafka, logLevel } = require('kafkajs')
 
