@@ -60,7 +60,8 @@ func newConn(conn net.Conn, cfg *connConfig) *Conn {
 	remote := conn.RemoteAddr().String()
 	host := remote
 	if h, _, err := net.SplitHostPort(remote); err == nil {
-		host = h
+		// Kafka reports Java's InetAddress.toString(): "/127.0.0.1".
+		host = "/" + h
 	}
 	return &Conn{
 		conn:   conn,
