@@ -2,7 +2,6 @@ package raftactor
 
 import (
 	"errors"
-	"fmt"
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -16,8 +15,12 @@ import (
 // disk rather than with a snapshot, and the in-memory tail kept after a
 // snapshot can be short. Memory is still compacted only at snapshots: a
 // restarted actor resets the state machine to its last snapshot (and the
-// cold log with it) and replays the entries after it from memory. The group's actor calls KeepEntry; raft may call FirstIndex and
-// Entry from the same actor only (RawNode runs there).
+// cold log with it) and replays the entries after it from memory. Only a
+// follower behind FirstIndex needs a snapshot, and it is sent one at the
+// cold log's boundary (the entry below FirstIndex), not the latest: it then
+// takes every entry the cold log holds as ordinary appends. The group's
+// actor calls KeepEntry; raft calls the other methods from the same actor
+// only (RawNode runs there).
 type ColdLog interface {
 	// FirstIndex is the lowest raft index from which the cold log holds
 	// every entry up to the applied index; 0 when it holds none.
@@ -28,6 +31,16 @@ type ColdLog interface {
 	// KeepEntry hands the cold log an applied entry that the state machine
 	// never saw (a conf change), so that it can serve it later.
 	KeepEntry(e *pb.Entry)
+	// Boundary is the entry at FirstIndex-1, which the cold log no longer
+	// holds: its index and term (raft matches the appends from FirstIndex
+	// against it). ok is false when the cold log does not know it.
+	Boundary() (index, term uint64, ok bool)
+	// BoundarySnapshot is the state machine's snapshot data as of the
+	// boundary: a follower restores it and then applies the entries from
+	// FirstIndex on. ok is false when the cold log cannot describe that
+	// point, or when a conf change follows it (the snapshot carries the
+	// ConfState of the latest snapshot).
+	BoundarySnapshot() (data []byte, ok bool)
 }
 
 // tieredStorage is the raft.Storage of a group with a ColdLog: the
@@ -51,17 +64,53 @@ func (s *tieredStorage) FirstIndex() (uint64, error) {
 	return first, nil
 }
 
-// Term implements raft.Storage.
+// Term implements raft.Storage: from the cold log below the memory tail,
+// down to the cold log's boundary.
 func (s *tieredStorage) Term(i uint64) (uint64, error) {
 	memFirst, _ := s.MemoryStorage.FirstIndex()
-	if i+1 >= memFirst || !s.inCold(i) {
+	if i+1 >= memFirst {
 		return s.MemoryStorage.Term(i)
 	}
-	e, err := s.cold.Entry(i)
-	if err != nil {
-		return 0, coldError(i, err)
+	if s.inCold(i) {
+		e, err := s.cold.Entry(i)
+		if err != nil {
+			return 0, raft.ErrCompacted
+		}
+		return e.GetTerm(), nil
 	}
-	return e.GetTerm(), nil
+	if b, term, ok := s.cold.Boundary(); ok && b == i {
+		return term, nil
+	}
+	return s.MemoryStorage.Term(i)
+}
+
+// Snapshot implements raft.Storage. raft asks for it only to send a
+// follower that is behind FirstIndex, which is the cold log's when it
+// reaches below memory. That follower is sent the cold log's boundary, so
+// that it then takes every entry the cold log holds (a partition's
+// retained batches) as ordinary appends; the latest snapshot, usually far
+// above FirstIndex, would make it skip them. The latest snapshot is sent
+// when the boundary is not below it (memory holds what follows it) or the
+// cold log cannot describe it.
+func (s *tieredStorage) Snapshot() (*pb.Snapshot, error) {
+	snap, err := s.MemoryStorage.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	md := snap.GetMetadata()
+	index, term, ok := s.cold.Boundary()
+	if !ok || index == 0 || index >= md.GetIndex() {
+		return snap, nil
+	}
+	data, ok := s.cold.BoundarySnapshot()
+	if !ok {
+		return snap, nil
+	}
+	// The ConfState is the latest snapshot's: BoundarySnapshot refuses when
+	// a conf change follows the boundary.
+	return &pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{
+		Index: new(index), Term: new(term), ConfState: md.GetConfState(),
+	}}, nil
 }
 
 // Entries implements raft.Storage: [lo, hi) from the cold log below the
@@ -78,7 +127,7 @@ func (s *tieredStorage) Entries(lo, hi, maxSize uint64) ([]*pb.Entry, error) {
 	for ; i < hi && i < memFirst; i++ {
 		e, err := s.cold.Entry(i)
 		if err != nil {
-			return nil, coldError(i, err)
+			return nil, raft.ErrCompacted
 		}
 		size += uint64(proto.Size(e))
 		if len(out) > 0 && size > maxSize {
@@ -96,13 +145,10 @@ func (s *tieredStorage) Entries(lo, hi, maxSize uint64) ([]*pb.Entry, error) {
 	return out, nil
 }
 
+// inCold reports whether the cold log serves entry i. An entry it should
+// serve and cannot is reported as plain raft.ErrCompacted (raft compares
+// errors with ==, and panics on any other): raft sends the snapshot instead.
 func (s *tieredStorage) inCold(i uint64) bool {
 	c := s.cold.FirstIndex()
 	return c > 0 && i >= c
-}
-
-// coldError makes a cold log failure something raft handles: an entry that
-// is gone (retention) is compacted, so raft sends the snapshot instead.
-func coldError(i uint64, err error) error {
-	return fmt.Errorf("%w: entry %d from the state machine's log: %v", raft.ErrCompacted, i, err)
 }

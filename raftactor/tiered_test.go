@@ -9,10 +9,14 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// sliceCold is a ColdLog over entries [first, last] held in a map.
+// sliceCold is a ColdLog over entries [first, last] held in a map, with
+// the term of entry first-1 when known (boundaryTerm > 0) and the snapshot
+// data there when it can describe it.
 type sliceCold struct {
-	first uint64
-	ents  map[uint64]*pb.Entry
+	first        uint64
+	ents         map[uint64]*pb.Entry
+	boundaryTerm uint64
+	boundaryData []byte
 }
 
 func (c *sliceCold) FirstIndex() uint64 { return c.first }
@@ -23,6 +27,10 @@ func (c *sliceCold) Entry(i uint64) (*pb.Entry, error) {
 	return nil, errors.New("not here")
 }
 func (c *sliceCold) KeepEntry(e *pb.Entry) { c.ents[e.GetIndex()] = e }
+func (c *sliceCold) Boundary() (uint64, uint64, bool) {
+	return c.first - 1, c.boundaryTerm, c.boundaryTerm > 0
+}
+func (c *sliceCold) BoundarySnapshot() ([]byte, bool) { return c.boundaryData, c.boundaryData != nil }
 
 func entry(i, term uint64) *pb.Entry {
 	return &pb.Entry{Index: new(i), Term: new(term), Data: make([]byte, 100)}
@@ -89,5 +97,61 @@ func TestTieredStorage(t *testing.T) {
 	delete(cold.ents, 40)
 	if _, err := s.Entries(35, 45, 1<<30); !errors.Is(err, raft.ErrCompacted) {
 		t.Fatalf("Entries over a gap: %v, want ErrCompacted", err)
+	}
+}
+
+// TestTieredStorageBoundary: below the memory tail the cold log's boundary
+// answers Term, and raft is sent a snapshot at the boundary rather than the
+// latest one, unless the boundary is unknown, cannot be described, or is
+// not below the latest snapshot.
+func TestTieredStorageBoundary(t *testing.T) {
+	cs := &pb.ConfState{Voters: []uint64{1, 2, 3}, AutoLeave: new(false)} // as MemoryStorage keeps it
+	latest := &pb.Snapshot{Data: []byte("latest"), Metadata: &pb.SnapshotMetadata{Index: new(uint64(95)), Term: new(uint64(2)), ConfState: cs}}
+	boundary := &pb.Snapshot{Data: []byte("boundary"), Metadata: &pb.SnapshotMetadata{Index: new(uint64(20)), Term: new(uint64(1)), ConfState: cs}}
+	tests := []struct {
+		name         string
+		coldFirst    uint64
+		boundaryTerm uint64
+		data         []byte
+		wantTerm20   error // from Term(20)
+		want         *pb.Snapshot
+	}{
+		{"boundary known", 21, 1, []byte("boundary"), nil, boundary},
+		{"boundary unknown", 21, 0, []byte("boundary"), raft.ErrCompacted, latest},
+		{"boundary not describable", 21, 1, nil, nil, latest},
+		{"boundary not below the latest snapshot", 96, 2, []byte("boundary"), raft.ErrCompacted, latest},
+		{"no cold log", 0, 0, nil, raft.ErrCompacted, latest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cold := &sliceCold{first: tt.coldFirst, ents: map[uint64]*pb.Entry{}, boundaryTerm: tt.boundaryTerm, boundaryData: tt.data}
+			ms := raft.NewMemoryStorage()
+			for i := uint64(1); i <= 120; i++ {
+				if err := ms.Append([]*pb.Entry{entry(i, 1+i/50)}); err != nil {
+					t.Fatal(err)
+				}
+				if i >= tt.coldFirst && tt.coldFirst > 0 && i <= 100 {
+					cold.ents[i] = entry(i, 1+i/50)
+				}
+			}
+			if _, err := ms.CreateSnapshot(95, cs, []byte("latest")); err != nil {
+				t.Fatal(err)
+			}
+			if err := ms.Compact(90); err != nil {
+				t.Fatal(err)
+			}
+			s := &tieredStorage{MemoryStorage: ms, cold: cold}
+			term, err := s.Term(20)
+			if !errors.Is(err, tt.wantTerm20) || (err == nil && term != tt.boundaryTerm) {
+				t.Errorf("Term(20) = %d, %v; want %d, %v", term, err, tt.boundaryTerm, tt.wantTerm20)
+			}
+			if err != nil && err != raft.ErrCompacted {
+				t.Errorf("Term(20) error %v is not raft.ErrCompacted itself (raft compares with ==)", err)
+			}
+			snap, err := s.Snapshot()
+			if err != nil || !proto.Equal(snap, tt.want) {
+				t.Errorf("Snapshot() = %v, %v; want %v", snap, err, tt.want)
+			}
+		})
 	}
 }

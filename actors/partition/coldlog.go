@@ -1,12 +1,15 @@
 package partition
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
 
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/flotilla/flotilla/raftactor"
 )
 
 // The Machine is its raft group's ColdLog (raftactor.ColdLog): raft reads
@@ -16,6 +19,10 @@ import (
 // — a leader's empty entry, a log-start move, a conf change — is kept in
 // the side log, which is small (a few per term) and goes into the
 // checkpoint.
+//
+// The type assertion in the raft group decides whether it gets tiered
+// storage at all; this one keeps it from silently failing.
+var _ raftactor.ColdLog = (*Machine)(nil)
 
 // FirstIndex implements raftactor.ColdLog: from the raft index of the first
 // batch the log still has (the side log holds every other entry from there
@@ -60,6 +67,96 @@ func (m *Machine) KeepEntry(e *pb.Entry) {
 	m.side[e.GetIndex()] = e
 	m.appliedIndex = max(m.appliedIndex, e.GetIndex())
 	m.recomputeColdFirst()
+}
+
+// entryID names a raft entry.
+type entryID struct {
+	Index uint64 `json:"index"`
+	Term  uint64 `json:"term"`
+}
+
+// The boundary is the entry just below FirstIndex, which retention removed
+// (a batch in a deleted segment, or a side entry pruned with it). raft needs
+// its term to send appends from FirstIndex on, and a replica behind it is
+// sent a snapshot at it (BoundarySnapshot). The entry is gone, so its term
+// is recorded: the leader puts it into the log-start move that removes it
+// (boundaryAfter), every replica takes it from there when it applies the
+// move, and checkpoints and snapshots carry it. A fresh log starts at index
+// 1, whose boundary is the zero entry.
+
+// Boundary implements raftactor.ColdLog. ok is false while the recorded
+// boundary is not the entry below FirstIndex: before a replica that
+// installed a snapshot applied the entry after it, or after a restart that
+// found the log start ahead of its checkpoint, until the log-start move is
+// replayed.
+func (m *Machine) Boundary() (index, term uint64, ok bool) {
+	if m.coldFirst == 0 || m.boundary.Index+1 != m.coldFirst {
+		return 0, 0, false
+	}
+	return m.boundary.Index, m.boundary.Term, true
+}
+
+// boundaryAfter returns, on the leader, the boundary once the log starts at
+// p: the entry before the batch that holds p or, if no batch does (p is the
+// log end), the last batch, since every later entry is in the side log.
+func (m *Machine) boundaryAfter(p int64) (entryID, bool) {
+	next := m.log.LastRaftIndex() + 1
+	if _, i, ok := m.log.BatchAt(p); ok {
+		next = i
+	}
+	if next <= 1 {
+		return entryID{}, false
+	}
+	e, err := m.Entry(next - 1)
+	if err != nil {
+		return entryID{}, false
+	}
+	return entryID{Index: next - 1, Term: e.GetTerm()}, true
+}
+
+// BoundarySnapshot implements raftactor.ColdLog: the checkpoint as of the
+// boundary, which a replica behind the leader's log start installs before
+// it takes the entries from FirstIndex on, all of which the leader still
+// serves. It starts the replica's log where the leader's starts. The
+// producer state and the leader-epoch cache are the leader's without the
+// batches from the log start on (ProducerState.Before): the replica applies
+// those batches again and ends with exactly the leader's state (it cannot
+// lead before it has them: they are committed). No side entry is needed:
+// the cold log starts after the boundary.
+//
+// ok is false when a conf change follows the boundary (the group's
+// ConfState at the boundary is then not the latest snapshot's, which raft
+// sends with it) or the log starts inside a batch (the replica's log could
+// not start there before it has that batch).
+func (m *Machine) BoundarySnapshot() ([]byte, bool) {
+	b, _, ok := m.Boundary()
+	if !ok {
+		return nil, false
+	}
+	for i, e := range m.side {
+		if i > b && e.GetType() != pb.EntryNormal {
+			return nil, false
+		}
+	}
+	start := m.log.LogStart()
+	if base, _, ok := m.log.BatchAt(start); ok && base != start {
+		return nil, false
+	}
+	prod, err := m.producers.Before(start).MarshalBinary()
+	if err != nil {
+		m.o.Log.Error().Err(err).Msg("encode producer state for a replica behind retention")
+		return nil, false
+	}
+	epochs := m.epochs
+	for len(epochs) > 0 && epochs[len(epochs)-1].StartOffset >= start {
+		epochs = epochs[:len(epochs)-1]
+	}
+	data, err := json.Marshal(checkpoint{LogStart: start, LogEnd: start, Producers: prod, Epochs: epochs, Boundary: m.boundary})
+	if err != nil {
+		m.o.Log.Error().Err(err).Msg("encode snapshot for a replica behind retention")
+		return nil, false
+	}
+	return data, true
 }
 
 // keepSide records an applied entry that carries no batch.

@@ -1,13 +1,16 @@
 package partition
 
-import "fmt"
+import (
+	"encoding/binary"
+	"fmt"
+)
 
 // A partition's raft entries are its own: one type byte, then the body.
 // Record batches travel as the leader stamped them, so the body of a batch
 // entry is exactly what the segment stores.
 const (
 	entryBatch    byte = 1 // body: one stamped record batch
-	entryLogStart byte = 2 // body: 8-byte big-endian new log start offset
+	entryLogStart byte = 2 // body: 8-byte big-endian new log start offset, then optionally the boundary (logStartBody)
 )
 
 func batchEntry(batch []byte) []byte {
@@ -17,13 +20,28 @@ func batchEntry(batch []byte) []byte {
 	return e
 }
 
-func logStartEntry(offset int64) []byte {
-	e := make([]byte, 9)
-	e[0] = entryLogStart
-	for i := 0; i < 8; i++ {
-		e[1+i] = byte(uint64(offset) >> (56 - 8*i))
+// logStartEntry moves the log start to offset. The leader adds the raft
+// entry that the cold log will start just after (the boundary, see
+// coldlog.go), when it knows it: every replica then knows the boundary's
+// term, even one that replays the move after a restart, when the entries
+// below the new start are already gone.
+func logStartEntry(offset int64, boundary entryID, ok bool) []byte {
+	e := binary.BigEndian.AppendUint64([]byte{entryLogStart}, uint64(offset))
+	if ok {
+		e = binary.BigEndian.AppendUint64(e, boundary.Index)
+		e = binary.BigEndian.AppendUint64(e, boundary.Term)
 	}
 	return e
+}
+
+// logStartBody decodes the body of a log start entry.
+func logStartBody(b []byte) (offset int64, boundary entryID, ok bool) {
+	offset = bodyOffset(b)
+	if len(b) == 24 {
+		boundary = entryID{Index: binary.BigEndian.Uint64(b[8:]), Term: binary.BigEndian.Uint64(b[16:])}
+		ok = true
+	}
+	return offset, boundary, ok
 }
 
 // decodeEntry splits an entry into its type and body.
@@ -35,7 +53,7 @@ func decodeEntry(data []byte) (byte, []byte, error) {
 	case entryBatch:
 		return entryBatch, data[1:], nil
 	case entryLogStart:
-		if len(data) != 9 {
+		if len(data) != 9 && len(data) != 25 {
 			return 0, nil, fmt.Errorf("log start entry of %d bytes", len(data))
 		}
 		return entryLogStart, data[1:], nil

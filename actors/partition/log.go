@@ -509,11 +509,23 @@ func (v *view) findRaftIndex(i uint64) (*segView, int, error) {
 // that contains the log start), or 0 if the log is empty.
 func (l *Log) FirstRaftIndex() uint64 {
 	v := l.view.Load()
-	if v.closed || v.start == v.end {
-		return 0
+	_, i, _ := v.batchAt(v.start)
+	return i
+}
+
+// BatchAt returns the base offset and Raft index of the batch that contains
+// offset; ok is false when no batch of the log does (offset outside
+// [LogStart(), LogEnd())).
+func (l *Log) BatchAt(offset int64) (base int64, raftIndex uint64, ok bool) {
+	return l.view.Load().batchAt(offset)
+}
+
+func (v *view) batchAt(offset int64) (base int64, raftIndex uint64, ok bool) {
+	if v.closed || offset < v.start || offset >= v.end {
+		return 0, 0, false
 	}
-	sv, k := v.locate(v.start)
-	return sv.dense[k].index
+	sv, k := v.locate(offset)
+	return sv.seg.base + int64(sv.dense[k].rel), sv.dense[k].index, true
 }
 
 // LastRaftIndex is the Raft index of the last batch of the log, or 0 if the

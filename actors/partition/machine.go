@@ -120,6 +120,7 @@ type Machine struct {
 	side            map[uint64]*pb.Entry // applied entries without a batch (coldlog.go)
 	appliedIndex    uint64
 	coldFirst       uint64
+	boundary        entryID // the entry just below the cold log, if it is coldFirst-1 (coldlog.go)
 
 	// Leader state, valid while ready.
 	ready      bool
@@ -260,10 +261,14 @@ func (m *Machine) Apply(index, term uint64, data []byte) {
 		}
 	case entryLogStart:
 		m.keepSide(index, term, data)
-		if err := m.log.AdvanceLogStart(bodyOffset(body)); err != nil {
+		start, boundary, ok := logStartBody(body)
+		if err := m.log.AdvanceLogStart(start); err != nil {
 			panic(fmt.Sprintf("partition %s/%d: entry %d: advance log start: %v", m.o.Topic, m.o.Partition, index, err))
 		}
 		m.pruneSide(0)
+		if ok && boundary.Index+1 == m.coldFirst {
+			m.boundary = boundary
+		}
 	}
 }
 
@@ -275,6 +280,7 @@ type checkpoint struct {
 	Producers []byte       `json:"producers"`
 	Epochs    []EpochStart `json:"epochs"`
 	Side      [][]byte     `json:"side,omitempty"` // raft entries without a batch, from the log's first batch on
+	Boundary  entryID      `json:"boundary"`       // the raft entry just below the cold log (coldlog.go)
 }
 
 // Snapshot implements raftactor.StateMachine: it makes the segments durable
@@ -291,7 +297,7 @@ func (m *Machine) Snapshot() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(checkpoint{LogStart: m.log.LogStart(), LogEnd: m.log.LogEnd(), Producers: prod, Epochs: m.epochs, Side: side})
+	return json.Marshal(checkpoint{LogStart: m.log.LogStart(), LogEnd: m.log.LogEnd(), Producers: prod, Epochs: m.epochs, Side: side, Boundary: m.boundary})
 }
 
 // Restore implements raftactor.StateMachine: the log goes back to the
@@ -334,6 +340,7 @@ func (m *Machine) Restore(snap *pb.Snapshot) error {
 	if err := m.unmarshalSide(cp.Side); err != nil {
 		return err
 	}
+	m.boundary = cp.Boundary
 	m.appliedIndex = snap.GetMetadata().GetIndex()
 	m.pruneSide(snap.GetMetadata().GetIndex())
 	m.publish(nil)
@@ -678,7 +685,8 @@ func (m *Machine) enforceRetention(h *raftactor.Handle) {
 	if p <= m.log.LogStart() {
 		return
 	}
-	if err := h.ProposeRaw([][]byte{logStartEntry(p)}); err != nil {
+	boundary, ok := m.boundaryAfter(p)
+	if err := h.ProposeRaw([][]byte{logStartEntry(p, boundary, ok)}); err != nil {
 		m.o.Log.Debug().Err(err).Msg("propose retention")
 	}
 }

@@ -330,6 +330,27 @@ func (s *ProducerState) ExpireProducers(nowMs, expirationMs int64) int {
 	return n
 }
 
+// Before returns the applied state without the batches at or above offset,
+// and without the producers left with none: what a replica starts from
+// when it installs a snapshot whose log ends at offset and then applies the
+// batches from offset on. It is not quite the state the partition had at
+// offset (batches that the removed ones pushed out of a producer's last
+// five are not brought back), but applying those batches to either ends in
+// the same state, because they push exactly those out again.
+func (s *ProducerState) Before(offset int64) *ProducerState {
+	out := &ProducerState{applied: make(map[int64]*producerEntry, len(s.applied))}
+	for id, e := range s.applied {
+		c := *e
+		for c.n > 0 && c.batches[c.n-1].BaseOffset >= offset {
+			c.n--
+		}
+		if c.n > 0 {
+			out.applied[id] = &c
+		}
+	}
+	return out
+}
+
 // Encoding of the applied state: a version byte, the number of producers
 // (uvarint), then per producer in id order: id int64, epoch int16, last
 // timestamp int64, batch count uint8, and per batch first and last sequence

@@ -1,0 +1,122 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/flotilla/flotilla/actors/partition"
+)
+
+// TestReplicaBehindRetention: a replica of an RF=3 partition is down while
+// the leader writes far more than retention.bytes, so retention moves the
+// leader's log start past everything the replica has, and the leader
+// checkpoints many times. The replica, restarted, is behind retention and
+// must be sent a snapshot; it must describe the leader's log start (not its
+// latest checkpoint), so that the replica then takes every retained batch
+// from the leader's segments and ends with the same log start and the same
+// batches, byte for byte.
+func TestReplicaBehindRetention(t *testing.T) {
+	// A checkpoint every 16 KiB of batches and a 4-entry memory tail: the
+	// leader's latest checkpoint is always far above its log start.
+	c := newTunedCluster(t, 3, func(rs *partition.RaftSettings) { rs.SnapshotBytes, rs.CatchUpEntries = 16<<10, 4 })
+	c.waitFor(15*time.Second, "election", func() bool { return c.leader() >= 0 })
+	c.waitFor(15*time.Second, "registrations", c.allRegistered)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	segment, retention := "8192", "65536"
+	c.createTopic(ctx, c.client(), "retained", 1, 3, map[string]*string{"segment.bytes": &segment, "retention.bytes": &retention})
+	tp := partition.TopicPartition{Topic: "retained", Partition: 0}
+	view := func(i int) *partition.View {
+		if c.brokers[i] == nil {
+			return nil
+		}
+		if r := c.brokers[i].Replicas().Get(tp); r != nil {
+			return r.Machine.View()
+		}
+		return nil
+	}
+	var leader int
+	c.waitFor(10*time.Second, "a ready partition leader", func() bool {
+		for i := range c.brokers {
+			if v := view(i); v != nil && v.Leader {
+				leader = i
+				return true
+			}
+		}
+		return false
+	})
+	down := (leader + 1) % 3
+	c.stop(down)
+
+	// About 400 KiB: six times retention.bytes, fifty segments, twenty-five
+	// checkpoints.
+	cl := c.client(kgo.DefaultProduceTopic("retained"), kgo.ProducerLinger(0))
+	const n = 600
+	rng := rand.NewChaCha8([32]byte{})
+	for i := 0; i < n; i++ {
+		value := make([]byte, 600) // random: the client compresses
+		rng.Read(value)
+		r := &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: value}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatalf("produce %d: %v", i, err)
+		}
+	}
+	// Retention runs every 100 ticks on the leader; wait until it has
+	// dropped most of what was written.
+	c.waitFor(20*time.Second, "retention moves the leader's log start", func() bool {
+		v := view(leader)
+		return v != nil && v.LogStart > n/2
+	})
+
+	c.start(down)
+	var lead, got *partition.View
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		lead, got = view(leader), view(down)
+		if got != nil && lead != nil && got.HighWatermark == lead.HighWatermark && got.HighWatermark == n && got.LogStart == lead.LogStart {
+			break
+		}
+		if time.Now().After(deadline) {
+			var gotStart, gotEnd int64 = -1, -1
+			if got != nil {
+				gotStart, gotEnd = got.LogStart, got.HighWatermark
+			}
+			t.Fatalf("restarted replica's log is [%d, %d), the leader's [%d, %d); want the same", gotStart, gotEnd, lead.LogStart, lead.HighWatermark)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	want, have := readLog(t, lead.Log, lead.LogStart, n), readLog(t, got.Log, got.LogStart, n)
+	if !bytes.Equal(want, have) {
+		t.Fatalf("restarted replica's batches from %d (%d bytes) differ from the leader's (%d bytes)", lead.LogStart, len(have), len(want))
+	}
+}
+
+// readLog returns the stored batches of l from offset start up to end.
+func readLog(t *testing.T, l *partition.Log, start, end int64) []byte {
+	t.Helper()
+	var out []byte
+	for off := start; off < end; {
+		b, err := l.Read(off, 1<<20)
+		if err != nil {
+			t.Fatalf("read at %d: %v", off, err)
+		}
+		batches, err := partition.SplitBatches(b)
+		if err != nil || len(batches) == 0 {
+			t.Fatalf("read at %d: %d batches, %v", off, len(batches), err)
+		}
+		h, err := partition.ParseBatch(batches[len(batches)-1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b...)
+		off = h.NextOffset()
+	}
+	return out
+}

@@ -1,0 +1,209 @@
+package partition
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/rs/zerolog"
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// replica is a Machine driven the way its raft group drives it, with the
+// entries it applied kept as the WAL would keep them.
+type replica struct {
+	t   *testing.T
+	m   *Machine
+	wal []*pb.Entry
+}
+
+func newReplica(t *testing.T, dir string) *replica {
+	t.Helper()
+	m, err := NewMachine(MachineOptions{
+		Topic: "t", Dir: dir, Replicas: []uint64{1, 2, 3},
+		Settings: Settings{RetentionMs: -1, RetentionBytes: -1, SegmentBytes: 2048, MaxMessageBytes: 1 << 20, MinInsyncReplicas: 1},
+		Log:      zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return &replica{t: t, m: m}
+}
+
+// step applies e as the group would: conf changes go to the cold log only.
+func (r *replica) step(e *pb.Entry) {
+	r.wal = append(r.wal, e)
+	if e.GetType() != pb.EntryNormal {
+		r.m.KeepEntry(e)
+		return
+	}
+	r.m.Apply(e.GetIndex(), e.GetTerm(), e.GetData())
+}
+
+func (r *replica) next() uint64 { return r.m.appliedIndex + 1 }
+
+func (r *replica) confChange(term uint64) {
+	r.step(&pb.Entry{Index: new(r.next()), Term: new(term), Type: pb.EntryConfChange.Enum()})
+}
+
+func (r *replica) empty(term uint64) {
+	r.step(&pb.Entry{Index: new(r.next()), Term: new(term), Type: pb.EntryNormal.Enum()})
+}
+
+// batch stamps a batch at the log end, as the leader of term does, and
+// applies it.
+func (r *replica) batch(term uint64, s spec) {
+	b := mkBatch(r.t, s)
+	SetBaseOffset(b, r.m.log.LogEnd())
+	SetPartitionLeaderEpoch(b, int32(term))
+	r.step(&pb.Entry{Index: new(r.next()), Term: new(term), Type: pb.EntryNormal.Enum(), Data: batchEntry(b)})
+}
+
+// retain applies the log-start move the leader would propose to keep about
+// bytes of the log.
+func (r *replica) retain(term uint64, bytes int64) {
+	p := r.m.log.RetentionPoint(0, -1, bytes)
+	if p <= r.m.log.LogStart() {
+		r.t.Fatalf("retention keeping %d bytes does not move the log start %d", bytes, p)
+	}
+	boundary, ok := r.m.boundaryAfter(p)
+	r.step(&pb.Entry{Index: new(r.next()), Term: new(term), Type: pb.EntryNormal.Enum(), Data: logStartEntry(p, boundary, ok)})
+}
+
+// write applies n rounds of batches from three idempotent producers (the
+// second one bumps its epoch in round bumpAt) and one plain producer.
+func (r *replica) write(term uint64, seqs map[int64]int32, epochs map[int64]int16, n, bumpAt int) {
+	for round := 0; round < n; round++ {
+		for pid := int64(1); pid <= 3; pid++ {
+			if pid == 2 && round == bumpAt {
+				epochs[pid]++
+				seqs[pid] = 0
+			}
+			if pid == 3 && round%3 != 0 {
+				continue // a producer with few batches: its last five reach far back
+			}
+			r.batch(term, spec{records: 2, valueSize: 100, idempotent: true, pid: pid, epoch: epochs[pid], seq: seqs[pid], baseTs: int64(round)})
+			seqs[pid] += 2
+		}
+		r.batch(term, spec{records: 1, valueSize: 100})
+	}
+}
+
+// leaderWithRetention builds a leader's log: bootstrap conf changes, three
+// terms of batches, a retention move in the middle of them.
+func leaderWithRetention(t *testing.T) *replica {
+	t.Helper()
+	r := newReplica(t, t.TempDir())
+	for range 3 {
+		r.confChange(1)
+	}
+	seqs, epochs := map[int64]int32{}, map[int64]int16{}
+	r.empty(1)
+	r.write(1, seqs, epochs, 10, -1)
+	r.empty(2)
+	r.write(2, seqs, epochs, 10, 4)
+	r.retain(2, 3000)
+	r.empty(3)
+	r.write(3, seqs, epochs, 2, -1)
+	return r
+}
+
+func mustSnapshot(t *testing.T, m *Machine) []byte {
+	t.Helper()
+	data, err := m.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// TestBoundarySnapshot: a replica that installs the leader's boundary
+// snapshot and then applies the entries the leader's cold log serves ends
+// in exactly the leader's state: log start, batches, producer state,
+// leader-epoch cache, side log and boundary.
+func TestBoundarySnapshot(t *testing.T) {
+	leader := leaderWithRetention(t)
+	lm := leader.m
+	b, term, ok := lm.Boundary()
+	if !ok || b+1 != lm.FirstIndex() || lm.log.LogStart() == 0 {
+		t.Fatalf("leader: boundary %d term %d ok %v, first index %d, log start %d", b, term, ok, lm.FirstIndex(), lm.log.LogStart())
+	}
+	if want := leader.wal[b-1].GetTerm(); term != want {
+		t.Fatalf("boundary term %d, the entry at %d has term %d", term, b, want)
+	}
+	data, ok := lm.BoundarySnapshot()
+	if !ok {
+		t.Fatal("no boundary snapshot")
+	}
+
+	follower := newReplica(t, t.TempDir())
+	if err := follower.m.Restore(&pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{Index: new(b), Term: new(term)}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := follower.m.log.LogStart(); got != lm.log.LogStart() {
+		t.Fatalf("follower's log starts at %d, the leader's at %d", got, lm.log.LogStart())
+	}
+	for i := lm.FirstIndex(); i <= lm.appliedIndex; i++ {
+		e, err := lm.Entry(i)
+		if err != nil {
+			t.Fatalf("leader's cold log, entry %d: %v", i, err)
+		}
+		follower.step(e)
+	}
+	if want, got := mustSnapshot(t, lm), mustSnapshot(t, follower.m); !bytes.Equal(want, got) {
+		t.Fatalf("follower's checkpoint differs from the leader's:\n%s\n%s", got, want)
+	}
+	want, err := lm.log.Read(lm.log.LogStart(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := follower.m.log.Read(lm.log.LogStart(), 1<<20); !bytes.Equal(got, want) {
+		t.Fatal("follower's first segment differs from the leader's")
+	}
+
+	// A conf change after the boundary: the latest snapshot's ConfState is
+	// not the one at the boundary, so there is no boundary snapshot.
+	leader.confChange(3)
+	if _, ok := lm.BoundarySnapshot(); ok {
+		t.Fatal("boundary snapshot with a conf change after the boundary")
+	}
+}
+
+// TestBoundaryAfterRestart: a replica that restarts from a checkpoint
+// taken before a retention move finds the log start already moved (the
+// segments went when the move was applied); it learns the boundary again
+// when it replays the move, from the move itself.
+func TestBoundaryAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	r := newReplica(t, dir)
+	for range 3 {
+		r.confChange(1)
+	}
+	seqs, epochs := map[int64]int32{}, map[int64]int16{}
+	r.empty(1)
+	r.write(1, seqs, epochs, 10, -1)
+	cp, index := mustSnapshot(t, r.m), r.m.appliedIndex
+	r.retain(1, 3000)
+	r.write(1, seqs, epochs, 2, -1)
+	b, term, ok := r.m.Boundary()
+	if !ok {
+		t.Fatal("no boundary after the move")
+	}
+	if err := r.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	again := newReplica(t, dir)
+	if err := again.m.Restore(&pb.Snapshot{Data: cp, Metadata: &pb.SnapshotMetadata{Index: new(index), Term: new(uint64(1))}}); err != nil {
+		t.Fatal(err)
+	}
+	if again.m.log.LogStart() == 0 {
+		t.Fatal("the log start did not survive the restart: the test shows nothing")
+	}
+	for _, e := range r.wal[index:] {
+		again.step(e)
+	}
+	if b2, term2, ok2 := again.m.Boundary(); !ok2 || b2 != b || term2 != term {
+		t.Fatalf("after the restart the boundary is %d term %d (known %v), want %d term %d", b2, term2, ok2, b, term)
+	}
+}
