@@ -25,7 +25,9 @@ type Extension interface {
 	// Tick is called on every raft tick, after raft's own.
 	Tick(g *Handle, ctx actor.Context)
 	// LeaderChanged is called when this node's role or the group's term
-	// changes. Everything this node had in flight as leader may be lost.
+	// changes, and when its actor stops, restarts or halts (Running is
+	// then false). Everything this node had in flight as leader may be
+	// lost.
 	LeaderChanged(g *Handle, ctx actor.Context)
 }
 

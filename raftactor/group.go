@@ -192,10 +192,12 @@ func (g *groupActor) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		g.d.cfg.Board.remove(g.d.cfg.Group)
 		g.failWaiters(ctx, ErrNotReady)
+		g.resign(ctx)
 	case *actor.Restarting:
 		// This incarnation's waiters and held proposals die with it.
 		g.failWaiters(ctx, ErrNotReady)
 		g.batch, g.batchKeys = nil, nil
+		g.resign(ctx)
 	case *actor.Stopped, *actor.Terminated:
 		// System messages never reach the Extension.
 	case *storage.Persisted:
@@ -267,7 +269,7 @@ func (g *groupActor) start(ctx actor.Context) {
 		// machine back to the last snapshot and let raft replay from there:
 		// no applied state may run ahead of the durable log.
 		if err := g.resetToSnapshot(); err != nil {
-			g.halt(err)
+			g.halt(ctx, err)
 			return
 		}
 	}
@@ -291,7 +293,7 @@ func (g *groupActor) start(ctx actor.Context) {
 	}
 	rn, err := raft.NewRawNode(rc)
 	if err != nil {
-		g.halt(fmt.Errorf("new raw node: %w", err))
+		g.halt(ctx, fmt.Errorf("new raw node: %w", err))
 		return
 	}
 	g.rn = rn
@@ -305,7 +307,7 @@ func (g *groupActor) start(ctx actor.Context) {
 			peers[i] = raft.Peer{ID: id}
 		}
 		if err := rn.Bootstrap(peers); err != nil {
-			g.halt(fmt.Errorf("bootstrap: %w", err))
+			g.halt(ctx, fmt.Errorf("bootstrap: %w", err))
 			return
 		}
 		g.log.Info().Uints64("voters", cfg.Peers).Msg("bootstrapped new raft group")
@@ -347,10 +349,20 @@ func (d *durable) restore(snap *pb.Snapshot) error {
 
 // halt stops the group from taking part in raft: its durable state is no
 // longer known, and answering anyone would risk acknowledging a lost write.
-func (g *groupActor) halt(err error) {
+func (g *groupActor) halt(ctx actor.Context, err error) {
 	g.halted = true
-	g.rn = nil
 	g.log.Error().Err(err).Msg("raft group halted")
+	g.resign(ctx)
+}
+
+// resign drops the raft node of an incarnation that stops, restarts or
+// halts, and tells the Extension, which no longer leads: it answers
+// everything it had waiting rather than leave it waiting forever.
+func (g *groupActor) resign(ctx actor.Context) {
+	g.rn = nil
+	if g.ext != nil {
+		g.ext.LeaderChanged(g.handle, ctx)
+	}
 }
 
 // propose appends data behind an 8-byte key that lets this node match the

@@ -104,7 +104,7 @@ func (g *groupActor) processReady(ctx actor.Context) {
 	// 2. snapshot: the state machine takes it before any committed entry.
 	if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
 		if err := g.d.restore(rd.Snapshot); err != nil {
-			g.halt(err)
+			g.halt(ctx, err)
 			return
 		}
 		md := rd.Snapshot.GetMetadata()
@@ -160,11 +160,11 @@ func (g *groupActor) onPersisted(ctx actor.Context, m *storage.Persisted) {
 		return // stale: an answer to a Persist this group no longer waits for
 	}
 	if m.Err != nil {
-		g.halt(fmt.Errorf("persist: %w", m.Err))
+		g.halt(ctx, fmt.Errorf("persist: %w", m.Err))
 		return
 	}
 	if err := g.makeDurable(pending.rd); err != nil {
-		g.halt(err)
+		g.halt(ctx, err)
 		return
 	}
 	g.d.pending = nil
@@ -264,7 +264,7 @@ func (g *groupActor) apply(ctx actor.Context, ents []*pb.Entry) {
 		case pb.EntryConfChange:
 			cc := &pb.ConfChange{}
 			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
-				g.halt(fmt.Errorf("decode conf change at %d: %w", idx, err))
+				g.halt(ctx, fmt.Errorf("decode conf change at %d: %w", idx, err))
 				return
 			}
 			g.d.confState = g.rn.ApplyConfChange(cc)
@@ -272,7 +272,7 @@ func (g *groupActor) apply(ctx actor.Context, ents []*pb.Entry) {
 		case pb.EntryConfChangeV2:
 			cc := &pb.ConfChangeV2{}
 			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
-				g.halt(fmt.Errorf("decode conf change at %d: %w", idx, err))
+				g.halt(ctx, fmt.Errorf("decode conf change at %d: %w", idx, err))
 				return
 			}
 			g.d.confState = g.rn.ApplyConfChange(cc)

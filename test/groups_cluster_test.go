@@ -423,17 +423,23 @@ func TestFindCoordinatorBatched(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
+	var off string
+	defer func() {
+		if t.Failed() {
+			t.Logf("last metadata of the offsets topic: %s", off)
+		}
+	}()
 	waitFor(t, 30*time.Second, "offsets partitions led by their preferred replicas", func() bool {
 		mt := topicMetadata(t, cl, "__consumer_offsets")
-		if !mt.IsInternal || len(mt.Partitions) != 16 {
-			return false
-		}
+		off = fmt.Sprintf("internal %v, %d partitions:", mt.IsInternal, len(mt.Partitions))
+		ok := mt.IsInternal && len(mt.Partitions) == 16
 		for _, p := range mt.Partitions {
+			off += fmt.Sprintf(" %d:%d%v", p.Partition, p.Leader, p.Replicas)
 			if len(p.Replicas) != 3 || p.Leader != p.Replicas[0] {
-				return false
+				ok = false
 			}
 		}
-		return true
+		return ok
 	})
 	want := map[string]int32{}
 	for _, k := range keys {

@@ -324,6 +324,7 @@ func Start(o Options) (_ *Broker, err error) {
 		Coordinators:      b.coords,
 		Leaders:           leaders,
 		OffsetsPartitions: int32(cfg.Kafka.OffsetsTopicPartitions),
+		OffsetsReplicas:   int16(min(3, len(cfg.Peers))),
 		Sender:            b.sys.Root,
 		Now:               time.Now,
 		Log:               log,

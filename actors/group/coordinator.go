@@ -104,12 +104,16 @@ type group struct {
 	// rebalance of an empty group (group.initial.rebalance.delay.ms).
 	rebalanceDeadline uint64
 	initialDelay      bool
+	rebalanceStart    uint64
 	// CompletingRebalance: members that still have to SyncGroup, by
 	// syncDeadline; storing is set while the leader's assignment is being
 	// written.
 	awaitingSync map[string]bool
 	syncDeadline uint64
 	storing      bool
+	// deleting is set while a DeleteGroups write is in flight: the group
+	// is Kafka's Dead, and takes no members or commits meanwhile.
+	deleting bool
 }
 
 func newGroup(name string) *group {
@@ -311,8 +315,8 @@ func (m *Machine) addMember(ctx actor.Context, g *group, id string, c *caller, c
 	m.updateMember(ctx, g, mb, c, call, req)
 	if g.state == statePreparingRebalance && g.initialDelay {
 		// Every member that joins during the initial delay extends it, up
-		// to the rebalance timeout.
-		g.rebalanceDeadline = min(m.ticks+m.ticksOf(m.o.Settings.InitialRebalanceDelay), m.ticks+m.msTicks(g.maxRebalanceTimeout()))
+		// to the rebalance timeout from the start of the rebalance.
+		g.rebalanceDeadline = min(m.ticks+m.ticksOf(m.o.Settings.InitialRebalanceDelay), g.rebalanceStart+m.msTicks(g.maxRebalanceTimeout()))
 	}
 	m.rebalance(ctx, g)
 }
@@ -353,12 +357,37 @@ func (m *Machine) replaceStatic(ctx actor.Context, g *group, old *member, c *cal
 	}
 	if g.state == stateStable && old.sameProtocols(req.Protocols) {
 		mb.deadline = m.ticks + m.msTicks(mb.sessionTimeoutMs)
-		resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
-		m.fillJoin(g, id, resp)
-		// KIP-814: the leader learns it need not run its assignor again.
-		resp.SkipAssignment = resp.LeaderID == id
-		c.answer(ctx, resp)
-		m.storeGroup(ctx, g, nil) // the new member id must survive a coordinator move
+		// The new member id is written before the member gets it, so that
+		// it survives a coordinator move; if the write fails, the old
+		// member is back (as Kafka reverts it).
+		m.storeGroup(ctx, g, func(ctx actor.Context, err error) {
+			resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
+			if err != nil {
+				if m.groups[g.name] == g && g.members[id] == mb {
+					delete(g.members, id)
+					g.members[old.id], g.static[*req.InstanceID] = old, old.id
+					if g.leader == id {
+						g.leader = old.id
+					}
+				}
+				resp.ErrorCode, resp.Generation = writeCode(err), -1
+				c.answer(ctx, resp)
+				return
+			}
+			m.fillJoin(g, id, resp)
+			if resp.LeaderID == id {
+				if req.Version >= 9 {
+					// KIP-814: the leader need not run its assignor again.
+					resp.SkipAssignment = true
+				} else {
+					// An older leader would run its assignor, and a
+					// stable group would ignore the result: Kafka names
+					// the old member the leader instead.
+					resp.LeaderID, resp.Members = old.id, nil
+				}
+			}
+			c.answer(ctx, resp)
+		})
 		return
 	}
 	mb.join, mb.joinReq = c, req
@@ -394,7 +423,7 @@ func (m *Machine) rebalance(ctx actor.Context, g *group) {
 		} else {
 			g.rebalanceDeadline = m.ticks + m.msTicks(g.maxRebalanceTimeout())
 		}
-		g.state = statePreparingRebalance
+		g.state, g.rebalanceStart = statePreparingRebalance, m.ticks
 	}
 	m.maybeCompleteJoin(ctx, g)
 }
@@ -408,9 +437,16 @@ func (m *Machine) maybeCompleteJoin(ctx actor.Context, g *group) {
 	if g.initialDelay && m.ticks < g.rebalanceDeadline {
 		return
 	}
-	for _, mb := range g.members {
-		if mb.join == nil && m.ticks < g.rebalanceDeadline {
+	if m.ticks < g.rebalanceDeadline {
+		// Kafka's hasAllMembersJoined: every member rejoined and no
+		// member id handed out (KIP-394) is still to be used.
+		if len(g.pending) > 0 {
 			return
+		}
+		for _, mb := range g.members {
+			if mb.join == nil {
+				return
+			}
 		}
 	}
 	m.completeJoin(ctx, g)
@@ -420,7 +456,10 @@ func (m *Machine) maybeCompleteJoin(ctx actor.Context, g *group) {
 // it picks the protocol and the leader, and answers every join.
 func (m *Machine) completeJoin(ctx actor.Context, g *group) {
 	for id, mb := range g.members {
-		if mb.join == nil {
+		// Kafka drops the dynamic members that did not rejoin; a static
+		// one keeps its place until its session expires (KIP-345), and
+		// learns of the new generation from its next heartbeat.
+		if mb.join == nil && mb.instance == nil {
 			m.removeMember(ctx, g, mb)
 			delete(g.members, id)
 		}
@@ -430,19 +469,33 @@ func (m *Machine) completeJoin(ctx actor.Context, g *group) {
 		g.generation = 1
 	}
 	g.initialDelay = false
-	if len(g.members) == 0 {
+	if !slices.ContainsFunc(slices.Collect(maps.Values(g.members)), func(mb *member) bool { return mb.join != nil }) {
+		// Nobody rejoined: the static members left over go too.
+		for id, mb := range g.members {
+			m.removeMember(ctx, g, mb)
+			delete(g.members, id)
+		}
 		g.state, g.protocol, g.leader = stateEmpty, "", ""
 		m.storeGroup(ctx, g, nil)
 		return
 	}
 	g.state = stateCompletingRebalance
 	g.protocol = g.chooseProtocol()
-	if g.members[g.leader] == nil {
-		g.leader = slices.Min(slices.Collect(maps.Keys(g.members)))
+	if l := g.members[g.leader]; l == nil || l.join == nil {
+		var joined []string
+		for id, mb := range g.members {
+			if mb.join != nil {
+				joined = append(joined, id)
+			}
+		}
+		g.leader = slices.Min(joined)
 	}
 	g.awaitingSync = map[string]bool{}
 	g.syncDeadline = m.ticks + m.msTicks(g.maxRebalanceTimeout())
 	for _, mb := range g.members {
+		if mb.join == nil {
+			continue // a static member that did not rejoin
+		}
 		g.awaitingSync[mb.id] = true
 		resp := mb.joinReq.ResponseKind().(*kmsg.JoinGroupResponse)
 		m.fillJoin(g, mb.id, resp)
@@ -533,6 +586,7 @@ func (m *Machine) sync(ctx actor.Context, c *caller, call *Call, req *kmsg.SyncG
 	case statePreparingRebalance:
 		fail(kerr.RebalanceInProgress.Code)
 	case stateStable:
+		delete(g.awaitingSync, mb.id)
 		resp.ProtocolType, resp.Protocol = kmsg.StringPtr(g.protocolType), kmsg.StringPtr(g.protocol)
 		resp.MemberAssignment = mb.assignment
 		c.answer(ctx, resp)
@@ -581,8 +635,7 @@ func (m *Machine) sync(ctx actor.Context, c *caller, call *Call, req *kmsg.SyncG
 				m.rebalance(ctx, g)
 				return
 			}
-			g.state = stateStable
-			g.awaitingSync = nil
+			g.state = stateStable // awaitingSync still bounds the members that have not synced
 			for _, other := range g.members {
 				if other.sync != nil {
 					resp := other.syncReq.ResponseKind().(*kmsg.SyncGroupResponse)
@@ -696,9 +749,9 @@ func (m *Machine) expire(ctx actor.Context, g *group) {
 	}
 	gone := false
 	for id, mb := range g.members {
-		// A member waiting in JoinGroup is alive: its session is the
-		// rebalance's business.
-		if mb.join == nil && m.ticks >= mb.deadline {
+		// A member waiting in JoinGroup or SyncGroup is alive: its
+		// session is the rebalance's business (Kafka's shouldKeepAlive).
+		if mb.join == nil && mb.sync == nil && m.ticks >= mb.deadline {
 			m.o.Log.Info().Str("group", g.name).Str("member", id).Msg("group member session expired")
 			m.removeMember(ctx, g, mb)
 			delete(g.members, id)
@@ -708,7 +761,9 @@ func (m *Machine) expire(ctx actor.Context, g *group) {
 	switch {
 	case g.state == statePreparingRebalance:
 		m.maybeCompleteJoin(ctx, g)
-	case g.state == stateCompletingRebalance && m.ticks >= g.syncDeadline && len(g.awaitingSync) > 0:
+	case (g.state == stateCompletingRebalance || g.state == stateStable) && m.ticks >= g.syncDeadline && len(g.awaitingSync) > 0:
+		// Members that never synced this generation go, as Kafka's
+		// pending-sync timeout removes them, even once the group is stable.
 		for id := range g.awaitingSync {
 			if mb := g.members[id]; mb != nil {
 				m.removeMember(ctx, g, mb)

@@ -8,7 +8,8 @@ coordinator's broker.
 
 Groups live in the partitions of the internal topic __consumer_offsets
 (controller.OffsetsTopic, kafka.offsets_topic_partitions partitions,
-replication factor min(3, brokers)), created on the first FindCoordinator.
+replication factor min(3, voters in the config's peers)), created on the
+first FindCoordinator once that many brokers have registered.
 A group belongs to partition PartitionFor(group id), Kafka's hash, and its
 coordinator is that partition's Raft leader.
 

@@ -15,6 +15,16 @@ const maxOffsetMetadata = 4096
 // serve dispatches a Call on the ready coordinator.
 func (m *Machine) serve(ctx actor.Context, call *Call) {
 	c := &caller{ref: call.Ref, to: call.ReplyTo}
+	if g := m.groups[call.Group]; g != nil && g.deleting {
+		switch call.Req.(type) {
+		case *FetchOffsets, *Describe, *Delete:
+		default:
+			// Kafka's Dead group: the client looks for the coordinator
+			// again and finds the group gone (or new).
+			c.answer(ctx, ErrorResponse(call.Group, call.Req, kerr.CoordinatorNotAvailable.Code))
+			return
+		}
+	}
 	switch req := call.Req.(type) {
 	case *kmsg.JoinGroupRequest:
 		m.join(ctx, c, call, req)
@@ -107,7 +117,10 @@ func (g *group) commitCheck(req *kmsg.OffsetCommitRequest) (int16, *member) {
 		}
 	}
 	if len(g.members) == 0 {
-		if req.Generation >= 0 || req.MemberID != "" {
+		switch {
+		case req.Generation >= 0:
+			return kerr.IllegalGeneration.Code, nil
+		case req.MemberID != "":
 			return kerr.UnknownMemberID.Code, nil
 		}
 		return 0, nil
@@ -299,16 +312,19 @@ func (m *Machine) describe(name string) *kmsg.DescribeGroupsResponseGroup {
 		return &rg
 	}
 	rg.State, rg.ProtocolType = g.state.String(), g.protocolType
-	if g.state == stateStable || g.state == stateCompletingRebalance {
+	if g.deleting {
+		rg.State = "Dead"
+	}
+	stable := g.state == stateStable
+	if stable {
 		rg.Protocol = g.protocol
 	}
 	for _, id := range slices.Sorted(maps.Keys(g.members)) {
 		mb := g.members[id]
 		rm := kmsg.NewDescribeGroupsResponseGroupMember()
 		rm.MemberID, rm.InstanceID, rm.ClientID, rm.ClientHost = mb.id, mb.instance, mb.clientID, mb.host
-		rm.ProtocolMetadata = mb.metadata(g.protocol)
-		if g.state == stateStable {
-			rm.MemberAssignment = mb.assignment
+		if stable { // Kafka's summary shows metadata and assignments only then
+			rm.ProtocolMetadata, rm.MemberAssignment = mb.metadata(g.protocol), mb.assignment
 		}
 		rg.Members = append(rg.Members, rm)
 	}
@@ -340,8 +356,10 @@ func (m *Machine) deleteGroup(ctx actor.Context, c *caller, name string) {
 		c.answer(ctx, &DeleteDone{})
 		return
 	}
+	g.deleting = true
 	m.propose(ctx, &w, func(ctx actor.Context, err error) {
-		if err == nil && m.groups != nil && m.groups[name] == g {
+		g.deleting = false
+		if err == nil && m.groups[name] == g {
 			delete(m.groups, name)
 		}
 		c.answer(ctx, &DeleteDone{ErrorCode: writeCode(err)})

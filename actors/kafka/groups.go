@@ -21,9 +21,6 @@ import (
 // offsetsPartition returns the local coordinator replica of group, or the
 // error code to answer with.
 func (s *Service) offsetsPartition(name string) (*group.Coordinator, int16) {
-	if name == "" {
-		return nil, kerr.InvalidGroupID.Code
-	}
 	t := s.Machine.View().Topics[controller.OffsetsTopic]
 	if t == nil {
 		s.createOffsetsTopic()
@@ -39,6 +36,10 @@ func (s *Service) offsetsPartition(name string) (*group.Coordinator, int16) {
 // createOffsetsTopic asks the controller for the offsets topic, as Kafka
 // creates it on the first FindCoordinator. Many connections may ask at
 // once; the controller creates it once, and the others fail harmlessly.
+// Like Kafka's offsets.topic.replication.factor, the replication factor is
+// fixed (min(3, the cluster's voters)), not what happens to be registered
+// yet: until that many brokers are, the creation fails and clients get
+// COORDINATOR_NOT_AVAILABLE and retry.
 func (s *Service) createOffsetsTopic() {
 	now := s.Now().UnixMilli()
 	last := s.offsetsCreateAsked.Load()
@@ -46,7 +47,7 @@ func (s *Service) createOffsetsTopic() {
 		return
 	}
 	s.Sender.Send(s.Controller, &controller.CreateTopics{Topics: []controller.TopicSpec{{
-		Name: controller.OffsetsTopic, Partitions: s.OffsetsPartitions, ReplicationFactor: -1, Internal: true,
+		Name: controller.OffsetsTopic, Partitions: s.OffsetsPartitions, ReplicationFactor: s.OffsetsReplicas, Internal: true,
 	}}})
 }
 
@@ -98,8 +99,13 @@ func (c *serviceConn) findCoordinator(ctx actor.Context, r *Request, req *kmsg.F
 }
 
 // groupOne serves a request that names one group: its coordinator's
-// answer is the response.
-func (c *serviceConn) groupOne(ctx actor.Context, r *Request, name string) {
+// answer is the response. member marks the membership requests, for which
+// Kafka refuses an empty group id (it takes one for offsets).
+func (c *serviceConn) groupOne(ctx actor.Context, r *Request, name string, member bool) {
+	if member && name == "" {
+		ctx.Send(r.ReplyTo, r.Reply(group.ErrorResponse(name, r.Msg, kerr.InvalidGroupID.Code).(kmsg.Response)))
+		return
+	}
 	c.fanOut(ctx, r, []string{name}, func(int) any { return r.Msg }, func(_ int, resp any) {
 		ctx.Send(r.ReplyTo, r.Reply(resp.(kmsg.Response)))
 	}, nil)
@@ -170,14 +176,27 @@ func (c *serviceConn) offsetFetch(ctx actor.Context, r *Request, req *kmsg.Offse
 			for _, p := range t.Partitions {
 				rp := kmsg.NewOffsetFetchResponseTopicPartition()
 				rp.Partition, rp.Offset, rp.LeaderEpoch, rp.Metadata, rp.ErrorCode = p.Partition, p.Offset, p.LeaderEpoch, p.Metadata, p.ErrorCode
-				if req.Version < 2 && rg.ErrorCode != 0 {
-					rp.ErrorCode = rg.ErrorCode // no group-level error before v2
-				}
 				rt.Partitions = append(rt.Partitions, rp)
 			}
 			resp.Topics = append(resp.Topics, rt)
 		}
 		resp.ErrorCode = rg.ErrorCode
+		if req.Version < 2 && rg.ErrorCode != 0 {
+			// No group-level error before v2: Kafka puts it on every
+			// partition asked for, so that the client does not take the
+			// empty answer for "nothing committed".
+			resp.Topics = resp.Topics[:0]
+			for _, t := range req.Topics {
+				rt := kmsg.NewOffsetFetchResponseTopic()
+				rt.Topic = t.Topic
+				for _, p := range t.Partitions {
+					rp := kmsg.NewOffsetFetchResponseTopicPartition()
+					rp.Partition, rp.Offset, rp.ErrorCode = p, -1, rg.ErrorCode
+					rt.Partitions = append(rt.Partitions, rp)
+				}
+				resp.Topics = append(resp.Topics, rt)
+			}
+		}
 	}, func() { ctx.Send(r.ReplyTo, r.Reply(resp)) })
 }
 
@@ -228,6 +247,11 @@ func (c *serviceConn) listed(ctx actor.Context, m *group.Listed) {
 		return
 	}
 	delete(c.lists, m.Ref)
+	if m.ErrorCode == kerr.CoordinatorLoadInProgress.Code {
+		// A partition this broker leads is still loading: the list would
+		// be partial, and Kafka says so.
+		call.resp.ErrorCode = m.ErrorCode
+	}
 	for _, g := range m.Groups {
 		if len(call.req.StatesFilter) > 0 && !slices.ContainsFunc(call.req.StatesFilter, func(s string) bool { return strings.EqualFold(s, g.GroupState) }) {
 			continue

@@ -33,11 +33,12 @@ type Service struct {
 	Board      *raftactor.StatusBoard
 	// Coordinators are the offsets-topic replicas of this broker, Leaders
 	// what it knows of every partition's leader (for FindCoordinator),
-	// OffsetsPartitions the partition count of the offsets topic when it
-	// is created.
+	// OffsetsPartitions and OffsetsReplicas the partition count and
+	// replication factor of the offsets topic when it is created.
 	Coordinators      *group.Coordinators
 	Leaders           *partition.Leaders
 	OffsetsPartitions int32
+	OffsetsReplicas   int16
 	// Sender sends from outside any actor (the actor system's root
 	// context); Now is the clock.
 	Sender actor.SenderContext
@@ -132,17 +133,17 @@ func (c *serviceConn) Serve(ctx actor.Context, r *Request) {
 	case *kmsg.FindCoordinatorRequest:
 		c.findCoordinator(ctx, r, m)
 	case *kmsg.JoinGroupRequest:
-		c.groupOne(ctx, r, m.Group)
+		c.groupOne(ctx, r, m.Group, true)
 	case *kmsg.SyncGroupRequest:
-		c.groupOne(ctx, r, m.Group)
+		c.groupOne(ctx, r, m.Group, true)
 	case *kmsg.HeartbeatRequest:
-		c.groupOne(ctx, r, m.Group)
+		c.groupOne(ctx, r, m.Group, true)
 	case *kmsg.LeaveGroupRequest:
-		c.groupOne(ctx, r, m.Group)
+		c.groupOne(ctx, r, m.Group, true)
 	case *kmsg.OffsetCommitRequest:
-		c.groupOne(ctx, r, m.Group)
+		c.groupOne(ctx, r, m.Group, false)
 	case *kmsg.OffsetDeleteRequest:
-		c.groupOne(ctx, r, m.Group)
+		c.groupOne(ctx, r, m.Group, false)
 	case *kmsg.OffsetFetchRequest:
 		c.offsetFetch(ctx, r, m)
 	case *kmsg.DescribeGroupsRequest:
