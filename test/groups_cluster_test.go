@@ -233,12 +233,13 @@ func waitStable(t *testing.T, adm *kadm.Client, group, topic string, members, pa
 // TestGroupMembersShareAndRebalance: on three brokers, three members of a
 // group share a 12-partition RF=3 topic without overlap, a fourth joins
 // and one leaves, and every record is processed — with the cooperative
-// (franz-go's default), range and round-robin assignors.
+// (franz-go's default), range and round-robin assignors; then two kcat -G
+// (librdkafka) consume the topic in a group of their own.
 func TestGroupMembersShareAndRebalance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
-	_, seeds := startCluster(t, 3)
+	nodes, seeds := startCluster(t, 3)
 	adm := clusterAdmin(t, seeds)
 	const topic, partitions, records = "work", 12, 20000
 	createReplicated(t, adm, topic, partitions)
@@ -269,6 +270,28 @@ func TestGroupMembersShareAndRebalance(t *testing.T) {
 			t.Logf("%s: all %d records processed, %d redelivered across the rebalances", tc.name, records, redelivered)
 		})
 	}
+
+	// librdkafka's balanced consumer joins the same kind of group on the
+	// same cluster: two kcat -G read the topic to its end between them and
+	// leave the group's offsets committed there.
+	t.Run("kcat", func(t *testing.T) {
+		const group = "workers-kcat"
+		ctx := testCtx(t, 60*time.Second)
+		d := newDeliveries()
+		ms := []*kcatGroupMember{startKcatGroup(t, ctx, nodes[0], group, topic), startKcatGroup(t, ctx, nodes[1], group, topic)}
+		for _, m := range ms {
+			for _, msg := range m.wait(t) {
+				d.add(&kgo.Record{Partition: msg.Partition, Offset: msg.Offset})
+			}
+		}
+		ends := endOffsets(t, adm, topic)
+		if missing, redelivered := d.missing(ends); missing != 0 {
+			t.Fatalf("two kcat -G missed %d records (%d redelivered)", missing, redelivered)
+		}
+		if got := committed(t, seeds, group, topic); !maps.Equal(got, ends) {
+			t.Fatalf("kcat group committed %v, the partitions end at %v", got, ends)
+		}
+	})
 }
 
 // findCoordinator asks broker nd which broker coordinates group, until
