@@ -6,6 +6,8 @@
 // A config error stops the process before it binds any port, with exit code
 // 2 and the offending field named; any other startup failure exits 1.
 // SIGTERM and SIGINT shut the broker down cleanly (WAL flushed) with exit 0.
+// SIGHUP reloads the config: log settings apply at once, every other
+// change is reported as needing a restart.
 package main
 
 import (
@@ -16,7 +18,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -49,7 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	log := newLogger(cfg.Log, stderr)
+	logs := newLogOutput(stderr, cfg.Log)
+	log := newLogger(logs)
 	log.Info().Str("version", version).Uint64("node", cfg.NodeID).Str("data_dir", cfg.DataDir).Msg("starting")
 
 	b, err := broker.Start(broker.Options{Config: cfg, Log: log})
@@ -62,7 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			log.Warn().Msg("SIGHUP: live config reload is not supported yet; restart the broker to apply config changes")
+			cfg = reload(args, cfg, logs, log)
 			continue
 		}
 		log.Info().Str("signal", sig.String()).Msg("shutting down")
@@ -72,13 +74,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func newLogger(c configs.LogConfig, w io.Writer) zerolog.Logger {
-	level, err := zerolog.ParseLevel(c.Level)
+// reload reads the config again (file and flags, as at startup) and
+// applies what a running broker can apply: the log settings. Every other
+// change is reported as waiting for a restart. A config that does not
+// validate is refused and the broker keeps running as it was. It returns
+// the config now in effect.
+func reload(args []string, cur *configs.Config, logs *logOutput, log zerolog.Logger) *configs.Config {
+	next, err := configs.FromArgs(args)
 	if err != nil {
-		level = zerolog.InfoLevel // Validate already refused unknown levels
+		log.Error().Err(err).Msg("SIGHUP: config not reloaded, the broker keeps its current settings")
+		return cur
 	}
-	if c.Format == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339Nano}
+	ch := configs.Compare(cur, next)
+	log.Info().Strs("applied", ch.Live).Strs("need_restart", ch.Restart).Msg("SIGHUP: config reloaded")
+	if len(ch.Restart) > 0 {
+		// Membership changes by config (peers) come with issue 6; until
+		// then they too wait for a restart, which does not apply them.
+		log.Warn().Strs("keys", ch.Restart).Msg("SIGHUP: these settings changed but take effect only after a restart")
 	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+	logs.set(next.Log)
+	applied := *cur
+	applied.Log = next.Log
+	return &applied
 }

@@ -1,0 +1,34 @@
+package configs
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestCompare(t *testing.T) {
+	no := false
+	for _, tc := range []struct {
+		name          string
+		change        func(*Config)
+		live, restart []string
+	}{
+		{"nothing", func(*Config) {}, nil, nil},
+		{"log level and format", func(c *Config) { c.Log.Level, c.Log.Format = "debug", "json" }, []string{"log.level", "log.format"}, nil},
+		{"peers", func(c *Config) { c.Peers = append(c.Peers, Peer{ID: 2, Addr: "127.0.0.1:9193"}) }, nil, []string{"peers"}},
+		{"nested and pointer fields", func(c *Config) { c.Raft.TickMs, c.Storage.Fsync = 20, &no }, nil, []string{"raft.tick_ms", "storage.fsync"}},
+		{"both kinds", func(c *Config) { c.Log.Level, c.Kafka.OffsetsTopicPartitions = "warn", 3 },
+			[]string{"log.level"}, []string{"kafka.offsets_topic_partitions"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cur := Default()
+			cur.Peers = []Peer{{ID: 1, Addr: "127.0.0.1:9192"}}
+			next := cur
+			next.Peers = slices.Clone(cur.Peers)
+			tc.change(&next)
+			ch := Compare(&cur, &next)
+			if !slices.Equal(ch.Live, tc.live) || !slices.Equal(ch.Restart, tc.restart) {
+				t.Fatalf("Compare = live %v, restart %v; want %v, %v", ch.Live, ch.Restart, tc.live, tc.restart)
+			}
+		})
+	}
+}
