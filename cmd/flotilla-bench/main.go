@@ -3,11 +3,14 @@
 //
 //	flotilla-bench controller   # controller proposals/s: 3 brokers, 1 KiB entries, fsync on
 //	flotilla-bench election     # time to elect: 20 cold starts and 20 leader kills of bin/flotilla
+//	flotilla-bench failover     # partition failover: SIGKILL of a partition leader → first ack by its successor
 //	flotilla-bench produce      # one bin/flotilla vs kfake: 8 partitions, 1 KiB records, acks=all
-//	flotilla-bench all          # the three above
+//	flotilla-bench idle         # CPU of 3 idle bin/flotilla with 300 partitions RF 3
+//	flotilla-bench all          # all of the above
 //
 // produce and all take the produce flags (flotilla-bench produce -h), e.g.
-// -records 100000 for a quick run. flotilla-bench kfake-server runs kfake
+// -records 100000 for a quick run; idle and all take the idle flags
+// (-idle-window, -idle-partitions, -idle-profile DIR). flotilla-bench kfake-server runs kfake
 // alone and prints its address; produce starts it as a child process.
 package main
 
@@ -36,9 +39,13 @@ func main() {
 		return
 	}
 	var opts produceOptions
+	var idle idleOptions
 	fs := flag.NewFlagSet("flotilla-bench "+what, flag.ContinueOnError)
 	if what == "produce" || what == "all" {
 		opts.register(fs)
+	}
+	if what == "idle" || what == "all" {
+		idle.register(fs)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -51,6 +58,7 @@ func main() {
 		"election":   benchElection,
 		"produce":    func() error { return benchProduce(opts) },
 		"failover":   benchFailover,
+		"idle":       func() error { return benchIdle(idle) },
 		"all": func() error {
 			if err := benchController(); err != nil {
 				return err
@@ -61,12 +69,15 @@ func main() {
 			if err := benchFailover(); err != nil {
 				return err
 			}
+			if err := benchIdle(idle); err != nil {
+				return err
+			}
 			return benchProduce(opts)
 		},
 	}
 	bench, ok := benches[what]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "flotilla-bench: unknown benchmark %q (controller, election, failover, produce, all, kfake-server)\n", what)
+		fmt.Fprintf(os.Stderr, "flotilla-bench: unknown benchmark %q (controller, election, failover, produce, idle, all, kfake-server)\n", what)
 		os.Exit(2)
 	}
 	if path := os.Getenv("FLOTILLA_BENCH_CPUPROFILE"); path != "" {
