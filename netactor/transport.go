@@ -124,6 +124,16 @@ func (p *Peers) Broadcast(ctx actor.SenderContext, infos []LeaderInfo) {
 	}
 }
 
+// TickWith subscribes every PeerSender to t. A ticked sender coalesces
+// heartbeats: when a peer gets many of them per tick (many groups), they
+// wait for the next tick and travel together in one frame instead of one
+// frame each, at the cost of up to a tick of delay.
+func (p *Peers) TickWith(t *raftactor.Ticker) {
+	for _, id := range p.IDs() {
+		t.Subscribe(p.senders[id])
+	}
+}
+
 // Sender returns the PeerSender of peer, for the debug endpoint and tests.
 func (p *Peers) Sender(peer uint64) (*actor.PID, bool) {
 	pid, ok := p.senders[peer]
