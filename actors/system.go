@@ -39,6 +39,8 @@ type System struct {
 
 	mu     sync.Mutex
 	byName map[string]*entry
+
+	dispatcher *workerDispatcher
 }
 
 type entry struct {
@@ -53,7 +55,7 @@ type entry struct {
 func NewSystem(log zerolog.Logger) *System {
 	slogger := slog.New(zerolog.NewSlogHandler(log.With().Str("component", "protoactor").Logger()))
 	as := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slogger }))
-	s := &System{Actors: as, log: log, byName: make(map[string]*entry)}
+	s := &System{Actors: as, log: log, byName: make(map[string]*entry), dispatcher: newWorkerDispatcher()}
 	s.Root = as.Root.WithGuardian(Supervisor())
 	return s
 }
@@ -64,13 +66,15 @@ func Supervisor() actor.SupervisorStrategy {
 }
 
 // Props builds the props of an actor of the given kind and stable name. The
-// returned props carry the supervisor, the panic-logging middleware and the
-// counters; spawn them with Spawn, or with SpawnNamed from a parent's context.
+// returned props carry the supervisor, the panic-logging middleware, the
+// counters and the system's dispatcher; spawn them with Spawn, or with
+// SpawnNamed from a parent's context.
 func (s *System) Props(kind, name string, producer actor.Producer) *actor.Props {
 	e := &entry{name: name, kind: kind}
 	return actor.PropsFromProducer(producer,
 		actor.WithSupervisor(Supervisor()),
 		actor.WithMailbox(actor.Unbounded(mailboxCounter{e})),
+		actor.WithDispatcher(s.dispatcher),
 		actor.WithReceiverMiddleware(s.middleware(e)),
 		actor.WithOnInit(func(actor.Context) { s.register(e) }),
 	)
@@ -106,6 +110,7 @@ func (s *System) List() []Stats {
 // Shutdown stops every actor and the system.
 func (s *System) Shutdown() {
 	s.Actors.Shutdown()
+	s.dispatcher.close()
 }
 
 func (s *System) register(e *entry) {

@@ -22,7 +22,8 @@
 // Messages for a group that is not in the Router are dropped and counted.
 //
 // PeerSender (kind "peer", name "peer/<id>") owns the one long-lived
-// connection to a peer. It takes Outbound from Peers.Send, and sends
+// connection to a peer. It takes Outbound from Peers.Send and
+// raftactor.Tick from the broker's Ticker, and sends
 // raftactor.Unreachable and raftactor.SnapshotStatus to the groups through
 // the Router. Its writer goroutine does the blocking work (dial with backoff,
 // hello, write) and reports back through the mailbox: writerConnected,
@@ -37,12 +38,21 @@
 //     control lane and a bulk lane (MsgApp, MsgSnap), and each frame holds
 //     every queued control message and at most BulkBytesPerFrame of bulk, so a
 //     control message waits behind at most one bounded frame.
+//   - Heartbeats are coalesced per peer when there are many: a PeerSender
+//     that the broker's Ticker ticks (Peers.TickWith) and that queued at
+//     least coalesceHeartbeats MsgHeartbeat/MsgHeartbeatResp in the last
+//     tick holds the next ones in a third lane until the next Tick, and
+//     they all go in one frame, as the raftpb.Messages raft produced. A
+//     heartbeat is then up to a tick late, well inside an election timeout;
+//     votes and everything else still go at once. With a few groups
+//     heartbeats go at once like any control message.
 //   - Each group's messages to a peer arrive in the order the group sent them
-//     within a lane; control may overtake bulk, which raft tolerates as it
-//     tolerates any reordering.
+//     within a lane; control may overtake bulk and held heartbeats, which
+//     raft tolerates as it tolerates any reordering.
 //   - What a PeerSender queues never exceeds SenderOptions.QueueBytes (encoded
 //     size plus a per-message allowance): past it the newest bulk messages
-//     are dropped, then the newest control messages.
+//     are dropped, then the newest held heartbeats, then the newest control
+//     messages.
 //   - Messages are never held for a disconnected peer: they are dropped, and
 //     each group hears Unreachable once per outage. While the sender runs,
 //     every MsgSnap ends in exactly one SnapshotStatus: Failed unless its

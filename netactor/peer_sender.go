@@ -35,6 +35,15 @@ type PeerSender struct {
 	unreachable  map[uint64]struct{}
 	dialFailures int
 
+	// Heartbeat coalescing, driven by the broker's Ticker (Peers.TickWith).
+	// hold is decided at each Tick from the heartbeats of the tick before:
+	// a few go at once, as any control message; past coalesceHeartbeats
+	// they wait for the next Tick and go out together in one frame. A
+	// sender that is never ticked never holds any.
+	hold        bool
+	release     bool // a Tick came: the held heartbeats go with the next frame
+	beatsInTick int  // heartbeats enqueued since the last Tick
+
 	index   map[uint64]int      // scratch for nextFrame
 	dropped []queued            // scratch for trim and drain
 	groups  map[uint64]struct{} // scratch for report
@@ -56,6 +65,10 @@ func (s *PeerSender) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *Outbound:
 		s.enqueue(ctx, msg)
+	case *raftactor.Tick:
+		s.hold = s.beatsInTick >= coalesceHeartbeats
+		s.beatsInTick = 0
+		s.release = true
 	case *OutboundLeaders:
 		if s.connected {
 			s.leaders = msg.Infos
@@ -130,7 +143,10 @@ func (s *PeerSender) enqueue(ctx actor.Context, out *Outbound) {
 			s.report(ctx, []queued{item}, DropTooLarge)
 			continue
 		}
-		s.queue.push(item)
+		if isHeartbeat(m.GetType()) {
+			s.beatsInTick++
+		}
+		s.queue.push(item, s.hold)
 	}
 	s.dropped = s.queue.trim(s.opts.QueueBytes, s.dropped)
 	s.report(ctx, s.dropped, DropQueueFull)
@@ -141,7 +157,10 @@ func (s *PeerSender) flush() {
 	if !s.connected || s.inflight != nil {
 		return
 	}
-	job := s.queue.nextFrame(s.opts.MaxFrameBytes, s.opts.BulkBytesPerFrame, s.index)
+	job := s.queue.nextFrame(s.opts.MaxFrameBytes, s.opts.BulkBytesPerFrame, s.release, s.index)
+	if s.queue.held.len() == 0 {
+		s.release = false
+	}
 	if job == nil && s.leaders != nil {
 		job = &frameJob{env: &Envelope{}}
 	}

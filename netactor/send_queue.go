@@ -32,6 +32,19 @@ func isBulk(t pb.MessageType) bool {
 	return t == pb.MessageType_MsgApp || t == pb.MessageType_MsgSnap
 }
 
+// isHeartbeat tells the messages a PeerSender may hold back to coalesce
+// them: a heartbeat and its answer only keep a leader and its follower in
+// touch, and a tick later they do so just as well.
+func isHeartbeat(t pb.MessageType) bool {
+	return t == pb.MessageType_MsgHeartbeat || t == pb.MessageType_MsgHeartbeatResp
+}
+
+// coalesceHeartbeats is how many heartbeats (and answers) to one peer in
+// one tick make it worth holding them for the next tick: below it they go
+// at once. Each frame costs a write, a read and a wake-up of the reader on
+// either side; a few groups' heartbeats are cheaper sent than delayed.
+const coalesceHeartbeats = 16
+
 // singleMessageFrame is the frame size of a message sent alone.
 func singleMessageFrame(size int) int {
 	return envelopeOverhead + batchOverhead + msgOverhead + size
@@ -85,25 +98,32 @@ func (f *fifo) reset() {
 	f.head = 0
 }
 
-// sendQueue is a PeerSender's two lanes and their byte accounting.
+// sendQueue is a PeerSender's lanes and their byte accounting: control
+// (votes, heartbeats sent at once, everything small), bulk (appends and
+// snapshots) and held heartbeats, which wait for the next tick to go out
+// together.
 type sendQueue struct {
-	control, bulk fifo
-	bytes         int // sum of cost() of everything queued
+	control, bulk, held fifo
+	bytes               int // sum of cost() of everything queued
 }
 
-func (q *sendQueue) len() int { return q.control.len() + q.bulk.len() }
+func (q *sendQueue) len() int { return q.control.len() + q.bulk.len() + q.held.len() }
 
-func (q *sendQueue) push(item queued) {
-	if isBulk(item.msg.GetType()) {
+// push queues item in its lane; hold puts a heartbeat in the held lane.
+func (q *sendQueue) push(item queued, hold bool) {
+	switch t := item.msg.GetType(); {
+	case isBulk(t):
 		q.bulk.push(item)
-	} else {
+	case hold && isHeartbeat(t):
+		q.held.push(item)
+	default:
 		q.control.push(item)
 	}
 	q.bytes += item.cost()
 }
 
 // trim drops the newest messages until the queue is within limit, bulk
-// before control, and appends them to dropped. Dropping the newest keeps
+// first, then held heartbeats, then control, and appends them to dropped. Dropping the newest keeps
 // what is queued a prefix of what each group sent, which is what raft's
 // flow control expects of a lossy link.
 func (q *sendQueue) trim(limit int, dropped []queued) []queued {
@@ -112,10 +132,12 @@ func (q *sendQueue) trim(limit int, dropped []queued) []queued {
 		q.bytes -= item.cost()
 		dropped = append(dropped, item)
 	}
-	for q.bytes > limit && q.control.len() > 0 {
-		item := q.control.popBack()
-		q.bytes -= item.cost()
-		dropped = append(dropped, item)
+	for _, f := range []*fifo{&q.held, &q.control} {
+		for q.bytes > limit && f.len() > 0 {
+			item := f.popBack()
+			q.bytes -= item.cost()
+			dropped = append(dropped, item)
+		}
 	}
 	return dropped
 }
@@ -124,6 +146,9 @@ func (q *sendQueue) trim(limit int, dropped []queued) []queued {
 func (q *sendQueue) drain(dropped []queued) []queued {
 	for q.control.len() > 0 {
 		dropped = append(dropped, q.control.popFront())
+	}
+	for q.held.len() > 0 {
+		dropped = append(dropped, q.held.popFront())
 	}
 	for q.bulk.len() > 0 {
 		dropped = append(dropped, q.bulk.popFront())
@@ -140,12 +165,13 @@ type frameJob struct {
 }
 
 // nextFrame moves the next frame's worth of messages out of the queue: all
-// control messages first, then bulk messages until bulkBudget bytes of them
-// are taken, never more than maxFrame bytes in all. Each group's messages
-// keep their order within a lane. index is scratch space, cleared here.
-// nextFrame returns nil when the queue is empty.
-func (q *sendQueue) nextFrame(maxFrame, bulkBudget int, index map[uint64]int) *frameJob {
-	if q.len() == 0 {
+// control messages first, then the held heartbeats if release is set, then
+// bulk messages until bulkBudget bytes of them are taken, never more than
+// maxFrame bytes in all. Each group's messages keep their order within a
+// lane. index is scratch space, cleared here. nextFrame returns nil when
+// there is nothing to send.
+func (q *sendQueue) nextFrame(maxFrame, bulkBudget int, release bool, index map[uint64]int) *frameJob {
+	if q.control.len() == 0 && q.bulk.len() == 0 && (!release || q.held.len() == 0) {
 		return nil
 	}
 	clear(index)
@@ -177,6 +203,9 @@ func (q *sendQueue) nextFrame(maxFrame, bulkBudget int, index map[uint64]int) *f
 	}
 	for q.control.len() > 0 && take(q.control.front()) {
 		q.control.popFront()
+	}
+	for release && q.held.len() > 0 && take(q.held.front()) {
+		q.held.popFront()
 	}
 	for bulk := 0; q.bulk.len() > 0 && bulk < bulkBudget; {
 		item := q.bulk.front()

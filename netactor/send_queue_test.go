@@ -27,14 +27,14 @@ func TestSendQueueStaysWithinBound(t *testing.T) {
 	pushed := 0
 	for i := range 5000 {
 		it := item(uint64(rng.IntN(5)), types[rng.IntN(len(types))], uint64(i), rng.IntN(4<<10))
-		q.push(it)
+		q.push(it, i%3 == 0)
 		pushed++
 		dropped = q.trim(limit, dropped)
 		if q.bytes > limit {
 			t.Fatalf("after push %d: %d bytes queued, bound %d", i, q.bytes, limit)
 		}
 		sum := 0
-		for _, f := range []*fifo{&q.control, &q.bulk} {
+		for _, f := range []*fifo{&q.control, &q.bulk, &q.held} {
 			for _, it := range f.items[f.head:] {
 				sum += it.cost()
 			}
@@ -43,7 +43,7 @@ func TestSendQueueStaysWithinBound(t *testing.T) {
 			t.Fatalf("after push %d: accounting says %d bytes, queue holds %d", i, q.bytes, sum)
 		}
 		if i%7 == 0 { // the writer takes a frame now and then
-			q.nextFrame(16<<10, 4<<10, map[uint64]int{})
+			q.nextFrame(16<<10, 4<<10, i%5 == 0, map[uint64]int{})
 		}
 	}
 	if len(dropped) == 0 {
@@ -54,9 +54,9 @@ func TestSendQueueStaysWithinBound(t *testing.T) {
 func TestSendQueueTrimDropsNewestBulkFirst(t *testing.T) {
 	var q sendQueue
 	hb := item(1, pb.MessageType_MsgHeartbeat, 0, 0)
-	q.push(hb)
+	q.push(hb, false)
 	for i := range 10 {
-		q.push(item(1, pb.MessageType_MsgApp, uint64(i), 1000))
+		q.push(item(1, pb.MessageType_MsgApp, uint64(i), 1000), false)
 	}
 	limit := hb.cost() + 4*item(1, pb.MessageType_MsgApp, 0, 1000).cost()
 	dropped := q.trim(limit, nil)
@@ -82,14 +82,14 @@ func TestNextFrameControlFirstAndBulkBudget(t *testing.T) {
 	var q sendQueue
 	const entry = 10 << 10
 	for i := range 20 {
-		q.push(item(uint64(1+i%2), pb.MessageType_MsgApp, uint64(i), entry))
+		q.push(item(uint64(1+i%2), pb.MessageType_MsgApp, uint64(i), entry), false)
 	}
-	q.push(item(1, pb.MessageType_MsgHeartbeat, 100, 0))
-	q.push(item(3, pb.MessageType_MsgVote, 101, 0))
+	q.push(item(1, pb.MessageType_MsgHeartbeat, 100, 0), false)
+	q.push(item(3, pb.MessageType_MsgVote, 101, 0), false)
 	index := map[uint64]int{}
 	const budget = 3 * entry
 
-	job := q.nextFrame(1<<20, budget, index)
+	job := q.nextFrame(1<<20, budget, false, index)
 	var types []pb.MessageType
 	perGroup := map[uint64][]*pb.Message{}
 	for _, b := range job.env.Batches {
@@ -126,7 +126,7 @@ func TestNextFrameControlFirstAndBulkBudget(t *testing.T) {
 		}
 	}
 	for {
-		job := q.nextFrame(1<<20, budget, index)
+		job := q.nextFrame(1<<20, budget, false, index)
 		if job == nil {
 			break
 		}
@@ -151,13 +151,13 @@ func TestNextFrameFitsMaxFrame(t *testing.T) {
 	for i := range 400 {
 		size := rng.IntN(maxFrame - singleMessageFrame(0) - 200)
 		if i%3 == 0 {
-			q.push(item(uint64(rng.IntN(50)), pb.MessageType_MsgHeartbeat, uint64(i), 0))
+			q.push(item(uint64(rng.IntN(50)), pb.MessageType_MsgHeartbeat, uint64(i), 0), false)
 			continue
 		}
-		q.push(item(uint64(rng.IntN(50)), pb.MessageType_MsgApp, uint64(i), size))
+		q.push(item(uint64(rng.IntN(50)), pb.MessageType_MsgApp, uint64(i), size), false)
 	}
 	for q.len() > 0 {
-		job := q.nextFrame(maxFrame, maxFrame, map[uint64]int{})
+		job := q.nextFrame(maxFrame, maxFrame, false, map[uint64]int{})
 		frame := encode(t, job.env)
 		if len(frame)-FrameHeaderLen > maxFrame {
 			t.Fatalf("frame of %d bytes, limit %d", len(frame)-FrameHeaderLen, maxFrame)

@@ -122,6 +122,62 @@ func TestHeartbeatOvertakesBulkBacklog(t *testing.T) {
 	t.Logf("heartbeat arrived at position %d of %d", heartbeat, apps+1)
 }
 
+func TestHeartbeatsCoalescedPerTick(t *testing.T) {
+	n1, n2 := newNode(t, 1), newNode(t, 2)
+	n2.listen("127.0.0.1:0")
+	beats, votes := n2.group(7), n2.group(8)
+	p := n1.peers(map[uint64]string{2: n2.addr}, SenderOptions{})
+	root := n1.sys.Root
+	connect(t, root, p, 7, 2, beats)
+	sender, _ := p.Sender(2)
+	heartbeats := func(from, n uint64) {
+		for i := from; i < from+n; i++ {
+			p.Send(root, 7, []*pb.Message{msg(pb.MessageType_MsgHeartbeat, 2, 1, i)})
+		}
+	}
+	// A vote queued after the heartbeats is in their frame unless they are
+	// held: once it has arrived, so have they, or they are held.
+	voted := 0
+	voteAndWait := func() {
+		voted++
+		p.Send(root, 8, []*pb.Message{msg(pb.MessageType_MsgVote, 2, 1, uint64(voted))})
+		waitFor(t, 5*time.Second, "the vote", func() bool { return votes.count() == voted })
+	}
+
+	// Few heartbeats per tick go at once. (The second tick forgets the
+	// probes connect sent.)
+	root.Send(sender, &raftactor.Tick{})
+	root.Send(sender, &raftactor.Tick{})
+	heartbeats(1, coalesceHeartbeats)
+	voteAndWait()
+	waitFor(t, 5*time.Second, "heartbeats sent at once", func() bool { return beats.count() == coalesceHeartbeats })
+
+	// That was enough heartbeats in a tick: from the next one on they are
+	// held until a Tick, then go together in one frame.
+	root.Send(sender, &raftactor.Tick{})
+	heartbeats(100, coalesceHeartbeats)
+	voteAndWait()
+	if got := beats.count(); got != coalesceHeartbeats {
+		t.Fatalf("%d heartbeats arrived before the tick, want only the %d sent before coalescing", got, coalesceHeartbeats)
+	}
+	frames := n1.metric("flotilla_raft_frames_sent_total", "peer", "2")
+	root.Send(sender, &raftactor.Tick{})
+	waitFor(t, 5*time.Second, "held heartbeats", func() bool { return beats.count() == 2*coalesceHeartbeats })
+	if got := n1.metric("flotilla_raft_frames_sent_total", "peer", "2") - frames; got != 1 {
+		t.Fatalf("held heartbeats went out in %v frames, want 1", got)
+	}
+	for i, m := range beats.received()[coalesceHeartbeats:] {
+		if m.GetIndex() != uint64(100+i) {
+			t.Fatalf("held heartbeat %d has index %d: order lost", i, m.GetIndex())
+		}
+	}
+
+	// A tick without heartbeats ends the coalescing.
+	root.Send(sender, &raftactor.Tick{})
+	heartbeats(200, 1)
+	waitFor(t, 5*time.Second, "a heartbeat sent at once", func() bool { return beats.count() == 2*coalesceHeartbeats+1 })
+}
+
 // dialAndExpectClose writes b to the listener and waits for it to hang up.
 func dialAndExpectClose(t *testing.T, addr string, b []byte) {
 	t.Helper()

@@ -78,7 +78,8 @@ type durable struct {
 	appliedBytes uint64 // entry bytes applied since the last snapshot
 	snapIndex    uint64
 	incarnations uint64
-	pending      *inflight // the last Persist sent, until its Persisted arrives
+	pending      *inflight     // the last Persist sent, until its Persisted arrives
+	sub          *subscription // the group's Ticker subscription, once a numbered Tick named it
 }
 
 // NewProducer validates cfg, loads the recovered state into the group's
@@ -176,14 +177,27 @@ type groupActor struct {
 	checkpointWanted bool
 	published        publishedKey
 	publishedAt      uint64 // tick of the last publish
+
+	// Sleeping through ticks (sleep.go).
+	clock                    uint64 // the Ticker's count raft has been ticked up to; 0 before the first numbered Tick
+	contactAt                uint64 // clock when the leader last restarted the election timer
+	contactLead, contactTerm uint64 // that leader and its term
 }
 
 // Receive is the group's mailbox loop.
 func (g *groupActor) Receive(ctx actor.Context) {
+	switch ctx.Message().(type) {
+	case *actor.Started, *actor.Stopping, *actor.Restarting, *actor.Stopped, *actor.Terminated, *Tick:
+	default:
+		g.catchUp(ctx)
+	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		g.waiters = make(map[uint64]waiter)
 		g.nextKey = rand.Uint64()
+		if g.d.sub != nil {
+			g.d.sub.wakeAt.Store(0) // this incarnation counts its ticks afresh
+		}
 		if g.d.pending == nil {
 			g.start(ctx)
 		} else {
@@ -203,23 +217,17 @@ func (g *groupActor) Receive(ctx actor.Context) {
 	case *storage.Persisted:
 		g.onPersisted(ctx, m)
 	case *Tick:
-		g.ticks++
-		if g.rn != nil {
-			g.rn.Tick()
-			g.expireWaiters(ctx)
-			g.publishIfChanged()
-			if g.ext != nil {
-				g.ext.Tick(g.handle, ctx)
-			}
-		}
+		g.onTick(ctx, m)
 	case *Step:
 		if g.rn != nil {
 			resp := false
 			for _, msg := range m.Msgs {
 				if err := g.rn.Step(msg); err != nil {
 					g.log.Debug().Err(err).Uint64("from", msg.GetFrom()).Str("type", msg.GetType().String()).Msg("step")
+					continue
 				}
 				resp = resp || msg.GetType() == pb.MsgAppResp
+				g.noteLeaderContact(msg)
 			}
 			if resp && g.matched != nil {
 				g.matched.Matched(g.handle, ctx)
@@ -259,6 +267,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		}
 	}
 	g.processReady(ctx)
+	g.sleepIfIdle()
 }
 
 func (g *groupActor) start(ctx actor.Context) {
@@ -462,9 +471,9 @@ func (g *groupActor) publish() {
 // progress when nothing else changed.
 const progressEveryTicks = 10
 
-// publishIfChanged publishes on every tick only what is cheap to compare:
-// a full status allocates, and thousands of idle groups tick 20 times a
-// second.
+// publishIfChanged publishes, on every tick and after every Ready, only
+// what is cheap to compare: a full status allocates, and thousands of idle
+// groups tick 20 times a second.
 func (g *groupActor) publishIfChanged() {
 	b := g.rn.BasicStatus()
 	k := publishedKey{b.RaftState, b.Lead, b.HardState.GetTerm(), b.HardState.GetCommit(), b.Applied}

@@ -5,9 +5,15 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 )
 
-// Tick advances the group's logical clock by one raft tick. One shared Ticker
-// sends it to every group.
-type Tick struct{}
+// Tick advances the group's logical clock. One shared Ticker sends it to
+// every group, numbered: N is the Ticker's count of ticks so far, so a
+// group that slept through some (group.go: a follower that just heard from
+// its leader) counts them all when the next one comes. A Tick sent by hand
+// (the zero Tick) is one tick.
+type Tick struct {
+	N      uint64
+	ticker *Ticker
+}
 
 // Step delivers messages from peers to the group.
 type Step struct {

@@ -213,6 +213,9 @@ func (g *groupActor) finish(ctx actor.Context, inf *inflight) {
 	// Term changes first: the proposals held during this Ready are stepped
 	// in the new term and must not be failed as lost in the old one.
 	g.noteStateChange(ctx, inf.rd)
+	// A follower asleep sees no ticks to publish its commit and applied
+	// index on: the Ready that moved them does.
+	g.publishIfChanged()
 	g.flushProposals(ctx)
 	if g.campaignIfAlone && !g.rn.HasReady() {
 		g.campaignIfAlone = false

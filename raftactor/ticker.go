@@ -12,20 +12,32 @@ import (
 // Tick to every subscribed actor each interval. Actors never read the clock
 // or use receive timeouts; time reaches them as messages, so a busy actor
 // simply sees its ticks later instead of racing a timer.
+//
+// A raft group may sleep through ticks that its raft node would only count
+// (see Tick): the Ticker skips a subscriber until the tick it asked to be
+// woken at, and the group catches up on the skipped ones when it next runs.
 type Ticker struct {
 	sender actor.SenderContext
-	subs   atomic.Pointer[[]*actor.PID] // copied on write: subscriptions change rarely
-	mu     sync.Mutex                   // serialises writers of subs
+	subs   atomic.Pointer[[]*subscription] // copied on write: subscriptions change rarely
+	mu     sync.Mutex                      // serialises writers of subs
+	now    atomic.Uint64                   // ticks so far
 	stop   chan struct{}
 	done   chan struct{}
 }
 
-var tick = &Tick{}
+// subscription is one subscriber of a Ticker.
+type subscription struct {
+	pid    *actor.PID
+	ticker *Ticker
+	// wakeAt, when not 0, is the first tick the subscriber is to be sent
+	// again: it sleeps through the ticks before it.
+	wakeAt atomic.Uint64
+}
 
 // NewTicker starts a ticker that sends through sender every interval.
 func NewTicker(sender actor.SenderContext, interval time.Duration) *Ticker {
 	t := &Ticker{sender: sender, stop: make(chan struct{}), done: make(chan struct{})}
-	t.subs.Store(&[]*actor.PID{})
+	t.subs.Store(&[]*subscription{})
 	go t.run(interval)
 	return t
 }
@@ -35,9 +47,9 @@ func (t *Ticker) Subscribe(pid *actor.PID) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old := *t.subs.Load()
-	next := make([]*actor.PID, len(old), len(old)+1)
+	next := make([]*subscription, len(old), len(old)+1)
 	copy(next, old)
-	next = append(next, pid)
+	next = append(next, &subscription{pid: pid, ticker: t})
 	t.subs.Store(&next)
 }
 
@@ -46,13 +58,23 @@ func (t *Ticker) Unsubscribe(pid *actor.PID) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old := *t.subs.Load()
-	next := make([]*actor.PID, 0, len(old))
-	for _, p := range old {
-		if !p.Equal(pid) {
-			next = append(next, p)
+	next := make([]*subscription, 0, len(old))
+	for _, s := range old {
+		if !s.pid.Equal(pid) {
+			next = append(next, s)
 		}
 	}
 	t.subs.Store(&next)
+}
+
+// subscription returns pid's subscription, or nil.
+func (t *Ticker) subscription(pid *actor.PID) *subscription {
+	for _, s := range *t.subs.Load() {
+		if s.pid.Equal(pid) {
+			return s
+		}
+	}
+	return nil
 }
 
 // Stop ends the ticker's goroutine.
@@ -70,9 +92,19 @@ func (t *Ticker) run(interval time.Duration) {
 		case <-t.stop:
 			return
 		case <-tk.C:
-			for _, pid := range *t.subs.Load() {
-				t.sender.Send(pid, tick)
-			}
+			t.fire()
 		}
+	}
+}
+
+// fire sends the next tick to every subscriber that is awake.
+func (t *Ticker) fire() {
+	n := t.now.Add(1)
+	msg := &Tick{N: n, ticker: t}
+	for _, s := range *t.subs.Load() {
+		if n < s.wakeAt.Load() {
+			continue // asleep: it counts this tick when it wakes
+		}
+		t.sender.Send(s.pid, msg)
 	}
 }

@@ -213,6 +213,7 @@ func Start(o Options) (_ *Broker, err error) {
 	}
 	b.router.Set(controller.ControllerGroup, b.raftGroup)
 	b.ticker = raftactor.NewTicker(b.sys.Root, cfg.TickInterval())
+	b.peers.TickWith(b.ticker)
 
 	kafkaAddr := cfg.Kafka.Advertise
 	if kafkaAddr == "" {

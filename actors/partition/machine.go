@@ -611,6 +611,13 @@ func (m *Machine) LeaderChanged(h *raftactor.Handle, ctx actor.Context) {
 	m.publish(h)
 }
 
+// TicksCanWait implements raftactor.TickSleeper: a partition that does not
+// lead has no producer waiting, no fetch watching and no periodic duty, so
+// Tick only counts.
+func (m *Machine) TicksCanWait() bool {
+	return !m.ready && len(m.inflight) == 0 && len(m.watchers) == 0
+}
+
 // Tick implements raftactor.Extension: waiter timeouts, retention, the
 // preferred leader, the ISR and the batches held for min.insync.replicas.
 func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {

@@ -3,18 +3,19 @@
 //
 //	flotilla-bench controller   # controller proposals/s: 3 brokers, 1 KiB entries, fsync on
 //	flotilla-bench election     # time to elect: 20 cold starts and 20 leader kills of bin/flotilla
+//	flotilla-bench failover     # partition failover: SIGKILL of a partition leader → first ack by its successor
 //	flotilla-bench produce      # one bin/flotilla vs kfake: 8 partitions, 1 KiB records, acks=all
-//	flotilla-bench failover     # partition failover: 20 SIGKILLs of partition 0's leader
 //	flotilla-bench replicated   # 3 bin/flotilla vs 3 nats-server (JetStream) vs kfake: 12 partitions RF 3, acks=all
 //	flotilla-bench groups       # consumer groups on 3 bin/flotilla: rebalance time after a join, 3-member consume rate
+//	flotilla-bench idle         # CPU of 3 idle bin/flotilla with 300 partitions RF 3
 //	flotilla-bench all          # all of the above
 //
 // produce and all take the produce flags (flotilla-bench produce -h), e.g.
-// -records 100000 for a quick run; replicated and groups take their own
-// (-records...).
-// flotilla-bench kfake-server runs kfake alone and prints its address, and
-// flotilla-bench nats-server one clustered nats-server; the benchmarks
-// start them as child processes.
+// -records 100000 for a quick run; idle and all take the idle flags
+// (-idle-window, -idle-partitions, -idle-profile DIR); replicated and
+// groups take their own (-records...). flotilla-bench kfake-server runs
+// kfake alone and prints its address, and flotilla-bench nats-server one
+// clustered nats-server; the benchmarks start them as child processes.
 package main
 
 import (
@@ -44,6 +45,7 @@ func main() {
 	var opts produceOptions
 	ropts := defaultReplicatedOptions()
 	gopts := defaultGroupsOptions()
+	var idle idleOptions
 	fs := flag.NewFlagSet("flotilla-bench "+what, flag.ContinueOnError)
 	if what == "produce" || what == "all" {
 		opts.register(fs)
@@ -53,6 +55,9 @@ func main() {
 	}
 	if what == "groups" {
 		gopts.register(fs)
+	}
+	if what == "idle" || what == "all" {
+		idle.register(fs)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -67,6 +72,7 @@ func main() {
 		"failover":   benchFailover,
 		"replicated": func() error { return benchReplicated(ropts) },
 		"groups":     func() error { return benchGroups(gopts) },
+		"idle":       func() error { return benchIdle(idle) },
 		"all": func() error {
 			if err := benchController(); err != nil {
 				return err
@@ -75,6 +81,9 @@ func main() {
 				return err
 			}
 			if err := benchFailover(); err != nil {
+				return err
+			}
+			if err := benchIdle(idle); err != nil {
 				return err
 			}
 			if err := benchProduce(opts); err != nil {
@@ -88,7 +97,7 @@ func main() {
 	}
 	bench, ok := benches[what]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "flotilla-bench: unknown benchmark %q (controller, election, failover, produce, replicated, groups, all, kfake-server, nats-server)\n", what)
+		fmt.Fprintf(os.Stderr, "flotilla-bench: unknown benchmark %q (controller, election, failover, produce, replicated, groups, idle, all, kfake-server, nats-server)\n", what)
 		os.Exit(2)
 	}
 	if path := os.Getenv("FLOTILLA_BENCH_CPUPROFILE"); path != "" {
