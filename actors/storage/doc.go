@@ -78,7 +78,10 @@ Open reads every file in order and verifies every record (length, CRC-32C,
 decoding). A torn or corrupt tail of the last file is cut off on disk at the
 last good record, with a warning naming the file and offset; a bad record in
 any other file, or a missing file, is an error, because dropping it would
-silently lose the records after it. Replay per group:
+silently lose the records after it. With Options.Fsync on, Open fsyncs the
+last file once: a process that crashed may have left records there that the
+OS has and the disk may not, and recovery returns them as durable. Replay
+per group:
 
   - an update whose first entry has index i discards the entries at or
     above i, then appends its own;

@@ -136,6 +136,14 @@ func (w *WAL) openTail() error {
 		if err != nil {
 			return fmt.Errorf("open segment %s: %w", name, err)
 		}
+		// A process that crashed may have left records the OS has but the
+		// disk may not; recovery hands them to the groups as durable.
+		if w.opts.Fsync {
+			if err := f.Sync(); err != nil {
+				f.Close()
+				return fmt.Errorf("fsync segment %s: %w", name, err)
+			}
+		}
 		w.f = f
 	}
 	w.bw = bufio.NewWriterSize(w.f, writeBufferBytes)
