@@ -66,6 +66,7 @@ func Open(dir string, opts Options) (*WAL, map[uint64]*GroupState, error) {
 		hardStates:  make(map[uint64]*pb.HardState),
 		checkpoints: make(map[uint64]checkpointMark),
 		forgotten:   make(map[uint64]uint64),
+		syncFile:    (*os.File).Sync,
 	}
 	states := make(map[uint64]*GroupState)
 	for i, seq := range seqs {
@@ -79,6 +80,7 @@ func Open(dir string, opts Options) (*WAL, map[uint64]*GroupState, error) {
 	if err := w.openTail(); err != nil {
 		return nil, nil, err
 	}
+	w.synced = w.end()
 	for group, st := range states {
 		if st.HardState != nil {
 			w.hardStates[group] = st.HardState
