@@ -12,15 +12,22 @@ const (
 	Name = "storage"
 )
 
-// flushNow is the message the storage actor sends itself to end a group
-// commit: every message that reached the mailbox before it is in the batch.
+// flushNow is the message the storage actor sends itself to end a batch:
+// every message that reached the mailbox before it is written to the OS
+// together.
 type flushNow struct{}
 
+// synced is the message the fsync goroutine sends the storage actor when
+// the fsync with this id has ended.
+type synced struct{ id uint64 }
+
 // waiter is a Persist whose record is appended and whose answer waits for
-// the group commit.
+// the record to be written and, if it asked, fsynced.
 type waiter struct {
-	p   *Persist
-	err error // the append failed for this Persist alone
+	p    *Persist
+	at   position // the end of its record
+	sync bool     // it waits for an fsync
+	err  error    // the append failed for this Persist alone
 }
 
 // storageActor owns the WAL. See the package documentation for its contract.
@@ -28,8 +35,8 @@ type storageActor struct {
 	w   *WAL
 	log zerolog.Logger
 
+	// waiting holds the Persists not yet answered, in arrival order.
 	waiting   []waiter
-	sync      bool // some waiter asked for an fsync
 	scheduled bool // a flushNow is in the mailbox
 
 	// replyTo is the last actor seen persisting each group: where
@@ -60,6 +67,8 @@ func (a *storageActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		a.lastSeq = a.w.seq()
+		sys, self := ctx.ActorSystem(), ctx.Self()
+		a.w.setNotify(func(id uint64) { sys.Root.Send(self, &synced{id: id}) })
 		// Recovery may have left files that are already covered, or a WAL
 		// over its budget.
 		a.maintain(ctx)
@@ -76,9 +85,13 @@ func (a *storageActor) Receive(ctx actor.Context) {
 		}
 	case *flushNow:
 		a.scheduled = false
-		a.commit(ctx, a.sync)
+		a.w.flush() // a failure is sticky: advance answers it
+		a.advance(ctx)
+	case *synced:
+		a.w.reap(m.id) // a failure is sticky: advance answers it
+		a.advance(ctx)
 	case *Flush:
-		err := a.commit(ctx, true)
+		err := a.commit(ctx)
 		if m.ReplyTo != nil {
 			ctx.Send(m.ReplyTo, &Flushed{Err: err})
 		}
@@ -86,9 +99,9 @@ func (a *storageActor) Receive(ctx actor.Context) {
 		// The records of the waiting Persists are whole in the buffer
 		// (a record is appended in one Write): commit them rather than
 		// leave their groups waiting for an answer that never comes.
-		a.commit(ctx, true)
+		a.commit(ctx)
 	case *actor.Stopping:
-		a.commit(ctx, true)
+		a.commit(ctx)
 		if err := a.w.Close(); err != nil {
 			a.log.Error().Err(err).Msg("closing the WAL failed")
 		} else {
@@ -102,8 +115,7 @@ func (a *storageActor) persist(ctx actor.Context, p *Persist) {
 		a.replyTo[p.Group] = p.ReplyTo
 	}
 	err := a.w.AppendUpdate(p.Group, p.Entries, p.HardState, p.Snapshot)
-	a.waiting = append(a.waiting, waiter{p: p, err: err})
-	a.sync = a.sync || p.Sync
+	a.waiting = append(a.waiting, waiter{p: p, at: a.w.end(), sync: p.Sync && a.w.opts.Fsync, err: err})
 	a.schedule(ctx)
 }
 
@@ -126,37 +138,78 @@ func (a *storageActor) schedule(ctx actor.Context) {
 	}
 }
 
-// commit ends the group commit: one flush, at most one fsync, then the
-// answers in arrival order, then retention.
-func (a *storageActor) commit(ctx actor.Context, sync bool) error {
-	err := a.w.Commit(sync)
-	failed, cause := 0, err
-	for i, wt := range a.waiting {
-		perr := wt.err
-		if perr == nil {
-			perr = err
-		}
-		if perr != nil {
-			failed++
-			if cause == nil {
-				cause = perr
-			}
-		}
-		if wt.p.ReplyTo != nil {
-			ctx.Send(wt.p.ReplyTo, &Persisted{Group: wt.p.Group, Incarnation: wt.p.Incarnation, Seq: wt.p.Seq, Err: perr})
-		}
-		a.waiting[i] = waiter{}
+// advance moves the pipeline on after a write or an fsync: it answers the
+// Persists that are now written and durable enough, starts the next fsync
+// if anything waits for one and none is in flight, and runs retention.
+func (a *storageActor) advance(ctx actor.Context) {
+	a.answer(ctx)
+	if a.needSync() && a.w.startSync() != nil {
+		a.answer(ctx) // the write before the fsync failed
 	}
-	if failed > 0 {
-		a.log.Error().Err(cause).Int("persists_failed", failed).
-			Int("batch", len(a.waiting)).Msg("WAL write failed; the groups of the failed persists halt")
+	if a.w.err == nil {
+		a.maintain(ctx)
 	}
-	a.waiting = a.waiting[:0]
-	a.sync = false
+}
+
+// commit writes and fsyncs everything now, on the actor's goroutine, and
+// answers every waiter.
+func (a *storageActor) commit(ctx actor.Context) error {
+	err := a.w.Commit(true)
+	a.answer(ctx)
 	if err == nil {
 		a.maintain(ctx)
 	}
 	return err
+}
+
+// needSync reports whether an fsync is wanted: a waiter asked for one, or a
+// checkpoint or tombstone counts only once durable.
+func (a *storageActor) needSync() bool {
+	if len(a.w.pending) > 0 {
+		return true
+	}
+	for _, wt := range a.waiting {
+		if wt.sync && wt.err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// answer sends Persisted, in arrival order, to the waiters whose records are
+// written and, when they asked, fsynced. Once the WAL has failed, every
+// waiter left gets its error: a failed fsync may have dropped pages the OS
+// had accepted, so nothing not acknowledged by then can be.
+func (a *storageActor) answer(ctx actor.Context) {
+	written, durable, failure := a.w.written(), a.w.durable(), a.w.err
+	n, failed := 0, 0
+	cause := failure
+	for ; n < len(a.waiting); n++ {
+		wt := a.waiting[n]
+		err := wt.err
+		if err == nil {
+			err = failure
+		}
+		if err == nil && (written.before(wt.at) || wt.sync && durable.before(wt.at)) {
+			break // it waits, and so do the ones after it
+		}
+		if err != nil {
+			failed++
+			if cause == nil {
+				cause = err
+			}
+		}
+		if wt.p.ReplyTo != nil {
+			ctx.Send(wt.p.ReplyTo, &Persisted{Group: wt.p.Group, Incarnation: wt.p.Incarnation, Seq: wt.p.Seq, Err: err})
+		}
+	}
+	if failed > 0 {
+		a.log.Error().Err(cause).Int("persists_failed", failed).
+			Int("answered", n).Msg("WAL write failed; the groups of the failed persists halt")
+	}
+	rest := copy(a.waiting, a.waiting[n:])
+	clear(a.waiting[rest:])
+	a.waiting = a.waiting[:rest]
 }
 
 // maintain deletes covered files and asks the groups that hold back the

@@ -1,6 +1,7 @@
 /*
 Package storage is the storage actor: the owner of the node's write-ahead
-log (WAL), shared by every Raft group of the broker, with group commit.
+log (WAL), shared by every Raft group of the broker, with pipelined group
+commit.
 
 # What it owns
 
@@ -46,16 +47,28 @@ It sends:
     entries overwrite an earlier one's from their first index on, exactly as
     in the group's raft log.
 
- 4. Group commit needs no goroutine of its own: the first Persist after a
-    commit makes the actor send itself a private flushNow. Everything that
-    reached the mailbox before that flushNow shares one write and at most
-    one fsync; the fsync happens if at least one of them asked for it (or a
-    Checkpoint is among them) and Options.Fsync is on.
+ 4. Group commit is pipelined. The first Persist after a write makes the
+    actor send itself a private flushNow; everything that reached the
+    mailbox before it is written to the OS in one go. The fsync runs on a
+    goroutine of its own (sync.go), at most one at a time, and reports back
+    with a private synced message; while it runs, the actor goes on
+    appending and writing, and the next fsync, started when this one ends,
+    covers everything written meanwhile. An fsync happens only if a waiting
+    Persist asked for it (or a Checkpoint or Forget waits to be durable) and
+    Options.Fsync is on. A Persist is answered once its record is written
+    and, if it asked, an fsync of its file has covered it; answers still go
+    out in arrival order, so one that needs no fsync waits behind an earlier
+    one that does. Rolling to a new file waits for the fsync in flight and
+    syncs the old file to its end before writing the new one, so that no
+    record is answered on the strength of an fsync of a later file.
 
  5. Persisted with Err set means the group's durable state is unknown and the
     group must halt. After a failed write or fsync the WAL refuses every
-    later write: a failed fsync may have dropped pages the OS had accepted,
-    so nothing after it can be acknowledged.
+    later write and every Persist not yet answered fails: a failed fsync may
+    have dropped pages the OS had accepted, so nothing after it can be
+    acknowledged. For the same reason fsync results are taken in order: a
+    synchronous fsync (a roll, Flush, stopping) first waits for the one in
+    flight.
 
  6. A Checkpoint must never pass the group's durable index (the sender
     ensures it). The actor writes it with the latest hard state it has for
@@ -68,9 +81,10 @@ It sends:
     Options.BudgetBytes, the groups holding back the oldest file get a
     CheckpointRequest, at most once per group per roll.
 
- 8. On stopping the actor commits, fsyncs and closes the WAL. Stop it with
-    Poison, not Stop, so that the Persists already in its mailbox are
-    written and answered first.
+ 8. On stopping, and on restarting after a panic, the actor waits for the
+    fsync in flight, then writes, fsyncs and answers everything appended
+    (and on stopping closes the WAL). Stop it with Poison, not Stop, so that
+    the Persists already in its mailbox are written and answered first.
 
 # Recovery
 
@@ -78,7 +92,10 @@ Open reads every file in order and verifies every record (length, CRC-32C,
 decoding). A torn or corrupt tail of the last file is cut off on disk at the
 last good record, with a warning naming the file and offset; a bad record in
 any other file, or a missing file, is an error, because dropping it would
-silently lose the records after it. Replay per group:
+silently lose the records after it. With Options.Fsync on, Open fsyncs the
+last file once: a process that crashed may have left records there that the
+OS has and the disk may not, and recovery returns them as durable. Replay
+per group:
 
   - an update whose first entry has index i discards the entries at or
     above i, then appends its own;

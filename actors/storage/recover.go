@@ -66,6 +66,7 @@ func Open(dir string, opts Options) (*WAL, map[uint64]*GroupState, error) {
 		hardStates:  make(map[uint64]*pb.HardState),
 		checkpoints: make(map[uint64]checkpointMark),
 		forgotten:   make(map[uint64]uint64),
+		syncFile:    (*os.File).Sync,
 	}
 	states := make(map[uint64]*GroupState)
 	for i, seq := range seqs {
@@ -79,6 +80,7 @@ func Open(dir string, opts Options) (*WAL, map[uint64]*GroupState, error) {
 	if err := w.openTail(); err != nil {
 		return nil, nil, err
 	}
+	w.synced = w.end()
 	for group, st := range states {
 		if st.HardState != nil {
 			w.hardStates[group] = st.HardState
@@ -135,6 +137,14 @@ func (w *WAL) openTail() error {
 		f, err := os.OpenFile(w.path(w.current().seq), os.O_WRONLY|os.O_APPEND, 0)
 		if err != nil {
 			return fmt.Errorf("open segment %s: %w", name, err)
+		}
+		// A process that crashed may have left records the OS has but the
+		// disk may not; recovery hands them to the groups as durable.
+		if w.opts.Fsync {
+			if err := f.Sync(); err != nil {
+				f.Close()
+				return fmt.Errorf("fsync segment %s: %w", name, err)
+			}
 		}
 		w.f = f
 	}

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/rs/zerolog"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -71,10 +70,12 @@ var errClosed = errors.New("WAL closed")
 
 // WAL is the node's write-ahead log: one sequence of files shared by every
 // Raft group. Records are appended to a buffered writer and made durable by
-// Commit, so many appends share one write and one fsync.
+// Commit, so many appends share one write and one fsync; the storage actor
+// pipelines its fsyncs instead (sync.go).
 //
 // A WAL is owned by one goroutine (the storage actor); only Fsyncs may be
-// called from others.
+// called from others. The one fsync in flight runs on a goroutine of its own
+// and touches nothing of the WAL but the file it syncs.
 type WAL struct {
 	dir     string
 	opts    Options
@@ -86,16 +87,29 @@ type WAL struct {
 	bw    *bufio.Writer
 	total int64 // bytes in all segments, buffered ones included
 
-	scratch  []byte // encoding buffer, reused between records
-	unsynced int    // records appended since the last fsync
-	dirty    bool   // the current file has bytes that were not fsynced
+	scratch []byte // encoding buffer, reused between records
+
+	// synced is the position up to which every byte is fsynced (with
+	// Options.Fsync on). appended counts the records appended and
+	// syncedRecords how many of them an fsync has covered.
+	synced        position
+	appended      uint64
+	syncedRecords uint64
+	// syncing is the fsync in flight, nil when none; jobs numbers them.
+	syncing *syncJob
+	jobs    uint64
+	notify  func(id uint64)
+	// syncFile fsyncs a WAL file: (*os.File).Sync, which tests wrap to
+	// hold an fsync back or fail it.
+	syncFile func(*os.File) error
 
 	// hardStates is the latest hard state appended for each group; a
 	// checkpoint repeats it so that older files can go.
 	hardStates map[uint64]*pb.HardState
 	// checkpoints is the durable checkpoint with the highest index per
-	// group, and pending the checkpoints appended since the last Commit:
-	// a file may be deleted only for a checkpoint that is on disk.
+	// group, and pending the checkpoints and tombstones appended but not
+	// yet durable, in order: a file may be deleted only for a checkpoint
+	// that is on disk.
 	checkpoints map[uint64]checkpointMark
 	pending     []pendingCheckpoint
 	// forgotten maps each group with a durable tombstone to the file the
@@ -119,7 +133,8 @@ type checkpointMark struct {
 type pendingCheckpoint struct {
 	group  uint64
 	mark   checkpointMark
-	forget bool // a tombstone rather than a checkpoint
+	at     position // the end of its record
+	forget bool     // a tombstone rather than a checkpoint
 }
 
 // segment is the bookkeeping of one WAL file.
@@ -240,7 +255,7 @@ func (w *WAL) AppendCheckpoint(group uint64, snap *pb.Snapshot) error {
 	if err := w.write(rec, group, index); err != nil {
 		return err
 	}
-	w.pending = append(w.pending, pendingCheckpoint{group: group, mark: checkpointMark{seq: w.current().seq, index: index}})
+	w.pending = append(w.pending, pendingCheckpoint{group: group, mark: checkpointMark{seq: w.current().seq, index: index}, at: w.end()})
 	return nil
 }
 
@@ -258,7 +273,7 @@ func (w *WAL) AppendForget(group uint64) error {
 	if err := w.write(rec, group, 0); err != nil {
 		return err
 	}
-	w.pending = append(w.pending, pendingCheckpoint{group: group, mark: checkpointMark{seq: w.current().seq}, forget: true})
+	w.pending = append(w.pending, pendingCheckpoint{group: group, mark: checkpointMark{seq: w.current().seq}, at: w.end(), forget: true})
 	return nil
 }
 
@@ -283,57 +298,44 @@ func (w *WAL) write(rec []byte, group, index uint64) error {
 	seg.size += int64(len(rec))
 	seg.note(group, index)
 	w.total += int64(len(rec))
-	w.unsynced++
-	w.dirty = true
+	w.appended++
 	w.metrics.addBytes(len(rec))
 	return nil
 }
 
 // Commit makes every record appended so far reach the OS and, when sync is
 // set (or a checkpoint is among them) and Options.Fsync is on, the disk. It
-// is the group commit: one write and at most one fsync for all of them.
+// is the group commit done synchronously: one write and at most one fsync
+// for all of them, after the fsync in flight, if any, has ended.
 func (w *WAL) Commit(sync bool) error {
-	if w.err != nil {
-		return w.err
-	}
-	if err := w.bw.Flush(); err != nil {
-		return w.fail(fmt.Errorf("write %s: %w", segmentName(w.current().seq), err))
-	}
+	var err error
 	// A checkpoint is only useful once durable, and it is rare: sync it.
-	if (sync || len(w.pending) > 0) && w.opts.Fsync && w.dirty {
-		if err := w.fsync(w.f); err != nil {
-			return w.fail(fmt.Errorf("fsync %s: %w", segmentName(w.current().seq), err))
-		}
+	if (sync || len(w.pending) > 0) && w.opts.Fsync {
+		err = w.syncNow()
+	} else if err = w.wait(); err == nil {
+		err = w.flush()
 	}
-	if !w.opts.Fsync {
-		w.unsynced = 0 // no fsync will ever count them
+	if err != nil {
+		return err
 	}
-	for _, p := range w.pending {
-		if p.forget {
-			w.forgotten[p.group] = p.mark.seq
-			delete(w.checkpoints, p.group)
-			delete(w.hardStates, p.group)
-			continue
-		}
-		if m, ok := w.checkpoints[p.group]; !ok || p.mark.index >= m.index {
-			w.checkpoints[p.group] = p.mark
-		}
-	}
-	w.pending = w.pending[:0]
 	w.metrics.setFiles(len(w.segs), w.total)
 	return nil
 }
 
-// roll fsyncs and closes the current file and starts the next one.
+// roll fsyncs and closes the current file and starts the next one. The
+// old file is synced to its end, after the fsync in flight, before anything
+// is written to the new one: a later fsync of the new file says nothing
+// about the old one.
 func (w *WAL) roll() error {
 	old := w.current()
-	if err := w.bw.Flush(); err != nil {
-		return w.fail(fmt.Errorf("write %s: %w", segmentName(old.seq), err))
+	var err error
+	if w.opts.Fsync {
+		err = w.syncNow()
+	} else {
+		err = w.flush()
 	}
-	if w.opts.Fsync && w.dirty {
-		if err := w.fsync(w.f); err != nil {
-			return w.fail(fmt.Errorf("fsync %s: %w", segmentName(old.seq), err))
-		}
+	if err != nil {
+		return err
 	}
 	if err := w.f.Close(); err != nil {
 		return w.fail(fmt.Errorf("close %s: %w", segmentName(old.seq), err))
@@ -345,13 +347,13 @@ func (w *WAL) roll() error {
 	}
 	w.f = f
 	w.bw.Reset(f)
-	w.dirty = false
 	w.segs = append(w.segs, seg)
 	if w.opts.Fsync {
 		if err := w.syncDir(); err != nil {
 			return w.fail(err)
 		}
 	}
+	w.synced = w.end()
 	w.metrics.setFiles(len(w.segs), w.total)
 	w.log.Info().Str("file", segmentName(seg.seq)).Str("previous", segmentName(old.seq)).
 		Int64("previous_bytes", old.size).Int("files", len(w.segs)).Int64("wal_bytes", w.total).
@@ -380,22 +382,6 @@ func (w *WAL) Close() error {
 // from any goroutine.
 func (w *WAL) Fsyncs() uint64 {
 	return w.fsyncs.Load()
-}
-
-// fsync syncs the current file, which makes every record appended so far
-// durable (the files before it were synced when they were rolled).
-func (w *WAL) fsync(f *os.File) error {
-	start := time.Now()
-	err := f.Sync()
-	w.metrics.observeFsync(time.Since(start))
-	w.fsyncs.Add(1)
-	if err != nil {
-		return err
-	}
-	w.metrics.observeSynced(w.unsynced)
-	w.unsynced = 0
-	w.dirty = false
-	return nil
 }
 
 func (w *WAL) syncDir() error {
