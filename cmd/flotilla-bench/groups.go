@@ -32,7 +32,7 @@ type groupsOptions struct {
 }
 
 func defaultGroupsOptions() groupsOptions {
-	return groupsOptions{records: 500_000, rebalances: 20, timeout: 5 * time.Minute}
+	return groupsOptions{records: 2_000_000, rebalances: 20, timeout: 5 * time.Minute}
 }
 
 func (o *groupsOptions) register(fs *flag.FlagSet) {
