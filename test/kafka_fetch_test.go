@@ -100,7 +100,8 @@ func fetchOne(t *testing.T, cl *kgo.Client, nd *node, topic string, offset int64
 	req.MaxWaitMillis, req.MinBytes, req.MaxBytes = maxWait, 1, maxBytes
 	req.SessionEpoch = -1 // a full fetch, no session
 	rt := kmsg.NewFetchRequestTopic()
-	rt.Topic = topic
+	// By name up to v12, by id from v13 (the client picks the version).
+	rt.Topic, rt.TopicID = topic, topicMetadata(t, cl, topic).TopicID
 	rp := kmsg.NewFetchRequestTopicPartition()
 	rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes, rp.CurrentLeaderEpoch = 0, offset, partMaxBytes, currentEpoch
 	rp.LogStartOffset = -1
@@ -205,13 +206,14 @@ func TestFetchPaths(t *testing.T) {
 		took time.Duration
 	}
 	done := make(chan answer, 1)
+	topicID := topicMetadata(t, cl, topic).TopicID
 	go func() {
 		// Its own client: t.Fatal must not run here, so errors come back
 		// as an empty answer and are reported below.
 		req := kmsg.NewPtrFetchRequest()
 		req.ReplicaID, req.MaxWaitMillis, req.MinBytes, req.MaxBytes, req.SessionEpoch = -1, 20_000, 1, 1<<20, -1
 		rt := kmsg.NewFetchRequestTopic()
-		rt.Topic = topic
+		rt.Topic, rt.TopicID = topic, topicID
 		rp := kmsg.NewFetchRequestTopicPartition()
 		rp.FetchOffset, rp.PartitionMaxBytes, rp.CurrentLeaderEpoch, rp.LogStartOffset = 100, 1<<20, -1, -1
 		rt.Partitions = append(rt.Partitions, rp)
@@ -246,7 +248,8 @@ func TestFetchPaths(t *testing.T) {
 	if p, _ := fetchOne(t, cl, nd, topic, 0, 0, 1<<20, 1<<20, epoch-1); p.ErrorCode != kerr.FencedLeaderEpoch.Code {
 		t.Errorf("fetch with epoch %d (current %d): %s, want FENCED_LEADER_EPOCH", epoch-1, epoch, codeName(p.ErrorCode))
 	}
-	if p, _ := fetchOne(t, cl, nd, "no-such-topic", 0, 0, 1<<20, 1<<20, -1); p.ErrorCode != kerr.UnknownTopicOrPartition.Code {
-		t.Errorf("fetch of an unknown topic: %s, want UNKNOWN_TOPIC_OR_PARTITION", codeName(p.ErrorCode))
+	// By name (v12 and below) the topic is unknown, by id (v13+) the id.
+	if p, _ := fetchOne(t, cl, nd, "no-such-topic", 0, 0, 1<<20, 1<<20, -1); p.ErrorCode != kerr.UnknownTopicOrPartition.Code && p.ErrorCode != kerr.UnknownTopicID.Code {
+		t.Errorf("fetch of an unknown topic: %s, want UNKNOWN_TOPIC_OR_PARTITION or UNKNOWN_TOPIC_ID", codeName(p.ErrorCode))
 	}
 }

@@ -10,10 +10,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// TestProduceLeaderHints: KIP-951. A Produce v10 that reaches a replica
-// which does not lead is answered NOT_LEADER_OR_FOLLOWER with the current
-// leader, its epoch and its endpoint, so that clients move their batches
-// without waiting for a metadata refresh.
+// TestProduceLeaderHints: KIP-951. A Produce v10 (or a Fetch v16, by topic
+// id) that reaches a replica which does not lead is answered
+// NOT_LEADER_OR_FOLLOWER with the current leader, its epoch and its
+// endpoint, so that clients move without waiting for a metadata refresh.
 func TestProduceLeaderHints(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
@@ -58,9 +58,29 @@ func TestProduceLeaderHints(t *testing.T) {
 					len(resp.Brokers) != 1 || resp.Brokers[0].NodeID != p.Leader || resp.Brokers[0].Host == "" || resp.Brokers[0].Port <= 0 {
 					return false
 				}
+				freq := kmsg.NewPtrFetchRequest()
+				freq.Version, freq.ReplicaID, freq.MaxBytes = 16, -1, 1<<20
+				freq.Topics = []kmsg.FetchRequestTopic{{TopicID: mt.TopicID, Partitions: []kmsg.FetchRequestTopicPartition{
+					{Partition: p.Partition, CurrentLeaderEpoch: -1, LogStartOffset: -1, PartitionMaxBytes: 1 << 20}}}}
+				fresp := brokerRequest[*kmsg.FetchResponse](t, cl, nd, freq)
+				fp := fresp.Topics[0].Partitions[0]
+				last = fmt.Sprintf("fetch of partition %d via broker %d: %s, current leader %+v, endpoints %+v; metadata says leader %d epoch %d",
+					p.Partition, nd.id, codeName(fp.ErrorCode), fp.CurrentLeader, fresp.Brokers, p.Leader, p.LeaderEpoch)
+				if fresp.Topics[0].TopicID != mt.TopicID || fp.ErrorCode != kerr.NotLeaderForPartition.Code || fp.CurrentLeader.LeaderID != p.Leader ||
+					fp.CurrentLeader.LeaderEpoch != p.LeaderEpoch || len(fresp.Brokers) != 1 || fresp.Brokers[0].NodeID != p.Leader {
+					return false
+				}
 			}
 		}
 		return true
 	})
 	t.Log(last)
+
+	// A topic id no topic has.
+	req := kmsg.NewPtrFetchRequest()
+	req.Version, req.ReplicaID, req.MaxBytes = 16, -1, 1<<20
+	req.Topics = []kmsg.FetchRequestTopic{{TopicID: [16]byte{1, 2, 3}, Partitions: []kmsg.FetchRequestTopicPartition{{Partition: 0, CurrentLeaderEpoch: -1, LogStartOffset: -1, PartitionMaxBytes: 1 << 20}}}}
+	if code := brokerRequest[*kmsg.FetchResponse](t, cl, nodes[0], req).Topics[0].Partitions[0].ErrorCode; code != kerr.UnknownTopicID.Code {
+		t.Fatalf("fetch of an unknown topic id: %s, want UNKNOWN_TOPIC_ID", codeName(code))
+	}
 }

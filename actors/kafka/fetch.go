@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/flotilla/flotilla/actors/controller"
 	"github.com/flotilla/flotilla/actors/partition"
 )
 
@@ -26,6 +27,7 @@ type fetchCall struct {
 // then. Fetch sessions are declined (session id 0), which every client
 // accepts.
 func (c *serviceConn) fetch(ctx actor.Context, r *Request, req *kmsg.FetchRequest) {
+	c.s.resolveTopicIDs(req)
 	resp, n := c.s.readFetch(req)
 	if n >= int(req.MinBytes) || req.MaxWaitMillis <= 0 {
 		ctx.Send(r.ReplyTo, r.Reply(resp))
@@ -95,9 +97,11 @@ func (s *Service) readFetch(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int) {
 		budget = int(^uint(0) >> 1)
 	}
 	total := 0
+	names := make([]string, 0, len(req.Topics))
 	for _, t := range req.Topics {
 		rt := kmsg.NewFetchResponseTopic()
-		rt.Topic = t.Topic
+		rt.Topic, rt.TopicID = t.Topic, t.TopicID
+		names = append(names, t.Topic)
 		for _, p := range t.Partitions {
 			rp := kmsg.NewFetchResponseTopicPartition()
 			rp.Partition = p.Partition
@@ -107,6 +111,9 @@ func (s *Service) readFetch(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int) {
 			// (MessageSetSize -1), and Kafka always sends an empty one.
 			rp.RecordBatches = []byte{}
 			v, errCode := s.leaderView(t.Topic, p.Partition, p.CurrentLeaderEpoch)
+			if req.Version >= 13 && t.Topic == "" {
+				errCode = kerr.UnknownTopicID.Code // no topic has that id
+			}
 			if errCode != 0 {
 				rp.ErrorCode = errCode
 				rt.Partitions = append(rt.Partitions, rp)
@@ -141,5 +148,23 @@ func (s *Service) readFetch(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int) {
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
+	s.fetchLeaderHints(resp, names)
 	return resp, total
+}
+
+// resolveTopicIDs fills in the names of the topics a Fetch v13+ names by
+// id, so that the rest of the fetch path works by name; an id no topic has
+// keeps an empty name and is answered UNKNOWN_TOPIC_ID.
+func (s *Service) resolveTopicIDs(req *kmsg.FetchRequest) {
+	if req.Version < 13 {
+		return
+	}
+	view := s.Machine.View()
+	for i := range req.Topics {
+		t := &req.Topics[i]
+		t.Topic = ""
+		if topic := view.TopicByID(controller.TopicID(t.TopicID)); topic != nil {
+			t.Topic = topic.Name
+		}
+	}
 }

@@ -34,6 +34,22 @@ func brokerOf(view *controller.State, id uint64) (Broker, bool) {
 	return kb, err == nil
 }
 
+// currentLeader returns the leader this broker knows of for a partition it
+// cannot serve, for KIP-951's hints: none (ok false) when unknown, when it
+// is this broker itself, or when it is not registered.
+func (s *Service) currentLeader(view *controller.State, topic string, p int32) (b Broker, epoch int32, ok bool) {
+	t := view.Topics[topic]
+	if t == nil || p < 0 || int(p) >= len(t.Partitions) {
+		return Broker{}, 0, false
+	}
+	leader, term := s.leaderOf(t.Partitions[p].Group)
+	if leader == 0 || leader == s.NodeID {
+		return Broker{}, 0, false
+	}
+	b, ok = brokerOf(view, leader)
+	return b, int32(term), ok
+}
+
 // leaderHints adds KIP-951's hints to a Produce response (v10+): for each
 // partition answered NOT_LEADER_OR_FOLLOWER, its current leader and epoch,
 // and that leader's endpoint, so that the client moves its batches there
@@ -46,21 +62,49 @@ func (s *Service) leaderHints(resp *kmsg.ProduceResponse) {
 	added := map[int32]bool{}
 	for ti := range resp.Topics {
 		rt := &resp.Topics[ti]
-		t := view.Topics[rt.Topic]
 		for pi := range rt.Partitions {
 			rp := &rt.Partitions[pi]
-			if rp.ErrorCode != kerr.NotLeaderForPartition.Code || t == nil || rp.Partition < 0 || int(rp.Partition) >= len(t.Partitions) {
+			if rp.ErrorCode != kerr.NotLeaderForPartition.Code {
 				continue
 			}
-			leader, term := s.leaderOf(t.Partitions[rp.Partition].Group)
-			b, ok := brokerOf(view, leader)
-			if leader == 0 || leader == s.NodeID || !ok {
+			b, epoch, ok := s.currentLeader(view, rt.Topic, rp.Partition)
+			if !ok {
 				continue
 			}
-			rp.CurrentLeader = kmsg.ProduceResponseTopicPartitionCurrentLeader{LeaderID: b.NodeID, LeaderEpoch: int32(term)}
+			rp.CurrentLeader = kmsg.ProduceResponseTopicPartitionCurrentLeader{LeaderID: b.NodeID, LeaderEpoch: epoch}
 			if !added[b.NodeID] {
 				added[b.NodeID] = true
 				resp.Brokers = append(resp.Brokers, kmsg.ProduceResponseBroker{NodeID: b.NodeID, Host: b.Host, Port: b.Port, Rack: b.Rack})
+			}
+		}
+	}
+}
+
+// fetchLeaderHints adds KIP-951's hints to a Fetch response (v16+), for
+// partitions answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH, so
+// that a consumer moves to the new leader without a metadata refresh.
+// names are the request's topic names (resolved from ids at v13+).
+func (s *Service) fetchLeaderHints(resp *kmsg.FetchResponse, names []string) {
+	if resp.Version < 16 {
+		return
+	}
+	view := s.Machine.View()
+	added := map[int32]bool{}
+	for ti := range resp.Topics {
+		rt := &resp.Topics[ti]
+		for pi := range rt.Partitions {
+			rp := &rt.Partitions[pi]
+			if rp.ErrorCode != kerr.NotLeaderForPartition.Code && rp.ErrorCode != kerr.FencedLeaderEpoch.Code {
+				continue
+			}
+			b, epoch, ok := s.currentLeader(view, names[ti], rp.Partition)
+			if !ok {
+				continue
+			}
+			rp.CurrentLeader = kmsg.FetchResponseTopicPartitionCurrentLeader{LeaderID: b.NodeID, LeaderEpoch: epoch}
+			if !added[b.NodeID] {
+				added[b.NodeID] = true
+				resp.Brokers = append(resp.Brokers, kmsg.FetchResponseBroker{NodeID: b.NodeID, Host: b.Host, Port: b.Port, Rack: b.Rack})
 			}
 		}
 	}

@@ -52,7 +52,7 @@ type Service struct {
 func (s *Service) Versions() []ApiRange {
 	return []ApiRange{
 		{Key: kmsg.Produce.Int16(), Min: 3, Max: 10},
-		{Key: kmsg.Fetch.Int16(), Min: 4, Max: 12},
+		{Key: kmsg.Fetch.Int16(), Min: 4, Max: 16},
 		{Key: kmsg.ListOffsets.Int16(), Min: 1, Max: 7},
 		{Key: kmsg.OffsetForLeaderEpoch.Int16(), Min: 2, Max: 4},
 		{Key: kmsg.CreateTopics.Int16(), Min: 2, Max: 7},
