@@ -36,6 +36,11 @@ type State struct {
 	PIDBlocks map[uint64]PIDBlock `json:"pid_blocks,omitempty"`
 	Applied   uint64              `json:"applied"`
 	Term      uint64              `json:"term"` // of the last applied entry
+
+	// byID indexes Topics by id (Fetch v13+ names topics by id on every
+	// request). It is rebuilt whenever Topics changes; nil in a State
+	// built by hand, where TopicByID scans.
+	byID map[TopicID]*Topic
 }
 
 // BrokerList returns the brokers ordered by id.
@@ -77,6 +82,9 @@ type PIDBlock struct {
 
 // TopicByID returns the topic with the given id, or nil.
 func (s *State) TopicByID(id TopicID) *Topic {
+	if s.byID != nil {
+		return s.byID[id]
+	}
 	for _, t := range s.Topics {
 		if t.ID == id {
 			return t
@@ -156,6 +164,7 @@ func (sm *StateMachine) applyCommand(next, cur *State, index uint64, cmd *Comman
 			next.Topics = map[string]*Topic{}
 		}
 		next.Topics[c.Name] = t
+		next.byID = indexTopics(next.Topics)
 		sm.log.Info().Str("topic", c.Name).Str("id", c.ID.String()).Int("partitions", len(c.Replicas)).Uint64("index", index).Msg("topic created")
 	case cmd.DeleteTopic != nil:
 		t := cur.TopicByID(cmd.DeleteTopic.ID)
@@ -164,6 +173,7 @@ func (sm *StateMachine) applyCommand(next, cur *State, index uint64, cmd *Comman
 		}
 		next.Topics = maps.Clone(cur.Topics)
 		delete(next.Topics, t.Name)
+		next.byID = indexTopics(next.Topics)
 		sm.log.Info().Str("topic", t.Name).Str("id", t.ID.String()).Uint64("index", index).Msg("topic deleted")
 	case cmd.AllocatePIDs != nil:
 		a := cmd.AllocatePIDs
@@ -215,6 +225,19 @@ func (sm *StateMachine) Restore(snap *pb.Snapshot) error {
 	if s.Brokers == nil {
 		s.Brokers = map[uint64]Broker{}
 	}
+	s.byID = indexTopics(s.Topics)
 	sm.view.Store(&s)
 	return nil
+}
+
+// indexTopics returns topics by id (nil for none).
+func indexTopics(topics map[string]*Topic) map[TopicID]*Topic {
+	if len(topics) == 0 {
+		return nil
+	}
+	byID := make(map[TopicID]*Topic, len(topics))
+	for _, t := range topics {
+		byID[t.ID] = t
+	}
+	return byID
 }
