@@ -82,16 +82,22 @@ func (m *Machine) failHeld(ctx actor.Context, err error) {
 // an idempotent producer's retry of one waits on it again.
 func (m *Machine) expireHeld(ctx actor.Context) {
 	for _, in := range m.held {
-		kept := in.waiters[:0]
-		for _, w := range in.waiters {
-			if m.ticks >= w.deadline {
-				ctx.Send(w.replyTo, &ProduceDone{Ref: w.ref, BaseOffset: -1, LogAppendTime: -1, LogStartOffset: m.log.LogStart(), Err: kerr.RequestTimedOut})
-			} else {
-				kept = append(kept, w)
-			}
-		}
-		in.waiters = kept
+		m.expireWaiters(ctx, in)
 	}
+}
+
+// expireWaiters answers REQUEST_TIMED_OUT to the waiters of in whose
+// deadline has passed.
+func (m *Machine) expireWaiters(ctx actor.Context, in *inflight) {
+	kept := in.waiters[:0]
+	for _, w := range in.waiters {
+		if m.ticks >= w.deadline {
+			ctx.Send(w.replyTo, &ProduceDone{Ref: w.ref, BaseOffset: -1, LogAppendTime: -1, LogStartOffset: m.log.LogStart(), Err: kerr.RequestTimedOut})
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	in.waiters = kept
 }
 
 // holdDuplicate makes a retry of a held batch wait for it; false if the

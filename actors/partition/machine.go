@@ -623,15 +623,7 @@ func (m *Machine) TicksCanWait() bool {
 func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
 	m.ticks++
 	for _, in := range m.inflight {
-		kept := in.waiters[:0]
-		for _, w := range in.waiters {
-			if m.ticks >= w.deadline {
-				ctx.Send(w.replyTo, &ProduceDone{Ref: w.ref, BaseOffset: -1, LogAppendTime: -1, LogStartOffset: m.log.LogStart(), Err: kerr.RequestTimedOut})
-			} else {
-				kept = append(kept, w)
-			}
-		}
-		in.waiters = kept
+		m.expireWaiters(ctx, in)
 	}
 	m.wake(ctx, false)
 	if m.ready && m.ticks%retentionEveryTicks == 0 {
