@@ -167,6 +167,34 @@ func startProcs(dir string) (ps []*proc, stop func(), err error) {
 	return ps, stop, nil
 }
 
+// startCluster starts a fresh three-broker cluster of bin/flotilla in a new
+// temporary directory under parent ("" for the system's), named after
+// name, and waits until its brokers agree on a controller leader. stop
+// kills the brokers and removes the directory.
+func startCluster(parent, name string) (ps []*proc, stop func(), err error) {
+	if _, err := os.Stat("bin/flotilla"); err != nil {
+		return nil, nil, fmt.Errorf("bin/flotilla not built (run make build): %w", err)
+	}
+	base, err := os.MkdirTemp(parent, name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("temp dir: %w", err)
+	}
+	ps, kill, err := startProcs(base)
+	if err != nil {
+		os.RemoveAll(base)
+		return nil, nil, err
+	}
+	stop = func() {
+		kill()
+		os.RemoveAll(base)
+	}
+	if _, _, err := waitAgreed(ps, 10*time.Second, 0); err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return ps, stop, nil
+}
+
 // benchElection measures, with real bin/flotilla processes, the time from
 // the start of the last of three brokers to an agreed controller leader
 // (cold start, fresh data dirs), and from the SIGKILL of the leader to a

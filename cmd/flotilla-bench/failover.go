@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -25,22 +23,11 @@ const (
 // broker is restarted and the partition's leadership settles back before
 // the next round.
 func benchFailover() error {
-	if _, err := os.Stat("bin/flotilla"); err != nil {
-		return fmt.Errorf("bin/flotilla not built (run make build): %w", err)
-	}
-	base, err := os.MkdirTemp("", "flotilla-bench-failover")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(base)
-	ps, stop, err := startProcs(filepath.Join(base, "cluster"))
+	ps, stop, err := startCluster("", "flotilla-bench-failover")
 	if err != nil {
 		return err
 	}
 	defer stop()
-	if _, _, err := waitAgreed(ps, 10*time.Second, 0); err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	seeds := []string{ps[0].kafka, ps[1].kafka, ps[2].kafka}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -95,12 +94,7 @@ func benchGroups(o groupsOptions) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
-	base, err := os.MkdirTemp(o.dir, "flotilla-bench-groups")
-	if err != nil {
-		return fmt.Errorf("temp dir: %w", err)
-	}
-	defer os.RemoveAll(base)
-	ps, stop, err := startProcs(base)
+	ps, stop, err := startCluster(o.dir, "flotilla-bench-groups")
 	if err != nil {
 		return err
 	}

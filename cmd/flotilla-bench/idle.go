@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
@@ -40,22 +39,11 @@ const idleSettle = 3 * time.Second
 // start and the end of o.window. What is left is raft ticks, heartbeats and
 // their answers, and the brokers' own periodic work.
 func benchIdle(o idleOptions) error {
-	if _, err := os.Stat("bin/flotilla"); err != nil {
-		return fmt.Errorf("bin/flotilla not built (run make build): %w", err)
-	}
-	base, err := os.MkdirTemp("", "flotilla-bench-idle")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(base)
-	ps, stop, err := startProcs(filepath.Join(base, "cluster"))
+	ps, stop, err := startCluster("", "flotilla-bench-idle")
 	if err != nil {
 		return err
 	}
 	defer stop()
-	if _, _, err := waitAgreed(ps, 10*time.Second, 0); err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute+o.window)
 	defer cancel()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(ps[0].kafka, ps[1].kafka, ps[2].kafka))

@@ -182,12 +182,7 @@ func runKfakeSingle(o replicatedOptions, pool valuePool) (systemResult, error) {
 // every default (WAL fsync on), through a 12-partition RF 3 topic.
 func runFlotillaCluster(o replicatedOptions, pool valuePool) (systemResult, error) {
 	syscall.Sync()
-	base, err := os.MkdirTemp(o.dir, "flotilla-bench-replicated")
-	if err != nil {
-		return systemResult{}, fmt.Errorf("temp dir: %w", err)
-	}
-	defer os.RemoveAll(base)
-	ps, stop, err := startProcs(base)
+	ps, stop, err := startCluster(o.dir, "flotilla-bench-replicated")
 	if err != nil {
 		return systemResult{}, err
 	}
