@@ -21,16 +21,26 @@ import (
 // offsetsPartition returns the local coordinator replica of group, or the
 // error code to answer with.
 func (s *Service) offsetsPartition(name string) (*group.Coordinator, int16) {
-	t := s.Machine.View().Topics[controller.OffsetsTopic]
-	if t == nil {
-		s.createOffsetsTopic()
+	p, ok := s.groupPartition(s.Machine.View(), name)
+	if !ok {
 		return nil, kerr.CoordinatorNotAvailable.Code
 	}
-	co := s.Coordinators.Get(group.PartitionFor(name, int32(len(t.Partitions))))
+	co := s.Coordinators.Get(p.Index)
 	if co == nil {
 		return nil, kerr.NotCoordinator.Code
 	}
 	return co, 0
+}
+
+// groupPartition returns the offsets-topic partition of group; false, and
+// the topic asked for, when it does not exist yet.
+func (s *Service) groupPartition(view *controller.State, name string) (controller.Partition, bool) {
+	t := view.Topics[controller.OffsetsTopic]
+	if t == nil {
+		s.createOffsetsTopic()
+		return controller.Partition{}, false
+	}
+	return t.Partitions[group.PartitionFor(name, int32(len(t.Partitions)))], true
 }
 
 // createOffsetsTopic asks the controller for the offsets topic, as Kafka
@@ -57,12 +67,10 @@ func (s *Service) coordinatorOf(name string) (Broker, int16) {
 		return Broker{}, kerr.InvalidRequest.Code
 	}
 	view := s.Machine.View()
-	t := view.Topics[controller.OffsetsTopic]
-	if t == nil {
-		s.createOffsetsTopic()
+	p, ok := s.groupPartition(view, name)
+	if !ok {
 		return Broker{}, kerr.CoordinatorNotAvailable.Code
 	}
-	p := t.Partitions[group.PartitionFor(name, int32(len(t.Partitions)))]
 	leader, _ := s.leaderOf(p.Group)
 	b, ok := brokerOf(view, leader)
 	if !ok {
