@@ -112,3 +112,17 @@ func (h *Handle) TransferLeader(id uint64) {
 		h.g.rn.TransferLeader(id)
 	}
 }
+
+// ConfState is the group's membership as of the last applied entry.
+func (h *Handle) ConfState() *pb.ConfState { return h.g.d.confState }
+
+// ProposeConfChange proposes a membership change. Raft takes one at a time:
+// a change proposed while another is not yet applied is dropped (appended
+// as an empty entry), so a caller proposes the next only once ConfState
+// shows the last.
+func (h *Handle) ProposeConfChange(cc *pb.ConfChangeV2) error {
+	if h.g.rn == nil {
+		return ErrNotReady
+	}
+	return h.g.rn.ProposeConfChange(cc)
+}

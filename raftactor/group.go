@@ -239,6 +239,12 @@ func (g *groupActor) Receive(ctx actor.Context) {
 			break
 		}
 		g.propose(ctx, m)
+	case *ProposeConfChange:
+		err := ErrNotReady
+		if g.rn != nil {
+			err = g.rn.ProposeConfChange(m.Change)
+		}
+		g.reply(ctx, m.ReplyTo, &Proposed{ID: m.ID, Err: err})
 	case *Unreachable:
 		if g.rn != nil {
 			g.rn.ReportUnreachable(m.To)

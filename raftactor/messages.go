@@ -54,3 +54,14 @@ type Campaign struct{}
 type TransferLeader struct {
 	To uint64
 }
+
+// ProposeConfChange asks the group to change its membership. The group
+// answers ReplyTo (when set) with Proposed at once: Err nil means raft took
+// the proposal, not that it will be applied; the proposer watches the
+// applied membership (raft drops a change proposed while another is still
+// unapplied).
+type ProposeConfChange struct {
+	ID      uint64
+	Change  *pb.ConfChangeV2
+	ReplyTo *actor.PID
+}

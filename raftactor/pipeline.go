@@ -264,26 +264,37 @@ func (g *groupActor) apply(ctx actor.Context, ents []*pb.Entry) {
 				delete(g.waiters, key)
 				ctx.Send(w.replyTo, &Proposed{ID: w.id, Index: idx})
 			}
-		case pb.EntryConfChange:
-			cc := &pb.ConfChange{}
-			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+		case pb.EntryConfChange, pb.EntryConfChangeV2:
+			cc, err := decodeConfChange(e)
+			if err != nil {
 				g.halt(ctx, fmt.Errorf("decode conf change at %d: %w", idx, err))
 				return
 			}
 			g.d.confState = g.rn.ApplyConfChange(cc)
 			g.keepCold(e)
-		case pb.EntryConfChangeV2:
-			cc := &pb.ConfChangeV2{}
-			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
-				g.halt(ctx, fmt.Errorf("decode conf change at %d: %w", idx, err))
-				return
+			if ca, ok := sm.(ConfChangeApplier); ok {
+				ca.ApplyConfChange(idx, e.GetTerm(), cc, g.d.confState)
 			}
-			g.d.confState = g.rn.ApplyConfChange(cc)
-			g.keepCold(e)
 		}
 		g.d.applied = idx
 		g.d.appliedBytes += uint64(len(e.GetData()))
 	}
+}
+
+// decodeConfChange reads a conf change entry of either version as a V2.
+func decodeConfChange(e *pb.Entry) (*pb.ConfChangeV2, error) {
+	if e.GetType() == pb.EntryConfChange {
+		cc := &pb.ConfChange{}
+		if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+			return nil, err
+		}
+		return cc.AsV2(), nil
+	}
+	cc := &pb.ConfChangeV2{}
+	if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+		return nil, err
+	}
+	return cc, nil
 }
 
 // keepCold gives a conf change entry, which the state machine never sees, to

@@ -17,3 +17,11 @@ type StateMachine interface {
 	// it when it has never snapshotted, and replays the whole log.
 	Restore(snap *pb.Snapshot) error
 }
+
+// ConfChangeApplier is a StateMachine that wants to see the group's
+// membership changes (the controller keeps the cluster's membership in its
+// state). ApplyConfChange is called, in log order with Apply, after raft
+// applied the conf change cc at index; cs is the resulting configuration.
+type ConfChangeApplier interface {
+	ApplyConfChange(index, term uint64, cc *pb.ConfChangeV2, cs *pb.ConfState)
+}

@@ -21,6 +21,7 @@ type GroupStatus struct {
 	Commit   uint64              `json:"commit"`
 	Applied  uint64              `json:"applied"`
 	Voters   []uint64            `json:"voters"`
+	Learners []uint64            `json:"learners,omitempty"`
 	Progress map[string]Progress `json:"progress,omitempty"`
 }
 
@@ -106,6 +107,10 @@ func statusOf(group uint64, name string, st raft.Status) *GroupStatus {
 		gs.Voters = append(gs.Voters, id)
 	}
 	sort.Slice(gs.Voters, func(i, j int) bool { return gs.Voters[i] < gs.Voters[j] })
+	for id := range st.Config.Learners {
+		gs.Learners = append(gs.Learners, id)
+	}
+	sort.Slice(gs.Learners, func(i, j int) bool { return gs.Learners[i] < gs.Learners[j] })
 	if st.RaftState == raft.StateLeader {
 		gs.Progress = make(map[string]Progress, len(st.Progress))
 		for id, pr := range st.Progress {

@@ -15,6 +15,10 @@ type Command struct {
 	CreateTopic    *CreateTopic    `json:"create_topic,omitempty"`
 	DeleteTopic    *DeleteTopic    `json:"delete_topic,omitempty"`
 	AllocatePIDs   *AllocatePIDs   `json:"allocate_pids,omitempty"`
+
+	RemoveBroker         *RemoveBroker         `json:"remove_broker,omitempty"`
+	Reassign             *Reassign             `json:"reassign,omitempty"`
+	CompleteReassignment *CompleteReassignment `json:"complete_reassignment,omitempty"`
 }
 
 // AllocatePIDs hands the next block of producer ids to a broker, which

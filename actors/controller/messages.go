@@ -82,3 +82,54 @@ type ProducerIDDone struct {
 	Epoch int16
 	Err   error
 }
+
+// AlterReassignments asks the controller to start, change or cancel
+// partition reassignments (Kafka's AlterPartitionReassignments). The actor
+// validates each move against the applied state, proposes the valid ones
+// and answers ReplyTo with AlterReassignmentsDone once each is applied or
+// failed.
+type AlterReassignments struct {
+	Ref     uint64
+	Moves   []Move
+	ReplyTo *actor.PID
+}
+
+// Move is one partition's new target replicas; Replicas nil cancels the
+// reassignment under way.
+type Move struct {
+	Topic     string
+	Partition int32
+	Replicas  []uint64
+}
+
+// AlterReassignmentsDone answers AlterReassignments: one error (a
+// *kerr.Error, possibly wrapped) or nil per move, in request order.
+type AlterReassignmentsDone struct {
+	Ref  uint64
+	Errs []error
+}
+
+// ReassignmentReached is sent to the local controller actor by the leader
+// of a partition-like raft group whose voters have become the target of the
+// reassignment under way; the controller actor proposes
+// CompleteReassignment. Leaders repeat it until the assignment changes.
+type ReassignmentReached struct {
+	Group    uint64
+	Replicas []uint64
+}
+
+// ElectPreferred asks for a partition's leadership to move to its
+// preferred replica (ElectLeaders). The controller actor asks the local
+// replica, if this broker hosts one, or the preferred replica's broker to
+// request the transfer; raft forwards it to the current leader, which
+// transfers once the preferred replica is caught up.
+type ElectPreferred struct {
+	Group     uint64
+	Preferred uint64
+}
+
+// RequestRemoval asks the controller to drain and remove brokers (a config
+// reload dropped them from the peers list).
+type RequestRemoval struct {
+	NodeIDs []uint64
+}

@@ -37,6 +37,14 @@ type State struct {
 	Applied   uint64              `json:"applied"`
 	Term      uint64              `json:"term"` // of the last applied entry
 
+	// The controller group's membership (membership.go): its voters and
+	// learners as committed, the members asked to leave, and the ids that
+	// left for good.
+	Voters   []uint64 `json:"voters,omitempty"`
+	Learners []uint64 `json:"learners,omitempty"`
+	Draining []uint64 `json:"draining,omitempty"`
+	Removed  []uint64 `json:"removed,omitempty"`
+
 	// byID indexes Topics by id (Fetch v13+ names topics by id on every
 	// request). It is rebuilt whenever Topics changes; nil in a State
 	// built by hand, where TopicByID scans.
@@ -69,9 +77,17 @@ type Topic struct {
 
 // Partition is one partition's assignment.
 type Partition struct {
-	Index    int32    `json:"index"`
-	Group    uint64   `json:"group"`    // its raft group id
-	Replicas []uint64 `json:"replicas"` // broker ids, preferred leader first
+	Index int32  `json:"index"`
+	Group uint64 `json:"group"` // its raft group id
+	// Replicas are the broker ids hosting the partition, preferred leader
+	// first. During a reassignment (membership.go) they are the target
+	// followed by the original replicas being removed; Adding are the
+	// target's new replicas, Removing the original ones leaving.
+	Replicas []uint64 `json:"replicas"`
+	Adding   []uint64 `json:"adding,omitempty"`
+	Removing []uint64 `json:"removing,omitempty"`
+	// Moves counts the reassignments started.
+	Moves uint32 `json:"moves,omitempty"`
 }
 
 // PIDBlock is a range of producer ids given to one broker.
@@ -175,6 +191,12 @@ func (sm *StateMachine) applyCommand(next, cur *State, index uint64, cmd *Comman
 		delete(next.Topics, t.Name)
 		next.byID = indexTopics(next.Topics)
 		sm.log.Info().Str("topic", t.Name).Str("id", t.ID.String()).Uint64("index", index).Msg("topic deleted")
+	case cmd.RemoveBroker != nil:
+		sm.applyRemoveBroker(next, cur, index, cmd.RemoveBroker)
+	case cmd.Reassign != nil:
+		sm.applyReassign(next, cur, index, cmd.Reassign)
+	case cmd.CompleteReassignment != nil:
+		sm.applyComplete(next, cur, index, cmd.CompleteReassignment)
 	case cmd.AllocatePIDs != nil:
 		a := cmd.AllocatePIDs
 		if a.Count <= 0 {

@@ -63,7 +63,7 @@ func planTopic(view *State, spec TopicSpec) (*CreateTopic, TopicResult, error) {
 	if err := ValidateTopicConfigs(spec.Configs); err != nil {
 		return nil, res, err
 	}
-	brokers := view.BrokerList()
+	brokers := view.Placeable()
 	var replicas [][]uint64
 	if len(spec.Assignment) > 0 {
 		if spec.Partitions != -1 || spec.ReplicationFactor != -1 {

@@ -1,0 +1,246 @@
+package controller
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// The cluster's membership is the controller group's committed raft
+// configuration: the state machine sees every conf change (as a
+// raftactor.ConfChangeApplier) and keeps the voters and learners in the
+// state, with the brokers that asked to leave and those that left.
+//
+// A broker joins as a learner (ConfChangeV2 AddLearnerNode, whose context
+// is its JoinContext), is promoted to voter once caught up, and leaves by
+// being drained (its partition replicas reassigned) and then removed. Node
+// ids are never reused: a removed id stays in Removed for good.
+
+// JoinContext is the context of the conf change that adds a broker as a
+// learner: where its peers and clients reach it, so that it is registered
+// by the same entry that adds it.
+type JoinContext struct {
+	NodeID    uint64 `json:"node_id"`
+	RaftAddr  string `json:"raft_addr"`
+	KafkaAddr string `json:"kafka_addr"`
+}
+
+// RemoveBroker asks the controller to drain a broker and then remove it
+// from the cluster. Only a member can be removed, and never the last voter.
+type RemoveBroker struct {
+	NodeID uint64 `json:"node_id"`
+}
+
+// Reassign sets the target replicas of a partition (Kafka's
+// AlterPartitionReassignments). Target nil cancels a reassignment in
+// progress: the target goes back to the replicas the partition had before.
+type Reassign struct {
+	Topic     TopicID  `json:"topic"`
+	Partition int32    `json:"partition"`
+	Target    []uint64 `json:"target"`
+}
+
+// CompleteReassignment is proposed by a partition's leader once its raft
+// group's voters are exactly the target replicas: the assignment becomes
+// the target. It is a no-op unless the target is still the one proposed.
+type CompleteReassignment struct {
+	Group    uint64   `json:"group"`
+	Replicas []uint64 `json:"replicas"`
+}
+
+// IsMember reports whether id is a voter or learner of the controller group.
+func (s *State) IsMember(id uint64) bool {
+	return slices.Contains(s.Voters, id) || slices.Contains(s.Learners, id)
+}
+
+// IsRemoved reports whether id was removed from the cluster (and may never
+// come back).
+func (s *State) IsRemoved(id uint64) bool { return slices.Contains(s.Removed, id) }
+
+// IsDraining reports whether id was asked to leave and is still a member.
+func (s *State) IsDraining(id uint64) bool { return slices.Contains(s.Draining, id) }
+
+// Placeable returns the brokers new replicas may go to, ordered by id:
+// registered voters that are not draining. Before the membership is known
+// (a state restored from an older snapshot) every registered broker.
+func (s *State) Placeable() []Broker {
+	var out []Broker
+	for _, b := range s.BrokerList() {
+		if len(s.Voters) > 0 && !slices.Contains(s.Voters, b.NodeID) || s.IsDraining(b.NodeID) {
+			continue
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// Target is the replica set a partition is moving to: its replicas without
+// those being removed. It is Replicas when no reassignment is under way.
+func (p Partition) Target() []uint64 { return without(p.Replicas, p.Removing) }
+
+// Original is the replica set a partition had before the reassignment under
+// way: its replicas without those being added.
+func (p Partition) Original() []uint64 { return without(p.Replicas, p.Adding) }
+
+// Reassigning reports whether a reassignment of the partition is under way.
+func (p Partition) Reassigning() bool { return len(p.Adding) > 0 || len(p.Removing) > 0 }
+
+// Bootstraps reports whether replica id founds the partition's raft group
+// with its replicas as voters when it starts empty. Only the replicas a
+// partition was created with do, and only until its first reassignment:
+// any later replica joins the running group as a learner, added by its
+// leader, since founding a group a second time would fork it.
+func (p Partition) Bootstraps(id uint64) bool {
+	return p.Moves == 0 && slices.Contains(p.Replicas, id)
+}
+
+func without(ids, drop []uint64) []uint64 {
+	if len(drop) == 0 {
+		return ids
+	}
+	out := make([]uint64, 0, len(ids))
+	for _, id := range ids {
+		if !slices.Contains(drop, id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// ApplyConfChange implements raftactor.ConfChangeApplier: the controller
+// group's membership is the cluster's.
+func (sm *StateMachine) ApplyConfChange(index, term uint64, cc *pb.ConfChangeV2, cs *pb.ConfState) {
+	cur := sm.view.Load()
+	next := *cur
+	next.Applied, next.Term = index, term
+	next.Voters = slices.Sorted(slices.Values(cs.GetVoters()))
+	next.Learners = slices.Sorted(slices.Values(cs.GetLearners()))
+	for _, c := range cc.GetChanges() {
+		id := c.GetNodeId()
+		switch c.GetType() {
+		case pb.ConfChangeAddLearnerNode:
+			var jc JoinContext
+			if json.Unmarshal(cc.GetContext(), &jc) == nil && jc.NodeID == id && jc.RaftAddr != "" {
+				next.Brokers = maps.Clone(cur.Brokers)
+				next.Brokers[id] = Broker{NodeID: id, KafkaAddr: jc.KafkaAddr, RaftAddr: jc.RaftAddr, RegisteredAt: index}
+			}
+			sm.log.Info().Uint64("node_id", id).Str("raft_addr", jc.RaftAddr).Uint64("index", index).Msg("broker joined as learner")
+		case pb.ConfChangeAddNode:
+			sm.log.Info().Uint64("node_id", id).Uint64("index", index).Msg("broker is a voter")
+		case pb.ConfChangeRemoveNode:
+			if _, ok := next.Brokers[id]; ok {
+				next.Brokers = maps.Clone(next.Brokers)
+				delete(next.Brokers, id)
+			}
+			if !slices.Contains(cur.Removed, id) {
+				next.Removed = append(slices.Clone(cur.Removed), id)
+				slices.Sort(next.Removed)
+			}
+			next.Draining = without(cur.Draining, []uint64{id})
+			sm.log.Info().Uint64("node_id", id).Uint64("index", index).Msg("broker removed from the cluster")
+		}
+	}
+	sm.view.Store(&next)
+}
+
+// applyRemoveBroker marks a member as draining.
+func (sm *StateMachine) applyRemoveBroker(next, cur *State, index uint64, r *RemoveBroker) {
+	if !cur.IsMember(r.NodeID) || cur.IsDraining(r.NodeID) {
+		return
+	}
+	if slices.Contains(cur.Voters, r.NodeID) && len(without(cur.Voters, cur.Draining)) <= 1 {
+		sm.log.Warn().Uint64("node_id", r.NodeID).Msg("not draining the last voter")
+		return
+	}
+	next.Draining = append(slices.Clone(cur.Draining), r.NodeID)
+	slices.Sort(next.Draining)
+	sm.log.Info().Uint64("node_id", r.NodeID).Uint64("index", index).Msg("broker draining")
+}
+
+// applyReassign starts, changes or cancels a partition's reassignment.
+// Replicas become the target followed by the original replicas leaving;
+// Adding and Removing are the differences, as Kafka reports them.
+func (sm *StateMachine) applyReassign(next, cur *State, index uint64, r *Reassign) {
+	t := cur.TopicByID(r.Topic)
+	if t == nil || r.Partition < 0 || int(r.Partition) >= len(t.Partitions) {
+		return
+	}
+	p := t.Partitions[r.Partition]
+	orig := p.Original()
+	target := r.Target
+	if target == nil {
+		target = orig
+	}
+	np := p
+	np.Replicas = slices.Clone(target)
+	np.Adding, np.Removing = nil, nil
+	for _, id := range orig {
+		if !slices.Contains(target, id) {
+			np.Replicas = append(np.Replicas, id)
+			np.Removing = append(np.Removing, id)
+		}
+	}
+	for _, id := range target {
+		if !slices.Contains(orig, id) {
+			np.Adding = append(np.Adding, id)
+		}
+	}
+	if np.Reassigning() {
+		np.Moves = p.Moves + 1
+	}
+	sm.replacePartition(next, cur, t, np)
+	sm.log.Info().Str("topic", t.Name).Int32("partition", p.Index).Uints64("replicas", np.Replicas).
+		Uints64("adding", np.Adding).Uints64("removing", np.Removing).Uint64("index", index).Msg("partition reassignment")
+}
+
+// applyComplete ends a reassignment whose target the partition's group has
+// reached.
+func (sm *StateMachine) applyComplete(next, cur *State, index uint64, c *CompleteReassignment) {
+	for _, t := range cur.Topics {
+		for _, p := range t.Partitions {
+			if p.Group != c.Group {
+				continue
+			}
+			if !p.Reassigning() || !slices.Equal(p.Target(), c.Replicas) {
+				return
+			}
+			np := p
+			np.Replicas, np.Adding, np.Removing = slices.Clone(c.Replicas), nil, nil
+			sm.replacePartition(next, cur, t, np)
+			sm.log.Info().Str("topic", t.Name).Int32("partition", p.Index).Uints64("replicas", np.Replicas).Uint64("index", index).Msg("partition reassignment complete")
+			return
+		}
+	}
+}
+
+// replacePartition publishes a copy of t with partition p replaced.
+func (sm *StateMachine) replacePartition(next, cur *State, t *Topic, p Partition) {
+	nt := *t
+	nt.Partitions = slices.Clone(t.Partitions)
+	nt.Partitions[p.Index] = p
+	next.Topics = maps.Clone(cur.Topics)
+	next.Topics[t.Name] = &nt
+	next.byID = indexTopics(next.Topics)
+}
+
+// Reassignments returns every partition with a reassignment under way.
+func (s *State) Reassignments() []PartitionRef {
+	var out []PartitionRef
+	for _, name := range s.TopicNames() {
+		t := s.Topics[name]
+		for _, p := range t.Partitions {
+			if p.Reassigning() {
+				out = append(out, PartitionRef{Topic: t, Partition: p})
+			}
+		}
+	}
+	return out
+}
+
+// PartitionRef is one partition with its topic.
+type PartitionRef struct {
+	Topic     *Topic
+	Partition Partition
+}
