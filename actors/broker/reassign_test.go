@@ -13,10 +13,12 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/actors/group"
 	"github.com/flotilla/flotilla/actors/partition"
 	"github.com/flotilla/flotilla/raftactor"
 )
@@ -272,4 +274,57 @@ func (p *producer) stop(t *testing.T) []map[int64][]byte {
 		t.Fatalf("produce: %v", p.err)
 	}
 	return p.acked
+}
+
+// TestReassignOffsetsPartition: an offsets-topic partition moves off its
+// preferred replica (its coordinator) onto the broker that did not host it;
+// the committed offsets move with it, and the new preferred replica becomes
+// the coordinator.
+func TestReassignOffsetsPartition(t *testing.T) {
+	c := newTestCluster(t, 4)
+	c.waitFor(15*time.Second, "election", func() bool { return c.leader() >= 0 })
+	c.waitFor(15*time.Second, "registrations", c.allRegistered)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cl := c.client()
+	adm := kadm.NewClient(cl)
+	c.createTopic(ctx, cl, "consumed", 1, 3, nil)
+
+	const groupID = "reassigned-group"
+	commit := kadm.Offsets{}
+	commit.AddOffset("consumed", 0, 42, -1)
+	c.waitFor(30*time.Second, "offsets committed", func() bool {
+		res, err := adm.CommitOffsets(ctx, groupID, commit)
+		return err == nil && res.Ok()
+	})
+	offsets := c.brokers[0].Controller().View().Topics[controller.OffsetsTopic]
+	part := group.PartitionFor(groupID, int32(len(offsets.Partitions)))
+	was := offsets.Partitions[part].Replicas
+	var newcomer uint64
+	for id := uint64(1); id <= 4; id++ {
+		if !slices.Contains(was, id) {
+			newcomer = id
+		}
+	}
+	target := []uint64{newcomer, was[1], was[2]}
+	c.reassign(controller.OffsetsTopic, part, target)
+	sorted := slices.Sorted(slices.Values(target))
+	c.checkVoters(partition.TopicPartition{Topic: controller.OffsetsTopic, Partition: part}, sorted)
+	c.waitMoved(controller.OffsetsTopic, part, target)
+
+	c.waitFor(10*time.Second, fmt.Sprintf("broker %d stops its offsets replica", was[0]), func() bool {
+		return c.brokers[was[0]-1].coords.Get(part) == nil
+	})
+	c.waitFor(20*time.Second, fmt.Sprintf("broker %d coordinates the group with its offsets", newcomer), func() bool {
+		co := c.brokers[newcomer-1].coords.Get(part)
+		if co == nil || !co.Machine.Leadership().Leader {
+			return false
+		}
+		got, err := adm.FetchOffsets(ctx, groupID)
+		if err != nil {
+			return false
+		}
+		o, ok := got.Lookup("consumed", 0)
+		return ok && o.Err == nil && o.At == 42
+	})
 }
