@@ -286,7 +286,7 @@ func (m *Machine) Apply(index, term uint64, data []byte) {
 		if err := m.log.AdvanceLogStart(start); err != nil {
 			panic(fmt.Sprintf("partition %s/%d: entry %d: advance log start: %v", m.o.Topic, m.o.Partition, index, err))
 		}
-		m.pruneSide(0)
+		m.pruneSide(0, true)
 		if ok && boundary.Index+1 == m.coldFirst {
 			m.boundary = boundary
 		}
@@ -363,7 +363,11 @@ func (m *Machine) Restore(snap *pb.Snapshot) error {
 	}
 	m.boundary = cp.Boundary
 	m.appliedIndex = snap.GetMetadata().GetIndex()
-	m.pruneSide(snap.GetMetadata().GetIndex())
+	// A log that still starts at offset 0 keeps the side entries before
+	// its first batch (the bootstrap conf changes): a replica added later
+	// starts empty and takes the whole log from index 1 as appends, where
+	// a snapshot would leave its log without the batches before it.
+	m.pruneSide(snap.GetMetadata().GetIndex(), m.log.LogStart() > 0)
 	m.publish(nil)
 	return nil
 }
