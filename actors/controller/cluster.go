@@ -230,7 +230,7 @@ func (c *controllerActor) driveMembership(ctx actor.Context, view *State, st *ra
 	}
 	for _, id := range view.Learners {
 		pr, ok := st.Progress[strconv.FormatUint(id, 10)]
-		if ok && pr.Match >= st.Commit && pr.RecentActive && !view.IsDraining(id) {
+		if ok && caughtUp(pr, st) && !view.IsDraining(id) {
 			c.proposeConfChange(ctx, pb.ConfChangeAddNode, id, nil, func(s *State) bool { return slices.Contains(s.Voters, id) })
 			return
 		}
@@ -252,12 +252,20 @@ func (c *controllerActor) driveMembership(ctx actor.Context, view *State, st *ra
 	}
 }
 
+// caughtUp reports whether the leader's view of a member says it has the
+// whole committed log and takes appends as they come. (RecentActive is no
+// help in a published status: CheckQuorum clears it every election
+// timeout, and the status may be published just after.)
+func caughtUp(pr raftactor.Progress, st *raftactor.GroupStatus) bool {
+	return pr.Match >= st.Commit && pr.State == "replicate"
+}
+
 // successor picks the voter the leader hands the controller to: one caught
 // up, not draining.
 func (c *controllerActor) successor(view *State, st *raftactor.GroupStatus) uint64 {
 	for _, id := range view.Voters {
 		pr, ok := st.Progress[strconv.FormatUint(id, 10)]
-		if id != c.o.NodeID && ok && pr.Match >= st.Commit && pr.RecentActive && !view.IsDraining(id) {
+		if id != c.o.NodeID && ok && caughtUp(pr, st) && !view.IsDraining(id) {
 			return id
 		}
 	}

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"encoding/json"
 	"maps"
 	"slices"
@@ -195,6 +196,11 @@ func (sm *StateMachine) applyReassign(next, cur *State, index uint64, r *Reassig
 	if np.Reassigning() {
 		np.Origin = slices.Clone(orig)
 		np.Moves = p.Moves + 1
+		np.MoveSeq = p.MoveSeq
+		if !p.Reassigning() {
+			np.MoveSeq = cur.NextMove
+			next.NextMove = cur.NextMove + 1
+		}
 	}
 	sm.replacePartition(next, cur, t, np)
 	sm.log.Info().Str("topic", t.Name).Int32("partition", p.Index).Uints64("replicas", np.Replicas).
@@ -252,24 +258,31 @@ func (s *State) Reassignments() []PartitionRef {
 const MaxActiveMoves = 4
 
 // ActiveMoves returns the raft group ids of the reassignments that may run
-// now: the MaxActiveMoves reassigning partitions with the lowest group
-// ids. Every broker decides it alike from the applied state, so no more
-// run at once; the others wait their turn.
+// now: the MaxActiveMoves started first. Every broker decides it alike from
+// the applied state, so no more run at once; the others wait their turn,
+// and a move that runs is never preempted by one started later.
 func (s *State) ActiveMoves() map[uint64]bool {
-	var groups []uint64
+	var moves []Partition
 	for _, t := range s.Topics {
 		for _, p := range t.Partitions {
 			if p.Reassigning() {
-				groups = append(groups, p.Group)
+				moves = append(moves, p)
 			}
 		}
 	}
-	slices.Sort(groups)
+	slices.SortFunc(moves, func(a, b Partition) int { return cmp.Compare(a.MoveSeq, b.MoveSeq) })
 	out := make(map[uint64]bool, MaxActiveMoves)
-	for _, g := range groups[:min(len(groups), MaxActiveMoves)] {
-		out[g] = true
+	for _, p := range moves[:min(len(moves), MaxActiveMoves)] {
+		out[p.Group] = true
 	}
 	return out
+}
+
+// Held is the assignment a partition's brokers carry out while its
+// reassignment waits its turn (ActiveMoves): the replicas it had before.
+func (p Partition) Held() Partition {
+	p.Replicas, p.Adding, p.Removing, p.Origin = p.Original(), nil, nil, nil
+	return p
 }
 
 // PartitionRef is one partition with its topic.

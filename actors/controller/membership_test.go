@@ -121,18 +121,36 @@ func TestPartitionBootstraps(t *testing.T) {
 }
 
 func TestActiveMoves(t *testing.T) {
-	s := &State{Topics: map[string]*Topic{}}
-	for i := range 6 {
-		name := string(rune('a' + i))
-		p := Partition{Group: uint64(100 - i), Replicas: []uint64{1}}
-		if i != 2 {
-			p.Adding = []uint64{1}
-		}
-		s.Topics[name] = &Topic{Name: name, Partitions: []Partition{p}}
+	sm := NewStateMachine(zerolog.Nop())
+	id := NewTopicID()
+	replicas := make([][]uint64, 6)
+	for i := range replicas {
+		replicas[i] = []uint64{1}
 	}
-	// Reassigning: groups 100, 99, 97, 96, 95; the four lowest run.
-	want := map[uint64]bool{95: true, 96: true, 97: true, 99: true}
-	if got := s.ActiveMoves(); !reflect.DeepEqual(got, want) {
+	sm.Apply(1, 1, (&Command{CreateTopic: &CreateTopic{Name: "t", ID: id, Replicas: replicas}}).Encode())
+	// Partitions 5, 4, 0, 1, 2 start moving in that order; 3 does not.
+	for i, p := range []int32{5, 4, 0, 1, 2} {
+		sm.Apply(uint64(i+2), 1, (&Command{Reassign: &Reassign{Topic: id, Partition: p, Target: []uint64{2}}}).Encode())
+	}
+	groups := func(ps ...int32) map[uint64]bool {
+		out := map[uint64]bool{}
+		for _, p := range ps {
+			out[sm.View().Topics["t"].Partitions[p].Group] = true
+		}
+		return out
+	}
+	if got, want := sm.View().ActiveMoves(), groups(5, 4, 0, 1); !reflect.DeepEqual(got, want) {
 		t.Fatalf("active = %v, want %v", got, want)
+	}
+	// A changed target keeps its turn; a finished move makes room.
+	sm.Apply(7, 1, (&Command{Reassign: &Reassign{Topic: id, Partition: 4, Target: []uint64{3}}}).Encode())
+	p5 := sm.View().Topics["t"].Partitions[5]
+	sm.Apply(8, 1, (&Command{CompleteReassignment: &CompleteReassignment{Group: p5.Group, Replicas: []uint64{2}}}).Encode())
+	if got, want := sm.View().ActiveMoves(), groups(4, 0, 1, 2); !reflect.DeepEqual(got, want) {
+		t.Fatalf("active = %v, want %v", got, want)
+	}
+	held := sm.View().Topics["t"].Partitions[4].Held()
+	if !slices.Equal(held.Replicas, []uint64{1}) || held.Reassigning() {
+		t.Fatalf("held = %+v", held)
 	}
 }

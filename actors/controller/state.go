@@ -32,7 +32,9 @@ type State struct {
 	NextGroup uint64 `json:"next_group"`
 	// NextPID is the first producer id not yet handed out; PIDBlocks the
 	// latest block of each broker.
-	NextPID   int64               `json:"next_pid"`
+	NextPID int64 `json:"next_pid"`
+	// NextMove numbers reassignments in the order they start.
+	NextMove  uint64              `json:"next_move,omitempty"`
 	PIDBlocks map[uint64]PIDBlock `json:"pid_blocks,omitempty"`
 	Applied   uint64              `json:"applied"`
 	Term      uint64              `json:"term"` // of the last applied entry
@@ -89,8 +91,10 @@ type Partition struct {
 	// Origin is the replica list, in order, from before the reassignment
 	// under way: a cancellation goes back to it.
 	Origin []uint64 `json:"origin,omitempty"`
-	// Moves counts the reassignments started.
-	Moves uint32 `json:"moves,omitempty"`
+	// Moves counts the reassignments started; MoveSeq orders the one under
+	// way among all (State.NextMove).
+	Moves   uint32 `json:"moves,omitempty"`
+	MoveSeq uint64 `json:"move_seq,omitempty"`
 }
 
 // PIDBlock is a range of producer ids given to one broker.

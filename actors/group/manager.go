@@ -136,7 +136,11 @@ func (mg *manager) reconcile(ctx actor.Context) {
 	cur := mg.coordinators.All()
 	next := make(map[int32]*Coordinator, len(cur))
 	if t := view.Topics[controller.OffsetsTopic]; t != nil {
+		active := view.ActiveMoves()
 		for _, p := range t.Partitions {
+			if p.Reassigning() && !active[p.Group] {
+				p = p.Held() // its move waits its turn
+			}
 			if !slices.Contains(p.Replicas, mg.o.NodeID) {
 				continue
 			}

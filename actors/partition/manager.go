@@ -194,11 +194,15 @@ func (mg *manager) reconcile(ctx actor.Context) {
 	cur := mg.replicas.All()
 	next := make(map[TopicPartition]*Replica, len(cur))
 	want := map[uint64]bool{}
+	active := view.ActiveMoves()
 	for _, t := range view.Topics {
 		if t.Name == controller.OffsetsTopic {
 			continue // its partitions are group coordinators (actors/group)
 		}
 		for _, p := range t.Partitions {
+			if p.Reassigning() && !active[p.Group] {
+				p = p.Held() // its move waits its turn
+			}
 			if !hosts(p.Replicas, mg.o.NodeID) {
 				continue
 			}
