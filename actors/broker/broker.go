@@ -235,6 +235,7 @@ func Start(o Options) (_ *Broker, err error) {
 
 	b.replicas = partition.NewReplicas()
 	b.coords = group.NewCoordinators()
+	leaders := partition.NewLeaders()
 	if debugLn != nil {
 		b.debugAddr = debugLn.Addr().String()
 		if b.debug, err = b.sys.Spawn("debug", "debug", debug.NewActor(debugLn, debug.Sources{
@@ -244,6 +245,7 @@ func Start(o Options) (_ *Broker, err error) {
 			Controller:   b.machine,
 			Coordinators: b.coords,
 			Replicas:     b.replicas,
+			Leaders:      leaders,
 			Gatherer:     reg,
 			Log:          log,
 		})); err != nil {
@@ -251,7 +253,6 @@ func Start(o Options) (_ *Broker, err error) {
 		}
 	}
 
-	leaders := partition.NewLeaders()
 	partitionRaft := partition.RaftSettings{
 		ElectionTicks:       cfg.Raft.ElectionTicks,
 		HeartbeatTicks:      cfg.Raft.HeartbeatTicks,
@@ -319,6 +320,7 @@ func Start(o Options) (_ *Broker, err error) {
 		NodeID:            cfg.NodeID,
 		Tick:              cfg.TickInterval(),
 		Controller:        b.controller,
+		Ticker:            b.ticker,
 		Machine:           b.machine,
 		Replicas:          b.replicas,
 		Board:             b.board,
