@@ -44,7 +44,7 @@ func (c *serviceConn) alterReassignments(ctx actor.Context, r *Request, req *kms
 				for _, id := range p.Replicas {
 					if id < 0 {
 						err := fmt.Errorf("%w: broker id %d", kerr.InvalidReplicaAssignment, id)
-						rp.ErrorCode, rp.ErrorMessage = code(err), message(err)
+						rp.ErrorCode, rp.ErrorMessage = code(err), detail(err)
 						break
 					}
 					move.Replicas = append(move.Replicas, uint64(id))
@@ -82,7 +82,7 @@ func (c *serviceConn) alterReassignmentsDone(ctx actor.Context, m *controller.Al
 			err = fmt.Errorf("%w: the controller gave no answer for this partition", kerr.UnknownServerError)
 		}
 		rp := &call.resp.Topics[slot[0]].Partitions[slot[1]]
-		rp.ErrorCode, rp.ErrorMessage = code(err), message(err)
+		rp.ErrorCode, rp.ErrorMessage = code(err), detail(err)
 	}
 	ctx.Send(call.r.ReplyTo, call.r.Reply(call.resp))
 	c.stopTickingIfIdle(ctx)
@@ -99,10 +99,10 @@ func (c *serviceConn) tickAlters(ctx actor.Context) {
 		}
 		delete(c.alters, ref)
 		err := fmt.Errorf("%w: the controller did not answer within the request's timeout", kerr.RequestTimedOut)
-		call.resp.ErrorCode, call.resp.ErrorMessage = code(err), message(err)
+		call.resp.ErrorCode, call.resp.ErrorMessage = code(err), detail(err)
 		for _, slot := range call.slots {
 			rp := &call.resp.Topics[slot[0]].Partitions[slot[1]]
-			rp.ErrorCode, rp.ErrorMessage = code(err), message(err)
+			rp.ErrorCode, rp.ErrorMessage = code(err), detail(err)
 		}
 		ctx.Send(call.r.ReplyTo, call.r.Reply(call.resp))
 	}
@@ -157,4 +157,13 @@ func brokerIDs(ids []uint64) []int32 {
 		out[i] = int32(id)
 	}
 	return out
+}
+
+// detail is the error message for err: none for a bare Kafka error, whose
+// code says it all, else err's text.
+func detail(err error) *string {
+	if _, bare := err.(*kerr.Error); bare {
+		return nil
+	}
+	return message(err)
 }
