@@ -7,7 +7,7 @@ import (
 
 // liveKeys are the settings a running broker applies when it reloads its
 // config (SIGHUP); every other change waits for a restart.
-var liveKeys = map[string]bool{"log.level": true, "log.format": true}
+var liveKeys = map[string]bool{"log.level": true, "log.format": true, "peers": true}
 
 // Changes are the settings that differ between two configs, by YAML key.
 type Changes struct {

@@ -82,6 +82,9 @@ func (r *connReader) serve() error {
 		if len(env.Leaders) > 0 {
 			r.leaders(peer, env.Leaders)
 		}
+		if len(env.Control) > 0 {
+			r.control(peer, env.Control)
+		}
 		for _, batch := range env.Batches {
 			if len(batch.Msgs) == 0 {
 				continue
@@ -114,6 +117,20 @@ func (r *connReader) leaders(peer uint64, infos []LeaderInfo) {
 	}
 	if len(own) > 0 {
 		r.root.Send(pid, &LeadersReceived{From: peer, Infos: own})
+	}
+}
+
+// control hands a peer's control messages to the control sink, one
+// ControlReceived each, in order. Without a sink they are dropped and
+// counted like messages for a group this node does not host.
+func (r *connReader) control(peer uint64, control [][]byte) {
+	pid, ok := r.router.Lookup(ControlSink)
+	if !ok {
+		r.metrics.drop(DropUnknownGroup, len(control))
+		return
+	}
+	for _, data := range control {
+		r.root.Send(pid, &ControlReceived{From: peer, Data: data})
 	}
 }
 
@@ -153,6 +170,8 @@ func (r *connReader) hello(br *bufio.Reader) (uint64, error) {
 		return 0, &rejectError{reason: RejectBadHello, err: errors.New("hello does not name its sender")}
 	case len(env.Batches) != 0:
 		return 0, &rejectError{reason: RejectBadHello, err: errors.New("hello carries messages")}
+	case len(env.Control) != 0:
+		return 0, &rejectError{reason: RejectBadHello, err: errors.New("hello carries control messages")}
 	}
 	if err := r.conn.SetReadDeadline(time.Time{}); err != nil {
 		return 0, err

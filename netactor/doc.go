@@ -9,7 +9,10 @@
 // of marshalled raftpb.Messages. The first frame is a hello naming the sender
 // and the receiver; the receiver closes a connection whose hello is not
 // addressed to it. A frame longer than the receiver's limit, or one that does
-// not decode, closes that connection and nothing else.
+// not decode, closes that connection and nothing else. A frame may also carry
+// what its sender leads (leaders.go) and opaque control messages between
+// brokers (control.go), which the reader hands to the Router's LeadersSink
+// and ControlSink entries.
 //
 // # Actors
 //
@@ -22,7 +25,9 @@
 // Messages for a group that is not in the Router are dropped and counted.
 //
 // PeerSender (kind "peer", name "peer/<id>") owns the one long-lived
-// connection to a peer. It takes Outbound from Peers.Send and
+// connection to a peer. Peers holds one per peer, spawning and stopping them
+// as the cluster's membership changes (SetPeer, RemovePeer). It takes
+// Outbound from Peers.Send, control messages from Peers.SendControl and
 // raftactor.Tick from the broker's Ticker, and sends
 // raftactor.Unreachable and raftactor.SnapshotStatus to the groups through
 // the Router. Its writer goroutine does the blocking work (dial with backoff,
@@ -59,7 +64,11 @@
 //     frame was written to the socket.
 //   - Each group on this node is reachable through the Router, an immutable
 //     map swapped as a whole, so readers on every connection route without
-//     locks.
+//     locks. The Peers table is built the same way for the groups that send.
+//   - Control messages are never coalesced: each queued one goes out, in
+//     order, with the next frame, or in a frame of its own when no raft
+//     message is waiting. They wait for a connection, the newest
+//     maxQueuedControl of them.
 //
 // Time inside the actors comes only from messages; the socket deadlines and
 // the reconnection backoff live in the goroutines that do the I/O.

@@ -17,7 +17,9 @@ import (
 // The frame codec. A frame is a 4-byte big-endian length followed by that many
 // bytes of a protobuf-encoded Envelope (see envelope.proto):
 //
-//	message Envelope   { uint64 from = 1; uint64 to = 2; repeated GroupBatch batches = 3; }
+//	message Envelope   { uint64 from = 1; uint64 to = 2; repeated GroupBatch batches = 3;
+//	                     repeated LeaderInfo leaders = 4;  // leaders.go
+//	                     repeated bytes control = 5; }     // control.go: opaque, at most MaxControlBytes each
 //	message GroupBatch { uint64 group = 1; repeated bytes messages = 2; } // each a marshalled raftpb.Message
 //
 // The envelope is written by hand with protowire rather than generated so that
@@ -61,6 +63,9 @@ type Envelope struct {
 	Batches  []GroupBatch
 	// Leaders is what the sender leads (leaders.go); usually empty.
 	Leaders []LeaderInfo
+	// Control holds opaque control messages for the receiver's ControlSink
+	// (control.go); usually empty, never in a hello.
+	Control [][]byte
 }
 
 // GroupBatch is one group's messages inside an Envelope, in the order the
@@ -111,7 +116,7 @@ func appendEnvelope(dst []byte, env *Envelope) ([]byte, error) {
 			return dst, err
 		}
 	}
-	return appendLeaders(dst, env.Leaders), nil
+	return appendControl(appendLeaders(dst, env.Leaders), env.Control)
 }
 
 // batchSize returns the encoded size of b's body. It also leaves every
@@ -233,6 +238,17 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 					return nil, err
 				}
 				env.Leaders = append(env.Leaders, li)
+			}
+		case num == fieldEnvelopeControl && typ == protowire.BytesType:
+			var v []byte
+			v, n = protowire.ConsumeBytes(b)
+			if n >= 0 {
+				if len(v) > MaxControlBytes {
+					return nil, malformed("control message", fmt.Errorf("%d bytes, limit %d", len(v), MaxControlBytes))
+				}
+				// v aliases the reader's buffer, which the next frame
+				// overwrites.
+				env.Control = append(env.Control, append([]byte{}, v...))
 			}
 		default:
 			n = protowire.ConsumeFieldValue(num, typ, b)

@@ -73,6 +73,14 @@ func requireEnvEqual(t testing.TB, want, got *Envelope) {
 			t.Fatalf("leader %d: want %+v, got %+v", i, w, g)
 		}
 	}
+	if len(want.Control) != len(got.Control) {
+		t.Fatalf("control: want %d messages, got %d", len(want.Control), len(got.Control))
+	}
+	for i := range want.Control {
+		if !bytes.Equal(want.Control[i], got.Control[i]) {
+			t.Fatalf("control %d: want %q, got %q", i, want.Control[i], got.Control[i])
+		}
+	}
 }
 
 func encode(t testing.TB, env *Envelope) []byte {
@@ -107,6 +115,9 @@ func TestFrameRoundTrip(t *testing.T) {
 		{"leaders", &Envelope{Leaders: []LeaderInfo{{Group: 1024, Leader: 2, Term: 7, ISR: []uint64{1, 2, 3}}, {Group: 1<<64 - 1, Leader: 1, Term: 1}}}},
 		{"leaders with messages", &Envelope{Batches: []GroupBatch{{Group: 7, Msgs: []*pb.Message{msg(pb.MessageType_MsgHeartbeat, 2, 1, 1)}}},
 			Leaders: []LeaderInfo{{Group: 7, Leader: 1, Term: 3, ISR: []uint64{1}}}}},
+		{"control", &Envelope{Control: [][]byte{[]byte("join 4"), {}, bytes.Repeat([]byte{0xff}, MaxControlBytes)}}},
+		{"control with messages and leaders", &Envelope{Batches: []GroupBatch{{Group: 7, Msgs: []*pb.Message{msg(pb.MessageType_MsgHeartbeat, 2, 1, 1)}}},
+			Leaders: []LeaderInfo{{Group: 7, Leader: 1, Term: 3}}, Control: [][]byte{[]byte("a"), []byte("b")}}},
 		{"big entries", &Envelope{Batches: []GroupBatch{
 			{Group: 1, Msgs: []*pb.Message{msg(pb.MessageType_MsgApp, 2, 1, 1, big, big[:1<<20])}},
 			{Group: 2, Msgs: []*pb.Message{msg(pb.MessageType_MsgHeartbeat, 2, 1, 0)}},
@@ -146,6 +157,17 @@ func TestFrameRoundTrip(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { requireEnvEqual(t, tt.env, got[i]) })
+	}
+}
+
+func TestAppendFrameRejectsOversizeControl(t *testing.T) {
+	dst := []byte("keep")
+	out, err := AppendFrame(dst, &Envelope{Control: [][]byte{[]byte("ok"), make([]byte, MaxControlBytes+1)}})
+	if err == nil {
+		t.Fatal("want an error for a control message over MaxControlBytes")
+	}
+	if string(out) != "keep" {
+		t.Fatalf("dst changed on error: %q", out)
 	}
 }
 
@@ -233,6 +255,8 @@ func TestDecodeEnvelopeMalformed(t *testing.T) {
 		"bad message bytes":       batch(cat(tag(fieldBatchMessages, protowire.BytesType), []byte{2, 0xff, 0xff})),
 		"message length past end": batch(cat(tag(fieldBatchMessages, protowire.BytesType), []byte{50, 8})),
 		"bad batch unknown data":  batch(cat(tag(9, protowire.Fixed64Type), []byte{1, 2, 3})),
+		"control past end":        cat(tag(fieldEnvelopeControl, protowire.BytesType), []byte{5, 1}),
+		"control too large":       protowire.AppendBytes(tag(fieldEnvelopeControl, protowire.BytesType), make([]byte, MaxControlBytes+1)),
 	}
 	for name, b := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -287,6 +311,7 @@ func FuzzReadFrame(f *testing.F) {
 		{From: 1, To: 2},
 		manyGroups(3, 2),
 		{Batches: []GroupBatch{{Group: 9, Msgs: []*pb.Message{msg(pb.MessageType_MsgApp, 2, 1, 1, []byte("entry"))}}}},
+		{Control: [][]byte{[]byte("hello"), {}}, Leaders: []LeaderInfo{{Group: 3, Leader: 1, Term: 2}}},
 	} {
 		b, err := AppendFrame(nil, env)
 		if err != nil {

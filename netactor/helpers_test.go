@@ -175,6 +175,7 @@ type recorder struct {
 	msgs        []*pb.Message
 	unreachable []uint64
 	snaps       []raftactor.SnapshotStatus
+	control     []ControlReceived
 	probes      int
 }
 
@@ -194,7 +195,15 @@ func (r *recorder) Receive(ctx actor.Context) {
 		r.unreachable = append(r.unreachable, m.To)
 	case *raftactor.SnapshotStatus:
 		r.snaps = append(r.snaps, *m)
+	case *ControlReceived:
+		r.control = append(r.control, *m)
 	}
+}
+
+func (r *recorder) controls() []ControlReceived {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]ControlReceived(nil), r.control...)
 }
 
 func (r *recorder) received() []*pb.Message {

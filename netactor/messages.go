@@ -68,3 +68,16 @@ type LeadersReceived struct {
 	From  uint64
 	Infos []LeaderInfo
 }
+
+// ControlReceived delivers one control message from a peer to the Router's
+// ControlSink entry. Data is the receiver's own copy.
+type ControlReceived struct {
+	From uint64
+	Data []byte
+}
+
+// outboundControl hands a PeerSender one control message for its peer
+// (Peers.SendControl).
+type outboundControl struct {
+	data []byte
+}

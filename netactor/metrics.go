@@ -16,6 +16,9 @@ const (
 	DropUnknownPeer  = "unknown_peer"  // addressed to a node that is not in the peer table
 	DropTooLarge     = "too_large"     // a single message larger than the frame limit
 	DropEncodeFailed = "encode_failed" // a message that could not be marshalled
+	// DropControlQueueFull counts control messages (not raft messages)
+	// dropped, oldest first, past the few a PeerSender holds for its peer.
+	DropControlQueueFull = "control_queue_full"
 )
 
 // Reasons the listener closes a connection, the values of the reason label of
@@ -50,7 +53,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		framesReceived: counter("flotilla_raft_frames_received_total", "Raft transport frames read from a peer.", "peer"),
 		bytesSent:      counter("flotilla_raft_bytes_sent_total", "Raft transport bytes written to a peer, frame headers included.", "peer"),
 		bytesReceived:  counter("flotilla_raft_bytes_received_total", "Raft transport bytes read from a peer, frame headers included.", "peer"),
-		dropped:        counter("flotilla_raft_messages_dropped_total", "Raft messages the transport dropped, by reason.", "reason"),
+		dropped:        counter("flotilla_raft_messages_dropped_total", "Raft and control messages the transport dropped, by reason.", "reason"),
 		rejected:       counter("flotilla_raft_connections_rejected_total", "Inbound Raft connections closed for a protocol violation, by reason.", "reason"),
 		queuedBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "flotilla_raft_queued_bytes",

@@ -30,6 +30,11 @@ type PeerSender struct {
 	inflight  *frameJob    // handed to the writer and not yet reported done
 	leaders   []LeaderInfo // to go out with the next frame (OutboundLeaders)
 	queue     sendQueue
+	// control holds control messages for the next frames, oldest first,
+	// at most maxQueuedControl. Unlike raft messages they wait for a
+	// connection: they are rare, and one sent right after Peers.SetPeer
+	// would otherwise always meet a sender still dialling.
+	control [][]byte
 	// unreachable holds the groups told Unreachable since the connection went
 	// down, so that an outage costs each group one report, not one per message.
 	unreachable  map[uint64]struct{}
@@ -73,6 +78,8 @@ func (s *PeerSender) Receive(ctx actor.Context) {
 		if s.connected {
 			s.leaders = msg.Infos
 		}
+	case *outboundControl:
+		s.queueControl(msg.data)
 	case *frameWritten:
 		if msg.w == s.w {
 			s.written(ctx, msg)
@@ -117,6 +124,8 @@ func (s *PeerSender) Receive(ctx actor.Context) {
 		}
 		clear(s.unreachable) // report every group once more
 		s.report(ctx, s.dropped, DropDisconnected)
+		s.opts.Metrics.drop(DropDisconnected, len(s.control))
+		s.control = nil
 	}
 	s.flush()
 	if s.gauge != nil {
@@ -152,22 +161,60 @@ func (s *PeerSender) enqueue(ctx actor.Context, out *Outbound) {
 	s.report(ctx, s.dropped, DropQueueFull)
 }
 
-// flush hands the writer the next frame if it is connected and idle.
+// queueControl queues one control message, dropping the oldest when
+// maxQueuedControl are already waiting.
+func (s *PeerSender) queueControl(data []byte) {
+	if len(s.control) == maxQueuedControl {
+		clear(s.control[:1])
+		s.control = s.control[1:]
+		s.opts.Metrics.drop(DropControlQueueFull, 1)
+		s.log.Warn().Int("queued", maxQueuedControl).Msg("control message queue for raft peer full; dropped the oldest")
+	}
+	s.control = append(s.control, data)
+}
+
+// takeControl removes from the control queue the messages for the next
+// frame, as many as fit in it, and returns them with their wire size.
+func (s *PeerSender) takeControl() ([][]byte, int) {
+	n, size := 0, 0
+	for _, c := range s.control {
+		if envelopeOverhead+size+controlOverhead+len(c) > s.opts.MaxFrameBytes {
+			break
+		}
+		size += controlOverhead + len(c)
+		n++
+	}
+	if n == 0 {
+		return nil, 0
+	}
+	taken := s.control[:n:n]
+	s.control = s.control[n:]
+	if len(s.control) == 0 {
+		s.control = nil
+	}
+	return taken, size
+}
+
+// flush hands the writer the next frame if it is connected and idle. Control
+// messages and leaderships go with the frame's raft messages, or alone when
+// there are none.
 func (s *PeerSender) flush() {
 	if !s.connected || s.inflight != nil {
 		return
 	}
-	job := s.queue.nextFrame(s.opts.MaxFrameBytes, s.opts.BulkBytesPerFrame, s.release, s.index)
+	control, reserved := s.takeControl()
+	job := s.queue.nextFrame(s.opts.MaxFrameBytes, reserved, s.opts.BulkBytesPerFrame, s.release, s.index)
 	if s.queue.held.len() == 0 {
 		s.release = false
 	}
-	if job == nil && s.leaders != nil {
+	if job == nil && (s.leaders != nil || control != nil) {
 		job = &frameJob{env: &Envelope{}}
 	}
 	if job == nil {
 		return
 	}
 	job.env.Leaders, s.leaders = s.leaders, nil
+	job.env.Control = control
 	select {
 	case s.w.work <- job:
 		s.inflight = job
@@ -189,6 +236,7 @@ func (s *PeerSender) written(ctx actor.Context, msg *frameWritten) {
 		}
 		return
 	}
+	lostControl := len(msg.job.env.Control)
 	lost := make([]queued, 0, msg.job.msgs)
 	for _, b := range msg.job.env.Batches {
 		for _, m := range b.Msgs {
@@ -198,10 +246,12 @@ func (s *PeerSender) written(ctx actor.Context, msg *frameWritten) {
 	if msg.encode {
 		s.log.Error().Err(msg.err).Int("messages", msg.job.msgs).Msg("cannot encode raft frame; its messages are dropped")
 		s.report(ctx, lost, DropEncodeFailed)
+		s.opts.Metrics.drop(DropEncodeFailed, lostControl)
 		return
 	}
 	s.disconnect(ctx, msg.err)
 	s.report(ctx, lost, DropDisconnected)
+	s.opts.Metrics.drop(DropDisconnected, lostControl)
 }
 
 // disconnect drops everything queued: raft retransmits once the groups hear

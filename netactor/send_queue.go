@@ -167,24 +167,27 @@ type frameJob struct {
 // nextFrame moves the next frame's worth of messages out of the queue: all
 // control messages first, then the held heartbeats if release is set, then
 // bulk messages until bulkBudget bytes of them are taken, never more than
-// maxFrame bytes in all. Each group's messages keep their order within a
+// maxFrame bytes in all, of which reserved are already taken by other
+// contents of the frame. Each group's messages keep their order within a
 // lane. index is scratch space, cleared here. nextFrame returns nil when
-// there is nothing to send.
-func (q *sendQueue) nextFrame(maxFrame, bulkBudget int, release bool, index map[uint64]int) *frameJob {
+// there is nothing to send, and may return a frame without messages when
+// reserved leaves no room for the first one.
+func (q *sendQueue) nextFrame(maxFrame, reserved, bulkBudget int, release bool, index map[uint64]int) *frameJob {
 	if q.control.len() == 0 && q.bulk.len() == 0 && (!release || q.held.len() == 0) {
 		return nil
 	}
 	clear(index)
 	job := &frameJob{env: &Envelope{}}
-	used := envelopeOverhead
+	used := envelopeOverhead + reserved
 	take := func(item queued) bool {
 		cost := msgOverhead + item.size
 		i, ok := index[item.group]
 		if !ok {
 			cost += batchOverhead
 		}
-		// The first message always goes: enqueue made sure it fits alone.
-		if job.msgs > 0 && used+cost > maxFrame {
+		// The first message always goes when nothing else is in the
+		// frame: enqueue made sure it fits alone.
+		if (job.msgs > 0 || reserved > 0) && used+cost > maxFrame {
 			return false
 		}
 		used += cost

@@ -43,7 +43,7 @@ func TestSendQueueStaysWithinBound(t *testing.T) {
 			t.Fatalf("after push %d: accounting says %d bytes, queue holds %d", i, q.bytes, sum)
 		}
 		if i%7 == 0 { // the writer takes a frame now and then
-			q.nextFrame(16<<10, 4<<10, i%5 == 0, map[uint64]int{})
+			q.nextFrame(16<<10, 0, 4<<10, i%5 == 0, map[uint64]int{})
 		}
 	}
 	if len(dropped) == 0 {
@@ -89,7 +89,7 @@ func TestNextFrameControlFirstAndBulkBudget(t *testing.T) {
 	index := map[uint64]int{}
 	const budget = 3 * entry
 
-	job := q.nextFrame(1<<20, budget, false, index)
+	job := q.nextFrame(1<<20, 0, budget, false, index)
 	var types []pb.MessageType
 	perGroup := map[uint64][]*pb.Message{}
 	for _, b := range job.env.Batches {
@@ -126,7 +126,7 @@ func TestNextFrameControlFirstAndBulkBudget(t *testing.T) {
 		}
 	}
 	for {
-		job := q.nextFrame(1<<20, budget, false, index)
+		job := q.nextFrame(1<<20, 0, budget, false, index)
 		if job == nil {
 			break
 		}
@@ -157,10 +157,36 @@ func TestNextFrameFitsMaxFrame(t *testing.T) {
 		q.push(item(uint64(rng.IntN(50)), pb.MessageType_MsgApp, uint64(i), size), false)
 	}
 	for q.len() > 0 {
-		job := q.nextFrame(maxFrame, maxFrame, false, map[uint64]int{})
+		job := q.nextFrame(maxFrame, 0, maxFrame, false, map[uint64]int{})
 		frame := encode(t, job.env)
 		if len(frame)-FrameHeaderLen > maxFrame {
 			t.Fatalf("frame of %d bytes, limit %d", len(frame)-FrameHeaderLen, maxFrame)
+		}
+	}
+}
+
+// TestNextFrameLeavesRoomForControl: the bytes a frame's control messages
+// take are left out of its raft messages' budget.
+func TestNextFrameLeavesRoomForControl(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	const maxFrame = 64 << 10
+	var q sendQueue
+	for i := range 200 {
+		size := rng.IntN(maxFrame - singleMessageFrame(0) - 200)
+		q.push(item(uint64(rng.IntN(20)), pb.MessageType_MsgApp, uint64(i), size), false)
+	}
+	for i := 0; q.len() > 0; i++ {
+		var control [][]byte
+		reserved := 0
+		if i%2 == 0 { // every other frame, so that every message gets a turn
+			control = [][]byte{make([]byte, rng.IntN(maxFrame/2))}
+			reserved = controlOverhead + len(control[0])
+		}
+		job := q.nextFrame(maxFrame, reserved, maxFrame, false, map[uint64]int{})
+		job.env.Control = control
+		frame := encode(t, job.env)
+		if len(frame)-FrameHeaderLen > maxFrame {
+			t.Fatalf("frame %d of %d bytes with %d reserved, limit %d", i, len(frame)-FrameHeaderLen, reserved, maxFrame)
 		}
 	}
 }

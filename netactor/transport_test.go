@@ -13,6 +13,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/flotilla/flotilla/raftactor"
 )
@@ -204,6 +205,9 @@ func TestListenerClosesBadConnectionsOnly(t *testing.T) {
 	hello := encode(t, &Envelope{From: 1, To: 2})
 	oversized := binary.BigEndian.AppendUint32(bytes.Clone(hello), 1<<32-1)
 	garbage := append(bytes.Clone(hello), 0, 0, 0, 4, 0x1a, 0x02, 0x12, 0xff)
+	bigControl := protowire.AppendTag(nil, fieldEnvelopeControl, protowire.BytesType)
+	bigControl = protowire.AppendBytes(bigControl, make([]byte, MaxControlBytes+1))
+	bigControl = append(binary.BigEndian.AppendUint32(bytes.Clone(hello), uint32(len(bigControl))), bigControl...)
 	random := make([]byte, 4096)
 	rng := rand.New(rand.NewPCG(7, 8))
 	for i := range random {
@@ -219,6 +223,8 @@ func TestListenerClosesBadConnectionsOnly(t *testing.T) {
 		{"malformed frame", RejectMalformed, garbage},
 		{"hello to another node", RejectBadHello, encode(t, &Envelope{From: 1, To: 99})},
 		{"hello without sender", RejectBadHello, encode(t, &Envelope{To: 2})},
+		{"hello with control", RejectBadHello, encode(t, &Envelope{From: 1, To: 2, Control: [][]byte{[]byte("join")}})},
+		{"control message too large", RejectMalformed, bigControl},
 	}
 	rejected := func() float64 {
 		sum := 0.0

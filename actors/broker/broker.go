@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -67,6 +70,10 @@ type Broker struct {
 	raftAddr   string
 	debugAddr  string
 	unlock     func()
+
+	configPeers atomic.Pointer[map[uint64]string] // the peers of the config in force
+	removedOnce sync.Once
+	removed     chan string // closed-over reason once the cluster removed this broker
 }
 
 // Start starts a broker and returns once its actors are running; the
@@ -139,7 +146,9 @@ func Start(o Options) (_ *Broker, err error) {
 		raftAddr:  raftLn.Addr().String(),
 		unlock:    unlock,
 		debugAddr: "",
+		removed:   make(chan string, 1),
 	}
+	b.setConfigPeers(cfg.Peers)
 	reg.MustRegister(raftactor.NewCollector(b.board))
 	defer func() {
 		if err != nil {
@@ -228,6 +237,12 @@ func Start(o Options) (_ *Broker, err error) {
 		Raft:      b.raftGroup,
 		Machine:   b.machine,
 		Board:     b.board,
+		Network:   b.peers,
+		Router:    b.router,
+		ConfigPeers: func() map[uint64]string {
+			return *b.configPeers.Load()
+		},
+		OnRemoved: b.onRemoved,
 		Log:       log.With().Str("actor", "controller").Logger(),
 	})); err != nil {
 		return nil, err
@@ -379,6 +394,47 @@ func (b *Broker) Stop() {
 	b.unlock()
 	b.sys.Shutdown()
 	b.log.Info().Msg("broker stopped")
+}
+
+// setConfigPeers records the peers of the config in force.
+func (b *Broker) setConfigPeers(peers []configs.Peer) {
+	m := make(map[uint64]string, len(peers))
+	for _, p := range peers {
+		m[p.ID] = p.Addr
+	}
+	b.configPeers.Store(&m)
+}
+
+// Reload takes the peers of a reloaded config: peers it adds are
+// reachable at once (they join by themselves), and members it drops are
+// asked to be drained and removed from the cluster.
+func (b *Broker) Reload(cfg *configs.Config) {
+	old := *b.configPeers.Load()
+	b.setConfigPeers(cfg.Peers)
+	var gone []uint64
+	for id := range old {
+		if _, ok := cfg.PeerAddr(id); !ok {
+			gone = append(gone, id)
+		}
+	}
+	if len(gone) > 0 {
+		slices.Sort(gone)
+		b.log.Info().Uints64("node_ids", gone).Msg("config reload dropped peers: asking the controller to remove them")
+		b.sys.Root.Send(b.controller, &controller.RequestRemoval{NodeIDs: gone})
+	}
+}
+
+// Removed is sent the reason once the cluster removed this broker: the
+// broker must then stop; its data dir is marked so it will not start again.
+func (b *Broker) Removed() <-chan string { return b.removed }
+
+func (b *Broker) onRemoved(reason string) {
+	b.removedOnce.Do(func() {
+		if err := markRemoved(b.cfg.DataDir, reason); err != nil {
+			b.log.Error().Err(err).Msg("cannot mark the data dir as removed")
+		}
+		b.removed <- reason
+	})
 }
 
 // Controller returns the controller state machine (for its view).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/flotilla/flotilla/actors/storage"
@@ -21,6 +22,7 @@ type identity struct {
 const (
 	identityFile = "node.json"
 	lockFile     = "LOCK"
+	removedFile  = "REMOVED"
 )
 
 // claimDataDir creates dir if needed, locks it against a second broker
@@ -39,6 +41,11 @@ func claimDataDir(dir string, nodeID uint64) (unlock func(), err error) {
 		return nil, fmt.Errorf("data_dir %s is in use by another flotilla process: %w", dir, err)
 	}
 	unlock = func() { lock.Close() } // closing the descriptor releases the flock
+	if reason, err := os.ReadFile(filepath.Join(dir, removedFile)); err == nil {
+		unlock()
+		return nil, fmt.Errorf("%s; node ids are never reused: to bring this machine back, give it a new node_id and an empty data_dir (the data in %s is no longer part of the cluster)",
+			strings.TrimSpace(string(reason)), dir)
+	}
 	if err := checkIdentity(dir, nodeID); err != nil {
 		unlock()
 		return nil, err
@@ -75,6 +82,19 @@ func checkIdentity(dir string, nodeID uint64) error {
 	default:
 		return fmt.Errorf("read %s: %w", path, err)
 	}
+}
+
+// markRemoved records in dir that the cluster removed this broker, so
+// that it refuses to start with it again.
+func markRemoved(dir, reason string) error {
+	path := filepath.Join(dir, removedFile)
+	if err := os.WriteFile(path, []byte(reason+"\n"), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := syncFile(path); err != nil {
+		return err
+	}
+	return storage.SyncDir(dir)
 }
 
 // syncFile fsyncs the file at path, so a rename of it publishes its bytes.

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"go.etcd.io/raft/v3"
 
+	"github.com/flotilla/flotilla/netactor"
 	"github.com/flotilla/flotilla/raftactor"
 )
 
@@ -31,12 +32,35 @@ type Options struct {
 	Raft      *actor.PID // the controller group's actor
 	Machine   *StateMachine
 	Board     *raftactor.StatusBoard
+	// Network is the peer transport (nil in tests without peers); Router
+	// finds the raft groups this broker hosts.
+	Network Network
+	Router  *netactor.Router
+	// ConfigPeers returns the peers of the config the broker runs with now
+	// (a reload may change them).
+	ConfigPeers func() map[uint64]string
+	// OnRemoved is called once when this broker finds that the cluster
+	// removed it; the broker stops and must not start again.
+	OnRemoved func(reason string)
 	Log       zerolog.Logger
 }
 
 // NewActor returns the producer of the controller actor.
 func NewActor(o Options) actor.Producer {
-	return func() actor.Actor { return &controllerActor{o: o, pending: map[uint64]func(*raftactor.Proposed){}} }
+	return func() actor.Actor {
+		return &controllerActor{
+			o:          o,
+			pending:    map[uint64]func(*raftactor.Proposed){},
+			peers:      map[uint64]string{},
+			completing: map[uint64]bool{},
+			drainMoves: map[uint64]bool{},
+			mb: membership{
+				removedAt:   map[uint64]uint64{},
+				wantRemoved: map[uint64]bool{},
+				removing:    map[uint64]bool{},
+			},
+		}
+	}
 }
 
 type controllerActor struct {
@@ -57,6 +81,12 @@ type controllerActor struct {
 	pidNext, pidEnd int64
 	pidWaiters      []*InitProducerID
 	pidAllocating   bool
+
+	// Membership (cluster.go) and reassignments (reassign.go).
+	mb         membership
+	peers      map[uint64]string // the transport's peer table as this actor set it
+	completing map[uint64]bool   // groups with a CompleteReassignment in flight
+	drainMoves map[uint64]bool   // groups with a drain's Reassign in flight
 }
 
 // pidBlockSize is how many producer ids a broker takes at a time.
@@ -101,12 +131,33 @@ const proposalPatienceTicks = 200
 
 func (c *controllerActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		if c.o.Router != nil {
+			c.o.Router.Set(netactor.ControlSink, ctx.Self())
+		}
+	case *actor.Stopping:
+		if c.o.Router != nil {
+			c.o.Router.Remove(netactor.ControlSink)
+		}
 	case *raftactor.Tick:
 		c.ticks++
 		if c.ticks%checkEveryTicks == 0 {
 			c.reconcile(ctx)
+			c.tickMembership(ctx)
 		}
 		c.answerLed(ctx)
+	case *netactor.ControlReceived:
+		c.onControl(ctx, m.From, m.Data)
+	case *AlterReassignments:
+		c.alterReassignments(ctx, m)
+	case *ReassignmentReached:
+		c.reassignmentReached(ctx, m)
+	case *ElectPreferred:
+		c.electPreferred(ctx, m, true)
+	case *RequestRemoval:
+		for _, id := range m.NodeIDs {
+			c.mb.wantRemoved[id] = true
+		}
 	case *raftactor.Proposed:
 		if done, ok := c.pending[m.ID]; ok {
 			delete(c.pending, m.ID)

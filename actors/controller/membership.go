@@ -80,9 +80,14 @@ func (s *State) Placeable() []Broker {
 // those being removed. It is Replicas when no reassignment is under way.
 func (p Partition) Target() []uint64 { return without(p.Replicas, p.Removing) }
 
-// Original is the replica set a partition had before the reassignment under
-// way: its replicas without those being added.
-func (p Partition) Original() []uint64 { return without(p.Replicas, p.Adding) }
+// Original is the replica list a partition had before the reassignment
+// under way; Replicas when none is.
+func (p Partition) Original() []uint64 {
+	if p.Origin != nil {
+		return p.Origin
+	}
+	return p.Replicas
+}
 
 // Reassigning reports whether a reassignment of the partition is under way.
 func (p Partition) Reassigning() bool { return len(p.Adding) > 0 || len(p.Removing) > 0 }
@@ -175,7 +180,7 @@ func (sm *StateMachine) applyReassign(next, cur *State, index uint64, r *Reassig
 	}
 	np := p
 	np.Replicas = slices.Clone(target)
-	np.Adding, np.Removing = nil, nil
+	np.Adding, np.Removing, np.Origin = nil, nil, nil
 	for _, id := range orig {
 		if !slices.Contains(target, id) {
 			np.Replicas = append(np.Replicas, id)
@@ -188,6 +193,7 @@ func (sm *StateMachine) applyReassign(next, cur *State, index uint64, r *Reassig
 		}
 	}
 	if np.Reassigning() {
+		np.Origin = slices.Clone(orig)
 		np.Moves = p.Moves + 1
 	}
 	sm.replacePartition(next, cur, t, np)
@@ -207,7 +213,7 @@ func (sm *StateMachine) applyComplete(next, cur *State, index uint64, c *Complet
 				return
 			}
 			np := p
-			np.Replicas, np.Adding, np.Removing = slices.Clone(c.Replicas), nil, nil
+			np.Replicas, np.Adding, np.Removing, np.Origin = slices.Clone(c.Replicas), nil, nil, nil
 			sm.replacePartition(next, cur, t, np)
 			sm.log.Info().Str("topic", t.Name).Int32("partition", p.Index).Uints64("replicas", np.Replicas).Uint64("index", index).Msg("partition reassignment complete")
 			return

@@ -86,6 +86,9 @@ type Partition struct {
 	Replicas []uint64 `json:"replicas"`
 	Adding   []uint64 `json:"adding,omitempty"`
 	Removing []uint64 `json:"removing,omitempty"`
+	// Origin is the replica list, in order, from before the reassignment
+	// under way: a cancellation goes back to it.
+	Origin []uint64 `json:"origin,omitempty"`
 	// Moves counts the reassignments started.
 	Moves uint32 `json:"moves,omitempty"`
 }

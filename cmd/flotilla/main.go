@@ -6,8 +6,11 @@
 // A config error stops the process before it binds any port, with exit code
 // 2 and the offending field named; any other startup failure exits 1.
 // SIGTERM and SIGINT shut the broker down cleanly (WAL flushed) with exit 0.
-// SIGHUP reloads the config: log settings apply at once, every other
-// change is reported as needing a restart.
+// SIGHUP reloads the config: log settings and peers apply at once (a peer
+// dropped from the list is drained and removed from the cluster), every
+// other change is reported as needing a restart. A broker the cluster
+// removed stops with exit code 3, and refuses to start again with its data
+// dir.
 package main
 
 import (
@@ -62,24 +65,31 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
-			cfg = reload(args, cfg, logs, log)
-			continue
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				cfg = reload(args, cfg, b, logs, log)
+				continue
+			}
+			log.Info().Str("signal", sig.String()).Msg("shutting down")
+			b.Stop()
+			return 0
+		case reason := <-b.Removed():
+			b.Stop()
+			fmt.Fprintf(stderr, "flotilla: %s; this broker has stopped and will not start again with data_dir %s\n", reason, cfg.DataDir)
+			return 3
 		}
-		log.Info().Str("signal", sig.String()).Msg("shutting down")
-		break
 	}
-	b.Stop()
-	return 0
 }
 
 // reload reads the config again (file and flags, as at startup) and
-// applies what a running broker can apply: the log settings. Every other
+// applies what a running broker can apply: the log settings and the peers.
+// Every other
 // change is reported as waiting for a restart. A config that does not
 // validate is refused and the broker keeps running as it was. It returns
 // the config now in effect.
-func reload(args []string, cur *configs.Config, logs *logOutput, log zerolog.Logger) *configs.Config {
+func reload(args []string, cur *configs.Config, b *broker.Broker, logs *logOutput, log zerolog.Logger) *configs.Config {
 	next, err := configs.FromArgs(args)
 	if err != nil {
 		log.Error().Err(err).Msg("SIGHUP: config not reloaded, the broker keeps its current settings")
@@ -88,12 +98,11 @@ func reload(args []string, cur *configs.Config, logs *logOutput, log zerolog.Log
 	ch := configs.Compare(cur, next)
 	log.Info().Strs("applied", ch.Live).Strs("need_restart", ch.Restart).Msg("SIGHUP: config reloaded")
 	if len(ch.Restart) > 0 {
-		// Membership changes by config (peers) come with issue 6; until
-		// then they too wait for a restart, which does not apply them.
 		log.Warn().Strs("keys", ch.Restart).Msg("SIGHUP: these settings changed but take effect only after a restart")
 	}
 	logs.set(next.Log)
+	b.Reload(next)
 	applied := *cur
-	applied.Log = next.Log
+	applied.Log, applied.Peers = next.Log, next.Peers
 	return &applied
 }

@@ -1,0 +1,347 @@
+package controller
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/flotilla/flotilla/raftactor"
+)
+
+// How the controller actor carries out membership changes (membership.go
+// has the state). Every broker's actor keeps its peer table in step with
+// the membership, says hello while it is not a member, asks for the
+// removals its config reload requested, and stops when it finds itself
+// removed; the controller group's leader's actor adds, promotes, drains and
+// removes members, one conf change at a time.
+
+const (
+	// helloEveryTicks paces a non-member's hellos and the removal notices.
+	helloEveryTicks = 20
+	// removedGraceTicks is how long a broker keeps telling a removed peer
+	// that it was removed before forgetting it.
+	removedGraceTicks = 600
+	// confPatienceTicks is how long the leader waits for a conf change it
+	// proposed to be applied before it may propose again.
+	confPatienceTicks = 100
+	// maxConcurrentMoves bounds the reassignments a drain runs at once, so
+	// that catching up new replicas does not starve client traffic.
+	maxConcurrentMoves = 4
+)
+
+// membership is the controller actor's membership bookkeeping.
+type membership struct {
+	peersSeen   uint64            // view.Applied of the last peer sync
+	configPeers map[uint64]string // the config's peers at the last sync
+	removedAt   map[uint64]uint64 // removed id → tick this actor saw it removed
+	wantRemoved map[uint64]bool   // removals asked for by a config reload
+	removing    map[uint64]bool   // RemoveBroker proposals in flight
+	confSentAt  uint64            // tick of the last conf change proposed; 0 for none
+	confDone    func(*State) bool // whether that conf change shows in the state
+	stopped     bool              // this broker found itself removed
+}
+
+// tickMembership runs the membership work due on this tick.
+func (c *controllerActor) tickMembership(ctx actor.Context) {
+	view := c.o.Machine.View()
+	if view.IsRemoved(c.o.NodeID) {
+		c.removed(fmt.Sprintf("node %d was removed from cluster %s at controller index %d", c.o.NodeID, view.ClusterID, view.Applied))
+		return
+	}
+	c.syncPeers(view)
+	if c.ticks%helloEveryTicks == 0 {
+		if !inConf(view, c.o.Board.Get(ControllerGroup), c.o.NodeID) {
+			c.sayHello(ctx, view)
+		}
+		c.noticeRemoved(ctx, view)
+	}
+	c.requestRemovals(ctx, view)
+	if st := c.o.Board.Get(ControllerGroup); st != nil && st.Role == "leader" {
+		c.driveMembership(ctx, view, st)
+	}
+}
+
+// syncPeers keeps the transport's peer table equal to the registered
+// brokers and the config's peers, less this broker and the ids removed
+// long enough ago. A registered address wins over the config's.
+func (c *controllerActor) syncPeers(view *State) {
+	if c.o.Network == nil {
+		return
+	}
+	cfg := c.configPeers()
+	if view.Applied == c.mb.peersSeen && maps.Equal(cfg, c.mb.configPeers) && c.ticks%helloEveryTicks != 0 {
+		return
+	}
+	c.mb.peersSeen, c.mb.configPeers = view.Applied, cfg
+	want := maps.Clone(cfg)
+	if want == nil {
+		want = map[uint64]string{}
+	}
+	for id, b := range view.Brokers {
+		if b.RaftAddr != "" {
+			want[id] = b.RaftAddr
+		}
+	}
+	delete(want, c.o.NodeID)
+	for _, id := range view.Removed {
+		at, ok := c.mb.removedAt[id]
+		if !ok {
+			c.mb.removedAt[id] = c.ticks
+			continue
+		}
+		if c.ticks-at > removedGraceTicks {
+			delete(want, id)
+		}
+	}
+	for id, addr := range want {
+		if c.peers[id] == addr {
+			continue
+		}
+		if err := c.o.Network.SetPeer(id, addr); err != nil {
+			c.o.Log.Warn().Err(err).Uint64("peer", id).Str("addr", addr).Msg("cannot add peer")
+			continue
+		}
+		c.peers[id] = addr
+	}
+	for id := range c.peers {
+		if _, ok := want[id]; !ok {
+			c.o.Network.RemovePeer(id)
+			delete(c.peers, id)
+		}
+	}
+}
+
+func (c *controllerActor) configPeers() map[uint64]string {
+	if c.o.ConfigPeers == nil {
+		return nil
+	}
+	return c.o.ConfigPeers()
+}
+
+// inConf reports whether id is a member of the controller group, in the
+// applied state or in raft's own configuration (which a state restored
+// from a snapshot older than the membership fields lacks): a voter must
+// never be added again as a learner, which would demote it.
+func inConf(view *State, st *raftactor.GroupStatus, id uint64) bool {
+	return view.IsMember(id) || st != nil && (slices.Contains(st.Voters, id) || slices.Contains(st.Learners, id))
+}
+
+// sayHello asks every known peer to let this broker in.
+func (c *controllerActor) sayHello(ctx actor.Context, view *State) {
+	m := &control{Hello: &hello{NodeID: c.o.NodeID, RaftAddr: c.o.RaftAddr, KafkaAddr: c.o.KafkaAddr, ClusterID: view.ClusterID}}
+	for id := range c.peers {
+		c.sendControl(ctx, id, m)
+	}
+}
+
+// noticeRemoved tells recently removed brokers that they were.
+func (c *controllerActor) noticeRemoved(ctx actor.Context, view *State) {
+	for id, at := range c.mb.removedAt {
+		if c.ticks-at <= removedGraceTicks {
+			c.sendControl(ctx, id, &control{Removed: &removedNotice{NodeID: id, ClusterID: view.ClusterID}})
+		}
+	}
+}
+
+// onHello admits a broker that asks to join, if this broker leads the
+// controller group and no other change is under way; a removed id is told
+// so instead. The hello comes again every second, so anything not done now
+// is done then.
+func (c *controllerActor) onHello(ctx actor.Context, h *hello) {
+	view := c.o.Machine.View()
+	st := c.o.Board.Get(ControllerGroup)
+	switch {
+	case view.IsRemoved(h.NodeID):
+		// It may not be a peer any more: add it back long enough to hear.
+		if c.o.Network != nil && c.peers[h.NodeID] == "" && h.RaftAddr != "" {
+			if err := c.o.Network.SetPeer(h.NodeID, h.RaftAddr); err == nil {
+				c.peers[h.NodeID] = h.RaftAddr
+				c.mb.removedAt[h.NodeID] = c.ticks
+			}
+		}
+		c.sendControl(ctx, h.NodeID, &control{Removed: &removedNotice{NodeID: h.NodeID, ClusterID: view.ClusterID}})
+	case st == nil || st.Role != "leader", view.ClusterID == "", inConf(view, st, h.NodeID):
+	case h.ClusterID != "" && h.ClusterID != view.ClusterID:
+		c.o.Log.Warn().Uint64("node_id", h.NodeID).Str("its_cluster", h.ClusterID).Str("cluster", view.ClusterID).Msg("a broker of another cluster asks to join; ignored")
+	case h.NodeID == 0 || h.RaftAddr == "":
+	default:
+		ctxb, _ := json.Marshal(JoinContext{NodeID: h.NodeID, RaftAddr: h.RaftAddr, KafkaAddr: h.KafkaAddr})
+		id := h.NodeID
+		c.proposeConfChange(ctx, pb.ConfChangeAddLearnerNode, id, ctxb, func(s *State) bool { return s.IsMember(id) })
+	}
+}
+
+// proposeConfChange proposes one membership change of the controller group
+// unless another is still waiting to show in the state.
+func (c *controllerActor) proposeConfChange(ctx actor.Context, typ pb.ConfChangeType, id uint64, context []byte, done func(*State) bool) {
+	if c.confPending() {
+		return
+	}
+	c.mb.confSentAt, c.mb.confDone = c.ticks, done
+	cc := &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: typ.Enum(), NodeId: new(id)}}, Context: context}
+	c.o.Log.Info().Str("change", typ.String()).Uint64("node_id", id).Msg("proposing a controller membership change")
+	ctx.Send(c.o.Raft, &raftactor.ProposeConfChange{Change: cc})
+}
+
+func (c *controllerActor) confPending() bool {
+	if c.mb.confSentAt == 0 {
+		return false
+	}
+	if c.mb.confDone(c.o.Machine.View()) || c.ticks-c.mb.confSentAt > confPatienceTicks {
+		c.mb.confSentAt, c.mb.confDone = 0, nil
+		return false
+	}
+	return true
+}
+
+// RequestRemoval's ids are proposed for removal until the state shows them
+// draining or gone.
+func (c *controllerActor) requestRemovals(ctx actor.Context, view *State) {
+	for id := range c.mb.wantRemoved {
+		if !view.IsMember(id) || view.IsDraining(id) {
+			delete(c.mb.wantRemoved, id)
+			continue
+		}
+		if c.mb.removing[id] {
+			continue
+		}
+		c.mb.removing[id] = true
+		c.propose(ctx, &Command{RemoveBroker: &RemoveBroker{NodeID: id}}, func(p *raftactor.Proposed) {
+			delete(c.mb.removing, id)
+			if p.Err != nil {
+				c.o.Log.Debug().Err(p.Err).Uint64("node_id", id).Msg("removal request not applied; retrying")
+			}
+		})
+	}
+}
+
+// driveMembership is the controller leader's part: promote caught-up
+// learners, then drain and remove the brokers asked to leave.
+func (c *controllerActor) driveMembership(ctx actor.Context, view *State, st *raftactor.GroupStatus) {
+	if c.confPending() {
+		return
+	}
+	for _, id := range view.Learners {
+		pr, ok := st.Progress[strconv.FormatUint(id, 10)]
+		if ok && pr.Match >= st.Commit && pr.RecentActive && !view.IsDraining(id) {
+			c.proposeConfChange(ctx, pb.ConfChangeAddNode, id, nil, func(s *State) bool { return slices.Contains(s.Voters, id) })
+			return
+		}
+	}
+	for _, id := range view.Draining {
+		if c.drain(ctx, view, id) {
+			continue
+		}
+		if id == c.o.NodeID {
+			// A leader removing itself would lead a group it is not in
+			// until the change applies: hand the group over first.
+			if to := c.successor(view, st); to != 0 {
+				ctx.Send(c.o.Raft, &raftactor.TransferLeader{To: to})
+			}
+			return
+		}
+		c.proposeConfChange(ctx, pb.ConfChangeRemoveNode, id, nil, func(s *State) bool { return !s.IsMember(id) })
+		return
+	}
+}
+
+// successor picks the voter the leader hands the controller to: one caught
+// up, not draining.
+func (c *controllerActor) successor(view *State, st *raftactor.GroupStatus) uint64 {
+	for _, id := range view.Voters {
+		pr, ok := st.Progress[strconv.FormatUint(id, 10)]
+		if id != c.o.NodeID && ok && pr.Match >= st.Commit && pr.RecentActive && !view.IsDraining(id) {
+			return id
+		}
+	}
+	return 0
+}
+
+// drain starts moving replicas off broker id, a few at a time; it reports
+// whether id still hosts any replica (or moves touching it are under way).
+func (c *controllerActor) drain(ctx actor.Context, view *State, id uint64) bool {
+	moving := len(view.Reassignments()) + len(c.drainMoves)
+	busy := false
+	load := replicaCounts(view)
+	for _, name := range view.TopicNames() {
+		t := view.Topics[name]
+		for _, p := range t.Partitions {
+			if !slices.Contains(p.Replicas, id) {
+				continue
+			}
+			busy = true
+			if p.Reassigning() || c.drainMoves[p.Group] || moving >= maxConcurrentMoves {
+				continue
+			}
+			target := c.replacement(view, p.Replicas, id, load)
+			if len(target) == 0 {
+				c.o.Log.Warn().Str("topic", t.Name).Int32("partition", p.Index).Uint64("node_id", id).
+					Msg("cannot drain: the partition's only replica has nowhere to go")
+				continue
+			}
+			moving++
+			group := p.Group
+			c.drainMoves[group] = true
+			c.propose(ctx, &Command{Reassign: &Reassign{Topic: t.ID, Partition: p.Index, Target: target}}, func(*raftactor.Proposed) {
+				delete(c.drainMoves, group)
+			})
+		}
+	}
+	return busy
+}
+
+// replacement returns replicas with id replaced by the placeable broker
+// that hosts the fewest replicas and none of these; without one, replicas
+// without id (the partition loses a replica rather than block the drain).
+func (c *controllerActor) replacement(view *State, replicas []uint64, id uint64, load map[uint64]int) []uint64 {
+	var best uint64
+	for _, b := range view.Placeable() {
+		if slices.Contains(replicas, b.NodeID) {
+			continue
+		}
+		if best == 0 || load[b.NodeID] < load[best] {
+			best = b.NodeID
+		}
+	}
+	out := make([]uint64, 0, len(replicas))
+	for _, r := range replicas {
+		switch {
+		case r != id:
+			out = append(out, r)
+		case best != 0:
+			out = append(out, best)
+			load[best]++
+		}
+	}
+	return out
+}
+
+// replicaCounts returns how many replicas each broker hosts.
+func replicaCounts(view *State) map[uint64]int {
+	n := map[uint64]int{}
+	for _, t := range view.Topics {
+		for _, p := range t.Partitions {
+			for _, r := range p.Replicas {
+				n[r]++
+			}
+		}
+	}
+	return n
+}
+
+// removed stops this broker for good: its id left the cluster.
+func (c *controllerActor) removed(reason string) {
+	if c.mb.stopped {
+		return
+	}
+	c.mb.stopped = true
+	c.o.Log.Warn().Str("reason", reason).Msg("this broker was removed from the cluster; stopping")
+	if c.o.OnRemoved != nil {
+		c.o.OnRemoved(reason)
+	}
+}

@@ -1,0 +1,92 @@
+package controller
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// Network is the peer transport as the controller actor uses it: it keeps
+// the peer table in step with the membership and exchanges control
+// messages, the few the cluster needs besides raft's own.
+type Network interface {
+	// SetPeer adds a peer, or moves it to a new address.
+	SetPeer(id uint64, addr string) error
+	// RemovePeer forgets a peer.
+	RemovePeer(id uint64)
+	// SendControl queues data for peer to; false when it is not a peer.
+	SendControl(ctx actor.SenderContext, to uint64, data []byte) bool
+}
+
+// control is one control message between controller actors. Exactly one
+// field is set. JSON, like commands: they are rare and small.
+type control struct {
+	Hello   *hello          `json:"hello,omitempty"`
+	Removed *removedNotice  `json:"removed,omitempty"`
+	Elect   *ElectPreferred `json:"elect,omitempty"`
+}
+
+// hello is what a broker that is not (yet) a member of the controller group
+// sends its configured peers every second: the controller's leader adds it
+// as a learner, or tells it that its id was removed.
+type hello struct {
+	NodeID    uint64 `json:"node_id"`
+	RaftAddr  string `json:"raft_addr"`
+	KafkaAddr string `json:"kafka_addr"`
+	ClusterID string `json:"cluster_id,omitempty"` // as far as it knows
+}
+
+// removedNotice tells a broker that the cluster removed its id.
+type removedNotice struct {
+	NodeID    uint64 `json:"node_id"`
+	ClusterID string `json:"cluster_id"`
+}
+
+func (c *control) encode() []byte {
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic(fmt.Sprintf("encode control message: %v", err)) // plain fields only: cannot fail
+	}
+	return b
+}
+
+func decodeControl(b []byte) (*control, error) {
+	var c control
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("decode control message: %w", err)
+	}
+	return &c, nil
+}
+
+// sendControl sends m to peer to, if the transport knows it.
+func (c *controllerActor) sendControl(ctx actor.Context, to uint64, m *control) {
+	if c.o.Network != nil {
+		c.o.Network.SendControl(ctx, to, m.encode())
+	}
+}
+
+// onControl handles a control message from peer from.
+func (c *controllerActor) onControl(ctx actor.Context, from uint64, data []byte) {
+	m, err := decodeControl(data)
+	if err != nil {
+		c.o.Log.Warn().Err(err).Uint64("from", from).Msg("dropping control message")
+		return
+	}
+	switch {
+	case m.Hello != nil:
+		if m.Hello.NodeID != from {
+			c.o.Log.Warn().Uint64("from", from).Uint64("node_id", m.Hello.NodeID).Msg("dropping hello that names another node")
+			return
+		}
+		c.onHello(ctx, m.Hello)
+	case m.Removed != nil:
+		view := c.o.Machine.View()
+		if m.Removed.NodeID != c.o.NodeID || (view.ClusterID != "" && m.Removed.ClusterID != view.ClusterID) {
+			return
+		}
+		c.removed(fmt.Sprintf("broker %d told it that node %d was removed from cluster %s", from, c.o.NodeID, m.Removed.ClusterID))
+	case m.Elect != nil:
+		c.electPreferred(ctx, m.Elect, false)
+	}
+}

@@ -1,0 +1,121 @@
+package controller
+
+import (
+	"encoding/json"
+	"reflect"
+	"slices"
+	"testing"
+
+	"github.com/rs/zerolog"
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// confChange applies one conf change to sm as the raft group would, with
+// the configuration it leads to.
+func confChange(sm *StateMachine, index uint64, typ pb.ConfChangeType, id uint64, ctx []byte, voters, learners []uint64) {
+	cc := &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: typ.Enum(), NodeId: new(id)}}, Context: ctx}
+	sm.ApplyConfChange(index, 1, cc, &pb.ConfState{Voters: voters, Learners: learners})
+}
+
+func TestMembershipApply(t *testing.T) {
+	sm := NewStateMachine(zerolog.Nop())
+	for i, id := range []uint64{1, 2, 3} {
+		confChange(sm, uint64(i+1), pb.ConfChangeAddNode, id, nil, []uint64{1, 2, 3}[:i+1], nil)
+	}
+	join, _ := json.Marshal(JoinContext{NodeID: 4, RaftAddr: "r4", KafkaAddr: "k4"})
+	confChange(sm, 4, pb.ConfChangeAddLearnerNode, 4, join, []uint64{1, 2, 3}, []uint64{4})
+	v := sm.View()
+	if !slices.Equal(v.Learners, []uint64{4}) || !v.IsMember(4) || v.Brokers[4].RaftAddr != "r4" || v.Brokers[4].KafkaAddr != "k4" {
+		t.Fatalf("after join: learners %v, broker 4 %+v", v.Learners, v.Brokers[4])
+	}
+	if got := v.Placeable(); len(got) != 0 {
+		t.Fatalf("placeable = %v: unregistered voters and learners are not", got)
+	}
+	confChange(sm, 5, pb.ConfChangeAddNode, 4, nil, []uint64{1, 2, 3, 4}, nil)
+
+	sm.Apply(6, 1, (&Command{RemoveBroker: &RemoveBroker{NodeID: 1}}).Encode())
+	sm.Apply(7, 1, (&Command{RemoveBroker: &RemoveBroker{NodeID: 9}}).Encode()) // not a member: no-op
+	if v := sm.View(); !slices.Equal(v.Draining, []uint64{1}) || !v.IsDraining(1) {
+		t.Fatalf("draining = %v, want [1]", v.Draining)
+	}
+	confChange(sm, 8, pb.ConfChangeRemoveNode, 1, nil, []uint64{2, 3, 4}, nil)
+	v = sm.View()
+	if !v.IsRemoved(1) || v.IsMember(1) || v.IsDraining(1) || !slices.Equal(v.Voters, []uint64{2, 3, 4}) {
+		t.Fatalf("after removal: voters %v draining %v removed %v", v.Voters, v.Draining, v.Removed)
+	}
+	if _, ok := v.Brokers[1]; ok {
+		t.Fatal("removed broker is still registered")
+	}
+
+	// The last voter is never drained.
+	sm2 := NewStateMachine(zerolog.Nop())
+	confChange(sm2, 1, pb.ConfChangeAddNode, 1, nil, []uint64{1}, nil)
+	sm2.Apply(2, 1, (&Command{RemoveBroker: &RemoveBroker{NodeID: 1}}).Encode())
+	if d := sm2.View().Draining; len(d) != 0 {
+		t.Fatalf("draining the last voter: %v", d)
+	}
+}
+
+func TestReassignApply(t *testing.T) {
+	id := NewTopicID()
+	part := func(replicas, adding, removing []uint64, moves uint32) Partition {
+		p := Partition{Index: 0, Group: firstPartitionGroup, Replicas: replicas, Adding: adding, Removing: removing, Moves: moves}
+		if p.Reassigning() {
+			p.Origin = []uint64{1, 2, 3}
+		}
+		return p
+	}
+	reassign := func(target []uint64) []byte {
+		return (&Command{Reassign: &Reassign{Topic: id, Partition: 0, Target: target}}).Encode()
+	}
+	complete := func(replicas []uint64) []byte {
+		return (&Command{CompleteReassignment: &CompleteReassignment{Group: firstPartitionGroup, Replicas: replicas}}).Encode()
+	}
+	tests := []struct {
+		name    string
+		entries [][]byte
+		want    Partition
+	}{
+		{"move one replica", [][]byte{reassign([]uint64{2, 3, 4})},
+			part([]uint64{2, 3, 4, 1}, []uint64{4}, []uint64{1}, 1)},
+		{"completed", [][]byte{reassign([]uint64{2, 3, 4}), complete([]uint64{2, 3, 4})},
+			part([]uint64{2, 3, 4}, nil, nil, 1)},
+		{"completion of another target ignored", [][]byte{reassign([]uint64{2, 3, 4}), complete([]uint64{2, 3, 5})},
+			part([]uint64{2, 3, 4, 1}, []uint64{4}, []uint64{1}, 1)},
+		{"changed target keeps the original", [][]byte{reassign([]uint64{2, 3, 4}), reassign([]uint64{5, 2, 3})},
+			part([]uint64{5, 2, 3, 1}, []uint64{5}, []uint64{1}, 2)},
+		{"cancelled", [][]byte{reassign([]uint64{2, 3, 4}), reassign(nil)},
+			part([]uint64{1, 2, 3}, nil, nil, 1)},
+		{"reorder only is no move", [][]byte{reassign([]uint64{3, 2, 1})},
+			part([]uint64{3, 2, 1}, nil, nil, 0)},
+		{"shrink", [][]byte{reassign([]uint64{2, 3})},
+			part([]uint64{2, 3, 1}, nil, []uint64{1}, 1)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sm := NewStateMachine(zerolog.Nop())
+			sm.Apply(1, 1, (&Command{CreateTopic: &CreateTopic{Name: "t", ID: id, Replicas: [][]uint64{{1, 2, 3}}}}).Encode())
+			for i, e := range tc.entries {
+				sm.Apply(uint64(i+2), 1, e)
+			}
+			got := sm.View().Topics["t"].Partitions[0]
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("partition = %+v, want %+v", got, tc.want)
+			}
+			if sm.View().TopicByID(id) != sm.View().Topics["t"] {
+				t.Fatal("id index not rebuilt")
+			}
+		})
+	}
+}
+
+func TestPartitionBootstraps(t *testing.T) {
+	p := Partition{Replicas: []uint64{1, 2, 3}}
+	if !p.Bootstraps(1) || p.Bootstraps(4) {
+		t.Fatal("creation replicas found the group, others do not")
+	}
+	p.Moves = 1
+	if p.Bootstraps(1) {
+		t.Fatal("after a move no replica founds the group")
+	}
+}
