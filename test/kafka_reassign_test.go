@@ -2,6 +2,7 @@ package test
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -87,7 +88,7 @@ func TestReassignPartitionWhileProducing(t *testing.T) {
 		t.Fatalf("AlterPartitionReassignments: %v %+v", err, aresp)
 	}
 
-	listed := false
+	listed, shownProgress := false, false
 	var replicas []int32
 	deadline := time.Now().Add(90 * time.Second)
 	for rounds := 0; ; rounds++ {
@@ -103,19 +104,41 @@ func TestReassignPartitionWhileProducing(t *testing.T) {
 				t.Fatalf("listed reassignment %+v", r)
 			}
 		}
+		for _, nd := range nodes {
+			checkDebugCluster(t, nd, topic, &shownProgress)
+		}
 		var leader int32
 		replicas, leader = partitionReplicas(t, cl, topic, 0)
 		if slices.Equal(replicas, []int32{2, 3}) && leader > 0 && len(ls) == 0 {
-			t.Logf("moved after %d rounds of 20 records; the move was listed while it ran: %v", rounds+1, listed)
+			t.Logf("moved after %d rounds of 20 records; the move was listed while it ran: %v, its progress shown: %v", rounds+1, listed, shownProgress)
 			break
 		}
-		if !slices.Equal(replicas, []int32{2, 3, 1}) && !slices.Equal(replicas, []int32{1, 2}) {
+		// Before the move is applied, during it (the union), or done while
+		// the lists or the leader lag.
+		if !slices.Equal(replicas, []int32{1, 2}) && !slices.Equal(replicas, []int32{2, 3, 1}) && !slices.Equal(replicas, []int32{2, 3}) {
 			t.Fatalf("Metadata replicas %v during the move", replicas)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("partition not moved to [2 3] within 90s: Metadata replicas %v, leader %d", replicas, leader)
 		}
 	}
+	var last string
+	defer func() {
+		if t.Failed() {
+			t.Logf("last /debug/cluster: %s", last)
+		}
+	}()
+	waitFor(t, 10*time.Second, "no reassignment on any broker's /debug/cluster", func() bool {
+		for _, nd := range nodes {
+			var v debugCluster
+			err := getJSON("http://"+nd.debug+"/debug/cluster", &v)
+			last = fmt.Sprintf("node %d: %+v %v", nd.id, v, err)
+			if err != nil || len(v.Reassignments) != 0 || len(v.ConfigPeers) != 3 {
+				return false
+			}
+		}
+		return true
+	})
 	produce(200)
 	got := consumeAll(t, testCtx(t, 60*time.Second), nodes[2], topic, len(produced))
 	checkRoundTrip(t, produced, got, 1)
@@ -209,4 +232,47 @@ func metadataRequest(topic string) *kmsg.MetadataRequest {
 	mt.Topic = kmsg.StringPtr(topic)
 	req.Topics = append(req.Topics, mt)
 	return req
+}
+
+// debugCluster is the part of /debug/cluster the tests read.
+type debugCluster struct {
+	ConfigPeers   map[string]string `json:"config_peers"`
+	Reassignments []struct {
+		Topic     string   `json:"topic"`
+		Partition int32    `json:"partition"`
+		Replicas  []uint64 `json:"replicas"`
+		Adding    []uint64 `json:"adding"`
+		Removing  []uint64 `json:"removing"`
+		Leader    uint64   `json:"leader"`
+		LeadHere  bool     `json:"lead_here"`
+		Progress  []struct {
+			NodeID uint64 `json:"node_id"`
+			Adding bool   `json:"adding"`
+		} `json:"progress"`
+	} `json:"reassignments"`
+}
+
+// checkDebugCluster checks what nd's /debug/cluster shows of the move of
+// topic's partition 0 from [1 2] to [2 3], if it shows it; shown is set
+// when it showed the leader's progress of the replica being added.
+func checkDebugCluster(t *testing.T, nd *node, topic string, shown *bool) {
+	t.Helper()
+	var v debugCluster
+	if err := getJSON("http://"+nd.debug+"/debug/cluster", &v); err != nil {
+		t.Fatalf("node %d /debug/cluster: %v", nd.id, err)
+	}
+	for _, r := range v.Reassignments {
+		if r.Topic != topic || r.Partition != 0 || !slices.Equal(r.Replicas, []uint64{2, 3, 1}) ||
+			!slices.Equal(r.Adding, []uint64{3}) || !slices.Equal(r.Removing, []uint64{1}) {
+			t.Fatalf("node %d /debug/cluster shows %+v", nd.id, r)
+		}
+		if r.LeadHere && r.Leader != nd.id {
+			t.Fatalf("node %d /debug/cluster: leads the partition, leader %d", nd.id, r.Leader)
+		}
+		for _, p := range r.Progress {
+			if p.NodeID == 3 && p.Adding {
+				*shown = true
+			}
+		}
+	}
 }

@@ -261,6 +261,7 @@ func Start(o Options) (_ *Broker, err error) {
 			Coordinators: b.coords,
 			Replicas:     b.replicas,
 			Leaders:      leaders,
+			ConfigPeers:  func() map[uint64]string { return *b.configPeers.Load() },
 			Gatherer:     reg,
 			Log:          log,
 		})); err != nil {
