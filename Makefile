@@ -28,7 +28,7 @@ cluster: build
 
 ## cluster-stop: stop the brokers started by `make cluster`
 cluster-stop:
-	@for n in 1 2 3; do \
+	@for n in 1 2 3 4; do \
 		f=$(CLUSTER_DIR)/node$$n.pid; [ -f $$f ] || continue; \
 		pid=$$(cat $$f); kill $$pid 2>/dev/null && echo "node$$n stopping (pid $$pid)"; \
 		for i in $$(seq 50); do ps -o stat= -p $$pid 2>/dev/null | grep -qv Z || break; sleep 0.1; done; \

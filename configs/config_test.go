@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -619,6 +620,9 @@ func TestExampleFiles(t *testing.T) {
 		{"cluster/node3.yaml", Config{NodeID: 3, DataDir: "./data/cluster/node3",
 			Kafka: KafkaConfig{Listen: "127.0.0.1:9094"}, Raft: RaftConfig{Listen: "127.0.0.1:9194"},
 			Debug: DebugConfig{Listen: "127.0.0.1:9294"}, Peers: cluster}},
+		{"cluster/node4.yaml", Config{NodeID: 4, DataDir: "./data/cluster/node4", Bootstrap: false,
+			Kafka: KafkaConfig{Listen: "127.0.0.1:9095"}, Raft: RaftConfig{Listen: "127.0.0.1:9195"},
+			Debug: DebugConfig{Listen: "127.0.0.1:9295"}, Peers: append(slices.Clone(cluster), Peer{4, "127.0.0.1:9195"})}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
@@ -630,7 +634,7 @@ func TestExampleFiles(t *testing.T) {
 				t.Fatal(err)
 			}
 			w := tt.want
-			if c.NodeID != w.NodeID || c.DataDir != w.DataDir || !c.Bootstrap ||
+			if c.NodeID != w.NodeID || c.DataDir != w.DataDir || c.Bootstrap != (w.NodeID <= 3) ||
 				c.Kafka.Listen != w.Kafka.Listen || c.Kafka.Advertise != w.Kafka.Listen ||
 				c.Raft.Listen != w.Raft.Listen || c.Debug.Listen != w.Debug.Listen ||
 				!reflect.DeepEqual(c.Peers, w.Peers) {

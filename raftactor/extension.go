@@ -126,3 +126,14 @@ func (h *Handle) ProposeConfChange(cc *pb.ConfChangeV2) error {
 	}
 	return h.g.rn.ProposeConfChange(cc)
 }
+
+// Commit is the group's commit index as this node knows it.
+func (h *Handle) Commit() uint64 {
+	if h.g.rn == nil {
+		return 0
+	}
+	return h.g.rn.BasicStatus().GetCommit()
+}
+
+// ElectionTicks is the group's election timeout in ticks.
+func (h *Handle) ElectionTicks() int { return h.g.d.cfg.ElectionTicks }

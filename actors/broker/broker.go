@@ -289,20 +289,21 @@ func Start(o Options) (_ *Broker, err error) {
 		o.TunePartitions(&partitionRaft)
 	}
 	if b.partitions, err = b.sys.Spawn("partitions", "partitions", partition.NewManager(partition.ManagerOptions{
-		NodeID:     cfg.NodeID,
-		DataDir:    cfg.DataDir,
-		Sys:        b.sys,
-		Controller: b.machine,
-		Storage:    b.storage,
-		Transport:  transport,
-		Router:     b.router,
-		Ticker:     b.ticker,
-		Board:      b.board,
-		Recovered:  recovered,
-		Raft:       partitionRaft,
-		Leaders:    leaders,
-		Broadcast:  b.peers.Broadcast,
-		Log:        log,
+		NodeID:          cfg.NodeID,
+		DataDir:         cfg.DataDir,
+		Sys:             b.sys,
+		Controller:      b.machine,
+		Storage:         b.storage,
+		Transport:       transport,
+		Router:          b.router,
+		Ticker:          b.ticker,
+		Board:           b.board,
+		Recovered:       recovered,
+		Raft:            partitionRaft,
+		Leaders:         leaders,
+		Broadcast:       b.peers.Broadcast,
+		ControllerActor: b.controller,
+		Log:             log,
 	}, b.replicas)); err != nil {
 		return nil, err
 	}
@@ -325,9 +326,10 @@ func Start(o Options) (_ *Broker, err error) {
 			InitialRebalanceDelay: time.Duration(cfg.Kafka.GroupInitialRebalanceDelayMs) * time.Millisecond,
 			OffsetsRetention:      time.Duration(cfg.Kafka.OffsetsRetentionMinutes) * time.Minute,
 		},
-		Leaders:   leaders,
-		Broadcast: b.peers.Broadcast,
-		Log:       log,
+		Leaders:         leaders,
+		Broadcast:       b.peers.Broadcast,
+		ControllerActor: b.controller,
+		Log:             log,
 	}, b.coords)); err != nil {
 		return nil, err
 	}

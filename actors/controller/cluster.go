@@ -29,9 +29,9 @@ const (
 	// confPatienceTicks is how long the leader waits for a conf change it
 	// proposed to be applied before it may propose again.
 	confPatienceTicks = 100
-	// maxConcurrentMoves bounds the reassignments a drain runs at once, so
-	// that catching up new replicas does not starve client traffic.
-	maxConcurrentMoves = 4
+	// maxDrainMoves bounds the reassignments a drain starts at once
+	// (MaxActiveMoves bounds those that run).
+	maxDrainMoves = 2 * MaxActiveMoves
 )
 
 // membership is the controller actor's membership bookkeeping.
@@ -55,7 +55,9 @@ func (c *controllerActor) tickMembership(ctx actor.Context) {
 	}
 	c.syncPeers(view)
 	if c.ticks%helloEveryTicks == 0 {
-		if !inConf(view, c.o.Board.Get(ControllerGroup), c.o.NodeID) {
+		// A member says hello too, if rarely: one that was down when the
+		// cluster removed it would otherwise never hear of it.
+		if !inConf(view, c.o.Board.Get(ControllerGroup), c.o.NodeID) || c.ticks%(10*helloEveryTicks) == 0 {
 			c.sayHello(ctx, view)
 		}
 		c.noticeRemoved(ctx, view)
@@ -275,7 +277,7 @@ func (c *controllerActor) drain(ctx actor.Context, view *State, id uint64) bool 
 				continue
 			}
 			busy = true
-			if p.Reassigning() || c.drainMoves[p.Group] || moving >= maxConcurrentMoves {
+			if p.Reassigning() || c.drainMoves[p.Group] || moving >= maxDrainMoves {
 				continue
 			}
 			target := c.replacement(view, p.Replicas, id, load)

@@ -245,6 +245,33 @@ func (s *State) Reassignments() []PartitionRef {
 	return out
 }
 
+// MaxActiveMoves is how many reassignments run at once across the
+// cluster; the others wait their turn. Catching up a new replica reads
+// and sends its whole log, so a bound keeps moves from starving client
+// traffic on the brokers they touch.
+const MaxActiveMoves = 4
+
+// ActiveMoves returns the raft group ids of the reassignments that may run
+// now: the MaxActiveMoves reassigning partitions with the lowest group
+// ids. Every broker decides it alike from the applied state, so no more
+// run at once; the others wait their turn.
+func (s *State) ActiveMoves() map[uint64]bool {
+	var groups []uint64
+	for _, t := range s.Topics {
+		for _, p := range t.Partitions {
+			if p.Reassigning() {
+				groups = append(groups, p.Group)
+			}
+		}
+	}
+	slices.Sort(groups)
+	out := make(map[uint64]bool, MaxActiveMoves)
+	for _, g := range groups[:min(len(groups), MaxActiveMoves)] {
+		out[g] = true
+	}
+	return out
+}
+
 // PartitionRef is one partition with its topic.
 type PartitionRef struct {
 	Topic     *Topic

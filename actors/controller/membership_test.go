@@ -119,3 +119,20 @@ func TestPartitionBootstraps(t *testing.T) {
 		t.Fatal("after a move no replica founds the group")
 	}
 }
+
+func TestActiveMoves(t *testing.T) {
+	s := &State{Topics: map[string]*Topic{}}
+	for i := range 6 {
+		name := string(rune('a' + i))
+		p := Partition{Group: uint64(100 - i), Replicas: []uint64{1}}
+		if i != 2 {
+			p.Adding = []uint64{1}
+		}
+		s.Topics[name] = &Topic{Name: name, Partitions: []Partition{p}}
+	}
+	// Reassigning: groups 100, 99, 97, 96, 95; the four lowest run.
+	want := map[uint64]bool{95: true, 96: true, 97: true, 99: true}
+	if got := s.ActiveMoves(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("active = %v, want %v", got, want)
+	}
+}

@@ -36,10 +36,19 @@ type Settings struct {
 type MachineOptions struct {
 	Partition int32
 	// Replicas are the partition's replicas, the preferred leader first:
-	// coordinators spread over the brokers as the assignment does.
+	// coordinators spread over the brokers as the assignment does. During
+	// a reassignment they are the target followed by the replicas being
+	// removed; partition.SetAssignment changes them.
 	Replicas []uint64
-	Tick     time.Duration // one raft tick: the coordinator keeps time in ticks
-	Settings Settings
+	Adding   []uint64
+	Removing []uint64
+	// Group is the partition's raft group id, and Controller the local
+	// controller actor, told when a reassignment reached its target (nil:
+	// nobody is).
+	Group      uint64
+	Controller *actor.PID
+	Tick       time.Duration // one raft tick: the coordinator keeps time in ticks
+	Settings   Settings
 	// Topics tells how many partitions a topic has (0: no such topic);
 	// offsets are committed only for partitions that exist.
 	Topics func(name string) int32
@@ -76,6 +85,11 @@ type Machine struct {
 	// h is the raft handle of the hook running now: every hook sets it,
 	// and nothing uses it outside one.
 	h *raftactor.Handle
+
+	// The assignment, and on the leader the reconciliation of the group's
+	// membership with it (partition.Membership).
+	replicas, adding, removing []uint64
+	members                    *partition.Membership
 }
 
 // proposal is a write of the leader waiting to be applied.
@@ -99,6 +113,8 @@ func NewMachine(o MachineOptions) *Machine {
 		o.Now = time.Now
 	}
 	m := &Machine{o: o, store: store{}, waiting: map[uint64]*proposal{}}
+	m.replicas, m.adding, m.removing = o.Replicas, o.Adding, o.Removing
+	m.members = partition.NewMembership(o.Group, o.Controller, o.Log)
 	m.view.Store(&[]GroupInfo{})
 	m.leadership.Store(&Leadership{})
 	return m
@@ -126,7 +142,7 @@ func (m *Machine) updateLeadership(h *raftactor.Handle) {
 		l.Term = m.term
 		self := h.NodeID()
 		h.WithProgress(func(id, _ uint64, active bool) {
-			if id == self || active {
+			if id == self || active && slices.Contains(m.replicas, id) {
 				l.ISR = append(l.ISR, id)
 			}
 		})
@@ -196,6 +212,8 @@ func (m *Machine) Receive(h *raftactor.Handle, ctx actor.Context, msg any) {
 			return
 		}
 		m.serve(ctx, c)
+	case *partition.SetAssignment:
+		m.replicas, m.adding, m.removing = c.Replicas, c.Adding, c.Removing
 	case *List:
 		if code := m.readiness(h); code != 0 {
 			ctx.Send(c.ReplyTo, &Listed{Ref: c.Ref, ErrorCode: code})
@@ -315,8 +333,9 @@ func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
 		m.expireOffsets(ctx)
 	}
 	if m.ticks%partition.PreferredLeaderEveryTicks == 0 {
-		partition.PreferLeader(h, m.o.Replicas, m.o.Log)
+		partition.PreferLeader(h, m.replicas, m.o.Log)
 	}
+	m.members.Tick(h, ctx, m.replicas, m.adding, m.removing)
 }
 
 // propose writes the records in w; done runs once they are applied (err

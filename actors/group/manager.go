@@ -71,7 +71,10 @@ type ManagerOptions struct {
 	// so FindCoordinator is right on every broker.
 	Leaders   *partition.Leaders
 	Broadcast func(ctx actor.SenderContext, infos []netactor.LeaderInfo)
-	Log       zerolog.Logger
+	// ControllerActor is the local controller actor: offsets-partition
+	// leaders tell it when a reassignment reached its target.
+	ControllerActor *actor.PID
+	Log             zerolog.Logger
 }
 
 // NewManager returns the producer of the coordinator manager actor (kind
@@ -80,7 +83,9 @@ type ManagerOptions struct {
 // and starts or stops offsets-partition raft groups, as its children, to
 // match.
 func NewManager(o ManagerOptions, coordinators *Coordinators) actor.Producer {
-	return func() actor.Actor { return &manager{o: o, coordinators: coordinators} }
+	return func() actor.Actor {
+		return &manager{o: o, coordinators: coordinators, assigned: map[int32]controller.Partition{}, forgotten: map[uint64]bool{}}
+	}
 }
 
 type manager struct {
@@ -88,6 +93,11 @@ type manager struct {
 	coordinators *Coordinators
 	seen         uint64
 	ticks        uint64
+	// assigned is the assignment each running replica was last given;
+	// forgotten the groups whose replica was stopped since the broker
+	// started (what the WAL recovered for them is gone).
+	assigned  map[int32]controller.Partition
+	forgotten map[uint64]bool
 }
 
 // leadersEveryTicks paces the broadcast of this broker's coordinator
@@ -132,6 +142,10 @@ func (mg *manager) reconcile(ctx actor.Context) {
 			}
 			if c := cur[p.Index]; c != nil && c.Group == p.Group {
 				next[p.Index] = c
+				if !partition.AssignmentEqual(mg.assigned[p.Index], p) {
+					mg.assigned[p.Index] = p
+					ctx.Send(c.PID, &partition.SetAssignment{Replicas: p.Replicas, Adding: p.Adding, Removing: p.Removing})
+				}
 				continue
 			}
 			c, err := mg.start(ctx, p)
@@ -140,6 +154,7 @@ func (mg *manager) reconcile(ctx actor.Context) {
 				continue
 			}
 			next[p.Index] = c
+			mg.assigned[p.Index] = p
 		}
 	}
 	for idx, c := range cur {
@@ -148,6 +163,11 @@ func (mg *manager) reconcile(ctx actor.Context) {
 			mg.o.Router.Remove(c.Group)
 			ctx.Stop(c.PID)
 			ctx.Send(mg.o.Storage, &storage.Forget{Group: c.Group})
+			mg.forgotten[c.Group] = true
+			if next[idx] == nil {
+				delete(mg.assigned, idx)
+			}
+			mg.o.Log.Info().Int32("partition", idx).Msg("offsets partition replica stopped: no longer assigned here")
 		}
 	}
 	mg.coordinators.Publish(next)
@@ -157,10 +177,14 @@ func (mg *manager) start(ctx actor.Context, p controller.Partition) (*Coordinato
 	name := controller.OffsetsTopic + "/" + strconv.Itoa(int(p.Index))
 	log := mg.o.Log.With().Str("partition", name).Uint64("group", p.Group).Logger()
 	m := NewMachine(MachineOptions{
-		Partition: p.Index,
-		Replicas:  p.Replicas,
-		Tick:      mg.o.Tick,
-		Settings:  mg.o.Settings,
+		Partition:  p.Index,
+		Replicas:   p.Replicas,
+		Adding:     p.Adding,
+		Removing:   p.Removing,
+		Group:      p.Group,
+		Controller: mg.o.ControllerActor,
+		Tick:       mg.o.Tick,
+		Settings:   mg.o.Settings,
 		Topics: func(topic string) int32 {
 			if t := mg.o.Controller.View().Topics[topic]; t != nil {
 				return int32(len(t.Partitions))
@@ -169,12 +193,15 @@ func (mg *manager) start(ctx actor.Context, p controller.Partition) (*Coordinato
 		},
 		Log: log,
 	})
-	cfg := mg.o.Raft.Config(p.Group, name, mg.o.NodeID, p.Replicas)
+	cfg := mg.o.Raft.Config(p, name, mg.o.NodeID)
 	// The state is every group of the partition: snapshot it every few
 	// thousand writes and keep a short tail for followers a little behind.
 	cfg.SnapshotEntries, cfg.SnapshotBytes, cfg.CatchUpEntries, cfg.CatchUpBytes = 4096, 16<<20, 0, 0
 	cfg.StateMachine, cfg.Storage, cfg.Transport = m, mg.o.Storage, mg.o.Transport
-	cfg.Recovered, cfg.Board, cfg.Log = mg.o.Recovered[p.Group], mg.o.Board, log
+	cfg.Board, cfg.Log = mg.o.Board, log
+	if !mg.forgotten[p.Group] {
+		cfg.Recovered = mg.o.Recovered[p.Group]
+	}
 	producer, err := raftactor.NewProducer(cfg)
 	if err != nil {
 		return nil, err
@@ -185,7 +212,7 @@ func (mg *manager) start(ctx actor.Context, p controller.Partition) (*Coordinato
 	}
 	mg.o.Router.Set(p.Group, pid)
 	mg.o.Ticker.Subscribe(pid)
-	log.Info().Uints64("replicas", p.Replicas).Msg("offsets partition replica started")
+	log.Info().Uints64("replicas", p.Replicas).Bool("bootstrap", cfg.Bootstrap).Msg("offsets partition replica started")
 	return &Coordinator{Partition: p.Index, Group: p.Group, PID: pid, Machine: m}, nil
 }
 

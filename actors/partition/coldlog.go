@@ -165,10 +165,13 @@ func (m *Machine) keepSide(index, term uint64, data []byte) {
 }
 
 // pruneSide drops side entries that no longer matter: below the log's
-// first batch (retention removed what they sat between) and, after a
-// restore, above the snapshot (raft replays them).
-func (m *Machine) pruneSide(above uint64) {
+// first batch once retention removed what they sat between (belowFirst),
+// and, after a restore, above the snapshot (raft replays them).
+func (m *Machine) pruneSide(above uint64, belowFirst bool) {
 	first := m.log.FirstRaftIndex()
+	if !belowFirst {
+		first = 0
+	}
 	for i := range m.side {
 		if (first > 0 && i < first) || (above > 0 && i > above) {
 			delete(m.side, i)

@@ -207,3 +207,40 @@ func TestBoundaryAfterRestart(t *testing.T) {
 		t.Fatalf("after the restart the boundary is %d term %d (known %v), want %d term %d", b2, term2, ok2, b, term)
 	}
 }
+
+// TestColdLogFromStartAfterRestart: a replica restarted from a checkpoint,
+// whose log was never trimmed, still serves its log from raft index 1 (the
+// bootstrap conf changes and the first leader's empty entry included), so
+// that a replica added by a reassignment, which starts empty, catches up
+// with appends instead of a snapshot that would skip the log before it.
+func TestColdLogFromStartAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	r := newReplica(t, dir)
+	for range 3 {
+		r.confChange(1)
+	}
+	seqs, epochs := map[int64]int32{}, map[int64]int16{}
+	r.empty(1)
+	r.write(1, seqs, epochs, 5, -1)
+	cp, index := mustSnapshot(t, r.m), r.m.appliedIndex
+	if err := r.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	again := newReplica(t, dir)
+	if err := again.m.Restore(&pb.Snapshot{Data: cp, Metadata: &pb.SnapshotMetadata{Index: new(index), Term: new(uint64(1))}}); err != nil {
+		t.Fatal(err)
+	}
+	if f := again.m.FirstIndex(); f != 1 {
+		t.Fatalf("after the restart the cold log starts at raft index %d, want 1", f)
+	}
+	for i := uint64(1); i <= index; i++ {
+		e, err := again.m.Entry(i)
+		if err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+		if want := r.wal[i-1]; e.GetTerm() != want.GetTerm() || e.GetType() != want.GetType() || !bytes.Equal(e.GetData(), want.GetData()) {
+			t.Fatalf("entry %d differs from the one applied", i)
+		}
+	}
+}

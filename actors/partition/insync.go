@@ -2,6 +2,7 @@ package partition
 
 import (
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -49,7 +50,12 @@ func (m *Machine) settleHeld(h *raftactor.Handle, ctx actor.Context) {
 	}
 	m.matches = m.matches[:0]
 	h.WithProgress(m.addMatch)
-	done, fail := settle(m.held, matchedIndex(m.matches, m.matchQuorum), len(m.isr), m.matchQuorum)
+	matched := matchedIndex(m.matches, m.matchQuorum)
+	if m.matchQuorum == 0 {
+		// The voters grew (a reassignment): a majority is now enough.
+		matched = math.MaxUint64
+	}
+	done, fail := settle(m.held, matched, len(m.isr), m.matchQuorum)
 	for _, in := range m.held[:done] {
 		for _, w := range in.waiters {
 			m.answer(ctx, in, w)

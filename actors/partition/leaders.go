@@ -1,6 +1,7 @@
 package partition
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/rs/zerolog"
@@ -62,6 +63,9 @@ func PreferLeader(h *raftactor.Handle, replicas []uint64, log zerolog.Logger) {
 		return
 	}
 	preferred := replicas[0]
+	if !slices.Contains(h.ConfState().GetVoters(), preferred) {
+		return // a replica being added: raft would ignore the transfer until it votes
+	}
 	st := h.Status()
 	pr, ok := st.Progress[preferred]
 	// Not RecentActive: CheckQuorum clears it every election timeout, and a

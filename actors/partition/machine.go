@@ -41,8 +41,17 @@ type MachineOptions struct {
 	Dir       string // the partition's own directory
 	Settings  Settings
 	// Replicas are the broker ids of the partition's replicas, the
-	// preferred leader first.
+	// preferred leader first; during a reassignment the target followed
+	// by the replicas being removed, Adding and Removing being Kafka's
+	// differences (controller.Partition). SetAssignment changes them.
 	Replicas []uint64
+	Adding   []uint64
+	Removing []uint64
+	// Group is the partition's raft group id, and Controller the local
+	// controller actor, told (ReassignmentReached) when the group's
+	// voters have become the target of a reassignment (nil: nobody is).
+	Group      uint64
+	Controller *actor.PID
 	// ReplicaLagTicks is replica.lag.time.max.ms in ticks: a follower that
 	// has not caught up with the leader's log end for longer leaves the ISR.
 	ReplicaLagTicks uint64
@@ -140,6 +149,11 @@ type Machine struct {
 	held        []*inflight
 	matches     []uint64                            // scratch for matchedIndex
 	addMatch    func(id, match uint64, active bool) // collects into matches, built once
+
+	// The assignment (reassign.go) and, on the leader, the reconciliation
+	// of the group's membership with it.
+	replicas, adding, removing []uint64
+	members                    *Membership
 }
 
 type batchKey struct {
@@ -183,10 +197,10 @@ func NewMachine(o MachineOptions) (*Machine, error) {
 		return nil, fmt.Errorf("partition %s/%d: %w", o.Topic, o.Partition, err)
 	}
 	m := &Machine{o: o, log: l, producers: &ProducerState{}, caughtUp: map[uint64]uint64{}, inflight: map[batchKey]*inflight{}, firstOf: map[batchKey]int64{}, side: map[uint64]*pb.Entry{}}
-	if o.Settings.MinInsyncReplicas > len(o.Replicas)/2+1 {
-		m.matchQuorum = o.Settings.MinInsyncReplicas
-		m.addMatch = func(_, match uint64, _ bool) { m.matches = append(m.matches, match) }
-	}
+	m.addMatch = func(_, match uint64, _ bool) { m.matches = append(m.matches, match) }
+	m.replicas, m.adding, m.removing = o.Replicas, o.Adding, o.Removing
+	m.members = NewMembership(o.Group, o.Controller, o.Log)
+	m.setMatchQuorum(len(o.Replicas) - len(o.Adding))
 	m.publish(nil)
 	return m, nil
 }
@@ -272,7 +286,7 @@ func (m *Machine) Apply(index, term uint64, data []byte) {
 		if err := m.log.AdvanceLogStart(start); err != nil {
 			panic(fmt.Sprintf("partition %s/%d: entry %d: advance log start: %v", m.o.Topic, m.o.Partition, index, err))
 		}
-		m.pruneSide(0)
+		m.pruneSide(0, true)
 		if ok && boundary.Index+1 == m.coldFirst {
 			m.boundary = boundary
 		}
@@ -349,7 +363,11 @@ func (m *Machine) Restore(snap *pb.Snapshot) error {
 	}
 	m.boundary = cp.Boundary
 	m.appliedIndex = snap.GetMetadata().GetIndex()
-	m.pruneSide(snap.GetMetadata().GetIndex())
+	// A log that still starts at offset 0 keeps the side entries before
+	// its first batch (the bootstrap conf changes): a replica added later
+	// starts empty and takes the whole log from index 1 as appends, where
+	// a snapshot would leave its log without the batches before it.
+	m.pruneSide(snap.GetMetadata().GetIndex(), m.log.LogStart() > 0)
 	m.publish(nil)
 	return nil
 }
@@ -359,6 +377,8 @@ func (m *Machine) Receive(h *raftactor.Handle, ctx actor.Context, msg any) {
 	switch r := msg.(type) {
 	case *Produce:
 		m.produce(h, ctx, r)
+	case *SetAssignment:
+		m.setAssignment(h, r)
 	case *WatchFetch:
 		if !m.ready || m.log.LogEnd() > r.Offset {
 			ctx.Send(r.ReplyTo, &FetchReady{Ref: r.Ref})
@@ -587,12 +607,17 @@ func (m *Machine) checkReady(h *raftactor.Handle) {
 	m.ready, m.readyTerm, m.nextOffset = true, h.Term(), m.log.LogEnd()
 	// A new leader starts with every replica in sync, as Kafka's does with
 	// the ISR it inherits; the time rule removes the ones that stay behind.
+	// Replicas being added join once they catch up.
 	m.caughtUp = map[uint64]uint64{}
-	for _, id := range m.o.Replicas {
-		m.caughtUp[id] = m.ticks
+	m.isr = m.isr[:0:0]
+	for _, id := range m.replicas {
+		if !slices.Contains(m.adding, id) {
+			m.caughtUp[id] = m.ticks
+			m.isr = append(m.isr, id)
+		}
 	}
-	m.isr = slices.Clone(m.o.Replicas)
 	slices.Sort(m.isr)
+	m.setMatchQuorum(len(h.ConfState().GetVoters()))
 	m.o.Log.Info().Uint64("term", m.readyTerm).Int64("log_end", m.nextOffset).Msg("partition leader ready")
 }
 
@@ -637,7 +662,11 @@ func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
 		m.enforceRetention(h)
 	}
 	if m.ready && m.ticks%PreferredLeaderEveryTicks == 0 {
-		PreferLeader(h, m.o.Replicas, m.o.Log)
+		PreferLeader(h, m.replicas, m.o.Log)
+	}
+	if m.ready {
+		m.members.Tick(h, ctx, m.replicas, m.adding, m.removing)
+		m.setMatchQuorum(len(h.ConfState().GetVoters()))
 	}
 	if m.ready && m.ticks%isrEveryTicks == 0 {
 		m.updateISR(h)
@@ -666,6 +695,9 @@ func (m *Machine) updateISR(h *raftactor.Handle) {
 		// end; in Raft, when it matches the end and has answered lately
 		// (a dead follower's match stays at the end of an idle log).
 		// Sampled every few ticks, well within each election timeout.
+		if !slices.Contains(m.replicas, id) {
+			return // a member leaving, or not yet assigned
+		}
 		if id == self || (match >= end && active) {
 			m.caughtUp[id] = m.ticks
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync/atomic"
 
@@ -33,17 +34,19 @@ type RaftSettings struct {
 }
 
 // Config returns the raft config of the replica of a partition-like group
-// (a partition or an offsets-topic partition) on node: every replica
-// founds the group with the assignment's replicas, as etcd's StartNode,
-// and its state machine proposes its own entries. The caller sets the
-// state machine, storage, transport, recovered state, board and logger.
-func (rs RaftSettings) Config(group uint64, name string, node uint64, replicas []uint64) raftactor.Config {
+// (a partition or an offsets-topic partition) on node: the replicas the
+// partition was created with found the group, as etcd's StartNode; any
+// replica added later starts empty and waits for the leader to add it
+// (controller.Partition.Bootstraps). Its state machine proposes its own
+// entries. The caller sets the state machine, storage, transport,
+// recovered state, board and logger.
+func (rs RaftSettings) Config(p controller.Partition, name string, node uint64) raftactor.Config {
 	return raftactor.Config{
-		Group:                     group,
+		Group:                     p.Group,
 		Name:                      name,
 		NodeID:                    node,
-		Bootstrap:                 true,
-		Peers:                     replicas,
+		Bootstrap:                 p.Bootstraps(node),
+		Peers:                     p.Replicas,
 		ElectionTicks:             rs.ElectionTicks,
 		HeartbeatTicks:            rs.HeartbeatTicks,
 		MaxSizePerMsg:             rs.MaxSizePerMsg,
@@ -75,7 +78,10 @@ type ManagerOptions struct {
 	// Broadcast sends the leaderships of this broker to its peers.
 	Leaders   *Leaders
 	Broadcast func(ctx actor.SenderContext, infos []netactor.LeaderInfo)
-	Log       zerolog.Logger
+	// ControllerActor is the local controller actor: partition leaders
+	// tell it when a reassignment reached its target.
+	ControllerActor *actor.PID
+	Log             zerolog.Logger
 }
 
 // TopicPartition names a partition.
@@ -92,6 +98,8 @@ type Replica struct {
 	PID     *actor.PID // the partition's raft group actor: send it Produce, WatchFetch
 	Machine *Machine   // read View() for Fetch and ListOffsets
 	dir     string
+	// assigned is the assignment the replica was last given.
+	assigned controller.Partition
 }
 
 // Registry is a set of things a manager runs on this broker, published as
@@ -128,7 +136,9 @@ func NewReplicas() *Replicas { return NewRegistry[TopicPartition, *Replica]() }
 // controller's applied assignments with the replicas it runs, and starts or
 // stops partition raft groups (as its children) to match.
 func NewManager(o ManagerOptions, replicas *Replicas) actor.Producer {
-	return func() actor.Actor { return &manager{o: o, replicas: replicas, deleting: map[string]*Replica{}} }
+	return func() actor.Actor {
+		return &manager{o: o, replicas: replicas, deleting: map[string]*Replica{}, forgotten: map[uint64]bool{}}
+	}
 }
 
 type manager struct {
@@ -137,6 +147,10 @@ type manager struct {
 	seen     uint64 // controller applied index last reconciled
 	ticks    uint64
 	deleting map[string]*Replica // by PID id: stopping, files to delete
+	// forgotten are the groups whose replica was deleted since the broker
+	// started: what the WAL recovered for them is gone, and a replica
+	// moved back here starts empty.
+	forgotten map[uint64]bool
 }
 
 func (mg *manager) Receive(ctx actor.Context) {
@@ -192,6 +206,13 @@ func (mg *manager) reconcile(ctx actor.Context) {
 			tp := TopicPartition{t.Name, p.Index}
 			if r := cur[tp]; r != nil && r.Group == p.Group {
 				next[tp] = r
+				mg.assign(ctx, r, p)
+				continue
+			}
+			if mg.stillDeleting(p.Group) {
+				// Moved back before its old data is gone: start it once
+				// the old replica has stopped and its files are deleted.
+				mg.seen = 0
 				continue
 			}
 			r, err := mg.start(ctx, t, p)
@@ -232,6 +253,15 @@ func (mg *manager) broadcastLeaders(ctx actor.Context) {
 	}
 }
 
+func (mg *manager) stillDeleting(group uint64) bool {
+	for _, r := range mg.deleting {
+		if r.Group == group {
+			return true
+		}
+	}
+	return false
+}
+
 func hosts(replicas []uint64, id uint64) bool {
 	for _, r := range replicas {
 		if r == id {
@@ -253,14 +283,18 @@ func (mg *manager) start(ctx actor.Context, t *controller.Topic, p controller.Pa
 		return nil, err
 	}
 	dir := mg.partitionDir(t, p)
-	m, err := NewMachine(MachineOptions{Topic: t.Name, Partition: p.Index, Dir: dir, Settings: settings, Replicas: p.Replicas,
+	m, err := NewMachine(MachineOptions{Topic: t.Name, Partition: p.Index, Dir: dir, Settings: settings,
+		Replicas: p.Replicas, Adding: p.Adding, Removing: p.Removing, Group: p.Group, Controller: mg.o.ControllerActor,
 		ReplicaLagTicks: mg.o.Raft.ReplicaLagTicks, Log: log})
 	if err != nil {
 		return nil, err
 	}
-	cfg := mg.o.Raft.Config(p.Group, name, mg.o.NodeID, p.Replicas)
+	cfg := mg.o.Raft.Config(p, name, mg.o.NodeID)
 	cfg.StateMachine, cfg.Storage, cfg.Transport = m, mg.o.Storage, mg.o.Transport
-	cfg.Recovered, cfg.Board, cfg.Log = mg.o.Recovered[p.Group], mg.o.Board, log
+	cfg.Board, cfg.Log = mg.o.Board, log
+	if !mg.forgotten[p.Group] {
+		cfg.Recovered = mg.o.Recovered[p.Group]
+	}
 	producer, err := raftactor.NewProducer(cfg)
 	if err != nil {
 		_ = m.Close()
@@ -273,19 +307,35 @@ func (mg *manager) start(ctx actor.Context, t *controller.Topic, p controller.Pa
 	}
 	mg.o.Router.Set(p.Group, pid)
 	mg.o.Ticker.Subscribe(pid)
-	log.Info().Uints64("replicas", p.Replicas).Msg("partition replica started")
-	return &Replica{TopicPartition: TopicPartition{t.Name, p.Index}, TopicID: t.ID, Group: p.Group, PID: pid, Machine: m, dir: dir}, nil
+	log.Info().Uints64("replicas", p.Replicas).Bool("bootstrap", cfg.Bootstrap).Msg("partition replica started")
+	return &Replica{TopicPartition: TopicPartition{t.Name, p.Index}, TopicID: t.ID, Group: p.Group, PID: pid, Machine: m, dir: dir, assigned: p}, nil
 }
 
-// stop stops a replica whose topic is gone; its data is deleted once its
-// actor has stopped (Terminated), never under a running raft group.
+// assign gives a running replica its partition's assignment when the
+// controller changed it.
+func (mg *manager) assign(ctx actor.Context, r *Replica, p controller.Partition) {
+	if AssignmentEqual(r.assigned, p) {
+		return
+	}
+	r.assigned = p
+	ctx.Send(r.PID, &SetAssignment{Replicas: p.Replicas, Adding: p.Adding, Removing: p.Removing})
+}
+
+// AssignmentEqual reports whether a and b assign the same replicas.
+func AssignmentEqual(a, b controller.Partition) bool {
+	return slices.Equal(a.Replicas, b.Replicas) && slices.Equal(a.Adding, b.Adding) && slices.Equal(a.Removing, b.Removing)
+}
+
+// stop stops a replica whose topic is gone or that is no longer among its
+// partition's replicas (moved away); its data is deleted once its actor
+// has stopped (Terminated), never under a running raft group.
 func (mg *manager) stop(ctx actor.Context, r *Replica) {
 	mg.o.Ticker.Unsubscribe(r.PID)
 	mg.o.Router.Remove(r.Group)
 	mg.deleting[r.PID.Id] = r
 	ctx.Watch(r.PID)
 	ctx.Stop(r.PID)
-	mg.o.Log.Info().Str("topic", r.Topic).Int32("partition", r.Partition).Msg("partition replica stopping: topic deleted")
+	mg.o.Log.Info().Str("topic", r.Topic).Int32("partition", r.Partition).Msg("partition replica stopping: no longer assigned here")
 }
 
 func (mg *manager) deleted(ctx actor.Context, pid *actor.PID) {
@@ -294,6 +344,7 @@ func (mg *manager) deleted(ctx actor.Context, pid *actor.PID) {
 		return
 	}
 	delete(mg.deleting, pid.Id)
+	mg.forgotten[r.Group] = true
 	mg.o.Leaders.forget(r.Group)
 	_ = r.Machine.Close()
 	if err := os.RemoveAll(r.dir); err != nil {

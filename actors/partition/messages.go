@@ -41,3 +41,11 @@ type WatchFetch struct {
 type FetchReady struct {
 	Ref uint64
 }
+
+// SetAssignment gives a running replica (a partition's or an
+// offsets-topic partition's) its partition's assignment as the controller
+// changed it: Kafka's replicas, adding and removing during a
+// reassignment. Its leader brings the raft group's membership there.
+type SetAssignment struct {
+	Replicas, Adding, Removing []uint64
+}
