@@ -250,6 +250,7 @@ func Start(o Options) (_ *Broker, err error) {
 
 	b.replicas = partition.NewReplicas()
 	b.coords = group.NewCoordinators()
+	leaders := partition.NewLeaders()
 	if debugLn != nil {
 		b.debugAddr = debugLn.Addr().String()
 		if b.debug, err = b.sys.Spawn("debug", "debug", debug.NewActor(debugLn, debug.Sources{
@@ -259,6 +260,8 @@ func Start(o Options) (_ *Broker, err error) {
 			Controller:   b.machine,
 			Coordinators: b.coords,
 			Replicas:     b.replicas,
+			Leaders:      leaders,
+			ConfigPeers:  func() map[uint64]string { return *b.configPeers.Load() },
 			Gatherer:     reg,
 			Log:          log,
 		})); err != nil {
@@ -266,7 +269,6 @@ func Start(o Options) (_ *Broker, err error) {
 		}
 	}
 
-	leaders := partition.NewLeaders()
 	partitionRaft := partition.RaftSettings{
 		ElectionTicks:       cfg.Raft.ElectionTicks,
 		HeartbeatTicks:      cfg.Raft.HeartbeatTicks,
@@ -336,6 +338,7 @@ func Start(o Options) (_ *Broker, err error) {
 		NodeID:            cfg.NodeID,
 		Tick:              cfg.TickInterval(),
 		Controller:        b.controller,
+		Ticker:            b.ticker,
 		Machine:           b.machine,
 		Replicas:          b.replicas,
 		Board:             b.board,

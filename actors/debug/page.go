@@ -24,6 +24,21 @@ JSON: <a href="/debug/raft">raft</a> · <a href="/debug/actors">actors</a> · <a
 <table><tr><th>id</th><th>Kafka address</th><th>Raft address</th><th>registered at</th></tr>
 {{range .Cluster.Brokers}}<tr><td>{{.NodeID}}</td><td>{{.KafkaAddr}}</td><td>{{.RaftAddr}}</td><td>{{.RegisteredAt}}</td></tr>{{end}}
 </table>
+<h2>Membership</h2>
+<table><tr><th></th><th>brokers</th></tr>
+<tr><td>config peers (this broker)</td><td>{{range $id, $addr := .Cluster.ConfigPeers}}{{$id}} ({{$addr}}) {{else}}unknown{{end}}</td></tr>
+<tr><td>controller voters</td><td>{{.Cluster.Membership.Voters}}</td></tr>
+<tr><td>controller learners</td><td>{{.Cluster.Membership.Learners}}</td></tr>
+<tr><td>draining</td><td>{{.Cluster.Membership.Draining}}</td></tr>
+<tr><td>removed</td><td>{{.Cluster.Membership.Removed}}</td></tr>
+</table>
+<h2>Reassignments in progress</h2>
+<table><tr><th>partition</th><th>replicas</th><th>adding</th><th>removing</th><th>leader</th><th>raft voters / learners here</th><th>progress (match, behind the leader's commit)</th></tr>
+{{range .Cluster.Reassignments}}<tr><td>{{.Topic}}/{{.Partition}}</td><td>{{.Replicas}}</td><td>{{.Adding}}</td><td>{{.Removing}}</td>
+<td>{{if .Leader}}broker {{.Leader}}{{else}}unknown{{end}}</td><td>{{.RaftVoters}} / {{.RaftLearners}}</td>
+<td>{{if .LeadHere}}commit {{.Commit}}: {{range .Progress}}{{.NodeID}}{{if .Adding}} (adding{{if .Learner}}, learner{{end}}){{end}}: {{.Match}}, {{.Behind}} behind, {{.State}}<br>{{end}}{{else if .Leader}}see broker {{.Leader}}{{end}}</td></tr>
+{{else}}<tr><td colspan="7">none</td></tr>{{end}}
+</table>
 <h2>Raft groups</h2>
 <table><tr><th>group</th><th>role</th><th>term</th><th>leader</th><th>commit</th><th>applied</th><th>voters</th><th>followers (match/next/state)</th></tr>
 {{range .Groups}}<tr><td>{{.Name}}</td><td class="{{.Role}}">{{.Role}}</td><td>{{.Term}}</td><td>{{.Leader}}</td><td>{{.Commit}}</td><td>{{.Applied}}</td><td>{{.Voters}}</td>

@@ -30,8 +30,14 @@ type Sources struct {
 	// and their lag (nil in tests that have none).
 	Coordinators *group.Coordinators
 	Replicas     *partition.Replicas
-	Gatherer     prometheus.Gatherer
-	Log          zerolog.Logger
+	// Leaders is what this broker knows of the leaders of partitions it
+	// does not host (nil: only the local replicas' view).
+	Leaders *partition.Leaders
+	// ConfigPeers returns the peers list of the config the broker runs
+	// with now (SIGHUP may change it); nil shows none.
+	ConfigPeers func() map[uint64]string
+	Gatherer    prometheus.Gatherer
+	Log         zerolog.Logger
 }
 
 // NewActor returns the producer of the debug actor serving on ln, which the
@@ -104,23 +110,4 @@ func Handler(src Sources) http.Handler {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { servePage(w, src) })
 	return mux
-}
-
-// ClusterView is what /debug/cluster shows.
-type ClusterView struct {
-	NodeID    uint64              `json:"node_id"`
-	ClusterID string              `json:"cluster_id"`
-	Applied   uint64              `json:"applied"`
-	Leader    uint64              `json:"controller_leader"`
-	Voters    []uint64            `json:"controller_voters"`
-	Brokers   []controller.Broker `json:"brokers"`
-}
-
-func clusterView(src Sources) ClusterView {
-	st := src.Controller.View()
-	v := ClusterView{NodeID: src.NodeID, ClusterID: st.ClusterID, Applied: st.Applied, Brokers: st.BrokerList()}
-	if g := src.Board.Get(controller.ControllerGroup); g != nil {
-		v.Leader, v.Voters = g.Leader, g.Voters
-	}
-	return v
 }

@@ -285,6 +285,9 @@ func (c *Conn) stop() {
 			c.cfg.metrics.request(p.key, OutcomeAbandoned, 0)
 		}
 	}
+	if cl, ok := c.h.(ConnCloser); ok {
+		cl.Close()
+	}
 	c.cfg.metrics.connClosed()
 	c.log.Debug().Msg("kafka connection closed")
 }

@@ -34,9 +34,19 @@ type ConnHandler interface {
 	Serve(ctx actor.Context, r *Request)
 	// Receive takes any message the connection actor does not know itself:
 	// the answers of the actors Serve forwarded requests to. Timeouts are
-	// theirs to keep (a partition answers a produce or a long poll by its
-	// deadline), so a connection needs no clock.
+	// theirs to keep where they can (a partition answers a produce or a
+	// long poll by its deadline); a handler that must keep one itself
+	// subscribes its connection to the broker's ticker while it waits, and
+	// implements ConnCloser to unsubscribe.
 	Receive(ctx actor.Context, msg any)
+}
+
+// ConnCloser is implemented by a ConnHandler that holds something outside
+// its connection (a clock subscription) to release when the connection
+// stops. Close runs once, inside the connection actor, after which the
+// handler gets no more calls.
+type ConnCloser interface {
+	Close()
 }
 
 // ApiRange is an API key and the versions of it that are served.

@@ -132,6 +132,17 @@ type testBroker struct {
 // startBroker starts a listener; edit tweaks its options.
 func startBroker(t *testing.T, edit func(*Options)) *testBroker {
 	t.Helper()
+	return startBrokerIn(t, func(_ *actors.System, o *Options) {
+		if edit != nil {
+			edit(o)
+		}
+	})
+}
+
+// startBrokerIn starts a listener; edit tweaks its options and may spawn
+// the actors its handler talks to in the listener's actor system.
+func startBrokerIn(t *testing.T, edit func(*actors.System, *Options)) *testBroker {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -156,9 +167,7 @@ func startBroker(t *testing.T, edit func(*Options)) *testBroker {
 		},
 	}
 	opts := Options{Handler: b.handler, Metadata: b.source, Log: log}
-	if edit != nil {
-		edit(&opts)
-	}
+	edit(sys, &opts)
 	b.pid, err = StartListener(sys, ln, opts)
 	if err != nil {
 		t.Fatal(err)

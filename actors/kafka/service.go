@@ -23,14 +23,20 @@ import (
 // and the group requests (FindCoordinator, JoinGroup, SyncGroup,
 // Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, ListGroups,
 // DescribeGroups, DeleteGroups, OffsetDelete) served by the group
-// coordinators (groups.go).
+// coordinators (groups.go), and the reassignment and election requests
+// (reassign.go, elect.go) served through the controller actor and timed by
+// the Ticker.
 type Service struct {
 	NodeID     uint64
 	Tick       time.Duration // one raft tick: partitions keep time in ticks
 	Controller *actor.PID    // the controller actor
-	Machine    *controller.StateMachine
-	Replicas   *partition.Replicas
-	Board      *raftactor.StatusBoard
+	// Ticker times the requests a connection waits on with a deadline of
+	// its own (AlterPartitionReassignments, ElectLeaders): a connection is
+	// subscribed only while one waits.
+	Ticker   *raftactor.Ticker
+	Machine  *controller.StateMachine
+	Replicas *partition.Replicas
+	Board    *raftactor.StatusBoard
 	// Coordinators are the offsets-topic replicas of this broker, Leaders
 	// what it knows of every partition's leader (for FindCoordinator),
 	// OffsetsPartitions and OffsetsReplicas the partition count and
@@ -70,6 +76,9 @@ func (s *Service) Versions() []ApiRange {
 		{Key: kmsg.DescribeGroups.Int16(), Min: 0, Max: 5},
 		{Key: kmsg.DeleteGroups.Int16(), Min: 0, Max: 2},
 		{Key: kmsg.OffsetDelete.Int16(), Min: 0, Max: 0},
+		{Key: kmsg.ElectLeaders.Int16(), Min: 0, Max: 2},
+		{Key: kmsg.AlterPartitionAssignments.Int16(), Min: 0, Max: 0},
+		{Key: kmsg.ListPartitionReassignments.Int16(), Min: 0, Max: 0},
 	}
 }
 
@@ -82,6 +91,7 @@ func (s *Service) NewConn() ConnHandler {
 		admin:    map[uint64]*Request{},
 		groups:   map[uint64]func(resp any){},
 		lists:    map[uint64]*listCall{},
+		alters:   map[uint64]*alterCall{},
 	}
 }
 
@@ -95,6 +105,10 @@ type serviceConn struct {
 	admin    map[uint64]*Request       // CreateTopics, DeleteTopics, InitProducerId
 	groups   map[uint64]func(resp any) // group calls, by the Ref of their share
 	lists    map[uint64]*listCall
+	alters   map[uint64]*alterCall // AlterPartitionReassignments
+	elects   []*electCall          // ElectLeaders waiting for leaders to move
+	ticking  bool                  // subscribed to the Ticker
+	self     *actor.PID            // the connection actor, to unsubscribe it
 }
 
 func (c *serviceConn) ref() uint64 {
@@ -152,6 +166,12 @@ func (c *serviceConn) Serve(ctx actor.Context, r *Request) {
 		c.deleteGroups(ctx, r, m)
 	case *kmsg.ListGroupsRequest:
 		c.listGroups(ctx, r, m)
+	case *kmsg.AlterPartitionAssignmentsRequest:
+		c.alterReassignments(ctx, r, m)
+	case *kmsg.ListPartitionReassignmentsRequest:
+		ctx.Send(r.ReplyTo, r.Reply(c.s.listReassignments(m)))
+	case *kmsg.ElectLeadersRequest:
+		c.electLeaders(ctx, r, m)
 	default:
 		// Versions() lists only what is handled above; the connection
 		// refuses anything else before it gets here.
@@ -178,6 +198,10 @@ func (c *serviceConn) Receive(ctx actor.Context, msg any) {
 		c.groupAnswer(m)
 	case *group.Listed:
 		c.listed(ctx, m)
+	case *controller.AlterReassignmentsDone:
+		c.alterReassignmentsDone(ctx, m)
+	case *raftactor.Tick:
+		c.tick(ctx)
 	}
 }
 

@@ -52,14 +52,14 @@ func (s *ClusterSource) Topics(q TopicQuery) []Topic {
 	var out []Topic
 	if q.All {
 		for _, name := range view.TopicNames() {
-			out = append(out, s.topic(view.Topics[name]))
+			out = append(out, s.topic(view, view.Topics[name]))
 		}
 		return out
 	}
 	var create []controller.TopicSpec
 	for _, name := range q.Names {
 		if t := view.Topics[name]; t != nil {
-			out = append(out, s.topic(t))
+			out = append(out, s.topic(view, t))
 		} else if q.AllowAutoCreate && s.AutoCreate {
 			create = append(create, controller.TopicSpec{Name: name, Partitions: -1, ReplicationFactor: -1})
 			out = append(out, Topic{Name: name, ErrorCode: kerr.LeaderNotAvailable.Code})
@@ -67,7 +67,7 @@ func (s *ClusterSource) Topics(q TopicQuery) []Topic {
 	}
 	for _, id := range q.IDs {
 		if t := view.TopicByID(controller.TopicID(id)); t != nil {
-			out = append(out, s.topic(t))
+			out = append(out, s.topic(view, t))
 		}
 	}
 	if len(create) > 0 {
@@ -78,12 +78,20 @@ func (s *ClusterSource) Topics(q TopicQuery) []Topic {
 	return out
 }
 
-func (s *ClusterSource) topic(t *controller.Topic) Topic {
+// topic converts one topic. Its partitions' replicas are the assignment,
+// which during a reassignment is the union of the target and the replicas
+// leaving, as Kafka reports it; a replica is offline when its broker is not
+// (or no longer) registered: the controller knows nothing else of the
+// brokers' health.
+func (s *ClusterSource) topic(view *controller.State, t *controller.Topic) Topic {
 	kt := Topic{Name: t.Name, ID: t.ID, Internal: t.Name == controller.OffsetsTopic}
 	for _, p := range t.Partitions {
 		kp := Partition{Partition: p.Index, Leader: -1, LeaderEpoch: -1}
 		for _, id := range p.Replicas {
 			kp.Replicas = append(kp.Replicas, int32(id))
+			if _, ok := view.Brokers[id]; !ok || view.IsRemoved(id) {
+				kp.Offline = append(kp.Offline, int32(id))
+			}
 		}
 		if st := s.Board.Get(p.Group); st != nil && st.Leader != 0 {
 			kp.Leader, kp.LeaderEpoch = int32(st.Leader), int32(st.Term)

@@ -1,0 +1,135 @@
+package debug
+
+import (
+	"slices"
+	"strconv"
+
+	"github.com/flotilla/flotilla/actors/controller"
+)
+
+// ClusterView is what /debug/cluster shows: the membership this broker's
+// config names, the membership the controller committed, and the partition
+// reassignments under way.
+type ClusterView struct {
+	NodeID    uint64 `json:"node_id"`
+	ClusterID string `json:"cluster_id"`
+	Applied   uint64 `json:"applied"`
+	Leader    uint64 `json:"controller_leader"`
+	// Voters is the controller group's configuration as this broker's raft
+	// node has it (it may run ahead of the applied state's).
+	Voters  []uint64            `json:"controller_voters"`
+	Brokers []controller.Broker `json:"brokers"`
+	// ConfigPeers is the peers list of the config this broker runs with
+	// (changed by SIGHUP): node id → raft address.
+	ConfigPeers map[uint64]string `json:"config_peers"`
+	// Membership is the controller's committed membership.
+	Membership    Membership         `json:"membership"`
+	Reassignments []ReassignmentView `json:"reassignments"`
+}
+
+// Membership is the controller group's membership as the applied state
+// records it.
+type Membership struct {
+	Voters   []uint64 `json:"voters"`
+	Learners []uint64 `json:"learners"`
+	Draining []uint64 `json:"draining"`
+	Removed  []uint64 `json:"removed"`
+}
+
+// ReassignmentView is one partition being reassigned. Leader is what this
+// broker knows of its leader (0: unknown). Where this broker leads it,
+// Commit is the leader's commit index and Progress each replica's raft
+// match; elsewhere only the leader's id is known (its debug address is
+// not), and LeadHere is false.
+type ReassignmentView struct {
+	Topic     string   `json:"topic"`
+	Partition int32    `json:"partition"`
+	Group     uint64   `json:"group"`
+	Replicas  []uint64 `json:"replicas"`
+	Adding    []uint64 `json:"adding"`
+	Removing  []uint64 `json:"removing"`
+	Leader    uint64   `json:"leader"`
+	LeadHere  bool     `json:"lead_here"`
+	// The raft configuration of the partition's group, as this broker's
+	// replica has it (absent when it hosts none).
+	RaftVoters   []uint64          `json:"raft_voters,omitempty"`
+	RaftLearners []uint64          `json:"raft_learners,omitempty"`
+	Commit       uint64            `json:"commit,omitempty"`
+	Progress     []ReplicaProgress `json:"progress,omitempty"`
+}
+
+// ReplicaProgress is a leader's view of one replica of a partition being
+// reassigned: Behind is how far its match trails the leader's commit.
+type ReplicaProgress struct {
+	NodeID  uint64 `json:"node_id"`
+	Adding  bool   `json:"adding"`
+	Learner bool   `json:"learner"`
+	Match   uint64 `json:"match"`
+	Behind  uint64 `json:"behind"`
+	State   string `json:"state"`
+}
+
+func clusterView(src Sources) ClusterView {
+	st := src.Controller.View()
+	v := ClusterView{
+		NodeID: src.NodeID, ClusterID: st.ClusterID, Applied: st.Applied, Brokers: st.BrokerList(),
+		ConfigPeers: map[uint64]string{},
+		Membership: Membership{
+			Voters: nonNil(st.Voters), Learners: nonNil(st.Learners),
+			Draining: nonNil(st.Draining), Removed: nonNil(st.Removed),
+		},
+		Reassignments: []ReassignmentView{},
+	}
+	if g := src.Board.Get(controller.ControllerGroup); g != nil {
+		v.Leader, v.Voters = g.Leader, g.Voters
+	}
+	if src.ConfigPeers != nil {
+		if peers := src.ConfigPeers(); peers != nil {
+			v.ConfigPeers = peers
+		}
+	}
+	for _, ref := range st.Reassignments() {
+		v.Reassignments = append(v.Reassignments, reassignmentView(src, ref))
+	}
+	return v
+}
+
+func reassignmentView(src Sources, ref controller.PartitionRef) ReassignmentView {
+	p := ref.Partition
+	rv := ReassignmentView{
+		Topic: ref.Topic.Name, Partition: p.Index, Group: p.Group,
+		Replicas: nonNil(p.Replicas), Adding: nonNil(p.Adding), Removing: nonNil(p.Removing),
+	}
+	var term uint64
+	if g := src.Board.Get(p.Group); g != nil {
+		rv.Leader, term = g.Leader, g.Term
+		rv.RaftVoters, rv.RaftLearners = g.Voters, g.Learners
+		if g.Role == "leader" {
+			rv.LeadHere, rv.Commit = true, g.Commit
+			for _, id := range p.Replicas {
+				pr, ok := g.Progress[strconv.FormatUint(id, 10)]
+				if !ok {
+					continue // itself, or not yet added to the group
+				}
+				rv.Progress = append(rv.Progress, ReplicaProgress{
+					NodeID: id, Adding: slices.Contains(p.Adding, id), Learner: slices.Contains(g.Learners, id),
+					Match: pr.Match, Behind: g.Commit - min(pr.Match, g.Commit), State: pr.State,
+				})
+			}
+		}
+	}
+	if src.Leaders != nil {
+		if li, ok := src.Leaders.Get(p.Group); ok && li.Term > term {
+			rv.Leader = li.Leader
+		}
+	}
+	return rv
+}
+
+// nonNil shows an empty list as [] rather than null.
+func nonNil(ids []uint64) []uint64 {
+	if ids == nil {
+		return []uint64{}
+	}
+	return ids
+}

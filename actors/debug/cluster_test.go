@@ -1,0 +1,93 @@
+package debug
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/flotilla/flotilla/actors"
+	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/actors/partition"
+	"github.com/flotilla/flotilla/netactor"
+	"github.com/flotilla/flotilla/raftactor"
+)
+
+// TestClusterShowsMembershipAndReassignments: /debug/cluster and the page
+// show the config's peers, the controller's membership and a reassignment
+// of a partition this broker does not host, with the leader it learnt of.
+func TestClusterShowsMembershipAndReassignments(t *testing.T) {
+	sm := controller.NewStateMachine(zerolog.Nop())
+	for i, c := range []controller.Command{
+		{RegisterBroker: &controller.RegisterBroker{NodeID: 1, KafkaAddr: "127.0.0.1:9091", RaftAddr: "127.0.0.1:7001"}},
+		{RegisterBroker: &controller.RegisterBroker{NodeID: 2, KafkaAddr: "127.0.0.1:9092", RaftAddr: "127.0.0.1:7002"}},
+		{CreateTopic: &controller.CreateTopic{Name: "orders", ID: controller.TopicID{1}, Replicas: [][]uint64{{1, 2}, {2, 1}}}},
+		{Reassign: &controller.Reassign{Topic: controller.TopicID{1}, Partition: 1, Target: []uint64{2, 3}}},
+	} {
+		sm.Apply(uint64(i+1), 1, c.Encode())
+	}
+	group := sm.View().Topics["orders"].Partitions[1].Group
+	leaders := partition.NewLeaders()
+	leaders.Note([]netactor.LeaderInfo{{Group: group, Leader: 2, Term: 4}})
+	sys := actors.NewSystem(zerolog.Nop())
+	defer sys.Shutdown()
+	peers := map[uint64]string{1: "127.0.0.1:7001", 2: "127.0.0.1:7002", 3: "127.0.0.1:7003"}
+	src := Sources{
+		NodeID: 1, Actors: sys, Board: raftactor.NewStatusBoard(), Controller: sm, Leaders: leaders,
+		ConfigPeers: func() map[uint64]string { return peers }, Gatherer: prometheus.NewRegistry(), Log: zerolog.Nop(),
+	}
+	srv := httptest.NewServer(Handler(src))
+	defer srv.Close()
+
+	var v ClusterView
+	if err := json.Unmarshal(get(t, srv.URL+"/debug/cluster"), &v); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(v.ConfigPeers, peers) {
+		t.Errorf("config peers %v", v.ConfigPeers)
+	}
+	want := []ReassignmentView{{
+		Topic: "orders", Partition: 1, Group: group, Replicas: []uint64{2, 3, 1}, Adding: []uint64{3}, Removing: []uint64{1}, Leader: 2,
+	}}
+	if !reflect.DeepEqual(v.Reassignments, want) {
+		t.Errorf("reassignments %+v, want %+v", v.Reassignments, want)
+	}
+	if v.Membership.Voters == nil || len(v.Membership.Removed) != 0 {
+		t.Errorf("membership %+v", v.Membership)
+	}
+	page := string(get(t, srv.URL+"/"))
+	for _, s := range []string{"Reassignments in progress", "orders/1", "see broker 2", "3 (127.0.0.1:7003)"} {
+		if !strings.Contains(page, s) {
+			t.Errorf("page lacks %q", s)
+		}
+	}
+
+	// Without the config's peers (a broker that does not wire them) the
+	// view still renders.
+	src.ConfigPeers = nil
+	rec := httptest.NewRecorder()
+	Handler(src).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/cluster", nil))
+	if b := rec.Body.String(); rec.Code != http.StatusOK || !strings.Contains(b, `"config_peers": {}`) {
+		t.Errorf("without config peers: %d %s", rec.Code, b)
+	}
+}
+
+func get(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return b
+}

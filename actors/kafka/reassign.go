@@ -1,0 +1,169 @@
+package kafka
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/flotilla/flotilla/actors/controller"
+)
+
+// Partition reassignments (KIP-455). AlterPartitionReassignments goes to
+// the controller actor, which validates each move against the applied
+// state (unknown partitions, bad replica lists, cancelling nothing) and
+// proposes the valid ones; the partitions' leaders then carry them out.
+// ListPartitionReassignments reads the applied state. The offsets topic
+// may be reassigned like any other, as in Kafka.
+
+// alterCall is an AlterPartitionReassignments waiting for the controller.
+type alterCall struct {
+	r    *Request
+	resp *kmsg.AlterPartitionAssignmentsResponse
+	// slots are the response partitions of the moves sent, in the order
+	// sent, as indexes into resp.Topics and their Partitions.
+	slots [][2]int
+	ticks uint64 // left before the request times out
+}
+
+func (c *serviceConn) alterReassignments(ctx actor.Context, r *Request, req *kmsg.AlterPartitionAssignmentsRequest) {
+	resp := req.ResponseKind().(*kmsg.AlterPartitionAssignmentsResponse)
+	call := &alterCall{r: r, resp: resp, ticks: c.s.ticks(req.TimeoutMillis)}
+	var moves []controller.Move
+	for ti, t := range req.Topics {
+		rt := kmsg.NewAlterPartitionAssignmentsResponseTopic()
+		rt.Topic = t.Topic
+		for pi, p := range t.Partitions {
+			rp := kmsg.NewAlterPartitionAssignmentsResponseTopicPartition()
+			rp.Partition = p.Partition
+			move := controller.Move{Topic: t.Topic, Partition: p.Partition}
+			if p.Replicas != nil { // null cancels
+				move.Replicas = make([]uint64, 0, len(p.Replicas))
+				for _, id := range p.Replicas {
+					if id < 0 {
+						err := fmt.Errorf("%w: broker id %d", kerr.InvalidReplicaAssignment, id)
+						rp.ErrorCode, rp.ErrorMessage = code(err), detail(err)
+						break
+					}
+					move.Replicas = append(move.Replicas, uint64(id))
+				}
+			}
+			if rp.ErrorCode == 0 {
+				moves = append(moves, move)
+				call.slots = append(call.slots, [2]int{ti, pi})
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	if len(moves) == 0 {
+		ctx.Send(r.ReplyTo, r.Reply(resp))
+		return
+	}
+	ref := c.ref()
+	c.alters[ref] = call
+	c.startTicking(ctx)
+	ctx.Send(c.s.Controller, &controller.AlterReassignments{Ref: ref, Moves: moves, ReplyTo: ctx.Self()})
+}
+
+func (c *serviceConn) alterReassignmentsDone(ctx actor.Context, m *controller.AlterReassignmentsDone) {
+	call, ok := c.alters[m.Ref]
+	if !ok {
+		return // answered already: it timed out
+	}
+	delete(c.alters, m.Ref)
+	for i, slot := range call.slots {
+		var err error
+		if i < len(m.Errs) {
+			err = m.Errs[i]
+		} else {
+			err = fmt.Errorf("%w: the controller gave no answer for this partition", kerr.UnknownServerError)
+		}
+		rp := &call.resp.Topics[slot[0]].Partitions[slot[1]]
+		rp.ErrorCode, rp.ErrorMessage = code(err), detail(err)
+	}
+	ctx.Send(call.r.ReplyTo, call.r.Reply(call.resp))
+	c.stopTickingIfIdle(ctx)
+}
+
+// tickAlters times out the reassignment requests whose controller answer
+// did not come in time: as Kafka does, REQUEST_TIMED_OUT for the request
+// and for each partition it was waiting on. The moves may still be
+// applied; ListPartitionReassignments shows them if so.
+func (c *serviceConn) tickAlters(ctx actor.Context) {
+	for ref, call := range c.alters {
+		if call.ticks--; call.ticks > 0 {
+			continue
+		}
+		delete(c.alters, ref)
+		err := fmt.Errorf("%w: the controller did not answer within the request's timeout", kerr.RequestTimedOut)
+		call.resp.ErrorCode, call.resp.ErrorMessage = code(err), detail(err)
+		for _, slot := range call.slots {
+			rp := &call.resp.Topics[slot[0]].Partitions[slot[1]]
+			rp.ErrorCode, rp.ErrorMessage = code(err), detail(err)
+		}
+		ctx.Send(call.r.ReplyTo, call.r.Reply(call.resp))
+	}
+}
+
+// listReassignments answers from the applied controller state: the
+// partitions asked for (all, for null topics) that are being reassigned.
+// As in Kafka, unknown topics and partitions, and those not moving, are
+// left out.
+func (s *Service) listReassignments(req *kmsg.ListPartitionReassignmentsRequest) *kmsg.ListPartitionReassignmentsResponse {
+	resp := req.ResponseKind().(*kmsg.ListPartitionReassignmentsResponse)
+	view := s.Machine.View()
+	var refs []controller.PartitionRef
+	if req.Topics == nil {
+		refs = view.Reassignments()
+	} else {
+		for _, rt := range req.Topics {
+			t := view.Topics[rt.Topic]
+			if t == nil {
+				continue
+			}
+			for _, p := range rt.Partitions {
+				if p >= 0 && int(p) < len(t.Partitions) && t.Partitions[p].Reassigning() {
+					refs = append(refs, controller.PartitionRef{Topic: t, Partition: t.Partitions[p]})
+				}
+			}
+		}
+	}
+	for _, ref := range refs {
+		i := slices.IndexFunc(resp.Topics, func(t kmsg.ListPartitionReassignmentsResponseTopic) bool { return t.Topic == ref.Topic.Name })
+		if i < 0 {
+			rt := kmsg.NewListPartitionReassignmentsResponseTopic()
+			rt.Topic = ref.Topic.Name
+			resp.Topics = append(resp.Topics, rt)
+			i = len(resp.Topics) - 1
+		}
+		rp := kmsg.NewListPartitionReassignmentsResponseTopicPartition()
+		rp.Partition = ref.Partition.Index
+		rp.Replicas = brokerIDs(ref.Partition.Replicas)
+		rp.AddingReplicas = brokerIDs(ref.Partition.Adding)
+		rp.RemovingReplicas = brokerIDs(ref.Partition.Removing)
+		resp.Topics[i].Partitions = append(resp.Topics[i].Partitions, rp)
+	}
+	return resp
+}
+
+// brokerIDs converts node ids to Kafka's int32 broker ids, never nil (the
+// arrays are not nullable).
+func brokerIDs(ids []uint64) []int32 {
+	out := make([]int32, len(ids))
+	for i, id := range ids {
+		out[i] = int32(id)
+	}
+	return out
+}
+
+// detail is the error message for err: none for a bare Kafka error, whose
+// code says it all, else err's text.
+func detail(err error) *string {
+	if _, bare := err.(*kerr.Error); bare {
+		return nil
+	}
+	return message(err)
+}

@@ -1,0 +1,338 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/flotilla/flotilla/actors"
+	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/actors/partition"
+	"github.com/flotilla/flotilla/netactor"
+	"github.com/flotilla/flotilla/raftactor"
+)
+
+// stubController stands in for the controller actor: it answers
+// AlterReassignments with what answer decides and records the moves, and
+// carries out an ElectPreferred by announcing the preferred replica as
+// leader (as its broadcast would) when willing allows it.
+type stubController struct {
+	leaders *partition.Leaders
+	answer  func(controller.Move) error
+	willing func(preferred uint64) bool
+	mute    atomic.Bool // no answer to AlterReassignments
+
+	mu      sync.Mutex
+	moves   []controller.Move
+	elected []controller.ElectPreferred
+}
+
+func (c *stubController) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *controller.AlterReassignments:
+		done := &controller.AlterReassignmentsDone{Ref: m.Ref}
+		c.mu.Lock()
+		for _, mv := range m.Moves {
+			c.moves = append(c.moves, mv)
+			done.Errs = append(done.Errs, c.answer(mv))
+		}
+		c.mu.Unlock()
+		if !c.mute.Load() {
+			ctx.Send(m.ReplyTo, done)
+		}
+	case *controller.ElectPreferred:
+		c.mu.Lock()
+		c.elected = append(c.elected, *m)
+		c.mu.Unlock()
+		if c.willing(m.Preferred) {
+			cur, _ := c.leaders.Get(m.Group)
+			c.leaders.Note([]netactor.LeaderInfo{{Group: m.Group, Leader: m.Preferred, Term: cur.Term + 1}})
+		}
+	}
+}
+
+// reassignFixture is a Service over a real controller state machine: three
+// brokers; "orders" with partitions on [1 2], [2 3], [3 1], the second
+// being moved to [3 1]; partition 0 led by 2 (not its preferred 1),
+// partition 1 by 3, partition 2 leaderless.
+type reassignFixture struct {
+	b     *testBroker
+	ctl   *stubController
+	state *controller.State
+	adm   *kadm.Client
+}
+
+func newReassignFixture(t *testing.T, willing func(uint64) bool, answer func(controller.Move) error) *reassignFixture {
+	t.Helper()
+	sm := controller.NewStateMachine(zerolog.Nop())
+	cmds := []controller.Command{
+		{RegisterBroker: &controller.RegisterBroker{NodeID: 1, KafkaAddr: "127.0.0.1:9091", RaftAddr: "r1"}},
+		{RegisterBroker: &controller.RegisterBroker{NodeID: 2, KafkaAddr: "127.0.0.1:9092", RaftAddr: "r2"}},
+		{RegisterBroker: &controller.RegisterBroker{NodeID: 3, KafkaAddr: "127.0.0.1:9093", RaftAddr: "r3"}},
+		{CreateTopic: &controller.CreateTopic{Name: "orders", ID: controller.TopicID{1}, Replicas: [][]uint64{{1, 2}, {2, 3}, {3, 1}}}},
+		{Reassign: &controller.Reassign{Topic: controller.TopicID{1}, Partition: 1, Target: []uint64{3, 1}}},
+	}
+	for i, c := range cmds {
+		sm.Apply(uint64(i+1), 1, c.Encode())
+	}
+	state := sm.View()
+	orders := state.Topics["orders"]
+	leaders := partition.NewLeaders()
+	leaders.Note([]netactor.LeaderInfo{
+		{Group: orders.Partitions[0].Group, Leader: 2, Term: 3},
+		{Group: orders.Partitions[1].Group, Leader: 3, Term: 2},
+	})
+	ctl := &stubController{leaders: leaders, willing: willing, answer: answer}
+	f := &reassignFixture{ctl: ctl, state: state}
+	var pid *actor.PID
+	var ticker *raftactor.Ticker
+	f.b = startBrokerIn(t, func(sys *actors.System, o *Options) {
+		var err error
+		if pid, err = sys.Spawn("controller", "controller", func() actor.Actor { return ctl }); err != nil {
+			t.Fatal(err)
+		}
+		ticker = raftactor.NewTicker(sys.Root, 10*time.Millisecond)
+		o.Handler = &Service{
+			NodeID: 1, Tick: 10 * time.Millisecond, Controller: pid, Ticker: ticker,
+			Machine: sm, Board: raftactor.NewStatusBoard(), Leaders: leaders, Replicas: partition.NewReplicas(),
+			Sender: sys.Root, Now: time.Now, Log: zerolog.Nop(),
+		}
+	})
+	t.Cleanup(func() { // before the listener's cleanup, which waits for every actor to stop
+		ticker.Stop()
+		f.b.sys.Root.Stop(pid)
+	})
+	f.adm = kadm.NewClient(newKgoClient(t, f.b))
+	return f
+}
+
+func TestAlterPartitionReassignments(t *testing.T) {
+	f := newReassignFixture(t, func(uint64) bool { return false }, func(m controller.Move) error {
+		switch {
+		case m.Topic == "missing":
+			return kerr.UnknownTopicOrPartition
+		case m.Replicas == nil && m.Partition == 0:
+			return fmt.Errorf("%w: orders/0 is not being reassigned", kerr.NoReassignmentInProgress)
+		case m.Replicas != nil && len(m.Replicas) == 0:
+			return fmt.Errorf("%w: empty replica list", kerr.InvalidReplicaAssignment)
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	var req kadm.AlterPartitionAssignmentsReq
+	req.Assign("orders", 2, []int32{1, 2})
+	req.Assign("orders", 1, []int32{})
+	req.CancelAssign("orders", 0)
+	req.Assign("missing", 0, []int32{1})
+	req.Assign("__consumer_offsets", 3, []int32{2, 3})
+	req.Assign("negative", 0, []int32{1, -1})
+	resp, err := f.adm.AlterPartitionAssignments(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]error{
+		"orders/2": nil, "orders/1": kerr.InvalidReplicaAssignment, "orders/0": kerr.NoReassignmentInProgress,
+		"missing/0": kerr.UnknownTopicOrPartition, "__consumer_offsets/3": nil, "negative/0": kerr.InvalidReplicaAssignment,
+	}
+	for _, r := range resp.Sorted() {
+		key := fmt.Sprintf("%s/%d", r.Topic, r.Partition)
+		w, ok := want[key]
+		if !ok || !errors.Is(r.Err, w) {
+			t.Errorf("%s: %v (%s), want %v", key, r.Err, r.ErrMessage, w)
+		}
+		delete(want, key)
+	}
+	if len(want) > 0 {
+		t.Errorf("no answer for %v", want)
+	}
+	f.ctl.mu.Lock()
+	defer f.ctl.mu.Unlock()
+	// The negative id never reaches the controller; a cancel is a nil
+	// target, an empty list an empty one.
+	if len(f.ctl.moves) != 5 {
+		t.Fatalf("controller got %d moves: %+v", len(f.ctl.moves), f.ctl.moves)
+	}
+	for _, m := range f.ctl.moves {
+		switch {
+		case m.Topic == "orders" && m.Partition == 0 && m.Replicas != nil,
+			m.Topic == "orders" && m.Partition == 1 && (m.Replicas == nil || len(m.Replicas) != 0),
+			m.Topic == "orders" && m.Partition == 2 && !slices.Equal(m.Replicas, []uint64{1, 2}):
+			t.Errorf("move %+v", m)
+		}
+	}
+}
+
+// TestAlterPartitionReassignmentsTimesOut: a controller that does not
+// answer within the request's timeout gets the request answered with
+// REQUEST_TIMED_OUT, top-level and per partition.
+func TestAlterPartitionReassignmentsTimesOut(t *testing.T) {
+	f := newReassignFixture(t, func(uint64) bool { return false }, func(controller.Move) error { return nil })
+	f.ctl.mute.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	req := kmsg.NewPtrAlterPartitionAssignmentsRequest()
+	req.TimeoutMillis = 50
+	rt := kmsg.NewAlterPartitionAssignmentsRequestTopic()
+	rt.Topic = "orders"
+	rt.Partitions = []kmsg.AlterPartitionAssignmentsRequestTopicPartition{{Partition: 2, Replicas: []int32{1, 2}}}
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, newKgoClient(t, f.b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ErrorCode != kerr.RequestTimedOut.Code || len(resp.Topics) != 1 || resp.Topics[0].Partitions[0].ErrorCode != kerr.RequestTimedOut.Code {
+		t.Fatalf("response %+v", resp)
+	}
+}
+
+func TestListPartitionReassignments(t *testing.T) {
+	f := newReassignFixture(t, func(uint64) bool { return false }, func(controller.Move) error { return nil })
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	want := []kadm.ListPartitionReassignmentsResponse{{
+		Topic: "orders", Partition: 1, Replicas: []int32{3, 1, 2}, AddingReplicas: []int32{1}, RemovingReplicas: []int32{2},
+	}}
+	for _, tc := range []struct {
+		name string
+		set  kadm.TopicsSet
+	}{
+		{"named", kadm.TopicsSet{"orders": {0: {}, 1: {}, 7: {}}, "missing": {0: {}}}},
+		{"only the moving one", kadm.TopicsSet{"orders": {1: {}}}},
+	} {
+		got, err := f.adm.ListPartitionReassignments(ctx, tc.set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := got.Sorted(); fmt.Sprint(s) != fmt.Sprint(want) {
+			t.Errorf("%s: %+v, want %+v", tc.name, s, want)
+		}
+	}
+	// Null topics: every reassignment.
+	resp, err := kmsg.NewPtrListPartitionReassignmentsRequest().RequestWith(ctx, newKgoClient(t, f.b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Topics) != 1 || resp.Topics[0].Topic != "orders" || len(resp.Topics[0].Partitions) != 1 || resp.Topics[0].Partitions[0].Partition != 1 {
+		t.Fatalf("all: %+v", resp.Topics)
+	}
+	// A partition not moving is not listed.
+	resp, err = (&kmsg.ListPartitionReassignmentsRequest{Topics: []kmsg.ListPartitionReassignmentsRequestTopic{{Topic: "orders", Partitions: []int32{0, 2}}}}).RequestWith(ctx, newKgoClient(t, f.b))
+	if err != nil || len(resp.Topics) != 0 {
+		t.Fatalf("not moving: %+v %v", resp, err)
+	}
+}
+
+func TestElectLeadersPreferred(t *testing.T) {
+	f := newReassignFixture(t, func(id uint64) bool { return id == 1 }, func(controller.Move) error { return nil })
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	res, err := f.adm.ElectLeaders(ctx, kadm.ElectPreferredReplica, kadm.TopicsSet{"orders": {0: {}, 1: {}, 9: {}}, "missing": {0: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]error{
+		"orders/0":  nil,                    // led by 2, moved to 1
+		"orders/1":  kerr.ElectionNotNeeded, // led by 3, its preferred (the target's first)
+		"orders/9":  kerr.UnknownTopicOrPartition,
+		"missing/0": kerr.UnknownTopicOrPartition,
+	}
+	for topic, ps := range res {
+		for p, r := range ps {
+			key := fmt.Sprintf("%s/%d", topic, p)
+			if w, ok := want[key]; !ok || !errors.Is(r.Err, w) {
+				t.Errorf("%s: %v (%s), want %v", key, r.Err, r.ErrMessage, w)
+			}
+			delete(want, key)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("no answer for %v", want)
+	}
+	if li, _ := f.ctl.leaders.Get(f.state.Topics["orders"].Partitions[0].Group); li.Leader != 1 {
+		t.Errorf("orders/0 led by %d", li.Leader)
+	}
+}
+
+// TestElectLeadersTimesOut: a preferred replica that does not take the
+// leadership within the request's timeout is PREFERRED_LEADER_NOT_AVAILABLE,
+// and the transfer was asked for again while the request waited.
+func TestElectLeadersTimesOut(t *testing.T) {
+	f := newReassignFixture(t, func(uint64) bool { return false }, func(controller.Move) error { return nil })
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	req := kmsg.NewPtrElectLeadersRequest()
+	req.TimeoutMillis = 500 // 50 ticks: the transfer is asked for at least twice
+	req.Topics = []kmsg.ElectLeadersRequestTopic{{Topic: "orders", Partitions: []int32{0}}}
+	start := time.Now()
+	resp, err := req.RequestWith(ctx, newKgoClient(t, f.b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) < 400*time.Millisecond {
+		t.Errorf("answered after %v, before the request's timeout", time.Since(start))
+	}
+	if len(resp.Topics) != 1 || resp.Topics[0].Partitions[0].ErrorCode != kerr.PreferredLeaderNotAvailable.Code {
+		t.Fatalf("response %+v", resp.Topics)
+	}
+	f.ctl.mu.Lock()
+	defer f.ctl.mu.Unlock()
+	if len(f.ctl.elected) < 2 || f.ctl.elected[0].Preferred != 1 {
+		t.Fatalf("transfers asked for: %+v", f.ctl.elected)
+	}
+}
+
+func TestElectLeadersAllAndUnclean(t *testing.T) {
+	f := newReassignFixture(t, func(uint64) bool { return true }, func(controller.Move) error { return nil })
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	cl := newKgoClient(t, f.b)
+
+	// Unclean: a partition with a leader needs none; a leaderless one has
+	// no eligible leader, since raft would have elected it.
+	req := kmsg.NewPtrElectLeadersRequest()
+	req.ElectionType = electionUnclean
+	req.Topics = []kmsg.ElectLeadersRequestTopic{{Topic: "orders", Partitions: []int32{0, 2}}}
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps := resp.Topics[0].Partitions; ps[0].ErrorCode != kerr.ElectionNotNeeded.Code || ps[1].ErrorCode != kerr.EligibleLeadersNotAvailable.Code {
+		t.Fatalf("unclean: %+v", ps)
+	}
+
+	// Null topics: every partition; those already led by their preferred
+	// replica are left out, as Kafka's controller does.
+	req = kmsg.NewPtrElectLeadersRequest()
+	req.Topics = nil
+	if resp, err = req.RequestWith(ctx, cl); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, rt := range resp.Topics {
+		for _, rp := range rt.Partitions {
+			got = append(got, fmt.Sprintf("%s/%d:%d", rt.Topic, rp.Partition, rp.ErrorCode))
+		}
+	}
+	if want := []string{"orders/0:0", "orders/2:0"}; !slices.Equal(got, want) {
+		t.Fatalf("all partitions: %v, want %v", got, want)
+	}
+
+	// An unknown election type is refused.
+	req = kmsg.NewPtrElectLeadersRequest()
+	req.ElectionType = 7
+	if resp, err = req.RequestWith(ctx, cl); err != nil || resp.ErrorCode != kerr.InvalidRequest.Code {
+		t.Fatalf("election type 7: %+v %v", resp, err)
+	}
+}

@@ -1,0 +1,278 @@
+package test
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// startKafkaCluster starts n brokers and returns them once they agree on a
+// controller leader, with a client that knows them all.
+func startKafkaCluster(t *testing.T, n int) ([]*node, *kgo.Client) {
+	t.Helper()
+	nodes := newCluster(t, n)
+	seeds := make([]string, len(nodes))
+	for i, nd := range nodes {
+		nd.start(t)
+		seeds[i] = nd.kafka
+	}
+	waitFor(t, 15*time.Second, "controller election", func() bool { return agreedLeader(nodes) != 0 })
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.MetadataMinAge(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return nodes, cl
+}
+
+// partitionReplicas returns what Metadata says of topic's partition p: its
+// replicas and leader (-1 for none, or an error).
+func partitionReplicas(t *testing.T, cl *kgo.Client, topic string, p int32) ([]int32, int32) {
+	t.Helper()
+	for _, mp := range topicMetadata(t, cl, topic).Partitions {
+		if mp.Partition == p {
+			if mp.ErrorCode != 0 {
+				return mp.Replicas, -1
+			}
+			return mp.Replicas, mp.Leader
+		}
+	}
+	return nil, -1
+}
+
+// TestReassignPartitionWhileProducing: kadm moves a partition of an RF=2
+// topic from brokers {1,2} to {2,3} while records are produced to it;
+// ListPartitionReassignments shows the move while it runs (Kafka's union
+// replicas, adding 3, removing 1) or nothing once it is done; Metadata ends
+// with replicas [2 3]; every acknowledged record is read back once.
+func TestReassignPartitionWhileProducing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	nodes, cl := startKafkaCluster(t, 3)
+	adm := kadm.NewClient(cl)
+	const topic = "moving"
+	create := kmsg.NewPtrCreateTopicsRequest()
+	ct := kmsg.NewCreateTopicsRequestTopic()
+	ct.Topic, ct.NumPartitions, ct.ReplicationFactor = topic, -1, -1
+	ct.ReplicaAssignment = []kmsg.CreateTopicsRequestTopicReplicaAssignment{{Partition: 0, Replicas: []int32{1, 2}}}
+	create.Topics = append(create.Topics, ct)
+	cresp, err := create.RequestWith(testCtx(t, 15*time.Second), cl)
+	if err != nil || cresp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("create %s: %v %+v", topic, err, cresp)
+	}
+	waitTopicReady(t, adm, topic, 1)
+
+	rng := rand.New(rand.NewPCG(6, 45))
+	var produced []*kgo.Record
+	produce := func(n int) {
+		t.Helper()
+		recs := randomRecords(rng, topic, n, time.Now())
+		produceAll(t, testCtx(t, 30*time.Second), cl, recs)
+		produced = append(produced, recs...)
+	}
+	produce(200)
+
+	var move kadm.AlterPartitionAssignmentsReq
+	move.Assign(topic, 0, []int32{2, 3})
+	aresp, err := adm.AlterPartitionAssignments(testCtx(t, 30*time.Second), move)
+	if err != nil || aresp.Error() != nil {
+		t.Fatalf("AlterPartitionReassignments: %v %+v", err, aresp)
+	}
+
+	listed, shownProgress := false, false
+	var replicas []int32
+	deadline := time.Now().Add(90 * time.Second)
+	for rounds := 0; ; rounds++ {
+		produce(20)
+		ls, err := adm.ListPartitionReassignments(testCtx(t, 10*time.Second), kadm.TopicsSet{topic: {0: {}}})
+		if err != nil {
+			t.Fatalf("ListPartitionReassignments: %v", err)
+		}
+		for _, r := range ls.Sorted() {
+			listed = true
+			if r.Topic != topic || r.Partition != 0 || !slices.Equal(r.Replicas, []int32{2, 3, 1}) ||
+				!slices.Equal(r.AddingReplicas, []int32{3}) || !slices.Equal(r.RemovingReplicas, []int32{1}) {
+				t.Fatalf("listed reassignment %+v", r)
+			}
+		}
+		for _, nd := range nodes {
+			checkDebugCluster(t, nd, topic, &shownProgress)
+		}
+		var leader int32
+		replicas, leader = partitionReplicas(t, cl, topic, 0)
+		if slices.Equal(replicas, []int32{2, 3}) && leader > 0 && len(ls) == 0 {
+			t.Logf("moved after %d rounds of 20 records; the move was listed while it ran: %v, its progress shown: %v", rounds+1, listed, shownProgress)
+			break
+		}
+		// Before the move is applied, during it (the union), or done while
+		// the lists or the leader lag.
+		if !slices.Equal(replicas, []int32{1, 2}) && !slices.Equal(replicas, []int32{2, 3, 1}) && !slices.Equal(replicas, []int32{2, 3}) {
+			t.Fatalf("Metadata replicas %v during the move", replicas)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partition not moved to [2 3] within 90s: Metadata replicas %v, leader %d", replicas, leader)
+		}
+	}
+	var last string
+	defer func() {
+		if t.Failed() {
+			t.Logf("last /debug/cluster: %s", last)
+		}
+	}()
+	waitFor(t, 10*time.Second, "no reassignment on any broker's /debug/cluster", func() bool {
+		for _, nd := range nodes {
+			var v debugCluster
+			err := getJSON("http://"+nd.debug+"/debug/cluster", &v)
+			last = fmt.Sprintf("node %d: %+v %v", nd.id, v, err)
+			if err != nil || len(v.Reassignments) != 0 || len(v.ConfigPeers) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	produce(200)
+	got := consumeAll(t, testCtx(t, 60*time.Second), nodes[2], topic, len(produced))
+	checkRoundTrip(t, produced, got, 1)
+}
+
+// TestElectLeadersPreferred: after a broker is killed and restarted, the
+// partitions it is the preferred replica of are led elsewhere until
+// ElectLeaders (preferred) moves them back; it answers no error for those
+// (ELECTION_NOT_NEEDED for the others, or if the leaders' own preference
+// check got there first), and the controller's Metadata then shows every
+// partition led by its first replica.
+func TestElectLeadersPreferred(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	nodes, cl := startKafkaCluster(t, 3)
+	adm := kadm.NewClient(cl)
+	const topic, n = "elected", 3
+	if _, err := adm.CreateTopic(testCtx(t, 15*time.Second), n, 3, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	waitTopicReady(t, adm, topic, n)
+	preferredLeaders := func() bool {
+		for p := range int32(n) {
+			replicas, leader := partitionReplicas(t, cl, topic, p)
+			if len(replicas) == 0 || leader != replicas[0] {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor(t, 20*time.Second, "every partition led by its preferred replica", preferredLeaders)
+
+	// The victim is not the controller leader, so that the controller
+	// answering ElectLeaders stays put.
+	ctl := agreedLeader(nodes)
+	victim := nodes[0]
+	if victim.id == ctl {
+		victim = nodes[1]
+	}
+	var victimPrefers []int32
+	for p := range int32(n) {
+		if replicas, _ := partitionReplicas(t, cl, topic, p); replicas[0] == int32(victim.id) {
+			victimPrefers = append(victimPrefers, p)
+		}
+	}
+	if len(victimPrefers) == 0 {
+		t.Fatalf("broker %d is the preferred leader of no partition of %s", victim.id, topic)
+	}
+	victim.kill()
+	waitFor(t, 20*time.Second, "the victim's partitions led elsewhere", func() bool {
+		for _, p := range victimPrefers {
+			if _, leader := partitionReplicas(t, cl, topic, p); leader <= 0 || leader == int32(victim.id) {
+				return false
+			}
+		}
+		return true
+	})
+	recs := randomRecords(rand.New(rand.NewPCG(43, 2)), topic, 300, time.Now())
+	produceAll(t, testCtx(t, 30*time.Second), cl, recs)
+	victim.start(t)
+
+	start := time.Now()
+	res, err := adm.ElectLeaders(testCtx(t, 70*time.Second), kadm.ElectPreferredReplica, kadm.TopicsSet{topic: {0: {}, 1: {}, 2: {}}})
+	if err != nil {
+		t.Fatalf("ElectLeaders: %v", err)
+	}
+	t.Logf("ElectLeaders answered after %v: %+v (broker %d prefers %v)", time.Since(start), res, victim.id, victimPrefers)
+	for p := range int32(n) {
+		r, ok := res[topic][p]
+		if !ok {
+			t.Fatalf("ElectLeaders: no answer for %s/%d: %+v", topic, p, res)
+		}
+		if r.Err != nil && !errors.Is(r.Err, kerr.ElectionNotNeeded) {
+			t.Errorf("ElectLeaders %s/%d: %v (%s)", topic, p, r.Err, r.ErrMessage)
+		}
+	}
+	// The broker that answered saw the preferred replicas lead; ask it.
+	resp := brokerRequest[*kmsg.MetadataResponse](t, cl, nodes[ctl-1], metadataRequest(topic))
+	for _, mp := range resp.Topics[0].Partitions {
+		if len(mp.Replicas) == 0 || mp.Leader != mp.Replicas[0] {
+			t.Errorf("after ElectLeaders, controller %d's Metadata: %s/%d led by %d, replicas %v", ctl, topic, mp.Partition, mp.Leader, mp.Replicas)
+		}
+	}
+	waitFor(t, 10*time.Second, "every broker's Metadata shows the preferred leaders", preferredLeaders)
+}
+
+func metadataRequest(topic string) *kmsg.MetadataRequest {
+	req := kmsg.NewPtrMetadataRequest()
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, mt)
+	return req
+}
+
+// debugCluster is the part of /debug/cluster the tests read.
+type debugCluster struct {
+	ConfigPeers   map[string]string `json:"config_peers"`
+	Reassignments []struct {
+		Topic     string   `json:"topic"`
+		Partition int32    `json:"partition"`
+		Replicas  []uint64 `json:"replicas"`
+		Adding    []uint64 `json:"adding"`
+		Removing  []uint64 `json:"removing"`
+		Leader    uint64   `json:"leader"`
+		LeadHere  bool     `json:"lead_here"`
+		Progress  []struct {
+			NodeID uint64 `json:"node_id"`
+			Adding bool   `json:"adding"`
+		} `json:"progress"`
+	} `json:"reassignments"`
+}
+
+// checkDebugCluster checks what nd's /debug/cluster shows of the move of
+// topic's partition 0 from [1 2] to [2 3], if it shows it; shown is set
+// when it showed the leader's progress of the replica being added.
+func checkDebugCluster(t *testing.T, nd *node, topic string, shown *bool) {
+	t.Helper()
+	var v debugCluster
+	if err := getJSON("http://"+nd.debug+"/debug/cluster", &v); err != nil {
+		t.Fatalf("node %d /debug/cluster: %v", nd.id, err)
+	}
+	for _, r := range v.Reassignments {
+		if r.Topic != topic || r.Partition != 0 || !slices.Equal(r.Replicas, []uint64{2, 3, 1}) ||
+			!slices.Equal(r.Adding, []uint64{3}) || !slices.Equal(r.Removing, []uint64{1}) {
+			t.Fatalf("node %d /debug/cluster shows %+v", nd.id, r)
+		}
+		if r.LeadHere && r.Leader != nd.id {
+			t.Fatalf("node %d /debug/cluster: leads the partition, leader %d", nd.id, r.Leader)
+		}
+		for _, p := range r.Progress {
+			if p.NodeID == 3 && p.Adding {
+				*shown = true
+			}
+		}
+	}
+}
