@@ -17,8 +17,9 @@ import (
 // deliveries counts what a group's consumers processed: partition →
 // offset → times delivered.
 type deliveries struct {
-	mu   sync.Mutex
-	seen map[int32]map[int64]int
+	mu    sync.Mutex
+	seen  map[int32]map[int64]int
+	count int // deliveries so far
 }
 
 func newDeliveries() *deliveries { return &deliveries{seen: map[int32]map[int64]int{}} }
@@ -30,6 +31,7 @@ func (d *deliveries) add(r *kgo.Record) {
 		d.seen[r.Partition] = map[int64]int{}
 	}
 	d.seen[r.Partition][r.Offset]++
+	d.count++
 }
 
 // missing counts the offsets below ends not delivered yet, and returns the
@@ -63,7 +65,7 @@ func startMember(t *testing.T, seeds []string, group, topic string, d *deliverie
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	m := &member{cl: cl, stop: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(m.done)
