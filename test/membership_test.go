@@ -228,12 +228,7 @@ func TestGrowAndShrinkByConfig(t *testing.T) {
 		v, l, ok := controllerMembers(nodes[0])
 		return ok && len(l) == 0 && slices.Equal(v, []uint64{1, 2, 3, 4, 5})
 	})
-	waitFor(t, 20*time.Second, "five brokers in Metadata", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		bs, err := adm.ListBrokers(ctx)
-		return err == nil && len(bs) == 5
-	})
+	waitBrokers(t, seeds, []int32{1, 2, 3, 4, 5})
 
 	// Spread the topic over all five.
 	req := kadm.AlterPartitionAssignmentsReq{}
@@ -271,6 +266,8 @@ func TestGrowAndShrinkByConfig(t *testing.T) {
 		waitReplicas(t, adm, topic, func(_ int32, replicas []int32) bool { return !slices.Contains(replicas, id) && len(replicas) == 3 })
 	}
 
+	waitBrokers(t, seeds[2:], []int32{3, 4, 5})
+
 	// A removed broker refuses to start with its old config.
 	nodes[0].start(t)
 	if code := nodes[0].wait(20 * time.Second); code == 0 || code == -1 {
@@ -291,6 +288,49 @@ func TestGrowAndShrinkByConfig(t *testing.T) {
 		t.Errorf("the group stopped consuming for %v", maxGap)
 	}
 	lastMu.Unlock()
+}
+
+// waitBrokers waits until Metadata and DescribeCluster both list exactly
+// the brokers want.
+func waitBrokers(t *testing.T, seeds []string, want []int32) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.MetadataMinAge(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var last string
+	defer func() {
+		if t.Failed() {
+			t.Logf("brokers: %s", last)
+		}
+	}()
+	waitFor(t, 30*time.Second, fmt.Sprintf("brokers %v in Metadata and DescribeCluster", want), func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		md, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl)
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		dc, err := kmsg.NewPtrDescribeClusterRequest().RequestWith(ctx, cl)
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		var inMD, inDC []int32
+		for _, b := range md.Brokers {
+			inMD = append(inMD, b.NodeID)
+		}
+		for _, b := range dc.Brokers {
+			inDC = append(inDC, b.NodeID)
+		}
+		slices.Sort(inMD)
+		slices.Sort(inDC)
+		last = fmt.Sprintf("metadata %v, describe cluster %v", inMD, inDC)
+		return slices.Equal(inMD, want) && slices.Equal(inDC, want)
+	})
+	t.Logf("brokers: %s", last)
 }
 
 // waitReplicas waits until Metadata shows every partition of topic with

@@ -14,9 +14,9 @@ import (
 
 // TestJoinDrainRemove: broker 4 starts with bootstrap off next to a
 // three-broker cluster that does not list it, and joins by itself as a
-// learner, then a voter. Broker 2 is then dropped from the others' peers:
-// the controller moves its replicas away, removes it, and tells it, and
-// it refuses to start again.
+// learner, then a voter. The controller's leader is then dropped from the
+// others' peers: it hands the controller over, its replicas move away, it
+// is removed and told, and it refuses to start again.
 func TestJoinDrainRemove(t *testing.T) {
 	c := newTestCluster(t, 4, func(cfg *configs.Config) {
 		if cfg.NodeID == 4 {
@@ -54,32 +54,44 @@ func TestJoinDrainRemove(t *testing.T) {
 		}
 	}
 
-	// Drop broker 2 from every other broker's config.
-	for _, i := range []int{0, 2, 3} {
+	// Drop the controller's leader from every other broker's config: it
+	// must hand the controller over before it leaves.
+	gone := c.leader()
+	if gone < 0 {
+		t.Fatal("no controller leader")
+	}
+	goneID := uint64(gone + 1)
+	var rest []int
+	for i := range c.brokers {
+		if i == gone {
+			continue
+		}
+		rest = append(rest, i)
 		cfg := *c.cfgs[i]
-		cfg.Peers = slices.DeleteFunc(slices.Clone(c.cfgs[3].Peers), func(p configs.Peer) bool { return p.ID == 2 })
+		cfg.Peers = slices.DeleteFunc(slices.Clone(c.cfgs[3].Peers), func(p configs.Peer) bool { return p.ID == goneID })
 		c.brokers[i].Reload(&cfg)
 	}
 	select {
-	case reason := <-c.brokers[1].Removed():
-		t.Logf("broker 2: %s", reason)
+	case reason := <-c.brokers[gone].Removed():
+		t.Logf("broker %d: %s", goneID, reason)
 	case <-time.After(60 * time.Second):
-		t.Fatalf("broker 2 not told it was removed; controller state %+v", c.brokers[0].Controller().View())
+		t.Fatalf("broker %d not told it was removed; controller state %+v", goneID, c.brokers[rest[0]].Controller().View())
 	}
-	v := c.brokers[0].Controller().View()
-	if !slices.Equal(v.Voters, []uint64{1, 3, 4}) || !v.IsRemoved(2) {
+	v := c.brokers[rest[0]].Controller().View()
+	if len(v.Voters) != 3 || slices.Contains(v.Voters, goneID) || !v.IsRemoved(goneID) {
 		t.Fatalf("voters %v removed %v", v.Voters, v.Removed)
 	}
 	for _, p := range v.Topics["drained"].Partitions {
-		if slices.Contains(p.Replicas, 2) || p.Reassigning() || len(p.Replicas) != 3 {
-			t.Fatalf("partition %d still on broker 2 or moving: %+v", p.Index, p)
+		if slices.Contains(p.Replicas, goneID) || p.Reassigning() || len(p.Replicas) != 3 {
+			t.Fatalf("partition %d still on broker %d or moving: %+v", p.Index, goneID, p)
 		}
 	}
-	c.stop(1)
-	_, err := Start(Options{Config: c.cfgs[1], Log: c.brokers[0].log})
+	c.stop(gone)
+	_, err := Start(Options{Config: c.cfgs[gone], Log: c.brokers[rest[0]].log})
 	if err == nil || !strings.Contains(err.Error(), "removed") {
 		t.Fatalf("removed broker started again: %v", err)
 	}
+	c.waitFor(10*time.Second, "a new controller leader", func() bool { return c.leader() >= 0 })
 
 	// Everything produced is still there.
 	n := 0

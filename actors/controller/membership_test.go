@@ -46,6 +46,10 @@ func TestMembershipApply(t *testing.T) {
 	if _, ok := v.Brokers[1]; ok {
 		t.Fatal("removed broker is still registered")
 	}
+	sm.Apply(9, 1, (&Command{RegisterBroker: &RegisterBroker{NodeID: 1, KafkaAddr: "k1", RaftAddr: "r1"}}).Encode())
+	if _, ok := sm.View().Brokers[1]; ok {
+		t.Fatal("a removed broker registered again")
+	}
 
 	// The last voter is never drained.
 	sm2 := NewStateMachine(zerolog.Nop())

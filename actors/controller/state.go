@@ -164,6 +164,10 @@ func (sm *StateMachine) applyCommand(next, cur *State, index uint64, cmd *Comman
 		}
 	case cmd.RegisterBroker != nil:
 		r := cmd.RegisterBroker
+		if cur.IsRemoved(r.NodeID) {
+			// A removed broker may still propose before it stops.
+			return
+		}
 		old, ok := cur.Brokers[r.NodeID]
 		if ok && old.KafkaAddr == r.KafkaAddr && old.RaftAddr == r.RaftAddr {
 			return
