@@ -290,7 +290,7 @@ func (g *groupActor) start(ctx actor.Context) {
 	}
 	var st raft.Storage = d.ms
 	if cold, ok := cfg.StateMachine.(ColdLog); ok {
-		st = &tieredStorage{MemoryStorage: d.ms, cold: cold}
+		st = &tieredStorage{MemoryStorage: d.ms, cold: cold, conf: func() *pb.ConfState { return d.confState }}
 	}
 	rc := &raft.Config{
 		ID:                        cfg.NodeID,

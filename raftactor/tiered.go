@@ -36,19 +36,21 @@ type ColdLog interface {
 	// against it). ok is false when the cold log does not know it.
 	Boundary() (index, term uint64, ok bool)
 	// BoundarySnapshot is the state machine's snapshot data as of the
-	// boundary: a follower restores it and then applies the entries from
-	// FirstIndex on. ok is false when the cold log cannot describe that
-	// point, or when a conf change follows it (the snapshot carries the
-	// ConfState of the latest snapshot).
-	BoundarySnapshot() (data []byte, ok bool)
+	// boundary and the group's configuration there: a follower restores it
+	// and then applies the entries from FirstIndex on, conf changes
+	// included. ok is false when the cold log cannot describe that point.
+	BoundarySnapshot() (data []byte, cs *pb.ConfState, ok bool)
 }
 
 // tieredStorage is the raft.Storage of a group with a ColdLog: the
 // MemoryStorage (persisted, not yet compacted entries, the hard state, the
-// latest snapshot) in front, the cold log behind it.
+// latest snapshot) in front, the cold log behind it. conf is the group's
+// configuration as of its last applied entry, which is raft's own (see
+// Snapshot).
 type tieredStorage struct {
 	*raft.MemoryStorage
 	cold ColdLog
+	conf func() *pb.ConfState
 }
 
 // FirstIndex implements raft.Storage: the cold log's first index when it
@@ -91,7 +93,9 @@ func (s *tieredStorage) Term(i uint64) (uint64, error) {
 // retained batches) as ordinary appends; the latest snapshot, usually far
 // above FirstIndex, would make it skip them. The latest snapshot is sent
 // when the boundary is not below it (memory holds what follows it) or the
-// cold log cannot describe it.
+// cold log cannot describe it. Either goes with its ConfState admitting
+// every current member (admitMembers), or a learner added after it would
+// refuse it.
 func (s *tieredStorage) Snapshot() (*pb.Snapshot, error) {
 	snap, err := s.MemoryStorage.Snapshot()
 	if err != nil {
@@ -99,18 +103,55 @@ func (s *tieredStorage) Snapshot() (*pb.Snapshot, error) {
 	}
 	md := snap.GetMetadata()
 	index, term, ok := s.cold.Boundary()
-	if !ok || index == 0 || index >= md.GetIndex() {
+	if ok && index > 0 && index < md.GetIndex() {
+		if data, cs, ok := s.cold.BoundarySnapshot(); ok {
+			return &pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{
+				Index: new(index), Term: new(term), ConfState: admitMembers(cs, s.conf()),
+			}}, nil
+		}
+	}
+	if raft.IsEmptySnap(snap) {
 		return snap, nil
 	}
-	data, ok := s.cold.BoundarySnapshot()
-	if !ok {
-		return snap, nil
-	}
-	// The ConfState is the latest snapshot's: BoundarySnapshot refuses when
-	// a conf change follows the boundary.
-	return &pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{
-		Index: new(index), Term: new(term), ConfState: md.GetConfState(),
+	// MemoryStorage's snapshot is its own: send a copy.
+	return &pb.Snapshot{Data: snap.GetData(), Metadata: &pb.SnapshotMetadata{
+		Index: new(md.GetIndex()), Term: new(md.GetTerm()), ConfState: admitMembers(md.GetConfState(), s.conf()),
 	}}, nil
+}
+
+// admitMembers returns the configuration at, the one at a snapshot's index,
+// with every member of now that at does not name added as a learner.
+//
+// A follower installs a snapshot only if its ConfState names it (raft's
+// restore), and then applies the conf changes that follow the snapshot in
+// the log. A learner added after the snapshot's index is named only by
+// now, so it needs the addition. It is exact: each conf change sets one
+// node's role whatever its role was, so the conf changes after the
+// snapshot (every node of now that at does not name was set by one of
+// them) end with the same configuration from at and from the result; and
+// a learner has no vote, so every configuration on the way has the voters
+// it had in the log, and quorums are what they were.
+func admitMembers(at, now *pb.ConfState) *pb.ConfState {
+	named := map[uint64]bool{}
+	for _, set := range [][]uint64{at.GetVoters(), at.GetLearners(), at.GetVotersOutgoing(), at.GetLearnersNext()} {
+		for _, id := range set {
+			named[id] = true
+		}
+	}
+	out := &pb.ConfState{}
+	if at != nil {
+		out = proto.Clone(at).(*pb.ConfState)
+	}
+	pb.EnsureConfState(out)
+	for _, set := range [][]uint64{now.GetVoters(), now.GetLearners(), now.GetVotersOutgoing(), now.GetLearnersNext()} {
+		for _, id := range set {
+			if !named[id] {
+				named[id] = true
+				out.Learners = append(out.Learners, id)
+			}
+		}
+	}
+	return out
 }
 
 // Entries implements raft.Storage: [lo, hi) from the cold log below the

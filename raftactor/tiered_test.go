@@ -2,6 +2,10 @@ package raftactor
 
 import (
 	"errors"
+	"io"
+	"log"
+	"maps"
+	"slices"
 	"testing"
 
 	"go.etcd.io/raft/v3"
@@ -17,6 +21,7 @@ type sliceCold struct {
 	ents         map[uint64]*pb.Entry
 	boundaryTerm uint64
 	boundaryData []byte
+	boundaryConf *pb.ConfState
 }
 
 func (c *sliceCold) FirstIndex() uint64 { return c.first }
@@ -30,7 +35,9 @@ func (c *sliceCold) KeepEntry(e *pb.Entry) { c.ents[e.GetIndex()] = e }
 func (c *sliceCold) Boundary() (uint64, uint64, bool) {
 	return c.first - 1, c.boundaryTerm, c.boundaryTerm > 0
 }
-func (c *sliceCold) BoundarySnapshot() ([]byte, bool) { return c.boundaryData, c.boundaryData != nil }
+func (c *sliceCold) BoundarySnapshot() ([]byte, *pb.ConfState, bool) {
+	return c.boundaryData, c.boundaryConf, c.boundaryData != nil
+}
 
 func entry(i, term uint64) *pb.Entry {
 	return &pb.Entry{Index: new(i), Term: new(term), Data: make([]byte, 100)}
@@ -55,7 +62,7 @@ func TestTieredStorage(t *testing.T) {
 	if err := ms.Compact(90); err != nil {
 		t.Fatal(err)
 	}
-	s := &tieredStorage{MemoryStorage: ms, cold: cold}
+	s := &tieredStorage{MemoryStorage: ms, cold: cold, conf: func() *pb.ConfState { return nil }}
 
 	if first, _ := s.FirstIndex(); first != 21 {
 		t.Fatalf("FirstIndex %d, want 21", first)
@@ -103,28 +110,40 @@ func TestTieredStorage(t *testing.T) {
 // TestTieredStorageBoundary: below the memory tail the cold log's boundary
 // answers Term, and raft is sent a snapshot at the boundary rather than the
 // latest one, unless the boundary is unknown, cannot be described, or is
-// not below the latest snapshot.
+// not below the latest snapshot. Either snapshot carries its own
+// configuration, with the members added since as learners.
 func TestTieredStorageBoundary(t *testing.T) {
-	cs := &pb.ConfState{Voters: []uint64{1, 2, 3}, AutoLeave: new(false)} // as MemoryStorage keeps it
-	latest := &pb.Snapshot{Data: []byte("latest"), Metadata: &pb.SnapshotMetadata{Index: new(uint64(95)), Term: new(uint64(2)), ConfState: cs}}
-	boundary := &pb.Snapshot{Data: []byte("boundary"), Metadata: &pb.SnapshotMetadata{Index: new(uint64(20)), Term: new(uint64(1)), ConfState: cs}}
+	v123 := &pb.ConfState{Voters: []uint64{1, 2, 3}, AutoLeave: new(false)} // as MemoryStorage keeps it
+	// At the boundary 3 was a voter; it was removed, 4 added and promoted
+	// before the latest snapshot, and 5 added as a learner after it.
+	atBoundary := &pb.ConfState{Voters: []uint64{1, 2, 3}, AutoLeave: new(false)}
+	atLatest := &pb.ConfState{Voters: []uint64{1, 2, 4}, AutoLeave: new(false)}
+	now := &pb.ConfState{Voters: []uint64{1, 2, 4}, Learners: []uint64{5}, AutoLeave: new(false)}
+	snap := func(data string, index, term uint64, cs *pb.ConfState) *pb.Snapshot {
+		return &pb.Snapshot{Data: []byte(data), Metadata: &pb.SnapshotMetadata{Index: new(index), Term: new(term), ConfState: cs}}
+	}
 	tests := []struct {
 		name         string
 		coldFirst    uint64
 		boundaryTerm uint64
 		data         []byte
+		latestConf   *pb.ConfState
+		now          *pb.ConfState
 		wantTerm20   error // from Term(20)
 		want         *pb.Snapshot
 	}{
-		{"boundary known", 21, 1, []byte("boundary"), nil, boundary},
-		{"boundary unknown", 21, 0, []byte("boundary"), raft.ErrCompacted, latest},
-		{"boundary not describable", 21, 1, nil, nil, latest},
-		{"boundary not below the latest snapshot", 96, 2, []byte("boundary"), raft.ErrCompacted, latest},
-		{"no cold log", 0, 0, nil, raft.ErrCompacted, latest},
+		{"boundary known", 21, 1, []byte("boundary"), v123, v123, nil, snap("boundary", 20, 1, v123)},
+		{"boundary unknown", 21, 0, []byte("boundary"), v123, v123, raft.ErrCompacted, snap("latest", 95, 2, v123)},
+		{"boundary not describable", 21, 1, nil, v123, v123, nil, snap("latest", 95, 2, v123)},
+		{"boundary not below the latest snapshot", 96, 2, []byte("boundary"), v123, v123, raft.ErrCompacted, snap("latest", 95, 2, v123)},
+		{"no cold log", 0, 0, nil, v123, v123, raft.ErrCompacted, snap("latest", 95, 2, v123)},
+		{"members changed after the boundary", 21, 1, []byte("boundary"), atLatest, now, nil,
+			snap("boundary", 20, 1, &pb.ConfState{Voters: []uint64{1, 2, 3}, Learners: []uint64{4, 5}, AutoLeave: new(false)})},
+		{"a learner added after the latest snapshot", 0, 0, nil, atLatest, now, raft.ErrCompacted, snap("latest", 95, 2, now)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cold := &sliceCold{first: tt.coldFirst, ents: map[uint64]*pb.Entry{}, boundaryTerm: tt.boundaryTerm, boundaryData: tt.data}
+			cold := &sliceCold{first: tt.coldFirst, ents: map[uint64]*pb.Entry{}, boundaryTerm: tt.boundaryTerm, boundaryData: tt.data, boundaryConf: atBoundary}
 			ms := raft.NewMemoryStorage()
 			for i := uint64(1); i <= 120; i++ {
 				if err := ms.Append([]*pb.Entry{entry(i, 1+i/50)}); err != nil {
@@ -134,13 +153,13 @@ func TestTieredStorageBoundary(t *testing.T) {
 					cold.ents[i] = entry(i, 1+i/50)
 				}
 			}
-			if _, err := ms.CreateSnapshot(95, cs, []byte("latest")); err != nil {
+			if _, err := ms.CreateSnapshot(95, tt.latestConf, []byte("latest")); err != nil {
 				t.Fatal(err)
 			}
 			if err := ms.Compact(90); err != nil {
 				t.Fatal(err)
 			}
-			s := &tieredStorage{MemoryStorage: ms, cold: cold}
+			s := &tieredStorage{MemoryStorage: ms, cold: cold, conf: func() *pb.ConfState { return tt.now }}
 			term, err := s.Term(20)
 			if !errors.Is(err, tt.wantTerm20) || (err == nil && term != tt.boundaryTerm) {
 				t.Errorf("Term(20) = %d, %v; want %d, %v", term, err, tt.boundaryTerm, tt.wantTerm20)
@@ -148,10 +167,108 @@ func TestTieredStorageBoundary(t *testing.T) {
 			if err != nil && err != raft.ErrCompacted {
 				t.Errorf("Term(20) error %v is not raft.ErrCompacted itself (raft compares with ==)", err)
 			}
-			snap, err := s.Snapshot()
-			if err != nil || !proto.Equal(snap, tt.want) {
-				t.Errorf("Snapshot() = %v, %v; want %v", snap, err, tt.want)
+			got, err := s.Snapshot()
+			if err != nil || !proto.Equal(got, tt.want) {
+				t.Errorf("Snapshot() = %v, %v; want %v", got, err, tt.want)
+			}
+			if stored, _ := ms.Snapshot(); !proto.Equal(stored.GetMetadata().GetConfState(), tt.latestConf) {
+				t.Errorf("the stored snapshot's ConfState changed to %v", stored.GetMetadata().GetConfState())
 			}
 		})
 	}
+}
+
+// TestAdmitMembers: raft itself, on the receiving node, accepts a snapshot
+// whose ConfState admitMembers widened, keeps the voters the group had at
+// the snapshot, and ends with the current configuration once it applies
+// the conf changes that followed the snapshot.
+func TestAdmitMembers(t *testing.T) {
+	add := func(typ pb.ConfChangeType, id uint64) *pb.ConfChangeSingle {
+		return &pb.ConfChangeSingle{Type: typ.Enum(), NodeId: new(id)}
+	}
+	learner := func(id uint64) *pb.ConfChangeSingle { return add(pb.ConfChangeAddLearnerNode, id) }
+	voter := func(id uint64) *pb.ConfChangeSingle { return add(pb.ConfChangeAddNode, id) }
+	remove := func(id uint64) *pb.ConfChangeSingle { return add(pb.ConfChangeRemoveNode, id) }
+	tests := []struct {
+		name     string
+		at       *pb.ConfState
+		after    []*pb.ConfChangeSingle
+		receiver uint64
+	}{
+		{"learner added after", &pb.ConfState{Voters: []uint64{1, 2, 3}}, []*pb.ConfChangeSingle{learner(4)}, 4},
+		{"learner added and promoted, a voter removed", &pb.ConfState{Voters: []uint64{1, 2, 3}}, []*pb.ConfChangeSingle{learner(4), voter(4), remove(3)}, 4},
+		{"voter all along", &pb.ConfState{Voters: []uint64{1, 2, 3}}, []*pb.ConfChangeSingle{remove(1), learner(5), voter(5)}, 2},
+		{"learner at the snapshot promoted", &pb.ConfState{Voters: []uint64{1, 2, 3}, Learners: []uint64{4}}, []*pb.ConfChangeSingle{voter(4)}, 4},
+		{"another added and removed", &pb.ConfState{Voters: []uint64{1, 2, 3}}, []*pb.ConfChangeSingle{learner(4), remove(4), learner(5)}, 5},
+		{"a voter demoted", &pb.ConfState{Voters: []uint64{1, 2, 3}}, []*pb.ConfChangeSingle{learner(6), learner(3)}, 6},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The leader's configuration now: the one at the snapshot and
+			// the conf changes after it, applied by raft.
+			now := replay(t, tt.at, tt.at.GetVoters()[0], tt.after)
+
+			cs := admitMembers(tt.at, now)
+			ms := raft.NewMemoryStorage()
+			rn, err := raft.NewRawNode(&raft.Config{ID: tt.receiver, ElectionTick: 10, HeartbeatTick: 1, Storage: ms, MaxInflightMsgs: 1, MaxSizePerMsg: 1 << 20, Logger: &raft.DefaultLogger{Logger: log.New(io.Discard, "", 0)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			snap := &pb.Snapshot{Metadata: &pb.SnapshotMetadata{Index: new(uint64(10)), Term: new(uint64(1)), ConfState: cs}}
+			if err := rn.Step(&pb.Message{Type: pb.MsgSnap.Enum(), From: new(uint64(1)), To: new(tt.receiver), Term: new(uint64(1)), Snapshot: snap}); err != nil {
+				t.Fatal(err)
+			}
+			if rd := rn.Ready(); rd.Snapshot == nil || raft.IsEmptySnap(rd.Snapshot) {
+				t.Fatalf("node %d refused the snapshot with %v", tt.receiver, cs)
+			}
+			if got := sorted(rn.Status().Config.Voters[0]); !slices.Equal(got, sorted(setOf(tt.at.GetVoters()))) {
+				t.Fatalf("voters after the snapshot %v, want the snapshot's %v", got, tt.at.GetVoters())
+			}
+			var final *pb.ConfState
+			for _, c := range tt.after {
+				final = rn.ApplyConfChange(&pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{c}})
+			}
+			if !sameConf(final, now) {
+				t.Fatalf("after the conf changes: %v, want %v", final, now)
+			}
+		})
+	}
+}
+
+// replay returns the configuration raft reaches from cs by the changes, as
+// node id sees it.
+func replay(t *testing.T, cs *pb.ConfState, id uint64, changes []*pb.ConfChangeSingle) *pb.ConfState {
+	t.Helper()
+	ms := raft.NewMemoryStorage()
+	if err := ms.ApplySnapshot(&pb.Snapshot{Metadata: &pb.SnapshotMetadata{Index: new(uint64(1)), Term: new(uint64(1)), ConfState: cs}}); err != nil {
+		t.Fatal(err)
+	}
+	rn, err := raft.NewRawNode(&raft.Config{ID: id, ElectionTick: 10, HeartbeatTick: 1, Storage: ms, MaxInflightMsgs: 1, MaxSizePerMsg: 1 << 20, Logger: &raft.DefaultLogger{Logger: log.New(io.Discard, "", 0)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := cs
+	for _, c := range changes {
+		out = rn.ApplyConfChange(&pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{c}})
+	}
+	return out
+}
+
+func setOf(ids []uint64) map[uint64]struct{} {
+	out := map[uint64]struct{}{}
+	for _, id := range ids {
+		out[id] = struct{}{}
+	}
+	return out
+}
+
+func sorted[V any](m map[uint64]V) []uint64 { return slices.Sorted(maps.Keys(m)) }
+
+func sameConf(a, b *pb.ConfState) bool {
+	for _, p := range [][2][]uint64{{a.GetVoters(), b.GetVoters()}, {a.GetLearners(), b.GetLearners()}, {a.GetVotersOutgoing(), b.GetVotersOutgoing()}, {a.GetLearnersNext(), b.GetLearnersNext()}} {
+		if !slices.Equal(sorted(setOf(p[0])), sorted(setOf(p[1]))) {
+			return false
+		}
+	}
+	return true
 }

@@ -84,7 +84,7 @@ type ManagerOptions struct {
 // match.
 func NewManager(o ManagerOptions, coordinators *Coordinators) actor.Producer {
 	return func() actor.Actor {
-		return &manager{o: o, coordinators: coordinators, assigned: map[int32]controller.Partition{}, forgotten: map[uint64]bool{}}
+		return &manager{o: o, coordinators: coordinators, assigned: map[int32]controller.Partition{}, forgotten: map[uint64]bool{}, stopping: map[string]uint64{}}
 	}
 }
 
@@ -98,6 +98,11 @@ type manager struct {
 	// started (what the WAL recovered for them is gone).
 	assigned  map[int32]controller.Partition
 	forgotten map[uint64]bool
+	// stopping are the replicas stopped and not yet terminated, by PID id:
+	// their group, which the WAL forgets and which may start here again
+	// only once they are gone (the actor name is theirs until then, and a
+	// write of theirs after the tombstone would count as the new one's).
+	stopping map[string]uint64
 }
 
 // leadersEveryTicks paces the broadcast of this broker's coordinator
@@ -105,10 +110,15 @@ type manager struct {
 const leadersEveryTicks = 10
 
 func (mg *manager) Receive(ctx actor.Context) {
-	switch ctx.Message().(type) {
+	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		mg.seen = 0
 		mg.reconcile(ctx)
+	case *actor.Terminated:
+		if group, ok := mg.stopping[m.Who.Id]; ok {
+			delete(mg.stopping, m.Who.Id)
+			ctx.Send(mg.o.Storage, &storage.Forget{Group: group})
+		}
 	case *raftactor.Tick:
 		mg.ticks++
 		if mg.ticks%2 == 0 {
@@ -152,6 +162,12 @@ func (mg *manager) reconcile(ctx actor.Context) {
 				}
 				continue
 			}
+			if mg.isStopping(p.Group) {
+				// Moved back before the old replica is gone: start it once
+				// it has stopped.
+				mg.seen = 0
+				continue
+			}
 			c, err := mg.start(ctx, p)
 			if err != nil {
 				mg.o.Log.Error().Err(err).Int32("partition", p.Index).Msg("cannot start offsets partition replica")
@@ -165,8 +181,9 @@ func (mg *manager) reconcile(ctx actor.Context) {
 		if next[idx] != c {
 			mg.o.Ticker.Unsubscribe(c.PID)
 			mg.o.Router.Remove(c.Group)
+			mg.stopping[c.PID.Id] = c.Group
+			ctx.Watch(c.PID)
 			ctx.Stop(c.PID)
-			ctx.Send(mg.o.Storage, &storage.Forget{Group: c.Group})
 			mg.forgotten[c.Group] = true
 			if next[idx] == nil {
 				delete(mg.assigned, idx)
@@ -175,6 +192,15 @@ func (mg *manager) reconcile(ctx actor.Context) {
 		}
 	}
 	mg.coordinators.Publish(next)
+}
+
+func (mg *manager) isStopping(group uint64) bool {
+	for _, g := range mg.stopping {
+		if g == group {
+			return true
+		}
+	}
+	return false
 }
 
 func (mg *manager) start(ctx actor.Context, p controller.Partition) (*Coordinator, error) {

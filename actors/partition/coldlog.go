@@ -24,6 +24,9 @@ import (
 // storage at all; this one keeps it from silently failing.
 var _ raftactor.ColdLog = (*Machine)(nil)
 
+// It keeps the configurations after the boundary (BoundarySnapshot).
+var _ raftactor.ConfChangeApplier = (*Machine)(nil)
+
 // FirstIndex implements raftactor.ColdLog: from the raft index of the first
 // batch the log still has (the side log holds every other entry from there
 // on) down through the side entries just before it, such as the bootstrap
@@ -122,41 +125,130 @@ func (m *Machine) boundaryAfter(p int64) (entryID, bool) {
 // batches from the log start on (ProducerState.Before): the replica applies
 // those batches again and ends with exactly the leader's state (it cannot
 // lead before it has them: they are committed). No side entry is needed:
-// the cold log starts after the boundary.
+// the cold log starts after the boundary. cs is the group's configuration
+// at the boundary; the conf changes after it are in the cold log.
 //
-// ok is false when a conf change follows the boundary (the group's
-// ConfState at the boundary is then not the latest snapshot's, which raft
-// sends with it) or the log starts inside a batch (the replica's log could
-// not start there before it has that batch).
-func (m *Machine) BoundarySnapshot() ([]byte, bool) {
+// ok is false when the configuration at the boundary is not known (a
+// checkpoint from before the partition kept it) or the log starts inside
+// a batch (the replica's log could not start there before it has that
+// batch).
+func (m *Machine) BoundarySnapshot() ([]byte, *pb.ConfState, bool) {
 	b, _, ok := m.Boundary()
 	if !ok {
-		return nil, false
+		return nil, nil, false
 	}
-	for i, e := range m.side {
-		if i > b && e.GetType() != pb.EntryNormal {
-			return nil, false
-		}
+	cs, ok := m.confAt(b)
+	if !ok {
+		return nil, nil, false
 	}
 	start := m.log.LogStart()
 	if base, _, ok := m.log.BatchAt(start); ok && base != start {
-		return nil, false
+		return nil, nil, false
 	}
 	prod, err := m.producers.Before(start).MarshalBinary()
 	if err != nil {
 		m.o.Log.Error().Err(err).Msg("encode producer state for a replica behind retention")
-		return nil, false
+		return nil, nil, false
 	}
 	epochs := m.epochs
 	for len(epochs) > 0 && epochs[len(epochs)-1].StartOffset >= start {
 		epochs = epochs[:len(epochs)-1]
 	}
-	data, err := json.Marshal(checkpoint{LogStart: start, LogEnd: start, Producers: prod, Epochs: epochs, Boundary: m.boundary})
+	confs, err := marshalConfs([]confPoint{{Index: b, Conf: cs}})
+	if err != nil {
+		m.o.Log.Error().Err(err).Msg("encode configuration for a replica behind retention")
+		return nil, nil, false
+	}
+	data, err := json.Marshal(checkpoint{LogStart: start, LogEnd: start, Producers: prod, Epochs: epochs, Boundary: m.boundary, Confs: confs})
 	if err != nil {
 		m.o.Log.Error().Err(err).Msg("encode snapshot for a replica behind retention")
-		return nil, false
+		return nil, nil, false
 	}
-	return data, true
+	return data, cs, true
+}
+
+// The group's configuration at the boundary is what a boundary snapshot
+// carries, and it cannot be worked out from the configuration now (a conf
+// change sets a member's role whatever it was before), so the Machine
+// keeps the configurations from the boundary on: each one the group had
+// since, from the index that set it, the first one relabelled to the
+// boundary once the boundary passes it.
+
+// confPoint is the group's configuration from raft index Index on.
+type confPoint struct {
+	Index uint64
+	Conf  *pb.ConfState
+}
+
+// ApplyConfChange implements raftactor.ConfChangeApplier: it records the
+// configuration cc made.
+func (m *Machine) ApplyConfChange(index, _ uint64, _ *pb.ConfChangeV2, cs *pb.ConfState) {
+	m.dropConfsAbove(index - 1)
+	m.confs = append(m.confs, confPoint{Index: index, Conf: proto.Clone(cs).(*pb.ConfState)})
+}
+
+// confAt returns the configuration at raft index i. ok is false when it is
+// not known: i is below every recorded configuration (they start at the
+// bootstrap conf changes, or at the boundary of the snapshot the replica
+// started from), except for 0, where the group had no members.
+func (m *Machine) confAt(i uint64) (*pb.ConfState, bool) {
+	for k := len(m.confs) - 1; k >= 0; k-- {
+		if m.confs[k].Index <= i {
+			return m.confs[k].Conf, true
+		}
+	}
+	return &pb.ConfState{}, i == 0
+}
+
+// pruneConfs forgets the configurations the boundary b has passed, but
+// the one in force at b, which is relabelled to b.
+func (m *Machine) pruneConfs(b uint64) {
+	k := len(m.confs) - 1
+	for k >= 0 && m.confs[k].Index > b {
+		k--
+	}
+	if k < 0 {
+		return
+	}
+	m.confs = append([]confPoint{{Index: b, Conf: m.confs[k].Conf}}, m.confs[k+1:]...)
+}
+
+// dropConfsAbove forgets the configurations set after index i, which raft
+// replays after a restore.
+func (m *Machine) dropConfsAbove(i uint64) {
+	for len(m.confs) > 0 && m.confs[len(m.confs)-1].Index > i {
+		m.confs = m.confs[:len(m.confs)-1]
+	}
+}
+
+// confJSON is a confPoint in a checkpoint.
+type confJSON struct {
+	Index uint64 `json:"index"`
+	Conf  []byte `json:"conf"` // a raftpb.ConfState
+}
+
+func marshalConfs(cs []confPoint) ([]confJSON, error) {
+	out := make([]confJSON, len(cs))
+	for k, c := range cs {
+		b, err := proto.Marshal(c.Conf)
+		if err != nil {
+			return nil, fmt.Errorf("encode configuration at %d: %w", c.Index, err)
+		}
+		out[k] = confJSON{Index: c.Index, Conf: b}
+	}
+	return out, nil
+}
+
+func unmarshalConfs(cs []confJSON) ([]confPoint, error) {
+	out := make([]confPoint, len(cs))
+	for k, c := range cs {
+		conf := &pb.ConfState{}
+		if err := proto.Unmarshal(c.Conf, conf); err != nil {
+			return nil, fmt.Errorf("decode configuration at %d: %w", c.Index, err)
+		}
+		out[k] = confPoint{Index: c.Index, Conf: conf}
+	}
+	return out, nil
 }
 
 // keepSide records an applied entry that carries no batch.

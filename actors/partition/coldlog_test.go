@@ -2,6 +2,7 @@ package partition
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -14,6 +15,8 @@ type replica struct {
 	t   *testing.T
 	m   *Machine
 	wal []*pb.Entry
+	// confs holds the configuration after each conf change in wal.
+	confs map[uint64]*pb.ConfState
 }
 
 func newReplica(t *testing.T, dir string) *replica {
@@ -27,14 +30,16 @@ func newReplica(t *testing.T, dir string) *replica {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	return &replica{t: t, m: m}
+	return &replica{t: t, m: m, confs: map[uint64]*pb.ConfState{}}
 }
 
-// step applies e as the group would: conf changes go to the cold log only.
+// step applies e as the group would: conf changes go to the cold log, and
+// the configuration they make to the ConfChangeApplier.
 func (r *replica) step(e *pb.Entry) {
 	r.wal = append(r.wal, e)
 	if e.GetType() != pb.EntryNormal {
 		r.m.KeepEntry(e)
+		r.m.ApplyConfChange(e.GetIndex(), e.GetTerm(), nil, r.confs[e.GetIndex()])
 		return
 	}
 	r.m.Apply(e.GetIndex(), e.GetTerm(), e.GetData())
@@ -42,8 +47,20 @@ func (r *replica) step(e *pb.Entry) {
 
 func (r *replica) next() uint64 { return r.m.appliedIndex + 1 }
 
+// confChange applies a conf change that adds a voter: 1, 2, 3, ...
 func (r *replica) confChange(term uint64) {
-	r.step(&pb.Entry{Index: new(r.next()), Term: new(term), Type: pb.EntryConfChange.Enum()})
+	var voters []uint64
+	if len(r.m.confs) > 0 {
+		voters = r.m.confs[len(r.m.confs)-1].Conf.GetVoters()
+	}
+	r.confTo(term, &pb.ConfState{Voters: append(slices.Clone(voters), uint64(len(voters)+1))})
+}
+
+// confTo applies a conf change whose outcome is cs.
+func (r *replica) confTo(term uint64, cs *pb.ConfState) {
+	i := r.next()
+	r.confs[i] = cs
+	r.step(&pb.Entry{Index: new(i), Term: new(term), Type: pb.EntryConfChange.Enum()})
 }
 
 func (r *replica) empty(term uint64) {
@@ -131,9 +148,12 @@ func TestBoundarySnapshot(t *testing.T) {
 	if want := leader.wal[b-1].GetTerm(); term != want {
 		t.Fatalf("boundary term %d, the entry at %d has term %d", term, b, want)
 	}
-	data, ok := lm.BoundarySnapshot()
+	data, cs, ok := lm.BoundarySnapshot()
 	if !ok {
 		t.Fatal("no boundary snapshot")
+	}
+	if !slices.Equal(cs.GetVoters(), []uint64{1, 2, 3}) || len(cs.GetLearners()) > 0 {
+		t.Fatalf("boundary snapshot's configuration %v, want voters 1, 2, 3", cs)
 	}
 
 	follower := newReplica(t, t.TempDir())
@@ -161,11 +181,27 @@ func TestBoundarySnapshot(t *testing.T) {
 		t.Fatal("follower's first segment differs from the leader's")
 	}
 
-	// A conf change after the boundary: the latest snapshot's ConfState is
-	// not the one at the boundary, so there is no boundary snapshot.
-	leader.confChange(3)
-	if _, ok := lm.BoundarySnapshot(); ok {
-		t.Fatal("boundary snapshot with a conf change after the boundary")
+	// Conf changes after the boundary, and the checkpoints taken with
+	// them: the boundary snapshot still has the configuration at the
+	// boundary, on the leader and on a replica restarted from its latest
+	// checkpoint.
+	leader.confTo(3, &pb.ConfState{Voters: []uint64{1, 2, 3}, Learners: []uint64{4}})
+	leader.confTo(3, &pb.ConfState{Voters: []uint64{1, 2, 3, 4}})
+	leader.confTo(3, &pb.ConfState{Voters: []uint64{2, 3, 4}})
+	_, cs, ok = lm.BoundarySnapshot()
+	if !ok || !slices.Equal(cs.GetVoters(), []uint64{1, 2, 3}) {
+		t.Fatalf("after conf changes the boundary snapshot has %v (ok %v), want voters 1, 2, 3", cs, ok)
+	}
+	cp := mustSnapshot(t, lm)
+	again := newReplica(t, t.TempDir())
+	if err := again.m.Restore(&pb.Snapshot{Data: cp, Metadata: &pb.SnapshotMetadata{Index: new(lm.appliedIndex), Term: new(uint64(3))}}); err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := again.m.confAt(b); !ok || !slices.Equal(c.GetVoters(), []uint64{1, 2, 3}) {
+		t.Fatalf("restored from a checkpoint, the configuration at the boundary is %v (known %v), want voters 1, 2, 3", c, ok)
+	}
+	if c, ok := again.m.confAt(lm.appliedIndex); !ok || !slices.Equal(c.GetVoters(), []uint64{2, 3, 4}) {
+		t.Fatalf("restored from a checkpoint, the latest configuration is %v (known %v), want voters 2, 3, 4", c, ok)
 	}
 }
 

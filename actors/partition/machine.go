@@ -129,7 +129,8 @@ type Machine struct {
 	side            map[uint64]*pb.Entry // applied entries without a batch (coldlog.go)
 	appliedIndex    uint64
 	coldFirst       uint64
-	boundary        entryID // the entry just below the cold log, if it is coldFirst-1 (coldlog.go)
+	boundary        entryID     // the entry just below the cold log, if it is coldFirst-1 (coldlog.go)
+	confs           []confPoint // the group's configurations from the boundary on (coldlog.go)
 
 	// Leader state, valid while ready.
 	ready      bool
@@ -289,6 +290,7 @@ func (m *Machine) Apply(index, term uint64, data []byte) {
 		m.pruneSide(0, true)
 		if ok && boundary.Index+1 == m.coldFirst {
 			m.boundary = boundary
+			m.pruneConfs(boundary.Index)
 		}
 	}
 }
@@ -300,8 +302,9 @@ type checkpoint struct {
 	LogEnd    int64        `json:"log_end"`
 	Producers []byte       `json:"producers"`
 	Epochs    []EpochStart `json:"epochs"`
-	Side      [][]byte     `json:"side,omitempty"` // raft entries without a batch, from the log's first batch on
-	Boundary  entryID      `json:"boundary"`       // the raft entry just below the cold log (coldlog.go)
+	Side      [][]byte     `json:"side,omitempty"`  // raft entries without a batch, from the log's first batch on
+	Boundary  entryID      `json:"boundary"`        // the raft entry just below the cold log (coldlog.go)
+	Confs     []confJSON   `json:"confs,omitempty"` // the group's configurations from the boundary on (coldlog.go)
 }
 
 // Snapshot implements raftactor.StateMachine: it makes the segments durable
@@ -318,7 +321,11 @@ func (m *Machine) Snapshot() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(checkpoint{LogStart: m.log.LogStart(), LogEnd: m.log.LogEnd(), Producers: prod, Epochs: m.epochs, Side: side, Boundary: m.boundary})
+	confs, err := marshalConfs(m.confs)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(checkpoint{LogStart: m.log.LogStart(), LogEnd: m.log.LogEnd(), Producers: prod, Epochs: m.epochs, Side: side, Boundary: m.boundary, Confs: confs})
 }
 
 // Restore implements raftactor.StateMachine: the log goes back to the
@@ -362,7 +369,13 @@ func (m *Machine) Restore(snap *pb.Snapshot) error {
 		return err
 	}
 	m.boundary = cp.Boundary
+	confs, err := unmarshalConfs(cp.Confs)
+	if err != nil {
+		return err
+	}
+	m.confs = confs
 	m.appliedIndex = snap.GetMetadata().GetIndex()
+	m.dropConfsAbove(m.appliedIndex)
 	// A log that still starts at offset 0 keeps the side entries before
 	// its first batch (the bootstrap conf changes): a replica added later
 	// starts empty and takes the whole log from index 1 as appends, where

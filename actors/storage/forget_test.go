@@ -108,3 +108,73 @@ func TestOverwrittenEntriesDoNotHoldFiles(t *testing.T) {
 		mustClose(t, w)
 	}
 }
+
+// TestForgetThenWriteAgain: a group forgotten and then written again (its
+// replica moved back to this node) is tracked afresh. Its new records,
+// written in the same commit as the tombstone and in the tombstone's file,
+// hold that file back until a checkpoint of the new replica covers them,
+// and that checkpoint carries the new replica's hard state, so that the
+// group recovers with its entries and hard state after every older file
+// is gone.
+func TestForgetThenWriteAgain(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions()
+	opts.SegmentBytes = 1 << 10
+	w, _ := mustOpen(t, dir, opts)
+	// The old replica of group 5, with a checkpoint far ahead of what the
+	// new one will write.
+	for i := uint64(1); i <= 40; i++ {
+		mustUpdate(t, w, 5, ents(i, i, 1), hardState(1, 1, i), nil)
+		mustCommit(t, w)
+	}
+	if err := w.AppendCheckpoint(5, snapshot(40, 1)); err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, w)
+	// The tombstone, and in the same commit the new replica's first
+	// entries and hard state (term 3, voted for 2).
+	if err := w.AppendForget(5); err != nil {
+		t.Fatal(err)
+	}
+	mustUpdate(t, w, 5, ents(1, 3, 3), hardState(3, 2, 3), nil)
+	mustCommit(t, w)
+	// Group 6 fills later files and checkpoints, so only group 5 can hold
+	// files back.
+	for i := uint64(1); i <= 60; i++ {
+		mustUpdate(t, w, 6, ents(i, i, 1), hardState(1, 1, i), nil)
+		mustCommit(t, w)
+	}
+	if err := w.AppendCheckpoint(6, snapshot(60, 1)); err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, w)
+	mustUpdate(t, w, 6, ents(61, 61, 1), hardState(1, 1, 61), nil)
+	mustCommit(t, w)
+	if _, err := w.deleteCovered(); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.holdingBack(); len(got) != 1 || got[0] != 5 {
+		t.Fatalf("holding back: %v, want [5] (the new replica's uncovered entries)", got)
+	}
+	// The new replica checkpoints: now its file may go.
+	if err := w.AppendCheckpoint(5, snapshot(3, 3)); err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, w)
+	mustUpdate(t, w, 6, ents(62, 62, 1), hardState(1, 1, 62), nil)
+	mustCommit(t, w)
+	if _, err := w.deleteCovered(); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.holdingBack(); len(got) != 0 {
+		t.Fatalf("holding back after the new replica's checkpoint: %v", got)
+	}
+	mustClose(t, w)
+
+	w, states := mustOpen(t, dir, opts)
+	defer mustClose(t, w)
+	st := states[5]
+	if st == nil || st.Snapshot.GetMetadata().GetIndex() != 3 || st.HardState.GetTerm() != 3 || st.HardState.GetVote() != 2 {
+		t.Fatalf("group 5 after recovery: %s; want the new replica's checkpoint at 3 with term 3, vote 2", describe(st))
+	}
+}

@@ -192,7 +192,8 @@ func (w *WAL) replay(seq uint64, last bool, states map[uint64]*GroupState) (*seg
 			delete(states, rec.group)
 			delete(w.checkpoints, rec.group)
 			w.forgotten[rec.group] = seq
-			seg.note(rec.group, 0)
+			delete(seg.groups, rec.group) // later records are a new replica's
+
 			off += n
 			continue
 		}

@@ -29,7 +29,7 @@ func (w *WAL) covered(seg *segment) bool {
 // holds reports whether group, whose records in seg reach index hi, still
 // needs seg.
 func (w *WAL) holds(seg *segment, group, hi uint64) bool {
-	if f, ok := w.forgotten[group]; ok && f >= seg.seq {
+	if f, ok := w.forgotten[group]; ok && f > seg.seq {
 		return false
 	}
 	m, ok := w.checkpoints[group]

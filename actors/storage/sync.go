@@ -203,7 +203,6 @@ func (w *WAL) settle() {
 		if p.forget {
 			w.forgotten[p.group] = p.mark.seq
 			delete(w.checkpoints, p.group)
-			delete(w.hardStates, p.group)
 			continue
 		}
 		if m, ok := w.checkpoints[p.group]; !ok || p.mark.index >= m.index {

@@ -113,7 +113,8 @@ type WAL struct {
 	checkpoints map[uint64]checkpointMark
 	pending     []pendingCheckpoint
 	// forgotten maps each group with a durable tombstone to the file the
-	// tombstone is in: no file up to that one is held back by the group.
+	// tombstone is in: no file before that one is held back by the group,
+	// and that one only by the records after the tombstone.
 	forgotten map[uint64]uint64
 
 	// err is sticky: after a failed write or fsync the state of the file is
@@ -273,8 +274,20 @@ func (w *WAL) AppendForget(group uint64) error {
 	if err := w.write(rec, group, 0); err != nil {
 		return err
 	}
+	w.forgetWritten(group, w.current())
 	w.pending = append(w.pending, pendingCheckpoint{group: group, mark: checkpointMark{seq: w.current().seq}, at: w.end(), forget: true})
 	return nil
+}
+
+// forgetWritten starts tracking group afresh after its tombstone in seg:
+// the records after it are a new replica's (moved back to this node). The
+// file's bookkeeping keeps only those, since the tombstone ends the old
+// ones; and a checkpoint after it repeats only the new replica's hard
+// state. The old checkpoint marks go only once the tombstone is durable
+// (settle): until then the old records still count.
+func (w *WAL) forgetWritten(group uint64, seg *segment) {
+	delete(seg.groups, group)
+	delete(w.hardStates, group)
 }
 
 // write appends one framed record for group, whose highest index is index,
