@@ -288,9 +288,10 @@ func (g *groupActor) start(ctx actor.Context) {
 			return
 		}
 	}
-	var st raft.Storage = d.ms
+	conf := func() *pb.ConfState { return d.confState }
+	var st raft.Storage = &admittingStorage{MemoryStorage: d.ms, conf: conf}
 	if cold, ok := cfg.StateMachine.(ColdLog); ok {
-		st = &tieredStorage{MemoryStorage: d.ms, cold: cold, conf: func() *pb.ConfState { return d.confState }}
+		st = &tieredStorage{MemoryStorage: d.ms, cold: cold, conf: conf}
 	}
 	rc := &raft.Config{
 		ID:                        cfg.NodeID,

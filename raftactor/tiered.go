@@ -110,13 +110,36 @@ func (s *tieredStorage) Snapshot() (*pb.Snapshot, error) {
 			}}, nil
 		}
 	}
-	if raft.IsEmptySnap(snap) {
-		return snap, nil
+	return admitting(snap, s.conf()), nil
+}
+
+// admittingStorage is the raft.Storage of a group without a cold log (the
+// controller, an offsets-topic partition): the snapshots it gives raft to
+// send admit every current member (admitMembers).
+type admittingStorage struct {
+	*raft.MemoryStorage
+	conf func() *pb.ConfState
+}
+
+// Snapshot implements raft.Storage.
+func (s *admittingStorage) Snapshot() (*pb.Snapshot, error) {
+	snap, err := s.MemoryStorage.Snapshot()
+	if err != nil {
+		return nil, err
 	}
-	// MemoryStorage's snapshot is its own: send a copy.
+	return admitting(snap, s.conf()), nil
+}
+
+// admitting returns a copy of snap (MemoryStorage's snapshot is its own)
+// whose ConfState admits every member of now.
+func admitting(snap *pb.Snapshot, now *pb.ConfState) *pb.Snapshot {
+	if raft.IsEmptySnap(snap) {
+		return snap
+	}
+	md := snap.GetMetadata()
 	return &pb.Snapshot{Data: snap.GetData(), Metadata: &pb.SnapshotMetadata{
-		Index: new(md.GetIndex()), Term: new(md.GetTerm()), ConfState: admitMembers(md.GetConfState(), s.conf()),
-	}}, nil
+		Index: new(md.GetIndex()), Term: new(md.GetTerm()), ConfState: admitMembers(md.GetConfState(), now),
+	}}
 }
 
 // admitMembers returns the configuration at, the one at a snapshot's index,

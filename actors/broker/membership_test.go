@@ -103,3 +103,31 @@ func TestJoinDrainRemove(t *testing.T) {
 		t.Fatalf("read back %d of 200 records", n)
 	}
 }
+
+// TestJoinAfterCompaction: a broker joins a cluster whose controller log
+// was compacted long before, so it must be sent a snapshot taken before it
+// was added; the snapshot must admit it.
+func TestJoinAfterCompaction(t *testing.T) {
+	c := newTestCluster(t, 4, func(cfg *configs.Config) {
+		if cfg.NodeID == 4 {
+			// It knows nobody until its config is reloaded below.
+			cfg.Bootstrap, cfg.Peers = false, cfg.Peers[3:]
+		} else {
+			cfg.Peers = cfg.Peers[:3]
+		}
+	})
+	lead := uint64(0)
+	c.waitFor(10*time.Second, "controller leader", func() bool {
+		st := c.brokers[0].Board().Get(0)
+		lead = st.Leader
+		return lead != 0
+	})
+	c.propose(int(lead-1), 1500, "pad") // past the 1000 entries kept after a snapshot
+	cfg := *c.cfgs[3]
+	cfg.Peers = append(slices.Clone(c.cfgs[0].Peers), cfg.Peers...)
+	c.brokers[3].Reload(&cfg)
+	c.waitFor(30*time.Second, "broker 4 a voter with the whole state", func() bool {
+		v := c.brokers[3].Controller().View()
+		return slices.Equal(v.Voters, []uint64{1, 2, 3, 4}) && c.hasConfigs(3, "pad", 1500)
+	})
+}
