@@ -41,9 +41,11 @@ type membership struct {
 	removedAt   map[uint64]uint64 // removed id → tick this actor saw it removed
 	wantRemoved map[uint64]bool   // removals asked for by a config reload
 	removing    map[uint64]bool   // RemoveBroker proposals in flight
-	confSentAt  uint64            // tick of the last conf change proposed; 0 for none
-	confDone    func(*State) bool // whether that conf change shows in the state
-	stopped     bool              // this broker found itself removed
+	// reregistering are members whose new addresses are being registered.
+	reregistering map[uint64]bool
+	confSentAt    uint64            // tick of the last conf change proposed; 0 for none
+	confDone      func(*State) bool // whether that conf change shows in the state
+	stopped       bool              // this broker found itself removed
 }
 
 // tickMembership runs the membership work due on this tick.
@@ -167,7 +169,21 @@ func (c *controllerActor) onHello(ctx actor.Context, h *hello) {
 			}
 		}
 		c.sendControl(ctx, h.NodeID, &control{Removed: &removedNotice{NodeID: h.NodeID, ClusterID: view.ClusterID}})
-	case st == nil || st.Role != "leader", view.ClusterID == "", inConf(view, st, h.NodeID):
+	case st == nil || st.Role != "leader", view.ClusterID == "":
+	case inConf(view, st, h.NodeID):
+		// A member that moved to new addresses is registered anew: its
+		// peers would otherwise keep dialling the old ones, and it could
+		// never hear a leader to register itself.
+		b, ok := view.Brokers[h.NodeID]
+		if h.RaftAddr == "" || (ok && b.RaftAddr == h.RaftAddr && b.KafkaAddr == h.KafkaAddr) || c.mb.reregistering[h.NodeID] {
+			return
+		}
+		id := h.NodeID
+		c.mb.reregistering[id] = true
+		c.o.Log.Info().Uint64("node_id", id).Str("raft_addr", h.RaftAddr).Str("kafka_addr", h.KafkaAddr).Msg("a member has new addresses; registering them")
+		c.propose(ctx, &Command{RegisterBroker: &RegisterBroker{NodeID: id, KafkaAddr: h.KafkaAddr, RaftAddr: h.RaftAddr}}, func(*raftactor.Proposed) {
+			delete(c.mb.reregistering, id)
+		})
 	case h.ClusterID != "" && h.ClusterID != view.ClusterID:
 		c.o.Log.Warn().Uint64("node_id", h.NodeID).Str("its_cluster", h.ClusterID).Str("cluster", view.ClusterID).Msg("a broker of another cluster asks to join; ignored")
 	case h.NodeID == 0 || h.RaftAddr == "":
@@ -274,6 +290,8 @@ func (c *controllerActor) successor(view *State, st *raftactor.GroupStatus) uint
 
 // drain starts moving replicas off broker id, a few at a time; it reports
 // whether id still hosts any replica (or moves touching it are under way).
+// A reassignment under way whose target names id gets a new target; one
+// already taking id away is left to finish.
 func (c *controllerActor) drain(ctx actor.Context, view *State, id uint64) bool {
 	moving := len(view.Reassignments()) + len(c.drainMoves)
 	busy := false
@@ -285,16 +303,20 @@ func (c *controllerActor) drain(ctx actor.Context, view *State, id uint64) bool 
 				continue
 			}
 			busy = true
-			if p.Reassigning() || c.drainMoves[p.Group] || moving >= maxDrainMoves {
+			if c.drainMoves[p.Group] || (p.Reassigning() && !slices.Contains(p.Target(), id)) {
 				continue
 			}
-			target := c.replacement(view, p.Replicas, id, load)
-			if len(target) == 0 {
-				c.o.Log.Warn().Str("topic", t.Name).Int32("partition", p.Index).Uint64("node_id", id).
-					Msg("cannot drain: the partition's only replica has nowhere to go")
+			if !p.Reassigning() && moving >= maxDrainMoves {
 				continue
 			}
-			moving++
+			target, err := c.replacement(view, t, p, id, load)
+			if err != nil {
+				c.o.Log.Warn().Err(err).Str("topic", t.Name).Int32("partition", p.Index).Uint64("node_id", id).Msg("cannot drain")
+				continue
+			}
+			if !p.Reassigning() {
+				moving++
+			}
 			group := p.Group
 			c.drainMoves[group] = true
 			c.propose(ctx, &Command{Reassign: &Reassign{Topic: t.ID, Partition: p.Index, Target: target}}, func(*raftactor.Proposed) {
@@ -305,21 +327,23 @@ func (c *controllerActor) drain(ctx actor.Context, view *State, id uint64) bool 
 	return busy
 }
 
-// replacement returns replicas with id replaced by the placeable broker
-// that hosts the fewest replicas and none of these; without one, replicas
-// without id (the partition loses a replica rather than block the drain).
-func (c *controllerActor) replacement(view *State, replicas []uint64, id uint64, load map[uint64]int) []uint64 {
+// replacement returns p's target with id replaced by the placeable broker
+// that hosts the fewest replicas and none of p's; without one, the target
+// without id, unless that leaves fewer replicas than the topic's
+// min.insync.replicas (acks=all could never succeed again) or none.
+func (c *controllerActor) replacement(view *State, t *Topic, p Partition, id uint64, load map[uint64]int) ([]uint64, error) {
 	var best uint64
 	for _, b := range view.Placeable() {
-		if slices.Contains(replicas, b.NodeID) {
+		if slices.Contains(p.Replicas, b.NodeID) {
 			continue
 		}
 		if best == 0 || load[b.NodeID] < load[best] {
 			best = b.NodeID
 		}
 	}
-	out := make([]uint64, 0, len(replicas))
-	for _, r := range replicas {
+	target := p.Target()
+	out := make([]uint64, 0, len(target))
+	for _, r := range target {
 		switch {
 		case r != id:
 			out = append(out, r)
@@ -328,7 +352,16 @@ func (c *controllerActor) replacement(view *State, replicas []uint64, id uint64,
 			load[best]++
 		}
 	}
-	return out
+	if best == 0 {
+		minISR := t.Configs["min.insync.replicas"]
+		if minISR == "" {
+			minISR, _ = TopicConfigDefault("min.insync.replicas")
+		}
+		if n, _ := strconv.Atoi(minISR); len(out) == 0 || len(out) < n {
+			return nil, fmt.Errorf("no broker can take broker %d's replica, and the partition would keep %d, below min.insync.replicas %s; add a broker or delete the topic", id, len(out), minISR)
+		}
+	}
+	return out, nil
 }
 
 // replicaCounts returns how many replicas each broker hosts.

@@ -3,6 +3,7 @@ package controller
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
 )
@@ -81,12 +82,29 @@ func (c *controllerActor) onControl(ctx actor.Context, from uint64, data []byte)
 		}
 		c.onHello(ctx, m.Hello)
 	case m.Removed != nil:
-		view := c.o.Machine.View()
-		if m.Removed.NodeID != c.o.NodeID || (view.ClusterID != "" && m.Removed.ClusterID != view.ClusterID) {
+		if !c.trustsRemoval(from, m.Removed) {
+			c.o.Log.Warn().Uint64("from", from).Str("cluster_id", m.Removed.ClusterID).Msg("ignoring a removal notice from a broker that is not a voter of this cluster")
 			return
 		}
 		c.removed(fmt.Sprintf("broker %d told it that node %d was removed from cluster %s", from, c.o.NodeID, m.Removed.ClusterID))
 	case m.Elect != nil:
 		c.electPreferred(ctx, m.Elect, false)
 	}
+}
+
+// trustsRemoval reports whether a notice that this broker was removed may
+// be believed: it must name this broker and this broker's cluster, and
+// come from a voter of the controller group as this broker knows it (or,
+// before it knows any, from a peer of its config). A removal cannot be
+// undone, so one claim from anywhere is not enough.
+func (c *controllerActor) trustsRemoval(from uint64, n *removedNotice) bool {
+	view := c.o.Machine.View()
+	if n.NodeID != c.o.NodeID || n.ClusterID == "" {
+		return false
+	}
+	if view.ClusterID == "" {
+		_, ok := c.configPeers()[from]
+		return ok
+	}
+	return n.ClusterID == view.ClusterID && slices.Contains(view.Voters, from)
 }

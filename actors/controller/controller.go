@@ -55,9 +55,10 @@ func NewActor(o Options) actor.Producer {
 			completing: map[uint64]bool{},
 			drainMoves: map[uint64]bool{},
 			mb: membership{
-				removedAt:   map[uint64]uint64{},
-				wantRemoved: map[uint64]bool{},
-				removing:    map[uint64]bool{},
+				removedAt:     map[uint64]uint64{},
+				wantRemoved:   map[uint64]bool{},
+				removing:      map[uint64]bool{},
+				reregistering: map[uint64]bool{},
 			},
 		}
 	}

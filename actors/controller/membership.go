@@ -43,12 +43,14 @@ type Reassign struct {
 	Target    []uint64 `json:"target"`
 }
 
-// CompleteReassignment is proposed by a partition's leader once its raft
-// group's voters are exactly the target replicas: the assignment becomes
-// the target. It is a no-op unless the target is still the one proposed.
+// CompleteReassignment is proposed once a partition's raft group's voters
+// are exactly the target replicas: the assignment becomes the target. It is
+// a no-op unless the reassignment is still the one seen (Moves) and its
+// target the one proposed.
 type CompleteReassignment struct {
 	Group    uint64   `json:"group"`
 	Replicas []uint64 `json:"replicas"`
+	Moves    uint32   `json:"moves"`
 }
 
 // IsMember reports whether id is a voter or learner of the controller group.
@@ -94,12 +96,19 @@ func (p Partition) Original() []uint64 {
 func (p Partition) Reassigning() bool { return len(p.Adding) > 0 || len(p.Removing) > 0 }
 
 // Bootstraps reports whether replica id founds the partition's raft group
-// with its replicas as voters when it starts empty. Only the replicas a
-// partition was created with do, and only until its first reassignment:
-// any later replica joins the running group as a learner, added by its
-// leader, since founding a group a second time would fork it.
+// with its creation replicas as voters when it starts empty. Only the
+// creation replicas do, and only until a reassignment completes: any other
+// replica joins the running group as a learner, added by its leader; and a
+// creation replica that was moved away and back had its data deleted, so
+// founding again would fork the group. Before a completion every founder
+// founds with the same voters and the same entries, and one that starts
+// late cannot win an election against the longer logs of the others.
 func (p Partition) Bootstraps(id uint64) bool {
-	return p.Moves == 0 && slices.Contains(p.Replicas, id)
+	founders := p.Founders
+	if founders == nil {
+		founders = p.Replicas
+	}
+	return p.Completed == 0 && slices.Contains(founders, id)
 }
 
 func without(ids, drop []uint64) []uint64 {
@@ -166,8 +175,14 @@ func (sm *StateMachine) applyRemoveBroker(next, cur *State, index uint64, r *Rem
 }
 
 // applyReassign starts, changes or cancels a partition's reassignment.
-// Replicas become the target followed by the original replicas leaving;
-// Adding and Removing are the differences, as Kafka reports them.
+// Replicas become the target followed by every replica leaving: all the
+// brokers that may be in the group's raft configuration now (the replicas
+// before this command), so that none is stopped and deleted while it may
+// still be a voter; only CompleteReassignment, once the group's voters are
+// the target, drops them. Adding (target less the original replicas) and
+// Removing are as Kafka reports them. A target naming a broker that cannot
+// take a replica (not a member, removed, draining) is ignored: it was
+// valid when proposed, and the membership changed since.
 func (sm *StateMachine) applyReassign(next, cur *State, index uint64, r *Reassign) {
 	t := cur.TopicByID(r.Topic)
 	if t == nil || r.Partition < 0 || int(r.Partition) >= len(t.Partitions) {
@@ -179,10 +194,17 @@ func (sm *StateMachine) applyReassign(next, cur *State, index uint64, r *Reassig
 	if target == nil {
 		target = orig
 	}
+	for _, id := range target {
+		if !slices.Contains(p.Replicas, id) && (!cur.IsMember(id) || cur.IsDraining(id)) {
+			sm.log.Warn().Str("topic", t.Name).Int32("partition", p.Index).Uint64("node_id", id).Uint64("index", index).
+				Msg("reassignment ignored: its target names a broker that is no longer a member")
+			return
+		}
+	}
 	np := p
 	np.Replicas = slices.Clone(target)
 	np.Adding, np.Removing, np.Origin = nil, nil, nil
-	for _, id := range orig {
+	for _, id := range p.Replicas {
 		if !slices.Contains(target, id) {
 			np.Replicas = append(np.Replicas, id)
 			np.Removing = append(np.Removing, id)
@@ -215,11 +237,12 @@ func (sm *StateMachine) applyComplete(next, cur *State, index uint64, c *Complet
 			if p.Group != c.Group {
 				continue
 			}
-			if !p.Reassigning() || !slices.Equal(p.Target(), c.Replicas) {
+			if !p.Reassigning() || !slices.Equal(p.Target(), c.Replicas) || p.Moves != c.Moves {
 				return
 			}
 			np := p
 			np.Replicas, np.Adding, np.Removing, np.Origin = slices.Clone(c.Replicas), nil, nil, nil
+			np.Completed = p.Completed + 1
 			sm.replacePartition(next, cur, t, np)
 			sm.log.Info().Str("topic", t.Name).Int32("partition", p.Index).Uints64("replicas", np.Replicas).Uint64("index", index).Msg("partition reassignment complete")
 			return

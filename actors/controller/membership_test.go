@@ -60,20 +60,34 @@ func TestMembershipApply(t *testing.T) {
 	}
 }
 
+// withMembers returns a state machine whose controller group has voters
+// 1 to n.
+func withMembers(n int) *StateMachine {
+	sm := NewStateMachine(zerolog.Nop())
+	var voters []uint64
+	for id := uint64(1); id <= uint64(n); id++ {
+		voters = append(voters, id)
+		confChange(sm, id, pb.ConfChangeAddNode, id, nil, slices.Clone(voters), nil)
+	}
+	return sm
+}
+
 func TestReassignApply(t *testing.T) {
 	id := NewTopicID()
-	part := func(replicas, adding, removing []uint64, moves uint32) Partition {
-		p := Partition{Index: 0, Group: firstPartitionGroup, Replicas: replicas, Adding: adding, Removing: removing, Moves: moves}
+	founders := []uint64{1, 2, 3}
+	part := func(replicas, adding, removing []uint64, moves, completed uint32) Partition {
+		p := Partition{Index: 0, Group: firstPartitionGroup, Replicas: replicas, Adding: adding, Removing: removing,
+			Moves: moves, Completed: completed, Founders: founders}
 		if p.Reassigning() {
-			p.Origin = []uint64{1, 2, 3}
+			p.Origin = founders
 		}
 		return p
 	}
 	reassign := func(target []uint64) []byte {
 		return (&Command{Reassign: &Reassign{Topic: id, Partition: 0, Target: target}}).Encode()
 	}
-	complete := func(replicas []uint64) []byte {
-		return (&Command{CompleteReassignment: &CompleteReassignment{Group: firstPartitionGroup, Replicas: replicas}}).Encode()
+	complete := func(replicas []uint64, moves uint32) []byte {
+		return (&Command{CompleteReassignment: &CompleteReassignment{Group: firstPartitionGroup, Replicas: replicas, Moves: moves}}).Encode()
 	}
 	tests := []struct {
 		name    string
@@ -81,28 +95,38 @@ func TestReassignApply(t *testing.T) {
 		want    Partition
 	}{
 		{"move one replica", [][]byte{reassign([]uint64{2, 3, 4})},
-			part([]uint64{2, 3, 4, 1}, []uint64{4}, []uint64{1}, 1)},
-		{"completed", [][]byte{reassign([]uint64{2, 3, 4}), complete([]uint64{2, 3, 4})},
-			part([]uint64{2, 3, 4}, nil, nil, 1)},
-		{"completion of another target ignored", [][]byte{reassign([]uint64{2, 3, 4}), complete([]uint64{2, 3, 5})},
-			part([]uint64{2, 3, 4, 1}, []uint64{4}, []uint64{1}, 1)},
-		{"changed target keeps the original", [][]byte{reassign([]uint64{2, 3, 4}), reassign([]uint64{5, 2, 3})},
-			part([]uint64{5, 2, 3, 1}, []uint64{5}, []uint64{1}, 2)},
+			part([]uint64{2, 3, 4, 1}, []uint64{4}, []uint64{1}, 1, 0)},
+		{"completed", [][]byte{reassign([]uint64{2, 3, 4}), complete([]uint64{2, 3, 4}, 1)},
+			part([]uint64{2, 3, 4}, nil, nil, 1, 1)},
+		{"completion of another target ignored", [][]byte{reassign([]uint64{2, 3, 4}), complete([]uint64{2, 3, 5}, 1)},
+			part([]uint64{2, 3, 4, 1}, []uint64{4}, []uint64{1}, 1, 0)},
+		{"completion of an earlier move ignored", [][]byte{reassign([]uint64{2, 3, 4}), reassign([]uint64{2, 3, 5}), reassign([]uint64{2, 3, 4}), complete([]uint64{2, 3, 4}, 1)},
+			part([]uint64{2, 3, 4, 5, 1}, []uint64{4}, []uint64{5, 1}, 3, 0)},
+		// A changed target keeps the original order for a cancellation, and
+		// every replica that may be in the group until it completes.
+		{"changed target", [][]byte{reassign([]uint64{2, 3, 4}), reassign([]uint64{5, 2, 3})},
+			part([]uint64{5, 2, 3, 4, 1}, []uint64{5}, []uint64{4, 1}, 2, 0)},
 		{"cancelled", [][]byte{reassign([]uint64{2, 3, 4}), reassign(nil)},
-			part([]uint64{1, 2, 3}, nil, nil, 1)},
+			part([]uint64{1, 2, 3, 4}, nil, []uint64{4}, 2, 0)},
+		{"cancelled and completed", [][]byte{reassign([]uint64{2, 3, 4}), reassign(nil), complete([]uint64{1, 2, 3}, 2)},
+			part([]uint64{1, 2, 3}, nil, nil, 2, 1)},
 		{"reorder only is no move", [][]byte{reassign([]uint64{3, 2, 1})},
-			part([]uint64{3, 2, 1}, nil, nil, 0)},
+			part([]uint64{3, 2, 1}, nil, nil, 0, 0)},
 		{"shrink", [][]byte{reassign([]uint64{2, 3})},
-			part([]uint64{2, 3, 1}, nil, []uint64{1}, 1)},
+			part([]uint64{2, 3, 1}, nil, []uint64{1}, 1, 0)},
+		{"target outside the cluster ignored", [][]byte{reassign([]uint64{2, 3, 9})},
+			part([]uint64{1, 2, 3}, nil, nil, 0, 0)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			sm := NewStateMachine(zerolog.Nop())
-			sm.Apply(1, 1, (&Command{CreateTopic: &CreateTopic{Name: "t", ID: id, Replicas: [][]uint64{{1, 2, 3}}}}).Encode())
+			sm := withMembers(5)
+			base := sm.View().Applied
+			sm.Apply(base+1, 1, (&Command{CreateTopic: &CreateTopic{Name: "t", ID: id, Replicas: [][]uint64{founders}}}).Encode())
 			for i, e := range tc.entries {
-				sm.Apply(uint64(i+2), 1, e)
+				sm.Apply(base+uint64(i+2), 1, e)
 			}
 			got := sm.View().Topics["t"].Partitions[0]
+			got.MoveSeq = 0
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("partition = %+v, want %+v", got, tc.want)
 			}
@@ -114,27 +138,27 @@ func TestReassignApply(t *testing.T) {
 }
 
 func TestPartitionBootstraps(t *testing.T) {
-	p := Partition{Replicas: []uint64{1, 2, 3}}
-	if !p.Bootstraps(1) || p.Bootstraps(4) {
-		t.Fatal("creation replicas found the group, others do not")
+	p := Partition{Replicas: []uint64{2, 3, 4, 1}, Founders: []uint64{1, 2, 3}, Moves: 1}
+	if !p.Bootstraps(1) || !p.Bootstraps(2) || p.Bootstraps(4) {
+		t.Fatal("creation replicas found the group until a move completes, others never")
 	}
-	p.Moves = 1
-	if p.Bootstraps(1) {
-		t.Fatal("after a move no replica founds the group")
+	p.Completed = 1
+	if p.Bootstraps(1) || p.Bootstraps(2) {
+		t.Fatal("after a completed move no replica founds the group")
 	}
 }
 
 func TestActiveMoves(t *testing.T) {
-	sm := NewStateMachine(zerolog.Nop())
+	sm := withMembers(3)
 	id := NewTopicID()
 	replicas := make([][]uint64, 6)
 	for i := range replicas {
 		replicas[i] = []uint64{1}
 	}
-	sm.Apply(1, 1, (&Command{CreateTopic: &CreateTopic{Name: "t", ID: id, Replicas: replicas}}).Encode())
+	sm.Apply(11, 1, (&Command{CreateTopic: &CreateTopic{Name: "t", ID: id, Replicas: replicas}}).Encode())
 	// Partitions 5, 4, 0, 1, 2 start moving in that order; 3 does not.
 	for i, p := range []int32{5, 4, 0, 1, 2} {
-		sm.Apply(uint64(i+2), 1, (&Command{Reassign: &Reassign{Topic: id, Partition: p, Target: []uint64{2}}}).Encode())
+		sm.Apply(uint64(i+12), 1, (&Command{Reassign: &Reassign{Topic: id, Partition: p, Target: []uint64{2}}}).Encode())
 	}
 	groups := func(ps ...int32) map[uint64]bool {
 		out := map[uint64]bool{}
@@ -147,9 +171,9 @@ func TestActiveMoves(t *testing.T) {
 		t.Fatalf("active = %v, want %v", got, want)
 	}
 	// A changed target keeps its turn; a finished move makes room.
-	sm.Apply(7, 1, (&Command{Reassign: &Reassign{Topic: id, Partition: 4, Target: []uint64{3}}}).Encode())
+	sm.Apply(17, 1, (&Command{Reassign: &Reassign{Topic: id, Partition: 4, Target: []uint64{3}}}).Encode())
 	p5 := sm.View().Topics["t"].Partitions[5]
-	sm.Apply(8, 1, (&Command{CompleteReassignment: &CompleteReassignment{Group: p5.Group, Replicas: []uint64{2}}}).Encode())
+	sm.Apply(18, 1, (&Command{CompleteReassignment: &CompleteReassignment{Group: p5.Group, Replicas: []uint64{2}, Moves: p5.Moves}}).Encode())
 	if got, want := sm.View().ActiveMoves(), groups(4, 0, 1, 2); !reflect.DeepEqual(got, want) {
 		t.Fatalf("active = %v, want %v", got, want)
 	}

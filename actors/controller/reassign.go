@@ -76,11 +76,12 @@ func (c *controllerActor) reassignmentReached(ctx actor.Context, m *Reassignment
 		return
 	}
 	view := c.o.Machine.View()
+	var moves uint32
 	found := false
 	for _, t := range view.Topics {
 		for _, p := range t.Partitions {
 			if p.Group == m.Group && p.Reassigning() && slices.Equal(p.Target(), m.Replicas) {
-				found = true
+				found, moves = true, p.Moves
 			}
 		}
 	}
@@ -88,7 +89,8 @@ func (c *controllerActor) reassignmentReached(ctx actor.Context, m *Reassignment
 		return
 	}
 	c.completing[m.Group] = true
-	c.propose(ctx, &Command{CompleteReassignment: &CompleteReassignment{Group: m.Group, Replicas: slices.Clone(m.Replicas)}}, func(*raftactor.Proposed) {
+	cmd := &CompleteReassignment{Group: m.Group, Replicas: slices.Clone(m.Replicas), Moves: moves}
+	c.propose(ctx, &Command{CompleteReassignment: cmd}, func(*raftactor.Proposed) {
 		delete(c.completing, m.Group)
 	})
 }

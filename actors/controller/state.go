@@ -91,10 +91,13 @@ type Partition struct {
 	// Origin is the replica list, in order, from before the reassignment
 	// under way: a cancellation goes back to it.
 	Origin []uint64 `json:"origin,omitempty"`
-	// Moves counts the reassignments started; MoveSeq orders the one under
-	// way among all (State.NextMove).
-	Moves   uint32 `json:"moves,omitempty"`
-	MoveSeq uint64 `json:"move_seq,omitempty"`
+	// Moves counts the reassignments started or changed, Completed those
+	// completed; MoveSeq orders the one under way among all
+	// (State.NextMove). Founders are the replicas it was created with.
+	Moves     uint32   `json:"moves,omitempty"`
+	Completed uint32   `json:"completed,omitempty"`
+	MoveSeq   uint64   `json:"move_seq,omitempty"`
+	Founders  []uint64 `json:"founders,omitempty"`
 }
 
 // PIDBlock is a range of producer ids given to one broker.
@@ -183,7 +186,7 @@ func (sm *StateMachine) applyCommand(next, cur *State, index uint64, cmd *Comman
 		next.NextGroup = max(cur.NextGroup, firstPartitionGroup)
 		t := &Topic{Name: c.Name, ID: c.ID, Configs: c.Configs, CreatedAt: index}
 		for i, replicas := range c.Replicas {
-			t.Partitions = append(t.Partitions, Partition{Index: int32(i), Group: next.NextGroup, Replicas: replicas})
+			t.Partitions = append(t.Partitions, Partition{Index: int32(i), Group: next.NextGroup, Replicas: replicas, Founders: replicas})
 			next.NextGroup++
 		}
 		next.Topics = maps.Clone(cur.Topics)
