@@ -2,6 +2,7 @@ package configs
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -86,6 +87,26 @@ type KafkaConfig struct {
 	// without members are kept (offsets.retention.minutes); 0 keeps them
 	// forever.
 	OffsetsRetentionMinutes int `yaml:"offsets_retention_minutes"`
+
+	// LogRetentionMs, LogRetentionBytes and LogSegmentBytes are the
+	// defaults of the topic configs retention.ms, retention.bytes and
+	// segment.bytes for topics that do not set them (Kafka's
+	// log.retention.ms, log.retention.bytes and log.segment.bytes). A
+	// reload applies them to running partitions: retention is then
+	// enforced by each partition's leader, with its broker's defaults.
+	LogRetentionMs    int64 `yaml:"log_retention_ms"`
+	LogRetentionBytes int64 `yaml:"log_retention_bytes"`
+	LogSegmentBytes   int64 `yaml:"log_segment_bytes"`
+}
+
+// TopicDefaults returns the topic config defaults k sets, by topic config
+// name (retention.ms, ...).
+func (k KafkaConfig) TopicDefaults() map[string]string {
+	return map[string]string{
+		"retention.ms":    strconv.FormatInt(k.LogRetentionMs, 10),
+		"retention.bytes": strconv.FormatInt(k.LogRetentionBytes, 10),
+		"segment.bytes":   strconv.FormatInt(k.LogSegmentBytes, 10),
+	}
 }
 
 // RaftConfig configures the raft transport and the raft groups on this
@@ -192,6 +213,9 @@ func Default() Config {
 			GroupMaxSessionTimeoutMs:     1800000,
 			GroupInitialRebalanceDelayMs: 3000,
 			OffsetsRetentionMinutes:      7 * 24 * 60,
+			LogRetentionMs:               7 * 24 * 60 * 60 * 1000,
+			LogRetentionBytes:            -1,
+			LogSegmentBytes:              1 * gib,
 			// Advertise is left empty so that it follows Listen, whichever
 			// layer sets Listen.
 		},

@@ -71,6 +71,10 @@ func TestValidate(t *testing.T) {
 			c.Kafka.Listen, c.Raft.Listen, c.Debug.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 		}, nil},
 		{"debug off", func(c *Config) { c.Debug.Listen = "" }, nil},
+		{"retention unlimited", func(c *Config) { c.Kafka.LogRetentionMs, c.Kafka.LogRetentionBytes = -1, -1 }, nil},
+		{"retention zero", func(c *Config) { c.Kafka.LogRetentionMs, c.Kafka.LogRetentionBytes = 0, 0 }, nil},
+		{"segment bounds", func(c *Config) { c.Kafka.LogSegmentBytes = 61 }, nil},
+		{"segment upper bound", func(c *Config) { c.Kafka.LogSegmentBytes = 1<<31 - 1 }, nil},
 		{"wildcard listen with advertise", func(c *Config) {
 			c.Kafka.Listen, c.Kafka.Advertise = "0.0.0.0:9092", "broker1.example:9092"
 		}, nil},
@@ -129,6 +133,16 @@ func TestValidate(t *testing.T) {
 			[]string{"kafka.offsets_retention_minutes: must be >= 0"}},
 		{"negative rebalance delay", func(c *Config) { c.Kafka.GroupInitialRebalanceDelayMs = -1 },
 			[]string{"kafka.group_initial_rebalance_delay_ms: must be >= 0"}},
+		{"log retention ms below -1", func(c *Config) { c.Kafka.LogRetentionMs = -2 },
+			[]string{"kafka.log_retention_ms: must be >= -1 (-1 keeps segments forever), got -2"}},
+		{"log retention bytes below -1", func(c *Config) { c.Kafka.LogRetentionBytes = -5 },
+			[]string{"kafka.log_retention_bytes: must be >= -1 (-1 means no size limit), got -5"}},
+		{"log segment bytes zero", func(c *Config) { c.Kafka.LogSegmentBytes = 0 },
+			[]string{"kafka.log_segment_bytes: must be between 61 and 2147483647, got 0"}},
+		{"log segment bytes below a batch header", func(c *Config) { c.Kafka.LogSegmentBytes = 60 },
+			[]string{"kafka.log_segment_bytes: must be between 61"}},
+		{"log segment bytes past 32-bit positions", func(c *Config) { c.Kafka.LogSegmentBytes = 1 << 31 },
+			[]string{"kafka.log_segment_bytes: must be between 61 and 2147483647, got 2147483648"}},
 		{"election not above heartbeat", func(c *Config) { c.Raft.ElectionTicks = 2 },
 			[]string{"raft.election_ticks: must be greater than heartbeat_ticks"}},
 		{"heartbeat zero", func(c *Config) { c.Raft.HeartbeatTicks = 0 }, []string{"raft.heartbeat_ticks: must be > 0"}},
@@ -231,6 +245,9 @@ func TestDefault(t *testing.T) {
 		{"fsync", c.Storage.FsyncEnabled(), true},
 		{"wal_segment_bytes", c.Storage.WALSegmentBytes, int64(64 << 20)},
 		{"wal_budget_bytes", c.Storage.WALBudgetBytes, int64(1 << 30)},
+		{"log_retention_ms", c.Kafka.LogRetentionMs, int64(604800000)},
+		{"log_retention_bytes", c.Kafka.LogRetentionBytes, int64(-1)},
+		{"log_segment_bytes", c.Kafka.LogSegmentBytes, int64(1 << 30)},
 		{"log.level", c.Log.Level, "info"},
 		{"log.format", c.Log.Format, "console"},
 	}
@@ -305,6 +322,13 @@ func TestParse(t *testing.T) {
 				t.Errorf("kafka.listen = %q", c.Kafka.Listen)
 			}
 		}},
+		{name: "retention defaults", yaml: "kafka:\n  log_retention_ms: 3600000\n  log_retention_bytes: 1048576\n  log_segment_bytes: 65536\n",
+			check: func(t *testing.T, c *Config) {
+				want := map[string]string{"retention.ms": "3600000", "retention.bytes": "1048576", "segment.bytes": "65536"}
+				if got := c.Kafka.TopicDefaults(); !reflect.DeepEqual(got, want) {
+					t.Errorf("TopicDefaults = %v, want %v", got, want)
+				}
+			}},
 		{name: "fsync off", yaml: "storage:\n  fsync: false\n", check: func(t *testing.T, c *Config) {
 			if c.Storage.FsyncEnabled() {
 				t.Error("fsync: false ignored")

@@ -7,7 +7,10 @@ import (
 
 // liveKeys are the settings a running broker applies when it reloads its
 // config (SIGHUP); every other change waits for a restart.
-var liveKeys = map[string]bool{"log.level": true, "log.format": true, "peers": true}
+var liveKeys = map[string]bool{
+	"log.level": true, "log.format": true, "peers": true,
+	"kafka.log_retention_ms": true, "kafka.log_retention_bytes": true, "kafka.log_segment_bytes": true,
+}
 
 // Changes are the settings that differ between two configs, by YAML key.
 type Changes struct {

@@ -15,6 +15,9 @@ func TestCompare(t *testing.T) {
 		{"nothing", func(*Config) {}, nil, nil},
 		{"log level and format", func(c *Config) { c.Log.Level, c.Log.Format = "debug", "json" }, []string{"log.level", "log.format"}, nil},
 		{"peers", func(c *Config) { c.Peers = append(c.Peers, Peer{ID: 2, Addr: "127.0.0.1:9193"}) }, []string{"peers"}, nil},
+		{"retention defaults", func(c *Config) {
+			c.Kafka.LogRetentionMs, c.Kafka.LogRetentionBytes, c.Kafka.LogSegmentBytes = 1000, 1<<20, 1<<20
+		}, []string{"kafka.log_retention_ms", "kafka.log_retention_bytes", "kafka.log_segment_bytes"}, nil},
 		{"nested and pointer fields", func(c *Config) { c.Raft.TickMs, c.Storage.Fsync = 20, &no }, nil, []string{"raft.tick_ms", "storage.fsync"}},
 		{"both kinds", func(c *Config) { c.Log.Level, c.Kafka.OffsetsTopicPartitions = "warn", 3 },
 			[]string{"log.level"}, []string{"kafka.offsets_topic_partitions"}},

@@ -3,9 +3,15 @@ package configs
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 )
+
+// minSegmentBytes is the smallest segment a partition log accepts: one
+// record batch header. The largest is math.MaxInt32, because positions in
+// the index files are 32 bits.
+const minSegmentBytes = 61
 
 // problems collects field errors so that Validate can report all of them
 // at once rather than making the user fix one per run.
@@ -58,6 +64,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Kafka.GroupInitialRebalanceDelayMs < 0 {
 		p.add("kafka.group_initial_rebalance_delay_ms", "must be >= 0, got %d", c.Kafka.GroupInitialRebalanceDelayMs)
+	}
+	if c.Kafka.LogRetentionMs < -1 {
+		p.add("kafka.log_retention_ms", "must be >= -1 (-1 keeps segments forever), got %d", c.Kafka.LogRetentionMs)
+	}
+	if c.Kafka.LogRetentionBytes < -1 {
+		p.add("kafka.log_retention_bytes", "must be >= -1 (-1 means no size limit), got %d", c.Kafka.LogRetentionBytes)
+	}
+	if n := c.Kafka.LogSegmentBytes; n < minSegmentBytes || n > math.MaxInt32 {
+		p.add("kafka.log_segment_bytes", "must be between %d and %d, got %d", minSegmentBytes, math.MaxInt32, n)
 	}
 	if c.Kafka.Advertise != "" {
 		p.addErr("kafka.advertise", checkDialAddr(c.Kafka.Advertise))

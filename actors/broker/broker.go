@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"path/filepath"
 	"slices"
@@ -71,9 +72,10 @@ type Broker struct {
 	debugAddr  string
 	unlock     func()
 
-	configPeers atomic.Pointer[map[uint64]string] // the peers of the config in force
-	removedOnce sync.Once
-	removed     chan string // closed-over reason once the cluster removed this broker
+	configPeers   atomic.Pointer[map[uint64]string]        // the peers of the config in force
+	topicDefaults atomic.Pointer[controller.TopicDefaults] // of the config in force
+	removedOnce   sync.Once
+	removed       chan string // closed-over reason once the cluster removed this broker
 }
 
 // Start starts a broker and returns once its actors are running; the
@@ -149,6 +151,8 @@ func Start(o Options) (_ *Broker, err error) {
 		removed:   make(chan string, 1),
 	}
 	b.setConfigPeers(cfg.Peers)
+	defaults := controller.TopicDefaults(cfg.Kafka.TopicDefaults())
+	b.topicDefaults.Store(&defaults)
 	reg.MustRegister(raftactor.NewCollector(b.board))
 	defer func() {
 		if err != nil {
@@ -300,6 +304,7 @@ func Start(o Options) (_ *Broker, err error) {
 		Board:           b.board,
 		Recovered:       recovered,
 		Raft:            partitionRaft,
+		Defaults:        defaults,
 		Leaders:         leaders,
 		Broadcast:       b.peers.Broadcast,
 		ControllerActor: b.controller,
@@ -346,6 +351,7 @@ func Start(o Options) (_ *Broker, err error) {
 		Leaders:           leaders,
 		OffsetsPartitions: int32(cfg.Kafka.OffsetsTopicPartitions),
 		OffsetsReplicas:   int16(min(3, len(cfg.Peers))),
+		TopicDefaults:     func() controller.TopicDefaults { return *b.topicDefaults.Load() },
 		Sender:            b.sys.Root,
 		Now:               time.Now,
 		Log:               log,
@@ -408,10 +414,15 @@ func (b *Broker) setConfigPeers(peers []configs.Peer) {
 	b.configPeers.Store(&m)
 }
 
-// Reload takes the peers of a reloaded config: peers it adds are
-// reachable at once (they join by themselves), and members it drops are
-// asked to be drained and removed from the cluster.
+// Reload takes the peers and the topic config defaults of a reloaded
+// config: peers it adds are reachable at once (they join by themselves),
+// members it drops are asked to be drained and removed from the cluster,
+// and running partitions take changed defaults at once.
 func (b *Broker) Reload(cfg *configs.Config) {
+	if d := controller.TopicDefaults(cfg.Kafka.TopicDefaults()); !maps.Equal(d, *b.topicDefaults.Load()) {
+		b.topicDefaults.Store(&d)
+		b.sys.Root.Send(b.partitions, &partition.SetTopicDefaults{Defaults: d})
+	}
 	old := *b.configPeers.Load()
 	b.setConfigPeers(cfg.Peers)
 	var gone []uint64

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 
@@ -28,7 +29,9 @@ func TopicConfigDefs() []ConfigDef {
 		{"min.insync.replicas", "1", "Replicas that must have an acks=all write.", intAtLeast(1)},
 		{"retention.bytes", "-1", "Bytes a partition keeps before deleting old segments; -1: no limit.", intAtLeast(-1)},
 		{"retention.ms", "604800000", "Age after which segments are deleted; -1: forever.", intAtLeast(-1)},
-		{"segment.bytes", "1073741824", "Size at which a partition rolls its segment.", intAtLeast(14)},
+		// At least one batch header and at most 32-bit index positions:
+		// the partition log refuses other sizes.
+		{"segment.bytes", "1073741824", "Size at which a partition rolls its segment.", intBetween(61, math.MaxInt32)},
 	}
 }
 
@@ -39,6 +42,33 @@ func TopicConfigDefault(name string) (string, bool) {
 		return "", false
 	}
 	return TopicConfigDefs()[i].Default, true
+}
+
+// TopicDefaults are the values a broker gives the configs a topic does not
+// set, by topic config name. A name it lacks has its built-in default
+// (TopicConfigDefs); the broker's config file sets the others (Kafka's
+// log.retention.ms and the like). A TopicDefaults in use is not modified:
+// a reload makes a new one.
+type TopicDefaults map[string]string
+
+// Value returns the default of topic config name.
+func (d TopicDefaults) Value(name string) string {
+	if v, ok := d[name]; ok {
+		return v
+	}
+	v, _ := TopicConfigDefault(name)
+	return v
+}
+
+// Overridden reports whether the broker's default of name differs from the
+// built-in one, i.e. comes from its config file.
+func (d TopicDefaults) Overridden(name string) bool {
+	v, ok := d[name]
+	if !ok {
+		return false
+	}
+	def, _ := TopicConfigDefault(name)
+	return v != def
 }
 
 // ValidateTopicConfigs checks configs given at topic creation. The error is
@@ -67,6 +97,10 @@ func oneOf(values ...string) func(string) error {
 }
 
 func intAtLeast(lo int64) func(string) error {
+	return intBetween(lo, math.MaxInt64)
+}
+
+func intBetween(lo, hi int64) func(string) error {
 	return func(v string) error {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -74,6 +108,9 @@ func intAtLeast(lo int64) func(string) error {
 		}
 		if n < lo {
 			return fmt.Errorf("must be at least %d", lo)
+		}
+		if n > hi {
+			return fmt.Errorf("must be at most %d", hi)
 		}
 		return nil
 	}

@@ -38,6 +38,8 @@ func TestPlanTopic(t *testing.T) {
 		{"unknown config", []uint64{1}, TopicSpec{Name: "a", Partitions: 1, ReplicationFactor: 1, Configs: map[string]string{"bogus": "1"}}, kerr.InvalidConfig, 0, 0},
 		{"bad config value", []uint64{1}, TopicSpec{Name: "a", Partitions: 1, ReplicationFactor: 1, Configs: map[string]string{"retention.ms": "soon"}}, kerr.InvalidConfig, 0, 0},
 		{"compaction unsupported", []uint64{1}, TopicSpec{Name: "a", Partitions: 1, ReplicationFactor: 1, Configs: map[string]string{"cleanup.policy": "compact"}}, kerr.InvalidConfig, 0, 0},
+		{"segment below a batch header", []uint64{1}, TopicSpec{Name: "a", Partitions: 1, ReplicationFactor: 1, Configs: map[string]string{"segment.bytes": "60"}}, kerr.InvalidConfig, 0, 0},
+		{"segment past 32-bit positions", []uint64{1}, TopicSpec{Name: "a", Partitions: 1, ReplicationFactor: 1, Configs: map[string]string{"segment.bytes": "2147483648"}}, kerr.InvalidConfig, 0, 0},
 		{"good configs", []uint64{1}, TopicSpec{Name: "a", Partitions: 1, ReplicationFactor: 1, Configs: map[string]string{"retention.ms": "1000", "segment.bytes": "1048576"}}, nil, 1, 1},
 		{"assignment", []uint64{1, 2, 3}, TopicSpec{Name: "a", Partitions: -1, ReplicationFactor: -1, Assignment: [][]uint64{{1, 2}, {2, 3}}}, nil, 2, 2},
 		{"assignment unknown broker", []uint64{1, 2}, TopicSpec{Name: "a", Partitions: -1, ReplicationFactor: -1, Assignment: [][]uint64{{1, 9}}}, kerr.InvalidReplicaAssignment, 0, 0},
@@ -105,5 +107,25 @@ func TestApplyTopics(t *testing.T) {
 	v = sm.View()
 	if v.Topics["t"].ID == id1 || v.Topics["t"].Partitions[0].Group <= groups[2] {
 		t.Fatalf("recreated topic reuses id or group: %+v", v.Topics["t"])
+	}
+}
+
+func TestTopicDefaults(t *testing.T) {
+	d := TopicDefaults{"retention.ms": "1000", "segment.bytes": "1073741824"}
+	for _, tc := range []struct {
+		name, value string
+		overridden  bool
+	}{
+		{"retention.ms", "1000", true},
+		{"segment.bytes", "1073741824", false}, // set, but to the built-in default
+		{"retention.bytes", "-1", false},       // not set: built in
+		{"cleanup.policy", "delete", false},
+	} {
+		if v := d.Value(tc.name); v != tc.value {
+			t.Errorf("Value(%s) = %q, want %q", tc.name, v, tc.value)
+		}
+		if o := d.Overridden(tc.name); o != tc.overridden {
+			t.Errorf("Overridden(%s) = %v, want %v", tc.name, o, tc.overridden)
+		}
 	}
 }

@@ -58,7 +58,7 @@ func (c *serviceConn) createTopicsDone(ctx actor.Context, m *controller.CreateTo
 		rt.NumPartitions, rt.ReplicationFactor = -1, -1
 		if res.Err == nil {
 			rt.NumPartitions, rt.ReplicationFactor = res.Partitions, res.ReplicationFactor
-			for _, e := range topicConfigEntries(res.Configs) {
+			for _, e := range topicConfigEntries(res.Configs, c.s.topicDefaults()) {
 				rc := kmsg.NewCreateTopicsResponseTopicConfig()
 				rc.Name, rc.Value, rc.ReadOnly, rc.Source, rc.IsSensitive = e.name, &e.value, false, e.source, false
 				rt.Configs = append(rt.Configs, rc)
@@ -139,12 +139,31 @@ type configEntry struct {
 	source      int8 // kmsg.ConfigSource
 }
 
+// topicDefaults returns this broker's topic config defaults now.
+func (s *Service) topicDefaults() controller.TopicDefaults {
+	if s.TopicDefaults == nil {
+		return nil
+	}
+	return s.TopicDefaults()
+}
+
+// defaultEntry is a config at this broker's default: from its config
+// file (STATIC_BROKER_CONFIG) when that differs from the built-in one, as
+// Kafka reports a default its server.properties sets.
+func defaultEntry(name, topicName string, defaults controller.TopicDefaults) configEntry {
+	e := configEntry{name: name, value: defaults.Value(topicName), source: int8(kmsg.ConfigSourceDefaultConfig)}
+	if defaults.Overridden(topicName) {
+		e.source = int8(kmsg.ConfigSourceStaticBrokerConfig)
+	}
+	return e
+}
+
 // topicConfigEntries lists every topic config Flotilla keeps with its
-// effective value: set on the topic, or the broker default.
-func topicConfigEntries(set map[string]string) []configEntry {
+// effective value: set on the topic, or this broker's default.
+func topicConfigEntries(set map[string]string, defaults controller.TopicDefaults) []configEntry {
 	var out []configEntry
 	for _, d := range controller.TopicConfigDefs() {
-		e := configEntry{name: d.Name, value: d.Default, source: int8(kmsg.ConfigSourceDefaultConfig)}
+		e := defaultEntry(d.Name, d.Name, defaults)
 		if v, ok := set[d.Name]; ok {
 			e.value, e.source = v, int8(kmsg.ConfigSourceDynamicTopicConfig)
 		}
@@ -170,7 +189,7 @@ func (s *Service) describeConfigs(req *kmsg.DescribeConfigsRequest) *kmsg.Descri
 				rr.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				break
 			}
-			entries = topicConfigEntries(t.Configs)
+			entries = topicConfigEntries(t.Configs, s.topicDefaults())
 		case kmsg.ConfigResourceTypeBroker:
 			if rs.ResourceName != "" && rs.ResourceName != strconv.FormatUint(s.NodeID, 10) {
 				rr.ErrorCode = kerr.InvalidRequest.Code
@@ -178,7 +197,7 @@ func (s *Service) describeConfigs(req *kmsg.DescribeConfigsRequest) *kmsg.Descri
 				rr.ErrorMessage = &msg
 				break
 			}
-			entries = brokerConfigEntries(s.NodeID)
+			entries = brokerConfigEntries(s.NodeID, s.topicDefaults())
 		default:
 			rr.ErrorCode = kerr.InvalidRequest.Code
 		}
@@ -213,14 +232,14 @@ var brokerNames = map[string]string{
 	"segment.bytes":          "log.segment.bytes",
 }
 
-func brokerConfigEntries(nodeID uint64) []configEntry {
+func brokerConfigEntries(nodeID uint64, defaults controller.TopicDefaults) []configEntry {
 	out := []configEntry{
 		{name: "broker.id", value: strconv.FormatUint(nodeID, 10), source: int8(kmsg.ConfigSourceStaticBrokerConfig)},
 		{name: "auto.create.topics.enable", value: "true", source: int8(kmsg.ConfigSourceDefaultConfig)},
 		{name: "num.partitions", value: "1", source: int8(kmsg.ConfigSourceDefaultConfig)},
 	}
 	for _, d := range controller.TopicConfigDefs() {
-		out = append(out, configEntry{name: brokerNames[d.Name], value: d.Default, source: int8(kmsg.ConfigSourceDefaultConfig)})
+		out = append(out, defaultEntry(brokerNames[d.Name], d.Name, defaults))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out

@@ -45,6 +45,9 @@ type Service struct {
 	Leaders           *partition.Leaders
 	OffsetsPartitions int32
 	OffsetsReplicas   int16
+	// TopicDefaults returns this broker's topic config defaults as they
+	// are now (a reload changes them); nil means the built-in ones.
+	TopicDefaults func() controller.TopicDefaults
 	// Sender sends from outside any actor (the actor system's root
 	// context); Now is the clock.
 	Sender actor.SenderContext

@@ -95,7 +95,8 @@ func (o Options) withDefaults() (Options, error) {
 // # Concurrency
 //
 // A Log has one owner goroutine, the appender (the partition's actor). Only
-// it calls Append, TruncateTo, AdvanceLogStart, Reset and Close.
+// it calls Append, TruncateTo, AdvanceLogStart, Reset, SetSegmentBytes and
+// Close.
 //
 // Every other method may be called from any goroutine, concurrently with
 // the appender and with each other: Read, EntryByRaftIndex, OffsetForTimestamp,

@@ -392,6 +392,8 @@ func (m *Machine) Receive(h *raftactor.Handle, ctx actor.Context, msg any) {
 		m.produce(h, ctx, r)
 	case *SetAssignment:
 		m.setAssignment(h, r)
+	case *SetSettings:
+		m.setSettings(h, r.Settings)
 	case *WatchFetch:
 		if !m.ready || m.log.LogEnd() > r.Offset {
 			ctx.Send(r.ReplyTo, &FetchReady{Ref: r.Ref})

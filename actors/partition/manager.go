@@ -74,6 +74,9 @@ type ManagerOptions struct {
 	Board      *raftactor.StatusBoard
 	Recovered  map[uint64]*storage.GroupState
 	Raft       RaftSettings
+	// Defaults are this broker's topic config defaults, until a
+	// SetTopicDefaults replaces them.
+	Defaults controller.TopicDefaults
 	// Leaders is this broker's view of every partition's leadership;
 	// Broadcast sends the leaderships of this broker to its peers.
 	Leaders   *Leaders
@@ -100,6 +103,8 @@ type Replica struct {
 	dir     string
 	// assigned is the assignment the replica was last given.
 	assigned controller.Partition
+	// settings are the settings the replica was last given.
+	settings Settings
 }
 
 // Registry is a set of things a manager runs on this broker, published as
@@ -169,6 +174,8 @@ func (mg *manager) Receive(ctx actor.Context) {
 		}
 	case *netactor.LeadersReceived:
 		mg.o.Leaders.Note(m.Infos)
+	case *SetTopicDefaults:
+		mg.setDefaults(ctx, m.Defaults)
 	case *actor.Terminated:
 		mg.deleted(ctx, m.Who)
 	case *actor.Stopping:
@@ -282,7 +289,7 @@ func (mg *manager) partitionDir(t *controller.Topic, p controller.Partition) str
 func (mg *manager) start(ctx actor.Context, t *controller.Topic, p controller.Partition) (*Replica, error) {
 	name := t.Name + "/" + strconv.Itoa(int(p.Index))
 	log := mg.o.Log.With().Str("partition", name).Uint64("group", p.Group).Logger()
-	settings, err := SettingsOf(t.Configs)
+	settings, err := SettingsOf(t.Configs, mg.o.Defaults)
 	if err != nil {
 		return nil, err
 	}
@@ -312,7 +319,30 @@ func (mg *manager) start(ctx actor.Context, t *controller.Topic, p controller.Pa
 	mg.o.Router.Set(p.Group, pid)
 	mg.o.Ticker.Subscribe(pid)
 	log.Info().Uints64("replicas", p.Replicas).Bool("bootstrap", cfg.Bootstrap).Msg("partition replica started")
-	return &Replica{TopicPartition: TopicPartition{t.Name, p.Index}, TopicID: t.ID, Group: p.Group, PID: pid, Machine: m, dir: dir, assigned: p}, nil
+	return &Replica{TopicPartition: TopicPartition{t.Name, p.Index}, TopicID: t.ID, Group: p.Group, PID: pid, Machine: m, dir: dir, assigned: p, settings: settings}, nil
+}
+
+// setDefaults takes this broker's new topic config defaults and gives
+// each running replica whose settings they change its new settings.
+func (mg *manager) setDefaults(ctx actor.Context, d controller.TopicDefaults) {
+	mg.o.Defaults = d
+	view := mg.o.Controller.View()
+	for _, r := range mg.replicas.All() {
+		t := view.Topics[r.Topic]
+		if t == nil || t.ID != r.TopicID {
+			continue // deleted: the next reconcile stops it
+		}
+		s, err := SettingsOf(t.Configs, d)
+		if err != nil {
+			mg.o.Log.Error().Err(err).Str("topic", r.Topic).Int32("partition", r.Partition).Msg("cannot resolve partition settings")
+			continue
+		}
+		if s == r.settings {
+			continue
+		}
+		r.settings = s
+		ctx.Send(r.PID, &SetSettings{Settings: s})
+	}
 }
 
 // assign gives a running replica its partition's assignment when the

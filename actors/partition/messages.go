@@ -1,6 +1,10 @@
 package partition
 
-import "github.com/asynkron/protoactor-go/actor"
+import (
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/flotilla/flotilla/actors/controller"
+)
 
 // Produce asks a partition's leader to append the record batches of one
 // produce request for this partition. The partition answers ReplyTo with
@@ -48,4 +52,19 @@ type FetchReady struct {
 // reassignment. Its leader brings the raft group's membership there.
 type SetAssignment struct {
 	Replicas, Adding, Removing []uint64
+}
+
+// SetSettings gives a running partition replica its settings again after
+// they changed: this broker's topic config defaults were reloaded
+// (SetTopicDefaults).
+type SetSettings struct {
+	Settings Settings
+}
+
+// SetTopicDefaults gives the replica manager this broker's reloaded topic
+// config defaults: replicas started from then on use them, and every
+// running replica of a topic that does not set a changed key is sent its
+// new settings.
+type SetTopicDefaults struct {
+	Defaults controller.TopicDefaults
 }

@@ -2,19 +2,20 @@ package partition
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 
 	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/raftactor"
 )
 
-// SettingsOf resolves a topic's configs over the broker defaults.
-func SettingsOf(configs map[string]string) (Settings, error) {
+// SettingsOf resolves a topic's configs over this broker's defaults.
+func SettingsOf(configs map[string]string, defaults controller.TopicDefaults) (Settings, error) {
 	get := func(name string) string {
 		if v, ok := configs[name]; ok {
 			return v
 		}
-		v, _ := controller.TopicConfigDefault(name)
-		return v
+		return defaults.Value(name)
 	}
 	num := func(name string) (int64, error) {
 		n, err := strconv.ParseInt(get(name), 10, 64)
@@ -46,4 +47,38 @@ func SettingsOf(configs map[string]string) (Settings, error) {
 	}
 	s.MinInsyncReplicas = int(misr)
 	return s, nil
+}
+
+// setSettings takes settings changed while the replica runs (SetSettings).
+// A new segment size applies from the next roll; on the leader, new
+// retention limits are enforced at once rather than at the next periodic
+// check, and they reach every replica as a log start proposal.
+func (m *Machine) setSettings(h *raftactor.Handle, s Settings) {
+	old := m.o.Settings
+	if s == old {
+		return
+	}
+	if s.SegmentBytes != old.SegmentBytes {
+		if err := m.log.SetSegmentBytes(s.SegmentBytes); err != nil {
+			m.o.Log.Error().Err(err).Msg("segment size not changed")
+			s.SegmentBytes = old.SegmentBytes
+		}
+	}
+	// A leader recomputes its min.insync.replicas quorum every tick.
+	m.o.Settings = s
+	m.o.Log.Info().Int64("retention_ms", s.RetentionMs).Int64("retention_bytes", s.RetentionBytes).
+		Int64("segment_bytes", s.SegmentBytes).Msg("partition settings changed")
+	if m.ready {
+		m.enforceRetention(h)
+	}
+}
+
+// SetSegmentBytes changes the size past which the active segment is
+// rolled; it applies from the next Append. Only the appender calls it.
+func (l *Log) SetSegmentBytes(n int64) error {
+	if n < BatchHeaderSize || n > math.MaxInt32 {
+		return fmt.Errorf("partition log %s: segment bytes %d not in [%d, %d]", l.opts.Dir, n, BatchHeaderSize, math.MaxInt32)
+	}
+	l.opts.SegmentBytes = n
+	return nil
 }

@@ -6,9 +6,10 @@
 // A config error stops the process before it binds any port, with exit code
 // 2 and the offending field named; any other startup failure exits 1.
 // SIGTERM and SIGINT shut the broker down cleanly (WAL flushed) with exit 0.
-// SIGHUP reloads the config: log settings and peers apply at once (a peer
-// dropped from the list is drained and removed from the cluster), every
-// other change is reported as needing a restart. A broker the cluster
+// SIGHUP reloads the config: log settings, peers and the retention and
+// segment defaults apply at once (a peer dropped from the list is drained
+// and removed from the cluster), every other change is reported as needing
+// a restart. A broker the cluster
 // removed stops with exit code 3, and refuses to start again with its data
 // dir.
 package main
@@ -84,9 +85,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // reload reads the config again (file and flags, as at startup) and
-// applies what a running broker can apply: the log settings and the peers.
-// Every other
-// change is reported as waiting for a restart. A config that does not
+// applies what a running broker can apply: the log settings, the peers and
+// the topic config defaults. Every other change is reported as waiting for a restart. A config that does not
 // validate is refused and the broker keeps running as it was. It returns
 // the config now in effect.
 func reload(args []string, cur *configs.Config, b *broker.Broker, logs *logOutput, log zerolog.Logger) *configs.Config {
@@ -104,5 +104,7 @@ func reload(args []string, cur *configs.Config, b *broker.Broker, logs *logOutpu
 	b.Reload(next)
 	applied := *cur
 	applied.Log, applied.Peers = next.Log, next.Peers
+	applied.Kafka.LogRetentionMs, applied.Kafka.LogRetentionBytes, applied.Kafka.LogSegmentBytes =
+		next.Kafka.LogRetentionMs, next.Kafka.LogRetentionBytes, next.Kafka.LogSegmentBytes
 	return &applied
 }
