@@ -117,7 +117,19 @@ func produceAcked(t *testing.T, seeds []string, topic string, n, rate int, stop 
 func checkAcked(t *testing.T, seeds []string, topic string, log *ackLog) {
 	t.Helper()
 	adm := clusterAdmin(t, seeds)
-	ends := endOffsets(t, adm, topic)
+	var ends map[int32]int64
+	waitFor(t, 30*time.Second, "end offsets of "+topic, func() bool {
+		// Right after a kill a partition may still be electing.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		listed, err := adm.ListEndOffsets(ctx, topic)
+		if err != nil || listed.Error() != nil {
+			return false
+		}
+		ends = map[int32]int64{}
+		listed.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
+		return true
+	})
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)

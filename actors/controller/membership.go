@@ -65,6 +65,19 @@ func (s *State) IsRemoved(id uint64) bool { return slices.Contains(s.Removed, id
 // IsDraining reports whether id was asked to leave and is still a member.
 func (s *State) IsDraining(id uint64) bool { return slices.Contains(s.Draining, id) }
 
+// canHost reports whether broker id may be given a new replica: a member
+// (before the membership is known, a registered broker) not leaving.
+func (s *State) canHost(id uint64) bool {
+	if s.IsRemoved(id) || s.IsDraining(id) {
+		return false
+	}
+	if len(s.Voters) == 0 {
+		_, ok := s.Brokers[id]
+		return ok
+	}
+	return s.IsMember(id)
+}
+
 // Placeable returns the brokers new replicas may go to, ordered by id:
 // registered voters that are not draining. Before the membership is known
 // (a state restored from an older snapshot) every registered broker.
@@ -195,7 +208,7 @@ func (sm *StateMachine) applyReassign(next, cur *State, index uint64, r *Reassig
 		target = orig
 	}
 	for _, id := range target {
-		if !slices.Contains(p.Replicas, id) && (!cur.IsMember(id) || cur.IsDraining(id)) {
+		if !slices.Contains(p.Replicas, id) && !cur.canHost(id) {
 			sm.log.Warn().Str("topic", t.Name).Int32("partition", p.Index).Uint64("node_id", id).Uint64("index", index).
 				Msg("reassignment ignored: its target names a broker that is no longer a member")
 			return

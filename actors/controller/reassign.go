@@ -62,7 +62,7 @@ func planMove(view *State, mv Move) (*Reassign, error) {
 		if slices.Contains(mv.Replicas[:i], id) {
 			return nil, fmt.Errorf("%w: %s-%d: broker %d repeated", kerr.InvalidReplicaAssignment, mv.Topic, mv.Partition, id)
 		}
-		if _, ok := view.Brokers[id]; !ok || view.IsDraining(id) || !view.IsMember(id) {
+		if _, ok := view.Brokers[id]; !ok || !view.canHost(id) {
 			return nil, fmt.Errorf("%w: %s-%d: broker %d is not a member of the cluster (or is leaving it)", kerr.InvalidReplicaAssignment, mv.Topic, mv.Partition, id)
 		}
 	}

@@ -27,6 +27,7 @@ func TestClusterShowsMembershipAndReassignments(t *testing.T) {
 	for i, c := range []controller.Command{
 		{RegisterBroker: &controller.RegisterBroker{NodeID: 1, KafkaAddr: "127.0.0.1:9091", RaftAddr: "127.0.0.1:7001"}},
 		{RegisterBroker: &controller.RegisterBroker{NodeID: 2, KafkaAddr: "127.0.0.1:9092", RaftAddr: "127.0.0.1:7002"}},
+		{RegisterBroker: &controller.RegisterBroker{NodeID: 3, KafkaAddr: "127.0.0.1:9093", RaftAddr: "127.0.0.1:7003"}},
 		{CreateTopic: &controller.CreateTopic{Name: "orders", ID: controller.TopicID{1}, Replicas: [][]uint64{{1, 2}, {2, 1}}}},
 		{Reassign: &controller.Reassign{Topic: controller.TopicID{1}, Partition: 1, Target: []uint64{2, 3}}},
 	} {
