@@ -118,7 +118,7 @@ func (r *Reconciler) Reconcile(h *Handle, replicas, removing []uint64) bool {
 		r.term, r.pending = t, step{}
 	}
 	cs := h.ConfState()
-	target := without(replicas, removing)
+	target := slices.DeleteFunc(slices.Clone(replicas), func(id uint64) bool { return slices.Contains(removing, id) })
 	if r.pending.kind != stepNone {
 		timeout := uint64(pendingTimeouts * max(h.ElectionTicks(), 1))
 		if !shown(cs, r.pending) && r.calls-r.pendingAt < timeout {
@@ -191,7 +191,7 @@ func nextStep(cs *pb.ConfState, self, commit uint64, replicas, removing []uint64
 		return step{}
 	}
 	voters, learners := cs.GetVoters(), cs.GetLearners()
-	target := without(replicas, removing)
+	target := slices.DeleteFunc(slices.Clone(replicas), func(id uint64) bool { return slices.Contains(removing, id) })
 	caughtUp := func(id uint64) bool {
 		for _, p := range peers {
 			if p.id == id {
@@ -242,19 +242,4 @@ func nextStep(cs *pb.ConfState, self, commit uint64, replicas, removing []uint64
 		}
 	}
 	return step{}
-}
-
-// without returns ids without those in drop (ids itself when drop is
-// empty).
-func without(ids, drop []uint64) []uint64 {
-	if len(drop) == 0 {
-		return ids
-	}
-	out := make([]uint64, 0, len(ids))
-	for _, id := range ids {
-		if !slices.Contains(drop, id) {
-			out = append(out, id)
-		}
-	}
-	return out
 }

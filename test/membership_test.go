@@ -68,6 +68,17 @@ type ackLog struct {
 	failed int
 }
 
+// record is a produce promise: it notes the record's outcome.
+func (l *ackLog) record(r *kgo.Record, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.failed++
+		return
+	}
+	l.acked[binary.BigEndian.Uint64(r.Value)] = *r
+}
+
 // produceAcked produces to topic with acks=all until stop is closed or n
 // records went out, paced at about rate records/s; it returns when every
 // record is answered.
@@ -95,15 +106,7 @@ func produceAcked(t *testing.T, seeds []string, topic string, n, rate int, stop 
 			}
 		}
 		v := binary.BigEndian.AppendUint64(nil, uint64(seq))
-		cl.Produce(ctx, &kgo.Record{Key: v, Value: v}, func(r *kgo.Record, err error) {
-			log.mu.Lock()
-			defer log.mu.Unlock()
-			if err != nil {
-				log.failed++
-				return
-			}
-			log.acked[binary.BigEndian.Uint64(r.Value)] = *r
-		})
+		cl.Produce(ctx, &kgo.Record{Key: v, Value: v}, log.record)
 	}
 	if err := cl.Flush(ctx); err != nil {
 		t.Errorf("flush: %v", err)
@@ -409,15 +412,7 @@ func TestReassignmentSurvivesLeaderKill(t *testing.T) {
 	for seq := range 50_000 {
 		v := binary.BigEndian.AppendUint64(nil, uint64(seq))
 		rec := &kgo.Record{Key: v, Value: append(v, value...)}
-		cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
-			log.mu.Lock()
-			defer log.mu.Unlock()
-			if err != nil {
-				log.failed++
-				return
-			}
-			log.acked[binary.BigEndian.Uint64(r.Value)] = *r
-		})
+		cl.Produce(ctx, rec, log.record)
 	}
 	if err := cl.Flush(ctx); err != nil {
 		t.Fatal(err)
