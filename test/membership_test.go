@@ -291,6 +291,15 @@ func TestGrowAndShrinkByConfig(t *testing.T) {
 	if !strings.Contains(nodes[0].tail(4000), "was removed") {
 		t.Fatalf("removed broker 1 did not say why it refused to start:\n%s", nodes[0].tail(2000))
 	}
+	// Nor with an empty data dir: its id is never reused.
+	if err := os.RemoveAll(nodes[0].dir); err != nil {
+		t.Fatal(err)
+	}
+	writeConfig(t, nodes[0], false, append([]*node{nodes[0]}, nodes[2:]...))
+	nodes[0].start(t)
+	if code := nodes[0].wait(30 * time.Second); code != 3 {
+		t.Fatalf("broker 1 with a fresh data dir: exit %d, want 3 (its id was removed)", code)
+	}
 
 	close(stop)
 	log := <-produced
