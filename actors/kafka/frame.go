@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"slices"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -27,8 +29,10 @@ const (
 )
 
 // readRequest reads one size-prefixed request and returns its body. A size
-// below zero or above limit is refused before anything is allocated.
-func readRequest(r io.Reader, limit int) ([]byte, error) {
+// below zero or above limit is refused before anything is allocated. A body
+// of at least minPooledBody bytes is read into a buffer of bodies when
+// bodies is not nil.
+func readRequest(r io.Reader, limit int, bodies *bodyPool) ([]byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, err
@@ -40,13 +44,13 @@ func readRequest(r io.Reader, limit int) ([]byte, error) {
 	case int64(size) > int64(limit):
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", errTooLarge, size, limit)
 	}
-	return readBody(r, int(size))
+	return readBody(r, int(size), bodies)
 }
 
 // readBody reads exactly n bytes, growing the buffer as they arrive.
-func readBody(r io.Reader, n int) ([]byte, error) {
+func readBody(r io.Reader, n int, bodies *bodyPool) ([]byte, error) {
 	if n <= exactSize {
-		b := make([]byte, n)
+		b := bodies.get(n)
 		if m, err := io.ReadFull(r, b); err != nil {
 			return nil, fmt.Errorf("read request body (%d of %d bytes): %w", m, n, err)
 		}
@@ -67,6 +71,59 @@ func readBody(r io.Reader, n int) ([]byte, error) {
 		}
 	}
 	return b, nil
+}
+
+// Request bodies of produce requests are what a broker allocates most: a
+// new buffer for each, zeroed by the runtime and then overwritten by the
+// read, then garbage once the partitions have proposed the batches (raft
+// copies them). A bodyPool lets the connection reuse them: a buffer goes
+// back once every partition has answered its share of the request (see
+// serviceConn.produceDone), when nothing reads it any more.
+const (
+	minPooledBits = 16 // smaller bodies are cheap to allocate
+	maxPooledBits = 23 // larger ones are read in steps (readBody)
+	minPooledBody = 1 << minPooledBits
+	maxPooledBody = 1 << maxPooledBits
+)
+
+// bodyPool holds request buffers by size class: capacities are powers of
+// two from minPooledBody to maxPooledBody. The nil pool allocates.
+type bodyPool struct {
+	classes [maxPooledBits - minPooledBits + 1]sync.Pool // of *[]byte
+}
+
+func newBodyPool() *bodyPool { return &bodyPool{} }
+
+// class is the index of the smallest class that holds n bytes, and false
+// for sizes the pool does not keep.
+func (p *bodyPool) class(n int) (int, bool) {
+	if n < minPooledBody || n > maxPooledBody {
+		return 0, false
+	}
+	return bits.Len(uint(n-1)) - minPooledBits, true
+}
+
+// get returns a buffer of n bytes, whose content is undefined.
+func (p *bodyPool) get(n int) []byte {
+	c, ok := p.class(n)
+	if p == nil || !ok {
+		return make([]byte, n)
+	}
+	if b, _ := p.classes[c].Get().(*[]byte); b != nil {
+		return (*b)[:n]
+	}
+	return make([]byte, n, minPooledBody<<c)
+}
+
+// put gives back a buffer that get returned. The caller must be the last
+// to hold any part of it.
+func (p *bodyPool) put(b []byte) {
+	c, ok := p.class(cap(b))
+	if p == nil || !ok || cap(b) != minPooledBody<<c {
+		return
+	}
+	b = b[:0]
+	p.classes[c].Put(&b)
 }
 
 // appendResponse appends one size-prefixed response to dst: the header
