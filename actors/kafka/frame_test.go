@@ -15,9 +15,8 @@ func TestBodyPoolClasses(t *testing.T) {
 		{n: maxPooledBody, wantCap: maxPooledBody},
 		{n: maxPooledBody + 1},
 	}
-	p := newBodyPool()
 	for _, tt := range tests {
-		for _, pool := range []*bodyPool{p, nil} {
+		for _, pool := range []*bodyPool{newBodyPool(), nil} {
 			b := pool.get(tt.n)
 			want := tt.wantCap
 			if want == 0 || pool == nil {
@@ -29,15 +28,39 @@ func TestBodyPoolClasses(t *testing.T) {
 			pool.put(b) // never panics, whatever it is given
 		}
 	}
+	if maxPooledBody != exactSize {
+		t.Fatalf("the largest pooled body is %d bytes, the largest body read at once %d", maxPooledBody, exactSize)
+	}
+}
+
+func TestBodyPoolReuse(t *testing.T) {
+	p := newBodyPool()
+	a := p.get(3 << 20)
+	p.put(a)
+	if b := p.get(2<<20 + 1); &b[0] != &a[0] || len(b) != 2<<20+1 {
+		t.Fatal("a buffer given back is not reused for a body of its class")
+	}
+	if b := p.get(3 << 20); &b[0] == &a[0] {
+		t.Fatal("a buffer handed out twice")
+	}
 	// A buffer whose capacity is not a class's is not kept: get would
 	// hand it out as a bigger class than it is.
 	p.put(make([]byte, 0, minPooledBody+1))
-	for range 100 {
-		if b := p.get(2 * minPooledBody); cap(b) != 2*minPooledBody {
-			t.Fatalf("get(%d) returned a buffer of capacity %d", 2*minPooledBody, cap(b))
-		}
+	if b := p.get(2 * minPooledBody); cap(b) != 2*minPooledBody {
+		t.Fatalf("get(%d) returned a buffer of capacity %d", 2*minPooledBody, cap(b))
 	}
-	if maxPooledBody != exactSize {
-		t.Fatalf("the largest pooled body is %d bytes, the largest body read at once %d", maxPooledBody, exactSize)
+	// What the pool keeps unused is bounded.
+	var bufs [][]byte
+	for range 2*maxFreeBodies/maxPooledBody + 1 {
+		bufs = append(bufs, p.get(maxPooledBody))
+	}
+	for _, b := range bufs {
+		p.put(b)
+	}
+	if p.freeBytes > maxFreeBodies {
+		t.Fatalf("the pool keeps %d bytes unused, more than %d", p.freeBytes, maxFreeBodies)
+	}
+	if p.freeBytes != maxFreeBodies {
+		t.Fatalf("the pool keeps %d bytes unused, want it full at %d", p.freeBytes, maxFreeBodies)
 	}
 }
