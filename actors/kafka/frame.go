@@ -80,71 +80,75 @@ func readBody(r io.Reader, n int, bodies *bodyPool) ([]byte, error) {
 // back once every partition has answered its share of the request (see
 // serviceConn.produceDone), when nothing reads it any more.
 const (
-	minPooledBits = 16 // smaller bodies are cheap to allocate
-	maxPooledBits = 23 // larger ones are read in steps (readBody)
-	minPooledBody = 1 << minPooledBits
-	maxPooledBody = 1 << maxPooledBits
-	// maxFreeBodies bounds the bytes a pool keeps unused. Kept buffers
-	// count as live heap, which sets the garbage collector's target, so
-	// each kept byte costs about two of RSS: a sync.Pool, which keeps
-	// what the last two collections left, added ~40 MiB to the produce
-	// benchmark's peak RSS; this bound, 15-25 MiB.
-	maxFreeBodies = 8 << 20
+	minPooledBody = 64 << 10  // smaller bodies are cheap to allocate
+	maxPooledBody = exactSize // larger ones are read in steps (readBody)
+	// maxFreeBodies and maxFreeBytes bound what a pool keeps unused. Kept
+	// buffers count as live heap, which the garbage collector doubles
+	// into its target, so each kept byte costs about two of RSS (a
+	// sync.Pool, which keeps what the last two collections left, added
+	// ~40 MiB to the produce benchmark's peak RSS). A few requests' worth
+	// is what a connection's pipeline reuses.
+	maxFreeBodies = 4
+	maxFreeBytes  = 24 << 20
 )
 
-// bodyPool holds unused request buffers by size class: capacities are
-// powers of two from minPooledBody to maxPooledBody. It is safe for
-// concurrent use; the nil pool allocates every buffer.
+// bodyPool keeps a few unused request buffers. It is safe for concurrent
+// use; the nil pool allocates every buffer.
 type bodyPool struct {
 	mu        sync.Mutex
-	free      [maxPooledBits - minPooledBits + 1][][]byte
+	free      [][]byte
 	freeBytes int
 }
 
 func newBodyPool() *bodyPool { return &bodyPool{} }
 
-// class is the index of the smallest class that holds n bytes, and false
-// for sizes the pool does not keep.
-func (p *bodyPool) class(n int) (int, bool) {
-	if n < minPooledBody || n > maxPooledBody {
-		return 0, false
-	}
-	return bits.Len(uint(n-1)) - minPooledBits, true
-}
-
-// get returns a buffer of n bytes, whose content is undefined.
+// get returns a buffer of n bytes, whose content is undefined: the
+// smallest kept one that is large enough, or a new one with room for a
+// slightly larger request later (a quarter of n's power of two at most).
 func (p *bodyPool) get(n int) []byte {
-	c, ok := p.class(n)
-	if p == nil || !ok {
+	if p == nil || n < minPooledBody || n > maxPooledBody {
 		return make([]byte, n)
 	}
 	p.mu.Lock()
-	if k := len(p.free[c]); k > 0 {
-		b := p.free[c][k-1]
-		p.free[c][k-1] = nil
-		p.free[c] = p.free[c][:k-1]
+	best := -1
+	for i, b := range p.free {
+		if cap(b) >= n && (best < 0 || cap(b) < cap(p.free[best])) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		b := p.free[best]
+		p.free = slices.Delete(p.free, best, best+1)
 		p.freeBytes -= cap(b)
 		p.mu.Unlock()
 		return b[:n]
 	}
 	p.mu.Unlock()
-	return make([]byte, n, minPooledBody<<c)
+	step := 1 << (bits.Len(uint(n)) - 3) // n's power of two / 4
+	return make([]byte, n, (n+step-1)/step*step)
 }
 
 // put gives back a buffer that get returned. The caller must be the last
-// to hold any part of it.
+// to hold any part of it. Over the bounds, the smallest kept buffers go
+// to the garbage collector first.
 func (p *bodyPool) put(b []byte) {
-	c, ok := p.class(cap(b))
-	if p == nil || !ok || cap(b) != minPooledBody<<c {
+	if p == nil || cap(b) < minPooledBody || cap(b) > maxPooledBody {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.freeBytes+cap(b) > maxFreeBodies {
-		return // left to the garbage collector
-	}
-	p.free[c] = append(p.free[c], b[:0])
+	p.free = append(p.free, b[:0])
 	p.freeBytes += cap(b)
+	for len(p.free) > maxFreeBodies || p.freeBytes > maxFreeBytes {
+		small := 0
+		for i, f := range p.free {
+			if cap(f) < cap(p.free[small]) {
+				small = i
+			}
+		}
+		p.freeBytes -= cap(p.free[small])
+		p.free = slices.Delete(p.free, small, small+1)
+	}
 }
 
 // appendResponse appends one size-prefixed response to dst: the header

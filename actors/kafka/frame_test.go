@@ -2,65 +2,77 @@ package kafka
 
 import "testing"
 
-func TestBodyPoolClasses(t *testing.T) {
+func TestBodyPoolSizes(t *testing.T) {
 	tests := []struct {
-		n       int
-		wantCap int // 0: not pooled, allocated to its size
+		n      int
+		pooled bool
 	}{
 		{n: 0},
 		{n: minPooledBody - 1},
-		{n: minPooledBody, wantCap: minPooledBody},
-		{n: minPooledBody + 1, wantCap: 2 * minPooledBody},
-		{n: 3 << 20, wantCap: 4 << 20},
-		{n: maxPooledBody, wantCap: maxPooledBody},
+		{n: minPooledBody, pooled: true},
+		{n: minPooledBody + 1, pooled: true},
+		{n: 5_300_000, pooled: true},
+		{n: maxPooledBody, pooled: true},
 		{n: maxPooledBody + 1},
 	}
 	for _, tt := range tests {
 		for _, pool := range []*bodyPool{newBodyPool(), nil} {
 			b := pool.get(tt.n)
-			want := tt.wantCap
-			if want == 0 || pool == nil {
-				want = tt.n
+			// A pooled buffer has room for a larger request, but wastes
+			// at most a quarter of the body's power of two.
+			lo, hi := tt.n, tt.n
+			if tt.pooled && pool != nil {
+				hi = tt.n + tt.n/4
 			}
-			if len(b) != tt.n || cap(b) != want {
-				t.Errorf("get(%d) from pool %p: len %d cap %d, want len %d cap %d", tt.n, pool, len(b), cap(b), tt.n, want)
+			if len(b) != tt.n || cap(b) < lo || cap(b) > hi || cap(b) > max(tt.n, maxPooledBody) {
+				t.Errorf("get(%d) from pool %p: len %d cap %d, want len %d cap in [%d, %d]", tt.n, pool, len(b), cap(b), tt.n, lo, hi)
 			}
 			pool.put(b) // never panics, whatever it is given
 		}
-	}
-	if maxPooledBody != exactSize {
-		t.Fatalf("the largest pooled body is %d bytes, the largest body read at once %d", maxPooledBody, exactSize)
 	}
 }
 
 func TestBodyPoolReuse(t *testing.T) {
 	p := newBodyPool()
-	a := p.get(3 << 20)
+	a := p.get(5_300_000)
 	p.put(a)
-	if b := p.get(2<<20 + 1); &b[0] != &a[0] || len(b) != 2<<20+1 {
-		t.Fatal("a buffer given back is not reused for a body of its class")
+	if b := p.get(cap(a)); &b[0] != &a[0] || len(b) != cap(a) {
+		t.Fatal("a buffer given back is not reused for a body it holds")
 	}
-	if b := p.get(3 << 20); &b[0] == &a[0] {
+	if b := p.get(5_300_000); &b[0] == &a[0] {
 		t.Fatal("a buffer handed out twice")
 	}
-	// A buffer whose capacity is not a class's is not kept: get would
-	// hand it out as a bigger class than it is.
-	p.put(make([]byte, 0, minPooledBody+1))
-	if b := p.get(2 * minPooledBody); cap(b) != 2*minPooledBody {
-		t.Fatalf("get(%d) returned a buffer of capacity %d", 2*minPooledBody, cap(b))
+
+	// The smallest buffer that holds the body is the one reused.
+	p = newBodyPool()
+	big, small := p.get(7<<20), p.get(3<<20)
+	p.put(big)
+	p.put(small)
+	if b := p.get(2 << 20); &b[0] != &small[0] {
+		t.Fatal("a 2 MiB body did not get the smallest buffer kept")
 	}
-	// What the pool keeps unused is bounded.
+	if b := p.get(4 << 20); &b[0] != &big[0] {
+		t.Fatal("a 4 MiB body did not get the only buffer that holds it")
+	}
+
+	// What the pool keeps unused is bounded, and the smallest buffers go
+	// first.
+	p = newBodyPool()
+	tiny := p.get(minPooledBody)
+	p.put(tiny)
 	var bufs [][]byte
-	for range 2*maxFreeBodies/maxPooledBody + 1 {
+	for range maxFreeBytes/maxPooledBody + 2 {
 		bufs = append(bufs, p.get(maxPooledBody))
 	}
 	for _, b := range bufs {
 		p.put(b)
 	}
-	if p.freeBytes > maxFreeBodies {
-		t.Fatalf("the pool keeps %d bytes unused, more than %d", p.freeBytes, maxFreeBodies)
+	if p.freeBytes > maxFreeBytes || len(p.free) > maxFreeBodies {
+		t.Fatalf("the pool keeps %d buffers, %d bytes unused; bounds %d, %d", len(p.free), p.freeBytes, maxFreeBodies, maxFreeBytes)
 	}
-	if p.freeBytes != maxFreeBodies {
-		t.Fatalf("the pool keeps %d bytes unused, want it full at %d", p.freeBytes, maxFreeBodies)
+	for _, b := range p.free {
+		if cap(b) != maxPooledBody {
+			t.Fatalf("the pool kept a %d-byte buffer over the %d-byte ones", cap(b), maxPooledBody)
+		}
 	}
 }
