@@ -30,6 +30,7 @@ type connConfig struct {
 	metrics          *Metrics
 	log              zerolog.Logger
 	sender           actor.SenderContext // for the goroutines, which have no actor context
+	bodies           *bodyPool           // produce request buffers; nil allocates each
 }
 
 // Conn is the actor that owns one client connection. Its reader goroutine
@@ -135,7 +136,7 @@ func (c *Conn) request(ctx actor.Context, msg *requestRead) {
 		if d.clientID != nil {
 			clientID = *d.clientID
 		}
-		c.h.Serve(ctx, &Request{Seq: seq, Msg: m, ClientID: clientID, ClientHost: c.host, ReplyTo: c.self})
+		c.h.Serve(ctx, &Request{Seq: seq, Msg: m, ClientID: clientID, ClientHost: c.host, ReplyTo: c.self, body: d.body, bodies: d.bodies})
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // readBufferBytes sizes the bufio.Reader in front of each connection, so
@@ -56,7 +57,7 @@ func (r *connReader) serve() error {
 		if err := r.conn.SetReadDeadline(time.Now().Add(r.cfg.idleTimeout)); err != nil {
 			return err
 		}
-		body, err := readRequest(br, r.cfg.maxRequestBytes)
+		body, err := readRequest(br, r.cfg.maxRequestBytes, r.cfg.bodies)
 		if err != nil {
 			return classify(err)
 		}
@@ -65,6 +66,12 @@ func (r *connReader) serve() error {
 		d, err := decodeRequest(body, r.cfg.served)
 		if err != nil {
 			return classify(err)
+		}
+		// Only a produce request's body goes back to the pool: its
+		// answer says when no partition reads it any more. Others are
+		// left to the garbage collector.
+		if pr, ok := d.msg.(*kmsg.ProduceRequest); ok && pr.Acks != 0 && r.cfg.bodies != nil {
+			d.body, d.bodies = body, r.cfg.bodies
 		}
 		r.gate.add(n)
 		r.cfg.sender.Send(r.pid, &requestRead{req: d, bytes: n, at: time.Now()})

@@ -28,6 +28,10 @@ type decodedRequest struct {
 	// with UNSUPPORTED_VERSION and the versions we have, so that the client
 	// retries with one of them.
 	msg kmsg.Request
+	// body is the request's bytes, which msg's byte fields share, when
+	// they are to go back to bodies once the request is answered.
+	body   []byte
+	bodies *bodyPool
 }
 
 // decodeRequest decodes a request body (everything after the size): the

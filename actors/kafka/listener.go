@@ -36,6 +36,7 @@ func StartListener(sys *actors.System, ln net.Listener, opts Options) (*actor.PI
 		metrics:          opts.Metrics,
 		log:              opts.Log,
 		sender:           sys.Root,
+		bodies:           newBodyPool(),
 	}
 	// A connection actor that fails is stopped, not restarted: its order
 	// bookkeeping dies with it, so the only safe recovery is for the client

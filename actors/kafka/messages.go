@@ -25,6 +25,21 @@ type Request struct {
 	ClientHost string
 	// ReplyTo is the connection actor that waits for the answer.
 	ReplyTo *actor.PID
+
+	// body is the buffer Msg was decoded from, for a request whose handler
+	// gives it back to bodies (releaseBody) once nothing reads Msg's byte
+	// fields any more; nil otherwise.
+	body   []byte
+	bodies *bodyPool
+}
+
+// releaseBody gives the request's buffer back to its pool. Msg's byte
+// fields must not be read afterwards.
+func (r *Request) releaseBody() {
+	if r.body != nil {
+		r.bodies.put(r.body)
+		r.body = nil
+	}
 }
 
 // Reply returns the answer that carries resp back to the connection. resp

@@ -56,6 +56,7 @@ func (c *serviceConn) produce(ctx actor.Context, r *Request, req *kmsg.ProduceRe
 		return
 	}
 	if call.remaining == 0 {
+		r.releaseBody()
 		c.s.leaderHints(resp)
 		ctx.Send(r.ReplyTo, r.Reply(resp))
 	}
@@ -76,6 +77,10 @@ func (c *serviceConn) produceDone(ctx actor.Context, m *partition.ProduceDone) {
 		rp.LogStartOffset = m.LogStartOffset
 	}
 	if slot.call.remaining--; slot.call.remaining == 0 {
+		// Every partition has answered, so each is done with its
+		// records: a partition answers only after it has proposed them
+		// (raft copies them) or refused them.
+		slot.call.r.releaseBody()
 		c.s.leaderHints(slot.call.resp)
 		ctx.Send(slot.call.r.ReplyTo, slot.call.r.Reply(slot.call.resp))
 	}

@@ -5,14 +5,26 @@ import (
 	"fmt"
 )
 
-// A partition's raft entries are its own: one type byte, then the body.
-// Record batches travel as the leader stamped them, so the body of a batch
-// entry is exactly what the segment stores.
+// A partition's raft entries are its own. Record batches travel as the
+// leader stamped them, so the body of a batch entry is exactly what the
+// segment stores. The leader proposes a batch as it is, without a type byte
+// (entryRawBatch): the proposal is then the produce request's own bytes,
+// and raft's copy into its log is the only one. Such an entry starts with
+// the top byte of the batch's base offset, which is 0 below 2^56
+// (maxRawBatchOffset); every other entry starts with a type byte that is
+// not 0, then its body.
 const (
+	entryRawBatch byte = 0 // no type byte: the entry is the batch
 	entryBatch    byte = 1 // body: one stamped record batch
 	entryLogStart byte = 2 // body: 8-byte big-endian new log start offset, then optionally the boundary (logStartBody)
 )
 
+// maxRawBatchOffset bounds the base offsets of batches proposed without a
+// type byte; a batch at or above it (2^56 records, centuries of produce)
+// gets the type byte, so that its first byte cannot be read as a type.
+const maxRawBatchOffset = 1 << 56
+
+// batchEntry is the entry of a batch with its type byte, in a copy.
 func batchEntry(batch []byte) []byte {
 	e := make([]byte, 1+len(batch))
 	e[0] = entryBatch
@@ -44,12 +56,15 @@ func logStartBody(b []byte) (offset int64, boundary entryID, ok bool) {
 	return offset, boundary, ok
 }
 
-// decodeEntry splits an entry into its type and body.
+// decodeEntry splits an entry into its type and body. A batch without its
+// type byte is returned as entryBatch, its body the whole entry.
 func decodeEntry(data []byte) (byte, []byte, error) {
 	if len(data) == 0 {
 		return 0, nil, fmt.Errorf("empty partition entry")
 	}
 	switch data[0] {
+	case entryRawBatch:
+		return entryBatch, data, nil
 	case entryBatch:
 		return entryBatch, data[1:], nil
 	case entryLogStart:

@@ -484,14 +484,17 @@ func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce) {
 	offset := m.nextOffset
 	keys := make([]batchKey, len(batches))
 	for i, b := range batches {
-		e := batchEntry(b)
-		body := e[1:]
-		SetBaseOffset(body, offset)
-		SetPartitionLeaderEpoch(body, int32(term))
+		// The batch is stamped in place: the request's bytes are the
+		// proposal, and raft copies them into its log.
+		SetBaseOffset(b, offset)
+		SetPartitionLeaderEpoch(b, int32(term))
 		if appendTs >= 0 {
-			setLogAppendTime(body, appendTs)
+			setLogAppendTime(b, appendTs)
 		}
-		payloads[i] = e
+		payloads[i] = b
+		if offset >= maxRawBatchOffset {
+			payloads[i] = batchEntry(b)
+		}
 		keys[i] = batchKey{term, offset}
 		headers[i].BaseOffset = offset
 		offset += int64(headers[i].LastOffsetDelta) + 1
@@ -503,7 +506,7 @@ func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce) {
 	m.nextOffset = offset
 	for i, hd := range headers {
 		if hd.IsIdempotent() {
-			stamped := decodeHeader(payloads[i][1:]) // the proposed header (LogAppendTime's MaxTimestamp), verified above
+			stamped := decodeHeader(batches[i]) // the proposed header (LogAppendTime's MaxTimestamp), verified above
 			if err := m.producers.Proposed(stamped, hd.BaseOffset); err != nil {
 				m.o.Log.Error().Err(err).Msg("recording a proposed batch")
 			}

@@ -15,7 +15,7 @@ import (
 // acks=0 gets no answer (ReplyTo nil).
 type Produce struct {
 	Ref          uint64 // echoed in ProduceDone
-	Records      []byte // the request's records for this partition: one or more batches
+	Records      []byte // the request's records for this partition: one or more batches, which the leader stamps in place
 	Acks         int16
 	TimeoutTicks uint64 // how long an acks=1/all answer may take
 	ReplyTo      *actor.PID

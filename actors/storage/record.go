@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
 
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -74,15 +75,43 @@ func (r *record) lastIndex() uint64 {
 // appendRecord appends the framed record (header and payload) to dst. On
 // error dst is returned unchanged in length.
 func appendRecord(dst []byte, typ byte, group uint64, entries []*pb.Entry, hs *pb.HardState, snap *pb.Snapshot) ([]byte, error) {
-	start := len(dst)
+	dst, _, err := encodeRecord(dst, nil, math.MaxInt, typ, group, entries, hs, snap)
+	return dst, err
+}
+
+// A splice is bytes of a record that encodeRecord left out of its buffer:
+// they belong at position at of it.
+type splice struct {
+	at   int
+	data []byte
+}
+
+// encodeRecord is appendRecord without the copy of large entries: the data
+// of every entry with at least large bytes of it is left out of dst and
+// appended to splices instead, so that the record is dst from its start
+// with each splice's data inserted at its position, in order. The header's
+// length and CRC cover the whole record. The WAL writes those data slices
+// as they are: a record batch goes from raft's log to the file without
+// passing through a buffer.
+func encodeRecord(dst []byte, splices []splice, large int, typ byte, group uint64, entries []*pb.Entry, hs *pb.HardState, snap *pb.Snapshot) ([]byte, []splice, error) {
+	start, spliced := len(dst), len(splices)
+	fail := func(err error) ([]byte, []splice, error) { return dst[:start], splices[:spliced], err }
 	dst = append(dst, make([]byte, headerSize)...)
 	dst = append(dst, typ)
 	dst = binary.AppendUvarint(dst, group)
 	dst = binary.AppendUvarint(dst, uint64(len(entries)))
 	var err error
 	for _, e := range entries {
+		if data := e.GetData(); len(data) >= large {
+			if head, ok := entryHead(e); ok {
+				dst = binary.AppendUvarint(dst, uint64(len(head)+len(data)))
+				dst = append(dst, head...)
+				splices = append(splices, splice{at: len(dst), data: data})
+				continue
+			}
+		}
 		if dst, err = appendMessage(dst, e); err != nil {
-			return dst[:start], fmt.Errorf("encode entry %d: %w", e.GetIndex(), err)
+			return fail(fmt.Errorf("encode entry %d: %w", e.GetIndex(), err))
 		}
 	}
 	var flags byte
@@ -95,22 +124,49 @@ func appendRecord(dst []byte, typ byte, group uint64, entries []*pb.Entry, hs *p
 	dst = append(dst, flags)
 	if hs != nil {
 		if dst, err = appendMessage(dst, hs); err != nil {
-			return dst[:start], fmt.Errorf("encode hard state: %w", err)
+			return fail(fmt.Errorf("encode hard state: %w", err))
 		}
 	}
 	if snap != nil {
 		if dst, err = appendMessage(dst, snap); err != nil {
-			return dst[:start], fmt.Errorf("encode snapshot: %w", err)
+			return fail(fmt.Errorf("encode snapshot: %w", err))
 		}
 	}
 	n := len(dst) - start - headerSize
-	if n > maxRecordBytes {
-		return dst[:start], errRecordTooLarge
+	var crc uint32
+	from := start + headerSize
+	for _, s := range splices[spliced:] {
+		n += len(s.data)
+		crc = crc32.Update(crc, castagnoli, dst[from:s.at])
+		crc = crc32.Update(crc, castagnoli, s.data)
+		from = s.at
 	}
-	payload := dst[start+headerSize:]
+	crc = crc32.Update(crc, castagnoli, dst[from:])
+	if n > maxRecordBytes {
+		return fail(errRecordTooLarge)
+	}
 	binary.BigEndian.PutUint32(dst[start:], uint32(n))
-	binary.BigEndian.PutUint32(dst[start+4:], crc32.Checksum(payload, castagnoli))
-	return dst, nil
+	binary.BigEndian.PutUint32(dst[start+4:], crc)
+	return dst, splices, nil
+}
+
+// entryDataTag is the protobuf key of raftpb.Entry's Data: field 4, length
+// delimited.
+const entryDataTag = 4<<3 | 2
+
+// entryHead returns the encoding of e up to its data: e without its data,
+// then the data's key and length. Encoded fields may come in any order, so
+// the head followed by the data is an encoding of e. It reports false if e
+// holds anything else that the head would lose (a field added to Entry,
+// unknown fields): the sizes would not add up.
+func entryHead(e *pb.Entry) ([]byte, bool) {
+	head, err := proto.Marshal(&pb.Entry{Term: e.Term, Index: e.Index, Type: e.Type})
+	if err != nil {
+		return nil, false
+	}
+	head = append(head, entryDataTag)
+	head = binary.AppendUvarint(head, uint64(len(e.GetData())))
+	return head, len(head)+len(e.GetData()) == proto.Size(e)
 }
 
 // appendMessage appends m's length as a uvarint, then m.

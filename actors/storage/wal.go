@@ -32,6 +32,11 @@ const segmentSuffix = ".wal"
 // write calls.
 const writeBufferBytes = 1 << 20
 
+// directWriteBytes is the size from which an entry's data goes to the file
+// without a copy into the encoding buffer and the buffered writer (see
+// encodeRecord): one more write call is cheaper than copying it twice.
+const directWriteBytes = 64 << 10
+
 // Options configure a WAL.
 type Options struct {
 	// SegmentBytes is the size past which the WAL starts a new file.
@@ -87,7 +92,8 @@ type WAL struct {
 	bw    *bufio.Writer
 	total int64 // bytes in all segments, buffered ones included
 
-	scratch []byte // encoding buffer, reused between records
+	scratch []byte   // encoding buffer, reused between records
+	splices []splice // the large entries of the record in scratch
 
 	// synced is the position up to which every byte is fsynced (with
 	// Options.Fsync on). appended counts the records appended and
@@ -200,7 +206,7 @@ func (w *WAL) AppendUpdate(group uint64, entries []*pb.Entry, hs *pb.HardState, 
 				group, entries[i].GetIndex(), entries[i-1].GetIndex())
 		}
 	}
-	rec, err := appendRecord(w.scratch[:0], recordUpdate, group, entries, hs, snap)
+	rec, splices, err := encodeRecord(w.scratch[:0], w.splices[:0], directWriteBytes, recordUpdate, group, entries, hs, snap)
 	if err != nil {
 		return fmt.Errorf("group %d: %w", group, err)
 	}
@@ -209,7 +215,10 @@ func (w *WAL) AppendUpdate(group uint64, entries []*pb.Entry, hs *pb.HardState, 
 		hi = entries[n-1].GetIndex()
 		w.overwrite(group, entries[0].GetIndex(), nil)
 	}
-	if err := w.write(rec, group, max(hi, snap.GetMetadata().GetIndex())); err != nil {
+	err = w.write(rec, splices, group, max(hi, snap.GetMetadata().GetIndex()))
+	clear(splices) // the entries' data is raft's, not the WAL's to keep
+	w.splices = splices[:0]
+	if err != nil {
 		return err
 	}
 	if hs != nil {
@@ -253,7 +262,7 @@ func (w *WAL) AppendCheckpoint(group uint64, snap *pb.Snapshot) error {
 		return fmt.Errorf("group %d: %w", group, err)
 	}
 	index := snap.GetMetadata().GetIndex()
-	if err := w.write(rec, group, index); err != nil {
+	if err := w.write(rec, nil, group, index); err != nil {
 		return err
 	}
 	w.pending = append(w.pending, pendingCheckpoint{group: group, mark: checkpointMark{seq: w.current().seq, index: index}, at: w.end()})
@@ -271,7 +280,7 @@ func (w *WAL) AppendForget(group uint64) error {
 	if err != nil {
 		return fmt.Errorf("group %d: %w", group, err)
 	}
-	if err := w.write(rec, group, 0); err != nil {
+	if err := w.write(rec, nil, group, 0); err != nil {
 		return err
 	}
 	w.forgetWritten(group, w.current())
@@ -291,14 +300,30 @@ func (w *WAL) forgetWritten(group uint64, seg *segment) {
 }
 
 // write appends one framed record for group, whose highest index is index,
-// rolling to a new file first if the current one is full.
-func (w *WAL) write(rec []byte, group, index uint64) error {
+// rolling to a new file first if the current one is full. The record is rec
+// with the splices' data inserted (encodeRecord): that data goes to the OS
+// now, after what is buffered, and the rest is buffered.
+func (w *WAL) write(rec []byte, splices []splice, group, index uint64) error {
 	if w.current().size >= w.opts.SegmentBytes {
 		if err := w.roll(); err != nil {
 			return err
 		}
 	}
-	if _, err := w.bw.Write(rec); err != nil {
+	size, from := len(rec), 0
+	for _, s := range splices {
+		size += len(s.data)
+		if _, err := w.bw.Write(rec[from:s.at]); err != nil {
+			return w.fail(fmt.Errorf("write %s: %w", segmentName(w.current().seq), err))
+		}
+		from = s.at
+		if err := w.bw.Flush(); err != nil {
+			return w.fail(fmt.Errorf("write %s: %w", segmentName(w.current().seq), err))
+		}
+		if _, err := w.f.Write(s.data); err != nil {
+			return w.fail(fmt.Errorf("write %s: %w", segmentName(w.current().seq), err))
+		}
+	}
+	if _, err := w.bw.Write(rec[from:]); err != nil {
 		return w.fail(fmt.Errorf("write %s: %w", segmentName(w.current().seq), err))
 	}
 	// A record that once needed a huge buffer should not pin it forever.
@@ -308,11 +333,11 @@ func (w *WAL) write(rec []byte, group, index uint64) error {
 		w.scratch = nil
 	}
 	seg := w.current()
-	seg.size += int64(len(rec))
+	seg.size += int64(size)
 	seg.note(group, index)
-	w.total += int64(len(rec))
+	w.total += int64(size)
 	w.appended++
-	w.metrics.addBytes(len(rec))
+	w.metrics.addBytes(size)
 	return nil
 }
 

@@ -1,0 +1,104 @@
+package kafka
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/flotilla/flotilla/actors"
+	"github.com/flotilla/flotilla/actors/partition"
+)
+
+// TestProduceBodyReleasedWhenEveryPartitionAnswered: a produce request's
+// buffer goes back to the pool only once every partition it went to has
+// answered; until then a partition may still be reading its records, and a
+// reused buffer would change them under it.
+func TestProduceBodyReleasedWhenEveryPartitionAnswered(t *testing.T) {
+	sys := actors.NewSystem(zerolog.Nop())
+	t.Cleanup(sys.Shutdown)
+	produces := make(chan *partition.Produce, 2)
+	replicas := map[partition.TopicPartition]*partition.Replica{}
+	for p := range int32(2) {
+		pid, err := sys.Spawn("partition", fmt.Sprintf("partition-%d", p), func() actor.Actor {
+			return actor.ReceiveFunc(func(ctx actor.Context) {
+				if m, ok := ctx.Message().(*partition.Produce); ok {
+					produces <- m
+				}
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp := partition.TopicPartition{Topic: "orders", Partition: p}
+		replicas[tp] = &partition.Replica{TopicPartition: tp, PID: pid}
+	}
+	s := &Service{Tick: 10 * time.Millisecond, Replicas: partition.NewReplicas(), Log: zerolog.Nop()}
+	s.Replicas.Publish(replicas)
+
+	// The connection serves the request, then takes the partitions'
+	// answers, reporting after each step whether the body went back.
+	released := make(chan bool, 3)
+	conn, err := sys.Spawn("conn", "conn", func() actor.Actor {
+		c := s.NewConn().(*serviceConn)
+		var req *Request
+		return actor.ReceiveFunc(func(ctx actor.Context) {
+			switch m := ctx.Message().(type) {
+			case *Request:
+				req = m
+				m.ReplyTo = ctx.Self()
+				c.Serve(ctx, m)
+				released <- req.body == nil
+			case *partition.ProduceDone:
+				c.produceDone(ctx, m)
+				released <- req.body == nil
+			}
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	pool := newBodyPool()
+	body := pool.get(minPooledBody)
+	pr := kmsg.NewPtrProduceRequest()
+	pr.Version, pr.Acks, pr.TimeoutMillis = 9, -1, 1000
+	topic := kmsg.NewProduceRequestTopic()
+	topic.Topic = "orders"
+	for p := range int32(2) {
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Partition, rp.Records = p, body[p*100:(p+1)*100]
+		topic.Partitions = append(topic.Partitions, rp)
+	}
+	pr.Topics = append(pr.Topics, topic)
+	sys.Root.Send(conn, &Request{Msg: pr, body: body, bodies: pool})
+
+	step := func(what string, want bool) {
+		t.Helper()
+		select {
+		case got := <-released:
+			if got != want {
+				t.Fatalf("%s: body released %v, want %v", what, got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the connection did not report", what)
+		}
+	}
+	step("request dispatched", false)
+	var refs []uint64
+	for range 2 {
+		select {
+		case m := <-produces:
+			refs = append(refs, m.Ref)
+		case <-time.After(10 * time.Second):
+			t.Fatal("a partition got no Produce")
+		}
+	}
+	sys.Root.Send(conn, &partition.ProduceDone{Ref: refs[0]})
+	step("one partition answered", false)
+	sys.Root.Send(conn, &partition.ProduceDone{Ref: refs[1]})
+	step("both partitions answered", true)
+}
