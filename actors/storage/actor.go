@@ -92,6 +92,10 @@ func (a *storageActor) Receive(ctx actor.Context) {
 		a.advance(ctx)
 	case *Flush:
 		err := a.commit(ctx)
+		// Files released by retention are gone too once Flushed says so;
+		// one that could not be removed is not a durability failure (the
+		// remover logs it).
+		a.w.waitRemoved()
 		if m.ReplyTo != nil {
 			ctx.Send(m.ReplyTo, &Flushed{Err: err})
 		}
@@ -216,9 +220,7 @@ func (a *storageActor) answer(ctx actor.Context) {
 // oldest file to checkpoint, once per group per roll, when a file was just
 // rolled or the WAL is over budget.
 func (a *storageActor) maintain(ctx actor.Context) {
-	if _, err := a.w.deleteCovered(); err != nil {
-		a.log.Warn().Err(err).Msg("deleting a covered WAL file failed; retrying after the next commit")
-	}
+	a.w.deleteCovered() // the WAL's remover logs its failures
 	seq := a.w.seq()
 	rolled := seq != a.lastSeq
 	a.lastSeq = seq

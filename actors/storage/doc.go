@@ -23,7 +23,8 @@ It takes:
 
   - *Persist: one Ready's entries, hard state and snapshot for one group.
   - *Checkpoint: a group's snapshot, after which its older records can go.
-  - *Flush: make everything durable now (shutdown).
+  - *Flush: make everything durable now, and wait for the removal of the
+    files retention released (shutdown).
 
 It sends:
 
@@ -77,6 +78,10 @@ It sends:
  7. Files are deleted oldest first and never the one being written. A file
     is deleted once every group with records in it has a durable checkpoint,
     in a later file, at or above the highest index those records mention.
+    The unlinks run on a goroutine of the WAL's own, oldest first, with
+    one directory fsync per batch, so no Persist waits for one; Flush and
+    stopping wait for them. A file released but not yet unlinked when the
+    process dies is replayed by recovery and released again.
     When a file is rolled, and whenever the WAL is larger than
     Options.BudgetBytes, the groups holding back the oldest file get a
     CheckpointRequest, at most once per group per roll.

@@ -27,9 +27,7 @@ func TestForget(t *testing.T) {
 	mustCommit(t, w)
 	mustUpdate(t, w, 6, ents(61, 61, 1), hardState(1, 1, 61), nil)
 	mustCommit(t, w)
-	if _, err := w.deleteCovered(); err != nil {
-		t.Fatal(err)
-	}
+	removeCovered(t, w)
 	before := len(walFiles(t, dir))
 	if before < 3 {
 		t.Fatalf("want several files before forgetting, have %d", before)
@@ -44,9 +42,7 @@ func TestForget(t *testing.T) {
 	mustCommit(t, w)
 	mustUpdate(t, w, 6, ents(62, 62, 1), hardState(1, 1, 62), nil)
 	mustCommit(t, w)
-	if _, err := w.deleteCovered(); err != nil {
-		t.Fatal(err)
-	}
+	removeCovered(t, w)
 	after := len(walFiles(t, dir))
 	if after >= before {
 		t.Fatalf("files: %d before forgetting group 5, %d after", before, after)
@@ -96,8 +92,8 @@ func TestOverwrittenEntriesDoNotHoldFiles(t *testing.T) {
 		}
 		mustUpdate(t, w, 1, ents(13, 13, 2), hardState(2, 2, 13), nil)
 		mustCommit(t, w)
-		if n, err := w.deleteCovered(); err != nil || n == 0 {
-			t.Fatalf("reopen=%v: deleted %d files (%v); held back by %v", reopen, n, err, w.holdingBack())
+		if n := removeCovered(t, w); n == 0 {
+			t.Fatalf("reopen=%v: deleted %d files; held back by %v", reopen, n, w.holdingBack())
 		}
 		mustClose(t, w)
 		w, states := mustOpen(t, dir, opts)
@@ -150,9 +146,7 @@ func TestForgetThenWriteAgain(t *testing.T) {
 	mustCommit(t, w)
 	mustUpdate(t, w, 6, ents(61, 61, 1), hardState(1, 1, 61), nil)
 	mustCommit(t, w)
-	if _, err := w.deleteCovered(); err != nil {
-		t.Fatal(err)
-	}
+	removeCovered(t, w)
 	if got := w.holdingBack(); len(got) != 1 || got[0] != 5 {
 		t.Fatalf("holding back: %v, want [5] (the new replica's uncovered entries)", got)
 	}
@@ -163,9 +157,7 @@ func TestForgetThenWriteAgain(t *testing.T) {
 	mustCommit(t, w)
 	mustUpdate(t, w, 6, ents(62, 62, 1), hardState(1, 1, 62), nil)
 	mustCommit(t, w)
-	if _, err := w.deleteCovered(); err != nil {
-		t.Fatal(err)
-	}
+	removeCovered(t, w)
 	if got := w.holdingBack(); len(got) != 0 {
 		t.Fatalf("holding back after the new replica's checkpoint: %v", got)
 	}

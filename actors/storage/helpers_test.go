@@ -245,3 +245,14 @@ func (h *harness) flush(t *testing.T) (others []any) {
 		}
 	}
 }
+
+// removeCovered releases the covered files and waits until the remover has
+// removed them; it returns how many were released.
+func removeCovered(t testing.TB, w *WAL) int {
+	t.Helper()
+	n := w.deleteCovered()
+	if err := w.waitRemoved(); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

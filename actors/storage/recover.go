@@ -67,6 +67,7 @@ func Open(dir string, opts Options) (*WAL, map[uint64]*GroupState, error) {
 		checkpoints: make(map[uint64]checkpointMark),
 		forgotten:   make(map[uint64]uint64),
 		syncFile:    (*os.File).Sync,
+		removeFile:  os.Remove,
 	}
 	states := make(map[uint64]*GroupState)
 	for i, seq := range seqs {

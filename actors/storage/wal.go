@@ -108,6 +108,10 @@ type WAL struct {
 	// syncFile fsyncs a WAL file: (*os.File).Sync, which tests wrap to
 	// hold an fsync back or fail it.
 	syncFile func(*os.File) error
+	// remover removes the files retention released (retention.go),
+	// started with the first; removeFile is os.Remove, which tests wrap.
+	remover    *remover
+	removeFile func(path string) error
 
 	// hardStates is the latest hard state appended for each group; a
 	// checkpoint repeats it so that older files can go.
@@ -399,8 +403,9 @@ func (w *WAL) roll() error {
 	return nil
 }
 
-// Close makes everything appended durable and closes the current file.
-// Afterwards every call fails.
+// Close makes everything appended durable, closes the current file and
+// waits for the removal of the files retention released. Afterwards every
+// call fails.
 func (w *WAL) Close() error {
 	if w.f == nil {
 		return nil
@@ -410,6 +415,13 @@ func (w *WAL) Close() error {
 		err = fmt.Errorf("close %s: %w", segmentName(w.current().seq), cerr)
 	}
 	w.f = nil
+	if w.remover != nil {
+		// A file it could not remove is left for recovery, which copes.
+		if rerr := w.remover.stop(); err == nil {
+			err = rerr
+		}
+		w.remover = nil
+	}
 	if w.err == nil {
 		w.err = errClosed
 	}
