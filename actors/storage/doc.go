@@ -62,9 +62,6 @@ It sends:
     one that does. Rolling to a new file waits for the fsync in flight and
     syncs the old file to its end before writing the new one, so that no
     record is answered on the strength of an fsync of a later file.
-    Each new file but the first is preallocated (zeros written and fsynced
-    on a goroutine of its own before the roll, prealloc.go), so that a
-    commit that does not grow the file is an fdatasync.
 
  5. Persisted with Err set means the group's durable state is unknown and the
     group must halt. After a failed write or fsync the WAL refuses every
@@ -98,9 +95,7 @@ It sends:
 
 Open reads every file in order and verifies every record (length, CRC-32C,
 decoding). A torn or corrupt tail of the last file is cut off on disk at the
-last good record, with a warning naming the file and offset (a tail of
-zeros only is the unused end of a preallocated file, cut off too but
-logged as no damage); a bad record in
+last good record, with a warning naming the file and offset; a bad record in
 any other file, or a missing file, is an error, because dropping it would
 silently lose the records after it. With Options.Fsync on, Open fsyncs the
 last file once: a process that crashed may have left records there that the

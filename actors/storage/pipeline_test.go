@@ -26,11 +26,11 @@ type fsyncGate struct {
 // failing test never leaves an fsync held.
 func gateFsyncs(w *WAL) *fsyncGate {
 	g := &fsyncGate{entered: make(chan string, 16), release: make(chan error), opened: make(chan struct{})}
-	w.syncFile = func(f *os.File, dataOnly bool) error {
+	w.syncFile = func(f *os.File) error {
 		select {
 		case g.entered <- filepath.Base(f.Name()):
 		case <-g.opened:
-			return fsyncFile(f, dataOnly)
+			return f.Sync()
 		}
 		select {
 		case err := <-g.release:
@@ -39,7 +39,7 @@ func gateFsyncs(w *WAL) *fsyncGate {
 			}
 		case <-g.opened:
 		}
-		return fsyncFile(f, dataOnly)
+		return f.Sync()
 	}
 	return g
 }

@@ -3,13 +3,10 @@ package storage
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"time"
@@ -61,10 +58,6 @@ func Open(dir string, opts Options) (*WAL, map[uint64]*GroupState, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	// A next file prepared before a crash or stop: prepared afresh below.
-	if err := os.Remove(filepath.Join(dir, preparedName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("remove %s: %w", preparedName, err)
-	}
 	w := &WAL{
 		dir:         dir,
 		opts:        opts,
@@ -73,7 +66,7 @@ func Open(dir string, opts Options) (*WAL, map[uint64]*GroupState, error) {
 		hardStates:  make(map[uint64]*pb.HardState),
 		checkpoints: make(map[uint64]checkpointMark),
 		forgotten:   make(map[uint64]uint64),
-		syncFile:    fsyncFile,
+		syncFile:    (*os.File).Sync,
 		removeFile:  os.Remove,
 	}
 	states := make(map[uint64]*GroupState)
@@ -89,7 +82,6 @@ func Open(dir string, opts Options) (*WAL, map[uint64]*GroupState, error) {
 		return nil, nil, err
 	}
 	w.synced = w.end()
-	w.prepareNext()
 	for group, st := range states {
 		if st.HardState != nil {
 			w.hardStates[group] = st.HardState
@@ -189,21 +181,11 @@ func (w *WAL) replay(seq uint64, last bool, states map[uint64]*GroupState) (*seg
 			if !last {
 				return nil, &CorruptError{File: name, Offset: off, Reason: reason}
 			}
-			zeros, err := zeroTail(path, off, size)
-			if err != nil {
-				return nil, fmt.Errorf("read segment %s at offset %d: %w", name, off, err)
-			}
 			if err := truncateFile(path, off); err != nil {
 				return nil, err
 			}
-			if zeros {
-				// The unused end of a preallocated file: no damage.
-				w.log.Info().Str("file", name).Int64("offset", off).Int64("dropped_bytes", size-off).
-					Msg("cut the preallocated zeros off the last WAL file")
-			} else {
-				w.log.Warn().Str("file", name).Int64("offset", off).Int64("dropped_bytes", size-off).
-					Str("reason", reason).Msg("truncated torn or corrupt WAL tail")
-			}
+			w.log.Warn().Str("file", name).Int64("offset", off).Int64("dropped_bytes", size-off).
+				Str("reason", reason).Msg("truncated torn or corrupt WAL tail")
 			size = off
 			break
 		}

@@ -42,14 +42,13 @@ func (p position) before(q position) bool {
 // err, then calls the notify hook, then closes done; the WAL reads took and
 // err only after done is closed.
 type syncJob struct {
-	id       uint64
-	f        *os.File
-	dataOnly bool     // fdatasync is enough (WAL.dataOnly)
-	at       position // the end of what was written when the fsync started
-	records  uint64   // records appended by then
-	took     time.Duration
-	err      error
-	done     chan struct{}
+	id      uint64
+	f       *os.File
+	at      position // the end of what was written when the fsync started
+	records uint64   // records appended by then
+	took    time.Duration
+	err     error
+	done    chan struct{}
 }
 
 // end is the position just past the last record appended, buffered bytes
@@ -105,12 +104,12 @@ func (w *WAL) startSync() error {
 		return nil
 	}
 	w.jobs++
-	job := &syncJob{id: w.jobs, f: w.f, dataOnly: w.dataOnly(), at: w.end(), records: w.appended, done: make(chan struct{})}
+	job := &syncJob{id: w.jobs, f: w.f, at: w.end(), records: w.appended, done: make(chan struct{})}
 	w.syncing = job
 	notify, syncFile := w.notify, w.syncFile
 	go func() {
 		start := time.Now()
-		job.err = syncFile(job.f, job.dataOnly)
+		job.err = syncFile(job.f)
 		job.took = time.Since(start)
 		// Before done is closed, so that a WAL closed after reaping the
 		// job never has its owner woken afterwards.
@@ -165,7 +164,7 @@ func (w *WAL) syncNow() error {
 		return nil
 	}
 	start := time.Now()
-	err := w.syncFile(w.f, w.dataOnly())
+	err := w.syncFile(w.f)
 	return w.recordSync(w.end(), w.appended, time.Since(start), err)
 }
 

@@ -105,12 +105,9 @@ type WAL struct {
 	syncing *syncJob
 	jobs    uint64
 	notify  func(id uint64)
-	// syncFile fsyncs a WAL file, or fdatasyncs it when dataOnly is set:
-	// fsyncFile, which tests wrap to hold an fsync back or fail it.
-	syncFile func(f *os.File, dataOnly bool) error
-	// next is the preparation of the next file (prealloc.go), nil when
-	// none runs or waits to be taken.
-	next *prepared
+	// syncFile fsyncs a WAL file: (*os.File).Sync, which tests wrap to
+	// hold an fsync back or fail it.
+	syncFile func(*os.File) error
 	// remover removes the files retention released (retention.go),
 	// started with the first; removeFile is os.Remove, which tests wrap.
 	remover    *remover
@@ -155,9 +152,6 @@ type pendingCheckpoint struct {
 type segment struct {
 	seq  uint64
 	size int64 // bytes in the file, buffered ones included
-	// prealloc is the size of the file on disk when it was preallocated
-	// (prealloc.go), zeros past size; 0 when it grows with each write.
-	prealloc int64
 	// groups holds, for every group with a record in the file, the highest
 	// raft index those records mention (entries, snapshots, checkpoints).
 	// A group that only wrote hard states is present with index 0.
@@ -385,21 +379,14 @@ func (w *WAL) roll() error {
 	if err != nil {
 		return err
 	}
-	if err := w.cutPrealloc(); err != nil {
-		return err
-	}
 	if err := w.f.Close(); err != nil {
 		return w.fail(fmt.Errorf("close %s: %w", segmentName(old.seq), err))
 	}
 	seg := newSegment(old.seq + 1)
-	f, prealloc := w.takePrepared(seg.seq)
-	if f == nil {
-		f, err = os.OpenFile(w.path(seg.seq), os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
-		if err != nil {
-			return w.fail(fmt.Errorf("create segment %s: %w", segmentName(seg.seq), err))
-		}
+	f, err := os.OpenFile(w.path(seg.seq), os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
+	if err != nil {
+		return w.fail(fmt.Errorf("create segment %s: %w", segmentName(seg.seq), err))
 	}
-	seg.prealloc = prealloc
 	w.f = f
 	w.bw.Reset(f)
 	w.segs = append(w.segs, seg)
@@ -409,50 +396,11 @@ func (w *WAL) roll() error {
 		}
 	}
 	w.synced = w.end()
-	w.prepareNext()
 	w.metrics.setFiles(len(w.segs), w.total)
 	w.log.Info().Str("file", segmentName(seg.seq)).Str("previous", segmentName(old.seq)).
-		Int64("previous_bytes", old.size).Bool("preallocated", prealloc > 0).Int("files", len(w.segs)).
-		Int64("wal_bytes", w.total).Msg("rolled WAL file")
+		Int64("previous_bytes", old.size).Int("files", len(w.segs)).Int64("wal_bytes", w.total).
+		Msg("rolled WAL file")
 	return nil
-}
-
-// cutPrealloc cuts the zeros off the end of the current file, if it was
-// preallocated, and fsyncs it (the size changes, so fdatasync would not be
-// enough by the WAL's rule). Everything appended must be written before.
-// A roll does this before the next file gets its name: only the last file
-// may end in zeros.
-func (w *WAL) cutPrealloc() error {
-	seg := w.current()
-	if seg.prealloc == 0 {
-		return nil
-	}
-	if err := w.f.Truncate(seg.size); err != nil {
-		return w.fail(fmt.Errorf("truncate %s: %w", segmentName(seg.seq), err))
-	}
-	// Not through w.syncFile: it is no commit, and tests that hold
-	// commits back need not know whether a file was preallocated.
-	if err := fsyncFile(w.f, false); err != nil {
-		return w.fail(fmt.Errorf("fsync %s: %w", segmentName(seg.seq), err))
-	}
-	seg.prealloc = 0
-	return nil
-}
-
-// dataOnly reports whether an fsync of the current file may be an
-// fdatasync: everything written to it lies within its preallocated size,
-// so no metadata needed to read it back has changed.
-func (w *WAL) dataOnly() bool {
-	seg := w.current()
-	return seg.size <= seg.prealloc
-}
-
-// fsyncFile fsyncs f, or fdatasyncs it when dataOnly is set.
-func fsyncFile(f *os.File, dataOnly bool) error {
-	if dataOnly {
-		return fdatasync(f)
-	}
-	return f.Sync()
 }
 
 // Close makes everything appended durable, closes the current file and
@@ -463,10 +411,6 @@ func (w *WAL) Close() error {
 		return nil
 	}
 	err := w.Commit(true)
-	if err == nil && w.opts.Fsync {
-		err = w.cutPrealloc()
-	}
-	w.dropPrepared()
 	if cerr := w.f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("close %s: %w", segmentName(w.current().seq), cerr)
 	}
