@@ -43,9 +43,12 @@ type membership struct {
 	removing    map[uint64]bool   // RemoveBroker proposals in flight
 	// reregistering are members whose new addresses are being registered.
 	reregistering map[uint64]bool
-	confSentAt    uint64            // tick of the last conf change proposed; 0 for none
-	confDone      func(*State) bool // whether that conf change shows in the state
-	stopped       bool              // this broker found itself removed
+	// complained are the problems already logged: the checks that find
+	// them run every other tick.
+	complained map[string]bool
+	confSentAt uint64            // tick of the last conf change proposed; 0 for none
+	confDone   func(*State) bool // whether that conf change shows in the state
+	stopped    bool              // this broker found itself removed
 }
 
 // tickMembership runs the membership work due on this tick.
@@ -107,7 +110,9 @@ func (c *controllerActor) syncPeers(view *State) {
 			continue
 		}
 		if err := c.o.Network.SetPeer(id, addr); err != nil {
-			c.o.Log.Warn().Err(err).Uint64("peer", id).Str("addr", addr).Msg("cannot add peer")
+			if c.complainOnce(fmt.Sprintf("peer %d at %s", id, addr)) {
+				c.o.Log.Warn().Err(err).Uint64("peer", id).Str("addr", addr).Msg("cannot add peer")
+			}
 			continue
 		}
 		c.peers[id] = addr
@@ -311,7 +316,9 @@ func (c *controllerActor) drain(ctx actor.Context, view *State, id uint64) bool 
 			}
 			target, err := c.replacement(view, t, p, id, load)
 			if err != nil {
-				c.o.Log.Warn().Err(err).Str("topic", t.Name).Int32("partition", p.Index).Uint64("node_id", id).Msg("cannot drain")
+				if c.complainOnce(fmt.Sprintf("drain %d of group %d", id, p.Group)) {
+					c.o.Log.Warn().Err(err).Str("topic", t.Name).Int32("partition", p.Index).Uint64("node_id", id).Msg("cannot drain")
+				}
 				continue
 			}
 			if !p.Reassigning() {
@@ -375,6 +382,16 @@ func replicaCounts(view *State) map[uint64]int {
 		}
 	}
 	return n
+}
+
+// complainOnce reports whether the problem named what is new, and
+// remembers it.
+func (c *controllerActor) complainOnce(what string) bool {
+	if c.mb.complained[what] {
+		return false
+	}
+	c.mb.complained[what] = true
+	return true
 }
 
 // removed stops this broker for good: its id left the cluster.
