@@ -190,7 +190,9 @@ func (c *controllerActor) onHello(ctx actor.Context, h *hello) {
 			delete(c.mb.reregistering, id)
 		})
 	case h.ClusterID != "" && h.ClusterID != view.ClusterID:
-		c.o.Log.Warn().Uint64("node_id", h.NodeID).Str("its_cluster", h.ClusterID).Str("cluster", view.ClusterID).Msg("a broker of another cluster asks to join; ignored")
+		if c.complainOnce(fmt.Sprintf("hello from %d of cluster %s", h.NodeID, h.ClusterID)) {
+			c.o.Log.Warn().Uint64("node_id", h.NodeID).Str("its_cluster", h.ClusterID).Str("cluster", view.ClusterID).Msg("a broker of another cluster asks to join; ignored")
+		}
 	case h.NodeID == 0 || h.RaftAddr == "":
 	default:
 		ctxb, _ := json.Marshal(JoinContext{NodeID: h.NodeID, RaftAddr: h.RaftAddr, KafkaAddr: h.KafkaAddr})

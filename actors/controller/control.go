@@ -71,19 +71,25 @@ func (c *controllerActor) sendControl(ctx actor.Context, to uint64, m *control) 
 func (c *controllerActor) onControl(ctx actor.Context, from uint64, data []byte) {
 	m, err := decodeControl(data)
 	if err != nil {
-		c.o.Log.Warn().Err(err).Uint64("from", from).Msg("dropping control message")
+		if c.complainOnce(fmt.Sprintf("control from %d", from)) {
+			c.o.Log.Warn().Err(err).Uint64("from", from).Msg("dropping control message")
+		}
 		return
 	}
 	switch {
 	case m.Hello != nil:
 		if m.Hello.NodeID != from {
-			c.o.Log.Warn().Uint64("from", from).Uint64("node_id", m.Hello.NodeID).Msg("dropping hello that names another node")
+			if c.complainOnce(fmt.Sprintf("hello from %d as %d", from, m.Hello.NodeID)) {
+				c.o.Log.Warn().Uint64("from", from).Uint64("node_id", m.Hello.NodeID).Msg("dropping hello that names another node")
+			}
 			return
 		}
 		c.onHello(ctx, m.Hello)
 	case m.Removed != nil:
 		if !c.trustsRemoval(from, m.Removed) {
-			c.o.Log.Warn().Uint64("from", from).Str("cluster_id", m.Removed.ClusterID).Msg("ignoring a removal notice from a broker that is not a voter of this cluster")
+			if c.complainOnce(fmt.Sprintf("removal notice from %d", from)) {
+				c.o.Log.Warn().Uint64("from", from).Str("cluster_id", m.Removed.ClusterID).Msg("ignoring a removal notice from a broker that is not a voter of this cluster")
+			}
 			return
 		}
 		c.removed(fmt.Sprintf("broker %d told it that node %d was removed from cluster %s", from, c.o.NodeID, m.Removed.ClusterID))
