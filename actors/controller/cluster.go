@@ -392,6 +392,9 @@ func (c *controllerActor) complainOnce(what string) bool {
 	if c.mb.complained[what] {
 		return false
 	}
+	if len(c.mb.complained) >= 1024 {
+		clear(c.mb.complained) // bounded, whatever peers send
+	}
 	c.mb.complained[what] = true
 	return true
 }
