@@ -160,7 +160,9 @@ func (r *Reconciler) take(h *Handle, s step, target []uint64) {
 	}
 	cc := &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: t.Enum(), NodeId: new(s.node)}}}
 	if err := h.ProposeConfChange(cc); err != nil {
-		r.Log.Warn().Err(err).Str("step", s.kind.String()).Uint64("node", s.node).Msg("reassignment: conf change not proposed")
+		// Raft refuses while a leadership transfer is under way; the next
+		// tick tries again, so this is not worth a warning each time.
+		r.Log.Debug().Err(err).Str("step", s.kind.String()).Uint64("node", s.node).Msg("reassignment: conf change not proposed")
 		return
 	}
 	r.pending, r.pendingAt = s, r.calls
