@@ -17,16 +17,7 @@ func TestForget(t *testing.T) {
 		mustUpdate(t, w, 5, ents(i, i, 1), hardState(1, 1, i), nil)
 		mustCommit(t, w)
 	}
-	for i := uint64(1); i <= 60; i++ {
-		mustUpdate(t, w, 6, ents(i, i, 1), hardState(1, 1, i), nil)
-		mustCommit(t, w)
-	}
-	if err := w.AppendCheckpoint(6, snapshot(60, 1)); err != nil {
-		t.Fatal(err)
-	}
-	mustCommit(t, w)
-	mustUpdate(t, w, 6, ents(61, 61, 1), hardState(1, 1, 61), nil)
-	mustCommit(t, w)
+	outrun(t, w)
 	removeCovered(t, w)
 	before := len(walFiles(t, dir))
 	if before < 3 {
@@ -136,16 +127,7 @@ func TestForgetThenWriteAgain(t *testing.T) {
 	mustCommit(t, w)
 	// Group 6 fills later files and checkpoints, so only group 5 can hold
 	// files back.
-	for i := uint64(1); i <= 60; i++ {
-		mustUpdate(t, w, 6, ents(i, i, 1), hardState(1, 1, i), nil)
-		mustCommit(t, w)
-	}
-	if err := w.AppendCheckpoint(6, snapshot(60, 1)); err != nil {
-		t.Fatal(err)
-	}
-	mustCommit(t, w)
-	mustUpdate(t, w, 6, ents(61, 61, 1), hardState(1, 1, 61), nil)
-	mustCommit(t, w)
+	outrun(t, w)
 	removeCovered(t, w)
 	if got := w.holdingBack(); len(got) != 1 || got[0] != 5 {
 		t.Fatalf("holding back: %v, want [5] (the new replica's uncovered entries)", got)
@@ -169,4 +151,20 @@ func TestForgetThenWriteAgain(t *testing.T) {
 	if st == nil || st.Snapshot.GetMetadata().GetIndex() != 3 || st.HardState.GetTerm() != 3 || st.HardState.GetVote() != 2 {
 		t.Fatalf("group 5 after recovery: %s; want the new replica's checkpoint at 3 with term 3, vote 2", describe(st))
 	}
+}
+
+// outrun has group 6 write 60 entries, one commit each, checkpoint past
+// them and write one more: it fills later files and holds none back.
+func outrun(t *testing.T, w *WAL) {
+	t.Helper()
+	for i := uint64(1); i <= 60; i++ {
+		mustUpdate(t, w, 6, ents(i, i, 1), hardState(1, 1, i), nil)
+		mustCommit(t, w)
+	}
+	if err := w.AppendCheckpoint(6, snapshot(60, 1)); err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, w)
+	mustUpdate(t, w, 6, ents(61, 61, 1), hardState(1, 1, 61), nil)
+	mustCommit(t, w)
 }
