@@ -177,13 +177,16 @@ func (mg *manager) reconcile(ctx actor.Context) {
 			mg.assigned[p.Index] = p
 		}
 	}
+	// Unpublished first, so that connections stop finding the
+	// coordinators being stopped before their poison pills are queued.
+	mg.coordinators.Publish(next)
 	for idx, c := range cur {
 		if next[idx] != c {
 			mg.o.Ticker.Unsubscribe(c.PID)
 			mg.o.Router.Remove(c.Group)
 			mg.stopping[c.PID.Id] = c.Group
 			ctx.Watch(c.PID)
-			ctx.Stop(c.PID)
+			ctx.Poison(c.PID) // group calls already queued are answered, not lost
 			mg.forgotten[c.Group] = true
 			if next[idx] == nil {
 				delete(mg.assigned, idx)
@@ -191,7 +194,6 @@ func (mg *manager) reconcile(ctx actor.Context) {
 			mg.o.Log.Info().Int32("partition", idx).Msg("offsets partition replica stopped: no longer assigned here")
 		}
 	}
-	mg.coordinators.Publish(next)
 }
 
 func (mg *manager) isStopping(group uint64) bool {

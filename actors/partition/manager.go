@@ -234,6 +234,9 @@ func (mg *manager) reconcile(ctx actor.Context) {
 			next[tp] = r
 		}
 	}
+	// Unpublished first, so that connections stop finding the replicas
+	// being stopped before their poison pills are queued.
+	mg.replicas.Publish(next)
 	for tp, r := range cur {
 		if next[tp] == r {
 			continue
@@ -243,7 +246,6 @@ func (mg *manager) reconcile(ctx actor.Context) {
 		}
 		mg.stop(ctx, r)
 	}
-	mg.replicas.Publish(next)
 }
 
 // broadcastLeaders tells every peer, and this broker's own board, which
@@ -362,13 +364,17 @@ func AssignmentEqual(a, b controller.Partition) bool {
 
 // stop stops a replica whose topic is gone or that is no longer among its
 // partition's replicas (moved away); its data is deleted once its actor
-// has stopped (Terminated), never under a running raft group.
+// has stopped (Terminated), never under a running raft group. A poison
+// pill, not Stop: the produces and fetches already in its mailbox are
+// answered (NOT_LEADER_OR_FOLLOWER, or their data) rather than lost, which
+// would hold up their connections' in-order answers until the clients
+// time out.
 func (mg *manager) stop(ctx actor.Context, r *Replica) {
 	mg.o.Ticker.Unsubscribe(r.PID)
 	mg.o.Router.Remove(r.Group)
 	mg.deleting[r.PID.Id] = r
 	ctx.Watch(r.PID)
-	ctx.Stop(r.PID)
+	ctx.Poison(r.PID)
 	mg.o.Log.Info().Str("topic", r.Topic).Int32("partition", r.Partition).Msg("partition replica stopping: no longer assigned here")
 }
 
