@@ -8,6 +8,7 @@
 //	flotilla-bench replicated   # 3 bin/flotilla vs 3 nats-server (JetStream) vs kfake: 12 partitions RF 3, acks=all
 //	flotilla-bench groups       # consumer groups on 3 bin/flotilla: rebalance time after a join, 3-member consume rate
 //	flotilla-bench idle         # CPU of 3 idle bin/flotilla with 300 partitions RF 3
+//	flotilla-bench move         # paced acks=all traffic on 3 bin/flotilla while 12 partitions move (not in all)
 //	flotilla-bench all          # all of the above
 //
 // produce and all take the produce flags (flotilla-bench produce -h), e.g.
@@ -46,6 +47,7 @@ func main() {
 	ropts := defaultReplicatedOptions()
 	gopts := defaultGroupsOptions()
 	var idle idleOptions
+	mopts := defaultMoveOptions()
 	fs := flag.NewFlagSet("flotilla-bench "+what, flag.ContinueOnError)
 	if what == "produce" || what == "all" {
 		opts.register(fs)
@@ -55,6 +57,9 @@ func main() {
 	}
 	if what == "groups" {
 		gopts.register(fs)
+	}
+	if what == "move" {
+		mopts.register(fs)
 	}
 	if what == "idle" || what == "all" {
 		idle.register(fs)
@@ -73,6 +78,7 @@ func main() {
 		"replicated": func() error { return benchReplicated(ropts) },
 		"groups":     func() error { return benchGroups(gopts) },
 		"idle":       func() error { return benchIdle(idle) },
+		"move":       func() error { return benchMove(mopts) },
 		"all": func() error {
 			if err := benchController(); err != nil {
 				return err
@@ -97,7 +103,7 @@ func main() {
 	}
 	bench, ok := benches[what]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "flotilla-bench: unknown benchmark %q (controller, election, failover, produce, replicated, groups, idle, all, kfake-server, nats-server)\n", what)
+		fmt.Fprintf(os.Stderr, "flotilla-bench: unknown benchmark %q (controller, election, failover, produce, replicated, groups, idle, move, all, kfake-server, nats-server)\n", what)
 		os.Exit(2)
 	}
 	if path := os.Getenv("FLOTILLA_BENCH_CPUPROFILE"); path != "" {
