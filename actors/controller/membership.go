@@ -314,10 +314,13 @@ func (s *State) ActiveMoves() map[uint64]bool {
 	return out
 }
 
-// Held is the assignment a partition's brokers carry out while its
-// reassignment waits its turn (ActiveMoves): the replicas it had before.
-func (p Partition) Held() Partition {
-	p.Replicas, p.Adding, p.Removing, p.Origin = p.Original(), nil, nil, nil
+// InEffect is the assignment a partition's brokers carry out, given the
+// moves that may run (ActiveMoves): p itself, or, while its reassignment
+// waits its turn, the replicas it had before.
+func (p Partition) InEffect(active map[uint64]bool) Partition {
+	if p.Reassigning() && !active[p.Group] {
+		p.Replicas, p.Adding, p.Removing, p.Origin = p.Original(), nil, nil, nil
+	}
 	return p
 }
 

@@ -148,9 +148,7 @@ func (mg *manager) reconcile(ctx actor.Context) {
 	if t := view.Topics[controller.OffsetsTopic]; t != nil {
 		active := view.ActiveMoves()
 		for _, p := range t.Partitions {
-			if p.Reassigning() && !active[p.Group] {
-				p = p.Held() // its move waits its turn
-			}
+			p = p.InEffect(active) // a move waiting its turn is not carried out yet
 			if !slices.Contains(p.Replicas, mg.o.NodeID) {
 				continue
 			}

@@ -207,9 +207,7 @@ func (mg *manager) reconcile(ctx actor.Context) {
 			continue // its partitions are group coordinators (actors/group)
 		}
 		for _, p := range t.Partitions {
-			if p.Reassigning() && !active[p.Group] {
-				p = p.Held() // its move waits its turn
-			}
+			p = p.InEffect(active) // a move waiting its turn is not carried out yet
 			if !hosts(p.Replicas, mg.o.NodeID) {
 				continue
 			}
