@@ -1,10 +1,7 @@
 package broker
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -41,12 +38,7 @@ func TestLearnerBehindRetention(t *testing.T) {
 		t.Fatalf("create topic: %v", err)
 	}
 	tp := partition.TopicPartition{Topic: topic, Partition: 0}
-	view := func(i int) *partition.View {
-		if r := c.brokers[i].Replicas().Get(tp); r != nil {
-			return r.Machine.View()
-		}
-		return nil
-	}
+	view := func(i int) *partition.View { return c.replicaView(i, tp) }
 	c.waitFor(20*time.Second, "broker 1 leads the partition", func() bool {
 		v := view(0)
 		return v != nil && v.Leader
@@ -54,18 +46,8 @@ func TestLearnerBehindRetention(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cl := c.client(kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(0))
-	// About 400 KiB: six times retention.bytes, fifty segments, twenty-five
-	// checkpoints.
-	const n = 600
-	rng := rand.NewChaCha8([32]byte{1})
-	for i := 0; i < n; i++ {
-		value := make([]byte, 600) // random: the client compresses
-		rng.Read(value)
-		if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: value}).FirstErr(); err != nil {
-			t.Fatalf("produce %d: %v", i, err)
-		}
-	}
+	const n = retainedRecords
+	produceRetained(ctx, t, c.client(kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(0)), 1)
 	c.waitFor(20*time.Second, "retention moves the leader's log start", func() bool {
 		v := view(0)
 		return v != nil && v.LogStart > n/2
@@ -81,8 +63,5 @@ func TestLearnerBehindRetention(t *testing.T) {
 		lead, got = view(0), view(3)
 		return lead != nil && got != nil && got.HighWatermark == n && lead.HighWatermark == n && got.LogStart == lead.LogStart
 	})
-	want, have := readLog(t, lead.Log, lead.LogStart, n), readLog(t, got.Log, got.LogStart, n)
-	if !bytes.Equal(want, have) {
-		t.Fatalf("broker 4's batches from %d (%d bytes) differ from the leader's (%d bytes)", lead.LogStart, len(have), len(want))
-	}
+	sameLog(t, "broker 4", lead, got, n)
 }

@@ -33,15 +33,7 @@ func TestReplicaBehindRetention(t *testing.T) {
 	segment, retention := "8192", "65536"
 	c.createTopic(ctx, c.client(), "retained", 1, 3, map[string]*string{"segment.bytes": &segment, "retention.bytes": &retention})
 	tp := partition.TopicPartition{Topic: "retained", Partition: 0}
-	view := func(i int) *partition.View {
-		if c.brokers[i] == nil {
-			return nil
-		}
-		if r := c.brokers[i].Replicas().Get(tp); r != nil {
-			return r.Machine.View()
-		}
-		return nil
-	}
+	view := func(i int) *partition.View { return c.replicaView(i, tp) }
 	var leader int
 	c.waitFor(10*time.Second, "a ready partition leader", func() bool {
 		for i := range c.brokers {
@@ -55,19 +47,8 @@ func TestReplicaBehindRetention(t *testing.T) {
 	down := (leader + 1) % 3
 	c.stop(down)
 
-	// About 400 KiB: six times retention.bytes, fifty segments, twenty-five
-	// checkpoints.
-	cl := c.client(kgo.DefaultProduceTopic("retained"), kgo.ProducerLinger(0))
-	const n = 600
-	rng := rand.NewChaCha8([32]byte{})
-	for i := 0; i < n; i++ {
-		value := make([]byte, 600) // random: the client compresses
-		rng.Read(value)
-		r := &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: value}
-		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
-			t.Fatalf("produce %d: %v", i, err)
-		}
-	}
+	const n = retainedRecords
+	produceRetained(ctx, t, c.client(kgo.DefaultProduceTopic("retained"), kgo.ProducerLinger(0)), 0)
 	// Retention runs every 100 ticks on the leader; wait until it has
 	// dropped most of what was written.
 	c.waitFor(20*time.Second, "retention moves the leader's log start", func() bool {
@@ -92,9 +73,47 @@ func TestReplicaBehindRetention(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	want, have := readLog(t, lead.Log, lead.LogStart, n), readLog(t, got.Log, got.LogStart, n)
+	sameLog(t, "restarted replica", lead, got, n)
+}
+
+// retainedRecords is what produceRetained writes: about 400 KiB, six times
+// a retention.bytes of 64 KiB, fifty segments of 8 KiB and twenty-five
+// checkpoints of 16 KiB.
+const retainedRecords = 600
+
+// produceRetained produces retainedRecords random 600-byte values (random:
+// the client compresses) through cl, one at a time, from a seeded stream.
+func produceRetained(ctx context.Context, t *testing.T, cl *kgo.Client, seed byte) {
+	t.Helper()
+	rng := rand.NewChaCha8([32]byte{seed})
+	for i := 0; i < retainedRecords; i++ {
+		value := make([]byte, 600)
+		rng.Read(value)
+		if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: value}).FirstErr(); err != nil {
+			t.Fatalf("produce %d: %v", i, err)
+		}
+	}
+}
+
+// replicaView is the view of broker i's replica of tp, nil when the
+// broker is stopped or hosts none.
+func (c *testCluster) replicaView(i int, tp partition.TopicPartition) *partition.View {
+	if c.brokers[i] == nil {
+		return nil
+	}
+	if r := c.brokers[i].Replicas().Get(tp); r != nil {
+		return r.Machine.View()
+	}
+	return nil
+}
+
+// sameLog fails the test unless got holds lead's batches from lead's log
+// start up to end, byte for byte.
+func sameLog(t *testing.T, who string, lead, got *partition.View, end int64) {
+	t.Helper()
+	want, have := readLog(t, lead.Log, lead.LogStart, end), readLog(t, got.Log, got.LogStart, end)
 	if !bytes.Equal(want, have) {
-		t.Fatalf("restarted replica's batches from %d (%d bytes) differ from the leader's (%d bytes)", lead.LogStart, len(have), len(want))
+		t.Fatalf("%s's batches from %d (%d bytes) differ from the leader's (%d bytes)", who, lead.LogStart, len(have), len(want))
 	}
 }
 
