@@ -17,7 +17,8 @@ type Extension interface {
 	// Receive takes a message the group's actor does not know itself.
 	Receive(g *Handle, ctx actor.Context, msg any)
 	// Persisted is called once entries this node appended are durable
-	// locally (step 5 of the pipeline), before Advance: acks=1 answers here.
+	// locally (its Persist is answered), before the acknowledgements that
+	// waited for them are delivered: acks=1 answers here.
 	Persisted(g *Handle, ctx actor.Context, entries []*pb.Entry)
 	// Applied is called after each Ready's committed entries went through
 	// Apply: acks=all answers and fetch wake-ups happen here.

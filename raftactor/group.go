@@ -69,7 +69,7 @@ type Config struct {
 
 // durable is the part of a group that outlives an actor incarnation: the
 // raft.Storage (which holds only persisted entries), the state machine and
-// the Persist in flight. A restarted actor rebuilds its RawNode from it.
+// the Persists in flight. A restarted actor rebuilds its RawNode from it.
 type durable struct {
 	cfg          Config
 	ms           *raft.MemoryStorage
@@ -78,7 +78,7 @@ type durable struct {
 	appliedBytes uint64 // entry bytes applied since the last snapshot
 	snapIndex    uint64
 	incarnations uint64
-	pending      *inflight     // the last Persist sent, until its Persisted arrives
+	pending      []*inflight   // the Persists sent and not yet answered, oldest first
 	sub          *subscription // the group's Ticker subscription, once a numbered Tick named it
 }
 
@@ -157,23 +157,20 @@ type groupActor struct {
 	rn          *raft.RawNode
 	log         zerolog.Logger
 
-	inflight  *inflight // the Ready between Persist and Advance
 	seq       uint64
 	ticks     uint64
 	nextKey   uint64
 	waiters   map[uint64]waiter // proposal key → proposer
-	batch     []*pb.Entry       // proposals held while a Ready is in flight
-	batchKeys []uint64
 	lastState raft.StateType
 	lastTerm  uint64
 	halted    bool
-	// campaignIfAlone is set until the first Ready after start: a sole voter
-	// has nobody to wait for, and waiting out an election timeout would only
-	// delay a single-broker cluster. It can campaign only once its bootstrap
-	// conf changes are applied, hence after a Ready.
+	// campaignIfAlone is set from start until the node has applied what is
+	// committed, its bootstrap conf changes included: a sole voter has
+	// nobody to wait for, and waiting out an election timeout would only
+	// delay a single-broker cluster.
 	campaignIfAlone bool
 	// checkpointWanted records a checkpoint request that arrived while a
-	// Ready was in flight.
+	// snapshot from the leader was being written.
 	checkpointWanted bool
 	published        publishedKey
 	publishedAt      uint64 // tick of the last publish
@@ -198,19 +195,18 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		if g.d.sub != nil {
 			g.d.sub.wakeAt.Store(0) // this incarnation counts its ticks afresh
 		}
-		if g.d.pending == nil {
+		if len(g.d.pending) == 0 {
 			g.start(ctx)
 		} else {
-			g.log.Warn().Uint64("incarnation", g.incarnation).Msg("restarted with a persist in flight; waiting for it")
+			g.log.Warn().Uint64("incarnation", g.incarnation).Int("persists", len(g.d.pending)).Msg("restarted with persists in flight; waiting for them")
 		}
 	case *actor.Stopping:
 		g.d.cfg.Board.remove(g.d.cfg.Group)
 		g.failWaiters(ctx, ErrNotReady)
 		g.resign(ctx)
 	case *actor.Restarting:
-		// This incarnation's waiters and held proposals die with it.
+		// This incarnation's waiters die with it.
 		g.failWaiters(ctx, ErrNotReady)
-		g.batch, g.batchKeys = nil, nil
 		g.resign(ctx)
 	case *actor.Stopped, *actor.Terminated:
 		// System messages never reach the Extension.
@@ -305,6 +301,7 @@ func (g *groupActor) start(ctx actor.Context) {
 		CheckQuorum:               true,
 		PreVote:                   true,
 		DisableProposalForwarding: cfg.DisableProposalForwarding,
+		AsyncStorageWrites:        true,
 		Logger:                    NewLogger(g.log),
 	}
 	rn, err := raft.NewRawNode(rc)
@@ -383,10 +380,6 @@ func (g *groupActor) resign(ctx actor.Context) {
 
 // propose appends data behind an 8-byte key that lets this node match the
 // applied entry to its waiting proposer; other nodes ignore the key.
-// Proposals that arrive while a Ready is in flight are held and stepped as
-// one multi-entry MsgProp when it completes: one append message per
-// follower instead of one per proposal, at no cost in latency, since the
-// next Ready could not be taken before then anyway.
 func (g *groupActor) propose(ctx actor.Context, m *Propose) {
 	if g.rn == nil {
 		g.reply(ctx, m.ReplyTo, &Proposed{ID: m.ID, Err: ErrNotReady})
@@ -397,32 +390,13 @@ func (g *groupActor) propose(ctx actor.Context, m *Propose) {
 	data := make([]byte, 8+len(m.Data))
 	binary.BigEndian.PutUint64(data, key)
 	copy(data[8:], m.Data)
+	err := g.rn.Step(&pb.Message{Type: pb.MsgProp.Enum(), From: new(g.d.cfg.NodeID), Entries: []*pb.Entry{{Data: data}}})
+	if err != nil {
+		g.reply(ctx, m.ReplyTo, &Proposed{ID: m.ID, Err: err})
+		return
+	}
 	if m.ReplyTo != nil {
 		g.waiters[key] = waiter{id: m.ID, replyTo: m.ReplyTo, deadline: g.ticks + uint64(g.d.cfg.ProposalTimeoutTicks)}
-	}
-	g.batch = append(g.batch, &pb.Entry{Data: data})
-	g.batchKeys = append(g.batchKeys, key)
-	if g.inflight == nil {
-		g.flushProposals(ctx)
-	}
-}
-
-// flushProposals steps the held proposals as one MsgProp.
-func (g *groupActor) flushProposals(ctx actor.Context) {
-	if len(g.batch) == 0 {
-		return
-	}
-	ents, keys := g.batch, g.batchKeys
-	g.batch, g.batchKeys = nil, nil
-	err := g.rn.Step(&pb.Message{Type: pb.MsgProp.Enum(), From: new(g.d.cfg.NodeID), Entries: ents})
-	if err == nil {
-		return
-	}
-	for _, key := range keys {
-		if w, ok := g.waiters[key]; ok {
-			delete(g.waiters, key)
-			ctx.Send(w.replyTo, &Proposed{ID: w.id, Err: err})
-		}
 	}
 }
 
@@ -437,22 +411,6 @@ func (g *groupActor) expireWaiters(ctx actor.Context) {
 		if g.ticks >= w.deadline {
 			delete(g.waiters, key)
 			ctx.Send(w.replyTo, &Proposed{ID: w.id, Err: ErrTimeout})
-		}
-	}
-}
-
-// failSteppedWaiters fails the waiters of proposals already stepped into
-// raft; those still held in the batch are proposed later, in the current
-// term, and keep waiting.
-func (g *groupActor) failSteppedWaiters(ctx actor.Context, err error) {
-	held := make(map[uint64]bool, len(g.batchKeys))
-	for _, k := range g.batchKeys {
-		held[k] = true
-	}
-	for key, w := range g.waiters {
-		if !held[key] {
-			delete(g.waiters, key)
-			ctx.Send(w.replyTo, &Proposed{ID: w.id, Err: err})
 		}
 	}
 }

@@ -22,9 +22,12 @@ var ErrLeaderChanged = errors.New("raft leader changed")
 // PipelineStep names one step of the Ready pipeline, in the order they run.
 type PipelineStep int
 
-// The six steps of the Ready pipeline (DESIGN.md), in order. StepPersisted
-// marks the arrival of Persisted, between StepPersist and the sending of the
-// held-back messages.
+// The steps of the Ready pipeline (DESIGN.md, with raft's asynchronous
+// storage writes). The first four run when a Ready is taken; StepPersist is
+// observed only when a Persist is sent. StepPersisted marks the arrival of
+// its Persisted, and StepPersistedMessages the delivery of the messages that
+// waited for it, which for a Ready that wrote nothing ride on the Persist
+// before it.
 const (
 	StepMessages PipelineStep = iota + 1
 	StepSnapshot
@@ -32,7 +35,6 @@ const (
 	StepPersist
 	StepPersisted
 	StepPersistedMessages
-	StepAdvance
 )
 
 func (s PipelineStep) String() string {
@@ -49,8 +51,6 @@ func (s PipelineStep) String() string {
 		return "persisted"
 	case StepPersistedMessages:
 		return "persisted-messages"
-	case StepAdvance:
-		return "advance"
 	}
 	return fmt.Sprintf("step(%d)", int(s))
 }
@@ -61,170 +61,233 @@ type Observer interface {
 	ObserveStep(node, group, ready uint64, step PipelineStep, msgs []*pb.Message)
 }
 
-// inflight is a Ready between its Persist and its Advance.
+// inflight is a Persist between its sending and its Persisted: what it
+// writes, which goes into the raft.Storage once it is durable, and the
+// messages raft attached to it, which may leave only then.
 type inflight struct {
 	seq         uint64
 	incarnation uint64
-	rd          raft.Ready
-	after       []*pb.Message // held back until the Ready is durable
+	entries     []*pb.Entry
+	hardState   *pb.HardState // nil when unchanged
+	snapshot    *pb.Snapshot  // nil when none
+	responses   []*pb.Message
 }
 
-// mustWaitForPersist reports whether m acknowledges local state that is not
-// durable until this Ready's Persist completes (etcd raft's raft.send rule).
-func mustWaitForPersist(m *pb.Message) bool {
-	switch m.GetType() {
-	case pb.MsgAppResp, pb.MsgVoteResp, pb.MsgPreVoteResp:
-		return true
-	}
-	return false
-}
-
-// processReady takes one Ready, if there is one and none is in flight, and
-// runs it through the pipeline up to persistence; onPersisted finishes it.
+// processReady takes every Ready raft has. Raft runs with asynchronous
+// storage writes, so a Ready need not wait for the one before it to be
+// durable: a leader goes on proposing and sending appends, and a follower
+// accepting them, while the storage actor syncs. A Ready's local write comes
+// as a MsgStorageAppend whose responses (the acknowledgements raft.send
+// holds back: MsgAppResp, MsgVoteResp, MsgPreVoteResp, and the node's own)
+// are delivered only once its Persist, and so every Persist before it, is
+// answered; its committed entries come as a MsgStorageApply, and raft hands
+// out only entries this node has durably.
 func (g *groupActor) processReady(ctx actor.Context) {
-	if g.rn == nil || g.inflight != nil || !g.rn.HasReady() {
-		return
+	for g.rn != nil && g.rn.HasReady() {
+		g.processOneReady(ctx)
 	}
+}
+
+func (g *groupActor) processOneReady(ctx actor.Context) {
 	rd := g.rn.Ready()
 	g.seq++
-	inf := &inflight{seq: g.seq, incarnation: g.incarnation, rd: rd}
+	seq := g.seq
+	var appendMsg, applyMsg *pb.Message
 
 	// 1. messages that do not depend on local persistence go now.
 	now := make([]*pb.Message, 0, len(rd.Messages))
 	for _, m := range rd.Messages {
-		if mustWaitForPersist(m) {
-			inf.after = append(inf.after, m)
-		} else {
+		switch m.GetTo() {
+		case raft.LocalAppendThread:
+			appendMsg = m
+		case raft.LocalApplyThread:
+			applyMsg = m
+		default:
 			now = append(now, m)
 		}
 	}
 	g.send(ctx, now)
-	g.observe(inf.seq, StepMessages, now)
+	g.observe(seq, StepMessages, now)
 
 	// 2. snapshot: the state machine takes it before any committed entry.
-	if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
-		if err := g.d.restore(rd.Snapshot); err != nil {
+	snap := appendMsg.GetSnapshot()
+	if snap != nil && raft.IsEmptySnap(snap) {
+		snap = nil
+	}
+	if snap != nil {
+		if err := g.d.restore(snap); err != nil {
 			g.halt(ctx, err)
 			return
 		}
-		md := rd.Snapshot.GetMetadata()
+		md := snap.GetMetadata()
 		g.log.Info().Uint64("index", md.GetIndex()).Uint64("term", md.GetTerm()).Msg("applied snapshot from leader")
 	}
-	g.observe(inf.seq, StepSnapshot, nil)
+	g.observe(seq, StepSnapshot, nil)
 
-	// 3. committed entries. A follower's may include entries persisted only
-	// in step 4; that is safe because nothing checkpoints past the durable
-	// index and recovery replays the WAL.
-	g.apply(ctx, rd.CommittedEntries)
-	if g.rn == nil {
-		return // halted while applying: nothing more may happen in this group
+	// 3. committed entries, all of them durable here already.
+	if applyMsg != nil {
+		g.apply(ctx, applyMsg.GetEntries())
+		if g.rn == nil {
+			return // halted while applying: nothing more may happen in this group
+		}
+		if g.ext != nil && len(applyMsg.GetEntries()) > 0 {
+			g.ext.Applied(g.handle, ctx)
+		}
+		g.deliver(ctx, applyMsg.GetResponses())
 	}
-	if g.ext != nil && len(rd.CommittedEntries) > 0 {
-		g.ext.Applied(g.handle, ctx)
-	}
-	g.observe(inf.seq, StepApply, nil)
+	g.observe(seq, StepApply, nil)
+	// Term changes after the entries committed in the old term are
+	// answered, before anything is proposed in the new one.
+	g.noteStateChange(ctx, rd)
 
 	// 4. persistence.
-	hasHS := rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState)
-	hasSnap := rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot)
-	g.inflight = inf
-	if len(rd.Entries) == 0 && !hasHS && !hasSnap {
-		g.observe(inf.seq, StepPersist, nil)
-		g.finish(ctx, inf)
+	if appendMsg != nil {
+		g.persist(ctx, seq, rd, appendMsg, snap)
+	}
+
+	g.publishIfChanged()
+	if g.campaignIfAlone && !g.rn.HasReady() && len(g.d.pending) == 0 {
+		// Raft refuses to campaign while a conf change is committed and
+		// not applied, as the bootstrap ones are until their Persist is
+		// answered and the next Ready applies them.
+		if st := g.rn.BasicStatus(); st.Applied >= st.HardState.GetCommit() {
+			g.campaignIfAlone = false
+			g.campaignIfSoleVoter()
+		}
+	}
+	if g.checkpointWanted || g.snapshotDue() {
+		g.checkpoint(ctx, g.checkpointWanted)
+	}
+}
+
+// persist sends what a MsgStorageAppend asks to write to the storage actor.
+// One that writes nothing carries only responses: they wait for the
+// Persists before it, or go now when there are none.
+func (g *groupActor) persist(ctx actor.Context, seq uint64, rd raft.Ready, m *pb.Message, snap *pb.Snapshot) {
+	var hs *pb.HardState
+	if m.Term != nil {
+		hs = &pb.HardState{Term: new(m.GetTerm()), Vote: new(m.GetVote()), Commit: new(m.GetCommit())}
+	}
+	inf := &inflight{seq: seq, incarnation: g.incarnation, entries: m.GetEntries(), hardState: hs, snapshot: snap, responses: m.GetResponses()}
+	if len(inf.entries) == 0 && hs == nil && snap == nil {
+		if n := len(g.d.pending); n > 0 {
+			last := g.d.pending[n-1]
+			last.responses = append(last.responses, inf.responses...)
+			return
+		}
+		g.durableDone(ctx, inf)
 		return
 	}
 	p := &storage.Persist{
 		Group:       g.d.cfg.Group,
 		Incarnation: g.incarnation,
-		Seq:         inf.seq,
-		Entries:     rd.Entries,
+		Seq:         seq,
+		Entries:     inf.entries,
+		HardState:   hs,
+		Snapshot:    snap,
 		// raft's MustSync ignores snapshots, but the follower acknowledges
 		// one as soon as it is persisted: it must be durable by then.
-		Sync:    rd.MustSync || hasSnap,
+		Sync:    rd.MustSync || snap != nil,
 		ReplyTo: ctx.Self(),
 	}
-	if hasHS {
-		p.HardState = rd.HardState
-	}
-	if hasSnap {
-		p.Snapshot = rd.Snapshot
-	}
-	g.d.pending = inf
+	g.d.pending = append(g.d.pending, inf)
 	ctx.Send(g.d.cfg.Storage, p)
-	g.observe(inf.seq, StepPersist, nil)
+	g.observe(seq, StepPersist, nil)
 }
 
+// onPersisted takes the answer to the oldest Persist in flight: the storage
+// actor answers a group's Persists in the order they were sent.
 func (g *groupActor) onPersisted(ctx actor.Context, m *storage.Persisted) {
-	pending := g.d.pending
-	if pending == nil || m.Incarnation != pending.incarnation || m.Seq != pending.seq {
+	if g.halted || len(g.d.pending) == 0 {
+		return
+	}
+	inf := g.d.pending[0]
+	if m.Incarnation != inf.incarnation || m.Seq != inf.seq {
 		return // stale: an answer to a Persist this group no longer waits for
 	}
 	if m.Err != nil {
 		g.halt(ctx, fmt.Errorf("persist: %w", m.Err))
 		return
 	}
-	if err := g.makeDurable(pending.rd); err != nil {
+	if err := g.makeDurable(inf); err != nil {
 		g.halt(ctx, err)
 		return
 	}
-	g.d.pending = nil
+	g.d.pending[0] = nil
+	g.d.pending = g.d.pending[1:]
 	if m.Incarnation != g.incarnation {
-		// The Ready belonged to an earlier incarnation whose RawNode is gone:
-		// its state is now in the raft.Storage, so start from there.
-		g.start(ctx)
+		// The Persist belonged to an earlier incarnation whose RawNode is
+		// gone: its state is now in the raft.Storage. Once the last one is
+		// back, start from there.
+		if len(g.d.pending) == 0 && !g.halted {
+			g.start(ctx)
+		}
 		return
 	}
-	g.observe(pending.seq, StepPersisted, nil)
-	if g.ext != nil && len(pending.rd.Entries) > 0 {
-		g.ext.Persisted(g.handle, ctx, pending.rd.Entries)
-	}
-	g.finish(ctx, pending)
+	g.observe(inf.seq, StepPersisted, nil)
+	g.durableDone(ctx, inf)
 }
 
-// makeDurable records a persisted Ready in the group's raft.Storage.
-func (g *groupActor) makeDurable(rd raft.Ready) error {
+// durableDone tells the Extension what became durable and delivers the
+// messages that waited for it.
+func (g *groupActor) durableDone(ctx actor.Context, inf *inflight) {
+	if g.ext != nil && len(inf.entries) > 0 {
+		g.ext.Persisted(g.handle, ctx, inf.entries)
+	}
+	g.deliver(ctx, inf.responses)
+	g.observe(inf.seq, StepPersistedMessages, remote(inf.responses, g.d.cfg.NodeID))
+	if g.checkpointWanted {
+		g.checkpoint(ctx, true)
+	}
+}
+
+// deliver steps the responses addressed to this node and sends the others.
+func (g *groupActor) deliver(ctx actor.Context, msgs []*pb.Message) {
+	self := g.d.cfg.NodeID
+	var out []*pb.Message
+	for _, m := range msgs {
+		if m.GetTo() != self {
+			out = append(out, m)
+			continue
+		}
+		if g.rn == nil {
+			continue
+		}
+		if err := g.rn.Step(m); err != nil {
+			g.log.Debug().Err(err).Str("type", m.GetType().String()).Msg("step local response")
+		}
+	}
+	g.send(ctx, out)
+}
+
+// remote returns the messages of msgs addressed to other nodes.
+func remote(msgs []*pb.Message, self uint64) []*pb.Message {
+	var out []*pb.Message
+	for _, m := range msgs {
+		if m.GetTo() != self {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// makeDurable records a persisted write in the group's raft.Storage.
+func (g *groupActor) makeDurable(inf *inflight) error {
 	ms := g.d.ms
-	if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
-		if err := ms.ApplySnapshot(rd.Snapshot); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
+	if inf.snapshot != nil {
+		if err := ms.ApplySnapshot(inf.snapshot); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
 			return fmt.Errorf("storage apply snapshot: %w", err)
 		}
 	}
-	if err := ms.Append(rd.Entries); err != nil {
+	if err := ms.Append(inf.entries); err != nil {
 		return fmt.Errorf("storage append: %w", err)
 	}
-	if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
-		if err := ms.SetHardState(rd.HardState); err != nil {
+	if inf.hardState != nil {
+		if err := ms.SetHardState(inf.hardState); err != nil {
 			return fmt.Errorf("storage hard state: %w", err)
 		}
 	}
 	return nil
-}
-
-// finish runs steps 5 and 6 of a durable Ready and takes the next one.
-func (g *groupActor) finish(ctx actor.Context, inf *inflight) {
-	// 5. the held-back acknowledgements may go now.
-	g.send(ctx, inf.after)
-	g.observe(inf.seq, StepPersistedMessages, inf.after)
-	// 6. advance.
-	g.rn.Advance(inf.rd)
-	g.observe(inf.seq, StepAdvance, nil)
-	g.inflight = nil
-
-	// Term changes first: the proposals held during this Ready are stepped
-	// in the new term and must not be failed as lost in the old one.
-	g.noteStateChange(ctx, inf.rd)
-	// A follower asleep sees no ticks to publish its commit and applied
-	// index on: the Ready that moved them does.
-	g.publishIfChanged()
-	g.flushProposals(ctx)
-	if g.campaignIfAlone && !g.rn.HasReady() {
-		g.campaignIfAlone = false
-		g.campaignIfSoleVoter()
-	}
-	if g.checkpointWanted || g.snapshotDue() {
-		g.checkpoint(ctx, g.checkpointWanted)
-	}
-	g.processReady(ctx)
 }
 
 func (g *groupActor) send(ctx actor.Context, msgs []*pb.Message) {
@@ -317,7 +380,7 @@ func (g *groupActor) noteStateChange(ctx actor.Context, rd raft.Ready) {
 	}
 	if rd.HardState != nil && rd.HardState.GetTerm() != g.lastTerm {
 		if g.lastTerm != 0 {
-			g.failSteppedWaiters(ctx, ErrLeaderChanged)
+			g.failWaiters(ctx, ErrLeaderChanged)
 		}
 		g.lastTerm = rd.HardState.GetTerm()
 		changed = true
@@ -380,16 +443,17 @@ func (g *groupActor) compactIndex() uint64 {
 
 // checkpoint snapshots the state machine at the applied index, compacts the
 // in-memory log behind it and tells the storage, which may then drop older
-// WAL files. The applied index never passes the durable one here: it runs
-// only between Readys.
+// WAL files. Raft applies only entries this node has durably, so the
+// applied index is durable, but for a snapshot from the leader still being
+// written.
 func (g *groupActor) checkpoint(ctx actor.Context, force bool) {
 	d := g.d
 	if g.rn == nil {
 		return
 	}
-	if g.inflight != nil {
-		// Only between Readys is the applied index known to be durable:
-		// remember the request and take it when this Ready finishes.
+	if last, _ := d.ms.LastIndex(); d.applied > last {
+		// A snapshot from the leader is applied and its Persist is still
+		// in flight: take the checkpoint once it is durable.
 		g.checkpointWanted = g.checkpointWanted || force
 		return
 	}
