@@ -170,8 +170,9 @@ type groupActor struct {
 	// delay a single-broker cluster.
 	campaignIfAlone bool
 	// checkpointWanted records a checkpoint request that arrived while a
-	// snapshot from the leader was being written.
+	// snapshot from the leader was being written, or a flush was in flight.
 	checkpointWanted bool
+	flushing         bool // a Flusher's flush runs for a checkpoint
 	published        publishedKey
 	publishedAt      uint64 // tick of the last publish
 
@@ -255,6 +256,8 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		}
 	case *storage.CheckpointRequest:
 		g.checkpoint(ctx, true)
+	case *flushed:
+		g.onFlushed(ctx, m)
 	case *Campaign:
 		if g.rn != nil {
 			_ = g.rn.Campaign()
@@ -365,6 +368,7 @@ func (d *durable) restore(snap *pb.Snapshot) error {
 func (g *groupActor) halt(ctx actor.Context, err error) {
 	g.halted = true
 	g.log.Error().Err(err).Msg("raft group halted")
+	g.failWaiters(ctx, ErrNotReady) // no proposal of its will be applied here
 	g.resign(ctx)
 }
 

@@ -441,11 +441,13 @@ func (g *groupActor) compactIndex() uint64 {
 	return lo
 }
 
-// checkpoint snapshots the state machine at the applied index, compacts the
-// in-memory log behind it and tells the storage, which may then drop older
-// WAL files. Raft applies only entries this node has durably, so the
-// applied index is durable, but for a snapshot from the leader still being
-// written.
+// checkpoint snapshots the state machine at the applied index, if it moved,
+// compacts the in-memory log behind it and tells the storage, which may then
+// drop older WAL files. Raft applies only entries this node has durably, so
+// the applied index is durable, but for a snapshot from the leader still
+// being written. The snapshot of a Flusher counts for the storage only once
+// flushed, and only when the storage asked for it (force): otherwise it just
+// bounds the in-memory log.
 func (g *groupActor) checkpoint(ctx actor.Context, force bool) {
 	d := g.d
 	if g.rn == nil {
@@ -457,32 +459,76 @@ func (g *groupActor) checkpoint(ctx actor.Context, force bool) {
 		g.checkpointWanted = g.checkpointWanted || force
 		return
 	}
+	flusher, flushes := d.cfg.StateMachine.(Flusher)
+	if force && g.flushing {
+		g.checkpointWanted = true // again once the flush in flight is done
+		return
+	}
 	g.checkpointWanted = false
-	if d.applied <= d.snapIndex {
-		if force && d.snapIndex > 0 {
-			snap, err := d.ms.Snapshot()
-			if err == nil {
-				ctx.Send(d.cfg.Storage, &storage.Checkpoint{Group: d.cfg.Group, Snapshot: snap})
+	taken := false
+	if d.applied > d.snapIndex {
+		data, err := d.cfg.StateMachine.Snapshot()
+		if err != nil {
+			g.log.Error().Err(err).Msg("snapshot state machine")
+			return
+		}
+		if _, err := d.ms.CreateSnapshot(d.applied, d.confState, data); err != nil {
+			g.log.Error().Err(err).Uint64("index", d.applied).Msg("create snapshot")
+			return
+		}
+		d.snapIndex, d.appliedBytes = d.applied, 0
+		if to, first := g.compactIndex(), firstIndex(d.ms); to > first {
+			if err := d.ms.Compact(to); err != nil && !errors.Is(err, raft.ErrCompacted) {
+				g.log.Error().Err(err).Msg("compact log")
 			}
 		}
+		taken = true
+		g.log.Debug().Uint64("index", d.applied).Int("bytes", len(data)).Msg("snapshotted")
+	}
+	if d.snapIndex == 0 || !force && (flushes || !taken) {
 		return
 	}
-	data, err := d.cfg.StateMachine.Snapshot()
+	snap, err := d.ms.Snapshot()
 	if err != nil {
-		g.log.Error().Err(err).Msg("snapshot state machine")
+		g.log.Error().Err(err).Msg("read snapshot")
 		return
 	}
-	snap, err := d.ms.CreateSnapshot(d.applied, d.confState, data)
-	if err != nil {
-		g.log.Error().Err(err).Uint64("index", d.applied).Msg("create snapshot")
+	if !flushes {
+		ctx.Send(d.cfg.Storage, &storage.Checkpoint{Group: d.cfg.Group, Snapshot: snap})
 		return
 	}
-	d.snapIndex, d.appliedBytes = d.applied, 0
-	if to, first := g.compactIndex(), firstIndex(d.ms); to > first {
-		if err := d.ms.Compact(to); err != nil && !errors.Is(err, raft.ErrCompacted) {
-			g.log.Error().Err(err).Msg("compact log")
-		}
+	g.flushing = true
+	self, root, incarnation := ctx.Self(), ctx.ActorSystem().Root, g.incarnation
+	go func() {
+		err := flusher.Flush()
+		root.Send(self, &flushed{incarnation: incarnation, snap: snap, err: err})
+	}()
+}
+
+// flushed is what the goroutine flushing a Flusher sends its group when
+// the flush is done: snap is then durable.
+type flushed struct {
+	incarnation uint64
+	snap        *pb.Snapshot
+	err         error
+}
+
+// onFlushed hands the storage the checkpoint a flush made durable.
+func (g *groupActor) onFlushed(ctx actor.Context, m *flushed) {
+	if m.incarnation != g.incarnation || g.rn == nil {
+		return // a flush of an incarnation that is gone, or stopping
 	}
-	ctx.Send(d.cfg.Storage, &storage.Checkpoint{Group: d.cfg.Group, Snapshot: snap})
-	g.log.Debug().Uint64("index", d.applied).Int("bytes", len(data)).Msg("checkpointed")
+	g.flushing = false
+	if m.err != nil {
+		// The state machine's files may have lost pages the OS had
+		// accepted: nothing applied since the last checkpoint is safe to
+		// build on.
+		g.halt(ctx, fmt.Errorf("flush state machine: %w", m.err))
+		return
+	}
+	ctx.Send(g.d.cfg.Storage, &storage.Checkpoint{Group: g.d.cfg.Group, Snapshot: m.snap})
+	g.log.Debug().Uint64("index", m.snap.GetMetadata().GetIndex()).Msg("checkpointed")
+	if g.checkpointWanted {
+		g.checkpoint(ctx, true)
+	}
 }

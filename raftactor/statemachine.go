@@ -25,3 +25,13 @@ type StateMachine interface {
 type ConfChangeApplier interface {
 	ApplyConfChange(index, term uint64, cc *pb.ConfChangeV2, cs *pb.ConfState)
 }
+
+// Flusher is a StateMachine whose state lives in files of its own (a
+// partition's segments), which Snapshot describes but does not make durable.
+// Flush makes durable everything applied before it was called. The group
+// calls it on a goroutine of its own, while Apply goes on, before a
+// snapshot counts as a checkpoint for the storage: no fsync runs in the
+// raft actor. Between checkpoints, snapshots only bound the in-memory log.
+type Flusher interface {
+	Flush() error
+}

@@ -279,10 +279,11 @@ func Start(o Options) (_ *Broker, err error) {
 		MaxSizePerMsg:       cfg.Raft.MaxSizePerMsg,
 		MaxInflightMsgs:     cfg.Raft.MaxInflightMsgs,
 		MaxUncommittedBytes: cfg.Raft.MaxUncommittedBytes,
-		// A partition checkpoints every 8 MiB of batches: the checkpoint
-		// lets the WAL go and bounds the in-memory log (compacted only at
-		// checkpoints); older applied batches are read back from its
-		// segments, so only a short tail stays.
+		// A partition snapshots every 8 MiB of batches, which bounds its
+		// in-memory log: older applied batches are read back from its
+		// segments, so only a short tail stays. It checkpoints (flushes
+		// its segments, off its actor, and hands the snapshot to the
+		// storage) when the storage asks, so the WAL can let files go.
 		SnapshotEntries: 10000,
 		SnapshotBytes:   8 << 20,
 		CatchUpEntries:  16,

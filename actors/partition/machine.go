@@ -307,12 +307,9 @@ type checkpoint struct {
 	Confs     []confJSON   `json:"confs,omitempty"` // the group's configurations from the boundary on (coldlog.go)
 }
 
-// Snapshot implements raftactor.StateMachine: it makes the segments durable
-// up to the applied end and describes them.
+// Snapshot implements raftactor.StateMachine: it describes the segments up
+// to the applied end, which Flush makes durable.
 func (m *Machine) Snapshot() ([]byte, error) {
-	if err := m.log.Flush(); err != nil {
-		return nil, fmt.Errorf("flush partition log: %w", err)
-	}
 	prod, err := m.producers.MarshalBinary()
 	if err != nil {
 		return nil, err
@@ -326,6 +323,16 @@ func (m *Machine) Snapshot() ([]byte, error) {
 		return nil, err
 	}
 	return json.Marshal(checkpoint{LogStart: m.log.LogStart(), LogEnd: m.log.LogEnd(), Producers: prod, Epochs: m.epochs, Side: side, Boundary: m.boundary, Confs: confs})
+}
+
+// Flush implements raftactor.Flusher: it makes the segments durable up to
+// where they end now. The group calls it on a goroutine of its own; the Log
+// allows that while the actor appends.
+func (m *Machine) Flush() error {
+	if err := m.log.Flush(); err != nil {
+		return fmt.Errorf("flush partition log: %w", err)
+	}
+	return nil
 }
 
 // Restore implements raftactor.StateMachine: the log goes back to the
