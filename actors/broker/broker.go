@@ -309,6 +309,7 @@ func Start(o Options) (_ *Broker, err error) {
 		Leaders:         leaders,
 		Broadcast:       b.peers.Broadcast,
 		ControllerActor: b.controller,
+		Metrics:         partition.NewMetrics(reg),
 		Log:             log,
 	}, b.replicas)); err != nil {
 		return nil, err

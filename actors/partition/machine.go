@@ -59,6 +59,8 @@ type MachineOptions struct {
 	// Now is the leader's clock: used only at propose time (LogAppendTime,
 	// retention decisions), never at apply.
 	Now func() time.Time
+	// Metrics records how long produced batches take (nil: nothing).
+	Metrics *Metrics
 }
 
 // EpochStart is one entry of the leader-epoch cache: the first offset
@@ -170,6 +172,7 @@ type inflight struct {
 	index     uint64 // raft index, once applied
 	appendTs  int64
 	waiters   []waiter
+	proposed  time.Time // for Metrics only: apply never reads the clock
 }
 
 type waiter struct {
@@ -506,6 +509,7 @@ func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce) {
 		headers[i].BaseOffset = offset
 		offset += int64(headers[i].LastOffsetDelta) + 1
 	}
+	proposed := time.Now()
 	if err := h.ProposeRaw(payloads); err != nil {
 		m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.NotLeaderForPartition, err))
 		return
@@ -518,7 +522,7 @@ func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce) {
 				m.o.Log.Error().Err(err).Msg("recording a proposed batch")
 			}
 		}
-		in := &inflight{key: keys[i], acks: r.Acks, appendTs: appendTs}
+		in := &inflight{key: keys[i], acks: r.Acks, appendTs: appendTs, proposed: proposed}
 		m.inflight[keys[i]] = in
 		// The request is answered with the first batch's offset when the
 		// last one is done: batches of one request commit together.
@@ -593,6 +597,7 @@ func (m *Machine) Persisted(h *raftactor.Handle, ctx actor.Context, entries []*p
 			continue
 		}
 		in.persisted = true
+		m.o.Metrics.durable(in.proposed)
 		if in.acks == 1 {
 			for _, w := range in.waiters {
 				m.answer(ctx, in, w)
@@ -606,6 +611,7 @@ func (m *Machine) Persisted(h *raftactor.Handle, ctx actor.Context, entries []*p
 // barrier, fetch wake-ups, the new view.
 func (m *Machine) Applied(h *raftactor.Handle, ctx actor.Context) {
 	for _, in := range m.completed {
+		m.o.Metrics.applied(in.proposed)
 		if m.matchQuorum > 0 && in.acks == -1 {
 			m.held = append(m.held, in)
 			continue

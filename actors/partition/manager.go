@@ -84,6 +84,7 @@ type ManagerOptions struct {
 	// ControllerActor is the local controller actor: partition leaders
 	// tell it when a reassignment reached its target.
 	ControllerActor *actor.PID
+	Metrics         *Metrics // nil: none
 	Log             zerolog.Logger
 }
 
@@ -296,7 +297,7 @@ func (mg *manager) start(ctx actor.Context, t *controller.Topic, p controller.Pa
 	dir := mg.partitionDir(t, p)
 	m, err := NewMachine(MachineOptions{Topic: t.Name, Partition: p.Index, Dir: dir, Settings: settings,
 		Replicas: p.Replicas, Adding: p.Adding, Removing: p.Removing, Group: p.Group, Controller: mg.o.ControllerActor,
-		ReplicaLagTicks: mg.o.Raft.ReplicaLagTicks, Log: log})
+		ReplicaLagTicks: mg.o.Raft.ReplicaLagTicks, Metrics: mg.o.Metrics, Log: log})
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"time"
+
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 )
@@ -28,6 +30,7 @@ type waiter struct {
 	at   position // the end of its record
 	sync bool     // it waits for an fsync
 	err  error    // the append failed for this Persist alone
+	came time.Time
 }
 
 // storageActor owns the WAL. See the package documentation for its contract.
@@ -119,7 +122,7 @@ func (a *storageActor) persist(ctx actor.Context, p *Persist) {
 		a.replyTo[p.Group] = p.ReplyTo
 	}
 	err := a.w.AppendUpdate(p.Group, p.Entries, p.HardState, p.Snapshot)
-	a.waiting = append(a.waiting, waiter{p: p, at: a.w.end(), sync: p.Sync && a.w.opts.Fsync, err: err})
+	a.waiting = append(a.waiting, waiter{p: p, at: a.w.end(), sync: p.Sync && a.w.opts.Fsync, err: err, came: time.Now()})
 	a.schedule(ctx)
 }
 
@@ -202,6 +205,9 @@ func (a *storageActor) answer(ctx actor.Context) {
 			if cause == nil {
 				cause = err
 			}
+		}
+		if len(wt.p.Entries) > 0 {
+			a.w.metrics.observePersist(time.Since(wt.came))
 		}
 		if wt.p.ReplyTo != nil {
 			ctx.Send(wt.p.ReplyTo, &Persisted{Group: wt.p.Group, Incarnation: wt.p.Incarnation, Seq: wt.p.Seq, Err: err})

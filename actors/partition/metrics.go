@@ -1,0 +1,47 @@
+package partition
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the partition metrics of one broker, shared by its replicas.
+// A nil *Metrics records nothing, which is what tests and tools use.
+type Metrics struct {
+	// ProduceSeconds is how long a batch this broker leads took from its
+	// proposal, by stage: "durable" when this broker's WAL has it, and
+	// "applied" when it is committed and applied, which is when acks=all
+	// answers unless min.insync.replicas is above a majority. With the
+	// Kafka listener's request latency it says where a produce waits.
+	ProduceSeconds *prometheus.HistogramVec
+}
+
+// NewMetrics creates the partition metrics and registers them with reg,
+// which may be nil to leave them unregistered.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		ProduceSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "flotilla_partition_produce_seconds",
+			Help: "Time from proposing a produced batch on its leader to the batch being durable there (stage=durable) and applied (stage=applied).",
+			// 100µs to 10s.
+			Buckets: prometheus.ExponentialBucketsRange(100e-6, 10, 16),
+		}, []string{"stage"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.ProduceSeconds)
+	}
+	return m
+}
+
+func (m *Metrics) durable(since time.Time) {
+	if m != nil {
+		m.ProduceSeconds.WithLabelValues("durable").Observe(time.Since(since).Seconds())
+	}
+}
+
+func (m *Metrics) applied(since time.Time) {
+	if m != nil {
+		m.ProduceSeconds.WithLabelValues("applied").Observe(time.Since(since).Seconds())
+	}
+}
