@@ -191,8 +191,8 @@ func (g *groupActor) persist(ctx actor.Context, seq uint64, rd raft.Ready, m *pb
 		ReplyTo: ctx.Self(),
 	}
 	g.d.pending = append(g.d.pending, inf)
+	g.observe(seq, StepPersist, nil) // before the storage can answer it
 	ctx.Send(g.d.cfg.Storage, p)
-	g.observe(seq, StepPersist, nil)
 }
 
 // onPersisted takes the answer to the oldest Persist in flight: the storage
