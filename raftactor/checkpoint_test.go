@@ -130,6 +130,9 @@ func TestCheckpointFlushesOffTheActor(t *testing.T) {
 	}
 	applied := board.Get(7).Applied
 	propose(20, 40) // the group goes on while the flush runs
+	// A request during the flush is taken once it ends.
+	sys.Root.Send(group, &storage.CheckpointRequest{Group: 7})
+	propose(40, 60)
 	if got := st.got(); len(got) != 0 {
 		t.Fatalf("checkpoint %v sent before its flush ended", got)
 	}
@@ -137,6 +140,16 @@ func TestCheckpointFlushesOffTheActor(t *testing.T) {
 	got := waitFor(t, 5*time.Second, func() ([]uint64, bool) { g := st.got(); return g, len(g) == 1 })
 	if got[0] == 0 || got[0] > applied {
 		t.Fatalf("checkpoint at %d, want a snapshot taken by the request, at most %d", got[0], applied)
+	}
+	select {
+	case <-sm.started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request made during the flush was dropped")
+	}
+	sm.result <- nil
+	got = waitFor(t, 5*time.Second, func() ([]uint64, bool) { g := st.got(); return g, len(g) == 2 })
+	if got[1] <= got[0] {
+		t.Fatalf("checkpoints at %v: the second one should cover what was applied during the first flush", got)
 	}
 
 	sys.Root.Send(group, &storage.CheckpointRequest{Group: 7})
@@ -154,7 +167,7 @@ func TestCheckpointFlushesOffTheActor(t *testing.T) {
 			t.Fatal("the group still takes proposals after its flush failed")
 		}
 	}
-	if got := st.got(); len(got) != 1 {
+	if got := st.got(); len(got) != 2 {
 		t.Fatalf("checkpoints %v: a failed flush must not count", got)
 	}
 }

@@ -461,10 +461,16 @@ func (g *groupActor) checkpoint(ctx actor.Context, force bool) {
 	}
 	flusher, flushes := d.cfg.StateMachine.(Flusher)
 	if force && g.flushing {
-		g.checkpointWanted = true // again once the flush in flight is done
-		return
+		// The checkpoint waits for the flush in flight; a snapshot that
+		// is due is taken now, so the in-memory log stays bounded.
+		g.checkpointWanted = true
+		if !g.snapshotDue() {
+			return
+		}
+		force = false
+	} else {
+		g.checkpointWanted = false
 	}
-	g.checkpointWanted = false
 	taken := false
 	if d.applied > d.snapIndex {
 		data, err := d.cfg.StateMachine.Snapshot()
