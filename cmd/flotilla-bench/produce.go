@@ -64,6 +64,7 @@ type targetResult struct {
 	peakRSS                int64
 	disk                   int64 // bytes in the data dir after the run; 0 for kfake
 	produceCPU, consumeCPU cpuUse
+	stages                 *stages // the broker's produce-path timers over the produce phase; nil for kfake
 }
 
 // round is one run of the load on each broker.
@@ -142,10 +143,15 @@ func runTarget(o produceOptions, pool valuePool, n int, start func(context.Conte
 	defer t.stop()
 	prof := newProfiler(t.debug, o.profileDir, o.profileSeconds)
 	var marks []cpuSample // at the start of produce, of consume, and at the end
+	var timers []stages   // at the start of produce and of consume, for flotilla
 	var cpuErr error
 	onPhase := func(phase string) {
 		s, err := sampleCPU(t.pid)
 		marks, cpuErr = append(marks, s), errors.Join(cpuErr, err)
+		if t.name == "flotilla" && phase != "done" {
+			st, err := scrapeStages(t.debug)
+			timers, cpuErr = append(timers, st), errors.Join(cpuErr, err)
+		}
 		if phase != "done" {
 			prof.start(fmt.Sprintf("%s-round%d", t.name, n), phase)
 		}
@@ -168,6 +174,10 @@ func runTarget(o produceOptions, pool valuePool, n int, start func(context.Conte
 	slices.Sort(load.latencies) // once, for the percentiles taken later
 	res := targetResult{name: t.name, round: n, load: load, peakRSS: peak,
 		produceCPU: marks[1].since(marks[0]), consumeCPU: marks[2].since(marks[1])}
+	if len(timers) == 2 {
+		st := timers[1].since(timers[0])
+		res.stages = &st
+	}
 	if t.dir != "" {
 		if res.disk, err = dirBytes(t.dir); err != nil {
 			return targetResult{}, err
