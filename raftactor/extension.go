@@ -86,7 +86,7 @@ func (h *Handle) Status() raft.Status { return h.g.rn.Status() }
 // ProposeRaw appends entries with exactly these payloads, in order, as one
 // proposal. An error means none of them were appended.
 func (h *Handle) ProposeRaw(payloads [][]byte) error {
-	if h.g.rn == nil {
+	if h.g.rn == nil || !h.g.leaderTermDurable() {
 		return ErrNotReady
 	}
 	ents := make([]*pb.Entry, len(payloads))
@@ -122,7 +122,7 @@ func (h *Handle) ConfState() *pb.ConfState { return h.g.d.confState }
 // as an empty entry), so a caller proposes the next only once ConfState
 // shows the last.
 func (h *Handle) ProposeConfChange(cc *pb.ConfChangeV2) error {
-	if h.g.rn == nil {
+	if h.g.rn == nil || !h.g.leaderTermDurable() {
 		return ErrNotReady
 	}
 	return h.g.rn.ProposeConfChange(cc)

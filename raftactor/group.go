@@ -161,6 +161,8 @@ type groupActor struct {
 	ticks     uint64
 	nextKey   uint64
 	waiters   map[uint64]waiter // proposal key → proposer
+	batch     []*pb.Entry       // proposals held until this leader's term is durable
+	batchKeys []uint64
 	lastState raft.StateType
 	lastTerm  uint64
 	halted    bool
@@ -206,8 +208,9 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		g.failWaiters(ctx, ErrNotReady)
 		g.resign(ctx)
 	case *actor.Restarting:
-		// This incarnation's waiters die with it.
+		// This incarnation's waiters and held proposals die with it.
 		g.failWaiters(ctx, ErrNotReady)
+		g.batch, g.batchKeys = nil, nil
 		g.resign(ctx)
 	case *actor.Stopped, *actor.Terminated:
 		// System messages never reach the Extension.
@@ -238,7 +241,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		g.propose(ctx, m)
 	case *ProposeConfChange:
 		err := ErrNotReady
-		if g.rn != nil {
+		if g.rn != nil && g.leaderTermDurable() {
 			err = g.rn.ProposeConfChange(m.Change)
 		}
 		g.reply(ctx, m.ReplyTo, &Proposed{ID: m.ID, Err: err})
@@ -394,13 +397,48 @@ func (g *groupActor) propose(ctx actor.Context, m *Propose) {
 	data := make([]byte, 8+len(m.Data))
 	binary.BigEndian.PutUint64(data, key)
 	copy(data[8:], m.Data)
-	err := g.rn.Step(&pb.Message{Type: pb.MsgProp.Enum(), From: new(g.d.cfg.NodeID), Entries: []*pb.Entry{{Data: data}}})
-	if err != nil {
-		g.reply(ctx, m.ReplyTo, &Proposed{ID: m.ID, Err: err})
-		return
-	}
 	if m.ReplyTo != nil {
 		g.waiters[key] = waiter{id: m.ID, replyTo: m.ReplyTo, deadline: g.ticks + uint64(g.d.cfg.ProposalTimeoutTicks)}
+	}
+	g.batch = append(g.batch, &pb.Entry{Data: data})
+	g.batchKeys = append(g.batchKeys, key)
+	g.flushProposals(ctx)
+}
+
+// leaderTermDurable reports whether this node, if it leads, has its term
+// and vote durably. Raft lets a candidate win on its peers' votes before
+// its own hard state is written; a leader that replicated a proposal then
+// and crashed could win the same term again after restarting and put a
+// different entry at the same index and term: the logs would diverge. So a
+// leader's proposals wait until its term is durable. Its empty entry of the
+// new term needs no such care: every leader of a term writes the same one.
+func (g *groupActor) leaderTermDurable() bool {
+	st := g.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader {
+		return true
+	}
+	hs, _, _ := g.d.ms.InitialState() // the raft.Storage holds only what is durable
+	return hs.GetTerm() >= st.HardState.GetTerm()
+}
+
+// flushProposals steps the held proposals as one MsgProp once they may go:
+// at once on a leader whose term is durable, and on a follower, which
+// forwards them or refuses them.
+func (g *groupActor) flushProposals(ctx actor.Context) {
+	if len(g.batch) == 0 || g.rn == nil || !g.leaderTermDurable() {
+		return
+	}
+	ents, keys := g.batch, g.batchKeys
+	g.batch, g.batchKeys = nil, nil
+	err := g.rn.Step(&pb.Message{Type: pb.MsgProp.Enum(), From: new(g.d.cfg.NodeID), Entries: ents})
+	if err == nil {
+		return
+	}
+	for _, key := range keys {
+		if w, ok := g.waiters[key]; ok {
+			delete(g.waiters, key)
+			ctx.Send(w.replyTo, &Proposed{ID: w.id, Err: err})
+		}
 	}
 }
 

@@ -83,6 +83,7 @@ type inflight struct {
 // answered; its committed entries come as a MsgStorageApply, and raft hands
 // out only entries this node has durably.
 func (g *groupActor) processReady(ctx actor.Context) {
+	g.flushProposals(ctx)
 	for g.rn != nil && g.rn.HasReady() {
 		g.processOneReady(ctx)
 	}
@@ -451,6 +452,9 @@ func (g *groupActor) compactIndex() uint64 {
 func (g *groupActor) checkpoint(ctx actor.Context, force bool) {
 	d := g.d
 	if g.rn == nil {
+		// Restarting, waiting for an earlier incarnation's Persists: the
+		// storage does not ask twice, so remember it.
+		g.checkpointWanted = g.checkpointWanted || force
 		return
 	}
 	if last, _ := d.ms.LastIndex(); d.applied > last {
@@ -521,8 +525,14 @@ type flushed struct {
 
 // onFlushed hands the storage the checkpoint a flush made durable.
 func (g *groupActor) onFlushed(ctx actor.Context, m *flushed) {
-	if m.incarnation != g.incarnation || g.rn == nil {
-		return // a flush of an incarnation that is gone, or stopping
+	if m.incarnation != g.incarnation {
+		// The flush of an incarnation that is gone: the checkpoint it was
+		// for is still owed to the storage.
+		g.checkpointWanted = true
+		return
+	}
+	if g.rn == nil {
+		return // stopping or halted
 	}
 	g.flushing = false
 	if m.err != nil {

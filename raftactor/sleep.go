@@ -129,7 +129,7 @@ func (g *groupActor) sleepIfIdle() {
 }
 
 func (g *groupActor) ticksCanWait() bool {
-	if g.rn == nil || g.contactLead == 0 || len(g.waiters) > 0 {
+	if g.rn == nil || g.contactLead == 0 || len(g.waiters) > 0 || len(g.batch) > 0 {
 		return false
 	}
 	if g.ext != nil {
