@@ -76,16 +76,21 @@ func (s *slowStorage) Receive(ctx actor.Context) {
 	}
 }
 
-// memTransport delivers messages straight to the peer group's actor.
+// memTransport delivers messages straight to the peer group's actor,
+// showing each to spy first when it is set.
 type memTransport struct {
 	mu    sync.Mutex
 	nodes map[uint64]*actor.PID
+	spy   func(m *pb.Message)
 }
 
 func (t *memTransport) Send(ctx actor.SenderContext, group uint64, msgs []*pb.Message) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, m := range msgs {
+		if t.spy != nil {
+			t.spy(m)
+		}
 		if pid, ok := t.nodes[m.GetTo()]; ok {
 			ctx.Send(pid, &Step{Msgs: []*pb.Message{m}})
 		}

@@ -2,7 +2,6 @@ package raftactor
 
 import (
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,26 +50,6 @@ func (s *holdStorage) answer(ctx actor.Context, p *storage.Persist) {
 	ctx.Send(p.ReplyTo, &storage.Persisted{Group: p.Group, Incarnation: p.Incarnation, Seq: p.Seq})
 }
 
-// spyTransport is memTransport that shows every message to spy first.
-type spyTransport struct {
-	mu    sync.Mutex
-	nodes map[uint64]*actor.PID
-	spy   func(m *pb.Message)
-}
-
-func (t *spyTransport) Send(ctx actor.SenderContext, group uint64, msgs []*pb.Message) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, m := range msgs {
-		if t.spy != nil {
-			t.spy(m)
-		}
-		if pid, ok := t.nodes[m.GetTo()]; ok {
-			ctx.Send(pid, &Step{Msgs: []*pb.Message{m}})
-		}
-	}
-}
-
 // TestLeaderProposesOnlyOnceItsTermIsDurable: a node that wins an election
 // while its own hard state is still being written holds proposals until
 // it is durable. Raft counts the peers' votes before the candidate's own is
@@ -79,7 +58,7 @@ func (t *spyTransport) Send(ctx actor.SenderContext, group uint64, msgs []*pb.Me
 func TestLeaderProposesOnlyOnceItsTermIsDurable(t *testing.T) {
 	sys := actors.NewSystem(zerolog.Nop())
 	t.Cleanup(sys.Shutdown)
-	tr := &spyTransport{nodes: map[uint64]*actor.PID{}}
+	tr := &memTransport{nodes: map[uint64]*actor.PID{}}
 	holds := map[uint64]*atomic.Uint64{}
 	durable := map[uint64]*atomic.Uint64{}
 	stores := map[uint64]*actor.PID{}
