@@ -81,7 +81,8 @@ type inflight struct {
 // holds back: MsgAppResp, MsgVoteResp, MsgPreVoteResp, and the node's own)
 // are delivered only once its Persist, and so every Persist before it, is
 // answered; its committed entries come as a MsgStorageApply, and raft hands
-// out only entries this node has durably.
+// out only entries this node has durably. Proposals held until this leader's
+// term became durable (leaderTermDurable) go first.
 func (g *groupActor) processReady(ctx actor.Context) {
 	g.flushProposals(ctx)
 	for g.rn != nil && g.rn.HasReady() {
