@@ -166,9 +166,9 @@ func (g *groupActor) processOneReady(ctx actor.Context) {
 // One that writes nothing carries only responses: they wait for the
 // Persists before it, or go now when there are none.
 func (g *groupActor) persist(ctx actor.Context, seq uint64, rd raft.Ready, m *pb.Message, snap *pb.Snapshot) {
-	var hs *pb.HardState
-	if m.Term != nil {
-		hs = &pb.HardState{Term: new(m.GetTerm()), Vote: new(m.GetVote()), Commit: new(m.GetCommit())}
+	var hs *pb.HardState // set when it changed, as raft then writes it into m too
+	if !raft.IsEmptyHardState(rd.HardState) {
+		hs = rd.HardState
 	}
 	inf := &inflight{seq: seq, incarnation: g.incarnation, entries: m.GetEntries(), hardState: hs, snapshot: snap, responses: m.GetResponses()}
 	if len(inf.entries) == 0 && hs == nil && snap == nil {
@@ -236,15 +236,16 @@ func (g *groupActor) durableDone(ctx actor.Context, inf *inflight) {
 	if g.ext != nil && len(inf.entries) > 0 {
 		g.ext.Persisted(g.handle, ctx, inf.entries)
 	}
-	g.deliver(ctx, inf.responses)
-	g.observe(inf.seq, StepPersistedMessages, remote(inf.responses, g.d.cfg.NodeID))
+	sent := g.deliver(ctx, inf.responses)
+	g.observe(inf.seq, StepPersistedMessages, sent)
 	if g.checkpointWanted {
 		g.checkpoint(ctx, true)
 	}
 }
 
-// deliver steps the responses addressed to this node and sends the others.
-func (g *groupActor) deliver(ctx actor.Context, msgs []*pb.Message) {
+// deliver steps the responses addressed to this node, sends the others and
+// returns those.
+func (g *groupActor) deliver(ctx actor.Context, msgs []*pb.Message) []*pb.Message {
 	self := g.d.cfg.NodeID
 	var out []*pb.Message
 	for _, m := range msgs {
@@ -260,16 +261,6 @@ func (g *groupActor) deliver(ctx actor.Context, msgs []*pb.Message) {
 		}
 	}
 	g.send(ctx, out)
-}
-
-// remote returns the messages of msgs addressed to other nodes.
-func remote(msgs []*pb.Message, self uint64) []*pb.Message {
-	var out []*pb.Message
-	for _, m := range msgs {
-		if m.GetTo() != self {
-			out = append(out, m)
-		}
-	}
 	return out
 }
 
