@@ -102,6 +102,12 @@ func InConf(cs *pb.ConfState, target []uint64) bool {
 	return true
 }
 
+// Target is the voters a group's reassignment ends with: replicas without
+// the removing ones among them, in a new slice.
+func Target(replicas, removing []uint64) []uint64 {
+	return slices.DeleteFunc(slices.Clone(replicas), func(id uint64) bool { return slices.Contains(removing, id) })
+}
+
 // Reconcile takes the next step towards the assignment (replicas, and the
 // removing ones among them) on the leader, unless a step is still under
 // way, and reports whether the group's voters are exactly the target
@@ -118,7 +124,7 @@ func (r *Reconciler) Reconcile(h *Handle, replicas, removing []uint64) bool {
 		r.term, r.pending = t, step{}
 	}
 	cs := h.ConfState()
-	target := slices.DeleteFunc(slices.Clone(replicas), func(id uint64) bool { return slices.Contains(removing, id) })
+	target := Target(replicas, removing)
 	if r.pending.kind != stepNone {
 		timeout := uint64(pendingTimeouts * max(h.ElectionTicks(), 1))
 		if !shown(cs, r.pending) && r.calls-r.pendingAt < timeout {
@@ -133,7 +139,7 @@ func (r *Reconciler) Reconcile(h *Handle, replicas, removing []uint64) bool {
 	h.WithProgress(func(id, match uint64, active bool) {
 		r.peers = append(r.peers, peerProgress{id: id, match: match, active: active})
 	})
-	s := nextStep(cs, h.NodeID(), h.Commit(), replicas, removing, r.peers)
+	s := nextStep(cs, h.NodeID(), h.Commit(), replicas, target, r.peers)
 	if s.kind == stepNone {
 		return false
 	}
@@ -184,16 +190,15 @@ func shown(cs *pb.ConfState, s step) bool {
 }
 
 // nextStep decides the next step of the leader self towards the
-// assignment, given the applied ConfState, the leader's commit index and
-// its view of every member; stepNone when there is nothing to do now (done,
-// in a joint configuration raft is leaving by itself, or waiting for a
-// learner to catch up).
-func nextStep(cs *pb.ConfState, self, commit uint64, replicas, removing []uint64, peers []peerProgress) step {
+// assignment (replicas, and their Target), given the applied ConfState, the
+// leader's commit index and its view of every member; stepNone when there
+// is nothing to do now (done, in a joint configuration raft is leaving by
+// itself, or waiting for a learner to catch up).
+func nextStep(cs *pb.ConfState, self, commit uint64, replicas, target []uint64, peers []peerProgress) step {
 	if len(cs.GetVotersOutgoing()) > 0 || len(cs.GetLearnersNext()) > 0 {
 		return step{}
 	}
 	voters, learners := cs.GetVoters(), cs.GetLearners()
-	target := slices.DeleteFunc(slices.Clone(replicas), func(id uint64) bool { return slices.Contains(removing, id) })
 	caughtUp := func(id uint64) bool {
 		for _, p := range peers {
 			if p.id == id {

@@ -72,7 +72,7 @@ func TestNextStep(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := nextStep(tc.cs, tc.self, 100, tc.replicas, tc.removing, tc.peers); got != tc.want {
+			if got := nextStep(tc.cs, tc.self, 100, tc.replicas, Target(tc.replicas, tc.removing), tc.peers); got != tc.want {
 				t.Fatalf("nextStep = %v %d, want %v %d", got.kind, got.node, tc.want.kind, tc.want.node)
 			}
 		})

@@ -52,7 +52,7 @@ func (ms *Membership) Tick(h *raftactor.Handle, ctx actor.Context, replicas, add
 		return
 	}
 	ms.reachedAt = ms.ticks
-	target := slices.DeleteFunc(slices.Clone(replicas), func(id uint64) bool { return slices.Contains(removing, id) })
+	target := raftactor.Target(replicas, removing)
 	ctx.Send(ms.controller, &controller.ReassignmentReached{Group: ms.group, Replicas: target})
 }
 
