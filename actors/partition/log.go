@@ -73,8 +73,8 @@ func (o Options) withDefaults() (Options, error) {
 	if o.SegmentBytes == 0 {
 		o.SegmentBytes = DefaultSegmentBytes
 	}
-	if o.SegmentBytes < BatchHeaderSize || o.SegmentBytes > math.MaxInt32 {
-		return o, fmt.Errorf("partition log: segment bytes %d not in [%d, %d]", o.SegmentBytes, BatchHeaderSize, math.MaxInt32)
+	if err := checkSegmentBytes(o.SegmentBytes); err != nil {
+		return o, fmt.Errorf("partition log: %w", err)
 	}
 	if o.IndexIntervalBytes == 0 {
 		o.IndexIntervalBytes = DefaultIndexIntervalBytes
@@ -86,6 +86,25 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("partition log: start offset %d", o.StartOffset)
 	}
 	return o, nil
+}
+
+// checkSegmentBytes refuses a segment size below one batch header or past
+// the 32-bit positions of the index files.
+func checkSegmentBytes(n int64) error {
+	if n < BatchHeaderSize || n > math.MaxInt32 {
+		return fmt.Errorf("segment bytes %d not in [%d, %d]", n, BatchHeaderSize, math.MaxInt32)
+	}
+	return nil
+}
+
+// SetSegmentBytes changes the size past which the active segment is
+// rolled; it applies from the next Append. Only the appender calls it.
+func (l *Log) SetSegmentBytes(n int64) error {
+	if err := checkSegmentBytes(n); err != nil {
+		return fmt.Errorf("partition log %s: %w", l.opts.Dir, err)
+	}
+	l.opts.SegmentBytes = n
+	return nil
 }
 
 // Log is one partition's Kafka log: record batches in segment files, in

@@ -2,7 +2,6 @@ package partition
 
 import (
 	"fmt"
-	"math"
 	"strconv"
 
 	"github.com/flotilla/flotilla/actors/controller"
@@ -71,14 +70,4 @@ func (m *Machine) setSettings(h *raftactor.Handle, s Settings) {
 	if m.ready {
 		m.enforceRetention(h)
 	}
-}
-
-// SetSegmentBytes changes the size past which the active segment is
-// rolled; it applies from the next Append. Only the appender calls it.
-func (l *Log) SetSegmentBytes(n int64) error {
-	if n < BatchHeaderSize || n > math.MaxInt32 {
-		return fmt.Errorf("partition log %s: segment bytes %d not in [%d, %d]", l.opts.Dir, n, BatchHeaderSize, math.MaxInt32)
-	}
-	l.opts.SegmentBytes = n
-	return nil
 }
