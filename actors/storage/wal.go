@@ -313,22 +313,25 @@ func (w *WAL) write(rec []byte, splices []splice, group, index uint64) error {
 			return err
 		}
 	}
+	failed := func(err error) error {
+		return w.fail(fmt.Errorf("write %s: %w", segmentName(w.current().seq), err))
+	}
 	size, from := len(rec), 0
 	for _, s := range splices {
 		size += len(s.data)
 		if _, err := w.bw.Write(rec[from:s.at]); err != nil {
-			return w.fail(fmt.Errorf("write %s: %w", segmentName(w.current().seq), err))
+			return failed(err)
 		}
 		from = s.at
 		if err := w.bw.Flush(); err != nil {
-			return w.fail(fmt.Errorf("write %s: %w", segmentName(w.current().seq), err))
+			return failed(err)
 		}
 		if _, err := w.f.Write(s.data); err != nil {
-			return w.fail(fmt.Errorf("write %s: %w", segmentName(w.current().seq), err))
+			return failed(err)
 		}
 	}
 	if _, err := w.bw.Write(rec[from:]); err != nil {
-		return w.fail(fmt.Errorf("write %s: %w", segmentName(w.current().seq), err))
+		return failed(err)
 	}
 	// A record that once needed a huge buffer should not pin it forever.
 	if cap(rec) <= 4*writeBufferBytes {
