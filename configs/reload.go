@@ -24,11 +24,33 @@ type Changes struct {
 // a broker runs with, and next, the one it just read.
 func Compare(cur, next *Config) Changes {
 	var ch Changes
-	compareValues("", reflect.ValueOf(*cur), reflect.ValueOf(*next), &ch)
+	walkSettings("", reflect.ValueOf(*cur), reflect.ValueOf(*next), func(key string, a, b reflect.Value) {
+		switch {
+		case reflect.DeepEqual(a.Interface(), b.Interface()):
+		case liveKeys[key]:
+			ch.Live = append(ch.Live, key)
+		default:
+			ch.Restart = append(ch.Restart, key)
+		}
+	})
 	return ch
 }
 
-func compareValues(prefix string, a, b reflect.Value, ch *Changes) {
+// WithLive returns cur with the live settings of next: the config a running
+// broker is in once it has reloaded next.
+func WithLive(cur, next *Config) *Config {
+	out := *cur
+	walkSettings("", reflect.ValueOf(&out).Elem(), reflect.ValueOf(*next), func(key string, a, b reflect.Value) {
+		if liveKeys[key] {
+			a.Set(b)
+		}
+	})
+	return &out
+}
+
+// walkSettings calls visit with every setting's YAML key and its value in
+// a and in b, two values of the same struct type.
+func walkSettings(prefix string, a, b reflect.Value, visit func(key string, a, b reflect.Value)) {
 	t := a.Type()
 	for i := range t.NumField() {
 		f := t.Field(i)
@@ -37,18 +59,10 @@ func compareValues(prefix string, a, b reflect.Value, ch *Changes) {
 			continue
 		}
 		key = prefix + key
-		av, bv := a.Field(i), b.Field(i)
 		if f.Type.Kind() == reflect.Struct {
-			compareValues(key+".", av, bv, ch)
+			walkSettings(key+".", a.Field(i), b.Field(i), visit)
 			continue
 		}
-		if reflect.DeepEqual(av.Interface(), bv.Interface()) {
-			continue
-		}
-		if liveKeys[key] {
-			ch.Live = append(ch.Live, key)
-		} else {
-			ch.Restart = append(ch.Restart, key)
-		}
+		visit(key, a.Field(i), b.Field(i))
 	}
 }

@@ -32,6 +32,15 @@ func TestCompare(t *testing.T) {
 			if !slices.Equal(ch.Live, tc.live) || !slices.Equal(ch.Restart, tc.restart) {
 				t.Fatalf("Compare = live %v, restart %v; want %v, %v", ch.Live, ch.Restart, tc.live, tc.restart)
 			}
+			// The config in effect after a reload has every live change
+			// and none of the others.
+			applied := WithLive(&cur, &next)
+			if got := Compare(&cur, applied); !slices.Equal(got.Live, tc.live) || got.Restart != nil {
+				t.Errorf("WithLive took live %v, restart %v; want %v, none", got.Live, got.Restart, tc.live)
+			}
+			if got := Compare(applied, &next); got.Live != nil || !slices.Equal(got.Restart, tc.restart) {
+				t.Errorf("after WithLive, live %v and restart %v still differ; want none, %v", got.Live, got.Restart, tc.restart)
+			}
 		})
 	}
 }

@@ -86,9 +86,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // reload reads the config again (file and flags, as at startup) and
 // applies what a running broker can apply: the log settings, the peers and
-// the topic config defaults. Every other change is reported as waiting for a restart. A config that does not
-// validate is refused and the broker keeps running as it was. It returns
-// the config now in effect.
+// the topic config defaults. Every other change is reported as waiting for
+// a restart. A config that does not validate is refused and the broker
+// keeps running as it was. It returns the config now in effect.
 func reload(args []string, cur *configs.Config, b *broker.Broker, logs *logOutput, log zerolog.Logger) *configs.Config {
 	next, err := configs.FromArgs(args)
 	if err != nil {
@@ -102,9 +102,5 @@ func reload(args []string, cur *configs.Config, b *broker.Broker, logs *logOutpu
 	}
 	logs.set(next.Log)
 	b.Reload(next)
-	applied := *cur
-	applied.Log, applied.Peers = next.Log, next.Peers
-	applied.Kafka.LogRetentionMs, applied.Kafka.LogRetentionBytes, applied.Kafka.LogSegmentBytes =
-		next.Kafka.LogRetentionMs, next.Kafka.LogRetentionBytes, next.Kafka.LogSegmentBytes
-	return &applied
+	return configs.WithLive(cur, next)
 }
