@@ -123,6 +123,11 @@ func benchMove(o moveOptions) error {
 		return err
 	}
 	bounds := []time.Duration{trafficWarmup}
+	// mark ends a window: its bound, and the CPU used up to it.
+	mark := func() error {
+		bounds = append(bounds, tr.elapsed())
+		return sample()
+	}
 	if err := tr.waitUntil(ctx, bounds[0]); err != nil {
 		return err
 	}
@@ -132,23 +137,20 @@ func benchMove(o moveOptions) error {
 	if err := tr.waitUntil(ctx, bounds[0]+o.window); err != nil {
 		return err
 	}
-	bounds = append(bounds, tr.elapsed())
-	if err := sample(); err != nil {
+	if err := mark(); err != nil {
 		return err
 	}
 	peak, err := moveAll(ctx, adm, debugs, o.moveTimeout)
 	if err != nil {
 		return err
 	}
-	bounds = append(bounds, tr.elapsed())
-	if err := sample(); err != nil {
+	if err := mark(); err != nil {
 		return err
 	}
 	if err := tr.waitUntil(ctx, bounds[2]+o.window); err != nil {
 		return err
 	}
-	bounds = append(bounds, tr.elapsed())
-	if err := sample(); err != nil {
+	if err := mark(); err != nil {
 		return err
 	}
 	acks, err := tr.stop()
