@@ -78,7 +78,13 @@ type durable struct {
 	appliedBytes uint64 // entry bytes applied since the last snapshot
 	snapIndex    uint64
 	incarnations uint64
-	pending      []*inflight   // the Persists sent and not yet answered, oldest first
+	pending      []*inflight   // the Persists sent and not yet durable, oldest first
+	// A LogKeeper's writes: how many Keeps there were, how many are synced,
+	// and whether a Sync runs.
+	keeper      LogKeeper
+	kept        uint64
+	keptSynced  uint64
+	keptSyncing bool
 	sub          *subscription // the group's Ticker subscription, once a numbered Tick named it
 }
 
@@ -116,7 +122,19 @@ func NewProducer(cfg Config) (actor.Producer, error) {
 			return nil, fmt.Errorf("raft group %s: load snapshot: %w", cfg.Name, err)
 		}
 	}
-	if err := d.ms.Append(rec.Entries); err != nil {
+	ents := rec.Entries
+	if k, ok := cfg.StateMachine.(LogKeeper); ok {
+		d.keeper = k
+		var err error
+		if ents, err = k.Recover(ents); err != nil {
+			return nil, fmt.Errorf("raft group %s: recover kept entries: %w", cfg.Name, err)
+		}
+		if len(ents) < len(rec.Entries) {
+			cfg.Log.Warn().Int("entries", len(rec.Entries)).Int("recovered", len(ents)).
+				Msg("dropped entries whose kept bodies a crash lost before they were synced")
+		}
+	}
+	if err := d.ms.Append(ents); err != nil {
 		return nil, fmt.Errorf("raft group %s: load entries: %w", cfg.Name, err)
 	}
 	if hs := rec.HardState; hs != nil {
@@ -261,6 +279,8 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		g.checkpoint(ctx, true)
 	case *flushed:
 		g.onFlushed(ctx, m)
+	case *keptSynced:
+		g.onKeptSynced(ctx, m)
 	case *Campaign:
 		if g.rn != nil {
 			_ = g.rn.Campaign()

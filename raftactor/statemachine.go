@@ -35,3 +35,37 @@ type ConfChangeApplier interface {
 type Flusher interface {
 	Flush() error
 }
+
+// LogKeeper is a StateMachine that keeps the bodies of its entries in a log
+// of its own (a partition's segments are its Raft log), so that every body
+// is written to disk once: the WAL then carries only the entries' headers
+// and small references, and the hard states. The group counts a Persist as
+// durable once both the WAL has answered it and a Sync that began after its
+// Keep has returned.
+type LogKeeper interface {
+	// Keep writes entries raft is about to persist into the state
+	// machine's log, in raft order, without syncing; entries from index i
+	// on replace whatever it kept at i or above (a follower's conflicting
+	// suffix). It returns what the WAL is to hold in their place: as many
+	// entries, the ones whose bodies the log now keeps replaced by new
+	// entries with references that Recover resolves, the others returned
+	// as they came (they need no Sync). An error halts the group. Called
+	// on the group's actor.
+	Keep(ents []*pb.Entry) ([]*pb.Entry, error)
+	// Sync makes durable everything Keep wrote before it was called. The
+	// group calls it on a goroutine of its own, at most one at a time,
+	// while Keep and Apply go on. An error halts the group.
+	Sync() error
+	// Discard forgets what Keep wrote beyond the applied state: raft is
+	// about to install a leader's snapshot, which replaces the whole log.
+	// It is called before Restore.
+	Discard() error
+	// Recover gives back, at startup and after Restore of the recovered
+	// snapshot, the bodies of the entries the WAL returned: it resolves
+	// their references from the state machine's log. It returns the
+	// longest prefix it could resolve: a body that a crash took before it
+	// was synced belonged to an entry nobody was told was durable, so it
+	// and every entry after it are dropped, and the log forgets what it
+	// holds beyond that prefix.
+	Recover(ents []*pb.Entry) ([]*pb.Entry, error)
+}

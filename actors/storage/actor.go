@@ -122,6 +122,9 @@ func (a *storageActor) persist(ctx actor.Context, p *Persist) {
 		a.replyTo[p.Group] = p.ReplyTo
 	}
 	err := a.w.AppendUpdate(p.Group, p.Entries, p.HardState, p.Snapshot)
+	if err == nil {
+		a.w.countKept(p.KeptBytes)
+	}
 	a.waiting = append(a.waiting, waiter{p: p, at: a.w.end(), sync: p.Sync && a.w.opts.Fsync, err: err, came: time.Now()})
 	a.schedule(ctx)
 }

@@ -18,6 +18,12 @@ type Persist struct {
 	HardState   *pb.HardState // nil when unchanged
 	Snapshot    *pb.Snapshot  // a snapshot received from the leader; nil when none
 	Sync        bool          // fsync before answering (raft.Ready.MustSync)
+	// KeptBytes is the size of the entry bodies the group's state machine
+	// keeps in its own log in place of the WAL (raftactor.LogKeeper). They
+	// count toward the WAL file's size and the WAL's budget as if they
+	// were written here, so that checkpoints, which bound what recovery
+	// replays, come as often as if they were.
+	KeptBytes int64
 	ReplyTo     *actor.PID
 }
 

@@ -54,6 +54,7 @@ func (w *WAL) deleteCovered() int {
 		paths = append(paths, w.path(seg.seq))
 		w.segs = w.segs[1:]
 		w.total -= seg.size
+		w.kept -= seg.kept
 		w.log.Info().Str("file", segmentName(seg.seq)).Int64("bytes", seg.size).Int("groups", len(seg.groups)).
 			Msg("released WAL file covered by checkpoints")
 	}
@@ -188,7 +189,7 @@ func (w *WAL) holdingBack() []uint64 {
 
 // overBudget reports whether the WAL is larger than Options.BudgetBytes.
 func (w *WAL) overBudget() bool {
-	return w.total > w.opts.BudgetBytes
+	return w.total+w.kept > w.opts.BudgetBytes
 }
 
 // seq is the sequence number of the file being written; it changes on roll.

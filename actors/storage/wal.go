@@ -91,6 +91,7 @@ type WAL struct {
 	f     *os.File   // the last segment
 	bw    *bufio.Writer
 	total int64 // bytes in all segments, buffered ones included
+	kept  int64 // bytes the segments' groups kept elsewhere (countKept)
 
 	scratch []byte   // encoding buffer, reused between records
 	splices []splice // the large entries of the record in scratch
@@ -152,6 +153,7 @@ type pendingCheckpoint struct {
 type segment struct {
 	seq  uint64
 	size int64 // bytes in the file, buffered ones included
+	kept int64 // bytes its records' groups kept elsewhere (Persist.KeptBytes)
 	// groups holds, for every group with a record in the file, the highest
 	// raft index those records mention (entries, snapshots, checkpoints).
 	// A group that only wrote hard states is present with index 0.
@@ -308,7 +310,7 @@ func (w *WAL) forgetWritten(group uint64, seg *segment) {
 // with the splices' data inserted (encodeRecord): that data goes to the OS
 // now, after what is buffered, and the rest is buffered.
 func (w *WAL) write(rec []byte, splices []splice, group, index uint64) error {
-	if w.current().size >= w.opts.SegmentBytes {
+	if seg := w.current(); seg.size+seg.kept >= w.opts.SegmentBytes {
 		if err := w.roll(); err != nil {
 			return err
 		}
@@ -346,6 +348,13 @@ func (w *WAL) write(rec []byte, splices []splice, group, index uint64) error {
 	w.appended++
 	w.metrics.addBytes(size)
 	return nil
+}
+
+// countKept adds n bytes, which a group kept in its own log in place of the
+// record just appended, to the current file's weight and the WAL's.
+func (w *WAL) countKept(n int64) {
+	w.current().kept += n
+	w.kept += n
 }
 
 // Commit makes every record appended so far reach the OS and, when sync is
