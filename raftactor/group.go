@@ -78,14 +78,14 @@ type durable struct {
 	appliedBytes uint64 // entry bytes applied since the last snapshot
 	snapIndex    uint64
 	incarnations uint64
-	pending      []*inflight   // the Persists sent and not yet durable, oldest first
+	pending      []*inflight // the Persists sent and not yet durable, oldest first
 	// A LogKeeper's writes: how many Keeps there were, how many are synced,
 	// and whether a Sync runs.
 	keeper      LogKeeper
 	kept        uint64
 	keptSynced  uint64
 	keptSyncing bool
-	sub          *subscription // the group's Ticker subscription, once a numbered Tick named it
+	sub         *subscription // the group's Ticker subscription, once a numbered Tick named it
 }
 
 // NewProducer validates cfg, loads the recovered state into the group's

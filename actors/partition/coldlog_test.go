@@ -9,8 +9,8 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 )
 
-// replica is a Machine driven the way its raft group drives it, with the
-// entries it applied kept as the WAL would keep them.
+// replica is a Machine driven the way its raft group drives it (each entry
+// kept, then applied), with the entries it applied as raft holds them.
 type replica struct {
 	t   *testing.T
 	m   *Machine
@@ -41,6 +41,9 @@ func (r *replica) step(e *pb.Entry) {
 		r.m.KeepEntry(e)
 		r.m.ApplyConfChange(e.GetIndex(), e.GetTerm(), nil, r.confs[e.GetIndex()])
 		return
+	}
+	if _, err := r.m.Keep([]*pb.Entry{e}); err != nil {
+		r.t.Fatal(err)
 	}
 	r.m.Apply(e.GetIndex(), e.GetTerm(), e.GetData())
 }

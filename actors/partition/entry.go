@@ -17,6 +17,7 @@ const (
 	entryRawBatch byte = 0 // no type byte: the entry is the batch
 	entryBatch    byte = 1 // body: one stamped record batch
 	entryLogStart byte = 2 // body: 8-byte big-endian new log start offset, then optionally the boundary (logStartBody)
+	entryKept     byte = 3 // body: keptRef; in the WAL only, for a batch the segment holds
 )
 
 // maxRawBatchOffset bounds the base offsets of batches proposed without a
@@ -54,6 +55,42 @@ func logStartBody(b []byte) (offset int64, boundary entryID, ok bool) {
 		ok = true
 	}
 	return offset, boundary, ok
+}
+
+// keptRef is what the WAL holds of a batch entry whose batch the partition
+// keeps in its segments (Machine.Keep): enough to tell, at recovery, that
+// the batch the segment holds under the entry's raft index is the one.
+type keptRef struct {
+	base int64
+	size uint32
+	crc  uint32
+}
+
+const keptEntrySize = 1 + 8 + 4 + 4
+
+func refOf(h BatchHeader) keptRef {
+	return keptRef{base: h.BaseOffset, size: uint32(h.Size()), crc: h.CRC}
+}
+
+func (r keptRef) entry() []byte {
+	e := make([]byte, keptEntrySize)
+	e[0] = entryKept
+	binary.BigEndian.PutUint64(e[1:], uint64(r.base))
+	binary.BigEndian.PutUint32(e[9:], r.size)
+	binary.BigEndian.PutUint32(e[13:], r.crc)
+	return e
+}
+
+// keptRefOf decodes a kept entry; ok is false for any other entry.
+func keptRefOf(data []byte) (keptRef, bool) {
+	if len(data) != keptEntrySize || data[0] != entryKept {
+		return keptRef{}, false
+	}
+	return keptRef{
+		base: int64(binary.BigEndian.Uint64(data[1:])),
+		size: binary.BigEndian.Uint32(data[9:]),
+		crc:  binary.BigEndian.Uint32(data[13:]),
+	}, true
 }
 
 // decodeEntry splits an entry into its type and body. A batch without its

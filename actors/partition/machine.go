@@ -1,6 +1,7 @@
 package partition
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,6 +62,9 @@ type MachineOptions struct {
 	Now func() time.Time
 	// Metrics records how long produced batches take (nil: nothing).
 	Metrics *Metrics
+	// NoFsync: the broker runs with fsync off (storage.fsync: false), so
+	// Sync does not sync the segments either.
+	NoFsync bool
 }
 
 // EpochStart is one entry of the leader-epoch cache: the first offset
@@ -127,6 +131,7 @@ type Machine struct {
 	view      atomic.Pointer[View]
 
 	lastAppliedTerm uint64
+	discarded       bool // Discard ran: the next Restore is a leader's snapshot
 	ticks           uint64
 	side            map[uint64]*pb.Entry // applied entries without a batch (coldlog.go)
 	appliedIndex    uint64
@@ -254,9 +259,8 @@ func (m *Machine) Apply(index, term uint64, data []byte) {
 	}
 	switch typ {
 	case entryBatch:
-		// The header only: Log.Append verifies the whole batch (CRC
-		// included) — except on the leader for a batch of its own term,
-		// which it verified when it was produced.
+		// Keep wrote (and verified) the batch when raft persisted it:
+		// applying it makes it visible.
 		if len(body) < BatchHeaderSize {
 			panic(fmt.Sprintf("partition %s/%d: entry %d: %d-byte batch", m.o.Topic, m.o.Partition, index, len(body)))
 		}
@@ -264,17 +268,11 @@ func (m *Machine) Apply(index, term uint64, data []byte) {
 		if h.BaseOffset != m.log.LogEnd() {
 			panic(fmt.Sprintf("partition %s/%d: entry %d: batch at offset %d, log ends at %d", m.o.Topic, m.o.Partition, index, h.BaseOffset, m.log.LogEnd()))
 		}
+		if _, err := m.log.Commit(index); err != nil {
+			panic(fmt.Sprintf("partition %s/%d: commit entry %d: %v", m.o.Topic, m.o.Partition, index, err))
+		}
 		key := batchKey{term, h.BaseOffset}
 		in, mine := m.inflight[key]
-		var err error
-		if mine {
-			err = m.log.AppendVerified(body, h, index, term)
-		} else {
-			err = m.log.Append(body, index, term)
-		}
-		if err != nil {
-			panic(fmt.Sprintf("partition %s/%d: append entry %d: %v", m.o.Topic, m.o.Partition, index, err))
-		}
 		m.producers.Applied(h, h.BaseOffset)
 		if epoch := h.PartitionLeaderEpoch; len(m.epochs) == 0 || epoch > m.epochs[len(m.epochs)-1].Epoch {
 			m.epochs = append(append([]EpochStart(nil), m.epochs...), EpochStart{Epoch: epoch, StartOffset: h.BaseOffset})
@@ -349,17 +347,28 @@ func (m *Machine) Restore(snap *pb.Snapshot) error {
 	} else {
 		cp.LogStart, cp.LogEnd = m.log.LogStart(), m.log.LogStart()
 	}
+	leaders := m.discarded
+	m.discarded = false
 	switch {
-	case m.log.LogEnd() < cp.LogEnd:
+	case m.log.WrittenEnd() < cp.LogEnd:
 		// A snapshot from the leader for a replica behind its retention;
 		// at local recovery this would mean flushed segments were lost.
-		m.o.Log.Warn().Int64("log_end", m.log.LogEnd()).Int64("snapshot_log_end", cp.LogEnd).
+		m.o.Log.Warn().Int64("log_end", m.log.WrittenEnd()).Int64("snapshot_log_end", cp.LogEnd).
 			Uint64("snapshot_index", snap.GetMetadata().GetIndex()).Msg("partition log restarts at the snapshot's end")
 		if err := m.log.Reset(cp.LogEnd); err != nil {
 			return err
 		}
-	default:
+	case leaders:
+		// Discard left only what was applied, which agrees with the
+		// leader's log up to the snapshot's end.
 		if err := m.log.TruncateTo(cp.LogEnd); err != nil {
+			return err
+		}
+	default:
+		// The local checkpoint: what follows it in the segments is the
+		// raft log after it, which raft replays (Recover sorted out what
+		// a crash left).
+		if err := m.log.SetHighWatermark(cp.LogEnd); err != nil {
 			return err
 		}
 	}
@@ -393,6 +402,128 @@ func (m *Machine) Restore(snap *pb.Snapshot) error {
 	m.pruneSide(snap.GetMetadata().GetIndex(), m.log.LogStart() > 0)
 	m.publish(nil)
 	return nil
+}
+
+// Keep implements raftactor.LogKeeper: the segments are the partition's
+// raft log. Each batch entry's batch is written into the log's tail now,
+// when raft persists it, and the WAL gets a reference; Apply then only
+// moves the high watermark. A batch this leader produced in this term was
+// verified then; any other is verified here.
+func (m *Machine) Keep(ents []*pb.Entry) ([]*pb.Entry, error) {
+	// A new leader's entries replace this follower's conflicting ones.
+	if err := m.log.TruncateRaft(ents[0].GetIndex()); err != nil {
+		return nil, fmt.Errorf("partition %s/%d: %w", m.o.Topic, m.o.Partition, err)
+	}
+	out := ents
+	for i, e := range ents {
+		if e.GetType() != pb.EntryNormal || len(e.GetData()) == 0 {
+			continue
+		}
+		typ, body, err := decodeEntry(e.GetData())
+		if err != nil {
+			return nil, fmt.Errorf("partition %s/%d: entry %d: %w", m.o.Topic, m.o.Partition, e.GetIndex(), err)
+		}
+		if typ != entryBatch {
+			continue
+		}
+		if len(body) < BatchHeaderSize {
+			return nil, fmt.Errorf("partition %s/%d: entry %d: %d-byte batch", m.o.Topic, m.o.Partition, e.GetIndex(), len(body))
+		}
+		h := decodeHeader(body)
+		if _, mine := m.inflight[batchKey{e.GetTerm(), h.BaseOffset}]; mine {
+			err = m.log.AppendVerified(body, h, e.GetIndex(), e.GetTerm())
+		} else {
+			h, err = ParseBatch(body)
+			if err == nil {
+				err = m.log.AppendVerified(body, h, e.GetIndex(), e.GetTerm())
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("partition %s/%d: keep entry %d: %w", m.o.Topic, m.o.Partition, e.GetIndex(), err)
+		}
+		if &out[0] == &ents[0] {
+			out = slices.Clone(ents)
+		}
+		out[i] = &pb.Entry{Index: e.Index, Term: e.Term, Type: e.Type, Data: refOf(h).entry()}
+	}
+	return out, nil
+}
+
+// Sync implements raftactor.LogKeeper.
+func (m *Machine) Sync() error {
+	if m.o.NoFsync {
+		return nil
+	}
+	if err := m.log.Sync(); err != nil {
+		return fmt.Errorf("sync partition log: %w", err)
+	}
+	return nil
+}
+
+// Discard implements raftactor.LogKeeper: the log's tail goes, and the
+// next Restore, the leader's snapshot, starts from what was applied.
+func (m *Machine) Discard() error {
+	m.discarded = true
+	return m.log.TruncateTo(m.log.LogEnd())
+}
+
+// Recover implements raftactor.LogKeeper. Each batch entry the WAL gave back
+// must find its batch in the segments under its raft index and term: a
+// reference is replaced by the batch, and a whole batch (a WAL written
+// before the segments were the raft log) is written there if it is missing.
+// The first reference without its batch ends the entries that count; the
+// segments' tail after the last entry that counts is cut.
+func (m *Machine) Recover(ents []*pb.Entry) ([]*pb.Entry, error) {
+	wrote := false
+	n := 0
+	for ; n < len(ents); n++ {
+		e := ents[n]
+		if e.GetType() != pb.EntryNormal || len(e.GetData()) == 0 {
+			continue
+		}
+		if r, ok := keptRefOf(e.GetData()); ok {
+			batch, term, err := m.log.EntryByRaftIndex(e.GetIndex())
+			if err != nil && !errors.Is(err, ErrRaftIndexNotInLog) {
+				return nil, fmt.Errorf("partition %s/%d: entry %d: %w", m.o.Topic, m.o.Partition, e.GetIndex(), err)
+			}
+			if err != nil || term != e.GetTerm() || len(batch) < BatchHeaderSize || refOf(decodeHeader(batch)) != r {
+				m.o.Log.Warn().Uint64("index", e.GetIndex()).Int64("offset", r.base).Int("entries_dropped", len(ents)-n).
+					Msg("the segments lack a persisted entry's batch (a crash before its sync); dropping it and the entries after it")
+				break
+			}
+			ents[n] = &pb.Entry{Index: e.Index, Term: e.Term, Type: e.Type, Data: batchEntry(batch)}
+			continue
+		}
+		typ, body, err := decodeEntry(e.GetData())
+		if err != nil || typ != entryBatch {
+			continue // a side entry, all in the WAL; Apply judges it
+		}
+		have, term, err := m.log.EntryByRaftIndex(e.GetIndex())
+		if err == nil && term == e.GetTerm() && bytes.Equal(have, body) {
+			continue
+		}
+		if err := m.log.TruncateRaft(e.GetIndex()); err != nil {
+			return nil, fmt.Errorf("partition %s/%d: %w", m.o.Topic, m.o.Partition, err)
+		}
+		if err := m.log.Append(body, e.GetIndex(), e.GetTerm()); err != nil {
+			return nil, fmt.Errorf("partition %s/%d: rewrite entry %d: %w", m.o.Topic, m.o.Partition, e.GetIndex(), err)
+		}
+		wrote = true
+	}
+	ents = ents[:n]
+	last := m.appliedIndex
+	if n > 0 {
+		last = ents[n-1].GetIndex()
+	}
+	if err := m.log.TruncateRaft(last + 1); err != nil {
+		return nil, fmt.Errorf("partition %s/%d: %w", m.o.Topic, m.o.Partition, err)
+	}
+	if wrote {
+		if err := m.Sync(); err != nil {
+			return nil, err
+		}
+	}
+	return ents, nil
 }
 
 // Receive implements raftactor.Extension.

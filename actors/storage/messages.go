@@ -24,7 +24,7 @@ type Persist struct {
 	// were written here, so that checkpoints, which bound what recovery
 	// replays, come as often as if they were.
 	KeptBytes int64
-	ReplyTo     *actor.PID
+	ReplyTo   *actor.PID
 }
 
 // Persisted answers a Persist. Err is set when the write failed; the group

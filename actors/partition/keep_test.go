@@ -1,0 +1,304 @@
+package partition
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// batchEntryAt is the entry at raft index of a batch stamped, as a leader of
+// term would, at offset; it returns the offset after it too.
+func batchEntryAt(t *testing.T, offset int64, index, term uint64, s spec) (*pb.Entry, int64) {
+	t.Helper()
+	b := mkBatch(t, s)
+	SetBaseOffset(b, offset)
+	SetPartitionLeaderEpoch(b, int32(term))
+	h, err := ParseBatch(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &pb.Entry{Index: new(index), Term: new(term), Type: pb.EntryNormal.Enum(), Data: b}, h.NextOffset()
+}
+
+// keptEntries makes n batch entries from the replica's written end on.
+func keptEntries(t *testing.T, r *replica, from uint64, term uint64, n, valueSize int) []*pb.Entry {
+	t.Helper()
+	off := r.m.log.WrittenEnd()
+	var ents []*pb.Entry
+	for i := range n {
+		var e *pb.Entry
+		e, off = batchEntryAt(t, off, from+uint64(i), term, spec{records: 2, valueSize: valueSize})
+		ents = append(ents, e)
+	}
+	return ents
+}
+
+func mustKeep(t *testing.T, m *Machine, ents []*pb.Entry) []*pb.Entry {
+	t.Helper()
+	wal, err := m.Keep(ents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(wal) != len(ents) {
+		t.Fatalf("Keep returned %d entries for %d", len(wal), len(ents))
+	}
+	return wal
+}
+
+func readAll(t *testing.T, l *Log) []byte {
+	t.Helper()
+	var out []byte
+	for off := l.LogStart(); off < l.LogEnd(); {
+		b, err := l.Read(off, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rest := b; len(rest) > 0; {
+			h := decodeHeader(rest)
+			off = h.NextOffset()
+			rest = rest[h.Size():]
+		}
+		out = append(out, b...)
+	}
+	return out
+}
+
+func bootstrapped(t *testing.T, dir string) *replica {
+	t.Helper()
+	r := newReplica(t, dir)
+	for range 3 {
+		r.confChange(1)
+	}
+	r.empty(1)
+	return r
+}
+
+// TestKeepWritesApplyPublishes: Keep writes the batches into the segments
+// and gives the WAL references; nothing is visible until Apply, which
+// publishes each batch in turn.
+func TestKeepWritesApplyPublishes(t *testing.T) {
+	r := bootstrapped(t, t.TempDir())
+	base := r.m.log.LogEnd()
+	ents := keptEntries(t, r, r.next(), 1, 3, 50)
+	wal := mustKeep(t, r.m, ents)
+	for i, e := range wal {
+		ref, ok := keptRefOf(e.GetData())
+		if !ok || e.GetIndex() != ents[i].GetIndex() || e.GetTerm() != ents[i].GetTerm() {
+			t.Fatalf("WAL entry %d is %x, want a reference to entry %d", i, e.GetData(), ents[i].GetIndex())
+		}
+		if h := decodeHeader(ents[i].GetData()); ref != refOf(h) {
+			t.Fatalf("reference %+v, want %+v", ref, refOf(h))
+		}
+	}
+	if err := r.m.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.m.log.LogEnd(); got != base || r.m.View().HighWatermark != base {
+		t.Fatalf("kept, not applied: high watermark %d (view %d), want %d", got, r.m.View().HighWatermark, base)
+	}
+	var want []byte
+	for _, e := range ents {
+		r.m.Apply(e.GetIndex(), e.GetTerm(), e.GetData())
+		want = append(want, e.GetData()...)
+		h := decodeHeader(e.GetData())
+		if got := r.m.View().HighWatermark; got != h.NextOffset() {
+			t.Fatalf("applied entry %d: high watermark %d, want %d", e.GetIndex(), got, h.NextOffset())
+		}
+	}
+	if got := readAll(t, r.m.log)[len(readAll(t, r.m.log))-len(want):]; !bytes.Equal(got, want) {
+		t.Fatal("the log does not hold the applied batches as kept")
+	}
+}
+
+// TestKeepReplacesConflictingSuffix: entries a new leader sends from index i
+// replace what the follower kept at i and above; what was applied stays.
+func TestKeepReplacesConflictingSuffix(t *testing.T) {
+	r := bootstrapped(t, t.TempDir())
+	first := r.next()
+	old := keptEntries(t, r, first, 1, 3, 50)
+	mustKeep(t, r.m, old)
+	r.m.Apply(old[0].GetIndex(), old[0].GetTerm(), old[0].GetData())
+
+	// The new leader of term 2 has other entries from first+1 on.
+	newer := keptEntries(t, r, first+1, 2, 1, 80) // stamped at the written end: wrong offset
+	if _, err := r.m.Keep(newer); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.m.log.WrittenEnd(), decodeHeader(newer[0].GetData()).NextOffset(); got == want {
+		t.Fatal("the test shows nothing: the new entry was stamped past the old suffix")
+	}
+	at := decodeHeader(old[0].GetData()).NextOffset()
+	newer = nil
+	for i := range 2 {
+		var e *pb.Entry
+		e, at = batchEntryAt(t, at, first+1+uint64(i), 2, spec{records: 3, valueSize: 80})
+		newer = append(newer, e)
+	}
+	mustKeep(t, r.m, newer)
+	for _, e := range newer {
+		r.m.Apply(e.GetIndex(), e.GetTerm(), e.GetData())
+	}
+	if got := r.m.log.LogEnd(); got != at {
+		t.Fatalf("high watermark %d after the new leader's entries, want %d", got, at)
+	}
+	for _, e := range newer {
+		b, term, err := r.m.log.EntryByRaftIndex(e.GetIndex())
+		if err != nil || term != 2 || !bytes.Equal(b, e.GetData()) {
+			t.Fatalf("entry %d: term %d err %v; want the new leader's batch", e.GetIndex(), term, err)
+		}
+	}
+	// Applied entries are never replaced.
+	if _, err := r.m.Keep([]*pb.Entry{newer[0]}); err == nil {
+		t.Fatal("Keep replaced an applied entry")
+	}
+}
+
+// TestRecoverResolvesReferences: after a restart the WAL's references get
+// their batches back from the segments; the first one whose batch is not
+// there (lost before its sync) ends what counts, and the segments' tail
+// after it is cut.
+func TestRecoverResolvesReferences(t *testing.T) {
+	dir := t.TempDir()
+	r := bootstrapped(t, dir)
+	applied := keptEntries(t, r, r.next(), 1, 2, 50)
+	mustKeep(t, r.m, applied)
+	for _, e := range applied {
+		r.m.Apply(e.GetIndex(), e.GetTerm(), e.GetData())
+	}
+	cp, index := mustSnapshot(t, r.m), r.m.appliedIndex
+	if err := r.m.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	tail := keptEntries(t, r, index+1, 1, 4, 60)
+	wal := mustKeep(t, r.m, tail)
+	if err := r.m.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	cases := []struct {
+		name string
+		wal  func() []*pb.Entry
+		want int // entries that count
+	}{
+		{"all there", func() []*pb.Entry { return cloneEntries(wal) }, 4},
+		{"last reference beyond the segments", func() []*pb.Entry {
+			lost := &pb.Entry{Index: new(index + 5), Term: new(uint64(1)), Type: pb.EntryNormal.Enum(),
+				Data: keptRef{base: decodeHeader(tail[3].GetData()).NextOffset(), size: 100, crc: 1}.entry()}
+			return append(cloneEntries(wal), lost)
+		}, 4},
+		{"a reference to another term's batch", func() []*pb.Entry {
+			w := cloneEntries(wal)
+			w[2] = &pb.Entry{Index: w[2].Index, Term: new(uint64(2)), Type: w[2].Type, Data: w[2].GetData()}
+			return w
+		}, 2},
+		{"a reference that disagrees with the batch", func() []*pb.Entry {
+			w := cloneEntries(wal)
+			ref, _ := keptRefOf(w[1].GetData())
+			ref.crc++
+			w[1] = &pb.Entry{Index: w[1].Index, Term: w[1].Term, Type: w[1].Type, Data: ref.entry()}
+			return w
+		}, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := t.TempDir()
+			copyDir(t, dir, d)
+			again := newReplica(t, d)
+			if err := again.m.Restore(&pb.Snapshot{Data: cp, Metadata: &pb.SnapshotMetadata{Index: new(index), Term: new(uint64(1))}}); err != nil {
+				t.Fatal(err)
+			}
+			got, err := again.m.Recover(c.wal())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != c.want {
+				t.Fatalf("Recover kept %d entries, want %d", len(got), c.want)
+			}
+			end := decodeHeader(applied[1].GetData()).NextOffset()
+			for i, e := range got {
+				typ, body, err := decodeEntry(e.GetData())
+				if err != nil || typ != entryBatch || !bytes.Equal(body, tail[i].GetData()) {
+					t.Fatalf("recovered entry %d is not the kept batch (type %d, err %v)", e.GetIndex(), typ, err)
+				}
+				end = decodeHeader(body).NextOffset()
+			}
+			if w := again.m.log.WrittenEnd(); w != end {
+				t.Fatalf("written end %d after Recover, want %d: the tail after the last entry that counts stays", w, end)
+			}
+			for _, e := range got {
+				again.m.Apply(e.GetIndex(), e.GetTerm(), e.GetData())
+			}
+			if hw := again.m.log.LogEnd(); hw != end {
+				t.Fatalf("high watermark %d after replay, want %d", hw, end)
+			}
+		})
+	}
+}
+
+// TestRecoverRewritesWholeBatches: a WAL written before the segments were
+// the raft log holds whole batches; those the segments lack are written.
+func TestRecoverRewritesWholeBatches(t *testing.T) {
+	dir := t.TempDir()
+	r := bootstrapped(t, dir)
+	cp, index := mustSnapshot(t, r.m), r.m.appliedIndex
+	if err := r.m.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ents := keptEntries(t, r, index+1, 1, 3, 40)
+	mustKeep(t, r.m, ents[:1]) // the segments have only the first
+	if err := r.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again := newReplica(t, dir)
+	if err := again.m.Restore(&pb.Snapshot{Data: cp, Metadata: &pb.SnapshotMetadata{Index: new(index), Term: new(uint64(1))}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := again.m.Recover(cloneEntries(ents))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("Recover kept %d whole batches, want 3", len(got))
+	}
+	for _, e := range got {
+		again.m.Apply(e.GetIndex(), e.GetTerm(), e.GetData())
+	}
+	for _, e := range ents {
+		b, _, err := again.m.log.EntryByRaftIndex(e.GetIndex())
+		if err != nil || !bytes.Equal(b, e.GetData()) {
+			t.Fatalf("entry %d not in the segments after Recover: %v", e.GetIndex(), err)
+		}
+	}
+	if _, err := again.m.log.EntryByRaftIndex(index + 4); !errors.Is(err, ErrRaftIndexNotInLog) {
+		t.Fatalf("entry after the WAL's last: %v", err)
+	}
+}
+
+func cloneEntries(ents []*pb.Entry) []*pb.Entry {
+	return append([]*pb.Entry(nil), ents...)
+}
+
+// copyDir copies the files of a partition directory.
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	des, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range des {
+		b, err := os.ReadFile(filepath.Join(from, de.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, de.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
