@@ -272,6 +272,9 @@ func (m *Machine) Apply(index, term uint64, data []byte) {
 		} else {
 			err = m.log.Append(body, index, term)
 		}
+		if err == nil {
+			_, err = m.log.Commit(index)
+		}
 		if err != nil {
 			panic(fmt.Sprintf("partition %s/%d: append entry %d: %v", m.o.Topic, m.o.Partition, index, err))
 		}
