@@ -173,7 +173,7 @@ type Log struct {
 	// batches of the segment that holds hw (the last segment whose base is
 	// at or below it), which readers see as the last segment.
 	hw         int64
-	tail       []tailBatch
+	tail       tailQueue
 	hwMaxTs    int64
 	hwMaxTsRel uint32
 
@@ -209,6 +209,39 @@ type tailBatch struct {
 	base  int64
 	maxTs int64
 }
+
+// tailQueue holds the batches above the high watermark, in order. Its array
+// is reused once it drains, so that appending and committing allocate
+// nothing in the steady state.
+type tailQueue struct {
+	b    []tailBatch
+	head int
+}
+
+func (q *tailQueue) batches() []tailBatch { return q.b[q.head:] }
+
+func (q *tailQueue) push(t tailBatch) { q.b = append(q.b, t) }
+
+// pop drops the first batch.
+func (q *tailQueue) pop() {
+	q.head++
+	switch {
+	case q.head == len(q.b):
+		q.b, q.head = q.b[:0], 0
+	case q.head >= 1024 && 2*q.head >= len(q.b):
+		n := copy(q.b, q.b[q.head:])
+		q.b, q.head = q.b[:n], 0
+	}
+}
+
+// cut drops the batches at or above offset.
+func (q *tailQueue) cut(offset int64) {
+	t := q.batches()
+	q.b = q.b[:q.head+sort.Search(len(t), func(j int) bool { return t[j].base >= offset })]
+}
+
+// reset replaces the batches.
+func (q *tailQueue) reset(b []tailBatch) { q.b, q.head = b, 0 }
 
 // activeSegment is the appender's state of the segment being written.
 type activeSegment struct {
@@ -432,7 +465,7 @@ func (l *Log) appendParsed(batch []byte, h BatchHeader, raftIndex, raftTerm uint
 		return l.fail(err)
 	}
 	l.lastRaft = raftIndex
-	l.tail = append(l.tail, tailBatch{base: h.BaseOffset, maxTs: h.MaxTimestamp})
+	l.tail.push(tailBatch{base: h.BaseOffset, maxTs: h.MaxTimestamp})
 	l.publish()
 	return nil
 }
@@ -466,13 +499,14 @@ func (l *Log) Commit(raftIndex uint64) (int64, error) {
 // advance moves the high watermark past the batch k of sv, which starts at
 // it.
 func (l *Log) advance(sv *segView, k int) {
-	if len(l.tail) == 0 || l.tail[0].base != l.hw {
+	t := l.tail.batches()
+	if len(t) == 0 || t[0].base != l.hw {
 		panic(fmt.Sprintf("partition log %s: uncommitted batches out of step at the high watermark %d", l.opts.Dir, l.hw))
 	}
-	if ts := l.tail[0].maxTs; ts > l.hwMaxTs {
+	if ts := t[0].maxTs; ts > l.hwMaxTs {
 		l.hwMaxTs, l.hwMaxTsRel = ts, lastRelOf(sv.dense, k, sv.endRel())
 	}
-	l.tail = l.tail[1:]
+	l.tail.pop()
 	l.hw = sv.lastOffset(k) + 1
 	if l.hw == sv.end && sv.seg != l.act.seg {
 		// The mark is now the next segment's base: none of it is committed.

@@ -517,3 +517,58 @@ func TestMaxTimestampAtTheMark(t *testing.T) {
 		t.Fatalf("the active segment starts at %d: too few rolls", l.act.seg.base)
 	}
 }
+
+// TestTailQueue drives the queue of uncommitted batches through long runs
+// of pushes, pops (past its compaction point) and cuts against a plain
+// slice.
+func TestTailQueue(t *testing.T) {
+	var q tailQueue
+	var want []tailBatch
+	next := int64(0)
+	check := func(what string) {
+		t.Helper()
+		got := q.batches()
+		if len(got) != len(want) || (len(got) > 0 && (got[0] != want[0] || got[len(got)-1] != want[len(want)-1])) {
+			t.Fatalf("%s: queue holds %d batches, want %d", what, len(got), len(want))
+		}
+		if q.head > 1024 && 2*q.head > len(q.b) {
+			t.Fatalf("%s: %d popped batches kept in front of %d", what, q.head, len(q.b)-q.head)
+		}
+	}
+	push := func(n int) {
+		for range n {
+			b := tailBatch{base: next, maxTs: next * 7 % 13}
+			next += 1 + next%3
+			q.push(b)
+			want = append(want, b)
+			check("push")
+		}
+	}
+	pop := func(n int) {
+		for range n {
+			q.pop()
+			want = want[1:]
+			check("pop")
+		}
+	}
+	cut := func(k int) {
+		offset := want[k].base
+		q.cut(offset)
+		want = want[:k]
+		check("cut")
+	}
+	push(3000)
+	pop(2500) // compacts
+	push(100)
+	cut(400)
+	pop(300)
+	push(2000)
+	pop(2100) // drains
+	if cap(q.b) == 0 || q.head != 0 {
+		t.Fatalf("drained queue: head %d, capacity %d", q.head, cap(q.b))
+	}
+	push(5)
+	cut(0)
+	push(5)
+	check("end")
+}

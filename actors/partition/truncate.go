@@ -93,11 +93,11 @@ func (l *Log) cut(all *segList, i, k int) error {
 	}
 	end := l.act.end
 	if l.hw >= end {
-		l.hw, l.tail = end, nil
+		l.hw = end
+		l.tail.reset(nil)
 		l.hwMaxTs, l.hwMaxTsRel = l.act.ix.maxTs, l.act.ix.maxTsRel
 	} else {
-		n := sort.Search(len(l.tail), func(j int) bool { return l.tail[j].base >= end })
-		l.tail = l.tail[:n]
+		l.tail.cut(end)
 	}
 	l.publish()
 	l.log.Info().Str("dir", l.opts.Dir).Int64("offset", end).Int64("high_watermark", l.hw).
@@ -281,7 +281,8 @@ func (l *Log) SetHighWatermark(offset int64) error {
 		}
 		k = 0
 	}
-	l.hw, l.tail, l.hwMaxTs, l.hwMaxTsRel = offset, tail, x.maxTs, x.maxTsRel
+	l.hw, l.hwMaxTs, l.hwMaxTsRel = offset, x.maxTs, x.maxTsRel
+	l.tail.reset(tail)
 	l.publish()
 	l.log.Info().Str("dir", l.opts.Dir).Int64("high_watermark", offset).Int64("written_end", l.act.end).
 		Msg("set high watermark")
@@ -329,7 +330,8 @@ func (l *Log) Reset(offset int64) error {
 	l.syncMu.Unlock()
 	l.setSealed(nil)
 	l.act, l.start, l.lastRaft = a, offset, 0
-	l.hw, l.tail, l.hwMaxTs, l.hwMaxTsRel = offset, nil, noTimestamp, 0
+	l.hw, l.hwMaxTs, l.hwMaxTsRel = offset, noTimestamp, 0
+	l.tail.reset(nil)
 	l.publish()
 	l.log.Info().Str("dir", l.opts.Dir).Int64("offset", offset).Int("deleted_segments", all.numSegments()).
 		Msg("reset log")
