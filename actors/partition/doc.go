@@ -28,9 +28,9 @@ entry of its own term. Every waiter fails with NOT_LEADER_OR_FOLLOWER when
 leadership or the term changes. Apply never rejects and never reads the
 clock; a batch whose offset is not the log end halts the partition loudly
 (its actor panics, restarts from the checkpoint, and is stopped by its
-supervisor if it happens again). The log holds only committed, applied
-batches, so the high watermark is its end; Fetch reads it through the
-published View without messaging the actor.
+supervisor if it happens again). Readers see only committed, applied
+batches: Fetch reads up to the log's high watermark through the published
+View without messaging the actor.
 
 The replica manager (kind "partitions", name "partitions") compares the
 controller's applied assignments with the replicas it runs every other tick,
@@ -58,17 +58,33 @@ raft.Storage read any applied entry back from the segments
 read from disk, and keeps the segment format able to serve as the Raft log
 itself.
 
-The contract with the Raft side:
+The segments are the partition's Raft log: a batch is written into them
+when Raft persists its entry, before it is committed, and becomes visible
+to readers when it is applied. The contract with the Raft side:
 
- 1. Append is called with every committed batch, in log order, from one
-    goroutine, with the entry's Raft index and term. It asserts base offset
-    == LogEnd() and an increasing Raft index; a failure means the state
+ 1. Append is called with every batch Raft persists, in log order, from one
+    goroutine, with the entry's Raft index and term; it writes at the
+    written end (WrittenEnd), above the high watermark, where readers do
+    not see it. It asserts base offset == WrittenEnd() and an increasing
+    Raft index. When Raft overwrites a conflicting suffix, TruncateRaft
+    removes the batches from that index on; it never removes a committed
+    one. Commit is called with each batch as it is applied, in order: the
+    batch at the high watermark must be that entry's, and the high
+    watermark (LogEnd) moves past it. Any of these failing means the state
     machine diverged and the partition must halt. Append never syncs.
- 2. Flush makes everything appended before it durable and records a
-    recovery point. A checkpoint must only name what a Flush covered.
- 3. On restart, Open recovers the files (torn tails are cut, derived
-    indexes rebuilt), then the partition calls TruncateTo(checkpointed log
-    end) and AdvanceLogStart(checkpointed log start) and replays its WAL.
+ 2. Sync makes everything appended before it durable, each batch with its
+    Raft index; the persist of the entries is acknowledged only after it.
+    Flush does as much and more (index files, a recovery point) for a
+    checkpoint, which must only name what a Flush covered.
+ 3. On restart, Open recovers the files (torn tails are cut, a batch
+    without its Raft index entry among them; derived indexes rebuilt) and
+    keeps every batch it recovered, the uncommitted tail included, all of
+    it visible. The partition then calls SetHighWatermark(checkpointed log
+    end) and AdvanceLogStart(checkpointed log start); the batches above
+    the checkpoint are uncommitted again, their entries are read back with
+    EntryByRaftIndex, and Raft commits or truncates them. TruncateTo cuts
+    the log back to an offset for a checkpoint that the log passed but
+    must not keep.
  4. The log start moves only through AdvanceLogStart, applied from a Raft
     proposal (retention via RetentionPoint, DeleteRecords), so all replicas
     agree. A replica that installs a snapshot beyond its log calls Reset.

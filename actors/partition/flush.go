@@ -3,9 +3,98 @@ package partition
 import (
 	"errors"
 	"fmt"
-
-	"github.com/flotilla/flotilla/actors/storage"
+	"os"
+	"path/filepath"
+	"sync"
 )
+
+// Sync makes every batch appended before it was called durable, with its
+// Raft index entry: the partition calls it before it acknowledges that it
+// persisted the entries. It fsyncs the .log and .raft files of the active
+// segment and of the segments sealed since the last Sync or Flush, and the
+// directory if segments were created or deleted since, all in parallel
+// (parallel fsyncs of small files cost about as much as one). The offset
+// and time indexes are not synced: Open rebuilds them from the .log and
+// .raft files. Sync records no recovery point: the next Open scans what
+// follows the last Flush's.
+//
+// Sync may be called from any goroutine, concurrently with the appender
+// (the partition calls it from a goroutine of its own); it holds up a
+// segment roll or a truncation only for as long as its fsyncs take. After a failed fsync the Log refuses every
+// change (ErrLogFailed), as after a failed Flush. On a closed Log it
+// returns nil if Close made everything durable, and Close's failure if not.
+func (l *Log) Sync() error {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	if p := l.failure.Load(); p != nil {
+		return *p
+	}
+	v := l.view.Load()
+	if v.closed {
+		return nil
+	}
+	files := []*os.File{v.whole.active.seg.log, v.files.raft}
+	// unsynced changes only under flushMu, which Sync holds.
+	l.syncMu.Lock()
+	for _, ps := range l.unsynced {
+		if !ps.logSynced {
+			files = append(files, ps.seg.log, ps.files.raft)
+		}
+	}
+	dirDirty := l.dirDirty
+	l.dirDirty = false
+	l.syncMu.Unlock()
+	if dirDirty {
+		d, err := os.Open(l.opts.Dir)
+		if err != nil {
+			return l.fail(fmt.Errorf("open directory %s: %w", l.opts.Dir, err))
+		}
+		defer d.Close()
+		files = append(files, d)
+	}
+	if err := l.syncFiles(files); err != nil {
+		return l.fail(err)
+	}
+	l.syncMu.Lock()
+	for i := range l.unsynced {
+		l.unsynced[i].logSynced = true
+	}
+	l.syncMu.Unlock()
+	return nil
+}
+
+// syncFiles fsyncs the files in parallel.
+func (l *Log) syncFiles(files []*os.File) error {
+	errs := make([]error, len(files))
+	sync1 := func(i int) {
+		if err := l.fsync(files[i]); err != nil {
+			errs[i] = fmt.Errorf("fsync %s: %w", filepath.Base(files[i].Name()), err)
+		}
+	}
+	var wg sync.WaitGroup
+	for i := 1; i < len(files); i++ {
+		wg.Go(func() { sync1(i) })
+	}
+	sync1(0)
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// syncDir fsyncs the Log's directory.
+func (l *Log) syncDir() error {
+	d, err := os.Open(l.opts.Dir)
+	if err != nil {
+		return fmt.Errorf("open directory %s: %w", l.opts.Dir, err)
+	}
+	err = l.fsync(d)
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fsync directory %s: %w", l.opts.Dir, err)
+	}
+	return nil
+}
 
 // Flush makes everything appended before it was called durable: the sealed
 // segments not yet synced, the active segment and its index files, and the
@@ -25,7 +114,7 @@ func (l *Log) Flush() error {
 	if v.closed {
 		return ErrClosed
 	}
-	if err := l.flushView(v, v.active.seg.base); err != nil {
+	if err := l.flushView(v, v.whole.active.seg.base); err != nil {
 		return l.fail(err)
 	}
 	return nil
@@ -37,24 +126,26 @@ func (l *Log) flushView(v *view, recoveryPoint int64) error {
 	if err := l.syncPending(func(pendingSync) bool { return true }); err != nil {
 		return err
 	}
-	if err := errors.Join(v.active.seg.log.Sync(), v.files.sync()); err != nil {
-		return fmt.Errorf("sync segment %s: %w", v.active.seg.name(), err)
+	if err := errors.Join(l.fsync(v.whole.active.seg.log), v.files.sync(l.fsync)); err != nil {
+		return fmt.Errorf("sync segment %s: %w", v.whole.active.seg.name(), err)
 	}
 	l.syncMu.Lock()
 	dirDirty := l.dirDirty
 	l.dirDirty = false
 	l.syncMu.Unlock()
 	if dirDirty {
-		if err := storage.SyncDir(l.opts.Dir); err != nil {
+		if err := l.syncDir(); err != nil {
 			return err
 		}
 	}
 	return writeState(l.opts.Dir, logState{recoveryPoint: recoveryPoint, logStart: v.start})
 }
 
-// Close flushes the log, seals the active segment's time index so that the
-// next Open trusts it without scanning, and closes every file. Readers then
-// get ErrClosed. Only the appender may call it; closing twice is harmless.
+// Close flushes the log, uncommitted tail included, seals the active
+// segment's time index so that the next Open trusts it without scanning,
+// and closes every file. Readers then get ErrClosed. Only the appender may
+// call it; closing twice is harmless. A failure is kept: a later Sync
+// returns it.
 func (l *Log) Close() error {
 	if l.closed {
 		return nil
@@ -69,9 +160,12 @@ func (l *Log) Close() error {
 		l.publish()
 		err = l.flushView(l.view.Load(), l.act.end)
 	}
+	if err != nil {
+		err = l.fail(err)
+	}
 	l.gen.Add(1)
 	v := l.view.Load()
-	l.view.Store(&view{gen: l.gen.Load(), closed: true, start: v.start, end: v.end})
+	l.view.Store(&view{gen: l.gen.Load(), closed: true, start: v.start, end: v.end, written: v.written})
 	l.syncMu.Lock()
 	for _, ps := range l.unsynced {
 		ps.files.close()
@@ -100,7 +194,7 @@ func (l *Log) syncPending(want func(pendingSync) bool) error {
 	var err error
 	for _, ps := range pending {
 		if want(ps) && err == nil {
-			err = errors.Join(ps.seg.log.Sync(), ps.files.sync())
+			err = errors.Join(l.fsync(ps.seg.log), ps.files.sync(l.fsync))
 			if err != nil {
 				err = fmt.Errorf("sync segment %s: %w", ps.seg.name(), err)
 			}

@@ -125,19 +125,30 @@ type model struct {
 	term    uint64
 }
 
-// add stamps batch b at the log end, appends it with the next Raft index
-// (skipping gap indexes first, like no-op entries) and records it.
+// add stamps batch b at the written end, appends it with the next Raft
+// index (skipping gap indexes first, like no-op entries), commits it and
+// records it.
 func (m *model) add(t testing.TB, l *Log, b []byte, gap int, ts []int64) stored {
+	t.Helper()
+	s := m.write(t, l, b, gap, ts)
+	if end, err := l.Commit(s.raft); err != nil || end != s.h.NextOffset() {
+		t.Fatalf("commit raft index %d: end %d, %v; want %d", s.raft, end, err, s.h.NextOffset())
+	}
+	return s
+}
+
+// write is add without the commit: the batch stays in the uncommitted tail.
+func (m *model) write(t testing.TB, l *Log, b []byte, gap int, ts []int64) stored {
 	t.Helper()
 	b = bytes.Clone(b)
 	if m.term == 0 {
 		m.term = 1
 	}
 	m.raft += uint64(gap) + 1
-	SetBaseOffset(b, l.LogEnd())
+	SetBaseOffset(b, l.WrittenEnd())
 	SetPartitionLeaderEpoch(b, int32(m.term))
 	if err := l.Append(b, m.raft, m.term); err != nil {
-		t.Fatalf("append at %d: %v", l.LogEnd(), err)
+		t.Fatalf("append at %d: %v", l.WrittenEnd(), err)
 	}
 	h, err := ParseBatch(b)
 	if err != nil {

@@ -276,7 +276,7 @@ func TestRecoverRewritesWholeBatches(t *testing.T) {
 			t.Fatalf("entry %d not in the segments after Recover: %v", e.GetIndex(), err)
 		}
 	}
-	if _, err := again.m.log.EntryByRaftIndex(index + 4); !errors.Is(err, ErrRaftIndexNotInLog) {
+	if _, _, err := again.m.log.EntryByRaftIndex(index + 4); !errors.Is(err, ErrRaftIndexNotInLog) {
 		t.Fatalf("entry after the WAL's last: %v", err)
 	}
 }

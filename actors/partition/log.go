@@ -28,13 +28,17 @@ var (
 	ErrOffsetOutOfRange = errors.New("offset out of range")
 	// ErrRaftIndexNotInLog: no batch in the log came from that Raft entry:
 	// the entry carried no records (a leader's no-op, a conf change), is
-	// below the log start, or is above the last applied batch.
+	// below the log start, is above the last batch written, or was
+	// removed by TruncateRaft.
 	ErrRaftIndexNotInLog = errors.New("raft index not in log")
 	// ErrAppendOrder: Append was given a batch whose base offset is not the
-	// log end, or a Raft index not above the last one. The partition's
-	// state machine has diverged from its log and must halt.
+	// written end, or a Raft index not above the last one; Commit a Raft
+	// index that is not the batch's at the high watermark; TruncateRaft a
+	// Raft index whose batch is committed. The partition's state machine
+	// has diverged from its log and must halt.
 	ErrAppendOrder = errors.New("append out of order")
-	// ErrNotBatchBoundary: TruncateTo was given an offset inside a batch.
+	// ErrNotBatchBoundary: TruncateTo or SetHighWatermark was given an
+	// offset inside a batch.
 	ErrNotBatchBoundary = errors.New("offset is not a batch boundary")
 	// ErrLogFailed: an earlier write, truncation or sync failed, so what is
 	// on disk is unknown; the Log refuses every change until it is reopened.
@@ -109,31 +113,44 @@ func (l *Log) SetSegmentBytes(n int64) error {
 
 // Log is one partition's Kafka log: record batches in segment files, in
 // Kafka's layout, each with the Raft index and term of the entry that
-// carried it.
+// carried it. The segments are the partition's Raft log: a batch is written
+// when its entry is persisted and becomes visible when it is committed.
+//
+// So a Log has two ends. The written end (WrittenEnd) is where the next
+// Append goes. The high watermark (LogEnd) is the end readers see: the
+// batches below it are committed and never change; the ones between it and
+// the written end are the uncommitted tail, which Commit makes visible one
+// batch at a time, in order, and which TruncateRaft may cut when Raft
+// overwrites a conflicting suffix.
 //
 // # Concurrency
 //
 // A Log has one owner goroutine, the appender (the partition's actor). Only
-// it calls Append, TruncateTo, AdvanceLogStart, Reset, SetSegmentBytes and
-// Close.
+// it calls Append, AppendVerified, Commit, SetHighWatermark, TruncateRaft,
+// TruncateTo, AdvanceLogStart, Reset, SetSegmentBytes and Close.
 //
 // Every other method may be called from any goroutine, concurrently with
-// the appender and with each other: Read, EntryByRaftIndex, OffsetForTimestamp,
-// MaxTimestamp, LogStart, LogEnd, FirstRaftIndex, LastRaftIndex, Size,
-// RetentionPoint and Flush. None of them takes a lock except Flush, and
-// none blocks the appender, except that Flush excludes a segment roll and
-// the rare operations that delete or truncate files for as long as its
-// fsyncs take. Bytes they return are freshly allocated and the caller's.
+// the appender and with each other: Read, BatchAt, EntryByRaftIndex,
+// OffsetForTimestamp, MaxTimestamp, LogStart, LogEnd, WrittenEnd,
+// FirstRaftIndex, LastRaftIndex, Size, RetentionPoint, Sync and Flush. None
+// of them takes a lock except Sync and Flush, and none blocks the appender,
+// except that Sync and Flush exclude a segment roll and the rare operations
+// that delete or truncate files for as long as their fsyncs take. Bytes
+// they return are freshly allocated and the caller's. Sync and Flush may
+// run concurrently with each other; each excludes the other.
 //
 // Each change the appender makes is published as an immutable view: the
-// segment list, the log start and end, and each segment's size. A reader
-// loads the current view once and reads only below that view's end, so it
-// sees whole batches and never a batch that is half written. Bytes below a
-// view's end never change while the files exist, except by TruncateTo and
-// Reset; those, and the deletion of segments, first bump a generation
-// counter, and a reader that finds the generation changed after reading
-// discards what it read and starts over on the new view. So a read returns
-// exactly what the log held at one moment between its call and its return.
+// segment list, the log start, the high watermark and the written end, and
+// each segment's size. A reader loads the current view once and reads only
+// below that view's high watermark (EntryByRaftIndex: its written end), so
+// it sees whole batches and never a batch that is half written or not yet
+// committed. Bytes below a view's written end never change while the files
+// exist, except by TruncateRaft, TruncateTo and Reset; those, and the
+// deletion of segments, first bump a generation counter, and a reader that
+// finds the generation changed after reading discards what it read and
+// starts over on the new view. So a read returns exactly what the log held
+// at one moment between its call and its return; TruncateRaft never cuts
+// below the high watermark, so what a reader saw committed stays.
 type Log struct {
 	opts Options
 	log  zerolog.Logger
@@ -149,14 +166,30 @@ type Log struct {
 	lastRaft    uint64 // highest Raft index in the segments, even below the start
 	closed      bool
 
-	// flushMu serialises Flush with the appender's roll, Close and the
-	// operations that truncate or delete files, so that Flush never syncs
-	// a file that is being closed and a roll is never half seen.
+	// hw is the high watermark; tail holds the batches from it to the
+	// written end, in order, for the one thing Commit needs and cannot get
+	// without reading the file: each batch's maxTimestamp. hwMaxTs and
+	// hwMaxTsRel are the segView maxTs and maxTsRel of the committed
+	// batches of the segment that holds hw (the last segment whose base is
+	// at or below it), which readers see as the last segment.
+	hw         int64
+	tail       tailQueue
+	hwMaxTs    int64
+	hwMaxTsRel uint32
+
+	// fsync syncs a file or directory: (*os.File).Sync, observed by tests
+	// that simulate losing what was not synced.
+	fsync func(*os.File) error
+
+	// flushMu serialises Sync and Flush with each other and with the
+	// appender's roll, Close and the operations that truncate or delete
+	// files, so that they never sync a file that is being closed and a roll
+	// is never half seen. Everything that changes unsynced holds it.
 	flushMu sync.Mutex
 	// syncMu guards unsynced and dirDirty, which the appender adds to and
-	// Flush takes.
+	// Sync and Flush take.
 	syncMu   sync.Mutex
-	unsynced []pendingSync // sealed segments whose files are not yet synced
+	unsynced []pendingSync // sealed segments whose index files are not yet synced
 	dirDirty bool          // files were created or removed since the last directory sync
 
 	failure atomic.Pointer[error] // set once, by the first failed write or sync
@@ -166,7 +199,49 @@ type Log struct {
 type pendingSync struct {
 	seg   *segment
 	files indexFiles // closed by the Flush that syncs them
+	// logSynced: a Sync made its .log and .raft files durable since it
+	// was sealed.
+	logSynced bool
 }
+
+// tailBatch is a batch above the high watermark.
+type tailBatch struct {
+	base  int64
+	maxTs int64
+}
+
+// tailQueue holds the batches above the high watermark, in order. Its array
+// is reused once it drains, so that appending and committing allocate
+// nothing in the steady state.
+type tailQueue struct {
+	b    []tailBatch
+	head int
+}
+
+func (q *tailQueue) batches() []tailBatch { return q.b[q.head:] }
+
+func (q *tailQueue) push(t tailBatch) { q.b = append(q.b, t) }
+
+// pop drops the first batch.
+func (q *tailQueue) pop() {
+	q.head++
+	switch {
+	case q.head == len(q.b):
+		q.b, q.head = q.b[:0], 0
+	case q.head >= 1024 && 2*q.head >= len(q.b):
+		n := copy(q.b, q.b[q.head:])
+		q.b, q.head = q.b[:n], 0
+	}
+}
+
+// cut drops the batches at or above offset.
+func (q *tailQueue) cut(offset int64) {
+	t := q.batches()
+	q.b = q.b[:q.head+sort.Search(len(t), func(j int) bool { return t[j].base >= offset })]
+}
+
+// reset replaces the batches.
+func (q *tailQueue) reset(b []tailBatch) { q.b, q.head = b, 0 }
 
 // activeSegment is the appender's state of the segment being written.
 type activeSegment struct {
@@ -196,32 +271,41 @@ func (a *activeSegment) segView() segView {
 type view struct {
 	gen        uint64
 	closed     bool
-	start, end int64
-	size       int64     // bytes of all segments
-	sealed     []segView // shared between views; never modified below its length
-	active     segView
-	files      *indexFiles // the active segment's index files, for Flush
+	start, end int64 // end is the high watermark
+	written    int64 // the written end
+	size       int64 // bytes of all segments
+	// The embedded list is what readers see: the segments up to the one
+	// that holds the high watermark, that one cut at it (see committed).
+	segList
+	whole segList     // every segment, the uncommitted tail included
+	files *indexFiles // the active segment's index files, for Sync and Flush
 }
 
-func (v *view) numSegments() int { return len(v.sealed) + 1 }
+// segList is a list of segments in order: the sealed ones, then the last.
+type segList struct {
+	sealed []segView // shared between views; never modified below its length
+	active segView
+}
 
-func (v *view) segment(i int) *segView {
-	if i < len(v.sealed) {
-		return &v.sealed[i]
+func (s *segList) numSegments() int { return len(s.sealed) + 1 }
+
+func (s *segList) segment(i int) *segView {
+	if i < len(s.sealed) {
+		return &s.sealed[i]
 	}
-	return &v.active
+	return &s.active
 }
 
 // segmentIndex returns the index of the segment that holds offset: the
 // last one whose base offset is not above it.
-func (v *view) segmentIndex(offset int64) int {
-	return sort.Search(v.numSegments(), func(i int) bool { return v.segment(i).seg.base > offset }) - 1
+func (s *segList) segmentIndex(offset int64) int {
+	return sort.Search(s.numSegments(), func(i int) bool { return s.segment(i).seg.base > offset }) - 1
 }
 
 // locate returns the segment and batch that contain offset, which must be
-// in [start, end).
-func (v *view) locate(offset int64) (*segView, int) {
-	sv := v.segment(v.segmentIndex(offset))
+// in [start, end) of the list.
+func (s *segList) locate(offset int64) (*segView, int) {
+	sv := s.segment(s.segmentIndex(offset))
 	return sv, sv.find(offset)
 }
 
@@ -241,15 +325,45 @@ func readView[T any](l *Log, f func(*view) (T, error)) (T, error) {
 // publish makes the appender's current state visible to readers.
 func (l *Log) publish() {
 	v := &view{
-		gen:    l.gen.Load(),
-		start:  l.start,
-		end:    l.act.end,
-		sealed: l.sealed,
-		active: l.act.segView(),
-		files:  &l.act.files,
+		gen:     l.gen.Load(),
+		start:   l.start,
+		end:     l.hw,
+		written: l.act.end,
+		whole:   l.segments(),
+		files:   &l.act.files,
 	}
-	v.size = l.sealedBytes + v.active.size
+	v.size = l.sealedBytes + v.whole.active.size
+	v.segList = l.committed(v.whole)
 	l.view.Store(v)
+}
+
+// segments returns the appender's segments, the active one as it is now.
+func (l *Log) segments() segList {
+	return segList{sealed: l.sealed, active: l.act.segView()}
+}
+
+// committed returns what readers see of all: the segments up to the one
+// that holds the high watermark, which is cut at it and is the list's last.
+// A segment that holds only uncommitted batches is left out, and a sealed
+// segment that the high watermark cuts is the last one, so that nothing
+// above the mark can be reached and nothing retention deletes is above it.
+func (l *Log) committed(all segList) segList {
+	if l.hw == all.active.end {
+		return all
+	}
+	j := all.segmentIndex(l.hw)
+	sv := all.segment(j)
+	rel := uint32(l.hw - sv.seg.base)
+	k := sort.Search(len(sv.dense), func(k int) bool { return sv.dense[k].rel >= rel })
+	n := sort.Search(len(sv.times), func(i int) bool { return sv.times[i].rel >= rel })
+	size := sv.size
+	if k < len(sv.dense) {
+		size = int64(sv.dense[k].pos)
+	}
+	return segList{sealed: all.sealed[:j:j], active: segView{
+		seg: sv.seg, size: size, end: l.hw, dense: sv.dense[:k:k], times: sv.times[:n:n],
+		maxTs: l.hwMaxTs, maxTsRel: l.hwMaxTsRel,
+	}}
 }
 
 // setSealed replaces the list of sealed segments.
@@ -281,25 +395,33 @@ func (l *Log) usable() error {
 // LogStart is the first offset of the log: Kafka's log start offset.
 func (l *Log) LogStart() int64 { return l.view.Load().start }
 
-// LogEnd is the offset the next batch will get: Kafka's log end offset.
+// LogEnd is the high watermark: the end of the committed batches, the
+// end readers see (Kafka's high watermark, which a Fetch reads up to and
+// ListOffsets answers for "latest").
 func (l *Log) LogEnd() int64 { return l.view.Load().end }
 
+// WrittenEnd is the offset the next Append must carry: the end of every
+// batch written, the uncommitted tail included.
+func (l *Log) WrittenEnd() int64 { return l.view.Load().written }
+
 // Size is the number of bytes of the log's segment files, including any
-// part of the first segment below the log start.
+// part of the first segment below the log start and the uncommitted tail.
 func (l *Log) Size() int64 { return l.view.Load().size }
 
-// Append writes a batch at the end of the log. The batch must be stamped
-// (SetBaseOffset, SetPartitionLeaderEpoch) with base offset LogEnd() and
-// leader epoch raftTerm, the term of the Raft entry that carried it, and
-// raftIndex must be above the Raft index of every batch in the segments.
-// Otherwise Append changes nothing and returns an error: ErrAppendOrder for
-// the offset or index, an error wrapping ErrCorruptBatch or
-// ErrUnsupportedMagic for a batch that fails ParseBatch. Any of them means
-// the partition's state machine diverged from its log and must halt.
+// Append writes a batch at the written end of the log, above the high
+// watermark: readers do not see it until Commit. The batch must be stamped
+// (SetBaseOffset, SetPartitionLeaderEpoch) with base offset WrittenEnd()
+// and leader epoch raftTerm, the term of the Raft entry that carried it,
+// and raftIndex must be above the Raft index of every batch in the
+// segments. Otherwise Append changes nothing and returns an error:
+// ErrAppendOrder for the offset or index, an error wrapping
+// ErrCorruptBatch or ErrUnsupportedMagic for a batch that fails ParseBatch.
+// Any of them means the partition's state machine diverged from its log
+// and must halt.
 //
 // The active segment is rolled first when the batch would take it past
-// SegmentBytes. Append does not sync: see Flush. After a failed write the
-// Log refuses every change (ErrLogFailed).
+// SegmentBytes. Append does not sync: see Sync and Flush. After a failed
+// write the Log refuses every change (ErrLogFailed).
 func (l *Log) Append(batch []byte, raftIndex, raftTerm uint64) error {
 	if err := l.usable(); err != nil {
 		return err
@@ -326,7 +448,7 @@ func (l *Log) appendParsed(batch []byte, h BatchHeader, raftIndex, raftTerm uint
 	a := l.act
 	switch {
 	case h.BaseOffset != a.end:
-		return fmt.Errorf("%w: batch base offset %d, log end %d", ErrAppendOrder, h.BaseOffset, a.end)
+		return fmt.Errorf("%w: batch base offset %d, written end %d", ErrAppendOrder, h.BaseOffset, a.end)
 	case raftIndex <= l.lastRaft:
 		return fmt.Errorf("%w: raft index %d, last %d", ErrAppendOrder, raftIndex, l.lastRaft)
 	case raftTerm > math.MaxInt32 || h.PartitionLeaderEpoch != int32(raftTerm):
@@ -343,8 +465,53 @@ func (l *Log) appendParsed(batch []byte, h BatchHeader, raftIndex, raftTerm uint
 		return l.fail(err)
 	}
 	l.lastRaft = raftIndex
+	l.tail.push(tailBatch{base: h.BaseOffset, maxTs: h.MaxTimestamp})
 	l.publish()
 	return nil
+}
+
+// Commit makes the batch at the high watermark visible: it must be the one
+// that the Raft entry raftIndex carried. The high watermark moves to the
+// batch's end, which Commit returns. Otherwise it returns an error wrapping
+// ErrAppendOrder and changes nothing: the partition's state machine
+// diverged from its log. The appender calls it as it applies each batch,
+// in order; it does no I/O.
+func (l *Log) Commit(raftIndex uint64) (int64, error) {
+	if err := l.usable(); err != nil {
+		return 0, err
+	}
+	all := l.segments()
+	sv := all.segment(all.segmentIndex(l.hw))
+	if l.hw == sv.end {
+		return 0, fmt.Errorf("%w: commit raft index %d: nothing written above the high watermark %d",
+			ErrAppendOrder, raftIndex, l.hw)
+	}
+	k := sv.find(l.hw)
+	if got := sv.dense[k].index; got != raftIndex {
+		return 0, fmt.Errorf("%w: commit raft index %d: the batch at the high watermark %d came from raft index %d",
+			ErrAppendOrder, raftIndex, l.hw, got)
+	}
+	l.advance(sv, k)
+	l.publish()
+	return l.hw, nil
+}
+
+// advance moves the high watermark past the batch k of sv, which starts at
+// it.
+func (l *Log) advance(sv *segView, k int) {
+	t := l.tail.batches()
+	if len(t) == 0 || t[0].base != l.hw {
+		panic(fmt.Sprintf("partition log %s: uncommitted batches out of step at the high watermark %d", l.opts.Dir, l.hw))
+	}
+	if ts := t[0].maxTs; ts > l.hwMaxTs {
+		l.hwMaxTs, l.hwMaxTsRel = ts, lastRelOf(sv.dense, k, sv.endRel())
+	}
+	l.tail.pop()
+	l.hw = sv.lastOffset(k) + 1
+	if l.hw == sv.end && sv.seg != l.act.seg {
+		// The mark is now the next segment's base: none of it is committed.
+		l.hwMaxTs, l.hwMaxTsRel = noTimestamp, 0
+	}
 }
 
 // append writes the batch and its index entries to the active segment.
@@ -412,8 +579,8 @@ func (a *activeSegment) seal() error {
 	return nil
 }
 
-// roll seals the active segment and starts a new one at the log end. The
-// sealed segment is synced by the next Flush.
+// roll seals the active segment and starts a new one at the written end.
+// The sealed segment is synced by the next Sync or Flush.
 func (l *Log) roll() error {
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
@@ -431,6 +598,9 @@ func (l *Log) roll() error {
 	l.sealed = append(l.sealed, sv)
 	l.sealedBytes += sv.size
 	l.act = next
+	if l.hw == next.seg.base {
+		l.hwMaxTs, l.hwMaxTsRel = noTimestamp, 0
+	}
 	l.syncMu.Lock()
 	l.unsynced = append(l.unsynced, pendingSync{seg: old.seg, files: old.files})
 	l.dirDirty = true
@@ -468,13 +638,13 @@ func createSegment(dir string, base, interval int64) (*activeSegment, error) {
 // order, as stored. It adds batches while the total stays within maxBytes,
 // but always returns the first one whatever its size (KIP-74), so a
 // consumer can always make progress. It reads from one segment only, so it
-// may return less than maxBytes before the log end.
+// may return less than maxBytes before the high watermark, and never
+// returns a batch at or above it.
 //
 // offset == LogEnd() returns no bytes and no error; an offset outside
 // [LogStart(), LogEnd()] returns ErrOffsetOutOfRange. The first batch may
 // start before offset (and before the log start); Kafka clients skip the
-// records before the offset they asked for. Serving only below the high
-// watermark is the caller's business. Safe for concurrent use.
+// records before the offset they asked for. Safe for concurrent use.
 func (l *Log) Read(offset int64, maxBytes int) ([]byte, error) {
 	return readView(l, func(v *view) ([]byte, error) { return v.read(offset, maxBytes) })
 }
@@ -501,8 +671,10 @@ func (v *view) read(offset int64, maxBytes int) ([]byte, error) {
 
 // EntryByRaftIndex returns the batch that the Raft entry with index i
 // carried, as stored (stamped), and that entry's term, so that the
-// partition's raft.Storage can serve applied entries from the segments.
-// It returns ErrRaftIndexNotInLog when no batch of the log came from that
+// partition's raft.Storage can serve entries from the segments. Unlike the
+// other reads it goes up to the written end: the partition gets back the
+// bodies of persisted but uncommitted entries with it after a restart. It
+// returns ErrRaftIndexNotInLog when no batch of the log came from that
 // entry (see the error). Safe for concurrent use.
 func (l *Log) EntryByRaftIndex(i uint64) (batch []byte, term uint64, err error) {
 	type result struct {
@@ -524,14 +696,15 @@ func (v *view) findRaftIndex(i uint64) (*segView, int, error) {
 	if v.closed {
 		return nil, 0, ErrClosed
 	}
+	all := &v.whole
 	// An empty segment (only ever the last) sorts as if its entries were
 	// above every index.
-	n := sort.Search(v.numSegments(), func(j int) bool {
-		d := v.segment(j).dense
+	n := sort.Search(all.numSegments(), func(j int) bool {
+		d := all.segment(j).dense
 		return len(d) == 0 || d[0].index > i
 	}) - 1
 	if n >= 0 {
-		sv := v.segment(n)
+		sv := all.segment(n)
 		k := sort.Search(len(sv.dense), func(k int) bool { return sv.dense[k].index >= i })
 		if k < len(sv.dense) && sv.dense[k].index == i && sv.lastOffset(k) >= v.start {
 			return sv, k, nil
@@ -541,7 +714,7 @@ func (v *view) findRaftIndex(i uint64) (*segView, int, error) {
 }
 
 // FirstRaftIndex is the Raft index of the first batch of the log (the one
-// that contains the log start), or 0 if the log is empty.
+// that contains the log start), or 0 if no batch is committed there.
 func (l *Log) FirstRaftIndex() uint64 {
 	v := l.view.Load()
 	_, i, _ := v.batchAt(v.start)
@@ -549,8 +722,8 @@ func (l *Log) FirstRaftIndex() uint64 {
 }
 
 // BatchAt returns the base offset and Raft index of the batch that contains
-// offset; ok is false when no batch of the log does (offset outside
-// [LogStart(), LogEnd())).
+// offset; ok is false when no committed batch of the log does (offset
+// outside [LogStart(), LogEnd())).
 func (l *Log) BatchAt(offset int64) (base int64, raftIndex uint64, ok bool) {
 	return l.view.Load().batchAt(offset)
 }
@@ -563,8 +736,8 @@ func (v *view) batchAt(offset int64) (base int64, raftIndex uint64, ok bool) {
 	return sv.seg.base + int64(sv.dense[k].rel), sv.dense[k].index, true
 }
 
-// LastRaftIndex is the Raft index of the last batch of the log, or 0 if the
-// log is empty.
+// LastRaftIndex is the Raft index of the last batch below the high
+// watermark, or 0 if there is none above the log start.
 func (l *Log) LastRaftIndex() uint64 {
 	v := l.view.Load()
 	if v.closed || v.start == v.end {

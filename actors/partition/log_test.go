@@ -96,8 +96,9 @@ func TestAppendRefusals(t *testing.T) {
 	bad := bytes.Clone(b)
 	bad[len(bad)-1] ^= 1
 	wantErr(t, l.Append(bad, 2, 1), ErrCorruptBatch)
-	if l.LogEnd() != 2 || l.LastRaftIndex() != 1 {
-		t.Fatalf("a refused append changed the log: end %d raft %d", l.LogEnd(), l.LastRaftIndex())
+	if l.LogEnd() != 2 || l.WrittenEnd() != 2 || l.LastRaftIndex() != 1 {
+		t.Fatalf("a refused append changed the log: end %d written %d raft %d", l.LogEnd(), l.WrittenEnd(),
+			l.LastRaftIndex())
 	}
 	if err := l.Append(b, 2, 1); err != nil {
 		t.Fatal(err)

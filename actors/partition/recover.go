@@ -297,7 +297,10 @@ func (r *recovery) finish() (*Log, error) {
 			return nil, err
 		}
 	}
-	l := &Log{opts: r.opts, log: r.log, act: r.last, lastRaft: r.prevRaft}
+	// Everything recovered is visible: the partition lowers the high
+	// watermark to its checkpoint with SetHighWatermark.
+	l := &Log{opts: r.opts, log: r.log, act: r.last, lastRaft: r.prevRaft, fsync: (*os.File).Sync,
+		hw: r.last.end, hwMaxTs: r.last.ix.maxTs, hwMaxTsRel: r.last.ix.maxTsRel}
 	if n := len(r.segs); n > 1 {
 		l.setSealed(r.segs[: n-1 : n-1])
 	}

@@ -6,13 +6,14 @@ package partition
 // AdvanceLogStart, so that all of them agree.
 //
 // As in Kafka, only whole segments go, oldest first, and never the active
-// one:
+// one, nor one that reaches the high watermark (uncommitted batches are not
+// retention's to judge):
 //
 //   - by time, when retentionMs >= 0: while a segment's largest timestamp is
 //     more than retentionMs before nowMs (a segment without timestamps
 //     counts by its file's modification time, as Kafka does);
 //   - by size, when retentionBytes >= 0: while dropping the oldest segment
-//     still leaves at least retentionBytes.
+//     still leaves at least retentionBytes below the high watermark.
 //
 // The result is the furthest of the two, and LogStart() if neither deletes
 // anything. Safe for concurrent use.
@@ -32,7 +33,11 @@ func (l *Log) RetentionPoint(nowMs, retentionMs, retentionBytes int64) int64 {
 		}
 	}
 	if retentionBytes >= 0 {
-		excess := v.size - retentionBytes
+		committed := v.active.size
+		for i := range v.sealed {
+			committed += v.sealed[i].size
+		}
+		excess := committed - retentionBytes
 		for i := range v.sealed {
 			if excess-v.sealed[i].size < 0 {
 				break

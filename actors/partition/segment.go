@@ -45,8 +45,8 @@ func (f indexFiles) each(fn func(*os.File) error) error {
 	return first
 }
 
-func (f indexFiles) sync() error  { return f.each((*os.File).Sync) }
-func (f indexFiles) close() error { return f.each((*os.File).Close) }
+func (f indexFiles) sync(fsync func(*os.File) error) error { return f.each(fsync) }
+func (f indexFiles) close() error                          { return f.each((*os.File).Close) }
 
 // openIndexFiles opens (creating them if needed) the index files of the
 // segment for writing.

@@ -5,21 +5,20 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-
-	"github.com/flotilla/flotilla/actors/storage"
 )
 
-// TruncateTo removes every batch at or above offset, so that LogEnd()
-// becomes offset: the later segments are deleted and the one containing
-// offset is cut, with its indexes. It is how a partition goes back to its
-// checkpoint at startup before replaying its WAL.
+// TruncateTo removes every batch at or above offset, so that WrittenEnd()
+// becomes offset, and LogEnd() too if it was above: the later segments are
+// deleted and the one containing offset is cut, with its indexes. It is how
+// a partition goes back to its checkpoint at startup.
 //
-// offset must be LogEnd() (nothing to do) or the base offset of a batch
-// (ErrNotBatchBoundary otherwise); above LogEnd() it is ErrOffsetOutOfRange.
-// At or below LogStart() it empties the log, which then starts at offset
-// (as Reset). The change is synced before TruncateTo returns: it happens at
-// startup, not on the produce path, and a deleted segment that came back
-// after a crash would be indistinguishable from data.
+// offset must be WrittenEnd() (nothing to do) or the base offset of a
+// batch (ErrNotBatchBoundary otherwise); above WrittenEnd() it is
+// ErrOffsetOutOfRange. At or below LogStart() it empties the log, which
+// then starts at offset (as Reset). The change is synced before TruncateTo
+// returns: it happens at startup, not on the produce path, and a deleted
+// segment that came back after a crash would be indistinguishable from
+// data.
 func (l *Log) TruncateTo(offset int64) error {
 	if err := l.usable(); err != nil {
 		return err
@@ -29,47 +28,105 @@ func (l *Log) TruncateTo(offset int64) error {
 	case offset == end:
 		return nil
 	case offset > end:
-		return fmt.Errorf("truncate %s: %w: %d is above the log end %d", l.opts.Dir, ErrOffsetOutOfRange, offset, end)
+		return fmt.Errorf("truncate %s: %w: %d is above the written end %d", l.opts.Dir, ErrOffsetOutOfRange, offset, end)
 	case offset <= l.start:
 		return l.Reset(offset)
 	}
-	v := l.view.Load()
-	i := v.segmentIndex(offset)
-	sv := v.segment(i)
+	all := l.segments()
+	i := all.segmentIndex(offset)
+	sv := all.segment(i)
 	k := sv.find(offset)
 	if sv.dense[k].rel != uint32(offset-sv.seg.base) {
 		return fmt.Errorf("truncate %s: %w: %d is inside the batch at %d", l.opts.Dir, ErrNotBatchBoundary,
 			offset, sv.seg.base+int64(sv.dense[k].rel))
 	}
+	return l.cut(&all, i, k)
+}
+
+// TruncateRaft removes every batch whose Raft index is index or above: Raft
+// overwrites a conflicting suffix of the log from index on. WrittenEnd()
+// goes back to the base offset of the first such batch; when there is none
+// it does nothing. Those batches must all be uncommitted: TruncateRaft
+// refuses, with an error and no change, to remove a batch below the high
+// watermark (Raft never overwrites a committed entry, so that would mean
+// the state machine diverged).
+//
+// Readers reading below the high watermark meanwhile are not disturbed.
+// Like TruncateTo, the change is synced before TruncateRaft returns: it is
+// rare (a new leader's log conflicts with this replica's), and a cut batch
+// that came back after a crash next to the entries that replaced it would
+// make a Raft log whose terms go down.
+func (l *Log) TruncateRaft(index uint64) error {
+	if err := l.usable(); err != nil {
+		return err
+	}
+	if index > l.lastRaft {
+		return nil
+	}
+	all := l.segments()
+	// An empty segment (only ever the last) sorts as if it held the index.
+	i := sort.Search(all.numSegments(), func(j int) bool {
+		d := all.segment(j).dense
+		return len(d) == 0 || d[len(d)-1].index >= index
+	})
+	if i == all.numSegments() || len(all.segment(i).dense) == 0 {
+		return nil
+	}
+	sv := all.segment(i)
+	k := sort.Search(len(sv.dense), func(k int) bool { return sv.dense[k].index >= index })
+	if offset := sv.seg.base + int64(sv.dense[k].rel); offset < l.hw {
+		return fmt.Errorf("truncate %s from raft index %d: %w: the batch at %d (raft index %d) is below the high watermark %d",
+			l.opts.Dir, index, ErrAppendOrder, offset, sv.dense[k].index, l.hw)
+	}
+	return l.cut(&all, i, k)
+}
+
+// cut removes the batches from batch k of segment i of all on: the
+// machinery of TruncateTo and TruncateRaft.
+func (l *Log) cut(all *segList, i, k int) error {
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
 	l.gen.Add(1)
-	dropped := v.numSegments() - 1 - i
-	if err := l.truncate(v, i, k); err != nil {
+	dropped := all.numSegments() - 1 - i
+	if err := l.truncate(all, i, k); err != nil {
 		return l.fail(err)
 	}
+	end := l.act.end
+	if l.hw >= end {
+		l.hw = end
+		l.tail.reset(nil)
+		l.hwMaxTs, l.hwMaxTsRel = l.act.ix.maxTs, l.act.ix.maxTsRel
+	} else {
+		l.tail.cut(end)
+	}
 	l.publish()
-	l.log.Info().Str("dir", l.opts.Dir).Int64("offset", offset).Int("deleted_segments", dropped).
-		Msg("truncated log")
+	l.log.Info().Str("dir", l.opts.Dir).Int64("offset", end).Int64("high_watermark", l.hw).
+		Int("deleted_segments", dropped).Msg("truncated log")
 	return nil
 }
 
-// truncate cuts segment i of v before its batch k, deletes the segments
+// truncate cuts segment i of all before its batch k, deletes the segments
 // after it, makes segment i the active one and syncs all of it.
-func (l *Log) truncate(v *view, i, k int) error {
-	// Everything sealed that stays is synced, so that the recovery point
-	// written below covers it.
-	if err := l.syncPending(func(ps pendingSync) bool { return ps.seg.base < v.segment(i).seg.base }); err != nil {
+func (l *Log) truncate(all *segList, i, k int) error {
+	base := all.segment(i).seg.base
+	// Everything sealed that stays is synced, and the recovery point goes
+	// down to the segment that is cut, before anything is cut: after a
+	// crash in the middle, that segment and the later ones must be scanned,
+	// not trusted.
+	if err := l.syncPending(func(ps pendingSync) bool { return ps.seg.base < base }); err != nil {
 		return err
 	}
-	for j := v.numSegments() - 1; j > i; j-- {
-		if err := l.deleteSegment(v.segment(j).seg); err != nil {
+	if err := writeState(l.opts.Dir, logState{recoveryPoint: base, logStart: l.start}); err != nil {
+		return err
+	}
+	for j := all.numSegments() - 1; j > i; j-- {
+		if err := l.deleteSegment(all.segment(j).seg); err != nil {
 			return err
 		}
 	}
 	// cutSegment opens the segment's index files afresh.
 	l.act.files.close()
-	a, err := l.cutSegment(v.segment(i), k)
+	a, err := l.cutSegment(all.segment(i), k)
 	if err != nil {
 		return err
 	}
@@ -82,22 +139,31 @@ func (l *Log) truncate(v *view, i, k int) error {
 		d := l.sealed[i-1].dense
 		l.lastRaft = d[len(d)-1].index
 	}
-	if err := errors.Join(a.seg.log.Sync(), a.files.sync(), storage.SyncDir(l.opts.Dir)); err != nil {
+	if err := errors.Join(l.fsync(a.seg.log), a.files.sync(l.fsync), l.syncDir()); err != nil {
 		return fmt.Errorf("sync truncation of %s: %w", a.seg.name(), err)
 	}
-	return writeState(l.opts.Dir, logState{recoveryPoint: a.seg.base, logStart: l.start})
+	l.syncMu.Lock()
+	l.dirDirty = false
+	l.syncMu.Unlock()
+	return nil
 }
 
-// cutSegment truncates the segment's files before its batch k and returns it
-// as the active segment.
-func (l *Log) cutSegment(sv *segView, k int) (*activeSegment, error) {
+// prefix returns the indexer state, offset index and time index that
+// appending only the first k batches of sv would have left: the time index
+// is the segment's, up to those batches; the running maximum timestamp
+// comes from it and from the batches after the last offset index point,
+// which are read.
+func (l *Log) prefix(sv *segView, k int) (x indexer, offIdx []byte, times []timeEntry, err error) {
 	seg := sv.seg
-	cutPos, cutRel := int64(sv.dense[k].pos), sv.dense[k].rel
-	dense := slices.Clone(sv.dense[:k])
+	cutPos, cutRel := sv.size, sv.endRel()
+	if k < len(sv.dense) {
+		cutPos, cutRel = int64(sv.dense[k].pos), sv.dense[k].rel
+	}
+	dense := sv.dense[:k]
 	n := sort.Search(len(sv.times), func(j int) bool { return sv.times[j].rel >= cutRel })
-	times := slices.Clone(sv.times[:n])
+	times = slices.Clone(sv.times[:n])
 
-	offIdx, _, x := buildIndexes(batchInfos(dense, cutRel), int64(l.opts.IndexIntervalBytes), false)
+	offIdx, _, x = buildIndexes(batchInfos(dense, cutRel), int64(l.opts.IndexIntervalBytes), false)
 	// The running maximum timestamp: the time index holds it up to the last
 	// index point; the batches after that point are read.
 	if n > 0 {
@@ -113,17 +179,28 @@ func (l *Log) cutSegment(sv *segView, k int) (*activeSegment, error) {
 		for j := from; j < len(dense); j++ {
 			_, b, reason, err := sc.next()
 			if err != nil {
-				return nil, err
+				return x, nil, nil, err
 			}
 			if b == nil {
-				return nil, fmt.Errorf("segment %s changed under truncation: %s", seg.name(), reason)
+				return x, nil, nil, fmt.Errorf("segment %s changed under truncation: %s", seg.name(), reason)
 			}
 			if h := decodeHeader(b); h.MaxTimestamp > x.maxTs {
 				x.maxTs, x.maxTsRel = h.MaxTimestamp, lastRelOf(dense, j, cutRel)
 			}
 		}
 	}
+	return x, offIdx, times, nil
+}
 
+// cutSegment truncates the segment's files before its batch k and returns it
+// as the active segment.
+func (l *Log) cutSegment(sv *segView, k int) (*activeSegment, error) {
+	seg := sv.seg
+	x, offIdx, times, err := l.prefix(sv, k)
+	if err != nil {
+		return nil, err
+	}
+	cutPos, cutRel := int64(sv.dense[k].pos), sv.dense[k].rel
 	if err := seg.log.Truncate(cutPos); err != nil {
 		return nil, fmt.Errorf("truncate %s: %w", seg.name(), err)
 	}
@@ -132,8 +209,9 @@ func (l *Log) cutSegment(sv *segView, k int) (*activeSegment, error) {
 		return nil, err
 	}
 	a := &activeSegment{
-		seg: seg, files: files, ix: x, size: cutPos, end: seg.base + int64(cutRel), dense: dense, times: times,
-		offsetBytes: int64(len(offIdx)), timeBytes: int64(n * timeEntrySize), raftBytes: int64(k * raftEntrySize),
+		seg: seg, files: files, ix: x, size: cutPos, end: seg.base + int64(cutRel), dense: slices.Clone(sv.dense[:k]),
+		times: times, offsetBytes: int64(len(offIdx)), timeBytes: int64(len(times) * timeEntrySize),
+		raftBytes: int64(k * raftEntrySize),
 	}
 	err = errors.Join(
 		files.raft.Truncate(a.raftBytes),
@@ -150,6 +228,67 @@ func (l *Log) cutSegment(sv *segView, k int) (*activeSegment, error) {
 	return a, nil
 }
 
+// SetHighWatermark sets the high watermark to offset, which must be a batch
+// boundary (ErrNotBatchBoundary) in [LogStart(), WrittenEnd()]
+// (ErrOffsetOutOfRange). The partition calls it when it restores its
+// checkpoint at startup, before it serves anything: Open leaves the mark at
+// the written end, and what the checkpoint does not cover is uncommitted
+// until Raft commits it again. It reads the headers of the batches above
+// the new mark (and a little below it); it never changes the files.
+func (l *Log) SetHighWatermark(offset int64) error {
+	if err := l.usable(); err != nil {
+		return err
+	}
+	if offset < l.start || offset > l.act.end {
+		return fmt.Errorf("set high watermark of %s: %w: %d not in [%d, %d]", l.opts.Dir, ErrOffsetOutOfRange,
+			offset, l.start, l.act.end)
+	}
+	if offset == l.hw {
+		return nil
+	}
+	all := l.segments()
+	j := all.segmentIndex(offset)
+	sv := all.segment(j)
+	k := len(sv.dense)
+	if offset < sv.end {
+		if k = sv.find(offset); sv.dense[k].rel != uint32(offset-sv.seg.base) {
+			return fmt.Errorf("set high watermark of %s: %w: %d is inside the batch at %d", l.opts.Dir,
+				ErrNotBatchBoundary, offset, sv.seg.base+int64(sv.dense[k].rel))
+		}
+	}
+	x, _, _, err := l.prefix(sv, k)
+	if err != nil {
+		return fmt.Errorf("set high watermark of %s: %w", l.opts.Dir, err)
+	}
+	var tail []tailBatch
+	for i := j; i < all.numSegments(); i++ {
+		sv := all.segment(i)
+		if k == len(sv.dense) {
+			k = 0
+			continue
+		}
+		sc := newBatchScanner(sv.seg.log, sv.seg.name(), int64(sv.dense[k].pos), sv.size)
+		for range sv.dense[k:] {
+			_, b, reason, err := sc.next()
+			if err == nil && b == nil {
+				err = fmt.Errorf("%w: %s: %s", ErrCorruptSegment, sv.seg.name(), reason)
+			}
+			if err != nil {
+				return fmt.Errorf("set high watermark of %s: %w", l.opts.Dir, err)
+			}
+			h := decodeHeader(b)
+			tail = append(tail, tailBatch{base: h.BaseOffset, maxTs: h.MaxTimestamp})
+		}
+		k = 0
+	}
+	l.hw, l.hwMaxTs, l.hwMaxTsRel = offset, x.maxTs, x.maxTsRel
+	l.tail.reset(tail)
+	l.publish()
+	l.log.Info().Str("dir", l.opts.Dir).Int64("high_watermark", offset).Int64("written_end", l.act.end).
+		Msg("set high watermark")
+	return nil
+}
+
 // Reset empties the log and starts it again at offset, whatever the log
 // held: every segment is deleted and an empty one is created. A replica
 // uses it when it installs a snapshot that its log does not reach. Like
@@ -164,7 +303,7 @@ func (l *Log) Reset(offset int64) error {
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
 	l.gen.Add(1)
-	v := l.view.Load()
+	all := l.segments()
 	// The state goes first: if the removals are cut short, what is left
 	// lies below the new log start or is scanned as unflushed.
 	if err := writeState(l.opts.Dir, logState{recoveryPoint: offset, logStart: offset}); err != nil {
@@ -174,22 +313,27 @@ func (l *Log) Reset(offset int64) error {
 		return l.fail(err)
 	}
 	l.act.files.close()
-	for i := v.numSegments() - 1; i >= 0; i-- {
-		if err := l.deleteSegment(v.segment(i).seg); err != nil {
+	for i := all.numSegments() - 1; i >= 0; i-- {
+		if err := l.deleteSegment(all.segment(i).seg); err != nil {
 			return l.fail(err)
 		}
 	}
 	a, err := createSegment(l.opts.Dir, offset, int64(l.opts.IndexIntervalBytes))
 	if err == nil {
-		err = storage.SyncDir(l.opts.Dir)
+		err = l.syncDir()
 	}
 	if err != nil {
 		return l.fail(err)
 	}
+	l.syncMu.Lock()
+	l.dirDirty = false
+	l.syncMu.Unlock()
 	l.setSealed(nil)
 	l.act, l.start, l.lastRaft = a, offset, 0
+	l.hw, l.hwMaxTs, l.hwMaxTsRel = offset, noTimestamp, 0
+	l.tail.reset(nil)
 	l.publish()
-	l.log.Info().Str("dir", l.opts.Dir).Int64("offset", offset).Int("deleted_segments", v.numSegments()).
+	l.log.Info().Str("dir", l.opts.Dir).Int64("offset", offset).Int("deleted_segments", all.numSegments()).
 		Msg("reset log")
 	return nil
 }
@@ -197,8 +341,9 @@ func (l *Log) Reset(offset int64) error {
 // AdvanceLogStart moves the log start up to offset, which may fall inside a
 // segment or a batch, and deletes the segments entirely below it (never the
 // active one). An offset at or below the log start changes nothing, so
-// replaying the same advance is harmless; above LogEnd() it is
-// ErrOffsetOutOfRange.
+// replaying the same advance is harmless; above LogEnd(), the high
+// watermark, it is ErrOffsetOutOfRange: the log start never passes what is
+// committed.
 //
 // Because every replica must agree on the log start, the partition calls it
 // when it applies a proposal (retention, DeleteRecords), not on its own.
@@ -212,9 +357,9 @@ func (l *Log) AdvanceLogStart(offset int64) error {
 	if offset <= l.start {
 		return nil
 	}
-	if offset > l.act.end {
-		return fmt.Errorf("advance log start of %s: %w: %d is above the log end %d",
-			l.opts.Dir, ErrOffsetOutOfRange, offset, l.act.end)
+	if offset > l.hw {
+		return fmt.Errorf("advance log start of %s: %w: %d is above the high watermark %d",
+			l.opts.Dir, ErrOffsetOutOfRange, offset, l.hw)
 	}
 	l.start = offset
 	n := 0

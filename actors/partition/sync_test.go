@@ -1,0 +1,282 @@
+package partition
+
+import (
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// durable tracks what the Log's fsyncs made durable, so that a test can
+// lose the rest as a power cut would: each file keeps the bytes it had when
+// it was last synced, and a file created since the directory was last
+// synced disappears. It is conservative: a size is taken before the fsync,
+// so bytes appended during it count as lost.
+type durable struct {
+	dir   string
+	mu    sync.Mutex
+	size  map[string]int64 // per file: its size at its last fsync
+	names map[string]bool  // the directory's entries at its last fsync
+	fail  error            // returned by every fsync when set
+}
+
+// watchSyncs makes l's fsyncs go through a durable; what the directory
+// holds now counts as durable (Open synced it).
+func watchSyncs(t *testing.T, l *Log) *durable {
+	t.Helper()
+	d := &durable{dir: l.opts.Dir, size: map[string]int64{}, names: map[string]bool{}}
+	for name, b := range dirFiles(t, d.dir) {
+		d.size[name], d.names[name] = int64(len(b)), true
+	}
+	fsync := l.fsync
+	l.fsync = func(f *os.File) error {
+		info, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		var names []string
+		if info.IsDir() {
+			des, err := os.ReadDir(d.dir)
+			if err != nil {
+				return err
+			}
+			for _, de := range des {
+				names = append(names, de.Name())
+			}
+		}
+		if err := fsync(f); err != nil {
+			return err
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.fail != nil {
+			return d.fail
+		}
+		if info.IsDir() {
+			clear(d.names)
+			for _, name := range names {
+				d.names[name] = true
+			}
+		} else {
+			d.size[filepath.Base(f.Name())] = info.Size()
+		}
+		return nil
+	}
+	return d
+}
+
+// lose abandons l (crash) and drops from its directory everything that was
+// not made durable. The state file is left alone: it is written apart.
+func (d *durable) lose(t *testing.T, l *Log) {
+	t.Helper()
+	crash(l)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name, b := range dirFiles(t, d.dir) {
+		path := filepath.Join(d.dir, name)
+		switch {
+		case name == stateFileName || strings.HasSuffix(name, ".tmp"):
+		case !d.names[name]:
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+		case int64(len(b)) > d.size[name]:
+			if err := os.Truncate(path, d.size[name]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func TestSyncThenCrash(t *testing.T) {
+	for i, tc := range []struct {
+		name string
+		// before appends and syncs what must survive; after appends what
+		// must not (the model must not record it).
+		before func(t *testing.T, l *Log, m *model, rng *rand.Rand)
+		after  func(t *testing.T, l *Log, m model, rng *rand.Rand)
+	}{
+		{"the active segment", func(t *testing.T, l *Log, m *model, rng *rand.Rand) {
+			m.fill(t, l, rng, 5)
+			writeTail(t, l, m, rng)
+		}, func(t *testing.T, l *Log, m model, rng *rand.Rand) {
+			writeTail(t, l, &m, rng)
+		}},
+		{"across rolls", func(t *testing.T, l *Log, m *model, rng *rand.Rand) {
+			m.fill(t, l, rng, 20)
+			for segmentsAbove(l, l.LogEnd()) < 2 {
+				writeTail(t, l, m, rng)
+			}
+		}, func(t *testing.T, l *Log, m model, rng *rand.Rand) {
+			for base := l.act.seg.base; l.act.seg.base == base; {
+				writeTail(t, l, &m, rng)
+			}
+		}},
+		{"sealed by two syncs", func(t *testing.T, l *Log, m *model, rng *rand.Rand) {
+			m.fill(t, l, rng, 20)
+			if err := l.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			for segmentsAbove(l, l.LogEnd()) < 1 {
+				writeTail(t, l, m, rng)
+			}
+		}, func(t *testing.T, l *Log, m model, rng *rand.Rand) {
+			for range 3 {
+				writeTail(t, l, &m, rng)
+			}
+		}},
+		{"after a flush", func(t *testing.T, l *Log, m *model, rng *rand.Rand) {
+			m.fill(t, l, rng, 30)
+			if err := l.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			m.fill(t, l, rng, 30)
+			writeTail(t, l, m, rng)
+		}, func(t *testing.T, l *Log, m model, rng *rand.Rand) {
+			for base := l.act.seg.base; l.act.seg.base == base; {
+				writeTail(t, l, &m, rng)
+			}
+			writeTail(t, l, &m, rng)
+		}},
+		{"after a raft truncation", func(t *testing.T, l *Log, m *model, rng *rand.Rand) {
+			m.fill(t, l, rng, 20)
+			for segmentsAbove(l, l.LogEnd()) < 2 {
+				writeTail(t, l, m, rng)
+			}
+			if err := l.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			k := m.committedBelow(l.LogEnd()) + 1
+			if err := l.TruncateRaft(m.batches[k].raft); err != nil {
+				t.Fatal(err)
+			}
+			m.raft = m.batches[k].raft - 1
+			m.truncate(m.batches[k].h.BaseOffset)
+			m.term++
+			for segmentsAbove(l, l.LogEnd()) < 2 {
+				writeTail(t, l, m, rng)
+			}
+		}, func(t *testing.T, l *Log, m model, rng *rand.Rand) {
+			writeTail(t, l, &m, rng)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			opts := testOptions(t, dir)
+			l := mustOpen(t, opts)
+			d := watchSyncs(t, l)
+			rng := rand.New(rand.NewPCG(uint64(i), 17))
+			var m model
+			tc.before(t, l, &m, rng)
+			if err := l.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			tc.after(t, l, m, rng)
+			d.lose(t, l)
+
+			l = mustOpen(t, opts)
+			defer l.Close()
+			if l.LogEnd() != l.WrittenEnd() {
+				t.Fatalf("reopened with LogEnd %d, WrittenEnd %d", l.LogEnd(), l.WrittenEnd())
+			}
+			checkTail(t, l, &m, m.end())
+			if got := l.LastRaftIndex(); got != m.raft {
+				t.Fatalf("LastRaftIndex %d, want %d", got, m.raft)
+			}
+		})
+	}
+}
+
+func TestSyncFailureIsSticky(t *testing.T) {
+	l := mustOpen(t, testOptions(t, t.TempDir()))
+	d := watchSyncs(t, l)
+	var m model
+	m.fill(t, l, rand.New(rand.NewPCG(1, 1)), 3)
+	injected := errors.New("injected fsync failure")
+	d.fail = injected
+	err := l.Sync()
+	wantErr(t, err, ErrLogFailed)
+	wantErr(t, err, injected)
+	d.fail = nil
+	wantErr(t, l.Sync(), ErrLogFailed)
+	b := mkBatch(t, spec{})
+	SetBaseOffset(b, l.WrittenEnd())
+	SetPartitionLeaderEpoch(b, 1)
+	wantErr(t, l.Append(b, m.raft+1, 1), ErrLogFailed)
+	wantErr(t, l.TruncateRaft(1), ErrLogFailed)
+	_, err = l.Commit(m.raft)
+	wantErr(t, err, ErrLogFailed)
+	wantErr(t, l.Flush(), ErrLogFailed)
+	wantErr(t, l.Close(), ErrLogFailed)
+	wantErr(t, l.Sync(), ErrLogFailed)
+}
+
+func TestSyncAfterClose(t *testing.T) {
+	l := mustOpen(t, testOptions(t, t.TempDir()))
+	var m model
+	m.fill(t, l, rand.New(rand.NewPCG(1, 1)), 3)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatalf("Sync after a clean Close: %v", err)
+	}
+
+	l = mustOpen(t, testOptions(t, t.TempDir()))
+	d := watchSyncs(t, l)
+	d.fail = errors.New("injected fsync failure")
+	wantErr(t, l.Close(), ErrLogFailed)
+	wantErr(t, l.Sync(), ErrLogFailed)
+}
+
+// TestSyncFiles checks that Sync syncs the .log and .raft files of the
+// active segment and of every segment sealed since the last Sync, and the
+// directory after a roll, and nothing else.
+func TestSyncFiles(t *testing.T) {
+	l := mustOpen(t, testOptions(t, t.TempDir()))
+	defer l.Close()
+	var mu sync.Mutex
+	var synced []string
+	fsync := l.fsync
+	l.fsync = func(f *os.File) error {
+		mu.Lock()
+		synced = append(synced, filepath.Base(f.Name()))
+		mu.Unlock()
+		return fsync(f)
+	}
+	sync := func() []string {
+		t.Helper()
+		synced = nil
+		if err := l.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(synced)
+		return synced
+	}
+	rng := rand.New(rand.NewPCG(2, 2))
+	var m model
+	m.fill(t, l, rng, 3)
+	name := func(base int64, suffix string) string { return segmentFileName(base, suffix) }
+	if got, want := sync(), []string{name(0, logSuffix), name(0, raftIndexSuffix)}; !slices.Equal(got, want) {
+		t.Fatalf("synced %v, want %v", got, want)
+	}
+	for len(l.sealed) < 2 {
+		writeTail(t, l, &m, rng)
+	}
+	want := []string{filepath.Base(l.opts.Dir)}
+	for _, base := range []int64{0, l.sealed[1].seg.base, l.act.seg.base} {
+		want = append(want, name(base, logSuffix), name(base, raftIndexSuffix))
+	}
+	slices.Sort(want)
+	if got := sync(); !slices.Equal(got, want) {
+		t.Fatalf("synced %v, want %v", got, want)
+	}
+	want = []string{name(l.act.seg.base, logSuffix), name(l.act.seg.base, raftIndexSuffix)}
+	if got := sync(); !slices.Equal(got, want) {
+		t.Fatalf("synced %v, want %v", got, want)
+	}
+}
