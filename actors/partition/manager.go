@@ -87,7 +87,7 @@ type ManagerOptions struct {
 	Metrics         *Metrics // nil: none
 	// NoFsync: the broker runs with fsync off (storage.fsync: false).
 	NoFsync bool
-	Log             zerolog.Logger
+	Log     zerolog.Logger
 }
 
 // TopicPartition names a partition.
