@@ -454,9 +454,11 @@ func (m *Machine) Sync() error {
 	if m.o.NoFsync {
 		return nil
 	}
+	began := time.Now()
 	if err := m.log.Sync(); err != nil {
 		return fmt.Errorf("sync partition log: %w", err)
 	}
+	m.o.Metrics.synced(began)
 	return nil
 }
 

@@ -15,6 +15,10 @@ type Metrics struct {
 	// answers unless min.insync.replicas is above a majority. With the
 	// Kafka listener's request latency it says where a produce waits.
 	ProduceSeconds *prometheus.HistogramVec
+	// SyncSeconds is how long one Sync of a partition's segments took:
+	// the fsyncs that make the batches written since the last one
+	// durable, which a Persist waits for next to the WAL's.
+	SyncSeconds prometheus.Histogram
 }
 
 // NewMetrics creates the partition metrics and registers them with reg,
@@ -27,9 +31,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			// 100µs to 10s.
 			Buckets: prometheus.ExponentialBucketsRange(100e-6, 10, 16),
 		}, []string{"stage"}),
+		SyncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "flotilla_partition_sync_seconds",
+			Help:    "Time one fsync round of a partition's segments took (the batches written since the last one).",
+			Buckets: prometheus.ExponentialBucketsRange(100e-6, 10, 16),
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.ProduceSeconds)
+		reg.MustRegister(m.ProduceSeconds, m.SyncSeconds)
 	}
 	return m
 }
@@ -43,5 +52,11 @@ func (m *Metrics) durable(since time.Time) {
 func (m *Metrics) applied(since time.Time) {
 	if m != nil {
 		m.ProduceSeconds.WithLabelValues("applied").Observe(time.Since(since).Seconds())
+	}
+}
+
+func (m *Metrics) synced(since time.Time) {
+	if m != nil {
+		m.SyncSeconds.Observe(time.Since(since).Seconds())
 	}
 }

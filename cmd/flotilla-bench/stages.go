@@ -26,10 +26,10 @@ func (t timer) mean() time.Duration {
 
 // stages are a broker's own timers of the produce path, read from its
 // /metrics: the whole produce request, the batch from proposal to durable
-// and to applied on its leader, a Persist in the storage actor, and a WAL
-// fsync. The difference of two readings covers what happened between them.
+// and to applied on its leader, a Persist in the storage actor, a WAL
+// fsync, and a sync of a partition's segments. The difference of two readings covers what happened between them.
 type stages struct {
-	request, durable, applied, persist, fsync timer
+	request, durable, applied, persist, fsync, segSync timer
 }
 
 // stageSeries maps each timer to the name of its histogram series, without
@@ -43,6 +43,7 @@ var stageSeries = []struct {
 	{`flotilla_partition_produce_seconds{stage="applied"}`, func(s *stages) *timer { return &s.applied }},
 	{`flotilla_wal_persist_seconds`, func(s *stages) *timer { return &s.persist }},
 	{`flotilla_wal_fsync_seconds`, func(s *stages) *timer { return &s.fsync }},
+	{`flotilla_partition_sync_seconds`, func(s *stages) *timer { return &s.segSync }},
 }
 
 // parseStages reads the stage timers from a Prometheus text exposition. A
