@@ -78,14 +78,9 @@ type durable struct {
 	appliedBytes uint64 // entry bytes applied since the last snapshot
 	snapIndex    uint64
 	incarnations uint64
-	pending      []*inflight // the Persists sent and not yet durable, oldest first
-	// A LogKeeper's writes: how many Keeps there were, how many are synced,
-	// and whether a Sync runs.
-	keeper      LogKeeper
-	kept        uint64
-	keptSynced  uint64
-	keptSyncing bool
-	sub         *subscription // the group's Ticker subscription, once a numbered Tick named it
+	pending      []*inflight   // the Persists sent and not yet answered, oldest first
+	keeper       LogKeeper     // nil unless the state machine is one
+	sub          *subscription // the group's Ticker subscription, once a numbered Tick named it
 }
 
 // NewProducer validates cfg, loads the recovered state into the group's
@@ -279,8 +274,6 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		g.checkpoint(ctx, true)
 	case *flushed:
 		g.onFlushed(ctx, m)
-	case *keptSynced:
-		g.onKeptSynced(ctx, m)
 	case *Campaign:
 		if g.rn != nil {
 			_ = g.rn.Campaign()

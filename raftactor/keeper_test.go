@@ -94,7 +94,7 @@ type keeperGroup struct {
 
 func startKeeperGroup(t *testing.T, dir string, sm *keepingMachine) *keeperGroup {
 	t.Helper()
-	w, states, err := storage.Open(dir, storage.Options{Log: zerolog.Nop()})
+	w, states, err := storage.Open(dir, storage.Options{Fsync: true, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}

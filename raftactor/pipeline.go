@@ -71,8 +71,6 @@ type inflight struct {
 	hardState   *pb.HardState // nil when unchanged
 	snapshot    *pb.Snapshot  // nil when none
 	responses   []*pb.Message
-	walDone     bool   // the storage answered it
-	keep        uint64 // the LogKeeper write it waits to see synced; 0 for none
 }
 
 // processReady takes every Ready raft has. Raft runs with asynchronous
@@ -189,6 +187,7 @@ func (g *groupActor) persist(ctx actor.Context, seq uint64, rd raft.Ready, m *pb
 		return
 	}
 	walEntries, kept := inf.entries, int64(0)
+	var also storage.Syncer
 	if k := g.d.keeper; k != nil && len(walEntries) > 0 {
 		var err error
 		if walEntries, err = k.Keep(walEntries); err != nil {
@@ -196,9 +195,7 @@ func (g *groupActor) persist(ctx actor.Context, seq uint64, rd raft.Ready, m *pb
 			return
 		}
 		if kept = keptBytes(inf.entries, walEntries); kept > 0 {
-			g.d.kept++
-			inf.keep = g.d.kept
-			g.syncKept(ctx)
+			also = k
 		}
 	}
 	p := &storage.Persist{
@@ -209,6 +206,7 @@ func (g *groupActor) persist(ctx actor.Context, seq uint64, rd raft.Ready, m *pb
 		HardState:   hs,
 		Snapshot:    snap,
 		KeptBytes:   kept,
+		Also:        also,
 		// raft's MustSync ignores snapshots, but the follower acknowledges
 		// one as soon as it is persisted: it must be durable by then.
 		Sync:    rd.MustSync || snap != nil,
@@ -219,97 +217,37 @@ func (g *groupActor) persist(ctx actor.Context, seq uint64, rd raft.Ready, m *pb
 	ctx.Send(g.d.cfg.Storage, p)
 }
 
-// onPersisted takes the answer to the oldest Persist the storage has not
-// answered yet: it answers a group's Persists in the order they were sent.
+// onPersisted takes the answer to the oldest Persist in flight: the storage
+// actor answers a group's Persists in the order they were sent.
 func (g *groupActor) onPersisted(ctx actor.Context, m *storage.Persisted) {
-	if g.halted {
+	if g.halted || len(g.d.pending) == 0 {
 		return
 	}
-	var inf *inflight
-	for _, p := range g.d.pending {
-		if !p.walDone {
-			inf = p
-			break
-		}
-	}
-	if inf == nil || m.Incarnation != inf.incarnation || m.Seq != inf.seq {
+	inf := g.d.pending[0]
+	if m.Incarnation != inf.incarnation || m.Seq != inf.seq {
 		return // stale: an answer to a Persist this group no longer waits for
 	}
 	if m.Err != nil {
 		g.halt(ctx, fmt.Errorf("persist: %w", m.Err))
 		return
 	}
-	inf.walDone = true
-	g.completePersists(ctx)
-}
-
-// completePersists makes durable, oldest first, the Persists that the
-// storage answered and whose kept entries are synced.
-func (g *groupActor) completePersists(ctx actor.Context) {
-	d := g.d
-	for len(d.pending) > 0 && !g.halted {
-		inf := d.pending[0]
-		if !inf.walDone || inf.keep > d.keptSynced {
-			return
-		}
-		if err := g.makeDurable(inf); err != nil {
-			g.halt(ctx, err)
-			return
-		}
-		d.pending[0] = nil
-		d.pending = d.pending[1:]
-		if inf.incarnation != g.incarnation {
-			// The Persist belonged to an earlier incarnation whose RawNode
-			// is gone: its state is now in the raft.Storage. Once the last
-			// one is back, start from there.
-			if len(d.pending) == 0 {
-				g.start(ctx)
-			}
-			continue
-		}
-		g.observe(inf.seq, StepPersisted, nil)
-		g.durableDone(ctx, inf)
-	}
-}
-
-// syncKept starts a Sync of the LogKeeper, unless one is in flight (the
-// next one starts when it ends) or everything kept is synced.
-func (g *groupActor) syncKept(ctx actor.Context) {
-	d := g.d
-	if d.keptSyncing || d.keptSynced >= d.kept {
+	if err := g.makeDurable(inf); err != nil {
+		g.halt(ctx, err)
 		return
 	}
-	d.keptSyncing = true
-	upTo, k := d.kept, d.keeper
-	self, root := ctx.Self(), ctx.ActorSystem().Root
-	go func() {
-		err := k.Sync()
-		root.Send(self, &keptSynced{upTo: upTo, err: err})
-	}()
-}
-
-// keptSynced is what the goroutine syncing a LogKeeper sends its group:
-// every Keep up to upTo is durable, unless err is set.
-type keptSynced struct {
-	upTo uint64
-	err  error
-}
-
-func (g *groupActor) onKeptSynced(ctx actor.Context, m *keptSynced) {
-	d := g.d
-	d.keptSyncing = false
-	if g.halted {
+	g.d.pending[0] = nil
+	g.d.pending = g.d.pending[1:]
+	if m.Incarnation != g.incarnation {
+		// The Persist belonged to an earlier incarnation whose RawNode is
+		// gone: its state is now in the raft.Storage. Once the last one is
+		// back, start from there.
+		if len(g.d.pending) == 0 && !g.halted {
+			g.start(ctx)
+		}
 		return
 	}
-	if m.err != nil {
-		// The log may have lost pages the OS had accepted: nothing kept
-		// since the last good sync can be acknowledged.
-		g.halt(ctx, fmt.Errorf("sync kept entries: %w", m.err))
-		return
-	}
-	d.keptSynced = max(d.keptSynced, m.upTo)
-	g.syncKept(ctx)
-	g.completePersists(ctx)
+	g.observe(inf.seq, StepPersisted, nil)
+	g.durableDone(ctx, inf)
 }
 
 // keptBytes is the size of the bodies a LogKeeper kept: those of the

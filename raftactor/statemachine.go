@@ -39,9 +39,9 @@ type Flusher interface {
 // LogKeeper is a StateMachine that keeps the bodies of its entries in a log
 // of its own (a partition's segments are its Raft log), so that every body
 // is written to disk once: the WAL then carries only the entries' headers
-// and small references, and the hard states. The group counts a Persist as
-// durable once both the WAL has answered it and a Sync that began after its
-// Keep has returned.
+// and small references, and the hard states. A Persist that carries kept
+// entries names the keeper as its Also: the storage actor syncs it in the
+// same group commit as the WAL before answering.
 type LogKeeper interface {
 	// Keep writes entries raft is about to persist into the state
 	// machine's log, in raft order, without syncing; entries from index i
@@ -53,8 +53,9 @@ type LogKeeper interface {
 	// on the group's actor.
 	Keep(ents []*pb.Entry) ([]*pb.Entry, error)
 	// Sync makes durable everything Keep wrote before it was called. The
-	// group calls it on a goroutine of its own, at most one at a time,
-	// while Keep and Apply go on. An error halts the group.
+	// storage actor's fsync goroutine calls it (storage.Syncer), at most
+	// one at a time, while Keep and Apply go on. An error fails the
+	// Persists it was for, and so halts the group.
 	Sync() error
 	// Discard forgets what Keep wrote beyond the applied state: raft is
 	// about to install a leader's snapshot, which replaces the whole log.

@@ -310,7 +310,6 @@ func Start(o Options) (_ *Broker, err error) {
 		Broadcast:       b.peers.Broadcast,
 		ControllerActor: b.controller,
 		Metrics:         partition.NewMetrics(reg),
-		NoFsync:         !cfg.Storage.FsyncEnabled(),
 		Log:             log,
 	}, b.replicas)); err != nil {
 		return nil, err

@@ -62,9 +62,6 @@ type MachineOptions struct {
 	Now func() time.Time
 	// Metrics records how long produced batches take (nil: nothing).
 	Metrics *Metrics
-	// NoFsync: the broker runs with fsync off (storage.fsync: false), so
-	// Sync does not sync the segments either.
-	NoFsync bool
 }
 
 // EpochStart is one entry of the leader-epoch cache: the first offset
@@ -449,11 +446,9 @@ func (m *Machine) Keep(ents []*pb.Entry) ([]*pb.Entry, error) {
 	return out, nil
 }
 
-// Sync implements raftactor.LogKeeper.
+// Sync implements raftactor.LogKeeper: the storage actor calls it in its
+// group commit (never with fsync off).
 func (m *Machine) Sync() error {
-	if m.o.NoFsync {
-		return nil
-	}
 	began := time.Now()
 	if err := m.log.Sync(); err != nil {
 		return fmt.Errorf("sync partition log: %w", err)

@@ -85,9 +85,7 @@ type ManagerOptions struct {
 	// tell it when a reassignment reached its target.
 	ControllerActor *actor.PID
 	Metrics         *Metrics // nil: none
-	// NoFsync: the broker runs with fsync off (storage.fsync: false).
-	NoFsync bool
-	Log     zerolog.Logger
+	Log             zerolog.Logger
 }
 
 // TopicPartition names a partition.
@@ -299,7 +297,7 @@ func (mg *manager) start(ctx actor.Context, t *controller.Topic, p controller.Pa
 	dir := mg.partitionDir(t, p)
 	m, err := NewMachine(MachineOptions{Topic: t.Name, Partition: p.Index, Dir: dir, Settings: settings,
 		Replicas: p.Replicas, Adding: p.Adding, Removing: p.Removing, Group: p.Group, Controller: mg.o.ControllerActor,
-		ReplicaLagTicks: mg.o.Raft.ReplicaLagTicks, Metrics: mg.o.Metrics, NoFsync: mg.o.NoFsync, Log: log})
+		ReplicaLagTicks: mg.o.Raft.ReplicaLagTicks, Metrics: mg.o.Metrics, Log: log})
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -29,8 +31,13 @@ type waiter struct {
 	p    *Persist
 	at   position // the end of its record
 	sync bool     // it waits for an fsync
-	err  error    // the append failed for this Persist alone
+	err  error    // the append, or the sync of also, failed for this Persist alone
 	came time.Time
+	// also is the Persist's Also when it waits for an fsync; alsoJob the
+	// sync job that syncs it, and alsoDone set once one did.
+	also     Syncer
+	alsoJob  uint64
+	alsoDone bool
 }
 
 // storageActor owns the WAL. See the package documentation for its contract.
@@ -125,7 +132,11 @@ func (a *storageActor) persist(ctx actor.Context, p *Persist) {
 	if err == nil {
 		a.w.countKept(p.KeptBytes)
 	}
-	a.waiting = append(a.waiting, waiter{p: p, at: a.w.end(), sync: p.Sync && a.w.opts.Fsync, err: err, came: time.Now()})
+	wt := waiter{p: p, at: a.w.end(), sync: p.Sync && a.w.opts.Fsync, err: err, came: time.Now()}
+	if wt.sync {
+		wt.also = p.Also
+	}
+	a.waiting = append(a.waiting, wt)
 	a.schedule(ctx)
 }
 
@@ -152,9 +163,19 @@ func (a *storageActor) schedule(ctx actor.Context) {
 // Persists that are now written and durable enough, starts the next fsync
 // if anything waits for one and none is in flight, and runs retention.
 func (a *storageActor) advance(ctx actor.Context) {
+	a.settleReaped()
 	a.answer(ctx)
-	if a.needSync() && a.w.startSync() != nil {
-		a.answer(ctx) // the write before the fsync failed
+	if a.needSync() {
+		also, of := a.alsoToSync()
+		job, err := a.w.startSync(also)
+		if err != nil {
+			a.answer(ctx) // the write before the fsync failed
+		}
+		if job != nil {
+			for _, i := range of {
+				a.waiting[i].alsoJob = job.id
+			}
+		}
 	}
 	if a.w.err == nil {
 		a.maintain(ctx)
@@ -164,6 +185,14 @@ func (a *storageActor) advance(ctx actor.Context) {
 // commit writes and fsyncs everything now, on the actor's goroutine, and
 // answers every waiter.
 func (a *storageActor) commit(ctx actor.Context) error {
+	a.w.wait()
+	a.settleReaped()
+	also, of := a.alsoToSync()
+	if a.w.opts.Fsync {
+		for _, s := range also {
+			a.settleOne(of, s, s.Sync())
+		}
+	}
 	err := a.w.Commit(true)
 	a.answer(ctx)
 	if err == nil {
@@ -186,6 +215,63 @@ func (a *storageActor) needSync() bool {
 	return false
 }
 
+// alsoToSync returns the distinct Also of the waiters that wait for theirs
+// to be synced and no job syncs yet, and those waiters' indexes.
+func (a *storageActor) alsoToSync() ([]Syncer, []int) {
+	var also []Syncer
+	var of []int
+	for i, wt := range a.waiting {
+		if wt.also == nil || wt.alsoDone || wt.alsoJob != 0 || wt.err != nil {
+			continue
+		}
+		of = append(of, i)
+		if !slices.Contains(also, wt.also) {
+			also = append(also, wt.also)
+		}
+	}
+	return also, of
+}
+
+// settleReaped records the outcome of the Syncs of the jobs reaped since
+// the last call in the waiters they covered.
+func (a *storageActor) settleReaped() {
+	for _, job := range a.w.takeReaped() {
+		a.settleAlso(job)
+	}
+}
+
+// settleAlso records the outcome of job's Syncs in the waiters it covered.
+func (a *storageActor) settleAlso(job *syncJob) {
+	for i := range a.waiting {
+		wt := &a.waiting[i]
+		if wt.alsoJob != job.id {
+			continue
+		}
+		if k := slices.Index(job.also, wt.also); k >= 0 && job.alsoErr[k] != nil {
+			if wt.err == nil {
+				wt.err = fmt.Errorf("sync group %d's own files: %w", wt.p.Group, job.alsoErr[k])
+			}
+			continue
+		}
+		wt.alsoDone = true
+	}
+}
+
+// settleOne records the outcome of a Sync of s, run on the actor, in the
+// waiters of of that wait for it.
+func (a *storageActor) settleOne(of []int, s Syncer, err error) {
+	for _, i := range of {
+		wt := &a.waiting[i]
+		if wt.also != s {
+			continue
+		}
+		if err != nil && wt.err == nil {
+			wt.err = fmt.Errorf("sync group %d's own files: %w", wt.p.Group, err)
+		}
+		wt.alsoDone = err == nil
+	}
+}
+
 // answer sends Persisted, in arrival order, to the waiters whose records are
 // written and, when they asked, fsynced. Once the WAL has failed, every
 // waiter left gets its error: a failed fsync may have dropped pages the OS
@@ -200,7 +286,7 @@ func (a *storageActor) answer(ctx actor.Context) {
 		if err == nil {
 			err = failure
 		}
-		if err == nil && (written.before(wt.at) || wt.sync && durable.before(wt.at)) {
+		if err == nil && (written.before(wt.at) || wt.sync && durable.before(wt.at) || wt.also != nil && !wt.alsoDone) {
 			break // it waits, and so do the ones after it
 		}
 		if err != nil {

@@ -24,7 +24,22 @@ type Persist struct {
 	// were written here, so that checkpoints, which bound what recovery
 	// replays, come as often as if they were.
 	KeptBytes int64
-	ReplyTo   *actor.PID
+	// Also is a group's own file, or set of files, that the Persist's
+	// durability depends on too (the segments that keep its entries'
+	// bodies); nil for none. When the Persist asks for an fsync, the
+	// storage actor syncs Also in the same group commit as the WAL, and
+	// answers with its error if that sync fails.
+	Also    Syncer
+	ReplyTo *actor.PID
+}
+
+// Syncer is what a Persist's Also names: files of a group's own. The
+// storage actor calls Sync from the goroutine that fsyncs the WAL, in
+// parallel with that fsync and with the other groups' Syncs, never twice
+// at once for the same Persist's Also; a Sync makes durable what was
+// written before it was called.
+type Syncer interface {
+	Sync() error
 }
 
 // Persisted answers a Persist. Err is set when the write failed; the group

@@ -3,6 +3,7 @@ package storage
 import (
 	"fmt"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -43,11 +44,15 @@ func (p position) before(q position) bool {
 // err only after done is closed.
 type syncJob struct {
 	id      uint64
-	f       *os.File
+	f       *os.File // nil when the WAL had nothing to sync: only also
 	at      position // the end of what was written when the fsync started
 	records uint64   // records appended by then
 	took    time.Duration
 	err     error
+	// also are the groups' own files synced with the WAL (Persist.Also),
+	// and alsoErr their results.
+	also    []Syncer
+	alsoErr []error
 	done    chan struct{}
 }
 
@@ -88,29 +93,44 @@ func (w *WAL) flush() error {
 	return nil
 }
 
-// startSync writes what is buffered and starts an fsync of it on a goroutine
-// of its own, unless one is already in flight (the next one starts when it
-// ends), Options.Fsync is off or everything written is synced already. When
-// the fsync ends, the goroutine calls the hook set with setNotify; reap then
-// takes its result.
-func (w *WAL) startSync() error {
+// startSync writes what is buffered and starts an fsync of it, and Syncs of
+// also, on a goroutine of its own, all in parallel, unless one is already in
+// flight (the next one starts when it ends), Options.Fsync is off or there is
+// nothing to sync. It returns the job started, or nil. When the job ends,
+// the goroutine calls the hook set with setNotify; reap then takes its
+// result.
+func (w *WAL) startSync(also []Syncer) (*syncJob, error) {
 	if w.syncing != nil || !w.opts.Fsync {
-		return w.err
+		return nil, w.err
 	}
 	if err := w.flush(); err != nil {
-		return err
+		return nil, err
 	}
-	if !w.synced.before(w.end()) {
-		return nil
+	job := &syncJob{at: w.end(), records: w.appended, also: also, alsoErr: make([]error, len(also)), done: make(chan struct{})}
+	if w.synced.before(w.end()) {
+		job.f = w.f
+	} else if len(also) == 0 {
+		return nil, nil
 	}
 	w.jobs++
-	job := &syncJob{id: w.jobs, f: w.f, at: w.end(), records: w.appended, done: make(chan struct{})}
+	job.id = w.jobs
 	w.syncing = job
 	notify, syncFile := w.notify, w.syncFile
 	go func() {
-		start := time.Now()
-		job.err = syncFile(job.f)
-		job.took = time.Since(start)
+		var wg sync.WaitGroup
+		for i, s := range job.also {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				job.alsoErr[i] = s.Sync()
+			}()
+		}
+		if job.f != nil {
+			start := time.Now()
+			job.err = syncFile(job.f)
+			job.took = time.Since(start)
+		}
+		wg.Wait()
 		// Before done is closed, so that a WAL closed after reaping the
 		// job never has its owner woken afterwards.
 		if notify != nil {
@@ -118,7 +138,7 @@ func (w *WAL) startSync() error {
 		}
 		close(job.done)
 	}()
-	return nil
+	return job, nil
 }
 
 // setNotify sets the function the fsync goroutine calls, with the job's id,
@@ -138,6 +158,14 @@ func (w *WAL) reap(id uint64) error {
 	return w.wait()
 }
 
+// takeReaped returns the jobs with Syncs of also that were reaped since the
+// last call, whichever way: reap, or a synchronous fsync that waited first.
+func (w *WAL) takeReaped() []*syncJob {
+	jobs := w.reaped
+	w.reaped = nil
+	return jobs
+}
+
 // wait waits for the fsync in flight, if any, and takes its result: on
 // success its position is durable, on failure the WAL fails.
 func (w *WAL) wait() error {
@@ -147,6 +175,12 @@ func (w *WAL) wait() error {
 	}
 	<-job.done
 	w.syncing = nil
+	if len(job.also) > 0 {
+		w.reaped = append(w.reaped, job)
+	}
+	if job.f == nil {
+		return w.err
+	}
 	return w.recordSync(job.at, job.records, job.took, job.err)
 }
 

@@ -106,6 +106,7 @@ type WAL struct {
 	syncing *syncJob
 	jobs    uint64
 	notify  func(id uint64)
+	reaped  []*syncJob // jobs with Syncs of also, reaped and not yet taken (takeReaped)
 	// syncFile fsyncs a WAL file: (*os.File).Sync, which tests wrap to
 	// hold an fsync back or fail it.
 	syncFile func(*os.File) error
