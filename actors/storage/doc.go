@@ -21,7 +21,9 @@ and from then on the actor owns w.
 
 It takes:
 
-  - *Persist: one Ready's entries, hard state and snapshot for one group.
+  - *Persist: one Ready's entries, hard state and snapshot for one group,
+    and the group's own files the Persist depends on too (Also: a
+    partition's segments, which keep its entries' bodies).
   - *Checkpoint: a group's snapshot, after which its older records can go.
   - *Flush: make everything durable now, and wait for the removal of the
     files retention released (shutdown).
@@ -54,7 +56,11 @@ It sends:
     goroutine of its own (sync.go), at most one at a time, and reports back
     with a private synced message; while it runs, the actor goes on
     appending and writing, and the next fsync, started when this one ends,
-    covers everything written meanwhile. An fsync happens only if a waiting
+    covers everything written meanwhile. The same job syncs the Also of
+    every Persist it covers, in parallel with the WAL's fsync, and a
+    Persist with an Also is answered only once a job synced it; a failed
+    Sync of an Also fails the Persists it was for, and only them (their
+    groups halt), while the WAL goes on. An fsync happens only if a waiting
     Persist asked for it (or a Checkpoint or Forget waits to be durable) and
     Options.Fsync is on. A Persist is answered once its record is written
     and, if it asked, an fsync of its file has covered it; answers still go
@@ -84,7 +90,10 @@ It sends:
     process dies is replayed by recovery and released again.
     When a file is rolled, and whenever the WAL is larger than
     Options.BudgetBytes, the groups holding back the oldest file get a
-    CheckpointRequest, at most once per group per roll.
+    CheckpointRequest, at most once per group per roll. The bytes a
+    Persist says its group kept in its own files (KeptBytes) count toward
+    the file's size and the budget as if they were in the WAL: they are
+    what recovery replays after the last checkpoint.
 
  8. On stopping, and on restarting after a panic, the actor waits for the
     fsync in flight, then writes, fsyncs and answers everything appended
