@@ -80,6 +80,7 @@ type durable struct {
 	incarnations uint64
 	pending      []*inflight   // the Persists sent and not yet answered, oldest first
 	keeper       LogKeeper     // nil unless the state machine is one
+	deferred     int           // Persists in flight with deferKeep set
 	sub          *subscription // the group's Ticker subscription, once a numbered Tick named it
 }
 

@@ -23,11 +23,12 @@ var ErrLeaderChanged = errors.New("raft leader changed")
 type PipelineStep int
 
 // The steps of the Ready pipeline (DESIGN.md, with raft's asynchronous
-// storage writes). The first four run when a Ready is taken; StepPersist is
-// observed only when a Persist is sent. StepPersisted marks the arrival of
-// its Persisted, and StepPersistedMessages the delivery of the messages that
-// waited for it, which for a Ready that wrote nothing ride on the Persist
-// before it.
+// storage writes). StepMessages and StepApply run when a Ready is taken;
+// StepPersist is observed only when a Persist is sent. StepPersisted marks
+// the arrival of its Persisted, StepSnapshot then the installation of the
+// leader's snapshot it carried, if any, and StepPersistedMessages the
+// delivery of the messages that waited for it, which for a Ready that
+// wrote nothing ride on the Persist before it.
 const (
 	StepMessages PipelineStep = iota + 1
 	StepSnapshot
@@ -71,6 +72,10 @@ type inflight struct {
 	hardState   *pb.HardState // nil when unchanged
 	snapshot    *pb.Snapshot  // nil when none
 	responses   []*pb.Message
+	// deferKeep marks a Persist sent while a leader's snapshot waited to
+	// be durable: its entries went to the WAL whole, and a LogKeeper keeps
+	// them only once the snapshot is installed.
+	deferKeep bool
 }
 
 // processReady takes every Ready raft has. Raft runs with asynchronous
@@ -111,26 +116,15 @@ func (g *groupActor) processOneReady(ctx actor.Context) {
 	g.send(ctx, now)
 	g.observe(seq, StepMessages, now)
 
-	// 2. snapshot: the state machine takes it before any committed entry.
+	// 2. a leader's snapshot is persisted first and installed in the state
+	// machine once durable (installSnapshot): a state machine that keeps
+	// the raft log in its own files must not drop that log before the
+	// snapshot replacing it can be recovered. Raft hands out no committed
+	// entry until then.
 	snap := appendMsg.GetSnapshot()
 	if snap != nil && raft.IsEmptySnap(snap) {
 		snap = nil
 	}
-	if snap != nil {
-		if k := g.d.keeper; k != nil {
-			if err := k.Discard(); err != nil {
-				g.halt(ctx, fmt.Errorf("discard kept entries: %w", err))
-				return
-			}
-		}
-		if err := g.d.restore(snap); err != nil {
-			g.halt(ctx, err)
-			return
-		}
-		md := snap.GetMetadata()
-		g.log.Info().Uint64("index", md.GetIndex()).Uint64("term", md.GetTerm()).Msg("applied snapshot from leader")
-	}
-	g.observe(seq, StepSnapshot, nil)
 
 	// 3. committed entries, all of them durable here already.
 	if applyMsg != nil {
@@ -188,7 +182,10 @@ func (g *groupActor) persist(ctx actor.Context, seq uint64, rd raft.Ready, m *pb
 	}
 	walEntries, kept := inf.entries, int64(0)
 	var also storage.Syncer
-	if k := g.d.keeper; k != nil && len(walEntries) > 0 {
+	if snap != nil || g.d.deferred > 0 {
+		inf.deferKeep = true
+		g.d.deferred++
+	} else if k := g.d.keeper; k != nil && len(walEntries) > 0 {
 		var err error
 		if walEntries, err = k.Keep(walEntries); err != nil {
 			g.halt(ctx, fmt.Errorf("keep entries: %w", err))
@@ -231,6 +228,10 @@ func (g *groupActor) onPersisted(ctx actor.Context, m *storage.Persisted) {
 		g.halt(ctx, fmt.Errorf("persist: %w", m.Err))
 		return
 	}
+	if err := g.installDeferred(inf); err != nil {
+		g.halt(ctx, err)
+		return
+	}
 	if err := g.makeDurable(inf); err != nil {
 		g.halt(ctx, err)
 		return
@@ -260,6 +261,38 @@ func keptBytes(ents, wal []*pb.Entry) int64 {
 		}
 	}
 	return n
+}
+
+// installDeferred installs the leader's snapshot a durable Persist carried
+// and gives a LogKeeper the entries it deferred: first the keeper drops
+// what it kept past the applied state, then the state machine takes the
+// snapshot, then the keeper writes the entries that came after it (the WAL
+// has them whole, so they need no Sync).
+func (g *groupActor) installDeferred(inf *inflight) error {
+	if !inf.deferKeep {
+		return nil
+	}
+	g.d.deferred--
+	k := g.d.keeper
+	if snap := inf.snapshot; snap != nil {
+		if k != nil {
+			if err := k.Discard(); err != nil {
+				return fmt.Errorf("discard kept entries: %w", err)
+			}
+		}
+		if err := g.d.restore(snap); err != nil {
+			return err
+		}
+		md := snap.GetMetadata()
+		g.log.Info().Uint64("index", md.GetIndex()).Uint64("term", md.GetTerm()).Msg("installed snapshot from leader")
+		g.observe(inf.seq, StepSnapshot, nil)
+	}
+	if k != nil && len(inf.entries) > 0 {
+		if _, err := k.Keep(inf.entries); err != nil {
+			return fmt.Errorf("keep entries: %w", err)
+		}
+	}
+	return nil
 }
 
 // durableDone tells the Extension what became durable and delivers the

@@ -82,6 +82,7 @@ type memTransport struct {
 	mu    sync.Mutex
 	nodes map[uint64]*actor.PID
 	spy   func(m *pb.Message)
+	down  map[uint64]bool // nodes cut off: messages to and from them are dropped
 }
 
 func (t *memTransport) Send(ctx actor.SenderContext, group uint64, msgs []*pb.Message) {
@@ -90,6 +91,9 @@ func (t *memTransport) Send(ctx actor.SenderContext, group uint64, msgs []*pb.Me
 	for _, m := range msgs {
 		if t.spy != nil {
 			t.spy(m)
+		}
+		if t.down[m.GetTo()] || t.down[m.GetFrom()] {
+			continue
 		}
 		if pid, ok := t.nodes[m.GetTo()]; ok {
 			ctx.Send(pid, &Step{Msgs: []*pb.Message{m}})

@@ -57,9 +57,10 @@ type LogKeeper interface {
 	// one at a time, while Keep and Apply go on. An error fails the
 	// Persists it was for, and so halts the group.
 	Sync() error
-	// Discard forgets what Keep wrote beyond the applied state: raft is
-	// about to install a leader's snapshot, which replaces the whole log.
-	// It is called before Restore.
+	// Discard forgets what Keep wrote beyond the applied state: a leader's
+	// snapshot, now durable, replaces the whole log. It is called just
+	// before Restore of that snapshot. The entries that follow the
+	// snapshot reach the WAL whole and are given to Keep only after it.
 	Discard() error
 	// Recover gives back, at startup and after Restore of the recovered
 	// snapshot, the bodies of the entries the WAL returned: it resolves
