@@ -275,6 +275,8 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		g.checkpoint(ctx, true)
 	case *flushed:
 		g.onFlushed(ctx, m)
+	case *storage.Checkpointed:
+		g.onCheckpointed(ctx, m)
 	case *Campaign:
 		if g.rn != nil {
 			_ = g.rn.Campaign()

@@ -66,6 +66,8 @@ func (k *keepingMachine) Sync() error {
 
 func (k *keepingMachine) Discard() error { return nil }
 
+func (k *keepingMachine) Release(uint64) error { return nil }
+
 func (k *keepingMachine) Recover(ents []*pb.Entry) ([]*pb.Entry, error) {
 	k.disk.mu.Lock()
 	defer k.disk.mu.Unlock()

@@ -561,7 +561,7 @@ func (g *groupActor) checkpoint(ctx actor.Context, force bool) {
 		return
 	}
 	if !flushes {
-		ctx.Send(d.cfg.Storage, &storage.Checkpoint{Group: d.cfg.Group, Snapshot: snap})
+		ctx.Send(d.cfg.Storage, &storage.Checkpoint{Group: d.cfg.Group, Snapshot: snap, ReplyTo: g.checkpointReply(ctx)})
 		return
 	}
 	g.flushing = true
@@ -570,6 +570,26 @@ func (g *groupActor) checkpoint(ctx actor.Context, force bool) {
 		err := flusher.Flush()
 		root.Send(self, &flushed{incarnation: incarnation, snap: snap, err: err})
 	}()
+}
+
+// checkpointReply is where the storage tells this group that a checkpoint
+// is durable: only a LogKeeper needs to hear it.
+func (g *groupActor) checkpointReply(ctx actor.Context) *actor.PID {
+	if g.d.keeper == nil {
+		return nil
+	}
+	return ctx.Self()
+}
+
+// onCheckpointed lets a LogKeeper drop what it keeps for entries a durable
+// checkpoint covers.
+func (g *groupActor) onCheckpointed(ctx actor.Context, m *storage.Checkpointed) {
+	if g.d.keeper == nil || g.halted {
+		return
+	}
+	if err := g.d.keeper.Release(m.Index); err != nil {
+		g.halt(ctx, fmt.Errorf("release kept entries through %d: %w", m.Index, err))
+	}
 }
 
 // flushed is what the goroutine flushing a Flusher sends its group when
@@ -599,7 +619,7 @@ func (g *groupActor) onFlushed(ctx actor.Context, m *flushed) {
 		g.halt(ctx, fmt.Errorf("flush state machine: %w", m.err))
 		return
 	}
-	ctx.Send(g.d.cfg.Storage, &storage.Checkpoint{Group: g.d.cfg.Group, Snapshot: m.snap})
+	ctx.Send(g.d.cfg.Storage, &storage.Checkpoint{Group: g.d.cfg.Group, Snapshot: m.snap, ReplyTo: g.checkpointReply(ctx)})
 	g.log.Debug().Uint64("index", m.snap.GetMetadata().GetIndex()).Msg("checkpointed")
 	if g.checkpointWanted {
 		g.checkpoint(ctx, true)

@@ -70,4 +70,9 @@ type LogKeeper interface {
 	// and every entry after it are dropped, and the log forgets what it
 	// holds beyond that prefix.
 	Recover(ents []*pb.Entry) ([]*pb.Entry, error)
+	// Release tells the keeper that a checkpoint at index is durable:
+	// recovery never again needs what it keeps for entries at or below
+	// index, which it may now delete (a partition's segments that
+	// retention left below its log start). An error halts the group.
+	Release(index uint64) error
 }

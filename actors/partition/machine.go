@@ -457,6 +457,12 @@ func (m *Machine) Sync() error {
 	return nil
 }
 
+// Release implements raftactor.LogKeeper: the segments that log-start moves
+// retired go once a durable checkpoint covers every batch in them.
+func (m *Machine) Release(index uint64) error {
+	return m.log.ReleaseSegments(index)
+}
+
 // Discard implements raftactor.LogKeeper: the log's tail goes, and the
 // next Restore, the leader's snapshot, starts from what was applied.
 func (m *Machine) Discard() error {

@@ -52,6 +52,9 @@ type storageActor struct {
 	// replyTo is the last actor seen persisting each group: where
 	// CheckpointRequests go.
 	replyTo map[uint64]*actor.PID
+	// checkpointReply is, per group, the ReplyTo of its last Checkpoint:
+	// where Checkpointed goes.
+	checkpointReply map[uint64]*actor.PID
 	// asked is, per group, the file being written when the group was last
 	// asked to checkpoint: it is asked at most once per roll.
 	asked   map[uint64]uint64
@@ -64,10 +67,11 @@ type storageActor struct {
 func NewActor(w *WAL, log zerolog.Logger) actor.Producer {
 	return func() actor.Actor {
 		return &storageActor{
-			w:       w,
-			log:     log,
-			replyTo: make(map[uint64]*actor.PID),
-			asked:   make(map[uint64]uint64),
+			w:               w,
+			log:             log,
+			replyTo:         make(map[uint64]*actor.PID),
+			checkpointReply: make(map[uint64]*actor.PID),
+			asked:           make(map[uint64]uint64),
 		}
 	}
 }
@@ -88,6 +92,7 @@ func (a *storageActor) Receive(ctx actor.Context) {
 		a.checkpoint(ctx, m)
 	case *Forget:
 		delete(a.replyTo, m.Group)
+		delete(a.checkpointReply, m.Group)
 		if err := a.w.AppendForget(m.Group); err != nil {
 			a.log.Error().Err(err).Uint64("group", m.Group).Msg("appending a tombstone failed")
 		} else {
@@ -141,6 +146,9 @@ func (a *storageActor) persist(ctx actor.Context, p *Persist) {
 }
 
 func (a *storageActor) checkpoint(ctx actor.Context, c *Checkpoint) {
+	if c.ReplyTo != nil {
+		a.checkpointReply[c.Group] = c.ReplyTo
+	}
 	if err := a.w.AppendCheckpoint(c.Group, c.Snapshot); err != nil {
 		// No one waits for a checkpoint; the group is asked again later.
 		a.log.Error().Err(err).Uint64("group", c.Group).Msg("appending a checkpoint failed")
@@ -305,6 +313,11 @@ func (a *storageActor) answer(ctx actor.Context) {
 	if failed > 0 {
 		a.log.Error().Err(cause).Int("persists_failed", failed).
 			Int("answered", n).Msg("WAL write failed; the groups of the failed persists halt")
+	}
+	for _, p := range a.w.takeSettled() {
+		if pid := a.checkpointReply[p.group]; pid != nil && !p.forget {
+			ctx.Send(pid, &Checkpointed{Group: p.group, Index: p.mark.index})
+		}
 	}
 	rest := copy(a.waiting, a.waiting[n:])
 	clear(a.waiting[rest:])

@@ -104,3 +104,25 @@ func TestAlsoNotSyncedWithoutFsync(t *testing.T) {
 		t.Fatalf("Also synced %d times with fsync off", n)
 	}
 }
+
+// TestCheckpointedOnceDurable: a Checkpoint with a ReplyTo is answered with
+// Checkpointed only once an fsync has made it durable.
+func TestCheckpointedOnceDurable(t *testing.T) {
+	opts := testOptions()
+	opts.Fsync = true
+	w, _ := mustOpen(t, t.TempDir(), opts)
+	g := gateFsyncs(w)
+	h := startActor(t, w)
+	t.Cleanup(g.open)
+	h.sys.Root.Send(h.storage, &Persist{Group: 1, Seq: 1, Entries: ents(1, 5, 1), Sync: true, ReplyTo: h.reply})
+	g.next(t)
+	g.let(t, nil)
+	answered(t, h, false, 1)
+	h.sys.Root.Send(h.storage, &Checkpoint{Group: 1, Snapshot: snapshot(3, 1), ReplyTo: h.reply})
+	g.next(t)
+	noAnswer(t, h)
+	g.let(t, nil)
+	if c := next[*Checkpointed](t, h); c.Group != 1 || c.Index != 3 {
+		t.Fatalf("Checkpointed %+v, want group 1 index 3", c)
+	}
+}

@@ -171,7 +171,7 @@ type collector struct{ ch chan any }
 
 func (c *collector) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
-	case *Persisted, *Flushed, *CheckpointRequest:
+	case *Persisted, *Flushed, *CheckpointRequest, *Checkpointed:
 		c.ch <- m
 	}
 }

@@ -59,6 +59,16 @@ type Persisted struct {
 type Checkpoint struct {
 	Group    uint64
 	Snapshot *pb.Snapshot
+	// ReplyTo, when set, gets Checkpointed once the checkpoint is durable.
+	ReplyTo *actor.PID
+}
+
+// Checkpointed tells a group that its checkpoint at Index is durable: after
+// a crash, recovery starts from it or from a later one, so nothing the
+// group keeps for entries at or below Index is needed any more.
+type Checkpointed struct {
+	Group uint64
+	Index uint64
 }
 
 // CheckpointRequest is sent by the storage actor to a group's actor (the last

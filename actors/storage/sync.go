@@ -158,6 +158,14 @@ func (w *WAL) reap(id uint64) error {
 	return w.wait()
 }
 
+// takeSettled returns the checkpoints that became durable since the last
+// call, in the order they were appended.
+func (w *WAL) takeSettled() []pendingCheckpoint {
+	s := w.settled
+	w.settled = nil
+	return s
+}
+
 // takeReaped returns the jobs with Syncs of also that were reaped since the
 // last call, whichever way: reap, or a synchronous fsync that waited first.
 func (w *WAL) takeReaped() []*syncJob {
@@ -242,6 +250,7 @@ func (w *WAL) settle() {
 		if m, ok := w.checkpoints[p.group]; !ok || p.mark.index >= m.index {
 			w.checkpoints[p.group] = p.mark
 		}
+		w.settled = append(w.settled, p)
 	}
 	w.pending = w.pending[:copy(w.pending, w.pending[n:])]
 }

@@ -107,6 +107,9 @@ type WAL struct {
 	jobs    uint64
 	notify  func(id uint64)
 	reaped  []*syncJob // jobs with Syncs of also, reaped and not yet taken (takeReaped)
+	// settled are the checkpoints that became durable and were not yet
+	// taken (takeSettled).
+	settled []pendingCheckpoint
 	// syncFile fsyncs a WAL file: (*os.File).Sync, which tests wrap to
 	// hold an fsync back or fail it.
 	syncFile func(*os.File) error
