@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,8 +22,9 @@ import (
 // index in place of a body. Sync waits for the test when gated.
 type keepingMachine struct {
 	countingMachine
-	disk *keptDisk
-	gate chan error // nil: Sync returns at once
+	disk     *keptDisk
+	gate     chan error // nil: Sync returns at once
+	released atomic.Uint64
 }
 
 type keptDisk struct {
@@ -66,7 +68,10 @@ func (k *keepingMachine) Sync() error {
 
 func (k *keepingMachine) Discard() error { return nil }
 
-func (k *keepingMachine) Release(uint64) error { return nil }
+func (k *keepingMachine) Release(index uint64) error {
+	k.released.Store(index)
+	return nil
+}
 
 func (k *keepingMachine) Recover(ents []*pb.Entry) ([]*pb.Entry, error) {
 	k.disk.mu.Lock()
@@ -231,6 +236,11 @@ func TestKeptEntriesWaitForTheirSync(t *testing.T) {
 	if m := kg2.answer(t, 5*time.Second); m == nil || m.Err != nil {
 		t.Fatalf("proposal after recovery: %+v", m)
 	}
+
+	// A durable checkpoint lets the keeper release what it covers.
+	applied := kg2.board.Get(7).Applied
+	kg2.sys.Root.Send(kg2.group, &storage.CheckpointRequest{Group: 7})
+	waitFor(t, 5*time.Second, func() (struct{}, bool) { return struct{}{}, sm2.released.Load() >= applied })
 }
 
 // TestKeeperSyncFailureHalts: a failed Sync leaves the kept bodies unknown;
