@@ -2,6 +2,7 @@ package partition
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -295,4 +296,97 @@ func copyDir(t *testing.T, from, to string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// walForm is what the WAL holds of entries Keep took: references for the
+// batches, the other entries whole.
+func walForm(t *testing.T, ents []*pb.Entry) []*pb.Entry {
+	t.Helper()
+	out := make([]*pb.Entry, len(ents))
+	for i, e := range ents {
+		out[i] = e
+		if e.GetType() != pb.EntryNormal || len(e.GetData()) == 0 {
+			continue
+		}
+		if typ, body, err := decodeEntry(e.GetData()); err == nil && typ == entryBatch {
+			out[i] = &pb.Entry{Index: e.Index, Term: e.Term, Type: e.Type, Data: refOf(decodeHeader(body)).entry()}
+		}
+	}
+	return out
+}
+
+// TestRestartAfterRetentionPastTheCheckpoint: retention that moves the log
+// start past the last durable checkpoint's end keeps the segments it retires
+// until a durable checkpoint covers them, so that a restart from the older
+// checkpoint still finds every batch the WAL refers to, and replays to the
+// same state.
+func TestRestartAfterRetentionPastTheCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	r := bootstrapped(t, dir)
+	seqs, epochs := map[int64]int32{}, map[int64]int16{}
+	r.write(1, seqs, epochs, 3, -1)
+	cp, index := mustSnapshot(t, r.m), r.m.appliedIndex
+	if err := r.m.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	after := len(r.wal)
+	r.write(1, seqs, epochs, 10, -1)
+	r.retain(1, 1000)
+	if r.m.log.LogStart() <= decodeCheckpoint(t, cp).LogEnd {
+		t.Fatalf("log start %d: retention did not pass the checkpoint's end; the test shows nothing", r.m.log.LogStart())
+	}
+	r.write(1, seqs, epochs, 2, -1)
+	if err := r.m.Flush(); err != nil { // a checkpoint that never became durable
+		t.Fatal(err)
+	}
+	want := mustSnapshot(t, r.m)
+	if err := r.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	again := newReplica(t, dir)
+	if err := again.m.Restore(&pb.Snapshot{Data: cp, Metadata: &pb.SnapshotMetadata{Index: new(index), Term: new(uint64(1))}}); err != nil {
+		t.Fatalf("restore the durable checkpoint: %v", err)
+	}
+	wal := walForm(t, r.wal[after:])
+	got, err := again.m.Recover(wal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(wal) {
+		t.Fatalf("Recover kept %d of %d entries: committed batches are gone", len(got), len(wal))
+	}
+	for _, e := range got {
+		again.m.Apply(e.GetIndex(), e.GetTerm(), e.GetData())
+	}
+	if got := mustSnapshot(t, again.m); !bytes.Equal(got, want) {
+		t.Fatalf("replayed state differs:\n%s\nwant\n%s", got, want)
+	}
+
+	// Once a checkpoint covering them is durable, the retired segments go.
+	before := countSegments(t, dir)
+	if err := again.m.Release(again.m.appliedIndex); err != nil {
+		t.Fatal(err)
+	}
+	if n := countSegments(t, dir); n >= before {
+		t.Fatalf("%d segments before Release, %d after", before, n)
+	}
+}
+
+func decodeCheckpoint(t *testing.T, data []byte) checkpoint {
+	t.Helper()
+	var cp checkpoint
+	if err := json.Unmarshal(data, &cp); err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
+
+func countSegments(t *testing.T, dir string) int {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "*.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(m)
 }
