@@ -210,8 +210,8 @@ func TestBoundarySnapshot(t *testing.T) {
 
 // TestBoundaryAfterRestart: a replica that restarts from a checkpoint
 // taken before a retention move finds the log start already moved (the
-// segments went when the move was applied); it learns the boundary again
-// when it replays the move, from the move itself.
+// segments below the move were released, the checkpoint being durable); it
+// learns the boundary again when it replays the move, from the move itself.
 func TestBoundaryAfterRestart(t *testing.T) {
 	dir := t.TempDir()
 	r := newReplica(t, dir)
@@ -227,6 +227,9 @@ func TestBoundaryAfterRestart(t *testing.T) {
 	b, term, ok := r.m.Boundary()
 	if !ok {
 		t.Fatal("no boundary after the move")
+	}
+	if err := r.m.log.ReleaseSegments(index); err != nil {
+		t.Fatal(err)
 	}
 	if err := r.m.Close(); err != nil {
 		t.Fatal(err)

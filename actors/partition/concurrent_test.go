@@ -110,8 +110,12 @@ func TestConcurrentReadAppend(t *testing.T) {
 			break
 		}
 		if i%300 == 299 {
-			// Delete segments under the readers' feet.
+			// Retire segments, and delete the ones retired before, under
+			// the readers' feet.
 			if err = l.AdvanceLogStart(all[i-100].base + 1); err != nil {
+				break
+			}
+			if err = l.ReleaseSegments(all[i-200].raft); err != nil {
 				break
 			}
 		}

@@ -48,7 +48,7 @@ Kafka's layout:
 	00000000000000000000.index      sparse offset index (last offset -> position)
 	00000000000000000000.timeindex  sparse time index (max timestamp -> last offset)
 	00000000000000000000.raft       dense Raft index: per batch its Raft index and term
-	log.state                       recovery point and log start, written by Flush
+	log.state                       recovery point and log start (at most the first segment's base), written by Flush
 
 A segment's name is its base offset. Batches are stored as the leader
 stamped them (base offset, partition leader epoch = Raft term; both outside
@@ -87,7 +87,15 @@ to readers when it is applied. The contract with the Raft side:
     must not keep.
  4. The log start moves only through AdvanceLogStart, applied from a Raft
     proposal (retention via RetentionPoint, DeleteRecords), so all replicas
-    agree. A replica that installs a snapshot beyond its log calls Reset.
+    agree. It retires the segments wholly below the new start: readers no
+    longer see them, but their files stay, since deleting them is Raft log
+    compaction and the WAL may still name their batches. The partition
+    calls ReleaseSegments(i) once a checkpoint at Raft index i is durable
+    in the WAL, which deletes the retired segments whose batches all lie
+    at or below i. Flush records a log start no higher than the first
+    segment on disk, so that after a crash the restored checkpoint's log
+    end is never below the log start. A replica that installs a snapshot
+    beyond its log calls Reset once the snapshot is durable.
  5. Read, EntryByRaftIndex and the timestamp queries run on any goroutine
     concurrently with Append (a Fetch never stalls Raft): see Log for the
     exact guarantee.

@@ -100,7 +100,8 @@ func (l *Log) syncDir() error {
 // segments not yet synced, the active segment and its index files, and the
 // directory if segments were created or deleted. It then records the
 // recovery point, so that the next Open only needs to scan the segments
-// written after it. Flush may be called from any goroutine; it holds up the
+// written after it, and the log start, lowered to the first segment on
+// disk (see AdvanceLogStart). Flush may be called from any goroutine; it holds up the
 // appender only if the appender must roll a segment meanwhile. After a
 // failed sync the Log refuses every change (ErrLogFailed): the OS may have
 // dropped the pages it could not write.
@@ -138,7 +139,7 @@ func (l *Log) flushView(v *view, recoveryPoint int64) error {
 			return err
 		}
 	}
-	return writeState(l.opts.Dir, logState{recoveryPoint: recoveryPoint, logStart: v.start})
+	return writeState(l.opts.Dir, logState{recoveryPoint: recoveryPoint, logStart: v.stateStart})
 }
 
 // Close flushes the log, uncommitted tail included, seals the active
@@ -172,8 +173,10 @@ func (l *Log) Close() error {
 	}
 	l.unsynced = nil
 	l.syncMu.Unlock()
-	for i := range l.sealed {
-		l.sealed[i].seg.log.Close()
+	for _, segs := range [][]segView{l.retired, l.sealed} {
+		for i := range segs {
+			segs[i].seg.log.Close()
+		}
 	}
 	l.act.files.close()
 	l.act.seg.log.Close()

@@ -232,8 +232,10 @@ func (m *model) check(t testing.TB, l *Log, start int64) {
 // crash abandons the log as a killed process would: descriptors closed,
 // nothing flushed or sealed, no state written.
 func crash(l *Log) {
-	for i := range l.sealed {
-		l.sealed[i].seg.log.Close()
+	for _, segs := range [][]segView{l.retired, l.sealed} {
+		for i := range segs {
+			segs[i].seg.log.Close()
+		}
 	}
 	for _, ps := range l.unsynced {
 		ps.files.close()

@@ -127,7 +127,8 @@ func (l *Log) SetSegmentBytes(n int64) error {
 //
 // A Log has one owner goroutine, the appender (the partition's actor). Only
 // it calls Append, AppendVerified, Commit, SetHighWatermark, TruncateRaft,
-// TruncateTo, AdvanceLogStart, Reset, SetSegmentBytes and Close.
+// TruncateTo, AdvanceLogStart, ReleaseSegments, Reset, SetSegmentBytes and
+// Close.
 //
 // Every other method may be called from any goroutine, concurrently with
 // the appender and with each other: Read, BatchAt, EntryByRaftIndex,
@@ -151,6 +152,13 @@ func (l *Log) SetSegmentBytes(n int64) error {
 // starts over on the new view. So a read returns exactly what the log held
 // at one moment between its call and its return; TruncateRaft never cuts
 // below the high watermark, so what a reader saw committed stays.
+//
+// Segments wholly below the log start are retired: AdvanceLogStart takes
+// them out of the view at once, but their files stay, because the batches
+// in them are the partition's Raft log and the WAL may still refer to them
+// until a checkpoint above them is durable. ReleaseSegments deletes them
+// then. No view, Size or RetentionPoint sees a retired segment; log.state
+// records a log start at or below the first segment still on disk.
 type Log struct {
 	opts Options
 	log  zerolog.Logger
@@ -159,12 +167,16 @@ type Log struct {
 	gen  atomic.Uint64        // bumped before any file is truncated or deleted
 
 	// Owned by the appender.
-	sealed      []segView // every segment but the active one, oldest first
+	sealed      []segView // every segment of the view but the active one, oldest first
 	sealedBytes int64     // their total size
-	act         *activeSegment
-	start       int64  // log start offset
-	lastRaft    uint64 // highest Raft index in the segments, even below the start
-	closed      bool
+	// retired are the segments wholly below the log start whose files
+	// ReleaseSegments has not yet deleted, oldest first; all of them lie
+	// below sealed[0].
+	retired  []segView
+	act      *activeSegment
+	start    int64  // log start offset
+	lastRaft uint64 // highest Raft index in the segments, even below the start
+	closed   bool
 
 	// hw is the high watermark; tail holds the batches from it to the
 	// written end, in order, for the one thing Commit needs and cannot get
@@ -273,7 +285,11 @@ type view struct {
 	closed     bool
 	start, end int64 // end is the high watermark
 	written    int64 // the written end
-	size       int64 // bytes of all segments
+	size       int64 // bytes of all segments of the view (none retired)
+	// stateStart is the log start that Flush records in log.state: never
+	// above the first segment on disk, retired ones included, so that
+	// after a crash the log still reaches every batch the WAL may name.
+	stateStart int64
 	// The embedded list is what readers see: the segments up to the one
 	// that holds the high watermark, that one cut at it (see committed).
 	segList
@@ -333,6 +349,7 @@ func (l *Log) publish() {
 		files:   &l.act.files,
 	}
 	v.size = l.sealedBytes + v.whole.active.size
+	v.stateStart = min(l.start, l.firstBase())
 	v.segList = l.committed(v.whole)
 	l.view.Store(v)
 }
@@ -405,7 +422,8 @@ func (l *Log) LogEnd() int64 { return l.view.Load().end }
 func (l *Log) WrittenEnd() int64 { return l.view.Load().written }
 
 // Size is the number of bytes of the log's segment files, including any
-// part of the first segment below the log start and the uncommitted tail.
+// part of the first segment below the log start and the uncommitted tail,
+// but not the retired segments wholly below the start.
 func (l *Log) Size() int64 { return l.view.Load().size }
 
 // Append writes a batch at the written end of the log, above the high

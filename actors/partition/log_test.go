@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -624,7 +625,8 @@ func TestAdvanceLogStart(t *testing.T) {
 	}
 	wantErr(t, l.AdvanceLogStart(l.LogEnd()+1), ErrOffsetOutOfRange)
 
-	// Into the middle of the fourth segment: three go.
+	// Into the middle of the fourth segment: three are retired, and go
+	// when a checkpoint past them is durable.
 	base3, _, _ := parseSegmentFileName(segs[3])
 	start := base3 + 2
 	if err := l.AdvanceLogStart(start); err != nil {
@@ -632,6 +634,12 @@ func TestAdvanceLogStart(t *testing.T) {
 	}
 	if l.LogStart() != start {
 		t.Fatalf("start %d, want %d", l.LogStart(), start)
+	}
+	if got := logFiles(t, dir); !slices.Equal(got, segs) {
+		t.Fatalf("segments %v after the advance, want all of %v", got, segs)
+	}
+	if err := l.ReleaseSegments(m.raft); err != nil {
+		t.Fatal(err)
 	}
 	if got := logFiles(t, dir); len(got) != len(segs)-3 || got[0] != segs[3] {
 		t.Fatalf("segments %v, want from %s", got, segs[3])
@@ -652,20 +660,28 @@ func TestAdvanceLogStart(t *testing.T) {
 		t.Fatalf("moving the start back: %v, start %d", err, l.LogStart())
 	}
 
-	// Flush records the start; a reopen keeps it.
+	// Flush records the first segment's base as the start, at or below
+	// every batch a WAL may name; a reopen keeps it, and the partition
+	// advances it again from its checkpoint.
 	if err := l.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	crash(l)
 	l = mustOpen(t, opts)
-	if l.LogStart() != start {
-		t.Fatalf("reopened: start %d, want %d", l.LogStart(), start)
+	if l.LogStart() != base3 {
+		t.Fatalf("reopened: start %d, want the first segment's base %d", l.LogStart(), base3)
+	}
+	if err := l.AdvanceLogStart(start); err != nil {
+		t.Fatal(err)
 	}
 	m.check(t, l, start)
 
 	// Up to the log end: every sealed segment goes, the active one stays.
 	end := l.LogEnd()
 	if err := l.AdvanceLogStart(end); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.ReleaseSegments(m.raft); err != nil {
 		t.Fatal(err)
 	}
 	if got := logFiles(t, dir); len(got) != 1 {
@@ -683,8 +699,12 @@ func TestAdvanceLogStart(t *testing.T) {
 	}
 	l = mustOpen(t, opts)
 	defer l.Close()
-	if l.LogStart() != end {
-		t.Fatalf("start %d, want %d", l.LogStart(), end)
+	first, _, _ := parseSegmentFileName(logFiles(t, dir)[0])
+	if l.LogStart() != first {
+		t.Fatalf("start %d, want the only segment's base %d", l.LogStart(), first)
+	}
+	if err := l.AdvanceLogStart(end); err != nil {
+		t.Fatal(err)
 	}
 	m.check(t, l, end)
 }

@@ -131,8 +131,11 @@ func osCreate(path string) (*os.File, error) {
 //     them (the batches between them used consecutive Raft indexes);
 //     otherwise Open fails with ErrCorruptSegment.
 //
-// The log start comes from the last Flush; the partition moves it to its
-// checkpointed value with AdvanceLogStart.
+// The log start comes from the last Flush, which recorded it at or below
+// the first segment then on disk; it is never below the first segment
+// found. Every segment is loaded, and those wholly below the start are
+// retired (see Log), for ReleaseSegments to delete. The partition moves
+// the start to its checkpointed value with AdvanceLogStart.
 func Open(opts Options) (*Log, error) {
 	began := time.Now()
 	opts, err := opts.withDefaults()
@@ -149,8 +152,9 @@ func Open(opts Options) (*Log, error) {
 		return nil, fmt.Errorf("open partition log %s: %w", opts.Dir, err)
 	}
 	v := l.view.Load()
-	l.log.Info().Str("dir", opts.Dir).Int("segments", v.numSegments()).Int64("log_start", v.start).
-		Int64("log_end", v.end).Int64("bytes", v.size).Dur("took", time.Since(began)).Msg("opened partition log")
+	l.log.Info().Str("dir", opts.Dir).Int("segments", v.numSegments()).Int("retired_segments", len(l.retired)).
+		Int64("log_start", v.start).Int64("log_end", v.end).Int64("bytes", v.size).Dur("took", time.Since(began)).
+		Msg("opened partition log")
 	return l, nil
 }
 
@@ -183,14 +187,6 @@ func (r *recovery) run() (*Log, error) {
 	bases, err := r.listSegments()
 	if err != nil {
 		return nil, err
-	}
-	// Segments entirely below the recorded log start are what is left of a
-	// deletion that a crash interrupted.
-	for r.haveState && len(bases) > 1 && bases[1] <= r.state.logStart {
-		if err := r.remove(bases[0], "below the log start"); err != nil {
-			return nil, err
-		}
-		bases = bases[1:]
 	}
 	if len(bases) == 0 {
 		start := r.opts.StartOffset
@@ -308,11 +304,20 @@ func (r *recovery) finish() (*Log, error) {
 	if r.haveState && r.state.logStart > l.start {
 		l.start = r.state.logStart
 	}
+	// Segments wholly below the recorded start (a start flushed by an
+	// older version, or a release that a crash interrupted) may still hold
+	// batches that the WAL names: they are retired, not deleted.
+	l.retire()
 	l.publish()
 	return l, nil
 }
 
+// firstBase is the base offset of the first segment on disk, retired or
+// not.
 func (l *Log) firstBase() int64 {
+	if len(l.retired) > 0 {
+		return l.retired[0].seg.base
+	}
 	if len(l.sealed) > 0 {
 		return l.sealed[0].seg.base
 	}

@@ -396,9 +396,13 @@ func TestRecoverStateAndLeftovers(t *testing.T) {
 	if err := l.AdvanceLogStart(start); err != nil {
 		t.Fatal(err)
 	}
+	if err := l.ReleaseSegments(m.raft); err != nil {
+		t.Fatal(err)
+	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
+	kept, _, _ := parseSegmentFileName(logFiles(t, dir)[0])
 	orig := dirFiles(t, dir)
 	for name := range deleted {
 		if _, ok := orig[name]; ok {
@@ -409,7 +413,9 @@ func TestRecoverStateAndLeftovers(t *testing.T) {
 		t.Fatal("nothing deleted")
 	}
 
-	// A crash brought deleted segments back, and left leftovers.
+	// A crash brought deleted segments back, and left leftovers. The
+	// segments come back retired: the start recorded is the first kept
+	// segment's base, and the next release deletes them again.
 	restoreDir(t, dir, orig)
 	for name, b := range deleted {
 		os.WriteFile(filepath.Join(dir, name), b, 0o644)
@@ -417,16 +423,25 @@ func TestRecoverStateAndLeftovers(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "00000000000000099999.index"), []byte{1, 2}, 0o644)
 	os.WriteFile(filepath.Join(dir, stateFileName+".tmp"), []byte{1, 2}, 0o644)
 	l = mustOpen(t, opts)
-	if l.LogStart() != start {
-		t.Fatalf("start %d, want %d", l.LogStart(), start)
+	if l.LogStart() != kept {
+		t.Fatalf("start %d, want the first kept segment's base %d", l.LogStart(), kept)
 	}
 	got := dirFiles(t, dir)
 	for name := range got {
-		if _, ok := orig[name]; !ok {
+		if _, ok := orig[name]; !ok && deleted[name] == nil {
 			t.Errorf("leftover %s not removed", name)
 		}
 	}
+	if err := l.AdvanceLogStart(start); err != nil {
+		t.Fatal(err)
+	}
 	m.check(t, l, start)
+	if err := l.ReleaseSegments(m.raft); err != nil {
+		t.Fatal(err)
+	}
+	if got := logFiles(t, dir); got[0] != segmentFileName(kept, logSuffix) {
+		t.Fatalf("segments %v after releasing the ones brought back", got)
+	}
 	crash(l)
 
 	// Without a state file every segment is scanned; the start falls back

@@ -225,12 +225,13 @@ func (s *batchScanner) window(n int64) ([]byte, error) {
 }
 
 // removeSegmentFiles deletes every file of the segment with base offset
-// base; missing files are fine. The .log goes last, so that an interrupted
-// removal leaves either a segment whose indexes are rebuilt or orphan
-// indexes that Open deletes.
+// base; missing files are fine. The .log goes first, so that an interrupted
+// removal leaves orphan indexes, which Open deletes, and never a .log
+// without its .raft file, which Open cannot rebuild when no earlier
+// segment bounds its Raft indexes (a released segment is the first one).
 func removeSegmentFiles(dir string, base int64) error {
 	var first error
-	for _, suffix := range []string{raftIndexSuffix, timeIndexSuffix, offsetIndexSuffix, logSuffix} {
+	for _, suffix := range []string{logSuffix, raftIndexSuffix, timeIndexSuffix, offsetIndexSuffix} {
 		err := os.Remove(filepath.Join(dir, segmentFileName(base, suffix)))
 		if err != nil && !errors.Is(err, os.ErrNotExist) && first == nil {
 			first = fmt.Errorf("remove %s: %w", segmentFileName(base, suffix), err)

@@ -116,7 +116,7 @@ func (l *Log) truncate(all *segList, i, k int) error {
 	if err := l.syncPending(func(ps pendingSync) bool { return ps.seg.base < base }); err != nil {
 		return err
 	}
-	if err := writeState(l.opts.Dir, logState{recoveryPoint: base, logStart: l.start}); err != nil {
+	if err := writeState(l.opts.Dir, logState{recoveryPoint: base, logStart: min(l.start, l.firstBase())}); err != nil {
 		return err
 	}
 	for j := all.numSegments() - 1; j > i; j-- {
@@ -290,9 +290,10 @@ func (l *Log) SetHighWatermark(offset int64) error {
 }
 
 // Reset empties the log and starts it again at offset, whatever the log
-// held: every segment is deleted and an empty one is created. A replica
-// uses it when it installs a snapshot that its log does not reach. Like
-// TruncateTo it is synced before it returns.
+// held: every segment, retired ones included, is deleted and an empty one
+// is created. A replica uses it when it installs a snapshot that its log
+// does not reach, once the snapshot is durable. Like TruncateTo it is
+// synced before it returns.
 func (l *Log) Reset(offset int64) error {
 	if err := l.usable(); err != nil {
 		return err
@@ -318,6 +319,13 @@ func (l *Log) Reset(offset int64) error {
 			return l.fail(err)
 		}
 	}
+	deleted := all.numSegments() + len(l.retired)
+	for i := len(l.retired) - 1; i >= 0; i-- {
+		if err := l.deleteSegment(l.retired[i].seg); err != nil {
+			return l.fail(err)
+		}
+	}
+	l.retired = nil
 	a, err := createSegment(l.opts.Dir, offset, int64(l.opts.IndexIntervalBytes))
 	if err == nil {
 		err = l.syncDir()
@@ -333,23 +341,26 @@ func (l *Log) Reset(offset int64) error {
 	l.hw, l.hwMaxTs, l.hwMaxTsRel = offset, noTimestamp, 0
 	l.tail.reset(nil)
 	l.publish()
-	l.log.Info().Str("dir", l.opts.Dir).Int64("offset", offset).Int("deleted_segments", all.numSegments()).
+	l.log.Info().Str("dir", l.opts.Dir).Int64("offset", offset).Int("deleted_segments", deleted).
 		Msg("reset log")
 	return nil
 }
 
 // AdvanceLogStart moves the log start up to offset, which may fall inside a
-// segment or a batch, and deletes the segments entirely below it (never the
-// active one). An offset at or below the log start changes nothing, so
-// replaying the same advance is harmless; above LogEnd(), the high
-// watermark, it is ErrOffsetOutOfRange: the log start never passes what is
-// committed.
+// segment or a batch, and retires the segments entirely below it (never the
+// active one): readers, Size, RetentionPoint and every later view no
+// longer see them, but their files stay until ReleaseSegments deletes
+// them. An offset at or below the log start changes nothing, so replaying
+// the same advance is harmless; above LogEnd(), the high watermark, it is
+// ErrOffsetOutOfRange: the log start never passes what is committed.
 //
 // Because every replica must agree on the log start, the partition calls it
 // when it applies a proposal (retention, DeleteRecords), not on its own.
-// The new start is made durable by the next Flush; until then a crash may
-// bring back a lower start and the deleted segments, which the partition's
-// replay of the proposal removes again.
+// Deleting segments is Raft log compaction, which may only happen below a
+// durable checkpoint, hence ReleaseSegments. Flush records a start no
+// higher than the first segment on disk, so after a crash the log reaches
+// back to the oldest batch the WAL may name; the partition's checkpoint and
+// its replay of the proposals move the start up again.
 func (l *Log) AdvanceLogStart(offset int64) error {
 	if err := l.usable(); err != nil {
 		return err
@@ -362,27 +373,66 @@ func (l *Log) AdvanceLogStart(offset int64) error {
 			l.opts.Dir, ErrOffsetOutOfRange, offset, l.hw)
 	}
 	l.start = offset
+	n := l.retire()
+	l.publish()
+	if n > 0 {
+		l.log.Info().Str("dir", l.opts.Dir).Int64("log_start", offset).Int("retired_segments", n).
+			Msg("advanced log start")
+	}
+	return nil
+}
+
+// retire moves the sealed segments that lie wholly below the log start to
+// the retired ones, and returns how many it moved. The caller publishes.
+// Nothing is closed or deleted, so readers of older views are undisturbed.
+func (l *Log) retire() int {
 	n := 0
-	for n < len(l.sealed) && segmentEnd(l.sealed, l.act, n) <= offset {
+	for n < len(l.sealed) && segmentEnd(l.sealed, l.act, n) <= l.start {
+		n++
+	}
+	if n > 0 {
+		l.retired = append(l.retired, l.sealed[:n]...)
+		l.setSealed(l.sealed[n:])
+	}
+	return n
+}
+
+// ReleaseSegments deletes the files of retired segments, oldest first,
+// while every batch of the next one has a Raft index at or below through;
+// it stops at the first that holds a later one. The partition calls it
+// when a checkpoint at Raft index through is durable in the WAL: the WAL no
+// longer names any of those batches. Only the appender calls it. The
+// removals are made durable with the directory by the next Sync or Flush;
+// a segment that a crash brings back is retired again by Open.
+func (l *Log) ReleaseSegments(through uint64) error {
+	if err := l.usable(); err != nil {
+		return err
+	}
+	n := 0
+	for n < len(l.retired) {
+		if d := l.retired[n].dense; len(d) > 0 && d[len(d)-1].index > through {
+			break
+		}
 		n++
 	}
 	if n == 0 {
-		l.publish()
 		return nil
 	}
+	// A reader of a view from before the segments were retired may still
+	// read them: the generation makes it start over.
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
 	l.gen.Add(1)
-	deleted := l.sealed[:n]
-	l.setSealed(l.sealed[n:])
-	l.publish()
-	for i := range deleted {
-		if err := l.deleteSegment(deleted[i].seg); err != nil {
+	for i := range n {
+		if err := l.deleteSegment(l.retired[i].seg); err != nil {
 			return l.fail(err)
 		}
 	}
-	l.log.Info().Str("dir", l.opts.Dir).Int64("log_start", offset).Int("deleted_segments", n).
-		Msg("advanced log start")
+	first := l.retired[0].seg.base
+	l.retired = slices.Delete(l.retired, 0, n)
+	l.publish()
+	l.log.Info().Str("dir", l.opts.Dir).Uint64("through_raft_index", through).Int64("from_offset", first).
+		Int("deleted_segments", n).Int("retired_segments", len(l.retired)).Msg("released segments")
 	return nil
 }
 

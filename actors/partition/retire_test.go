@@ -1,0 +1,313 @@
+package partition
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+// segmentBases returns the base offsets of the .log files in dir, in order.
+func segmentBases(t *testing.T, dir string) []int64 {
+	t.Helper()
+	var bases []int64
+	for _, name := range logFiles(t, dir) {
+		base, _, _ := parseSegmentFileName(name)
+		bases = append(bases, base)
+	}
+	return bases
+}
+
+// recordedStart returns the log start that log.state holds.
+func recordedStart(t *testing.T, dir string) int64 {
+	t.Helper()
+	st, ok, reason, err := readState(dir)
+	if err != nil || !ok {
+		t.Fatalf("read %s: ok %v, %q, %v", stateFileName, ok, reason, err)
+	}
+	return st.logStart
+}
+
+// lastRaftBelow returns the Raft index of the last batch of the model below
+// offset end.
+func (m *model) lastRaftBelow(end int64) uint64 {
+	var raft uint64
+	for _, s := range m.batches {
+		if s.h.NextOffset() <= end {
+			raft = s.raft
+		}
+	}
+	return raft
+}
+
+// TestAdvanceLogStartRetires: segments wholly below the new start leave
+// every view, Size and RetentionPoint, but their files stay.
+func TestAdvanceLogStartRetires(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		start   func(bases []int64, end int64) int64
+		retired int
+	}{
+		{"inside the first segment", func(b []int64, _ int64) int64 { return b[0] + 3 }, 0},
+		{"at the base of the fourth segment", func(b []int64, _ int64) int64 { return b[3] }, 3},
+		{"inside the fourth segment", func(b []int64, _ int64) int64 { return b[3] + 2 }, 3},
+		{"at the log end", func(_ []int64, end int64) int64 { return end }, -1}, // every sealed one
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			l := mustOpen(t, testOptions(t, dir))
+			defer l.Close()
+			var m model
+			m.fill(t, l, rand.New(rand.NewPCG(21, 21)), 200)
+			before := segmentBases(t, dir)
+			retired := tc.retired
+			if retired < 0 {
+				retired = len(before) - 1
+			}
+			start := tc.start(before, l.LogEnd())
+			if err := l.AdvanceLogStart(start); err != nil {
+				t.Fatal(err)
+			}
+			if got := segmentBases(t, dir); !slices.Equal(got, before) {
+				t.Fatalf("segments on disk %v, want all of %v", got, before)
+			}
+			v := l.view.Load()
+			if v.numSegments() != len(before)-retired || v.segment(0).seg.base != before[retired] {
+				t.Fatalf("view has %d segments from %d, want %d from %d", v.numSegments(), v.segment(0).seg.base,
+					len(before)-retired, before[retired])
+			}
+			var size int64
+			for _, base := range before[retired:] {
+				info, err := os.Stat(filepath.Join(dir, segmentFileName(base, logSuffix)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				size += info.Size()
+			}
+			if l.Size() != size {
+				t.Fatalf("Size %d, want %d, the bytes of the segments not retired", l.Size(), size)
+			}
+			if got := l.RetentionPoint(0, -1, size); got != start {
+				t.Fatalf("RetentionPoint keeping %d bytes = %d, want the start %d", size, got, start)
+			}
+			_, err := l.Read(start-1, 100)
+			if start > 0 {
+				wantErr(t, err, ErrOffsetOutOfRange)
+			}
+			for _, s := range m.batches {
+				_, _, err := l.EntryByRaftIndex(s.raft)
+				if s.h.LastOffset() < start {
+					wantErr(t, err, ErrRaftIndexNotInLog)
+				} else if err != nil {
+					t.Fatalf("EntryByRaftIndex(%d): %v", s.raft, err)
+				}
+			}
+			m.check(t, l, start)
+			checkTimestamps(t, l, &m)
+		})
+	}
+}
+
+// TestReleaseSegments: only the retired segments whose batches all lie at
+// or below the Raft index go, oldest first; a Flush then records the first
+// remaining segment's base, and a crash keeps what was not released.
+func TestReleaseSegments(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		through func(m *model, bases []int64) uint64
+		deleted int
+	}{
+		{"nothing below the first segment's last batch", func(m *model, b []int64) uint64 {
+			return m.lastRaftBelow(b[1]) - 1
+		}, 0},
+		{"the first segment", func(m *model, b []int64) uint64 { return m.lastRaftBelow(b[1]) }, 1},
+		{"up to a batch inside the third segment", func(m *model, b []int64) uint64 {
+			return m.batches[m.containing(b[2])+1].raft
+		}, 2},
+		{"every retired segment, not the ones above the start", func(*model, []int64) uint64 { return math.MaxUint64 }, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			opts := testOptions(t, dir)
+			l := mustOpen(t, opts)
+			var m model
+			m.fill(t, l, rand.New(rand.NewPCG(22, 22)), 200)
+			bases := segmentBases(t, dir)
+			start := bases[4] + 1
+			if err := l.AdvanceLogStart(start); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.ReleaseSegments(tc.through(&m, bases)); err != nil {
+				t.Fatal(err)
+			}
+			if got := segmentBases(t, dir); !slices.Equal(got, bases[tc.deleted:]) {
+				t.Fatalf("segments on disk %v, want %v", got, bases[tc.deleted:])
+			}
+			for _, base := range bases[:tc.deleted] {
+				for _, suffix := range []string{offsetIndexSuffix, timeIndexSuffix, raftIndexSuffix} {
+					if _, err := os.Stat(filepath.Join(dir, segmentFileName(base, suffix))); !errors.Is(err, os.ErrNotExist) {
+						t.Errorf("%s not deleted: %v", segmentFileName(base, suffix), err)
+					}
+				}
+			}
+			if l.LogStart() != start {
+				t.Fatalf("start %d after the release, want %d", l.LogStart(), start)
+			}
+			m.check(t, l, start)
+			if err := l.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if got := recordedStart(t, dir); got != bases[tc.deleted] {
+				t.Fatalf("log.state records start %d, want the first remaining segment's base %d", got, bases[tc.deleted])
+			}
+
+			crash(l)
+			l = mustOpen(t, opts)
+			defer l.Close()
+			if got := segmentBases(t, dir); !slices.Equal(got, bases[tc.deleted:]) {
+				t.Fatalf("reopened: segments %v, want %v", got, bases[tc.deleted:])
+			}
+			if l.LogStart() != bases[tc.deleted] {
+				t.Fatalf("reopened: start %d, want %d", l.LogStart(), bases[tc.deleted])
+			}
+			if err := l.AdvanceLogStart(start); err != nil {
+				t.Fatal(err)
+			}
+			if len(l.retired) != 4-tc.deleted {
+				t.Fatalf("reopened and advanced: %d retired segments, want %d", len(l.retired), 4-tc.deleted)
+			}
+			m.check(t, l, start)
+			if err := l.ReleaseSegments(math.MaxUint64); err != nil {
+				t.Fatal(err)
+			}
+			if got := segmentBases(t, dir); !slices.Equal(got, bases[4:]) {
+				t.Fatalf("after releasing everything: segments %v, want %v", got, bases[4:])
+			}
+		})
+	}
+}
+
+// TestCrashAfterRetention is the case ReleaseSegments exists for: a
+// checkpoint, then more batches and a log start moved past the
+// checkpoint's end, then a crash. The reopened log must reach back to the
+// checkpoint: the restore sets the high watermark to its log end, and the
+// batches after it, which the WAL names by Raft index, are all there to be
+// committed again, up to the replayed move.
+func TestCrashAfterRetention(t *testing.T) {
+	for i, tc := range []struct {
+		name string
+		// crash abandons l after the move; cpRaft is the checkpoint's Raft
+		// index.
+		crash func(t *testing.T, l *Log, d *durable, cpRaft uint64)
+		// flushed: log.state was written after the move; released: the
+		// segments wholly below the checkpoint's end were deleted.
+		flushed, released bool
+	}{
+		{"flush, then crash", func(t *testing.T, l *Log, _ *durable, _ uint64) {
+			if err := l.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			crash(l)
+		}, true, false},
+		{"close", func(t *testing.T, l *Log, _ *durable, _ uint64) {
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}, true, false},
+		{"flush, then power cut", func(t *testing.T, l *Log, d *durable, _ uint64) {
+			if err := l.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			d.lose(t, l)
+		}, true, false},
+		{"no flush, power cut", func(t *testing.T, l *Log, d *durable, _ uint64) {
+			d.lose(t, l)
+		}, false, false},
+		{"release through the checkpoint, flush, power cut", func(t *testing.T, l *Log, d *durable, cpRaft uint64) {
+			if err := l.ReleaseSegments(cpRaft); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			d.lose(t, l)
+		}, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			opts := testOptions(t, dir)
+			l := mustOpen(t, opts)
+			d := watchSyncs(t, l)
+			rng := rand.New(rand.NewPCG(uint64(i), 23))
+			var m model
+			m.fill(t, l, rng, 60)
+			// The checkpoint: a Flush, then its log start, log end and
+			// Raft index.
+			if err := l.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			cpStart, cpEnd, cpRaft := l.LogStart(), l.LogEnd(), m.raft
+			m.fill(t, l, rng, 140)
+			if err := l.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			all := l.segments()
+			moved := all.segment(all.numSegments() - 2).seg.base // past the checkpoint's end
+			if moved <= cpEnd {
+				t.Fatalf("the move to %d does not pass the checkpoint's end %d: the test shows nothing", moved, cpEnd)
+			}
+			if err := l.AdvanceLogStart(moved); err != nil {
+				t.Fatal(err)
+			}
+			kept := segmentBases(t, dir)
+			if tc.released {
+				kept = kept[all.segmentIndex(cpEnd):]
+			}
+			tc.crash(t, l, d, cpRaft)
+
+			l = mustOpen(t, opts)
+			defer l.Close()
+			bases := segmentBases(t, dir)
+			if !slices.Equal(bases, kept) {
+				t.Fatalf("reopened: segments %v, want %v", bases, kept)
+			}
+			if l.LogStart() > bases[0] {
+				t.Fatalf("reopened: start %d above the first segment %d", l.LogStart(), bases[0])
+			}
+			if got := recordedStart(t, dir); tc.flushed && got > bases[0] {
+				t.Fatalf("log.state records start %d above the first segment %d", got, bases[0])
+			}
+			// The restore of the checkpoint, then the replay of the WAL.
+			if err := l.SetHighWatermark(cpEnd); err != nil {
+				t.Fatalf("restoring the checkpoint's log end: %v", err)
+			}
+			if err := l.AdvanceLogStart(cpStart); err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range m.batches[m.containing(cpEnd):] {
+				if _, _, err := l.EntryByRaftIndex(s.raft); err != nil {
+					t.Fatalf("replaying the WAL: entry %d: %v", s.raft, err)
+				}
+				if _, err := l.Commit(s.raft); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := l.AdvanceLogStart(moved); err != nil {
+				t.Fatal(err)
+			}
+			if l.LogStart() != moved || l.LogEnd() != m.end() {
+				t.Fatalf("after the replay: log [%d, %d), want [%d, %d)", l.LogStart(), l.LogEnd(), moved, m.end())
+			}
+			m.check(t, l, moved)
+			if err := l.ReleaseSegments(m.raft); err != nil {
+				t.Fatal(err)
+			}
+			if got := segmentBases(t, dir); got[0] != l.view.Load().segment(0).seg.base {
+				t.Fatalf("after releasing through the last entry: segments %v, log starts at %d", got, moved)
+			}
+		})
+	}
+}
