@@ -117,7 +117,7 @@ func (g *groupActor) processOneReady(ctx actor.Context) {
 	g.observe(seq, StepMessages, now)
 
 	// 2. a leader's snapshot is persisted first and installed in the state
-	// machine once durable (installSnapshot): a state machine that keeps
+	// machine once durable (installDeferred): a state machine that keeps
 	// the raft log in its own files must not drop that log before the
 	// snapshot replacing it can be recovered. Raft hands out no committed
 	// entry until then.
@@ -366,7 +366,7 @@ func (g *groupActor) apply(ctx actor.Context, ents []*pb.Entry) {
 	for _, e := range ents {
 		idx := e.GetIndex()
 		if idx <= g.d.applied {
-			continue // covered by a snapshot applied in step 2
+			continue // covered by a snapshot installed since
 		}
 		switch e.GetType() {
 		case pb.EntryNormal:
@@ -501,9 +501,9 @@ func (g *groupActor) compactIndex() uint64 {
 
 // checkpoint snapshots the state machine at the applied index, if it moved,
 // compacts the in-memory log behind it and tells the storage, which may then
-// drop older WAL files. Raft applies only entries this node has durably, so
-// the applied index is durable, but for a snapshot from the leader still
-// being written. The snapshot of a Flusher counts for the storage only once
+// drop older WAL files. Raft applies only entries this node has durably, and
+// a leader's snapshot is installed only once durable, so the applied index
+// is durable. The snapshot of a Flusher counts for the storage only once
 // flushed, and only when the storage asked for it (force): otherwise it just
 // bounds the in-memory log.
 func (g *groupActor) checkpoint(ctx actor.Context, force bool) {
@@ -511,12 +511,6 @@ func (g *groupActor) checkpoint(ctx actor.Context, force bool) {
 	if g.rn == nil {
 		// Restarting, waiting for an earlier incarnation's Persists: the
 		// storage does not ask twice, so remember it.
-		g.checkpointWanted = g.checkpointWanted || force
-		return
-	}
-	if last, _ := d.ms.LastIndex(); d.applied > last {
-		// A snapshot from the leader is applied and its Persist is still
-		// in flight: take the checkpoint once it is durable.
 		g.checkpointWanted = g.checkpointWanted || force
 		return
 	}

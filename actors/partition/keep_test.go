@@ -390,3 +390,85 @@ func countSegments(t *testing.T, dir string) int {
 	}
 	return len(m)
 }
+
+// TestRestartWithUninstalledLeaderSnapshot: a leader's snapshot that became
+// durable just before a crash, before it was installed, is restored at
+// startup over segments that still hold the follower's own entries. Those
+// must not become committed data; the log restarts at the snapshot's end.
+func TestRestartWithUninstalledLeaderSnapshot(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		records int // of each of the leader's two batches
+	}{
+		{"snapshot ends on a batch boundary of the stale tail", 2},
+		{"snapshot ends inside a batch of the stale tail", 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			f := bootstrapped(t, dir)
+			stale := keptEntries(t, f, f.next(), 1, 2, 30) // term 1, never committed
+			mustKeep(t, f.m, stale)
+			if err := f.m.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.m.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			l := bootstrapped(t, t.TempDir())
+			off := l.m.log.WrittenEnd()
+			for range 2 {
+				var e *pb.Entry
+				e, off = batchEntryAt(t, off, l.next(), 2, spec{records: c.records, valueSize: 40})
+				l.step(e)
+			}
+			cp, index := mustSnapshot(t, l.m), l.m.appliedIndex
+
+			again := newReplica(t, dir)
+			if err := again.m.Restore(&pb.Snapshot{Data: cp, Metadata: &pb.SnapshotMetadata{Index: new(index), Term: new(uint64(2))}}); err != nil {
+				t.Fatalf("restart over the stale tail: %v", err)
+			}
+			end := decodeCheckpoint(t, cp).LogEnd
+			if got := again.m.log.LogEnd(); got != end {
+				t.Fatalf("high watermark %d, want the snapshot's end %d", got, end)
+			}
+			if got := again.m.log.WrittenEnd(); got != end {
+				t.Fatalf("written end %d: stale entries survived past the snapshot's end %d", got, end)
+			}
+			for o := again.m.log.LogStart(); o < end; o++ {
+				if b, err := again.m.log.Read(o, 1<<20); err == nil && len(b) > 0 {
+					t.Fatalf("offset %d serves a batch the leader does not have", o)
+				}
+			}
+		})
+	}
+}
+
+// TestActorRestartAfterRetentionPastSnapshot: the group's actor restarts
+// and restores its last in-memory snapshot, older than a log-start move it
+// applied; the retired segments come back, and the replay ends in the same
+// state.
+func TestActorRestartAfterRetentionPastSnapshot(t *testing.T) {
+	r := bootstrapped(t, t.TempDir())
+	seqs, epochs := map[int64]int32{}, map[int64]int16{}
+	r.write(1, seqs, epochs, 3, -1)
+	cp, index := mustSnapshot(t, r.m), r.m.appliedIndex
+	after := len(r.wal)
+	r.write(1, seqs, epochs, 10, -1)
+	r.retain(1, 1000)
+	if r.m.log.LogStart() <= decodeCheckpoint(t, cp).LogEnd {
+		t.Fatal("retention did not pass the snapshot's end; the test shows nothing")
+	}
+	r.write(1, seqs, epochs, 2, -1)
+	want := mustSnapshot(t, r.m)
+
+	if err := r.m.Restore(&pb.Snapshot{Data: cp, Metadata: &pb.SnapshotMetadata{Index: new(index), Term: new(uint64(1))}}); err != nil {
+		t.Fatalf("restore the older snapshot: %v", err)
+	}
+	for _, e := range r.wal[after:] {
+		r.m.Apply(e.GetIndex(), e.GetTerm(), e.GetData())
+	}
+	if got := mustSnapshot(t, r.m); !bytes.Equal(got, want) {
+		t.Fatalf("replayed state differs:\n%s\nwant\n%s", got, want)
+	}
+}

@@ -128,7 +128,8 @@ type Machine struct {
 	view      atomic.Pointer[View]
 
 	lastAppliedTerm uint64
-	discarded       bool // Discard ran: the next Restore is a leader's snapshot
+	lastBatch       entryID // the raft entry of the last applied batch
+	discarded       bool    // Discard ran: the next Restore is a leader's snapshot
 	ticks           uint64
 	side            map[uint64]*pb.Entry // applied entries without a batch (coldlog.go)
 	appliedIndex    uint64
@@ -268,6 +269,7 @@ func (m *Machine) Apply(index, term uint64, data []byte) {
 		if _, err := m.log.Commit(index); err != nil {
 			panic(fmt.Sprintf("partition %s/%d: commit entry %d: %v", m.o.Topic, m.o.Partition, index, err))
 		}
+		m.lastBatch = entryID{Index: index, Term: term}
 		key := batchKey{term, h.BaseOffset}
 		in, mine := m.inflight[key]
 		m.producers.Applied(h, h.BaseOffset)
@@ -303,6 +305,9 @@ type checkpoint struct {
 	Side      [][]byte     `json:"side,omitempty"`  // raft entries without a batch, from the log's first batch on
 	Boundary  entryID      `json:"boundary"`        // the raft entry just below the cold log (coldlog.go)
 	Confs     []confJSON   `json:"confs,omitempty"` // the group's configurations from the boundary on (coldlog.go)
+	// LastBatch is the raft entry of the batch that ends at LogEnd
+	// (zero when none does); nil in checkpoints from before it was kept.
+	LastBatch *entryID `json:"last_batch,omitempty"`
 }
 
 // Snapshot implements raftactor.StateMachine: it describes the segments up
@@ -320,7 +325,8 @@ func (m *Machine) Snapshot() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(checkpoint{LogStart: m.log.LogStart(), LogEnd: m.log.LogEnd(), Producers: prod, Epochs: m.epochs, Side: side, Boundary: m.boundary, Confs: confs})
+	last := m.lastBatch
+	return json.Marshal(checkpoint{LogStart: m.log.LogStart(), LogEnd: m.log.LogEnd(), Producers: prod, Epochs: m.epochs, Side: side, Boundary: m.boundary, Confs: confs, LastBatch: &last})
 }
 
 // Flush implements raftactor.Flusher: it makes the segments durable up to
@@ -346,6 +352,15 @@ func (m *Machine) Restore(snap *pb.Snapshot) error {
 	}
 	leaders := m.discarded
 	m.discarded = false
+	index := snap.GetMetadata().GetIndex()
+	if !leaders {
+		// An actor restart may restore a checkpoint older than a log-start
+		// move it applied: the segments from the checkpoint on come back,
+		// and the replay retires them again.
+		if err := m.log.RewindLogStart(cp.LogStart); err != nil {
+			return err
+		}
+	}
 	switch {
 	case m.log.WrittenEnd() < cp.LogEnd:
 		// A snapshot from the leader for a replica behind its retention;
@@ -362,12 +377,33 @@ func (m *Machine) Restore(snap *pb.Snapshot) error {
 			return err
 		}
 	default:
-		// The local checkpoint: what follows it in the segments is the
-		// raft log after it, which raft replays (Recover sorted out what
-		// a crash left).
-		if err := m.log.SetHighWatermark(cp.LogEnd); err != nil {
-			return err
+		// Usually the local checkpoint: what follows it in the segments is
+		// the raft log after it, which raft replays (Recover sorts out what
+		// a crash left). But it may be a leader's snapshot that became
+		// durable just before a crash, before Discard: the segments then
+		// hold this follower's own, perhaps conflicting, entries.
+		switch m.segmentsAgree(cp, index) {
+		case agreeAll:
+			if err := m.log.SetHighWatermark(cp.LogEnd); err != nil {
+				return err
+			}
+		case agreeBelow:
+			m.o.Log.Warn().Int64("offset", cp.LogEnd).Uint64("snapshot_index", index).
+				Msg("partition log holds entries the snapshot replaced; truncating them")
+			if err := m.log.TruncateTo(cp.LogEnd); err != nil {
+				return err
+			}
+		default:
+			m.o.Log.Warn().Int64("offset", cp.LogEnd).Uint64("snapshot_index", index).
+				Msg("partition log disagrees with the snapshot; it restarts at the snapshot's end")
+			if err := m.log.Reset(cp.LogEnd); err != nil {
+				return err
+			}
 		}
+	}
+	m.lastBatch = entryID{}
+	if cp.LastBatch != nil {
+		m.lastBatch = *cp.LastBatch
 	}
 	if cp.LogStart > m.log.LogStart() {
 		if err := m.log.AdvanceLogStart(cp.LogStart); err != nil {
@@ -527,6 +563,35 @@ func (m *Machine) Recover(ents []*pb.Entry) ([]*pb.Entry, error) {
 		}
 	}
 	return ents, nil
+}
+
+// How a log agrees with a checkpoint (segmentsAgree).
+const (
+	agreeAll   = iota // the checkpoint's batches, then entries after it
+	agreeBelow        // the checkpoint's batches, then entries it replaced
+	agreeNone         // other batches
+)
+
+// segmentsAgree checks the log against the checkpoint cp at raft index
+// index. Below cp.LogEnd the log must end with the checkpoint's last batch
+// (raft's log matching then vouches for everything before it); from
+// cp.LogEnd on, a batch must start there and come from an entry after
+// index.
+func (m *Machine) segmentsAgree(cp checkpoint, index uint64) int {
+	if last := cp.LastBatch; last != nil && last.Index > 0 {
+		if _, i, t, ok := m.log.BatchInfo(cp.LogEnd - 1); ok && (i != last.Index || t != last.Term) {
+			return agreeNone
+		}
+	}
+	if base, i, _, ok := m.log.BatchInfo(cp.LogEnd); ok {
+		if base != cp.LogEnd {
+			return agreeNone
+		}
+		if i <= index {
+			return agreeBelow
+		}
+	}
+	return agreeAll
 }
 
 // Receive implements raftactor.Extension.

@@ -463,3 +463,60 @@ func (l *Log) deleteSegment(seg *segment) error {
 	}
 	return nil
 }
+
+// RewindLogStart moves the log start back down to offset, or to the first
+// segment still on disk if that is higher, taking the retired segments
+// from there on back into the view. The partition calls it when it
+// restores a checkpoint older than a log-start move it has applied (its
+// actor restarted): raft replays the move, which retires them again.
+// ReleaseSegments deleted only segments a durable checkpoint covers, so
+// everything from the restored checkpoint's end on is still there. An
+// offset at or above the log start changes nothing. Only the appender
+// calls it.
+func (l *Log) RewindLogStart(offset int64) error {
+	if err := l.usable(); err != nil {
+		return err
+	}
+	offset = max(offset, l.firstBase())
+	if offset >= l.start {
+		return nil
+	}
+	k := len(l.retired) // the first retired segment that ends above offset
+	for k > 0 && retiredEnd(l, k-1) > offset {
+		k--
+	}
+	back := len(l.retired) - k
+	if back > 0 {
+		l.setSealed(append(slices.Clone(l.retired[k:]), l.sealed...))
+		l.retired = slices.Clip(l.retired[:k])
+	}
+	l.start = offset
+	l.publish()
+	l.log.Info().Str("dir", l.opts.Dir).Int64("log_start", offset).Int("unretired_segments", back).
+		Msg("rewound log start")
+	return nil
+}
+
+// retiredEnd is the end offset of retired segment i.
+func retiredEnd(l *Log, i int) int64 {
+	if i+1 < len(l.retired) {
+		return l.retired[i+1].seg.base
+	}
+	all := l.segments()
+	return all.segment(0).seg.base
+}
+
+// BatchInfo returns the base offset, Raft index and term of the batch that
+// holds offset in the written log (the uncommitted tail included, retired
+// segments not); ok is false when none does. Only the appender calls it:
+// the partition checks with it that its segments agree with a checkpoint.
+func (l *Log) BatchInfo(offset int64) (base int64, index, term uint64, ok bool) {
+	all := l.segments()
+	if offset < all.segment(0).seg.base || offset >= l.act.end {
+		return 0, 0, 0, false
+	}
+	sv := all.segment(all.segmentIndex(offset))
+	k := sv.find(offset)
+	e := sv.dense[k]
+	return sv.seg.base + int64(e.rel), e.index, uint64(e.term), true
+}
