@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -470,5 +471,44 @@ func TestActorRestartAfterRetentionPastSnapshot(t *testing.T) {
 	}
 	if got := mustSnapshot(t, r.m); !bytes.Equal(got, want) {
 		t.Fatalf("replayed state differs:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestActorRestartToTheEmptySnapshot: an actor restart before the first
+// snapshot restores the empty one and replays the whole log, even after a
+// log-start move (DeleteRecords may put it inside a batch): nothing is
+// deleted, and the replay ends in the same state.
+func TestActorRestartToTheEmptySnapshot(t *testing.T) {
+	for _, inside := range []bool{false, true} {
+		t.Run(fmt.Sprintf("start inside a batch %v", inside), func(t *testing.T) {
+			r := bootstrapped(t, t.TempDir())
+			seqs, epochs := map[int64]int32{}, map[int64]int16{}
+			r.write(1, seqs, epochs, 10, -1)
+			p := r.m.log.RetentionPoint(0, -1, 1000)
+			if inside {
+				p++
+			}
+			boundary, ok := r.m.boundaryAfter(p)
+			r.step(&pb.Entry{Index: new(r.next()), Term: new(uint64(1)), Type: pb.EntryNormal.Enum(), Data: logStartEntry(p, boundary, ok)})
+			written, want := r.m.log.WrittenEnd(), mustSnapshot(t, r.m)
+
+			if err := r.m.Restore(&pb.Snapshot{}); err != nil {
+				t.Fatalf("restore the empty snapshot: %v", err)
+			}
+			if got := r.m.log.WrittenEnd(); got != written {
+				t.Fatalf("written end %d after the restore, was %d: the log lost batches", got, written)
+			}
+			for _, e := range r.wal {
+				if e.GetType() != pb.EntryNormal {
+					r.m.KeepEntry(e)
+					r.m.ApplyConfChange(e.GetIndex(), e.GetTerm(), nil, r.confs[e.GetIndex()])
+					continue
+				}
+				r.m.Apply(e.GetIndex(), e.GetTerm(), e.GetData())
+			}
+			if got := mustSnapshot(t, r.m); !bytes.Equal(got, want) {
+				t.Fatalf("replayed state differs:\n%s\nwant\n%s", got, want)
+			}
+		})
 	}
 }

@@ -348,6 +348,12 @@ func (m *Machine) Restore(snap *pb.Snapshot) error {
 			return fmt.Errorf("decode partition checkpoint: %w", err)
 		}
 	} else {
+		// The empty snapshot: the whole log replays, log-start moves
+		// included, so the start goes back to the first segment on disk
+		// (nothing is released before a checkpoint is durable).
+		if err := m.log.RewindLogStart(0); err != nil {
+			return err
+		}
 		cp.LogStart, cp.LogEnd = m.log.LogStart(), m.log.LogStart()
 	}
 	leaders := m.discarded
@@ -404,6 +410,10 @@ func (m *Machine) Restore(snap *pb.Snapshot) error {
 	m.lastBatch = entryID{}
 	if cp.LastBatch != nil {
 		m.lastBatch = *cp.LastBatch
+	} else if _, i, t, ok := m.log.BatchInfo(m.log.LogEnd() - 1); ok {
+		// A checkpoint from before LastBatch was kept: the next one names
+		// it, from the segments that agree with this one.
+		m.lastBatch = entryID{Index: i, Term: t}
 	}
 	if cp.LogStart > m.log.LogStart() {
 		if err := m.log.AdvanceLogStart(cp.LogStart); err != nil {

@@ -470,8 +470,10 @@ func (l *Log) deleteSegment(seg *segment) error {
 // restores a checkpoint older than a log-start move it has applied (its
 // actor restarted): raft replays the move, which retires them again.
 // ReleaseSegments deleted only segments a durable checkpoint covers, so
-// everything from the restored checkpoint's end on is still there. An
-// offset at or above the log start changes nothing. Only the appender
+// everything from the restored checkpoint's end on is still there; the
+// start may stay above the checkpoint's where it deleted some below that
+// end, and the replay ends at the same start anyway. An offset at or above
+// the log start changes nothing. Only the appender
 // calls it.
 func (l *Log) RewindLogStart(offset int64) error {
 	if err := l.usable(); err != nil {
