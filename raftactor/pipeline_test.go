@@ -171,9 +171,16 @@ func newMemCluster(t *testing.T, elog *eventLog, machines map[uint64]StateMachin
 
 func (c *memCluster) leader(t *testing.T) uint64 {
 	t.Helper()
+	return waitLeader(t, c.boards, 0)
+}
+
+// waitLeader waits until one of the nodes whose boards are given leads
+// group, and returns its id.
+func waitLeader(t *testing.T, boards map[uint64]*StatusBoard, group uint64) uint64 {
+	t.Helper()
 	return waitFor(t, 5*time.Second, func() (uint64, bool) {
-		for id, b := range c.boards {
-			if s := b.Get(0); s != nil && s.Role == "leader" {
+		for id, b := range boards {
+			if s := b.Get(group); s != nil && s.Role == "leader" {
 				return id, true
 			}
 		}

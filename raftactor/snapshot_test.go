@@ -90,14 +90,7 @@ func TestLeaderSnapshotInstalledOnceDurable(t *testing.T) {
 	for _, p := range pids {
 		ticker.Subscribe(p)
 	}
-	leader := waitFor(t, 5*time.Second, func() (uint64, bool) {
-		for id, b := range boards {
-			if s := b.Get(0); s != nil && s.Role == "leader" {
-				return id, true
-			}
-		}
-		return 0, false
-	})
+	leader := waitLeader(t, boards, 0)
 	x := leader%3 + 1
 	tr.mu.Lock()
 	tr.down[x] = true

@@ -19,9 +19,10 @@ import (
 // follows the last Flush's.
 //
 // Sync may be called from any goroutine, concurrently with the appender
-// (the partition calls it from a goroutine of its own); it holds up a
-// segment roll or a truncation only for as long as its fsyncs take. After a failed fsync the Log refuses every
-// change (ErrLogFailed), as after a failed Flush. On a closed Log it
+// (the storage actor's fsync goroutine calls it, for the partition's
+// Persists); it holds up a segment roll or a truncation only for as long
+// as its fsyncs take. After a failed fsync the Log refuses every change
+// (ErrLogFailed), as after a failed Flush. On a closed Log it
 // returns nil if Close made everything durable, and Close's failure if not.
 func (l *Log) Sync() error {
 	l.flushMu.Lock()
