@@ -55,8 +55,7 @@ stamped them (base offset, partition leader epoch = Raft term; both outside
 the CRC) and are never rewritten. The .raft file lets the partition's
 raft.Storage read any applied entry back from the segments
 (EntryByRaftIndex), so a lagging follower catches up with ordinary appends
-read from disk, and keeps the segment format able to serve as the Raft log
-itself.
+read from disk.
 
 The segments are the partition's Raft log: a batch is written into them
 when Raft persists its entry, before it is committed, and becomes visible
@@ -82,9 +81,11 @@ to readers when it is applied. The contract with the Raft side:
     it visible. The partition then calls SetHighWatermark(checkpointed log
     end) and AdvanceLogStart(checkpointed log start); the batches above
     the checkpoint are uncommitted again, their entries are read back with
-    EntryByRaftIndex, and Raft commits or truncates them. TruncateTo cuts
-    the log back to an offset for a checkpoint that the log passed but
-    must not keep.
+    EntryByRaftIndex, and Raft commits or truncates them. Before that the
+    partition checks the segments against the checkpoint (BatchInfo: the
+    batch ending at its log end must be its last one): TruncateTo or Reset
+    drop what a leader's snapshot replaced. An actor restart to a snapshot
+    older than a log-start move calls RewindLogStart first.
  4. The log start moves only through AdvanceLogStart, applied from a Raft
     proposal (retention via RetentionPoint, DeleteRecords), so all replicas
     agree. It retires the segments wholly below the new start: readers no
