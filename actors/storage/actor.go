@@ -195,11 +195,9 @@ func (a *storageActor) advance(ctx actor.Context) {
 func (a *storageActor) commit(ctx actor.Context) error {
 	a.w.wait()
 	a.settleReaped()
-	also, of := a.alsoToSync()
-	if a.w.opts.Fsync {
-		for _, s := range also {
-			a.settleOne(of, s, s.Sync())
-		}
+	also, _ := a.alsoToSync() // none with fsync off: only a waiter that syncs has an Also
+	for _, s := range also {
+		a.settleSync(s, 0, s.Sync())
 	}
 	err := a.w.Commit(true)
 	a.answer(ctx)
@@ -250,33 +248,24 @@ func (a *storageActor) settleReaped() {
 
 // settleAlso records the outcome of job's Syncs in the waiters it covered.
 func (a *storageActor) settleAlso(job *syncJob) {
-	for i := range a.waiting {
-		wt := &a.waiting[i]
-		if wt.alsoJob != job.id {
-			continue
-		}
-		if k := slices.Index(job.also, wt.also); k >= 0 && job.alsoErr[k] != nil {
-			if wt.err == nil {
-				wt.err = fmt.Errorf("sync group %d's own files: %w", wt.p.Group, job.alsoErr[k])
-			}
-			continue
-		}
-		wt.alsoDone = true
+	for k, s := range job.also {
+		a.settleSync(s, job.id, job.alsoErr[k])
 	}
 }
 
-// settleOne records the outcome of a Sync of s, run on the actor, in the
-// waiters of of that wait for it.
-func (a *storageActor) settleOne(of []int, s Syncer, err error) {
-	for _, i := range of {
+// settleSync records err, the outcome of a Sync of s by the job with id job
+// (0: one run on the actor), in the waiters that waited for it.
+func (a *storageActor) settleSync(s Syncer, job uint64, err error) {
+	for i := range a.waiting {
 		wt := &a.waiting[i]
-		if wt.also != s {
+		if wt.also != s || wt.alsoJob != job || wt.alsoDone || wt.err != nil {
 			continue
 		}
-		if err != nil && wt.err == nil {
+		if err != nil {
 			wt.err = fmt.Errorf("sync group %d's own files: %w", wt.p.Group, err)
+			continue
 		}
-		wt.alsoDone = err == nil
+		wt.alsoDone = true
 	}
 }
 
