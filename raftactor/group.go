@@ -122,12 +122,9 @@ func NewProducer(cfg Config) (actor.Producer, error) {
 	if k, ok := cfg.StateMachine.(LogKeeper); ok {
 		d.keeper = k
 		var err error
+		// The keeper logs the entries it drops.
 		if ents, err = k.Recover(ents); err != nil {
 			return nil, fmt.Errorf("raft group %s: recover kept entries: %w", cfg.Name, err)
-		}
-		if len(ents) < len(rec.Entries) {
-			cfg.Log.Warn().Int("entries", len(rec.Entries)).Int("recovered", len(ents)).
-				Msg("dropped entries whose kept bodies a crash lost before they were synced")
 		}
 	}
 	if err := d.ms.Append(ents); err != nil {

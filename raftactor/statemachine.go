@@ -67,8 +67,8 @@ type LogKeeper interface {
 	// their references from the state machine's log. It returns the
 	// longest prefix it could resolve: a body that a crash took before it
 	// was synced belonged to an entry nobody was told was durable, so it
-	// and every entry after it are dropped, and the log forgets what it
-	// holds beyond that prefix.
+	// and every entry after it are dropped (the keeper logs it), and the
+	// log forgets what it holds beyond that prefix.
 	Recover(ents []*pb.Entry) ([]*pb.Entry, error)
 	// Release tells the keeper that a checkpoint at index is durable:
 	// recovery never again needs what it keeps for entries at or below
