@@ -517,8 +517,7 @@ func (l *Log) BatchInfo(offset int64) (base int64, index, term uint64, ok bool) 
 	if offset < all.segment(0).seg.base || offset >= l.act.end {
 		return 0, 0, 0, false
 	}
-	sv := all.segment(all.segmentIndex(offset))
-	k := sv.find(offset)
+	sv, k := all.locate(offset)
 	e := sv.dense[k]
 	return sv.seg.base + int64(e.rel), e.index, uint64(e.term), true
 }
