@@ -20,25 +20,8 @@ func TestConcurrentReadAppend(t *testing.T) {
 	defer l.Close()
 
 	const n = 1500
-	type want struct {
-		b    []byte
-		base int64
-		last int64
-		raft uint64
-	}
-	all := make([]want, n)
-	var off int64
-	for i := range all {
-		recs := 1 + i%3
-		b := mkBatch(t, spec{records: recs, valueSize: i % 97, baseTs: int64(i)})
-		SetBaseOffset(b, off)
-		SetPartitionLeaderEpoch(b, 1)
-		all[i] = want{b: b, base: off, last: off + int64(recs) - 1, raft: uint64(2*i + 1)}
-		off += int64(recs)
-	}
-	containing := func(off int64) int {
-		return sort.Search(n, func(i int) bool { return all[i].last >= off })
-	}
+	all := appendedBatches(t, n, 1, 2)
+	containing := func(off int64) int { return holding(all, off) }
 
 	var done atomic.Bool
 	var wg sync.WaitGroup
@@ -138,25 +121,8 @@ func TestConcurrentSyncTruncateRaft(t *testing.T) {
 	l := mustOpen(t, opts)
 
 	const n = 1200
-	type want struct {
-		b    []byte
-		base int64
-		last int64
-		raft uint64
-	}
-	all := make([]want, n)
-	var off int64
-	for i := range all {
-		recs := 1 + i%3
-		b := mkBatch(t, spec{records: recs, valueSize: i % 97, baseTs: int64(i)})
-		SetBaseOffset(b, off)
-		SetPartitionLeaderEpoch(b, 2)
-		all[i] = want{b: b, base: off, last: off + int64(recs) - 1, raft: uint64(10*i + 1)}
-		off += int64(recs)
-	}
-	containing := func(off int64) int {
-		return sort.Search(n, func(i int) bool { return all[i].last >= off })
-	}
+	all := appendedBatches(t, n, 2, 10)
+	containing := func(off int64) int { return holding(all, off) }
 
 	var done atomic.Bool
 	var wg sync.WaitGroup
@@ -295,8 +261,8 @@ func TestConcurrentSyncTruncateRaft(t *testing.T) {
 	}
 	l = mustOpen(t, opts)
 	defer l.Close()
-	if l.LogEnd() != off || l.WrittenEnd() != off {
-		t.Fatalf("reopened: LogEnd %d WrittenEnd %d, want %d", l.LogEnd(), l.WrittenEnd(), off)
+	if end := all[n-1].last + 1; l.LogEnd() != end || l.WrittenEnd() != end {
+		t.Fatalf("reopened: LogEnd %d WrittenEnd %d, want %d", l.LogEnd(), l.WrittenEnd(), end)
 	}
 	for _, w := range all {
 		b, term, err := l.EntryByRaftIndex(w.raft)
@@ -304,4 +270,34 @@ func TestConcurrentSyncTruncateRaft(t *testing.T) {
 			t.Fatalf("reopened: EntryByRaftIndex(%d): %v", w.raft, err)
 		}
 	}
+}
+
+// appended is a batch a concurrency test appends, and where it lies.
+type appended struct {
+	b          []byte
+	base, last int64
+	raft       uint64
+}
+
+// appendedBatches makes n batches of 1 to 3 records, stamped with leader
+// epoch term and offsets from 0 on, batch i carried by raft index
+// raftStep*i+1.
+func appendedBatches(t *testing.T, n int, term int32, raftStep uint64) []appended {
+	t.Helper()
+	all := make([]appended, n)
+	var off int64
+	for i := range all {
+		recs := 1 + i%3
+		b := mkBatch(t, spec{records: recs, valueSize: i % 97, baseTs: int64(i)})
+		SetBaseOffset(b, off)
+		SetPartitionLeaderEpoch(b, term)
+		all[i] = appended{b: b, base: off, last: off + int64(recs) - 1, raft: raftStep*uint64(i) + 1}
+		off += int64(recs)
+	}
+	return all
+}
+
+// holding returns the index of the batch of all that holds off.
+func holding(all []appended, off int64) int {
+	return sort.Search(len(all), func(i int) bool { return all[i].last >= off })
 }
