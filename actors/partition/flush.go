@@ -42,14 +42,12 @@ func (l *Log) Sync() error {
 			files = append(files, ps.seg.log, ps.files.raft)
 		}
 	}
-	dirDirty := l.dirDirty
-	l.dirDirty = false
 	l.syncMu.Unlock()
-	if dirDirty {
-		d, err := os.Open(l.opts.Dir)
-		if err != nil {
-			return l.fail(fmt.Errorf("open directory %s: %w", l.opts.Dir, err))
-		}
+	d, err := l.dirtyDir()
+	if err != nil {
+		return l.fail(err)
+	}
+	if d != nil {
 		defer d.Close()
 		files = append(files, d)
 	}
@@ -66,6 +64,9 @@ func (l *Log) Sync() error {
 
 // syncFiles fsyncs the files in parallel.
 func (l *Log) syncFiles(files []*os.File) error {
+	if len(files) == 0 {
+		return nil
+	}
 	errs := make([]error, len(files))
 	sync1 := func(i int) {
 		if err := l.fsync(files[i]); err != nil {
@@ -79,6 +80,24 @@ func (l *Log) syncFiles(files []*os.File) error {
 	sync1(0)
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// dirtyDir opens the Log's directory for an fsync if segments were created
+// or deleted since the last one, and clears the mark: nil if not. A sync
+// that then fails fails the Log, so the mark is not needed again.
+func (l *Log) dirtyDir() (*os.File, error) {
+	l.syncMu.Lock()
+	dirty := l.dirDirty
+	l.dirDirty = false
+	l.syncMu.Unlock()
+	if !dirty {
+		return nil, nil
+	}
+	d, err := os.Open(l.opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("open directory %s: %w", l.opts.Dir, err)
+	}
+	return d, nil
 }
 
 // syncDir fsyncs the Log's directory.
@@ -123,22 +142,21 @@ func (l *Log) Flush() error {
 }
 
 // flushView syncs what v covers and records recoveryPoint. The caller holds
-// flushMu.
+// flushMu, which holds up the group commit's Sync of this Log: the files
+// are synced in parallel, in one round, so that the wait is about one
+// fsync rather than one per file.
 func (l *Log) flushView(v *view, recoveryPoint int64) error {
-	if err := l.syncPending(func(pendingSync) bool { return true }); err != nil {
+	files := v.files.appendTo([]*os.File{v.whole.active.seg.log})
+	d, err := l.dirtyDir()
+	if err != nil {
 		return err
 	}
-	if err := errors.Join(l.fsync(v.whole.active.seg.log), v.files.sync(l.fsync)); err != nil {
-		return fmt.Errorf("sync segment %s: %w", v.whole.active.seg.name(), err)
+	if d != nil {
+		defer d.Close()
+		files = append(files, d)
 	}
-	l.syncMu.Lock()
-	dirDirty := l.dirDirty
-	l.dirDirty = false
-	l.syncMu.Unlock()
-	if dirDirty {
-		if err := l.syncDir(); err != nil {
-			return err
-		}
+	if err := l.syncPending(func(pendingSync) bool { return true }, files...); err != nil {
+		return err
 	}
 	return writeState(l.opts.Dir, logState{recoveryPoint: recoveryPoint, logStart: v.stateStart})
 }
@@ -189,20 +207,21 @@ func (l *Log) Close() error {
 
 // syncPending syncs (and closes the index files of) the sealed segments
 // waiting for a sync for which want returns true, and forgets the others,
-// closing their index files unsynced. The caller holds flushMu.
-func (l *Log) syncPending(want func(pendingSync) bool) error {
+// closing their index files unsynced. It syncs also in the same parallel
+// round. The caller holds flushMu.
+func (l *Log) syncPending(want func(pendingSync) bool, also ...*os.File) error {
 	l.syncMu.Lock()
 	pending := l.unsynced
 	l.unsynced = nil
 	l.syncMu.Unlock()
-	var err error
+	files := also
 	for _, ps := range pending {
-		if want(ps) && err == nil {
-			err = errors.Join(l.fsync(ps.seg.log), ps.files.sync(l.fsync))
-			if err != nil {
-				err = fmt.Errorf("sync segment %s: %w", ps.seg.name(), err)
-			}
+		if want(ps) {
+			files = ps.files.appendTo(append(files, ps.seg.log))
 		}
+	}
+	err := l.syncFiles(files)
+	for _, ps := range pending {
 		ps.files.close()
 	}
 	return err

@@ -45,6 +45,16 @@ func (f indexFiles) each(fn func(*os.File) error) error {
 	return first
 }
 
+// appendTo appends the open index files to files.
+func (f indexFiles) appendTo(files []*os.File) []*os.File {
+	for _, file := range []*os.File{f.offset, f.time, f.raft} {
+		if file != nil {
+			files = append(files, file)
+		}
+	}
+	return files
+}
+
 func (f indexFiles) sync(fsync func(*os.File) error) error { return f.each(fsync) }
 func (f indexFiles) close() error                          { return f.each((*os.File).Close) }
 
