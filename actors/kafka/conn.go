@@ -30,7 +30,8 @@ type connConfig struct {
 	metrics          *Metrics
 	log              zerolog.Logger
 	sender           actor.SenderContext // for the goroutines, which have no actor context
-	bodies           *bodyPool           // produce request buffers; nil allocates each
+	bodies           *bufPool            // produce request buffers; nil allocates each
+	writeBufs        *bufPool            // response buffers above keepWriteBytes; nil allocates each
 }
 
 // Conn is the actor that owns one client connection. Its reader goroutine
@@ -190,6 +191,9 @@ func (c *Conn) flush(ctx actor.Context) {
 		if p.resp == nil {
 			c.gate.release(p.bytes)
 		} else {
+			if need := len(buf) + responseHeaderBytes + sizeHint(p.resp); need > cap(buf) {
+				buf = c.growWrite(buf, need)
+			}
 			var err error
 			if buf, err = encodeResponse(buf, &p); err != nil {
 				c.log.Error().Err(err).Str("api", apiName(p.key)).Int16("version", p.version).
@@ -216,6 +220,18 @@ func (c *Conn) flush(ctx actor.Context) {
 	c.writes <- buf
 }
 
+// growWrite returns buf's bytes in a buffer with room for need, taken from
+// the listener's pool when that large: encoding a large Fetch response
+// into a buffer it grows allocates and clears a new one each time. A
+// large buf goes back to the pool.
+func (c *Conn) growWrite(buf []byte, need int) []byte {
+	grown := append(c.cfg.writeBufs.get(need)[:0], buf...)
+	if cap(buf) > keepWriteBytes {
+		c.cfg.writeBufs.put(buf)
+	}
+	return grown
+}
+
 // encodeResponse appends p's response, turning a panic in the handler's
 // response (a nil where the protocol has no null) into an error.
 func encodeResponse(dst []byte, p *pending) (out []byte, err error) {
@@ -240,6 +256,8 @@ func (c *Conn) written(ctx actor.Context, msg *batchWritten) {
 	c.writingBytes = 0
 	if cap(msg.buf) <= keepWriteBytes {
 		c.spare = msg.buf[:0]
+	} else {
+		c.cfg.writeBufs.put(msg.buf)
 	}
 	if c.closing {
 		ctx.Stop(c.self)

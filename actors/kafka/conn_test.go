@@ -1,7 +1,10 @@
 package kafka
 
 import (
+	"bytes"
 	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -350,4 +353,129 @@ func TestHandlerPanicClosesOnlyItsConnection(t *testing.T) {
 		t.Fatalf("correlation id %d", corr)
 	}
 	dial(t, b.addr).apiVersions(3)
+}
+
+// fetchHandler serves Fetch only, answering at once with the bytes of
+// payloads that each request's FetchOffset names.
+type fetchHandler struct {
+	*testHandler
+}
+
+func (fetchHandler) Versions() []ApiRange   { return []ApiRange{{Key: 1, Min: 4, Max: 12}} }
+func (h fetchHandler) NewConn() ConnHandler { return h }
+
+// TestLargeResponsesComeBackWhole: Fetch responses larger than a
+// connection keeps its write buffer for, some in one batch, some one after
+// the other, with small ones between, each arrive byte for byte, however
+// the connection reuses buffers from the listener's pool.
+func TestLargeResponsesComeBackWhole(t *testing.T) {
+	sizes := []int{3 << 20, 100, 5 << 20, 2 << 20, keepWriteBytes + 1, 7 << 20, 10, maxPooledWrite + 1, 6 << 20}
+	rng := rand.NewChaCha8([32]byte{7})
+	payloads := make([][]byte, len(sizes))
+	for i, n := range sizes {
+		payloads[i] = make([]byte, n)
+		rng.Read(payloads[i])
+	}
+	h := fetchHandler{newTestHandler()}
+	h.inline = func(r *Request) *Response {
+		req := r.Msg.(*kmsg.FetchRequest)
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		rt := kmsg.NewFetchResponseTopic()
+		rt.Topic = req.Topics[0].Topic
+		rp := kmsg.NewFetchResponseTopicPartition()
+		rp.RecordBatches = payloads[req.Topics[0].Partitions[0].FetchOffset]
+		rt.Partitions = append(rt.Partitions, rp)
+		resp.Topics = append(resp.Topics, rt)
+		return r.Reply(resp)
+	}
+	b := startBroker(t, func(o *Options) {
+		o.Handler = h
+		o.MaxInflightBytes = 64 << 20
+	})
+	fetch := func(c *rawClient, i int) {
+		req := kmsg.NewPtrFetchRequest()
+		req.Version = 12
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "orders"
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.FetchOffset = int64(i)
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		c.send(req, int32(i))
+	}
+	check := func(c *rawClient, i int) error {
+		corr, body, err := c.readFrame()
+		if err != nil {
+			return err
+		}
+		resp := kmsg.NewPtrFetchResponse()
+		resp.Version = 12
+		if body, err = skipTags(body); err == nil {
+			err = resp.ReadFrom(body)
+		}
+		switch {
+		case err != nil:
+			return fmt.Errorf("response %d: %w", i, err)
+		case corr != int32(i):
+			return fmt.Errorf("response has correlation id %d, want %d", corr, i)
+		case !bytes.Equal(resp.Topics[0].Partitions[0].RecordBatches, payloads[i]):
+			return fmt.Errorf("response %d: the bytes differ from the %d sent", i, len(payloads[i]))
+		}
+		return nil
+	}
+	c := dial(t, b.addr)
+	for i := range payloads { // one after the other
+		fetch(c, i)
+		if err := check(c, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// All at once, on two connections that share the listener's pool, a
+	// few times over: a buffer released too early is caught only when
+	// the other connection happens to take it meanwhile.
+	clients := []*rawClient{c, dial(t, b.addr)}
+	for range 3 {
+		for _, c := range clients {
+			for i := range payloads {
+				fetch(c, i)
+			}
+		}
+		errs := make(chan error, len(clients))
+		for _, c := range clients {
+			go func() {
+				for i := range payloads {
+					if err := check(c, i); err != nil {
+						errs <- err
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range clients {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func TestWritePoolKeepsOnlyLargeBuffers(t *testing.T) {
+	p := newWritePool()
+	for _, tt := range []struct {
+		n    int
+		kept bool
+	}{
+		{n: keepWriteBytes},
+		{n: keepWriteBytes + 1, kept: true},
+		{n: maxPooledWrite, kept: true},
+		{n: maxPooledWrite + 1},
+	} {
+		b := p.get(tt.n)
+		p.put(b)
+		again := p.get(tt.n)
+		if reused := &again[0] == &b[0]; reused != tt.kept {
+			t.Errorf("a %d-byte buffer reused: %v, want %v", tt.n, reused, tt.kept)
+		}
+	}
 }

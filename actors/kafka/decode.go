@@ -31,7 +31,7 @@ type decodedRequest struct {
 	// body is the request's bytes, which msg's byte fields share, when
 	// they are to go back to bodies once the request is answered.
 	body   []byte
-	bodies *bodyPool
+	bodies *bufPool
 }
 
 // decodeRequest decodes a request body (everything after the size): the

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/bits"
 	"slices"
-	"sync"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -32,7 +30,7 @@ const (
 // below zero or above limit is refused before anything is allocated. A body
 // of at least minPooledBody bytes is read into a buffer of bodies when
 // bodies is not nil.
-func readRequest(r io.Reader, limit int, bodies *bodyPool) ([]byte, error) {
+func readRequest(r io.Reader, limit int, bodies *bufPool) ([]byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, err
@@ -48,7 +46,7 @@ func readRequest(r io.Reader, limit int, bodies *bodyPool) ([]byte, error) {
 }
 
 // readBody reads exactly n bytes, growing the buffer as they arrive.
-func readBody(r io.Reader, n int, bodies *bodyPool) ([]byte, error) {
+func readBody(r io.Reader, n int, bodies *bufPool) ([]byte, error) {
 	if n <= exactSize {
 		b := bodies.get(n)
 		if m, err := io.ReadFull(r, b); err != nil {
@@ -73,83 +71,8 @@ func readBody(r io.Reader, n int, bodies *bodyPool) ([]byte, error) {
 	return b, nil
 }
 
-// Request bodies of produce requests are what a broker allocates most: a
-// new buffer for each, zeroed by the runtime and then overwritten by the
-// read, then garbage once the partitions have proposed the batches (raft
-// copies them). A bodyPool lets the connection reuse them: a buffer goes
-// back once every partition has answered its share of the request (see
-// serviceConn.produceDone), when nothing reads it any more.
-const (
-	minPooledBody = 64 << 10  // smaller bodies are cheap to allocate
-	maxPooledBody = exactSize // larger ones are read in steps (readBody)
-	// maxFreeBodies and maxFreeBytes bound what a pool keeps unused. Kept
-	// buffers count as live heap, which the garbage collector doubles
-	// into its target, so each kept byte costs about two of RSS (a
-	// sync.Pool, which keeps what the last two collections left, added
-	// ~40 MiB to the produce benchmark's peak RSS). A few requests' worth
-	// is what a connection's pipeline reuses.
-	maxFreeBodies = 4
-	maxFreeBytes  = 24 << 20
-)
-
-// bodyPool keeps a few unused request buffers. It is safe for concurrent
-// use; the nil pool allocates every buffer.
-type bodyPool struct {
-	mu        sync.Mutex
-	free      [][]byte
-	freeBytes int
-}
-
-func newBodyPool() *bodyPool { return &bodyPool{} }
-
-// get returns a buffer of n bytes, whose content is undefined: the
-// smallest kept one that is large enough, or a new one with room for a
-// slightly larger request later (a quarter of n's power of two at most).
-func (p *bodyPool) get(n int) []byte {
-	if p == nil || n < minPooledBody || n > maxPooledBody {
-		return make([]byte, n)
-	}
-	p.mu.Lock()
-	best := -1
-	for i, b := range p.free {
-		if cap(b) >= n && (best < 0 || cap(b) < cap(p.free[best])) {
-			best = i
-		}
-	}
-	if best >= 0 {
-		b := p.free[best]
-		p.free = slices.Delete(p.free, best, best+1)
-		p.freeBytes -= cap(b)
-		p.mu.Unlock()
-		return b[:n]
-	}
-	p.mu.Unlock()
-	step := 1 << (bits.Len(uint(n)) - 3) // n's power of two / 4
-	return make([]byte, n, (n+step-1)/step*step)
-}
-
-// put gives back a buffer that get returned. The caller must be the last
-// to hold any part of it. Over the bounds, the smallest kept buffers go
-// to the garbage collector first.
-func (p *bodyPool) put(b []byte) {
-	if p == nil || cap(b) < minPooledBody || cap(b) > maxPooledBody {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.free = append(p.free, b[:0])
-	p.freeBytes += cap(b)
-	for len(p.free) > maxFreeBodies || p.freeBytes > maxFreeBytes {
-		small := 0
-		for i, f := range p.free {
-			if cap(f) < cap(p.free[small]) {
-				small = i
-			}
-		}
-		p.freeBytes -= cap(p.free[small])
-		p.free = slices.Delete(p.free, small, small+1)
-	}
-}
+// responseHeaderBytes is the most a response's size prefix and header take.
+const responseHeaderBytes = 9
 
 // appendResponse appends one size-prefixed response to dst: the header
 // (correlation id, and an empty tagged-field section when the response is
@@ -157,7 +80,7 @@ func (p *bodyPool) put(b []byte) {
 // client cannot know our versions yet) and the body.
 func appendResponse(dst []byte, correlationID int32, resp kmsg.Response) []byte {
 	start := len(dst)
-	dst = slices.Grow(dst, 8+sizeHint(resp))
+	dst = slices.Grow(dst, responseHeaderBytes+sizeHint(resp))
 	dst = append(dst, 0, 0, 0, 0)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(correlationID))
 	if resp.IsFlexible() && resp.Key() != keyApiVersions {

@@ -37,6 +37,7 @@ func StartListener(sys *actors.System, ln net.Listener, opts Options) (*actor.PI
 		log:              opts.Log,
 		sender:           sys.Root,
 		bodies:           newBodyPool(),
+		writeBufs:        newWritePool(),
 	}
 	// A connection actor that fails is stopped, not restarted: its order
 	// bookkeeping dies with it, so the only safe recovery is for the client

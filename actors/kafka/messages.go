@@ -30,7 +30,7 @@ type Request struct {
 	// gives it back to bodies (releaseBody) once nothing reads Msg's byte
 	// fields any more; nil otherwise.
 	body   []byte
-	bodies *bodyPool
+	bodies *bufPool
 }
 
 // releaseBody gives the request's buffer back to its pool. Msg's byte

@@ -16,7 +16,7 @@ func TestBodyPoolSizes(t *testing.T) {
 		{n: maxPooledBody + 1},
 	}
 	for _, tt := range tests {
-		for _, pool := range []*bodyPool{newBodyPool(), nil} {
+		for _, pool := range []*bufPool{newBodyPool(), nil} {
 			b := pool.get(tt.n)
 			// A pooled buffer has room for a larger request, but wastes
 			// at most a quarter of the body's power of two.
@@ -67,8 +67,8 @@ func TestBodyPoolReuse(t *testing.T) {
 	for _, b := range bufs {
 		p.put(b)
 	}
-	if p.freeBytes > maxFreeBytes || len(p.free) > maxFreeBodies {
-		t.Fatalf("the pool keeps %d buffers, %d bytes unused; bounds %d, %d", len(p.free), p.freeBytes, maxFreeBodies, maxFreeBytes)
+	if p.freeBytes > maxFreeBytes || len(p.free) > maxFreeBuffers {
+		t.Fatalf("the pool keeps %d buffers, %d bytes unused; bounds %d, %d", len(p.free), p.freeBytes, maxFreeBuffers, maxFreeBytes)
 	}
 	for _, b := range p.free {
 		if cap(b) != maxPooledBody {
