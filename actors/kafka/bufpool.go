@@ -16,8 +16,8 @@ import (
 //     any more.
 //   - A response buffer larger than a connection keeps for itself
 //     (keepWriteBytes) goes back once the writer has written it. Clearing
-//     a fresh multi-MiB buffer for each Fetch response was a fifth of the
-//     consume path's CPU.
+//     a fresh multi-MiB buffer for each Fetch response was a quarter of
+//     the consume path's CPU.
 const (
 	minPooledBody = 64 << 10  // smaller bodies are cheap to allocate
 	maxPooledBody = exactSize // larger ones are read in steps (readBody)
@@ -52,7 +52,8 @@ func newWritePool() *bufPool { return &bufPool{min: keepWriteBytes + 1, max: max
 
 // get returns a buffer of n bytes, whose content is undefined: the
 // smallest kept one that is large enough, or a new one with room for a
-// slightly larger request later (a quarter of n's power of two at most).
+// slightly larger request or response later (a quarter of n's power of
+// two at most).
 func (p *bufPool) get(n int) []byte {
 	if p == nil || n < p.min || n > p.max {
 		return make([]byte, n)

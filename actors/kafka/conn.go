@@ -191,11 +191,8 @@ func (c *Conn) flush(ctx actor.Context) {
 		if p.resp == nil {
 			c.gate.release(p.bytes)
 		} else {
-			if need := len(buf) + responseHeaderBytes + sizeHint(p.resp); need > cap(buf) {
-				buf = c.growWrite(buf, need)
-			}
 			var err error
-			if buf, err = encodeResponse(buf, &p); err != nil {
+			if buf, err = encodeResponse(buf, &p, c.growWrite); err != nil {
 				c.log.Error().Err(err).Str("api", apiName(p.key)).Int16("version", p.version).
 					Msg("cannot encode a response; closing the connection")
 				c.cfg.metrics.reject(RejectBadResponse)
@@ -220,11 +217,16 @@ func (c *Conn) flush(ctx actor.Context) {
 	c.writes <- buf
 }
 
-// growWrite returns buf's bytes in a buffer with room for need, taken from
-// the listener's pool when that large: encoding a large Fetch response
-// into a buffer it grows allocates and clears a new one each time. A
-// large buf goes back to the pool.
+// growWrite makes room for need bytes in buf when they do not fit and are
+// more than a connection keeps for itself: it returns buf's bytes in a
+// buffer from the listener's pool, and gives a large buf back to it.
+// Encoding a large Fetch response into a buffer that append grows would
+// allocate and clear a new one each time. Smaller needs are left to
+// append, which grows by doubling.
 func (c *Conn) growWrite(buf []byte, need int) []byte {
+	if need <= cap(buf) || need <= keepWriteBytes {
+		return buf
+	}
 	grown := append(c.cfg.writeBufs.get(need)[:0], buf...)
 	if cap(buf) > keepWriteBytes {
 		c.cfg.writeBufs.put(buf)
@@ -232,14 +234,18 @@ func (c *Conn) growWrite(buf []byte, need int) []byte {
 	return grown
 }
 
-// encodeResponse appends p's response, turning a panic in the handler's
-// response (a nil where the protocol has no null) into an error.
-func encodeResponse(dst []byte, p *pending) (out []byte, err error) {
+// encodeResponse appends p's response, after grow (if not nil) has made
+// room for what it is expected to take, turning a panic in the handler's response (a nil
+// where the protocol has no null) into an error.
+func encodeResponse(dst []byte, p *pending, grow func(buf []byte, need int) []byte) (out []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("encode %s v%d: %v\n%s", apiName(p.key), p.version, r, debug.Stack())
 		}
 	}()
+	if grow != nil {
+		dst = grow(dst, len(dst)+responseHeaderBytes+sizeHint(p.resp))
+	}
 	return appendResponse(dst, p.correlationID, p.resp), nil
 }
 

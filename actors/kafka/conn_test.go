@@ -459,23 +459,3 @@ func TestLargeResponsesComeBackWhole(t *testing.T) {
 		}
 	}
 }
-
-func TestWritePoolKeepsOnlyLargeBuffers(t *testing.T) {
-	p := newWritePool()
-	for _, tt := range []struct {
-		n    int
-		kept bool
-	}{
-		{n: keepWriteBytes},
-		{n: keepWriteBytes + 1, kept: true},
-		{n: maxPooledWrite, kept: true},
-		{n: maxPooledWrite + 1},
-	} {
-		b := p.get(tt.n)
-		p.put(b)
-		again := p.get(tt.n)
-		if reused := &again[0] == &b[0]; reused != tt.kept {
-			t.Errorf("a %d-byte buffer reused: %v, want %v", tt.n, reused, tt.kept)
-		}
-	}
-}

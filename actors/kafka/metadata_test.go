@@ -43,7 +43,7 @@ func topicNames(resp *kmsg.MetadataResponse) []string {
 // name before v12.
 func encodes(t *testing.T, resp kmsg.Response) {
 	t.Helper()
-	if _, err := encodeResponse(nil, &pending{resp: resp, key: resp.Key(), version: resp.GetVersion()}); err != nil {
+	if _, err := encodeResponse(nil, &pending{resp: resp, key: resp.Key(), version: resp.GetVersion()}, nil); err != nil {
 		t.Fatal(err)
 	}
 }
