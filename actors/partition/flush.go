@@ -62,22 +62,31 @@ func (l *Log) Sync() error {
 	return nil
 }
 
-// syncFiles fsyncs the files in parallel.
+// maxParallelSyncs bounds the fsyncs syncFiles runs at once: each blocks an
+// OS thread, and a Flush after many small segments can have dozens of files.
+const maxParallelSyncs = 8
+
+// syncFiles fsyncs the files in parallel, at most maxParallelSyncs at once.
 func (l *Log) syncFiles(files []*os.File) error {
-	if len(files) == 0 {
-		return nil
-	}
 	errs := make([]error, len(files))
 	sync1 := func(i int) {
 		if err := l.fsync(files[i]); err != nil {
 			errs[i] = fmt.Errorf("fsync %s: %w", filepath.Base(files[i].Name()), err)
 		}
 	}
+	// Worker w syncs files w, w+n, w+2n, ...; the caller is worker 0.
+	n := min(len(files), maxParallelSyncs)
 	var wg sync.WaitGroup
-	for i := 1; i < len(files); i++ {
-		wg.Go(func() { sync1(i) })
+	for w := 1; w < n; w++ {
+		wg.Go(func() {
+			for i := w; i < len(files); i += n {
+				sync1(i)
+			}
+		})
 	}
-	sync1(0)
+	for i := 0; i < len(files); i += max(n, 1) {
+		sync1(i)
+	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
@@ -136,7 +145,7 @@ func (l *Log) Flush() error {
 		return ErrClosed
 	}
 	if err := l.flushView(v, v.whole.active.seg.base); err != nil {
-		return l.fail(err)
+		return l.fail(fmt.Errorf("flush %s: %w", l.opts.Dir, err))
 	}
 	return nil
 }
@@ -207,7 +216,7 @@ func (l *Log) Close() error {
 
 // syncPending syncs (and closes the index files of) the sealed segments
 // waiting for a sync for which want returns true, and forgets the others,
-// closing their index files unsynced. It syncs also in the same parallel
+// closing their index files unsynced. It syncs the also files in the same
 // round. The caller holds flushMu.
 func (l *Log) syncPending(want func(pendingSync) bool, also ...*os.File) error {
 	l.syncMu.Lock()

@@ -2,6 +2,7 @@ package partition
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // durable tracks what the Log's fsyncs made durable, so that a test can
@@ -278,5 +280,55 @@ func TestSyncFiles(t *testing.T) {
 	want = []string{name(l.act.seg.base, logSuffix), name(l.act.seg.base, raftIndexSuffix)}
 	if got := sync(); !slices.Equal(got, want) {
 		t.Fatalf("synced %v, want %v", got, want)
+	}
+}
+
+// TestSyncFilesBoundsParallelism: every file is synced exactly once, at
+// most maxParallelSyncs at a time, and every failure is reported.
+func TestSyncFilesBoundsParallelism(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []int{0, 1, 3, maxParallelSyncs, 3*maxParallelSyncs + 1} {
+		files := make([]*os.File, n)
+		for i := range files {
+			f, err := os.Create(filepath.Join(dir, fmt.Sprintf("f%d-%d", n, i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			files[i] = f
+		}
+		var mu sync.Mutex
+		synced := map[string]int{}
+		running, peak := 0, 0
+		l := &Log{fsync: func(f *os.File) error {
+			mu.Lock()
+			synced[f.Name()]++
+			running++
+			peak = max(peak, running)
+			mu.Unlock()
+			time.Sleep(time.Millisecond) // let the others start
+			mu.Lock()
+			running--
+			mu.Unlock()
+			if strings.HasSuffix(f.Name(), "-0") {
+				return errors.New("disk gone")
+			}
+			return nil
+		}}
+		err := l.syncFiles(files)
+		if len(synced) != n {
+			t.Errorf("%d files: %d synced", n, len(synced))
+		}
+		for name, k := range synced {
+			if k != 1 {
+				t.Errorf("%d files: %s synced %d times", n, name, k)
+			}
+		}
+		if peak > maxParallelSyncs {
+			t.Errorf("%d files: %d fsyncs at once, bound %d", n, peak, maxParallelSyncs)
+		}
+		if (n > 0) != (err != nil) {
+			t.Errorf("%d files: error %v, want one only when the first file is synced", n, err)
+		}
 	}
 }
