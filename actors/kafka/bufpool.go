@@ -18,6 +18,9 @@ import (
 //     (keepWriteBytes) goes back once the writer has written it. Clearing
 //     a fresh multi-MiB buffer for each Fetch response was a quarter of
 //     the consume path's CPU.
+//   - The record sets a Fetch reads from the partitions' segments go back
+//     once the response that carries them is encoded (Response.Release);
+//     clearing them was most of what was left.
 const (
 	minPooledBody = 64 << 10  // smaller bodies are cheap to allocate
 	maxPooledBody = exactSize // larger ones are read in steps (readBody)
@@ -25,30 +28,45 @@ const (
 	// than maxPooledWrite is left to the garbage collector, as it would
 	// take most of what a pool keeps.
 	maxPooledWrite = 16 << 20
-	// maxFreeBuffers and maxFreeBytes bound what a pool keeps unused.
-	// Kept buffers count as live heap, which the garbage collector
-	// doubles into its target, so each kept byte costs about two of RSS
-	// (a sync.Pool, which keeps what the last two collections left, added
-	// ~40 MiB to the produce benchmark's peak RSS). A few requests' or
-	// responses' worth is what the connections' pipelines reuse.
-	maxFreeBuffers = 4
-	maxFreeBytes   = 24 << 20
+	// A pool keeps at most maxFreeBuffers (maxFreeRecordSets for record
+	// sets, of which a Fetch response has one per partition) and
+	// maxFreeBytes unused. Kept buffers count as live heap, which the
+	// garbage collector doubles into its target, so each kept byte costs
+	// about two of RSS (a sync.Pool, which keeps what the last two
+	// collections left, added ~40 MiB to the produce benchmark's peak
+	// RSS). A few requests' or responses' worth is what the connections'
+	// pipelines reuse.
+	maxFreeBuffers    = 4
+	maxFreeRecordSets = 32
+	maxFreeBytes      = 24 << 20
 )
 
-// bufPool keeps a few unused buffers of between min and max bytes. It is
-// safe for concurrent use; the nil pool allocates every buffer.
+// bufPool keeps a few unused buffers of between min and max bytes, at most
+// maxFree of them. It is safe for concurrent use; the nil pool allocates
+// every buffer.
 type bufPool struct {
 	min, max  int
+	maxFree   int
 	mu        sync.Mutex
 	free      [][]byte
 	freeBytes int
 }
 
 // newBodyPool returns the pool of produce request bodies.
-func newBodyPool() *bufPool { return &bufPool{min: minPooledBody, max: maxPooledBody} }
+func newBodyPool() *bufPool {
+	return &bufPool{min: minPooledBody, max: maxPooledBody, maxFree: maxFreeBuffers}
+}
 
 // newWritePool returns the pool of large response buffers.
-func newWritePool() *bufPool { return &bufPool{min: keepWriteBytes + 1, max: maxPooledWrite} }
+func newWritePool() *bufPool {
+	return &bufPool{min: keepWriteBytes + 1, max: maxPooledWrite, maxFree: maxFreeBuffers}
+}
+
+// newRecordSetPool returns the pool of the record sets Fetch reads; those
+// under minPooledBody are cheap to allocate.
+func newRecordSetPool() *bufPool {
+	return &bufPool{min: minPooledBody, max: maxPooledBody, maxFree: maxFreeRecordSets}
+}
 
 // get returns a buffer of n bytes, whose content is undefined: the
 // smallest kept one that is large enough, or a new one with room for a
@@ -88,7 +106,7 @@ func (p *bufPool) put(b []byte) {
 	defer p.mu.Unlock()
 	p.free = append(p.free, b[:0])
 	p.freeBytes += cap(b)
-	for len(p.free) > maxFreeBuffers || p.freeBytes > maxFreeBytes {
+	for len(p.free) > p.maxFree || p.freeBytes > maxFreeBytes {
 		small := 0
 		for i, f := range p.free {
 			if cap(f) < cap(p.free[small]) {

@@ -67,8 +67,8 @@ func TestBodyPoolReuse(t *testing.T) {
 	for _, b := range bufs {
 		p.put(b)
 	}
-	if p.freeBytes > maxFreeBytes || len(p.free) > maxFreeBuffers {
-		t.Fatalf("the pool keeps %d buffers, %d bytes unused; bounds %d, %d", len(p.free), p.freeBytes, maxFreeBuffers, maxFreeBytes)
+	if p.freeBytes > maxFreeBytes || len(p.free) > p.maxFree {
+		t.Fatalf("the pool keeps %d buffers, %d bytes unused; bounds %d, %d", len(p.free), p.freeBytes, p.maxFree, maxFreeBytes)
 	}
 	for _, b := range p.free {
 		if cap(b) != maxPooledBody {

@@ -160,6 +160,9 @@ func (c *Conn) respond(ctx actor.Context, msg *Response) {
 	case msg.Msg == nil || p.noResponse:
 		outcome = OutcomeNoResponse
 	}
+	if msg.Msg != nil && !p.noResponse {
+		p.release = msg.Release
+	}
 	c.complete(ctx, msg.Seq, msg.Msg, msg.CloseConn, outcome)
 }
 
@@ -198,6 +201,9 @@ func (c *Conn) flush(ctx actor.Context) {
 				c.cfg.metrics.reject(RejectBadResponse)
 				ctx.Stop(c.self)
 				return
+			}
+			if p.release != nil {
+				p.release()
 			}
 			hold += p.bytes
 		}

@@ -28,15 +28,25 @@ type fetchCall struct {
 // accepts.
 func (c *serviceConn) fetch(ctx actor.Context, r *Request, req *kmsg.FetchRequest) {
 	c.s.resolveTopicIDs(req)
-	resp, n := c.s.readFetch(req)
+	resp, n, release := c.s.readFetch(req)
 	if n >= int(req.MinBytes) || req.MaxWaitMillis <= 0 {
-		ctx.Send(r.ReplyTo, r.Reply(resp))
+		ctx.Send(r.ReplyTo, fetchReply(r, resp, release))
 		return
 	}
 	call := &fetchCall{r: r, req: req, deadline: time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)}
 	if !c.watch(ctx, call) {
-		ctx.Send(r.ReplyTo, r.Reply(resp))
+		ctx.Send(r.ReplyTo, fetchReply(r, resp, release))
+		return
 	}
+	release() // read again when a partition wakes the call
+}
+
+// fetchReply answers r with resp, whose record sets go back to the pool
+// they were read into once the connection has encoded it.
+func fetchReply(r *Request, resp *kmsg.FetchResponse, release func()) *Response {
+	out := r.Reply(resp)
+	out.Release = release
+	return out
 }
 
 // watch registers the call with every partition it fetches that has a local
@@ -71,26 +81,38 @@ func (c *serviceConn) fetchReady(ctx actor.Context, m *partition.FetchReady) {
 		return
 	}
 	call.pending--
-	resp, n := c.s.readFetch(call.req)
+	resp, n, release := c.s.readFetch(call.req)
 	if n >= int(call.req.MinBytes) || !time.Now().Before(call.deadline) {
 		delete(c.fetches, m.Ref)
-		ctx.Send(call.r.ReplyTo, call.r.Reply(resp))
+		ctx.Send(call.r.ReplyTo, fetchReply(call.r, resp, release))
 		return
 	}
 	if call.pending > 0 {
+		release()
 		return // other partitions will still wake it, by the deadline at the latest
 	}
 	delete(c.fetches, m.Ref)
 	if !c.watch(ctx, call) {
-		ctx.Send(call.r.ReplyTo, call.r.Reply(resp))
+		ctx.Send(call.r.ReplyTo, fetchReply(call.r, resp, release))
+		return
 	}
+	release()
 }
 
 // readFetch builds a Fetch response from the partitions' views and returns
-// it with the number of record bytes in it. Whole batches only; the first
-// batch returned is returned even when it is larger than the limits
-// (KIP-74), so a consumer always makes progress.
-func (s *Service) readFetch(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int) {
+// it with the number of record bytes in it, and the function that gives
+// the buffers its record sets were read into back to the Service's pool,
+// to be called once nothing reads the response any more. Whole batches
+// only; the first batch returned is returned even when it is larger than
+// the limits (KIP-74), so a consumer always makes progress.
+func (s *Service) readFetch(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, func()) {
+	pool := s.recordSetPool()
+	var bufs [][]byte
+	alloc := func(n int) []byte {
+		b := pool.get(n)
+		bufs = append(bufs, b)
+		return b
+	}
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	budget := int(req.MaxBytes)
 	if budget <= 0 || req.Version < 3 {
@@ -130,7 +152,7 @@ func (s *Service) readFetch(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int) {
 				if limit <= 0 && total > 0 {
 					break
 				}
-				data, err := v.Log.Read(p.FetchOffset, max(limit, 1))
+				data, err := v.Log.ReadInto(p.FetchOffset, max(limit, 1), alloc)
 				switch {
 				case errors.Is(err, partition.ErrOffsetOutOfRange):
 					rp.ErrorCode = kerr.OffsetOutOfRange.Code
@@ -149,7 +171,12 @@ func (s *Service) readFetch(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int) {
 		resp.Topics = append(resp.Topics, rt)
 	}
 	s.fetchLeaderHints(resp, names)
-	return resp, total
+	release := func() {
+		for _, b := range bufs {
+			pool.put(b)
+		}
+	}
+	return resp, total, release
 }
 
 // resolveTopicIDs fills in the names of the topics a Fetch v13+ names by

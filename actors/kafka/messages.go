@@ -64,6 +64,12 @@ type Response struct {
 	// and Msg if set, has been written. Kafka does this, for example, when
 	// an acks=0 Produce fails, since the client would not see an error.
 	CloseConn bool
+	// Release, if not nil, is called once Msg has been encoded for the
+	// wire, after which nothing reads what Msg refers to: a handler can
+	// reuse the buffers it built Msg from. It is not called for an answer
+	// that is never encoded (a closed connection, say); those buffers are
+	// left to the garbage collector.
+	Release func()
 }
 
 // The messages below are internal: the goroutines an actor owns report to it

@@ -15,9 +15,10 @@ type pending struct {
 	start         time.Time // when it was read, for the latency histogram
 	noResponse    bool      // acks=0 Produce: nothing is ever written for it
 
-	done  bool
-	resp  kmsg.Response // nil: nothing to write
-	close bool          // close the connection after it
+	done    bool
+	resp    kmsg.Response // nil: nothing to write
+	release func()        // Response.Release
+	close   bool          // close the connection after it
 }
 
 // orderQueue holds a connection's requests in arrival order so that

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,6 +56,17 @@ type Service struct {
 	Log    zerolog.Logger
 
 	offsetsCreateAsked atomic.Int64 // unix ms of the last request to create the offsets topic
+
+	// recordSets is the pool Fetch reads record sets into, shared by the
+	// connections; made on first use.
+	recordSetsOnce sync.Once
+	recordSets     *bufPool
+}
+
+// recordSetPool returns the pool Fetch reads record sets into.
+func (s *Service) recordSetPool() *bufPool {
+	s.recordSetsOnce.Do(func() { s.recordSets = newRecordSetPool() })
+	return s.recordSets
 }
 
 // Versions implements Handler: exactly what the handlers below serve.

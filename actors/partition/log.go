@@ -664,10 +664,20 @@ func createSegment(dir string, base, interval int64) (*activeSegment, error) {
 // start before offset (and before the log start); Kafka clients skip the
 // records before the offset they asked for. Safe for concurrent use.
 func (l *Log) Read(offset int64, maxBytes int) ([]byte, error) {
-	return readView(l, func(v *view) ([]byte, error) { return v.read(offset, maxBytes) })
+	return l.ReadInto(offset, maxBytes, nil)
 }
 
-func (v *view) read(offset int64, maxBytes int) ([]byte, error) {
+// ReadInto is Read with the batches read into a buffer of n bytes from
+// alloc, whose content it overwrites, rather than a new one: a reader that
+// serves many reads can reuse its buffers. A nil alloc allocates. alloc may
+// be called more than once for one read (a read that raced with a segment
+// change starts over); only the last buffer is returned, and only when the
+// read succeeds.
+func (l *Log) ReadInto(offset int64, maxBytes int, alloc func(n int) []byte) ([]byte, error) {
+	return readView(l, func(v *view) ([]byte, error) { return v.read(offset, maxBytes, alloc) })
+}
+
+func (v *view) read(offset int64, maxBytes int, alloc func(n int) []byte) ([]byte, error) {
 	if v.closed {
 		return nil, ErrClosed
 	}
@@ -684,7 +694,7 @@ func (v *view) read(offset int64, maxBytes int) ([]byte, error) {
 		total += int64(sv.dense[j].size)
 		j++
 	}
-	return sv.readBatches(k, j)
+	return sv.readBatches(k, j, alloc)
 }
 
 // EntryByRaftIndex returns the batch that the Raft entry with index i
@@ -704,7 +714,7 @@ func (l *Log) EntryByRaftIndex(i uint64) (batch []byte, term uint64, err error) 
 		if err != nil {
 			return result{}, err
 		}
-		b, err := sv.readBatches(k, k+1)
+		b, err := sv.readBatches(k, k+1, nil)
 		return result{b, uint64(sv.dense[k].term)}, err
 	})
 	return r.batch, r.term, err

@@ -120,10 +120,17 @@ func (sv *segView) readAt(b []byte, pos int64) error {
 	return nil
 }
 
-// readBatches reads the batches k..j-1, which are contiguous in the file.
-func (sv *segView) readBatches(k, j int) ([]byte, error) {
+// readBatches reads the batches k..j-1, which are contiguous in the file,
+// into a buffer from alloc (nil: a new one).
+func (sv *segView) readBatches(k, j int, alloc func(n int) []byte) ([]byte, error) {
 	pos := int64(sv.dense[k].pos)
-	b := make([]byte, sv.dense[j-1].end()-pos)
+	n := int(sv.dense[j-1].end() - pos)
+	var b []byte
+	if alloc != nil {
+		b = alloc(n)[:n]
+	} else {
+		b = make([]byte, n)
+	}
 	if err := sv.readAt(b, pos); err != nil {
 		return nil, err
 	}

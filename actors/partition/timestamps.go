@@ -141,7 +141,7 @@ func (v *view) maxTimestamp() (TimestampOffset, bool, error) {
 	if best == nil {
 		return TimestampOffset{}, false, nil
 	}
-	b, err := best.readBatches(bestK, bestK+1)
+	b, err := best.readBatches(bestK, bestK+1, nil)
 	if err != nil {
 		return TimestampOffset{}, false, err
 	}
@@ -160,7 +160,7 @@ func (v *view) maxTimestamp() (TimestampOffset, bool, error) {
 // maxTimestamp, which the segment's maximum gives without reading when it
 // lies after k.
 func (sv *segView) maxFromOffset(offset int64, k int) (int, int64, error) {
-	b, err := sv.readBatches(k, k+1)
+	b, err := sv.readBatches(k, k+1, nil)
 	if err != nil {
 		return 0, 0, err
 	}
