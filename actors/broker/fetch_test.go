@@ -49,20 +49,23 @@ func TestConcurrentConsumersReadEverythingBack(t *testing.T) {
 		cl := c.client(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 			kgo.FetchMaxPartitionBytes(256<<10))
 		go func() {
-			seen := 0
-			for seen < records {
+			seen := make(map[string]bool, records)
+			for len(seen) < records {
 				fs := cl.PollFetches(ctx)
 				if err := ctx.Err(); err != nil {
-					errs <- fmt.Errorf("after %d of %d records: %w", seen, records, err)
+					errs <- fmt.Errorf("after %d of %d records: %w", len(seen), records, err)
 					return
 				}
 				var bad error
 				fs.EachError(func(_ string, _ int32, err error) { bad = err })
 				fs.EachRecord(func(r *kgo.Record) {
-					if want, ok := values[string(r.Key)]; !ok || !bytes.Equal(r.Value, want) {
+					switch want, ok := values[string(r.Key)]; {
+					case !ok || !bytes.Equal(r.Value, want):
 						bad = fmt.Errorf("record %q at %d/%d: not what was produced", r.Key, r.Partition, r.Offset)
+					case seen[string(r.Key)]:
+						bad = fmt.Errorf("record %q at %d/%d: read twice", r.Key, r.Partition, r.Offset)
 					}
-					seen++
+					seen[string(r.Key)] = true
 				})
 				if bad != nil {
 					errs <- bad

@@ -96,3 +96,15 @@ func TestWritePoolKeepsOnlyLargeBuffers(t *testing.T) {
 		}
 	}
 }
+
+func TestBufPoolRefusesABufferTwice(t *testing.T) {
+	p := newRecordSetPool()
+	b := p.get(minPooledBody)
+	p.put(b)
+	defer func() {
+		if recover() == nil {
+			t.Fatal("a buffer given back twice was taken")
+		}
+	}()
+	p.put(b)
+}

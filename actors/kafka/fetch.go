@@ -171,10 +171,12 @@ func (s *Service) readFetch(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, f
 		resp.Topics = append(resp.Topics, rt)
 	}
 	s.fetchLeaderHints(resp, names)
+	// Idempotent: a buffer put back twice would be handed to two readers.
 	release := func() {
 		for _, b := range bufs {
 			pool.put(b)
 		}
+		bufs = nil
 	}
 	return resp, total, release
 }
