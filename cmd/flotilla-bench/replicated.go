@@ -74,6 +74,9 @@ type systemResult struct {
 	// during the load (each rise is an election or a leadership hand-over),
 	// -1 if not known.
 	termRises int
+	// stages are each flotilla broker's own timers over the load; nil for
+	// the others.
+	stages []stages
 }
 
 func (r systemResult) rate() float64 { return float64(r.records) / r.produceTime.Seconds() }
@@ -198,11 +201,24 @@ func runFlotillaCluster(o replicatedOptions, pool valuePool) (systemResult, erro
 		return systemResult{}, err
 	}
 	before, termErr := clusterTerms(debugs)
+	var timersFrom []stages
+	var stagesErr error
 	res, err := measure(o, "flotilla", pids, debugs, func(start func()) (time.Duration, []time.Duration, error) {
-		return produceAll(ctx, seeds[0], o.produceOptions(), pool, func(string) { start() })
+		return produceAll(ctx, seeds[0], o.produceOptions(), pool, func(string) {
+			timersFrom, stagesErr = scrapeAllStages(debugs)
+			start()
+		})
 	})
 	if err != nil {
 		return res, err
+	}
+	timersTo, stagesErr2 := scrapeAllStages(debugs)
+	if err := errors.Join(stagesErr, stagesErr2); err != nil {
+		fmt.Fprintln(os.Stderr, "flotilla-bench: stage timers:", err)
+	} else {
+		for i := range timersTo {
+			res.stages = append(res.stages, timersTo[i].since(timersFrom[i]))
+		}
 	}
 	after, termErr2 := clusterTerms(debugs)
 	if termErr == nil && termErr2 == nil {
@@ -322,6 +338,15 @@ func printReplicated(o replicatedOptions, fl, js, kf systemResult) {
 			fl.rate()/other.rate(), fl.rate()/other.rate(), lat(50), lat(99), lat(99.9), fl.cpuPerGiB()/other.cpuPerGiB())
 	}
 	fmt.Println()
+	if len(fl.stages) > 0 {
+		fmt.Println("Where flotilla's produce time went, from each broker's own timers over the load (means; a broker times the requests and batches of the partitions it leads, and the Persists and syncs of all it hosts):")
+		fmt.Println()
+		fmt.Println(stageHeader("broker"))
+		for i, st := range fl.stages {
+			fmt.Println(stageRow(fmt.Sprint(i+1), st, fl.produceTime.Seconds()))
+		}
+		fmt.Println()
+	}
 	if fl.termRises >= 0 {
 		fmt.Printf("- flotilla's Raft terms rose %d times during the load (each rise is an election or a leadership hand-over; a client whose partition moves may wait up to kgo's 5 s MetadataMinAge to find the new leader).\n", fl.termRises)
 	}

@@ -58,14 +58,10 @@ func printProduce(o produceOptions, rounds []round) {
 
 	fmt.Println("Where flotilla's produce time went, from its own timers over the produce phase (means): a produce request in the broker; a batch from proposal on its leader to durable there and to applied; a Persist in the storage actor (write and fsync waits); one WAL fsync; one sync of a partition's segments.")
 	fmt.Println()
-	fmt.Println("| round | request | batch durable | batch applied | WAL persist | WAL fsync | fsyncs/s | segment sync | syncs/s |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	fmt.Println(stageHeader("round"))
 	for _, rd := range rounds {
 		if st := rd.flotilla.stages; st != nil {
-			secs := rd.flotilla.load.produceTime.Seconds()
-			fmt.Printf("| %s | %s | %s | %s | %s | %s | %.0f | %s | %.0f |\n", rd.label(), usec(st.request.mean()), usec(st.durable.mean()),
-				usec(st.applied.mean()), usec(st.persist.mean()), usec(st.fsync.mean()), st.fsync.count/secs,
-				usec(st.segSync.mean()), st.segSync.count/secs)
+			fmt.Println(stageRow(rd.label(), *st, rd.flotilla.load.produceTime.Seconds()))
 		}
 	}
 	fmt.Println()

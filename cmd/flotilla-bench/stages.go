@@ -106,3 +106,30 @@ func (s stages) since(earlier stages) stages {
 	}
 	return d
 }
+
+// stageHeader is the header of a stage table whose first column is named
+// first, and stageRow one of its rows: the means of s, and the fsyncs and
+// segment syncs per second over secs.
+func stageHeader(first string) string {
+	return "| " + first + " | request | batch durable | batch applied | WAL persist | WAL fsync | fsyncs/s | segment sync | syncs/s |\n" +
+		"|---|---|---|---|---|---|---|---|---|"
+}
+
+func stageRow(label string, s stages, secs float64) string {
+	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %.0f | %s | %.0f |", label, usec(s.request.mean()), usec(s.durable.mean()),
+		usec(s.applied.mean()), usec(s.persist.mean()), usec(s.fsync.mean()), s.fsync.count/secs,
+		usec(s.segSync.mean()), s.segSync.count/secs)
+}
+
+// scrapeAllStages reads the stage timers of every broker of debugs.
+func scrapeAllStages(debugs []string) ([]stages, error) {
+	all := make([]stages, len(debugs))
+	for i, d := range debugs {
+		st, err := scrapeStages(d)
+		if err != nil {
+			return nil, err
+		}
+		all[i] = st
+	}
+	return all, nil
+}
