@@ -3,6 +3,7 @@ package partition
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sort"
 	"sync"
@@ -46,17 +47,9 @@ func TestConcurrentReadAppend(t *testing.T) {
 					t.Errorf("Read(%d): %v", off, err)
 					return
 				}
-				pieces, err := SplitBatches(got)
-				if err != nil || len(pieces) == 0 {
-					t.Errorf("Read(%d) returned %d bytes that are not batches: %v", off, len(got), err)
+				if err := readAppended(all, off, got, l.LogEnd()); err != nil {
+					t.Error(err)
 					return
-				}
-				k := containing(off)
-				for j, p := range pieces {
-					if !bytes.Equal(p, all[k+j].b) {
-						t.Errorf("Read(%d): batch %d is not the one appended at %d", off, j, all[k+j].base)
-						return
-					}
 				}
 				i := containing(start + rng.Int64N(end-start))
 				b, term, err := l.EntryByRaftIndex(all[i].raft)
@@ -140,17 +133,9 @@ func TestConcurrentSyncTruncateRaft(t *testing.T) {
 					t.Errorf("Read(%d) below the high watermark %d: %v", off, end, err)
 					return
 				}
-				pieces, err := SplitBatches(got)
-				if err != nil || len(pieces) == 0 {
-					t.Errorf("Read(%d) returned %d bytes that are not batches: %v", off, len(got), err)
+				if err := readAppended(all, off, got, l.LogEnd()); err != nil {
+					t.Error(err)
 					return
-				}
-				k := containing(off)
-				for j, p := range pieces {
-					if all[k+j].base >= l.LogEnd() || !bytes.Equal(p, all[k+j].b) {
-						t.Errorf("Read(%d): batch %d is not the committed one at %d", off, j, all[k+j].base)
-						return
-					}
 				}
 				i := containing(rng.Int64N(end))
 				b, term, err := l.EntryByRaftIndex(all[i].raft)
@@ -300,4 +285,20 @@ func appendedBatches(t *testing.T, n int, term int32, raftStep uint64) []appende
 // holding returns the index of the batch of all that holds off.
 func holding(all []appended, off int64) int {
 	return sort.Search(len(all), func(i int) bool { return all[i].last >= off })
+}
+
+// readAppended checks got, what Read(off) returned: whole batches, the
+// ones of all from the one holding off on, each below end.
+func readAppended(all []appended, off int64, got []byte, end int64) error {
+	pieces, err := SplitBatches(got)
+	if err != nil || len(pieces) == 0 {
+		return fmt.Errorf("Read(%d) returned %d bytes that are not batches: %v", off, len(got), err)
+	}
+	k := holding(all, off)
+	for j, p := range pieces {
+		if all[k+j].base >= end || !bytes.Equal(p, all[k+j].b) {
+			return fmt.Errorf("Read(%d): batch %d is not the committed one at %d", off, j, all[k+j].base)
+		}
+	}
+	return nil
 }
