@@ -84,7 +84,7 @@ func (l *Log) syncFiles(files []*os.File) error {
 			}
 		})
 	}
-	for i := 0; i < len(files); i += max(n, 1) {
+	for i := 0; i < len(files); i += n {
 		sync1(i)
 	}
 	wg.Wait()
