@@ -240,8 +240,8 @@ func (c *Conn) growWrite(buf []byte, need int) []byte {
 	return grown
 }
 
-// encodeResponse appends p's response, after grow (if not nil) has made
-// room for what it is expected to take, turning a panic in the handler's response (a nil
+// encodeResponse appends p's response, after grow has made room for what
+// it is expected to take, turning a panic in the handler's response (a nil
 // where the protocol has no null) into an error.
 func encodeResponse(dst []byte, p *pending, grow func(buf []byte, need int) []byte) (out []byte, err error) {
 	defer func() {
@@ -249,9 +249,7 @@ func encodeResponse(dst []byte, p *pending, grow func(buf []byte, need int) []by
 			err = fmt.Errorf("encode %s v%d: %v\n%s", apiName(p.key), p.version, r, debug.Stack())
 		}
 	}()
-	if grow != nil {
-		dst = grow(dst, len(dst)+responseHeaderBytes+sizeHint(p.resp))
-	}
+	dst = grow(dst, len(dst)+responseHeaderBytes+sizeHint(p.resp))
 	return appendResponse(dst, p.correlationID, p.resp), nil
 }
 

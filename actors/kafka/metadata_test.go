@@ -43,7 +43,7 @@ func topicNames(resp *kmsg.MetadataResponse) []string {
 // name before v12.
 func encodes(t *testing.T, resp kmsg.Response) {
 	t.Helper()
-	if _, err := encodeResponse(nil, &pending{resp: resp, key: resp.Key(), version: resp.GetVersion()}, nil); err != nil {
+	if _, err := encodeResponse(nil, &pending{resp: resp, key: resp.Key(), version: resp.GetVersion()}, func(b []byte, _ int) []byte { return b }); err != nil {
 		t.Fatal(err)
 	}
 }
