@@ -43,14 +43,11 @@ func (l *Log) Sync() error {
 		}
 	}
 	l.syncMu.Unlock()
-	d, err := l.dirtyDir()
+	files, closeDir, err := l.withDirtyDir(files)
 	if err != nil {
 		return l.fail(err)
 	}
-	if d != nil {
-		defer d.Close()
-		files = append(files, d)
-	}
+	defer closeDir()
 	if err := l.syncFiles(files); err != nil {
 		return l.fail(err)
 	}
@@ -91,22 +88,23 @@ func (l *Log) syncFiles(files []*os.File) error {
 	return errors.Join(errs...)
 }
 
-// dirtyDir opens the Log's directory for an fsync if segments were created
-// or deleted since the last one, and clears the mark: nil if not. A sync
-// that then fails fails the Log, so the mark is not needed again.
-func (l *Log) dirtyDir() (*os.File, error) {
+// withDirtyDir appends the Log's directory, opened, to the files to sync
+// if segments were created or deleted since its last fsync, and clears the
+// mark; closeDir closes it once synced. A sync that then fails fails the
+// Log, so the mark is not needed again.
+func (l *Log) withDirtyDir(files []*os.File) (_ []*os.File, closeDir func(), err error) {
 	l.syncMu.Lock()
 	dirty := l.dirDirty
 	l.dirDirty = false
 	l.syncMu.Unlock()
 	if !dirty {
-		return nil, nil
+		return files, func() {}, nil
 	}
 	d, err := os.Open(l.opts.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("open directory %s: %w", l.opts.Dir, err)
+		return nil, nil, fmt.Errorf("open directory %s: %w", l.opts.Dir, err)
 	}
-	return d, nil
+	return append(files, d), func() { d.Close() }, nil
 }
 
 // syncDir fsyncs the Log's directory.
@@ -155,15 +153,11 @@ func (l *Log) Flush() error {
 // are synced in parallel, in one round, so that the wait is about one
 // fsync rather than one per file.
 func (l *Log) flushView(v *view, recoveryPoint int64) error {
-	files := v.files.appendTo([]*os.File{v.whole.active.seg.log})
-	d, err := l.dirtyDir()
+	files, closeDir, err := l.withDirtyDir(v.files.appendTo([]*os.File{v.whole.active.seg.log}))
 	if err != nil {
 		return err
 	}
-	if d != nil {
-		defer d.Close()
-		files = append(files, d)
-	}
+	defer closeDir()
 	if err := l.syncPending(func(pendingSync) bool { return true }, files...); err != nil {
 		return err
 	}
