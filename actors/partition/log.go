@@ -538,6 +538,9 @@ func (a *activeSegment) append(batch []byte, h BatchHeader, raftIndex uint64, te
 	if _, err := a.seg.log.WriteAt(batch, pos); err != nil {
 		return fmt.Errorf("write %s: %w", a.seg.name(), err)
 	}
+	if err := startWriteback(a.seg.log, pos, int64(len(batch))); err != nil {
+		return fmt.Errorf("start writeback of %s: %w", a.seg.name(), err)
+	}
 	rel := uint32(h.BaseOffset - a.seg.base)
 	e := raftEntry{index: raftIndex, rel: rel, pos: uint32(pos), size: uint32(len(batch)), term: term}
 	if err := a.writeRaftEntry(e); err != nil {

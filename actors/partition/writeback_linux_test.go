@@ -1,0 +1,49 @@
+package partition
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestStartWriteback(t *testing.T) {
+	dir := t.TempDir()
+	written, err := os.Create(filepath.Join(dir, "written.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer written.Close()
+	if _, err := written.Write(make([]byte, 3*4096+17)); err != nil {
+		t.Fatal(err)
+	}
+	closed, err := os.Create(filepath.Join(dir, "closed.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+
+	for _, tc := range []struct {
+		name    string
+		f       *os.File
+		off, n  int64
+		wantErr bool
+	}{
+		{"written range", written, 4096, 2*4096 + 17, false},
+		{"range past the end", written, 1 << 20, 4096, false},
+		{"closed file", closed, 0, 4096, true},
+		{"pipe", w, 0, 4096, true}, // ESPIPE: the error comes back, it is not dropped
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := startWriteback(tc.f, tc.off, tc.n)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("startWriteback = %v, want error %v", err, tc.wantErr)
+			}
+		})
+	}
+}
