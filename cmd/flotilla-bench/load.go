@@ -19,6 +19,7 @@ type loadResult struct {
 	latencies     []time.Duration // per record: Produce call → promise
 	consumeTime   time.Duration
 	consumedBytes int64
+	requests      requestView // the producer's view of its produce requests
 }
 
 // valuePool is a block of random bytes that record values are cut from.
@@ -52,9 +53,11 @@ func (p valuePool) value(i int) []byte {
 func runLoad(ctx context.Context, addr string, o produceOptions, pool valuePool, phase func(string)) (loadResult, error) {
 	res := loadResult{records: o.records}
 	var err error
-	if res.produceTime, res.latencies, err = produceAll(ctx, addr, o, pool, phase); err != nil {
+	times := &requestTimes{}
+	if res.produceTime, res.latencies, err = produceAll(ctx, addr, o, pool, phase, kgo.WithHooks(times)); err != nil {
 		return res, err
 	}
+	res.requests = times.view()
 	if res.consumeTime, res.consumedBytes, err = consumeAll(ctx, addr, o.records, phase); err != nil {
 		return res, err
 	}
@@ -65,12 +68,13 @@ func runLoad(ctx context.Context, addr string, o produceOptions, pool valuePool,
 // idempotent, linger 10 ms, the uniform-bytes partitioner that moves to
 // another partition every 64 KiB) and at most o.inflight records buffered.
 // It returns the time until the last promise and each record's latency.
-func produceAll(ctx context.Context, addr string, o produceOptions, pool valuePool, phase func(string)) (time.Duration, []time.Duration, error) {
-	cl, err := kgo.NewClient(
+// extra are options added to the client's, such as hooks.
+func produceAll(ctx context.Context, addr string, o produceOptions, pool valuePool, phase func(string), extra ...kgo.Opt) (time.Duration, []time.Duration, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(addr),
 		kgo.DefaultProduceTopic(benchTopic),
 		kgo.MaxBufferedRecords(o.inflight),
-	)
+	}, extra...)...)
 	if err != nil {
 		return 0, nil, fmt.Errorf("producer: %w", err)
 	}

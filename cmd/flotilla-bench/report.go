@@ -66,6 +66,16 @@ func printProduce(o produceOptions, rounds []round) {
 	}
 	fmt.Println()
 
+	fmt.Println("The producer's view of its produce requests (kgo's BrokerE2E hook, means over the produce phase): from the request's creation to its write, in which kgo encodes it behind the write of any earlier one; the write; then from the write until its response was read whole, which holds the broker's time and the reading of earlier responses. A broker's timers above start only once it has read a request whole.")
+	fmt.Println()
+	fmt.Println(requestHeader())
+	for _, rd := range rounds {
+		for _, r := range []targetResult{rd.flotilla, rd.kfake} {
+			fmt.Println(requestRow(rd.label(), r.name, r.load.requests))
+		}
+	}
+	fmt.Println()
+
 	var contended int
 	for _, rd := range rounds {
 		if rd.contended() {
