@@ -759,3 +759,63 @@ func TestRetentionPoint(t *testing.T) {
 		t.Errorf("retention behind the log start returned %d, want the start %d", got, base(4)+1)
 	}
 }
+
+// TestTruncationStateIsDurableFirst checks that a truncation and a reset
+// make their lowered recovery point durable, directory entry included,
+// before they cut or delete a segment.
+func TestTruncationStateIsDurableFirst(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		point func(m *model) int64 // the new recovery point is at or below it
+		do    func(l *Log, point int64) error
+	}{
+		{"truncate inside an earlier segment",
+			func(m *model) int64 { return m.batches[len(m.batches)/3].h.BaseOffset },
+			(*Log).TruncateTo},
+		{"reset", func(*model) int64 { return 7000 }, (*Log).Reset},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			l := mustOpen(t, testOptions(t, dir))
+			defer l.Close()
+			var m model
+			m.fill(t, l, rand.New(rand.NewPCG(21, 22)), 150)
+			if err := l.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			segs := logFiles(t, dir)
+			if len(segs) < 3 {
+				t.Fatalf("%d segments, want several", len(segs))
+			}
+			point := tc.point(&m)
+			var ok bool
+			fsync := l.fsync
+			l.fsync = func(f *os.File) error {
+				if err := fsync(f); err != nil {
+					return err
+				}
+				info, err := f.Stat()
+				if err != nil || !info.IsDir() || ok {
+					return err
+				}
+				st, have, _, err := readState(dir)
+				if err != nil || !have || st.recoveryPoint > point {
+					return err
+				}
+				for _, name := range segs {
+					if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || fi.Size() == 0 {
+						return nil // a segment is cut already: too late
+					}
+				}
+				ok = true
+				return nil
+			}
+			if err := tc.do(l, point); err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				t.Fatal("no directory fsync made the lowered recovery point durable before the first segment was cut")
+			}
+		})
+	}
+}

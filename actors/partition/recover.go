@@ -48,8 +48,9 @@ type logState struct {
 
 // writeState replaces the state file. It syncs the new file before renaming
 // it over the old one, so the state file is always whole; the rename itself
-// may be lost in a crash, which leaves an older, lower recovery point: more
-// scanning, never less.
+// may be lost in a crash, which after a Flush leaves an older, lower
+// recovery point: more scanning, never less. What lowers the point uses
+// recordState.
 func writeState(dir string, st logState) error {
 	b := make([]byte, 0, stateFileSize)
 	b = append(b, stateMagic...)
@@ -76,6 +77,18 @@ func writeState(dir string, st logState) error {
 		return fmt.Errorf("write %s: %w", stateFileName, err)
 	}
 	return nil
+}
+
+// recordState writes the state file and fsyncs the directory, so that the
+// rename is durable too: a truncation or a reset lowers the recovery point
+// before it cuts anything, and a crash in the middle must find the lower
+// point, or Open would trust a segment the cut left short of its
+// successor. (A Flush only raises the point and does not need this.)
+func (l *Log) recordState(st logState) error {
+	if err := writeState(l.opts.Dir, st); err != nil {
+		return err
+	}
+	return l.syncDir()
 }
 
 // readState returns the state file's contents; ok is false if there is

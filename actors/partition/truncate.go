@@ -116,7 +116,7 @@ func (l *Log) truncate(all *segList, i, k int) error {
 	if err := l.syncPending(func(ps pendingSync) bool { return ps.seg.base < base }); err != nil {
 		return err
 	}
-	if err := writeState(l.opts.Dir, logState{recoveryPoint: base, logStart: min(l.start, l.firstBase())}); err != nil {
+	if err := l.recordState(logState{recoveryPoint: base, logStart: min(l.start, l.firstBase())}); err != nil {
 		return err
 	}
 	for j := all.numSegments() - 1; j > i; j-- {
@@ -307,7 +307,7 @@ func (l *Log) Reset(offset int64) error {
 	all := l.segments()
 	// The state goes first: if the removals are cut short, what is left
 	// lies below the new log start or is scanned as unflushed.
-	if err := writeState(l.opts.Dir, logState{recoveryPoint: offset, logStart: offset}); err != nil {
+	if err := l.recordState(logState{recoveryPoint: offset, logStart: offset}); err != nil {
 		return l.fail(err)
 	}
 	if err := l.syncPending(func(pendingSync) bool { return false }); err != nil {
