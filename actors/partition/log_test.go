@@ -761,18 +761,23 @@ func TestRetentionPoint(t *testing.T) {
 }
 
 // TestTruncationStateIsDurableFirst checks that a truncation and a reset
-// make their lowered recovery point durable, directory entry included,
-// before they cut or delete a segment.
+// make the state they record durable, directory entry included, before they
+// cut or delete a segment.
 func TestTruncationStateIsDurableFirst(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		point func(m *model) int64 // the new recovery point is at or below it
-		do    func(l *Log, point int64) error
+		name string
+		// state is the state the operation records; at is its argument.
+		state func(l *Log, m *model) (st logState, at int64)
+		do    func(l *Log, at int64) error
 	}{
-		{"truncate inside an earlier segment",
-			func(m *model) int64 { return m.batches[len(m.batches)/3].h.BaseOffset },
-			(*Log).TruncateTo},
-		{"reset", func(*model) int64 { return 7000 }, (*Log).Reset},
+		{"truncate inside an earlier segment", func(l *Log, m *model) (logState, int64) {
+			cut := m.batches[len(m.batches)/3].h.BaseOffset
+			all := l.segments()
+			return logState{recoveryPoint: all.segment(all.segmentIndex(cut)).seg.base, logStart: l.LogStart()}, cut
+		}, (*Log).TruncateTo},
+		{"reset", func(*Log, *model) (logState, int64) {
+			return logState{recoveryPoint: 7000, logStart: 7000}, 7000
+		}, (*Log).Reset},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -787,7 +792,10 @@ func TestTruncationStateIsDurableFirst(t *testing.T) {
 			if len(segs) < 3 {
 				t.Fatalf("%d segments, want several", len(segs))
 			}
-			point := tc.point(&m)
+			want, at := tc.state(l, &m)
+			if st, _, _, _ := readState(dir); st == want {
+				t.Fatalf("the state before the operation is already %+v: the test shows nothing", st)
+			}
 			var ok bool
 			fsync := l.fsync
 			l.fsync = func(f *os.File) error {
@@ -799,7 +807,7 @@ func TestTruncationStateIsDurableFirst(t *testing.T) {
 					return err
 				}
 				st, have, _, err := readState(dir)
-				if err != nil || !have || st.recoveryPoint > point {
+				if err != nil || !have || st != want {
 					return err
 				}
 				for _, name := range segs {
@@ -810,11 +818,11 @@ func TestTruncationStateIsDurableFirst(t *testing.T) {
 				ok = true
 				return nil
 			}
-			if err := tc.do(l, point); err != nil {
+			if err := tc.do(l, at); err != nil {
 				t.Fatal(err)
 			}
 			if !ok {
-				t.Fatal("no directory fsync made the lowered recovery point durable before the first segment was cut")
+				t.Fatalf("no directory fsync made the state %+v durable before the first segment was cut", want)
 			}
 		})
 	}

@@ -47,10 +47,10 @@ type logState struct {
 }
 
 // writeState replaces the state file. It syncs the new file before renaming
-// it over the old one, so the state file is always whole; the rename itself
-// may be lost in a crash, which after a Flush leaves an older, lower
-// recovery point: more scanning, never less. What lowers the point uses
-// recordState.
+// it over the old one, so the state file is always whole. The rename
+// itself may be lost in a crash, which leaves the older state; that one is
+// still true as long as nothing was cut since it was written, and only
+// truncate and Reset cut, after recordState has made their state durable.
 func writeState(dir string, st logState) error {
 	b := make([]byte, 0, stateFileSize)
 	b = append(b, stateMagic...)
@@ -80,10 +80,9 @@ func writeState(dir string, st logState) error {
 }
 
 // recordState writes the state file and fsyncs the directory, so that the
-// rename is durable too: a truncation or a reset lowers the recovery point
-// before it cuts anything, and a crash in the middle must find the lower
-// point, or Open would trust a segment the cut left short of its
-// successor. (A Flush only raises the point and does not need this.)
+// rename is durable too: a truncation or a reset records its state before
+// it cuts anything, and a crash in the middle must find that state, or
+// Open could trust a segment the cut left short of its successor.
 func (l *Log) recordState(st logState) error {
 	if err := writeState(l.opts.Dir, st); err != nil {
 		return err

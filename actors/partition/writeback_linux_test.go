@@ -38,6 +38,10 @@ func TestStartWriteback(t *testing.T) {
 		{"range past the end", written, 1 << 20, 4096, false},
 		{"closed file", closed, 0, 4096, true},
 		{"pipe", w, 0, 4096, true}, // ESPIPE: the error comes back, it is not dropped
+		// A range that fills no page is left to the fsync: not even a
+		// closed file is touched.
+		{"inside one page", closed, 100, 3000, false},
+		{"the rest of a page", closed, 4000, 96, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := startWriteback(tc.f, tc.off, tc.n)
