@@ -3,6 +3,8 @@ package partition
 import (
 	"encoding/binary"
 	"fmt"
+
+	pb "go.etcd.io/raft/v3/raftpb"
 )
 
 // A partition's raft entries are its own. Record batches travel as the
@@ -67,6 +69,30 @@ type keptRef struct {
 }
 
 const keptEntrySize = 1 + 8 + 4 + 4
+
+// keptIndex is a WAL entry's reference with the entry's Raft index and
+// term: everything a Raft index file entry holds but the batch's position.
+type keptIndex struct {
+	index, term uint64
+	ref         keptRef
+}
+
+// keptIndexes maps the references among ents, the entries the WAL
+// recovered for the group, by base offset.
+func keptIndexes(ents []*pb.Entry) map[int64]keptIndex {
+	var kept map[int64]keptIndex
+	for _, e := range ents {
+		r, ok := keptRefOf(e.GetData())
+		if !ok || e.GetType() != pb.EntryNormal {
+			continue
+		}
+		if kept == nil {
+			kept = make(map[int64]keptIndex)
+		}
+		kept[r.base] = keptIndex{index: e.GetIndex(), term: e.GetTerm(), ref: r}
+	}
+	return kept
+}
 
 func refOf(h BatchHeader) keptRef {
 	return keptRef{base: h.BaseOffset, size: uint32(h.Size()), crc: h.CRC}

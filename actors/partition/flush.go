@@ -8,15 +8,18 @@ import (
 	"sync"
 )
 
-// Sync makes every batch appended before it was called durable, with its
-// Raft index entry: the partition calls it before it acknowledges that it
-// persisted the entries. It fsyncs the .log and .raft files of the active
-// segment and of the segments sealed since the last Sync or Flush, and the
-// directory if segments were created or deleted since, all in parallel
-// (parallel fsyncs of small files cost about as much as one). The offset
-// and time indexes are not synced: Open rebuilds them from the .log and
-// .raft files. Sync records no recovery point: the next Open scans what
-// follows the last Flush's.
+// Sync makes every batch appended before it was called durable: the
+// partition calls it before it acknowledges that it persisted the entries.
+// It fsyncs the .log files of the active segment and of the segments sealed
+// since the last Sync or Flush, and the directory if segments were created
+// or deleted since, all in parallel. The Raft index files are left to the
+// next Flush: the WAL's record of the same Persist, synced in the same group
+// commit, references every batch (Raft index, term, base offset, size,
+// CRC) until a checkpoint's Flush has synced their index entries, and Open
+// rebuilds a lost entry from it (Options.kept). That saves an fsync per
+// partition per group commit. The offset and time indexes are not synced
+// either: Open rebuilds them from the .log and .raft files. Sync records no
+// recovery point: the next Open scans what follows the last Flush's.
 //
 // Sync may be called from any goroutine, concurrently with the appender
 // (the storage actor's fsync goroutine calls it, for the partition's
@@ -34,12 +37,12 @@ func (l *Log) Sync() error {
 	if v.closed {
 		return nil
 	}
-	files := []*os.File{v.whole.active.seg.log, v.files.raft}
+	files := []*os.File{v.whole.active.seg.log}
 	// unsynced changes only under flushMu, which Sync holds.
 	l.syncMu.Lock()
 	for _, ps := range l.unsynced {
 		if !ps.logSynced {
-			files = append(files, ps.seg.log, ps.files.raft)
+			files = append(files, ps.seg.log)
 		}
 	}
 	l.syncMu.Unlock()

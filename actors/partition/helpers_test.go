@@ -159,6 +159,19 @@ func (m *model) write(t testing.TB, l *Log, b []byte, gap int, ts []int64) store
 	return s
 }
 
+// kept is what the WAL's references say of m's batches after the
+// checkpoint at Raft index after, as NewMachine gives it to Open
+// (Options.kept).
+func (m *model) kept(after uint64) map[int64]keptIndex {
+	k := make(map[int64]keptIndex, len(m.batches))
+	for _, s := range m.batches {
+		if s.raft > after {
+			k[s.h.BaseOffset] = keptIndex{index: s.raft, term: s.term, ref: refOf(s.h)}
+		}
+	}
+	return k
+}
+
 // fill appends n random batches: 1-4 records, random value sizes, random
 // timestamps (not monotonic), occasional Raft index gaps and term changes.
 func (m *model) fill(t testing.TB, l *Log, rng *rand.Rand, n int) {

@@ -68,6 +68,13 @@ type Options struct {
 	// Log receives the Log's events: recovery, repairs, rolls, deletions.
 	// Nothing is logged per batch.
 	Log zerolog.Logger
+
+	// kept is what the WAL's references say of the batches appended since
+	// the partition's last checkpoint, by base offset: Sync leaves the Raft
+	// index files to the next Flush, so after a crash Open takes from here
+	// the Raft index of a batch whose index entry did not reach the disk
+	// (NewMachine fills it from the entries the WAL recovered).
+	kept map[int64]keptIndex
 }
 
 func (o Options) withDefaults() (Options, error) {

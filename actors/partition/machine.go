@@ -62,6 +62,10 @@ type MachineOptions struct {
 	Now func() time.Time
 	// Metrics records how long produced batches take (nil: nothing).
 	Metrics *Metrics
+	// Recovered are the entries the WAL recovered for the group
+	// (storage.GroupState.Entries): their references let Open rebuild
+	// the Raft index entries a crash took (see Log.Sync).
+	Recovered []*pb.Entry
 }
 
 // EpochStart is one entry of the leader-epoch cache: the first offset
@@ -199,7 +203,7 @@ func NewMachine(o MachineOptions) (*Machine, error) {
 	if o.ReplicaLagTicks == 0 {
 		o.ReplicaLagTicks = defaultReplicaLagTicks
 	}
-	l, err := Open(Options{Dir: o.Dir, SegmentBytes: o.Settings.SegmentBytes, Log: o.Log})
+	l, err := Open(Options{Dir: o.Dir, SegmentBytes: o.Settings.SegmentBytes, Log: o.Log, kept: keptIndexes(o.Recovered)})
 	if err != nil {
 		return nil, fmt.Errorf("partition %s/%d: %w", o.Topic, o.Partition, err)
 	}

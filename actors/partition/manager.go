@@ -10,6 +10,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
+	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/flotilla/flotilla/actors"
 	"github.com/flotilla/flotilla/actors/controller"
@@ -295,18 +296,24 @@ func (mg *manager) start(ctx actor.Context, t *controller.Topic, p controller.Pa
 		return nil, err
 	}
 	dir := mg.partitionDir(t, p)
+	var recovered *storage.GroupState
+	var entries []*pb.Entry
+	if !mg.forgotten[p.Group] {
+		recovered = mg.o.Recovered[p.Group]
+	}
+	if recovered != nil {
+		entries = recovered.Entries
+	}
 	m, err := NewMachine(MachineOptions{Topic: t.Name, Partition: p.Index, Dir: dir, Settings: settings,
 		Replicas: p.Replicas, Adding: p.Adding, Removing: p.Removing, Group: p.Group, Controller: mg.o.ControllerActor,
-		ReplicaLagTicks: mg.o.Raft.ReplicaLagTicks, Metrics: mg.o.Metrics, Log: log})
+		ReplicaLagTicks: mg.o.Raft.ReplicaLagTicks, Metrics: mg.o.Metrics, Log: log, Recovered: entries})
 	if err != nil {
 		return nil, err
 	}
 	cfg := mg.o.Raft.Config(p, name, mg.o.NodeID)
 	cfg.StateMachine, cfg.Storage, cfg.Transport = m, mg.o.Storage, mg.o.Transport
 	cfg.Board, cfg.Log = mg.o.Board, log
-	if !mg.forgotten[p.Group] {
-		cfg.Recovered = mg.o.Recovered[p.Group]
-	}
+	cfg.Recovered = recovered
 	producer, err := raftactor.NewProducer(cfg)
 	if err != nil {
 		_ = m.Close()

@@ -137,8 +137,11 @@ func osCreate(path string) (*os.File, error) {
 //   - The offset and time indexes are derived data: when one is missing,
 //     short or disagrees with the log, it is rebuilt.
 //   - The Raft index file is not derived data (a batch does not carry its
-//     Raft index). In a segment that is scanned, a batch without its entry
-//     is part of the torn tail. In a synced segment whose Raft index file
+//     Raft index). Sync leaves it to Flush, so in a segment that is
+//     scanned a batch whose entry is missing or wrong takes its index from
+//     the WAL's reference to it (Options.kept), when one matches its base
+//     offset, size, CRC and term exactly; otherwise it is part of the torn
+//     tail. In a synced segment whose Raft index file
 //     is damaged, the indexes are recovered only when its neighbours prove
 //     them (the batches between them used consecutive Raft indexes);
 //     otherwise Open fails with ErrCorruptSegment.
@@ -579,6 +582,7 @@ func (r *recovery) scan(seg *segment, size int64, raw []byte, last bool, later i
 		expect = r.segs[n-1].end
 	}
 	prevIndex := r.prevRaft
+	fromWAL := 0 // entries taken from Options.kept
 	sc := newBatchScanner(seg.log, seg.name(), 0, size)
 	for k := 0; ; k++ {
 		var b []byte
@@ -607,6 +611,14 @@ func (r *recovery) scan(seg *segment, size int64, raw []byte, last bool, later i
 			e.index <= prevIndex || int64(e.term) != int64(h.PartitionLeaderEpoch):
 			reason = "raft index entry disagrees with the batch"
 		}
+		if reason != "" && perr == nil && h.BaseOffset == expect {
+			// Sync leaves the Raft index file to Flush: the WAL's
+			// reference may vouch for a batch whose entry was lost.
+			if ke, ok := r.keptEntry(seg, pos, h, len(b), prevIndex); ok {
+				e, reason = ke, ""
+				fromWAL++
+			}
+		}
 		if reason != "" {
 			break
 		}
@@ -629,7 +641,17 @@ func (r *recovery) scan(seg *segment, size int64, raw []byte, last bool, later i
 			Msg("truncated torn or corrupt log tail")
 		last = true
 	}
-	if want := len(dense) * raftEntrySize; len(raw) != want {
+	if fromWAL > 0 {
+		b := make([]byte, len(dense)*raftEntrySize)
+		for k, e := range dense {
+			e.put(b[k*raftEntrySize:])
+		}
+		if err := r.writeSynced(seg.path(raftIndexSuffix), b); err != nil {
+			return false, err
+		}
+		r.log.Info().Str("dir", r.opts.Dir).Str("file", segmentFileName(seg.base, raftIndexSuffix)).
+			Int("entries", fromWAL).Msg("rebuilt raft index entries from the WAL's references")
+	} else if want := len(dense) * raftEntrySize; len(raw) != want {
 		if err := r.truncateFile(seg.path(raftIndexSuffix), int64(want)); err != nil {
 			return false, err
 		}
@@ -645,6 +667,40 @@ func (r *recovery) scan(seg *segment, size int64, raw []byte, last bool, later i
 	sv.maxTs, sv.maxTsRel = x.maxTs, x.maxTsRel
 	r.push(sv, x, last)
 	return reason != "", nil
+}
+
+// keptEntry returns the Raft index entry of the batch at pos of seg (header
+// h, size bytes) that Options.kept vouches for: a reference with the same
+// base offset, size, CRC and term, and a Raft index after prevIndex.
+func (r *recovery) keptEntry(seg *segment, pos int64, h BatchHeader, size int, prevIndex uint64) (raftEntry, bool) {
+	k, ok := r.opts.kept[h.BaseOffset]
+	if !ok || k.ref != refOf(h) || int(k.ref.size) != size || k.index <= prevIndex ||
+		k.term > math.MaxInt32 || int64(k.term) != int64(h.PartitionLeaderEpoch) {
+		return raftEntry{}, false
+	}
+	return raftEntry{index: k.index, rel: uint32(h.BaseOffset - seg.base), pos: uint32(pos), size: uint32(size), term: uint32(k.term)}, true
+}
+
+// writeSynced replaces the file at path with b and syncs it: the WAL's
+// references that it was rebuilt from go at the next checkpoint, and only
+// a Flush (which syncs the active segment's files) would sync it otherwise.
+func (r *recovery) writeSynced(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("rewrite %s: %w", filepath.Base(path), err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("rewrite %s: %w", filepath.Base(path), err)
+	}
+	r.changed = true
+	return nil
 }
 
 // truncateFile cuts the file at path to size and syncs it.

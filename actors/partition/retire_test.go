@@ -268,6 +268,7 @@ func TestCrashAfterRetention(t *testing.T) {
 			}
 			tc.crash(t, l, d, cpRaft)
 
+			opts.kept = m.kept(cpRaft) // the WAL's references after the checkpoint
 			l = mustOpen(t, opts)
 			defer l.Close()
 			bases := segmentBases(t, dir)

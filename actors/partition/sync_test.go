@@ -180,6 +180,9 @@ func TestSyncThenCrash(t *testing.T) {
 			tc.after(t, l, m, rng)
 			d.lose(t, l)
 
+			// Sync left the Raft index files to Flush; the WAL's
+			// references, synced with it, stand in for them.
+			opts.kept = m.kept(0)
 			l = mustOpen(t, opts)
 			defer l.Close()
 			if l.LogEnd() != l.WrittenEnd() {
@@ -235,9 +238,9 @@ func TestSyncAfterClose(t *testing.T) {
 	wantErr(t, l.Sync(), ErrLogFailed)
 }
 
-// TestSyncFiles checks that Sync syncs the .log and .raft files of the
-// active segment and of every segment sealed since the last Sync, and the
-// directory after a roll, and nothing else.
+// TestSyncFiles checks that Sync syncs the .log files of the active segment
+// and of every segment sealed since the last Sync, and the directory after
+// a roll, and nothing else: the Raft index files wait for Flush.
 func TestSyncFiles(t *testing.T) {
 	l := mustOpen(t, testOptions(t, t.TempDir()))
 	defer l.Close()
@@ -263,7 +266,7 @@ func TestSyncFiles(t *testing.T) {
 	var m model
 	m.fill(t, l, rng, 3)
 	name := func(base int64, suffix string) string { return segmentFileName(base, suffix) }
-	if got, want := sync(), []string{name(0, logSuffix), name(0, raftIndexSuffix)}; !slices.Equal(got, want) {
+	if got, want := sync(), []string{name(0, logSuffix)}; !slices.Equal(got, want) {
 		t.Fatalf("synced %v, want %v", got, want)
 	}
 	for len(l.sealed) < 2 {
@@ -271,13 +274,13 @@ func TestSyncFiles(t *testing.T) {
 	}
 	want := []string{filepath.Base(l.opts.Dir)}
 	for _, base := range []int64{0, l.sealed[1].seg.base, l.act.seg.base} {
-		want = append(want, name(base, logSuffix), name(base, raftIndexSuffix))
+		want = append(want, name(base, logSuffix))
 	}
 	slices.Sort(want)
 	if got := sync(); !slices.Equal(got, want) {
 		t.Fatalf("synced %v, want %v", got, want)
 	}
-	want = []string{name(l.act.seg.base, logSuffix), name(l.act.seg.base, raftIndexSuffix)}
+	want = []string{name(l.act.seg.base, logSuffix)}
 	if got := sync(); !slices.Equal(got, want) {
 		t.Fatalf("synced %v, want %v", got, want)
 	}
@@ -330,5 +333,87 @@ func TestSyncFilesBoundsParallelism(t *testing.T) {
 		if (n > 0) != (err != nil) {
 			t.Errorf("%d files: error %v, want one only when the first file is synced", n, err)
 		}
+	}
+}
+
+// TestOpenTakesLostRaftIndexEntriesFromKept checks how Open uses the WAL's
+// references for batches whose Raft index entries a crash took: a batch is
+// taken only when a reference matches it exactly, and the log is cut at
+// the first one that has none.
+func TestOpenTakesLostRaftIndexEntriesFromKept(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// edit changes the references of the batches after the flush
+		// (from is the first of them); want is how many of those batches
+		// the reopened log keeps.
+		edit func(kept map[int64]keptIndex, m *model, from int)
+		want func(m *model, from int) int
+	}{
+		{"every batch referenced", func(map[int64]keptIndex, *model, int) {},
+			func(m *model, from int) int { return len(m.batches) - from }},
+		{"no references", func(kept map[int64]keptIndex, _ *model, _ int) { clear(kept) },
+			func(*model, int) int { return 0 }},
+		{"the third one unreferenced", func(kept map[int64]keptIndex, m *model, from int) {
+			delete(kept, m.batches[from+2].h.BaseOffset)
+		}, func(*model, int) int { return 2 }},
+		{"the third one with another CRC", func(kept map[int64]keptIndex, m *model, from int) {
+			k := kept[m.batches[from+2].h.BaseOffset]
+			k.ref.crc++
+			kept[m.batches[from+2].h.BaseOffset] = k
+		}, func(*model, int) int { return 2 }},
+		{"the third one of another term", func(kept map[int64]keptIndex, m *model, from int) {
+			k := kept[m.batches[from+2].h.BaseOffset]
+			k.term++
+			kept[m.batches[from+2].h.BaseOffset] = k
+		}, func(*model, int) int { return 2 }},
+		{"the third one with an index out of order", func(kept map[int64]keptIndex, m *model, from int) {
+			k := kept[m.batches[from+2].h.BaseOffset]
+			k.index = m.batches[from+1].raft
+			kept[m.batches[from+2].h.BaseOffset] = k
+		}, func(*model, int) int { return 2 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			opts := testOptions(t, dir)
+			l := mustOpen(t, opts)
+			d := watchSyncs(t, l)
+			rng := rand.New(rand.NewPCG(31, 32))
+			var m model
+			m.fill(t, l, rng, 20)
+			if err := l.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			from := len(m.batches)
+			for segmentsAbove(l, m.batches[from-1].h.BaseOffset) < 2 {
+				writeTail(t, l, &m, rng)
+			}
+			if err := l.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			d.lose(t, l)
+
+			kept := m.kept(0)
+			tc.edit(kept, &m, from)
+			opts.kept = kept
+			l = mustOpen(t, opts)
+			n := tc.want(&m, from)
+			m.batches = m.batches[:from+n]
+			m.raft = m.batches[len(m.batches)-1].raft
+			if got := l.LastRaftIndex(); got != m.raft {
+				t.Fatalf("LastRaftIndex %d, want %d", got, m.raft)
+			}
+			checkTail(t, l, &m, m.end())
+
+			// What Open rebuilt is on disk: a second crash and an Open
+			// without references find it all.
+			crash(l)
+			opts.kept = nil
+			l = mustOpen(t, opts)
+			defer l.Close()
+			if got := l.LastRaftIndex(); got != m.raft {
+				t.Fatalf("after a second open, LastRaftIndex %d, want %d", got, m.raft)
+			}
+			checkTail(t, l, &m, m.end())
+		})
 	}
 }
