@@ -21,16 +21,24 @@ type replica struct {
 
 func newReplica(t *testing.T, dir string) *replica {
 	t.Helper()
+	return &replica{t: t, m: openMachine(t, dir, nil), confs: map[uint64]*pb.ConfState{}}
+}
+
+// openMachine opens the test partition's Machine in dir, given the entries
+// the WAL recovered for it; the test's end closes it.
+func openMachine(t *testing.T, dir string, recovered []*pb.Entry) *Machine {
+	t.Helper()
 	m, err := NewMachine(MachineOptions{
 		Topic: "t", Dir: dir, Replicas: []uint64{1, 2, 3},
-		Settings: Settings{RetentionMs: -1, RetentionBytes: -1, SegmentBytes: 2048, MaxMessageBytes: 1 << 20, MinInsyncReplicas: 1},
-		Log:      zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+		Settings:  Settings{RetentionMs: -1, RetentionBytes: -1, SegmentBytes: 2048, MaxMessageBytes: 1 << 20, MinInsyncReplicas: 1},
+		Log:       zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+		Recovered: recovered,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	return &replica{t: t, m: m, confs: map[uint64]*pb.ConfState{}}
+	return m
 }
 
 // step applies e as the group would: conf changes go to the cold log, and

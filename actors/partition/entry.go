@@ -77,14 +77,25 @@ type keptIndex struct {
 	ref         keptRef
 }
 
-// keptIndexes maps the references among ents, the entries the WAL
-// recovered for the group, by base offset.
+// keptIndexes maps the batches among ents, the entries the WAL recovered
+// for the group, by base offset: the references, and the batches the WAL
+// holds whole (those a follower received with or behind a leader's
+// snapshot, and those of a WAL older than the kept entries), which were
+// written to the segments too and whose Raft index entries Sync leaves to
+// Flush in the same way.
 func keptIndexes(ents []*pb.Entry) map[int64]keptIndex {
 	var kept map[int64]keptIndex
 	for _, e := range ents {
-		r, ok := keptRefOf(e.GetData())
-		if !ok || e.GetType() != pb.EntryNormal {
+		if e.GetType() != pb.EntryNormal {
 			continue
+		}
+		r, ok := keptRefOf(e.GetData())
+		if !ok {
+			typ, body, err := decodeEntry(e.GetData())
+			if err != nil || typ != entryBatch || len(body) < BatchHeaderSize {
+				continue
+			}
+			r, ok = refOf(decodeHeader(body)), true
 		}
 		if kept == nil {
 			kept = make(map[int64]keptIndex)

@@ -512,3 +512,58 @@ func TestActorRestartToTheEmptySnapshot(t *testing.T) {
 		})
 	}
 }
+
+// TestPowerCutBeforeTheRaftIndexIsSynced: Sync leaves the Raft index files
+// to Flush, so after a power cut NewMachine must give Open the WAL's
+// entries after the checkpoint to rebuild the lost index entries from:
+// references, and the batches the WAL holds whole (a follower's entries
+// with or behind a leader's snapshot, a WAL older than references), which
+// Keep wrote to the segments too. Every acknowledged entry comes back.
+func TestPowerCutBeforeTheRaftIndexIsSynced(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		whole int // entries the WAL holds whole, before the references
+	}{
+		{"references", 0},
+		{"whole batches, then references", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			r := bootstrapped(t, dir)
+			cp, index := mustSnapshot(t, r.m), r.m.appliedIndex
+			if err := r.m.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			d := watchSyncs(t, r.m.log)
+			var wal []*pb.Entry
+			if tc.whole > 0 {
+				whole := keptEntries(t, r, index+1, 1, tc.whole, 40)
+				mustKeep(t, r.m, whole)
+				wal = cloneEntries(whole)
+			}
+			refs := mustKeep(t, r.m, keptEntries(t, r, index+1+uint64(tc.whole), 1, 3, 40))
+			wal = append(wal, refs...)
+			if err := r.m.Sync(); err != nil { // the group commit: acknowledged
+				t.Fatal(err)
+			}
+			d.lose(t, r.m.log) // power cut: only what was fsynced survives
+
+			m := openMachine(t, dir, wal)
+			if err := m.Restore(&pb.Snapshot{Data: cp, Metadata: &pb.SnapshotMetadata{Index: new(index), Term: new(uint64(1))}}); err != nil {
+				t.Fatal(err)
+			}
+			got, err := m.Recover(cloneEntries(wal))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(wal) {
+				t.Fatalf("Recover kept %d of the %d acknowledged entries", len(got), len(wal))
+			}
+			for _, e := range wal {
+				if _, term, err := m.log.EntryByRaftIndex(e.GetIndex()); err != nil || term != e.GetTerm() {
+					t.Fatalf("entry %d: term %d, %v; want term %d", e.GetIndex(), term, err, e.GetTerm())
+				}
+			}
+		})
+	}
+}

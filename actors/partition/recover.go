@@ -138,10 +138,10 @@ func osCreate(path string) (*os.File, error) {
 //     short or disagrees with the log, it is rebuilt.
 //   - The Raft index file is not derived data (a batch does not carry its
 //     Raft index). Sync leaves it to Flush, so in a segment that is
-//     scanned a batch whose entry is missing or wrong takes its index from
-//     the WAL's reference to it (Options.kept), when one matches its base
-//     offset, size, CRC and term exactly; otherwise it is part of the torn
-//     tail. In a synced segment whose Raft index file
+//     scanned a batch takes its index from the WAL's entry for it
+//     (Options.kept) when one matches its base offset, size, CRC and term
+//     exactly; otherwise from its .raft entry, and without a valid one it
+//     is part of the torn tail. In a synced segment whose Raft index file
 //     is damaged, the indexes are recovered only when its neighbours prove
 //     them (the batches between them used consecutive Raft indexes);
 //     otherwise Open fails with ErrCorruptSegment.
@@ -605,18 +605,23 @@ func (r *recovery) scan(seg *segment, size int64, raw []byte, last bool, later i
 			reason = fmt.Sprintf("base offset %d, expected %d", h.BaseOffset, expect)
 		case h.LastOffset()-seg.base >= math.MaxUint32 || pos+int64(len(b)) > math.MaxUint32:
 			reason = "batch does not fit in a segment"
-		case k >= len(raw)/raftEntrySize:
-			reason = "no raft index entry"
-		case int64(e.pos) != pos || int(e.size) != len(b) || int64(e.rel) != h.BaseOffset-seg.base ||
-			e.index <= prevIndex || int64(e.term) != int64(h.PartitionLeaderEpoch):
-			reason = "raft index entry disagrees with the batch"
 		}
-		if reason != "" && perr == nil && h.BaseOffset == expect {
+		if reason == "" {
 			// Sync leaves the Raft index file to Flush: the WAL's
-			// reference may vouch for a batch whose entry was lost.
-			if ke, ok := r.keptEntry(seg, pos, h, len(b), prevIndex); ok {
-				e, reason = ke, ""
-				fromWAL++
+			// reference, when it names this very batch, is the entry,
+			// whatever the file holds (a lost or stale block).
+			ke, referenced := r.keptEntry(seg, pos, h, len(b), prevIndex)
+			switch {
+			case referenced:
+				if k >= len(raw)/raftEntrySize || e != ke {
+					fromWAL++
+				}
+				e = ke
+			case k >= len(raw)/raftEntrySize:
+				reason = "no raft index entry"
+			case int64(e.pos) != pos || int(e.size) != len(b) || int64(e.rel) != h.BaseOffset-seg.base ||
+				e.index <= prevIndex || int64(e.term) != int64(h.PartitionLeaderEpoch):
+				reason = "raft index entry disagrees with the batch"
 			}
 		}
 		if reason != "" {
@@ -681,11 +686,16 @@ func (r *recovery) keptEntry(seg *segment, pos int64, h BatchHeader, size int, p
 	return raftEntry{index: k.index, rel: uint32(h.BaseOffset - seg.base), pos: uint32(pos), size: uint32(size), term: uint32(k.term)}, true
 }
 
-// writeSynced replaces the file at path with b and syncs it: the WAL's
-// references that it was rebuilt from go at the next checkpoint, and only
-// a Flush (which syncs the active segment's files) would sync it otherwise.
+// writeSynced replaces the file at path with b, durably: the WAL's
+// references it was rebuilt from go at the next checkpoint, and nothing
+// else would sync a sealed segment's file. It writes and syncs a temporary
+// file and renames it over the old one, because the old one holds entries
+// that a checkpoint's Flush made durable and the WAL no longer references:
+// a crash must leave either file whole, never a truncated one. (The
+// directory is synced at the end of Open, as r.changed says.)
 func (r *recovery) writeSynced(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("rewrite %s: %w", filepath.Base(path), err)
 	}
@@ -695,6 +705,9 @@ func (r *recovery) writeSynced(path string, b []byte) error {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
 	}
 	if err != nil {
 		return fmt.Errorf("rewrite %s: %w", filepath.Base(path), err)

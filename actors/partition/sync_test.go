@@ -392,7 +392,7 @@ func TestOpenTakesLostRaftIndexEntriesFromKept(t *testing.T) {
 			}
 			d.lose(t, l)
 
-			kept := m.kept(0)
+			kept := m.kept(m.batches[from-1].raft) // the flush's checkpoint
 			tc.edit(kept, &m, from)
 			opts.kept = kept
 			l = mustOpen(t, opts)
