@@ -51,3 +51,22 @@ func TestStartWriteback(t *testing.T) {
 		})
 	}
 }
+
+func TestWritebackRange(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		off, n, from, to int64
+	}{
+		{"inside one page", 100, 3000, 0, 0},
+		{"fills the page it starts in", 100, 4000, 0, 4096},
+		{"from the page the last call left", 4100, 9000, 4096, 12288},
+		{"a large batch takes its last page too", 4100, wholeTailBytes, 4096, 4100 + wholeTailBytes},
+		{"page-aligned", 8192, 8192, 8192, 16384},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if from, to := writebackRange(tc.off, tc.n); from != tc.from || to != tc.to {
+				t.Fatalf("writebackRange(%d, %d) = [%d, %d), want [%d, %d)", tc.off, tc.n, from, to, tc.from, tc.to)
+			}
+		})
+	}
+}
