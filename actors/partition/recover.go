@@ -58,22 +58,7 @@ func writeState(dir string, st logState) error {
 	b = binary.BigEndian.AppendUint64(b, uint64(st.recoveryPoint))
 	b = binary.BigEndian.AppendUint64(b, uint64(st.logStart))
 	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	tmp := filepath.Join(dir, stateFileName+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", stateFileName, err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, stateFileName))
-	}
-	if err != nil {
+	if err := replaceFile(filepath.Join(dir, stateFileName), b); err != nil {
 		return fmt.Errorf("write %s: %w", stateFileName, err)
 	}
 	return nil
@@ -688,28 +673,13 @@ func (r *recovery) keptEntry(seg *segment, pos int64, h BatchHeader, size int, p
 
 // writeSynced replaces the file at path with b, durably: the WAL's
 // references it was rebuilt from go at the next checkpoint, and nothing
-// else would sync a sealed segment's file. It writes and syncs a temporary
-// file and renames it over the old one, because the old one holds entries
-// that a checkpoint's Flush made durable and the WAL no longer references:
-// a crash must leave either file whole, never a truncated one. (The
-// directory is synced at the end of Open, as r.changed says.)
+// else would sync a sealed segment's file. It goes through replaceFile
+// because the old file holds entries that a checkpoint's Flush made
+// durable and the WAL no longer references: a crash must leave either file
+// whole, never a truncated one. (The directory is synced at the end of
+// Open, as r.changed says.)
 func (r *recovery) writeSynced(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("rewrite %s: %w", filepath.Base(path), err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
+	if err := replaceFile(path, b); err != nil {
 		return fmt.Errorf("rewrite %s: %w", filepath.Base(path), err)
 	}
 	r.changed = true
