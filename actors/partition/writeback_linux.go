@@ -13,7 +13,8 @@ const pageSize = 4096
 // wholeTailBytes is the batch size from which the last, partial page is
 // written back too. Left to the fsync, that page costs the group commit a
 // write round trip of its own (0.7-0.8 ms of a 3 ms segment sync on three
-// brokers); written now, it is written again with the next batch, which
+// brokers, in one pair of runs); written now, it is written again with the
+// next batch, which
 // for a batch this large adds at most a sixteenth to the bytes written,
 // but for 1 KB batches doubles them.
 const wholeTailBytes = 64 << 10
