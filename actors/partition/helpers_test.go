@@ -123,6 +123,9 @@ type model struct {
 	batches []stored
 	raft    uint64
 	term    uint64
+	// checkpoint is the Raft index a checkpoint after the test's last
+	// Flush would record: the WAL keeps its references only after it.
+	checkpoint uint64
 }
 
 // add stamps batch b at the written end, appends it with the next Raft

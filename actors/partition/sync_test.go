@@ -136,6 +136,7 @@ func TestSyncThenCrash(t *testing.T) {
 			if err := l.Flush(); err != nil {
 				t.Fatal(err)
 			}
+			m.checkpoint = m.raft
 			m.fill(t, l, rng, 30)
 			writeTail(t, l, m, rng)
 		}, func(t *testing.T, l *Log, m model, rng *rand.Rand) {
@@ -182,7 +183,7 @@ func TestSyncThenCrash(t *testing.T) {
 
 			// Sync left the Raft index files to Flush; the WAL's
 			// references, synced with it, stand in for them.
-			opts.kept = m.kept(0)
+			opts.kept = m.kept(m.checkpoint)
 			l = mustOpen(t, opts)
 			defer l.Close()
 			if l.LogEnd() != l.WrittenEnd() {
