@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
 	pb "go.etcd.io/raft/v3/raftpb"
 )
 
@@ -565,5 +566,30 @@ func TestPowerCutBeforeTheRaftIndexIsSynced(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestKeepIsTimed: a Keep that wrote batches is timed; one that wrote none
+// is not, so the mean is the time a write holds up the raft actor.
+func TestKeepIsTimed(t *testing.T) {
+	r := bootstrapped(t, t.TempDir())
+	r.m.o.Metrics = NewMetrics(nil)
+	count := func() uint64 {
+		t.Helper()
+		var d dto.Metric
+		if err := r.m.o.Metrics.KeepSeconds.Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		return d.GetHistogram().GetSampleCount()
+	}
+	mustKeep(t, r.m, keptEntries(t, r, r.next(), 1, 3, 50))
+	if n := count(); n != 1 {
+		t.Fatalf("%d Keeps timed after one that wrote batches, want 1", n)
+	}
+	if _, err := r.m.Keep([]*pb.Entry{{Index: new(r.next() + 3), Term: new(uint64(1))}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d Keeps timed after one that wrote none, want 1", n)
 	}
 }

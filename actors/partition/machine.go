@@ -457,6 +457,7 @@ func (m *Machine) Restore(snap *pb.Snapshot) error {
 // moves the high watermark. A batch this leader produced in this term was
 // verified then; any other is verified here.
 func (m *Machine) Keep(ents []*pb.Entry) ([]*pb.Entry, error) {
+	start := time.Now()
 	// A new leader's entries replace this follower's conflicting ones.
 	if err := m.log.TruncateRaft(ents[0].GetIndex()); err != nil {
 		return nil, fmt.Errorf("partition %s/%d: %w", m.o.Topic, m.o.Partition, err)
@@ -492,6 +493,9 @@ func (m *Machine) Keep(ents []*pb.Entry) ([]*pb.Entry, error) {
 			out = slices.Clone(ents)
 		}
 		out[i] = &pb.Entry{Index: e.Index, Term: e.Term, Type: e.Type, Data: refOf(h).entry()}
+	}
+	if &out[0] != &ents[0] {
+		m.o.Metrics.kept(start)
 	}
 	return out, nil
 }

@@ -19,6 +19,11 @@ type Metrics struct {
 	// the fsyncs that make the batches written since the last one
 	// durable, which a Persist waits for next to the WAL's.
 	SyncSeconds prometheus.Histogram
+	// KeepSeconds is how long one Keep that wrote batches took on the
+	// partition's raft actor: writing them into the segments, verifying
+	// those this broker did not produce, and starting their write-back.
+	// The raft actor handles nothing else meanwhile.
+	KeepSeconds prometheus.Histogram
 }
 
 // NewMetrics creates the partition metrics and registers them with reg,
@@ -36,9 +41,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time one fsync round of a partition's segments took (the batches written since the last one).",
 			Buckets: prometheus.ExponentialBucketsRange(100e-6, 10, 16),
 		}),
+		KeepSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "flotilla_partition_keep_seconds",
+			Help:    "Time a partition's raft actor spent writing one Ready's batches into the segments (write, verification, start of the write-back).",
+			Buckets: prometheus.ExponentialBucketsRange(10e-6, 1, 16),
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.ProduceSeconds, m.SyncSeconds)
+		reg.MustRegister(m.ProduceSeconds, m.SyncSeconds, m.KeepSeconds)
 	}
 	return m
 }
@@ -52,6 +62,12 @@ func (m *Metrics) durable(since time.Time) {
 func (m *Metrics) applied(since time.Time) {
 	if m != nil {
 		m.ProduceSeconds.WithLabelValues("applied").Observe(time.Since(since).Seconds())
+	}
+}
+
+func (m *Metrics) kept(since time.Time) {
+	if m != nil {
+		m.KeepSeconds.Observe(time.Since(since).Seconds())
 	}
 }
 

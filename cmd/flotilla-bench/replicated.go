@@ -339,7 +339,7 @@ func printReplicated(o replicatedOptions, fl, js, kf systemResult) {
 	}
 	fmt.Println()
 	if len(fl.stages) > 0 {
-		fmt.Println("Where flotilla's produce time went, from each broker's own timers over the load (means; a broker times the requests and batches of the partitions it leads, and the Persists and syncs of all it hosts):")
+		fmt.Println("Where flotilla's produce time went, from each broker's own timers over the load (means; a broker times the requests and batches of the partitions it leads, and the keeps, Persists and syncs of all it hosts):")
 		fmt.Println()
 		fmt.Println(stageHeader("broker"))
 		for i, st := range fl.stages {

@@ -56,7 +56,7 @@ func printProduce(o produceOptions, rounds []round) {
 	}
 	fmt.Println()
 
-	fmt.Println("Where flotilla's produce time went, from its own timers over the produce phase (means): a produce request in the broker; a batch from proposal on its leader to durable there and to applied; a Persist in the storage actor (write and fsync waits); one WAL fsync; one sync of a partition's segments.")
+	fmt.Println("Where flotilla's produce time went, from its own timers over the produce phase (means): a produce request in the broker; a batch from proposal on its leader to durable there and to applied; a partition's raft actor writing one Ready's batches into the segments (keep), during which it handles nothing else; a Persist in the storage actor (write and fsync waits); one WAL fsync; one sync of a partition's segments.")
 	fmt.Println()
 	fmt.Println(stageHeader("round"))
 	for _, rd := range rounds {

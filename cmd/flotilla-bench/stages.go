@@ -26,10 +26,12 @@ func (t timer) mean() time.Duration {
 
 // stages are a broker's own timers of the produce path, read from its
 // /metrics: the whole produce request, the batch from proposal to durable
-// and to applied on its leader, a Persist in the storage actor, a WAL
-// fsync, and a sync of a partition's segments. The difference of two readings covers what happened between them.
+// and to applied on its leader, a partition's raft actor writing a Ready's
+// batches (keep), a Persist in the storage actor, a WAL fsync, and a sync
+// of a partition's segments. The difference of two readings covers what
+// happened between them.
 type stages struct {
-	request, durable, applied, persist, fsync, segSync timer
+	request, durable, applied, keep, persist, fsync, segSync timer
 }
 
 // stageSeries maps each timer to the name of its histogram series, without
@@ -41,6 +43,7 @@ var stageSeries = []struct {
 	{`flotilla_kafka_request_duration_seconds{api="Produce"}`, func(s *stages) *timer { return &s.request }},
 	{`flotilla_partition_produce_seconds{stage="durable"}`, func(s *stages) *timer { return &s.durable }},
 	{`flotilla_partition_produce_seconds{stage="applied"}`, func(s *stages) *timer { return &s.applied }},
+	{`flotilla_partition_keep_seconds`, func(s *stages) *timer { return &s.keep }},
 	{`flotilla_wal_persist_seconds`, func(s *stages) *timer { return &s.persist }},
 	{`flotilla_wal_fsync_seconds`, func(s *stages) *timer { return &s.fsync }},
 	{`flotilla_partition_sync_seconds`, func(s *stages) *timer { return &s.segSync }},
@@ -111,13 +114,13 @@ func (s stages) since(earlier stages) stages {
 // first, and stageRow one of its rows: the means of s, and the fsyncs and
 // segment syncs per second over secs.
 func stageHeader(first string) string {
-	return "| " + first + " | request | batch durable | batch applied | WAL persist | WAL fsync | fsyncs/s | segment sync | syncs/s |\n" +
-		"|---|---|---|---|---|---|---|---|---|"
+	return "| " + first + " | request | batch durable | batch applied | keep | WAL persist | WAL fsync | fsyncs/s | segment sync | syncs/s |\n" +
+		"|---|---|---|---|---|---|---|---|---|---|"
 }
 
 func stageRow(label string, s stages, secs float64) string {
-	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %.0f | %s | %.0f |", label, usec(s.request.mean()), usec(s.durable.mean()),
-		usec(s.applied.mean()), usec(s.persist.mean()), usec(s.fsync.mean()), s.fsync.count/secs,
+	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %.0f | %s | %.0f |", label, usec(s.request.mean()), usec(s.durable.mean()),
+		usec(s.applied.mean()), usec(s.keep.mean()), usec(s.persist.mean()), usec(s.fsync.mean()), s.fsync.count/secs,
 		usec(s.segSync.mean()), s.segSync.count/secs)
 }
 

@@ -20,6 +20,8 @@ flotilla_partition_produce_seconds_sum{stage="durable"} 0.2
 flotilla_partition_produce_seconds_count{stage="durable"} 20
 flotilla_partition_sync_seconds_sum 0.016
 flotilla_partition_sync_seconds_count 8
+flotilla_partition_keep_seconds_sum 0.006
+flotilla_partition_keep_seconds_count 12
 flotilla_kafka_request_duration_seconds_sum{api="Fetch"} 9
 flotilla_kafka_request_duration_seconds_count{api="Fetch"} 1
 flotilla_kafka_request_duration_seconds_sum{api="Produce"} 0.1
@@ -37,6 +39,7 @@ flotilla_kafka_request_duration_seconds_count{api="Produce"} 5
 		{"request", s.request, 20 * time.Millisecond},
 		{"durable", s.durable, 10 * time.Millisecond},
 		{"applied", s.applied, 15 * time.Millisecond},
+		{"keep", s.keep, 500 * time.Microsecond},
 		{"persist", s.persist, 5 * time.Millisecond},
 		{"fsync", s.fsync, 3 * time.Millisecond},
 		{"segment sync", s.segSync, 2 * time.Millisecond},
