@@ -95,7 +95,7 @@ func keptIndexes(ents []*pb.Entry) map[int64]keptIndex {
 			if err != nil || typ != entryBatch || len(body) < BatchHeaderSize {
 				continue
 			}
-			r, ok = refOf(decodeHeader(body)), true
+			r = refOf(decodeHeader(body))
 		}
 		if kept == nil {
 			kept = make(map[int64]keptIndex)

@@ -47,11 +47,10 @@ func (f indexFiles) each(fn func(*os.File) error) error {
 
 // appendTo appends the open index files to files.
 func (f indexFiles) appendTo(files []*os.File) []*os.File {
-	for _, file := range []*os.File{f.offset, f.time, f.raft} {
-		if file != nil {
-			files = append(files, file)
-		}
-	}
+	f.each(func(file *os.File) error {
+		files = append(files, file)
+		return nil
+	})
 	return files
 }
 
