@@ -126,6 +126,14 @@ func (c *testCluster) leader() int {
 	return int(lead - 1)
 }
 
+// waitReady waits for the controller's first election and every broker's
+// registration, which a test that creates topics needs first.
+func (c *testCluster) waitReady() {
+	c.t.Helper()
+	c.waitFor(15*time.Second, "election", func() bool { return c.leader() >= 0 })
+	c.waitFor(15*time.Second, "registrations", c.allRegistered)
+}
+
 func (c *testCluster) waitFor(d time.Duration, what string, f func() bool) {
 	c.t.Helper()
 	deadline := time.Now().Add(d)

@@ -18,8 +18,7 @@ import (
 // shows up as a corrupt record here, or as a race under -race.
 func TestConcurrentConsumersReadEverythingBack(t *testing.T) {
 	c := newTestCluster(t, 1)
-	c.waitFor(15*time.Second, "election", func() bool { return c.leader() >= 0 })
-	c.waitFor(15*time.Second, "registrations", c.allRegistered)
+	c.waitReady()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	const topic, partitions, records, size = "shared-reads", 4, 3000, 2 << 10

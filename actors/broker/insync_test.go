@@ -113,8 +113,7 @@ func TestMinInsyncAboveMajority(t *testing.T) {
 	for i := range c.brokers {
 		c.start(i)
 	}
-	c.waitFor(15*time.Second, "election", func() bool { return c.leader() >= 0 })
-	c.waitFor(15*time.Second, "registrations", c.allRegistered)
+	c.waitReady()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	three := "3"

@@ -24,8 +24,7 @@ func TestLearnerBehindRetention(t *testing.T) {
 	// A checkpoint every 16 KiB of batches and a 4-entry memory tail: the
 	// leader's latest checkpoint is always far above its log start.
 	c := newTunedCluster(t, 4, func(rs *partition.RaftSettings) { rs.SnapshotBytes, rs.CatchUpEntries = 16<<10, 4 })
-	c.waitFor(15*time.Second, "election", func() bool { return c.leader() >= 0 })
-	c.waitFor(15*time.Second, "registrations", c.allRegistered)
+	c.waitReady()
 
 	const topic = "retained-move"
 	created := ask[*controller.CreateTopicsDone](c, 0, c.brokers[0].ControllerActor(), func(r *actor.PID) any {

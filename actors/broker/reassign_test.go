@@ -31,8 +31,7 @@ import (
 // and deletes their files, and broker 4 holds every acknowledged record.
 func TestReassignPartitions(t *testing.T) {
 	c := newTestCluster(t, 4)
-	c.waitFor(15*time.Second, "election", func() bool { return c.leader() >= 0 })
-	c.waitFor(15*time.Second, "registrations", c.allRegistered)
+	c.waitReady()
 
 	const topic = "moving"
 	created := ask[*controller.CreateTopicsDone](c, 0, c.brokers[0].ControllerActor(), func(r *actor.PID) any {
@@ -282,8 +281,7 @@ func (p *producer) stop(t *testing.T) []map[int64][]byte {
 // the coordinator.
 func TestReassignOffsetsPartition(t *testing.T) {
 	c := newTestCluster(t, 4)
-	c.waitFor(15*time.Second, "election", func() bool { return c.leader() >= 0 })
-	c.waitFor(15*time.Second, "registrations", c.allRegistered)
+	c.waitReady()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cl := c.client()

@@ -25,8 +25,7 @@ func TestFollowerCatchesUpFromSegments(t *testing.T) {
 	// from its segments (a snapshot would leave the replica's log starting
 	// past offset 0, and the comparison below would fail).
 	c := newTunedCluster(t, 3, func(rs *partition.RaftSettings) { rs.SnapshotBytes, rs.CatchUpEntries = 16<<10, 4 })
-	c.waitFor(15*time.Second, "election", func() bool { return c.leader() >= 0 })
-	c.waitFor(15*time.Second, "registrations", c.allRegistered)
+	c.waitReady()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -71,8 +70,7 @@ func TestFollowerCatchesUpFromSegments(t *testing.T) {
 // preferred replica, spread evenly over the brokers.
 func TestPreferredLeaders(t *testing.T) {
 	c := newTestCluster(t, 3)
-	c.waitFor(15*time.Second, "election", func() bool { return c.leader() >= 0 })
-	c.waitFor(15*time.Second, "registrations", c.allRegistered)
+	c.waitReady()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c.createTopic(ctx, c.client(), "spread", 12, 3, nil)
@@ -108,8 +106,7 @@ func TestPreferredLeaders(t *testing.T) {
 // replica is back.
 func TestISRAndMinInsync(t *testing.T) {
 	c := newTestCluster(t, 3)
-	c.waitFor(15*time.Second, "election", func() bool { return c.leader() >= 0 })
-	c.waitFor(15*time.Second, "registrations", c.allRegistered)
+	c.waitReady()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	seeds := c.seeds()
@@ -192,8 +189,7 @@ func TestISRAndMinInsync(t *testing.T) {
 // of partitions it does not host, from what their leaders broadcast.
 func TestLeadershipDisseminated(t *testing.T) {
 	c := newTestCluster(t, 3)
-	c.waitFor(15*time.Second, "election", func() bool { return c.leader() >= 0 })
-	c.waitFor(15*time.Second, "registrations", c.allRegistered)
+	c.waitReady()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cl := c.client()
