@@ -23,7 +23,8 @@ import (
 type keepingMachine struct {
 	countingMachine
 	disk     *keptDisk
-	gate     chan error // nil: Sync returns at once
+	gate     chan error  // nil: Sync returns at once
+	failKeep atomic.Bool // Keep fails as on a full disk
 	released atomic.Uint64
 }
 
@@ -36,6 +37,9 @@ type keptDisk struct {
 func ref(i uint64) []byte { return fmt.Appendf(nil, "ref%d", i) }
 
 func (k *keepingMachine) Keep(ents []*pb.Entry) ([]*pb.Entry, error) {
+	if k.failKeep.Load() {
+		return nil, errors.New("injected: no space left on device")
+	}
 	k.disk.mu.Lock()
 	defer k.disk.mu.Unlock()
 	for i := range k.disk.bodies {
@@ -257,5 +261,30 @@ func TestKeeperSyncFailureHalts(t *testing.T) {
 	}
 	if sm.count() != 0 {
 		t.Fatal("an entry whose Sync failed was applied")
+	}
+}
+
+// TestKeeperKeepFailureHalts: a Keep that fails (a full disk) halts the
+// group, which answers its proposals and stays up: no panic, no restart.
+func TestKeeperKeepFailureHalts(t *testing.T) {
+	sm := &keepingMachine{disk: &keptDisk{bodies: map[uint64][]byte{}}}
+	kg := startKeeperGroup(t, t.TempDir(), sm)
+	sm.failKeep.Store(true)
+	kg.propose(1)
+	m := kg.answer(t, 5*time.Second)
+	if m == nil || !errors.Is(m.Err, ErrNotReady) {
+		t.Fatalf("proposal answered %+v, want ErrNotReady from the halted group", m)
+	}
+	kg.propose(2) // handled by the halted group, after the failed Ready
+	if m := kg.answer(t, 5*time.Second); m == nil || !errors.Is(m.Err, ErrNotReady) {
+		t.Fatalf("second proposal answered %+v, want ErrNotReady", m)
+	}
+	for _, st := range kg.sys.List() {
+		if st.Restarts > 0 {
+			t.Fatalf("actor %s restarted %d times after the failed Keep", st.Name, st.Restarts)
+		}
+	}
+	if sm.count() != 0 {
+		t.Fatal("an entry that was never kept was applied")
 	}
 }

@@ -145,6 +145,9 @@ func (g *groupActor) processOneReady(ctx actor.Context) {
 	// 4. persistence.
 	if appendMsg != nil {
 		g.persist(ctx, seq, rd, appendMsg, snap)
+		if g.rn == nil {
+			return // halted: the keeper could not write the entries
+		}
 	}
 
 	g.publishIfChanged()
