@@ -182,6 +182,12 @@ type StorageConfig struct {
 	// WALBudgetBytes is the WAL size past which the storage asks groups to
 	// checkpoint, so that old files can be deleted.
 	WALBudgetBytes int64 `yaml:"wal_budget_bytes"`
+
+	// MinFreeBytes is the free space the broker keeps on the filesystem of
+	// its data directory: below it, produce requests are refused with
+	// KAFKA_STORAGE_ERROR until space comes back, so that no write fails
+	// half way for want of space. 0 turns the guard off.
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
 }
 
 // FsyncEnabled reports whether WAL writes must be fsynced; it is true
@@ -235,6 +241,7 @@ func Default() Config {
 		Storage: StorageConfig{
 			WALSegmentBytes: 64 * mib,
 			WALBudgetBytes:  1 * gib,
+			MinFreeBytes:    256 * mib,
 		},
 		Log: LogConfig{Level: "info", Format: "console"},
 	}

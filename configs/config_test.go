@@ -156,6 +156,7 @@ func TestValidate(t *testing.T) {
 		{"wal_segment_bytes zero", func(c *Config) { c.Storage.WALSegmentBytes = 0 }, []string{"storage.wal_segment_bytes"}},
 		{"wal_budget_bytes below a segment", func(c *Config) { c.Storage.WALBudgetBytes = c.Storage.WALSegmentBytes - 1 },
 			[]string{"storage.wal_budget_bytes: must be at least wal_segment_bytes"}},
+		{"min_free_bytes negative", func(c *Config) { c.Storage.MinFreeBytes = -1 }, []string{"storage.min_free_bytes: must be >= 0"}},
 
 		{"log.level unknown", func(c *Config) { c.Log.Level = "loud" }, []string{`log.level: unknown level "loud"`}},
 		{"log.level empty", func(c *Config) { c.Log.Level = "" }, []string{"log.level"}},
@@ -245,6 +246,7 @@ func TestDefault(t *testing.T) {
 		{"fsync", c.Storage.FsyncEnabled(), true},
 		{"wal_segment_bytes", c.Storage.WALSegmentBytes, int64(64 << 20)},
 		{"wal_budget_bytes", c.Storage.WALBudgetBytes, int64(1 << 30)},
+		{"min_free_bytes", c.Storage.MinFreeBytes, int64(256 << 20)},
 		{"log_retention_ms", c.Kafka.LogRetentionMs, int64(604800000)},
 		{"log_retention_bytes", c.Kafka.LogRetentionBytes, int64(-1)},
 		{"log_segment_bytes", c.Kafka.LogSegmentBytes, int64(1 << 30)},

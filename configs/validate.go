@@ -151,6 +151,9 @@ func (s *StorageConfig) validate(p *problems) {
 		// checkpoint and no file could ever be freed.
 		p.add("storage.wal_budget_bytes", "must be at least wal_segment_bytes (%d < %d)", s.WALBudgetBytes, s.WALSegmentBytes)
 	}
+	if s.MinFreeBytes < 0 {
+		p.add("storage.min_free_bytes", "must be >= 0, got %d", s.MinFreeBytes)
+	}
 }
 
 func (l *LogConfig) validate(p *problems) {

@@ -18,8 +18,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// writeConfig (re)writes nd's config with peers as its peers list.
-func writeConfig(t *testing.T, nd *node, bootstrap bool, peers []*node) {
+// writeConfig (re)writes nd's config with peers as its peers list, and
+// the other sections given (YAML, none of them kafka or raft).
+func writeConfig(t *testing.T, nd *node, bootstrap bool, peers []*node, sections ...string) {
 	t.Helper()
 	var list strings.Builder
 	for _, p := range peers {
@@ -33,7 +34,7 @@ raft: {listen: %q}
 debug: {listen: %q}
 log: {level: info, format: json}
 peers:
-%s`, nd.id, nd.dir, bootstrap, nd.kafka, groupSettings, nd.raft, nd.debug, list.String())
+%s%s`, nd.id, nd.dir, bootstrap, nd.kafka, groupSettings, nd.raft, nd.debug, list.String(), strings.Join(sections, ""))
 	if err := os.WriteFile(nd.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

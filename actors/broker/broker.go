@@ -125,6 +125,12 @@ func Start(o Options) (_ *Broker, err error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	space, err := storage.NewSpace(cfg.DataDir, cfg.Storage.MinFreeBytes, log.With().Str("actor", "storage").Logger())
+	if err != nil {
+		closeListeners()
+		return nil, fmt.Errorf("data dir free space: %w", err)
+	}
+	reg.MustRegister(space.Collector())
 	wal, recovered, err := storage.Open(filepath.Join(cfg.DataDir, "wal"), storage.Options{
 		SegmentBytes: cfg.Storage.WALSegmentBytes,
 		BudgetBytes:  cfg.Storage.WALBudgetBytes,
@@ -310,6 +316,7 @@ func Start(o Options) (_ *Broker, err error) {
 		Broadcast:       b.peers.Broadcast,
 		ControllerActor: b.controller,
 		Metrics:         partition.NewMetrics(reg),
+		Space:           space,
 		Log:             log,
 	}, b.replicas)); err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	pb "go.etcd.io/raft/v3/raftpb"
 
+	"github.com/flotilla/flotilla/actors/storage"
 	"github.com/flotilla/flotilla/raftactor"
 )
 
@@ -62,6 +63,9 @@ type MachineOptions struct {
 	Now func() time.Time
 	// Metrics records how long produced batches take (nil: nothing).
 	Metrics *Metrics
+	// Space refuses produce requests while the disk is nearly full (nil:
+	// never), so that a Keep does not fail half way for want of space.
+	Space *storage.Space
 	// Recovered are the entries the WAL recovered for the group
 	// (storage.GroupState.Entries): their references let Open rebuild
 	// the Raft index entries a crash took (see Log.Sync).
@@ -645,6 +649,12 @@ func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce) {
 	}
 	if r.Acks == -1 && len(m.isr) < m.o.Settings.MinInsyncReplicas {
 		m.produceErr(ctx, r, fmt.Errorf("%w: %d replicas in sync, min.insync.replicas is %d", kerr.NotEnoughReplicas, len(m.isr), m.o.Settings.MinInsyncReplicas))
+		return
+	}
+	if err := m.o.Space.Check(); err != nil {
+		// Retriable: the client retries until its delivery timeout, and
+		// gets in as soon as space comes back.
+		m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.KafkaStorageError, err))
 		return
 	}
 	batches, err := SplitBatches(r.Records)

@@ -86,7 +86,10 @@ type ManagerOptions struct {
 	// tell it when a reassignment reached its target.
 	ControllerActor *actor.PID
 	Metrics         *Metrics // nil: none
-	Log             zerolog.Logger
+	// Space refuses produce requests while the disk is nearly full (nil:
+	// never).
+	Space *storage.Space
+	Log   zerolog.Logger
 }
 
 // TopicPartition names a partition.
@@ -306,7 +309,7 @@ func (mg *manager) start(ctx actor.Context, t *controller.Topic, p controller.Pa
 	}
 	m, err := NewMachine(MachineOptions{Topic: t.Name, Partition: p.Index, Dir: dir, Settings: settings,
 		Replicas: p.Replicas, Adding: p.Adding, Removing: p.Removing, Group: p.Group, Controller: mg.o.ControllerActor,
-		ReplicaLagTicks: mg.o.Raft.ReplicaLagTicks, Metrics: mg.o.Metrics, Log: log, Recovered: entries})
+		ReplicaLagTicks: mg.o.Raft.ReplicaLagTicks, Metrics: mg.o.Metrics, Space: mg.o.Space, Log: log, Recovered: entries})
 	if err != nil {
 		return nil, err
 	}
