@@ -1,6 +1,7 @@
 package test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -327,5 +328,51 @@ func TestMetadataTopicLists(t *testing.T) {
 	dc := brokerRequest[*kmsg.DescribeClusterResponse](t, cl, nd, kmsg.NewPtrDescribeClusterRequest())
 	if dc.ErrorCode != 0 || len(dc.Brokers) != 1 || dc.Brokers[0].NodeID != 1 || dc.ClusterID != *all.ClusterID {
 		t.Errorf("DescribeCluster: %s brokers %+v cluster %q, want broker 1 in cluster %q", codeName(dc.ErrorCode), dc.Brokers, dc.ClusterID, *all.ClusterID)
+	}
+}
+
+// TestCreateTopicsBadAssignment: a replica assignment whose partitions are
+// not numbered 0 to N-1 once each is refused with
+// INVALID_REPLICA_ASSIGNMENT, creates nothing, and costs the broker nothing
+// (a partition index near 2^31 once sized a slice by it).
+func TestCreateTopicsBadAssignment(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	nd := startKafka(t)
+	cl := nd.client(t)
+	cases := []struct {
+		name       string
+		partitions []int32
+	}{
+		{"negative partition", []int32{-1}},
+		{"partition near 2^31", []int32{2147483646}},
+		{"gap", []int32{0, 2}},
+		{"repeated", []int32{0, 0}},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			topic := fmt.Sprintf("bad-assignment-%d", i)
+			req := kmsg.NewPtrCreateTopicsRequest()
+			req.TimeoutMillis = 5000
+			rt := kmsg.NewCreateTopicsRequestTopic()
+			rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, -1, -1
+			for _, p := range c.partitions {
+				a := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
+				a.Partition, a.Replicas = p, []int32{int32(nd.id)}
+				rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
+			}
+			req.Topics = append(req.Topics, rt)
+			resp := brokerRequest[*kmsg.CreateTopicsResponse](t, cl, nd, req)
+			if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != kerr.InvalidReplicaAssignment.Code {
+				t.Fatalf("CreateTopics with partitions %v answered %+v, want INVALID_REPLICA_ASSIGNMENT", c.partitions, resp.Topics)
+			}
+			if mt := topicMetadata(t, cl, topic); mt.ErrorCode != kerr.UnknownTopicOrPartition.Code {
+				t.Fatalf("Metadata for %s after a refused CreateTopics: %s", topic, codeName(mt.ErrorCode))
+			}
+		})
+	}
+	if strings.Contains(nd.tail(1<<20), "panicked") {
+		t.Fatal("an actor panicked on a bad replica assignment")
 	}
 }

@@ -69,7 +69,13 @@ func planTopic(view *State, spec TopicSpec) (*CreateTopic, TopicResult, error) {
 		if spec.Partitions != -1 || spec.ReplicationFactor != -1 {
 			return nil, res, fmt.Errorf("%w: give either an assignment or partitions and replication factor", kerr.InvalidRequest)
 		}
+		if len(spec.Assignment) > maxPartitions {
+			return nil, res, fmt.Errorf("%w: %d partitions (1 to %d)", kerr.InvalidPartitions, len(spec.Assignment), maxPartitions)
+		}
 		for p, rs := range spec.Assignment {
+			if rs == nil {
+				return nil, res, fmt.Errorf("%w: no assignment for partition %d: partitions are numbered 0 to %d, once each", kerr.InvalidReplicaAssignment, p, len(spec.Assignment)-1)
+			}
 			if len(rs) == 0 || len(rs) != len(spec.Assignment[0]) {
 				return nil, res, fmt.Errorf("%w: partition %d has %d replicas, partition 0 has %d", kerr.InvalidReplicaAssignment, p, len(rs), len(spec.Assignment[0]))
 			}

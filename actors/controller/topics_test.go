@@ -44,6 +44,8 @@ func TestPlanTopic(t *testing.T) {
 		{"assignment", []uint64{1, 2, 3}, TopicSpec{Name: "a", Partitions: -1, ReplicationFactor: -1, Assignment: [][]uint64{{1, 2}, {2, 3}}}, nil, 2, 2},
 		{"assignment unknown broker", []uint64{1, 2}, TopicSpec{Name: "a", Partitions: -1, ReplicationFactor: -1, Assignment: [][]uint64{{1, 9}}}, kerr.InvalidReplicaAssignment, 0, 0},
 		{"assignment repeated broker", []uint64{1, 2}, TopicSpec{Name: "a", Partitions: -1, ReplicationFactor: -1, Assignment: [][]uint64{{1, 1}}}, kerr.InvalidReplicaAssignment, 0, 0},
+		{"assignment with a partition missing", []uint64{1, 2}, TopicSpec{Name: "a", Partitions: -1, ReplicationFactor: -1, Assignment: [][]uint64{{1}, nil}}, kerr.InvalidReplicaAssignment, 0, 0},
+		{"assignment of too many partitions", []uint64{1}, TopicSpec{Name: "a", Partitions: -1, ReplicationFactor: -1, Assignment: make([][]uint64, maxPartitions+1)}, kerr.InvalidPartitions, 0, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

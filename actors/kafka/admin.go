@@ -18,9 +18,15 @@ func (c *serviceConn) createTopics(ctx actor.Context, r *Request, req *kmsg.Crea
 	specs := make([]controller.TopicSpec, len(req.Topics))
 	for i, t := range req.Topics {
 		spec := controller.TopicSpec{Name: t.Topic, Partitions: t.NumPartitions, ReplicationFactor: t.ReplicationFactor}
+		if len(t.ReplicaAssignment) > 0 {
+			// Partitions must be numbered 0 to N-1: one out of that range,
+			// or repeated, leaves a partition unassigned, which the
+			// controller refuses. The request never sizes anything here.
+			spec.Assignment = make([][]uint64, len(t.ReplicaAssignment))
+		}
 		for _, a := range t.ReplicaAssignment {
-			for int(a.Partition) >= len(spec.Assignment) {
-				spec.Assignment = append(spec.Assignment, nil)
+			if a.Partition < 0 || int(a.Partition) >= len(spec.Assignment) {
+				continue
 			}
 			ids := make([]uint64, len(a.Replicas))
 			for j, id := range a.Replicas {
