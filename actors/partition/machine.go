@@ -101,8 +101,11 @@ type View struct {
 
 // EndOffsetForEpoch answers OffsetForLeaderEpoch: for epoch e, the largest
 // epoch <= e the log has and the start offset of the first epoch after it
-// (or the high watermark when it is the latest). ok is false when the log
-// has no epoch <= e.
+// (or the high watermark when it is the latest). An epoch older than every
+// epoch the log has ends where the log's first epoch starts, as Kafka
+// answers: e itself with that offset, which a client reads as "nothing of
+// yours was cut" rather than as a truncation to reset from. ok is false
+// when the log has no epoch at all.
 //
 // On the leader the current epoch counts even before it has a record: a
 // Kafka leader adds its epoch to its cache when elected, so the current
@@ -121,6 +124,13 @@ func (v *View) EndOffsetForEpoch(e int32) (epoch int32, end int64, ok bool) {
 			}
 			return v.Epochs[i].Epoch, v.Epochs[i+1].StartOffset, true
 		}
+	}
+	switch {
+	case len(v.Epochs) > 0:
+		return e, v.Epochs[0].StartOffset, true
+	case v.Leader:
+		// No record yet: the current epoch starts at the log end.
+		return e, v.HighWatermark, true
 	}
 	return -1, -1, false
 }

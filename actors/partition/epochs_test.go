@@ -1,0 +1,40 @@
+package partition
+
+import "testing"
+
+// TestEndOffsetForEpoch answers OffsetForLeaderEpoch as Kafka's leader
+// epoch cache does (LeaderEpochFileCache.endOffsetFor), on a log whose
+// epochs are 2 from offset 0, 4 from 10 and 7 from 25.
+func TestEndOffsetForEpoch(t *testing.T) {
+	epochs := []EpochStart{{Epoch: 2, StartOffset: 0}, {Epoch: 4, StartOffset: 10}, {Epoch: 7, StartOffset: 25}}
+	leader := &View{Leader: true, Epoch: 9, HighWatermark: 40, Epochs: epochs}
+	follower := &View{Epoch: 7, HighWatermark: 40, Epochs: epochs}
+	tests := []struct {
+		name      string
+		v         *View
+		e         int32
+		wantEpoch int32
+		wantEnd   int64
+		wantOK    bool
+	}{
+		{"current epoch ends at the high watermark", leader, 9, 9, 40, true},
+		{"epoch above the current one is unknown", leader, 10, -1, -1, false},
+		{"current epoch with no record yet, below the latest logged", leader, 8, 7, 40, true},
+		{"an epoch of the log ends where the next starts", leader, 4, 4, 25, true},
+		{"an epoch between two ends at the next one's start", leader, 5, 4, 25, true},
+		{"the first epoch", leader, 2, 2, 10, true},
+		{"older than the first epoch: itself, at the first one's start", leader, 1, 1, 0, true},
+		{"epoch 0", leader, 0, 0, 0, true},
+		{"follower: latest logged epoch ends at the high watermark", follower, 7, 7, 40, true},
+		{"leader with an empty log", &View{Leader: true, Epoch: 3, HighWatermark: 0}, 1, 1, 0, true},
+		{"follower with no epochs", &View{Epoch: 3}, 1, -1, -1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			epoch, end, ok := tt.v.EndOffsetForEpoch(tt.e)
+			if epoch != tt.wantEpoch || end != tt.wantEnd || ok != tt.wantOK {
+				t.Fatalf("EndOffsetForEpoch(%d) = %d, %d, %v; want %d, %d, %v", tt.e, epoch, end, ok, tt.wantEpoch, tt.wantEnd, tt.wantOK)
+			}
+		})
+	}
+}
