@@ -75,6 +75,9 @@ type Options struct {
 	// the Raft index of a batch whose index entry did not reach the disk
 	// (NewMachine fills it from the entries the WAL recovered).
 	kept map[int64]keptIndex
+	// fsync syncs a file or directory for Open and the Log: (*os.File).Sync
+	// unless a test watches what is made durable.
+	fsync func(*os.File) error
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -95,6 +98,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.StartOffset < 0 {
 		return o, fmt.Errorf("partition log: start offset %d", o.StartOffset)
+	}
+	if o.fsync == nil {
+		o.fsync = (*os.File).Sync
 	}
 	return o, nil
 }

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flotilla/flotilla/actors/storage"
-
 	"github.com/rs/zerolog"
 )
 
@@ -290,13 +288,13 @@ func (r *recovery) fresh(start int64) (*Log, error) {
 
 func (r *recovery) finish() (*Log, error) {
 	if r.changed {
-		if err := storage.SyncDir(r.opts.Dir); err != nil {
+		if err := r.syncPath(r.opts.Dir); err != nil {
 			return nil, err
 		}
 	}
 	// Everything recovered is visible: the partition lowers the high
 	// watermark to its checkpoint with SetHighWatermark.
-	l := &Log{opts: r.opts, log: r.log, act: r.last, lastRaft: r.prevRaft, fsync: (*os.File).Sync,
+	l := &Log{opts: r.opts, log: r.log, act: r.last, lastRaft: r.prevRaft, fsync: r.opts.fsync,
 		hw: r.last.end, hwMaxTs: r.last.ix.maxTs, hwMaxTsRel: r.last.ix.maxTsRel}
 	if n := len(r.segs); n > 1 {
 		l.setSealed(r.segs[: n-1 : n-1])
@@ -623,15 +621,21 @@ func (r *recovery) scan(seg *segment, size int64, raw []byte, last bool, later i
 		if err := seg.log.Truncate(pos); err != nil {
 			return false, fmt.Errorf("truncate %s: %w", seg.name(), err)
 		}
-		if err := seg.log.Sync(); err != nil {
+		if err := r.opts.fsync(seg.log); err != nil {
 			return false, fmt.Errorf("sync %s: %w", seg.name(), err)
 		}
-		r.changed = true
 		r.log.Warn().Str("dir", r.opts.Dir).Str("file", seg.name()).Int64("position", pos).
 			Int64("dropped_bytes", size-pos).Int("deleted_segments", later).Str("reason", reason).
 			Msg("truncated torn or corrupt log tail")
 		last = true
+	} else if err := r.opts.fsync(seg.log); err != nil {
+		// What a scan keeps may be only in the page cache (a kill -9
+		// before the group commit); Raft counts it persisted from now on,
+		// and no later Sync covers a sealed segment.
+		return false, fmt.Errorf("sync %s: %w", seg.name(), err)
 	}
+	// The segment may have been created since the directory's last sync.
+	r.changed = true
 	if fromWAL > 0 {
 		b := make([]byte, len(dense)*raftEntrySize)
 		for k, e := range dense {
@@ -644,6 +648,12 @@ func (r *recovery) scan(seg *segment, size int64, raw []byte, last bool, later i
 			Int("entries", fromWAL).Msg("rebuilt raft index entries from the WAL's references")
 	} else if want := len(dense) * raftEntrySize; len(raw) != want {
 		if err := r.truncateFile(seg.path(raftIndexSuffix), int64(want)); err != nil {
+			return false, err
+		}
+	} else if want > 0 {
+		// Kept as it is, it may be only in the page cache too, and the
+		// WAL's references that could rebuild it go at the next checkpoint.
+		if err := r.syncPath(seg.path(raftIndexSuffix)); err != nil {
 			return false, err
 		}
 	}
@@ -687,6 +697,22 @@ func (r *recovery) writeSynced(path string, b []byte) error {
 	return nil
 }
 
+// syncPath fsyncs the file or directory at path.
+func (r *recovery) syncPath(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open %s to sync: %w", filepath.Base(path), err)
+	}
+	err = r.opts.fsync(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fsync %s: %w", filepath.Base(path), err)
+	}
+	return nil
+}
+
 // truncateFile cuts the file at path to size and syncs it.
 func (r *recovery) truncateFile(path string, size int64) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
@@ -695,7 +721,7 @@ func (r *recovery) truncateFile(path string, size int64) error {
 	}
 	err = f.Truncate(size)
 	if err == nil {
-		err = f.Sync()
+		err = r.opts.fsync(f)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
