@@ -775,8 +775,10 @@ func TestTruncationStateIsDurableFirst(t *testing.T) {
 			all := l.segments()
 			return logState{recoveryPoint: all.segment(all.segmentIndex(cut)).seg.base, logStart: l.LogStart()}, cut
 		}, (*Log).TruncateTo},
-		{"reset", func(*Log, *model) (logState, int64) {
-			return logState{recoveryPoint: 7000, logStart: 7000}, 7000
+		{"reset", func(l *Log, _ *model) (logState, int64) {
+			// The recovery point stays below the old segments, which
+			// are deleted after it.
+			return logState{recoveryPoint: l.firstBase(), logStart: 7000}, 7000
 		}, (*Log).Reset},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

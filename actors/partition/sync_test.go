@@ -465,3 +465,54 @@ func TestKillThenPowerCut(t *testing.T) {
 		t.Fatalf("after the power cut: last Raft index %d, want %d: the acknowledged batch at %d is gone", l.lastRaft, m.raft, acked.raft)
 	}
 }
+
+// TestResetInterruptedByPowerCut: Reset to a leader's snapshot past the
+// log's end records its new start, then a power cut takes the deletions
+// and leaves the old segments, whose Raft index files no Flush synced.
+// Open must finish the reset rather than trust those files and fail.
+func TestResetInterruptedByPowerCut(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(t, dir)
+	l := mustOpen(t, opts)
+	d := watchSyncs(t, l)
+	rng := rand.New(rand.NewPCG(7, 8))
+	var m model
+	m.fill(t, l, rng, 10)
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // two rolls since the Flush
+		for base := l.act.seg.base; l.act.seg.base == base; {
+			m.fill(t, l, rng, 1)
+		}
+	}
+	m.fill(t, l, rng, 2)
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	// The power cut comes right after the state's directory sync.
+	watched := l.fsync
+	l.fsync = func(f *os.File) error {
+		err := watched(f)
+		if info, _ := f.Stat(); info != nil && info.IsDir() {
+			panic("power cut")
+		}
+		return err
+	}
+	start := m.end() + 1000
+	func() {
+		defer func() { _ = recover() }()
+		_ = l.Reset(start)
+		t.Fatal("Reset did not sync the directory")
+	}()
+	d.lose(t, l)
+	opts.kept = nil // the snapshot's Persist replaced the group's entries
+	l, err := Open(opts)
+	if err != nil {
+		t.Fatalf("Open after an interrupted Reset: %v", err)
+	}
+	defer l.Close()
+	if l.LogStart() != start || l.LogEnd() != start {
+		t.Fatalf("after an interrupted Reset: log %d to %d, want empty at %d", l.LogStart(), l.LogEnd(), start)
+	}
+}

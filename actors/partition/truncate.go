@@ -306,8 +306,11 @@ func (l *Log) Reset(offset int64) error {
 	l.gen.Add(1)
 	all := l.segments()
 	// The state goes first: if the removals are cut short, what is left
-	// lies below the new log start or is scanned as unflushed.
-	if err := l.recordState(logState{recoveryPoint: offset, logStart: offset}); err != nil {
+	// lies below the new log start and is scanned, then removed. The
+	// recovery point stays at or below the first segment: the old
+	// segments' index files need not have been synced, and Open would
+	// trust those of segments ending below it.
+	if err := l.recordState(logState{recoveryPoint: min(offset, l.firstBase()), logStart: offset}); err != nil {
 		return l.fail(err)
 	}
 	if err := l.syncPending(func(pendingSync) bool { return false }); err != nil {
