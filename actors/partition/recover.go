@@ -811,7 +811,9 @@ func (r *recovery) repairRaftIndex(seg *segment, size int64, raw []byte, next in
 	for k, e := range dense {
 		e.put(b[k*raftEntrySize:])
 	}
-	if err := rewriteFile(seg.path(raftIndexSuffix), b); err != nil {
+	// Durably: nothing later syncs a sealed segment's index, and once the
+	// segments before it go, nothing could prove it again.
+	if err := r.writeSynced(seg.path(raftIndexSuffix), b); err != nil {
 		return segView{}, err
 	}
 	r.log.Warn().Str("dir", r.opts.Dir).Str("file", segmentFileName(seg.base, raftIndexSuffix)).
