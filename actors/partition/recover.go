@@ -734,9 +734,12 @@ func (r *recovery) truncateFile(path string, size int64) error {
 }
 
 // repairRaftIndex rebuilds the Raft index file of a synced segment whose
-// file is damaged, when the neighbours prove the indexes: the entries that
-// still agree with the log, plus the count of the others, must exactly fill
-// the gap up to the next segment's first Raft index.
+// file is damaged, when the WAL's references or the neighbours prove the
+// indexes: the entries that still agree with the log, then those the WAL
+// vouches for, plus the count of the others, must exactly fill the gap up
+// to the next segment's first Raft index (from its file, or the WAL's
+// reference when its file has none yet). Entries all vouched for by the
+// WAL need no gap.
 func (r *recovery) repairRaftIndex(seg *segment, size int64, raw []byte, next int64) (segView, error) {
 	fail := func(format string, args ...any) (segView, error) {
 		return segView{}, fmt.Errorf("%w: %s: %s", ErrCorruptSegment, seg.name(), fmt.Sprintf(format, args...))
@@ -785,27 +788,39 @@ func (r *recovery) repairRaftIndex(seg *segment, size int64, raw []byte, next in
 			}
 		}
 	}
-	if known == 0 && len(r.segs) == 0 {
-		return fail("raft index file is damaged and no earlier segment bounds its indexes")
-	}
-	nextRaw, _, err := readFileIfExists(filepath.Join(r.opts.Dir, segmentFileName(next, raftIndexSuffix)))
-	if err != nil {
-		return segView{}, err
-	}
-	if len(nextRaw) < raftEntrySize {
-		return fail("raft index file is damaged and the next segment's is empty")
-	}
-	nextIndex := getRaftEntry(nextRaw).index
-	if missing := uint64(len(headers) - known); nextIndex <= prevIndex || nextIndex-prevIndex-1 != missing {
-		return fail("raft index file is damaged: %d batches lack an index and the gap (%d, %d) does not prove them",
-			missing, prevIndex, nextIndex)
-	}
-	for k := known; k < len(headers); k++ {
-		if headers[k].PartitionLeaderEpoch < 0 {
-			return fail("batch %d has no leader epoch to take its raft term from", k)
+	// The WAL's references vouch for the batches since the checkpoint, as
+	// they do in a scan.
+	fromFile := known
+	for ; known < len(headers); known++ {
+		ke, ok := r.keptEntry(seg, int64(dense[known].pos), headers[known], int(dense[known].size), prevIndex)
+		if !ok {
+			break
 		}
-		prevIndex++
-		dense[k].index, dense[k].term = prevIndex, uint32(headers[k].PartitionLeaderEpoch)
+		dense[known], prevIndex = ke, ke.index
+	}
+	if known == fromFile || known < len(headers) {
+		// The rest must exactly fill the gap up to the next segment.
+		if known == 0 && len(r.segs) == 0 {
+			return fail("raft index file is damaged and no earlier segment bounds its indexes")
+		}
+		nextIndex, err := r.firstRaftIndex(next)
+		if err != nil {
+			return segView{}, err
+		}
+		if nextIndex == 0 {
+			return fail("raft index file is damaged and the next segment's is empty")
+		}
+		if missing := uint64(len(headers) - known); nextIndex <= prevIndex || nextIndex-prevIndex-1 != missing {
+			return fail("raft index file is damaged: %d batches lack an index and the gap (%d, %d) does not prove them",
+				missing, prevIndex, nextIndex)
+		}
+		for k := known; k < len(headers); k++ {
+			if headers[k].PartitionLeaderEpoch < 0 {
+				return fail("batch %d has no leader epoch to take its raft term from", k)
+			}
+			prevIndex++
+			dense[k].index, dense[k].term = prevIndex, uint32(headers[k].PartitionLeaderEpoch)
+		}
 	}
 	b := make([]byte, len(dense)*raftEntrySize)
 	for k, e := range dense {
@@ -817,8 +832,23 @@ func (r *recovery) repairRaftIndex(seg *segment, size int64, raw []byte, next in
 		return segView{}, err
 	}
 	r.log.Warn().Str("dir", r.opts.Dir).Str("file", segmentFileName(seg.base, raftIndexSuffix)).
-		Int("recovered_entries", len(headers)-known).Msg("rebuilt raft index from its neighbours")
+		Int("recovered_entries", len(headers)-fromFile).Msg("rebuilt raft index from its neighbours and the WAL")
 	return segView{seg: seg, size: size, end: expect, dense: dense, maxTs: noTimestamp}, nil
+}
+
+// firstRaftIndex is the Raft index of the first batch of the segment at
+// base: from its index file, or, when that has no entry yet (Sync leaves
+// it to Flush), from the WAL's reference to the batch; 0 when neither has
+// one.
+func (r *recovery) firstRaftIndex(base int64) (uint64, error) {
+	raw, _, err := readFileIfExists(filepath.Join(r.opts.Dir, segmentFileName(base, raftIndexSuffix)))
+	if err != nil {
+		return 0, err
+	}
+	if len(raw) >= raftEntrySize {
+		return getRaftEntry(raw).index, nil
+	}
+	return r.opts.kept[base].index, nil
 }
 
 // push appends a loaded segment; for the last one it keeps the indexer

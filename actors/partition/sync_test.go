@@ -516,3 +516,85 @@ func TestResetInterruptedByPowerCut(t *testing.T) {
 		t.Fatalf("after an interrupted Reset: log %d to %d, want empty at %d", l.LogStart(), l.LogEnd(), start)
 	}
 }
+
+// TestRepairRaftIndexFromKept: a synced segment's Raft index file loses
+// its last entry, which the next segment's first entry proves (the indexes
+// run without a gap); but that entry was never synced, its segment being
+// empty at the last Flush. After a power cut the WAL's reference to that
+// batch, which Open gets, proves it instead; and when the WAL still
+// references the damaged segment's own batches (a crash between the Flush
+// and the WAL's checkpoint), those give the lost entry directly, even where
+// the indexes have a gap (entries that are not batches) and the next
+// segment could not prove it.
+func TestRepairRaftIndexFromKept(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		powerCut bool
+		walHolds bool // the WAL has every batch's reference, and a gap follows the sealed segment
+	}{
+		{"kill -9", false, false},
+		{"power cut", true, false},
+		{"power cut, WAL before its checkpoint", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			opts := testOptions(t, dir)
+			l := mustOpen(t, opts)
+			d := watchSyncs(t, l)
+			var m model
+			gap := 0
+			add := func() { // one term, Raft indexes without gaps unless asked
+				ts := []int64{1_000_000 + int64(len(m.batches))*10}
+				m.add(t, l, mkBatch(t, spec{records: 1, ts: ts, valueSize: 50 + len(m.batches)%50}), gap, ts)
+				gap = 0
+			}
+			// Fill past a roll, cut the new segment's only batch (Raft
+			// gives its index to the next one), and Flush: the sealed
+			// segment is synced, the active one empty.
+			for base := l.act.seg.base; l.act.seg.base == base; {
+				add()
+			}
+			last := m.batches[len(m.batches)-1].h.BaseOffset
+			if err := l.TruncateTo(last); err != nil {
+				t.Fatal(err)
+			}
+			m.truncate(last)
+			if err := l.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			checkpoint := m.raft
+			if tc.walHolds {
+				gap = 2
+			}
+			for range 3 {
+				add()
+			}
+			if err := l.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			sealed := l.sealed[len(l.sealed)-1].seg.base
+			if tc.powerCut {
+				d.lose(t, l)
+			} else {
+				crash(l)
+			}
+			p := filepath.Join(dir, segmentFileName(sealed, raftIndexSuffix))
+			st, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(p, st.Size()-raftEntrySize); err != nil {
+				t.Fatal(err)
+			}
+			opts.kept = m.kept(checkpoint)
+			if tc.walHolds {
+				opts.kept = m.kept(0)
+			}
+			l = mustOpen(t, opts)
+			defer l.Close()
+			if l.lastRaft != m.raft {
+				t.Fatalf("last Raft index %d, want %d", l.lastRaft, m.raft)
+			}
+		})
+	}
+}
