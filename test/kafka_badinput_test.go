@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -144,5 +145,77 @@ func TestKafkaPortBadInput(t *testing.T) {
 	}
 	if !nd.running() {
 		t.Fatalf("the broker exited")
+	}
+}
+
+// TestAcksZeroErrorClosesConnection: an acks=0 Produce gets no response, so
+// a partition's refusal (not the leader, no such partition, a corrupt
+// batch) closes the connection, as Kafka does, and the client refreshes
+// its metadata; one that succeeds leaves the connection working.
+func TestAcksZeroErrorClosesConnection(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	nd := startKafka(t)
+	const topic = "acks0"
+	createTopic(t, nd.admin(t), topic, 1, nil)
+	good := idempotentBatch(-1, -1, -1, 3)
+	corrupt := bytes.Clone(good)
+	corrupt[len(corrupt)-1] ^= 0xff
+	cases := []struct {
+		name      string
+		partition int32
+		batch     []byte
+		closes    bool
+	}{
+		{"accepted", 0, good, false},
+		{"no such partition", 7, good, true},
+		{"corrupt batch", 0, corrupt, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			conn, err := net.DialTimeout("tcp", nd.kafka, 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			produce := kmsg.NewPtrProduceRequest()
+			produce.Version, produce.Acks, produce.TimeoutMillis = 9, 0, 5000
+			rt := kmsg.NewProduceRequestTopic()
+			rt.Topic = topic
+			rp := kmsg.NewProduceRequestTopicPartition()
+			rp.Partition, rp.Records = c.partition, c.batch
+			rt.Partitions = append(rt.Partitions, rp)
+			produce.Topics = append(produce.Topics, rt)
+			metadata := kmsg.NewPtrMetadataRequest()
+			metadata.Version = 4
+			var out []byte
+			out = append(out, framed(append(requestHeader(0, 9, 1, "acks0", true), produce.AppendTo(nil)...))...)
+			out = append(out, framed(append(requestHeader(3, 4, 2, "acks0", false), metadata.AppendTo(nil)...))...)
+			if _, err := conn.Write(out); err != nil {
+				t.Fatal(err)
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			var size [4]byte
+			_, err = io.ReadFull(conn, size[:])
+			var ne net.Error
+			switch {
+			case errors.As(err, &ne) && ne.Timeout():
+				t.Fatal("no Metadata response and the connection still open after 5 s")
+			case c.closes && err == nil:
+				t.Fatal("the connection answered after a refused acks=0 Produce; want it closed")
+			case !c.closes && err != nil:
+				t.Fatalf("the connection closed after an accepted acks=0 Produce: %v", err)
+			}
+			if !c.closes {
+				body := make([]byte, binary.BigEndian.Uint32(size[:]))
+				if _, err := io.ReadFull(conn, body); err != nil {
+					t.Fatal(err)
+				}
+				if corr := int32(binary.BigEndian.Uint32(body)); corr != 2 {
+					t.Fatalf("first response has correlation id %d, want 2 (the Metadata)", corr)
+				}
+			}
+		})
 	}
 }

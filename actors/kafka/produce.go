@@ -20,10 +20,12 @@ type produceSlot struct {
 	topic, part int
 }
 
-// produce hands each partition's batches to its leader replica. acks=0 is
-// answered (with nothing on the wire) at once; otherwise the response goes
-// out when every partition has answered, each within the request timeout
-// (the partitions keep it).
+// produce hands each partition's batches to its leader replica. The
+// response goes out when every partition has answered, each within the
+// request timeout (the partitions keep it). acks=0 partitions answer once
+// they have proposed; nothing goes on the wire, but an error closes the
+// connection, as Kafka does: the client sees no error code, and a closed
+// connection makes it refresh its metadata and find the new leader.
 func (c *serviceConn) produce(ctx actor.Context, r *Request, req *kmsg.ProduceRequest) {
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	call := &produceCall{r: r, resp: resp}
@@ -39,26 +41,17 @@ func (c *serviceConn) produce(ctx actor.Context, r *Request, req *kmsg.ProduceRe
 			if replica == nil {
 				rp.ErrorCode = c.s.missingCode(t.Topic, p.Partition)
 			} else {
-				msg := &partition.Produce{Records: p.Records, Acks: req.Acks, TimeoutTicks: timeout}
-				if req.Acks != 0 {
-					msg.Ref, msg.ReplyTo = c.ref(), ctx.Self()
-					c.produces[msg.Ref] = produceSlot{call: call, topic: ti, part: pi}
-					call.remaining++
-				}
+				msg := &partition.Produce{Records: p.Records, Acks: req.Acks, TimeoutTicks: timeout, Ref: c.ref(), ReplyTo: ctx.Self()}
+				c.produces[msg.Ref] = produceSlot{call: call, topic: ti, part: pi}
+				call.remaining++
 				ctx.Send(replica.PID, msg)
 			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
-	if req.Acks == 0 {
-		ctx.Send(r.ReplyTo, r.NoReply())
-		return
-	}
 	if call.remaining == 0 {
-		r.releaseBody()
-		c.s.leaderHints(resp)
-		ctx.Send(r.ReplyTo, r.Reply(resp))
+		c.produced(ctx, call)
 	}
 }
 
@@ -77,11 +70,27 @@ func (c *serviceConn) produceDone(ctx actor.Context, m *partition.ProduceDone) {
 		rp.LogStartOffset = m.LogStartOffset
 	}
 	if slot.call.remaining--; slot.call.remaining == 0 {
-		// Every partition has answered, so each is done with its
-		// records: a partition answers only after it has proposed them
-		// (raft copies them) or refused them.
-		slot.call.r.releaseBody()
-		c.s.leaderHints(slot.call.resp)
-		ctx.Send(slot.call.r.ReplyTo, slot.call.r.Reply(slot.call.resp))
+		c.produced(ctx, slot.call)
 	}
+}
+
+// produced answers a call whose partitions have all answered. Each is done
+// with its records by then: a partition answers only after it has proposed
+// them (raft copies them) or refused them.
+func (c *serviceConn) produced(ctx actor.Context, call *produceCall) {
+	call.r.releaseBody()
+	if call.r.Msg.(*kmsg.ProduceRequest).Acks == 0 {
+		for _, t := range call.resp.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode != 0 {
+					ctx.Send(call.r.ReplyTo, &Response{Seq: call.r.Seq, CloseConn: true})
+					return
+				}
+			}
+		}
+		ctx.Send(call.r.ReplyTo, call.r.NoReply())
+		return
+	}
+	c.s.leaderHints(call.resp)
+	ctx.Send(call.r.ReplyTo, call.r.Reply(call.resp))
 }

@@ -771,13 +771,29 @@ func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce) {
 		}
 	}
 	m.publish(h)
+	if r.Acks == 0 {
+		m.proposedNoAcks(ctx, r, headers[0].BaseOffset)
+	}
+}
+
+// proposedNoAcks answers an acks=0 Produce that was proposed (or was a
+// duplicate of a batch that was): its connection only needs to know that
+// it was not refused.
+func (m *Machine) proposedNoAcks(ctx actor.Context, r *Produce, base int64) {
+	if r.ReplyTo != nil {
+		ctx.Send(r.ReplyTo, &ProduceDone{Ref: r.Ref, BaseOffset: base, LogAppendTime: -1, LogStartOffset: m.log.LogStart()})
+	}
 }
 
 // answerDuplicate answers a retried batch as its original was answered: at
 // once if the original is applied (and, for acks=all, not held), else when
 // it is.
 func (m *Machine) answerDuplicate(ctx actor.Context, r *Produce, v Verdict) {
-	if r.ReplyTo == nil || r.Acks == 0 {
+	if r.Acks == 0 {
+		m.proposedNoAcks(ctx, r, v.Original.BaseOffset)
+		return
+	}
+	if r.ReplyTo == nil {
 		return
 	}
 	w := waiter{ref: r.Ref, replyTo: r.ReplyTo, deadline: m.ticks + r.TimeoutTicks}

@@ -12,7 +12,8 @@ import (
 // after the leader persisted the batch for acks=1, after it is committed
 // and applied for acks=all (-1), and, when the topic's min.insync.replicas
 // is above a majority of the replicas, once that many replicas match it.
-// acks=0 gets no answer (ReplyTo nil).
+// acks=0 is answered once proposed: the connection closes on an error, as
+// Kafka's does, and says nothing otherwise.
 type Produce struct {
 	Ref          uint64 // echoed in ProduceDone
 	Records      []byte // the request's records for this partition: one or more batches, which the leader stamps in place
