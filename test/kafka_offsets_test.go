@@ -231,6 +231,22 @@ func TestOffsetForLeaderEpochAfterRestart(t *testing.T) {
 	}
 	// The old epoch ends where the log ended before the restart.
 	check("after restart", e2, e1, 0, e1, 50)
+	// An epoch older than the log's first ends where the first starts
+	// (Kafka's answer; -1/-1 would read as a truncation to the client).
+	check("epoch older than the log's first", e2, e1-1, 0, e1-1, 0)
+	// ListOffsets gives the epoch of the batch it found.
+	if got := listOffsets(t, cl2, nd, topic, 0, -2, e2); got.ErrorCode != 0 || got.Offset != 0 || got.LeaderEpoch != e1 {
+		t.Errorf("ListOffsets earliest after restart: %s offset %d epoch %d; want offset 0 epoch %d", codeName(got.ErrorCode), got.Offset, got.LeaderEpoch, e1)
+	}
+	if got := listOffsets(t, cl2, nd, topic, 0, -1, e2); got.ErrorCode != 0 || got.Offset != 50 || got.LeaderEpoch != e2 {
+		t.Errorf("ListOffsets latest after restart: %s offset %d epoch %d; want offset 50 epoch %d", codeName(got.ErrorCode), got.Offset, got.LeaderEpoch, e2)
+	}
+	if got := listOffsets(t, cl2, nd, topic, 0, 0, e2); got.ErrorCode != 0 || got.Offset != 0 || got.LeaderEpoch != e1 {
+		t.Errorf("ListOffsets by timestamp 0 after restart: %s offset %d epoch %d; want offset 0 epoch %d", codeName(got.ErrorCode), got.Offset, got.LeaderEpoch, e1)
+	}
+	if got := listOffsets(t, cl2, nd, topic, 0, time.Now().Add(time.Hour).UnixMilli(), e2); got.ErrorCode != 0 || got.Offset != -1 || got.LeaderEpoch != -1 {
+		t.Errorf("ListOffsets by a future timestamp: %s offset %d epoch %d; want -1, -1", codeName(got.ErrorCode), got.Offset, got.LeaderEpoch)
+	}
 	check("after restart, no current epoch", -1, e1, 0, e1, 50)
 	// The current epoch ends at the log end even before it has records:
 	// Kafka's leader adds its epoch to its cache when it becomes leader.

@@ -27,19 +27,21 @@ func (s *Service) listOffsets(req *kmsg.ListOffsetsRequest) *kmsg.ListOffsetsRes
 				rt.Partitions = append(rt.Partitions, rp)
 				continue
 			}
-			rp.LeaderEpoch = v.Epoch
+			// The leader epoch is that of the batch found, as Kafka
+			// answers, so that a client can check it for truncation;
+			// the latest offset's is the current epoch.
 			switch p.Timestamp {
 			case latestTimestamp:
-				rp.Offset = v.HighWatermark
+				rp.Offset, rp.LeaderEpoch = v.HighWatermark, v.Epoch
 			case earliestTimestamp:
-				rp.Offset = v.LogStart
+				rp.Offset, rp.LeaderEpoch = v.LogStart, v.EpochAt(v.LogStart)
 			case maxTimestamp:
 				to, ok, err := v.Log.MaxTimestamp()
 				switch {
 				case err != nil:
 					rp.ErrorCode = kerr.KafkaStorageError.Code
 				case ok && to.Offset < v.HighWatermark:
-					rp.Timestamp, rp.Offset = to.Timestamp, to.Offset
+					rp.Timestamp, rp.Offset, rp.LeaderEpoch = to.Timestamp, to.Offset, v.EpochAt(to.Offset)
 				}
 			default:
 				if p.Timestamp < 0 {
@@ -51,7 +53,7 @@ func (s *Service) listOffsets(req *kmsg.ListOffsetsRequest) *kmsg.ListOffsetsRes
 				case err != nil:
 					rp.ErrorCode = kerr.KafkaStorageError.Code
 				case ok && to.Offset < v.HighWatermark:
-					rp.Timestamp, rp.Offset = to.Timestamp, to.Offset
+					rp.Timestamp, rp.Offset, rp.LeaderEpoch = to.Timestamp, to.Offset, v.EpochAt(to.Offset)
 				}
 			}
 			rt.Partitions = append(rt.Partitions, rp)

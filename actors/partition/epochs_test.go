@@ -38,3 +38,20 @@ func TestEndOffsetForEpoch(t *testing.T) {
 		})
 	}
 }
+
+// TestEpochAt: the epoch of the batch holding an offset, from the same
+// epochs as above.
+func TestEpochAt(t *testing.T) {
+	v := &View{Epochs: []EpochStart{{Epoch: 2, StartOffset: 0}, {Epoch: 4, StartOffset: 10}, {Epoch: 7, StartOffset: 25}}}
+	for _, tt := range []struct {
+		offset int64
+		want   int32
+	}{{0, 2}, {9, 2}, {10, 4}, {24, 4}, {25, 7}, {1000, 7}, {-1, -1}} {
+		if got := v.EpochAt(tt.offset); got != tt.want {
+			t.Errorf("EpochAt(%d) = %d, want %d", tt.offset, got, tt.want)
+		}
+	}
+	if got := (&View{}).EpochAt(0); got != -1 {
+		t.Errorf("EpochAt on a log with no epochs = %d, want -1", got)
+	}
+}

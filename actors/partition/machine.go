@@ -135,6 +135,18 @@ func (v *View) EndOffsetForEpoch(e int32) (epoch int32, end int64, ok bool) {
 	return -1, -1, false
 }
 
+// EpochAt is the leader epoch of the batch holding offset: the latest epoch
+// that starts at or before it, or -1 when the log has none (ListOffsets'
+// leader epoch, as Kafka's leader epoch cache answers epochForOffset).
+func (v *View) EpochAt(offset int64) int32 {
+	for i := len(v.Epochs) - 1; i >= 0; i-- {
+		if v.Epochs[i].StartOffset <= offset {
+			return v.Epochs[i].Epoch
+		}
+	}
+	return -1
+}
+
 // Machine is a partition replica's state machine: it applies committed
 // record batches to the partition log and, on the leader, stamps and
 // proposes produced batches. It lives in its raft group's actor.
