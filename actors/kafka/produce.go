@@ -12,6 +12,12 @@ type produceCall struct {
 	r         *Request
 	resp      *kmsg.ProduceResponse
 	remaining int
+	// ticks is what is left of an acks=0 call's request timeout. The
+	// partitions time acks=1/all calls; an acks=0 one is waited for by
+	// nobody, and a partition stopped while the request was on its way
+	// (a reassignment, a shutdown) never answers, which would hold every
+	// later response of the connection.
+	ticks uint64
 }
 
 // produceSlot locates one partition's answer in its call's response.
@@ -50,9 +56,37 @@ func (c *serviceConn) produce(ctx actor.Context, r *Request, req *kmsg.ProduceRe
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
-	if call.remaining == 0 {
+	switch {
+	case call.remaining == 0:
 		c.produced(ctx, call)
+	case req.Acks == 0:
+		call.ticks = timeout
+		c.noAcks = append(c.noAcks, call)
+		c.startTicking(ctx)
 	}
+}
+
+// tickNoAcks closes the connection when an acks=0 call's partitions have
+// not all answered within its request timeout.
+func (c *serviceConn) tickNoAcks(ctx actor.Context) {
+	kept := c.noAcks[:0]
+	for _, call := range c.noAcks {
+		if call.remaining == 0 {
+			continue
+		}
+		if call.ticks--; call.ticks > 0 {
+			kept = append(kept, call)
+			continue
+		}
+		for ref, slot := range c.produces {
+			if slot.call == call {
+				delete(c.produces, ref)
+			}
+		}
+		ctx.Send(call.r.ReplyTo, &Response{Seq: call.r.Seq, CloseConn: true})
+	}
+	clear(c.noAcks[len(kept):])
+	c.noAcks = kept
 }
 
 func (c *serviceConn) produceDone(ctx actor.Context, m *partition.ProduceDone) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/flotilla/flotilla/actors"
 	"github.com/flotilla/flotilla/actors/partition"
+	"github.com/flotilla/flotilla/raftactor"
 )
 
 // TestProduceBodyReleasedWhenEveryPartitionAnswered: a produce request's
@@ -101,4 +102,33 @@ func TestProduceBodyReleasedWhenEveryPartitionAnswered(t *testing.T) {
 	step("one partition answered", false)
 	sys.Root.Send(conn, &partition.ProduceDone{Ref: refs[1]})
 	step("both partitions answered", true)
+}
+
+// TestAcksZeroUnansweredClosesConnection: an acks=0 Produce sent to a
+// partition replica that stopped meanwhile (its actor drops the request)
+// is answered by no one; the connection must not hold every later response
+// behind it, so it closes once the request's timeout has passed.
+func TestAcksZeroUnansweredClosesConnection(t *testing.T) {
+	const tick = 5 * time.Millisecond
+	b := startBrokerIn(t, func(sys *actors.System, o *Options) {
+		gone, err := sys.Spawn("test", "gone", func() actor.Actor { return actor.ReceiveFunc(func(actor.Context) {}) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sys.Root.StopFuture(gone).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		replicas := partition.NewReplicas()
+		replicas.Publish(map[partition.TopicPartition]*partition.Replica{
+			{Topic: "orders", Partition: 0}: {TopicPartition: partition.TopicPartition{Topic: "orders"}, PID: gone},
+		})
+		ticker := raftactor.NewTicker(sys.Root, tick)
+		t.Cleanup(ticker.Stop)
+		o.Handler = &Service{NodeID: 1, Tick: tick, Ticker: ticker, Replicas: replicas, Sender: sys.Root, Log: o.Log}
+	})
+	c := dial(t, b.addr)
+	req := produceRequest(0, 10)
+	req.TimeoutMillis = 100
+	c.send(req, 1)
+	c.expectClosed()
 }

@@ -32,8 +32,8 @@ type Service struct {
 	Tick       time.Duration // one raft tick: partitions keep time in ticks
 	Controller *actor.PID    // the controller actor
 	// Ticker times the requests a connection waits on with a deadline of
-	// its own (AlterPartitionReassignments, ElectLeaders): a connection is
-	// subscribed only while one waits.
+	// its own (AlterPartitionReassignments, ElectLeaders, acks=0 Produce):
+	// a connection is subscribed only while one waits.
 	Ticker   *raftactor.Ticker
 	Machine  *controller.StateMachine
 	Replicas *partition.Replicas
@@ -122,6 +122,7 @@ type serviceConn struct {
 	lists    map[uint64]*listCall
 	alters   map[uint64]*alterCall // AlterPartitionReassignments
 	elects   []*electCall          // ElectLeaders waiting for leaders to move
+	noAcks   []*produceCall        // acks=0 Produces waiting for their partitions
 	ticking  bool                  // subscribed to the Ticker
 	self     *actor.PID            // the connection actor, to unsubscribe it
 }
