@@ -34,8 +34,12 @@ type Space struct {
 	statfs  func(dir string) (int64, error)
 	log     zerolog.Logger
 
-	mu      sync.Mutex // held by the Check that reads the filesystem
-	low     bool       // the last reading was below the reserve (under mu)
+	mu  sync.Mutex // held by the Check that reads the filesystem
+	low bool       // the last reading was below the reserve (under mu)
+	// checked is when the last reading was taken, in nanoseconds after
+	// start on the monotonic clock: a wall clock stepped back must not
+	// stop the readings.
+	start   time.Time
 	checked atomic.Int64
 	free    atomic.Int64
 }
@@ -49,12 +53,12 @@ func NewSpace(dir string, reserve int64, log zerolog.Logger) (*Space, error) {
 
 // newSpace is NewSpace reading the filesystem with statfs.
 func newSpace(dir string, reserve int64, statfs func(string) (int64, error), log zerolog.Logger) (*Space, error) {
-	s := &Space{dir: dir, reserve: reserve, statfs: statfs, log: log}
+	s := &Space{dir: dir, reserve: reserve, statfs: statfs, log: log, start: time.Now()}
 	free, err := s.statfs(dir)
 	if err != nil {
 		return nil, err
 	}
-	s.record(time.Now(), free)
+	s.record(s.elapsed(), free)
 	return s, nil
 }
 
@@ -66,14 +70,14 @@ func (s *Space) Check() error {
 	if s == nil || s.reserve <= 0 {
 		return nil
 	}
-	now := time.Now()
-	if now.UnixNano()-s.checked.Load() >= int64(spaceCheckEvery) && s.mu.TryLock() {
+	now := s.elapsed()
+	if now-s.checked.Load() >= int64(spaceCheckEvery) && s.mu.TryLock() {
 		// A reading that fails keeps the last one: a broker that cannot
 		// tell does not stop its producers for it.
 		if free, err := s.statfs(s.dir); err == nil {
 			s.record(now, free)
 		} else {
-			s.checked.Store(now.UnixNano())
+			s.checked.Store(now)
 			s.log.Warn().Err(err).Str("dir", s.dir).Msg("reading free disk space failed")
 		}
 		s.mu.Unlock()
@@ -85,11 +89,15 @@ func (s *Space) Check() error {
 	return nil
 }
 
-// record stores a reading and logs a crossing of the reserve, once per
-// crossing. The caller holds mu, or owns s (NewSpace).
-func (s *Space) record(now time.Time, free int64) {
+// elapsed is the monotonic time since s was made, in nanoseconds.
+func (s *Space) elapsed() int64 { return int64(time.Since(s.start)) }
+
+// record stores a reading taken at now (elapsed) and logs a crossing of
+// the reserve, once per crossing. The caller holds mu, or owns s
+// (NewSpace).
+func (s *Space) record(now, free int64) {
 	s.free.Store(free)
-	s.checked.Store(now.UnixNano())
+	s.checked.Store(now)
 	low := s.reserve > 0 && free < s.reserve
 	if low == s.low {
 		return

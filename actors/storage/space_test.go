@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 )
@@ -35,11 +36,11 @@ func TestSpaceCheck(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var free int64 = 1 << 40
 			var statErr error
-			s := &Space{dir: "/data", reserve: tt.reserve, log: zerolog.Nop(),
+			s := &Space{dir: "/data", reserve: tt.reserve, log: zerolog.Nop(), start: time.Now(),
 				statfs: func(string) (int64, error) { return free, statErr }}
 			for i, st := range tt.steps {
 				free, statErr = st.free, st.err
-				s.checked.Store(0) // stale: the next Check reads again
+				s.checked.Store(-int64(spaceCheckEvery)) // stale: the next Check reads again
 				err := s.Check()
 				if low := errors.Is(err, ErrLowSpace); low != st.wantLow {
 					t.Fatalf("step %d (free %d, statfs error %v): Check() = %v, want low %v", i, st.free, st.err, err, st.wantLow)
