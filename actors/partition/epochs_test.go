@@ -9,6 +9,7 @@ func TestEndOffsetForEpoch(t *testing.T) {
 	epochs := []EpochStart{{Epoch: 2, StartOffset: 0}, {Epoch: 4, StartOffset: 10}, {Epoch: 7, StartOffset: 25}}
 	leader := &View{Leader: true, Epoch: 9, HighWatermark: 40, Epochs: epochs}
 	follower := &View{Epoch: 7, HighWatermark: 40, Epochs: epochs}
+	trimmed := &View{Leader: true, Epoch: 9, HighWatermark: 40, LogStart: 15, Epochs: epochs}
 	tests := []struct {
 		name      string
 		v         *View
@@ -28,6 +29,13 @@ func TestEndOffsetForEpoch(t *testing.T) {
 		{"follower: latest logged epoch ends at the high watermark", follower, 7, 7, 40, true},
 		{"leader with an empty log", &View{Leader: true, Epoch: 3, HighWatermark: 0}, 1, 1, 0, true},
 		{"follower with no epochs", &View{Epoch: 3}, 1, -1, -1, false},
+		{"no epoch asked", leader, -1, -1, -1, false},
+		{"no epoch asked, empty log", &View{Leader: true, Epoch: 3}, -1, -1, -1, false},
+		// Retention moved the log start to 15: epoch 2 is gone and 4
+		// starts there, as in Kafka's trimmed cache.
+		{"log start past the first epoch: older", trimmed, 2, 2, 15, true},
+		{"log start past the first epoch: between", trimmed, 3, 3, 15, true},
+		{"log start past the first epoch: the trimmed one", trimmed, 4, 4, 25, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -111,28 +111,48 @@ type View struct {
 // Kafka leader adds its epoch to its cache when elected, so the current
 // epoch ends at the log end, and an epoch above it is unknown (-1, -1).
 func (v *View) EndOffsetForEpoch(e int32) (epoch int32, end int64, ok bool) {
+	if e < 0 {
+		return -1, -1, false // no epoch asked (UNDEFINED_EPOCH)
+	}
 	if v.Leader && e >= v.Epoch {
 		if e > v.Epoch {
 			return -1, -1, false
 		}
 		return e, v.HighWatermark, true
 	}
-	for i := len(v.Epochs) - 1; i >= 0; i-- {
-		if v.Epochs[i].Epoch <= e {
-			if i == len(v.Epochs)-1 {
-				return v.Epochs[i].Epoch, v.HighWatermark, true
+	epochs := v.liveEpochs()
+	for i := len(epochs) - 1; i >= 0; i-- {
+		if epochs[i].Epoch <= e {
+			if i == len(epochs)-1 {
+				return epochs[i].Epoch, v.HighWatermark, true
 			}
-			return v.Epochs[i].Epoch, v.Epochs[i+1].StartOffset, true
+			return epochs[i].Epoch, epochs[i+1].StartOffset, true
 		}
 	}
 	switch {
-	case len(v.Epochs) > 0:
-		return e, v.Epochs[0].StartOffset, true
+	case len(epochs) > 0:
+		return e, epochs[0].StartOffset, true
 	case v.Leader:
 		// No record yet: the current epoch starts at the log end.
 		return e, v.HighWatermark, true
 	}
 	return -1, -1, false
+}
+
+// liveEpochs are the epochs of the records from the log start on: those
+// wholly below it dropped and the first moved up to it, as Kafka trims its
+// leader epoch cache when the log start moves (the epoch cache here keeps
+// them: an older checkpoint may still need them).
+func (v *View) liveEpochs() []EpochStart {
+	f := 0
+	for f+1 < len(v.Epochs) && v.Epochs[f+1].StartOffset <= v.LogStart {
+		f++
+	}
+	epochs := v.Epochs[f:]
+	if len(epochs) > 0 && epochs[0].StartOffset < v.LogStart {
+		epochs = append([]EpochStart{{Epoch: epochs[0].Epoch, StartOffset: v.LogStart}}, epochs[1:]...)
+	}
+	return epochs
 }
 
 // EpochAt is the leader epoch of the batch holding offset: the latest epoch

@@ -798,7 +798,7 @@ func (r *recovery) repairRaftIndex(seg *segment, size int64, raw []byte, next in
 		}
 		dense[known], prevIndex = ke, ke.index
 	}
-	if known == fromFile || known < len(headers) {
+	if known < len(headers) {
 		// The rest must exactly fill the gap up to the next segment.
 		if known == 0 && len(r.segs) == 0 {
 			return fail("raft index file is damaged and no earlier segment bounds its indexes")
@@ -838,17 +838,33 @@ func (r *recovery) repairRaftIndex(seg *segment, size int64, raw []byte, next in
 
 // firstRaftIndex is the Raft index of the first batch of the segment at
 // base: from its index file, or, when that has no entry yet (Sync leaves
-// it to Flush), from the WAL's reference to the batch; 0 when neither has
-// one.
+// it to Flush) or a zeroed one, from the WAL's reference to the batch
+// there; 0 when neither has one.
 func (r *recovery) firstRaftIndex(base int64) (uint64, error) {
 	raw, _, err := readFileIfExists(filepath.Join(r.opts.Dir, segmentFileName(base, raftIndexSuffix)))
 	if err != nil {
 		return 0, err
 	}
 	if len(raw) >= raftEntrySize {
-		return getRaftEntry(raw).index, nil
+		if index := getRaftEntry(raw).index; index != 0 {
+			return index, nil
+		}
 	}
-	return r.opts.kept[base].index, nil
+	k, ok := r.opts.kept[base]
+	if !ok {
+		return 0, nil
+	}
+	hdr, _, err := readFileIfExists(filepath.Join(r.opts.Dir, segmentFileName(base, logSuffix)))
+	if err != nil {
+		return 0, err
+	}
+	if len(hdr) < BatchHeaderSize {
+		return 0, nil
+	}
+	if h := decodeHeader(hdr); refOf(h) != k.ref || int64(k.term) != int64(h.PartitionLeaderEpoch) {
+		return 0, nil // the reference names another batch
+	}
+	return k.index, nil
 }
 
 // push appends a loaded segment; for the last one it keeps the indexer

@@ -531,10 +531,12 @@ func TestRepairRaftIndexFromKept(t *testing.T) {
 		name     string
 		powerCut bool
 		walHolds bool // the WAL has every batch's reference, and a gap follows the sealed segment
+		zeroed   bool // the next segment's first index entry reads as zeros (a zeroed extent)
 	}{
-		{"kill -9", false, false},
-		{"power cut", true, false},
-		{"power cut, WAL before its checkpoint", true, true},
+		{"kill -9", false, false, false},
+		{"power cut", true, false, false},
+		{"power cut, WAL before its checkpoint", true, true, false},
+		{"kill -9, next index entry zeroed", false, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -572,7 +574,7 @@ func TestRepairRaftIndexFromKept(t *testing.T) {
 			if err := l.Sync(); err != nil {
 				t.Fatal(err)
 			}
-			sealed := l.sealed[len(l.sealed)-1].seg.base
+			sealed, next := l.sealed[len(l.sealed)-1].seg.base, l.act.seg.base
 			if tc.powerCut {
 				d.lose(t, l)
 			} else {
@@ -586,6 +588,16 @@ func TestRepairRaftIndexFromKept(t *testing.T) {
 			if err := os.Truncate(p, st.Size()-raftEntrySize); err != nil {
 				t.Fatal(err)
 			}
+			if tc.zeroed {
+				f, err := os.OpenFile(filepath.Join(dir, segmentFileName(next, raftIndexSuffix)), os.O_WRONLY, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := f.WriteAt(make([]byte, raftEntrySize), 0); err != nil {
+					t.Fatal(err)
+				}
+				f.Close()
+			}
 			opts.kept = m.kept(checkpoint)
 			if tc.walHolds {
 				opts.kept = m.kept(0)
@@ -596,5 +608,43 @@ func TestRepairRaftIndexFromKept(t *testing.T) {
 				t.Fatalf("last Raft index %d, want %d", l.lastRaft, m.raft)
 			}
 		})
+	}
+}
+
+// TestRepairRaftIndexKeepsWholeEntries: a synced segment's Raft index file
+// with bytes after its last entry (a torn append) still has every entry;
+// the repair keeps them even where the Raft indexes have a gap (entries that
+// are not batches) that the next segment could not prove.
+func TestRepairRaftIndexKeepsWholeEntries(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(t, dir)
+	l := mustOpen(t, opts)
+	var m model
+	add := func(gap int) {
+		ts := []int64{1_000_000 + int64(len(m.batches))*10}
+		m.add(t, l, mkBatch(t, spec{records: 1, ts: ts, valueSize: 60}), gap, ts)
+	}
+	for base := l.act.seg.base; l.act.seg.base == base; {
+		add(2) // gaps everywhere, the roll included
+	}
+	sealed := l.sealed[len(l.sealed)-1].seg.base
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, segmentFileName(sealed, raftIndexSuffix)), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte{1, 2, 3, 4, 5}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	l = mustOpen(t, opts)
+	defer l.Close()
+	if l.lastRaft != m.raft {
+		t.Fatalf("last Raft index %d, want %d", l.lastRaft, m.raft)
 	}
 }
