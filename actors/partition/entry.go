@@ -3,8 +3,11 @@ package partition
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/flotilla/flotilla/actors/storage"
 )
 
 // A partition's raft entries are its own. Record batches travel as the
@@ -103,6 +106,20 @@ func keptIndexes(ents []*pb.Entry) map[int64]keptIndex {
 		kept[r.base] = keptIndex{index: e.GetIndex(), term: e.GetTerm(), ref: r}
 	}
 	return kept
+}
+
+// recoveredEntries are the entries of a group's recovered WAL state that
+// vouch for its batches (MachineOptions.Recovered): those a leader's
+// snapshot replaced, then the log's, so that a later entry for the same
+// base offset wins. nil state: none.
+func recoveredEntries(st *storage.GroupState) []*pb.Entry {
+	if st == nil {
+		return nil
+	}
+	if len(st.Replaced) == 0 {
+		return st.Entries
+	}
+	return append(slices.Clone(st.Replaced), st.Entries...)
 }
 
 func refOf(h BatchHeader) keptRef {

@@ -10,7 +10,10 @@ import (
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/rs/zerolog"
 	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/flotilla/flotilla/actors/storage"
 )
 
 // batchEntryAt is the entry at raft index of a batch stamped, as a leader of
@@ -591,5 +594,61 @@ func TestKeepIsTimed(t *testing.T) {
 	}
 	if n := count(); n != 1 {
 		t.Fatalf("%d Keeps timed after one that wrote none, want 1", n)
+	}
+}
+
+// TestLeaderSnapshotKeepsWhatItReplaced: a follower that holds every batch
+// a leader's snapshot covers installs it. The WAL's record of the snapshot
+// replaces the group's entries, references included, while the follower's
+// Raft index entries of the batches since its last Flush are not durable
+// yet. After a power cut the WAL gives back the references the snapshot
+// replaced, and Open keeps those batches rather than cut the log there,
+// which made Restore reset the whole log to the snapshot's end.
+func TestLeaderSnapshotKeepsWhatItReplaced(t *testing.T) {
+	dir := t.TempDir()
+	r := bootstrapped(t, dir)
+	if err := r.m.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	d := watchSyncs(t, r.m.log)
+	ents := keptEntries(t, r, r.next(), 1, 3, 40)
+	refs := mustKeep(t, r.m, cloneEntries(ents))
+	for _, e := range ents {
+		r.m.Apply(e.GetIndex(), e.GetTerm(), e.GetData())
+	}
+	if err := r.m.Sync(); err != nil { // their group commit
+		t.Fatal(err)
+	}
+	start, end := r.m.log.LogStart(), r.m.log.WrittenEnd()
+	cp, index := mustSnapshot(t, r.m), r.m.appliedIndex // the leader's, ending where this log ends
+	snap := &pb.Snapshot{Data: cp, Metadata: &pb.SnapshotMetadata{Index: new(index + 5), Term: new(uint64(2))}}
+
+	// The WAL: the references, then the leader's snapshot.
+	walDir := filepath.Join(t.TempDir(), "wal")
+	w, _, err := storage.Open(walDir, storage.Options{Fsync: true, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.AppendUpdate(1, refs, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.AppendUpdate(1, nil, &pb.HardState{Term: new(uint64(2)), Commit: new(index + 5)}, snap); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d.lose(t, r.m.log) // power cut: the Raft index entries since the Flush are gone
+
+	_, states, err := storage.Open(walDir, storage.Options{Fsync: true, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := openMachine(t, dir, recoveredEntries(states[1]))
+	if err := m.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	if m.log.LogStart() != start || m.log.WrittenEnd() != end {
+		t.Fatalf("after the power cut the log holds %d to %d, want %d to %d", m.log.LogStart(), m.log.WrittenEnd(), start, end)
 	}
 }

@@ -67,7 +67,7 @@ type MachineOptions struct {
 	// never), so that a Keep does not fail half way for want of space.
 	Space *storage.Space
 	// Recovered are the entries the WAL recovered for the group
-	// (storage.GroupState.Entries): their references let Open rebuild
+	// (recoveredEntries): their references let Open rebuild
 	// the Raft index entries a crash took (see Log.Sync).
 	Recovered []*pb.Entry
 }

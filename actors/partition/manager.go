@@ -10,7 +10,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
-	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/flotilla/flotilla/actors"
 	"github.com/flotilla/flotilla/actors/controller"
@@ -300,16 +299,12 @@ func (mg *manager) start(ctx actor.Context, t *controller.Topic, p controller.Pa
 	}
 	dir := mg.partitionDir(t, p)
 	var recovered *storage.GroupState
-	var entries []*pb.Entry
 	if !mg.forgotten[p.Group] {
 		recovered = mg.o.Recovered[p.Group]
 	}
-	if recovered != nil {
-		entries = recovered.Entries
-	}
 	m, err := NewMachine(MachineOptions{Topic: t.Name, Partition: p.Index, Dir: dir, Settings: settings,
 		Replicas: p.Replicas, Adding: p.Adding, Removing: p.Removing, Group: p.Group, Controller: mg.o.ControllerActor,
-		ReplicaLagTicks: mg.o.Raft.ReplicaLagTicks, Metrics: mg.o.Metrics, Space: mg.o.Space, Log: log, Recovered: entries})
+		ReplicaLagTicks: mg.o.Raft.ReplicaLagTicks, Metrics: mg.o.Metrics, Space: mg.o.Space, Log: log, Recovered: recoveredEntries(recovered)})
 	if err != nil {
 		return nil, err
 	}

@@ -49,7 +49,7 @@ func TestActorRoundTrip(t *testing.T) {
 	want := map[uint64]*GroupState{
 		1: {HardState: hardState(1, 1, 8), Snapshot: snapshot(6, 1), Entries: ents(7, 8, 1)},
 		2: {HardState: hardState(2, 2, 2), Entries: concat(ents(1, 2, 1), ents(3, 4, 2))},
-		3: {HardState: hardState(2, 3, 10), Snapshot: snapshot(10, 2), Entries: ents(11, 12, 2)},
+		3: {HardState: hardState(2, 3, 10), Snapshot: snapshot(10, 2), Entries: ents(11, 12, 2), Replaced: ents(1, 4, 1)},
 		4: {HardState: hardState(5, 0, 0)},
 	}
 	_, got := mustOpen(t, dir, opts)

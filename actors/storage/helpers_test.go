@@ -69,6 +69,9 @@ func describe(st *GroupState) string {
 		fmt.Fprintf(&b, "%d/%d", e.GetIndex(), e.GetTerm())
 	}
 	b.WriteString("]")
+	if len(st.Replaced) > 0 {
+		fmt.Fprintf(&b, " replaced %d-%d", st.Replaced[0].GetIndex(), st.Replaced[len(st.Replaced)-1].GetIndex())
+	}
 	return b.String()
 }
 
@@ -97,9 +100,12 @@ func requireState(t *testing.T, group uint64, want, got *GroupState) {
 	equal := got != nil &&
 		proto.Equal(want.HardState, got.HardState) &&
 		proto.Equal(want.Snapshot, got.Snapshot) &&
-		len(want.Entries) == len(got.Entries)
+		len(want.Entries) == len(got.Entries) && len(want.Replaced) == len(got.Replaced)
 	for i := 0; equal && i < len(want.Entries); i++ {
 		equal = proto.Equal(want.Entries[i], got.Entries[i])
+	}
+	for i := 0; equal && i < len(want.Replaced); i++ {
+		equal = proto.Equal(want.Replaced[i], got.Replaced[i])
 	}
 	if !equal {
 		t.Fatalf("group %d:\nwant %s\ngot  %s", group, describe(want), describe(got))

@@ -24,6 +24,12 @@ type GroupState struct {
 	HardState *pb.HardState // nil if the WAL has none
 	Snapshot  *pb.Snapshot  // nil if the WAL has none
 	Entries   []*pb.Entry
+	// Replaced are the entries a leader's snapshot replaced, as the group
+	// had them, until the group's next checkpoint. Raft never gets them
+	// back, but a LogKeeper finds its own batches by them: its index of
+	// those batches may not be durable yet (a checkpoint makes it so), and
+	// the snapshot took their references from Entries.
+	Replaced []*pb.Entry
 }
 
 // CorruptError reports a record that failed verification in a WAL file that
@@ -292,6 +298,7 @@ func (s *GroupState) apply(r *record) {
 		// including any (conflicting) entries above the snapshot.
 		if r.snapshot != nil && snapIndex > s.snapshotIndex() {
 			s.Snapshot = r.snapshot
+			s.Replaced = append(s.Replaced, s.Entries...)
 			s.Entries = nil
 		}
 		if len(r.entries) > 0 {
@@ -304,6 +311,7 @@ func (s *GroupState) apply(r *record) {
 			s.Snapshot = r.snapshot
 			k := sort.Search(len(s.Entries), func(i int) bool { return s.Entries[i].GetIndex() > snapIndex })
 			s.Entries = slices.Delete(s.Entries, 0, k)
+			s.Replaced = nil // the checkpoint's Flush made the keeper's index durable
 		}
 	}
 	if r.hardState != nil {

@@ -77,12 +77,27 @@ func TestReplayRules(t *testing.T) {
 				{entries: ents(1, 20, 1)},
 				{snap: snapshot(30, 2), entries: ents(31, 32, 2), hs: hardState(2, 2, 30)},
 			},
-			want: &GroupState{HardState: hardState(2, 2, 30), Snapshot: snapshot(30, 2), Entries: ents(31, 32, 2)},
+			want: &GroupState{HardState: hardState(2, 2, 30), Snapshot: snapshot(30, 2), Entries: ents(31, 32, 2), Replaced: ents(1, 20, 1)},
 		},
 		{
 			name:  "leader snapshot drops a conflicting tail above it",
 			steps: []step{{entries: ents(1, 40, 1)}, {snap: snapshot(30, 3)}},
-			want:  &GroupState{Snapshot: snapshot(30, 3)},
+			want:  &GroupState{Snapshot: snapshot(30, 3), Replaced: ents(1, 40, 1)},
+		},
+		{
+			name: "a later checkpoint ends what a leader snapshot replaced",
+			steps: []step{
+				{entries: ents(1, 20, 1)}, {snap: snapshot(30, 2)}, {entries: ents(31, 40, 2)},
+				{snap: snapshot(35, 2), ckpt: true},
+			},
+			want: &GroupState{Snapshot: snapshot(35, 2), Entries: ents(36, 40, 2)},
+		},
+		{
+			name: "an older checkpoint leaves what a leader snapshot replaced",
+			steps: []step{
+				{entries: ents(1, 20, 1)}, {snap: snapshot(30, 2)}, {snap: snapshot(10, 1), ckpt: true},
+			},
+			want: &GroupState{Snapshot: snapshot(30, 2), Replaced: ents(1, 20, 1)},
 		},
 		{
 			name: "entries the snapshot covers are dropped",
