@@ -272,6 +272,31 @@ func TestStaticMembership(t *testing.T) {
 		t.Fatalf("new incarnation's sync: %s, %q", codeName(s.ErrorCode), s.MemberAssignment)
 	}
 
+	// A restart whose subscription metadata changed (a consumer that owns
+	// nothing yet, another topic) keeps the protocol: no rebalance either.
+	changed := joinReq(grp, "", inst, 10000)
+	meta := kmsg.NewConsumerMemberMetadata()
+	meta.Topics = []string{"events", "more-events"}
+	changed.Protocols[0].Metadata = meta.AppendTo(nil)
+	j3 := wait[*kmsg.JoinGroupResponse](t, g.async(changed))
+	expectCode(t, "static rejoin with other metadata", j3.ErrorCode, nil)
+	if j3.Generation != j.Generation || !j3.SkipAssignment {
+		t.Fatalf("static rejoin with other metadata: generation %d (was %d), skip assignment %v: a rebalance", j3.Generation, j.Generation, j3.SkipAssignment)
+	}
+	// One that makes the group choose another protocol (it now prefers
+	// roundrobin, and still supports the group's range) rebalances.
+	other := joinReq(grp, "", inst, 10000)
+	other.Protocols = append([]kmsg.JoinGroupRequestProtocol{{Name: "roundrobin", Metadata: other.Protocols[0].Metadata}}, other.Protocols...)
+	j4 := wait[*kmsg.JoinGroupResponse](t, g.async(other))
+	expectCode(t, "static rejoin with another protocol", j4.ErrorCode, nil)
+	if j4.Generation != j.Generation+1 || j4.Protocol == nil || *j4.Protocol != "roundrobin" {
+		t.Fatalf("static rejoin with another protocol: generation %d (was %d), protocol %v: want a rebalance to roundrobin", j4.Generation, j.Generation, j4.Protocol)
+	}
+	if s := g.do(syncReq(grp, j4.MemberID, j4.Generation, map[string][]byte{j4.MemberID: []byte("a")})).(*kmsg.SyncGroupResponse); s.ErrorCode != 0 {
+		t.Fatalf("sync after the rebalance: %s", codeName(s.ErrorCode))
+	}
+	j2 = j4
+
 	leave := kmsg.NewPtrLeaveGroupRequest()
 	leave.Group, leave.Members = grp, []kmsg.LeaveGroupRequestMember{{InstanceID: inst}}
 	lr := g.do(leave).(*kmsg.LeaveGroupResponse)

@@ -338,7 +338,12 @@ func (m *Machine) updateMember(ctx actor.Context, g *group, mb *member, c *calle
 
 // replaceStatic serves a static member that rejoins without its member id
 // (KIP-345): it gets a new id, the old one is fenced, and a stable group
-// whose member did not change its protocols does not rebalance.
+// rebalances only if the group would now choose another protocol, as
+// Kafka's updateStaticMemberAndRebalance decides. A restarted consumer's
+// metadata differs from its old one's (it owns no partitions yet, and a
+// coordinator that moved kept only the chosen protocol), so comparing the
+// protocols would rebalance on every restart, which static membership is
+// there to avoid.
 func (m *Machine) replaceStatic(ctx actor.Context, g *group, old *member, c *caller, call *Call, req *kmsg.JoinGroupRequest) {
 	id := newMemberID(call.ClientID, req.InstanceID)
 	if old == nil {
@@ -355,7 +360,7 @@ func (m *Machine) replaceStatic(ctx actor.Context, g *group, old *member, c *cal
 	if g.leader == old.id {
 		g.leader = id
 	}
-	if g.state == stateStable && old.sameProtocols(req.Protocols) {
+	if g.state == stateStable && g.chooseProtocol() == g.protocol {
 		mb.deadline = m.ticks + m.msTicks(mb.sessionTimeoutMs)
 		// The new member id is written before the member gets it, so that
 		// it survives a coordinator move; if the write fails, the old
