@@ -307,3 +307,27 @@ func TestStaticMembership(t *testing.T) {
 		t.Fatalf("after the static member left: %q", d.State)
 	}
 }
+
+// TestDeletedTopicLosesItsOffsets: deleting a topic deletes every group's
+// committed offsets of it, as Kafka does, so that a group consuming a new
+// topic of the same name starts from its reset policy rather than from an
+// offset of the old one.
+func TestDeletedTopicLosesItsOffsets(t *testing.T) {
+	const grp = "deleted-topic"
+	g := newGroupConn(t, grp)
+	adm := g.nd.admin(t)
+	createTopic(t, adm, "doomed", 1, nil)
+	createTopic(t, adm, "kept", 1, nil)
+	expectCode(t, "commit doomed", commit(g, grp, "", -1, "doomed", 0, 500, ""), nil)
+	expectCode(t, "commit kept", commit(g, grp, "", -1, "kept", 0, 700, ""), nil)
+	if _, err := adm.DeleteTopics(testCtx(t, 10*time.Second), "doomed"); err != nil {
+		t.Fatal(err)
+	}
+	createTopic(t, adm, "doomed", 1, nil)
+	waitFor(t, 10*time.Second, "the deleted topic's offset to go", func() bool {
+		return fetchOffset(g, grp, "doomed", 0) == -1
+	})
+	if got := fetchOffset(g, grp, "kept", 0); got != 700 {
+		t.Fatalf("the other topic's offset: %d, want 700", got)
+	}
+}

@@ -214,6 +214,10 @@ func (m *Machine) Receive(h *raftactor.Handle, ctx actor.Context, msg any) {
 		m.serve(ctx, c)
 	case *partition.SetAssignment:
 		m.replicas, m.adding, m.removing = c.Replicas, c.Adding, c.Removing
+	case *topicsDeleted:
+		if m.readiness(h) == 0 {
+			m.deleteTopicOffsets(ctx, func(topic string) bool { return slices.Contains(c.names, topic) })
+		}
 	case *List:
 		if code := m.readiness(h); code != 0 {
 			ctx.Send(c.ReplyTo, &Listed{Ref: c.Ref, ErrorCode: code})
@@ -331,6 +335,8 @@ func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
 	}
 	if m.ticks%expireEveryTicks == 0 {
 		m.expireOffsets(ctx)
+		// What a leader change made this replica miss of topicsDeleted.
+		m.deleteTopicOffsets(ctx, func(topic string) bool { return m.o.Topics(topic) == 0 })
 	}
 	if m.ticks%partition.PreferredLeaderEveryTicks == 0 {
 		partition.PreferLeader(h, m.replicas, m.o.Log)

@@ -98,6 +98,9 @@ type manager struct {
 	// started (what the WAL recovered for them is gone).
 	assigned  map[int32]controller.Partition
 	forgotten map[uint64]bool
+	// topics are the topic ids by name as of the last reconcile, to tell
+	// the offsets partitions which topics were deleted since.
+	topics map[string]controller.TopicID
 	// stopping are the replicas stopped and not yet terminated, by PID id:
 	// their group, which the WAL forgets and which may start here again
 	// only once they are gone (the actor name is theirs until then, and a
@@ -143,6 +146,7 @@ func (mg *manager) reconcile(ctx actor.Context) {
 		return
 	}
 	mg.seen = view.Applied
+	gone := mg.deletedTopics(view)
 	cur := mg.coordinators.All()
 	next := make(map[int32]*Coordinator, len(cur))
 	if t := view.Topics[controller.OffsetsTopic]; t != nil {
@@ -175,6 +179,11 @@ func (mg *manager) reconcile(ctx actor.Context) {
 			mg.assigned[p.Index] = p
 		}
 	}
+	if len(gone) > 0 {
+		for _, c := range next {
+			ctx.Send(c.PID, &topicsDeleted{names: gone})
+		}
+	}
 	// Unpublished first, so that connections stop finding the
 	// coordinators being stopped before their poison pills are queued.
 	mg.coordinators.Publish(next)
@@ -192,6 +201,30 @@ func (mg *manager) reconcile(ctx actor.Context) {
 			mg.o.Log.Info().Int32("partition", idx).Msg("offsets partition replica stopped: no longer assigned here")
 		}
 	}
+}
+
+// deletedTopics returns the topics deleted (or deleted and created again)
+// since the last call, and remembers view's. The first call only
+// remembers: what was deleted while the broker was down is the offsets
+// partitions' own sweep's to find.
+func (mg *manager) deletedTopics(view *controller.State) []string {
+	ids := make(map[string]controller.TopicID, len(view.Topics))
+	for name, t := range view.Topics {
+		if name != controller.OffsetsTopic {
+			ids[name] = t.ID
+		}
+	}
+	var gone []string
+	if mg.topics != nil {
+		for name, id := range mg.topics {
+			if now, ok := ids[name]; !ok || now != id {
+				gone = append(gone, name)
+			}
+		}
+	}
+	mg.topics = ids
+	slices.Sort(gone)
+	return gone
 }
 
 func (mg *manager) isStopping(group uint64) bool {

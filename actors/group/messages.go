@@ -49,6 +49,14 @@ type DeleteDone struct {
 	ErrorCode int16
 }
 
+// topicsDeleted tells an offsets-topic partition that these topics were
+// deleted (or deleted and created again): its leader deletes every
+// group's committed offsets of them, as Kafka does, so that a group does
+// not resume a new topic of the same name at an old offset.
+type topicsDeleted struct {
+	names []string
+}
+
 // List asks an offsets-topic partition for the groups it coordinates. It
 // answers ReplyTo with Listed (with NOT_COORDINATOR when it does not lead).
 type List struct {

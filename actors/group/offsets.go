@@ -465,6 +465,28 @@ func (m *Machine) expireOffsets(ctx actor.Context) {
 	})
 }
 
+// deleteTopicOffsets writes tombstones for every group's committed offsets
+// of the topics gone says are gone, members or not (Kafka's
+// handleDeletedPartitions).
+func (m *Machine) deleteTopicOffsets(ctx actor.Context, gone func(topic string) bool) {
+	var w recordWriter
+	for _, name := range slices.Sorted(maps.Keys(m.store)) {
+		for _, tp := range slices.SortedFunc(maps.Keys(m.store[name].offsets), compareTP) {
+			if gone(tp.Topic) {
+				w.offset(name, tp, nil)
+			}
+		}
+	}
+	if len(w.b) == 0 {
+		return
+	}
+	m.propose(ctx, &w, func(ctx actor.Context, err error) {
+		if err != nil {
+			m.o.Log.Warn().Err(err).Msg("delete the committed offsets of deleted topics")
+		}
+	})
+}
+
 // expired returns the tombstones of everything older than cutoff (unix
 // ms) that retention lets go.
 func (m *Machine) expired(cutoff int64) *recordWriter {
