@@ -231,6 +231,11 @@ func TestGroupProtocol(t *testing.T) {
 		t.Fatalf("after the last member left: %+v", d)
 	}
 	expectCode(t, "simple commit to an empty group", commit(g, grp, "", -1, "events", 0, 7, ""), nil)
+	// Kafka's codes for an empty group: a simple commit naming a member
+	// is still simple; one naming a generation must come from a member.
+	expectCode(t, "simple commit naming a member, empty group", commit(g, grp, "gone-member", -1, "events", 0, 8, ""), nil)
+	expectCode(t, "commit from a member that left", commit(g, grp, "gone-member", 2, "events", 0, 9, ""), kerr.UnknownMemberID)
+	expectCode(t, "commit naming only a generation", commit(g, grp, "", 2, "events", 0, 9, ""), kerr.UnknownMemberID)
 	expectCode(t, "delete offsets of an empty group", g.do(od).(*kmsg.OffsetDeleteResponse).Topics[0].Partitions[0].ErrorCode, nil)
 	if got := fetchOffset(g, grp, "events", 1); got != -1 {
 		t.Fatalf("offset after OffsetDelete: %d, want -1", got)

@@ -107,32 +107,32 @@ func commitCodes(req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse,
 	}
 }
 
-// commitCheck is Kafka's validation of a commit against the group: a
-// member commits in its generation; a group with no members takes
-// "simple" commits (generation -1) from anyone.
+// commitCheck is Kafka's validation of a commit against the group
+// (handleCommitOffsets, validateOffsetCommit): a group with no members
+// takes "simple" commits (generation -1) from anyone; during a rebalance's
+// sync every commit waits; otherwise a commit that names a member or a
+// generation must come from a member in the current generation, and an
+// anonymous one is refused.
 func (g *group) commitCheck(req *kmsg.OffsetCommitRequest) (int16, *member) {
+	mb := g.members[req.MemberID]
+	switch {
+	case req.Generation < 0 && len(g.members) == 0:
+		return 0, nil
+	case g.state == stateCompletingRebalance:
+		return kerr.RebalanceInProgress.Code, mb
+	case req.Generation < 0 && req.MemberID == "" && req.InstanceID == nil:
+		return kerr.UnknownMemberID.Code, nil
+	}
 	if req.InstanceID != nil {
 		if code := g.checkInstance(req.InstanceID, req.MemberID); code != 0 {
 			return code, nil
 		}
 	}
-	if len(g.members) == 0 {
-		switch {
-		case req.Generation >= 0:
-			return kerr.IllegalGeneration.Code, nil
-		case req.MemberID != "":
-			return kerr.UnknownMemberID.Code, nil
-		}
-		return 0, nil
-	}
-	mb := g.members[req.MemberID]
 	switch {
 	case mb == nil:
 		return kerr.UnknownMemberID.Code, nil
 	case req.Generation != g.generation:
 		return kerr.IllegalGeneration.Code, mb
-	case g.state == stateCompletingRebalance:
-		return kerr.RebalanceInProgress.Code, mb
 	}
 	return 0, mb
 }
