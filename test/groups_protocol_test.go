@@ -336,3 +336,26 @@ func TestDeletedTopicLosesItsOffsets(t *testing.T) {
 		t.Fatalf("the other topic's offset: %d, want 700", got)
 	}
 }
+
+// TestOffsetDeleteUnreadableSubscription: a consumer group member whose
+// subscription the broker cannot read may be consuming any topic, so
+// OffsetDelete refuses every topic with GROUP_SUBSCRIBED_TO_TOPIC, as
+// Kafka does, rather than delete offsets the member is using.
+func TestOffsetDeleteUnreadableSubscription(t *testing.T) {
+	const grp = "unreadable"
+	g := newGroupConn(t, grp)
+	createTopic(t, g.nd.admin(t), "events", 1, nil)
+	req := joinReq(grp, "", kmsg.StringPtr("unreadable-1"), 10000)
+	req.Protocols[0].Metadata = []byte{0xff, 0xff, 0x01} // not consumer metadata
+	j := wait[*kmsg.JoinGroupResponse](t, g.async(req))
+	expectCode(t, "join", j.ErrorCode, nil)
+	expectCode(t, "sync", g.do(syncReq(grp, j.MemberID, j.Generation, map[string][]byte{j.MemberID: nil})).(*kmsg.SyncGroupResponse).ErrorCode, nil)
+	expectCode(t, "commit", commit(g, grp, j.MemberID, j.Generation, "events", 0, 42, ""), nil)
+	od := kmsg.NewPtrOffsetDeleteRequest()
+	od.Group = grp
+	od.Topics = []kmsg.OffsetDeleteRequestTopic{{Topic: "events", Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}}}
+	expectCode(t, "delete offsets while the subscription is unreadable", g.do(od).(*kmsg.OffsetDeleteResponse).Topics[0].Partitions[0].ErrorCode, kerr.GroupSubscribedToTopic)
+	if got := fetchOffset(g, grp, "events", 0); got != 42 {
+		t.Fatalf("offset after a refused OffsetDelete: %d, want 42", got)
+	}
+}

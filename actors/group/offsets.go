@@ -234,22 +234,25 @@ func (m *Machine) fetchOffsets(name string, req *FetchOffsets) *kmsg.OffsetFetch
 }
 
 // subscribed returns the topics the members of a consumer group subscribe
-// to (nil for other protocols, whose subscriptions the broker cannot read).
-func (g *group) subscribed() map[string]bool {
-	if g.protocolType != "consumer" {
-		return nil
+// to, and whether the broker can tell: not before the group has chosen a
+// protocol, nor when a member's subscription cannot be read. Kafka then
+// counts every topic as subscribed (isSubscribedToTopic), so that no
+// offset a member may be using is deleted.
+func (g *group) subscribed() (map[string]bool, bool) {
+	if g.protocol == "" {
+		return nil, false
 	}
 	topics := map[string]bool{}
 	for _, mb := range g.members {
 		var meta kmsg.ConsumerMemberMetadata
 		if err := meta.ReadFrom(mb.metadata(g.protocol)); err != nil {
-			continue
+			return nil, false
 		}
 		for _, t := range meta.Topics {
 			topics[t] = true
 		}
 	}
-	return topics
+	return topics, true
 }
 
 func (m *Machine) deleteOffsets(ctx actor.Context, c *caller, call *Call, req *kmsg.OffsetDeleteRequest) {
@@ -260,12 +263,13 @@ func (m *Machine) deleteOffsets(ctx actor.Context, c *caller, call *Call, req *k
 		c.answer(ctx, resp)
 		return
 	}
-	subscribed := g.subscribed()
-	if g.state != stateEmpty && subscribed == nil {
+	// Only a consumer group's subscriptions can be read.
+	if g.state != stateEmpty && g.protocolType != "consumer" {
 		resp.ErrorCode = kerr.NonEmptyGroup.Code
 		c.answer(ctx, resp)
 		return
 	}
+	subscribed, known := g.subscribed()
 	var w recordWriter
 	for _, t := range req.Topics {
 		rt := kmsg.NewOffsetDeleteResponseTopic()
@@ -275,7 +279,7 @@ func (m *Machine) deleteOffsets(ctx actor.Context, c *caller, call *Call, req *k
 			rp.Partition = p.Partition
 			tp := TopicPartition{t.Topic, p.Partition}
 			switch {
-			case g.state != stateEmpty && subscribed[t.Topic]:
+			case g.state != stateEmpty && (!known || subscribed[t.Topic]):
 				rp.ErrorCode = kerr.GroupSubscribedToTopic.Code
 			case m.o.Topics(t.Topic) <= p.Partition || p.Partition < 0:
 				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
