@@ -36,6 +36,24 @@ const (
 	fieldLeaderISR    protowire.Number = 4
 )
 
+// mergeLeaders adds the leaderships of next to pending, the ones not yet
+// sent: a group's newer leadership replaces its older one.
+func mergeLeaders(pending, next []LeaderInfo) []LeaderInfo {
+	at := make(map[uint64]int, len(pending))
+	for i, li := range pending {
+		at[li.Group] = i
+	}
+	for _, li := range next {
+		if i, ok := at[li.Group]; ok {
+			pending[i] = li
+			continue
+		}
+		at[li.Group] = len(pending)
+		pending = append(pending, li)
+	}
+	return pending
+}
+
 func appendLeaders(dst []byte, infos []LeaderInfo) []byte {
 	for _, li := range infos {
 		var body []byte

@@ -76,7 +76,9 @@ func (s *PeerSender) Receive(ctx actor.Context) {
 		s.release = true
 	case *OutboundLeaders:
 		if s.connected {
-			s.leaders = msg.Infos
+			// Two managers broadcast (partitions, offsets partitions),
+			// often while a frame is in flight: keep both.
+			s.leaders = mergeLeaders(s.leaders, msg.Infos)
 		}
 	case *outboundControl:
 		s.queueControl(msg.data)
@@ -203,6 +205,9 @@ func (s *PeerSender) flush() {
 		return
 	}
 	control, reserved := s.takeControl()
+	if s.leaders != nil {
+		reserved += len(appendLeaders(nil, s.leaders))
+	}
 	job := s.queue.nextFrame(s.opts.MaxFrameBytes, reserved, s.opts.BulkBytesPerFrame, s.release, s.index)
 	if s.queue.held.len() == 0 {
 		s.release = false
