@@ -220,3 +220,15 @@ func (q *sendQueue) nextFrame(maxFrame, reserved, bulkBudget int, release bool, 
 	}
 	return job
 }
+
+// entrySlackBytes is what MaxEntryBytes leaves around an entry's data for
+// the frame header, the envelope, the group's batch, the raft message and
+// the entry's own fields (a few hundred bytes at most).
+const entrySlackBytes = 4 << 10
+
+// MaxEntryBytes is the largest raft entry data a frame of maxFrameBytes
+// carries to a peer. A message larger than the frame is dropped each time
+// raft sends it, so a group that proposed a larger entry would stall.
+func MaxEntryBytes(maxFrameBytes int) int {
+	return max(maxFrameBytes-entrySlackBytes, maxFrameBytes/2)
+}

@@ -295,6 +295,8 @@ func Start(o Options) (_ *Broker, err error) {
 		CatchUpEntries:  16,
 		CatchUpBytes:    1 << 20,
 		ReplicaLagTicks: cfg.ReplicaLagTicks(),
+		// The raft actor puts an 8-byte proposal key before each batch.
+		MaxEntryBytes: netactor.MaxEntryBytes(cfg.Raft.MaxFrameBytes) - 8,
 	}
 	if o.TunePartitions != nil {
 		o.TunePartitions(&partitionRaft)

@@ -66,6 +66,9 @@ type MachineOptions struct {
 	// Space refuses produce requests while the disk is nearly full (nil:
 	// never), so that a Keep does not fail half way for want of space.
 	Space *storage.Space
+	// MaxEntryBytes is RaftSettings.MaxEntryBytes: batches above it are
+	// refused (0: no limit).
+	MaxEntryBytes int
 	// Recovered are the entries the WAL recovered for the group
 	// (recoveredEntries): their references let Open rebuild
 	// the Raft index entries a crash took (see Log.Sync).
@@ -722,6 +725,9 @@ func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce) {
 			return
 		case len(b) > m.o.Settings.MaxMessageBytes:
 			m.produceErr(ctx, r, fmt.Errorf("%w: batch of %d bytes, max.message.bytes is %d", kerr.MessageTooLarge, len(b), m.o.Settings.MaxMessageBytes))
+			return
+		case m.o.MaxEntryBytes > 0 && len(b) > m.o.MaxEntryBytes:
+			m.produceErr(ctx, r, fmt.Errorf("%w: batch of %d bytes, the replication transport carries at most %d (raft.max_frame_bytes)", kerr.MessageTooLarge, len(b), m.o.MaxEntryBytes))
 			return
 		case hd.IsTransactional():
 			m.produceErr(ctx, r, fmt.Errorf("%w: transactions are not supported", kerr.InvalidRecord))

@@ -31,6 +31,12 @@ type RaftSettings struct {
 	CatchUpBytes        uint64
 	// ReplicaLagTicks is replica.lag.time.max.ms in ticks (ISR time rule).
 	ReplicaLagTicks uint64
+	// MaxEntryBytes is the largest batch the raft transport can carry to
+	// the followers (raft.max_frame_bytes less a frame's overhead); 0: no
+	// limit. A leader refuses a larger one whatever max.message.bytes
+	// says: proposed, it would never replicate, and every later entry of
+	// the partition would wait behind it.
+	MaxEntryBytes int
 }
 
 // Config returns the raft config of the replica of a partition-like group
@@ -304,7 +310,8 @@ func (mg *manager) start(ctx actor.Context, t *controller.Topic, p controller.Pa
 	}
 	m, err := NewMachine(MachineOptions{Topic: t.Name, Partition: p.Index, Dir: dir, Settings: settings,
 		Replicas: p.Replicas, Adding: p.Adding, Removing: p.Removing, Group: p.Group, Controller: mg.o.ControllerActor,
-		ReplicaLagTicks: mg.o.Raft.ReplicaLagTicks, Metrics: mg.o.Metrics, Space: mg.o.Space, Log: log, Recovered: recoveredEntries(recovered)})
+		ReplicaLagTicks: mg.o.Raft.ReplicaLagTicks, Metrics: mg.o.Metrics, Space: mg.o.Space, Log: log, Recovered: recoveredEntries(recovered),
+		MaxEntryBytes: mg.o.Raft.MaxEntryBytes})
 	if err != nil {
 		return nil, err
 	}
