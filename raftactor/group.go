@@ -33,10 +33,16 @@ type Config struct {
 	Bootstrap bool
 	Peers     []uint64
 
-	ElectionTicks             int
-	HeartbeatTicks            int
-	MaxSizePerMsg             uint64
-	MaxInflightMsgs           int
+	ElectionTicks   int
+	HeartbeatTicks  int
+	MaxSizePerMsg   uint64
+	MaxInflightMsgs int
+	// MaxInflightBytes bounds the bytes of appends in flight to one
+	// follower (raft's MaxInflightBytes; 0: only MaxInflightMsgs bounds
+	// them). Without it a follower catching up is sent MaxInflightMsgs
+	// appends of MaxSizePerMsg at once, more than a peer's send queue holds,
+	// and the other groups' messages to that peer wait or are dropped.
+	MaxInflightBytes          uint64
 	MaxUncommittedBytes       uint64
 	DisableProposalForwarding bool
 	// SnapshotEntries and SnapshotBytes bound how many applied entries, and
@@ -316,6 +322,7 @@ func (g *groupActor) start(ctx actor.Context) {
 		Applied:                   d.applied,
 		MaxSizePerMsg:             cfg.MaxSizePerMsg,
 		MaxInflightMsgs:           cfg.MaxInflightMsgs,
+		MaxInflightBytes:          cfg.MaxInflightBytes,
 		MaxUncommittedEntriesSize: cfg.MaxUncommittedBytes,
 		CheckQuorum:               true,
 		PreVote:                   true,

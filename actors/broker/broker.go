@@ -280,10 +280,13 @@ func Start(o Options) (_ *Broker, err error) {
 	}
 
 	partitionRaft := partition.RaftSettings{
-		ElectionTicks:       cfg.Raft.ElectionTicks,
-		HeartbeatTicks:      cfg.Raft.HeartbeatTicks,
-		MaxSizePerMsg:       cfg.Raft.MaxSizePerMsg,
-		MaxInflightMsgs:     cfg.Raft.MaxInflightMsgs,
+		ElectionTicks:   cfg.Raft.ElectionTicks,
+		HeartbeatTicks:  cfg.Raft.HeartbeatTicks,
+		MaxSizePerMsg:   cfg.Raft.MaxSizePerMsg,
+		MaxInflightMsgs: cfg.Raft.MaxInflightMsgs,
+		// An eighth of a peer's send queue per follower: a few groups
+		// catching up at once leave room for the others' appends.
+		MaxInflightBytes:    max(uint64(cfg.Raft.PeerQueueBytes)/8, cfg.Raft.MaxSizePerMsg),
 		MaxUncommittedBytes: cfg.Raft.MaxUncommittedBytes,
 		// A partition snapshots every 8 MiB of batches, which bounds its
 		// in-memory log: older applied batches are read back from its

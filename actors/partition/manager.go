@@ -24,6 +24,7 @@ type RaftSettings struct {
 	HeartbeatTicks      int
 	MaxSizePerMsg       uint64
 	MaxInflightMsgs     int
+	MaxInflightBytes    uint64 // raftactor.Config.MaxInflightBytes
 	MaxUncommittedBytes uint64
 	SnapshotEntries     uint64
 	SnapshotBytes       uint64
@@ -57,6 +58,7 @@ func (rs RaftSettings) Config(p controller.Partition, name string, node uint64) 
 		HeartbeatTicks:            rs.HeartbeatTicks,
 		MaxSizePerMsg:             rs.MaxSizePerMsg,
 		MaxInflightMsgs:           rs.MaxInflightMsgs,
+		MaxInflightBytes:          rs.MaxInflightBytes,
 		MaxUncommittedBytes:       rs.MaxUncommittedBytes,
 		DisableProposalForwarding: true,
 		SnapshotEntries:           rs.SnapshotEntries,

@@ -66,3 +66,15 @@ func TestSetSegmentBytes(t *testing.T) {
 	}
 	m.check(t, l, 0)
 }
+
+// TestRaftSettingsConfig: the raft settings reach a replica's raft config,
+// the bound on a follower's in-flight bytes included.
+func TestRaftSettingsConfig(t *testing.T) {
+	rs := RaftSettings{ElectionTicks: 10, HeartbeatTicks: 2, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 256,
+		MaxInflightBytes: 8 << 20, MaxUncommittedBytes: 64 << 20}
+	cfg := rs.Config(controller.Partition{Group: 7, Replicas: []uint64{1, 2, 3}}, "t/0", 1)
+	if cfg.Group != 7 || cfg.MaxSizePerMsg != rs.MaxSizePerMsg || cfg.MaxInflightMsgs != rs.MaxInflightMsgs ||
+		cfg.MaxInflightBytes != rs.MaxInflightBytes || cfg.MaxUncommittedBytes != rs.MaxUncommittedBytes {
+		t.Fatalf("raft config %+v from settings %+v", cfg, rs)
+	}
+}
