@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -107,7 +108,9 @@ func (w *writer) run() {
 
 // dial connects to the peer and sends the hello.
 func (w *writer) dial(buf *[]byte) (net.Conn, error) {
-	d := net.Dialer{Timeout: w.opts.DialTimeout}
+	d := net.Dialer{Timeout: w.opts.DialTimeout, Control: func(_, _ string, c syscall.RawConn) error {
+		return setUserTimeout(c, w.opts.WriteTimeout)
+	}}
 	conn, err := d.DialContext(w.ctx, "tcp", w.addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", w.addr, err)
