@@ -78,7 +78,11 @@ type Machine struct {
 	groups  map[string]*group // the leader's live groups; nil elsewhere
 	seq     uint64
 	waiting map[uint64]*proposal
-	applied []*proposal // completed by Apply, answered by Applied
+	// committing counts the commits proposed and not yet answered, by
+	// group and partition: retention leaves those offsets alone, since a
+	// tombstone queued behind a commit would delete what it wrote.
+	committing map[string]map[TopicPartition]int
+	applied    []*proposal // completed by Apply, answered by Applied
 
 	view       atomic.Pointer[[]GroupInfo]
 	leadership atomic.Pointer[Leadership]
@@ -112,7 +116,7 @@ func NewMachine(o MachineOptions) *Machine {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	m := &Machine{o: o, store: store{}, waiting: map[uint64]*proposal{}}
+	m := &Machine{o: o, store: store{}, waiting: map[uint64]*proposal{}, committing: map[string]map[TopicPartition]int{}}
 	m.replicas, m.adding, m.removing = o.Replicas, o.Adding, o.Removing
 	m.members = partition.NewMembership(o.Group, o.Controller, o.Log)
 	m.view.Store(&[]GroupInfo{})

@@ -173,7 +173,9 @@ func (m *Machine) commit(ctx actor.Context, c *caller, call *Call, req *kmsg.Off
 			}
 		}
 	}
+	m.beginCommit(call.Group, codes)
 	finish := func(ctx actor.Context, err error) {
+		m.endCommit(call.Group, codes)
 		commitCodes(req, resp, func(topic string, p int32) int16 {
 			if code := codes[TopicPartition{topic, p}]; code != -1 {
 				return code
@@ -190,6 +192,37 @@ func (m *Machine) commit(ctx actor.Context, c *caller, call *Call, req *kmsg.Off
 		return
 	}
 	m.propose(ctx, &w, finish)
+}
+
+// beginCommit counts the partitions a commit writes (code -1) as pending
+// until endCommit.
+func (m *Machine) beginCommit(group string, codes map[TopicPartition]int16) {
+	pending := m.committing[group]
+	if pending == nil {
+		pending = map[TopicPartition]int{}
+		m.committing[group] = pending
+	}
+	for tp, code := range codes {
+		if code == -1 {
+			pending[tp]++
+		}
+	}
+}
+
+// endCommit ends what beginCommit counted.
+func (m *Machine) endCommit(group string, codes map[TopicPartition]int16) {
+	pending := m.committing[group]
+	for tp, code := range codes {
+		if code != -1 {
+			continue
+		}
+		if pending[tp]--; pending[tp] <= 0 {
+			delete(pending, tp)
+		}
+	}
+	if len(pending) == 0 {
+		delete(m.committing, group)
+	}
 }
 
 // fetchOffsets answers one group's share of an OffsetFetch.
@@ -498,6 +531,12 @@ func (m *Machine) expired(cutoff int64) *recordWriter {
 	for _, name := range slices.Sorted(maps.Keys(m.store)) {
 		s := m.store[name]
 		if g := m.groups[name]; g != nil && (g.state != stateEmpty || len(g.members) > 0) {
+			continue
+		}
+		// A group with commits in flight waits for the next round (Kafka
+		// skips their partitions), or a tombstone queued behind a commit
+		// would delete what it writes.
+		if len(m.committing[name]) > 0 {
 			continue
 		}
 		tps := slices.SortedFunc(maps.Keys(s.offsets), compareTP)

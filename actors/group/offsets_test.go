@@ -35,6 +35,9 @@ func TestExpiredOffsets(t *testing.T) {
 		"active": {meta: meta(cutoff-100, 1), offsets: map[TopicPartition]kmsg.OffsetCommitValue{tp0: committedAt(0)}},
 	}
 	m.groups = map[string]*group{"active": {name: "active", state: stateStable, members: map[string]*member{"m": {}}}}
+	// A commit in flight: its group waits for the next round.
+	m.store["committing"] = &stored{offsets: map[TopicPartition]kmsg.OffsetCommitValue{tp0: committedAt(0)}}
+	m.beginCommit("committing", map[TopicPartition]int16{tp1: -1})
 
 	w := m.expired(cutoff)
 	if err := m.store.applyRecords(w.b); err != nil {
@@ -52,7 +55,18 @@ func TestExpiredOffsets(t *testing.T) {
 	if g := m.store["active"]; g == nil || len(g.offsets) != 1 {
 		t.Error("an active group lost its offsets")
 	}
+	if g := m.store["committing"]; g == nil || len(g.offsets) != 1 {
+		t.Error("a group with a commit in flight lost its offsets")
+	}
 	if w := m.expired(cutoff); len(w.b) != 0 {
 		t.Errorf("a second pass found %d more bytes to expire", len(w.b))
+	}
+	// Once the commit is answered, the group's old offset goes.
+	m.endCommit("committing", map[TopicPartition]int16{tp1: -1})
+	if err := m.store.applyRecords(m.expired(cutoff).b); err != nil {
+		t.Fatal(err)
+	}
+	if g := m.store["committing"]; g != nil && len(g.offsets) != 0 {
+		t.Errorf("after the commit was answered: %+v, want its expired offset gone", g)
 	}
 }
