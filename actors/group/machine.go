@@ -220,7 +220,7 @@ func (m *Machine) Receive(h *raftactor.Handle, ctx actor.Context, msg any) {
 		m.replicas, m.adding, m.removing = c.Replicas, c.Adding, c.Removing
 	case *topicsDeleted:
 		if m.readiness(h) == 0 {
-			m.deleteTopicOffsets(ctx, func(topic string) bool { return slices.Contains(c.names, topic) })
+			m.deleteTopicOffsets(ctx, c.names)
 		}
 	case *List:
 		if code := m.readiness(h); code != 0 {
@@ -339,8 +339,6 @@ func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
 	}
 	if m.ticks%expireEveryTicks == 0 {
 		m.expireOffsets(ctx)
-		// What a leader change made this replica miss of topicsDeleted.
-		m.deleteTopicOffsets(ctx, func(topic string) bool { return m.o.Topics(topic) == 0 })
 	}
 	if m.ticks%partition.PreferredLeaderEveryTicks == 0 {
 		partition.PreferLeader(h, m.replicas, m.o.Log)

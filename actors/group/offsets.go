@@ -503,13 +503,15 @@ func (m *Machine) expireOffsets(ctx actor.Context) {
 }
 
 // deleteTopicOffsets writes tombstones for every group's committed offsets
-// of the topics gone says are gone, members or not (Kafka's
-// handleDeletedPartitions).
-func (m *Machine) deleteTopicOffsets(ctx actor.Context, gone func(topic string) bool) {
+// of the topics named, members or not (Kafka's
+// handleDeletedPartitions). Only the deletions the manager saw happen are
+// acted on: a topic merely missing from this broker's controller view may
+// be one the view has not caught up with, and its offsets are live.
+func (m *Machine) deleteTopicOffsets(ctx actor.Context, names []string) {
 	var w recordWriter
 	for _, name := range slices.Sorted(maps.Keys(m.store)) {
 		for _, tp := range slices.SortedFunc(maps.Keys(m.store[name].offsets), compareTP) {
-			if gone(tp.Topic) {
+			if slices.Contains(names, tp.Topic) {
 				w.offset(name, tp, nil)
 			}
 		}
