@@ -236,6 +236,12 @@ func TestGroupProtocol(t *testing.T) {
 	expectCode(t, "simple commit naming a member, empty group", commit(g, grp, "gone-member", -1, "events", 0, 8, ""), nil)
 	expectCode(t, "commit from a member that left", commit(g, grp, "gone-member", 2, "events", 0, 9, ""), kerr.UnknownMemberID)
 	expectCode(t, "commit naming only a generation", commit(g, grp, "", 2, "events", 0, 9, ""), kerr.UnknownMemberID)
+	// A generation of a group that does not exist (OffsetCommit v9):
+	// GROUP_ID_NOT_FOUND, and nothing is created.
+	expectCode(t, "commit to a group that does not exist", commit(g, "no-such-group", "m", 3, "events", 0, 1, ""), kerr.GroupIDNotFound)
+	if d := describe(g, "no-such-group"); d.State != "Dead" {
+		t.Fatalf("a refused commit created the group: %q", d.State)
+	}
 	expectCode(t, "delete offsets of an empty group", g.do(od).(*kmsg.OffsetDeleteResponse).Topics[0].Partitions[0].ErrorCode, nil)
 	if got := fetchOffset(g, grp, "events", 1); got != -1 {
 		t.Fatalf("offset after OffsetDelete: %d, want -1", got)

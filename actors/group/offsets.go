@@ -108,19 +108,16 @@ func commitCodes(req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse,
 }
 
 // commitCheck is Kafka's validation of a commit against the group
-// (handleCommitOffsets, validateOffsetCommit): a group with no members
-// takes "simple" commits (generation -1) from anyone; during a rebalance's
-// sync every commit waits; otherwise a commit that names a member or a
-// generation must come from a member in the current generation, and an
-// anonymous one is refused.
+// (ClassicGroup.validateOffsetCommit): a group with no members takes
+// "simple" commits (generation -1) from anyone; otherwise a commit that
+// names a member or a generation must come from a member in the current
+// generation, an anonymous one is refused, and a valid one waits while
+// the group completes a rebalance.
 func (g *group) commitCheck(req *kmsg.OffsetCommitRequest) (int16, *member) {
-	mb := g.members[req.MemberID]
-	switch {
-	case req.Generation < 0 && len(g.members) == 0:
+	if req.Generation < 0 && len(g.members) == 0 {
 		return 0, nil
-	case g.state == stateCompletingRebalance:
-		return kerr.RebalanceInProgress.Code, mb
-	case req.Generation < 0 && req.MemberID == "" && req.InstanceID == nil:
+	}
+	if req.Generation < 0 && req.MemberID == "" && req.InstanceID == nil {
 		return kerr.UnknownMemberID.Code, nil
 	}
 	if req.InstanceID != nil {
@@ -128,17 +125,32 @@ func (g *group) commitCheck(req *kmsg.OffsetCommitRequest) (int16, *member) {
 			return code, nil
 		}
 	}
+	mb := g.members[req.MemberID]
 	switch {
 	case mb == nil:
 		return kerr.UnknownMemberID.Code, nil
 	case req.Generation != g.generation:
 		return kerr.IllegalGeneration.Code, mb
+	case g.state == stateCompletingRebalance:
+		return kerr.RebalanceInProgress.Code, mb
 	}
 	return 0, mb
 }
 
 func (m *Machine) commit(ctx actor.Context, c *caller, call *Call, req *kmsg.OffsetCommitRequest) {
 	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+	if req.Generation >= 0 && m.groups[call.Group] == nil && m.store[call.Group] == nil {
+		// A commit from a generation of a group that does not exist:
+		// Kafka answers GROUP_ID_NOT_FOUND from v9, ILLEGAL_GENERATION
+		// before, and creates nothing.
+		code := kerr.IllegalGeneration.Code
+		if req.Version >= 9 {
+			code = kerr.GroupIDNotFound.Code
+		}
+		commitCodes(req, resp, func(string, int32) int16 { return code })
+		c.answer(ctx, resp)
+		return
+	}
 	g := m.live(call.Group, true)
 	code, mb := g.commitCheck(req)
 	if mb != nil {

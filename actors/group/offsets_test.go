@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -68,5 +69,53 @@ func TestExpiredOffsets(t *testing.T) {
 	}
 	if g := m.store["committing"]; g != nil && len(g.offsets) != 0 {
 		t.Errorf("after the commit was answered: %+v, want its expired offset gone", g)
+	}
+}
+
+// TestCommitCheck follows Kafka's ClassicGroup.validateOffsetCommit: simple
+// commits to a group without members, then membership, then the
+// generation, and REBALANCE_IN_PROGRESS only for a valid commit while the
+// group completes a rebalance.
+func TestCommitCheck(t *testing.T) {
+	inst := "i1"
+	completing := newGroup("completing")
+	completing.state, completing.generation = stateCompletingRebalance, 5
+	completing.members["m2"] = &member{id: "m2", instance: &inst}
+	completing.static[inst] = "m2"
+	stable := newGroup("stable")
+	stable.state, stable.generation = stateStable, 5
+	stable.members["m2"] = &member{id: "m2"}
+	empty := newGroup("empty")
+	empty.state, empty.generation = stateEmpty, 3
+	for _, tc := range []struct {
+		name     string
+		g        *group
+		member   string
+		gen      int32
+		instance *string
+		want     *kerr.Error
+	}{
+		{"simple commit, empty group", empty, "", -1, nil, nil},
+		{"simple commit naming a member, empty group", empty, "x", -1, nil, nil},
+		{"a generation, empty group", empty, "x", 3, nil, kerr.UnknownMemberID},
+		{"anonymous commit, live group", stable, "", -1, nil, kerr.UnknownMemberID},
+		{"member of the generation", stable, "m2", 5, nil, nil},
+		{"stale generation", stable, "m2", 4, nil, kerr.IllegalGeneration},
+		{"valid commit while completing a rebalance", completing, "m2", 5, &inst, kerr.RebalanceInProgress},
+		{"stale generation while completing a rebalance", completing, "m2", 4, nil, kerr.IllegalGeneration},
+		{"unknown member while completing a rebalance", completing, "zombie", 5, nil, kerr.UnknownMemberID},
+		{"fenced static instance while completing a rebalance", completing, "m1-old", 5, &inst, kerr.FencedInstanceID},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := kmsg.NewPtrOffsetCommitRequest()
+			req.MemberID, req.Generation, req.InstanceID = tc.member, tc.gen, tc.instance
+			want := int16(0)
+			if tc.want != nil {
+				want = tc.want.Code
+			}
+			if code, _ := tc.g.commitCheck(req); code != want {
+				t.Fatalf("commitCheck = %v, want %v", kerr.ErrorForCode(code), tc.want)
+			}
+		})
 	}
 }
