@@ -55,7 +55,12 @@ type MachineOptions struct {
 	// Now is the leader's clock, read only at propose time (commit
 	// timestamps), never at apply.
 	Now func() time.Time
-	Log zerolog.Logger
+	// MaxEntryBytes is the largest entry the raft transport carries
+	// (partition.RaftSettings.MaxEntryBytes; 0: no limit). A larger write
+	// is refused: proposed, it would never replicate, and every later
+	// write of the partition would wait behind it.
+	MaxEntryBytes int
+	Log           zerolog.Logger
 }
 
 // Machine is the state machine of one offsets-topic partition: on every
@@ -349,12 +354,38 @@ func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
 // propose writes the records in w; done runs once they are applied (err
 // nil) or when their outcome is unknown to this node.
 func (m *Machine) propose(ctx actor.Context, w *recordWriter, done func(ctx actor.Context, err error)) {
+	if m.o.MaxEntryBytes > 0 && seqBytes+len(w.b) > m.o.MaxEntryBytes {
+		done(ctx, fmt.Errorf("%w: %d bytes, the raft transport carries %d", errWriteTooLarge, seqBytes+len(w.b), m.o.MaxEntryBytes))
+		return
+	}
 	m.seq++
 	if err := m.h.ProposeRaw([][]byte{entry(m.seq, w)}); err != nil {
 		done(ctx, err)
 		return
 	}
 	m.waiting[m.seq] = &proposal{seq: m.seq, deadline: m.ticks + m.ticksOf(writeTimeout), done: done}
+}
+
+// errWriteTooLarge is a write larger than the raft transport carries.
+var errWriteTooLarge = errors.New("group write too large")
+
+// proposeAll proposes w's records in as many entries as the transport
+// needs: tombstones, which need not be written together. done gets the
+// first error, once every entry is answered.
+func (m *Machine) proposeAll(ctx actor.Context, w *recordWriter, done func(ctx actor.Context, err error)) {
+	parts := w.split(m.o.MaxEntryBytes - seqBytes)
+	left := len(parts)
+	var first error
+	for _, part := range parts {
+		m.propose(ctx, part, func(ctx actor.Context, err error) {
+			if first == nil {
+				first = err
+			}
+			if left--; left == 0 {
+				done(ctx, first)
+			}
+		})
+	}
 }
 
 // writeCode is the Kafka error for a failed write (Kafka maps a failed
@@ -366,6 +397,8 @@ func writeCode(err error) int16 {
 		return 0
 	case errors.Is(err, errNotCoordinator):
 		return kerr.NotCoordinator.Code
+	case errors.Is(err, errWriteTooLarge):
+		return kerr.UnknownServerError.Code // Kafka's answer; a retry would fail again
 	}
 	return kerr.CoordinatorNotAvailable.Code
 }

@@ -254,7 +254,8 @@ func (mg *manager) start(ctx actor.Context, p controller.Partition) (*Coordinato
 			}
 			return 0
 		},
-		Log: log,
+		MaxEntryBytes: mg.o.Raft.MaxEntryBytes,
+		Log:           log,
 	})
 	cfg := mg.o.Raft.Config(p, name, mg.o.NodeID)
 	// The state is every group of the partition: snapshot it every few

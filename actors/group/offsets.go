@@ -1,6 +1,7 @@
 package group
 
 import (
+	"errors"
 	"maps"
 	"slices"
 
@@ -192,6 +193,9 @@ func (m *Machine) commit(ctx actor.Context, c *caller, call *Call, req *kmsg.Off
 			if code := codes[TopicPartition{topic, p}]; code != -1 {
 				return code
 			}
+			if errors.Is(err, errWriteTooLarge) {
+				return kerr.InvalidCommitOffsetSize.Code // as Kafka maps a record too large
+			}
 			return writeCode(err)
 		})
 		c.answer(ctx, resp)
@@ -343,7 +347,7 @@ func (m *Machine) deleteOffsets(ctx actor.Context, c *caller, call *Call, req *k
 		c.answer(ctx, resp)
 		return
 	}
-	m.propose(ctx, &w, func(ctx actor.Context, err error) {
+	m.proposeAll(ctx, &w, func(ctx actor.Context, err error) {
 		if code := writeCode(err); code != 0 {
 			resp.ErrorCode = code
 		}
@@ -406,7 +410,7 @@ func (m *Machine) deleteGroup(ctx actor.Context, c *caller, name string) {
 		return
 	}
 	g.deleting = true
-	m.propose(ctx, &w, func(ctx actor.Context, err error) {
+	m.proposeAll(ctx, &w, func(ctx actor.Context, err error) {
 		g.deleting = false
 		if err == nil && m.groups[name] == g {
 			delete(m.groups, name)
@@ -507,7 +511,7 @@ func (m *Machine) expireOffsets(ctx actor.Context) {
 	if len(w.b) == 0 {
 		return
 	}
-	m.propose(ctx, w, func(ctx actor.Context, err error) {
+	m.proposeAll(ctx, w, func(ctx actor.Context, err error) {
 		if err != nil {
 			m.o.Log.Warn().Err(err).Msg("expire committed offsets")
 		}
@@ -531,7 +535,7 @@ func (m *Machine) deleteTopicOffsets(ctx actor.Context, names []string) {
 	if len(w.b) == 0 {
 		return
 	}
-	m.propose(ctx, &w, func(ctx actor.Context, err error) {
+	m.proposeAll(ctx, &w, func(ctx actor.Context, err error) {
 		if err != nil {
 			m.o.Log.Warn().Err(err).Msg("delete the committed offsets of deleted topics")
 		}

@@ -65,9 +65,13 @@ func (s store) drop(name string) {
 }
 
 // recordWriter appends records to an entry or snapshot.
-type recordWriter struct{ b []byte }
+type recordWriter struct {
+	b    []byte
+	ends []int // where each record ends in b
+}
 
 func (w *recordWriter) add(key, value []byte, tombstone bool) {
+	defer func() { w.ends = append(w.ends, len(w.b)) }()
 	w.b = binary.AppendUvarint(w.b, uint64(len(key)))
 	w.b = append(w.b, key...)
 	if tombstone {
@@ -99,6 +103,28 @@ func (w *recordWriter) group(group string, v *kmsg.GroupMetadataValue) {
 }
 
 // entry returns an entry's payload: seq, then the records written so far.
+// split cuts w into writers of at most max bytes each, at record
+// boundaries (a record larger than max gets a writer of its own); max <= 0
+// or a w within it: w alone.
+func (w *recordWriter) split(max int) []*recordWriter {
+	if max <= 0 || len(w.b) <= max {
+		return []*recordWriter{w}
+	}
+	var parts []*recordWriter
+	start := 0
+	for i, end := range w.ends {
+		next := len(w.b)
+		if i+1 < len(w.ends) {
+			next = w.ends[i+1]
+		}
+		if i+1 == len(w.ends) || next-start > max {
+			parts = append(parts, &recordWriter{b: w.b[start:end]})
+			start = end
+		}
+	}
+	return parts
+}
+
 func entry(seq uint64, w *recordWriter) []byte {
 	out := make([]byte, seqBytes, seqBytes+len(w.b))
 	binary.BigEndian.PutUint64(out, seq)

@@ -105,3 +105,37 @@ func TestRecordsRejectCorruption(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordWriterSplit: tombstones too many for one raft entry are cut at
+// record boundaries into parts within the bound (a record larger than the
+// bound alone in its part), which together are the whole.
+func TestRecordWriterSplit(t *testing.T) {
+	var w recordWriter
+	for p := range int32(100) {
+		w.offset("g", TopicPartition{"some-topic", p}, nil)
+	}
+	w.group("g", nil)
+	largest, prev := 0, 0
+	for _, end := range w.ends {
+		largest, prev = max(largest, end-prev), end
+	}
+	for _, limit := range []int{0, len(w.b), len(w.b) - 1, 200, 1} {
+		parts := w.split(limit)
+		var joined []byte
+		for _, part := range parts {
+			if limit > 0 && len(part.b) > max(limit, largest) {
+				t.Fatalf("limit %d: a part of %d bytes", limit, len(part.b))
+			}
+			if err := (store{}).applyRecords(part.b); err != nil {
+				t.Fatalf("limit %d: a part is not whole records: %v", limit, err)
+			}
+			joined = append(joined, part.b...)
+		}
+		if !bytes.Equal(joined, w.b) {
+			t.Fatalf("limit %d: the parts do not make up the whole", limit)
+		}
+		if whole := limit <= 0 || limit >= len(w.b); whole != (len(parts) == 1) {
+			t.Fatalf("limit %d of %d bytes: %d parts", limit, len(w.b), len(parts))
+		}
+	}
+}
