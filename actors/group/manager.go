@@ -205,8 +205,10 @@ func (mg *manager) reconcile(ctx actor.Context) {
 
 // deletedTopics returns the topics deleted (or deleted and created again)
 // since the last call, and remembers view's. The first call only
-// remembers: what was deleted while the broker was down is the offsets
-// partitions' own sweep's to find.
+// remembers: a deletion this broker did not see happen (it was down) is
+// not acted on here, and the topic's offsets stay until their group
+// expires them. A topic merely missing from a lagging view must never
+// be taken for deleted.
 func (mg *manager) deletedTopics(view *controller.State) []string {
 	ids := make(map[string]controller.TopicID, len(view.Topics))
 	for name, t := range view.Topics {
