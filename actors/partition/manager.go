@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -168,6 +169,8 @@ type manager struct {
 	// started: what the WAL recovered for them is gone, and a replica
 	// moved back here starts empty.
 	forgotten map[uint64]bool
+	// swept is set once sweepLeftovers has run.
+	swept bool
 }
 
 func (mg *manager) Receive(ctx actor.Context) {
@@ -210,6 +213,7 @@ func (mg *manager) reconcile(ctx actor.Context) {
 		return
 	}
 	mg.seen = view.Applied
+	mg.sweepLeftovers(ctx, view)
 	cur := mg.replicas.All()
 	next := make(map[TopicPartition]*Replica, len(cur))
 	want := map[uint64]bool{}
@@ -283,6 +287,63 @@ func (mg *manager) stillDeleting(group uint64) bool {
 		}
 	}
 	return false
+}
+
+// sweepLeftovers removes, once, what replicas deleted just before the
+// broker stopped left behind: a replica is deleted (its directory removed,
+// its WAL state forgotten) when its actor has stopped, and a broker that
+// stopped in between restarts with a controller state that no longer
+// assigns the replica, so nothing would ever start or delete it again. Its
+// directory would stay forever, and its records would hold back the WAL's
+// oldest file, which then grows without bound. It waits until the
+// controller state has applied the commit index the broker recovered, so
+// that every replica the broker was ever given is in it: a group missing
+// then was deleted or moved away (group ids are never reused). Offsets
+// partitions' groups count too; the controller's own never goes.
+func (mg *manager) sweepLeftovers(ctx actor.Context, view *controller.State) {
+	var commit uint64
+	if st := mg.o.Recovered[controller.ControllerGroup]; st != nil {
+		commit = max(st.HardState.GetCommit(), st.Snapshot.GetMetadata().GetIndex())
+	}
+	if mg.swept || view.Applied < commit {
+		return
+	}
+	mg.swept = true
+	hosted := map[uint64]bool{controller.ControllerGroup: true}
+	active := view.ActiveMoves()
+	for _, t := range view.Topics {
+		for _, p := range t.Partitions {
+			if hosts(p.InEffect(active).Replicas, mg.o.NodeID) {
+				hosted[p.Group] = true
+			}
+		}
+	}
+	for group := range mg.o.Recovered {
+		if hosted[group] || mg.forgotten[group] {
+			continue
+		}
+		mg.forgotten[group] = true
+		ctx.Send(mg.o.Storage, &storage.Forget{Group: group})
+		mg.o.Log.Info().Uint64("group", group).Msg("forgot the WAL state of a replica deleted before the broker restarted")
+	}
+	dir := filepath.Join(mg.o.DataDir, "partitions")
+	des, err := os.ReadDir(dir)
+	if err != nil && !os.IsNotExist(err) {
+		mg.o.Log.Error().Err(err).Str("dir", dir).Msg("list partition directories")
+	}
+	for _, de := range des {
+		name := de.Name()
+		i := strings.LastIndex(name, "-g")
+		group, err := strconv.ParseUint(name[i+2:], 10, 64)
+		if i < 0 || err != nil || hosted[group] {
+			continue // not a partition's directory, or one hosted here
+		}
+		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+			mg.o.Log.Error().Err(err).Str("dir", name).Msg("remove the directory of a replica deleted before the broker restarted")
+			continue
+		}
+		mg.o.Log.Info().Str("dir", name).Uint64("group", group).Msg("removed the directory of a replica deleted before the broker restarted")
+	}
 }
 
 func hosts(replicas []uint64, id uint64) bool {
