@@ -15,19 +15,28 @@ import (
 	"github.com/flotilla/flotilla/configs"
 )
 
+// smallFrameCluster starts three in-process brokers whose raft transport
+// carries frames of at most frame bytes (append messages a quarter of
+// that), and returns them ready with a context for the test's requests.
+func smallFrameCluster(t *testing.T, frame int) (*testCluster, context.Context) {
+	t.Helper()
+	c := newTestCluster(t, 3, func(cfg *configs.Config) {
+		cfg.Raft.MaxFrameBytes = frame
+		cfg.Raft.MaxSizePerMsg = uint64(frame / 4)
+	})
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return c, ctx
+}
+
 // TestBatchAboveFrameLimitIsRefused: a topic whose max.message.bytes is
 // above what the raft transport carries (raft.max_frame_bytes) gets a
 // larger batch refused with MESSAGE_TOO_LARGE. Proposed, it would never
 // reach the followers (each append is dropped as too large), and the
 // partition would take no write after it.
 func TestBatchAboveFrameLimitIsRefused(t *testing.T) {
-	c := newTestCluster(t, 3, func(cfg *configs.Config) {
-		cfg.Raft.MaxFrameBytes = 2 << 20
-		cfg.Raft.MaxSizePerMsg = 512 << 10
-	})
-	c.waitReady()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	c, ctx := smallFrameCluster(t, 2<<20)
 	limit := "8388608"
 	c.createTopic(ctx, c.client(), "big", 1, 3, map[string]*string{"max.message.bytes": &limit})
 	cl := c.client(kgo.DefaultProduceTopic("big"), kgo.ProducerLinger(0), kgo.ProducerBatchMaxBytes(16<<20),
@@ -48,13 +57,7 @@ func TestBatchAboveFrameLimitIsRefused(t *testing.T) {
 // commits. Proposed, it would never replicate and every later write of the
 // partition would wait behind it.
 func TestOffsetCommitAboveFrameLimitIsRefused(t *testing.T) {
-	c := newTestCluster(t, 3, func(cfg *configs.Config) {
-		cfg.Raft.MaxFrameBytes = 256 << 10
-		cfg.Raft.MaxSizePerMsg = 64 << 10
-	})
-	c.waitReady()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	c, ctx := smallFrameCluster(t, 256<<10)
 	cl := c.client()
 	c.createTopic(ctx, cl, "events", 1, 3, nil)
 	commit := func(n int) []kmsg.OffsetCommitResponseTopicPartition {
