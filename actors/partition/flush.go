@@ -111,17 +111,21 @@ func (l *Log) withDirtyDir(files []*os.File) (_ []*os.File, closeDir func(), err
 }
 
 // syncDir fsyncs the Log's directory.
-func (l *Log) syncDir() error {
-	d, err := os.Open(l.opts.Dir)
+func (l *Log) syncDir() error { return fsyncPath(l.fsync, l.opts.Dir) }
+
+// fsyncPath opens the file or directory at path and syncs it with fsync
+// (the Log's, or Open's: tests watch what either makes durable).
+func fsyncPath(fsync func(*os.File) error, path string) error {
+	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("open directory %s: %w", l.opts.Dir, err)
+		return fmt.Errorf("open %s to sync: %w", path, err)
 	}
-	err = l.fsync(d)
-	if cerr := d.Close(); err == nil {
+	err = fsync(f)
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("fsync directory %s: %w", l.opts.Dir, err)
+		return fmt.Errorf("fsync %s: %w", path, err)
 	}
 	return nil
 }

@@ -288,7 +288,7 @@ func (r *recovery) fresh(start int64) (*Log, error) {
 
 func (r *recovery) finish() (*Log, error) {
 	if r.changed {
-		if err := r.syncPath(r.opts.Dir); err != nil {
+		if err := fsyncPath(r.opts.fsync, r.opts.Dir); err != nil {
 			return nil, err
 		}
 	}
@@ -653,7 +653,7 @@ func (r *recovery) scan(seg *segment, size int64, raw []byte, last bool, later i
 	} else if want > 0 {
 		// Kept as it is, it may be only in the page cache too, and the
 		// WAL's references that could rebuild it go at the next checkpoint.
-		if err := r.syncPath(seg.path(raftIndexSuffix)); err != nil {
+		if err := fsyncPath(r.opts.fsync, seg.path(raftIndexSuffix)); err != nil {
 			return false, err
 		}
 	}
@@ -694,22 +694,6 @@ func (r *recovery) writeSynced(path string, b []byte) error {
 		return fmt.Errorf("rewrite %s: %w", filepath.Base(path), err)
 	}
 	r.changed = true
-	return nil
-}
-
-// syncPath fsyncs the file or directory at path.
-func (r *recovery) syncPath(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("open %s to sync: %w", filepath.Base(path), err)
-	}
-	err = r.opts.fsync(f)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("fsync %s: %w", filepath.Base(path), err)
-	}
 	return nil
 }
 
