@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -838,12 +839,21 @@ func (r *recovery) firstRaftIndex(base int64) (uint64, error) {
 	if !ok {
 		return 0, nil
 	}
-	hdr, _, err := readFileIfExists(filepath.Join(r.opts.Dir, segmentFileName(base, logSuffix)))
-	if err != nil {
-		return 0, err
-	}
-	if len(hdr) < BatchHeaderSize {
+	// Only the first batch's header: the segment may be a gigabyte.
+	f, err := os.Open(filepath.Join(r.opts.Dir, segmentFileName(base, logSuffix)))
+	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("open segment %s: %w", segmentFileName(base, logSuffix), err)
+	}
+	defer f.Close()
+	hdr := make([]byte, BatchHeaderSize)
+	switch _, err := io.ReadFull(f, hdr); {
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return 0, nil // no whole batch header: nothing to match
+	case err != nil:
+		return 0, fmt.Errorf("read segment %s: %w", segmentFileName(base, logSuffix), err)
 	}
 	if h := decodeHeader(hdr); refOf(h) != k.ref || int64(k.term) != int64(h.PartitionLeaderEpoch) {
 		return 0, nil // the reference names another batch
