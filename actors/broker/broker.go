@@ -298,7 +298,8 @@ func Start(o Options) (_ *Broker, err error) {
 		CatchUpEntries:  16,
 		CatchUpBytes:    1 << 20,
 		ReplicaLagTicks: cfg.ReplicaLagTicks(),
-		// The raft actor puts an 8-byte proposal key before each batch.
+		// A partition's entry is its batch, or the batch behind a type
+		// byte (batchEntry); 8 bytes leave room for that.
 		MaxEntryBytes: netactor.MaxEntryBytes(cfg.Raft.MaxFrameBytes) - 8,
 	}
 	if o.TunePartitions != nil {

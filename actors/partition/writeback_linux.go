@@ -14,9 +14,8 @@ const pageSize = 4096
 // written back too. Left to the fsync, that page costs the group commit a
 // write round trip of its own (0.7-0.8 ms of a 3 ms segment sync on three
 // brokers, in one pair of runs); written now, it is written again with the
-// next batch, which
-// for a batch this large adds at most a sixteenth to the bytes written,
-// but for 1 KB batches doubles them.
+// next batch, which for a batch this large adds at most a sixteenth to the
+// bytes written, but for 1 KB batches doubles them.
 const wholeTailBytes = 64 << 10
 
 // startWriteback asks the kernel to start writing back [off, off+n) of f,
