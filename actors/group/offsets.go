@@ -140,10 +140,12 @@ func (g *group) commitCheck(req *kmsg.OffsetCommitRequest) (int16, *member) {
 
 func (m *Machine) commit(ctx actor.Context, c *caller, call *Call, req *kmsg.OffsetCommitRequest) {
 	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
-	if req.Generation >= 0 && m.groups[call.Group] == nil && m.store[call.Group] == nil {
+	// Only a simple commit (generation -1) creates its group.
+	g := m.live(call.Group, req.Generation < 0)
+	if g == nil {
 		// A commit from a generation of a group that does not exist:
 		// Kafka answers GROUP_ID_NOT_FOUND from v9, ILLEGAL_GENERATION
-		// before, and creates nothing.
+		// before.
 		code := kerr.IllegalGeneration.Code
 		if req.Version >= 9 {
 			code = kerr.GroupIDNotFound.Code
@@ -152,7 +154,6 @@ func (m *Machine) commit(ctx actor.Context, c *caller, call *Call, req *kmsg.Off
 		c.answer(ctx, resp)
 		return
 	}
-	g := m.live(call.Group, true)
 	code, mb := g.commitCheck(req)
 	if mb != nil {
 		mb.deadline = m.ticks + m.msTicks(mb.sessionTimeoutMs)
