@@ -404,10 +404,17 @@ func (l *Log) setSealed(sealed []segView) {
 	}
 }
 
-// fail records the first failure that leaves the files in an unknown state.
+// fail records the first failure that leaves the files in an unknown state,
+// and shows readers a view of the current generation that they cannot read
+// (ErrClosed): a truncation or deletion that failed half way has moved the
+// generation on, and a reader waits in readView for a view of it. The
+// group halts; its data is not served again until the broker restarts and
+// Open has recovered the files.
 func (l *Log) fail(err error) error {
 	err = fmt.Errorf("%w: %w", ErrLogFailed, err)
 	l.failure.CompareAndSwap(nil, &err)
+	v := l.view.Load()
+	l.view.Store(&view{gen: l.gen.Load(), closed: true, start: v.start, end: v.end, written: v.written})
 	return *l.failure.Load()
 }
 

@@ -648,3 +648,39 @@ func TestRepairRaftIndexKeepsWholeEntries(t *testing.T) {
 		t.Fatalf("last Raft index %d, want %d", l.lastRaft, m.raft)
 	}
 }
+
+// TestReadAfterFailedRewrite: a truncation or reset that fails half way
+// leaves readers an answer, not a view they wait on forever: it moved the
+// generation on, and no view of that generation used to follow.
+func TestReadAfterFailedRewrite(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		rewrite func(l *Log, m *model) error
+	}{
+		{"reset", func(l *Log, _ *model) error { return l.Reset(l.LogEnd()) }},
+		{"truncate", func(l *Log, m *model) error { return l.TruncateTo(m.batches[len(m.batches)/2].h.BaseOffset) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := mustOpen(t, testOptions(t, t.TempDir()))
+			var m model
+			m.fill(t, l, rand.New(rand.NewPCG(21, 22)), 150) // no Flush: rolled segments wait for their fsync
+			l.fsync = func(*os.File) error { return errors.New("injected EIO") }
+			if err := tc.rewrite(l, &m); !errors.Is(err, ErrLogFailed) {
+				t.Fatalf("%s with failing fsyncs: %v, want ErrLogFailed", tc.name, err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := l.Read(l.LogStart(), 1<<20)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Error("a read of a log whose rewrite failed half way succeeded")
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("a read after the failed rewrite has not returned in 10 s")
+			}
+		})
+	}
+}
