@@ -208,8 +208,11 @@ func (c *serviceConn) stopTickingIfIdle(ctx actor.Context) {
 }
 
 // Close implements ConnCloser: a connection that closes with requests
-// waiting leaves the ticker.
+// waiting leaves the ticker, and its long polls' timers stop.
 func (c *serviceConn) Close() {
+	for _, call := range c.fetches {
+		call.timer.Stop()
+	}
 	if c.ticking {
 		c.ticking = false
 		c.s.Ticker.Unsubscribe(c.self)

@@ -12,100 +12,143 @@ import (
 	"github.com/flotilla/flotilla/actors/partition"
 )
 
-// fetchCall is a Fetch long poll: it found less than MinBytes and waits for
-// a partition to wake it, or for its deadline.
+// fetchCall is a Fetch long poll: it found less than MinBytes and no error,
+// and waits for a partition to wake it, or for its deadline.
 type fetchCall struct {
 	r        *Request
 	req      *kmsg.FetchRequest
 	deadline time.Time
-	pending  int // watchers registered and not yet fired
+	// timer answers the call at its deadline even if no partition does:
+	// one may have stopped before it got the WatchFetch.
+	timer   *time.Timer
+	pending int // watchers registered and not yet fired
+}
+
+// fetchDeadline is what a fetchCall's timer sends the connection.
+type fetchDeadline struct{ ref uint64 }
+
+// fetchRead is one reading of a Fetch's partitions.
+type fetchRead struct {
+	resp  *kmsg.FetchResponse
+	bytes int // record bytes in resp
+	// failed is set when a partition answered an error: the Fetch is then
+	// answered at once, as Kafka's ReplicaManager.fetchMessages does, so
+	// that the client acts on it (looks up the leader, resets its offset)
+	// rather than waiting out MaxWait.
+	failed bool
+	// release gives the buffers the record sets were read into back to the
+	// Service's pool, once nothing reads resp any more. Idempotent.
+	release func()
+}
+
+// complete reports whether rd answers req now rather than after a wait.
+func (rd *fetchRead) complete(req *kmsg.FetchRequest) bool {
+	return rd.failed || rd.bytes >= int(req.MinBytes) || req.MaxWaitMillis <= 0
 }
 
 // fetch reads every partition from the local leader replicas' published
-// views, without messaging them; if that is less than MinBytes it asks the
-// partitions it read nothing from to wake it (WatchFetch) and reads again
-// then. Fetch sessions are declined (session id 0), which every client
-// accepts.
+// views, without messaging them. If that finds less than MinBytes and no
+// error, it asks each partition to wake it when its high watermark passes
+// what this reading saw (WatchFetch), and reads again then. Fetch sessions
+// are declined (session id 0), which every client accepts.
 func (c *serviceConn) fetch(ctx actor.Context, r *Request, req *kmsg.FetchRequest) {
 	c.s.resolveTopicIDs(req)
-	resp, n, release := c.s.readFetch(req)
-	if n >= int(req.MinBytes) || req.MaxWaitMillis <= 0 {
-		ctx.Send(r.ReplyTo, fetchReply(r, resp, release))
+	rd := c.s.readFetch(req)
+	if rd.complete(req) {
+		ctx.Send(r.ReplyTo, fetchReply(r, rd))
 		return
 	}
 	call := &fetchCall{r: r, req: req, deadline: time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)}
-	if !c.watch(ctx, call) {
-		ctx.Send(r.ReplyTo, fetchReply(r, resp, release))
-		return
-	}
-	release() // read again when a partition wakes the call
-}
-
-// fetchReply answers r with resp, whose record sets go back to the pool
-// they were read into once the connection has encoded it.
-func fetchReply(r *Request, resp *kmsg.FetchResponse, release func()) *Response {
-	out := r.Reply(resp)
-	out.Release = release
-	return out
-}
-
-// watch registers the call with every partition it fetches that has a local
-// leader; false if there is none to wait on.
-func (c *serviceConn) watch(ctx actor.Context, call *fetchCall) bool {
-	left := time.Until(call.deadline)
-	if left <= 0 {
-		return false
-	}
-	timeout := c.s.ticks(int32(left / time.Millisecond))
 	ref := c.ref()
-	for _, t := range call.req.Topics {
-		for _, p := range t.Partitions {
-			replica := c.s.Replicas.Get(partition.TopicPartition{Topic: t.Topic, Partition: p.Partition})
-			if replica == nil || !replica.Machine.View().Leader {
-				continue
-			}
-			ctx.Send(replica.PID, &partition.WatchFetch{Ref: ref, Offset: p.FetchOffset, TimeoutTicks: timeout, ReplyTo: ctx.Self()})
-			call.pending++
+	for ti := range req.Topics {
+		for pi := range req.Topics[ti].Partitions {
+			c.watch(ctx, call, ref, ti, pi, rd.resp)
 		}
 	}
 	if call.pending == 0 {
-		return false
+		ctx.Send(r.ReplyTo, fetchReply(r, rd))
+		return
 	}
 	c.fetches[ref] = call
-	return true
+	sys, self := ctx.ActorSystem(), ctx.Self()
+	call.timer = time.AfterFunc(time.Until(call.deadline), func() { sys.Root.Send(self, &fetchDeadline{ref: ref}) })
+	rd.release() // read again when a partition wakes the call
 }
 
+// fetchReply answers r with rd's response, whose record sets go back to
+// the pool once the connection has encoded it.
+func fetchReply(r *Request, rd fetchRead) *Response {
+	out := r.Reply(rd.resp)
+	out.Release = rd.release
+	return out
+}
+
+// watch asks the local leader of the call's partition (ti, pi) to wake the
+// call once its high watermark passes both the fetch offset and the high
+// watermark resp saw: new data, not the data already counted. It counts the
+// watcher in call.pending; a partition without a local leader is not
+// watched (its reading answered an error).
+func (c *serviceConn) watch(ctx actor.Context, call *fetchCall, ref uint64, ti, pi int, resp *kmsg.FetchResponse) {
+	left := time.Until(call.deadline)
+	if left <= 0 {
+		return
+	}
+	t, p := &call.req.Topics[ti], &call.req.Topics[ti].Partitions[pi]
+	replica := c.s.Replicas.Get(partition.TopicPartition{Topic: t.Topic, Partition: p.Partition})
+	if replica == nil || !replica.Machine.View().Leader {
+		return
+	}
+	offset := max(p.FetchOffset, resp.Topics[ti].Partitions[pi].HighWatermark)
+	ctx.Send(replica.PID, &partition.WatchFetch{Ref: ref, Index: [2]int{ti, pi}, Offset: offset,
+		TimeoutTicks: c.s.ticks(int32(left / time.Millisecond)), ReplyTo: ctx.Self()})
+	call.pending++
+}
+
+// fetchReady reads a waiting call again when one of its partitions woke
+// it, and answers it if that is enough; otherwise it watches that
+// partition again, past what it has now.
 func (c *serviceConn) fetchReady(ctx actor.Context, m *partition.FetchReady) {
 	call, ok := c.fetches[m.Ref]
 	if !ok {
 		return
 	}
 	call.pending--
-	resp, n, release := c.s.readFetch(call.req)
-	if n >= int(call.req.MinBytes) || !time.Now().Before(call.deadline) {
-		delete(c.fetches, m.Ref)
-		ctx.Send(call.r.ReplyTo, fetchReply(call.r, resp, release))
+	rd := c.s.readFetch(call.req)
+	if rd.complete(call.req) || !time.Now().Before(call.deadline) {
+		c.answerFetch(ctx, m.Ref, call, rd)
 		return
 	}
-	if call.pending > 0 {
-		release()
-		return // other partitions will still wake it, by the deadline at the latest
+	if ti, pi := m.Index[0], m.Index[1]; ti >= 0 && ti < len(call.req.Topics) && pi >= 0 && pi < len(call.req.Topics[ti].Partitions) {
+		c.watch(ctx, call, m.Ref, ti, pi, rd.resp)
 	}
-	delete(c.fetches, m.Ref)
-	if !c.watch(ctx, call) {
-		ctx.Send(call.r.ReplyTo, fetchReply(call.r, resp, release))
+	if call.pending == 0 {
+		c.answerFetch(ctx, m.Ref, call, rd)
 		return
 	}
-	release()
+	rd.release()
 }
 
-// readFetch builds a Fetch response from the partitions' views and returns
-// it with the number of record bytes in it, and the function that gives
-// the buffers its record sets were read into back to the Service's pool,
-// to be called once nothing reads the response any more. Whole batches
-// only; the first batch returned is returned even when it is larger than
-// the limits (KIP-74), so a consumer always makes progress.
-func (s *Service) readFetch(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, func()) {
+// fetchExpired answers a call whose deadline has come.
+func (c *serviceConn) fetchExpired(ctx actor.Context, m *fetchDeadline) {
+	call, ok := c.fetches[m.ref]
+	if !ok {
+		return
+	}
+	c.answerFetch(ctx, m.ref, call, c.s.readFetch(call.req))
+}
+
+// answerFetch answers a waiting call with rd. Its partitions' watchers
+// that fire later find no call and are dropped.
+func (c *serviceConn) answerFetch(ctx actor.Context, ref uint64, call *fetchCall, rd fetchRead) {
+	delete(c.fetches, ref)
+	call.timer.Stop()
+	ctx.Send(call.r.ReplyTo, fetchReply(call.r, rd))
+}
+
+// readFetch builds a Fetch response from the partitions' views. Whole
+// batches only; the first batch returned is returned even when it is
+// larger than the limits (KIP-74), so a consumer always makes progress.
+func (s *Service) readFetch(req *kmsg.FetchRequest) fetchRead {
 	pool := s.recordSetPool()
 	var bufs [][]byte
 	alloc := func(n int) []byte {
@@ -118,7 +161,7 @@ func (s *Service) readFetch(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, f
 	if budget <= 0 || req.Version < 3 {
 		budget = int(^uint(0) >> 1)
 	}
-	total := 0
+	total, failed := 0, false
 	names := make([]string, 0, len(req.Topics))
 	for _, t := range req.Topics {
 		rt := kmsg.NewFetchResponseTopic()
@@ -137,7 +180,7 @@ func (s *Service) readFetch(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, f
 				errCode = kerr.UnknownTopicID.Code // no topic has that id
 			}
 			if errCode != 0 {
-				rp.ErrorCode = errCode
+				rp.ErrorCode, failed = errCode, true
 				rt.Partitions = append(rt.Partitions, rp)
 				continue
 			}
@@ -166,6 +209,7 @@ func (s *Service) readFetch(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, f
 					total += len(data)
 				}
 			}
+			failed = failed || rp.ErrorCode != 0
 			rt.Partitions = append(rt.Partitions, rp)
 		}
 		resp.Topics = append(resp.Topics, rt)
@@ -178,7 +222,7 @@ func (s *Service) readFetch(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, f
 		}
 		bufs = nil
 	}
-	return resp, total, release
+	return fetchRead{resp: resp, bytes: total, failed: failed, release: release}
 }
 
 // resolveTopicIDs fills in the names of the topics a Fetch v13+ names by

@@ -204,6 +204,8 @@ func (c *serviceConn) Receive(ctx actor.Context, msg any) {
 		c.produceDone(ctx, m)
 	case *partition.FetchReady:
 		c.fetchReady(ctx, m)
+	case *fetchDeadline:
+		c.fetchExpired(ctx, m)
 	case *controller.CreateTopicsDone:
 		c.createTopicsDone(ctx, m)
 	case *controller.DeleteTopicsDone:

@@ -239,6 +239,7 @@ type waiter struct {
 
 type watcher struct {
 	ref      uint64
+	index    [2]int
 	offset   int64
 	deadline uint64
 	replyTo  *actor.PID
@@ -672,10 +673,10 @@ func (m *Machine) Receive(h *raftactor.Handle, ctx actor.Context, msg any) {
 		m.setSettings(h, r.Settings)
 	case *WatchFetch:
 		if !m.ready || m.log.LogEnd() > r.Offset {
-			ctx.Send(r.ReplyTo, &FetchReady{Ref: r.Ref})
+			ctx.Send(r.ReplyTo, &FetchReady{Ref: r.Ref, Index: r.Index})
 			return
 		}
-		m.watchers = append(m.watchers, &watcher{ref: r.Ref, offset: r.Offset, deadline: m.ticks + r.TimeoutTicks, replyTo: r.ReplyTo})
+		m.watchers = append(m.watchers, &watcher{ref: r.Ref, index: r.Index, offset: r.Offset, deadline: m.ticks + r.TimeoutTicks, replyTo: r.ReplyTo})
 	}
 }
 
@@ -1061,7 +1062,7 @@ func (m *Machine) wake(ctx actor.Context, all bool) {
 	kept := m.watchers[:0]
 	for _, w := range m.watchers {
 		if all || end > w.offset || m.ticks >= w.deadline {
-			ctx.Send(w.replyTo, &FetchReady{Ref: w.ref})
+			ctx.Send(w.replyTo, &FetchReady{Ref: w.ref, Index: w.index})
 		} else {
 			kept = append(kept, w)
 		}

@@ -36,7 +36,10 @@ type ProduceDone struct {
 // the long poll of a Fetch that found too little data. Fetches read the
 // log themselves (View); this only wakes them.
 type WatchFetch struct {
-	Ref          uint64
+	Ref uint64
+	// Index is the caller's own tag for the partition, echoed in FetchReady
+	// so that a call watching several partitions knows which one woke it.
+	Index        [2]int
 	Offset       int64
 	TimeoutTicks uint64
 	ReplyTo      *actor.PID
@@ -44,7 +47,8 @@ type WatchFetch struct {
 
 // FetchReady answers WatchFetch.
 type FetchReady struct {
-	Ref uint64
+	Ref   uint64
+	Index [2]int // WatchFetch's
 }
 
 // SetAssignment gives a running replica (a partition's or an
