@@ -51,6 +51,14 @@ type Conn struct {
 	writes chan []byte // to the writer; sent to only when it is idle
 	queue  orderQueue
 
+	// fetching is set from the time a Fetch goes to the handler until its
+	// answer is handed to the writer; the Fetches read meanwhile wait in
+	// heldFetches. A client pipelining Fetches without reading the answers
+	// then makes the connection hold one answer at a time, not one per
+	// Fetch (Kafka serves one request of a connection at a time).
+	fetching    bool
+	heldFetches []*Request
+
 	writing      bool
 	writingBytes int64  // request bytes released when the batch in the writer is written
 	spare        []byte // the writer's last buffer, reused for the next batch
@@ -137,8 +145,29 @@ func (c *Conn) request(ctx actor.Context, msg *requestRead) {
 		if d.clientID != nil {
 			clientID = *d.clientID
 		}
-		c.h.Serve(ctx, &Request{Seq: seq, Msg: m, ClientID: clientID, ClientHost: c.host, ReplyTo: c.self, body: d.body, bodies: d.bodies})
+		r := &Request{Seq: seq, Msg: m, ClientID: clientID, ClientHost: c.host, ReplyTo: c.self, body: d.body, bodies: d.bodies}
+		if _, ok := m.(*kmsg.FetchRequest); ok {
+			if c.fetching {
+				c.heldFetches = append(c.heldFetches, r)
+				return
+			}
+			c.fetching = true
+		}
+		c.h.Serve(ctx, r)
 	}
+}
+
+// nextFetch serves the oldest held Fetch once the last one's answer has
+// gone to the writer.
+func (c *Conn) nextFetch(ctx actor.Context) {
+	if c.fetching || len(c.heldFetches) == 0 || c.closing {
+		return
+	}
+	r := c.heldFetches[0]
+	c.heldFetches[0] = nil
+	c.heldFetches = c.heldFetches[1:]
+	c.fetching = true
+	c.h.Serve(ctx, r)
 }
 
 // respond takes the handler's answer to one request.
@@ -191,6 +220,9 @@ func (c *Conn) flush(ctx actor.Context) {
 		if !ok {
 			break
 		}
+		if p.key == kmsg.Fetch.Int16() {
+			c.fetching = false
+		}
 		if p.resp == nil {
 			c.gate.release(p.bytes)
 		} else {
@@ -216,11 +248,14 @@ func (c *Conn) flush(ctx actor.Context) {
 		c.spare = buf
 		if c.closing {
 			ctx.Stop(c.self)
+			return
 		}
+		c.nextFetch(ctx)
 		return
 	}
 	c.writing, c.writingBytes = true, hold
 	c.writes <- buf
+	c.nextFetch(ctx)
 }
 
 // growWrite makes room for need bytes in buf when they do not fit and are

@@ -145,6 +145,11 @@ func (c *serviceConn) answerFetch(ctx actor.Context, ref uint64, call *fetchCall
 	ctx.Send(call.r.ReplyTo, fetchReply(call.r, rd))
 }
 
+// maxFetchBytes bounds the record bytes of one Fetch response whatever the
+// client asks for: Kafka's broker config fetch.max.bytes at its default.
+// The response is held in memory until it is written.
+const maxFetchBytes = 55 << 20
+
 // readFetch builds a Fetch response from the partitions' views. Whole
 // batches only; the first batch returned is returned even when it is
 // larger than the limits (KIP-74), so a consumer always makes progress.
@@ -157,9 +162,9 @@ func (s *Service) readFetch(req *kmsg.FetchRequest) fetchRead {
 		return b
 	}
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
-	budget := int(req.MaxBytes)
-	if budget <= 0 || req.Version < 3 {
-		budget = int(^uint(0) >> 1)
+	budget := maxFetchBytes
+	if req.Version >= 3 && req.MaxBytes > 0 {
+		budget = min(budget, int(req.MaxBytes))
 	}
 	total, failed := 0, false
 	names := make([]string, 0, len(req.Topics))
