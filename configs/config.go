@@ -66,6 +66,14 @@ type KafkaConfig struct {
 	// that has not caught up with its leader for longer leaves the ISR.
 	ReplicaLagTimeMaxMs int `yaml:"replica_lag_time_max_ms"`
 
+	// ProducerIDExpirationMs is Kafka's producer.id.expiration.ms: a
+	// partition forgets an idempotent producer this long after the
+	// timestamp of its last batch, so that the producer state, which every
+	// checkpoint carries, does not grow with every producer id ever seen.
+	// A producer that writes again after that is accepted at any sequence
+	// number, as a new one.
+	ProducerIDExpirationMs int64 `yaml:"producer_id_expiration_ms"`
+
 	// OffsetsTopicPartitions is the partition count of the offsets topic
 	// (Kafka's offsets.topic.num.partitions), fixed when the topic is
 	// created on the first FindCoordinator: a group's coordinator is the
@@ -210,8 +218,9 @@ func Default() Config {
 		DataDir:   "./data",
 		Bootstrap: true,
 		Kafka: KafkaConfig{
-			Listen:              "127.0.0.1:9092",
-			ReplicaLagTimeMaxMs: 10000,
+			Listen:                 "127.0.0.1:9092",
+			ReplicaLagTimeMaxMs:    10000,
+			ProducerIDExpirationMs: 24 * 60 * 60 * 1000,
 			// Kafka's defaults, but 16 offsets partitions rather than 50:
 			// every partition is a raft group with its own heartbeats.
 			OffsetsTopicPartitions:       16,
@@ -250,6 +259,23 @@ func Default() Config {
 // ReplicaLagTicks is kafka.replica_lag_time_max_ms in raft ticks.
 func (c *Config) ReplicaLagTicks() uint64 {
 	return uint64(max(1, (c.Kafka.ReplicaLagTimeMaxMs+c.Raft.TickMs-1)/c.Raft.TickMs))
+}
+
+// maxProducerExpiryCheckMs bounds how long a partition leader waits between
+// two looks for expired producers: Kafka's
+// producer.id.expiration.check.interval.ms. Each look that finds some adds
+// an entry to the partition's side log, kept until retention passes it,
+// so looks are not made more often than that.
+const maxProducerExpiryCheckMs = 10 * 60 * 1000
+
+// ProducerExpiryTicks is how often, in raft ticks, a partition leader looks
+// for producers idle longer than kafka.producer_id_expiration_ms: every
+// expiration, but at least every 10 minutes, so that a producer is
+// forgotten at most twice its expiration after its last batch.
+func (c *Config) ProducerExpiryTicks() uint64 {
+	ms := min(c.Kafka.ProducerIDExpirationMs, maxProducerExpiryCheckMs)
+	tick := int64(max(c.Raft.TickMs, 1))
+	return uint64(max(1, (ms+tick-1)/tick))
 }
 
 // TickInterval returns the duration of one raft tick.

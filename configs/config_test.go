@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -126,6 +127,10 @@ func TestValidate(t *testing.T) {
 		{"tick_ms zero", func(c *Config) { c.Raft.TickMs = 0 }, []string{"raft.tick_ms: must be > 0"}},
 		{"replica lag below a tick", func(c *Config) { c.Kafka.ReplicaLagTimeMaxMs = 10 },
 			[]string{"kafka.replica_lag_time_max_ms: must be at least one raft tick"}},
+		{"producer expiration zero", func(c *Config) { c.Kafka.ProducerIDExpirationMs = 0 },
+			[]string{"kafka.producer_id_expiration_ms: must be > 0, got 0"}},
+		{"producer expiration negative", func(c *Config) { c.Kafka.ProducerIDExpirationMs = -1 },
+			[]string{"kafka.producer_id_expiration_ms: must be > 0, got -1"}},
 		{"no offsets partitions", func(c *Config) { c.Kafka.OffsetsTopicPartitions = 0 }, []string{"kafka.offsets_topic_partitions: must be between 1 and 1000"}},
 		{"session bounds inverted", func(c *Config) { c.Kafka.GroupMaxSessionTimeoutMs = 10 },
 			[]string{"kafka.group_max_session_timeout_ms: must be at least kafka.group_min_session_timeout_ms"}},
@@ -221,6 +226,33 @@ func TestValidateFillsDerivedFields(t *testing.T) {
 	}
 }
 
+// TestProducerExpiryTicks: a leader looks for expired producers every
+// expiration, but at least every 10 minutes, and at most every tick.
+func TestProducerExpiryTicks(t *testing.T) {
+	tests := []struct {
+		name         string
+		tickMs       int
+		expirationMs int64
+		want         uint64
+	}{
+		{"default: 10 minutes of 50 ms ticks", 50, 86400000, 12000},
+		{"exactly 10 minutes", 50, 600000, 12000},
+		{"below 10 minutes: the expiration", 50, 60000, 1200},
+		{"rounded up to a whole tick", 20, 210, 11},
+		{"below a tick: every tick", 50, 1, 1},
+		{"longest expiration", 50, math.MaxInt64, 12000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.Raft.TickMs, c.Kafka.ProducerIDExpirationMs = tt.tickMs, tt.expirationMs
+			if got := c.ProducerExpiryTicks(); got != tt.want {
+				t.Errorf("ProducerExpiryTicks() = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestDefault(t *testing.T) {
 	c := Default()
 	checks := []struct {
@@ -247,6 +279,8 @@ func TestDefault(t *testing.T) {
 		{"wal_segment_bytes", c.Storage.WALSegmentBytes, int64(64 << 20)},
 		{"wal_budget_bytes", c.Storage.WALBudgetBytes, int64(1 << 30)},
 		{"min_free_bytes", c.Storage.MinFreeBytes, int64(256 << 20)},
+		{"producer_id_expiration_ms", c.Kafka.ProducerIDExpirationMs, int64(86400000)},
+		{"producer expiry ticks", c.ProducerExpiryTicks(), uint64(12000)},
 		{"log_retention_ms", c.Kafka.LogRetentionMs, int64(604800000)},
 		{"log_retention_bytes", c.Kafka.LogRetentionBytes, int64(-1)},
 		{"log_segment_bytes", c.Kafka.LogSegmentBytes, int64(1 << 30)},
@@ -677,6 +711,7 @@ func TestExampleFiles(t *testing.T) {
 				c.Raft.PeerQueueBytes != d.Raft.PeerQueueBytes || c.Raft.MaxSizePerMsg != d.Raft.MaxSizePerMsg ||
 				c.Raft.MaxUncommittedBytes != d.Raft.MaxUncommittedBytes || c.Raft.MaxInflightMsgs != d.Raft.MaxInflightMsgs ||
 				c.Storage.WALSegmentBytes != d.Storage.WALSegmentBytes || c.Storage.WALBudgetBytes != d.Storage.WALBudgetBytes ||
+				c.Kafka.ProducerIDExpirationMs != d.Kafka.ProducerIDExpirationMs ||
 				!c.Storage.FsyncEnabled() || c.Log != d.Log {
 				t.Errorf("example differs from the defaults: %+v", *c)
 			}

@@ -49,6 +49,9 @@ func (c *Config) Validate() error {
 	if c.Kafka.ReplicaLagTimeMaxMs < max(c.Raft.TickMs, 1) {
 		p.add("kafka.replica_lag_time_max_ms", "must be at least one raft tick (%d ms), got %d", c.Raft.TickMs, c.Kafka.ReplicaLagTimeMaxMs)
 	}
+	if c.Kafka.ProducerIDExpirationMs <= 0 {
+		p.add("kafka.producer_id_expiration_ms", "must be > 0, got %d", c.Kafka.ProducerIDExpirationMs)
+	}
 	if n := c.Kafka.OffsetsTopicPartitions; n < 1 || n > 1000 {
 		p.add("kafka.offsets_topic_partitions", "must be between 1 and 1000, got %d", n)
 	}

@@ -324,6 +324,10 @@ func Start(o Options) (_ *Broker, err error) {
 		Metrics:         partition.NewMetrics(reg),
 		Space:           space,
 		Log:             log,
+		// Producer expiry is a broker setting, as in Kafka: a partition
+		// expires producers by the settings of its leader's broker.
+		ProducerExpirationMs: cfg.Kafka.ProducerIDExpirationMs,
+		ProducerExpiryTicks:  cfg.ProducerExpiryTicks(),
 	}, b.replicas)); err != nil {
 		return nil, err
 	}

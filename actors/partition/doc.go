@@ -113,5 +113,12 @@ at propose time against the applied state plus its in-flight proposals
 in-flight layer is dropped when leadership is lost (DiscardInFlight). The
 applied layer is deterministic and goes into the partition's checkpoint
 (MarshalBinary).
+
+Producers expire as in Kafka (producer.id.expiration.ms): every
+MachineOptions.ProducerExpiryTicks the leader, if an applied producer's
+last batch is older than the expiration by its clock, proposes an entry
+carrying that cutoff, and every replica forgets the producers of its
+applied state at or before it (ExpireProducers). The in-flight layer plays
+no part in it, or the replicas would differ.
 */
 package partition

@@ -23,6 +23,9 @@ const (
 	entryBatch    byte = 1 // body: one stamped record batch
 	entryLogStart byte = 2 // body: 8-byte big-endian new log start offset, then optionally the boundary (logStartBody)
 	entryKept     byte = 3 // body: keptRef; in the WAL only, for a batch the segment holds
+	// body: 8-byte big-endian cutoff timestamp (ms); producers last seen at
+	// or before it are forgotten (expireProducersEntry)
+	entryExpireProducers byte = 4
 )
 
 // maxRawBatchOffset bounds the base offsets of batches proposed without a
@@ -60,6 +63,21 @@ func logStartBody(b []byte) (offset int64, boundary entryID, ok bool) {
 		ok = true
 	}
 	return offset, boundary, ok
+}
+
+// expireProducersEntry forgets the idempotent producers whose last batch's
+// timestamp is at or before cutoffMs (ProducerState.ExpireProducers). The
+// leader computes the cutoff from its clock; the entry carries it, so that
+// every replica forgets the same producers at the same point of the log. A
+// binary that predates the entry type refuses it (decodeEntry), which halts
+// the partition rather than leaving its producer state apart.
+func expireProducersEntry(cutoffMs int64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{entryExpireProducers}, uint64(cutoffMs))
+}
+
+// expireProducersCutoff decodes the body of a producer expiry entry.
+func expireProducersCutoff(b []byte) int64 {
+	return int64(binary.BigEndian.Uint64(b))
 }
 
 // keptRef is what the WAL holds of a batch entry whose batch the partition
@@ -163,6 +181,11 @@ func decodeEntry(data []byte) (byte, []byte, error) {
 			return 0, nil, fmt.Errorf("log start entry of %d bytes", len(data))
 		}
 		return entryLogStart, data[1:], nil
+	case entryExpireProducers:
+		if len(data) != 9 {
+			return 0, nil, fmt.Errorf("producer expiry entry of %d bytes", len(data))
+		}
+		return entryExpireProducers, data[1:], nil
 	}
 	return 0, nil, fmt.Errorf("unknown partition entry type %d", data[0])
 }

@@ -11,6 +11,7 @@ func TestDecodeEntry(t *testing.T) {
 	batch := mkBatch(t, spec{records: 3, valueSize: 10})
 	SetBaseOffset(batch, maxRawBatchOffset-1)
 	start := logStartEntry(42, entryID{}, false)
+	expire := expireProducersEntry(-5)
 	tests := []struct {
 		name    string
 		data    []byte
@@ -24,6 +25,9 @@ func TestDecodeEntry(t *testing.T) {
 		{name: "empty", data: nil, wantErr: true},
 		{name: "unknown type", data: []byte{3, 0, 0}, wantErr: true},
 		{name: "log start of a wrong size", data: []byte{entryLogStart, 0, 0}, wantErr: true},
+		{name: "producer expiry", data: expire, typ: entryExpireProducers, body: expire[1:]},
+		{name: "producer expiry of a wrong size", data: append(expire, 0), wantErr: true},
+		{name: "a type from a later version", data: []byte{entryExpireProducers + 1, 0, 0, 0, 0, 0, 0, 0, 0}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

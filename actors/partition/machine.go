@@ -36,6 +36,15 @@ type Settings struct {
 // drops a replica that is really gone).
 const defaultReplicaLagTicks = 200
 
+// defaultProducerExpirationMs is Kafka's default producer.id.expiration.ms
+// (1 day), for a MachineOptions that leaves it zero.
+const defaultProducerExpirationMs = 24 * 60 * 60 * 1000
+
+// defaultProducerExpiryTicks is how often a leader looks for expired
+// producers when MachineOptions leaves it zero: 10 min at 50 ms ticks
+// (Kafka's producer.id.expiration.check.interval.ms).
+const defaultProducerExpiryTicks = 12000
+
 // MachineOptions describe one partition replica.
 type MachineOptions struct {
 	Topic     string
@@ -57,9 +66,16 @@ type MachineOptions struct {
 	// ReplicaLagTicks is replica.lag.time.max.ms in ticks: a follower that
 	// has not caught up with the leader's log end for longer leaves the ISR.
 	ReplicaLagTicks uint64
-	Log             zerolog.Logger
+	// ProducerExpirationMs is producer.id.expiration.ms: the leader has
+	// every replica forget the idempotent producers whose last batch's
+	// timestamp is older than its clock by this much (0: 1 day).
+	// ProducerExpiryTicks is how often it looks for them (0: 12000, 10
+	// minutes of 50 ms ticks).
+	ProducerExpirationMs int64
+	ProducerExpiryTicks  uint64
+	Log                  zerolog.Logger
 	// Now is the leader's clock: used only at propose time (LogAppendTime,
-	// retention decisions), never at apply.
+	// retention and producer expiry decisions), never at apply.
 	Now func() time.Time
 	// Metrics records how long produced batches take (nil: nothing).
 	Metrics *Metrics
@@ -99,7 +115,10 @@ type View struct {
 	// within replica.lag.time.max.ms (Kafka's time rule), itself included;
 	// nil elsewhere.
 	ISR []uint64
-	Log *Log
+	// Producers is how many idempotent producers the applied state
+	// remembers (ProducerState.Len).
+	Producers int
+	Log       *Log
 }
 
 // EndOffsetForEpoch answers OffsetForLeaderEpoch: for epoch e, the largest
@@ -253,6 +272,12 @@ func NewMachine(o MachineOptions) (*Machine, error) {
 	if o.ReplicaLagTicks == 0 {
 		o.ReplicaLagTicks = defaultReplicaLagTicks
 	}
+	if o.ProducerExpirationMs == 0 {
+		o.ProducerExpirationMs = defaultProducerExpirationMs
+	}
+	if o.ProducerExpiryTicks == 0 {
+		o.ProducerExpiryTicks = defaultProducerExpiryTicks
+	}
 	l, err := Open(Options{Dir: o.Dir, SegmentBytes: o.Settings.SegmentBytes, Log: o.Log, kept: keptIndexes(o.Recovered)})
 	if err != nil {
 		return nil, fmt.Errorf("partition %s/%d: %w", o.Topic, o.Partition, err)
@@ -279,6 +304,7 @@ func (m *Machine) publish(h *raftactor.Handle) {
 		LogEnd:        m.log.LogEnd(),
 		LogStart:      m.log.LogStart(),
 		Epochs:        m.epochs,
+		Producers:     m.producers.Len(),
 		Log:           m.log,
 	}
 	if m.ready {
@@ -345,6 +371,14 @@ func (m *Machine) Apply(index, term uint64, data []byte) {
 		if ok && boundary.Index+1 == m.coldFirst {
 			m.boundary = boundary
 			m.pruneConfs(boundary.Index)
+		}
+	case entryExpireProducers:
+		m.keepSide(index, term, data)
+		cutoff := expireProducersCutoff(body)
+		n := m.producers.ExpireProducers(cutoff)
+		if m.ready {
+			m.o.Log.Info().Int("expired", n).Int("producers", m.producers.Len()).Int64("cutoff_ms", cutoff).
+				Msg("partition forgot idle producers")
 		}
 	}
 }
@@ -973,8 +1007,9 @@ func (m *Machine) TicksCanWait() bool {
 	return !m.ready && len(m.inflight) == 0 && len(m.watchers) == 0
 }
 
-// Tick implements raftactor.Extension: waiter timeouts, retention, the
-// preferred leader, the ISR and the batches held for min.insync.replicas.
+// Tick implements raftactor.Extension: waiter timeouts, retention, producer
+// expiry, the preferred leader, the ISR and the batches held for
+// min.insync.replicas.
 func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
 	m.ticks++
 	for _, in := range m.inflight {
@@ -983,6 +1018,9 @@ func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
 	m.wake(ctx, false)
 	if m.ready && m.ticks%retentionEveryTicks == 0 {
 		m.enforceRetention(h)
+	}
+	if m.ready && m.ticks%m.o.ProducerExpiryTicks == 0 {
+		m.expireProducers(h)
 	}
 	if m.ready && m.ticks%PreferredLeaderEveryTicks == 0 {
 		PreferLeader(h, m.replicas, m.o.Log)
@@ -1049,6 +1087,20 @@ func (m *Machine) enforceRetention(h *raftactor.Handle) {
 	boundary, ok := m.boundaryAfter(p)
 	if err := h.ProposeRaw([][]byte{logStartEntry(p, boundary, ok)}); err != nil {
 		m.o.Log.Debug().Err(err).Msg("propose retention")
+	}
+}
+
+// expireProducers proposes that the replicas forget the producers idle for
+// longer than producer.id.expiration.ms, if the applied state has any: the
+// producer state is replicated, so the leader's clock decides once, in the
+// entry, and every replica applies the same cutoff.
+func (m *Machine) expireProducers(h *raftactor.Handle) {
+	cutoff := m.o.Now().UnixMilli() - m.o.ProducerExpirationMs
+	if !m.producers.anyExpired(cutoff) {
+		return
+	}
+	if err := h.ProposeRaw([][]byte{expireProducersEntry(cutoff)}); err != nil {
+		m.o.Log.Debug().Err(err).Msg("propose producer expiry")
 	}
 }
 

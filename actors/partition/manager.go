@@ -86,6 +86,10 @@ type ManagerOptions struct {
 	// Defaults are this broker's topic config defaults, until a
 	// SetTopicDefaults replaces them.
 	Defaults controller.TopicDefaults
+	// ProducerExpirationMs and ProducerExpiryTicks are the partitions'
+	// MachineOptions of the same names (0: their defaults).
+	ProducerExpirationMs int64
+	ProducerExpiryTicks  uint64
 	// Leaders is this broker's view of every partition's leadership;
 	// Broadcast sends the leaderships of this broker to its peers.
 	Leaders   *Leaders
@@ -374,7 +378,7 @@ func (mg *manager) start(ctx actor.Context, t *controller.Topic, p controller.Pa
 	m, err := NewMachine(MachineOptions{Topic: t.Name, Partition: p.Index, Dir: dir, Settings: settings,
 		Replicas: p.Replicas, Adding: p.Adding, Removing: p.Removing, Group: p.Group, Controller: mg.o.ControllerActor,
 		ReplicaLagTicks: mg.o.Raft.ReplicaLagTicks, Metrics: mg.o.Metrics, Space: mg.o.Space, Log: log, Recovered: recoveredEntries(recovered),
-		MaxEntryBytes: mg.o.Raft.MaxEntryBytes})
+		MaxEntryBytes: mg.o.Raft.MaxEntryBytes, ProducerExpirationMs: mg.o.ProducerExpirationMs, ProducerExpiryTicks: mg.o.ProducerExpiryTicks})
 	if err != nil {
 		return nil, err
 	}

@@ -313,21 +313,42 @@ func (s *ProducerState) InFlight() int {
 // Len is the number of producers in the applied state.
 func (s *ProducerState) Len() int { return len(s.applied) }
 
-// ExpireProducers forgets the producers whose last batch's timestamp is at
-// least expirationMs before nowMs and that have nothing in flight, and
-// returns how many it forgot (Kafka's producer.id.expiration.ms). It changes
-// the applied state, so every replica must call it with the same nowMs at
-// the same point of the log: the partition applies it from a proposal that
-// carries the time.
-func (s *ProducerState) ExpireProducers(nowMs, expirationMs int64) int {
+// ExpireProducers forgets the producers of the applied state whose last
+// batch's timestamp is at or before cutoffMs, and returns how many it
+// forgot: Kafka's producer.id.expiration.ms, the cutoff being the leader's
+// clock less the expiration. It changes the applied state, so every replica
+// must call it with the same cutoff at the same point of the log: the
+// partition applies it from an entry the leader proposed
+// (expireProducersEntry).
+//
+// It decides from the applied state alone, never from the leader's
+// in-flight batches, which the other replicas do not have. A producer with
+// batches in flight is forgotten like any other: its in-flight record
+// keeps its own copy of the state, so Check goes on seeing the producer as
+// the leader proposed for it, and applying its pending batches creates its
+// state again, from those batches, as on every other replica. (In-flight
+// batches proposed before the expiry entry are applied before it, so this
+// only happens to batches proposed while it was in flight.)
+func (s *ProducerState) ExpireProducers(cutoffMs int64) int {
 	n := 0
 	for id, e := range s.applied {
-		if nowMs-e.lastTimestamp >= expirationMs && s.inFlight[id] == nil {
+		if e.lastTimestamp <= cutoffMs {
 			delete(s.applied, id)
 			n++
 		}
 	}
 	return n
+}
+
+// anyExpired reports whether ExpireProducers(cutoffMs) would forget a
+// producer: the leader proposes an expiry entry only then.
+func (s *ProducerState) anyExpired(cutoffMs int64) bool {
+	for _, e := range s.applied {
+		if e.lastTimestamp <= cutoffMs {
+			return true
+		}
+	}
+	return false
 }
 
 // Before returns the applied state without the batches at or above offset,
@@ -345,6 +366,9 @@ func (s *ProducerState) Before(offset int64) *ProducerState {
 			c.n--
 		}
 		if c.n > 0 {
+			// The expiry entries the replica applies before those batches
+			// again judge the producer by the timestamp it had then.
+			c.lastTimestamp = c.batches[c.n-1].MaxTimestamp
 			out.applied[id] = &c
 		}
 	}

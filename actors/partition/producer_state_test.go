@@ -17,9 +17,9 @@ func hdr(pid int64, epoch int16, seq int32, n int32) BatchHeader {
 
 // op is one step of a producer-state scenario.
 type op struct {
-	do    string // "apply", "propose", "check", "discard"
+	do    string // "apply", "propose", "check", "discard", "expire"
 	h     BatchHeader
-	base  int64 // apply, propose: the base offset; check: the duplicate's original base offset
+	base  int64 // apply, propose: the base offset; check: the duplicate's original base offset; expire: the cutoff
 	want  error // check, propose: the error expected
 	dup   bool  // check: a duplicate expected
 	inFly bool  // check: the duplicate's original is in flight
@@ -29,6 +29,7 @@ func apply(h BatchHeader, base int64) op   { return op{do: "apply", h: h, base: 
 func propose(h BatchHeader, base int64) op { return op{do: "propose", h: h, base: base} }
 func ok(h BatchHeader) op                  { return op{do: "check", h: h} }
 func refused(h BatchHeader, err error) op  { return op{do: "check", h: h, want: err} }
+func expire(cutoffMs int64) op             { return op{do: "expire", base: cutoffMs} }
 func dup(h BatchHeader, base int64, inFlight bool) op {
 	return op{do: "check", h: h, base: base, dup: true, inFly: inFlight}
 }
@@ -46,6 +47,8 @@ func run(t *testing.T, s *ProducerState, ops []op) {
 			}
 		case "discard":
 			s.DiscardInFlight()
+		case "expire":
+			s.ExpireProducers(o.base)
 		case "check":
 			v, err := s.Check(o.h)
 			if o.want != nil {
@@ -167,6 +170,37 @@ func TestProducerState(t *testing.T) {
 			ok(hdr(1, 0, 5, 1)), ok(hdr(2, 3, 41, 1)),
 			refused(hdr(2, 0, 5, 1), ErrInvalidProducerEpoch),
 		}},
+		{"expired producer is unknown", []op{
+			apply(hdr(pid, 0, 0, 5), 0), // timestamp 0
+			expire(0),                   // at exactly its timestamp
+			ok(hdr(pid, 0, 57, 1)),      // any sequence, as a new producer
+			ok(hdr(pid, 0, 0, 5)),       // no longer a duplicate
+			ok(hdr(pid, 0, 1, 1)),       // any epoch
+		}},
+		{"producer newer than the cutoff stays", []op{
+			apply(hdr(pid, 0, 10, 1), 0), // timestamp 100
+			expire(99),
+			refused(hdr(pid, 0, 57, 1), ErrOutOfOrderSequence),
+			dup(hdr(pid, 0, 10, 1), 0, false),
+		}},
+		{"the last batch's timestamp counts", []op{
+			apply(hdr(pid, 0, 10, 1), 0), apply(hdr(pid, 0, 11, 1), 1), // timestamps 100, 110
+			expire(105),
+			dup(hdr(pid, 0, 10, 1), 0, false),
+		}},
+		{"expired while in flight", []op{
+			apply(hdr(pid, 0, 0, 1), 0),   // timestamp 0
+			propose(hdr(pid, 0, 1, 1), 1), // timestamp 10
+			expire(5),                     // the applied state goes; the leader's overlay stays
+			dup(hdr(pid, 0, 1, 1), 1, true), dup(hdr(pid, 0, 0, 1), 0, false),
+			refused(hdr(pid, 0, 3, 1), ErrOutOfOrderSequence),
+			ok(hdr(pid, 0, 2, 1)),
+			apply(hdr(pid, 0, 1, 1), 1), // re-creates the producer from this batch alone
+			ok(hdr(pid, 0, 2, 1)),
+			refused(hdr(pid, 0, 3, 1), ErrOutOfOrderSequence),
+			dup(hdr(pid, 0, 1, 1), 1, false),
+			refused(hdr(pid, 0, 0, 1), ErrOutOfOrderSequence), // forgotten with the applied state
+		}},
 		{"not idempotent", []op{
 			apply(hdr(-1, -1, -1, 3), 0),
 			ok(hdr(-1, -1, -1, 3)), ok(hdr(-1, -1, -1, 3)),
@@ -214,14 +248,59 @@ func TestProducerStateBookkeeping(t *testing.T) {
 	if err := s.Proposed(hdr(3, 0, 1, 1), 4); err != nil { // producer 3 has one in flight
 		t.Fatal(err)
 	}
-	if n := s.ExpireProducers(1000, 990); n != 1 { // producer 1 (timestamp 10) goes, at exactly 990; 3 is in flight
+	// Producers 1 (timestamp 10, exactly at the cutoff) and 3 (timestamp
+	// 0, its in-flight batch notwithstanding) go; 2 stays.
+	if !s.anyExpired(10) || s.anyExpired(-1) {
+		t.Fatalf("anyExpired(10) = %v, anyExpired(-1) = %v", s.anyExpired(10), s.anyExpired(-1))
+	}
+	if n := s.ExpireProducers(10); n != 2 {
 		t.Fatalf("expired %d", n)
 	}
-	if s.Len() != 2 {
-		t.Fatalf("%d producers left", s.Len())
+	if s.Len() != 1 || s.InFlight() != 1 {
+		t.Fatalf("%d producers left, %d batches in flight", s.Len(), s.InFlight())
 	}
 	if v, err := s.Check(hdr(1, 0, 57, 1)); err != nil || v.Duplicate {
 		t.Fatalf("an expired producer is unknown: %+v %v", v, err)
+	}
+	s.Applied(hdr(3, 0, 1, 1), 4)
+	if s.Len() != 2 || s.InFlight() != 0 {
+		t.Fatalf("after the in-flight batch is applied: %d producers, %d batches in flight", s.Len(), s.InFlight())
+	}
+}
+
+// TestExpiryIgnoresInFlight: a leader with a batch in flight for a producer
+// and a follower without it end in the same applied state when both expire
+// the producer and then apply the batch, because expiry reads only the
+// applied state.
+func TestExpiryIgnoresInFlight(t *testing.T) {
+	var leader, follower ProducerState
+	for _, s := range []*ProducerState{&leader, &follower} {
+		s.Applied(hdr(1, 0, 0, 1), 0) // timestamp 0
+		s.Applied(hdr(1, 0, 1, 1), 1) // timestamp 10
+		s.Applied(hdr(2, 0, 9, 1), 2) // timestamp 90
+	}
+	if err := leader.Proposed(hdr(1, 0, 2, 1), 3); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*ProducerState{&leader, &follower} {
+		if n := s.ExpireProducers(50); n != 1 {
+			t.Fatalf("expired %d producers, want 1", n)
+		}
+		s.Applied(hdr(1, 0, 2, 1), 3)
+	}
+	l, err := leader.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := follower.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(l, f) {
+		t.Fatalf("leader's producer state differs from the follower's:\n%x\n%x", l, f)
+	}
+	if v, err := leader.Check(hdr(1, 0, 0, 1)); err == nil {
+		t.Fatalf("a batch of the expired state is still known: %+v", v)
 	}
 }
 
