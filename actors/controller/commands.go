@@ -14,6 +14,7 @@ type Command struct {
 	SetConfig      *SetConfig      `json:"set_config,omitempty"`
 	CreateTopic    *CreateTopic    `json:"create_topic,omitempty"`
 	DeleteTopic    *DeleteTopic    `json:"delete_topic,omitempty"`
+	AddPartitions  *AddPartitions  `json:"add_partitions,omitempty"`
 	AllocatePIDs   *AllocatePIDs   `json:"allocate_pids,omitempty"`
 
 	RemoveBroker         *RemoveBroker         `json:"remove_broker,omitempty"`
@@ -44,6 +45,18 @@ type CreateTopic struct {
 // DeleteTopic removes the topic with this id, if it still exists.
 type DeleteTopic struct {
 	ID TopicID `json:"id"`
+}
+
+// AddPartitions appends partitions to a topic (CreatePartitions). The
+// proposer chose the replicas of each new partition. From is the partition
+// count it saw: apply is a no-op unless the topic still has exactly that
+// many, so that a concurrent or repeated proposal never adds partitions
+// twice, and a no-op too if a replica names a broker that can no longer
+// take one (it was valid when proposed; the membership changed since).
+type AddPartitions struct {
+	Topic    TopicID    `json:"topic"`
+	From     int32      `json:"from"`
+	Replicas [][]uint64 `json:"replicas"` // per new partition, preferred leader first
 }
 
 // InitCluster names the cluster. Only the first one applied takes effect, so

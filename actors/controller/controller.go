@@ -75,7 +75,8 @@ type controllerActor struct {
 	ownInflight uint64
 	ownSentAt   uint64
 
-	// CreateTopics answers waiting for their partitions' leaders.
+	// CreateTopics and CreatePartitions answers waiting for their
+	// partitions' leaders.
 	awaitLeaders []*leaderWait
 
 	// Producer ids: the rest of this broker's block, the requests waiting
@@ -169,6 +170,8 @@ func (c *controllerActor) Receive(ctx actor.Context) {
 		c.createTopics(ctx, m)
 	case *DeleteTopics:
 		c.deleteTopics(ctx, m)
+	case *CreatePartitions:
+		c.createPartitions(ctx, m)
 	case *InitProducerID:
 		c.pidWaiters = append(c.pidWaiters, m)
 		c.servePIDs(ctx)
@@ -240,9 +243,11 @@ func (c *controllerActor) createTopics(ctx actor.Context, m *CreateTopics) {
 		}
 		c.awaitLeaders = append(c.awaitLeaders, &leaderWait{
 			done:     &CreateTopicsDone{Ref: m.Ref, Results: results},
+			results:  results,
 			replyTo:  m.ReplyTo,
 			topics:   created,
 			deadline: c.ticks + max(m.TimeoutTicks, 1),
+			what:     "was created",
 		})
 		c.answerLed(ctx)
 	}
@@ -275,16 +280,18 @@ func (c *controllerActor) createTopics(ctx actor.Context, m *CreateTopics) {
 	}
 }
 
-// leaderWait is a CreateTopics answer held until the created topics'
-// partitions have leaders.
+// leaderWait is a CreateTopics or CreatePartitions answer held until the
+// partitions of the topics it created or grew have leaders.
 type leaderWait struct {
-	done     *CreateTopicsDone
+	done     any           // the answer
+	results  []TopicResult // the answer's results, to mark timed out
 	replyTo  *actor.PID
 	topics   []TopicID
 	deadline uint64 // in ticks
+	what     string // what happened to a topic, for the timeout's message
 }
 
-// answerLed sends the held CreateTopics answers whose partitions all have
+// answerLed sends the held answers whose partitions all have
 // leaders, as far as this broker can tell: it sees the leaders of the
 // partitions it hosts, and of the others nothing yet. Past the request's
 // timeout the topics still without leaders get REQUEST_TIMED_OUT, as Kafka
@@ -306,9 +313,9 @@ func (c *controllerActor) answerLed(ctx actor.Context) {
 		case ready:
 			ctx.Send(w.replyTo, w.done)
 		case c.ticks >= w.deadline:
-			for i, r := range w.done.Results {
-				if t := view.TopicByID(r.ID); r.Err == nil && t != nil && !c.led(t) {
-					w.done.Results[i].Err = fmt.Errorf("%w: topic %q was created but its partitions have no leader yet", kerr.RequestTimedOut, r.Name)
+			for i, r := range w.results {
+				if t := view.TopicByID(r.ID); r.Err == nil && t != nil && slices.Contains(w.topics, r.ID) && !c.led(t) {
+					w.results[i].Err = fmt.Errorf("%w: topic %q %s but its partitions have no leader yet", kerr.RequestTimedOut, r.Name, w.what)
 				}
 			}
 			ctx.Send(w.replyTo, w.done)

@@ -66,6 +66,38 @@ type DeleteTopicsDone struct {
 	Results []TopicResult
 }
 
+// CreatePartitions asks the controller to add partitions to existing
+// topics (Kafka's CreatePartitions). The actor validates each topic,
+// proposes the valid ones and answers ReplyTo with CreatePartitionsDone
+// once every one is applied or failed and the new partitions it hosts have
+// leaders (or TimeoutTicks passed), as it answers CreateTopics.
+type CreatePartitions struct {
+	Ref          uint64 // echoed in the answer
+	Topics       []PartitionsSpec
+	ValidateOnly bool
+	// TimeoutTicks bounds how long the answer waits for the new
+	// partitions' leaders (the request's timeout).
+	TimeoutTicks uint64
+	ReplyTo      *actor.PID
+}
+
+// PartitionsSpec is one topic's new partition count: the total, not the
+// number added. Assignment, when not nil, gives the replicas of each new
+// partition, in partition order; nil lets the controller place them.
+type PartitionsSpec struct {
+	Name       string
+	Count      int32
+	Assignment [][]uint64
+}
+
+// CreatePartitionsDone answers CreatePartitions, one result per distinct
+// topic name in request order; a name the request repeats has one result,
+// an INVALID_REQUEST. A result's Partitions is the requested count.
+type CreatePartitionsDone struct {
+	Ref     uint64
+	Results []TopicResult
+}
+
 // InitProducerID asks for a new producer id (epoch 0) for an idempotent
 // producer. The controller actor answers ReplyTo with ProducerIDDone, from
 // its broker's current block when it has ids left, else after allocating

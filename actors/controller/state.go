@@ -98,6 +98,10 @@ type Partition struct {
 	Completed uint32   `json:"completed,omitempty"`
 	MoveSeq   uint64   `json:"move_seq,omitempty"`
 	Founders  []uint64 `json:"founders,omitempty"`
+	// AddedAt is the raft index of the AddPartitions that added the
+	// partition to its topic; 0 for a partition created with the topic.
+	// The proposer tells its own addition from a concurrent one by it.
+	AddedAt uint64 `json:"added_at,omitempty"`
 }
 
 // PIDBlock is a range of producer ids given to one broker.
@@ -196,6 +200,8 @@ func (sm *StateMachine) applyCommand(next, cur *State, index uint64, cmd *Comman
 		next.Topics[c.Name] = t
 		next.byID = indexTopics(next.Topics)
 		sm.log.Info().Str("topic", c.Name).Str("id", c.ID.String()).Int("partitions", len(c.Replicas)).Uint64("index", index).Msg("topic created")
+	case cmd.AddPartitions != nil:
+		sm.applyAddPartitions(next, cur, index, cmd.AddPartitions)
 	case cmd.DeleteTopic != nil:
 		t := cur.TopicByID(cmd.DeleteTopic.ID)
 		if t == nil {

@@ -76,15 +76,8 @@ func planTopic(view *State, spec TopicSpec) (*CreateTopic, TopicResult, error) {
 			if rs == nil {
 				return nil, res, fmt.Errorf("%w: no assignment for partition %d: partitions are numbered 0 to %d, once each", kerr.InvalidReplicaAssignment, p, len(spec.Assignment)-1)
 			}
-			if len(rs) == 0 || len(rs) != len(spec.Assignment[0]) {
-				return nil, res, fmt.Errorf("%w: partition %d has %d replicas, partition 0 has %d", kerr.InvalidReplicaAssignment, p, len(rs), len(spec.Assignment[0]))
-			}
-			seen := map[uint64]bool{}
-			for _, id := range rs {
-				if _, ok := view.Brokers[id]; !ok || seen[id] {
-					return nil, res, fmt.Errorf("%w: partition %d: broker %d unknown or repeated", kerr.InvalidReplicaAssignment, p, id)
-				}
-				seen[id] = true
+			if err := checkReplicas(view, p, rs, len(spec.Assignment[0])); err != nil {
+				return nil, res, err
 			}
 		}
 		replicas = spec.Assignment
@@ -107,6 +100,24 @@ func planTopic(view *State, spec TopicSpec) (*CreateTopic, TopicResult, error) {
 	cmd := &CreateTopic{Name: spec.Name, ID: NewTopicID(), Replicas: replicas, Configs: spec.Configs}
 	res.ID, res.Partitions, res.ReplicationFactor, res.Configs = cmd.ID, int32(len(replicas)), int16(len(replicas[0])), spec.Configs
 	return cmd, res, nil
+}
+
+// checkReplicas applies Kafka's checks to the explicit replicas of
+// partition p: rf of them (at least one), each a registered broker that can
+// take a new replica (not leaving the cluster), none twice.
+func checkReplicas(view *State, p int, rs []uint64, rf int) error {
+	if len(rs) == 0 || len(rs) != rf {
+		return fmt.Errorf("%w: partition %d has %d replicas, want %d", kerr.InvalidReplicaAssignment, p, len(rs), rf)
+	}
+	for i, id := range rs {
+		if slices.Contains(rs[:i], id) {
+			return fmt.Errorf("%w: partition %d: broker %d repeated", kerr.InvalidReplicaAssignment, p, id)
+		}
+		if _, ok := view.Brokers[id]; !ok || !view.canHost(id) {
+			return fmt.Errorf("%w: partition %d: broker %d is not a member of the cluster (or is leaving it)", kerr.InvalidReplicaAssignment, p, id)
+		}
+	}
+	return nil
 }
 
 // assign spreads n partitions of rf replicas over brokers round-robin from

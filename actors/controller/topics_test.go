@@ -131,3 +131,19 @@ func TestTopicDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanTopicAssignmentToLeavingBroker: an explicit assignment may not
+// name a broker being drained, whose replicas are moving away.
+func TestPlanTopicAssignmentToLeavingBroker(t *testing.T) {
+	view := viewWithBrokers(1, 2, 3)
+	view.Voters, view.Draining = []uint64{1, 2, 3}, []uint64{3}
+	spec := TopicSpec{Name: "a", Partitions: -1, ReplicationFactor: -1}
+	spec.Assignment = [][]uint64{{1, 2}}
+	if _, _, err := planTopic(view, spec); err != nil {
+		t.Fatalf("assignment to members: %v", err)
+	}
+	spec.Assignment = [][]uint64{{1, 3}}
+	if _, _, err := planTopic(view, spec); !errors.Is(err, kerr.InvalidReplicaAssignment) {
+		t.Fatalf("assignment to a draining broker: %v, want INVALID_REPLICA_ASSIGNMENT", err)
+	}
+}
