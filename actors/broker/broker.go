@@ -482,8 +482,8 @@ func (b *Broker) Actors() *actors.System { return b.sys }
 // RaftGroup returns the controller group's actor.
 func (b *Broker) RaftGroup() *actor.PID { return b.raftGroup }
 
-// ControllerActor returns the controller actor, which takes CreateTopics
-// and DeleteTopics.
+// ControllerActor returns the controller actor, which takes CreateTopics,
+// DeleteTopics and CreatePartitions.
 func (b *Broker) ControllerActor() *actor.PID { return b.controller }
 
 // KafkaAddr returns the advertised Kafka address.

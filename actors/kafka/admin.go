@@ -111,6 +111,44 @@ func (c *serviceConn) deleteTopicsDone(ctx actor.Context, m *controller.DeleteTo
 	ctx.Send(r.ReplyTo, r.Reply(resp))
 }
 
+func (c *serviceConn) createPartitions(ctx actor.Context, r *Request, req *kmsg.CreatePartitionsRequest) {
+	ref := c.ref()
+	c.admin[ref] = r
+	specs := make([]controller.PartitionsSpec, len(req.Topics))
+	for i, t := range req.Topics {
+		spec := controller.PartitionsSpec{Name: t.Topic, Count: t.Count}
+		if t.Assignment != nil { // null: the controller places them
+			spec.Assignment = make([][]uint64, len(t.Assignment))
+			for j, a := range t.Assignment {
+				ids := make([]uint64, len(a.Replicas))
+				for k, id := range a.Replicas {
+					ids[k] = uint64(max(id, 0)) // 0 is never a broker id
+				}
+				spec.Assignment[j] = ids
+			}
+		}
+		specs[i] = spec
+	}
+	ctx.Send(c.s.Controller, &controller.CreatePartitions{Ref: ref, Topics: specs, ValidateOnly: req.ValidateOnly,
+		TimeoutTicks: c.s.ticks(req.TimeoutMillis), ReplyTo: ctx.Self()})
+}
+
+func (c *serviceConn) createPartitionsDone(ctx actor.Context, m *controller.CreatePartitionsDone) {
+	r, ok := c.admin[m.Ref]
+	if !ok {
+		return
+	}
+	delete(c.admin, m.Ref)
+	resp := r.Msg.(*kmsg.CreatePartitionsRequest).ResponseKind().(*kmsg.CreatePartitionsResponse)
+	for _, res := range m.Results {
+		rt := kmsg.NewCreatePartitionsResponseTopic()
+		rt.Topic = res.Name
+		rt.ErrorCode, rt.ErrorMessage = code(res.Err), message(res.Err)
+		resp.Topics = append(resp.Topics, rt)
+	}
+	ctx.Send(r.ReplyTo, r.Reply(resp))
+}
+
 func (c *serviceConn) initProducerID(ctx actor.Context, r *Request, req *kmsg.InitProducerIDRequest) {
 	if req.TransactionalID != nil {
 		resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)

@@ -20,9 +20,9 @@ import (
 // Service is the broker's Handler: the data path (Produce, Fetch,
 // ListOffsets, OffsetForLeaderEpoch) served from the local partition
 // replicas, the admin requests (CreateTopics, DeleteTopics,
-// InitProducerId, DescribeConfigs) served through the controller actor,
-// and the group requests (FindCoordinator, JoinGroup, SyncGroup,
-// Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, ListGroups,
+// CreatePartitions, InitProducerId, DescribeConfigs) served through the
+// controller actor, and the group requests (FindCoordinator, JoinGroup,
+// SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, ListGroups,
 // DescribeGroups, DeleteGroups, OffsetDelete) served by the group
 // coordinators (groups.go), and the reassignment and election requests
 // (reassign.go, elect.go) served through the controller actor and timed by
@@ -78,6 +78,7 @@ func (s *Service) Versions() []ApiRange {
 		{Key: kmsg.OffsetForLeaderEpoch.Int16(), Min: 2, Max: 4},
 		{Key: kmsg.CreateTopics.Int16(), Min: 2, Max: 7},
 		{Key: kmsg.DeleteTopics.Int16(), Min: 1, Max: 6},
+		{Key: kmsg.CreatePartitions.Int16(), Min: 0, Max: 3},
 		{Key: kmsg.InitProducerID.Int16(), Min: 0, Max: 4},
 		{Key: kmsg.DescribeConfigs.Int16(), Min: 1, Max: 4},
 		{Key: kmsg.FindCoordinator.Int16(), Min: 0, Max: 6},
@@ -117,7 +118,7 @@ type serviceConn struct {
 	nextRef  uint64
 	produces map[uint64]produceSlot
 	fetches  map[uint64]*fetchCall
-	admin    map[uint64]*Request       // CreateTopics, DeleteTopics, InitProducerId
+	admin    map[uint64]*Request       // CreateTopics, DeleteTopics, CreatePartitions, InitProducerId
 	groups   map[uint64]func(resp any) // group calls, by the Ref of their share
 	lists    map[uint64]*listCall
 	alters   map[uint64]*alterCall // AlterPartitionReassignments
@@ -156,6 +157,8 @@ func (c *serviceConn) Serve(ctx actor.Context, r *Request) {
 		c.createTopics(ctx, r, m)
 	case *kmsg.DeleteTopicsRequest:
 		c.deleteTopics(ctx, r, m)
+	case *kmsg.CreatePartitionsRequest:
+		c.createPartitions(ctx, r, m)
 	case *kmsg.InitProducerIDRequest:
 		c.initProducerID(ctx, r, m)
 	case *kmsg.DescribeConfigsRequest:
@@ -210,6 +213,8 @@ func (c *serviceConn) Receive(ctx actor.Context, msg any) {
 		c.createTopicsDone(ctx, m)
 	case *controller.DeleteTopicsDone:
 		c.deleteTopicsDone(ctx, m)
+	case *controller.CreatePartitionsDone:
+		c.createPartitionsDone(ctx, m)
 	case *controller.ProducerIDDone:
 		c.producerIDDone(ctx, m)
 	case *group.Answer:
