@@ -8,11 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/flotilla/flotilla/actors/controller"
 	"github.com/flotilla/flotilla/actors/partition"
 )
 
@@ -187,4 +189,18 @@ func TestCreatePartitions(t *testing.T) {
 		}
 		return true
 	})
+
+	// A follower of the controller group takes the request too: raft
+	// forwards its proposal to the leader.
+	c.waitFor(10*time.Second, "a controller leader", func() bool { return c.leader() >= 0 })
+	follower := (c.leader() + 1) % 3
+	viaFollower := ask[*controller.CreatePartitionsDone](c, follower, c.brokers[follower].ControllerActor(), func(r *actor.PID) any {
+		return &controller.CreatePartitions{Ref: 9, ReplyTo: r, TimeoutTicks: 500, Topics: []controller.PartitionsSpec{{Name: topic, Count: 6}}}
+	})
+	if viaFollower.Ref != 9 || len(viaFollower.Results) != 1 || viaFollower.Results[0].Err != nil {
+		t.Fatalf("grow through a follower: %+v", viaFollower)
+	}
+	if n := len(c.brokers[follower].Controller().View().Topics[topic].Partitions); n != 6 {
+		t.Fatalf("after growing through a follower: %d partitions, want 6", n)
+	}
 }
