@@ -437,12 +437,24 @@ func (b *Broker) setConfigPeers(peers []configs.Peer) {
 // config: peers it adds are reachable at once (they join by themselves),
 // members it drops are asked to be drained and removed from the cluster,
 // and running partitions take changed defaults at once.
-func (b *Broker) Reload(cfg *configs.Config) {
+//
+// It refuses a config whose peers would remove this broker's every peer or
+// a majority of the controller's voters (checkPeerChange), and then
+// changes nothing: such a list is far more likely a lost or mangled peers
+// block than a wish to shrink the cluster that far at once.
+func (b *Broker) Reload(cfg *configs.Config) error {
+	old := *b.configPeers.Load()
+	next := make([]uint64, len(cfg.Peers))
+	for i, p := range cfg.Peers {
+		next[i] = p.ID
+	}
+	if err := checkPeerChange(b.cfg.NodeID, slices.Collect(maps.Keys(old)), next, b.machine.View()); err != nil {
+		return fmt.Errorf("config reload refused: %w", err)
+	}
 	if d := controller.TopicDefaults(cfg.Kafka.TopicDefaults()); !maps.Equal(d, *b.topicDefaults.Load()) {
 		b.topicDefaults.Store(&d)
 		b.sys.Root.Send(b.partitions, &partition.SetTopicDefaults{Defaults: d})
 	}
-	old := *b.configPeers.Load()
 	b.setConfigPeers(cfg.Peers)
 	var gone []uint64
 	for id := range old {
@@ -455,6 +467,7 @@ func (b *Broker) Reload(cfg *configs.Config) {
 		b.log.Info().Uints64("node_ids", gone).Msg("config reload dropped peers: asking the controller to remove them")
 		b.sys.Root.Send(b.controller, &controller.RequestRemoval{NodeIDs: gone})
 	}
+	return nil
 }
 
 // Removed is sent the reason once the cluster removed this broker: the
