@@ -252,15 +252,20 @@ func (c *controllerActor) createTopics(ctx actor.Context, m *CreateTopics) {
 		c.answerLed(ctx)
 	}
 	seen := map[string]bool{}
+	var planned []string // the names this request creates so far
 	for i, spec := range m.Topics {
-		cmd, res, err := planTopic(view, spec)
+		cmd, res, err := planTopic(view, spec, planned)
 		if err == nil && seen[spec.Name] {
 			err = fmt.Errorf("%w: topic %q appears twice in the request", kerr.InvalidRequest, spec.Name)
 		}
 		seen[spec.Name] = true
 		res.Err = err
 		results[i] = res
-		if err != nil || m.ValidateOnly {
+		if err != nil {
+			continue
+		}
+		planned = append(planned, spec.Name)
+		if m.ValidateOnly {
 			continue
 		}
 		waiting++

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 )
@@ -42,9 +43,37 @@ func validTopicName(name string) error {
 	return nil
 }
 
+// collidingTopic returns the least name among view's topics and earlier
+// that differs from name only in '.' against '_', or "" if none does.
+// Kafka refuses such a pair (Topic.hasCollision) because both topics would
+// report under the same metric names, where '.' becomes '_'.
+func collidingTopic(view *State, earlier []string, name string) string {
+	if !strings.ContainsAny(name, "._") {
+		return ""
+	}
+	unified := unifyCollisionChars(name)
+	var found string
+	consider := func(other string) {
+		if len(other) == len(name) && other != name && unifyCollisionChars(other) == unified && (found == "" || other < found) {
+			found = other
+		}
+	}
+	for other := range view.Topics {
+		consider(other)
+	}
+	for _, other := range earlier {
+		consider(other)
+	}
+	return found
+}
+
+// unifyCollisionChars maps the names that collide to one name.
+func unifyCollisionChars(name string) string { return strings.ReplaceAll(name, ".", "_") }
+
 // planTopic validates spec against view and returns the command that
-// creates it.
-func planTopic(view *State, spec TopicSpec) (*CreateTopic, TopicResult, error) {
+// creates it. earlier are the topics the same request creates before spec:
+// spec must not collide with them either.
+func planTopic(view *State, spec TopicSpec, earlier []string) (*CreateTopic, TopicResult, error) {
 	res := TopicResult{Name: spec.Name}
 	if err := validTopicName(spec.Name); err != nil {
 		return nil, res, err
@@ -59,6 +88,9 @@ func planTopic(view *State, spec TopicSpec) (*CreateTopic, TopicResult, error) {
 	}
 	if _, exists := view.Topics[spec.Name]; exists {
 		return nil, res, fmt.Errorf("%w: topic %q", kerr.TopicAlreadyExists, spec.Name)
+	}
+	if other := collidingTopic(view, earlier, spec.Name); other != "" {
+		return nil, res, fmt.Errorf("%w: Topic '%s' collides with existing topic: %s", kerr.InvalidTopicException, spec.Name, other)
 	}
 	if err := ValidateTopicConfigs(spec.Configs); err != nil {
 		return nil, res, err

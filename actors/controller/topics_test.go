@@ -49,7 +49,7 @@ func TestPlanTopic(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd, res, err := planTopic(viewWithBrokers(tc.brokers...), tc.spec)
+			cmd, res, err := planTopic(viewWithBrokers(tc.brokers...), tc.spec, nil)
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("err = %v, want %v", err, tc.wantErr)
@@ -64,6 +64,44 @@ func TestPlanTopic(t *testing.T) {
 			}
 			if cmd.ID == (TopicID{}) || cmd.ID != res.ID {
 				t.Fatalf("topic id %v / %v", cmd.ID, res.ID)
+			}
+		})
+	}
+}
+
+// TestPlanTopicNameCollision: a name that differs from an existing topic,
+// or from one created earlier in the same request, only in '.' against '_'
+// is refused as Kafka refuses it.
+func TestPlanTopicNameCollision(t *testing.T) {
+	view := viewWithBrokers(1)
+	view.Topics["metrics.cpu"] = &Topic{Name: "metrics.cpu"}
+	view.Topics["a_b.c"] = &Topic{Name: "a_b.c"}
+	view.Topics["a.b_c"] = &Topic{Name: "a.b_c"}
+	tests := []struct {
+		name    string
+		earlier []string
+		want    string // the error's message suffix; "" for success
+	}{
+		{name: "metrics_cpu", want: "Topic 'metrics_cpu' collides with existing topic: metrics.cpu"},
+		{name: "metrics.cpu", want: "TOPIC_ALREADY_EXISTS"},
+		{name: "a.b.c", want: "Topic 'a.b.c' collides with existing topic: a.b_c"}, // the least of the two
+		{name: "x.y", earlier: []string{"other", "x_y"}, want: "Topic 'x.y' collides with existing topic: x_y"},
+		{name: "x.y", earlier: []string{"x.y"}}, // a repeated name is not a collision
+		{name: "metrics-cpu"},                   // '-' does not collide
+		{name: "metricsxcpu"},
+		{name: "metrics.cpu2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := planTopic(view, TopicSpec{Name: tc.name, Partitions: 1, ReplicationFactor: 1}, tc.earlier)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("planTopic(%q, earlier %v): %v", tc.name, tc.earlier, err)
+			case tc.want == "":
+			case err == nil || !strings.Contains(err.Error(), tc.want):
+				t.Fatalf("planTopic(%q, earlier %v): err = %v, want %q", tc.name, tc.earlier, err, tc.want)
+			case !strings.Contains(tc.want, "EXISTS") && !errors.Is(err, kerr.InvalidTopicException):
+				t.Fatalf("planTopic(%q): err = %v, want INVALID_TOPIC_EXCEPTION", tc.name, err)
 			}
 		})
 	}
