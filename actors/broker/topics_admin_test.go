@@ -2,11 +2,13 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -66,5 +68,38 @@ func TestCreateTopicsNameCollision(t *testing.T) {
 	check(rs[1], kerr.TopicAlreadyExists, "")
 	if v := c.brokers[0].Controller().View(); v.Topics["metrics_cpu"] != nil {
 		t.Fatalf("metrics_cpu was created next to metrics.cpu")
+	}
+}
+
+// TestAutoCreateInvalidName: a producer auto-creating a topic whose name
+// Kafka refuses gets INVALID_TOPIC_EXCEPTION from Metadata and fails at
+// once, instead of LEADER_NOT_AVAILABLE until its delivery timeout. Without
+// auto-creation Metadata answers the same, as Kafka does.
+func TestAutoCreateInvalidName(t *testing.T) {
+	c := newTestCluster(t, 1)
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	cl := c.client(kgo.AllowAutoTopicCreation(), kgo.RecordDeliveryTimeout(10*time.Second))
+	start := time.Now()
+	err := cl.ProduceSync(ctx, &kgo.Record{Topic: "bad/name", Value: []byte("x")}).FirstErr()
+	if !errors.Is(err, kerr.InvalidTopicException) {
+		t.Fatalf("produce to bad/name after %v: %v, want INVALID_TOPIC_EXCEPTION", time.Since(start).Round(time.Millisecond), err)
+	}
+
+	for _, allow := range []bool{true, false} {
+		req := kmsg.NewPtrMetadataRequest()
+		req.AllowAutoTopicCreation = allow
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr("bad/name")
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, c.client())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != kerr.InvalidTopicException.Code {
+			t.Fatalf("Metadata for bad/name, auto-creation %v: %+v, want INVALID_TOPIC_EXCEPTION", allow, resp.Topics)
+		}
 	}
 }

@@ -30,8 +30,10 @@ var errInternalTopic = fmt.Errorf("%w: %s is internal to the group coordinator",
 
 var legalTopicName = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
 
-// validTopicName applies Kafka's rules for topic names.
-func validTopicName(name string) error {
+// ValidateTopicName applies Kafka's rules for topic names (Topic.validate):
+// what CreateTopics refuses, and what Metadata answers
+// INVALID_TOPIC_EXCEPTION for instead of creating or looking it up.
+func ValidateTopicName(name string) error {
 	switch {
 	case name == "", name == ".", name == "..":
 		return fmt.Errorf("%w: topic name %q is not allowed", kerr.InvalidTopicException, name)
@@ -75,7 +77,7 @@ func unifyCollisionChars(name string) string { return strings.ReplaceAll(name, "
 // spec must not collide with them either.
 func planTopic(view *State, spec TopicSpec, earlier []string) (*CreateTopic, TopicResult, error) {
 	res := TopicResult{Name: spec.Name}
-	if err := validTopicName(spec.Name); err != nil {
+	if err := ValidateTopicName(spec.Name); err != nil {
 		return nil, res, err
 	}
 	if (spec.Name == OffsetsTopic) != spec.Internal {

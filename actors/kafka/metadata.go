@@ -18,10 +18,11 @@ type MetadataSource interface {
 	// Cluster returns the cluster as clients see it now.
 	Cluster() Cluster
 	// Topics returns the topics q asks for, in any order. A topic asked for
-	// by name or id and not returned is answered as unknown. To auto-create
-	// a topic (when q.AllowAutoCreate and the source agrees), start the
-	// creation and return the topic with LEADER_NOT_AVAILABLE (5), as Kafka
-	// does; the client retries.
+	// by name or id and not returned is answered as unknown; a name no
+	// topic can have is returned with INVALID_TOPIC_EXCEPTION (17). To
+	// auto-create a topic (when q.AllowAutoCreate and the source agrees),
+	// start the creation and return the topic with LEADER_NOT_AVAILABLE (5),
+	// as Kafka does; the client retries.
 	Topics(q TopicQuery) []Topic
 }
 

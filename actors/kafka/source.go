@@ -60,6 +60,11 @@ func (s *ClusterSource) Topics(q TopicQuery) []Topic {
 	for _, name := range q.Names {
 		if t := view.Topics[name]; t != nil {
 			out = append(out, s.topic(view, t))
+		} else if controller.ValidateTopicName(name) != nil {
+			// Kafka answers a name no topic can have at once, auto-creation
+			// or not (AutoTopicCreationManager.filterCreatableTopics), so
+			// that a producer fails instead of retrying until it times out.
+			out = append(out, Topic{Name: name, ErrorCode: kerr.InvalidTopicException.Code})
 		} else if q.AllowAutoCreate && s.AutoCreate {
 			create = append(create, controller.TopicSpec{Name: name, Partitions: -1, ReplicationFactor: -1})
 			out = append(out, Topic{Name: name, ErrorCode: kerr.LeaderNotAvailable.Code})
@@ -72,7 +77,8 @@ func (s *ClusterSource) Topics(q TopicQuery) []Topic {
 	}
 	if len(create) > 0 {
 		// Fire and forget: the client asks again, as Kafka clients do after
-		// LEADER_NOT_AVAILABLE; a name that is invalid simply never appears.
+		// LEADER_NOT_AVAILABLE; a topic the controller refuses (a name
+		// colliding with another's) simply never appears, as in Kafka.
 		s.Sender.Send(s.Controller, &controller.CreateTopics{Topics: create})
 	}
 	return out
