@@ -103,3 +103,112 @@ func TestAutoCreateInvalidName(t *testing.T) {
 		}
 	}
 }
+
+// TestCreateTopicsDuplicateNames: a name repeated in one CreateTopics is
+// refused with INVALID_REQUEST for every copy and none of them is created,
+// as Kafka's ControllerApis.createTopics does; the other topics of the
+// request are created.
+func TestCreateTopicsDuplicateNames(t *testing.T) {
+	c := newTestCluster(t, 1)
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	rs := createTopics(ctx, t, c, "dup", "single", "dup")
+	for i, want := range []error{kerr.InvalidRequest, nil, kerr.InvalidRequest} {
+		r := rs[i]
+		if got := kerr.ErrorForCode(r.ErrorCode); got != want {
+			t.Errorf("entry %d (%s): %v, want %v", i, r.Topic, got, want)
+		}
+		if want != nil && !strings.Contains(derefString(r.ErrorMessage), "Duplicate topic name.") {
+			t.Errorf("entry %d (%s): message %q", i, r.Topic, derefString(r.ErrorMessage))
+		}
+	}
+	v := c.brokers[0].Controller().View()
+	if v.Topics["dup"] != nil || v.Topics["single"] == nil {
+		t.Fatalf("topics after the request: %v, want single without dup", v.TopicNames())
+	}
+}
+
+// TestDeleteTopicsDuplicates: DeleteTopics refuses with INVALID_REQUEST,
+// as Kafka's ControllerApis.deleteTopics does, a name or an id given twice,
+// a name and an id of the same topic, an entry with both or neither, and
+// deletes none of those topics.
+func TestDeleteTopicsDuplicates(t *testing.T) {
+	c := newTestCluster(t, 1)
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl := c.client()
+	c.createTopic(ctx, cl, "keep", 1, 1, nil)
+	c.createTopic(ctx, cl, "other", 1, 1, nil)
+	keep := c.brokers[0].Controller().View().Topics["keep"].ID
+
+	byName := func(name string) kmsg.DeleteTopicsRequestTopic {
+		rt := kmsg.NewDeleteTopicsRequestTopic()
+		rt.Topic = kmsg.StringPtr(name)
+		return rt
+	}
+	byID := func(id [16]byte) kmsg.DeleteTopicsRequestTopic {
+		rt := kmsg.NewDeleteTopicsRequestTopic()
+		rt.TopicID = id
+		return rt
+	}
+	both := byName("keep")
+	both.TopicID = keep
+	tests := []struct {
+		name    string
+		topics  []kmsg.DeleteTopicsRequestTopic
+		message string
+	}{
+		{"name twice", []kmsg.DeleteTopicsRequestTopic{byName("keep"), byName("keep")}, "Duplicate topic name."},
+		{"id twice", []kmsg.DeleteTopicsRequestTopic{byID(keep), byID(keep)}, "Duplicate topic id."},
+		{"name and id", []kmsg.DeleteTopicsRequestTopic{byName("keep"), byID(keep)}, "was already supplied"},
+		{"id and name", []kmsg.DeleteTopicsRequestTopic{byID(keep), byName("keep")}, "was already supplied"},
+		{"both in one entry", []kmsg.DeleteTopicsRequestTopic{both}, "both topic name and topic id"},
+		{"neither", []kmsg.DeleteTopicsRequestTopic{byID([16]byte{})}, "Neither topic name nor id"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := kmsg.NewPtrDeleteTopicsRequest()
+			req.TimeoutMillis = 5000
+			req.Topics = tc.topics
+			resp, err := req.RequestWith(ctx, cl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(resp.Topics) != len(tc.topics) {
+				t.Fatalf("%d answers to %d entries", len(resp.Topics), len(tc.topics))
+			}
+			matched := false
+			for i, r := range resp.Topics {
+				if r.ErrorCode != kerr.InvalidRequest.Code {
+					t.Errorf("answer %d (%v %x): %v, want INVALID_REQUEST", i, derefString(r.Topic), r.TopicID, kerr.ErrorForCode(r.ErrorCode))
+				}
+				matched = matched || strings.Contains(derefString(r.ErrorMessage), tc.message)
+			}
+			if !matched {
+				t.Errorf("no answer says %q: %+v", tc.message, resp.Topics)
+			}
+			if c.brokers[0].Controller().View().Topics["keep"] == nil {
+				t.Fatalf("topic keep deleted")
+			}
+		})
+	}
+
+	// A request naming other topics once still deletes them.
+	req := kmsg.NewPtrDeleteTopicsRequest()
+	req.TimeoutMillis = 5000
+	req.Topics = []kmsg.DeleteTopicsRequestTopic{byName("keep"), byName("keep"), byName("other")}
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := resp.Topics[2]; r.ErrorCode != 0 || derefString(r.Topic) != "other" {
+		t.Fatalf("deleting other next to a repeated name: %+v", resp.Topics)
+	}
+	c.waitFor(10*time.Second, "other deleted, keep kept", func() bool {
+		v := c.brokers[0].Controller().View()
+		return v.Topics["other"] == nil && v.Topics["keep"] != nil
+	})
+}

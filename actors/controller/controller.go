@@ -251,14 +251,20 @@ func (c *controllerActor) createTopics(ctx actor.Context, m *CreateTopics) {
 		})
 		c.answerLed(ctx)
 	}
-	seen := map[string]bool{}
+	// Every copy of a repeated name is refused and none created, as
+	// Kafka's ControllerApis.createTopics does before anything else (it
+	// answers a repeated name once; here each copy has its answer).
+	copies := make(map[string]int, len(m.Topics))
+	for _, spec := range m.Topics {
+		copies[spec.Name]++
+	}
 	var planned []string // the names this request creates so far
 	for i, spec := range m.Topics {
-		cmd, res, err := planTopic(view, spec, planned)
-		if err == nil && seen[spec.Name] {
-			err = fmt.Errorf("%w: topic %q appears twice in the request", kerr.InvalidRequest, spec.Name)
+		if copies[spec.Name] > 1 {
+			results[i] = TopicResult{Name: spec.Name, Err: fmt.Errorf("%w: Duplicate topic name.", kerr.InvalidRequest)}
+			continue
 		}
-		seen[spec.Name] = true
+		cmd, res, err := planTopic(view, spec, planned)
 		res.Err = err
 		results[i] = res
 		if err != nil {
@@ -345,14 +351,36 @@ func (c *controllerActor) led(t *Topic) bool {
 	return true
 }
 
+// deleteTopics deletes the topics m names, refusing with INVALID_REQUEST,
+// as Kafka's ControllerApis.deleteTopics does, the zero id, a name or an id
+// given twice, and a name and an id of the same topic: such a request is
+// ambiguous, so none of those topics is deleted.
 func (c *controllerActor) deleteTopics(ctx actor.Context, m *DeleteTopics) {
 	view := c.o.Machine.View()
+	names := make(map[string]int, len(m.Names))
+	for _, name := range m.Names {
+		names[name]++
+	}
+	ids := make(map[TopicID]int, len(m.IDs))
+	for _, id := range m.IDs {
+		ids[id]++
+	}
+	named := make(map[TopicID]bool, len(m.Names)) // the ids of the topics given by name
+	for name := range names {
+		if t := view.Topics[name]; t != nil {
+			named[t.ID] = true
+		}
+	}
 	results := make([]TopicResult, 0, len(m.Names)+len(m.IDs))
 	var targets []*Topic // parallel to results; nil where the lookup failed
 	for _, name := range m.Names {
 		t := view.Topics[name]
 		r := TopicResult{Name: name}
 		switch {
+		case names[name] > 1:
+			r.Err, t = fmt.Errorf("%w: Duplicate topic name.", kerr.InvalidRequest), nil
+		case t != nil && ids[t.ID] > 0:
+			r.ID, r.Err, t = t.ID, fmt.Errorf("%w: The provided topic name maps to an ID that was already supplied.", kerr.InvalidRequest), nil
 		case t == nil:
 			r.Err = fmt.Errorf("%w: topic %q", kerr.UnknownTopicOrPartition, name)
 		case t.Name == OffsetsTopic:
@@ -366,6 +394,12 @@ func (c *controllerActor) deleteTopics(ctx actor.Context, m *DeleteTopics) {
 		t := view.TopicByID(id)
 		r := TopicResult{ID: id}
 		switch {
+		case id == TopicID{}:
+			r.Err, t = fmt.Errorf("%w: Neither topic name nor id were specified.", kerr.InvalidRequest), nil
+		case ids[id] > 1:
+			r.Err, t = fmt.Errorf("%w: Duplicate topic id.", kerr.InvalidRequest), nil
+		case named[id]:
+			r.Name, r.Err, t = t.Name, fmt.Errorf("%w: The provided topic id is also supplied by name.", kerr.InvalidRequest), nil
 		case t == nil:
 			r.Err = fmt.Errorf("%w: topic id %s", kerr.UnknownTopicID, id)
 		case t.Name == OffsetsTopic:

@@ -81,9 +81,12 @@ func (c *serviceConn) deleteTopics(ctx actor.Context, r *Request, req *kmsg.Dele
 	m := &controller.DeleteTopics{Ref: ref, ReplyTo: ctx.Self()}
 	m.Names = append(m.Names, req.TopicNames...) // v0-v5
 	for _, t := range req.Topics {               // v6+: by name or by id
-		if t.Topic != nil {
+		switch {
+		case t.Topic != nil && t.TopicID != [16]byte{}:
+			// Refused in deleteTopicsDone, as Kafka refuses it.
+		case t.Topic != nil:
 			m.Names = append(m.Names, *t.Topic)
-		} else {
+		default:
 			m.IDs = append(m.IDs, controller.TopicID(t.TopicID))
 		}
 	}
@@ -107,6 +110,14 @@ func (c *serviceConn) deleteTopicsDone(ctx actor.Context, m *controller.DeleteTo
 		rt.TopicID = res.ID
 		rt.ErrorCode, rt.ErrorMessage = code(res.Err), message(res.Err)
 		resp.Topics = append(resp.Topics, rt)
+	}
+	for _, t := range req.Topics {
+		if t.Topic != nil && t.TopicID != [16]byte{} {
+			rt := kmsg.NewDeleteTopicsResponseTopic()
+			rt.Topic, rt.TopicID = t.Topic, t.TopicID
+			rt.ErrorCode, rt.ErrorMessage = kerr.InvalidRequest.Code, kmsg.StringPtr("You may not specify both topic name and topic id.")
+			resp.Topics = append(resp.Topics, rt)
+		}
 	}
 	ctx.Send(r.ReplyTo, r.Reply(resp))
 }
