@@ -14,7 +14,8 @@ const (
 // Config is the complete configuration of one broker node.
 type Config struct {
 	// NodeID identifies this node among the peers. It must be > 0 because
-	// raft reserves 0 for "no node".
+	// raft reserves 0 for "no node", and fit in an int32 because clients
+	// see it as a Kafka broker id.
 	NodeID uint64 `yaml:"node_id"`
 
 	// DataDir holds everything the node persists: WAL, snapshots and

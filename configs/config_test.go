@@ -89,6 +89,12 @@ func TestValidate(t *testing.T) {
 
 		{"node_id zero", func(c *Config) { c.NodeID = 0 }, []string{"node_id: must be > 0"}},
 		{"node_id not in peers", func(c *Config) { c.NodeID = 4 }, []string{"node_id: 4 is not in peers"}},
+		{"node_id at int32's max", func(c *Config) { c.NodeID, c.Peers[2].ID = math.MaxInt32, math.MaxInt32 }, nil},
+		{"node_id past int32", func(c *Config) { c.NodeID, c.Peers[2].ID = 1<<32+1, 1<<32+1 },
+			[]string{"node_id: must be at most 2147483647 (Kafka's broker ids are int32), got 4294967297",
+				"peers[2].id: must be at most 2147483647 (Kafka's broker ids are int32), got 4294967297"}},
+		{"peer id past int32", func(c *Config) { c.Peers[1].ID = math.MaxInt32 + 1 },
+			[]string{"peers[1].id: must be at most 2147483647"}},
 		{"data_dir empty", func(c *Config) { c.DataDir = "" }, []string{"data_dir: must not be empty"}},
 
 		{"peer duplicate id", func(c *Config) { c.Peers[1].ID = 1; c.Peers[2].ID = 1 },

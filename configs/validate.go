@@ -13,6 +13,10 @@ import (
 // the index files are 32 bits.
 const minSegmentBytes = 61
 
+// maxNodeID is the largest node id: clients see node ids as Kafka broker
+// ids, which are int32 in Metadata and in every replica list.
+const maxNodeID = math.MaxInt32
+
 // problems collects field errors so that Validate can report all of them
 // at once rather than making the user fix one per run.
 type problems []error
@@ -40,6 +44,8 @@ func (c *Config) Validate() error {
 
 	if c.NodeID == 0 {
 		p.add("node_id", "must be > 0")
+	} else if c.NodeID > maxNodeID {
+		p.add("node_id", "must be at most %d (Kafka's broker ids are int32), got %d", maxNodeID, c.NodeID)
 	}
 	if c.DataDir == "" {
 		p.add("data_dir", "must not be empty")
@@ -181,6 +187,8 @@ func checkPeers(peers []Peer) problems {
 	for i, peer := range peers {
 		if peer.ID == 0 {
 			p.add(fmt.Sprintf("peers[%d].id", i), "must be > 0")
+		} else if peer.ID > maxNodeID {
+			p.add(fmt.Sprintf("peers[%d].id", i), "must be at most %d (Kafka's broker ids are int32), got %d", maxNodeID, peer.ID)
 		} else if j, dup := ids[peer.ID]; dup {
 			p.add(fmt.Sprintf("peers[%d].id", i), "duplicate id %d (also peers[%d])", peer.ID, j)
 		} else {
