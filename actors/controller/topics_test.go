@@ -177,11 +177,11 @@ func TestPlanTopicAssignmentToLeavingBroker(t *testing.T) {
 	view.Voters, view.Draining = []uint64{1, 2, 3}, []uint64{3}
 	spec := TopicSpec{Name: "a", Partitions: -1, ReplicationFactor: -1}
 	spec.Assignment = [][]uint64{{1, 2}}
-	if _, _, err := planTopic(view, spec); err != nil {
+	if _, _, err := planTopic(view, spec, nil); err != nil {
 		t.Fatalf("assignment to members: %v", err)
 	}
 	spec.Assignment = [][]uint64{{1, 3}}
-	if _, _, err := planTopic(view, spec); !errors.Is(err, kerr.InvalidReplicaAssignment) {
+	if _, _, err := planTopic(view, spec, nil); !errors.Is(err, kerr.InvalidReplicaAssignment) {
 		t.Fatalf("assignment to a draining broker: %v, want INVALID_REPLICA_ASSIGNMENT", err)
 	}
 }
