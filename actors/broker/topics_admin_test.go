@@ -120,7 +120,7 @@ func TestCreateTopicsDuplicateNames(t *testing.T) {
 		if got := kerr.ErrorForCode(r.ErrorCode); got != want {
 			t.Errorf("entry %d (%s): %v, want %v", i, r.Topic, got, want)
 		}
-		if want != nil && !strings.Contains(derefString(r.ErrorMessage), "Duplicate topic name.") {
+		if want != nil && !strings.Contains(derefString(r.ErrorMessage), "Duplicate topic name") {
 			t.Errorf("entry %d (%s): message %q", i, r.Topic, derefString(r.ErrorMessage))
 		}
 	}
@@ -161,8 +161,8 @@ func TestDeleteTopicsDuplicates(t *testing.T) {
 		topics  []kmsg.DeleteTopicsRequestTopic
 		message string
 	}{
-		{"name twice", []kmsg.DeleteTopicsRequestTopic{byName("keep"), byName("keep")}, "Duplicate topic name."},
-		{"id twice", []kmsg.DeleteTopicsRequestTopic{byID(keep), byID(keep)}, "Duplicate topic id."},
+		{"name twice", []kmsg.DeleteTopicsRequestTopic{byName("keep"), byName("keep")}, "Duplicate topic name"},
+		{"id twice", []kmsg.DeleteTopicsRequestTopic{byID(keep), byID(keep)}, "Duplicate topic id"},
 		{"name and id", []kmsg.DeleteTopicsRequestTopic{byName("keep"), byID(keep)}, "was already supplied"},
 		{"id and name", []kmsg.DeleteTopicsRequestTopic{byID(keep), byName("keep")}, "was already supplied"},
 		{"both in one entry", []kmsg.DeleteTopicsRequestTopic{both}, "both topic name and topic id"},

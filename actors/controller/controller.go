@@ -261,7 +261,7 @@ func (c *controllerActor) createTopics(ctx actor.Context, m *CreateTopics) {
 	var planned []string // the names this request creates so far
 	for i, spec := range m.Topics {
 		if copies[spec.Name] > 1 {
-			results[i] = TopicResult{Name: spec.Name, Err: fmt.Errorf("%w: Duplicate topic name.", kerr.InvalidRequest)}
+			results[i] = TopicResult{Name: spec.Name, Err: fmt.Errorf("%w: Duplicate topic name", kerr.InvalidRequest)}
 			continue
 		}
 		cmd, res, err := planTopic(view, spec, planned)
@@ -378,9 +378,9 @@ func (c *controllerActor) deleteTopics(ctx actor.Context, m *DeleteTopics) {
 		r := TopicResult{Name: name}
 		switch {
 		case names[name] > 1:
-			r.Err, t = fmt.Errorf("%w: Duplicate topic name.", kerr.InvalidRequest), nil
+			r.Err, t = fmt.Errorf("%w: Duplicate topic name", kerr.InvalidRequest), nil
 		case t != nil && ids[t.ID] > 0:
-			r.ID, r.Err, t = t.ID, fmt.Errorf("%w: The provided topic name maps to an ID that was already supplied.", kerr.InvalidRequest), nil
+			r.ID, r.Err, t = t.ID, fmt.Errorf("%w: The provided topic name maps to an ID that was already supplied", kerr.InvalidRequest), nil
 		case t == nil:
 			r.Err = fmt.Errorf("%w: topic %q", kerr.UnknownTopicOrPartition, name)
 		case t.Name == OffsetsTopic:
@@ -395,11 +395,11 @@ func (c *controllerActor) deleteTopics(ctx actor.Context, m *DeleteTopics) {
 		r := TopicResult{ID: id}
 		switch {
 		case id == TopicID{}:
-			r.Err, t = fmt.Errorf("%w: Neither topic name nor id were specified.", kerr.InvalidRequest), nil
+			r.Err, t = fmt.Errorf("%w: Neither topic name nor id were specified", kerr.InvalidRequest), nil
 		case ids[id] > 1:
-			r.Err, t = fmt.Errorf("%w: Duplicate topic id.", kerr.InvalidRequest), nil
+			r.Err, t = fmt.Errorf("%w: Duplicate topic id", kerr.InvalidRequest), nil
 		case named[id]:
-			r.Name, r.Err, t = t.Name, fmt.Errorf("%w: The provided topic id is also supplied by name.", kerr.InvalidRequest), nil
+			r.Name, r.Err, t = t.Name, fmt.Errorf("%w: The provided topic id is also supplied by name", kerr.InvalidRequest), nil
 		case t == nil:
 			r.Err = fmt.Errorf("%w: topic id %s", kerr.UnknownTopicID, id)
 		case t.Name == OffsetsTopic:

@@ -77,7 +77,7 @@ func planAllPartitions(view *State, specs []PartitionsSpec, validateOnly bool) (
 		}
 		answered[spec.Name] = true
 		if times[spec.Name] > 1 {
-			results = append(results, TopicResult{Name: spec.Name, Err: fmt.Errorf("%w: Duplicate topic name.", kerr.InvalidRequest)})
+			results = append(results, TopicResult{Name: spec.Name, Err: fmt.Errorf("%w: Duplicate topic name", kerr.InvalidRequest)})
 			cmds = append(cmds, nil)
 			continue
 		}
@@ -128,9 +128,9 @@ func planPartitions(view *State, spec PartitionsSpec) (*AddPartitions, TopicResu
 	case have == 0:
 		return nil, res, fmt.Errorf("%w: topic %q has no partitions", kerr.UnknownServerError, t.Name)
 	case int(spec.Count) == have:
-		return nil, res, fmt.Errorf("%w: Topic already has %d partitions.", kerr.InvalidPartitions, have)
+		return nil, res, fmt.Errorf("%w: Topic already has %d partitions", kerr.InvalidPartitions, have)
 	case int(spec.Count) < have:
-		return nil, res, fmt.Errorf("%w: Topic currently has %d partitions, which is higher than the requested %d.", kerr.InvalidPartitions, have, spec.Count)
+		return nil, res, fmt.Errorf("%w: Topic currently has %d partitions, which is higher than the requested %d", kerr.InvalidPartitions, have, spec.Count)
 	case int(spec.Count)-have > maxPartitions:
 		return nil, res, fmt.Errorf("%w: adding %d partitions (at most %d at once)", kerr.InvalidPartitions, int(spec.Count)-have, maxPartitions)
 	}
@@ -143,7 +143,7 @@ func planPartitions(view *State, spec PartitionsSpec) (*AddPartitions, TopicResu
 	cmd := &AddPartitions{Topic: t.ID, From: int32(have)}
 	if spec.Assignment != nil {
 		if len(spec.Assignment) != add {
-			return nil, res, fmt.Errorf("%w: Attempted to add %d additional partition(s), but only %d assignment(s) were specified.", kerr.InvalidReplicaAssignment, add, len(spec.Assignment))
+			return nil, res, fmt.Errorf("%w: Attempted to add %d additional partition(s), but only %d assignment(s) were specified", kerr.InvalidReplicaAssignment, add, len(spec.Assignment))
 		}
 		for i, rs := range spec.Assignment {
 			if err := checkReplicas(view, have+i, rs, rf); err != nil {

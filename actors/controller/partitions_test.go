@@ -123,8 +123,8 @@ func TestPartitionMessages(t *testing.T) {
 		count int32
 		want  string
 	}{
-		{2, "Topic already has 2 partitions."},
-		{1, "Topic currently has 2 partitions, which is higher than the requested 1."},
+		{2, "Topic already has 2 partitions"},
+		{1, "Topic currently has 2 partitions, which is higher than the requested 1"},
 	} {
 		_, _, err := planPartitions(view, PartitionsSpec{Name: "t", Count: tc.count})
 		var ke *kerr.Error
