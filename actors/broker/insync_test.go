@@ -78,6 +78,12 @@ func (h *holdTransport) Send(ctx actor.SenderContext, group uint64, msgs []*pb.M
 // actor pid on broker i and returns where its answer will arrive.
 func (c *testCluster) produceAsync(i int, pid *actor.PID, value string, acks int16, timeoutTicks uint64) <-chan *partition.ProduceDone {
 	c.t.Helper()
+	return c.produceBatchAsync(i, pid, testBatch(c.t, value), acks, timeoutTicks)
+}
+
+// produceBatchAsync is produceAsync for a batch of the caller's.
+func (c *testCluster) produceBatchAsync(i int, pid *actor.PID, records []byte, acks int16, timeoutTicks uint64) <-chan *partition.ProduceDone {
+	c.t.Helper()
 	b := c.brokers[i]
 	out := make(chan *partition.ProduceDone, 1)
 	c.proposers++
@@ -92,7 +98,7 @@ func (c *testCluster) produceAsync(i int, pid *actor.PID, value string, acks int
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(func() { b.Actors().Root.Stop(me) })
-	b.Actors().Root.Send(pid, &partition.Produce{Ref: 1, Records: testBatch(c.t, value), Acks: acks, TimeoutTicks: timeoutTicks, ReplyTo: me})
+	b.Actors().Root.Send(pid, &partition.Produce{Ref: 1, Records: records, Acks: acks, TimeoutTicks: timeoutTicks, ReplyTo: me})
 	return out
 }
 
@@ -217,4 +223,114 @@ func TestMinInsyncAboveMajority(t *testing.T) {
 	c.waitFor(10*time.Second, "every replica has the four records", func() bool {
 		return hw(leader) == 4 && hw(follower) == 4 && hw(other) == 4
 	})
+}
+
+// strictPartition creates an RF=3 topic with min.insync.replicas=3 and
+// waits until its preferred replica leads it with all three in sync. It
+// returns the partition and the index of its leader's broker.
+func (c *testCluster) strictPartition(ctx context.Context, topic string) (partition.TopicPartition, int) {
+	c.t.Helper()
+	three := "3"
+	c.createTopic(ctx, c.client(), topic, 1, 3, map[string]*string{"min.insync.replicas": &three})
+	tp := partition.TopicPartition{Topic: topic, Partition: 0}
+	var leader int
+	c.waitFor(20*time.Second, "the preferred replica leads with the full ISR", func() bool {
+		t := c.brokers[0].Controller().View().Topics[topic]
+		if t == nil {
+			return false
+		}
+		leader = int(t.Partitions[0].Replicas[0] - 1)
+		r := c.brokers[leader].Replicas().Get(tp)
+		return r != nil && r.Machine.View().Leader && len(r.Machine.View().ISR) == 3
+	})
+	return tp, leader
+}
+
+// TestNewLeaderLeavesDeadReplicaOutOfISR: a replica that died and left the
+// ISR is not counted in sync again by the next leader. A new leader used to
+// start with every replica in its ISR, so for replica.lag.time.max.ms after
+// any leader change an acks=all produce passed min.insync.replicas=3 with
+// two live replicas.
+func TestNewLeaderLeavesDeadReplicaOutOfISR(t *testing.T) {
+	const lag = 2 * time.Second
+	c := newTestCluster(t, 3, func(cfg *configs.Config) { cfg.Kafka.ReplicaLagTimeMaxMs = int(lag / time.Millisecond) })
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	tp, leader := c.strictPartition(ctx, "strict")
+	other, dead := (leader+1)%3, (leader+2)%3
+	c.stop(dead)
+	lead := c.brokers[leader].Replicas().Get(tp)
+	c.waitFor(5*lag, "the stopped replica leaves the ISR", func() bool { return len(lead.Machine.View().ISR) == 2 })
+
+	c.brokers[leader].Actors().Root.Send(lead.PID, &raftactor.TransferLeader{To: uint64(other + 1)})
+	next := c.brokers[other].Replicas().Get(tp)
+	c.waitFor(10*time.Second, "the other live replica leads", func() bool { return next.Machine.View().Leader })
+	if isr := next.Machine.View().ISR; slices.Contains(isr, uint64(dead+1)) {
+		t.Errorf("the new leader's ISR %v has broker %d, stopped %v ago", isr, dead+1, 5*lag)
+	}
+	select {
+	case d := <-c.produceAsync(other, next.PID, "after", -1, 100):
+		if !errors.Is(d.Err, kerr.NotEnoughReplicas) {
+			t.Errorf("acks=all with 2 of 3 replicas alive and min.insync.replicas=3: %v, want NOT_ENOUGH_REPLICAS", d.Err)
+		}
+	case <-ctx.Done():
+		t.Fatal("no answer")
+	}
+}
+
+// TestRetryOfHeldBatchWaitsForMinInsync: an idempotent producer's retry of
+// a batch that was held for min.insync.replicas and failed by a leader
+// change is not answered success by the new leader while fewer replicas
+// than min.insync.replicas have it (it was, as a duplicate of an applied
+// batch, when the new leader counted the stopped replica in sync), and is
+// answered with the original's offset once they do.
+func TestRetryOfHeldBatchWaitsForMinInsync(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *configs.Config) { cfg.Kafka.ReplicaLagTimeMaxMs = 30_000 })
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	tp, leader := c.strictPartition(ctx, "strict-retry")
+	down, other := (leader+1)%3, (leader+2)%3
+	lead := c.brokers[leader].Replicas().Get(tp)
+	c.stop(down) // still in the ISR for 30 s: the batch is taken, then held
+
+	const pid = 7
+	first := c.produceBatchAsync(leader, lead.PID, producerBatch(t, "v", pid, 0, 0), -1, 500)
+	hw := func(i int) int64 { return c.brokers[i].Replicas().Get(tp).Machine.View().HighWatermark }
+	c.waitFor(10*time.Second, "two replicas apply the batch", func() bool { return hw(leader) == 1 && hw(other) == 1 })
+	select {
+	case d := <-first:
+		t.Fatalf("answered with 2 of 3 replicas and min.insync.replicas=3: %v", d.Err)
+	default:
+	}
+	c.brokers[leader].Actors().Root.Send(lead.PID, &raftactor.TransferLeader{To: uint64(other + 1)})
+	if d := <-first; !errors.Is(d.Err, kerr.NotLeaderForPartition) {
+		t.Fatalf("the held batch after the leader moved: %v, want NOT_LEADER_FOR_PARTITION", d.Err)
+	}
+	next := c.brokers[other].Replicas().Get(tp)
+	c.waitFor(10*time.Second, "the other live replica leads", func() bool { return next.Machine.View().Leader })
+	retry := c.produceBatchAsync(other, next.PID, producerBatch(t, "v", pid, 0, 0), -1, 100)
+	select {
+	case d := <-retry:
+		if d.Err == nil {
+			t.Fatalf("the retry was answered success at offset %d with 2 of 3 replicas and min.insync.replicas=3", d.BaseOffset)
+		}
+		if !errors.Is(d.Err, kerr.NotEnoughReplicas) && !errors.Is(d.Err, kerr.NotEnoughReplicasAfterAppend) && !errors.Is(d.Err, kerr.RequestTimedOut) {
+			t.Fatalf("the retry: %v, want it refused for want of replicas", d.Err)
+		}
+	case <-ctx.Done():
+		t.Fatal("no answer to the retry")
+	}
+	c.start(down)
+	c.waitFor(20*time.Second, "the restarted replica rejoins the ISR", func() bool { return len(next.Machine.View().ISR) == 3 })
+	retry = c.produceBatchAsync(other, next.PID, producerBatch(t, "v", pid, 0, 0), -1, 400)
+	select {
+	case d := <-retry:
+		if d.Err != nil || d.BaseOffset != 0 {
+			t.Fatalf("the retry once the third replica is back: offset %d, %v; want the original's offset 0", d.BaseOffset, d.Err)
+		}
+	case <-ctx.Done():
+		t.Fatal("no answer to the retry once the third replica is back")
+	}
 }

@@ -148,11 +148,18 @@ func TestNetworkCut(t *testing.T) {
 // testBatch is a one-record, uncompressed, non-idempotent record batch.
 func testBatch(t *testing.T, value string) []byte {
 	t.Helper()
+	return producerBatch(t, value, -1, -1, -1)
+}
+
+// producerBatch is a one-record, uncompressed record batch of an
+// idempotent producer (or of none, with id -1).
+func producerBatch(t *testing.T, value string, id int64, epoch int16, seq int32) []byte {
+	t.Helper()
 	rec := kmsg.Record{Value: []byte(value), OffsetDelta: 0}
 	rec.Length = int32(len(rec.AppendTo(nil)) - 1) // the length varint itself is excluded
 	b := kmsg.RecordBatch{
 		Magic: 2, LastOffsetDelta: 0, FirstTimestamp: time.Now().UnixMilli(), MaxTimestamp: time.Now().UnixMilli(),
-		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: 1, Records: rec.AppendTo(nil),
+		ProducerID: id, ProducerEpoch: epoch, FirstSequence: seq, NumRecords: 1, Records: rec.AppendTo(nil),
 	}
 	raw := b.AppendTo(nil)
 	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))

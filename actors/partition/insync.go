@@ -2,7 +2,6 @@ package partition
 
 import (
 	"fmt"
-	"math"
 	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -50,12 +49,12 @@ func (m *Machine) settleHeld(h *raftactor.Handle, ctx actor.Context) {
 	}
 	m.matches = m.matches[:0]
 	h.WithProgress(m.addMatch)
-	matched := matchedIndex(m.matches, m.matchQuorum)
-	if m.matchQuorum == 0 {
-		// The voters grew (a reassignment): a majority is now enough.
-		matched = math.MaxUint64
-	}
-	done, fail := settle(m.held, matched, len(m.isr), m.matchQuorum)
+	// The voters may have grown (a reassignment) so that a majority is now
+	// enough for new batches (matchQuorum 0); those held were committed by
+	// the old majority and still need min.insync.replicas.
+	quorum := max(m.matchQuorum, m.o.Settings.MinInsyncReplicas)
+	matched := matchedIndex(m.matches, quorum)
+	done, fail := settle(m.held, matched, len(m.isr), quorum)
 	for _, in := range m.held[:done] {
 		for _, w := range in.waiters {
 			m.answer(ctx, in, w)
@@ -68,7 +67,7 @@ func (m *Machine) settleHeld(h *raftactor.Handle, ctx actor.Context) {
 		m.held = m.held[:n]
 	}
 	if fail {
-		m.failHeld(ctx, fmt.Errorf("%w: %d replicas in sync, min.insync.replicas is %d", kerr.NotEnoughReplicasAfterAppend, len(m.isr), m.matchQuorum))
+		m.failHeld(ctx, fmt.Errorf("%w: %d replicas in sync, min.insync.replicas is %d", kerr.NotEnoughReplicasAfterAppend, len(m.isr), quorum))
 	}
 }
 

@@ -860,7 +860,9 @@ func (m *Machine) proposedNoAcks(ctx actor.Context, r *Produce, base int64) {
 
 // answerDuplicate answers a retried batch as its original was answered: at
 // once if the original is applied (and, for acks=all, not held), else when
-// it is.
+// it is. An applied original that is not held is on every replica of the
+// ISR: a replica joins the ISR only by matching the leader's log end, and a
+// new leader's ISR is the replicas that matched the entry of its term.
 func (m *Machine) answerDuplicate(ctx actor.Context, r *Produce, v Verdict) {
 	if r.Acks == 0 {
 		m.proposedNoAcks(ctx, r, v.Original.BaseOffset)
@@ -962,19 +964,17 @@ func (m *Machine) checkReady(h *raftactor.Handle) {
 		return
 	}
 	m.ready, m.readyTerm, m.nextOffset = true, h.Term(), m.log.LogEnd()
-	// A new leader starts with every replica in sync, as Kafka's does with
-	// the ISR it inherits; the time rule removes the ones that stay behind.
-	// Replicas being added join once they catch up.
+	// A new leader's ISR is itself and the replicas that have just shown
+	// they are caught up: a majority acknowledged the entry of its term.
+	// The others join at the next look (updateISR) once they match its
+	// log end. Kafka's new leader inherits the controller's ISR, which has
+	// already lost the replicas that lagged or died; starting from every
+	// replica instead would count a long-dead one in sync for
+	// replica.lag.time.max.ms and let min.insync.replicas be passed.
 	m.caughtUp = map[uint64]uint64{}
 	m.isr = m.isr[:0:0]
-	for _, id := range m.replicas {
-		if !slices.Contains(m.adding, id) {
-			m.caughtUp[id] = m.ticks
-			m.isr = append(m.isr, id)
-		}
-	}
-	slices.Sort(m.isr)
 	m.setMatchQuorum(len(h.ConfState().GetVoters()))
+	m.updateISR(h)
 	m.o.Log.Info().Uint64("term", m.readyTerm).Int64("log_end", m.nextOffset).Msg("partition leader ready")
 }
 
