@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/flotilla/flotilla/actors/partition"
@@ -44,9 +45,14 @@ func (c *serviceConn) produce(ctx actor.Context, r *Request, req *kmsg.ProduceRe
 			rp.Partition = p.Partition
 			rp.BaseOffset, rp.LogAppendTime, rp.LogStartOffset = -1, -1, -1
 			replica := c.s.Replicas.Get(partition.TopicPartition{Topic: t.Topic, Partition: p.Partition})
-			if replica == nil {
+			switch {
+			case req.Acks < -1 || req.Acks > 1:
+				// Kafka's ReplicaManager.isValidRequiredAcks: nothing is
+				// written, every partition is refused.
+				rp.ErrorCode = kerr.InvalidRequiredAcks.Code
+			case replica == nil:
 				rp.ErrorCode = c.s.missingCode(t.Topic, p.Partition)
-			} else {
+			default:
 				msg := &partition.Produce{Records: p.Records, Acks: req.Acks, TimeoutTicks: timeout, Ref: c.ref(), ReplyTo: ctx.Self()}
 				c.produces[msg.Ref] = produceSlot{call: call, topic: ti, part: pi}
 				call.remaining++

@@ -7,6 +7,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/flotilla/flotilla/actors"
@@ -131,4 +132,48 @@ func TestAcksZeroUnansweredClosesConnection(t *testing.T) {
 	req.TimeoutMillis = 100
 	c.send(req, 1)
 	c.expectClosed()
+}
+
+// TestProduceInvalidAcksRefused: acks other than -1, 0 and 1 is refused
+// with INVALID_REQUIRED_ACKS for every partition, and nothing reaches the
+// partitions, as in Kafka. acks=2 used to be written and answered like
+// acks=all, without its min.insync.replicas check.
+func TestProduceInvalidAcksRefused(t *testing.T) {
+	produces := make(chan *partition.Produce, 1)
+	var stop func()
+	b := startBrokerIn(t, func(sys *actors.System, o *Options) {
+		pid, err := sys.Spawn("test", "orders-0", func() actor.Actor {
+			return actor.ReceiveFunc(func(ctx actor.Context) {
+				if m, ok := ctx.Message().(*partition.Produce); ok {
+					produces <- m
+				}
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop = func() { sys.Root.Stop(pid) }
+		replicas := partition.NewReplicas()
+		tp := partition.TopicPartition{Topic: "orders"}
+		replicas.Publish(map[partition.TopicPartition]*partition.Replica{tp: {TopicPartition: tp, PID: pid}})
+		o.Handler = &Service{NodeID: 1, Tick: 10 * time.Millisecond, Replicas: replicas, Sender: sys.Root, Log: o.Log}
+	})
+	defer stop() // before the broker's cleanup waits for every actor
+	c := dial(t, b.addr)
+	for i, acks := range []int16{2, -2} {
+		c.send(produceRequest(acks, 10), int32(i))
+		resp := kmsg.NewPtrProduceResponse()
+		resp.Version = 9
+		if id := c.read(resp); id != int32(i) {
+			t.Fatalf("acks=%d: answer to request %d", acks, id)
+		}
+		if got := resp.Topics[0].Partitions[0].ErrorCode; got != kerr.InvalidRequiredAcks.Code {
+			t.Errorf("acks=%d: %v, want INVALID_REQUIRED_ACKS", acks, kerr.ErrorForCode(got))
+		}
+	}
+	select {
+	case m := <-produces:
+		t.Errorf("a produce with acks=%d reached the partition", m.Acks)
+	default:
+	}
 }
