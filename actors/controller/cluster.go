@@ -43,6 +43,10 @@ type membership struct {
 	removing    map[uint64]bool   // RemoveBroker proposals in flight
 	// reregistering are members whose new addresses are being registered.
 	reregistering map[uint64]bool
+	// activeAt is, while this broker leads the controller group, the tick
+	// at which each member was last seen active in it (raft's RecentActive),
+	// or first looked at.
+	activeAt map[uint64]uint64
 	// complained are the problems already logged: the checks that find
 	// them run every other tick.
 	complained map[string]bool
@@ -59,6 +63,7 @@ func (c *controllerActor) tickMembership(ctx actor.Context) {
 		return
 	}
 	c.syncPeers(view)
+	c.noteActive()
 	if c.ticks%helloEveryTicks == 0 {
 		// A member says hello too, if rarely: one that was down when the
 		// cluster removed it would otherwise never hear of it.
@@ -157,6 +162,35 @@ func (c *controllerActor) noticeRemoved(ctx actor.Context, view *State) {
 	}
 }
 
+// movedSilentTicks is how long a member must have been silent at its
+// registered addresses (3 s at 50 ms ticks, several election timeouts)
+// before a hello naming new addresses for it is believed.
+const movedSilentTicks = 60
+
+// noteActive records, while this broker leads the controller group, which
+// members raft last saw active: a member that moved answers nothing at its
+// old addresses.
+func (c *controllerActor) noteActive() {
+	st := c.o.Board.Get(ControllerGroup)
+	if st == nil || st.Role != "leader" {
+		clear(c.mb.activeAt)
+		return
+	}
+	for key, pr := range st.Progress {
+		id, err := strconv.ParseUint(key, 10, 64)
+		if err != nil {
+			continue
+		}
+		// RecentActive alone is not enough: CheckQuorum clears it every
+		// election timeout, and a sample may always fall just after. A
+		// follower raft streams to answers; one that stopped answering is
+		// probed (the transport reports it unreachable).
+		if _, seen := c.mb.activeAt[id]; pr.RecentActive || pr.State == "replicate" || !seen {
+			c.mb.activeAt[id] = c.ticks
+		}
+	}
+}
+
 // onHello admits a broker that asks to join, if this broker leads the
 // controller group and no other change is under way; a removed id is told
 // so instead. The hello comes again every second, so anything not done now
@@ -184,6 +218,18 @@ func (c *controllerActor) onHello(ctx actor.Context, h *hello) {
 			return
 		}
 		id := h.NodeID
+		// A member that answers at its registered addresses has not moved:
+		// the hello comes from a second process started with its node id.
+		// Registering that one's addresses would send clients and peers to
+		// it (Kafka refuses it with DUPLICATE_BROKER_REGISTRATION).
+		if at, seen := c.mb.activeAt[id]; !seen || c.ticks-at < movedSilentTicks {
+			if c.complainOnce(fmt.Sprintf("duplicate %d at %s", id, h.RaftAddr)) {
+				c.o.Log.Error().Uint64("node_id", id).Str("its_raft_addr", h.RaftAddr).Str("its_kafka_addr", h.KafkaAddr).
+					Str("raft_addr", b.RaftAddr).Str("kafka_addr", b.KafkaAddr).
+					Msg("a second process claims the node id of a member that answers at its registered addresses; ignored")
+			}
+			return
+		}
 		c.mb.reregistering[id] = true
 		c.o.Log.Info().Uint64("node_id", id).Str("raft_addr", h.RaftAddr).Str("kafka_addr", h.KafkaAddr).Msg("a member has new addresses; registering them")
 		c.propose(ctx, &Command{RegisterBroker: &RegisterBroker{NodeID: id, KafkaAddr: h.KafkaAddr, RaftAddr: h.RaftAddr}}, func(*raftactor.Proposed) {

@@ -59,6 +59,7 @@ func NewActor(o Options) actor.Producer {
 				wantRemoved:   map[uint64]bool{},
 				removing:      map[uint64]bool{},
 				reregistering: map[uint64]bool{},
+				activeAt:      map[uint64]uint64{},
 				complained:    map[string]bool{},
 			},
 		}
