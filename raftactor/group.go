@@ -393,6 +393,14 @@ func (g *groupActor) halt(ctx actor.Context, err error) {
 	g.log.Error().Err(err).Msg("raft group halted")
 	g.failWaiters(ctx, ErrNotReady) // no proposal of its will be applied here
 	g.resign(ctx)
+	// The last status would go on showing a healthy follower or leader:
+	// the debug endpoint and the metrics show the group halted instead.
+	st := GroupStatus{Group: g.d.cfg.Group, Name: g.d.cfg.Name}
+	if last := g.d.cfg.Board.Get(g.d.cfg.Group); last != nil {
+		st = *last
+	}
+	st.Role, st.Leader, st.Progress, st.Halted = "halted", 0, nil, err.Error()
+	g.d.cfg.Board.publish(&st)
 }
 
 // resign drops the raft node of an incarnation that stops, restarts or

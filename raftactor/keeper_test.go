@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 	pb "go.etcd.io/raft/v3/raftpb"
 
@@ -286,5 +288,28 @@ func TestKeeperKeepFailureHalts(t *testing.T) {
 	}
 	if sm.count() != 0 {
 		t.Fatal("an entry that was never kept was applied")
+	}
+	// The status shows it, for the debug endpoint and the metrics.
+	st := kg.board.Get(7)
+	if st == nil || st.Role != "halted" || st.Halted == "" {
+		t.Fatalf("status of the halted group: %+v, want role halted and the reason", st)
+	}
+	ch := make(chan prometheus.Metric, 64)
+	NewCollector(kg.board).Collect(ch)
+	close(ch)
+	halted := 0.0
+	for m := range ch {
+		var pb dto.Metric
+		if err := m.Write(&pb); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range pb.GetLabel() {
+			if l.GetName() == "role" && l.GetValue() == "halted" {
+				halted += pb.GetGauge().GetValue()
+			}
+		}
+	}
+	if halted != 1 {
+		t.Fatalf("flotilla_raft_role{role=\"halted\"} is %v, want 1", halted)
 	}
 }

@@ -21,7 +21,7 @@ func NewCollector(board *StatusBoard) *Collector {
 	return &Collector{
 		board:   board,
 		term:    prometheus.NewDesc("flotilla_raft_term", "Current raft term of the group.", l, nil),
-		role:    prometheus.NewDesc("flotilla_raft_role", "1 for the group's current role on this node.", []string{"group", "role"}, nil),
+		role:    prometheus.NewDesc("flotilla_raft_role", "1 for the group's current role on this node; role halted: it stopped taking part in raft after a storage failure, until a restart.", []string{"group", "role"}, nil),
 		commit:  prometheus.NewDesc("flotilla_raft_commit_index", "Highest committed raft index of the group.", l, nil),
 		applied: prometheus.NewDesc("flotilla_raft_applied_index", "Highest applied raft index of the group.", l, nil),
 		leader:  prometheus.NewDesc("flotilla_raft_leader", "Node id of the group's leader as this node knows it (0: none).", l, nil),
@@ -42,7 +42,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.commit, prometheus.GaugeValue, float64(s.Commit), s.Name)
 		ch <- prometheus.MustNewConstMetric(c.applied, prometheus.GaugeValue, float64(s.Applied), s.Name)
 		ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, float64(s.Leader), s.Name)
-		for _, r := range []string{"leader", "follower", "candidate", "pre-candidate"} {
+		for _, r := range []string{"leader", "follower", "candidate", "pre-candidate", "halted"} {
 			v := 0.0
 			if r == s.Role {
 				v = 1

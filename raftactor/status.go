@@ -23,6 +23,10 @@ type GroupStatus struct {
 	Voters   []uint64            `json:"voters"`
 	Learners []uint64            `json:"learners,omitempty"`
 	Progress map[string]Progress `json:"progress,omitempty"`
+	// Halted is why the group halted (Role "halted"): its durable state is
+	// no longer known, and it takes no part in raft until the broker
+	// restarts.
+	Halted string `json:"halted,omitempty"`
 }
 
 // Progress is the leader's view of one follower.
