@@ -37,6 +37,7 @@ type connReader struct {
 	helloTimeout time.Duration
 	router       *Router
 	metrics      *Metrics
+	liveness     *Liveness
 	root         *actor.RootContext
 	listener     *actor.PID
 }
@@ -68,6 +69,7 @@ func (r *connReader) serve() error {
 	}
 	r.root.Send(r.listener, &connIdentified{id: r.id, peer: peer})
 	counters := r.metrics.received(peer)
+	r.liveness.Heard(peer)
 	var buf []byte
 	for {
 		env, b, err := ReadFrame(br, r.maxFrame, buf)
@@ -75,6 +77,7 @@ func (r *connReader) serve() error {
 			return classify(err)
 		}
 		counters.add(FrameHeaderLen + len(b))
+		r.liveness.Heard(peer)
 		buf = b
 		if cap(buf) > keepFrameBytes {
 			buf = nil

@@ -30,7 +30,13 @@
 // Outbound from Peers.Send, control messages from Peers.SendControl and
 // raftactor.Tick from the broker's Ticker, and sends
 // raftactor.Unreachable and raftactor.SnapshotStatus to the groups through
-// the Router. Its writer goroutine does the blocking work (dial with backoff,
+// the Router. A ticked sender that has sent nothing for keepaliveTicks
+// sends an empty frame, so that every running broker hears from every
+// peer it can reach at least that often, however idle.
+//
+// Liveness (liveness.go) records when each peer's last frame arrived: the
+// readers update it, and the broker asks it which brokers are alive (to
+// leave dead ones out of Metadata and out of new placements). Its writer goroutine does the blocking work (dial with backoff,
 // hello, write) and reports back through the mailbox: writerConnected,
 // dialFailed, writerDisconnected, frameWritten.
 //

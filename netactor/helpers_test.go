@@ -43,6 +43,7 @@ type node struct {
 	addr     string
 	accepts  *atomic.Int32
 	logs     *syncBuffer
+	liveness *Liveness // handed to the Listener; set before listen
 }
 
 // syncBuffer collects a node's log lines.
@@ -94,7 +95,7 @@ func (n *node) listen(addr string) {
 	n.addr = ln.Addr().String()
 	n.accepts = &atomic.Int32{}
 	pid, err := StartListener(n.sys, countingListener{ln, n.accepts}, ListenerOptions{
-		Self: n.id, MaxFrameBytes: 8 << 20, Router: n.router, Metrics: n.metrics, Log: zerolog.New(n.logs),
+		Self: n.id, MaxFrameBytes: 8 << 20, Router: n.router, Metrics: n.metrics, Liveness: n.liveness, Log: zerolog.New(n.logs),
 	})
 	if err != nil {
 		n.t.Fatal(err)

@@ -104,7 +104,7 @@ func (l *Listener) accepted(conn net.Conn) {
 	r := &connReader{
 		id: l.nextID, conn: conn, self: l.opts.Self,
 		maxFrame: l.opts.MaxFrameBytes, helloTimeout: l.opts.HelloTimeout,
-		router: l.opts.Router, metrics: l.opts.Metrics,
+		router: l.opts.Router, metrics: l.opts.Metrics, liveness: l.opts.Liveness,
 		root: l.root, listener: l.self,
 	}
 	go r.run()

@@ -86,7 +86,9 @@ type ListenerOptions struct {
 	HelloTimeout time.Duration
 	Router       *Router  // where received messages go
 	Metrics      *Metrics // may be nil
-	Log          zerolog.Logger
+	// Liveness records every frame received from each peer; may be nil.
+	Liveness *Liveness
+	Log      zerolog.Logger
 }
 
 func (o ListenerOptions) withDefaults() ListenerOptions {

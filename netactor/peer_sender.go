@@ -48,6 +48,10 @@ type PeerSender struct {
 	hold        bool
 	release     bool // a Tick came: the held heartbeats go with the next frame
 	beatsInTick int  // heartbeats enqueued since the last Tick
+	// idleTicks counts the Ticks since the last frame went to the writer;
+	// at keepaliveTicks an empty frame goes, so that the peer's Liveness
+	// hears from this node however idle it is.
+	idleTicks int
 
 	index   map[uint64]int      // scratch for nextFrame
 	dropped []queued            // scratch for trim and drain
@@ -74,6 +78,7 @@ func (s *PeerSender) Receive(ctx actor.Context) {
 		s.hold = s.beatsInTick >= coalesceHeartbeats
 		s.beatsInTick = 0
 		s.release = true
+		s.idleTicks++
 	case *OutboundLeaders:
 		if s.connected {
 			// Two managers broadcast (partitions, offsets partitions),
@@ -199,7 +204,7 @@ func (s *PeerSender) takeControl() ([][]byte, int) {
 
 // flush hands the writer the next frame if it is connected and idle. Control
 // messages and leaderships go with the frame's raft messages, or alone when
-// there are none.
+// there are none; after keepaliveTicks without a frame, an empty one goes.
 func (s *PeerSender) flush() {
 	if !s.connected || s.inflight != nil {
 		return
@@ -212,12 +217,13 @@ func (s *PeerSender) flush() {
 	if s.queue.held.len() == 0 {
 		s.release = false
 	}
-	if job == nil && (s.leaders != nil || control != nil) {
+	if job == nil && (s.leaders != nil || control != nil || s.idleTicks >= keepaliveTicks) {
 		job = &frameJob{env: &Envelope{}}
 	}
 	if job == nil {
 		return
 	}
+	s.idleTicks = 0
 	job.env.Leaders, s.leaders = s.leaders, nil
 	job.env.Control = control
 	select {
