@@ -67,6 +67,15 @@ type KafkaConfig struct {
 	// that has not caught up with its leader for longer leaves the ISR.
 	ReplicaLagTimeMaxMs int `yaml:"replica_lag_time_max_ms"`
 
+	// BrokerSessionTimeoutMs is Kafka's broker.session.timeout.ms: a
+	// broker that this broker has not heard from (no raft frame) for
+	// longer is dead to it, as Kafka's controller fences a broker without
+	// heartbeats. Metadata leaves it out of the broker list, lists its
+	// replicas as offline and out of the ISRs and answers the partitions
+	// it led LEADER_NOT_AVAILABLE; new replicas are not placed on it. A
+	// peer not yet heard from counts as alive for this long after start.
+	BrokerSessionTimeoutMs int `yaml:"broker_session_timeout_ms"`
+
 	// ProducerIDExpirationMs is Kafka's producer.id.expiration.ms: a
 	// partition forgets an idempotent producer this long after the
 	// timestamp of its last batch, so that the producer state, which every
@@ -221,6 +230,7 @@ func Default() Config {
 		Kafka: KafkaConfig{
 			Listen:                 "127.0.0.1:9092",
 			ReplicaLagTimeMaxMs:    10000,
+			BrokerSessionTimeoutMs: 9000,
 			ProducerIDExpirationMs: 24 * 60 * 60 * 1000,
 			// Kafka's defaults, but 16 offsets partitions rather than 50:
 			// every partition is a raft group with its own heartbeats.
@@ -260,6 +270,11 @@ func Default() Config {
 // ReplicaLagTicks is kafka.replica_lag_time_max_ms in raft ticks.
 func (c *Config) ReplicaLagTicks() uint64 {
 	return uint64(max(1, (c.Kafka.ReplicaLagTimeMaxMs+c.Raft.TickMs-1)/c.Raft.TickMs))
+}
+
+// BrokerSessionTimeout returns kafka.broker_session_timeout_ms.
+func (c *Config) BrokerSessionTimeout() time.Duration {
+	return time.Duration(c.Kafka.BrokerSessionTimeoutMs) * time.Millisecond
 }
 
 // maxProducerExpiryCheckMs bounds how long a partition leader waits between

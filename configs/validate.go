@@ -17,6 +17,11 @@ const minSegmentBytes = 61
 // ids, which are int32 in Metadata and in every replica list.
 const maxNodeID = math.MaxInt32
 
+// minSessionTicks bounds kafka.broker_session_timeout_ms from below: twice
+// the 10 ticks after which an idle broker sends its peers a keepalive
+// (netactor), so that one late keepalive does not make a peer look dead.
+const minSessionTicks = 20
+
 // problems collects field errors so that Validate can report all of them
 // at once rather than making the user fix one per run.
 type problems []error
@@ -54,6 +59,9 @@ func (c *Config) Validate() error {
 	p.addErr("kafka.listen", checkListenAddr(c.Kafka.Listen))
 	if c.Kafka.ReplicaLagTimeMaxMs < max(c.Raft.TickMs, 1) {
 		p.add("kafka.replica_lag_time_max_ms", "must be at least one raft tick (%d ms), got %d", c.Raft.TickMs, c.Kafka.ReplicaLagTimeMaxMs)
+	}
+	if least := minSessionTicks * c.Raft.TickMs; c.Kafka.BrokerSessionTimeoutMs < least {
+		p.add("kafka.broker_session_timeout_ms", "must be at least %d raft ticks (%d ms), got %d", minSessionTicks, least, c.Kafka.BrokerSessionTimeoutMs)
 	}
 	if c.Kafka.ProducerIDExpirationMs <= 0 {
 		p.add("kafka.producer_id_expiration_ms", "must be > 0, got %d", c.Kafka.ProducerIDExpirationMs)

@@ -172,6 +172,7 @@ func Start(o Options) (_ *Broker, err error) {
 	}
 
 	netMetrics := netactor.NewMetrics(reg)
+	liveness := netactor.NewLiveness(cfg.NodeID, cfg.BrokerSessionTimeout(), time.Now)
 	peerAddrs := make(map[uint64]string)
 	for _, p := range cfg.Peers {
 		if p.ID != cfg.NodeID {
@@ -191,6 +192,7 @@ func Start(o Options) (_ *Broker, err error) {
 		MaxFrameBytes: cfg.Raft.MaxFrameBytes,
 		Router:        b.router,
 		Metrics:       netMetrics,
+		Liveness:      liveness,
 		Log:           log,
 	}); err != nil {
 		return nil, err
@@ -370,6 +372,7 @@ func Start(o Options) (_ *Broker, err error) {
 		Leaders:           leaders,
 		OffsetsPartitions: int32(cfg.Kafka.OffsetsTopicPartitions),
 		OffsetsReplicas:   int16(min(3, len(cfg.Peers))),
+		Alive:             liveness.Alive,
 		TopicDefaults:     func() controller.TopicDefaults { return *b.topicDefaults.Load() },
 		Sender:            b.sys.Root,
 		Now:               time.Now,
@@ -383,6 +386,7 @@ func Start(o Options) (_ *Broker, err error) {
 		Controller: b.controller,
 		Sender:     b.sys.Root,
 		AutoCreate: true,
+		Alive:      liveness.Alive,
 		Log:        log,
 	}
 	if b.kafka, err = kafka.StartListener(b.sys, kafkaLn, kafka.Options{

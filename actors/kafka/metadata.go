@@ -32,7 +32,11 @@ type Cluster struct {
 	// ControllerID is the broker that clients send controller requests
 	// (CreateTopics...) to; -1 when there is none.
 	ControllerID int32
-	Brokers      []Broker
+	// Brokers are the live brokers; Fenced the registered ones this
+	// broker has not heard from within the session timeout, which
+	// DescribeCluster lists only when asked (v2+).
+	Brokers []Broker
+	Fenced  []Broker
 }
 
 // Broker is a broker as clients see it: its node id and its advertised Kafka

@@ -150,7 +150,9 @@ const (
 
 // describeClusterResponse answers a DescribeCluster request from src. A
 // broker serves the brokers endpoint only; Kafka's brokers answer a request
-// for the controllers endpoint with UNSUPPORTED_ENDPOINT_TYPE.
+// for the controllers endpoint with UNSUPPORTED_ENDPOINT_TYPE. Fenced (dead)
+// brokers are listed, marked, only when a v2+ request asks for them
+// (KIP-1073).
 func describeClusterResponse(req *kmsg.DescribeClusterRequest, src MetadataSource) *kmsg.DescribeClusterResponse {
 	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
 	if req.Version >= 1 {
@@ -176,6 +178,13 @@ func describeClusterResponse(req *kmsg.DescribeClusterRequest, src MetadataSourc
 		db := kmsg.NewDescribeClusterResponseBroker()
 		db.NodeID, db.Host, db.Port, db.Rack = b.NodeID, b.Host, b.Port, b.Rack
 		resp.Brokers = append(resp.Brokers, db)
+	}
+	if req.Version >= 2 && req.IncludeFencedBrokers {
+		for _, b := range cl.Fenced {
+			db := kmsg.NewDescribeClusterResponseBroker()
+			db.NodeID, db.Host, db.Port, db.Rack, db.IsFenced = b.NodeID, b.Host, b.Port, b.Rack, true
+			resp.Brokers = append(resp.Brokers, db)
+		}
 	}
 	if req.IncludeClusterAuthorizedOperations {
 		resp.ClusterAuthorizedOperations = clusterAuthorizedOps

@@ -46,6 +46,10 @@ type Service struct {
 	Leaders           *partition.Leaders
 	OffsetsPartitions int32
 	OffsetsReplicas   int16
+	// Alive reports whether this broker has heard from a broker within
+	// the session timeout (netactor.Liveness); nil finds every broker
+	// alive. Clients are never pointed at a dead broker.
+	Alive func(id uint64) bool
 	// TopicDefaults returns this broker's topic config defaults as they
 	// are now (a reload changes them); nil means the built-in ones.
 	TopicDefaults func() controller.TopicDefaults

@@ -23,12 +23,20 @@ type ClusterSource struct {
 	Controller *actor.PID
 	Sender     actor.SenderContext // the actor system's root context
 	AutoCreate bool
-	Log        zerolog.Logger
+	// Alive reports whether this broker has heard from a broker within
+	// the session timeout (netactor.Liveness); nil finds every broker
+	// alive. A dead broker is answered as Kafka answers a fenced one.
+	Alive func(id uint64) bool
+	Log   zerolog.Logger
 
 	led sync.Map // topic id → true once its partitions all had a leader
 }
 
-// Cluster implements MetadataSource.
+func (s *ClusterSource) alive(id uint64) bool { return s.Alive == nil || s.Alive(id) }
+
+// Cluster implements MetadataSource: the registered brokers that are
+// alive; the dead ones are Fenced, as Kafka's Metadata lists only unfenced
+// brokers.
 func (s *ClusterSource) Cluster() Cluster {
 	view := s.Machine.View()
 	c := Cluster{ClusterID: view.ClusterID, ControllerID: -1}
@@ -41,7 +49,11 @@ func (s *ClusterSource) Cluster() Cluster {
 			s.Log.Warn().Err(err).Msg("registered broker cannot be advertised")
 			continue
 		}
-		c.Brokers = append(c.Brokers, kb)
+		if s.alive(b.NodeID) {
+			c.Brokers = append(c.Brokers, kb)
+		} else {
+			c.Fenced = append(c.Fenced, kb)
+		}
 	}
 	return c
 }
@@ -86,36 +98,33 @@ func (s *ClusterSource) Topics(q TopicQuery) []Topic {
 
 // topic converts one topic. Its partitions' replicas are the assignment,
 // which during a reassignment is the union of the target and the replicas
-// leaving, as Kafka reports it; a replica is offline when its broker is not
-// (or no longer) registered: the controller knows nothing else of the
-// brokers' health.
+// leaving, as Kafka reports it. A replica is offline when its broker is not
+// (or no longer) registered, or dead to this broker (not heard from within
+// the session timeout); a dead broker is in no ISR, and a partition whose
+// latest known leader is dead has none (LEADER_NOT_AVAILABLE), at the
+// epoch last known, as Kafka answers for a partition whose leader was
+// fenced with no other replica to take over.
 func (s *ClusterSource) topic(view *controller.State, t *controller.Topic) Topic {
 	kt := Topic{Name: t.Name, ID: t.ID, Internal: t.Name == controller.OffsetsTopic}
+	allLed := true
 	for _, p := range t.Partitions {
 		kp := Partition{Partition: p.Index, Leader: -1, LeaderEpoch: -1}
 		for _, id := range p.Replicas {
 			kp.Replicas = append(kp.Replicas, int32(id))
-			if _, ok := view.Brokers[id]; !ok || view.IsRemoved(id) {
+			if _, ok := view.Brokers[id]; !ok || view.IsRemoved(id) || !s.alive(id) {
 				kp.Offline = append(kp.Offline, int32(id))
 			}
 		}
-		if st := s.Board.Get(p.Group); st != nil && st.Leader != 0 {
-			kp.Leader, kp.LeaderEpoch = int32(st.Leader), int32(st.Term)
-			kp.ISR = []int32{int32(st.Leader)}
+		leader, term, isr, known := s.leadership(t.Name, p)
+		allLed = allLed && leader != 0
+		if known {
+			kp.LeaderEpoch = int32(term)
 		}
-		// The leader keeps the ISR (Kafka's time rule) and answers from its
-		// live view; it also tells every broker, which is how the others —
-		// those that do not host the partition too — know it.
-		if v := s.localLeaderView(t.Name, p.Index); v != nil {
-			kp.Leader, kp.LeaderEpoch = int32(v.LeaderID), v.Epoch
-			kp.ISR = kp.ISR[:0]
-			for _, id := range v.ISR {
-				kp.ISR = append(kp.ISR, int32(id))
-			}
-		} else if li, ok := s.Leaders.Get(p.Group); ok && int32(li.Term) >= kp.LeaderEpoch {
-			kp.Leader, kp.LeaderEpoch = int32(li.Leader), int32(li.Term)
-			kp.ISR = kp.ISR[:0]
-			for _, id := range li.ISR {
+		if leader != 0 && s.alive(leader) {
+			kp.Leader = int32(leader)
+		}
+		for _, id := range isr {
+			if s.alive(id) {
 				kp.ISR = append(kp.ISR, int32(id))
 			}
 		}
@@ -127,13 +136,41 @@ func (s *ClusterSource) topic(view *controller.State, t *controller.Topic) Topic
 	// caching leaderless partitions (kafka-go gives up on those). Later
 	// elections show per partition, as in Kafka.
 	if _, known := s.led.Load(t.ID); !known {
-		if allLed(kt) {
+		if allLed {
 			s.led.Store(t.ID, true)
 		} else {
 			kt.ErrorCode = kerr.LeaderNotAvailable.Code
 		}
 	}
 	return kt
+}
+
+// leadership returns what this broker knows of a partition's leadership,
+// whether or not the leader is alive: its leader (0 for none), the term
+// (known false when nothing is known) and the ISR. The leader keeps the
+// ISR (Kafka's time rule) and answers from its live view; it also tells
+// every broker, which is how the others, those that do not host the
+// partition too, know it. A local replica's raft status wins over a
+// peer's broadcast of the same term: after a leader dies its followers
+// know there is no leader (they campaign), where the last broadcast
+// still names the dead one.
+func (s *ClusterSource) leadership(topic string, p controller.Partition) (leader, term uint64, isr []uint64, known bool) {
+	if v := s.localLeaderView(topic, p.Index); v != nil {
+		return v.LeaderID, uint64(v.Epoch), v.ISR, true
+	}
+	st := s.Board.Get(p.Group)
+	if st != nil {
+		leader, term, known = st.Leader, st.Term, true
+		if leader != 0 {
+			isr = []uint64{leader}
+		}
+	}
+	// At the same term the broadcast replaces a local leader only for its
+	// ISR, which a follower does not know.
+	if li, ok := s.Leaders.Get(p.Group); ok && (st == nil || li.Term > term || li.Term == term && leader != 0) {
+		return li.Leader, li.Term, li.ISR, true
+	}
+	return leader, term, isr, known
 }
 
 // localLeaderView returns the view of a partition this broker leads, or nil.
@@ -144,13 +181,4 @@ func (s *ClusterSource) localLeaderView(topic string, p int32) *partition.View {
 		}
 	}
 	return nil
-}
-
-func allLed(kt Topic) bool {
-	for _, p := range kt.Partitions {
-		if p.Leader < 0 {
-			return false
-		}
-	}
-	return true
 }

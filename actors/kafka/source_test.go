@@ -1,0 +1,177 @@
+package kafka
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/actors/partition"
+	"github.com/flotilla/flotilla/netactor"
+	"github.com/flotilla/flotilla/raftactor"
+)
+
+// deadThree finds broker 3 dead and the others alive.
+func deadThree(id uint64) bool { return id != 3 }
+
+// liveCluster is three registered brokers, topic "t" whose partitions are
+// on [3], [1 3] and [2 1], and the offsets topic on [3]; the leaderships
+// are known from the brokers' broadcasts only: 3 leads t/0 (term 4), t/1
+// (term 2) and the offsets partition, 2 leads t/2 (term 5).
+func liveCluster(t *testing.T) (*controller.StateMachine, *partition.Leaders) {
+	t.Helper()
+	sm := controller.NewStateMachine(zerolog.Nop())
+	index := uint64(0)
+	apply := func(c *controller.Command) {
+		index++
+		sm.Apply(index, 1, c.Encode())
+	}
+	for id := uint64(1); id <= 3; id++ {
+		apply(&controller.Command{RegisterBroker: &controller.RegisterBroker{NodeID: id, KafkaAddr: fmt.Sprintf("127.0.0.1:%d", 9090+id)}})
+	}
+	apply(&controller.Command{CreateTopic: &controller.CreateTopic{Name: "t", ID: controller.NewTopicID(), Replicas: [][]uint64{{3}, {1, 3}, {2, 1}}}})
+	apply(&controller.Command{CreateTopic: &controller.CreateTopic{Name: controller.OffsetsTopic, ID: controller.NewTopicID(), Replicas: [][]uint64{{3}}}})
+	view := sm.View()
+	ps := view.Topics["t"].Partitions
+	if len(ps) != 3 || view.Topics[controller.OffsetsTopic] == nil {
+		t.Fatalf("topics not created: %+v", view.Topics)
+	}
+	leaders := partition.NewLeaders()
+	leaders.Note([]netactor.LeaderInfo{
+		{Group: ps[0].Group, Leader: 3, Term: 4, ISR: []uint64{3}},
+		{Group: ps[1].Group, Leader: 3, Term: 2, ISR: []uint64{3, 1}},
+		{Group: ps[2].Group, Leader: 2, Term: 5, ISR: []uint64{2, 1}},
+		{Group: view.Topics[controller.OffsetsTopic].Partitions[0].Group, Leader: 3, Term: 1, ISR: []uint64{3}},
+	})
+	return sm, leaders
+}
+
+// TestMetadataAnswersDeadBrokerAsFenced: a broker this one has not heard
+// from within the session timeout is answered as Kafka answers a fenced
+// one: out of the broker list, its replicas offline and out of the ISRs,
+// and a partition it led without a newer leader known LEADER_NOT_AVAILABLE
+// at the epoch last known (an epoch going back would make clients keep
+// the dead leader).
+func TestMetadataAnswersDeadBrokerAsFenced(t *testing.T) {
+	sm, leaders := liveCluster(t)
+	type want struct {
+		leader, epoch int32
+		isr, offline  []int32
+	}
+	tests := []struct {
+		name    string
+		alive   func(uint64) bool
+		brokers []int32
+		parts   []want
+	}{
+		{"every broker alive", nil, []int32{1, 2, 3}, []want{
+			{3, 4, []int32{3}, nil},
+			{3, 2, []int32{3, 1}, nil},
+			{2, 5, []int32{2, 1}, nil},
+		}},
+		{"broker 3 dead", deadThree, []int32{1, 2}, []want{
+			{-1, 4, nil, []int32{3}},
+			{-1, 2, []int32{1}, []int32{3}},
+			{2, 5, []int32{2, 1}, nil},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := &ClusterSource{Machine: sm, Board: raftactor.NewStatusBoard(), Replicas: partition.NewReplicas(), Leaders: leaders, Alive: tc.alive, Log: zerolog.Nop()}
+			var brokers []int32
+			for _, b := range src.Cluster().Brokers {
+				brokers = append(brokers, b.NodeID)
+			}
+			if !slices.Equal(brokers, tc.brokers) {
+				t.Errorf("brokers %v, want %v", brokers, tc.brokers)
+			}
+			topics := src.Topics(TopicQuery{Names: []string{"t"}})
+			if len(topics) != 1 || topics[0].ErrorCode != 0 {
+				t.Fatalf("topics %+v, want t without a topic error", topics)
+			}
+			mt := responseTopic(&topics[0], false)
+			for i, w := range tc.parts {
+				p := mt.Partitions[i]
+				code := int16(0)
+				if w.leader < 0 {
+					code = kerr.LeaderNotAvailable.Code
+				}
+				if p.Leader != w.leader || p.LeaderEpoch != w.epoch || p.ErrorCode != code ||
+					!slices.Equal(p.ISR, w.isr) || !slices.Equal(p.OfflineReplicas, w.offline) {
+					t.Errorf("t/%d: leader %d epoch %d error %d isr %v offline %v; want leader %d epoch %d error %d isr %v offline %v",
+						i, p.Leader, p.LeaderEpoch, p.ErrorCode, p.ISR, p.OfflineReplicas, w.leader, w.epoch, code, w.isr, w.offline)
+				}
+			}
+		})
+	}
+}
+
+// TestDescribeClusterListsFencedOnlyWhenAsked: DescribeCluster leaves a
+// dead broker out, and v2+ lists it marked fenced when asked (KIP-1073).
+func TestDescribeClusterListsFencedOnlyWhenAsked(t *testing.T) {
+	sm, leaders := liveCluster(t)
+	src := &ClusterSource{Machine: sm, Board: raftactor.NewStatusBoard(), Replicas: partition.NewReplicas(), Leaders: leaders, Alive: deadThree, Log: zerolog.Nop()}
+	for _, tc := range []struct {
+		version int16
+		fenced  bool
+		want    string
+	}{
+		{0, true, "1 2"},
+		{2, false, "1 2"},
+		{2, true, "1 2 3(fenced)"},
+	} {
+		req := kmsg.NewPtrDescribeClusterRequest()
+		req.Version, req.IncludeFencedBrokers = tc.version, tc.fenced
+		if tc.version >= 1 {
+			req.EndpointType = endpointBrokers
+		}
+		got := ""
+		for _, b := range describeClusterResponse(req, src).Brokers {
+			if got != "" {
+				got += " "
+			}
+			got += fmt.Sprint(b.NodeID)
+			if b.IsFenced {
+				got += "(fenced)"
+			}
+		}
+		if got != tc.want {
+			t.Errorf("v%d include fenced %v: brokers %q, want %q", tc.version, tc.fenced, got, tc.want)
+		}
+	}
+}
+
+// TestClientsNotSentToDeadBroker: FindCoordinator and KIP-951's leader
+// hints never name a broker this one finds dead.
+func TestClientsNotSentToDeadBroker(t *testing.T) {
+	sm, leaders := liveCluster(t)
+	for _, tc := range []struct {
+		name      string
+		alive     func(uint64) bool
+		wantCoord int16 // FindCoordinator's error
+		wantHint  bool  // a hint for t/0 and t/1
+	}{
+		{"every broker alive", nil, 0, true},
+		{"broker 3 dead", deadThree, kerr.CoordinatorNotAvailable.Code, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Service{NodeID: 1, Machine: sm, Board: raftactor.NewStatusBoard(), Leaders: leaders, Alive: tc.alive}
+			if b, code := s.coordinatorOf("g"); code != tc.wantCoord || code == 0 && b.NodeID != 3 {
+				t.Errorf("coordinator %d, error %d; want error %d", b.NodeID, code, tc.wantCoord)
+			}
+			view := sm.View()
+			for p := int32(0); p < 2; p++ {
+				if b, _, ok := s.currentLeader(view, "t", p); ok != tc.wantHint || ok && b.NodeID != 3 {
+					t.Errorf("t/%d: hint %v (%d), want %v", p, ok, b.NodeID, tc.wantHint)
+				}
+			}
+			if b, _, ok := s.currentLeader(view, "t", 2); !ok || b.NodeID != 2 {
+				t.Errorf("t/2: hint %v (%d), want broker 2", ok, b.NodeID)
+			}
+		})
+	}
+}
