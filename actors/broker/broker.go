@@ -255,6 +255,7 @@ func Start(o Options) (_ *Broker, err error) {
 			return *b.configPeers.Load()
 		},
 		OnRemoved: b.onRemoved,
+		Alive:     liveness.Alive,
 		Log:       log.With().Str("actor", "controller").Logger(),
 	})); err != nil {
 		return nil, err

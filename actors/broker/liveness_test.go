@@ -2,12 +2,14 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -130,6 +132,69 @@ func TestMetadataFencesStoppedBroker(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestCreateTopicsWhileBrokerDown: with one broker of three stopped (not
+// removed) for longer than the session timeout, new topics and partitions
+// are placed on the two live ones, as Kafka places replicas on unfenced
+// brokers only, so that every partition elects and takes records at once;
+// the default replication factor counts live brokers, and one above them
+// is refused.
+func TestCreateTopicsWhileBrokerDown(t *testing.T) {
+	c := newTestCluster(t, 3, shortSession)
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c.stop(2)
+	c.waitFor(15*time.Second, "controller leader among brokers 1 and 2", func() bool { return c.leader() >= 0 })
+	cl := c.client(kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.AllowAutoTopicCreation(),
+		kgo.MetadataMinAge(50*time.Millisecond), kgo.ProduceRequestTimeout(5*time.Second), kgo.RecordDeliveryTimeout(20*time.Second))
+	c.waitFor(15*time.Second, "broker 3 dead to brokers 1 and 2", func() bool {
+		for _, b := range []int32{1, 2} {
+			if slices.ContainsFunc(metadataOf(ctx, t, cl, b).Brokers, func(mb kmsg.MetadataResponseBroker) bool { return mb.NodeID == 3 }) {
+				return false
+			}
+		}
+		return true
+	})
+
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopic(ctx, 3, 2, nil, "late"); err != nil {
+		t.Fatalf("create late (RF 2): %v", err)
+	}
+	if _, err := adm.CreateTopic(ctx, 2, -1, nil, "default"); err != nil {
+		t.Fatalf("create default (default RF): %v", err)
+	}
+	if _, err := adm.CreateTopic(ctx, 1, 3, nil, "toowide"); !errors.Is(err, kerr.InvalidReplicationFactor) {
+		t.Errorf("create toowide (RF 3 with two live brokers): %v, want INVALID_REPLICATION_FACTOR", err)
+	}
+	if _, err := adm.CreatePartitions(ctx, 6, "late"); err != nil {
+		t.Fatalf("grow late to 6 partitions: %v", err)
+	}
+	// Auto-created by the producer's Metadata request.
+	produce := func(topic string, p int32) {
+		t.Helper()
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: p, Value: []byte("x")}).FirstErr(); err != nil {
+			t.Errorf("produce to %s/%d: %v", topic, p, err)
+		}
+	}
+	produce("auto", 0)
+
+	view := c.brokers[0].Controller().View()
+	for name, wantRF := range map[string]int{"late": 2, "default": 2, "auto": 2} {
+		tp := view.Topics[name]
+		if tp == nil {
+			t.Fatalf("topic %s missing", name)
+		}
+		for _, p := range tp.Partitions {
+			if slices.Contains(p.Replicas, 3) || len(p.Replicas) != wantRF {
+				t.Errorf("%s/%d: replicas %v, want %d of brokers 1 and 2", name, p.Index, p.Replicas, wantRF)
+			}
+		}
+	}
+	for p := range int32(6) {
+		produce("late", p)
+	}
 }
 
 // TestMetadataTrustsLocalNoLeader: a replica whose leader stopped knows,

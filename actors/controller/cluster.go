@@ -382,13 +382,13 @@ func (c *controllerActor) drain(ctx actor.Context, view *State, id uint64) bool 
 	return busy
 }
 
-// replacement returns p's target with id replaced by the placeable broker
-// that hosts the fewest replicas and none of p's; without one, the target
-// without id, unless that leaves fewer replicas than the topic's
+// replacement returns p's target with id replaced by the live placeable
+// broker that hosts the fewest replicas and none of p's; without one, the
+// target without id, unless that leaves fewer replicas than the topic's
 // min.insync.replicas (acks=all could never succeed again) or none.
 func (c *controllerActor) replacement(view *State, t *Topic, p Partition, id uint64, load map[uint64]int) ([]uint64, error) {
 	var best uint64
-	for _, b := range view.Placeable() {
+	for _, b := range view.livePlaceable(c.o.Alive) {
 		if slices.Contains(p.Replicas, b.NodeID) {
 			continue
 		}

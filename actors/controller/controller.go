@@ -42,7 +42,12 @@ type Options struct {
 	// OnRemoved is called once when this broker finds that the cluster
 	// removed it; the broker stops and must not start again.
 	OnRemoved func(reason string)
-	Log       zerolog.Logger
+	// Alive reports whether this broker has heard from a broker within
+	// the session timeout (netactor.Liveness); nil finds every broker
+	// alive. New replicas are placed on live brokers only, as Kafka places
+	// them on unfenced brokers only.
+	Alive func(id uint64) bool
+	Log   zerolog.Logger
 }
 
 // NewActor returns the producer of the controller actor.
@@ -265,7 +270,7 @@ func (c *controllerActor) createTopics(ctx actor.Context, m *CreateTopics) {
 			results[i] = TopicResult{Name: spec.Name, Err: fmt.Errorf("%w: Duplicate topic name", kerr.InvalidRequest)}
 			continue
 		}
-		cmd, res, err := planTopic(view, spec, planned)
+		cmd, res, err := planTopic(view, c.o.Alive, spec, planned)
 		res.Err = err
 		results[i] = res
 		if err != nil {

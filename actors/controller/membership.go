@@ -92,6 +92,17 @@ func (s *State) Placeable() []Broker {
 	return out
 }
 
+// livePlaceable returns the Placeable brokers that alive finds alive (all
+// of them when alive is nil): where automatic placement puts new replicas,
+// as Kafka's places them on unfenced brokers only.
+func (s *State) livePlaceable(alive func(uint64) bool) []Broker {
+	out := s.Placeable()
+	if alive == nil {
+		return out
+	}
+	return slices.DeleteFunc(out, func(b Broker) bool { return !alive(b.NodeID) })
+}
+
 // Target is the replica set a partition is moving to: its replicas without
 // those being removed. It is Replicas when no reassignment is under way.
 func (p Partition) Target() []uint64 { return without(p.Replicas, p.Removing) }

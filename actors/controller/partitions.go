@@ -18,7 +18,7 @@ import (
 // partition From is the one this proposal's entry added: a concurrent
 // CreatePartitions of the same topic may have been applied first.
 func (c *controllerActor) createPartitions(ctx actor.Context, m *CreatePartitions) {
-	results, cmds := planAllPartitions(c.o.Machine.View(), m.Topics, m.ValidateOnly)
+	results, cmds := planAllPartitions(c.o.Machine.View(), c.o.Alive, m.Topics, m.ValidateOnly)
 	var grown []TopicID
 	waiting := 0
 	reply := func() {
@@ -61,7 +61,7 @@ func (c *controllerActor) createPartitions(ctx actor.Context, m *CreatePartition
 // planAllPartitions plans a CreatePartitions request: one result per
 // distinct topic name in request order, and the command to propose for
 // each (nil where there is nothing to propose: an error, or validate-only).
-func planAllPartitions(view *State, specs []PartitionsSpec, validateOnly bool) ([]TopicResult, []*AddPartitions) {
+func planAllPartitions(view *State, alive func(uint64) bool, specs []PartitionsSpec, validateOnly bool) ([]TopicResult, []*AddPartitions) {
 	// Kafka (ControllerApis.createPartitions) answers a name the request
 	// repeats once, with INVALID_REQUEST, and acts on none of its entries.
 	times := map[string]int{}
@@ -81,7 +81,7 @@ func planAllPartitions(view *State, specs []PartitionsSpec, validateOnly bool) (
 			cmds = append(cmds, nil)
 			continue
 		}
-		cmd, res, err := planPartitions(view, spec)
+		cmd, res, err := planPartitions(view, alive, spec)
 		res.Err = err
 		if validateOnly {
 			cmd = nil
@@ -111,8 +111,9 @@ func addedBy(view *State, cmd *AddPartitions, index uint64) error {
 // that adds the partitions. New partitions get the replication factor of
 // the topic's first partition; without an explicit assignment they continue
 // the topic's round-robin spread over the brokers, so that its preferred
-// leaders and replicas stay even.
-func planPartitions(view *State, spec PartitionsSpec) (*AddPartitions, TopicResult, error) {
+// leaders and replicas stay even. Like planTopic, it places new replicas
+// on the brokers alive finds alive only.
+func planPartitions(view *State, alive func(uint64) bool, spec PartitionsSpec) (*AddPartitions, TopicResult, error) {
 	res := TopicResult{Name: spec.Name, Partitions: spec.Count}
 	t := view.Topics[spec.Name]
 	if t == nil {
@@ -146,16 +147,16 @@ func planPartitions(view *State, spec PartitionsSpec) (*AddPartitions, TopicResu
 			return nil, res, fmt.Errorf("%w: Attempted to add %d additional partition(s), but only %d assignment(s) were specified", kerr.InvalidReplicaAssignment, add, len(spec.Assignment))
 		}
 		for i, rs := range spec.Assignment {
-			if err := checkReplicas(view, have+i, rs, rf); err != nil {
+			if err := checkReplicas(view, alive, have+i, rs, rf); err != nil {
 				return nil, res, err
 			}
 		}
 		cmd.Replicas = spec.Assignment
 		return cmd, res, nil
 	}
-	brokers := view.Placeable()
+	brokers := view.livePlaceable(alive)
 	if rf > len(brokers) {
-		return nil, res, fmt.Errorf("%w: the topic's replication factor %d cannot be reached with %d brokers that can take a replica", kerr.InvalidReplicationFactor, rf, len(brokers))
+		return nil, res, fmt.Errorf("%w: the topic's replication factor %d cannot be reached with %d live brokers that can take a replica", kerr.InvalidReplicationFactor, rf, len(brokers))
 	}
 	cmd.Replicas = assign(brokers, add, rf, spreadStart(t, brokers))
 	return cmd, res, nil

@@ -86,7 +86,7 @@ func TestPlanCreatePartitions(t *testing.T) {
 			if tc.tweak != nil {
 				tc.tweak(view)
 			}
-			results, cmds := planAllPartitions(view, tc.specs, tc.validateOnly)
+			results, cmds := planAllPartitions(view, nil, tc.specs, tc.validateOnly)
 			if len(results) != len(tc.wantErrs) || len(cmds) != len(results) {
 				t.Fatalf("%d results, %d commands; want %d", len(results), len(cmds), len(tc.wantErrs))
 			}
@@ -116,6 +116,33 @@ func TestPlanCreatePartitions(t *testing.T) {
 	}
 }
 
+// TestPlanPartitionsOnLiveBrokers: new partitions go to the brokers this
+// one has heard from lately, as Kafka places them on unfenced brokers; an
+// explicit assignment may name a dead broker, but not give a partition
+// only dead ones.
+func TestPlanPartitionsOnLiveBrokers(t *testing.T) {
+	view := partitionsView()
+	alive := func(id uint64) bool { return id != 3 }
+	cmd, _, err := planPartitions(view, alive, PartitionsSpec{Name: "one", Count: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, rs := range cmd.Replicas {
+		if slices.Contains(rs, 3) {
+			t.Fatalf("new partition %d placed on dead broker 3: %v", i, rs)
+		}
+	}
+	if _, _, err := planPartitions(view, alive, PartitionsSpec{Name: "t", Count: 3}); !errors.Is(err, kerr.InvalidReplicationFactor) {
+		t.Fatalf("RF 3 with two live brokers: err = %v, want INVALID_REPLICATION_FACTOR", err)
+	}
+	if _, _, err := planPartitions(view, alive, PartitionsSpec{Name: "one", Count: 4, Assignment: [][]uint64{{3}, {1}}}); !errors.Is(err, kerr.InvalidReplicaAssignment) {
+		t.Fatalf("a new partition on dead broker 3 only: err = %v, want INVALID_REPLICA_ASSIGNMENT", err)
+	}
+	if _, _, err := planPartitions(view, alive, PartitionsSpec{Name: "t", Count: 3, Assignment: [][]uint64{{3, 2, 1}}}); err != nil {
+		t.Fatalf("an assignment naming dead broker 3 among live ones: %v", err)
+	}
+}
+
 // TestPartitionMessages: the errors say what Kafka's do.
 func TestPartitionMessages(t *testing.T) {
 	view := partitionsView()
@@ -126,7 +153,7 @@ func TestPartitionMessages(t *testing.T) {
 		{2, "Topic already has 2 partitions"},
 		{1, "Topic currently has 2 partitions, which is higher than the requested 1"},
 	} {
-		_, _, err := planPartitions(view, PartitionsSpec{Name: "t", Count: tc.count})
+		_, _, err := planPartitions(view, nil, PartitionsSpec{Name: "t", Count: tc.count})
 		var ke *kerr.Error
 		if !errors.As(err, &ke) || err.Error() != ke.Error()+": "+tc.want {
 			t.Errorf("count %d: %q, want the message %q", tc.count, err, tc.want)

@@ -74,8 +74,12 @@ func unifyCollisionChars(name string) string { return strings.ReplaceAll(name, "
 
 // planTopic validates spec against view and returns the command that
 // creates it. earlier are the topics the same request creates before spec:
-// spec must not collide with them either.
-func planTopic(view *State, spec TopicSpec, earlier []string) (*CreateTopic, TopicResult, error) {
+// spec must not collide with them either. alive (nil: every broker) says
+// which brokers this one has heard from lately: as in Kafka, automatic
+// placement and the default replication factor count only those, and an
+// explicit assignment may name a dead broker but not only dead ones for a
+// partition.
+func planTopic(view *State, alive func(uint64) bool, spec TopicSpec, earlier []string) (*CreateTopic, TopicResult, error) {
 	res := TopicResult{Name: spec.Name}
 	if err := ValidateTopicName(spec.Name); err != nil {
 		return nil, res, err
@@ -97,7 +101,7 @@ func planTopic(view *State, spec TopicSpec, earlier []string) (*CreateTopic, Top
 	if err := ValidateTopicConfigs(spec.Configs); err != nil {
 		return nil, res, err
 	}
-	brokers := view.Placeable()
+	brokers := view.livePlaceable(alive)
 	var replicas [][]uint64
 	if len(spec.Assignment) > 0 {
 		if spec.Partitions != -1 || spec.ReplicationFactor != -1 {
@@ -110,7 +114,7 @@ func planTopic(view *State, spec TopicSpec, earlier []string) (*CreateTopic, Top
 			if rs == nil {
 				return nil, res, fmt.Errorf("%w: no assignment for partition %d: partitions are numbered 0 to %d, once each", kerr.InvalidReplicaAssignment, p, len(spec.Assignment)-1)
 			}
-			if err := checkReplicas(view, p, rs, len(spec.Assignment[0])); err != nil {
+			if err := checkReplicas(view, alive, p, rs, len(spec.Assignment[0])); err != nil {
 				return nil, res, err
 			}
 		}
@@ -127,7 +131,7 @@ func planTopic(view *State, spec TopicSpec, earlier []string) (*CreateTopic, Top
 			return nil, res, fmt.Errorf("%w: %d partitions (1 to %d)", kerr.InvalidPartitions, n, maxPartitions)
 		}
 		if rf < 1 || rf > len(brokers) {
-			return nil, res, fmt.Errorf("%w: replication factor %d with %d registered brokers", kerr.InvalidReplicationFactor, rf, len(brokers))
+			return nil, res, fmt.Errorf("%w: replication factor %d with %d live registered brokers", kerr.InvalidReplicationFactor, rf, len(brokers))
 		}
 		replicas = assign(brokers, n, rf, rand.IntN(len(brokers)))
 	}
@@ -138,11 +142,14 @@ func planTopic(view *State, spec TopicSpec, earlier []string) (*CreateTopic, Top
 
 // checkReplicas applies Kafka's checks to the explicit replicas of
 // partition p: rf of them (at least one), each a registered broker that can
-// take a new replica (not leaving the cluster), none twice.
-func checkReplicas(view *State, p int, rs []uint64, rf int) error {
+// take a new replica (not leaving the cluster), none twice, and at least
+// one alive (nil alive: every broker), as Kafka's ReplicationControlManager
+// refuses a partition whose brokers are all fenced.
+func checkReplicas(view *State, alive func(uint64) bool, p int, rs []uint64, rf int) error {
 	if len(rs) == 0 || len(rs) != rf {
 		return fmt.Errorf("%w: partition %d has %d replicas, want %d", kerr.InvalidReplicaAssignment, p, len(rs), rf)
 	}
+	live := alive == nil
 	for i, id := range rs {
 		if slices.Contains(rs[:i], id) {
 			return fmt.Errorf("%w: partition %d: broker %d repeated", kerr.InvalidReplicaAssignment, p, id)
@@ -150,6 +157,10 @@ func checkReplicas(view *State, p int, rs []uint64, rf int) error {
 		if _, ok := view.Brokers[id]; !ok || !view.canHost(id) {
 			return fmt.Errorf("%w: partition %d: broker %d is not a member of the cluster (or is leaving it)", kerr.InvalidReplicaAssignment, p, id)
 		}
+		live = live || alive(id)
+	}
+	if !live {
+		return fmt.Errorf("%w: All brokers specified in the manual partition assignment for partition %d are fenced or in controlled shutdown", kerr.InvalidReplicaAssignment, p)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -49,7 +50,7 @@ func TestPlanTopic(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd, res, err := planTopic(viewWithBrokers(tc.brokers...), tc.spec, nil)
+			cmd, res, err := planTopic(viewWithBrokers(tc.brokers...), nil, tc.spec, nil)
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("err = %v, want %v", err, tc.wantErr)
@@ -93,7 +94,7 @@ func TestPlanTopicNameCollision(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := planTopic(view, TopicSpec{Name: tc.name, Partitions: 1, ReplicationFactor: 1}, tc.earlier)
+			_, _, err := planTopic(view, nil, TopicSpec{Name: tc.name, Partitions: 1, ReplicationFactor: 1}, tc.earlier)
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("planTopic(%q, earlier %v): %v", tc.name, tc.earlier, err)
@@ -177,11 +178,53 @@ func TestPlanTopicAssignmentToLeavingBroker(t *testing.T) {
 	view.Voters, view.Draining = []uint64{1, 2, 3}, []uint64{3}
 	spec := TopicSpec{Name: "a", Partitions: -1, ReplicationFactor: -1}
 	spec.Assignment = [][]uint64{{1, 2}}
-	if _, _, err := planTopic(view, spec, nil); err != nil {
+	if _, _, err := planTopic(view, nil, spec, nil); err != nil {
 		t.Fatalf("assignment to members: %v", err)
 	}
 	spec.Assignment = [][]uint64{{1, 3}}
-	if _, _, err := planTopic(view, spec, nil); !errors.Is(err, kerr.InvalidReplicaAssignment) {
+	if _, _, err := planTopic(view, nil, spec, nil); !errors.Is(err, kerr.InvalidReplicaAssignment) {
 		t.Fatalf("assignment to a draining broker: %v, want INVALID_REPLICA_ASSIGNMENT", err)
+	}
+}
+
+// TestPlanTopicOnLiveBrokers: as Kafka places replicas on unfenced brokers
+// only, automatic placement and the default replication factor leave out
+// the brokers this one has not heard from lately; an explicit assignment
+// may name one, but not give a partition only dead ones.
+func TestPlanTopicOnLiveBrokers(t *testing.T) {
+	alive := func(id uint64) bool { return id != 3 }
+	tests := []struct {
+		name    string
+		spec    TopicSpec
+		wantErr *kerr.Error
+		wantRF  int
+	}{
+		{"default rf counts live brokers", TopicSpec{Name: "a", Partitions: 6, ReplicationFactor: -1}, nil, 2},
+		{"placed on live brokers", TopicSpec{Name: "a", Partitions: 6, ReplicationFactor: 2}, nil, 2},
+		{"rf above live brokers", TopicSpec{Name: "a", Partitions: 1, ReplicationFactor: 3}, kerr.InvalidReplicationFactor, 0},
+		{"assignment naming a dead broker", TopicSpec{Name: "a", Partitions: -1, ReplicationFactor: -1, Assignment: [][]uint64{{3, 1}}}, nil, 2},
+		{"assignment of dead brokers only", TopicSpec{Name: "a", Partitions: -1, ReplicationFactor: -1, Assignment: [][]uint64{{1}, {3}}}, kerr.InvalidReplicaAssignment, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd, _, err := planTopic(viewWithBrokers(1, 2, 3), alive, tc.spec, nil)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for p, rs := range cmd.Replicas {
+				if len(rs) != tc.wantRF {
+					t.Fatalf("partition %d: replicas %v, want %d", p, rs, tc.wantRF)
+				}
+				if tc.spec.Assignment == nil && slices.Contains(rs, 3) {
+					t.Fatalf("partition %d placed on dead broker 3: %v", p, rs)
+				}
+			}
+		})
 	}
 }
