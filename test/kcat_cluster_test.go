@@ -41,6 +41,27 @@ func kcatPartitions(nd *node, topic string) ([]kcatPartition, bool) {
 	return md.Topics[0].Partitions, true
 }
 
+// kcatBrokers returns the broker ids `kcat -L` lists through broker nd.
+func kcatBrokers(nd *node) (map[int32]bool, bool) {
+	out, err := exec.Command("kcat", "-b", nd.kafka, "-L", "-J", "-m", "2").Output()
+	if err != nil {
+		return nil, false
+	}
+	var md struct {
+		Brokers []struct {
+			ID int32 `json:"id"`
+		} `json:"brokers"`
+	}
+	if json.Unmarshal(out, &md) != nil {
+		return nil, false
+	}
+	ids := map[int32]bool{}
+	for _, b := range md.Brokers {
+		ids[b.ID] = true
+	}
+	return ids, true
+}
+
 // every reports whether f holds for every partition kcat shows through nd.
 func every(nd *node, topic string, n int, f func(p kcatPartition, isr map[int32]bool) bool) bool {
 	ps, ok := kcatPartitions(nd, topic)
@@ -59,9 +80,11 @@ func every(nd *node, topic string, n int, f func(p kcatPartition, isr map[int32]
 	return true
 }
 
-// TestKcatSeesLeadersAndISR: `kcat -L` shows leaders, replicas and the ISR
-// change as a broker dies and comes back (ISR by Kafka's time rule, here
-// replica.lag.time.max.ms = 1 s), through a broker that stays up.
+// TestKcatSeesLeadersAndISR: `kcat -L` shows leaders, replicas, the ISR
+// and the broker list change as a broker dies and comes back (ISR by
+// Kafka's time rule, here replica.lag.time.max.ms = 1 s; the dead broker
+// leaves the broker list after broker.session.timeout.ms, here 2 s),
+// through a broker that stays up.
 func TestKcatSeesLeadersAndISR(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
@@ -69,7 +92,7 @@ func TestKcatSeesLeadersAndISR(t *testing.T) {
 	if _, err := exec.LookPath("kcat"); err != nil {
 		t.Skip("kcat is not installed")
 	}
-	nodes := newClusterWith(t, 3, "replica_lag_time_max_ms: 1000")
+	nodes := newClusterWith(t, 3, "replica_lag_time_max_ms: 1000, broker_session_timeout_ms: 2000")
 	for _, nd := range nodes {
 		nd.start(t)
 	}
@@ -99,6 +122,10 @@ func TestKcatSeesLeadersAndISR(t *testing.T) {
 			return p.Leader > 0 && p.Leader != int32(victim.id) && !isr[int32(victim.id)] && len(isr) == 2 && len(p.Replicas) == 3
 		})
 	})
+	waitFor(t, 15*time.Second, "the dead broker out of the broker list", func() bool {
+		ids, ok := kcatBrokers(watcher)
+		return ok && len(ids) == 2 && !ids[int32(victim.id)]
+	})
 
 	victim.start(t)
 	waitFor(t, 20*time.Second, "the restarted broker back in every ISR and leading its preferred partitions", func() bool {
@@ -106,4 +133,7 @@ func TestKcatSeesLeadersAndISR(t *testing.T) {
 			return len(isr) == 3 && p.Leader == p.Replicas[0].ID
 		})
 	})
+	if ids, ok := kcatBrokers(watcher); !ok || len(ids) != 3 {
+		t.Fatalf("broker list after the restart: %v (read %v), want all three", ids, ok)
+	}
 }
