@@ -42,6 +42,11 @@ type Config struct {
 	// with this node alone.
 	Peers []Peer `yaml:"peers"`
 
+	// PeersDefaulted is set by Validate when it filled Peers with this node
+	// alone because the file gave none: a reload then cannot tell a lost
+	// peers block from a wish to shrink the cluster to one broker.
+	PeersDefaulted bool `yaml:"-"`
+
 	// Storage configures the write-ahead log.
 	Storage StorageConfig `yaml:"storage"`
 

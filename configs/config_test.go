@@ -475,7 +475,7 @@ log:
 		{name: "no args is the defaults", args: nil, check: func(t *testing.T, c *Config) {
 			want := Default()
 			want.Kafka.Advertise = want.Kafka.Listen
-			want.Peers = []Peer{{1, "127.0.0.1:9192"}}
+			want.Peers, want.PeersDefaulted = []Peer{{1, "127.0.0.1:9192"}}, true
 			if !reflect.DeepEqual(*c, want) {
 				t.Errorf("got %+v\nwant %+v", *c, want)
 			}

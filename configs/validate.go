@@ -128,6 +128,7 @@ func (c *Config) Validate() error {
 		// The entry is derived from raft.listen, which was checked above;
 		// nobody dials it in a one-node cluster, so port 0 is harmless.
 		c.Peers = []Peer{{ID: c.NodeID, Addr: c.Raft.Listen}}
+		c.PeersDefaulted = true
 	}
 	return nil
 }

@@ -443,17 +443,18 @@ func (b *Broker) setConfigPeers(peers []configs.Peer) {
 // members it drops are asked to be drained and removed from the cluster,
 // and running partitions take changed defaults at once.
 //
-// It refuses a config whose peers would remove this broker's every peer or
-// a majority of the controller's voters (checkPeerChange), and then
-// changes nothing: such a list is far more likely a lost or mangled peers
-// block than a wish to shrink the cluster that far at once.
+// It refuses a config without peers while other brokers are members, or
+// whose peers would remove a majority of the controller's voters
+// (checkPeerChange), and then changes nothing: such a list is far more
+// likely a lost or mangled peers block than a wish to shrink the cluster
+// that far at once.
 func (b *Broker) Reload(cfg *configs.Config) error {
 	old := *b.configPeers.Load()
 	next := make([]uint64, len(cfg.Peers))
 	for i, p := range cfg.Peers {
 		next[i] = p.ID
 	}
-	if err := checkPeerChange(b.cfg.NodeID, slices.Collect(maps.Keys(old)), next, b.machine.View()); err != nil {
+	if err := checkPeerChange(b.cfg.NodeID, slices.Collect(maps.Keys(old)), next, cfg.PeersDefaulted, b.machine.View()); err != nil {
 		return fmt.Errorf("config reload refused: %w", err)
 	}
 	if d := controller.TopicDefaults(cfg.Kafka.TopicDefaults()); !maps.Equal(d, *b.topicDefaults.Load()) {

@@ -15,15 +15,18 @@ import (
 // silently drained every other broker would be the most likely outcome of
 // a mistake. It refuses:
 //
-//   - a list with no broker but self while other brokers, not yet
-//     removed, are members (of the running config, or of the controller as
-//     voters, learners or registered brokers);
+//   - a list that Validate filled (defaulted: the file gave none) while
+//     other brokers, not yet removed, are members (of the running config,
+//     or of the controller as voters, learners or registered brokers);
 //   - a list that drops a majority of the controller's voters at once.
+//
+// An explicit list naming this broker alone is a shrink to one broker: of
+// two, it drops one, and is taken.
 //
 // self is this broker's id, old the ids of the running config's peers,
 // next those of the reloaded one, and view the controller state as this
 // broker sees it.
-func checkPeerChange(self uint64, old, next []uint64, view *controller.State) error {
+func checkPeerChange(self uint64, old, next []uint64, defaulted bool, view *controller.State) error {
 	members := map[uint64]bool{}
 	for _, id := range slices.Concat(old, view.Voters, view.Learners, slices.Collect(maps.Keys(view.Brokers))) {
 		if !view.IsRemoved(id) {
@@ -31,9 +34,9 @@ func checkPeerChange(self uint64, old, next []uint64, view *controller.State) er
 		}
 	}
 	delete(members, self)
-	if len(members) > 0 && !slices.ContainsFunc(next, func(id uint64) bool { return id != self }) {
-		return fmt.Errorf("the new peers list only this broker (%d), which is what an empty or missing peers block means, "+
-			"while brokers %v are members: refusing to remove them all; drop brokers from peers one at a time",
+	if defaulted && len(members) > 0 {
+		return fmt.Errorf("the config has no peers, which means this broker (%d) alone, "+
+			"while brokers %v are members: refusing to remove them all; to shrink the cluster, list the brokers that stay",
 			self, slices.Sorted(maps.Keys(members)))
 	}
 

@@ -62,27 +62,31 @@ func TestCheckPeerChange(t *testing.T) {
 	tests := []struct {
 		name      string
 		old, next []uint64
+		defaulted bool // Validate filled next: the file gave no peers
 		view      *controller.State
 		refused   bool
 	}{
-		{"unchanged", three, three, view(three, three...), false},
-		{"grow", three, []uint64{1, 2, 3, 4}, view(three, three...), false},
-		{"drop one of three", three, []uint64{1, 2}, view(three, three...), false},
-		{"drop one of four", []uint64{1, 2, 3, 4}, three, view([]uint64{1, 2, 3, 4}), false},
-		{"drop two of five", five, three, view(five), false},
-		{"drop two of four", []uint64{1, 2, 3, 4}, []uint64{1, 2}, view([]uint64{1, 2, 3, 4}), false},
-		{"self alone of three", three, []uint64{1}, view(three, three...), true},
-		{"drop the two others", three, []uint64{1, 4}, view(three), true},
-		{"drop three of five", five, []uint64{1, 2}, view(five), true},
-		{"self alone, controller not caught up", three, []uint64{1}, view(nil), true},
-		{"self alone, others registered", []uint64{1}, []uint64{1}, view([]uint64{1, 2}, 1, 2), true},
-		{"one-node cluster", []uint64{1}, []uint64{1}, view([]uint64{1}, 1), false},
-		{"others removed", []uint64{1, 2}, []uint64{1}, &controller.State{Voters: []uint64{1}, Removed: []uint64{2}}, false},
-		{"joiner keeps its partial list", []uint64{1, 6}, []uint64{1, 6}, view(slices.Concat(five, []uint64{6})), false},
+		{"unchanged", three, three, false, view(three, three...), false},
+		{"grow", three, []uint64{1, 2, 3, 4}, false, view(three, three...), false},
+		{"drop one of three", three, []uint64{1, 2}, false, view(three, three...), false},
+		{"drop one of four", []uint64{1, 2, 3, 4}, three, false, view([]uint64{1, 2, 3, 4}), false},
+		{"drop two of five", five, three, false, view(five), false},
+		{"drop two of four", []uint64{1, 2, 3, 4}, []uint64{1, 2}, false, view([]uint64{1, 2, 3, 4}), false},
+		{"self alone of three", three, []uint64{1}, false, view(three, three...), true},
+		{"drop the two others", three, []uint64{1, 4}, false, view(three), true},
+		{"drop three of five", five, []uint64{1, 2}, false, view(five), true},
+		{"self alone, controller not caught up", three, []uint64{1}, false, view(nil), true},
+		{"shrink two to one", []uint64{1, 2}, []uint64{1}, false, view([]uint64{1, 2}, 1, 2), false},
+		{"peers block lost, two brokers", []uint64{1, 2}, []uint64{1}, true, view([]uint64{1, 2}, 1, 2), true},
+		{"peers block lost, others registered", []uint64{1}, []uint64{1}, true, view([]uint64{1, 2}, 1, 2), true},
+		{"partial list kept, others registered", []uint64{1}, []uint64{1}, false, view([]uint64{1, 2}, 1, 2), false},
+		{"one-node cluster", []uint64{1}, []uint64{1}, true, view([]uint64{1}, 1), false},
+		{"others removed", []uint64{1, 2}, []uint64{1}, true, &controller.State{Voters: []uint64{1}, Removed: []uint64{2}}, false},
+		{"joiner keeps its partial list", []uint64{1, 6}, []uint64{1, 6}, false, view(slices.Concat(five, []uint64{6})), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := checkPeerChange(1, tt.old, tt.next, tt.view)
+			err := checkPeerChange(1, tt.old, tt.next, tt.defaulted, tt.view)
 			if (err != nil) != tt.refused {
 				t.Fatalf("checkPeerChange(old %v, next %v, voters %v) = %v, want refused %v", tt.old, tt.next, tt.view.Voters, err, tt.refused)
 			}

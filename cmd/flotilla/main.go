@@ -8,9 +8,9 @@
 // SIGTERM and SIGINT shut the broker down cleanly (WAL flushed) with exit 0.
 // SIGHUP reloads the config: log settings, peers and the retention and
 // segment defaults apply at once (a peer dropped from the list is drained
-// and removed from the cluster; a list that would remove every other broker
-// or a majority of the voters is refused), every other change is reported
-// as needing a restart. A broker the cluster
+// and removed from the cluster; a missing list while other brokers are
+// members, or one dropping a majority of the voters, is refused), every
+// other change is reported as needing a restart. A broker the cluster
 // removed stops with exit code 3, and refuses to start again with its data
 // dir.
 package main
@@ -90,7 +90,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 // the topic config defaults. Every other change is reported as waiting for
 // a restart. A config that does not validate is refused and the broker
 // keeps running as it was, and so is one whose peers the broker refuses
-// (one that would remove every other broker or a majority of the voters).
+// (missing while other brokers are members, or dropping a majority of the
+// voters).
 // It returns the config now in effect.
 func reload(args []string, cur *configs.Config, b *broker.Broker, logs *logOutput, log zerolog.Logger) *configs.Config {
 	next, err := configs.FromArgs(args)
