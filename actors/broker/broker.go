@@ -242,6 +242,7 @@ func Start(o Options) (_ *Broker, err error) {
 	}
 	b.kafkaAddr = kafkaAddr
 	raftAdvertised, _ := cfg.PeerAddr(cfg.NodeID)
+	leaders := partition.NewLeaders()
 	if b.controller, err = b.sys.Spawn("controller", "controller", controller.NewActor(controller.Options{
 		NodeID:    cfg.NodeID,
 		KafkaAddr: kafkaAddr,
@@ -256,14 +257,17 @@ func Start(o Options) (_ *Broker, err error) {
 		},
 		OnRemoved: b.onRemoved,
 		Alive:     liveness.Alive,
-		Log:       log.With().Str("actor", "controller").Logger(),
+		LeaderKnown: func(group uint64) bool {
+			li, ok := leaders.Get(group)
+			return ok && li.Leader != 0
+		},
+		Log: log.With().Str("actor", "controller").Logger(),
 	})); err != nil {
 		return nil, err
 	}
 
 	b.replicas = partition.NewReplicas()
 	b.coords = group.NewCoordinators()
-	leaders := partition.NewLeaders()
 	if debugLn != nil {
 		b.debugAddr = debugLn.Addr().String()
 		if b.debug, err = b.sys.Spawn("debug", "debug", debug.NewActor(debugLn, debug.Sources{

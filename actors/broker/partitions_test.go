@@ -204,3 +204,59 @@ func TestCreatePartitions(t *testing.T) {
 		t.Fatalf("after growing through a follower: %d partitions, want 6", n)
 	}
 }
+
+// TestCreatePartitionsAnswersOnceLed: CreatePartitions answers once every
+// new partition has a leader, not only those its broker hosts, and no
+// broker hides the grown topic meanwhile. With RF 1 on three brokers, the
+// answering broker used to list new partitions hosted elsewhere without a
+// leader, and a broker that had not yet answered Metadata for the topic
+// answered the whole topic LEADER_NOT_AVAILABLE, which makes the Java
+// client drop the partitions it was using.
+func TestCreatePartitionsAnswersOnceLed(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const topic = "grow-led"
+	cl := c.client()
+	c.createTopic(ctx, cl, topic, 1, 1, nil)
+	metadata := func(broker int32) kmsg.MetadataResponseTopic {
+		t.Helper()
+		req := kmsg.NewPtrMetadataRequest()
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(topic)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl.Broker(int(broker)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Topics[0]
+	}
+	c.waitFor(20*time.Second, "broker 2 lists the topic led", func() bool {
+		mt := metadata(2)
+		return mt.ErrorCode == 0 && mt.Partitions[0].Leader > 0
+	})
+	req := kmsg.NewPtrCreatePartitionsRequest()
+	req.TimeoutMillis = 20_000
+	rt := kmsg.NewCreatePartitionsRequestTopic()
+	rt.Topic, rt.Count = topic, 6
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl.Broker(2))
+	if err != nil || resp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("grow to 6 partitions: %v %+v", err, resp)
+	}
+	mt := metadata(2)
+	if mt.ErrorCode != 0 || len(mt.Partitions) != 6 {
+		t.Fatalf("broker 2 right after answering: topic error %d, %d partitions", mt.ErrorCode, len(mt.Partitions))
+	}
+	for _, p := range mt.Partitions {
+		if p.Leader < 0 {
+			t.Errorf("broker 2 answered the grow but lists partition %d without a leader", p.Partition)
+		}
+	}
+	for _, b := range []int32{1, 3} {
+		if mt := metadata(b); mt.ErrorCode != 0 {
+			t.Errorf("broker %d right after the grow: the whole topic is %v", b, kerr.ErrorForCode(mt.ErrorCode))
+		}
+	}
+}

@@ -32,6 +32,11 @@ type Options struct {
 	Raft      *actor.PID // the controller group's actor
 	Machine   *StateMachine
 	Board     *raftactor.StatusBoard
+	// LeaderKnown reports whether this broker has heard who leads a
+	// partition group it does not host (the leaders its peers broadcast);
+	// CreateTopics and CreatePartitions answer once every new partition
+	// has a known leader. Nil: only hosted partitions are waited for.
+	LeaderKnown func(group uint64) bool
 	// Network is the peer transport (nil in tests without peers); Router
 	// finds the raft groups this broker hosts.
 	Network Network
@@ -343,14 +348,18 @@ func (c *controllerActor) answerLed(ctx actor.Context) {
 	c.awaitLeaders = kept
 }
 
-// led reports whether every partition of t that this broker hosts has a
+// led reports whether every partition of t has a leader as far as this
+// broker knows: from its own replicas' status, and for the others from
+// what their leaders broadcast (LeaderKnown). Answering before would let a
+// client that reads Metadata next see a partition it just made without a
 // leader.
 func (c *controllerActor) led(t *Topic) bool {
 	for _, p := range t.Partitions {
-		if !slices.Contains(p.Replicas, c.o.NodeID) {
-			continue
-		}
-		if st := c.o.Board.Get(p.Group); st == nil || st.Leader == 0 {
+		if slices.Contains(p.Replicas, c.o.NodeID) {
+			if st := c.o.Board.Get(p.Group); st == nil || st.Leader == 0 {
+				return false
+			}
+		} else if c.o.LeaderKnown != nil && !c.o.LeaderKnown(p.Group) {
 			return false
 		}
 	}

@@ -116,7 +116,7 @@ func (s *ClusterSource) topic(view *controller.State, t *controller.Topic) Topic
 			}
 		}
 		leader, term, isr, known := s.leadership(t.Name, p)
-		allLed = allLed && leader != 0
+		allLed = allLed && (leader != 0 || p.AddedAt != 0)
 		if known {
 			kp.LeaderEpoch = int32(term)
 		}
@@ -131,10 +131,13 @@ func (s *ClusterSource) topic(view *controller.State, t *controller.Topic) Topic
 		kt.Partitions = append(kt.Partitions, kp)
 	}
 	// A new topic is LEADER_NOT_AVAILABLE as a whole until every partition
-	// has had a leader once (known locally or from its leader's broadcast),
-	// as Kafka answers for a topic being created: clients retry instead of
-	// caching leaderless partitions (kafka-go gives up on those). Later
-	// elections show per partition, as in Kafka.
+	// it was created with has had a leader once (known locally or from its
+	// leader's broadcast), as Kafka answers for a topic being created:
+	// clients retry instead of caching leaderless partitions (kafka-go gives
+	// up on those). Later elections show per partition, as in Kafka, and so
+	// do partitions added later (CreatePartitions): hiding the whole topic
+	// then would make clients, the Java one first, drop the partitions they
+	// use.
 	if _, known := s.led.Load(t.ID); !known {
 		if allLed {
 			s.led.Store(t.ID, true)
