@@ -25,6 +25,15 @@ type longPoll struct {
 // run sends the Fetch and returns the response and how long it took.
 func (f longPoll) run(ctx context.Context, t *testing.T, cl *kgo.Client) (*kmsg.FetchResponse, time.Duration) {
 	t.Helper()
+	resp, took, err := f.send(ctx, cl)
+	if err != nil {
+		t.Fatalf("fetch: %v", err)
+	}
+	return resp, took
+}
+
+// send is run for a goroutine other than the test's.
+func (f longPoll) send(ctx context.Context, cl *kgo.Client) (*kmsg.FetchResponse, time.Duration, error) {
 	req := kmsg.NewPtrFetchRequest()
 	req.ReplicaID, req.MaxWaitMillis, req.MinBytes, req.MaxBytes, req.SessionEpoch = -1, int32(f.maxWait/time.Millisecond), f.minBytes, 1<<20, -1
 	rt := kmsg.NewFetchRequestTopic()
@@ -37,10 +46,7 @@ func (f longPoll) run(ctx context.Context, t *testing.T, cl *kgo.Client) (*kmsg.
 	req.Topics = append(req.Topics, rt)
 	start := time.Now()
 	resp, err := req.RequestWith(ctx, cl)
-	if err != nil {
-		t.Fatalf("fetch: %v", err)
-	}
-	return resp, time.Since(start)
+	return resp, time.Since(start), err
 }
 
 // topicID looks up a topic's id.
@@ -182,11 +188,12 @@ func TestLongPollWokenAgainByTheSamePartition(t *testing.T) {
 	type answer struct {
 		resp *kmsg.FetchResponse
 		took time.Duration
+		err  error
 	}
 	done := make(chan answer, 1)
 	go func() {
-		resp, took := longPoll{topic: topic, id: id, offsets: map[int32]int64{0: 0, 1: 0}, epoch: -1, maxWait: wait, minBytes: 1000}.run(ctx, t, cl)
-		done <- answer{resp, took}
+		resp, took, err := longPoll{topic: topic, id: id, offsets: map[int32]int64{0: 0, 1: 0}, epoch: -1, maxWait: wait, minBytes: 1000}.send(ctx, cl)
+		done <- answer{resp, took, err}
 	}()
 	// The first record is too small to end the poll; whether it lands
 	// before or after the poll is registered, the second one must end it.
@@ -203,6 +210,9 @@ func TestLongPollWokenAgainByTheSamePartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := <-done
+	if a.err != nil {
+		t.Fatalf("fetch: %v", a.err)
+	}
 	if late := time.Since(sent); late > wait/2 {
 		t.Errorf("MinBytes was there %v before the answer (MaxWait %v)", late, wait)
 	}
