@@ -60,6 +60,19 @@ func (l *Liveness) clock(peer uint64) *atomic.Int64 {
 	return c.(*atomic.Int64)
 }
 
+// LastHeard returns how long ago a frame from peer arrived; heard is
+// false if none ever has.
+func (l *Liveness) LastHeard(peer uint64) (ago time.Duration, heard bool) {
+	if l == nil {
+		return 0, false
+	}
+	c, ok := l.heard.Load(peer)
+	if !ok {
+		return 0, false
+	}
+	return l.now().Sub(l.start) - time.Duration(c.(*atomic.Int64).Load()), true
+}
+
 // Alive reports whether node id counts as alive now.
 func (l *Liveness) Alive(id uint64) bool {
 	if l == nil || id == l.self {

@@ -279,6 +279,7 @@ func Start(o Options) (_ *Broker, err error) {
 			Replicas:     b.replicas,
 			Leaders:      leaders,
 			ConfigPeers:  func() map[uint64]string { return *b.configPeers.Load() },
+			Liveness:     liveness,
 			Gatherer:     reg,
 			Log:          log,
 		})); err != nil {

@@ -22,9 +22,20 @@ type ClusterView struct {
 	// ConfigPeers is the peers list of the config this broker runs with
 	// (changed by SIGHUP): node id → raft address.
 	ConfigPeers map[uint64]string `json:"config_peers"`
+	// Health is, for every other registered broker, whether this broker
+	// counts it alive (kafka.broker_session_timeout_ms): Metadata answers
+	// a dead one as fenced.
+	Health map[uint64]PeerHealth `json:"peer_health"`
 	// Membership is the controller's committed membership.
 	Membership    Membership         `json:"membership"`
 	Reassignments []ReassignmentView `json:"reassignments"`
+}
+
+// PeerHealth is what this broker's raft transport has heard of a peer:
+// HeardMsAgo is how long ago its last frame arrived, -1 if none ever has.
+type PeerHealth struct {
+	Alive      bool  `json:"alive"`
+	HeardMsAgo int64 `json:"heard_ms_ago"`
 }
 
 // Membership is the controller group's membership as the applied state
@@ -73,7 +84,7 @@ func clusterView(src Sources) ClusterView {
 	st := src.Controller.View()
 	v := ClusterView{
 		NodeID: src.NodeID, ClusterID: st.ClusterID, Applied: st.Applied, Brokers: st.BrokerList(),
-		ConfigPeers: map[uint64]string{},
+		ConfigPeers: map[uint64]string{}, Health: map[uint64]PeerHealth{},
 		Membership: Membership{
 			Voters: nonNil(st.Voters), Learners: nonNil(st.Learners),
 			Draining: nonNil(st.Draining), Removed: nonNil(st.Removed),
@@ -86,6 +97,18 @@ func clusterView(src Sources) ClusterView {
 	if src.ConfigPeers != nil {
 		if peers := src.ConfigPeers(); peers != nil {
 			v.ConfigPeers = peers
+		}
+	}
+	if src.Liveness != nil {
+		for id := range st.Brokers {
+			if id == src.NodeID {
+				continue
+			}
+			h := PeerHealth{Alive: src.Liveness.Alive(id), HeardMsAgo: -1}
+			if ago, ok := src.Liveness.LastHeard(id); ok {
+				h.HeardMsAgo = ago.Milliseconds()
+			}
+			v.Health[id] = h
 		}
 	}
 	for _, ref := range st.Reassignments() {

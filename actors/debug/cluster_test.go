@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -39,9 +40,16 @@ func TestClusterShowsMembershipAndReassignments(t *testing.T) {
 	sys := actors.NewSystem(zerolog.Nop())
 	defer sys.Shutdown()
 	peers := map[uint64]string{1: "127.0.0.1:7001", 2: "127.0.0.1:7002", 3: "127.0.0.1:7003"}
+	// Broker 2 was heard from 1.5 s ago, broker 3 never, and the grace
+	// period after start is over.
+	now := time.Unix(1000, 0)
+	liveness := netactor.NewLiveness(1, time.Second, func() time.Time { return now })
+	now = now.Add(500 * time.Millisecond)
+	liveness.Heard(2)
+	now = now.Add(1500 * time.Millisecond)
 	src := Sources{
 		NodeID: 1, Actors: sys, Board: raftactor.NewStatusBoard(), Controller: sm, Leaders: leaders,
-		ConfigPeers: func() map[uint64]string { return peers }, Gatherer: prometheus.NewRegistry(), Log: zerolog.Nop(),
+		ConfigPeers: func() map[uint64]string { return peers }, Liveness: liveness, Gatherer: prometheus.NewRegistry(), Log: zerolog.Nop(),
 	}
 	srv := httptest.NewServer(Handler(src))
 	defer srv.Close()
@@ -52,6 +60,12 @@ func TestClusterShowsMembershipAndReassignments(t *testing.T) {
 	}
 	if !reflect.DeepEqual(v.ConfigPeers, peers) {
 		t.Errorf("config peers %v", v.ConfigPeers)
+	}
+	if want := map[uint64]PeerHealth{2: {Alive: false, HeardMsAgo: 1500}, 3: {Alive: false, HeardMsAgo: -1}}; !reflect.DeepEqual(v.Health, want) {
+		t.Errorf("peer health %+v, want %+v", v.Health, want)
+	}
+	if page := string(get(t, srv.URL+"/")); !strings.Contains(page, "<b>dead</b>, 1500 ms ago") || !strings.Contains(page, "this broker") {
+		t.Errorf("the page does not show broker 2 dead 1500 ms ago and broker 1 as this one")
 	}
 	want := []ReassignmentView{{
 		Topic: "orders", Partition: 1, Group: group, Replicas: []uint64{2, 3, 1}, Adding: []uint64{3}, Removing: []uint64{1}, Leader: 2,

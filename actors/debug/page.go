@@ -21,8 +21,8 @@ controller leader: {{if .Cluster.Leader}}broker {{.Cluster.Leader}}{{else}}none{
 JSON: <a href="/debug/raft">raft</a> · <a href="/debug/actors">actors</a> · <a href="/debug/cluster">cluster</a> · <a href="/debug/groups">groups</a> ·
 <a href="/metrics">metrics</a> · <a href="/debug/pprof/">pprof</a></p>
 <h2>Brokers</h2>
-<table><tr><th>id</th><th>Kafka address</th><th>Raft address</th><th>registered at</th></tr>
-{{range .Cluster.Brokers}}<tr><td>{{.NodeID}}</td><td>{{.KafkaAddr}}</td><td>{{.RaftAddr}}</td><td>{{.RegisteredAt}}</td></tr>{{end}}
+<table><tr><th>id</th><th>Kafka address</th><th>Raft address</th><th>registered at</th><th>heard from</th></tr>
+{{range .Cluster.Brokers}}<tr><td>{{.NodeID}}</td><td>{{.KafkaAddr}}</td><td>{{.RaftAddr}}</td><td>{{.RegisteredAt}}</td><td>{{with index $.Cluster.Health .NodeID}}{{if .Alive}}alive{{else}}<b>dead</b>{{end}}{{if ge .HeardMsAgo 0}}, {{.HeardMsAgo}} ms ago{{else}}, never{{end}}{{else}}{{if eq .NodeID $.Cluster.NodeID}}this broker{{end}}{{end}}</td></tr>{{end}}
 </table>
 <h2>Membership</h2>
 <table><tr><th></th><th>brokers</th></tr>

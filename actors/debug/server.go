@@ -17,6 +17,7 @@ import (
 	"github.com/flotilla/flotilla/actors/controller"
 	"github.com/flotilla/flotilla/actors/group"
 	"github.com/flotilla/flotilla/actors/partition"
+	"github.com/flotilla/flotilla/netactor"
 	"github.com/flotilla/flotilla/raftactor"
 )
 
@@ -36,8 +37,10 @@ type Sources struct {
 	// ConfigPeers returns the peers list of the config the broker runs
 	// with now (SIGHUP may change it); nil shows none.
 	ConfigPeers func() map[uint64]string
-	Gatherer    prometheus.Gatherer
-	Log         zerolog.Logger
+	// Liveness is this broker's judgement of its peers (nil: not shown).
+	Liveness *netactor.Liveness
+	Gatherer prometheus.Gatherer
+	Log      zerolog.Logger
 }
 
 // NewActor returns the producer of the debug actor serving on ln, which the
