@@ -400,7 +400,7 @@ func (g *groupActor) halt(ctx actor.Context, err error) {
 		st = *last
 	}
 	st.Role, st.Leader, st.Progress, st.Halted = "halted", 0, nil, err.Error()
-	g.d.cfg.Board.publish(&st)
+	g.d.cfg.Board.Publish(&st)
 }
 
 // resign drops the raft node of an incarnation that stops, restarts or
@@ -499,7 +499,7 @@ func (g *groupActor) publish() {
 	st := g.rn.Status()
 	g.published = publishedKey{st.RaftState, st.Lead, st.HardState.GetTerm(), st.HardState.GetCommit(), st.Applied}
 	g.publishedAt = g.ticks
-	g.d.cfg.Board.publish(statusOf(g.d.cfg.Group, g.d.cfg.Name, st))
+	g.d.cfg.Board.Publish(statusOf(g.d.cfg.Group, g.d.cfg.Name, st))
 }
 
 // progressEveryTicks is how often a leader republishes its followers'

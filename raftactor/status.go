@@ -67,7 +67,8 @@ func (b *StatusBoard) All() []*GroupStatus {
 	return out
 }
 
-func (b *StatusBoard) publish(s *GroupStatus) { b.groups.Store(s.Group, s) }
+// Publish replaces a group's status: the group's actor calls it (tests may too).
+func (b *StatusBoard) Publish(s *GroupStatus) { b.groups.Store(s.Group, s) }
 func (b *StatusBoard) remove(group uint64)    { b.groups.Delete(group) }
 
 // RoleName is the role as the debug endpoint spells it.

@@ -103,6 +103,11 @@ func Handler(src Sources) http.Handler {
 			writeJSON(w, map[string]any{"status": "controller group not running"})
 			return
 		}
+		if st.Halted != "" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			writeJSON(w, map[string]any{"status": "controller group halted", "halted": st.Halted})
+			return
+		}
 		writeJSON(w, map[string]any{"status": "ok", "controller_leader": st.Leader, "role": st.Role})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(src.Gatherer, promhttp.HandlerOpts{}))

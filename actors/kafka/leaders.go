@@ -10,11 +10,11 @@ import (
 // leaderOf is what this broker knows of a raft group's leader and term: a
 // replica's own raft status wins unless a peer announced a later term
 // (during an election a replica knows there is no leader, where the last
-// broadcast still names the dead one). leader is 0 when unknown, or when
+// broadcast still names the dead one); a halted replica knows nothing. leader is 0 when unknown, or when
 // it is a broker dead to this one (not heard from within the session
 // timeout): clients are not sent to a fenced broker.
 func (s *Service) leaderOf(group uint64) (leader, term uint64) {
-	if st := s.Board.Get(group); st != nil {
+	if st := s.Board.Get(group); st != nil && st.Halted == "" {
 		leader, term = st.Leader, st.Term
 	}
 	if s.Leaders != nil {

@@ -162,6 +162,9 @@ func (s *ClusterSource) leadership(topic string, p controller.Partition) (leader
 		return v.LeaderID, uint64(v.Epoch), v.ISR, true
 	}
 	st := s.Board.Get(p.Group)
+	if st != nil && st.Halted != "" {
+		st = nil // it takes no part in raft: the broadcasts know better
+	}
 	if st != nil {
 		leader, term, known = st.Leader, st.Term, true
 		if leader != 0 {

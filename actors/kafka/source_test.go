@@ -175,3 +175,25 @@ func TestClientsNotSentToDeadBroker(t *testing.T) {
 		})
 	}
 }
+
+// TestHaltedFollowerDoesNotHideTheLeader: a replica of this broker that
+// halted (a storage failure) knows nothing of its partition's leadership
+// any more; the live leader's broadcast of the same term answers for it.
+// The halted status's "no leader" used to win, so this broker answered
+// the partition leaderless, and gave no KIP-951 hint, for as long as the
+// leader lived.
+func TestHaltedFollowerDoesNotHideTheLeader(t *testing.T) {
+	sm, leaders := liveCluster(t)
+	board := raftactor.NewStatusBoard()
+	g := sm.View().Topics["t"].Partitions[2].Group // on [2 1], led by 2 at term 5
+	board.Publish(&raftactor.GroupStatus{Group: g, Name: "t-2", Role: "halted", Term: 5, Halted: "write segment: no space left on device"})
+	src := &ClusterSource{Machine: sm, Board: board, Replicas: partition.NewReplicas(), Leaders: leaders, Log: zerolog.Nop()}
+	topics := src.Topics(TopicQuery{Names: []string{"t"}})
+	if p := responseTopic(&topics[0], false).Partitions[2]; p.Leader != 2 {
+		t.Errorf("Metadata of t/2 on the broker with the halted follower: leader %d, error %d; want 2", p.Leader, p.ErrorCode)
+	}
+	s := &Service{NodeID: 1, Machine: sm, Board: board, Leaders: leaders}
+	if leader, _ := s.leaderOf(g); leader != 2 {
+		t.Errorf("leaderOf(t/2) = %d, want 2", leader)
+	}
+}
