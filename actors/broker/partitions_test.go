@@ -260,3 +260,74 @@ func TestCreatePartitionsAnswersOnceLed(t *testing.T) {
 		}
 	}
 }
+
+// TestCreatePartitionsWaitsOnlyForNewPartitions: a partition that lost
+// its leader long ago does not make CreatePartitions time out; only the
+// new partitions are waited for, as Kafka does.
+func TestCreatePartitionsWaitsOnlyForNewPartitions(t *testing.T) {
+	c := newTestCluster(t, 3, shortSession)
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cl := c.client()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "half", -1, -1
+	ra := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
+	ra.Replicas = []int32{1, 3}
+	rt.ReplicaAssignment = append(rt.ReplicaAssignment, ra)
+	req.Topics = append(req.Topics, rt)
+	req.TimeoutMillis = 15_000
+	if resp, err := req.RequestWith(ctx, cl.Broker(1)); err != nil || resp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("create: %v %+v", err, resp)
+	}
+	c.stop(2) // broker 3: half/0, on [1 3], cannot elect
+	c.waitFor(20*time.Second, "broker 1 finds broker 3 dead and half/0 leaderless", func() bool {
+		md := metadataOf(ctx, t, cl, 1, "half")
+		return !slices.ContainsFunc(md.Brokers, func(b kmsg.MetadataResponseBroker) bool { return b.NodeID == 3 }) &&
+			md.Topics[0].Partitions[0].Leader == -1
+	})
+	cp := kmsg.NewPtrCreatePartitionsRequest()
+	cp.TimeoutMillis = 10_000
+	ct := kmsg.NewCreatePartitionsRequestTopic()
+	ct.Topic, ct.Count = "half", 2
+	cp.Topics = append(cp.Topics, ct)
+	resp, err := cp.RequestWith(ctx, cl.Broker(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := resp.Topics[0].ErrorCode; code != 0 {
+		t.Fatalf("CreatePartitions answered %v; its new partition is on live brokers", kerr.ErrorForCode(code))
+	}
+}
+
+// TestCreateTopicsZeroTimeoutAnswersAtOnce: a timeout <= 0 asks for the
+// creation and an answer without waiting for leaders (Kafka's protocol
+// doc); the topic it created used to be answered REQUEST_TIMED_OUT.
+func TestCreateTopicsZeroTimeoutAnswersAtOnce(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := c.client()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "zero", 6, 1
+	req.Topics = append(req.Topics, rt)
+	req.TimeoutMillis = 0
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := resp.Topics[0].ErrorCode; code != 0 {
+		t.Fatalf("CreateTopics with timeout 0 answered %v for a topic it created", kerr.ErrorForCode(code))
+	}
+	c.waitFor(10*time.Second, "the topic answered as created shows on every broker", func() bool {
+		for _, b := range c.brokers {
+			if _, ok := b.Controller().View().Topics["zero"]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+}

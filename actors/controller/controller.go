@@ -252,15 +252,13 @@ func (c *controllerActor) createTopics(ctx actor.Context, m *CreateTopics) {
 				created = append(created, r.ID)
 			}
 		}
-		c.awaitLeaders = append(c.awaitLeaders, &leaderWait{
-			done:     &CreateTopicsDone{Ref: m.Ref, Results: results},
-			results:  results,
-			replyTo:  m.ReplyTo,
-			topics:   created,
-			deadline: c.ticks + max(m.TimeoutTicks, 1),
-			what:     "was created",
-		})
-		c.answerLed(ctx)
+		c.await(ctx, &leaderWait{
+			done:    &CreateTopicsDone{Ref: m.Ref, Results: results},
+			results: results,
+			replyTo: m.ReplyTo,
+			topics:  created,
+			what:    "was created",
+		}, m.TimeoutTicks)
 	}
 	// Every copy of a repeated name is refused and none created, as
 	// Kafka's ControllerApis.createTopics does before anything else (it
@@ -305,12 +303,28 @@ func (c *controllerActor) createTopics(ctx actor.Context, m *CreateTopics) {
 // leaderWait is a CreateTopics or CreatePartitions answer held until the
 // partitions of the topics it created or grew have leaders.
 type leaderWait struct {
-	done     any           // the answer
-	results  []TopicResult // the answer's results, to mark timed out
-	replyTo  *actor.PID
-	topics   []TopicID
+	done    any           // the answer
+	results []TopicResult // the answer's results, to mark timed out
+	replyTo *actor.PID
+	topics  []TopicID
+	// from is, per topic grown by CreatePartitions, its first new
+	// partition: the older ones are not waited for (one may have lost its
+	// leader long ago).
+	from     map[TopicID]int32
 	deadline uint64 // in ticks
 	what     string // what happened to a topic, for the timeout's message
+}
+
+// await answers w once the partitions it waits for have leaders, or at
+// once when its request's timeout was 0.
+func (c *controllerActor) await(ctx actor.Context, w *leaderWait, timeoutTicks uint64) {
+	if timeoutTicks == 0 {
+		ctx.Send(w.replyTo, w.done)
+		return
+	}
+	w.deadline = c.ticks + timeoutTicks
+	c.awaitLeaders = append(c.awaitLeaders, w)
+	c.answerLed(ctx)
 }
 
 // answerLed sends the held answers whose partitions all have
@@ -327,7 +341,7 @@ func (c *controllerActor) answerLed(ctx actor.Context) {
 	for _, w := range c.awaitLeaders {
 		ready := true
 		for _, id := range w.topics {
-			if t := view.TopicByID(id); t != nil && !c.led(t) {
+			if t := view.TopicByID(id); t != nil && !c.led(t, w.from[id]) {
 				ready = false
 			}
 		}
@@ -336,7 +350,7 @@ func (c *controllerActor) answerLed(ctx actor.Context) {
 			ctx.Send(w.replyTo, w.done)
 		case c.ticks >= w.deadline:
 			for i, r := range w.results {
-				if t := view.TopicByID(r.ID); r.Err == nil && t != nil && slices.Contains(w.topics, r.ID) && !c.led(t) {
+				if t := view.TopicByID(r.ID); r.Err == nil && t != nil && slices.Contains(w.topics, r.ID) && !c.led(t, w.from[r.ID]) {
 					w.results[i].Err = fmt.Errorf("%w: topic %q %s but its partitions have no leader yet", kerr.RequestTimedOut, r.Name, w.what)
 				}
 			}
@@ -348,15 +362,15 @@ func (c *controllerActor) answerLed(ctx actor.Context) {
 	c.awaitLeaders = kept
 }
 
-// led reports whether every partition of t has a leader as far as this
-// broker knows: from its own replicas' status, and for the others from
-// what their leaders broadcast (LeaderKnown). Answering before would let a
-// client that reads Metadata next see a partition it just made without a
-// leader.
-func (c *controllerActor) led(t *Topic) bool {
-	for _, p := range t.Partitions {
-		if slices.Contains(p.Replicas, c.o.NodeID) {
-			if st := c.o.Board.Get(p.Group); st == nil || st.Leader == 0 {
+// led reports whether every partition of t from index from on has a
+// leader as far as this broker knows: from its own replica's status, and
+// otherwise (not hosted here, or halted here) from what the leaders
+// broadcast (LeaderKnown). Answering before would let a client that reads
+// Metadata next see a partition it just made without a leader.
+func (c *controllerActor) led(t *Topic, from int32) bool {
+	for _, p := range t.Partitions[min(int(max(from, 0)), len(t.Partitions)):] {
+		if st := c.o.Board.Get(p.Group); st != nil && st.Halted == "" && slices.Contains(p.Replicas, c.o.NodeID) {
+			if st.Leader == 0 {
 				return false
 			}
 		} else if c.o.LeaderKnown != nil && !c.o.LeaderKnown(p.Group) {

@@ -8,13 +8,14 @@ import "github.com/asynkron/protoactor-go/actor"
 // CreateTopics asks the controller to create topics. The actor validates
 // each, proposes the valid ones to the controller group, and answers
 // ReplyTo with CreateTopicsDone once every one is applied or failed and the
-// created partitions it hosts have leaders (or TimeoutTicks passed).
+// created partitions have leaders (or TimeoutTicks passed).
 type CreateTopics struct {
 	Ref          uint64 // echoed in the answer
 	Topics       []TopicSpec
 	ValidateOnly bool
 	// TimeoutTicks bounds how long the answer waits for the new
-	// partitions' leaders (the request's timeout).
+	// partitions' leaders (the request's timeout); 0 answers as soon as
+	// the proposals are decided, as Kafka answers a timeout <= 0.
 	TimeoutTicks uint64
 	ReplyTo      *actor.PID
 }
@@ -76,7 +77,8 @@ type CreatePartitions struct {
 	Topics       []PartitionsSpec
 	ValidateOnly bool
 	// TimeoutTicks bounds how long the answer waits for the new
-	// partitions' leaders (the request's timeout).
+	// partitions' leaders (the request's timeout); 0 answers as soon as
+	// the proposals are decided, as Kafka answers a timeout <= 0.
 	TimeoutTicks uint64
 	ReplyTo      *actor.PID
 }

@@ -20,20 +20,20 @@ import (
 func (c *controllerActor) createPartitions(ctx actor.Context, m *CreatePartitions) {
 	results, cmds := planAllPartitions(c.o.Machine.View(), c.o.Alive, m.Topics, m.ValidateOnly)
 	var grown []TopicID
+	from := map[TopicID]int32{}
 	waiting := 0
 	reply := func() {
 		if m.ReplyTo == nil {
 			return
 		}
-		c.awaitLeaders = append(c.awaitLeaders, &leaderWait{
-			done:     &CreatePartitionsDone{Ref: m.Ref, Results: results},
-			results:  results,
-			replyTo:  m.ReplyTo,
-			topics:   grown,
-			deadline: c.ticks + max(m.TimeoutTicks, 1),
-			what:     "got new partitions",
-		})
-		c.answerLed(ctx)
+		c.await(ctx, &leaderWait{
+			done:    &CreatePartitionsDone{Ref: m.Ref, Results: results},
+			results: results,
+			replyTo: m.ReplyTo,
+			topics:  grown,
+			from:    from,
+			what:    "got new partitions",
+		}, m.TimeoutTicks)
 	}
 	for i, cmd := range cmds {
 		if cmd == nil || results[i].Err != nil {
@@ -47,6 +47,7 @@ func (c *controllerActor) createPartitions(ctx actor.Context, m *CreatePartition
 				results[i].Err = err
 			} else {
 				grown = append(grown, cmd.Topic)
+				from[cmd.Topic] = cmd.From
 			}
 			if waiting--; waiting == 0 {
 				reply()

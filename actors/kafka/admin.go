@@ -45,7 +45,7 @@ func (c *serviceConn) createTopics(ctx actor.Context, r *Request, req *kmsg.Crea
 		specs[i] = spec
 	}
 	ctx.Send(c.s.Controller, &controller.CreateTopics{Ref: ref, Topics: specs, ValidateOnly: req.ValidateOnly,
-		TimeoutTicks: c.s.ticks(req.TimeoutMillis), ReplyTo: ctx.Self()})
+		TimeoutTicks: c.s.adminTicks(req.TimeoutMillis), ReplyTo: ctx.Self()})
 }
 
 func (c *serviceConn) createTopicsDone(ctx actor.Context, m *controller.CreateTopicsDone) {
@@ -122,6 +122,16 @@ func (c *serviceConn) deleteTopicsDone(ctx actor.Context, m *controller.DeleteTo
 	ctx.Send(r.ReplyTo, r.Reply(resp))
 }
 
+// adminTicks converts the timeout of a CreateTopics or CreatePartitions
+// into ticks: 0, not waiting for leaders, for a timeout <= 0 (Kafka then
+// answers as soon as the creation has started).
+func (s *Service) adminTicks(ms int32) uint64 {
+	if ms <= 0 {
+		return 0
+	}
+	return s.ticks(ms)
+}
+
 func (c *serviceConn) createPartitions(ctx actor.Context, r *Request, req *kmsg.CreatePartitionsRequest) {
 	ref := c.ref()
 	c.admin[ref] = r
@@ -141,7 +151,7 @@ func (c *serviceConn) createPartitions(ctx actor.Context, r *Request, req *kmsg.
 		specs[i] = spec
 	}
 	ctx.Send(c.s.Controller, &controller.CreatePartitions{Ref: ref, Topics: specs, ValidateOnly: req.ValidateOnly,
-		TimeoutTicks: c.s.ticks(req.TimeoutMillis), ReplyTo: ctx.Self()})
+		TimeoutTicks: c.s.adminTicks(req.TimeoutMillis), ReplyTo: ctx.Self()})
 }
 
 func (c *serviceConn) createPartitionsDone(ctx actor.Context, m *controller.CreatePartitionsDone) {
