@@ -173,6 +173,7 @@ func Start(o Options) (_ *Broker, err error) {
 
 	netMetrics := netactor.NewMetrics(reg)
 	liveness := netactor.NewLiveness(cfg.NodeID, cfg.BrokerSessionTimeout(), time.Now)
+	alive := aliveFunc(liveness, cfg.NodeID, b.machine.View)
 	peerAddrs := make(map[uint64]string)
 	for _, p := range cfg.Peers {
 		if p.ID != cfg.NodeID {
@@ -256,7 +257,7 @@ func Start(o Options) (_ *Broker, err error) {
 			return *b.configPeers.Load()
 		},
 		OnRemoved: b.onRemoved,
-		Alive:     liveness.Alive,
+		Alive:     alive,
 		LeaderKnown: func(group uint64) bool {
 			li, ok := leaders.Get(group)
 			return ok && li.Leader != 0
@@ -378,7 +379,7 @@ func Start(o Options) (_ *Broker, err error) {
 		Leaders:           leaders,
 		OffsetsPartitions: int32(cfg.Kafka.OffsetsTopicPartitions),
 		OffsetsReplicas:   int16(min(3, len(cfg.Peers))),
-		Alive:             liveness.Alive,
+		Alive:             alive,
 		TopicDefaults:     func() controller.TopicDefaults { return *b.topicDefaults.Load() },
 		Sender:            b.sys.Root,
 		Now:               time.Now,
@@ -392,7 +393,7 @@ func Start(o Options) (_ *Broker, err error) {
 		Controller: b.controller,
 		Sender:     b.sys.Root,
 		AutoCreate: true,
-		Alive:      liveness.Alive,
+		Alive:      alive,
 		Log:        log,
 	}
 	if b.kafka, err = kafka.StartListener(b.sys, kafkaLn, kafka.Options{
