@@ -117,10 +117,14 @@ func TestCreatePartitions(t *testing.T) {
 	// five partitions.
 	consumer := c.client(kgo.ConsumerGroup("grow-readers"), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A leader may be moving to its preferred replica: kadm does not retry
+	// a partition's LEADER_NOT_AVAILABLE, the test does.
+	var ends kadm.ListedOffsets
+	c.waitFor(20*time.Second, "end offsets of every partition", func() bool {
+		var err error
+		ends, err = adm.ListEndOffsets(ctx, topic)
+		return err == nil && ends.Error() == nil
+	})
 	want := map[int32]int64{}
 	ends.Each(func(o kadm.ListedOffset) { want[o.Partition] = o.Offset })
 	if len(want) != 5 {
