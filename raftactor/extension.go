@@ -107,6 +107,17 @@ func (h *Handle) WithProgress(visit func(id, match uint64, active bool)) {
 	h.g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) { visit(id, pr.Match, pr.RecentActive) })
 }
 
+// Checkpoint takes a checkpoint now, as if the storage had asked for one
+// (storage.CheckpointRequest): the state machine's snapshot at the applied
+// index, flushed if it is a Flusher, is handed to the storage, and a
+// LogKeeper hears (Release) once it is durable. A state machine that has
+// log to give back calls it instead of waiting for the storage to want the
+// WAL trimmed, which may never happen on a node that writes nothing more.
+// Not for every tick: each one costs a flush and a WAL record. Call it from
+// Tick or Receive, not from Applied (the Ready being handled then is not
+// finished).
+func (h *Handle) Checkpoint(ctx actor.Context) { h.g.checkpoint(ctx, true) }
+
 // TransferLeader asks the leader to hand leadership to id.
 func (h *Handle) TransferLeader(id uint64) {
 	if h.g.rn != nil {

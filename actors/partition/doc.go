@@ -93,7 +93,9 @@ to readers when it is applied. The contract with the Raft side:
     compaction and the WAL may still name their batches. The partition
     calls ReleaseSegments(i) once a checkpoint at Raft index i is durable
     in the WAL, which deletes the retired segments whose batches all lie
-    at or below i. Flush records a log start no higher than the first
+    at or below i; having retired segments (applying a move, or restoring
+    a checkpoint after a restart), it asks its group for that checkpoint
+    at its next tick rather than wait for the WAL to grow. Flush records a log start no higher than the first
     segment on disk, so that after a crash the restored checkpoint's log
     end is never below the log start. A replica that installs a snapshot
     beyond its log calls Reset once the snapshot is durable.

@@ -208,6 +208,12 @@ type Machine struct {
 	coldFirst       uint64
 	boundary        entryID     // the entry just below the cold log, if it is coldFirst-1 (coldlog.go)
 	confs           []confPoint // the group's configurations from the boundary on (coldlog.go)
+	// releaseDue: segments were retired (a log-start move, or a restored
+	// checkpoint whose log start is above them) and the next Tick asks
+	// for a checkpoint, whose durability lets Release delete their files.
+	// The storage asks for checkpoints only as the WAL grows, so a broker
+	// that has stopped writing would otherwise keep them forever.
+	releaseDue bool
 
 	// Leader state, valid while ready.
 	ready      bool
@@ -364,8 +370,12 @@ func (m *Machine) Apply(index, term uint64, data []byte) {
 	case entryLogStart:
 		m.keepSide(index, term, data)
 		start, boundary, ok := logStartBody(body)
+		retired := m.log.RetiredSegments()
 		if err := m.log.AdvanceLogStart(start); err != nil {
 			panic(fmt.Sprintf("partition %s/%d: entry %d: advance log start: %v", m.o.Topic, m.o.Partition, index, err))
+		}
+		if m.log.RetiredSegments() > retired {
+			m.releaseDue = true
 		}
 		m.pruneSide(0, true)
 		if ok && boundary.Index+1 == m.coldFirst {
@@ -531,6 +541,9 @@ func (m *Machine) Restore(snap *pb.Snapshot) error {
 	// starts empty and takes the whole log from index 1 as appends, where
 	// a snapshot would leave its log without the batches before it.
 	m.pruneSide(snap.GetMetadata().GetIndex(), m.log.LogStart() > 0)
+	// Segments retired before a restart, or again by this restore, are
+	// released by a checkpoint like those of a log-start move.
+	m.releaseDue = m.log.RetiredSegments() > 0
 	m.publish(nil)
 	return nil
 }
@@ -1004,14 +1017,20 @@ func (m *Machine) LeaderChanged(h *raftactor.Handle, ctx actor.Context) {
 // lead has no producer waiting, no fetch watching and no periodic duty, so
 // Tick only counts.
 func (m *Machine) TicksCanWait() bool {
-	return !m.ready && len(m.inflight) == 0 && len(m.watchers) == 0
+	return !m.ready && len(m.inflight) == 0 && len(m.watchers) == 0 && !m.releaseDue
 }
 
-// Tick implements raftactor.Extension: waiter timeouts, retention, producer
-// expiry, the preferred leader, the ISR and the batches held for
-// min.insync.replicas.
+// Tick implements raftactor.Extension: the checkpoint that releases
+// retired segments, waiter timeouts, retention, producer expiry, the
+// preferred leader, the ISR and the batches held for min.insync.replicas.
 func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
 	m.ticks++
+	if m.releaseDue {
+		// Once per log-start move that retired segments: the checkpoint
+		// covers every batch in them (they lie below an applied entry).
+		m.releaseDue = false
+		h.Checkpoint(ctx)
+	}
 	for _, in := range m.inflight {
 		m.expireWaiters(ctx, in)
 	}

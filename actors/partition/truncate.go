@@ -400,6 +400,12 @@ func (l *Log) retire() int {
 	return n
 }
 
+// RetiredSegments is how many retired segments still have their files:
+// the partition asks for a checkpoint while there are any, so that
+// ReleaseSegments deletes them even if nothing more is written. Only the
+// appender calls it.
+func (l *Log) RetiredSegments() int { return len(l.retired) }
+
 // ReleaseSegments deletes the files of retired segments, oldest first,
 // while every batch of the next one has a Raft index at or below through;
 // it stops at the first that holds a later one. The partition calls it
