@@ -90,15 +90,20 @@ to readers when it is applied. The contract with the Raft side:
     proposal (retention via RetentionPoint, DeleteRecords), so all replicas
     agree. It retires the segments wholly below the new start: readers no
     longer see them, but their files stay, since deleting them is Raft log
-    compaction and the WAL may still name their batches. The partition
-    calls ReleaseSegments(i) once a checkpoint at Raft index i is durable
-    in the WAL, which deletes the retired segments whose batches all lie
-    at or below i; having retired segments (applying a move, or restoring
-    a checkpoint after a restart), it asks its group for that checkpoint
-    at its next tick rather than wait for the WAL to grow. Flush records a log start no higher than the first
-    segment on disk, so that after a crash the restored checkpoint's log
-    end is never below the log start. A replica that installs a snapshot
-    beyond its log calls Reset once the snapshot is durable.
+    compaction and the WAL may still name their batches. A start at the
+    written end rolls the active segment first, so that it is retired too
+    and an empty one takes the next batch (a replica that has kept batches
+    above the start rolls later, at its size: segment boundaries may differ
+    between replicas, their logs do not). The partition calls
+    ReleaseSegments(i) once a checkpoint at Raft index i is durable in the
+    WAL, which deletes the retired segments whose batches all lie at or
+    below i; having retired segments (applying a move, or restoring a
+    checkpoint after a restart), it asks its group for that checkpoint at
+    its next tick rather than wait for the WAL to grow. Flush records a log
+    start no higher than the first segment on disk, so that after a crash
+    the restored checkpoint's log end is never below the log start. A
+    replica that installs a snapshot beyond its log calls Reset once the
+    snapshot is durable.
  5. Read, EntryByRaftIndex and the timestamp queries run on any goroutine
     concurrently with Append (a Fetch never stalls Raft): see Log for the
     exact guarantee.

@@ -739,13 +739,15 @@ func TestRetentionPoint(t *testing.T) {
 		{"two segments older", 2004, 1000, -1, base(2)},
 		{"exactly retention.ms old is kept", 2003, 1000, -1, base(1)},
 		{"three segments older", 3004, 1000, -1, base(3)},
-		{"everything old, active stays", 1 << 40, 0, -1, base(9)},
+		{"everything old, the active one too", 1 << 40, 0, -1, l.LogEnd()},
+		{"every sealed one old, the active one not", 9004, 1000, -1, base(9)},
 		{"size: fits", 0, -1, l.Size(), 0},
 		{"size: one byte over", 0, -1, l.Size() - 1, 0},
 		{"size: one segment over", 0, -1, l.Size() - segBytes, base(1)},
 		{"size: what remains stays at or above the limit", 0, -1, l.Size() - 3*segBytes - 1, base(3)},
 		{"size: exactly three segments over", 0, -1, l.Size() - 3*segBytes, base(3)},
-		{"size: zero keeps the active segment", 0, -1, 0, base(9)},
+		{"size: zero, the active one too", 0, -1, 0, l.LogEnd()},
+		{"size: the active one alone over", 0, -1, l.Size() - 9*segBytes - 1, base(9)},
 		{"both: the furthest wins", 2004, 1000, l.Size() - 3*segBytes, base(3)},
 	} {
 		if got := l.RetentionPoint(tc.now, tc.retMs, tc.retBytes); got != tc.want {

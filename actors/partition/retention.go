@@ -1,19 +1,22 @@
 package partition
 
 // RetentionPoint returns the log start that retention would choose now:
-// the base offset of the first segment to keep. It is a pure decision; the
-// leader proposes the result and every replica applies it with
-// AdvanceLogStart, so that all of them agree.
+// the end of the last segment to delete. It is a pure decision; the leader
+// proposes the result and every replica applies it with AdvanceLogStart,
+// so that all of them agree.
 //
-// As in Kafka, only whole segments go, oldest first, and never the active
-// one, nor one that reaches the high watermark (uncommitted batches are not
-// retention's to judge):
+// As in Kafka (UnifiedLog.deletableSegments), only whole segments go,
+// oldest first, and none that reaches above the high watermark
+// (uncommitted batches are not retention's to judge): the active segment
+// goes too when it is not empty and everything written is committed, and
+// the log start then reaches the high watermark (AdvanceLogStart rolls it
+// so that its files can go). A segment goes
 //
-//   - by time, when retentionMs >= 0: while a segment's largest timestamp is
-//     more than retentionMs before nowMs (a segment without timestamps
-//     counts by its file's modification time, as Kafka does);
-//   - by size, when retentionBytes >= 0: while dropping the oldest segment
-//     still leaves at least retentionBytes below the high watermark.
+//   - by time, when retentionMs >= 0: while its largest timestamp is more
+//     than retentionMs before nowMs (a segment without timestamps counts
+//     by its file's modification time, as Kafka does);
+//   - by size, when retentionBytes >= 0: while dropping it still leaves at
+//     least retentionBytes below the high watermark.
 //
 // The result is the furthest of the two, and LogStart() if neither deletes
 // anything. Safe for concurrent use.
@@ -22,14 +25,25 @@ func (l *Log) RetentionPoint(nowMs, retentionMs, retentionBytes int64) int64 {
 	if v.closed {
 		return v.start
 	}
+	// The view's last segment is cut at the high watermark; it is the
+	// whole active segment when nothing is written above the mark.
+	n := len(v.sealed)
+	if v.end == v.written && v.active.size > 0 {
+		n++
+	}
+	end := func(i int) int64 {
+		if i < len(v.sealed) {
+			return v.segment(i + 1).seg.base
+		}
+		return v.end
+	}
 	point := v.start
 	if retentionMs >= 0 {
-		for i := range v.sealed {
-			sv := &v.sealed[i]
-			if nowMs-sv.largestTimestamp() <= retentionMs {
+		for i := range n {
+			if nowMs-v.segment(i).largestTimestamp() <= retentionMs {
 				break
 			}
-			point = max(point, v.segment(i+1).seg.base)
+			point = max(point, end(i))
 		}
 	}
 	if retentionBytes >= 0 {
@@ -38,12 +52,13 @@ func (l *Log) RetentionPoint(nowMs, retentionMs, retentionBytes int64) int64 {
 			committed += v.sealed[i].size
 		}
 		excess := committed - retentionBytes
-		for i := range v.sealed {
-			if excess-v.sealed[i].size < 0 {
+		for i := range n {
+			size := v.segment(i).size
+			if excess-size < 0 {
 				break
 			}
-			excess -= v.sealed[i].size
-			point = max(point, v.segment(i+1).seg.base)
+			excess -= size
+			point = max(point, end(i))
 		}
 	}
 	return point

@@ -44,7 +44,8 @@ func (m *model) lastRaftBelow(end int64) uint64 {
 }
 
 // TestAdvanceLogStartRetires: segments wholly below the new start leave
-// every view, Size and RetentionPoint, but their files stay.
+// every view, Size and RetentionPoint, but their files stay. A start at
+// the written end rolls the active segment and retires it too.
 func TestAdvanceLogStartRetires(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -54,7 +55,7 @@ func TestAdvanceLogStartRetires(t *testing.T) {
 		{"inside the first segment", func(b []int64, _ int64) int64 { return b[0] + 3 }, 0},
 		{"at the base of the fourth segment", func(b []int64, _ int64) int64 { return b[3] }, 3},
 		{"inside the fourth segment", func(b []int64, _ int64) int64 { return b[3] + 2 }, 3},
-		{"at the log end", func(_ []int64, end int64) int64 { return end }, -1}, // every sealed one
+		{"at the log end", func(_ []int64, end int64) int64 { return end }, -1}, // every one, the active one rolled
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -64,23 +65,28 @@ func TestAdvanceLogStartRetires(t *testing.T) {
 			m.fill(t, l, rand.New(rand.NewPCG(21, 21)), 200)
 			before := segmentBases(t, dir)
 			retired := tc.retired
-			if retired < 0 {
-				retired = len(before) - 1
-			}
 			start := tc.start(before, l.LogEnd())
+			after := before
+			if retired < 0 {
+				retired = len(before)
+				after = append(slices.Clone(before), start) // the empty segment rolled at the end
+			}
 			if err := l.AdvanceLogStart(start); err != nil {
 				t.Fatal(err)
 			}
-			if got := segmentBases(t, dir); !slices.Equal(got, before) {
-				t.Fatalf("segments on disk %v, want all of %v", got, before)
+			if got := segmentBases(t, dir); !slices.Equal(got, after) {
+				t.Fatalf("segments on disk %v, want %v", got, after)
+			}
+			if got := l.RetiredSegments(); got != retired {
+				t.Fatalf("%d retired segments, want %d", got, retired)
 			}
 			v := l.view.Load()
-			if v.numSegments() != len(before)-retired || v.segment(0).seg.base != before[retired] {
+			if v.numSegments() != len(after)-retired || v.segment(0).seg.base != after[retired] {
 				t.Fatalf("view has %d segments from %d, want %d from %d", v.numSegments(), v.segment(0).seg.base,
-					len(before)-retired, before[retired])
+					len(after)-retired, after[retired])
 			}
 			var size int64
-			for _, base := range before[retired:] {
+			for _, base := range after[retired:] {
 				info, err := os.Stat(filepath.Join(dir, segmentFileName(base, logSuffix)))
 				if err != nil {
 					t.Fatal(err)
@@ -311,4 +317,88 @@ func TestCrashAfterRetention(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRetentionOfTheActiveSegment: retention judges the active segment too
+// once nothing above the high watermark is written, and moving the log
+// start to its end rolls it, so that it is retired and released like a
+// sealed one; the next batch starts the new segment, and the log reopens
+// the same after a crash before the release and after a release.
+func TestRetentionOfTheActiveSegment(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(t, dir)
+	l := mustOpen(t, opts)
+	var m model
+	for range 3 {
+		m.add(t, l, mkBatch(t, spec{records: 2, ts: []int64{1000, 1001}, valueSize: 50}), 0, nil)
+	}
+	tail := m.write(t, l, mkBatch(t, spec{records: 1, ts: []int64{1002}, valueSize: 50}), 0, nil)
+	if p := l.RetentionPoint(1<<40, 0, 0); p != 0 {
+		t.Fatalf("RetentionPoint %d with a batch above the high watermark, want 0: the active segment stays", p)
+	}
+	if _, err := l.Commit(tail.raft); err != nil {
+		t.Fatal(err)
+	}
+	end := l.LogEnd()
+	for _, tc := range []struct {
+		name                 string
+		now, retMs, retBytes int64
+		want                 int64
+	}{
+		{"newer than retention.ms", 2002, 1000, -1, 0},
+		{"older than retention.ms", 2003, 1000, -1, end},
+		{"within retention.bytes", 0, -1, 1, 0},
+		{"retention.bytes zero", 0, -1, 0, end},
+	} {
+		if p := l.RetentionPoint(tc.now, tc.retMs, tc.retBytes); p != tc.want {
+			t.Errorf("%s: RetentionPoint %d, want %d", tc.name, p, tc.want)
+		}
+	}
+
+	if err := l.AdvanceLogStart(end); err != nil {
+		t.Fatal(err)
+	}
+	if got := segmentBases(t, dir); !slices.Equal(got, []int64{0, end}) {
+		t.Fatalf("segments on disk %v, want [0 %d]: the active one rolled", got, end)
+	}
+	if l.RetiredSegments() != 1 || l.LogStart() != end || l.LogEnd() != end || l.WrittenEnd() != end || l.Size() != 0 {
+		t.Fatalf("%d retired, log [%d, %d) written to %d, %d bytes; want 1 retired, [%d, %d), nothing",
+			l.RetiredSegments(), l.LogStart(), l.LogEnd(), l.WrittenEnd(), l.Size(), end, end)
+	}
+	if p := l.RetentionPoint(1<<40, 0, 0); p != end {
+		t.Fatalf("RetentionPoint %d of an empty log at %d", p, end)
+	}
+	if _, _, err := l.EntryByRaftIndex(tail.raft); !errors.Is(err, ErrRaftIndexNotInLog) {
+		t.Fatalf("EntryByRaftIndex of a retired batch: %v", err)
+	}
+	m.check(t, l, end)
+
+	// A crash before the release: the rolled segment is found again and
+	// retired by the same move.
+	crash(l)
+	l = mustOpen(t, opts)
+	if err := l.AdvanceLogStart(end); err != nil {
+		t.Fatal(err)
+	}
+	if got := segmentBases(t, dir); l.RetiredSegments() != 1 || !slices.Equal(got, []int64{0, end}) {
+		t.Fatalf("reopened: %d retired, segments %v; want 1, [0 %d]", l.RetiredSegments(), got, end)
+	}
+
+	next := m.add(t, l, mkBatch(t, spec{records: 1, ts: []int64{5000}, valueSize: 50}), 0, nil)
+	if err := l.ReleaseSegments(tail.raft); err != nil {
+		t.Fatal(err)
+	}
+	if got := segmentBases(t, dir); !slices.Equal(got, []int64{end}) {
+		t.Fatalf("released: segments %v, want [%d]", got, end)
+	}
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	crash(l)
+	l = mustOpen(t, opts)
+	defer l.Close()
+	if l.LogStart() != end || l.LogEnd() != next.h.NextOffset() {
+		t.Fatalf("reopened after the release: log [%d, %d), want [%d, %d)", l.LogStart(), l.LogEnd(), end, next.h.NextOffset())
+	}
+	m.check(t, l, end)
 }

@@ -350,8 +350,9 @@ func (l *Log) Reset(offset int64) error {
 }
 
 // AdvanceLogStart moves the log start up to offset, which may fall inside a
-// segment or a batch, and retires the segments entirely below it (never the
-// active one): readers, Size, RetentionPoint and every later view no
+// segment or a batch, and retires the segments entirely below it; when
+// offset is the written end, the active segment is rolled first and
+// retired with them (an empty one takes its place): readers, Size, RetentionPoint and every later view no
 // longer see them, but their files stay until ReleaseSegments deletes
 // them. An offset at or below the log start changes nothing, so replaying
 // the same advance is harmless; above LogEnd(), the high watermark, it is
@@ -376,6 +377,16 @@ func (l *Log) AdvanceLogStart(offset int64) error {
 			l.opts.Dir, ErrOffsetOutOfRange, offset, l.hw)
 	}
 	l.start = offset
+	if offset == l.act.end && l.act.size > 0 {
+		// Nothing written lies at or above the new start (retention took
+		// the active segment too): the active segment is rolled, so that the next batch starts a new one and this one is
+		// retired and released like any sealed segment. Whether a replica
+		// rolls depends on its uncommitted tail, so the replicas' segment
+		// boundaries may differ; their logs do not.
+		if err := l.roll(); err != nil {
+			return err
+		}
+	}
 	n := l.retire()
 	l.publish()
 	if n > 0 {
