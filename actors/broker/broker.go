@@ -386,6 +386,7 @@ func Start(o Options) (_ *Broker, err error) {
 		Log:               log,
 	}
 	src := &kafka.ClusterSource{
+		Self:       cfg.NodeID,
 		Machine:    b.machine,
 		Board:      b.board,
 		Replicas:   b.replicas,

@@ -64,8 +64,12 @@ func TestClusterShowsMembershipAndReassignments(t *testing.T) {
 	if want := map[uint64]PeerHealth{2: {Alive: false, HeardMsAgo: 1500}, 3: {Alive: false, HeardMsAgo: -1}}; !reflect.DeepEqual(v.Health, want) {
 		t.Errorf("peer health %+v, want %+v", v.Health, want)
 	}
-	if page := string(get(t, srv.URL+"/")); !strings.Contains(page, "<b>dead</b>, 1500 ms ago") || !strings.Contains(page, "this broker") {
-		t.Errorf("the page does not show broker 2 dead 1500 ms ago and broker 1 as this one")
+	page := string(get(t, srv.URL+"/"))
+	if !strings.Contains(page, "<td>127.0.0.1:7002</td><td>2</td><td><b>dead</b>, 1500 ms ago</td>") {
+		t.Errorf("the page does not show broker 2 dead, heard from 1500 ms ago")
+	}
+	if !strings.Contains(page, "<td>127.0.0.1:7001</td><td>1</td><td>this broker</td>") {
+		t.Errorf("the page does not show broker 1 as this broker")
 	}
 	want := []ReassignmentView{{
 		Topic: "orders", Partition: 1, Group: group, Replicas: []uint64{2, 3, 1}, Adding: []uint64{3}, Removing: []uint64{1}, Leader: 2,
@@ -76,7 +80,7 @@ func TestClusterShowsMembershipAndReassignments(t *testing.T) {
 	if v.Membership.Voters == nil || len(v.Membership.Removed) != 0 {
 		t.Errorf("membership %+v", v.Membership)
 	}
-	page := string(get(t, srv.URL+"/"))
+	page = string(get(t, srv.URL+"/"))
 	for _, s := range []string{"Reassignments in progress", "orders/1", "see broker 2", "3 (127.0.0.1:7003)"} {
 		if !strings.Contains(page, s) {
 			t.Errorf("page lacks %q", s)

@@ -14,11 +14,14 @@ import (
 // it is a broker dead to this one (not heard from within the session
 // timeout): clients are not sent to a fenced broker.
 func (s *Service) leaderOf(group uint64) (leader, term uint64) {
-	if st := s.Board.Get(group); st != nil && st.Halted == "" {
-		leader, term = st.Leader, st.Term
+	halted := false
+	if st := s.Board.Get(group); st != nil {
+		leader, term, halted = st.Leader, st.Term, st.Halted != ""
 	}
 	if s.Leaders != nil {
-		if li, ok := s.Leaders.Get(group); ok && li.Term > term {
+		// A halted replica knows no leader; a broadcast of its term knows
+		// better, but for this broker's own (it led when it halted).
+		if li, ok := s.Leaders.Get(group); ok && (li.Term > term || halted && li.Term == term && li.Leader != s.NodeID) {
 			leader, term = li.Leader, li.Term
 		}
 	}

@@ -16,6 +16,7 @@ import (
 // the partition groups. Safe for concurrent use: it reads published views
 // only, and sends auto-creations through a root context.
 type ClusterSource struct {
+	Self       uint64 // this broker's node id
 	Machine    *controller.StateMachine
 	Board      *raftactor.StatusBoard
 	Replicas   *partition.Replicas
@@ -162,9 +163,7 @@ func (s *ClusterSource) leadership(topic string, p controller.Partition) (leader
 		return v.LeaderID, uint64(v.Epoch), v.ISR, true
 	}
 	st := s.Board.Get(p.Group)
-	if st != nil && st.Halted != "" {
-		st = nil // it takes no part in raft: the broadcasts know better
-	}
+	halted := st != nil && st.Halted != ""
 	if st != nil {
 		leader, term, known = st.Leader, st.Term, true
 		if leader != 0 {
@@ -172,8 +171,11 @@ func (s *ClusterSource) leadership(topic string, p controller.Partition) (leader
 		}
 	}
 	// At the same term the broadcast replaces a local leader only for its
-	// ISR, which a follower does not know.
-	if li, ok := s.Leaders.Get(p.Group); ok && (st == nil || li.Term > term || li.Term == term && leader != 0) {
+	// ISR, which a follower does not know. A halted replica knows no
+	// leader, and the broadcasts of its term know better, but for this
+	// broker's own: it led when it halted, and leads no more.
+	if li, ok := s.Leaders.Get(p.Group); ok && (st == nil || li.Term > term ||
+		li.Term == term && (leader != 0 || halted && li.Leader != s.Self)) {
 		return li.Leader, li.Term, li.ISR, true
 	}
 	return leader, term, isr, known

@@ -197,3 +197,22 @@ func TestHaltedFollowerDoesNotHideTheLeader(t *testing.T) {
 		t.Errorf("leaderOf(t/2) = %d, want 2", leader)
 	}
 }
+
+// TestHaltedLeaderDoesNotNameItself: a broker whose leader replica halted
+// does not go on naming itself the leader from its own last broadcast,
+// which it keeps on its leaders board.
+func TestHaltedLeaderDoesNotNameItself(t *testing.T) {
+	sm, leaders := liveCluster(t)
+	board := raftactor.NewStatusBoard()
+	g := sm.View().Topics["t"].Partitions[2].Group // broadcast: led by 2 at term 5
+	board.Publish(&raftactor.GroupStatus{Group: g, Name: "t-2", Role: "halted", Term: 5, Halted: "write segment: no space left on device"})
+	src := &ClusterSource{Self: 2, Machine: sm, Board: board, Replicas: partition.NewReplicas(), Leaders: leaders, Log: zerolog.Nop()}
+	topics := src.Topics(TopicQuery{Names: []string{"t"}})
+	if p := responseTopic(&topics[0], false).Partitions[2]; p.Leader == 2 {
+		t.Errorf("Metadata on broker 2, whose leader replica of t/2 halted, names broker 2 the leader (epoch %d)", p.LeaderEpoch)
+	}
+	s := &Service{NodeID: 2, Machine: sm, Board: board, Leaders: leaders}
+	if leader, _ := s.leaderOf(g); leader == 2 {
+		t.Error("leaderOf(t/2) on broker 2 is broker 2, whose replica halted")
+	}
+}
