@@ -208,21 +208,7 @@ func TestMetadataTrustsLocalNoLeader(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cl := c.client()
-	req := kmsg.NewPtrCreateTopicsRequest()
-	rt := kmsg.NewCreateTopicsRequestTopic()
-	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "pair", -1, -1
-	ra := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
-	ra.Replicas = []int32{3, 1}
-	rt.ReplicaAssignment = append(rt.ReplicaAssignment, ra)
-	req.Topics = append(req.Topics, rt)
-	req.TimeoutMillis = 15000
-	resp, err := req.RequestWith(ctx, cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := kerr.ErrorForCode(resp.Topics[0].ErrorCode); err != nil {
-		t.Fatalf("create pair on [3 1]: %v", err)
-	}
+	createOn(ctx, t, cl, "pair", 3, 1)
 	c.waitFor(15*time.Second, "pair/0 led by broker 3, its preferred replica", func() bool {
 		md := metadataOf(ctx, t, cl, 1, "pair")
 		return len(md.Topics) == 1 && len(md.Topics[0].Partitions) == 1 && md.Topics[0].Partitions[0].Leader == 3
@@ -234,4 +220,25 @@ func TestMetadataTrustsLocalNoLeader(t *testing.T) {
 		return p.Leader == -1 && p.ErrorCode == kerr.LeaderNotAvailable.Code && p.LeaderEpoch >= 1
 	})
 	t.Logf("leaderless after %v", time.Since(start).Round(time.Millisecond))
+}
+
+// createOn creates a one-partition topic on the given replicas, the
+// first its preferred leader, and waits for CreateTopics' answer.
+func createOn(ctx context.Context, t *testing.T, cl *kgo.Client, topic string, replicas ...int32) {
+	t.Helper()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, -1, -1
+	ra := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
+	ra.Replicas = replicas
+	rt.ReplicaAssignment = append(rt.ReplicaAssignment, ra)
+	req.Topics = append(req.Topics, rt)
+	req.TimeoutMillis = 15_000
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kerr.ErrorForCode(resp.Topics[0].ErrorCode); err != nil {
+		t.Fatalf("create %s on %v: %v", topic, replicas, err)
+	}
 }

@@ -274,17 +274,7 @@ func TestCreatePartitionsWaitsOnlyForNewPartitions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cl := c.client()
-	req := kmsg.NewPtrCreateTopicsRequest()
-	rt := kmsg.NewCreateTopicsRequestTopic()
-	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "half", -1, -1
-	ra := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
-	ra.Replicas = []int32{1, 3}
-	rt.ReplicaAssignment = append(rt.ReplicaAssignment, ra)
-	req.Topics = append(req.Topics, rt)
-	req.TimeoutMillis = 15_000
-	if resp, err := req.RequestWith(ctx, cl.Broker(1)); err != nil || resp.Topics[0].ErrorCode != 0 {
-		t.Fatalf("create: %v %+v", err, resp)
-	}
+	createOn(ctx, t, cl, "half", 1, 3)
 	c.stop(2) // broker 3: half/0, on [1 3], cannot elect
 	c.waitFor(20*time.Second, "broker 1 finds broker 3 dead and half/0 leaderless", func() bool {
 		md := metadataOf(ctx, t, cl, 1, "half")

@@ -49,11 +49,10 @@ func (c *serviceConn) createTopics(ctx actor.Context, r *Request, req *kmsg.Crea
 }
 
 func (c *serviceConn) createTopicsDone(ctx actor.Context, m *controller.CreateTopicsDone) {
-	r, ok := c.admin[m.Ref]
+	r, ok := c.takeAdmin(m.Ref)
 	if !ok {
 		return
 	}
-	delete(c.admin, m.Ref)
 	req := r.Msg.(*kmsg.CreateTopicsRequest)
 	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
 	for _, res := range m.Results {
@@ -94,11 +93,10 @@ func (c *serviceConn) deleteTopics(ctx actor.Context, r *Request, req *kmsg.Dele
 }
 
 func (c *serviceConn) deleteTopicsDone(ctx actor.Context, m *controller.DeleteTopicsDone) {
-	r, ok := c.admin[m.Ref]
+	r, ok := c.takeAdmin(m.Ref)
 	if !ok {
 		return
 	}
-	delete(c.admin, m.Ref)
 	req := r.Msg.(*kmsg.DeleteTopicsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
 	for _, res := range m.Results {
@@ -155,11 +153,10 @@ func (c *serviceConn) createPartitions(ctx actor.Context, r *Request, req *kmsg.
 }
 
 func (c *serviceConn) createPartitionsDone(ctx actor.Context, m *controller.CreatePartitionsDone) {
-	r, ok := c.admin[m.Ref]
+	r, ok := c.takeAdmin(m.Ref)
 	if !ok {
 		return
 	}
-	delete(c.admin, m.Ref)
 	resp := r.Msg.(*kmsg.CreatePartitionsRequest).ResponseKind().(*kmsg.CreatePartitionsResponse)
 	for _, res := range m.Results {
 		rt := kmsg.NewCreatePartitionsResponseTopic()
@@ -186,11 +183,10 @@ func (c *serviceConn) initProducerID(ctx actor.Context, r *Request, req *kmsg.In
 }
 
 func (c *serviceConn) producerIDDone(ctx actor.Context, m *controller.ProducerIDDone) {
-	r, ok := c.admin[m.Ref]
+	r, ok := c.takeAdmin(m.Ref)
 	if !ok {
 		return
 	}
-	delete(c.admin, m.Ref)
 	resp := r.Msg.(*kmsg.InitProducerIDRequest).ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID, resp.ProducerEpoch, resp.ErrorCode = m.ID, m.Epoch, code(m.Err)
 	if m.Err != nil {
@@ -308,4 +304,12 @@ func brokerConfigEntries(nodeID uint64, defaults controller.TopicDefaults) []con
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
+}
+
+// takeAdmin returns the admin request waiting on the controller under
+// ref, and forgets it.
+func (c *serviceConn) takeAdmin(ref uint64) (*Request, bool) {
+	r, ok := c.admin[ref]
+	delete(c.admin, ref)
+	return r, ok
 }
