@@ -272,6 +272,23 @@ func (m *Machine) pruneSide(above uint64, belowFirst bool) {
 	m.recomputeColdFirst()
 }
 
+// pruneBelowBoundary drops the side entries at or below the boundary: the
+// cold log starts after it, and a replica that needs them gets the
+// boundary snapshot. pruneSide finds them below the log's first batch, but
+// when retention has taken every batch (the log start is the high
+// watermark) there is none, and they would pile up with every such move.
+func (m *Machine) pruneBelowBoundary() {
+	if m.boundary.Index == 0 {
+		return
+	}
+	for i := range m.side {
+		if i <= m.boundary.Index {
+			delete(m.side, i)
+		}
+	}
+	m.recomputeColdFirst()
+}
+
 func (m *Machine) marshalSide() ([][]byte, error) {
 	out := make([][]byte, 0, len(m.side))
 	for _, i := range slices.Sorted(maps.Keys(m.side)) {

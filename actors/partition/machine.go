@@ -381,6 +381,7 @@ func (m *Machine) Apply(index, term uint64, data []byte) {
 		if ok && boundary.Index+1 == m.coldFirst {
 			m.boundary = boundary
 			m.pruneConfs(boundary.Index)
+			m.pruneBelowBoundary()
 		}
 	case entryExpireProducers:
 		m.keepSide(index, term, data)
@@ -541,6 +542,9 @@ func (m *Machine) Restore(snap *pb.Snapshot) error {
 	// starts empty and takes the whole log from index 1 as appends, where
 	// a snapshot would leave its log without the batches before it.
 	m.pruneSide(snap.GetMetadata().GetIndex(), m.log.LogStart() > 0)
+	if m.log.LogStart() > 0 {
+		m.pruneBelowBoundary()
+	}
 	// Segments retired before a restart, or again by this restore, are
 	// released by a checkpoint like those of a log-start move.
 	m.releaseDue = m.log.RetiredSegments() > 0

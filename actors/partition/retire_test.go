@@ -402,3 +402,22 @@ func TestRetentionOfTheActiveSegment(t *testing.T) {
 	}
 	m.check(t, l, end)
 }
+
+// TestSideLogPrunedWhenRetentionTakesEverything: retention that moves the
+// log start to the high watermark, as it does for a topic idle longer
+// than retention.ms, prunes the side entries below the boundary. With no
+// batch left to prune below, they used to pile up with every cycle, in
+// memory and in every checkpoint.
+func TestSideLogPrunedWhenRetentionTakesEverything(t *testing.T) {
+	r := bootstrapped(t, t.TempDir())
+	seqs, epochs := map[int64]int32{}, map[int64]int16{}
+	var sizes []int
+	for range 50 {
+		r.write(1, seqs, epochs, 1, -1)
+		r.retain(1, 0) // everything goes: the log start is the high watermark
+		sizes = append(sizes, len(r.m.side))
+	}
+	if first, last := sizes[0], sizes[len(sizes)-1]; last > first+2 {
+		t.Fatalf("the side log grew from %d to %d entries over 50 retention cycles: %v", first, last, sizes)
+	}
+}
