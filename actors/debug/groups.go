@@ -51,7 +51,8 @@ func groupsView(src Sources) []GroupView {
 	return out
 }
 
-// totalLag is a group's lag summed over the partitions whose lag is known.
+// TotalLag is a group's lag summed over the partitions whose lag is known
+// (the debug page shows it).
 func (g GroupView) TotalLag() int64 {
 	var n int64
 	for _, o := range g.Offsets {
