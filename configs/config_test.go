@@ -374,6 +374,15 @@ func TestParse(t *testing.T) {
 					t.Errorf("TopicDefaults = %v, want %v", got, want)
 				}
 			}},
+		{name: "fraction for a node id", yaml: "node_id: 1.5\n", want: []string{"line 1: node_id: 1.5 is not a whole number"}},
+		{name: "fraction for a retention", yaml: "kafka:\n  log_retention_ms: 1.9\n", want: []string{"line 2: kafka.log_retention_ms: 1.9 is not a whole number"}},
+		{name: "fraction for a size", yaml: "raft:\n  max_size_per_msg: 0.5\n", want: []string{"raft.max_size_per_msg: 0.5 is not a whole number"}},
+		{name: "fraction for a peer id", yaml: "peers:\n  - {id: 1.5, addr: 'h:1'}\n", want: []string{"peers[0].id: 1.5 is not a whole number"}},
+		{name: "whole number written with an exponent", yaml: "kafka:\n  log_retention_ms: 1e3\n", check: func(t *testing.T, c *Config) {
+			if c.Kafka.LogRetentionMs != 1000 {
+				t.Errorf("log_retention_ms: 1e3 read as %d", c.Kafka.LogRetentionMs)
+			}
+		}},
 		{name: "fsync off", yaml: "storage:\n  fsync: false\n", check: func(t *testing.T, c *Config) {
 			if c.Storage.FsyncEnabled() {
 				t.Error("fsync: false ignored")

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -50,6 +52,9 @@ func Parse(data []byte) (*Config, error) {
 	}
 	if err != nil {
 		return nil, explain(data, err)
+	}
+	if err := wholeNumbers(data); err != nil {
+		return nil, err
 	}
 	// yaml would silently ignore everything after a "---"; a second
 	// document is more likely a pasting mistake than intended.
@@ -185,4 +190,51 @@ func explainOne(msg string, keys []keyPos) string {
 		}
 	}
 	return msg
+}
+
+// wholeNumbers refuses a fractional number given for an integer setting,
+// which yaml would truncate without a word: retention of 1.9 ms would
+// become 1 ms, a node id of 1.5 would become 1.
+func wholeNumbers(data []byte) error {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return err
+	}
+	var errs []error
+	var walk func(n *yaml.Node, t reflect.Type, path string)
+	walk = func(n *yaml.Node, t reflect.Type, path string) {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		switch {
+		case n.Kind == yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, t, path)
+			}
+		case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				for j := range t.NumField() {
+					f := t.Field(j)
+					if name, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); name == n.Content[i].Value {
+						walk(n.Content[i+1], f.Type, strings.TrimPrefix(path+"."+name, "."))
+					}
+				}
+			}
+		case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
+			for i, c := range n.Content {
+				walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+			}
+		case n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float":
+			if v, err := strconv.ParseFloat(n.Value, 64); err == nil && v == math.Trunc(v) {
+				return // 1e3: a whole number, written as a float
+			}
+			switch t.Kind() {
+			case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+				reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+				errs = append(errs, fmt.Errorf("line %d: %s: %s is not a whole number", n.Line, path, n.Value))
+			}
+		}
+	}
+	walk(&root, reflect.TypeFor[Config](), "")
+	return errors.Join(errs...)
 }
