@@ -59,14 +59,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log := newLogger(logs)
 	log.Info().Str("version", version).Uint64("node", cfg.NodeID).Str("data_dir", cfg.DataDir).Msg("starting")
 
+	// Signals are caught before the broker starts, which may take a while
+	// (WAL recovery): a SIGHUP or SIGTERM then waits for the start to
+	// finish instead of killing the process half way.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	b, err := broker.Start(broker.Options{Config: cfg, Log: log})
 	if err != nil {
 		log.Error().Err(err).Msg("startup failed")
 		return 1
 	}
-
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	for {
 		select {
 		case sig := <-sigs:
