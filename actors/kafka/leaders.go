@@ -5,30 +5,49 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/actors/partition"
+	"github.com/flotilla/flotilla/raftactor"
 )
 
-// leaderOf is what this broker knows of a raft group's leader and term: a
-// replica's own raft status wins unless a peer announced a later term
-// (during an election a replica knows there is no leader, where the last
-// broadcast still names the dead one); a halted replica knows nothing. leader is 0 when unknown, or when
-// it is a broker dead to this one (not heard from within the session
-// timeout): clients are not sent to a fenced broker.
+// leaderOf is what this broker knows of a raft group's leader and term
+// (knownLeader). leader is 0 when unknown, or when it is a broker dead to
+// this one (not heard from within the session timeout): clients are not
+// sent to a fenced broker.
 func (s *Service) leaderOf(group uint64) (leader, term uint64) {
-	halted := false
-	if st := s.Board.Get(group); st != nil {
-		leader, term, halted = st.Leader, st.Term, st.Halted != ""
-	}
-	if s.Leaders != nil {
-		// A halted replica knows no leader; a broadcast of its term knows
-		// better, but for this broker's own (it led when it halted).
-		if li, ok := s.Leaders.Get(group); ok && (li.Term > term || halted && li.Term == term && li.Leader != s.NodeID) {
-			leader, term = li.Leader, li.Term
-		}
-	}
+	leader, term, _, _ = knownLeader(s.Board, s.Leaders, s.NodeID, group)
 	if leader != 0 && s.Alive != nil && !s.Alive(leader) {
 		leader = 0
 	}
 	return leader, term
+}
+
+// knownLeader is what this broker, self, knows of a raft group's
+// leadership from its own replica's raft status (board) and its peers'
+// broadcasts (leaders, nil for none), whether or not the leader is alive:
+// its leader (0 for none), the term (known false when nothing is known)
+// and the ISR, which only a leader knows and broadcasts. The local status
+// wins over a broadcast of an earlier term, and of the same term but for
+// its ISR: after a leader dies its followers know there is no leader (they
+// campaign), where the last broadcast still names the dead one. A halted
+// replica knows no leader, and the broadcasts of its term know better, but
+// for this broker's own: it led when it halted, and leads no more.
+func knownLeader(board *raftactor.StatusBoard, leaders *partition.Leaders, self, group uint64) (leader, term uint64, isr []uint64, known bool) {
+	st := board.Get(group)
+	halted := st != nil && st.Halted != ""
+	if st != nil {
+		leader, term, known = st.Leader, st.Term, true
+		if leader != 0 {
+			isr = []uint64{leader}
+		}
+	}
+	if leaders == nil {
+		return leader, term, isr, known
+	}
+	if li, ok := leaders.Get(group); ok && (st == nil || li.Term > term ||
+		li.Term == term && (leader != 0 || halted && li.Leader != self)) {
+		return li.Leader, li.Term, li.ISR, true
+	}
+	return leader, term, isr, known
 }
 
 // brokerOf returns the advertised endpoint of a registered broker.

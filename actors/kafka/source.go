@@ -150,35 +150,15 @@ func (s *ClusterSource) topic(view *controller.State, t *controller.Topic) Topic
 }
 
 // leadership returns what this broker knows of a partition's leadership,
-// whether or not the leader is alive: its leader (0 for none), the term
-// (known false when nothing is known) and the ISR. The leader keeps the
+// whether or not the leader is alive (knownLeader). The leader keeps the
 // ISR (Kafka's time rule) and answers from its live view; it also tells
 // every broker, which is how the others, those that do not host the
-// partition too, know it. A local replica's raft status wins over a
-// peer's broadcast of the same term: after a leader dies its followers
-// know there is no leader (they campaign), where the last broadcast
-// still names the dead one.
+// partition too, know it.
 func (s *ClusterSource) leadership(topic string, p controller.Partition) (leader, term uint64, isr []uint64, known bool) {
 	if v := s.localLeaderView(topic, p.Index); v != nil {
 		return v.LeaderID, uint64(v.Epoch), v.ISR, true
 	}
-	st := s.Board.Get(p.Group)
-	halted := st != nil && st.Halted != ""
-	if st != nil {
-		leader, term, known = st.Leader, st.Term, true
-		if leader != 0 {
-			isr = []uint64{leader}
-		}
-	}
-	// At the same term the broadcast replaces a local leader only for its
-	// ISR, which a follower does not know. A halted replica knows no
-	// leader, and the broadcasts of its term know better, but for this
-	// broker's own: it led when it halted, and leads no more.
-	if li, ok := s.Leaders.Get(p.Group); ok && (st == nil || li.Term > term ||
-		li.Term == term && (leader != 0 || halted && li.Leader != s.Self)) {
-		return li.Leader, li.Term, li.ISR, true
-	}
-	return leader, term, isr, known
+	return knownLeader(s.Board, s.Leaders, s.Self, p.Group)
 }
 
 // localLeaderView returns the view of a partition this broker leads, or nil.
