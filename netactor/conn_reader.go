@@ -69,7 +69,8 @@ func (r *connReader) serve() error {
 	}
 	r.root.Send(r.listener, &connIdentified{id: r.id, peer: peer})
 	counters := r.metrics.received(peer)
-	r.liveness.Heard(peer)
+	heard := r.liveness.recorder(peer)
+	heard()
 	var buf []byte
 	for {
 		env, b, err := ReadFrame(br, r.maxFrame, buf)
@@ -77,7 +78,7 @@ func (r *connReader) serve() error {
 			return classify(err)
 		}
 		counters.add(FrameHeaderLen + len(b))
-		r.liveness.Heard(peer)
+		heard()
 		buf = b
 		if cap(buf) > keepFrameBytes {
 			buf = nil

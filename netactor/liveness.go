@@ -43,15 +43,19 @@ func NewLiveness(self uint64, sessionTimeout time.Duration, now func() time.Time
 }
 
 // Heard records that a frame from peer arrived now.
-func (l *Liveness) Heard(peer uint64) {
+func (l *Liveness) Heard(peer uint64) { l.recorder(peer)() }
+
+// recorder returns what records a frame from peer: a connection's reader
+// looks peer up once and calls it for every frame.
+func (l *Liveness) recorder(peer uint64) func() {
 	if l == nil {
-		return
+		return func() {}
 	}
-	l.clock(peer).Store(int64(l.now().Sub(l.start)))
+	c := l.clock(peer)
+	return func() { c.Store(int64(l.now().Sub(l.start))) }
 }
 
-// clock returns where peer's last frame is recorded, created on first use:
-// a connection's reader looks it up once and stores to it for every frame.
+// clock returns where peer's last frame is recorded, created on first use.
 func (l *Liveness) clock(peer uint64) *atomic.Int64 {
 	if c, ok := l.heard.Load(peer); ok {
 		return c.(*atomic.Int64)
@@ -78,9 +82,8 @@ func (l *Liveness) Alive(id uint64) bool {
 	if l == nil || id == l.self {
 		return true
 	}
-	since := l.now().Sub(l.start)
-	if c, ok := l.heard.Load(id); ok {
-		return since-time.Duration(c.(*atomic.Int64).Load()) < l.timeout
+	if ago, heard := l.LastHeard(id); heard {
+		return ago < l.timeout
 	}
-	return since < l.timeout
+	return l.now().Sub(l.start) < l.timeout
 }
