@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 )
 
@@ -167,4 +169,75 @@ func outrun(t *testing.T, w *WAL) {
 	mustCommit(t, w)
 	mustUpdate(t, w, 6, ents(61, 61, 1), hardState(1, 1, 61), nil)
 	mustCommit(t, w)
+}
+
+// TestLeaderSnapshotReleasesReplacedEntries: a follower's divergent entries
+// 1..100 (file 1) are replaced by a leader's snapshot at 50 that nothing
+// follows (the leader is idle). Raft's restore drops the whole log, so once
+// a checkpoint at 50 is durable in a later file, file 1 goes; until then it
+// stays, since recovery hands its references to the keeper as Replaced. A
+// snapshot that replaces nothing (not above the group's checkpoint) lowers
+// nothing. The same holds after a restart, from replay's bookkeeping.
+func TestLeaderSnapshotReleasesReplacedEntries(t *testing.T) {
+	tests := []struct {
+		name        string
+		ckpt        uint64 // a checkpoint before the snapshot; 0: none
+		snap, after uint64 // the leader's snapshot, and the checkpoint after it
+		released    bool
+	}{
+		{name: "snapshot replaces the log", snap: 50, after: 50, released: true},
+		{name: "stale snapshot replaces nothing", ckpt: 60, snap: 50, after: 60, released: false},
+	}
+	for _, tt := range tests {
+		for _, reopen := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/reopen=%v", tt.name, reopen), func(t *testing.T) {
+				dir := t.TempDir()
+				opts := testOptions()
+				w, _ := mustOpen(t, dir, opts)
+				mustUpdate(t, w, 1, ents(1, 100, 1), hardState(1, 1, 10), nil)
+				mustCommit(t, w)
+				if err := w.roll(); err != nil {
+					t.Fatal(err)
+				}
+				if tt.ckpt > 0 {
+					if err := w.AppendCheckpoint(1, snapshot(tt.ckpt, 1)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				mustUpdate(t, w, 1, nil, hardState(2, 2, tt.snap), snapshot(tt.snap, 2))
+				mustCommit(t, w)
+				if err := w.roll(); err != nil {
+					t.Fatal(err)
+				}
+				if removeCovered(t, w) != 0 {
+					t.Fatalf("a file went before a checkpoint at or above the snapshot: %v", walFiles(t, dir))
+				}
+				if reopen {
+					mustClose(t, w)
+					var states map[uint64]*GroupState
+					w, states = mustOpen(t, dir, opts)
+					if tt.ckpt == 0 && len(states[1].Replaced) != 100 {
+						t.Fatalf("recovered %s, want the 100 replaced entries", describe(states[1]))
+					}
+				}
+				if err := w.AppendCheckpoint(1, snapshot(tt.after, 2)); err != nil {
+					t.Fatal(err)
+				}
+				mustCommit(t, w)
+				if err := w.roll(); err != nil {
+					t.Fatal(err)
+				}
+				removeCovered(t, w)
+				if got := slices.Contains(walFiles(t, dir), segmentName(1)); got == tt.released {
+					t.Fatalf("file 1 on disk: %v, want %v (held back by %v)", got, !tt.released, w.holdingBack())
+				}
+				mustClose(t, w)
+				w, states := mustOpen(t, dir, opts)
+				if n := len(states[1].Entries); !tt.released && n != 40 {
+					t.Fatalf("recovered %s, want entries 61-100", describe(states[1]))
+				}
+				mustClose(t, w)
+			})
+		}
+	}
 }

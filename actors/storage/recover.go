@@ -70,6 +70,7 @@ func Open(dir string, opts Options) (*WAL, map[uint64]*GroupState, error) {
 		log:         opts.Log,
 		metrics:     opts.Metrics,
 		hardStates:  make(map[uint64]*pb.HardState),
+		snapIndexes: make(map[uint64]uint64),
 		checkpoints: make(map[uint64]checkpointMark),
 		forgotten:   make(map[uint64]uint64),
 		syncFile:    (*os.File).Sync,
@@ -91,6 +92,9 @@ func Open(dir string, opts Options) (*WAL, map[uint64]*GroupState, error) {
 	for group, st := range states {
 		if st.HardState != nil {
 			w.hardStates[group] = st.HardState
+		}
+		if i := st.snapshotIndex(); i > 0 {
+			w.snapIndexes[group] = i
 		}
 	}
 	w.metrics.setFiles(len(w.segs), w.total)
@@ -209,6 +213,12 @@ func (w *WAL) replay(seq uint64, last bool, states map[uint64]*GroupState) (*seg
 			st = &GroupState{}
 			states[rec.group] = st
 		}
+		// A leader's snapshot that replaces the group's state drops its
+		// whole log, as entries drop those from their first index on
+		// (AppendUpdate).
+		if snapIndex := rec.snapshot.GetMetadata().GetIndex(); rec.replaces(st) {
+			w.overwrite(rec.group, snapIndex+1, seg)
+		}
 		st.apply(&rec)
 		if rec.typ == recordUpdate && len(rec.entries) > 0 {
 			w.overwrite(rec.group, rec.entries[0].GetIndex(), seg)
@@ -296,7 +306,7 @@ func (s *GroupState) apply(r *record) {
 		// A snapshot in a Ready means raft restored it because its log
 		// did not hold the snapshot's entry: the whole log is replaced,
 		// including any (conflicting) entries above the snapshot.
-		if r.snapshot != nil && snapIndex > s.snapshotIndex() {
+		if r.replaces(s) {
 			s.Snapshot = r.snapshot
 			s.Replaced = append(s.Replaced, s.Entries...)
 			s.Entries = nil
@@ -317,6 +327,12 @@ func (s *GroupState) apply(r *record) {
 	if r.hardState != nil {
 		s.HardState = r.hardState
 	}
+}
+
+// replaces reports whether r, an update, carries a leader's snapshot that
+// replaces s's snapshot and whole log.
+func (r *record) replaces(s *GroupState) bool {
+	return r.typ == recordUpdate && r.snapshot != nil && r.snapshot.GetMetadata().GetIndex() > s.snapshotIndex()
 }
 
 // appendEntries applies raft's overwrite rule: entries starting at index i

@@ -121,6 +121,10 @@ type WAL struct {
 	// hardStates is the latest hard state appended for each group; a
 	// checkpoint repeats it so that older files can go.
 	hardStates map[uint64]*pb.HardState
+	// snapIndexes is, per group, the index of the latest snapshot appended
+	// (a leader's or a checkpoint's): replay's GroupState.Snapshot. A
+	// leader's snapshot above it replaces the group's whole log.
+	snapIndexes map[uint64]uint64
 	// checkpoints is the durable checkpoint with the highest index per
 	// group, and pending the checkpoints and tombstones appended but not
 	// yet durable, in order: a file may be deleted only for a checkpoint
@@ -221,11 +225,22 @@ func (w *WAL) AppendUpdate(group uint64, entries []*pb.Entry, hs *pb.HardState, 
 		return fmt.Errorf("group %d: %w", group, err)
 	}
 	var hi uint64
+	snapIndex := snap.GetMetadata().GetIndex()
+	if snap != nil && snapIndex > w.snapIndexes[group] {
+		// Raft restored the leader's snapshot, which replaces its whole
+		// log, and so does replay: what the older files hold of the group
+		// above the snapshot is dropped, as if overwritten. They still go
+		// only with a durable checkpoint at or above the snapshot, which
+		// ends GroupState.Replaced too: until then recovery takes the
+		// references the snapshot replaced from them.
+		w.snapIndexes[group] = snapIndex
+		w.overwrite(group, snapIndex+1, nil)
+	}
 	if n := len(entries); n > 0 {
 		hi = entries[n-1].GetIndex()
 		w.overwrite(group, entries[0].GetIndex(), nil)
 	}
-	err = w.write(rec, splices, group, max(hi, snap.GetMetadata().GetIndex()))
+	err = w.write(rec, splices, group, max(hi, snapIndex))
 	clear(splices) // the entries' data is raft's, not the WAL's to keep
 	w.splices = splices[:0]
 	if err != nil {
@@ -275,6 +290,7 @@ func (w *WAL) AppendCheckpoint(group uint64, snap *pb.Snapshot) error {
 	if err := w.write(rec, nil, group, index); err != nil {
 		return err
 	}
+	w.snapIndexes[group] = max(w.snapIndexes[group], index)
 	w.pending = append(w.pending, pendingCheckpoint{group: group, mark: checkpointMark{seq: w.current().seq, index: index}, at: w.end()})
 	return nil
 }
@@ -307,6 +323,7 @@ func (w *WAL) AppendForget(group uint64) error {
 func (w *WAL) forgetWritten(group uint64, seg *segment) {
 	delete(seg.groups, group)
 	delete(w.hardStates, group)
+	delete(w.snapIndexes, group)
 }
 
 // write appends one framed record for group, whose highest index is index,
