@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -346,4 +347,106 @@ func TestPeersConcurrentChurn(t *testing.T) {
 			t.Fatalf("peer %d at %q has sender %v", id, addr, pid)
 		}
 	}
+}
+
+// A MsgSnap handed to a sender that SetPeer replaces (address change) or
+// RemovePeer removes right after must still end in exactly one
+// SnapshotStatus, or its leader keeps the follower in StateSnapshot until it
+// loses leadership.
+func TestSnapRacingSenderReplacementIsReported(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		remove bool
+	}{{"set peer", false}, {"remove peer", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			n1, n2 := newNode(t, 1), newNode(t, 2)
+			n2.listen("127.0.0.1:0")
+			remote, local := n2.group(7), n1.group(7)
+			p := n1.peers(map[uint64]string{2: n2.addr}, SenderOptions{})
+			root := n1.sys.Root
+			connect(t, root, p, 7, 2, remote)
+			old, _ := p.Sender(2)
+
+			p.Send(root, 7, []*pb.Message{msg(pb.MessageType_MsgSnap, 2, 1, 21)})
+			if tt.remove {
+				p.RemovePeer(2)
+			} else if err := p.SetPeer(2, freeAddr(t)); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 5*time.Second, "the old sender to stop", func() bool {
+				_, alive := n1.sys.Actors.ProcessRegistry.GetLocal(old.Id)
+				return !alive
+			})
+			// The old sender has posted all it will ever post to the group;
+			// once the group has handled a probe posted after it, it has
+			// handled those too.
+			settle(t, n1, 7, local)
+			if got := local.snapStatuses(); len(got) != 1 {
+				t.Fatalf("MsgSnap got %d SnapshotStatus reports (%+v), want exactly 1; snapshot delivered: %d",
+					len(got), got, remote.count())
+			}
+		})
+	}
+}
+
+// Every MsgSnap sent while SetPeer and RemovePeer keep changing the peer's
+// sender ends in exactly one SnapshotStatus, whichever sender, if any, it
+// meets.
+func TestSnapshotsReportedThroughPeerChurn(t *testing.T) {
+	n1 := newNode(t, 1)
+	local := n1.group(7)
+	addrs := []string{freeAddr(t), freeAddr(t)}
+	p := n1.peers(map[uint64]string{2: addrs[0]}, SenderOptions{})
+	root := n1.sys.Root
+	var sent atomic.Int64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for i := uint64(1); ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				p.Send(root, 7, []*pb.Message{msg(pb.MessageType_MsgSnap, 2, 1, i)})
+				sent.Add(1)
+			}
+		})
+	}
+	for i := range 2000 {
+		if i%5 == 4 {
+			p.RemovePeer(2)
+			continue
+		}
+		if err := p.SetPeer(2, addrs[i%2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	wg.Wait()
+	p.Stop()
+	waitFor(t, 10*time.Second, "a SnapshotStatus for every MsgSnap", func() bool {
+		return int64(len(local.snapStatuses())) >= sent.Load()
+	})
+	settle(t, n1, 7, local)
+	t.Logf("%d MsgSnap sent", sent.Load())
+	if got, want := len(local.snapStatuses()), sent.Load(); int64(got) != want {
+		t.Fatalf("%d SnapshotStatus reports for %d MsgSnap", got, want)
+	}
+}
+
+// settle waits until group's recorder has handled everything posted to it
+// before now.
+func settle(t *testing.T, n *node, group uint64, r *recorder) {
+	t.Helper()
+	pid, ok := n.router.Lookup(group)
+	if !ok {
+		t.Fatalf("group %d not in the router", group)
+	}
+	m := msg(pb.MessageType_MsgHeartbeat, n.id, 2, 0)
+	m.Context = probe
+	before := r.probeCount()
+	n.sys.Root.Send(pid, &raftactor.Step{Msgs: []*pb.Message{m}})
+	waitFor(t, 5*time.Second, "the group to handle a probe", func() bool { return r.probeCount() > before })
 }

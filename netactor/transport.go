@@ -19,14 +19,15 @@ import (
 // Peers is this node's raftactor.Transport: the table of peer id →
 // PeerSender, which changes as brokers join and leave the cluster. Every
 // group calls Send concurrently; the table is an immutable map replaced as a
-// whole on each change (like Router), so they take no lock.
+// whole on each change (like Router), so they take no lock on it, only the
+// read side of the entry they send through (see peer).
 type Peers struct {
 	self    uint64
 	router  *Router
 	sys     *actors.System
 	opts    SenderOptions
 	metrics *Metrics
-	table   atomic.Pointer[map[uint64]peer]
+	table   atomic.Pointer[map[uint64]*peer]
 
 	mu      sync.Mutex // serialises changes to table, tickers, spawned
 	tickers []*raftactor.Ticker
@@ -35,9 +36,32 @@ type Peers struct {
 }
 
 // peer is one entry of the Peers table.
+//
+// A sender leaving the table is retired with a PoisonPill, which goes
+// through its mailbox behind every Outbound already there, so that its
+// Stopping handler reports what it could not deliver (above all a MsgSnap,
+// whose leader otherwise waits for its outcome forever). A message posted
+// after the PoisonPill would be discarded unreported, so senders post under
+// mu's read lock and give up an entry marked retired: retire takes the write
+// lock, which waits for the posts in progress, before it posts the pill.
 type peer struct {
 	addr string
 	pid  *actor.PID
+
+	mu      sync.RWMutex
+	retired bool
+}
+
+// post sends msg to the entry's sender unless it is retired, and reports
+// whether it did.
+func (e *peer) post(ctx actor.SenderContext, msg any) bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.retired {
+		return false
+	}
+	ctx.Send(e.pid, msg)
+	return true
 }
 
 var _ raftactor.Transport = (*Peers)(nil)
@@ -65,7 +89,7 @@ func StartPeers(sys *actors.System, self uint64, peers map[uint64]string, router
 	}
 
 	p := &Peers{self: self, router: router, sys: sys, opts: opts, metrics: opts.Metrics, spawned: make(map[uint64]int)}
-	empty := map[uint64]peer{}
+	empty := map[uint64]*peer{}
 	p.table.Store(&empty)
 	for _, id := range slices.Sorted(maps.Keys(peers)) {
 		if err := p.SetPeer(id, peers[id]); err != nil {
@@ -91,9 +115,10 @@ func checkPeer(self, id uint64, addr string) error {
 // SetPeer makes addr the raft address of peer id: it spawns a PeerSender
 // (kind "peer", name "peer/<id>", or "peer/<id>.<n>" for the n-th after the
 // first) for a new peer, or replaces the sender of a peer whose address
-// changed, stopping the old one. What the old sender still held is dropped
-// and its groups hear Unreachable, as after a lost connection. Setting the
-// address a peer already has does nothing.
+// changed, retiring the old one. The old sender handles what was already
+// sent to it; what it still holds then is dropped and its groups hear
+// Unreachable (and SnapshotStatus for a MsgSnap), as after a lost
+// connection. Setting the address a peer already has does nothing.
 func (p *Peers) SetPeer(id uint64, addr string) error {
 	if err := checkPeer(p.self, id, addr); err != nil {
 		return fmt.Errorf("netactor: set peer: %w", err)
@@ -112,7 +137,8 @@ func (p *Peers) SetPeer(id uint64, addr string) error {
 		name = fmt.Sprintf("peer/%d.%d", id, n)
 	}
 	if ok {
-		p.stopSender(id, old.pid)
+		// Before the spawn: the successor's gauge has the same label.
+		p.unsubscribe(id, old.pid)
 	}
 	self, router, root, opts := p.self, p.router, p.sys.Root, p.opts
 	pid, err := p.sys.Spawn("peer", name, func() actor.Actor {
@@ -120,7 +146,8 @@ func (p *Peers) SetPeer(id uint64, addr string) error {
 	})
 	if err != nil {
 		if ok {
-			p.update(func(m map[uint64]peer) { delete(m, id) })
+			p.update(func(m map[uint64]*peer) { delete(m, id) })
+			p.retire(old)
 		}
 		return fmt.Errorf("netactor: start sender for peer %d: %w", id, err)
 	}
@@ -128,12 +155,16 @@ func (p *Peers) SetPeer(id uint64, addr string) error {
 	for _, t := range p.tickers {
 		t.Subscribe(pid)
 	}
-	p.update(func(m map[uint64]peer) { m[id] = peer{addr: addr, pid: pid} })
+	p.update(func(m map[uint64]*peer) { m[id] = &peer{addr: addr, pid: pid} })
+	if ok {
+		p.retire(old)
+	}
 	return nil
 }
 
-// RemovePeer stops the sender of peer id, which closes its connection, and
-// drops it from the table: messages to id are then dropped and reported
+// RemovePeer drops peer id from the table and retires its sender, which
+// handles what was already sent to it, reports what it still holds, and
+// closes its connection: messages to id are then dropped and reported
 // Unreachable, like those to any unknown node. Removing a peer that is not in
 // the table does nothing.
 func (p *Peers) RemovePeer(id uint64) {
@@ -143,25 +174,34 @@ func (p *Peers) RemovePeer(id uint64) {
 	if !ok {
 		return
 	}
-	p.update(func(m map[uint64]peer) { delete(m, id) })
-	p.stopSender(id, old.pid)
+	p.update(func(m map[uint64]*peer) { delete(m, id) })
+	p.unsubscribe(id, old.pid)
+	p.retire(old)
 }
 
-// stopSender unsubscribes and stops a sender that is leaving the table.
-// p.mu is held.
-func (p *Peers) stopSender(id uint64, pid *actor.PID) {
+// unsubscribe detaches a sender that is leaving the table from the tickers
+// and from the metrics. p.mu is held.
+func (p *Peers) unsubscribe(id uint64, pid *actor.PID) {
 	for _, t := range p.tickers {
 		t.Unsubscribe(pid)
 	}
-	p.sys.Root.Stop(pid)
-	// The stopping sender keeps its own gauge; its successor, if any, gets a
+	// The retiring sender keeps its own gauge; its successor, if any, gets a
 	// fresh one.
 	if p.metrics != nil {
 		p.metrics.queuedBytes.DeleteLabelValues(strconv.FormatUint(id, 10))
 	}
 }
 
-func (p *Peers) update(change func(map[uint64]peer)) {
+// retire stops the sender of e, which is no longer in the table, once it
+// has handled everything already posted to it (see peer). p.mu is held.
+func (p *Peers) retire(e *peer) {
+	e.mu.Lock()
+	e.retired = true
+	e.mu.Unlock()
+	p.sys.Root.Poison(e.pid)
+}
+
+func (p *Peers) update(change func(map[uint64]*peer)) {
 	next := maps.Clone(*p.table.Load())
 	change(next)
 	p.table.Store(&next)
@@ -180,8 +220,9 @@ func (p *Peers) Addrs() map[uint64]string {
 // Send implements raftactor.Transport: it hands each peer its share of msgs
 // as one Outbound, without copying the messages. Messages to a node that is
 // not in the table are dropped and reported to the group. A send racing with
-// the removal of its peer may end in the stopped sender's dead letters, which
-// raft takes as it takes any lost message.
+// SetPeer or RemovePeer reaches either the old sender, which reports what it
+// cannot deliver when it retires, or whatever the table holds after the
+// change: every MsgSnap ends in exactly one SnapshotStatus.
 func (p *Peers) Send(ctx actor.SenderContext, group uint64, msgs []*pb.Message) {
 	if len(msgs) == 0 {
 		return
@@ -228,8 +269,7 @@ func (p *Peers) Send(ctx actor.SenderContext, group uint64, msgs []*pb.Message) 
 }
 
 func (p *Peers) sendTo(ctx actor.SenderContext, group, to uint64, msgs []*pb.Message) {
-	if e, ok := (*p.table.Load())[to]; ok {
-		ctx.Send(e.pid, &Outbound{Group: group, Msgs: msgs})
+	if p.post(ctx, to, &Outbound{Group: group, Msgs: msgs}) {
 		return
 	}
 	p.metrics.drop(DropUnknownPeer, len(msgs))
@@ -256,19 +296,32 @@ func (p *Peers) SendControl(ctx actor.SenderContext, to uint64, data []byte) boo
 	if len(data) > MaxControlBytes || envelopeOverhead+controlOverhead+len(data) > p.opts.MaxFrameBytes {
 		return false
 	}
-	e, ok := (*p.table.Load())[to]
-	if !ok {
-		return false
+	return p.post(ctx, to, &outboundControl{data: slices.Clone(data)})
+}
+
+// post sends msg to the sender of peer to, and reports whether to is in the
+// table. An entry retired since the table was loaded has been replaced or
+// removed already, so the table is loaded again; each retry follows a change
+// of the table, of which there are finitely many.
+func (p *Peers) post(ctx actor.SenderContext, to uint64, msg any) bool {
+	for {
+		e, ok := (*p.table.Load())[to]
+		if !ok {
+			return false
+		}
+		if e.post(ctx, msg) {
+			return true
+		}
 	}
-	ctx.Send(e.pid, &outboundControl{data: slices.Clone(data)})
-	return true
 }
 
 // Broadcast sends what this node leads to every peer, with their next frame.
 func (p *Peers) Broadcast(ctx actor.SenderContext, infos []LeaderInfo) {
 	msg := &OutboundLeaders{Infos: infos}
 	for _, e := range *p.table.Load() {
-		ctx.Send(e.pid, msg)
+		// A retired entry's successor is not connected yet, and a sender
+		// keeps leaderships only while connected.
+		e.post(ctx, msg)
 	}
 }
 
@@ -290,7 +343,10 @@ func (p *Peers) TickWith(t *raftactor.Ticker) {
 // Sender returns the PeerSender of peer, for the debug endpoint and tests.
 func (p *Peers) Sender(peer uint64) (*actor.PID, bool) {
 	e, ok := (*p.table.Load())[peer]
-	return e.pid, ok
+	if !ok {
+		return nil, false
+	}
+	return e.pid, true
 }
 
 // IDs returns the peer ids in ascending order.
@@ -298,16 +354,18 @@ func (p *Peers) IDs() []uint64 {
 	return slices.Sorted(maps.Keys(*p.table.Load()))
 }
 
-// Stop stops every PeerSender, which closes its connection, and empties the
-// table: later messages are dropped as addressed to unknown peers, and
+// Stop empties the table and retires every PeerSender, which closes its
+// connection: later messages are dropped as addressed to unknown peers, and
 // SetPeer fails.
 func (p *Peers) Stop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stopped = true
-	for id, e := range *p.table.Load() {
-		p.stopSender(id, e.pid)
-	}
-	empty := map[uint64]peer{}
+	table := *p.table.Load()
+	empty := map[uint64]*peer{}
 	p.table.Store(&empty)
+	for id, e := range table {
+		p.unsubscribe(id, e.pid)
+		p.retire(e)
+	}
 }
