@@ -8,11 +8,13 @@
 // length and a protobuf Envelope (envelope.proto) holding, per group, a batch
 // of marshalled raftpb.Messages. The first frame is a hello naming the sender
 // and the receiver; the receiver closes a connection whose hello is not
-// addressed to it. A frame longer than the receiver's limit, or one that does
-// not decode, closes that connection and nothing else. A frame may also carry
-// what its sender leads (leaders.go) and opaque control messages between
-// brokers (control.go), which the reader hands to the Router's LeadersSink
-// and ControlSink entries.
+// addressed to it. A frame longer than the receiver's limit, one that does
+// not decode, or one that carries more messages, entries, leaderships or
+// control messages than limits.go allows (each decodes into far more memory
+// than its wire form), closes that connection and nothing else. A frame may
+// also carry what its sender leads (leaders.go) and opaque control messages
+// between brokers (control.go), which the reader hands to the Router's
+// LeadersSink and ControlSink entries.
 //
 // # Actors
 //
@@ -25,7 +27,7 @@
 // Messages for a group that is not in the Router are dropped and counted.
 //
 // PeerSender (kind "peer", name "peer/<id>") owns the one long-lived
-// connection to a peer. Peers holds one per peer, spawning and stopping them
+// connection to a peer. Peers holds one per peer, spawning and retiring them
 // as the cluster's membership changes (SetPeer, RemovePeer). It takes
 // Outbound from Peers.Send, control messages from Peers.SendControl and
 // raftactor.Tick from the broker's Ticker, and sends
@@ -65,9 +67,10 @@
 //     are dropped, then the newest held heartbeats, then the newest control
 //     messages.
 //   - Messages are never held for a disconnected peer: they are dropped, and
-//     each group hears Unreachable once per outage. While the sender runs,
-//     every MsgSnap ends in exactly one SnapshotStatus: Failed unless its
-//     frame was written to the socket.
+//     each group hears Unreachable once per outage. Every MsgSnap ends in
+//     exactly one SnapshotStatus: Failed unless its frame was written to the
+//     socket. A sender leaving the Peers table is retired through its
+//     mailbox, so it reports what was sent to it before it stops.
 //   - Each group on this node is reachable through the Router, an immutable
 //     map swapped as a whole, so readers on every connection route without
 //     locks. The Peers table is built the same way for the groups that send.

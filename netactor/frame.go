@@ -204,10 +204,15 @@ func readBody(r io.Reader, n int, buf []byte) ([]byte, error) {
 }
 
 // DecodeEnvelope decodes a frame body. Unknown fields are skipped, as protobuf
-// requires; anything that is not valid protobuf is ErrMalformedFrame. It never
-// panics, whatever b holds, and the result does not alias b.
+// requires; anything that is not valid protobuf, or that carries more than
+// the bounds of limits.go allow, is ErrMalformedFrame. It never panics,
+// whatever b holds, and the result does not alias b.
 func DecodeEnvelope(b []byte) (*Envelope, error) {
-	env := &Envelope{}
+	fb := newFrameBudget(len(b))
+	env, err := sizeEnvelope(b, fb)
+	if err != nil {
+		return nil, err
+	}
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -223,7 +228,7 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 			var v []byte
 			v, n = protowire.ConsumeBytes(b)
 			if n >= 0 {
-				batch, err := decodeBatch(v)
+				batch, err := decodeBatch(v, fb)
 				if err != nil {
 					return nil, err
 				}
@@ -233,7 +238,7 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 			var v []byte
 			v, n = protowire.ConsumeBytes(b)
 			if n >= 0 {
-				li, err := decodeLeader(v)
+				li, err := decodeLeader(v, fb)
 				if err != nil {
 					return nil, err
 				}
@@ -261,8 +266,67 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 	return env, nil
 }
 
-func decodeBatch(b []byte) (GroupBatch, error) {
+// sizeEnvelope counts the batches, leaderships and control messages of an
+// envelope body against the budget before anything is decoded, and returns
+// an Envelope with room for exactly as many.
+func sizeEnvelope(b []byte, fb *frameBudget) (*Envelope, error) {
+	var batches, leaders, control int
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, malformed("envelope tag", protowire.ParseError(n))
+		}
+		b = b[n:]
+		if typ == protowire.BytesType {
+			switch num {
+			case fieldEnvelopeBatches:
+				batches++
+			case fieldEnvelopeLeaders:
+				leaders++
+			case fieldEnvelopeControl:
+				control++
+			}
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return nil, malformed(fmt.Sprintf("envelope field %d", num), protowire.ParseError(n))
+		}
+		b = b[n:]
+	}
+	if err := errors.Join(
+		spend(&fb.batches, batches, "group batches"),
+		spend(&fb.leaders, leaders, "leaderships"),
+		spend(&fb.control, control, "control messages"),
+	); err != nil {
+		return nil, err
+	}
+	env := &Envelope{}
+	if batches > 0 {
+		env.Batches = make([]GroupBatch, 0, batches)
+	}
+	if leaders > 0 {
+		env.Leaders = make([]LeaderInfo, 0, leaders)
+	}
+	if control > 0 {
+		env.Control = make([][]byte, 0, control)
+	}
+	return env, nil
+}
+
+// decodeBatch decodes one group's batch, charging fb for each message
+// before decoding it.
+func decodeBatch(b []byte, fb *frameBudget) (GroupBatch, error) {
 	var batch GroupBatch
+	count, err := countFields(b, fieldBatchMessages, protowire.BytesType, "batch")
+	if err != nil {
+		return batch, err
+	}
+	if count > fb.messages {
+		return batch, malformed("raft messages", errOverFrameLimit)
+	}
+	if count > 0 {
+		batch.Msgs = make([]*pb.Message, 0, count)
+	}
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -276,6 +340,9 @@ func decodeBatch(b []byte) (GroupBatch, error) {
 			var v []byte
 			v, n = protowire.ConsumeBytes(b)
 			if n >= 0 {
+				if err := fb.spendMessage(v); err != nil {
+					return batch, err
+				}
 				m := &pb.Message{}
 				// proto.Unmarshal copies bytes fields, so the message
 				// outlives the reader's reused buffer.

@@ -2,6 +2,7 @@ package netactor
 
 import (
 	"fmt"
+	"slices"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -54,6 +55,31 @@ func mergeLeaders(pending, next []LeaderInfo) []LeaderInfo {
 	return pending
 }
 
+// takeLeaders splits pending into the leaderships for the next frame, as
+// many as a frame may carry (limits.go), and the rest, nil when none are
+// left. A leadership with more replica ids than a frame may carry, which
+// no replica set comes near, can never be sent and is dropped.
+func takeLeaders(pending []LeaderInfo) (next, rest []LeaderInfo) {
+	for len(pending) > 0 && len(pending[0].ISR) > maxFrameISR {
+		pending = pending[1:]
+	}
+	n, ids := 0, 0
+	for _, li := range pending {
+		if n == maxFrameLeaders || ids+len(li.ISR) > maxFrameISR {
+			break
+		}
+		n++
+		ids += len(li.ISR)
+	}
+	switch {
+	case n == 0:
+		return nil, nil
+	case n == len(pending):
+		return pending, nil
+	}
+	return pending[:n:n], pending[n:]
+}
+
 func appendLeaders(dst []byte, infos []LeaderInfo) []byte {
 	for _, li := range infos {
 		var body []byte
@@ -77,7 +103,8 @@ func appendLeaders(dst []byte, infos []LeaderInfo) []byte {
 	return dst
 }
 
-func decodeLeader(b []byte) (LeaderInfo, error) {
+// decodeLeader decodes one leadership, charging fb for its replica ids.
+func decodeLeader(b []byte, fb *frameBudget) (LeaderInfo, error) {
 	var li LeaderInfo
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -95,6 +122,20 @@ func decodeLeader(b []byte) (LeaderInfo, error) {
 		case num == fieldLeaderISR && typ == protowire.BytesType:
 			var v []byte
 			v, n = protowire.ConsumeBytes(b)
+			if n >= 0 {
+				// One id per varint, whose last byte alone has the
+				// high bit clear.
+				ids := 0
+				for _, c := range v {
+					if c < 0x80 {
+						ids++
+					}
+				}
+				if err := spend(&fb.isr, ids, "leadership replica ids"); err != nil {
+					return li, err
+				}
+				li.ISR = slices.Grow(li.ISR, ids)
+			}
 			for len(v) > 0 && n >= 0 {
 				id, m := protowire.ConsumeVarint(v)
 				if m < 0 {

@@ -159,6 +159,14 @@ func (s *PeerSender) enqueue(ctx actor.Context, out *Outbound) {
 			s.report(ctx, []queued{item}, DropTooLarge)
 			continue
 		}
+		// Its own frame's body is at least item.size bytes.
+		if n := len(m.GetEntries()); n > maxEntries(item.size) {
+			s.log.Error().Uint64("group", out.Group).Stringer("type", m.GetType()).
+				Int("entries", n).Int("bytes", item.size).
+				Msg("raft message with more entries than a frame may carry; dropped")
+			s.report(ctx, []queued{item}, DropTooLarge)
+			continue
+		}
 		if isHeartbeat(m.GetType()) {
 			s.beatsInTick++
 		}
@@ -210,21 +218,22 @@ func (s *PeerSender) flush() {
 		return
 	}
 	control, reserved := s.takeControl()
-	if s.leaders != nil {
-		reserved += len(appendLeaders(nil, s.leaders))
+	leaders, rest := takeLeaders(s.leaders)
+	if leaders != nil {
+		reserved += len(appendLeaders(nil, leaders))
 	}
 	job := s.queue.nextFrame(s.opts.MaxFrameBytes, reserved, s.opts.BulkBytesPerFrame, s.release, s.index)
 	if s.queue.held.len() == 0 {
 		s.release = false
 	}
-	if job == nil && (s.leaders != nil || control != nil || s.idleTicks >= keepaliveTicks) {
+	if job == nil && (leaders != nil || control != nil || s.idleTicks >= keepaliveTicks) {
 		job = &frameJob{env: &Envelope{}}
 	}
 	if job == nil {
 		return
 	}
 	s.idleTicks = 0
-	job.env.Leaders, s.leaders = s.leaders, nil
+	job.env.Leaders, s.leaders = leaders, rest
 	job.env.Control = control
 	select {
 	case s.w.work <- job:

@@ -159,17 +159,19 @@ func (q *sendQueue) drain(dropped []queued) []queued {
 
 // frameJob is one frame handed from a PeerSender to its writer.
 type frameJob struct {
-	env   *Envelope
-	msgs  int
-	snaps []uint64 // the group of each MsgSnap in the frame
+	env     *Envelope
+	msgs    int
+	entries int      // raft entries of the messages
+	snaps   []uint64 // the group of each MsgSnap in the frame
 }
 
 // nextFrame moves the next frame's worth of messages out of the queue: all
 // control messages first, then the held heartbeats if release is set, then
 // bulk messages until bulkBudget bytes of them are taken, never more than
 // maxFrame bytes in all, of which reserved are already taken by other
-// contents of the frame. Each group's messages keep their order within a
-// lane. index is scratch space, cleared here. nextFrame returns nil when
+// contents of the frame, and never more messages or entries than any peer
+// accepts in one frame (limits.go). Each group's messages keep their order
+// within a lane. index is scratch space, cleared here. nextFrame returns nil when
 // there is nothing to send, and may return a frame without messages when
 // reserved leaves no room for the first one.
 func (q *sendQueue) nextFrame(maxFrame, reserved, bulkBudget int, release bool, index map[uint64]int) *frameJob {
@@ -190,7 +192,15 @@ func (q *sendQueue) nextFrame(maxFrame, reserved, bulkBudget int, release bool, 
 		if (job.msgs > 0 || reserved > 0) && used+cost > maxFrame {
 			return false
 		}
+		// A frame of more than minFrameEntries entries may be refused
+		// if they are small; only a message alone may take more, which
+		// enqueue made sure its own frame accepts.
+		entries := len(item.msg.GetEntries())
+		if job.msgs == maxFrameMessages || job.msgs > 0 && job.entries+entries > minFrameEntries {
+			return false
+		}
 		used += cost
+		job.entries += entries
 		if !ok {
 			i = len(job.env.Batches)
 			index[item.group] = i

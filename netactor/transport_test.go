@@ -208,6 +208,8 @@ func TestListenerClosesBadConnectionsOnly(t *testing.T) {
 	bigControl := protowire.AppendTag(nil, fieldEnvelopeControl, protowire.BytesType)
 	bigControl = protowire.AppendBytes(bigControl, make([]byte, MaxControlBytes+1))
 	bigControl = append(binary.BigEndian.AppendUint32(bytes.Clone(hello), uint32(len(bigControl))), bigControl...)
+	manyMessages := field(nil, fieldEnvelopeBatches, repeated(fieldBatchMessages, maxFrameMessages+1))
+	manyMessages = append(binary.BigEndian.AppendUint32(bytes.Clone(hello), uint32(len(manyMessages))), manyMessages...)
 	random := make([]byte, 4096)
 	rng := rand.New(rand.NewPCG(7, 8))
 	for i := range random {
@@ -225,6 +227,7 @@ func TestListenerClosesBadConnectionsOnly(t *testing.T) {
 		{"hello without sender", RejectBadHello, encode(t, &Envelope{To: 2})},
 		{"hello with control", RejectBadHello, encode(t, &Envelope{From: 1, To: 2, Control: [][]byte{[]byte("join")}})},
 		{"control message too large", RejectMalformed, bigControl},
+		{"too many messages", RejectMalformed, manyMessages},
 	}
 	rejected := func() float64 {
 		sum := 0.0
