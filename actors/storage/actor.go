@@ -59,7 +59,24 @@ type storageActor struct {
 	// asked to checkpoint: it is asked at most once per roll.
 	asked   map[uint64]uint64
 	lastSeq uint64
+	// holds are the groups seen holding back the oldest file, and since
+	// when, until they no longer do.
+	holds map[uint64]*hold
 }
+
+// hold is a group seen holding back the oldest WAL file.
+type hold struct {
+	oldest uint64 // the oldest file
+	seq    uint64 // the file being written when the group was first seen holding it
+	since  time.Time
+	stuck  bool // reported: it held the file over stuckRolls rolls
+}
+
+// stuckRolls is how many rolls a group may hold back the same oldest file,
+// asked to checkpoint at each, before it is reported as stuck: a group that
+// can checkpoint releases it at the first ask, or at the second with a
+// rewrite.
+const stuckRolls = 3
 
 // NewActor returns the producer of the storage actor, which owns w from then
 // on: nothing else may call w's methods, and the actor closes w when it
@@ -72,6 +89,7 @@ func NewActor(w *WAL, log zerolog.Logger) actor.Producer {
 			replyTo:         make(map[uint64]*actor.PID),
 			checkpointReply: make(map[uint64]*actor.PID),
 			asked:           make(map[uint64]uint64),
+			holds:           make(map[uint64]*hold),
 		}
 	}
 }
@@ -90,6 +108,13 @@ func (a *storageActor) Receive(ctx actor.Context) {
 		a.persist(ctx, m)
 	case *Checkpoint:
 		a.checkpoint(ctx, m)
+	case *Rewrite:
+		if err := a.w.AppendRewrite(m.Group, m.Entries); err != nil {
+			// No one waits for a rewrite; the group is asked again later.
+			a.log.Error().Err(err).Uint64("group", m.Group).Msg("appending a rewrite failed")
+		} else {
+			a.schedule(ctx)
+		}
 	case *Forget:
 		delete(a.replyTo, m.Group)
 		delete(a.checkpointReply, m.Group)
@@ -317,21 +342,26 @@ func (a *storageActor) answer(ctx actor.Context) {
 // oldest file to checkpoint, once per group per roll, when a file was just
 // rolled or the WAL is over budget.
 func (a *storageActor) maintain(ctx actor.Context) {
-	a.w.deleteCovered() // the WAL's remover logs its failures
+	released := a.w.deleteCovered() // the WAL's remover logs its failures
 	seq := a.w.seq()
 	rolled := seq != a.lastSeq
 	a.lastSeq = seq
 	if !rolled && !a.w.overBudget() {
+		if released > 0 {
+			a.trackHolds(a.w.holdingBack(), seq)
+		}
 		return
 	}
+	holding := a.w.holdingBack()
+	a.trackHolds(holding, seq)
 	var asked []uint64
-	for _, group := range a.w.holdingBack() {
+	for _, group := range holding {
 		pid := a.replyTo[group]
 		if pid == nil || a.asked[group] == seq {
 			continue
 		}
 		a.asked[group] = seq
-		ctx.Send(pid, &CheckpointRequest{Group: group})
+		ctx.Send(pid, &CheckpointRequest{Group: group, Index: a.w.segs[0].groups[group], Rewrite: a.holds[group].seq < seq})
 		a.w.metrics.checkpointRequested()
 		asked = append(asked, group)
 	}
@@ -339,4 +369,45 @@ func (a *storageActor) maintain(ctx actor.Context) {
 		a.log.Info().Str("oldest_file", a.w.oldestName()).Uints64("groups", asked).
 			Int64("wal_bytes", a.w.total).Msg("asked groups holding back the oldest WAL file to checkpoint")
 	}
+}
+
+// trackHolds notes which groups hold back the oldest file (holding), with
+// seq the file being written. A group that has held the same file over
+// stuckRolls rolls does not checkpoint (it halted, or cannot checkpoint past its
+// records): it is logged once, with when it was first seen, and counted in
+// the stuck groups metric until it lets the file go. Nothing else can
+// release the file: the WAL grows until the group recovers or the broker
+// restarts.
+func (a *storageActor) trackHolds(holding []uint64, seq uint64) {
+	oldest := a.w.segs[0].seq
+	for group, h := range a.holds {
+		if h.oldest == oldest && slices.Contains(holding, group) {
+			continue
+		}
+		delete(a.holds, group)
+		if h.stuck {
+			a.log.Info().Uint64("group", group).Time("since", h.since).Dur("held_for", time.Since(h.since)).
+				Msg("raft group no longer holds back WAL files")
+		}
+	}
+	stuck := 0
+	for _, group := range holding {
+		h := a.holds[group]
+		if h == nil {
+			h = &hold{oldest: oldest, seq: seq, since: time.Now()}
+			a.holds[group] = h
+		}
+		if seq-h.seq < stuckRolls {
+			continue
+		}
+		stuck++
+		if !h.stuck {
+			h.stuck = true
+			a.log.Error().Uint64("group", group).Time("since", h.since).Uint64("rolls", seq-h.seq).
+				Str("oldest_file", a.w.oldestName()).Int("files", len(a.w.segs)).Int64("wal_bytes", a.w.total).
+				Bool("asked", a.replyTo[group] != nil).
+				Msg("raft group holds back WAL files and does not checkpoint (halted, or stuck); the WAL grows until it recovers or the broker restarts")
+		}
+	}
+	a.w.metrics.setStuckGroups(stuck)
 }

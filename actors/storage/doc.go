@@ -25,6 +25,9 @@ It takes:
     and the group's own files the Persist depends on too (Also: a
     partition's segments, which keep its entries' bodies).
   - *Checkpoint: a group's snapshot, after which its older records can go.
+  - *Rewrite: a group's entries, written again as they were, so that the
+    older files holding them no longer need a checkpoint past them (a
+    follower whose entries cannot commit).
   - *Flush: make everything durable now, and wait for the removal of the
     files retention released (shutdown).
 
@@ -90,7 +93,11 @@ It sends:
     process dies is replayed by recovery and released again.
     When a file is rolled, and whenever the WAL is larger than
     Options.BudgetBytes, the groups holding back the oldest file get a
-    CheckpointRequest, at most once per group per roll. The bytes a
+    CheckpointRequest, at most once per group per roll; one asked before
+    for the same file asks for a Rewrite too, which counts once the
+    group's next checkpoint after it is durable. A group that holds the
+    same oldest file over three rolls (a halted one) is logged once and
+    counted in StuckGroups until it lets go. The bytes a
     Persist says its group kept in its own files (KeptBytes) count toward
     the file's size and the budget as if they were in the WAL: they are
     what recovery replays after the last checkpoint.

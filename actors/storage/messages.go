@@ -76,6 +76,27 @@ type Checkpointed struct {
 // oldest WAL file. The group answers with a Checkpoint when it can.
 type CheckpointRequest struct {
 	Group uint64
+	// Index is the highest raft index the group's records in the oldest
+	// file mention: a checkpoint below it does not release the file.
+	Index uint64
+	// Rewrite is set when the group was asked before, in an earlier
+	// file, and still holds the oldest one back. A group whose applied
+	// index stays below Index (a follower's entries that cannot commit
+	// while its group has no quorum) then sends a Rewrite of its entries
+	// after its checkpoint's index, before that Checkpoint.
+	Rewrite bool
+}
+
+// Rewrite asks the storage actor to write a group's entries again, exactly
+// as they were persisted (a LogKeeper's references, not its bodies), from
+// some index to the group's last: the group's checkpoints cannot pass
+// them, and once they are durable in the current file, the older files
+// that hold them need only a checkpoint below them. The group sends it only
+// with no Persist in flight, and sends its Checkpoint after it. Replay takes
+// it as any update: the same entries replace themselves. No answer.
+type Rewrite struct {
+	Group   uint64
+	Entries []*pb.Entry
 }
 
 // Flush asks the storage actor to fsync whatever it has written and answer

@@ -31,6 +31,11 @@ type Metrics struct {
 	// WriteErrors counts failed writes and fsyncs; after the first, the WAL
 	// refuses every write.
 	WriteErrors prometheus.Counter
+	// StuckGroups is the number of groups that have held back the oldest
+	// WAL file over several rolls, asked to checkpoint at each: halted
+	// groups, until the broker restarts. While it is not 0 the WAL grows
+	// past its budget.
+	StuckGroups prometheus.Gauge
 }
 
 // NewMetrics creates the WAL metrics and registers them with reg, which may
@@ -78,10 +83,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "flotilla_wal_write_errors_total",
 			Help: "Failed WAL writes and fsyncs.",
 		}),
+		StuckGroups: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "flotilla_wal_stuck_groups",
+			Help: "Raft groups that held back the oldest WAL file over several rolls without checkpointing past it (halted groups); the WAL grows past its budget meanwhile.",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.FsyncSeconds, m.PersistSeconds, m.BytesWritten, m.GroupCommitRecords, m.Files,
-			m.SizeBytes, m.FilesDeleted, m.CheckpointRequests, m.WriteErrors)
+			m.SizeBytes, m.FilesDeleted, m.CheckpointRequests, m.WriteErrors, m.StuckGroups)
 	}
 	return m
 }
@@ -132,5 +141,11 @@ func (m *Metrics) checkpointRequested() {
 func (m *Metrics) writeError() {
 	if m != nil {
 		m.WriteErrors.Inc()
+	}
+}
+
+func (m *Metrics) setStuckGroups(n int) {
+	if m != nil {
+		m.StuckGroups.Set(float64(n))
 	}
 }

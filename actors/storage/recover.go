@@ -71,6 +71,7 @@ func Open(dir string, opts Options) (*WAL, map[uint64]*GroupState, error) {
 		metrics:     opts.Metrics,
 		hardStates:  make(map[uint64]*pb.HardState),
 		snapIndexes: make(map[uint64]uint64),
+		rewrites:    make(map[uint64]checkpointMark),
 		checkpoints: make(map[uint64]checkpointMark),
 		forgotten:   make(map[uint64]uint64),
 		syncFile:    (*os.File).Sync,

@@ -232,8 +232,8 @@ func (w *WAL) recordSync(at position, records uint64, took time.Duration, err er
 	return nil
 }
 
-// settle makes the pending checkpoints and tombstones that are now durable
-// count for retention, in the order they were appended.
+// settle makes the pending checkpoints (and the rewrites before them) and
+// tombstones that are now durable count for retention, in the order they were appended.
 func (w *WAL) settle() {
 	durable := w.durable()
 	n := 0
@@ -246,6 +246,9 @@ func (w *WAL) settle() {
 			w.forgotten[p.group] = p.mark.seq
 			delete(w.checkpoints, p.group)
 			continue
+		}
+		if r := p.rewrite; r != nil {
+			w.rewritten(p.group, r.index+1, r.seq)
 		}
 		if m, ok := w.checkpoints[p.group]; !ok || p.mark.index >= m.index {
 			w.checkpoints[p.group] = p.mark

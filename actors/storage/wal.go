@@ -125,6 +125,10 @@ type WAL struct {
 	// (a leader's or a checkpoint's): replay's GroupState.Snapshot. A
 	// leader's snapshot above it replaces the group's whole log.
 	snapIndexes map[uint64]uint64
+	// rewrites is, per group, its last rewrite not yet followed by a
+	// checkpoint (AppendRewrite): its file and the index below its first
+	// entry.
+	rewrites map[uint64]checkpointMark
 	// checkpoints is the durable checkpoint with the highest index per
 	// group, and pending the checkpoints and tombstones appended but not
 	// yet durable, in order: a file may be deleted only for a checkpoint
@@ -155,6 +159,10 @@ type pendingCheckpoint struct {
 	mark   checkpointMark
 	at     position // the end of its record
 	forget bool     // a tombstone rather than a checkpoint
+	// rewrite is the group's rewrite (AppendRewrite) appended before the
+	// checkpoint and after the one before, if any: its file and the index
+	// below its first entry. It counts once the checkpoint is durable.
+	rewrite *checkpointMark
 }
 
 // segment is the bookkeeping of one WAL file.
@@ -174,6 +182,14 @@ func newSegment(seq uint64) *segment {
 
 func (s *segment) note(group, index uint64) {
 	s.groups[group] = max(s.groups[group], index)
+}
+
+// lower records that the group's records in the file matter only below
+// first: the group's entries from first on are replaced.
+func (s *segment) lower(group, first uint64) {
+	if hi, ok := s.groups[group]; ok && hi >= first {
+		s.groups[group] = first - 1
+	}
 }
 
 func segmentName(seq uint64) string {
@@ -208,6 +224,35 @@ func (w *WAL) current() *segment {
 // that leaves the WAL intact (a record too large, entries out of order) is
 // returned without failing the WAL.
 func (w *WAL) AppendUpdate(group uint64, entries []*pb.Entry, hs *pb.HardState, snap *pb.Snapshot) error {
+	return w.appendUpdate(group, entries, hs, snap, false)
+}
+
+// AppendRewrite appends entries the group persisted before, as they were
+// persisted, in an update record of their own: a rewrite (raft-engine's
+// name) of a group that cannot checkpoint past them, so that the older
+// files holding them need only a checkpoint below them. The entries must be
+// the group's whole log from their first index on, which replay then
+// replaces with itself.
+//
+// Those files' hold on the group is lowered only once the group's next
+// checkpoint, appended after the rewrite, is durable (settle), and with it
+// the rewrite: a LogKeeper's references stand for bodies in its own files
+// that only the flush before a checkpoint is sure to have made durable (a
+// follower's entries that came behind a leader's snapshot reached the WAL
+// whole and were never synced there). Until then the older files are what
+// recovery has.
+func (w *WAL) AppendRewrite(group uint64, entries []*pb.Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	if err := w.appendUpdate(group, entries, nil, nil, true); err != nil {
+		return err
+	}
+	w.rewrites[group] = checkpointMark{seq: w.current().seq, index: entries[0].GetIndex() - 1}
+	return nil
+}
+
+func (w *WAL) appendUpdate(group uint64, entries []*pb.Entry, hs *pb.HardState, snap *pb.Snapshot, rewrite bool) error {
 	if w.err != nil {
 		return w.err
 	}
@@ -238,7 +283,9 @@ func (w *WAL) AppendUpdate(group uint64, entries []*pb.Entry, hs *pb.HardState, 
 	}
 	if n := len(entries); n > 0 {
 		hi = entries[n-1].GetIndex()
-		w.overwrite(group, entries[0].GetIndex(), nil)
+		if !rewrite {
+			w.overwrite(group, entries[0].GetIndex(), nil)
+		}
 	}
 	err = w.write(rec, splices, group, max(hi, snapIndex))
 	clear(splices) // the entries' data is raft's, not the WAL's to keep
@@ -258,16 +305,23 @@ func (w *WAL) AppendUpdate(group uint64, entries []*pb.Entry, hs *pb.HardState, 
 // so a checkpoint there is enough to let them go. Without this, entries a
 // new leader overwrote would hold their file back forever.
 func (w *WAL) overwrite(group, first uint64, cur *segment) {
-	lower := func(seg *segment) {
-		if hi, ok := seg.groups[group]; ok && hi >= first {
-			seg.groups[group] = first - 1
-		}
-	}
 	for _, seg := range w.segs {
-		lower(seg)
+		seg.lower(group, first)
 	}
 	if cur != nil {
-		lower(cur)
+		cur.lower(group, first)
+	}
+}
+
+// rewritten lowers, in the files before the one with sequence number seq,
+// the group's records to first-1: a durable rewrite in that file holds the
+// group's entries from first on.
+func (w *WAL) rewritten(group, first, seq uint64) {
+	for _, seg := range w.segs {
+		if seg.seq >= seq {
+			return
+		}
+		seg.lower(group, first)
 	}
 }
 
@@ -291,7 +345,12 @@ func (w *WAL) AppendCheckpoint(group uint64, snap *pb.Snapshot) error {
 		return err
 	}
 	w.snapIndexes[group] = max(w.snapIndexes[group], index)
-	w.pending = append(w.pending, pendingCheckpoint{group: group, mark: checkpointMark{seq: w.current().seq, index: index}, at: w.end()})
+	p := pendingCheckpoint{group: group, mark: checkpointMark{seq: w.current().seq, index: index}, at: w.end()}
+	if r, ok := w.rewrites[group]; ok {
+		p.rewrite = &r
+		delete(w.rewrites, group)
+	}
+	w.pending = append(w.pending, p)
 	return nil
 }
 
@@ -324,6 +383,7 @@ func (w *WAL) forgetWritten(group uint64, seg *segment) {
 	delete(seg.groups, group)
 	delete(w.hardStates, group)
 	delete(w.snapIndexes, group)
+	delete(w.rewrites, group)
 }
 
 // write appends one framed record for group, whose highest index is index,
