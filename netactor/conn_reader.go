@@ -35,6 +35,7 @@ type connReader struct {
 	self         uint64
 	maxFrame     int
 	helloTimeout time.Duration
+	idleTimeout  time.Duration // 0: none
 	router       *Router
 	metrics      *Metrics
 	liveness     *Liveness
@@ -62,11 +63,15 @@ func (r *connReader) run() {
 }
 
 func (r *connReader) serve() error {
-	br := bufio.NewReaderSize(r.conn, readBufferBytes)
+	in := &idleReader{conn: r.conn}
+	br := bufio.NewReaderSize(in, readBufferBytes)
 	peer, err := r.hello(br)
 	if err != nil {
 		return err
 	}
+	// From now on each read may wait idleTimeout, however long a frame
+	// takes to arrive: a slow link that keeps delivering stays open.
+	in.timeout = r.idleTimeout
 	r.root.Send(r.listener, &connIdentified{id: r.id, peer: peer})
 	counters := r.metrics.received(peer)
 	heard := r.liveness.recorder(peer)
@@ -75,6 +80,9 @@ func (r *connReader) serve() error {
 	for {
 		env, b, err := ReadFrame(br, r.maxFrame, buf)
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return fmt.Errorf("netactor: nothing received from peer %d for %s: %w", peer, r.idleTimeout, err)
+			}
 			return classify(err)
 		}
 		counters.add(FrameHeaderLen + len(b))
@@ -181,6 +189,22 @@ func (r *connReader) hello(br *bufio.Reader) (uint64, error) {
 		return 0, err
 	}
 	return env.From, nil
+}
+
+// idleReader reads a connection; with a timeout, each read fails when
+// nothing arrives for that long.
+type idleReader struct {
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	if r.timeout > 0 {
+		if err := r.conn.SetReadDeadline(time.Now().Add(r.timeout)); err != nil {
+			return 0, err
+		}
+	}
+	return r.conn.Read(p)
 }
 
 // classify turns codec errors into protocol violations; anything else (end of

@@ -11,7 +11,8 @@
 // addressed to it. A frame longer than the receiver's limit, one that does
 // not decode, or one that carries more messages, entries, leaderships or
 // control messages than limits.go allows (each decodes into far more memory
-// than its wire form), closes that connection and nothing else. A frame may
+// than its wire form), closes that connection and nothing else, as does
+// silence for the Listener's IdleTimeout after the hello. A frame may
 // also carry what its sender leads (leaders.go) and opaque control messages
 // between brokers (control.go), which the reader hands to the Router's
 // LeadersSink and ControlSink entries.

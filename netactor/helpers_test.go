@@ -44,6 +44,8 @@ type node struct {
 	accepts  *atomic.Int32
 	logs     *syncBuffer
 	liveness *Liveness // handed to the Listener; set before listen
+	// idleTimeout is the Listener's IdleTimeout; set before listen.
+	idleTimeout time.Duration
 }
 
 // syncBuffer collects a node's log lines.
@@ -95,7 +97,8 @@ func (n *node) listen(addr string) {
 	n.addr = ln.Addr().String()
 	n.accepts = &atomic.Int32{}
 	pid, err := StartListener(n.sys, countingListener{ln, n.accepts}, ListenerOptions{
-		Self: n.id, MaxFrameBytes: 8 << 20, Router: n.router, Metrics: n.metrics, Liveness: n.liveness, Log: zerolog.New(n.logs),
+		Self: n.id, MaxFrameBytes: 8 << 20, IdleTimeout: n.idleTimeout,
+		Router: n.router, Metrics: n.metrics, Liveness: n.liveness, Log: zerolog.New(n.logs),
 	})
 	if err != nil {
 		n.t.Fatal(err)

@@ -29,6 +29,24 @@ const (
 	DefaultHelloTimeout = 5 * time.Second
 )
 
+// An inbound connection that stays silent for several keepalive intervals
+// of its sender is half-open or its peer is stalled (perhaps mid-frame);
+// its reader closes it rather than wait for TCP, which may take minutes,
+// holding the reader and its partial frame. The floor keeps a short tick
+// from making a few delayed keepalives (a GC pause, a busy sender) fatal.
+const (
+	idleKeepalives = 6
+	minIdleTimeout = 5 * time.Second
+)
+
+// IdleTimeout is the ListenerOptions.IdleTimeout that suits peers ticked
+// every tick, as a broker's PeerSenders are: six of their keepalive
+// intervals (keepaliveTicks ticks each), and at least five seconds. Every
+// broker of a cluster must use the same tick.
+func IdleTimeout(tick time.Duration) time.Duration {
+	return max(minIdleTimeout, idleKeepalives*keepaliveTicks*tick)
+}
+
 // SenderOptions configure every PeerSender of a node.
 type SenderOptions struct {
 	// MaxFrameBytes is the largest frame body the peers accept (their
@@ -84,8 +102,12 @@ type ListenerOptions struct {
 	MaxFrameBytes int    // largest frame body accepted; a larger one closes the connection
 	// HelloTimeout bounds how long a new connection may take to say who it is.
 	HelloTimeout time.Duration
-	Router       *Router  // where received messages go
-	Metrics      *Metrics // may be nil
+	// IdleTimeout closes a connection on which nothing arrives for this
+	// long after its hello (see IdleTimeout); 0 never does, which suits
+	// only peers whose senders are not ticked and so send no keepalives.
+	IdleTimeout time.Duration
+	Router      *Router  // where received messages go
+	Metrics     *Metrics // may be nil
 	// Liveness records every frame received from each peer; may be nil.
 	Liveness *Liveness
 	Log      zerolog.Logger

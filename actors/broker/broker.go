@@ -191,6 +191,7 @@ func Start(o Options) (_ *Broker, err error) {
 	if b.raftLn, err = netactor.StartListener(b.sys, raftLn, netactor.ListenerOptions{
 		Self:          cfg.NodeID,
 		MaxFrameBytes: cfg.Raft.MaxFrameBytes,
+		IdleTimeout:   netactor.IdleTimeout(cfg.TickInterval()),
 		Router:        b.router,
 		Metrics:       netMetrics,
 		Liveness:      liveness,
