@@ -85,6 +85,7 @@ type durable struct {
 	snapIndex    uint64
 	incarnations uint64
 	pending      []*inflight   // the Persists sent and not yet answered, oldest first
+	persists     uint64        // Persists sent, ever: a rewrite is valid only if none went meanwhile
 	keeper       LogKeeper     // nil unless the state machine is one
 	deferred     int           // Persists in flight with deferKeep set
 	sub          *subscription // the group's Ticker subscription, once a numbered Tick named it
@@ -192,8 +193,12 @@ type groupActor struct {
 	// snapshot from the leader was being written, or a flush was in flight.
 	checkpointWanted bool
 	flushing         bool // a Flusher's flush runs for a checkpoint
-	published        publishedKey
-	publishedAt      uint64 // tick of the last publish
+	// rewriteAbove is the Index of a CheckpointRequest that asked for a
+	// rewrite, until the next forced checkpoint: the group's records in
+	// the oldest WAL file reach it (rewrite).
+	rewriteAbove uint64
+	published    publishedKey
+	publishedAt  uint64 // tick of the last publish
 
 	// Sleeping through ticks (sleep.go).
 	clock                    uint64 // the Ticker's count raft has been ticked up to; 0 before the first numbered Tick
@@ -275,6 +280,9 @@ func (g *groupActor) Receive(ctx actor.Context) {
 			g.rn.ReportSnapshot(m.To, st)
 		}
 	case *storage.CheckpointRequest:
+		if m.Rewrite {
+			g.rewriteAbove = m.Index
+		}
 		g.checkpoint(ctx, true)
 	case *flushed:
 		g.onFlushed(ctx, m)

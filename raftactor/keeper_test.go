@@ -60,6 +60,17 @@ func (k *keepingMachine) Keep(ents []*pb.Entry) ([]*pb.Entry, error) {
 	return out, nil
 }
 
+func (k *keepingMachine) References(ents []*pb.Entry) ([]*pb.Entry, error) {
+	out := make([]*pb.Entry, len(ents))
+	for n, e := range ents {
+		out[n] = e
+		if e.GetType() == pb.EntryNormal && len(e.GetData()) > 0 {
+			out[n] = &pb.Entry{Index: new(e.GetIndex()), Term: new(e.GetTerm()), Type: e.Type, Data: ref(e.GetIndex())}
+		}
+	}
+	return out, nil
+}
+
 func (k *keepingMachine) Sync() error {
 	if k.gate != nil {
 		if err := <-k.gate; err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.etcd.io/raft/v3"
@@ -213,6 +214,7 @@ func (g *groupActor) persist(ctx actor.Context, seq uint64, rd raft.Ready, m *pb
 		ReplyTo: ctx.Self(),
 	}
 	g.d.pending = append(g.d.pending, inf)
+	g.d.persists++
 	g.observe(seq, StepPersist, nil) // before the storage can answer it
 	ctx.Send(g.d.cfg.Storage, p)
 }
@@ -557,16 +559,64 @@ func (g *groupActor) checkpoint(ctx actor.Context, force bool) {
 		g.log.Error().Err(err).Msg("read snapshot")
 		return
 	}
+	// A rewrite goes only when the checkpoint cannot cover what the
+	// storage holds, and never while a flush runs (see above): the next
+	// Checkpoint after it then comes from a flush that began after it.
+	rewrite := false
+	if force {
+		rewrite = g.rewriteAbove > d.snapIndex && len(d.pending) == 0
+		g.rewriteAbove = 0
+	}
 	if !flushes {
+		if rewrite && d.keeper == nil {
+			// Without a keeper the WAL holds the entries whole: nothing
+			// else needs to be durable first.
+			g.rewrite(ctx, d.snapIndex)
+		}
 		ctx.Send(d.cfg.Storage, &storage.Checkpoint{Group: d.cfg.Group, Snapshot: snap, ReplyTo: g.checkpointReply(ctx)})
 		return
 	}
 	g.flushing = true
 	self, root, incarnation := ctx.Self(), ctx.ActorSystem().Root, g.incarnation
+	fl := &flushed{incarnation: incarnation, snap: snap, rewrite: rewrite, persists: d.persists}
 	go func() {
-		err := flusher.Flush()
-		root.Send(self, &flushed{incarnation: incarnation, snap: snap, err: err})
+		fl.err = flusher.Flush()
+		root.Send(self, fl)
 	}()
+}
+
+// rewrite writes the group's log after index again to the WAL, as the WAL
+// holds it (a LogKeeper's references), so that the older WAL files that
+// hold those entries no longer need a checkpoint past them: a group whose
+// entries cannot commit (a follower whose group lost quorum) would
+// otherwise keep every WAL file from then on. The storage counts it once
+// the Checkpoint that follows it is durable. It needs no Persist in
+// flight: the rewrite must hold the group's whole log after index as the
+// storage has it; and a LogKeeper's bodies durable, which the flush of that
+// checkpoint, begun with nothing persisted since, has made them. Raft's
+// log is unchanged: replay takes the same entries in place of themselves.
+func (g *groupActor) rewrite(ctx actor.Context, index uint64) {
+	d := g.d
+	last, _ := d.ms.LastIndex()
+	if last <= index {
+		return
+	}
+	ents, err := d.ms.Entries(index+1, last+1, math.MaxUint64)
+	if err != nil {
+		// Compacted by a snapshot taken meanwhile: the storage asks again.
+		g.log.Warn().Err(err).Uint64("from", index+1).Uint64("to", last).Msg("read entries to rewrite")
+		return
+	}
+	ents = slices.Clone(ents) // the raft.Storage's slice, which it may write over
+	if k := d.keeper; k != nil {
+		if ents, err = k.References(ents); err != nil {
+			g.log.Error().Err(err).Uint64("from", index+1).Uint64("to", last).Msg("references of entries to rewrite")
+			return
+		}
+	}
+	ctx.Send(d.cfg.Storage, &storage.Rewrite{Group: d.cfg.Group, Entries: ents})
+	g.log.Info().Uint64("from", index+1).Uint64("to", last).
+		Msg("rewrote entries the group cannot checkpoint past, so that older WAL files can go")
 }
 
 // checkpointReply is where the storage tells this group that a checkpoint
@@ -595,6 +645,10 @@ type flushed struct {
 	incarnation uint64
 	snap        *pb.Snapshot
 	err         error
+	// rewrite asks for a rewrite before the Checkpoint, valid if no
+	// Persist went after the flush began: persists is their count then.
+	rewrite  bool
+	persists uint64
 }
 
 // onFlushed hands the storage the checkpoint a flush made durable.
@@ -615,6 +669,11 @@ func (g *groupActor) onFlushed(ctx actor.Context, m *flushed) {
 		// build on.
 		g.halt(ctx, fmt.Errorf("flush state machine: %w", m.err))
 		return
+	}
+	if m.rewrite && m.persists == g.d.persists && len(g.d.pending) == 0 {
+		// Nothing was kept since the flush began, which made every body
+		// the rewrite's references stand for durable.
+		g.rewrite(ctx, m.snap.GetMetadata().GetIndex())
 	}
 	ctx.Send(g.d.cfg.Storage, &storage.Checkpoint{Group: g.d.cfg.Group, Snapshot: m.snap, ReplyTo: g.checkpointReply(ctx)})
 	g.log.Debug().Uint64("index", m.snap.GetMetadata().GetIndex()).Msg("checkpointed")

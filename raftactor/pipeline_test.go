@@ -83,6 +83,7 @@ type memTransport struct {
 	nodes map[uint64]*actor.PID
 	spy   func(m *pb.Message)
 	down  map[uint64]bool // nodes cut off: messages to and from them are dropped
+	drop  func(m *pb.Message) bool
 }
 
 func (t *memTransport) Send(ctx actor.SenderContext, group uint64, msgs []*pb.Message) {
@@ -92,7 +93,7 @@ func (t *memTransport) Send(ctx actor.SenderContext, group uint64, msgs []*pb.Me
 		if t.spy != nil {
 			t.spy(m)
 		}
-		if t.down[m.GetTo()] || t.down[m.GetFrom()] {
+		if t.down[m.GetTo()] || t.down[m.GetFrom()] || t.drop != nil && t.drop(m) {
 			continue
 		}
 		if pid, ok := t.nodes[m.GetTo()]; ok {

@@ -70,6 +70,11 @@ type LogKeeper interface {
 	// and every entry after it are dropped (the keeper logs it), and the
 	// log forgets what it holds beyond that prefix.
 	Recover(ents []*pb.Entry) ([]*pb.Entry, error)
+	// References returns what Keep returned for entries it kept before
+	// and still keeps, without writing anything: the WAL's form of
+	// entries the group writes to the WAL again (storage.Rewrite) when
+	// its checkpoints cannot pass them. Called on the group's actor.
+	References(ents []*pb.Entry) ([]*pb.Entry, error)
 	// Release tells the keeper that a checkpoint at index is durable:
 	// recovery never again needs what it keeps for entries at or below
 	// index, which it may now delete (a partition's segments that

@@ -12,6 +12,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/flotilla/flotilla/actors/storage"
 )
@@ -650,5 +651,33 @@ func TestLeaderSnapshotKeepsWhatItReplaced(t *testing.T) {
 	}
 	if m.log.LogStart() != start || m.log.WrittenEnd() != end {
 		t.Fatalf("after the power cut the log holds %d to %d, want %d to %d", m.log.LogStart(), m.log.WrittenEnd(), start, end)
+	}
+}
+
+// TestReferencesAreWhatKeepReturned: References gives the WAL's form of
+// entries already kept, exactly as Keep gave it (a group rewrites them to
+// the WAL with it), and writes nothing.
+func TestReferencesAreWhatKeepReturned(t *testing.T) {
+	r := bootstrapped(t, t.TempDir())
+	ents := keptEntries(t, r, r.next(), 1, 3, 50)
+	side := &pb.Entry{Index: new(ents[2].GetIndex() + 1), Term: new(uint64(1)), Type: pb.EntryNormal.Enum(), Data: logStartEntry(0, entryID{}, false)}
+	empty := &pb.Entry{Index: new(side.GetIndex() + 1), Term: new(uint64(1)), Type: pb.EntryNormal.Enum()}
+	ents = append(ents, side, empty)
+	wal := mustKeep(t, r.m, ents)
+	written := r.m.log.WrittenEnd()
+	got, err := r.m.References(ents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(wal) {
+		t.Fatalf("References returned %d entries, Keep %d", len(got), len(wal))
+	}
+	for i := range wal {
+		if !proto.Equal(got[i], wal[i]) {
+			t.Fatalf("entry %d: References gave %v, Keep %v", i, got[i], wal[i])
+		}
+	}
+	if r.m.log.WrittenEnd() != written {
+		t.Fatalf("References wrote to the log: written end %d, was %d", r.m.log.WrittenEnd(), written)
 	}
 }

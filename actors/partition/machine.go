@@ -601,6 +601,30 @@ func (m *Machine) Keep(ents []*pb.Entry) ([]*pb.Entry, error) {
 	return out, nil
 }
 
+// References implements raftactor.LogKeeper: each batch entry, whose batch
+// Keep wrote, becomes the reference Keep returned for it; the other entries
+// stay as they are, as in Keep.
+func (m *Machine) References(ents []*pb.Entry) ([]*pb.Entry, error) {
+	out := slices.Clone(ents)
+	for i, e := range ents {
+		if e.GetType() != pb.EntryNormal || len(e.GetData()) == 0 {
+			continue
+		}
+		typ, body, err := decodeEntry(e.GetData())
+		if err != nil {
+			return nil, fmt.Errorf("partition %s/%d: entry %d: %w", m.o.Topic, m.o.Partition, e.GetIndex(), err)
+		}
+		if typ != entryBatch {
+			continue
+		}
+		if len(body) < BatchHeaderSize {
+			return nil, fmt.Errorf("partition %s/%d: entry %d: %d-byte batch", m.o.Topic, m.o.Partition, e.GetIndex(), len(body))
+		}
+		out[i] = &pb.Entry{Index: e.Index, Term: e.Term, Type: e.Type, Data: refOf(decodeHeader(body)).entry()}
+	}
+	return out, nil
+}
+
 // Sync implements raftactor.LogKeeper: the storage actor calls it in its
 // group commit (never with fsync off).
 func (m *Machine) Sync() error {
