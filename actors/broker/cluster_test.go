@@ -350,6 +350,9 @@ func TestTopicsThroughController(t *testing.T) {
 			return tp != nil && tp.ID == done.Results[0].ID && len(tp.Partitions) == 12
 		})
 	}
+	// Nobody asked for its Metadata: the controller's leader records that
+	// its creation finished.
+	c.waitCreationFinished("orders")
 	leaders := map[uint64]int{}
 	for _, p := range c.brokers[0].Controller().View().Topics["orders"].Partitions {
 		leaders[p.Replicas[0]]++

@@ -16,6 +16,7 @@ type Command struct {
 	DeleteTopic    *DeleteTopic    `json:"delete_topic,omitempty"`
 	AddPartitions  *AddPartitions  `json:"add_partitions,omitempty"`
 	AllocatePIDs   *AllocatePIDs   `json:"allocate_pids,omitempty"`
+	TopicLed       *TopicLed       `json:"topic_led,omitempty"`
 
 	RemoveBroker         *RemoveBroker         `json:"remove_broker,omitempty"`
 	Reassign             *Reassign             `json:"reassign,omitempty"`
@@ -40,6 +41,21 @@ type CreateTopic struct {
 	ID       TopicID           `json:"id"`
 	Replicas [][]uint64        `json:"replicas"` // per partition, preferred leader first
 	Configs  map[string]string `json:"configs,omitempty"`
+	// Creating makes the topic one being created until a TopicLed for it
+	// is applied. Every proposer sets it; entries from versions before it
+	// existed do not, and their topics count as created (they were shown
+	// once their partitions had leaders, a fact those versions did not
+	// record).
+	Creating bool `json:"creating,omitempty"`
+}
+
+// TopicLed records that every partition a topic was created with has had
+// a leader: its creation is finished, and Metadata shows it from then on
+// whatever happens to its leaders. Any broker may propose it once it sees
+// those leaders; apply is a no-op for a topic already marked or gone, so
+// repeats and concurrent proposals are harmless.
+type TopicLed struct {
+	ID TopicID `json:"id"`
 }
 
 // DeleteTopic removes the topic with this id, if it still exists.

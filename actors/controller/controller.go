@@ -64,6 +64,7 @@ func NewActor(o Options) actor.Producer {
 			peers:      map[uint64]string{},
 			completing: map[uint64]bool{},
 			drainMoves: map[uint64]bool{},
+			marking:    map[TopicID]uint64{},
 			mb: membership{
 				removedAt:     map[uint64]uint64{},
 				wantRemoved:   map[uint64]bool{},
@@ -89,6 +90,10 @@ type controllerActor struct {
 	// CreateTopics and CreatePartitions answers waiting for their
 	// partitions' leaders.
 	awaitLeaders []*leaderWait
+
+	// marking holds the topics with a TopicLed in flight, and the tick it
+	// was proposed at.
+	marking map[TopicID]uint64
 
 	// Producer ids: the rest of this broker's block, the requests waiting
 	// for a block, and whether an allocation is under way.
@@ -158,6 +163,7 @@ func (c *controllerActor) Receive(ctx actor.Context) {
 		if c.ticks%checkEveryTicks == 0 {
 			c.reconcile(ctx)
 			c.tickMembership(ctx)
+			c.markLedTopics(ctx)
 		}
 		c.answerLed(ctx)
 	case *netactor.ControlReceived:
@@ -177,6 +183,8 @@ func (c *controllerActor) Receive(ctx actor.Context) {
 			delete(c.pending, m.ID)
 			done(m)
 		}
+	case *MarkTopicLed:
+		c.markLed(ctx, m.ID)
 	case *CreateTopics:
 		c.createTopics(ctx, m)
 	case *DeleteTopics:
@@ -363,12 +371,18 @@ func (c *controllerActor) answerLed(ctx actor.Context) {
 }
 
 // led reports whether every partition of t from index from on has a
-// leader as far as this broker knows: from its own replica's status, and
-// otherwise (not hosted here, or halted here) from what the leaders
-// broadcast (LeaderKnown). Answering before would let a client that reads
-// Metadata next see a partition it just made without a leader.
+// leader as far as this broker knows. Answering before would let a client
+// that reads Metadata next see a partition it just made without a leader.
 func (c *controllerActor) led(t *Topic, from int32) bool {
-	for _, p := range t.Partitions[min(int(max(from, 0)), len(t.Partitions)):] {
+	return c.partitionsLed(t.Partitions[min(int(max(from, 0)), len(t.Partitions)):])
+}
+
+// partitionsLed reports whether every partition of ps has a leader as far
+// as this broker knows: from its own replica's status, and otherwise (not
+// hosted here, or halted here) from what the leaders broadcast
+// (LeaderKnown).
+func (c *controllerActor) partitionsLed(ps []Partition) bool {
+	for _, p := range ps {
 		if st := c.o.Board.Get(p.Group); st != nil && st.Halted == "" && slices.Contains(p.Replicas, c.o.NodeID) {
 			if st.Leader == 0 {
 				return false
@@ -378,6 +392,42 @@ func (c *controllerActor) led(t *Topic, from int32) bool {
 		}
 	}
 	return true
+}
+
+// markLedTopics, on the controller's leader, proposes TopicLed for the
+// topics being created whose created partitions all have leaders: the
+// front doors mark the topics they show, and this marks those nobody asked
+// about, so that a topic all of whose partitions were led once is not
+// hidden later (a restarted broker would find it leaderless in part).
+func (c *controllerActor) markLedTopics(ctx actor.Context) {
+	if st := c.o.Board.Get(ControllerGroup); st == nil || st.Role != "leader" {
+		return
+	}
+	for _, t := range c.o.Machine.View().Topics {
+		if t.Creating && c.partitionsLed(t.CreatedPartitions()) {
+			c.markLed(ctx, t.ID)
+		}
+	}
+}
+
+// markLed proposes TopicLed for a topic still being created, unless one
+// is in flight: one proposal per topic at a time, another after
+// proposalPatienceTicks without an answer.
+func (c *controllerActor) markLed(ctx actor.Context, id TopicID) {
+	if t := c.o.Machine.View().TopicByID(id); t == nil || !t.Creating {
+		delete(c.marking, id)
+		return
+	}
+	if at, ok := c.marking[id]; ok && c.ticks-at < proposalPatienceTicks {
+		return
+	}
+	c.marking[id] = c.ticks
+	c.propose(ctx, &Command{TopicLed: &TopicLed{ID: id}}, func(p *raftactor.Proposed) {
+		delete(c.marking, id)
+		if p.Err != nil {
+			c.o.Log.Debug().Err(p.Err).Str("id", id.String()).Msg("marking a topic's creation finished failed; retrying when its leaders are seen again")
+		}
+	})
 }
 
 // deleteTopics deletes the topics m names, refusing with INVALID_REQUEST,

@@ -52,6 +52,14 @@ type TopicResult struct {
 	Err               error
 }
 
+// MarkTopicLed tells the controller actor that this broker saw every
+// partition a topic was created with led (the front door sends it when it
+// first shows a topic being created). The actor proposes TopicLed, once
+// at a time per topic; nothing answers.
+type MarkTopicLed struct {
+	ID TopicID
+}
+
 // DeleteTopics asks the controller to delete topics by name or by id.
 type DeleteTopics struct {
 	Ref     uint64

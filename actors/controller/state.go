@@ -75,6 +75,23 @@ type Topic struct {
 	Partitions []Partition       `json:"partitions"`
 	Configs    map[string]string `json:"configs,omitempty"` // only the ones set on the topic
 	CreatedAt  uint64            `json:"created_at"`        // raft index of the creation
+	// Creating is set while the topic is being created: some partition it
+	// was created with has not had a leader yet (TopicLed clears it). Its
+	// Metadata is then LEADER_NOT_AVAILABLE as a whole, as Kafka answers
+	// for a topic being created, on every broker, one restarted or added
+	// later included. A topic from a state or an entry written before
+	// this field existed reads as created.
+	Creating bool `json:"creating,omitempty"`
+}
+
+// CreatedPartitions returns the partitions the topic was created with,
+// without those CreatePartitions added (which come after them).
+func (t *Topic) CreatedPartitions() []Partition {
+	n := 0
+	for n < len(t.Partitions) && t.Partitions[n].AddedAt == 0 {
+		n++
+	}
+	return t.Partitions[:n]
 }
 
 // Partition is one partition's assignment.
@@ -188,7 +205,7 @@ func (sm *StateMachine) applyCommand(next, cur *State, index uint64, cmd *Comman
 			return
 		}
 		next.NextGroup = max(cur.NextGroup, firstPartitionGroup)
-		t := &Topic{Name: c.Name, ID: c.ID, Configs: c.Configs, CreatedAt: index}
+		t := &Topic{Name: c.Name, ID: c.ID, Configs: c.Configs, CreatedAt: index, Creating: c.Creating}
 		for i, replicas := range c.Replicas {
 			t.Partitions = append(t.Partitions, Partition{Index: int32(i), Group: next.NextGroup, Replicas: replicas, Founders: replicas})
 			next.NextGroup++
@@ -200,6 +217,17 @@ func (sm *StateMachine) applyCommand(next, cur *State, index uint64, cmd *Comman
 		next.Topics[c.Name] = t
 		next.byID = indexTopics(next.Topics)
 		sm.log.Info().Str("topic", c.Name).Str("id", c.ID.String()).Int("partitions", len(c.Replicas)).Uint64("index", index).Msg("topic created")
+	case cmd.TopicLed != nil:
+		t := cur.TopicByID(cmd.TopicLed.ID)
+		if t == nil || !t.Creating {
+			return
+		}
+		nt := *t
+		nt.Creating = false
+		next.Topics = maps.Clone(cur.Topics)
+		next.Topics[t.Name] = &nt
+		next.byID = indexTopics(next.Topics)
+		sm.log.Info().Str("topic", t.Name).Str("id", t.ID.String()).Uint64("index", index).Msg("topic creation finished: every partition had a leader")
 	case cmd.AddPartitions != nil:
 		sm.applyAddPartitions(next, cur, index, cmd.AddPartitions)
 	case cmd.DeleteTopic != nil:

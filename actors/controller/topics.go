@@ -135,7 +135,7 @@ func planTopic(view *State, alive func(uint64) bool, spec TopicSpec, earlier []s
 		}
 		replicas = assign(brokers, n, rf, rand.IntN(len(brokers)))
 	}
-	cmd := &CreateTopic{Name: spec.Name, ID: NewTopicID(), Replicas: replicas, Configs: spec.Configs}
+	cmd := &CreateTopic{Name: spec.Name, ID: NewTopicID(), Replicas: replicas, Configs: spec.Configs, Creating: true}
 	res.ID, res.Partitions, res.ReplicationFactor, res.Configs = cmd.ID, int32(len(replicas)), int16(len(replicas[0])), spec.Configs
 	return cmd, res, nil
 }

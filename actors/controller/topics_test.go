@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kerr"
+	pb "go.etcd.io/raft/v3/raftpb"
 )
 
 func viewWithBrokers(ids ...uint64) *State {
@@ -148,6 +149,70 @@ func TestApplyTopics(t *testing.T) {
 	v = sm.View()
 	if v.Topics["t"].ID == id1 || v.Topics["t"].Partitions[0].Group <= groups[2] {
 		t.Fatalf("recreated topic reuses id or group: %+v", v.Topics["t"])
+	}
+}
+
+// TestTopicCreationFinishes: a topic proposed now is being created until
+// TopicLed, which is idempotent and leaves the partitions added later out
+// of CreatedPartitions; a topic from an entry or a snapshot written before
+// the creating flag existed counts as created, so an upgrade hides no
+// existing topic. The flag survives a snapshot.
+func TestTopicCreationFinishes(t *testing.T) {
+	view := viewWithBrokers(1)
+	cmd, _, err := planTopic(view, nil, TopicSpec{Name: "new", Partitions: 2, ReplicationFactor: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cmd.Creating {
+		t.Fatal("planned CreateTopic does not mark the topic as being created")
+	}
+	sm := NewStateMachine(zerolog.Nop())
+	sm.Apply(1, 1, (&Command{RegisterBroker: &RegisterBroker{NodeID: 1}}).Encode())
+	sm.Apply(2, 1, (&Command{CreateTopic: cmd}).Encode())
+	// What a broker from before the flag logged.
+	sm.Apply(3, 1, []byte(`{"create_topic":{"name":"old","id":"`+NewTopicID().String()+`","replicas":[[1]]}}`))
+	sm.Apply(4, 1, (&Command{AddPartitions: &AddPartitions{Topic: cmd.ID, From: 2, Replicas: [][]uint64{{1}}}}).Encode())
+	v := sm.View()
+	if !v.Topics["new"].Creating || v.Topics["old"].Creating {
+		t.Fatalf("creating: new %v, old %v; want true, false", v.Topics["new"].Creating, v.Topics["old"].Creating)
+	}
+	if got := len(v.Topics["new"].CreatedPartitions()); got != 2 || len(v.Topics["new"].Partitions) != 3 {
+		t.Fatalf("%d created partitions of %d, want 2 of 3", got, len(v.Topics["new"].Partitions))
+	}
+	snap, err := sm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := NewStateMachine(zerolog.Nop())
+	if err := restored.Restore(&pb.Snapshot{Data: snap}); err != nil {
+		t.Fatal(err)
+	}
+	if !restored.View().Topics["new"].Creating {
+		t.Fatal("the creating flag did not survive a snapshot")
+	}
+	before := sm.View()
+	for i := uint64(5); i <= 6; i++ { // the second is a no-op
+		sm.Apply(i, 1, (&Command{TopicLed: &TopicLed{ID: cmd.ID}}).Encode())
+	}
+	sm.Apply(7, 1, (&Command{TopicLed: &TopicLed{ID: NewTopicID()}}).Encode()) // no such topic: a no-op
+	v = sm.View()
+	if v.Topics["new"].Creating || v.TopicByID(cmd.ID).Creating {
+		t.Fatal("TopicLed did not finish the creation")
+	}
+	if !before.Topics["new"].Creating {
+		t.Fatal("TopicLed modified a published view")
+	}
+	if len(v.Topics["new"].Partitions) != 3 {
+		t.Fatalf("TopicLed changed the partitions: %+v", v.Topics["new"].Partitions)
+	}
+	// A snapshot from before the flag existed.
+	legacy := NewStateMachine(zerolog.Nop())
+	data := []byte(`{"cluster_id":"c","brokers":{},"topics":{"x":{"name":"x","id":"` + NewTopicID().String() + `","partitions":[{"index":0,"group":1024,"replicas":[1]}],"created_at":3}}}`)
+	if err := legacy.Restore(&pb.Snapshot{Data: data}); err != nil {
+		t.Fatal(err)
+	}
+	if legacy.View().Topics["x"].Creating {
+		t.Fatal("a topic from a snapshot written before the flag reads as being created")
 	}
 }
 

@@ -30,7 +30,9 @@ type ClusterSource struct {
 	Alive func(id uint64) bool
 	Log   zerolog.Logger
 
-	led sync.Map // topic id → true once its partitions all had a leader
+	// led holds the topics being created whose created partitions this
+	// broker saw all led, until the controller's state says so too.
+	led sync.Map // controller.TopicID → struct{}
 }
 
 func (s *ClusterSource) alive(id uint64) bool { return s.Alive == nil || s.Alive(id) }
@@ -131,22 +133,40 @@ func (s *ClusterSource) topic(view *controller.State, t *controller.Topic) Topic
 		}
 		kt.Partitions = append(kt.Partitions, kp)
 	}
-	// A new topic is LEADER_NOT_AVAILABLE as a whole until every partition
-	// it was created with has had a leader once (known locally or from its
-	// leader's broadcast), as Kafka answers for a topic being created:
-	// clients retry instead of caching leaderless partitions (kafka-go gives
-	// up on those). Later elections show per partition, as in Kafka, and so
-	// do partitions added later (CreatePartitions): hiding the whole topic
-	// then would make clients, the Java one first, drop the partitions they
-	// use.
-	if _, known := s.led.Load(t.ID); !known {
+	// A topic being created is LEADER_NOT_AVAILABLE as a whole until every
+	// partition it was created with has had a leader, as Kafka answers for
+	// a topic being created: clients retry instead of caching leaderless
+	// partitions (kafka-go gives up on those). That fact is the
+	// controller's (Topic.Creating), so every broker, one restarted or
+	// added later too, shows the topic from then on; later elections show
+	// per partition, as in Kafka, and so do partitions added later
+	// (CreatePartitions): hiding the whole topic then would make clients,
+	// the Java one first, drop the partitions they use. Until the
+	// controller records it, what this broker saw itself counts.
+	if t.Creating {
 		if allLed {
-			s.led.Store(t.ID, true)
-		} else {
+			s.sawLed(view, t.ID)
+		} else if _, seen := s.led.Load(t.ID); !seen {
 			kt.ErrorCode = kerr.LeaderNotAvailable.Code
 		}
 	}
 	return kt
+}
+
+// sawLed notes that the topic being created with this id had its created
+// partitions all led, and tells the controller the first time; it forgets
+// the topics the controller has marked since, or deleted.
+func (s *ClusterSource) sawLed(view *controller.State, id controller.TopicID) {
+	if _, known := s.led.LoadOrStore(id, struct{}{}); known {
+		return
+	}
+	s.Sender.Send(s.Controller, &controller.MarkTopicLed{ID: id})
+	s.led.Range(func(k, _ any) bool {
+		if t := view.TopicByID(k.(controller.TopicID)); t == nil || !t.Creating {
+			s.led.Delete(k)
+		}
+		return true
+	})
 }
 
 // leadership returns what this broker knows of a partition's leadership,

@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/flotilla/flotilla/actors"
 	"github.com/flotilla/flotilla/actors/controller"
 	"github.com/flotilla/flotilla/actors/partition"
 	"github.com/flotilla/flotilla/netactor"
@@ -214,5 +217,110 @@ func TestHaltedLeaderDoesNotNameItself(t *testing.T) {
 	s := &Service{NodeID: 2, Machine: sm, Board: board, Leaders: leaders}
 	if leader, _ := s.leaderOf(g); leader == 2 {
 		t.Error("leaderOf(t/2) on broker 2 is broker 2, whose replica halted")
+	}
+}
+
+// TestTopicHiddenOnlyWhileBeingCreated: a topic being created is
+// LEADER_NOT_AVAILABLE as a whole until every partition it was created
+// with has a leader; then this broker shows it for good and tells the
+// controller, once. A broker that never saw it led (restarted, or added
+// later) hides it only while the controller's state says it is being
+// created: a topic from before the flag, or marked led, shows its
+// leaderless partitions one by one. The topics the controller marked are
+// forgotten locally.
+func TestTopicHiddenOnlyWhileBeingCreated(t *testing.T) {
+	sm := controller.NewStateMachine(zerolog.Nop())
+	index := uint64(0)
+	apply := func(c *controller.Command) {
+		index++
+		sm.Apply(index, 1, c.Encode())
+	}
+	for id := uint64(1); id <= 2; id++ {
+		apply(&controller.Command{RegisterBroker: &controller.RegisterBroker{NodeID: id, KafkaAddr: fmt.Sprintf("127.0.0.1:%d", 9090+id)}})
+	}
+	newID, oldID, nextID := controller.NewTopicID(), controller.NewTopicID(), controller.NewTopicID()
+	apply(&controller.Command{CreateTopic: &controller.CreateTopic{Name: "new", ID: newID, Replicas: [][]uint64{{1}, {2}}, Creating: true}})
+	apply(&controller.Command{CreateTopic: &controller.CreateTopic{Name: "old", ID: oldID, Replicas: [][]uint64{{1}, {2}}}})
+	groups := []uint64{sm.View().Topics["new"].Partitions[0].Group, sm.View().Topics["new"].Partitions[1].Group}
+
+	sys := actors.NewSystem(zerolog.Nop())
+	t.Cleanup(sys.Shutdown)
+	marks := make(chan controller.TopicID, 16)
+	ctl := sys.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		if m, ok := ctx.Message().(*controller.MarkTopicLed); ok {
+			marks <- m.ID
+		}
+	}))
+	leaders := partition.NewLeaders()
+	source := func() *ClusterSource {
+		return &ClusterSource{Self: 1, Machine: sm, Board: raftactor.NewStatusBoard(), Replicas: partition.NewReplicas(),
+			Leaders: leaders, Controller: ctl, Sender: sys.Root, Log: zerolog.Nop()}
+	}
+	topicError := func(src *ClusterSource, name string) int16 {
+		t.Helper()
+		topics := src.Topics(TopicQuery{Names: []string{name}})
+		if len(topics) != 1 || len(topics[0].Partitions) != 2 {
+			t.Fatalf("topic %s: %+v", name, topics)
+		}
+		return topics[0].ErrorCode
+	}
+	noMark := func() {
+		t.Helper()
+		select {
+		case id := <-marks:
+			t.Fatalf("unexpected MarkTopicLed for %v", id)
+		default:
+		}
+	}
+
+	src := source()
+	leaders.Note([]netactor.LeaderInfo{{Group: groups[0], Leader: 1, Term: 1}})
+	if code := topicError(src, "new"); code != kerr.LeaderNotAvailable.Code {
+		t.Fatalf("new with one partition led: topic error %d, want LEADER_NOT_AVAILABLE", code)
+	}
+	if code := topicError(src, "old"); code != 0 {
+		t.Fatalf("old (created before the flag), leaderless: topic error %d, want 0", code)
+	}
+	leaders.Note([]netactor.LeaderInfo{{Group: groups[1], Leader: 2, Term: 1}})
+	for range 2 {
+		if code := topicError(src, "new"); code != 0 {
+			t.Fatalf("new with every partition led: topic error %d, want 0", code)
+		}
+	}
+	select {
+	case id := <-marks:
+		if id != newID {
+			t.Fatalf("MarkTopicLed for %v, want %v", id, newID)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the controller was not told that new was led")
+	}
+	leaders.Note([]netactor.LeaderInfo{{Group: groups[1], Leader: 0, Term: 2}}) // partition 1 loses its leader
+	if code := topicError(src, "new"); code != 0 {
+		t.Fatalf("new, seen led here, then partition 1 leaderless: topic error %d, want 0", code)
+	}
+	noMark()
+	// A broker that never saw new led follows the controller's state.
+	if code := topicError(source(), "new"); code != kerr.LeaderNotAvailable.Code {
+		t.Fatalf("new on a broker that never saw it led, the controller not told: topic error %d, want LEADER_NOT_AVAILABLE", code)
+	}
+	apply(&controller.Command{TopicLed: &controller.TopicLed{ID: newID}})
+	if code := topicError(source(), "new"); code != 0 {
+		t.Fatalf("new on a broker that never saw it led, marked led by the controller: topic error %d, want 0", code)
+	}
+
+	// The next topic seen led prunes new, which the controller marked.
+	apply(&controller.Command{CreateTopic: &controller.CreateTopic{Name: "next", ID: nextID, Replicas: [][]uint64{{1}, {2}}, Creating: true}})
+	for _, p := range sm.View().Topics["next"].Partitions {
+		leaders.Note([]netactor.LeaderInfo{{Group: p.Group, Leader: 1, Term: 1}})
+	}
+	if code := topicError(src, "next"); code != 0 {
+		t.Fatalf("next with every partition led: topic error %d, want 0", code)
+	}
+	if _, ok := src.led.Load(newID); ok {
+		t.Error("the topic the controller marked is still remembered locally")
+	}
+	if _, ok := src.led.Load(nextID); !ok {
+		t.Error("the topic seen led is not remembered locally")
 	}
 }
