@@ -17,8 +17,9 @@ const (
 	DefaultMaxInflightBytes = 64 << 20
 	// DefaultIdleTimeout is Kafka's connections.max.idle.ms.
 	DefaultIdleTimeout = 10 * time.Minute
-	// DefaultWriteTimeout bounds one write to a client; one that stops
-	// reading for longer loses its connection.
+	// DefaultWriteTimeout bounds how long a client may go without reading
+	// a chunk of its responses; one that stops reading for longer loses
+	// its connection.
 	DefaultWriteTimeout = 30 * time.Second
 )
 
@@ -39,7 +40,9 @@ type Options struct {
 	// IdleTimeout closes a connection that sends nothing for this long, and
 	// bounds how long one request may take to arrive.
 	IdleTimeout time.Duration
-	// WriteTimeout bounds one batch of responses' write.
+	// WriteTimeout bounds how long writing each chunk (writeChunk) of a
+	// batch of responses may take: a lack of progress, not the transfer
+	// of a large answer to a client reading slowly but steadily.
 	WriteTimeout time.Duration
 	Metrics      *Metrics // may be nil
 	Log          zerolog.Logger
