@@ -272,6 +272,11 @@ func (s *Service) missingCode(topic string, p int32) int16 {
 // leaderView returns the view of a local partition this broker leads, or
 // the error code to answer with. epoch is the client's current leader
 // epoch (-1: not given), which fences stale leaders and stale clients.
+// A replica checks it before its leadership, as Kafka's
+// Partition.getLocalLog does: a follower tells a client with an old epoch
+// FENCED_LEADER_EPOCH (refresh the metadata) and one with a newer epoch
+// UNKNOWN_LEADER_EPOCH (this replica lags: retry), rather than
+// NOT_LEADER_OR_FOLLOWER.
 func (s *Service) leaderView(topic string, p int32, epoch int32) (*partition.View, int16) {
 	r := s.Replicas.Get(partition.TopicPartition{Topic: topic, Partition: p})
 	if r == nil {
@@ -279,12 +284,12 @@ func (s *Service) leaderView(topic string, p int32, epoch int32) (*partition.Vie
 	}
 	v := r.Machine.View()
 	switch {
-	case !v.Leader:
-		return nil, kerr.NotLeaderForPartition.Code
 	case epoch >= 0 && epoch < v.Epoch:
 		return nil, kerr.FencedLeaderEpoch.Code
 	case epoch > v.Epoch:
 		return nil, kerr.UnknownLeaderEpoch.Code
+	case !v.Leader:
+		return nil, kerr.NotLeaderForPartition.Code
 	}
 	return v, 0
 }
