@@ -395,8 +395,11 @@ func Start(o Options) (_ *Broker, err error) {
 		Controller: b.controller,
 		Sender:     b.sys.Root,
 		AutoCreate: true,
-		Alive:      alive,
-		Log:        log,
+		// Metadata auto-creates the offsets topic as FindCoordinator does.
+		OffsetsPartitions: svc.OffsetsPartitions,
+		OffsetsReplicas:   svc.OffsetsReplicas,
+		Alive:             alive,
+		Log:               log,
 	}
 	if b.kafka, err = kafka.StartListener(b.sys, kafkaLn, kafka.Options{
 		Handler:  svc,

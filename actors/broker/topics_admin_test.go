@@ -10,6 +10,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/configs"
 )
 
 // createTopics sends one CreateTopics request for names, each with one
@@ -102,6 +105,31 @@ func TestAutoCreateInvalidName(t *testing.T) {
 			t.Fatalf("Metadata for bad/name, auto-creation %v: %+v, want INVALID_TOPIC_EXCEPTION", allow, resp.Topics)
 		}
 	}
+}
+
+// TestMetadataAutoCreatesOffsetsTopic: Metadata naming the offsets topic
+// before any group exists creates it with its own settings, as Kafka's
+// AutoTopicCreationManager does, instead of asking the controller for an
+// ordinary topic of that name, which it refuses.
+func TestMetadataAutoCreatesOffsetsTopic(t *testing.T) {
+	c := newTestCluster(t, 1, func(cfg *configs.Config) { cfg.Kafka.OffsetsTopicPartitions = 3 })
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl := c.client()
+	c.waitFor(15*time.Second, "the offsets topic created through Metadata", func() bool {
+		req := kmsg.NewPtrMetadataRequest()
+		req.AllowAutoTopicCreation = true
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(controller.OffsetsTopic)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp := resp.Topics[0]
+		return tp.ErrorCode == 0 && tp.IsInternal && len(tp.Partitions) == 3
+	})
 }
 
 // TestCreateTopicsDuplicateNames: a name repeated in one CreateTopics is

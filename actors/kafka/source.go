@@ -1,10 +1,12 @@
 package kafka
 
 import (
+	"sync"
+	"time"
+
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"sync"
 
 	"github.com/flotilla/flotilla/actors/controller"
 	"github.com/flotilla/flotilla/actors/partition"
@@ -24,6 +26,13 @@ type ClusterSource struct {
 	Controller *actor.PID
 	Sender     actor.SenderContext // the actor system's root context
 	AutoCreate bool
+	// OffsetsPartitions and OffsetsReplicas are the partition count and
+	// replication factor of the offsets topic, for its auto-creation (the
+	// group coordinator's settings, as FindCoordinator creates it).
+	OffsetsPartitions int32
+	OffsetsReplicas   int16
+	// Now is the clock of the auto-creations asked; nil is time.Now.
+	Now func() time.Time
 	// Alive reports whether this broker has heard from a broker within
 	// the session timeout (netactor.Liveness); nil finds every broker
 	// alive. A dead broker is answered as Kafka answers a fenced one.
@@ -33,7 +42,16 @@ type ClusterSource struct {
 	// led holds the topics being created whose created partitions this
 	// broker saw all led, until the controller's state says so too.
 	led sync.Map // controller.TopicID → struct{}
+
+	mu    sync.Mutex
+	asked map[string]time.Time // auto-creations sent, by topic name
 }
+
+// autoCreateRetry is how long a topic's auto-creation is not asked again:
+// clients ask for a missing topic's metadata every retry.backoff.ms (100
+// ms) until it appears, and one creation under way is enough; past it a
+// creation the controller refused (or lost) is asked again.
+const autoCreateRetry = time.Second
 
 func (s *ClusterSource) alive(id uint64) bool { return s.Alive == nil || s.Alive(id) }
 
@@ -81,7 +99,9 @@ func (s *ClusterSource) Topics(q TopicQuery) []Topic {
 			// that a producer fails instead of retrying until it times out.
 			out = append(out, Topic{Name: name, ErrorCode: kerr.InvalidTopicException.Code})
 		} else if q.AllowAutoCreate && s.AutoCreate {
-			create = append(create, controller.TopicSpec{Name: name, Partitions: -1, ReplicationFactor: -1})
+			if s.askCreate(name) {
+				create = append(create, s.autoSpec(name))
+			}
 			out = append(out, Topic{Name: name, ErrorCode: kerr.LeaderNotAvailable.Code})
 		}
 	}
@@ -92,11 +112,47 @@ func (s *ClusterSource) Topics(q TopicQuery) []Topic {
 	}
 	if len(create) > 0 {
 		// Fire and forget: the client asks again, as Kafka clients do after
-		// LEADER_NOT_AVAILABLE; a topic the controller refuses (a name
+		// LEADER_NOT_AVAILABLE, and the creation is asked again past
+		// autoCreateRetry; a topic the controller refuses (a name
 		// colliding with another's) simply never appears, as in Kafka.
 		s.Sender.Send(s.Controller, &controller.CreateTopics{Topics: create})
 	}
 	return out
+}
+
+// autoSpec is the topic Metadata creates for a missing name: with the
+// broker defaults, or the offsets topic with its own settings, as Kafka's
+// AutoTopicCreationManager creates it (the controller refuses it
+// otherwise).
+func (s *ClusterSource) autoSpec(name string) controller.TopicSpec {
+	if name == controller.OffsetsTopic {
+		return controller.TopicSpec{Name: name, Partitions: s.OffsetsPartitions, ReplicationFactor: s.OffsetsReplicas, Internal: true}
+	}
+	return controller.TopicSpec{Name: name, Partitions: -1, ReplicationFactor: -1}
+}
+
+// askCreate reports whether name's auto-creation should be sent now: not
+// if it was within autoCreateRetry. It forgets the older ones.
+func (s *ClusterSource) askCreate(name string) bool {
+	now := time.Now()
+	if s.Now != nil {
+		now = s.Now()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if at, ok := s.asked[name]; ok && now.Sub(at) < autoCreateRetry {
+		return false
+	}
+	for n, at := range s.asked {
+		if now.Sub(at) >= autoCreateRetry {
+			delete(s.asked, n)
+		}
+	}
+	if s.asked == nil {
+		s.asked = map[string]time.Time{}
+	}
+	s.asked[name] = now
+	return true
 }
 
 // topic converts one topic. Its partitions' replicas are the assignment,

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -322,5 +323,73 @@ func TestTopicHiddenOnlyWhileBeingCreated(t *testing.T) {
 	}
 	if _, ok := src.led.Load(nextID); !ok {
 		t.Error("the topic seen led is not remembered locally")
+	}
+}
+
+// TestAutoCreateAskedOnceAndOffsetsTopicAsInternal: Metadata naming a
+// missing topic asks the controller for it once while the creation is
+// under way, not on every retry of the client, and again after
+// autoCreateRetry (the controller may have refused it); the offsets topic
+// is asked for with its own settings, which the controller requires.
+func TestAutoCreateAskedOnceAndOffsetsTopicAsInternal(t *testing.T) {
+	sm, leaders := liveCluster(t)
+	sm.Apply(sm.View().Applied+1, 1, (&controller.Command{DeleteTopic: &controller.DeleteTopic{ID: sm.View().Topics[controller.OffsetsTopic].ID}}).Encode())
+	sys := actors.NewSystem(zerolog.Nop())
+	t.Cleanup(sys.Shutdown)
+	asked := make(chan controller.TopicSpec, 16)
+	ctl := sys.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		if m, ok := ctx.Message().(*controller.CreateTopics); ok {
+			for _, spec := range m.Topics {
+				asked <- spec
+			}
+		}
+	}))
+	now := time.Unix(1000, 0)
+	src := &ClusterSource{Machine: sm, Board: raftactor.NewStatusBoard(), Replicas: partition.NewReplicas(), Leaders: leaders,
+		Controller: ctl, Sender: sys.Root, AutoCreate: true, OffsetsPartitions: 7, OffsetsReplicas: 2,
+		Now: func() time.Time { return now }, Log: zerolog.Nop()}
+	metadata := func(names ...string) {
+		t.Helper()
+		for _, tp := range src.Topics(TopicQuery{Names: names, AllowAutoCreate: true}) {
+			if tp.ErrorCode != kerr.LeaderNotAvailable.Code {
+				t.Fatalf("missing topic %s: error %d, want LEADER_NOT_AVAILABLE", tp.Name, tp.ErrorCode)
+			}
+		}
+	}
+	// expect waits for the specs asked for, in order, and then for nothing
+	// more to arrive (the sends are asynchronous).
+	expect := func(want ...controller.TopicSpec) {
+		t.Helper()
+		for _, w := range want {
+			select {
+			case got := <-asked:
+				if !reflect.DeepEqual(got, w) {
+					t.Fatalf("asked for %+v, want %+v", got, w)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%s not asked for", w.Name)
+			}
+		}
+		select {
+		case got := <-asked:
+			t.Fatalf("asked again for %+v", got)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	fresh := controller.TopicSpec{Name: "fresh", Partitions: -1, ReplicationFactor: -1}
+	offsets := controller.TopicSpec{Name: controller.OffsetsTopic, Partitions: 7, ReplicationFactor: 2, Internal: true}
+
+	metadata("fresh", controller.OffsetsTopic)
+	expect(fresh, offsets)
+	for range 3 {
+		now = now.Add(100 * time.Millisecond)
+		metadata("fresh", controller.OffsetsTopic)
+	}
+	expect()
+	now = now.Add(autoCreateRetry)
+	metadata("fresh")
+	expect(fresh)
+	if len(src.asked) != 1 {
+		t.Errorf("%d auto-creations remembered, want 1 (the offsets topic's is past autoCreateRetry)", len(src.asked))
 	}
 }
