@@ -42,6 +42,7 @@ func (nd *node) waitKafka(t *testing.T) {
 	}
 	defer cl.Close()
 	waitFor(t, 15*time.Second, fmt.Sprintf("node %d serves Kafka on %s", nd.id, nd.kafka), func() bool {
+		checkStarted(t, nd)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		req := kmsg.NewPtrMetadataRequest()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -49,25 +50,57 @@ type node struct {
 	exited             chan struct{}
 }
 
-// freePorts returns n distinct free loopback ports. They are released before
-// use, so another process could take one in between; on a test machine's
-// loopback that is rare, and a clash fails loudly at bind.
+// freePorts returns n distinct free loopback ports. They are released
+// before the brokers bind them, so they are taken from below the kernel's
+// ephemeral range: a port from 127.0.0.1:0 could meanwhile become the
+// source port of any outgoing connection (a client, a raft dial, a debug
+// poll), and the broker started later would fail to bind it. Each port is
+// checked by binding it.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	var lns []net.Listener
+	lo, hi := portRange(t)
+	seen := map[int]bool{}
 	var ports []int
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 100*n {
+			t.Fatalf("no %d free ports in [%d, %d) after %d tries", n, lo, hi, tries)
 		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
+		p := lo + rand.IntN(hi-lo)
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue // taken
+		}
 		ln.Close()
+		ports = append(ports, p)
 	}
 	return ports
+}
+
+// portRange is the range freePorts draws from: the larger of the ranges
+// below and above the kernel's ephemeral ports (ip_local_port_range),
+// leaving the well-known and registered ports under 10000 alone.
+func portRange(t *testing.T) (lo, hi int) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		t.Fatalf("read the ephemeral port range: %v", err)
+	}
+	var eLo, eHi int
+	if _, err := fmt.Sscan(string(b), &eLo, &eHi); err != nil {
+		t.Fatalf("parse the ephemeral port range %q: %v", b, err)
+	}
+	lo, hi = 10000, eLo
+	if 65536-(eHi+1) > hi-lo {
+		lo, hi = eHi+1, 65536
+	}
+	if hi-lo < 1000 {
+		t.Fatalf("fewer than 1000 ports outside the ephemeral range %d-%d", eLo, eHi)
+	}
+	return lo, hi
 }
 
 // newCluster writes configs for n brokers; it starts none of them.
@@ -117,6 +150,11 @@ peers:
 		for _, nd := range nodes {
 			nd.kill()
 		}
+		for _, nd := range nodes {
+			if line := nd.bindFailure(); line != "" {
+				t.Errorf("node %d could not bind a port (a clash with another process, not a broker bug): %s", nd.id, line)
+			}
+		}
 		if t.Failed() {
 			for _, nd := range nodes {
 				t.Logf("--- node %d log (tail) ---\n%s", nd.id, nd.tail(4000))
@@ -128,6 +166,14 @@ peers:
 
 func (nd *node) start(t *testing.T) {
 	t.Helper()
+	if err := nd.launch(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// launch is start for a goroutine other than the test's, which must not
+// call t.Fatal.
+func (nd *node) launch() error {
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
 	if nd.log == nil {
@@ -136,13 +182,49 @@ func (nd *node) start(t *testing.T) {
 	cmd := exec.Command(flotillaBin, "--config", nd.config)
 	w := &lockedWriter{mu: &nd.mu, b: nd.log}
 	cmd.Stdout, cmd.Stderr = w, w
+	// The broker dies with the test binary even when no cleanup runs (a
+	// -timeout panic, os.Exit). Pdeathsig fires when the thread that forked
+	// the broker exits, not the process; Go ends a thread only when a
+	// goroutine exits locked to it, which no goroutine of this package does.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start node %d: %v", nd.id, err)
+		return fmt.Errorf("start node %d: %w", nd.id, err)
 	}
 	nd.cmd = cmd
 	nd.exited = make(chan struct{})
 	done := nd.exited
 	go func() { _ = cmd.Wait(); close(done) }()
+	return nil
+}
+
+// bindFailure returns the log line of the node's failure to bind one of
+// its ports, or "" if there is none.
+func (nd *node) bindFailure() string {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.log == nil {
+		return ""
+	}
+	for line := range strings.Lines(nd.log.String()) {
+		if strings.Contains(line, "address already in use") {
+			return strings.TrimSpace(line)
+		}
+	}
+	return ""
+}
+
+// checkStarted fails the test at once if one of nodes exited because it
+// could not bind a port, instead of letting a wait for it time out.
+func checkStarted(t *testing.T, nodes ...*node) {
+	t.Helper()
+	for _, nd := range nodes {
+		if nd.running() {
+			continue
+		}
+		if line := nd.bindFailure(); line != "" {
+			t.Fatalf("node %d could not bind a port (a clash with another process, not a broker bug): %s", nd.id, line)
+		}
+	}
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
@@ -296,4 +378,35 @@ func agreedLeader(nodes []*node) uint64 {
 		}
 	}
 	return leader
+}
+
+// TestPortClashReported: a broker that cannot bind its port exits, and the
+// harness names the clash (bindFailure, which checkStarted and the
+// cluster's cleanup report) instead of leaving a wait to time out.
+func TestPortClashReported(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	nd := newCluster(t, 1)[0]
+	ln, err := net.Listen("tcp", nd.kafka)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if line := nd.bindFailure(); line != "" {
+		t.Fatalf("bind failure before the start: %s", line)
+	}
+	nd.start(t)
+	if code := nd.wait(15 * time.Second); code != 1 {
+		t.Fatalf("broker with its Kafka port taken: exit %d, want 1\n%s", code, nd.tail(2000))
+	}
+	line := nd.bindFailure()
+	if !strings.Contains(line, nd.kafka) {
+		t.Fatalf("bind failure line %q does not name the Kafka port %s; log:\n%s", line, nd.kafka, nd.tail(2000))
+	}
+	t.Logf("reported: %s", line)
+	// The clash was made on purpose: the cleanup must not report it.
+	nd.mu.Lock()
+	nd.log.Reset()
+	nd.mu.Unlock()
 }
