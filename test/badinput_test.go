@@ -26,9 +26,13 @@ func TestRaftPortGarbage(t *testing.T) {
 	for _, nd := range nodes {
 		nd.start(t)
 	}
-	waitFor(t, 5*time.Second, "election", func() bool { return agreedLeader(nodes) != 0 })
-	leader := agreedLeader(nodes)
-	target := nodes[leader-1] // the busiest port: the leader's
+	target := waitLeader(t, 15*time.Second, nodes) // the busiest port: the leader's
+	var term uint64
+	waitFor(t, 15*time.Second, "every broker in the leader's term", func() bool {
+		var leader uint64
+		leader, term = agreedLeaderTerm(nodes)
+		return leader == target.id
+	})
 
 	junk := make([]byte, 64<<10)
 	_, _ = rand.Read(junk)
@@ -52,8 +56,12 @@ func TestRaftPortGarbage(t *testing.T) {
 		}
 		conn.Close()
 	}
-	// Same leader: nothing but the bad connections was disturbed.
-	waitFor(t, 3*time.Second, "cluster unchanged", func() bool { return agreedLeader(nodes) == leader })
+	// Same leader in the same term: nothing but the bad connections was
+	// disturbed (a leader re-elected after an upset would show a new term).
+	waitFor(t, 15*time.Second, "cluster unchanged", func() bool {
+		leader, tm := agreedLeaderTerm(nodes)
+		return leader == target.id && tm == term
+	})
 }
 
 // TestTornWALTail kills a broker, appends garbage to its newest WAL file as
@@ -66,8 +74,12 @@ func TestTornWALTail(t *testing.T) {
 	nodes := newCluster(t, 1)
 	nd := nodes[0]
 	nd.start(t)
-	waitFor(t, 5*time.Second, "registered", func() bool { _, ok := registered(nd, nodes); return ok })
-	clusterID, _ := registered(nd, nodes)
+	var clusterID string
+	waitFor(t, 15*time.Second, "registered", func() bool {
+		var ok bool
+		clusterID, ok = registered(nd, nodes)
+		return ok
+	})
 	nd.kill()
 
 	walDir := filepath.Join(nd.dir, "wal")
@@ -95,7 +107,8 @@ func TestTornWALTail(t *testing.T) {
 	f.Close()
 
 	nd.start(t)
-	waitFor(t, 5*time.Second, "restarted broker leads with its state", func() bool {
+	waitFor(t, 15*time.Second, "restarted broker leads with its state", func() bool {
+		checkStarted(t, nd)
 		role, _, _, _, _, ok := nd.controller()
 		id, reg := registered(nd, nodes)
 		return ok && role == "leader" && reg && id == clusterID
@@ -123,12 +136,11 @@ func TestDebugEndpoint(t *testing.T) {
 	for _, nd := range nodes {
 		nd.start(t)
 	}
-	waitFor(t, 5*time.Second, "election", func() bool { return agreedLeader(nodes) != 0 })
-	leader := nodes[agreedLeader(nodes)-1]
+	leader := waitLeader(t, 15*time.Second, nodes)
 
 	// /debug/raft: the leader reports its followers' progress.
 	var st raftStatus
-	waitFor(t, 3*time.Second, "leader progress", func() bool {
+	waitFor(t, 15*time.Second, "leader progress", func() bool {
 		if getJSON("http://"+leader.debug+"/debug/raft", &st) != nil || len(st.Groups) != 1 {
 			return false
 		}

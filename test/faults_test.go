@@ -47,7 +47,7 @@ func produceThroughKills(t *testing.T, idempotent bool, opts ...kgo.Opt) {
 	for _, nd := range nodes {
 		nd.start(t)
 	}
-	waitFor(t, 10*time.Second, "controller election", func() bool { return agreedLeader(nodes) != 0 })
+	waitLeader(t, 15*time.Second, nodes)
 	seeds := []string{nodes[0].kafka, nodes[1].kafka, nodes[2].kafka}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()

@@ -116,7 +116,7 @@ func startCluster(t *testing.T, n int) ([]*node, []string) {
 		nd.start(t)
 		seeds = append(seeds, nd.kafka)
 	}
-	waitFor(t, 15*time.Second, "controller election", func() bool { return agreedLeader(nodes) != 0 })
+	waitLeader(t, 15*time.Second, nodes)
 	return nodes, seeds
 }
 
@@ -424,7 +424,7 @@ func TestGroupSurvivesCoordinatorKill(t *testing.T) {
 	for _, nd := range nodes {
 		nd.start(t)
 	}
-	waitFor(t, 15*time.Second, "controller election after the restart", func() bool { return agreedLeader(nodes) != 0 })
+	waitLeader(t, 15*time.Second, nodes)
 	if got := committed(t, seeds, group, topic); !maps.Equal(got, final) {
 		t.Fatalf("committed offsets after restarting every broker: %v, before: %v", got, final)
 	}

@@ -24,7 +24,7 @@ func startKafkaCluster(t *testing.T, n int) ([]*node, *kgo.Client) {
 		nd.start(t)
 		seeds[i] = nd.kafka
 	}
-	waitFor(t, 15*time.Second, "controller election", func() bool { return agreedLeader(nodes) != 0 })
+	waitLeader(t, 15*time.Second, nodes)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.MetadataMinAge(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -174,9 +174,9 @@ func TestElectLeadersPreferred(t *testing.T) {
 
 	// The victim is not the controller leader, so that the controller
 	// answering ElectLeaders stays put.
-	ctl := agreedLeader(nodes)
+	ctl := waitLeader(t, 15*time.Second, nodes)
 	victim := nodes[0]
-	if victim.id == ctl {
+	if victim == ctl {
 		victim = nodes[1]
 	}
 	var victimPrefers []int32
@@ -217,10 +217,10 @@ func TestElectLeadersPreferred(t *testing.T) {
 		}
 	}
 	// The broker that answered saw the preferred replicas lead; ask it.
-	resp := brokerRequest[*kmsg.MetadataResponse](t, cl, nodes[ctl-1], metadataRequest(topic))
+	resp := brokerRequest[*kmsg.MetadataResponse](t, cl, ctl, metadataRequest(topic))
 	for _, mp := range resp.Topics[0].Partitions {
 		if len(mp.Replicas) == 0 || mp.Leader != mp.Replicas[0] {
-			t.Errorf("after ElectLeaders, controller %d's Metadata: %s/%d led by %d, replicas %v", ctl, topic, mp.Partition, mp.Leader, mp.Replicas)
+			t.Errorf("after ElectLeaders, controller %d's Metadata: %s/%d led by %d, replicas %v", ctl.id, topic, mp.Partition, mp.Leader, mp.Replicas)
 		}
 	}
 	waitFor(t, 10*time.Second, "every broker's Metadata shows the preferred leaders", preferredLeaders)

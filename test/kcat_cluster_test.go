@@ -96,7 +96,7 @@ func TestKcatSeesLeadersAndISR(t *testing.T) {
 	for _, nd := range nodes {
 		nd.start(t)
 	}
-	waitFor(t, 10*time.Second, "controller election", func() bool { return agreedLeader(nodes) != 0 })
+	waitLeader(t, 15*time.Second, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(nodes[0].kafka, nodes[1].kafka, nodes[2].kafka))

@@ -191,7 +191,7 @@ func TestGrowAndShrinkByConfig(t *testing.T) {
 		writeConfig(t, nd, true, founders)
 		nd.start(t)
 	}
-	waitFor(t, 15*time.Second, "controller election", func() bool { return agreedLeader(founders) != 0 })
+	waitLeader(t, 15*time.Second, founders)
 	seeds := []string{nodes[0].kafka, nodes[1].kafka, nodes[2].kafka, nodes[3].kafka, nodes[4].kafka}
 	adm := clusterAdmin(t, seeds)
 	createReplicated(t, adm, topic, partitions)
@@ -241,6 +241,7 @@ func TestGrowAndShrinkByConfig(t *testing.T) {
 	nodes[3].start(t)
 	nodes[4].start(t)
 	waitFor(t, 60*time.Second, "brokers 4 and 5 voters", func() bool {
+		checkStarted(t, nodes[3], nodes[4])
 		v, l, ok := controllerMembers(nodes[0])
 		return ok && len(l) == 0 && slices.Equal(v, []uint64{1, 2, 3, 4, 5})
 	})

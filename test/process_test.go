@@ -320,7 +320,10 @@ type raftStatus struct {
 	} `json:"groups"`
 }
 
-var httpClient = &http.Client{Timeout: 500 * time.Millisecond}
+// httpClient is for the debug endpoints. Its timeout is generous: one
+// slow answer on a loaded machine must not fail a test, and a request in a
+// poll is retried anyway (a stopped broker refuses at once).
+var httpClient = &http.Client{Timeout: 5 * time.Second}
 
 func getJSON(url string, v any) error {
 	resp, err := httpClient.Get(url)
@@ -366,18 +369,48 @@ func waitFor(t *testing.T, d time.Duration, what string, f func() bool) time.Dur
 // agreedLeader returns the leader every live node in nodes agrees on, with
 // the leader itself reporting the leader role; 0 if there is none yet.
 func agreedLeader(nodes []*node) uint64 {
-	var leader uint64
+	leader, _ := agreedLeaderTerm(nodes)
+	return leader
+}
+
+// agreedLeaderTerm is agreedLeader with the term every node of nodes
+// reports; 0, 0 if they do not all agree on both.
+func agreedLeaderTerm(nodes []*node) (leader, term uint64) {
 	for _, nd := range nodes {
-		role, _, l, _, _, ok := nd.controller()
-		if !ok || l == 0 || (leader != 0 && l != leader) {
-			return 0
+		role, tm, l, _, _, ok := nd.controller()
+		if !ok || l == 0 || (leader != 0 && (l != leader || tm != term)) {
+			return 0, 0
 		}
-		leader = l
+		leader, term = l, tm
 		if nd.id == l && role != "leader" {
-			return 0
+			return 0, 0
 		}
 	}
+	return leader, term
+}
+
+// waitLeader waits until nodes agree on a controller leader among them and
+// returns it, failing at once if one of them could not bind its ports.
+func waitLeader(t *testing.T, d time.Duration, nodes []*node) *node {
+	t.Helper()
+	var leader *node
+	waitFor(t, d, "controller election", func() bool {
+		checkStarted(t, nodes...)
+		leader = nodeByID(nodes, agreedLeader(nodes))
+		return leader != nil
+	})
 	return leader
+}
+
+// nodeByID returns the node of nodes with the given id, or nil (for id 0:
+// no leader).
+func nodeByID(nodes []*node, id uint64) *node {
+	for _, nd := range nodes {
+		if nd.id == id {
+			return nd
+		}
+	}
+	return nil
 }
 
 // TestPortClashReported: a broker that cannot bind its port exits, and the
