@@ -337,7 +337,7 @@ func TestKcatGroup(t *testing.T) {
 	redelivered := l.check(t)
 	l.checkShared(t, "kcat-1", "kcat-2")
 	t.Logf("two kcat -G read %d records in %v, %d redelivered", first, time.Since(start).Round(time.Millisecond), redelivered)
-	g.checkCommitted(t, endOffsets(t, g.adm, g.topic))
+	g.checkCommitted(t, endOffsets(t, g.adm, g.topic, groupTestPartitions))
 
 	g.produce(t, first, first+later)
 	start = time.Now()
@@ -345,7 +345,7 @@ func TestKcatGroup(t *testing.T) {
 	run(l, "kcat-3")
 	redelivered = l.check(t)
 	t.Logf("a later kcat -G read the %d new records and nothing older in %v, %d redelivered", later, time.Since(start).Round(time.Millisecond), redelivered)
-	g.checkCommitted(t, endOffsets(t, g.adm, g.topic))
+	g.checkCommitted(t, endOffsets(t, g.adm, g.topic, groupTestPartitions))
 }
 
 // --- sarama: ConsumerGroup --------------------------------------------------
@@ -468,7 +468,7 @@ func TestSaramaGroup(t *testing.T) {
 	m2.close(t)
 	redelivered = l.Load().check(t)
 	t.Logf("sarama-2 took over after sarama-1 left, read the %d new records and none of sarama-1's in %v, %d redelivered", handover, time.Since(start).Round(time.Millisecond), redelivered)
-	g.checkCommitted(t, endOffsets(t, g.adm, g.topic))
+	g.checkCommitted(t, endOffsets(t, g.adm, g.topic, groupTestPartitions))
 
 	g.produce(t, first+handover, first+handover+later)
 	start = time.Now()
@@ -478,7 +478,7 @@ func TestSaramaGroup(t *testing.T) {
 	m3.close(t)
 	redelivered = l.Load().check(t)
 	t.Logf("a later sarama member read the %d new records and nothing older in %v, %d redelivered", later, time.Since(start).Round(time.Millisecond), redelivered)
-	g.checkCommitted(t, endOffsets(t, g.adm, g.topic))
+	g.checkCommitted(t, endOffsets(t, g.adm, g.topic, groupTestPartitions))
 }
 
 // --- segmentio/kafka-go: Reader with GroupID -----------------------------
@@ -492,7 +492,7 @@ func TestSaramaGroup(t *testing.T) {
 // them first).
 func closeKafkaGoReader(t *testing.T, g *groupTest, r *kafkago.Reader, next *int) map[int32]int64 {
 	t.Helper()
-	ends := endOffsets(t, g.adm, g.topic)
+	ends := endOffsets(t, g.adm, g.topic, groupTestPartitions)
 	start := time.Now()
 	done := make(chan error, 1)
 	go func() { done <- r.Close() }()
@@ -776,7 +776,7 @@ func TestKafkaJSGroup(t *testing.T) {
 	}
 	redelivered = l.Load().check(t)
 	t.Logf("kafkajs-1 left, kafkajs-2 took over: the %d records produced meanwhile read, none of kafkajs-1's again, in %v, %d redelivered", handover, time.Since(start).Round(time.Millisecond), redelivered)
-	g.checkCommitted(t, endOffsets(t, g.adm, g.topic))
+	g.checkCommitted(t, endOffsets(t, g.adm, g.topic, groupTestPartitions))
 
 	g.produce(t, first+handover, first+handover+later)
 	start = time.Now()
@@ -788,5 +788,5 @@ func TestKafkaJSGroup(t *testing.T) {
 	}
 	redelivered = l.Load().check(t)
 	t.Logf("a later kafkajs run read the %d new records and nothing older in %v, %d redelivered", later, time.Since(start).Round(time.Millisecond), redelivered)
-	g.checkCommitted(t, endOffsets(t, g.adm, g.topic))
+	g.checkCommitted(t, endOffsets(t, g.adm, g.topic, groupTestPartitions))
 }

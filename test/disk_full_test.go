@@ -49,6 +49,11 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("all %d records were acknowledged on a 64 MiB filesystem", n)
 	}
 	t.Logf("first fill: %d acknowledged, %d refused", len(acked), refused)
+	// 64 MiB less the 16 MiB reserve and the WAL's 8 MiB leave room for
+	// far more than 16 MiB of records before produce is refused.
+	if len(acked) < 16*1024 {
+		t.Fatalf("only %d records of 1 KiB acknowledged before the first refusal", len(acked))
+	}
 	if free := nd.metric(t, "flotilla_storage_free_bytes"); free <= 0 || free >= reserve {
 		t.Fatalf("flotilla_storage_free_bytes = %.0f, want between 0 and the reserve (%d)", free, reserve)
 	}
@@ -144,6 +149,9 @@ func produceKeyed(t *testing.T, cl *kgo.Client, rng *rand.Rand, prefix string, n
 // been seen, within a minute.
 func checkKeysAcked(t *testing.T, nd *node, topic string, acked map[string]bool) {
 	t.Helper()
+	if len(acked) == 0 {
+		t.Fatal("no record acknowledged: nothing to check")
+	}
 	cl := nd.client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	ctx := testCtx(t, time.Minute)
 	missing := make(map[string]bool, len(acked))

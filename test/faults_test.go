@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"path/filepath"
 	"sync"
@@ -137,16 +138,41 @@ func produceThroughKills(t *testing.T, idempotent bool, opts ...kgo.Opt) {
 		t.Fatal(err)
 	}
 	defer cons.Close()
+	// Read to the partitions' ends, every record written and not only the
+	// acknowledged ones, so that every duplicate shows; and on until every
+	// acknowledged record is seen, in case an end was listed from a leader
+	// that had not caught up yet.
 	seen := make(map[uint64]ack, records)
 	lastSeq := map[int32]uint64{}
-	dups := 0
-	for len(seen) < len(acked) && ctx.Err() == nil {
+	next := map[int32]int64{}
+	ends := endOffsets(t, adm, topic, partitions)
+	dups, ackedSeen := 0, 0
+	for ctx.Err() == nil {
+		if readTo(next, ends) {
+			if ackedSeen == len(acked) {
+				break
+			}
+			// Missing records are reported below, unless the ends grow.
+			grown := false
+			for deadline := time.Now().Add(10 * time.Second); !grown && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+				more := endOffsets(t, adm, topic, partitions)
+				grown = !maps.Equal(more, ends)
+				ends = more
+			}
+			if !grown {
+				break
+			}
+		}
 		fs := cons.PollFetches(ctx)
 		fs.EachRecord(func(r *kgo.Record) {
+			next[r.Partition] = max(next[r.Partition], r.Offset+1)
 			seq := binary.BigEndian.Uint64(r.Value)
 			if _, ok := seen[seq]; ok {
 				dups++
 				return
+			}
+			if _, ok := acked[seq]; ok {
+				ackedSeen++
 			}
 			if last, ok := lastSeq[r.Partition]; ok && seq < last {
 				t.Errorf("partition %d: record %d at offset %d after record %d: out of production order", r.Partition, seq, r.Offset, last)
@@ -168,7 +194,7 @@ func produceThroughKills(t *testing.T, idempotent bool, opts ...kgo.Opt) {
 			t.Errorf("record %d acknowledged at %v, found at %v", seq, a, got)
 		}
 	}
-	t.Logf("read back %d distinct records, %d duplicates", len(seen), dups)
+	t.Logf("read back %d distinct records to the partitions' ends %v, %d duplicates", len(seen), ends, dups)
 	if missing > 0 || (idempotent && dups > 0) {
 		t.Fatalf("%d acknowledged records missing, %d duplicates", missing, dups)
 	}

@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -35,11 +37,19 @@ func (d *deliveries) add(r *kgo.Record) {
 }
 
 // missing counts the offsets below ends not delivered yet, and returns the
-// redeliveries so far.
-func (d *deliveries) missing(ends map[int32]int64) (missing, redelivered int) {
+// redeliveries so far. Ends without a partition, or with a negative end
+// (kadm's offset for a partition that answered an error), are an error:
+// they would check nothing.
+func (d *deliveries) missing(ends map[int32]int64) (missing, redelivered int, err error) {
+	if len(ends) == 0 {
+		return 0, 0, errors.New("no partition ends to check deliveries against")
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for p, end := range ends {
+		if end < 0 {
+			return 0, 0, fmt.Errorf("partition %d ends at %d", p, end)
+		}
 		for o := int64(0); o < end; o++ {
 			if n := d.seen[p][o]; n == 0 {
 				missing++
@@ -48,7 +58,7 @@ func (d *deliveries) missing(ends map[int32]int64) (missing, redelivered int) {
 			}
 		}
 	}
-	return missing, redelivered
+	return missing, redelivered, nil
 }
 
 // member is one franz-go group consumer, polling in its own goroutine.
@@ -162,31 +172,70 @@ func produceInBackground(t *testing.T, seeds []string, topic string, n int, d ti
 	return done
 }
 
-// endOffsets returns every partition's high watermark.
-func endOffsets(t *testing.T, adm *kadm.Client, topic string) map[int32]int64 {
+// endOffsets returns the high watermark of each of topic's partitions,
+// once all of them answer (right after a kill one may still be electing).
+func endOffsets(t *testing.T, adm *kadm.Client, topic string, partitions int) map[int32]int64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatalf("list end offsets: %v", err)
+	var ends map[int32]int64
+	var last error
+	waitFor(t, 30*time.Second, fmt.Sprintf("end offsets of the %d partitions of %s", partitions, topic), func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		listed, err := adm.ListEndOffsets(ctx, topic)
+		ends, last = partitionEnds(listed, err, topic, partitions)
+		return last == nil
+	})
+	if last != nil { // only when waitFor did not end the test
+		t.Fatal(last)
 	}
-	out := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
-	return out
+	return ends
+}
+
+// partitionEnds checks a ListEndOffsets answer for topic and returns each
+// partition's end: the request must have succeeded and every partition
+// answered, without error (kadm reports a partition's error with offset
+// -1, and leaves out those of a broker that did not answer). partitions is
+// how many there must be; 0 accepts however many Metadata listed, at least
+// one.
+func partitionEnds(listed kadm.ListedOffsets, err error, topic string, partitions int) (map[int32]int64, error) {
+	if err != nil {
+		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
+	}
+	ends := map[int32]int64{}
+	for p, o := range listed[topic] {
+		if o.Err != nil || o.Offset < 0 {
+			return nil, fmt.Errorf("end offset of %s/%d: %d, %v", topic, p, o.Offset, o.Err)
+		}
+		ends[p] = o.Offset
+	}
+	if len(ends) == 0 || (partitions > 0 && len(ends) != partitions) {
+		return nil, fmt.Errorf("end offsets of %s: %d partitions answered, want %d", topic, len(ends), partitions)
+	}
+	return ends, nil
 }
 
 // waitAllDelivered waits until every record up to the current high
-// watermarks was delivered, and returns the redeliveries.
-func waitAllDelivered(t *testing.T, adm *kadm.Client, topic string, d *deliveries) int {
+// watermarks, at least acked of them, was delivered, and returns the
+// redeliveries.
+func waitAllDelivered(t *testing.T, adm *kadm.Client, topic string, partitions, acked int, d *deliveries) int {
 	t.Helper()
-	ends := endOffsets(t, adm, topic)
-	var redelivered int
+	ends := endOffsets(t, adm, topic, partitions)
+	var total int64
+	for _, end := range ends {
+		total += end
+	}
+	if total < int64(acked) {
+		t.Fatalf("the partitions of %s end at %v, %d records in all, fewer than the %d acknowledged", topic, ends, total, acked)
+	}
+	var missing, redelivered int
+	var err error
 	waitFor(t, 60*time.Second, "every record delivered", func() bool {
-		var missing int
-		missing, redelivered = d.missing(ends)
-		return missing == 0
+		missing, redelivered, err = d.missing(ends)
+		return err != nil || missing == 0
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return redelivered
 }
 
@@ -268,7 +317,7 @@ func TestGroupMembersShareAndRebalance(t *testing.T) {
 			ms[0].leave(t)
 			waitStable(t, adm, group, topic, 3, partitions)
 			<-produced
-			redelivered := waitAllDelivered(t, adm, topic, d)
+			redelivered := waitAllDelivered(t, adm, topic, partitions, records, d)
 			t.Logf("%s: all %d records processed, %d redelivered across the rebalances", tc.name, records, redelivered)
 		})
 	}
@@ -286,9 +335,9 @@ func TestGroupMembersShareAndRebalance(t *testing.T) {
 				d.add(&kgo.Record{Partition: msg.Partition, Offset: msg.Offset})
 			}
 		}
-		ends := endOffsets(t, adm, topic)
-		if missing, redelivered := d.missing(ends); missing != 0 {
-			t.Fatalf("two kcat -G missed %d records (%d redelivered)", missing, redelivered)
+		ends := endOffsets(t, adm, topic, partitions)
+		if missing, redelivered, err := d.missing(ends); err != nil || missing != 0 {
+			t.Fatalf("two kcat -G missed %d records (%d redelivered): %v", missing, redelivered, err)
 		}
 		if got := committed(t, seeds, group, topic); !maps.Equal(got, ends) {
 			t.Fatalf("kcat group committed %v, the partitions end at %v", got, ends)
@@ -407,7 +456,7 @@ func TestGroupSurvivesCoordinatorKill(t *testing.T) {
 	victim.start(t)
 
 	<-produced
-	redelivered := waitAllDelivered(t, adm, topic, d)
+	redelivered := waitAllDelivered(t, adm, topic, partitions, records, d)
 	t.Logf("all %d records processed through the coordinator's kill; %d redelivered", records, redelivered)
 	if redelivered > records/2 {
 		t.Errorf("%d of %d records redelivered: the group restarted from far behind its commits", redelivered, records)
@@ -496,5 +545,61 @@ func TestFindCoordinatorBatched(t *testing.T) {
 		if resp.Coordinators[0].ErrorCode == 0 {
 			t.Errorf("broker %d: a transaction coordinator was found: %+v", nd.id, resp.Coordinators[0])
 		}
+	}
+}
+
+// TestEndOffsetChecks: the checks that every record was delivered or read
+// refuse answers that would make them check nothing: a failed listing, a
+// partition that answered an error (offset -1), a partition left out, no
+// partitions at all.
+func TestEndOffsetChecks(t *testing.T) {
+	const topic = "t"
+	ok := func(p int32, off int64) kadm.ListedOffset {
+		return kadm.ListedOffset{Topic: topic, Partition: p, Offset: off}
+	}
+	for _, tc := range []struct {
+		name       string
+		listed     kadm.ListedOffsets
+		err        error
+		partitions int
+		good       bool
+	}{
+		{"every partition", kadm.ListedOffsets{topic: {0: ok(0, 5), 1: ok(1, 0)}}, nil, 2, true},
+		{"any number of partitions", kadm.ListedOffsets{topic: {0: ok(0, 5)}}, nil, 0, true},
+		{"request failed", nil, errors.New("no broker answered"), 2, false},
+		{"partition error", kadm.ListedOffsets{topic: {0: ok(0, 5), 1: {Topic: topic, Partition: 1, Offset: -1, Err: kerr.NotLeaderForPartition}}}, nil, 2, false},
+		{"negative offset", kadm.ListedOffsets{topic: {0: ok(0, 5), 1: ok(1, -1)}}, nil, 2, false},
+		{"partition left out", kadm.ListedOffsets{topic: {0: ok(0, 5)}}, nil, 2, false},
+		{"no partitions", kadm.ListedOffsets{}, nil, 0, false},
+		{"topic error", kadm.ListedOffsets{topic: {-1: {Topic: topic, Partition: -1, Err: kerr.UnknownTopicOrPartition}}}, nil, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ends, err := partitionEnds(tc.listed, tc.err, topic, tc.partitions)
+			if (err == nil) != tc.good {
+				t.Fatalf("partitionEnds: %v %v, want good %v", ends, err, tc.good)
+			}
+		})
+	}
+
+	d := newDeliveries()
+	d.add(&kgo.Record{Partition: 0, Offset: 0})
+	for _, tc := range []struct {
+		name    string
+		ends    map[int32]int64
+		missing int
+		good    bool
+	}{
+		{"delivered", map[int32]int64{0: 1}, 0, true},
+		{"one missing", map[int32]int64{0: 2}, 1, true},
+		{"partition missing", map[int32]int64{0: 1, 1: 1}, 1, true},
+		{"no ends", map[int32]int64{}, 0, false},
+		{"errored end", map[int32]int64{0: 1, 1: -1}, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			missing, _, err := d.missing(tc.ends)
+			if (err == nil) != tc.good || missing != tc.missing {
+				t.Fatalf("missing(%v) = %d, %v; want %d, good %v", tc.ends, missing, err, tc.missing, tc.good)
+			}
+		})
 	}
 }

@@ -53,7 +53,10 @@ func TestKafkaPortBadInput(t *testing.T) {
 
 	// The clients' own connections; kgo may close idle ones, never opens
 	// more without being asked to.
-	baseline := nd.metric(t, "flotilla_kafka_connections_open")
+	baseline := nd.mustMetric(t, "flotilla_kafka_connections_open")
+	if baseline < 1 {
+		t.Fatalf("flotilla_kafka_connections_open = %v with a client connected", baseline)
+	}
 
 	rng := rand.New(rand.NewPCG(1, 2))
 	junk := func(n int) []byte {
@@ -133,7 +136,7 @@ func TestKafkaPortBadInput(t *testing.T) {
 
 	// Every bad connection is released by the broker.
 	waitFor(t, 5*time.Second, "bad connections released", func() bool {
-		return nd.metric(t, "flotilla_kafka_connections_open") <= baseline
+		return nd.mustMetric(t, "flotilla_kafka_connections_open") <= baseline
 	})
 	// The client connected all along still produces, and reads everything.
 	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("after")}).FirstErr(); err != nil {

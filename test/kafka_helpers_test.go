@@ -211,8 +211,9 @@ func produceAll(t *testing.T, ctx context.Context, cl *kgo.Client, recs []*kgo.R
 }
 
 // consumeAll reads topic from the start with a fresh plain consumer until
-// it holds n records or ctx ends (a failure); extra records that arrive in
-// the same fetch are returned too, so that a duplicate shows.
+// it holds n records and has read every partition to the end offset it
+// then has, or ctx ends (a failure). Records past the first n are returned
+// too, so that a duplicate or a record too many shows.
 func consumeAll(t *testing.T, ctx context.Context, nd *node, topic string, n int, opts ...kgo.Opt) []*kgo.Record {
 	t.Helper()
 	cl, err := kgo.NewClient(append(clientOpts(nd), append([]kgo.Opt{
@@ -224,17 +225,40 @@ func consumeAll(t *testing.T, ctx context.Context, nd *node, topic string, n int
 	}
 	defer cl.Close()
 	var out []*kgo.Record
-	for len(out) < n {
+	next := map[int32]int64{} // per partition, the offset after the last record read
+	var ends map[int32]int64
+	for len(out) < n || !readTo(next, ends) {
+		if len(out) >= n && ends == nil {
+			ends = endOffsets(t, kadm.NewClient(cl), topic, 0)
+			continue
+		}
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("consume %s: %d of %d records before %v", topic, len(out), n, ctx.Err())
+			t.Fatalf("consume %s: %d of %d records (read to %v of the ends %v) before %v", topic, len(out), n, next, ends, ctx.Err())
 		}
 		fs.EachError(func(topic string, p int32, err error) {
 			t.Errorf("consume %s/%d: %v", topic, p, err)
 		})
-		out = append(out, fs.Records()...)
+		fs.EachRecord(func(r *kgo.Record) {
+			out = append(out, r)
+			next[r.Partition] = max(next[r.Partition], r.Offset+1)
+		})
 	}
 	return out
+}
+
+// readTo reports whether next, the offsets a consumer has read up to, has
+// reached ends in every partition; never for nil ends (not listed yet).
+func readTo(next, ends map[int32]int64) bool {
+	if ends == nil {
+		return false
+	}
+	for p, end := range ends {
+		if next[p] < end {
+			return false
+		}
+	}
+	return true
 }
 
 // checkRoundTrip checks that got is exactly what was produced: each
@@ -370,8 +394,29 @@ func topicMetadata(t *testing.T, cl *kgo.Client, topic string) kmsg.MetadataResp
 }
 
 // metric returns the value of one series of nd's /metrics, written exactly
-// as Prometheus prints it (`name{label="v",...}`), or 0 if it is absent.
+// as Prometheus prints it (`name{label="v",...}`), or 0 if it is absent (a
+// counter with labels appears only once counted).
 func (nd *node) metric(t *testing.T, series string) float64 {
+	t.Helper()
+	v, _ := nd.metricSeries(t, series)
+	return v
+}
+
+// mustMetric is metric for a series that is always exported, such as a
+// gauge: its absence (a renamed series) fails the test instead of reading
+// as 0.
+func (nd *node) mustMetric(t *testing.T, series string) float64 {
+	t.Helper()
+	v, ok := nd.metricSeries(t, series)
+	if !ok {
+		t.Fatalf("/metrics of node %d has no series %s", nd.id, series)
+	}
+	return v
+}
+
+// metricSeries returns the value of one series of nd's /metrics, and
+// whether it is there.
+func (nd *node) metricSeries(t *testing.T, series string) (float64, bool) {
 	t.Helper()
 	resp, err := httpClient.Get("http://" + nd.debug + "/metrics")
 	if err != nil {
@@ -387,10 +432,13 @@ func (nd *node) metric(t *testing.T, series string) float64 {
 			if err != nil {
 				t.Fatalf("/metrics: %q: %v", sc.Text(), err)
 			}
-			return v
+			return v, true
 		}
 	}
-	return 0
+	if err := sc.Err(); err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	return 0, false
 }
 
 // brokerRequest sends req to nd itself, bypassing kgo's routing by

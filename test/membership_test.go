@@ -65,6 +65,7 @@ func controllerMembers(nd *node) (voters, learners []uint64, ok bool) {
 // its sequence number.
 type ackLog struct {
 	mu     sync.Mutex
+	sent   int
 	acked  map[uint64]kgo.Record
 	failed int
 }
@@ -108,6 +109,7 @@ func produceAcked(t *testing.T, seeds []string, topic string, n, rate int, stop 
 		}
 		v := binary.BigEndian.AppendUint64(nil, uint64(seq))
 		cl.Produce(ctx, &kgo.Record{Key: v, Value: v}, log.record)
+		log.sent++
 	}
 	if err := cl.Flush(ctx); err != nil {
 		t.Errorf("flush: %v", err)
@@ -118,22 +120,12 @@ func produceAcked(t *testing.T, seeds []string, topic string, n, rate int, stop 
 // checkAcked reads topic back from the start and checks that every
 // acknowledged record is there at its offset, and that within each
 // partition sequence numbers only grow.
-func checkAcked(t *testing.T, seeds []string, topic string, log *ackLog) {
+func checkAcked(t *testing.T, seeds []string, topic string, partitions int, log *ackLog) {
 	t.Helper()
-	adm := clusterAdmin(t, seeds)
-	var ends map[int32]int64
-	waitFor(t, 30*time.Second, "end offsets of "+topic, func() bool {
-		// Right after a kill a partition may still be electing.
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		listed, err := adm.ListEndOffsets(ctx, topic)
-		if err != nil || listed.Error() != nil {
-			return false
-		}
-		ends = map[int32]int64{}
-		listed.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
-		return true
-	})
+	if len(log.acked) == 0 {
+		t.Fatalf("no record acknowledged (%d failed): nothing to check", log.failed)
+	}
+	ends := endOffsets(t, clusterAdmin(t, seeds), topic, partitions)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -306,8 +298,13 @@ func TestGrowAndShrinkByConfig(t *testing.T) {
 	close(stop)
 	log := <-produced
 	<-watchDone
-	checkAcked(t, seeds[2:], topic, log)
-	redelivered := waitAllDelivered(t, clusterAdmin(t, seeds[2:]), topic, d)
+	// Produce ran all along at 2000 records/s, without pause: nearly all
+	// of what went out is acknowledged, through every change.
+	if len(log.acked) < 1000 || len(log.acked) < log.sent*9/10 {
+		t.Fatalf("%d of %d records acknowledged (%d failed) while the cluster grew and shrank", len(log.acked), log.sent, log.failed)
+	}
+	checkAcked(t, seeds[2:], topic, partitions, log)
+	redelivered := waitAllDelivered(t, clusterAdmin(t, seeds[2:]), topic, partitions, len(log.acked), d)
 	lastMu.Lock()
 	t.Logf("group: %d redelivered, longest pause in deliveries %v", redelivered, maxGap)
 	if maxGap > 20*time.Second {
@@ -428,6 +425,14 @@ func TestReassignmentSurvivesLeaderKill(t *testing.T) {
 	if err := cl.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Nothing is down yet: every record is acknowledged.
+	if len(log.acked) != 50_000 || log.failed != 0 {
+		t.Fatalf("%d of 50000 records acknowledged, %d failed, before any kill", len(log.acked), log.failed)
+	}
+	replicaDirs := filepath.Join(nodes[0].dir, "partitions", topic+"-0-g*")
+	if dirs, err := filepath.Glob(replicaDirs); err != nil || len(dirs) != 1 {
+		t.Fatalf("broker 1's replica of %s-0 before the move: %v %v", topic, dirs, err)
+	}
 
 	// Broker 3, the new replica, is down: the move starts and cannot finish.
 	nodes[2].kill()
@@ -458,10 +463,10 @@ func TestReassignmentSurvivesLeaderKill(t *testing.T) {
 	if n := len(listed); n != 0 {
 		t.Fatalf("reassignments still listed after completion: %v", listed)
 	}
-	checkAcked(t, seeds, topic, log)
+	checkAcked(t, seeds, topic, 1, log)
 	waitFor(t, 30*time.Second, "broker 1's replica deleted", func() bool {
-		dirs, _ := filepath.Glob(filepath.Join(nodes[0].dir, "partitions", topic+"-0-g*"))
-		return len(dirs) == 0
+		dirs, err := filepath.Glob(replicaDirs)
+		return err == nil && len(dirs) == 0
 	})
 }
 

@@ -107,7 +107,10 @@ func TestSIGHUPRetentionDefaults(t *testing.T) {
 		if err != nil || starts.Error() != nil {
 			t.Fatalf("ListStartOffsets: %v %v", err, starts.Error())
 		}
-		o, _ := starts.Lookup(topic, 0)
+		o, ok := starts.Lookup(topic, 0)
+		if !ok {
+			t.Fatalf("ListStartOffsets: no answer for %s/0: %v", topic, starts)
+		}
 		return o.Offset
 	}
 	if s := startOffset(); s != 0 {
