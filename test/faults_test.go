@@ -72,19 +72,26 @@ func produceThroughKills(t *testing.T, idempotent bool, opts ...kgo.Opt) {
 	defer cl.Close()
 
 	// The fault loop: kill a random broker, give the others a moment,
-	// restart it, let it rejoin; bounded in rounds.
+	// restart it, let it rejoin; bounded in rounds. It reports a failed
+	// restart through faultErr, and the test waits for it however it ends.
 	faults := make(chan struct{})
+	var faultErr error
 	go func() {
 		defer close(faults)
 		rng := rand.New(rand.NewPCG(1, 2))
-		for round := 0; round < killRounds && ctx.Err() == nil; round++ {
-			time.Sleep(2 * time.Second)
+		for round := 0; round < killRounds && pause(ctx, 2*time.Second); round++ {
 			victim := nodes[rng.IntN(len(nodes))]
 			victim.kill()
 			t.Logf("round %d: SIGKILLed broker %d", round, victim.id)
-			time.Sleep(time.Second)
-			victim.start(t)
+			pause(ctx, time.Second)
+			if faultErr = victim.launch(); faultErr != nil {
+				return
+			}
 		}
+	}()
+	defer func() {
+		cancel()
+		<-faults
 	}()
 
 	// Each record's value is its global sequence number, so order within a
@@ -121,6 +128,10 @@ func produceThroughKills(t *testing.T, idempotent bool, opts ...kgo.Opt) {
 	}
 	t.Logf("every record answered after %v", time.Since(start))
 	<-faults
+	if faultErr != nil {
+		t.Fatalf("fault loop: %v", faultErr)
+	}
+	checkStarted(t, nodes...)
 	t.Logf("produced %d records in %v: %d acknowledged, %d failed", records, time.Since(start), len(acked), failed)
 	if len(acked) < records*9/10 {
 		t.Fatalf("only %d of %d records acknowledged", len(acked), records)

@@ -140,36 +140,89 @@ func createReplicated(t *testing.T, adm *kadm.Client, topic string, partitions i
 	})
 }
 
-// produceInBackground produces n records to topic, paced over d, and
-// returns a channel closed when all are acknowledged.
-func produceInBackground(t *testing.T, seeds []string, topic string, n int, d time.Duration) <-chan struct{} {
+// bgProducer is a producer running in a goroutine of its own, which
+// reports to the test through wait rather than calling t itself.
+type bgProducer struct {
+	done chan struct{} // closed when every record is answered
+
+	mu       sync.Mutex
+	acked    int
+	failed   int
+	firstErr error
+}
+
+// produceInBackground produces n records to topic, paced over d. Its wait
+// returns once all are answered; if the test ends first, its cleanup stops
+// the producer and waits for it.
+func produceInBackground(t *testing.T, seeds []string, topic string, n int, d time.Duration) *bgProducer {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic), kgo.MetadataMinAge(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	p := &bgProducer{done: make(chan struct{})}
 	go func() {
-		defer close(done)
+		defer close(p.done)
 		defer cl.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
 		start := time.Now()
 		for i := 0; i < n && ctx.Err() == nil; i++ {
-			if i%500 == 0 {
-				time.Sleep(time.Until(start.Add(d * time.Duration(i) / time.Duration(n))))
+			if i%500 == 0 && !pause(ctx, time.Until(start.Add(d*time.Duration(i)/time.Duration(n)))) {
+				break
 			}
-			cl.Produce(ctx, &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: []byte("v")}, func(_ *kgo.Record, err error) {
-				if err != nil {
-					t.Errorf("produce: %v", err)
-				}
-			})
+			cl.Produce(ctx, &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: []byte("v")}, p.record)
 		}
 		if err := cl.Flush(ctx); err != nil {
-			t.Errorf("flush: %v", err)
+			p.record(nil, fmt.Errorf("flush: %w", err))
 		}
 	}()
-	return done
+	t.Cleanup(func() {
+		cancel()
+		<-p.done
+	})
+	return p
+}
+
+// record is the records' promise.
+func (p *bgProducer) record(_ *kgo.Record, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err == nil {
+		p.acked++
+		return
+	}
+	if p.failed++; p.firstErr == nil {
+		p.firstErr = err
+	}
+}
+
+// wait waits until every record is answered, fails the test if any was
+// not acknowledged, and returns how many were.
+func (p *bgProducer) wait(t *testing.T) int {
+	t.Helper()
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failed > 0 {
+		t.Fatalf("%d records not acknowledged (%d were); first: %v", p.failed, p.acked, p.firstErr)
+	}
+	return p.acked
+}
+
+// pause waits d, or less if ctx ends first; it reports whether d passed.
+// It paces work, it does not wait for a condition.
+func pause(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
 }
 
 // endOffsets returns the high watermark of each of topic's partitions,
@@ -316,8 +369,8 @@ func TestGroupMembersShareAndRebalance(t *testing.T) {
 			waitStable(t, adm, group, topic, 4, partitions)
 			ms[0].leave(t)
 			waitStable(t, adm, group, topic, 3, partitions)
-			<-produced
-			redelivered := waitAllDelivered(t, adm, topic, partitions, records, d)
+			acked := produced.wait(t)
+			redelivered := waitAllDelivered(t, adm, topic, partitions, acked, d)
 			t.Logf("%s: all %d records processed, %d redelivered across the rebalances", tc.name, records, redelivered)
 		})
 	}
@@ -455,8 +508,8 @@ func TestGroupSurvivesCoordinatorKill(t *testing.T) {
 	}
 	victim.start(t)
 
-	<-produced
-	redelivered := waitAllDelivered(t, adm, topic, partitions, records, d)
+	acked := produced.wait(t)
+	redelivered := waitAllDelivered(t, adm, topic, partitions, acked, d)
 	t.Logf("all %d records processed through the coordinator's kill; %d redelivered", records, redelivered)
 	if redelivered > records/2 {
 		t.Errorf("%d of %d records redelivered: the group restarted from far behind its commits", redelivered, records)

@@ -81,40 +81,71 @@ func (l *ackLog) record(r *kgo.Record, err error) {
 	l.acked[binary.BigEndian.Uint64(r.Value)] = *r
 }
 
-// produceAcked produces to topic with acks=all until stop is closed or n
-// records went out, paced at about rate records/s; it returns when every
-// record is answered.
-func produceAcked(t *testing.T, seeds []string, topic string, n, rate int, stop <-chan struct{}) *ackLog {
+// ackProducer produces in a goroutine of its own, which reports to the
+// test through finish rather than calling t itself.
+type ackProducer struct {
+	log    *ackLog
+	stop   chan struct{} // closed by halt: produce no more
+	halted sync.Once
+	done   chan struct{} // closed when every record sent is answered
+	err    error         // the flush's, once done
+}
+
+// startAckProducer produces to topic with acks=all until halted or n
+// records went out, paced at about rate records/s. If the test ends before
+// finish, its cleanup stops the producer, abandoning what is unanswered,
+// and waits for it.
+func startAckProducer(t *testing.T, seeds []string, topic string, n, rate int) *ackProducer {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic), kgo.MetadataMinAge(100*time.Millisecond),
 		kgo.RecordDeliveryTimeout(2*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	log := &ackLog{acked: map[uint64]kgo.Record{}}
-	start := time.Now()
-	for seq := 0; seq < n; seq++ {
-		if seq%100 == 0 {
-			select {
-			case <-stop:
-				n = seq
-			case <-time.After(time.Until(start.Add(time.Duration(seq) * time.Second / time.Duration(rate)))):
+	p := &ackProducer{log: &ackLog{acked: map[uint64]kgo.Record{}}, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		defer cl.Close()
+		start := time.Now()
+	produce:
+		for seq := 0; seq < n; seq++ {
+			if seq%100 == 0 {
+				due := time.NewTimer(time.Until(start.Add(time.Duration(seq) * time.Second / time.Duration(rate))))
+				select {
+				case <-p.stop:
+					due.Stop()
+					break produce
+				case <-due.C:
+				}
 			}
-			if seq == n {
-				break
-			}
+			v := binary.BigEndian.AppendUint64(nil, uint64(seq))
+			cl.Produce(ctx, &kgo.Record{Key: v, Value: v}, p.log.record)
+			p.log.sent++
 		}
-		v := binary.BigEndian.AppendUint64(nil, uint64(seq))
-		cl.Produce(ctx, &kgo.Record{Key: v, Value: v}, log.record)
-		log.sent++
+		p.err = cl.Flush(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		p.halt()
+		<-p.done
+	})
+	return p
+}
+
+// halt stops producing; records sent are still answered.
+func (p *ackProducer) halt() { p.halted.Do(func() { close(p.stop) }) }
+
+// finish stops producing, waits until every record sent is answered and
+// returns the log; a flush that failed fails the test.
+func (p *ackProducer) finish(t *testing.T) *ackLog {
+	t.Helper()
+	p.halt()
+	<-p.done
+	if p.err != nil {
+		t.Fatalf("flush: %v", p.err)
 	}
-	if err := cl.Flush(ctx); err != nil {
-		t.Errorf("flush: %v", err)
-	}
-	return log
+	return p.log
 }
 
 // checkAcked reads topic back from the start and checks that every
@@ -188,9 +219,7 @@ func TestGrowAndShrinkByConfig(t *testing.T) {
 	adm := clusterAdmin(t, seeds)
 	createReplicated(t, adm, topic, partitions)
 
-	stop := make(chan struct{})
-	produced := make(chan *ackLog, 1)
-	go func() { produced <- produceAcked(t, seeds, topic, 400_000, 2000, stop) }()
+	producer := startAckProducer(t, seeds, topic, 400_000, 2000)
 	d := newDeliveries()
 	var lastMu sync.Mutex
 	last, maxGap := time.Now(), time.Duration(0)
@@ -205,7 +234,7 @@ func TestGrowAndShrinkByConfig(t *testing.T) {
 		defer tick.Stop()
 		for {
 			select {
-			case <-stop:
+			case <-producer.stop:
 				return
 			case <-tick.C:
 			}
@@ -295,8 +324,7 @@ func TestGrowAndShrinkByConfig(t *testing.T) {
 		t.Fatalf("broker 1 with a fresh data dir: exit %d, want 3 (its id was removed)", code)
 	}
 
-	close(stop)
-	log := <-produced
+	log := producer.finish(t)
 	<-watchDone
 	// Produce ran all along at 2000 records/s, without pause: nearly all
 	// of what went out is acknowledged, through every change.
