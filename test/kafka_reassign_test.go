@@ -50,9 +50,11 @@ func partitionReplicas(t *testing.T, cl *kgo.Client, topic string, p int32) ([]i
 
 // TestReassignPartitionWhileProducing: kadm moves a partition of an RF=2
 // topic from brokers {1,2} to {2,3} while records are produced to it;
-// ListPartitionReassignments shows the move while it runs (Kafka's union
-// replicas, adding 3, removing 1) or nothing once it is done; Metadata ends
-// with replicas [2 3]; every acknowledged record is read back once.
+// ListPartitionReassignments and /debug/cluster show the move while it runs
+// (Kafka's union replicas, adding 3, removing 1; the leader's progress of
+// the replica being added), which broker 3 being down holds open until
+// both were seen, and nothing once it is done; Metadata ends with replicas
+// [2 3]; every acknowledged record is read back once.
 func TestReassignPartitionWhileProducing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
@@ -81,6 +83,9 @@ func TestReassignPartitionWhileProducing(t *testing.T) {
 	}
 	produce(200)
 
+	// The new replica is down: the move starts and cannot finish until
+	// it is back.
+	nodes[2].kill()
 	var move kadm.AlterPartitionAssignmentsReq
 	move.Assign(topic, 0, []int32{2, 3})
 	aresp, err := adm.AlterPartitionAssignments(testCtx(t, 30*time.Second), move)
@@ -105,12 +110,21 @@ func TestReassignPartitionWhileProducing(t *testing.T) {
 			}
 		}
 		for _, nd := range nodes {
-			checkDebugCluster(t, nd, topic, &shownProgress)
+			if nd.running() {
+				checkDebugCluster(t, nd, topic, &shownProgress)
+			}
+		}
+		if listed && shownProgress && !nodes[2].running() {
+			t.Logf("the move was listed and its progress shown after %d rounds of 20 records; broker 3 restarts", rounds+1)
+			nodes[2].start(t)
 		}
 		var leader int32
 		replicas, leader = partitionReplicas(t, cl, topic, 0)
 		if slices.Equal(replicas, []int32{2, 3}) && leader > 0 && len(ls) == 0 {
-			t.Logf("moved after %d rounds of 20 records; the move was listed while it ran: %v, its progress shown: %v", rounds+1, listed, shownProgress)
+			if !listed || !shownProgress {
+				t.Fatalf("the move finished without ListPartitionReassignments listing it (%v) or /debug/cluster showing its progress (%v)", listed, shownProgress)
+			}
+			t.Logf("moved after %d rounds of 20 records", rounds+1)
 			break
 		}
 		// Before the move is applied, during it (the union), or done while
@@ -119,7 +133,7 @@ func TestReassignPartitionWhileProducing(t *testing.T) {
 			t.Fatalf("Metadata replicas %v during the move", replicas)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("partition not moved to [2 3] within 90s: Metadata replicas %v, leader %d", replicas, leader)
+			t.Fatalf("partition not moved to [2 3] within 90s: Metadata replicas %v, leader %d; the move listed %v, its progress shown %v", replicas, leader, listed, shownProgress)
 		}
 	}
 	var last string
