@@ -23,6 +23,9 @@ import (
 // readable, producers must get in again as soon as the filesystem grows
 // (no restart), and a kill -9 and restart must lose nothing acknowledged.
 func TestDiskFull(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
 	const (
 		mib     = 1 << 20
 		reserve = 16 * mib

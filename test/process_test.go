@@ -113,6 +113,11 @@ func newCluster(t *testing.T, n int) []*node {
 // section, e.g. "replica_lag_time_max_ms: 1000".
 func newClusterWith(t *testing.T, n int, kafkaExtra string) []*node {
 	t.Helper()
+	// Every test that starts a broker comes here: -short skips them all,
+	// as doc.go and make test-short promise, even one that forgets to.
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
 	base := t.TempDir()
 	ports := freePorts(t, 3*n)
 	nodes := make([]*node, n)

@@ -34,6 +34,9 @@ func (nd *node) editConfig(t *testing.T, old, new string) {
 // restart; a config that does not validate is refused and the broker runs
 // on as it was.
 func TestSIGHUPReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
 	nd := newCluster(t, 1)[0]
 	nd.start(t)
 	nd.waitKafka(t)
