@@ -10,9 +10,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -119,8 +122,13 @@ func TestPipelinedFetchesHoldOneAnswer(t *testing.T) {
 		runtime.ReadMemStats(&ms)
 		return int64(ms.HeapAlloc)
 	}
+	reg := c.brokers[0].registry
+	const received, fetchAnswers = "flotilla_kafka_bytes_received_total", "flotilla_kafka_requests_total"
+	receivedBefore := gathered(t, reg, received)
+	answeredBefore := gathered(t, reg, fetchAnswers, "api", "Fetch", "outcome", "answered")
 	before := heap()
 	const fetches = 60
+	sent := 0
 	for i := range fetches {
 		req := kmsg.NewPtrFetchRequest()
 		req.Version = 4
@@ -141,13 +149,25 @@ func TestPipelinedFetchesHoldOneAnswer(t *testing.T) {
 		if _, err := conn.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)); err != nil {
 			t.Fatal(err)
 		}
+		sent += 4 + len(body)
 	}
-	// Nothing to wait for: the broker answers what it can and then waits
-	// for the client to read. Watch the heap for a while meanwhile.
-	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	// The broker reads every Fetch, answers what it can (the first, being
+	// written, and the next, held) and then waits for the client to read.
+	// Watch the heap until it has come that far, and a little beyond: the
+	// old broker held an answer per Fetch read.
+	checkHeap := func() {
+		t.Helper()
 		if grew := heap() - before; grew > 64<<20 {
 			t.Fatalf("%d pipelined Fetches of 4 MB that the client does not read hold %d MiB", fetches, grew>>20)
 		}
+	}
+	c.waitFor(30*time.Second, "every Fetch read and two answered", func() bool {
+		checkHeap()
+		return gathered(t, reg, received)-receivedBefore >= float64(sent) &&
+			gathered(t, reg, fetchAnswers, "api", "Fetch", "outcome", "answered")-answeredBefore >= 2
+	})
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		checkHeap()
 	}
 	// Every Fetch held back is answered, in order, once the client reads.
 	if err := conn.SetReadDeadline(time.Now().Add(60 * time.Second)); err != nil {
@@ -175,4 +195,35 @@ func TestPipelinedFetchesHoldOneAnswer(t *testing.T) {
 			t.Fatalf("answer %d: error %d, %d record bytes", i, rp.ErrorCode, len(rp.RecordBatches))
 		}
 	}
+}
+
+// gathered returns the sum of the samples of the counter or gauge name in
+// reg whose labels include the given label name, value pairs; it fails the
+// test if there is no such family.
+func gathered(t *testing.T, reg prometheus.Gatherer, name string, labels ...string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather metrics: %v", err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		var sum float64
+	samples:
+		for _, m := range f.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool {
+					return l.GetName() == labels[i] && l.GetValue() == labels[i+1]
+				}) {
+					continue samples
+				}
+			}
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+		return sum
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
