@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/flotilla/flotilla/internal/testports"
 )
 
 // flotillaBin is the bin/flotilla built once for the whole package.
@@ -50,59 +51,6 @@ type node struct {
 	exited             chan struct{}
 }
 
-// freePorts returns n distinct free loopback ports. They are released
-// before the brokers bind them, so they are taken from below the kernel's
-// ephemeral range: a port from 127.0.0.1:0 could meanwhile become the
-// source port of any outgoing connection (a client, a raft dial, a debug
-// poll), and the broker started later would fail to bind it. Each port is
-// checked by binding it.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	lo, hi := portRange(t)
-	seen := map[int]bool{}
-	var ports []int
-	for tries := 0; len(ports) < n; tries++ {
-		if tries > 100*n {
-			t.Fatalf("no %d free ports in [%d, %d) after %d tries", n, lo, hi, tries)
-		}
-		p := lo + rand.IntN(hi-lo)
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			continue // taken
-		}
-		ln.Close()
-		ports = append(ports, p)
-	}
-	return ports
-}
-
-// portRange is the range freePorts draws from: the larger of the ranges
-// below and above the kernel's ephemeral ports (ip_local_port_range),
-// leaving the well-known and registered ports under 10000 alone.
-func portRange(t *testing.T) (lo, hi int) {
-	t.Helper()
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		t.Fatalf("read the ephemeral port range: %v", err)
-	}
-	var eLo, eHi int
-	if _, err := fmt.Sscan(string(b), &eLo, &eHi); err != nil {
-		t.Fatalf("parse the ephemeral port range %q: %v", b, err)
-	}
-	lo, hi = 10000, eLo
-	if 65536-(eHi+1) > hi-lo {
-		lo, hi = eHi+1, 65536
-	}
-	if hi-lo < 1000 {
-		t.Fatalf("fewer than 1000 ports outside the ephemeral range %d-%d", eLo, eHi)
-	}
-	return lo, hi
-}
-
 // newCluster writes configs for n brokers; it starts none of them.
 func newCluster(t *testing.T, n int) []*node {
 	t.Helper()
@@ -119,7 +67,7 @@ func newClusterWith(t *testing.T, n int, kafkaExtra string) []*node {
 		t.Skip("starts real processes")
 	}
 	base := t.TempDir()
-	ports := freePorts(t, 3*n)
+	ports := testports.Free(t, 3*n)
 	nodes := make([]*node, n)
 	var peers strings.Builder
 	for i := range nodes {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/flotilla/flotilla/actors/controller"
 	"github.com/flotilla/flotilla/actors/partition"
 	"github.com/flotilla/flotilla/configs"
+	"github.com/flotilla/flotilla/internal/testports"
 	"github.com/flotilla/flotilla/raftactor"
 )
 
@@ -46,14 +46,11 @@ func newTestCluster(t *testing.T, n int, tune ...func(*configs.Config)) *testClu
 func newTunedCluster(t *testing.T, n int, tp func(*partition.RaftSettings), tune ...func(*configs.Config)) *testCluster {
 	t.Helper()
 	base := t.TempDir()
+	// The raft ports are fixed before the brokers bind them, and again
+	// for every restart: testports keeps them out of the ephemeral range.
 	peers := make([]configs.Peer, n)
-	for i := range peers {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		peers[i] = configs.Peer{ID: uint64(i + 1), Addr: ln.Addr().String()}
-		ln.Close()
+	for i, port := range testports.Free(t, n) {
+		peers[i] = configs.Peer{ID: uint64(i + 1), Addr: fmt.Sprintf("127.0.0.1:%d", port)}
 	}
 	c := &testCluster{t: t, brokers: make([]*Broker, n), tunePartitions: tp}
 	for i := range peers {

@@ -2,7 +2,7 @@ package broker
 
 import (
 	"context"
-	"net"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/flotilla/flotilla/actors/partition"
+	"github.com/flotilla/flotilla/internal/testports"
 )
 
 // TestSecondProcessWithMemberIDIsIgnored: a broker started with a copy of
@@ -51,12 +52,7 @@ func TestMovedMemberIsRegisteredAtItsNewAddresses(t *testing.T) {
 	c := newTestCluster(t, 3)
 	c.waitReady()
 	c.stop(2)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", testports.Free(t, 1)[0])
 	moved := *c.cfgs[2]
 	moved.Raft.Listen = addr
 	moved.Peers = slices.Clone(moved.Peers)

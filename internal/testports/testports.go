@@ -1,0 +1,67 @@
+// Package testports hands tests loopback ports they must know before
+// anything binds them: a broker's raft address goes into every peer's
+// configuration before the broker starts, and again when it restarts.
+//
+// A port taken from 127.0.0.1:0 and released comes from the kernel's
+// ephemeral range, so any outgoing connection made meanwhile (a client, a
+// raft dial, a debug poll) may take it as its source port, and the broker
+// started later fails to bind it. Free draws from outside that range.
+package testports
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"testing"
+)
+
+// Free returns n distinct loopback ports from outside the kernel's
+// ephemeral range, each checked free by binding it. It fails t when it
+// cannot find them.
+func Free(t testing.TB, n int) []int {
+	t.Helper()
+	lo, hi := portRange(t)
+	seen := map[int]bool{}
+	var ports []int
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 100*n {
+			t.Fatalf("no %d free ports in [%d, %d) after %d tries", n, lo, hi, tries)
+		}
+		p := lo + rand.IntN(hi-lo)
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue // taken
+		}
+		ln.Close()
+		ports = append(ports, p)
+	}
+	return ports
+}
+
+// portRange is the range Free draws from: the larger of the ranges below
+// and above the kernel's ephemeral ports (ip_local_port_range), leaving the
+// well-known and registered ports under 10000 alone.
+func portRange(t testing.TB) (lo, hi int) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		t.Fatalf("read the ephemeral port range: %v", err)
+	}
+	var eLo, eHi int
+	if _, err := fmt.Sscan(string(b), &eLo, &eHi); err != nil {
+		t.Fatalf("parse the ephemeral port range %q: %v", b, err)
+	}
+	lo, hi = 10000, eLo
+	if 65536-(eHi+1) > hi-lo {
+		lo, hi = eHi+1, 65536
+	}
+	if hi-lo < 1000 {
+		t.Fatalf("fewer than 1000 ports outside the ephemeral range %d-%d", eLo, eHi)
+	}
+	return lo, hi
+}
