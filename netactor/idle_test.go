@@ -17,7 +17,8 @@ func TestIdleTimeoutFromTick(t *testing.T) {
 	}{
 		{time.Millisecond, minIdleTimeout},
 		{50 * time.Millisecond, minIdleTimeout}, // keepalives every 500 ms
-		{500 * time.Millisecond, 30 * time.Second},
+		{500 * time.Millisecond, minIdleTimeout},
+		{time.Second, time.Minute},
 		{2 * time.Second, 2 * time.Minute},
 	}
 	for _, tt := range tests {

@@ -33,16 +33,17 @@ const (
 // of its sender is half-open or its peer is stalled (perhaps mid-frame);
 // its reader closes it rather than wait for TCP, which may take minutes,
 // holding the reader and its partial frame. The floor keeps a short tick
-// from making a few delayed keepalives (a GC pause, a busy sender) fatal.
+// from making a few delayed keepalives (a GC pause, a busy sender) fatal,
+// and leaves room for peers ticked more slowly than this broker (a rolling
+// change of tick_ms): a sender ticked up to every 3 s still keeps it open.
 const (
 	idleKeepalives = 6
-	minIdleTimeout = 5 * time.Second
+	minIdleTimeout = 30 * time.Second
 )
 
 // IdleTimeout is the ListenerOptions.IdleTimeout that suits peers ticked
 // every tick, as a broker's PeerSenders are: six of their keepalive
-// intervals (keepaliveTicks ticks each), and at least five seconds. Every
-// broker of a cluster must use the same tick.
+// intervals (keepaliveTicks ticks each), and at least thirty seconds.
 func IdleTimeout(tick time.Duration) time.Duration {
 	return max(minIdleTimeout, idleKeepalives*keepaliveTicks*tick)
 }
