@@ -481,6 +481,10 @@ func (g *groupActor) snapshotDue() bool {
 
 // compactIndex is where the in-memory log is compacted to after a snapshot
 // at applied: the catch-up tail behind it is kept, within its bounds.
+// Compacting to an index keeps the entries after it, so the result is never
+// above applied: an entry larger than CatchUpBytes on its own leaves no
+// tail, not a compaction past the entries raft has yet to apply (or past
+// the log's end, where MemoryStorage.Compact panics).
 func (g *groupActor) compactIndex() uint64 {
 	d, c := g.d, g.d.cfg
 	first, _ := d.ms.FirstIndex()
@@ -489,8 +493,9 @@ func (g *groupActor) compactIndex() uint64 {
 		lo = max(lo, d.applied-c.CatchUpEntries)
 	}
 	if c.CatchUpBytes > 0 && lo < d.applied {
-		// Walk back from applied while the tail fits in CatchUpBytes.
-		ents, err := d.ms.Entries(lo, d.applied+1, math.MaxUint64)
+		// Walk back from applied while the tail (lo, applied] fits in
+		// CatchUpBytes.
+		ents, err := d.ms.Entries(lo+1, d.applied+1, math.MaxUint64)
 		if err == nil {
 			var bytes uint64
 			i := len(ents)
@@ -501,7 +506,7 @@ func (g *groupActor) compactIndex() uint64 {
 			lo += uint64(i)
 		}
 	}
-	return lo
+	return min(lo, d.applied)
 }
 
 // checkpoint snapshots the state machine at the applied index, if it moved,
