@@ -110,6 +110,10 @@ to readers when it is applied. The contract with the Raft side:
 
 Batches are validated with ParseBatch (framing, magic 2, CRC-32C) and, for
 client batches, ValidateProduced; compression is passed through untouched.
+The timestamp queries read a compressed batch's records as a stream
+(eachRecord): memory bounded by the codec's window whatever the batch
+decompresses to, at most maxWalkBytes read, past which they answer for the
+batch from its header.
 
 # Producer state
 

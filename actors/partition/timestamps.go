@@ -1,11 +1,7 @@
 package partition
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TimestampOffset is a record's timestamp and offset, as ListOffsets
@@ -209,7 +205,7 @@ func (sv *segView) maxFromOffset(offset int64, k int) (int, int64, error) {
 
 // findRecord returns the first record of the batch b at or above offset
 // minOffset whose timestamp satisfies match, decompressing the records when
-// the batch is compressed, as Kafka does. In a log-append-time batch every
+// the batch is compressed, as Kafka does (as a stream, up to maxWalkBytes). In a log-append-time batch every
 // record has the batch's maxTimestamp, so it answers for the batch as a
 // whole. ok is false if no record matches.
 func findRecord(b []byte, h BatchHeader, minOffset int64, match func(int64) bool) (TimestampOffset, bool) {
@@ -227,50 +223,11 @@ func findRecord(b []byte, h BatchHeader, minOffset int64, match func(int64) bool
 		return true
 	})
 	if err != nil {
-		// Records that do not decode are the client's problem, not a
-		// reason to fail the lookup: answer for the batch.
+		// Records that do not decode are the client's problem, and a
+		// batch that decompresses past maxWalkBytes is not worth
+		// reading through; neither is a reason to fail the lookup:
+		// answer for the batch.
 		return whole, match(h.MaxTimestamp) && whole.Offset <= h.LastOffset()
 	}
 	return found, ok
-}
-
-var errBadRecord = errors.New("malformed record")
-
-// eachRecord calls fn with the offset and timestamp of each record of the
-// batch b, in order, until fn returns false. A compressed batch's records
-// are decompressed first (timestamp lookups are rare; the fetch path never
-// decompresses).
-func eachRecord(b []byte, h BatchHeader, fn func(offset, ts int64) bool) error {
-	if c := h.Compression(); c != CompressionNone {
-		recs, err := kgo.DefaultDecompressor().Decompress(b[BatchHeaderSize:], kgo.CompressionCodecType(c))
-		if err != nil {
-			return fmt.Errorf("%w: decompress: %v", errBadRecord, err)
-		}
-		b = append(append(make([]byte, 0, BatchHeaderSize+len(recs)), b[:BatchHeaderSize]...), recs...)
-	}
-	p := BatchHeaderSize
-	for range h.RecordCount {
-		length, n := binary.Varint(b[p:])
-		if n <= 0 || length < 0 || length > int64(len(b)-p-n) {
-			return errBadRecord
-		}
-		p += n
-		rec := b[p : p+int(length)]
-		p += int(length)
-		if len(rec) < 1 {
-			return errBadRecord
-		}
-		tsDelta, n1 := binary.Varint(rec[1:]) // after the attributes byte
-		if n1 <= 0 {
-			return errBadRecord
-		}
-		offDelta, n2 := binary.Varint(rec[1+n1:])
-		if n2 <= 0 {
-			return errBadRecord
-		}
-		if !fn(h.BaseOffset+offDelta, h.BaseTimestamp+tsDelta) {
-			return nil
-		}
-	}
-	return nil
 }

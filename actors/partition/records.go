@@ -1,0 +1,291 @@
+package partition
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/s2"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+)
+
+// Bounds of a walk over a compressed batch's records. A batch is at most
+// max.message.bytes on the wire, but its records may decompress to almost
+// anything: a run of zeros shrinks thousands of times under zstd or gzip.
+// The walk streams the records and never holds them, so its memory is the
+// codec's (at most maxWalkWindow) whatever the batch decompresses to, and
+// its work is bounded by maxWalkBytes, past which the caller answers for
+// the batch from its header.
+const (
+	// maxWalkBytes is how many decompressed bytes one walk reads at most:
+	// well above what a client's batch decompresses to (librdkafka, the
+	// Java client and franz-go cap a batch at about 1 MB before
+	// compression by default).
+	maxWalkBytes = 64 << 20
+	// maxWalkWindow bounds what a codec holds while walking: zstd's window,
+	// a snappy block (decoded whole). lz4 frames bound their blocks at
+	// 4 MiB themselves, gzip's window is 32 KiB.
+	maxWalkWindow = 8 << 20
+	// walkBufferSize is the read buffer between the codec and the walk.
+	walkBufferSize = 32 << 10
+)
+
+var (
+	errBadRecord = errors.New("malformed record")
+	// errWalkLimit reports a batch that decompresses past maxWalkBytes, or
+	// needs a codec window over maxWalkWindow.
+	errWalkLimit = errors.New("batch too large to walk")
+	// errMalformedXerial reports snappy records whose xerial framing is cut
+	// short.
+	errMalformedXerial = errors.New("malformed xerial snappy framing")
+)
+
+// eachRecord calls fn with the offset and timestamp of each record of the
+// batch b, in order, until fn returns false. A compressed batch's records
+// are decompressed as a stream (timestamp lookups are rare; the fetch path
+// never decompresses): it fails with errWalkLimit past maxWalkBytes, and
+// with an error wrapping errBadRecord if the records do not decode.
+func eachRecord(b []byte, h BatchHeader, fn func(offset, ts int64) bool) error {
+	if h.Compression() == CompressionNone {
+		return eachPlainRecord(b[BatchHeaderSize:], h, fn)
+	}
+	return eachCompressedRecord(b[BatchHeaderSize:], h, maxWalkBytes, fn)
+}
+
+// eachPlainRecord is eachRecord for the uncompressed records recs of the
+// batch whose header is h.
+func eachPlainRecord(recs []byte, h BatchHeader, fn func(offset, ts int64) bool) error {
+	p := 0
+	for range h.RecordCount {
+		length, n := binary.Varint(recs[p:])
+		if n <= 0 || length < 0 || length > int64(len(recs)-p-n) {
+			return errBadRecord
+		}
+		p += n
+		rec := recs[p : p+int(length)]
+		p += int(length)
+		if len(rec) < 1 {
+			return errBadRecord
+		}
+		tsDelta, n1 := binary.Varint(rec[1:]) // after the attributes byte
+		if n1 <= 0 {
+			return errBadRecord
+		}
+		offDelta, n2 := binary.Varint(rec[1+n1:])
+		if n2 <= 0 {
+			return errBadRecord
+		}
+		if !fn(h.BaseOffset+offDelta, h.BaseTimestamp+tsDelta) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// eachCompressedRecord is eachRecord for the compressed records src of the
+// batch whose header is h, reading at most limit decompressed bytes. Of
+// each record it reads the length, attributes, timestamp delta and offset
+// delta, and skips the key, value and headers.
+func eachCompressedRecord(src []byte, h BatchHeader, limit int64, fn func(offset, ts int64) bool) error {
+	c := h.Compression()
+	r, closeFn, err := newDecompressor(c, src)
+	if err != nil {
+		return walkError(c, err)
+	}
+	defer closeFn()
+	s := recordStream{r: bufio.NewReaderSize(&limitedReader{r: r, left: limit}, walkBufferSize)}
+	for range h.RecordCount {
+		length, err := binary.ReadVarint(&s)
+		if err != nil {
+			return walkError(c, err)
+		}
+		start := s.n
+		if _, err := s.ReadByte(); err != nil { // attributes
+			return walkError(c, err)
+		}
+		tsDelta, err := binary.ReadVarint(&s)
+		if err != nil {
+			return walkError(c, err)
+		}
+		offDelta, err := binary.ReadVarint(&s)
+		if err != nil {
+			return walkError(c, err)
+		}
+		read := s.n - start
+		if length < read {
+			return fmt.Errorf("%w: %s: record length %d, read %d bytes of it", errBadRecord, c, length, read)
+		}
+		if err := s.discard(length - read); err != nil {
+			return walkError(c, err)
+		}
+		if !fn(h.BaseOffset+offDelta, h.BaseTimestamp+tsDelta) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// walkError wraps an error of a walk over records compressed with c:
+// errWalkLimit as is, a zstd window over maxWalkWindow as errWalkLimit,
+// anything else as errBadRecord.
+func walkError(c Compression, err error) error {
+	switch {
+	case errors.Is(err, errWalkLimit):
+		return fmt.Errorf("%w: %s", err, c)
+	case errors.Is(err, zstd.ErrWindowSizeExceeded), errors.Is(err, zstd.ErrDecoderSizeExceeded):
+		return fmt.Errorf("%w: %s: %v", errWalkLimit, c, err)
+	}
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("%w: %s: %v", errBadRecord, c, err)
+}
+
+// recordStream reads decompressed records, counting the bytes read.
+type recordStream struct {
+	r *bufio.Reader
+	n int64
+}
+
+// ReadByte implements io.ByteReader for binary.ReadVarint.
+func (s *recordStream) ReadByte() (byte, error) {
+	c, err := s.r.ReadByte()
+	if err == nil {
+		s.n++
+	}
+	return c, err
+}
+
+func (s *recordStream) discard(n int64) error {
+	for n > 0 {
+		d, err := s.r.Discard(int(min(n, 1<<30)))
+		s.n += int64(d)
+		n -= int64(d)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// limitedReader is io.LimitedReader failing with errWalkLimit rather than
+// io.EOF at the limit, so that a walk can tell a batch too large from one
+// cut short.
+type limitedReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		return 0, errWalkLimit
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+// xerialPrefix starts snappy records framed the way the Java client writes
+// them (snappy-java's stream format), as opposed to one raw snappy block
+// (librdkafka, Sarama, older franz-go); franz-go's decompressor tells them
+// apart the same way.
+var xerialPrefix = []byte{130, 83, 78, 65, 80, 80, 89, 0}
+
+// xerialHeaderSize is the prefix followed by the version and the minimum
+// compatible version, 4 bytes each.
+const xerialHeaderSize = 16
+
+// newDecompressor returns a reader of the records src compressed with c,
+// holding at most about maxWalkWindow bytes, and the function that
+// releases it.
+func newDecompressor(c Compression, src []byte) (io.Reader, func(), error) {
+	nothing := func() {}
+	switch c {
+	case CompressionGzip:
+		zr, err := gzip.NewReader(bytes.NewReader(src))
+		if err != nil {
+			return nil, nil, err
+		}
+		return zr, nothing, nil
+	case CompressionSnappy:
+		if len(src) > xerialHeaderSize && bytes.HasPrefix(src, xerialPrefix) {
+			return &xerialReader{src: src[xerialHeaderSize:]}, nothing, nil
+		}
+		// A raw snappy block can copy from anywhere before, so it is
+		// decoded whole; its header gives the decoded length.
+		n, err := s2.DecodedLen(src)
+		if err != nil {
+			return nil, nil, err
+		}
+		if n > maxWalkWindow {
+			return nil, nil, fmt.Errorf("%w: a snappy block of %d bytes", errWalkLimit, n)
+		}
+		out, err := s2.Decode(nil, src)
+		if err != nil {
+			return nil, nil, err
+		}
+		return bytes.NewReader(out), nothing, nil
+	case CompressionLZ4:
+		return lz4.NewReader(bytes.NewReader(src)), nothing, nil
+	case CompressionZstd:
+		// Synchronous and low-memory: the decoder then holds one window
+		// (refused over maxWalkWindow) and one block.
+		zr, err := zstd.NewReader(bytes.NewReader(src),
+			zstd.WithDecoderConcurrency(1),
+			zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(maxWalkWindow),
+		)
+		if err != nil {
+			return nil, nil, err
+		}
+		return zr, zr.Close, nil
+	}
+	return nil, nil, fmt.Errorf("unknown compression codec %d", c)
+}
+
+// xerialReader decodes xerial-framed snappy one block at a time: after
+// the header, each block is a big-endian length and a raw snappy block.
+type xerialReader struct {
+	src []byte // the blocks not yet decoded
+	buf []byte // the decoded block, reused
+	out []byte // what is left of it to read
+}
+
+func (x *xerialReader) Read(p []byte) (int, error) {
+	for len(x.out) == 0 {
+		if len(x.src) == 0 {
+			return 0, io.EOF
+		}
+		if len(x.src) < 4 {
+			return 0, errMalformedXerial
+		}
+		size := binary.BigEndian.Uint32(x.src)
+		if uint64(size) > uint64(len(x.src)-4) {
+			return 0, errMalformedXerial
+		}
+		block := x.src[4 : 4+size]
+		x.src = x.src[4+size:]
+		n, err := s2.DecodedLen(block)
+		if err != nil {
+			return 0, err
+		}
+		if n > maxWalkWindow {
+			return 0, fmt.Errorf("%w: a snappy block of %d bytes", errWalkLimit, n)
+		}
+		if x.buf, err = s2.Decode(x.buf[:cap(x.buf)], block); err != nil {
+			return 0, err
+		}
+		x.out = x.buf
+	}
+	n := copy(p, x.out)
+	x.out = x.out[n:]
+	return n, nil
+}
