@@ -264,3 +264,42 @@ func ValidateProduced(h BatchHeader) error {
 	}
 	return nil
 }
+
+// createTimeMaxTimestamp returns the maxTimestamp the batch b (header h)
+// of a CreateTime topic is stored with. Kafka's LogValidator sets it to
+// the largest record timestamp, whatever the producer wrote, so that the
+// time index, retention and ListOffsets -3 go by the records. The records
+// of an uncompressed batch are read here (an error if they do not
+// decode). A compressed batch keeps the producer's maxTimestamp: the
+// produce path never decompresses, which is what keeps it cheap
+// (Kafka decompresses there), so its records are not looked at.
+func createTimeMaxTimestamp(b []byte, h BatchHeader) (int64, error) {
+	if h.Compression() != CompressionNone {
+		return h.MaxTimestamp, nil
+	}
+	maxTs := int64(noTimestamp)
+	err := eachPlainRecord(b[BatchHeaderSize:], h, func(_, ts int64) bool {
+		maxTs = max(maxTs, ts)
+		return true
+	})
+	if err != nil {
+		return 0, fmt.Errorf("batch of %d records: %w", h.RecordCount, err)
+	}
+	return maxTs, nil
+}
+
+// setCreateTime makes the header of a batch of a CreateTime topic say so,
+// as Kafka's LogValidator does: it clears the timestamp-type bit a
+// producer may have set (consumers would otherwise give every record the
+// batch's maxTimestamp) and writes maxTs, both inside the CRC, which is
+// recomputed. A header that is right already, the common case, is left
+// as is.
+func setCreateTime(b []byte, maxTs int64) {
+	attrs := binary.BigEndian.Uint16(b[attributesPos:])
+	if attrs&timestampTypeBit == 0 && int64(binary.BigEndian.Uint64(b[maxTimestampPos:])) == maxTs {
+		return
+	}
+	binary.BigEndian.PutUint16(b[attributesPos:], attrs&^timestampTypeBit)
+	binary.BigEndian.PutUint64(b[maxTimestampPos:], uint64(maxTs))
+	binary.BigEndian.PutUint32(b[crcPos:], crc32.Checksum(b[attributesPos:], castagnoli))
+}

@@ -235,3 +235,59 @@ func FuzzParseBatch(f *testing.F) {
 		}
 	})
 }
+
+// TestSetCreateTime: a batch of a CreateTime topic is stored as
+// CreateTime with, uncompressed, its records' largest timestamp, and a
+// valid CRC; a header that is right already is left byte for byte.
+func TestSetCreateTime(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		s       spec
+		wantMax int64
+		same    bool // the batch is left as is
+	}{
+		{"right already", spec{records: 3, ts: []int64{10, 30, 20}}, 30, true},
+		{"log append time flag", spec{records: 3, ts: []int64{10, 30, 20}, attrs: timestampTypeBit, maxTs: ptr(int64(99))}, 30, false},
+		{"wrong maxTimestamp", spec{records: 2, ts: []int64{10, 5}, maxTs: ptr(int64(4102444800000))}, 10, false},
+		{"no timestamps", spec{records: 2, ts: []int64{-1, -1}}, -1, true},
+		// The records of a compressed batch are not read: it keeps its
+		// maxTimestamp (mkBatch does not really compress them).
+		{"compressed", spec{records: 2, ts: []int64{10, 5}, attrs: int16(CompressionZstd) | timestampTypeBit, maxTs: ptr(int64(77))}, 77, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := mkBatch(t, tc.s)
+			orig := bytes.Clone(b)
+			h, err := ParseBatch(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			maxTs, err := createTimeMaxTimestamp(b, h)
+			if err != nil || maxTs != tc.wantMax {
+				t.Fatalf("createTimeMaxTimestamp = %d, %v; want %d", maxTs, err, tc.wantMax)
+			}
+			setCreateTime(b, maxTs)
+			got, err := ParseBatch(b)
+			if err != nil {
+				t.Fatalf("after setCreateTime: %v", err)
+			}
+			if got.IsLogAppendTime() || got.MaxTimestamp != tc.wantMax || got.Compression() != h.Compression() {
+				t.Errorf("stored with LogAppendTime %v, maxTimestamp %d, %v; want CreateTime, %d, %v",
+					got.IsLogAppendTime(), got.MaxTimestamp, got.Compression(), tc.wantMax, h.Compression())
+			}
+			if same := bytes.Equal(b, orig); same != tc.same {
+				t.Errorf("batch unchanged: %v, want %v", same, tc.same)
+			}
+		})
+	}
+
+	// Uncompressed records that do not decode are refused.
+	b := mkBatch(t, spec{records: 2, ts: []int64{10, 5}})
+	h, err := ParseBatch(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.RecordCount = 3 // one more record than there are
+	if _, err := createTimeMaxTimestamp(b, h); !errors.Is(err, errBadRecord) {
+		t.Fatalf("records cut short: %v, want errBadRecord", err)
+	}
+}

@@ -110,6 +110,11 @@ to readers when it is applied. The contract with the Raft side:
 
 Batches are validated with ParseBatch (framing, magic 2, CRC-32C) and, for
 client batches, ValidateProduced; compression is passed through untouched.
+The leader stamps a client batch before proposing it, recomputing the CRC
+that followers check again: LogAppendTime topics get the broker's time;
+CreateTime topics the CreateTime type and, uncompressed, the records'
+largest timestamp (a compressed batch keeps the producer's maxTimestamp:
+produce never decompresses).
 The timestamp queries read a compressed batch's records as a stream
 (eachRecord): memory bounded by the codec's window whatever the batch
 decompresses to, at most maxWalkBytes read, past which they answer for the

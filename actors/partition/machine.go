@@ -818,6 +818,21 @@ func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce) {
 		}
 		headers[i] = hd
 	}
+	// The maxTimestamp each batch of a CreateTime topic is stored with:
+	// its records' largest if uncompressed; a compressed batch's own, as
+	// decompressing here would slow every compressed produce.
+	var createMax []int64
+	if !m.o.Settings.LogAppendTime {
+		createMax = make([]int64, len(batches))
+		for i, b := range batches {
+			ts, err := createTimeMaxTimestamp(b, headers[i])
+			if err != nil {
+				m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.CorruptMessage, err))
+				return
+			}
+			createMax[i] = ts
+		}
+	}
 	if headers[0].IsIdempotent() {
 		v, err := m.producers.Check(headers[0])
 		switch {
@@ -851,6 +866,8 @@ func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce) {
 		SetPartitionLeaderEpoch(b, int32(term))
 		if appendTs >= 0 {
 			setLogAppendTime(b, appendTs)
+		} else {
+			setCreateTime(b, createMax[i])
 		}
 		payloads[i] = b
 		if offset >= maxRawBatchOffset {
@@ -868,7 +885,7 @@ func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce) {
 	m.nextOffset = offset
 	for i, hd := range headers {
 		if hd.IsIdempotent() {
-			stamped := decodeHeader(batches[i]) // the proposed header (LogAppendTime's MaxTimestamp), verified above
+			stamped := decodeHeader(batches[i]) // the proposed header (the MaxTimestamp stamped above), verified above
 			if err := m.producers.Proposed(stamped, hd.BaseOffset); err != nil {
 				m.o.Log.Error().Err(err).Msg("recording a proposed batch")
 			}
