@@ -120,10 +120,12 @@ func TestRestartedBrokerDoesNotHideTopicWithLeaderlessPartition(t *testing.T) {
 	t.Fatalf("15 s after its restart broker 1 still answers topic solo with topic-level error %d (want 0, with the two led partitions usable)", last.Topics[0].ErrorCode)
 }
 
-// TestRestartedBrokerShowsTopicsAtOnce: right after a restart, before the
-// leaders' broadcasts arrive, a broker answers an existing topic with its
-// partitions (some perhaps leaderless for a moment), not with a
-// topic-level LEADER_NOT_AVAILABLE as for a topic being created.
+// TestRestartedBrokerShowsTopicsAtOnce: right after a restart, once its
+// controller state has caught up (until then it tells nothing of any
+// topic) and before the leaders' broadcasts arrive, a broker answers an
+// existing topic with its partitions (some perhaps leaderless for a
+// moment), not with a topic-level LEADER_NOT_AVAILABLE as for a topic
+// being created.
 func TestRestartedBrokerShowsTopicsAtOnce(t *testing.T) {
 	c := newTestCluster(t, 3, shortSession)
 	c.waitReady()
@@ -138,6 +140,7 @@ func TestRestartedBrokerShowsTopicsAtOnce(t *testing.T) {
 	c.waitCreationFinished("solo")
 	c.stop(0)
 	c.start(0)
+	c.waitFor(15*time.Second, "broker 1's controller state caught up", c.brokers[0].Controller().CaughtUp)
 	md := rawMetadata(t, c.brokers[0].KafkaAddr(), "solo")
 	if md.Topics[0].ErrorCode != 0 || len(md.Topics[0].Partitions) != 6 {
 		t.Fatalf("first answer after the restart: topic error %d with %d partitions, want 0 with 6", md.Topics[0].ErrorCode, len(md.Topics[0].Partitions))

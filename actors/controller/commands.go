@@ -17,6 +17,7 @@ type Command struct {
 	AddPartitions  *AddPartitions  `json:"add_partitions,omitempty"`
 	AllocatePIDs   *AllocatePIDs   `json:"allocate_pids,omitempty"`
 	TopicLed       *TopicLed       `json:"topic_led,omitempty"`
+	CatchUp        *CatchUp        `json:"catch_up,omitempty"`
 
 	RemoveBroker         *RemoveBroker         `json:"remove_broker,omitempty"`
 	Reassign             *Reassign             `json:"reassign,omitempty"`
@@ -56,6 +57,14 @@ type CreateTopic struct {
 // repeats and concurrent proposals are harmless.
 type TopicLed struct {
 	ID TopicID `json:"id"`
+}
+
+// CatchUp changes nothing: a broker proposes one after it starts, unless
+// it has another entry to propose, and its controller state is caught up
+// (StateMachine.CaughtUp) once the entry is applied there. Versions that
+// do not know it read an empty command, which changes nothing either.
+type CatchUp struct {
+	NodeID uint64 `json:"node_id"`
 }
 
 // DeleteTopic removes the topic with this id, if it still exists.

@@ -198,15 +198,22 @@ func (c *controllerActor) Receive(ctx actor.Context) {
 }
 
 // propose sends cmd to the controller group and calls done with the outcome.
+// Any of this broker's entries applied here catches its state up.
 func (c *controllerActor) propose(ctx actor.Context, cmd *Command, done func(*raftactor.Proposed)) uint64 {
 	c.nextID++
-	c.pending[c.nextID] = done
+	c.pending[c.nextID] = func(p *raftactor.Proposed) {
+		if p.Err == nil {
+			c.o.Machine.MarkCaughtUp()
+		}
+		done(p)
+	}
 	ctx.Send(c.o.Raft, &raftactor.Propose{ID: c.nextID, Data: cmd.Encode(), ReplyTo: ctx.Self()})
 	return c.nextID
 }
 
 // reconcile proposes what this broker should have in the controller state
-// but does not yet: one command at a time.
+// but does not yet, one command at a time; after the broker starts, at
+// least one, which catches its state up (CatchUp).
 func (c *controllerActor) reconcile(ctx actor.Context) {
 	if c.ownInflight != 0 && c.ticks-c.ownSentAt < proposalPatienceTicks {
 		return
@@ -222,6 +229,8 @@ func (c *controllerActor) reconcile(ctx actor.Context) {
 		cmd = &Command{InitCluster: &InitCluster{ClusterID: newClusterID()}}
 	case !c.registered(view):
 		cmd = &Command{RegisterBroker: &RegisterBroker{NodeID: c.o.NodeID, KafkaAddr: c.o.KafkaAddr, RaftAddr: c.o.RaftAddr}}
+	case !c.o.Machine.CaughtUp():
+		cmd = &Command{CatchUp: &CatchUp{NodeID: c.o.NodeID}}
 	default:
 		return
 	}

@@ -147,11 +147,13 @@ func (s *State) TopicNames() []string {
 
 // StateMachine is the controller group's raftactor.StateMachine.
 type StateMachine struct {
-	view atomic.Pointer[State]
-	log  zerolog.Logger
+	view     atomic.Pointer[State]
+	caughtUp atomic.Bool
+	log      zerolog.Logger
 }
 
-// NewStateMachine returns an empty controller state machine.
+// NewStateMachine returns an empty controller state machine, not caught up
+// (CaughtUp).
 func NewStateMachine(log zerolog.Logger) *StateMachine {
 	sm := &StateMachine{log: log}
 	sm.view.Store(&State{Brokers: map[uint64]Broker{}})
@@ -160,6 +162,27 @@ func NewStateMachine(log zerolog.Logger) *StateMachine {
 
 // View returns the latest applied state.
 func (sm *StateMachine) View() *State { return sm.view.Load() }
+
+// CaughtUp reports whether the applied state is one this broker may act
+// on: it has applied an entry it proposed since it started, and with it
+// everything the cluster had committed before (raft's leader holds every
+// committed entry and appends after them), the commit index the broker
+// recovered at startup included. Until then it may be a state the cluster
+// has moved past: a restarted broker replays its log from an old snapshot,
+// and one that was down has not seen what was committed meanwhile (a
+// topic deleted, a replica moved away). Nothing may start or stop
+// replicas, or tell clients about topics, from it. It stays false while
+// the controller group has no quorum; once true it stays true.
+func (sm *StateMachine) CaughtUp() bool { return sm.caughtUp.Load() }
+
+// MarkCaughtUp records that an entry this broker proposed since it started
+// has been applied here. The controller actor calls it; tests of other
+// packages call it on a state they build by hand.
+func (sm *StateMachine) MarkCaughtUp() {
+	if !sm.caughtUp.Swap(true) {
+		sm.log.Info().Uint64("applied", sm.View().Applied).Msg("controller state caught up")
+	}
+}
 
 // Apply applies one committed entry.
 func (sm *StateMachine) Apply(index, term uint64, data []byte) {

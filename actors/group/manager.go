@@ -141,6 +141,9 @@ func (mg *manager) Receive(ctx actor.Context) {
 }
 
 func (mg *manager) reconcile(ctx actor.Context) {
+	if !mg.o.Controller.CaughtUp() {
+		return // a state the cluster may have moved past (partition's manager)
+	}
 	view := mg.o.Controller.View()
 	if view.Applied == mg.seen && mg.seen != 0 {
 		return

@@ -76,6 +76,7 @@ type reassignFixture struct {
 func newReassignFixture(t *testing.T, willing func(uint64) bool, answer func(controller.Move) error) *reassignFixture {
 	t.Helper()
 	sm := controller.NewStateMachine(zerolog.Nop())
+	sm.MarkCaughtUp()
 	cmds := []controller.Command{
 		{RegisterBroker: &controller.RegisterBroker{NodeID: 1, KafkaAddr: "127.0.0.1:9091", RaftAddr: "r1"}},
 		{RegisterBroker: &controller.RegisterBroker{NodeID: 2, KafkaAddr: "127.0.0.1:9092", RaftAddr: "r2"}},

@@ -256,8 +256,12 @@ func message(err error) *string {
 
 // missingCode is the error for a partition this broker has no replica of:
 // unknown if the topic or partition does not exist, else "not leader" so
-// that the client refreshes its metadata and finds the leader.
+// that the client refreshes its metadata and finds the leader. Until the
+// controller state has caught up it cannot tell, and answers "not leader".
 func (s *Service) missingCode(topic string, p int32) int16 {
+	if !s.Machine.CaughtUp() {
+		return kerr.NotLeaderForPartition.Code
+	}
 	t := s.Machine.View().Topics[topic]
 	switch {
 	case t == nil || p < 0 || int(p) >= len(t.Partitions):

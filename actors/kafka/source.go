@@ -81,6 +81,9 @@ func (s *ClusterSource) Cluster() Cluster {
 
 // Topics implements MetadataSource.
 func (s *ClusterSource) Topics(q TopicQuery) []Topic {
+	if !s.Machine.CaughtUp() {
+		return notCaughtUp(s.Machine.View(), q)
+	}
 	view := s.Machine.View()
 	var out []Topic
 	if q.All {
@@ -116,6 +119,34 @@ func (s *ClusterSource) Topics(q TopicQuery) []Topic {
 		// autoCreateRetry; a topic the controller refuses (a name
 		// colliding with another's) simply never appears, as in Kafka.
 		s.Sender.Send(s.Controller, &controller.CreateTopics{Topics: create})
+	}
+	return out
+}
+
+// notCaughtUp answers every topic asked (every topic of view for All)
+// with LEADER_NOT_AVAILABLE and nothing else, while the controller state
+// has not caught up (controller.StateMachine.CaughtUp): its topics, ids
+// and partitions may be ones the cluster has deleted or replaced since,
+// and a name missing from it may exist, so nothing is auto-created either.
+// Clients retry, as they would until a Kafka broker has loaded the
+// metadata log and serves.
+func notCaughtUp(view *controller.State, q TopicQuery) []Topic {
+	var out []Topic
+	if q.All {
+		for _, name := range view.TopicNames() {
+			out = append(out, Topic{Name: name, ErrorCode: kerr.LeaderNotAvailable.Code})
+		}
+		return out
+	}
+	for _, name := range q.Names {
+		out = append(out, Topic{Name: name, ErrorCode: kerr.LeaderNotAvailable.Code})
+	}
+	for _, id := range q.IDs {
+		var name string
+		if t := view.TopicByID(controller.TopicID(id)); t != nil {
+			name = t.Name
+		}
+		out = append(out, Topic{Name: name, ID: id, ErrorCode: kerr.LeaderNotAvailable.Code})
 	}
 	return out
 }

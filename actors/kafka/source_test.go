@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	raftpb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/flotilla/flotilla/actors"
 	"github.com/flotilla/flotilla/actors/controller"
@@ -29,6 +30,7 @@ func deadThree(id uint64) bool { return id != 3 }
 func liveCluster(t *testing.T) (*controller.StateMachine, *partition.Leaders) {
 	t.Helper()
 	sm := controller.NewStateMachine(zerolog.Nop())
+	sm.MarkCaughtUp()
 	index := uint64(0)
 	apply := func(c *controller.Command) {
 		index++
@@ -231,6 +233,7 @@ func TestHaltedLeaderDoesNotNameItself(t *testing.T) {
 // forgotten locally.
 func TestTopicHiddenOnlyWhileBeingCreated(t *testing.T) {
 	sm := controller.NewStateMachine(zerolog.Nop())
+	sm.MarkCaughtUp()
 	index := uint64(0)
 	apply := func(c *controller.Command) {
 		index++
@@ -393,3 +396,77 @@ func TestAutoCreateAskedOnceAndOffsetsTopicAsInternal(t *testing.T) {
 		t.Errorf("%d auto-creations remembered, want 1 (the offsets topic's is past autoCreateRetry)", len(src.asked))
 	}
 }
+
+// TestNotCaughtUpAnswersLeaderNotAvailable: until the controller state
+// has caught up, Metadata tells nothing of its topics but
+// LEADER_NOT_AVAILABLE (no ids, no partitions: they may be a deleted
+// topic's), auto-creates nothing (a name missing from it may exist), and a
+// partition without a local replica is NOT_LEADER_OR_FOLLOWER, never
+// UNKNOWN_TOPIC_OR_PARTITION.
+func TestNotCaughtUpAnswersLeaderNotAvailable(t *testing.T) {
+	live, leaders := liveCluster(t)
+	data, err := live.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm := controller.NewStateMachine(zerolog.Nop())
+	if err := sm.Restore(&raftpb.Snapshot{Data: data, Metadata: &raftpb.SnapshotMetadata{Index: new(live.View().Applied)}}); err != nil {
+		t.Fatal(err)
+	}
+	sys := actors.NewSystem(zerolog.Nop())
+	t.Cleanup(sys.Shutdown)
+	asked := make(chan *controller.CreateTopics, 16)
+	ctl := sys.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *controller.CreateTopics:
+			asked <- m
+		case flushAsked:
+			asked <- nil
+		}
+	}))
+	src := &ClusterSource{Machine: sm, Board: raftactor.NewStatusBoard(), Replicas: partition.NewReplicas(), Leaders: leaders,
+		Controller: ctl, Sender: sys.Root, AutoCreate: true, Log: zerolog.Nop()}
+	svc := &Service{NodeID: 1, Machine: sm, Board: raftactor.NewStatusBoard(), Leaders: leaders, Replicas: partition.NewReplicas()}
+	id := sm.View().Topics["t"].ID
+	tests := []struct {
+		name string
+		q    TopicQuery
+		want []Topic
+	}{
+		{"all", TopicQuery{All: true}, []Topic{{Name: controller.OffsetsTopic}, {Name: "t"}}},
+		{"names", TopicQuery{Names: []string{"t", "fresh"}, AllowAutoCreate: true}, []Topic{{Name: "t"}, {Name: "fresh"}}},
+		{"ids", TopicQuery{IDs: [][16]byte{id, {1}}}, []Topic{{Name: "t", ID: id}, {ID: [16]byte{1}}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for i := range tc.want {
+				tc.want[i].ErrorCode = kerr.LeaderNotAvailable.Code
+			}
+			if got := src.Topics(tc.q); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	codes := func() []int16 {
+		return []int16{svc.missingCode("t", 0), svc.missingCode("fresh", 0), svc.missingCode("t", 7)}
+	}
+	if got, want := codes(), []int16{kerr.NotLeaderForPartition.Code, kerr.NotLeaderForPartition.Code, kerr.NotLeaderForPartition.Code}; !slices.Equal(got, want) {
+		t.Errorf("missing replicas before catching up: %v, want %v", got, want)
+	}
+
+	sm.MarkCaughtUp()
+	if got := src.Topics(TopicQuery{IDs: [][16]byte{id}}); len(got) != 1 || got[0].ErrorCode != 0 || len(got[0].Partitions) != 3 {
+		t.Fatalf("caught up: %+v, want t's metadata", got)
+	}
+	if got, want := codes(), []int16{kerr.NotLeaderForPartition.Code, kerr.UnknownTopicOrPartition.Code, kerr.UnknownTopicOrPartition.Code}; !slices.Equal(got, want) {
+		t.Errorf("missing replicas once caught up: %v, want %v", got, want)
+	}
+	// Behind any auto-creation sent before, from the same sender.
+	sys.Root.Send(ctl, flushAsked{})
+	if m := <-asked; m != nil {
+		t.Fatalf("auto-created %+v before catching up", m.Topics)
+	}
+}
+
+// flushAsked is answered after the messages sent before it.
+type flushAsked struct{}

@@ -156,7 +156,8 @@ func NewReplicas() *Replicas { return NewRegistry[TopicPartition, *Replica]() }
 // NewManager returns the producer of the replica manager actor (kind
 // "partitions", name "partitions"): on every other tick it compares the
 // controller's applied assignments with the replicas it runs, and starts or
-// stops partition raft groups (as its children) to match.
+// stops partition raft groups (as its children) to match, once the
+// controller state has caught up (controller.StateMachine.CaughtUp).
 func NewManager(o ManagerOptions, replicas *Replicas) actor.Producer {
 	return func() actor.Actor {
 		return &manager{o: o, replicas: replicas, deleting: map[string]*Replica{}, forgotten: map[uint64]bool{}}
@@ -212,6 +213,12 @@ func (mg *manager) Receive(ctx actor.Context) {
 }
 
 func (mg *manager) reconcile(ctx actor.Context) {
+	if !mg.o.Controller.CaughtUp() {
+		// A state the cluster may have moved past: a replica started from
+		// it could be a deleted topic's, founded afresh and acknowledging
+		// writes that are then deleted, or one moved away, founded again.
+		return
+	}
 	view := mg.o.Controller.View()
 	if view.Applied == mg.seen && mg.seen != 0 {
 		return
