@@ -94,7 +94,7 @@ func (c *serviceConn) watch(ctx actor.Context, call *fetchCall, ref uint64, ti, 
 		return
 	}
 	t, p := &call.req.Topics[ti], &call.req.Topics[ti].Partitions[pi]
-	replica := c.s.Replicas.Get(partition.TopicPartition{Topic: t.Topic, Partition: p.Partition})
+	replica, _ := c.s.replica(t.Topic, fetchTopicID(call.req, t), p.Partition)
 	if replica == nil || !replica.Machine.View().Leader {
 		return
 	}
@@ -180,10 +180,7 @@ func (s *Service) readFetch(req *kmsg.FetchRequest) fetchRead {
 			// Empty, never null: librdkafka rejects a null record set
 			// (MessageSetSize -1), and Kafka always sends an empty one.
 			rp.RecordBatches = []byte{}
-			v, errCode := s.leaderView(t.Topic, p.Partition, p.CurrentLeaderEpoch)
-			if req.Version >= 13 && t.Topic == "" {
-				errCode = kerr.UnknownTopicID.Code // no topic has that id
-			}
+			v, errCode := s.leaderView(t.Topic, fetchTopicID(req, &t), p.Partition, p.CurrentLeaderEpoch)
 			if errCode != 0 {
 				rp.ErrorCode, failed = errCode, true
 				rt.Partitions = append(rt.Partitions, rp)
@@ -228,6 +225,16 @@ func (s *Service) readFetch(req *kmsg.FetchRequest) fetchRead {
 		bufs = nil
 	}
 	return fetchRead{resp: resp, bytes: total, failed: failed, release: release}
+}
+
+// fetchTopicID is the id t names its topic by: the request's from v13,
+// none before. The name resolveTopicIDs gave it may be another topic's by
+// the time a waiting fetch reads again (deleted and created again).
+func fetchTopicID(req *kmsg.FetchRequest, t *kmsg.FetchRequestTopic) [16]byte {
+	if req.Version < 13 {
+		return [16]byte{}
+	}
+	return t.TopicID
 }
 
 // resolveTopicIDs fills in the names of the topics a Fetch v13+ names by

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/flotilla/flotilla/actors"
+	"github.com/flotilla/flotilla/actors/controller"
 )
 
 // testTimeout bounds every wait in these tests.
@@ -362,4 +363,21 @@ func histogramCount(t *testing.T, o prometheus.Observer) uint64 {
 		t.Fatal(err)
 	}
 	return m.GetHistogram().GetSampleCount()
+}
+
+// ordersState is a caught-up controller state with one broker and topic
+// "orders" of two partitions on it; it returns the topic's id, which the
+// tests' replicas of it must carry.
+func ordersState(t *testing.T) (*controller.StateMachine, controller.TopicID) {
+	t.Helper()
+	sm := controller.NewStateMachine(zerolog.Nop())
+	sm.MarkCaughtUp()
+	id := controller.NewTopicID()
+	for i, c := range []*controller.Command{
+		{RegisterBroker: &controller.RegisterBroker{NodeID: 1, KafkaAddr: "127.0.0.1:9092"}},
+		{CreateTopic: &controller.CreateTopic{Name: "orders", ID: id, Replicas: [][]uint64{{1}, {1}}}},
+	} {
+		sm.Apply(uint64(i+1), 1, c.Encode())
+	}
+	return sm, id
 }

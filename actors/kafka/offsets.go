@@ -21,7 +21,7 @@ func (s *Service) listOffsets(req *kmsg.ListOffsetsRequest) *kmsg.ListOffsetsRes
 			rp := kmsg.NewListOffsetsResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.Timestamp, rp.Offset, rp.LeaderEpoch = -1, -1, -1
-			v, errCode := s.leaderView(t.Topic, p.Partition, p.CurrentLeaderEpoch)
+			v, errCode := s.leaderView(t.Topic, [16]byte{}, p.Partition, p.CurrentLeaderEpoch)
 			if errCode != 0 {
 				rp.ErrorCode = errCode
 				rt.Partitions = append(rt.Partitions, rp)
@@ -75,7 +75,7 @@ func (s *Service) offsetForLeaderEpoch(req *kmsg.OffsetForLeaderEpochRequest) *k
 			rp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.LeaderEpoch, rp.EndOffset = -1, -1
-			v, errCode := s.leaderView(t.Topic, p.Partition, p.CurrentLeaderEpoch)
+			v, errCode := s.leaderView(t.Topic, [16]byte{}, p.Partition, p.CurrentLeaderEpoch)
 			if errCode != 0 {
 				rp.ErrorCode = errCode
 			} else if epoch, end, ok := v.EndOffsetForEpoch(p.LeaderEpoch); ok {

@@ -44,14 +44,14 @@ func (c *serviceConn) produce(ctx actor.Context, r *Request, req *kmsg.ProduceRe
 			rp := kmsg.NewProduceResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.BaseOffset, rp.LogAppendTime, rp.LogStartOffset = -1, -1, -1
-			replica := c.s.Replicas.Get(partition.TopicPartition{Topic: t.Topic, Partition: p.Partition})
+			replica, missing := c.s.replica(t.Topic, [16]byte{}, p.Partition)
 			switch {
 			case req.Acks < -1 || req.Acks > 1:
 				// Kafka's ReplicaManager.isValidRequiredAcks: nothing is
 				// written, every partition is refused.
 				rp.ErrorCode = kerr.InvalidRequiredAcks.Code
 			case replica == nil:
-				rp.ErrorCode = c.s.missingCode(t.Topic, p.Partition)
+				rp.ErrorCode = missing
 			default:
 				msg := &partition.Produce{Records: p.Records, Acks: req.Acks, TimeoutTicks: timeout, Ref: c.ref(), ReplyTo: ctx.Self()}
 				c.produces[msg.Ref] = produceSlot{call: call, topic: ti, part: pi}

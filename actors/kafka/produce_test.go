@@ -23,6 +23,7 @@ func TestProduceBodyReleasedWhenEveryPartitionAnswered(t *testing.T) {
 	sys := actors.NewSystem(zerolog.Nop())
 	t.Cleanup(sys.Shutdown)
 	produces := make(chan *partition.Produce, 2)
+	sm, id := ordersState(t)
 	replicas := map[partition.TopicPartition]*partition.Replica{}
 	for p := range int32(2) {
 		pid, err := sys.Spawn("partition", fmt.Sprintf("partition-%d", p), func() actor.Actor {
@@ -36,9 +37,9 @@ func TestProduceBodyReleasedWhenEveryPartitionAnswered(t *testing.T) {
 			t.Fatal(err)
 		}
 		tp := partition.TopicPartition{Topic: "orders", Partition: p}
-		replicas[tp] = &partition.Replica{TopicPartition: tp, PID: pid}
+		replicas[tp] = &partition.Replica{TopicPartition: tp, TopicID: id, PID: pid}
 	}
-	s := &Service{Tick: 10 * time.Millisecond, Replicas: partition.NewReplicas(), Log: zerolog.Nop()}
+	s := &Service{Tick: 10 * time.Millisecond, Machine: sm, Replicas: partition.NewReplicas(), Log: zerolog.Nop()}
 	s.Replicas.Publish(replicas)
 
 	// The connection serves the request, then takes the partitions'
@@ -119,13 +120,14 @@ func TestAcksZeroUnansweredClosesConnection(t *testing.T) {
 		if err := sys.Root.StopFuture(gone).Wait(); err != nil {
 			t.Fatal(err)
 		}
+		sm, id := ordersState(t)
 		replicas := partition.NewReplicas()
 		replicas.Publish(map[partition.TopicPartition]*partition.Replica{
-			{Topic: "orders", Partition: 0}: {TopicPartition: partition.TopicPartition{Topic: "orders"}, PID: gone},
+			{Topic: "orders", Partition: 0}: {TopicPartition: partition.TopicPartition{Topic: "orders"}, TopicID: id, PID: gone},
 		})
 		ticker := raftactor.NewTicker(sys.Root, tick)
 		t.Cleanup(ticker.Stop)
-		o.Handler = &Service{NodeID: 1, Tick: tick, Ticker: ticker, Replicas: replicas, Sender: sys.Root, Log: o.Log}
+		o.Handler = &Service{NodeID: 1, Tick: tick, Ticker: ticker, Machine: sm, Replicas: replicas, Sender: sys.Root, Log: o.Log}
 	})
 	c := dial(t, b.addr)
 	req := produceRequest(0, 10)
@@ -153,10 +155,11 @@ func TestProduceInvalidAcksRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		stop = func() { sys.Root.Stop(pid) }
+		sm, id := ordersState(t)
 		replicas := partition.NewReplicas()
 		tp := partition.TopicPartition{Topic: "orders"}
-		replicas.Publish(map[partition.TopicPartition]*partition.Replica{tp: {TopicPartition: tp, PID: pid}})
-		o.Handler = &Service{NodeID: 1, Tick: 10 * time.Millisecond, Replicas: replicas, Sender: sys.Root, Log: o.Log}
+		replicas.Publish(map[partition.TopicPartition]*partition.Replica{tp: {TopicPartition: tp, TopicID: id, PID: pid}})
+		o.Handler = &Service{NodeID: 1, Tick: 10 * time.Millisecond, Machine: sm, Replicas: replicas, Sender: sys.Root, Log: o.Log}
 	})
 	defer stop() // before the broker's cleanup waits for every actor
 	c := dial(t, b.addr)

@@ -273,18 +273,43 @@ func (s *Service) missingCode(topic string, p int32) int16 {
 	return kerr.NotLeaderForPartition.Code
 }
 
-// leaderView returns the view of a local partition this broker leads, or
-// the error code to answer with. epoch is the client's current leader
-// epoch (-1: not given), which fences stale leaders and stale clients.
+// replica returns the local replica of partition p of the topic named
+// topic, or of the topic with id unless it is zero (Fetch v13+), or the
+// error code to answer with. A replica registered under the name that is
+// another topic's (one deleted, the name since reused) counts as missing,
+// except that a request by id is answered UNKNOWN_TOPIC_ID, as Kafka's
+// checkTopicId answers a Fetch whose id is not its partition's; so is one
+// whose id no topic has.
+func (s *Service) replica(topic string, id [16]byte, p int32) (*partition.Replica, int16) {
+	tp := partition.TopicPartition{Topic: topic, Partition: p}
+	if id == [16]byte{} {
+		if r := partition.Current(s.Replicas, s.Machine.View(), tp); r != nil {
+			return r, 0
+		}
+		return nil, s.missingCode(topic, p)
+	}
+	if r := partition.Lookup(s.Replicas, tp, controller.TopicID(id)); r != nil {
+		return r, 0
+	}
+	if s.Machine.View().TopicByID(controller.TopicID(id)) == nil || s.Replicas.Get(tp) != nil {
+		return nil, kerr.UnknownTopicID.Code
+	}
+	return nil, s.missingCode(topic, p)
+}
+
+// leaderView returns the view of a local partition this broker leads
+// (topic, id and p as replica takes them), or the error code to answer
+// with. epoch is the client's current leader epoch (-1: not given), which
+// fences stale leaders and stale clients.
 // A replica checks it before its leadership, as Kafka's
 // Partition.getLocalLog does: a follower tells a client with an old epoch
 // FENCED_LEADER_EPOCH (refresh the metadata) and one with a newer epoch
 // UNKNOWN_LEADER_EPOCH (this replica lags: retry), rather than
 // NOT_LEADER_OR_FOLLOWER.
-func (s *Service) leaderView(topic string, p int32, epoch int32) (*partition.View, int16) {
-	r := s.Replicas.Get(partition.TopicPartition{Topic: topic, Partition: p})
+func (s *Service) leaderView(topic string, id [16]byte, p int32, epoch int32) (*partition.View, int16) {
+	r, code := s.replica(topic, id, p)
 	if r == nil {
-		return nil, s.missingCode(topic, p)
+		return nil, code
 	}
 	v := r.Machine.View()
 	switch {

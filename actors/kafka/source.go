@@ -205,7 +205,7 @@ func (s *ClusterSource) topic(view *controller.State, t *controller.Topic) Topic
 				kp.Offline = append(kp.Offline, int32(id))
 			}
 		}
-		leader, term, isr, known := s.leadership(t.Name, p)
+		leader, term, isr, known := s.leadership(t, p)
 		allLed = allLed && (leader != 0 || p.AddedAt != 0)
 		if known {
 			kp.LeaderEpoch = int32(term)
@@ -261,16 +261,17 @@ func (s *ClusterSource) sawLed(view *controller.State, id controller.TopicID) {
 // ISR (Kafka's time rule) and answers from its live view; it also tells
 // every broker, which is how the others, those that do not host the
 // partition too, know it.
-func (s *ClusterSource) leadership(topic string, p controller.Partition) (leader, term uint64, isr []uint64, known bool) {
-	if v := s.localLeaderView(topic, p.Index); v != nil {
+func (s *ClusterSource) leadership(t *controller.Topic, p controller.Partition) (leader, term uint64, isr []uint64, known bool) {
+	if v := s.localLeaderView(t, p.Index); v != nil {
 		return v.LeaderID, uint64(v.Epoch), v.ISR, true
 	}
 	return knownLeader(s.Board, s.Leaders, s.Self, p.Group)
 }
 
-// localLeaderView returns the view of a partition this broker leads, or nil.
-func (s *ClusterSource) localLeaderView(topic string, p int32) *partition.View {
-	if r := s.Replicas.Get(partition.TopicPartition{Topic: topic, Partition: p}); r != nil {
+// localLeaderView returns the view of a partition of t this broker leads,
+// or nil; not that of a replica of another topic once named t.Name.
+func (s *ClusterSource) localLeaderView(t *controller.Topic, p int32) *partition.View {
+	if r := partition.Lookup(s.Replicas, partition.TopicPartition{Topic: t.Name, Partition: p}, t.ID); r != nil {
 		if v := r.Machine.View(); v.Leader && len(v.ISR) > 0 {
 			return v
 		}

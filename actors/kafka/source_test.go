@@ -470,3 +470,48 @@ func TestNotCaughtUpAnswersLeaderNotAvailable(t *testing.T) {
 
 // flushAsked is answered after the messages sent before it.
 type flushAsked struct{}
+
+// TestReplicaOfReusedNameIsNotServed: the replicas are registered by name
+// and the manager catches up with the controller state every other tick,
+// so right after a topic is deleted and created again with the same name
+// the replica under the name is the deleted topic's. Produce, Fetch,
+// ListOffsets and OffsetForLeaderEpoch must answer as if it were missing
+// (a Fetch by id UNKNOWN_TOPIC_ID, as Kafka's checkTopicId), never serve
+// the new topic from it, nor a long-polling Fetch of the old id from the
+// new topic's replica.
+func TestReplicaOfReusedNameIsNotServed(t *testing.T) {
+	sm, id := ordersState(t)
+	old := controller.NewTopicID()
+	sm.Apply(sm.View().Applied+1, 1, (&controller.Command{CreateTopic: &controller.CreateTopic{Name: "gone", ID: controller.NewTopicID(), Replicas: [][]uint64{{1}}}}).Encode())
+	sm.Apply(sm.View().Applied+1, 1, (&controller.Command{DeleteTopic: &controller.DeleteTopic{ID: sm.View().Topics["gone"].ID}}).Encode())
+	stale := &partition.Replica{TopicPartition: partition.TopicPartition{Topic: "orders", Partition: 0}, TopicID: old}
+	current := &partition.Replica{TopicPartition: partition.TopicPartition{Topic: "orders", Partition: 1}, TopicID: id}
+	gone := &partition.Replica{TopicPartition: partition.TopicPartition{Topic: "gone", Partition: 0}, TopicID: old}
+	replicas := partition.NewReplicas()
+	replicas.Publish(map[partition.TopicPartition]*partition.Replica{stale.TopicPartition: stale, current.TopicPartition: current, gone.TopicPartition: gone})
+	s := &Service{NodeID: 1, Machine: sm, Replicas: replicas}
+	var byName [16]byte
+	tests := []struct {
+		name  string
+		topic string
+		id    [16]byte
+		p     int32
+		want  *partition.Replica
+		code  int16
+	}{
+		{"by name, the topic's", "orders", byName, 1, current, 0},
+		{"by name, another topic's", "orders", byName, 0, nil, kerr.NotLeaderForPartition.Code},
+		{"by name, a deleted topic's", "gone", byName, 0, nil, kerr.UnknownTopicOrPartition.Code},
+		{"by id, the topic's", "orders", id, 1, current, 0},
+		{"by id, another topic's", "orders", id, 0, nil, kerr.UnknownTopicID.Code},
+		{"by the old id, the name now another topic's", "orders", old, 1, nil, kerr.UnknownTopicID.Code},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, code := s.replica(tc.topic, tc.id, tc.p)
+			if r != tc.want || code != tc.code {
+				t.Fatalf("got replica %+v, code %d; want %+v, %d", r, code, tc.want, tc.code)
+			}
+		})
+	}
+}

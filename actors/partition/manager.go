@@ -153,6 +153,28 @@ type Replicas = Registry[TopicPartition, *Replica]
 // NewReplicas returns an empty set.
 func NewReplicas() *Replicas { return NewRegistry[TopicPartition, *Replica]() }
 
+// Lookup returns the replica hosted here of partition tp of the topic with
+// id, or nil. The set is by name, and the replica under a name may be
+// another topic's until the manager's next reconcile: one deleted, its
+// name since given to a new topic. It must never answer for the other
+// (Kafka's Partition.checkTopicId).
+func Lookup(replicas *Replicas, tp TopicPartition, id controller.TopicID) *Replica {
+	if r := replicas.Get(tp); r != nil && r.TopicID == id {
+		return r
+	}
+	return nil
+}
+
+// Current is Lookup of the topic that the controller state view names
+// tp.Topic: nil if there is none.
+func Current(replicas *Replicas, view *controller.State, tp TopicPartition) *Replica {
+	t := view.Topics[tp.Topic]
+	if t == nil {
+		return nil
+	}
+	return Lookup(replicas, tp, t.ID)
+}
+
 // NewManager returns the producer of the replica manager actor (kind
 // "partitions", name "partitions"): on every other tick it compares the
 // controller's applied assignments with the replicas it runs, and starts or
