@@ -53,6 +53,44 @@ func TestForget(t *testing.T) {
 	}
 }
 
+// TestForgottenDroppedWithTheirFiles: the WAL remembers a tombstone only
+// while files older than the tombstone's are left for it to release; with
+// every deleted replica remembered forever, the map would grow without
+// bound. Recovery still forgets the group while the tombstone's file is on
+// disk, and has nothing of it once that file is gone.
+func TestForgottenDroppedWithTheirFiles(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions()
+	opts.SegmentBytes = 1 << 10
+	w, _ := mustOpen(t, dir, opts)
+	for i := uint64(1); i <= 40; i++ {
+		mustUpdate(t, w, 5, ents(i, i, 1), hardState(1, 1, i), nil)
+		mustCommit(t, w)
+	}
+	if err := w.AppendForget(5); err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, w)
+	tombstone := w.current().seq
+	if err := w.roll(); err != nil {
+		t.Fatal(err)
+	}
+	outrun(t, w)
+	removeCovered(t, w)
+	if w.segs[0].seq <= tombstone {
+		t.Fatalf("the tombstone's file %d still held back by %v", tombstone, w.holdingBack())
+	}
+	if len(w.forgotten) != 0 {
+		t.Fatalf("forgotten %v after the tombstone's file %d went", w.forgotten, tombstone)
+	}
+	mustClose(t, w)
+	w, states := mustOpen(t, dir, opts)
+	defer mustClose(t, w)
+	if _, ok := states[5]; ok {
+		t.Fatalf("forgotten group 5 recovered: %s", describe(states[5]))
+	}
+}
+
 // TestOverwrittenEntriesDoNotHoldFiles: entries a new leader overwrote are
 // covered by a checkpoint at the group's real last index, before and after
 // a restart.

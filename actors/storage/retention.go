@@ -58,6 +58,7 @@ func (w *WAL) deleteCovered() int {
 		w.log.Info().Str("file", segmentName(seg.seq)).Int64("bytes", seg.size).Int("groups", len(seg.groups)).
 			Msg("released WAL file covered by checkpoints")
 	}
+	w.dropForgotten()
 	if len(paths) == 0 {
 		return 0
 	}
@@ -67,6 +68,25 @@ func (w *WAL) deleteCovered() int {
 	}
 	w.remover.release(paths)
 	return len(paths)
+}
+
+// dropForgotten drops the tombstones whose file is the oldest or gone: a
+// tombstone only releases the files before its own (holds), and none is
+// left. Without this the map would grow by one entry per deleted replica
+// forever. Recovery does not need them: it rebuilds the map from the
+// tombstones still on disk, and the records they ended are in files
+// released before theirs (or, a released file left on disk by a crash,
+// replayed with its tombstone).
+func (w *WAL) dropForgotten() {
+	if len(w.forgotten) == 0 || len(w.segs) == 0 {
+		return
+	}
+	oldest := w.segs[0].seq
+	for group, seq := range w.forgotten {
+		if seq <= oldest {
+			delete(w.forgotten, group)
+		}
+	}
 }
 
 // waitRemoved waits until the remover has tried to remove every file

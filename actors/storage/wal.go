@@ -137,7 +137,9 @@ type WAL struct {
 	pending     []pendingCheckpoint
 	// forgotten maps each group with a durable tombstone to the file the
 	// tombstone is in: no file before that one is held back by the group,
-	// and that one only by the records after the tombstone.
+	// and that one only by the records after the tombstone. A tombstone in
+	// the oldest file has nothing left to release and goes
+	// (dropForgotten).
 	forgotten map[uint64]uint64
 
 	// err is sticky: after a failed write or fsync the state of the file is
