@@ -65,6 +65,7 @@ type Broker struct {
 	partitions *actor.PID
 	kafka      *actor.PID
 	replicas   *partition.Replicas
+	leaders    *partition.Leaders
 	groups     *actor.PID
 	coords     *group.Coordinators
 	kafkaAddr  string
@@ -245,6 +246,7 @@ func Start(o Options) (_ *Broker, err error) {
 	b.kafkaAddr = kafkaAddr
 	raftAdvertised, _ := cfg.PeerAddr(cfg.NodeID)
 	leaders := partition.NewLeaders()
+	b.leaders = leaders
 	if b.controller, err = b.sys.Spawn("controller", "controller", controller.NewActor(controller.Options{
 		NodeID:    cfg.NodeID,
 		KafkaAddr: kafkaAddr,
@@ -521,6 +523,9 @@ func (b *Broker) KafkaAddr() string { return b.kafkaAddr }
 
 // Replicas returns the partition replicas this broker hosts.
 func (b *Broker) Replicas() *partition.Replicas { return b.replicas }
+
+// Leaders returns what this broker knows of every partition's leadership.
+func (b *Broker) Leaders() *partition.Leaders { return b.leaders }
 
 // DebugAddr returns the debug endpoint's address, or "" when it is off.
 func (b *Broker) DebugAddr() string { return b.debugAddr }

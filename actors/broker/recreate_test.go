@@ -108,3 +108,36 @@ func TestFetchByIDOfRecreatedTopicServesNoOldRecords(t *testing.T) {
 		})
 	}
 }
+
+// TestLeadersBoardForgetsDeletedTopics: every broker keeps the
+// leaderships its peers broadcast, of partitions it does not host too.
+// Those of a deleted topic must go on every broker, not only on the ones
+// that hosted it, or the board grows with every topic ever deleted.
+func TestLeadersBoardForgetsDeletedTopics(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := c.client()
+	createOn(ctx, t, cl, "brief", 1)
+	group := c.brokers[0].Controller().View().Topics["brief"].Partitions[0].Group
+	c.waitFor(10*time.Second, "every broker knows brief/0's leader", func() bool {
+		for _, b := range c.brokers {
+			if li, ok := b.Leaders().Get(group); !ok || li.Leader != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	if _, err := kadm.NewClient(cl).DeleteTopics(ctx, "brief"); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor(10*time.Second, "brief/0 off every broker's leaders board", func() bool {
+		for _, b := range c.brokers {
+			if _, ok := b.Leaders().Get(group); ok {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.etcd.io/raft/v3/tracker"
 
+	"github.com/flotilla/flotilla/actors/controller"
 	"github.com/flotilla/flotilla/netactor"
 	"github.com/flotilla/flotilla/raftactor"
 )
@@ -45,6 +46,28 @@ func (l *Leaders) Note(infos []netactor.LeaderInfo) {
 
 // forget drops a deleted partition's group.
 func (l *Leaders) forget(group uint64) { l.m.Delete(group) }
+
+// Prune drops the groups that view shows deleted: below its NextGroup
+// (group ids are handed out in order and never reused) and in none of its
+// topics. Every broker keeps what its peers broadcast, also of partitions
+// it never hosted, and a broadcast in flight can bring a deleted group
+// back after forget; without this the board would grow with every topic
+// deleted. A group at or above NextGroup is newer than view: a peer's news
+// of a topic this broker has not applied yet, kept.
+func (l *Leaders) Prune(view *controller.State) {
+	live := make(map[uint64]bool)
+	for _, t := range view.Topics {
+		for _, p := range t.Partitions {
+			live[p.Group] = true
+		}
+	}
+	l.m.Range(func(k, _ any) bool {
+		if g := k.(uint64); g < view.NextGroup && !live[g] {
+			l.m.Delete(g)
+		}
+		return true
+	})
+}
 
 // leadersEveryTicks paces the broadcast of this broker's leaderships
 // (10 ticks: 500 ms at 50 ms), the longest a non-hosting broker's Metadata

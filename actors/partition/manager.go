@@ -213,6 +213,7 @@ func (mg *manager) Receive(ctx actor.Context) {
 		}
 		if mg.ticks%leadersEveryTicks == 0 {
 			mg.broadcastLeaders(ctx)
+			mg.o.Leaders.Prune(mg.o.Controller.View())
 		}
 	case *netactor.LeadersReceived:
 		mg.o.Leaders.Note(m.Infos)
