@@ -406,8 +406,12 @@ func Start(o Options) (_ *Broker, err error) {
 	if b.kafka, err = kafka.StartListener(b.sys, kafkaLn, kafka.Options{
 		Handler:  svc,
 		Metadata: src,
-		Metrics:  kafka.NewMetrics(reg),
-		Log:      log,
+		// Clients are served from a controller state this broker may act
+		// on (controller.StateMachine.CaughtUp), as a Kafka broker serves
+		// once it has caught up with the metadata log.
+		Ready:   b.machine.WhenCaughtUp(),
+		Metrics: kafka.NewMetrics(reg),
+		Log:     log,
 	}); err != nil {
 		return nil, err
 	}

@@ -147,15 +147,16 @@ func (s *State) TopicNames() []string {
 
 // StateMachine is the controller group's raftactor.StateMachine.
 type StateMachine struct {
-	view     atomic.Pointer[State]
-	caughtUp atomic.Bool
-	log      zerolog.Logger
+	view       atomic.Pointer[State]
+	caughtUp   atomic.Bool
+	caughtUpCh chan struct{} // closed once caughtUp
+	log        zerolog.Logger
 }
 
 // NewStateMachine returns an empty controller state machine, not caught up
 // (CaughtUp).
 func NewStateMachine(log zerolog.Logger) *StateMachine {
-	sm := &StateMachine{log: log}
+	sm := &StateMachine{log: log, caughtUpCh: make(chan struct{})}
 	sm.view.Store(&State{Brokers: map[uint64]Broker{}})
 	return sm
 }
@@ -175,11 +176,15 @@ func (sm *StateMachine) View() *State { return sm.view.Load() }
 // the controller group has no quorum; once true it stays true.
 func (sm *StateMachine) CaughtUp() bool { return sm.caughtUp.Load() }
 
+// WhenCaughtUp returns a channel closed once CaughtUp is true.
+func (sm *StateMachine) WhenCaughtUp() <-chan struct{} { return sm.caughtUpCh }
+
 // MarkCaughtUp records that an entry this broker proposed since it started
 // has been applied here. The controller actor calls it; tests of other
 // packages call it on a state they build by hand.
 func (sm *StateMachine) MarkCaughtUp() {
 	if !sm.caughtUp.Swap(true) {
+		close(sm.caughtUpCh)
 		sm.log.Info().Uint64("applied", sm.View().Applied).Msg("controller state caught up")
 	}
 }

@@ -43,8 +43,9 @@ func StartListener(sys *actors.System, ln net.Listener, opts Options) (*actor.PI
 	// bookkeeping dies with it, so the only safe recovery is for the client
 	// to reconnect.
 	stopFailed := actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })
+	stopped := make(chan struct{})
 	props := sys.Props("kafka-listener", "kafka/listener", func() actor.Actor {
-		return &Listener{ln: ln, sys: sys, cfg: cfg}
+		return &Listener{ln: ln, sys: sys, cfg: cfg, stopped: stopped}
 	}).Configure(actor.WithSupervisor(stopFailed))
 	pid, err := sys.Root.SpawnNamed(props, "kafka/listener")
 	if err != nil {
@@ -53,7 +54,16 @@ func StartListener(sys *actors.System, ln net.Listener, opts Options) (*actor.PI
 	}
 	// The accept loop outlives any restart of the actor: it feeds the PID,
 	// which a restart keeps, and ends when Stopping closes ln.
-	go actors.AcceptLoop(ln, sys.Root, pid)
+	go func() {
+		if opts.Ready != nil {
+			select {
+			case <-opts.Ready:
+			case <-stopped:
+				return
+			}
+		}
+		actors.AcceptLoop(ln, sys.Root, pid)
+	}()
 	return pid, nil
 }
 
@@ -61,10 +71,11 @@ func StartListener(sys *actors.System, ln net.Listener, opts Options) (*actor.PI
 // connection becomes a child Conn actor (kind "conn", name
 // "conn/<remote addr>"), so stopping the Listener stops them all.
 type Listener struct {
-	ln     net.Listener
-	sys    *actors.System
-	cfg    *connConfig
-	closed bool
+	ln      net.Listener
+	sys     *actors.System
+	cfg     *connConfig
+	closed  bool
+	stopped chan struct{} // closed when the actor stops, for an accept loop still waiting for Options.Ready
 }
 
 // Receive implements actor.Actor.
@@ -77,6 +88,9 @@ func (l *Listener) Receive(ctx actor.Context) {
 	case *actor.Started:
 		l.cfg.log.Info().Str("addr", l.ln.Addr().String()).Msg("kafka listener started")
 	case *actor.Stopping:
+		if !l.closed {
+			close(l.stopped)
+		}
 		l.closed = true
 		l.ln.Close()
 		l.cfg.log.Info().Str("addr", l.ln.Addr().String()).Msg("kafka listener stopped")

@@ -44,8 +44,14 @@ type Options struct {
 	// batch of responses may take: a lack of progress, not the transfer
 	// of a large answer to a client reading slowly but steadily.
 	WriteTimeout time.Duration
-	Metrics      *Metrics // may be nil
-	Log          zerolog.Logger
+	// Ready, when set, holds back accepting clients until it is closed,
+	// as a Kafka broker enables request processing only once it has
+	// caught up with the metadata log: a connection waits in the kernel's
+	// backlog meanwhile, and its first request is answered from a state
+	// the broker may act on, not refused.
+	Ready   <-chan struct{}
+	Metrics *Metrics // may be nil
+	Log     zerolog.Logger
 }
 
 func (o Options) withDefaults() Options {
