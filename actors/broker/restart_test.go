@@ -3,15 +3,16 @@ package broker
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -28,20 +29,38 @@ func rawRequest(t *testing.T, addr string, req kmsg.Request) kmsg.Response {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if err := conn.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+	sendRaw(t, conn, req)
+	resp, err := readRaw(conn, req, time.Now().Add(5*time.Second))
+	if err != nil {
 		t.Fatal(err)
 	}
+	return resp
+}
+
+// sendRaw writes req on conn.
+func sendRaw(t *testing.T, conn net.Conn, req kmsg.Request) {
+	t.Helper()
 	b := kmsg.NewRequestFormatter(kmsg.FormatterClientID("probe")).AppendRequest(nil, req, 7)
+	if err := conn.SetWriteDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := conn.Write(b); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// readRaw reads the answer to req from conn by deadline.
+func readRaw(conn net.Conn, req kmsg.Request, deadline time.Time) (kmsg.Response, error) {
+	if err := conn.SetReadDeadline(deadline); err != nil {
+		return nil, err
+	}
 	var size [4]byte
 	if _, err := io.ReadFull(conn, size[:]); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	body := make([]byte, binary.BigEndian.Uint32(size[:]))
 	if _, err := io.ReadFull(conn, body); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	resp := req.ResponseKind()
 	skip := 4 // correlation id
@@ -49,9 +68,9 @@ func rawRequest(t *testing.T, addr string, req kmsg.Request) kmsg.Response {
 		skip = 5 // and the header's tags
 	}
 	if err := resp.ReadFrom(body[skip:]); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return resp
+	return resp, nil
 }
 
 // TestRestartDoesNotResurrectDeletedTopic: a broker restarted after a
@@ -150,8 +169,8 @@ func (c *testCluster) failResurrected(round int, name string, back []int32) {
 // TestRestartWithoutQuorumStartsNoReplicas: a broker restarted while its
 // controller group has no quorum cannot tell whether its state is
 // current (a topic may have been deleted, a replica moved away, while it
-// was down): it replays its own log, but starts no replica and answers
-// the topics' Metadata with LEADER_NOT_AVAILABLE until a quorum is back.
+// was down): it replays its own log, but starts no replica and leaves a
+// client's request unanswered until a quorum is back.
 func TestRestartWithoutQuorumStartsNoReplicas(t *testing.T) {
 	c := newTestCluster(t, 3)
 	c.waitReady()
@@ -180,16 +199,32 @@ func TestRestartWithoutQuorumStartsNoReplicas(t *testing.T) {
 			t.Fatalf("a replica of solo/0 started without a controller quorum")
 		}
 	}
-	// Nothing of the state it cannot vouch for: no id, no partitions.
-	md := rawMetadata(t, c.brokers[2].KafkaAddr(), "solo")
-	if mt := md.Topics[0]; mt.ErrorCode != kerr.LeaderNotAvailable.Code || mt.TopicID != [16]byte{} || len(mt.Partitions) > 0 {
-		t.Fatalf("Metadata for solo without a controller quorum: error %d, id %x, partitions %+v; want LEADER_NOT_AVAILABLE alone", mt.ErrorCode, mt.TopicID, mt.Partitions)
+	// Nothing of the state it cannot vouch for: a client's request waits
+	// unanswered, as on a Kafka broker that has not caught up.
+	conn, err := net.DialTimeout("tcp", c.brokers[2].KafkaAddr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := metadataRequest("solo")
+	sendRaw(t, conn, req)
+	if resp, err := readRaw(conn, req, time.Now().Add(500*time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Metadata without a controller quorum answered %+v (err %v); want no answer yet", resp, err)
 	}
 	c.start(0)
 	c.waitFor(20*time.Second, "solo/0 back once the quorum is", func() bool {
 		v := c.replicaView(2, tp)
 		return v != nil && v.Leader && c.brokers[2].Controller().CaughtUp()
 	})
+	// The request that waited is answered from the caught-up state.
+	resp, err := readRaw(conn, req, time.Now().Add(20*time.Second))
+	if err != nil {
+		t.Fatalf("the Metadata request held while the broker caught up: %v", err)
+	}
+	id := c.brokers[2].Controller().View().Topics["solo"].ID
+	if mt := resp.(*kmsg.MetadataResponse).Topics[0]; mt.TopicID != id || len(mt.Partitions) != 1 {
+		t.Fatalf("Metadata for solo once caught up: error %d, id %x, %d partitions; want id %x and its partition", mt.ErrorCode, mt.TopicID, len(mt.Partitions), id)
+	}
 }
 
 // filepathGlob returns the partition directories of group under dataDir.

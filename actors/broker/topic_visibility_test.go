@@ -2,9 +2,6 @@ package broker
 
 import (
 	"context"
-	"encoding/binary"
-	"io"
-	"net"
 	"testing"
 	"time"
 
@@ -16,14 +13,11 @@ import (
 // a topic-level error instead of showing it.
 func rawMetadata(t *testing.T, addr string, topics ...string) *kmsg.MetadataResponse {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := conn.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
+	return rawRequest(t, addr, metadataRequest(topics...)).(*kmsg.MetadataResponse)
+}
+
+// metadataRequest is a Metadata v12 request for topics.
+func metadataRequest(topics ...string) *kmsg.MetadataRequest {
 	req := kmsg.NewPtrMetadataRequest()
 	req.Version = 12
 	for _, name := range topics {
@@ -31,23 +25,7 @@ func rawMetadata(t *testing.T, addr string, topics ...string) *kmsg.MetadataResp
 		rt.Topic = kmsg.StringPtr(name)
 		req.Topics = append(req.Topics, rt)
 	}
-	b := kmsg.NewRequestFormatter(kmsg.FormatterClientID("probe")).AppendRequest(nil, req, 7)
-	if _, err := conn.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	var size [4]byte
-	if _, err := io.ReadFull(conn, size[:]); err != nil {
-		t.Fatal(err)
-	}
-	body := make([]byte, binary.BigEndian.Uint32(size[:]))
-	if _, err := io.ReadFull(conn, body); err != nil {
-		t.Fatal(err)
-	}
-	resp := req.ResponseKind().(*kmsg.MetadataResponse)
-	if err := resp.ReadFrom(body[5:]); err != nil { // correlation id, header tags
-		t.Fatal(err)
-	}
-	return resp
+	return req
 }
 
 // ledPartitions counts the partitions of md's first topic that have a
