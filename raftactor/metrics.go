@@ -35,9 +35,22 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect implements prometheus.Collector.
+// Collect implements prometheus.Collector. Series are labelled by the
+// group's name, which two groups share for a while when a topic is deleted
+// and re-created: the old group stays on the board until its actor has
+// stopped. Only the newest of them is exported (group ids are never reused
+// and grow, so the highest id is the new partition); a duplicate would fail
+// the whole scrape.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	for _, s := range c.board.All() {
+	all := c.board.All() // ordered by group id
+	newest := make(map[string]*GroupStatus, len(all))
+	for _, s := range all {
+		newest[s.Name] = s
+	}
+	for _, s := range all {
+		if newest[s.Name] != s {
+			continue
+		}
 		ch <- prometheus.MustNewConstMetric(c.term, prometheus.GaugeValue, float64(s.Term), s.Name)
 		ch <- prometheus.MustNewConstMetric(c.commit, prometheus.GaugeValue, float64(s.Commit), s.Name)
 		ch <- prometheus.MustNewConstMetric(c.applied, prometheus.GaugeValue, float64(s.Applied), s.Name)

@@ -3,6 +3,7 @@ package debug
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -110,7 +111,12 @@ func Handler(src Sources) http.Handler {
 		}
 		writeJSON(w, map[string]any{"status": "ok", "controller_leader": st.Leader, "role": st.Role})
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(src.Gatherer, promhttp.HandlerOpts{}))
+	// One failing collector must not blind the others (WAL, Go runtime):
+	// serve what was gathered and log the error.
+	mux.Handle("GET /metrics", promhttp.HandlerFor(src.Gatherer, promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog:      scrapeErrorLog{src.Log},
+	}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -118,4 +124,11 @@ func Handler(src Sources) http.Handler {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { servePage(w, src) })
 	return mux
+}
+
+// scrapeErrorLog hands promhttp's gathering errors to the broker's log.
+type scrapeErrorLog struct{ log zerolog.Logger }
+
+func (l scrapeErrorLog) Println(v ...any) {
+	l.log.Warn().Str("error", fmt.Sprint(v...)).Msg("metrics scrape was partial")
 }
