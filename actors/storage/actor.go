@@ -69,14 +69,18 @@ type hold struct {
 	oldest uint64 // the oldest file
 	seq    uint64 // the file being written when the group was first seen holding it
 	since  time.Time
-	stuck  bool // reported: it held the file over stuckRolls rolls
+	stuck  bool // reported: it held the file over stuckRolls rolls and stuckFor
 }
 
-// stuckRolls is how many rolls a group may hold back the same oldest file,
-// asked to checkpoint at each, before it is reported as stuck: a group that
-// can checkpoint releases it at the first ask, or at the second with a
-// rewrite.
-const stuckRolls = 3
+// A group is reported as stuck once it has held back the same oldest file
+// over stuckRolls rolls, asked to checkpoint at each, and for stuckFor: a
+// group that can checkpoint releases it at the first ask, or at the second
+// with a rewrite, but under a flood of writes with small files three rolls
+// take less time than a checkpoint.
+const (
+	stuckRolls = 3
+	stuckFor   = time.Minute
+)
 
 // NewActor returns the producer of the storage actor, which owns w from then
 // on: nothing else may call w's methods, and the actor closes w when it
@@ -373,20 +377,23 @@ func (a *storageActor) maintain(ctx actor.Context) {
 
 // trackHolds notes which groups hold back the oldest file (holding), with
 // seq the file being written. A group that has held the same file over
-// stuckRolls rolls does not checkpoint (it halted, or cannot checkpoint past its
-// records): it is logged once, with when it was first seen, and counted in
-// the stuck groups metric until it lets the file go. Nothing else can
+// stuckRolls rolls and for stuckFor does not checkpoint (it halted, or cannot
+// checkpoint past its records): it is logged once, with when it was first
+// seen, and counted in the stuck groups metric until it lets the file go.
+// Holds are checked when a file rolls (or the WAL is over budget), so a
+// group past both floors is reported at the next roll. Nothing else can
 // release the file: the WAL grows until the group recovers or the broker
 // restarts.
 func (a *storageActor) trackHolds(holding []uint64, seq uint64) {
 	oldest := a.w.segs[0].seq
+	now := a.w.opts.now()
 	for group, h := range a.holds {
 		if h.oldest == oldest && slices.Contains(holding, group) {
 			continue
 		}
 		delete(a.holds, group)
 		if h.stuck {
-			a.log.Info().Uint64("group", group).Time("since", h.since).Dur("held_for", time.Since(h.since)).
+			a.log.Info().Uint64("group", group).Time("since", h.since).Dur("held_for", now.Sub(h.since)).
 				Msg("raft group no longer holds back WAL files")
 		}
 	}
@@ -394,10 +401,10 @@ func (a *storageActor) trackHolds(holding []uint64, seq uint64) {
 	for _, group := range holding {
 		h := a.holds[group]
 		if h == nil {
-			h = &hold{oldest: oldest, seq: seq, since: time.Now()}
+			h = &hold{oldest: oldest, seq: seq, since: now}
 			a.holds[group] = h
 		}
-		if seq-h.seq < stuckRolls {
+		if seq-h.seq < stuckRolls || now.Sub(h.since) < stuckFor {
 			continue
 		}
 		stuck++

@@ -96,8 +96,8 @@ It sends:
     CheckpointRequest, at most once per group per roll; one asked before
     for the same file asks for a Rewrite too, which counts once the
     group's next checkpoint after it is durable. A group that holds the
-    same oldest file over three rolls (a halted one) is logged once and
-    counted in StuckGroups until it lets go. The bytes a
+    same oldest file over three rolls and for a minute (a halted one) is
+    logged once and counted in StuckGroups until it lets go. The bytes a
     Persist says its group kept in its own files (KeptBytes) count toward
     the file's size and the budget as if they were in the WAL: they are
     what recovery replays after the last checkpoint.

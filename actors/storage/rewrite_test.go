@@ -2,6 +2,7 @@ package storage
 
 import (
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -181,40 +182,57 @@ func TestUncommittedEntriesDoNotPinTheWAL(t *testing.T) {
 }
 
 // TestStuckGroupIsCounted: a group that never answers the checkpoint
-// requests (a halted one) holds back every file; after a few rolls it is
-// counted as stuck, and no longer once a checkpoint releases its file.
+// requests (a halted one) holds back every file; once it has held the file
+// over a few rolls and for stuckFor it is counted as stuck, and no longer
+// once a checkpoint releases its file. Rolls in quick succession (a flood
+// of writes with small files) are not enough.
 func TestStuckGroupIsCounted(t *testing.T) {
 	dir := t.TempDir()
 	opts := testOptions()
 	opts.SegmentBytes = 16 << 10
 	opts.BudgetBytes = 1 << 30
 	opts.Metrics = NewMetrics(nil)
+	var clock atomic.Int64 // seconds since the Unix epoch
+	clock.Store(1000)
+	opts.now = func() time.Time { return time.Unix(clock.Load(), 0) }
 	w, _ := mustOpen(t, dir, opts)
 	h := startActor(t, w)
 	h.sys.Root.Send(h.storage, &Persist{Group: 1, Seq: 1, Entries: ents(1, 10, 1), HardState: hardState(1, 1, 10), ReplyTo: h.reply})
 	big := make([]byte, 4<<10)
 	var asked []bool // the Rewrite flag of group 1's requests
-	for idx := uint64(1); idx <= 4*(stuckRolls+2); idx++ {
-		e := ent(idx, 1)
-		e.Data = big
-		h.sys.Root.Send(h.storage, &Persist{Group: 2, Seq: idx + 1, Entries: []*pb.Entry{e}, ReplyTo: h.reply})
-		for done := false; !done; {
-			switch m := next[any](t, h).(type) {
-			case *CheckpointRequest:
-				if m.Group == 1 {
-					asked = append(asked, m.Rewrite)
-					continue
+	idx := uint64(0)
+	// write has group 2 write n entries of 4 KiB (4 to a file) and
+	// checkpoint past them whenever asked.
+	write := func(n int) {
+		for range n {
+			idx++
+			e := ent(idx, 1)
+			e.Data = big
+			h.sys.Root.Send(h.storage, &Persist{Group: 2, Seq: idx + 1, Entries: []*pb.Entry{e}, ReplyTo: h.reply})
+			for done := false; !done; {
+				switch m := next[any](t, h).(type) {
+				case *CheckpointRequest:
+					if m.Group == 1 {
+						asked = append(asked, m.Rewrite)
+						continue
+					}
+					h.sys.Root.Send(h.storage, &Checkpoint{Group: 2, Snapshot: snapshot(idx, 1)})
+				case *Persisted:
+					done = m.Group == 2 && m.Seq == idx+1
 				}
-				h.sys.Root.Send(h.storage, &Checkpoint{Group: 2, Snapshot: snapshot(idx, 1)})
-			case *Persisted:
-				done = m.Group == 2 && m.Seq == idx+1
 			}
 		}
+		h.flush(t)
 	}
-	h.flush(t)
+	write(4 * (stuckRolls + 2))
 	if len(asked) < stuckRolls || asked[0] || !slices.Contains(asked, true) {
 		t.Fatalf("group 1's requests asked to rewrite %v: want a first one without, then with", asked)
 	}
+	if n := gauge(t, opts.Metrics.StuckGroups); n != 0 {
+		t.Fatalf("%v stuck groups after %d rolls within a second, want 0", n, len(asked))
+	}
+	clock.Add(int64(stuckFor / time.Second))
+	write(4) // one more roll
 	if n := gauge(t, opts.Metrics.StuckGroups); n != 1 {
 		t.Fatalf("%v stuck groups, want 1", n)
 	}

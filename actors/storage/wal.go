@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -53,6 +54,10 @@ type Options struct {
 	Log zerolog.Logger
 	// Metrics, when not nil, receives the WAL's metrics.
 	Metrics *Metrics
+
+	// now is the clock the stuck-group report measures with (nil:
+	// time.Now); tests set it.
+	now func() time.Time
 }
 
 func (o Options) withDefaults() Options {
@@ -61,6 +66,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.BudgetBytes <= 0 {
 		o.BudgetBytes = DefaultBudgetBytes
+	}
+	if o.now == nil {
+		o.now = time.Now
 	}
 	return o
 }
