@@ -1,15 +1,18 @@
 package actors
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
 
@@ -40,7 +43,8 @@ type System struct {
 	mu     sync.Mutex
 	byName map[string]*entry
 
-	dispatcher *workerDispatcher
+	dispatcher  *workerDispatcher
+	deadLetters *prometheus.CounterVec
 }
 
 type entry struct {
@@ -52,12 +56,61 @@ type entry struct {
 }
 
 // NewSystem starts an actor system whose own log output goes through log.
+//
+// Dead letters (messages to an actor that has stopped) are counted by
+// message type in flotilla_actor_dead_letters_total and logged at debug,
+// instead of protoactor's info lines: most are expected, such as an answer
+// reaching a Kafka connection whose client hung up.
 func NewSystem(log zerolog.Logger) *System {
-	slogger := slog.New(zerolog.NewSlogHandler(log.With().Str("component", "protoactor").Logger()))
+	slogger := slog.New(dropDeadLetters{zerolog.NewSlogHandler(log.With().Str("component", "protoactor").Logger())})
 	as := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slogger }))
-	s := &System{Actors: as, log: log, byName: make(map[string]*entry), dispatcher: newWorkerDispatcher()}
+	s := &System{
+		Actors: as, log: log, byName: make(map[string]*entry), dispatcher: newWorkerDispatcher(),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flotilla_actor_dead_letters_total",
+			Help: "Messages sent to an actor that had stopped, by message type; answers to Kafka connections whose client hung up are expected.",
+		}, []string{"message"}),
+	}
+	as.EventStream.Subscribe(s.deadLetter)
 	s.Root = as.Root.WithGuardian(Supervisor())
 	return s
+}
+
+// Collector returns the system's metrics, for the broker's registry.
+func (s *System) Collector() prometheus.Collector { return s.deadLetters }
+
+// deadLetter counts and debug-logs one dead letter; it runs on the sender's
+// goroutine.
+func (s *System) deadLetter(ev any) {
+	dl, ok := ev.(*actor.DeadLetterEvent)
+	if !ok {
+		return
+	}
+	typ := fmt.Sprintf("%T", dl.Message)
+	s.deadLetters.WithLabelValues(typ).Inc()
+	if e := s.log.Debug(); e.Enabled() {
+		e.Str("to", dl.PID.GetId()).Str("message_type", typ).Str("sender", dl.Sender.GetId()).
+			Msg("message to a stopped actor dropped")
+	}
+}
+
+// dropDeadLetters is the slog handler of protoactor's own log without its
+// dead letter lines, which System.deadLetter replaces.
+type dropDeadLetters struct{ slog.Handler }
+
+func (h dropDeadLetters) Handle(ctx context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, "[DeadLetter]") {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h dropDeadLetters) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return dropDeadLetters{h.Handler.WithAttrs(attrs)}
+}
+
+func (h dropDeadLetters) WithGroup(name string) slog.Handler {
+	return dropDeadLetters{h.Handler.WithGroup(name)}
 }
 
 // Supervisor is the strategy every Flotilla actor uses for its children.

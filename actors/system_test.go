@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 )
 
@@ -102,4 +104,56 @@ func TestStoppedActorLeavesList(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// TestDeadLettersAreCountedNotLoggedAtInfo: a message to a stopped actor
+// (an answer to a Kafka connection whose client hung up) is counted by
+// type and logged at debug only, not as protoactor's info line.
+func TestDeadLettersAreCountedNotLoggedAtInfo(t *testing.T) {
+	tests := []struct {
+		level     zerolog.Level
+		wantDebug bool
+	}{
+		{zerolog.InfoLevel, false},
+		{zerolog.DebugLevel, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.level.String(), func(t *testing.T) {
+			var logs syncBuffer
+			sys := NewSystem(zerolog.New(&logs).Level(tt.level))
+			defer sys.Shutdown()
+			pid, err := sys.Spawn("test", "test/gone", func() actor.Actor { return &fragile{} })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sys.Root.StopFuture(pid).Wait(); err != nil {
+				t.Fatal(err)
+			}
+			sys.Root.Send(pid, &ping{})
+			c := sys.deadLetters.WithLabelValues("*actors.ping")
+			deadline := time.Now().Add(5 * time.Second)
+			for count(t, c) != 1 {
+				if time.Now().After(deadline) {
+					t.Fatalf("dead letters of *actors.ping: %v, want 1", count(t, c))
+				}
+				time.Sleep(time.Millisecond)
+			}
+			out := logs.String()
+			if strings.Contains(out, "DeadLetter") {
+				t.Errorf("protoactor's dead letter line logged:\n%s", out)
+			}
+			if got := strings.Contains(out, `"message_type":"*actors.ping"`); got != tt.wantDebug {
+				t.Errorf("debug line logged: %v, want %v:\n%s", got, tt.wantDebug, out)
+			}
+		})
+	}
+}
+
+func count(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }

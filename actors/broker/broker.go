@@ -160,7 +160,7 @@ func Start(o Options) (_ *Broker, err error) {
 	b.setConfigPeers(cfg.Peers)
 	defaults := controller.TopicDefaults(cfg.Kafka.TopicDefaults())
 	b.topicDefaults.Store(&defaults)
-	reg.MustRegister(raftactor.NewCollector(b.board))
+	reg.MustRegister(raftactor.NewCollector(b.board), b.sys.Collector())
 	defer func() {
 		if err != nil {
 			b.sys.Shutdown()
