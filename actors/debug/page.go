@@ -41,7 +41,7 @@ JSON: <a href="/debug/raft">raft</a> · <a href="/debug/actors">actors</a> · <a
 </table>
 <h2>Raft groups</h2>
 <table><tr><th>group</th><th>role</th><th>term</th><th>leader</th><th>commit</th><th>applied</th><th>voters</th><th>followers (match/next/state)</th></tr>
-{{range .Groups}}<tr><td>{{.Name}}</td><td class="{{.Role}}">{{.Role}}</td><td>{{.Term}}</td><td>{{.Leader}}</td><td>{{.Commit}}</td><td>{{.Applied}}</td><td>{{.Voters}}</td>
+{{range .Groups}}<tr><td>{{.Name}}</td><td class="{{.Role}}">{{.Role}}{{with .Halted}}: {{.}}{{end}}</td><td>{{.Term}}</td><td>{{.Leader}}</td><td>{{.Commit}}</td><td>{{.Applied}}</td><td>{{.Voters}}</td>
 <td>{{range $id, $p := .Progress}}{{$id}}: {{$p.Match}}/{{$p.Next}}/{{$p.State}} {{end}}</td></tr>{{end}}
 </table>
 <h2>Consumer groups coordinated here</h2>

@@ -97,20 +97,7 @@ func Handler(src Sources) http.Handler {
 	mux.HandleFunc("GET /debug/groups", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"node_id": src.NodeID, "groups": groupsView(src)})
 	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		st := src.Board.Get(controller.ControllerGroup)
-		if st == nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			writeJSON(w, map[string]any{"status": "controller group not running"})
-			return
-		}
-		if st.Halted != "" {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			writeJSON(w, map[string]any{"status": "controller group halted", "halted": st.Halted})
-			return
-		}
-		writeJSON(w, map[string]any{"status": "ok", "controller_leader": st.Leader, "role": st.Role})
-	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { serveHealth(w, src.Board) })
 	// One failing collector must not blind the others (WAL, Go runtime):
 	// serve what was gathered and log the error.
 	mux.Handle("GET /metrics", promhttp.HandlerFor(src.Gatherer, promhttp.HandlerOpts{
@@ -131,4 +118,43 @@ type scrapeErrorLog struct{ log zerolog.Logger }
 
 func (l scrapeErrorLog) Println(v ...any) {
 	l.log.Warn().Str("error", fmt.Sprint(v...)).Msg("metrics scrape was partial")
+}
+
+// healthHaltedShown is how many halted groups /healthz names: a broker whose
+// disk filled up may have halted hundreds, and the count says the rest.
+const healthHaltedShown = 5
+
+// HaltedGroup is a halted raft group as /healthz shows it.
+type HaltedGroup struct {
+	Name   string `json:"name"`
+	Group  uint64 `json:"raft_group"`
+	Reason string `json:"reason"`
+}
+
+// serveHealth answers 200 while the controller group runs and no raft group
+// of this broker has halted; 503 otherwise. A halted group takes no part in
+// raft until the broker restarts, so the broker needs a restart (after its
+// storage is fixed).
+func serveHealth(w http.ResponseWriter, board *raftactor.StatusBoard) {
+	var halted []HaltedGroup
+	n := 0
+	for _, st := range board.All() {
+		if st.Halted == "" {
+			continue
+		}
+		n++
+		if len(halted) < healthHaltedShown {
+			halted = append(halted, HaltedGroup{Name: st.Name, Group: st.Group, Reason: st.Halted})
+		}
+	}
+	if n > 0 {
+		writeJSONStatus(w, http.StatusServiceUnavailable, map[string]any{"status": "raft groups halted; restart the broker", "halted_groups": n, "halted": halted})
+		return
+	}
+	st := board.Get(controller.ControllerGroup)
+	if st == nil {
+		writeJSONStatus(w, http.StatusServiceUnavailable, map[string]any{"status": "controller group not running"})
+		return
+	}
+	writeJSON(w, map[string]any{"status": "ok", "controller_leader": st.Leader, "role": st.Role})
 }

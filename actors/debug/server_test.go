@@ -1,7 +1,9 @@
 package debug
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/flotilla/flotilla/actors"
+	"github.com/flotilla/flotilla/actors/controller"
 	"github.com/flotilla/flotilla/raftactor"
 )
 
@@ -34,5 +38,87 @@ func TestMetricsSurviveABrokenCollector(t *testing.T) {
 	Handler(src).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "flotilla_test_ok_total 1") {
 		t.Fatalf("GET /metrics: %d\n%s", rec.Code, rec.Body.String())
+	}
+}
+
+// TestHealthzReportsHaltedGroups: /healthz answers 503 when any raft group
+// of the broker has halted (it needs a restart), naming a few of them with
+// their reasons and counting all; the page shows a halted group's reason.
+func TestHealthzReportsHaltedGroups(t *testing.T) {
+	running := &raftactor.GroupStatus{Group: controller.ControllerGroup, Name: "controller", Role: "leader", Leader: 1}
+	tests := []struct {
+		name       string
+		groups     []*raftactor.GroupStatus
+		code       int
+		status     string
+		halted     int
+		firstShown string
+	}{
+		{"healthy", []*raftactor.GroupStatus{running, {Group: 1024, Name: "t/0", Role: "follower"}}, http.StatusOK, "ok", 0, ""},
+		{"no controller", nil, http.StatusServiceUnavailable, "controller group not running", 0, ""},
+		{"controller halted", []*raftactor.GroupStatus{
+			{Group: controller.ControllerGroup, Name: "controller", Role: "halted", Halted: "write wal: no space left on device"},
+		}, http.StatusServiceUnavailable, "raft groups halted; restart the broker", 1, "controller"},
+		{"partitions halted", append([]*raftactor.GroupStatus{running}, haltedPartitions(40)...),
+			http.StatusServiceUnavailable, "raft groups halted; restart the broker", 40, "t/0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			board := raftactor.NewStatusBoard()
+			for _, g := range tt.groups {
+				board.Publish(g)
+			}
+			rec := httptest.NewRecorder()
+			Handler(Sources{NodeID: 1, Board: board, Gatherer: prometheus.NewRegistry(), Log: zerolog.Nop()}).
+				ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+			var body struct {
+				Status       string        `json:"status"`
+				HaltedGroups int           `json:"halted_groups"`
+				Halted       []HaltedGroup `json:"halted"`
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+				t.Fatalf("%d %s: %v", rec.Code, rec.Body, err)
+			}
+			if rec.Code != tt.code || body.Status != tt.status || body.HaltedGroups != tt.halted {
+				t.Fatalf("%d %s", rec.Code, rec.Body)
+			}
+			if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type %q", ct)
+			}
+			if tt.halted == 0 {
+				return
+			}
+			if len(body.Halted) != min(tt.halted, healthHaltedShown) || body.Halted[0].Name != tt.firstShown || body.Halted[0].Reason == "" {
+				t.Errorf("halted groups shown: %+v", body.Halted)
+			}
+			if rec.Body.Len() > 2048 {
+				t.Errorf("body of %d bytes", rec.Body.Len())
+			}
+		})
+	}
+}
+
+func haltedPartitions(n int) []*raftactor.GroupStatus {
+	var out []*raftactor.GroupStatus
+	for i := range n {
+		out = append(out, &raftactor.GroupStatus{
+			Group: uint64(1024 + i), Name: fmt.Sprintf("t/%d", i), Role: "halted",
+			Halted: "write partition segment: no space left on device",
+		})
+	}
+	return out
+}
+
+// TestPageShowsHaltReason: the page shows why a group halted.
+func TestPageShowsHaltReason(t *testing.T) {
+	board := raftactor.NewStatusBoard()
+	board.Publish(&raftactor.GroupStatus{Group: 1024, Name: "t/0", Role: "halted", Halted: "write partition segment: no space left on device"})
+	sys := actors.NewSystem(zerolog.Nop())
+	defer sys.Shutdown()
+	src := Sources{NodeID: 1, Actors: sys, Board: board, Controller: controller.NewStateMachine(zerolog.Nop()), Gatherer: prometheus.NewRegistry(), Log: zerolog.Nop()}
+	rec := httptest.NewRecorder()
+	Handler(src).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if want := "halted: write partition segment: no space left on device"; !strings.Contains(rec.Body.String(), want) {
+		t.Fatalf("page lacks %q:\n%s", want, rec.Body)
 	}
 }
