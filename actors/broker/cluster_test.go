@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,6 +36,9 @@ type testCluster struct {
 	// wrapTransport, when set, gives the brokers started from then on a
 	// transport wrapped for their node id.
 	wrapTransport func(self uint64) func(raftactor.Transport) raftactor.Transport
+	// logTo, when set, takes the info logs of the brokers started from
+	// then on instead of the test output.
+	logTo io.Writer
 }
 
 func newTestCluster(t *testing.T, n int, tune ...func(*configs.Config)) *testCluster {
@@ -85,6 +89,9 @@ func newTunedCluster(t *testing.T, n int, tp func(*partition.RaftSettings), tune
 func (c *testCluster) start(i int) {
 	c.t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(c.t)).Level(testLogLevel)
+	if c.logTo != nil {
+		log = zerolog.New(c.logTo).Level(zerolog.InfoLevel)
+	}
 	o := Options{Config: c.cfgs[i], Log: log, TunePartitions: c.tunePartitions}
 	if c.wrapTransport != nil {
 		o.WrapTransport = c.wrapTransport(c.cfgs[i].NodeID)

@@ -1029,11 +1029,13 @@ func (m *Machine) checkReady(h *raftactor.Handle) {
 	// already lost the replicas that lagged or died; starting from every
 	// replica instead would count a long-dead one in sync for
 	// replica.lag.time.max.ms and let min.insync.replicas be passed.
+	// Its first ISR is no change: this node never knew the previous
+	// leader's, so the ready line carries it instead.
 	m.caughtUp = map[uint64]uint64{}
-	m.isr = m.isr[:0:0]
 	m.setMatchQuorum(len(h.ConfState().GetVoters()))
-	m.updateISR(h)
-	m.o.Log.Info().Uint64("term", m.readyTerm).Int64("log_end", m.nextOffset).Msg("partition leader ready")
+	m.isr = m.inSync(h)
+	m.publish(h)
+	m.o.Log.Info().Uint64("term", m.readyTerm).Int64("log_end", m.nextOffset).Uints64("isr", m.isr).Msg("partition leader ready")
 }
 
 // LeaderChanged implements raftactor.Extension: whatever this node had in
@@ -1103,10 +1105,21 @@ func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
 // isrEveryTicks paces the ISR bookkeeping (5 ticks: 250 ms at 50 ms).
 const isrEveryTicks = 5
 
-// updateISR applies Kafka's time rule on the leader: a replica is in sync
-// while it has matched the leader's durable log end within
-// replica.lag.time.max.ms. The view is republished when the set changes.
+// updateISR applies Kafka's time rule on the leader (inSync) and
+// republishes the view when the set changes.
 func (m *Machine) updateISR(h *raftactor.Handle) {
+	isr := m.inSync(h)
+	if !slices.Equal(isr, m.isr) {
+		m.o.Log.Info().Uints64("isr", isr).Uints64("was", m.isr).Msg("partition ISR changed")
+		m.isr = isr
+		m.publish(h)
+	}
+}
+
+// inSync returns the leader's ISR by Kafka's time rule, sorted: a replica
+// is in sync while it has matched the leader's durable log end within
+// replica.lag.time.max.ms.
+func (m *Machine) inSync(h *raftactor.Handle) []uint64 {
 	self := h.NodeID()
 	var end uint64
 	h.WithProgress(func(id, match uint64, _ bool) {
@@ -1131,11 +1144,7 @@ func (m *Machine) updateISR(h *raftactor.Handle) {
 		}
 	})
 	slices.Sort(isr)
-	if !slices.Equal(isr, m.isr) {
-		m.o.Log.Info().Uints64("isr", isr).Uints64("was", m.isr).Msg("partition ISR changed")
-		m.isr = isr
-		m.publish(h)
-	}
+	return isr
 }
 
 // retentionEveryTicks paces retention checks (100 ticks: 5 s at 50 ms).
