@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
 
@@ -68,6 +69,9 @@ type Options struct {
 	// Log receives the Log's events: recovery, repairs, rolls, deletions.
 	// Nothing is logged per batch.
 	Log zerolog.Logger
+
+	// writeErrors, when not nil, counts the Logs that failed (fail).
+	writeErrors prometheus.Counter
 
 	// kept is what the WAL's references say of the batches appended since
 	// the partition's last checkpoint, by base offset: Sync leaves the Raft
@@ -412,7 +416,9 @@ func (l *Log) setSealed(sealed []segView) {
 // Open has recovered the files.
 func (l *Log) fail(err error) error {
 	err = fmt.Errorf("%w: %w", ErrLogFailed, err)
-	l.failure.CompareAndSwap(nil, &err)
+	if l.failure.CompareAndSwap(nil, &err) && l.opts.writeErrors != nil {
+		l.opts.writeErrors.Inc()
+	}
 	v := l.view.Load()
 	l.view.Store(&view{gen: l.gen.Load(), closed: true, start: v.start, end: v.end, written: v.written})
 	return *l.failure.Load()

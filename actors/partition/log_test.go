@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 func TestOpenEmpty(t *testing.T) {
@@ -107,7 +109,10 @@ func TestAppendRefusals(t *testing.T) {
 }
 
 func TestAppendFailureIsSticky(t *testing.T) {
-	l := mustOpen(t, testOptions(t, t.TempDir()))
+	opts := testOptions(t, t.TempDir())
+	metrics := NewMetrics(nil)
+	opts.writeErrors = metrics.writeErrors()
+	l := mustOpen(t, opts)
 	var m model
 	m.add(t, l, mkBatch(t, spec{}), 0, nil)
 	l.act.seg.log.Close() // the next write fails
@@ -122,6 +127,13 @@ func TestAppendFailureIsSticky(t *testing.T) {
 		t.Fatalf("end %d after a failed append", l.LogEnd())
 	}
 	wantErr(t, l.Close(), ErrLogFailed)
+	var got dto.Metric
+	if err := metrics.WriteErrors.Write(&got); err != nil {
+		t.Fatal(err)
+	}
+	if n := got.GetCounter().GetValue(); n != 1 {
+		t.Fatalf("%v write errors counted, want 1 (the log's first failure)", n)
+	}
 }
 
 func TestRoundTripAcrossRolls(t *testing.T) {

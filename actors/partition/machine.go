@@ -284,7 +284,7 @@ func NewMachine(o MachineOptions) (*Machine, error) {
 	if o.ProducerExpiryTicks == 0 {
 		o.ProducerExpiryTicks = defaultProducerExpiryTicks
 	}
-	l, err := Open(Options{Dir: o.Dir, SegmentBytes: o.Settings.SegmentBytes, Log: o.Log, kept: keptIndexes(o.Recovered)})
+	l, err := Open(Options{Dir: o.Dir, SegmentBytes: o.Settings.SegmentBytes, Log: o.Log, writeErrors: o.Metrics.writeErrors(), kept: keptIndexes(o.Recovered)})
 	if err != nil {
 		return nil, fmt.Errorf("partition %s/%d: %w", o.Topic, o.Partition, err)
 	}

@@ -24,6 +24,11 @@ type Metrics struct {
 	// those this broker did not produce, and starting their write-back.
 	// The raft actor handles nothing else meanwhile.
 	KeepSeconds prometheus.Histogram
+	// WriteErrors counts the partition logs whose segment write, fsync,
+	// truncation or deletion failed, next to the WAL's write errors: the
+	// log refuses every change after its first failure and its raft group
+	// halts until the broker restarts, so each log counts once.
+	WriteErrors prometheus.Counter
 }
 
 // NewMetrics creates the partition metrics and registers them with reg,
@@ -46,11 +51,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time a partition's raft actor spent writing one Ready's batches into the segments (write, verification, start of the write-back).",
 			Buckets: prometheus.ExponentialBucketsRange(10e-6, 1, 16),
 		}),
+		WriteErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flotilla_partition_write_errors_total",
+			Help: "Partition logs whose segment write, fsync, truncation or deletion failed; each halts its raft group until the broker restarts.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.ProduceSeconds, m.SyncSeconds, m.KeepSeconds)
+		reg.MustRegister(m.ProduceSeconds, m.SyncSeconds, m.KeepSeconds, m.WriteErrors)
 	}
 	return m
+}
+
+// writeErrors returns the counter a Log counts its failure in (nil: none).
+func (m *Metrics) writeErrors() prometheus.Counter {
+	if m == nil {
+		return nil
+	}
+	return m.WriteErrors
 }
 
 func (m *Metrics) durable(since time.Time) {
