@@ -261,6 +261,8 @@ func Start(o Options) (_ *Broker, err error) {
 		},
 		OnRemoved: b.onRemoved,
 		Alive:     alive,
+		Liveness:  liveness,
+		DeadPeers: controller.NewDeadPeersGauge(reg),
 		LeaderKnown: func(group uint64) bool {
 			li, ok := leaders.Get(group)
 			return ok && li.Leader != 0

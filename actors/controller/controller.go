@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"go.etcd.io/raft/v3"
@@ -52,7 +53,12 @@ type Options struct {
 	// alive. New replicas are placed on live brokers only, as Kafka places
 	// them on unfenced brokers only.
 	Alive func(id uint64) bool
-	Log   zerolog.Logger
+	// Liveness is this broker's raw judgement of its peers: a registered
+	// broker it finds dead, or alive again, is logged once, and counted
+	// in DeadPeers (NewDeadPeersGauge). Nil for neither.
+	Liveness  *netactor.Liveness
+	DeadPeers prometheus.Gauge
+	Log       zerolog.Logger
 }
 
 // NewActor returns the producer of the controller actor.
@@ -60,6 +66,7 @@ func NewActor(o Options) actor.Producer {
 	return func() actor.Actor {
 		return &controllerActor{
 			o:          o,
+			watch:      peerWatch{liveness: o.Liveness, gauge: o.DeadPeers},
 			pending:    map[uint64]func(*raftactor.Proposed){},
 			peers:      map[uint64]string{},
 			completing: map[uint64]bool{},
@@ -104,8 +111,9 @@ type controllerActor struct {
 	// Membership (cluster.go) and reassignments (reassign.go).
 	mb         membership
 	peers      map[uint64]string // the transport's peer table as this actor set it
-	completing map[uint64]bool   // groups with a CompleteReassignment in flight
-	drainMoves map[uint64]bool   // groups with a drain's Reassign in flight
+	watch      peerWatch
+	completing map[uint64]bool // groups with a CompleteReassignment in flight
+	drainMoves map[uint64]bool // groups with a drain's Reassign in flight
 }
 
 // pidBlockSize is how many producer ids a broker takes at a time.
@@ -164,6 +172,7 @@ func (c *controllerActor) Receive(ctx actor.Context) {
 			c.reconcile(ctx)
 			c.tickMembership(ctx)
 			c.markLedTopics(ctx)
+			c.watchPeers(c.o.Machine.View())
 		}
 		c.answerLed(ctx)
 	case *netactor.ControlReceived:
