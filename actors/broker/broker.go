@@ -273,6 +273,7 @@ func Start(o Options) (_ *Broker, err error) {
 	}
 
 	b.replicas = partition.NewReplicas()
+	reg.MustRegister(partition.NewHealthCollector(b.replicas))
 	b.coords = group.NewCoordinators()
 	if debugLn != nil {
 		b.debugAddr = debugLn.Addr().String()
@@ -390,6 +391,7 @@ func Start(o Options) (_ *Broker, err error) {
 		Now:               time.Now,
 		Log:               log,
 	}
+	reg.MustRegister(kafka.NewOfflineCollector(svc))
 	src := &kafka.ClusterSource{
 		Self:       cfg.NodeID,
 		Machine:    b.machine,

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flotilla/flotilla/configs"
 	"github.com/flotilla/flotilla/raftactor"
 )
 
@@ -79,4 +80,76 @@ func TestNewLeaderLogsNoISRChangeFromEmpty(t *testing.T) {
 			t.Errorf("ISR change from an empty ISR logged: %v", l)
 		}
 	}
+}
+
+// TestPartitionHealthGauges: the leader of an RF=3 partition with
+// min.insync.replicas=3 counts it under-replicated and under its min ISR
+// once a replica stops, and no longer once it is back in sync.
+func TestPartitionHealthGauges(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *configs.Config) { cfg.Kafka.ReplicaLagTimeMaxMs = 1000 })
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, leader := c.strictPartition(ctx, "health")
+	reg := c.brokers[leader].registry
+	health := func() (float64, float64) {
+		return gathered(t, reg, "flotilla_partitions_under_replicated"), gathered(t, reg, "flotilla_partitions_under_min_isr")
+	}
+	if u, m := health(); u != 0 || m != 0 {
+		t.Fatalf("healthy partition: %v under-replicated, %v under min ISR", u, m)
+	}
+	down := (leader + 1) % 3
+	c.stop(down)
+	c.waitFor(15*time.Second, "the leader counts the partition under-replicated and under its min ISR", func() bool {
+		u, m := health()
+		return u == 1 && m == 1
+	})
+	c.start(down)
+	c.waitFor(20*time.Second, "the partition is healthy again", func() bool {
+		u, m := health()
+		return u == 0 && m == 0
+	})
+}
+
+// TestOfflinePartitions: once the only replica of a partition stops and
+// its session times out, the controller leader counts the partition
+// offline; the other brokers report 0, as Kafka's controller alone does.
+func TestOfflinePartitions(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *configs.Config) { cfg.Kafka.BrokerSessionTimeoutMs = 1500 })
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c.createTopic(ctx, c.client(), "lonely", 3, 1, nil)
+	lead := c.leader()
+	offline := func(i int) float64 { return gathered(t, c.brokers[i].registry, "flotilla_partitions_offline") }
+	c.waitFor(20*time.Second, "every partition has a leader", func() bool { return offline(lead) == 0 })
+	hosted := map[int]int{} // broker index → partitions whose only replica it is
+	for _, p := range c.brokers[lead].Controller().View().Topics["lonely"].Partitions {
+		hosted[int(p.Replicas[0]-1)]++
+	}
+	down := -1
+	for i, n := range hosted {
+		if i != lead && n > 0 {
+			down = i
+		}
+	}
+	if down < 0 {
+		t.Skipf("every partition is on the controller leader: %v", hosted)
+	}
+	c.stop(down)
+	c.waitFor(15*time.Second, "the controller leader counts the stopped broker's partitions offline", func() bool {
+		return c.leader() == lead && offline(lead) == float64(hosted[down])
+	})
+	for i := range c.brokers {
+		if i != lead && c.brokers[i] != nil {
+			if n := offline(i); n != 0 {
+				t.Errorf("broker %d, not the controller leader, reports %v offline partitions", i+1, n)
+			}
+		}
+	}
+	c.start(down)
+	c.waitFor(20*time.Second, "the partitions are back online", func() bool {
+		l := c.leader()
+		return l >= 0 && offline(l) == 0
+	})
 }

@@ -224,7 +224,10 @@ type Machine struct {
 	caughtUp   map[uint64]uint64 // replica → last tick it matched the leader's log end
 	isr        []uint64
 	firstOf    map[batchKey]int64 // last batch of a multi-batch request → its first batch's offset
-	watchers   []*watcher
+	// sizes is what the partition health metrics compare a leader's ISR
+	// with (Health); written by the actor, read at scrape time.
+	sizes    atomic.Pointer[replicaSizes]
+	watchers []*watcher
 
 	// matchQuorum is min.insync.replicas when it is above a majority of
 	// the replicas, else 0: acks=all batches then wait after apply in held
@@ -291,6 +294,7 @@ func NewMachine(o MachineOptions) (*Machine, error) {
 	m := &Machine{o: o, log: l, producers: &ProducerState{}, caughtUp: map[uint64]uint64{}, inflight: map[batchKey]*inflight{}, firstOf: map[batchKey]int64{}, side: map[uint64]*pb.Entry{}}
 	m.addMatch = func(_, match uint64, _ bool) { m.matches = append(m.matches, match) }
 	m.replicas, m.adding, m.removing = o.Replicas, o.Adding, o.Removing
+	m.noteSizes()
 	m.members = NewMembership(o.Group, o.Controller, o.Log)
 	m.setMatchQuorum(len(o.Replicas) - len(o.Adding))
 	m.publish(nil)

@@ -61,6 +61,7 @@ func (ms *Membership) Tick(h *raftactor.Handle, ctx actor.Context, replicas, add
 // rule adds the new ones once they catch up.
 func (m *Machine) setAssignment(h *raftactor.Handle, a *SetAssignment) {
 	m.replicas, m.adding, m.removing = a.Replicas, a.Adding, a.Removing
+	m.noteSizes()
 	if !m.ready {
 		return
 	}

@@ -65,6 +65,7 @@ func (m *Machine) setSettings(h *raftactor.Handle, s Settings) {
 	}
 	// A leader recomputes its min.insync.replicas quorum every tick.
 	m.o.Settings = s
+	m.noteSizes()
 	m.o.Log.Info().Int64("retention_ms", s.RetentionMs).Int64("retention_bytes", s.RetentionBytes).
 		Int64("segment_bytes", s.SegmentBytes).Msg("partition settings changed")
 	if m.ready {
