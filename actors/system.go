@@ -194,7 +194,7 @@ func (s *System) middleware(e *entry) actor.ReceiverMiddleware {
 			defer func() {
 				if r := recover(); r != nil {
 					s.log.Error().Str("actor", e.name).Str("kind", e.kind).
-						Str("message", fmt.Sprintf("%T", env.Message)).
+						Str("message_type", fmt.Sprintf("%T", env.Message)).
 						Interface("panic", r).Str("stack", string(debug.Stack())).
 						Msg("actor panicked; its supervisor restarts it")
 					panic(r)

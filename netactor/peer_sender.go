@@ -153,7 +153,7 @@ func (s *PeerSender) enqueue(ctx actor.Context, out *Outbound) {
 	for _, m := range out.Msgs {
 		item := queued{group: out.Group, msg: m, size: proto.Size(m)}
 		if singleMessageFrame(item.size) > s.opts.MaxFrameBytes {
-			s.log.Error().Uint64("group", out.Group).Stringer("type", m.GetType()).
+			s.log.Error().Uint64("raft_group", out.Group).Stringer("type", m.GetType()).
 				Int("bytes", item.size).Int("max_frame_bytes", s.opts.MaxFrameBytes).
 				Msg("raft message larger than the frame limit; dropped")
 			s.report(ctx, []queued{item}, DropTooLarge)
@@ -161,7 +161,7 @@ func (s *PeerSender) enqueue(ctx actor.Context, out *Outbound) {
 		}
 		// Its own frame's body is at least item.size bytes.
 		if n := len(m.GetEntries()); n > maxEntries(item.size) {
-			s.log.Error().Uint64("group", out.Group).Stringer("type", m.GetType()).
+			s.log.Error().Uint64("raft_group", out.Group).Stringer("type", m.GetType()).
 				Int("entries", n).Int("bytes", item.size).
 				Msg("raft message with more entries than a frame may carry; dropped")
 			s.report(ctx, []queued{item}, DropTooLarge)

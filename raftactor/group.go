@@ -245,7 +245,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 			resp := false
 			for _, msg := range m.Msgs {
 				if err := g.rn.Step(msg); err != nil {
-					g.log.Debug().Err(err).Uint64("from", msg.GetFrom()).Str("type", msg.GetType().String()).Msg("step")
+					g.log.Debug().Err(err).Uint64("peer", msg.GetFrom()).Str("type", msg.GetType().String()).Msg("step")
 					continue
 				}
 				resp = resp || msg.GetType() == pb.MsgAppResp
@@ -360,7 +360,7 @@ func (g *groupActor) start(ctx actor.Context) {
 		g.log.Info().Uints64("voters", cfg.Peers).Msg("bootstrapped new raft group")
 	}
 	g.campaignIfAlone = true
-	g.log.Info().Uint64("incarnation", g.incarnation).Uint64("applied", d.applied).Uint64("last_index", last).
+	g.log.Info().Uint64("incarnation", g.incarnation).Uint64("applied_index", d.applied).Uint64("last_index", last).
 		Uint64("term", hs.GetTerm()).Uint64("vote", hs.GetVote()).Msg("raft group started")
 	g.publish()
 }

@@ -149,7 +149,7 @@ func (r *Reconciler) Reconcile(h *Handle, replicas, removing []uint64) bool {
 
 // take proposes s.
 func (r *Reconciler) take(h *Handle, s step, target []uint64) {
-	ev := r.Log.Info().Str("step", s.kind.String()).Uint64("node", s.node).Uints64("voters", h.ConfState().GetVoters()).
+	ev := r.Log.Info().Str("step", s.kind.String()).Uint64("node_id", s.node).Uints64("voters", h.ConfState().GetVoters()).
 		Uints64("learners", h.ConfState().GetLearners()).Uints64("target", target).Uint64("term", r.term)
 	if s.kind == stepTransfer {
 		h.TransferLeader(s.node)
@@ -168,7 +168,7 @@ func (r *Reconciler) take(h *Handle, s step, target []uint64) {
 	if err := h.ProposeConfChange(cc); err != nil {
 		// Raft refuses while a leadership transfer is under way; the next
 		// tick tries again, so this is not worth a warning each time.
-		r.Log.Debug().Err(err).Str("step", s.kind.String()).Uint64("node", s.node).Msg("reassignment: conf change not proposed")
+		r.Log.Debug().Err(err).Str("step", s.kind.String()).Uint64("node_id", s.node).Msg("reassignment: conf change not proposed")
 		return
 	}
 	r.pending, r.pendingAt = s, r.calls

@@ -609,18 +609,18 @@ func (g *groupActor) rewrite(ctx actor.Context, index uint64) {
 	ents, err := d.ms.Entries(index+1, last+1, math.MaxUint64)
 	if err != nil {
 		// Compacted by a snapshot taken meanwhile: the storage asks again.
-		g.log.Warn().Err(err).Uint64("from", index+1).Uint64("to", last).Msg("read entries to rewrite")
+		g.log.Warn().Err(err).Uint64("from_index", index+1).Uint64("to_index", last).Msg("read entries to rewrite")
 		return
 	}
 	ents = slices.Clone(ents) // the raft.Storage's slice, which it may write over
 	if k := d.keeper; k != nil {
 		if ents, err = k.References(ents); err != nil {
-			g.log.Error().Err(err).Uint64("from", index+1).Uint64("to", last).Msg("references of entries to rewrite")
+			g.log.Error().Err(err).Uint64("from_index", index+1).Uint64("to_index", last).Msg("references of entries to rewrite")
 			return
 		}
 	}
 	ctx.Send(d.cfg.Storage, &storage.Rewrite{Group: d.cfg.Group, Entries: ents})
-	g.log.Info().Uint64("from", index+1).Uint64("to", last).
+	g.log.Info().Uint64("from_index", index+1).Uint64("to_index", last).
 		Msg("rewrote entries the group cannot checkpoint past, so that older WAL files can go")
 }
 

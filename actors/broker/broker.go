@@ -227,7 +227,7 @@ func Start(o Options) (_ *Broker, err error) {
 		Recovered:           recovered[controller.ControllerGroup],
 		Board:               b.board,
 		Observer:            o.Observer,
-		Log:                 log.With().Str("group", "controller").Logger(),
+		Log:                 log.With().Uint64("raft_group", controller.ControllerGroup).Str("actor", "raft/controller").Logger(),
 	})
 	if err != nil {
 		return nil, err

@@ -36,9 +36,10 @@ type testCluster struct {
 	// wrapTransport, when set, gives the brokers started from then on a
 	// transport wrapped for their node id.
 	wrapTransport func(self uint64) func(raftactor.Transport) raftactor.Transport
-	// logTo, when set, takes the info logs of the brokers started from
-	// then on instead of the test output.
-	logTo io.Writer
+	// logs, when set, receives the JSON log lines of every broker at
+	// logLevel instead of the test output.
+	logs     func(node uint64) io.Writer
+	logLevel zerolog.Level
 }
 
 func newTestCluster(t *testing.T, n int, tune ...func(*configs.Config)) *testCluster {
@@ -49,6 +50,12 @@ func newTestCluster(t *testing.T, n int, tune ...func(*configs.Config)) *testClu
 // partitions' raft settings adjusted by tp.
 func newTunedCluster(t *testing.T, n int, tp func(*partition.RaftSettings), tune ...func(*configs.Config)) *testCluster {
 	t.Helper()
+	return startCluster(t, n, &testCluster{tunePartitions: tp}, tune...)
+}
+
+// startCluster configures n brokers and starts them with the hooks set in c.
+func startCluster(t *testing.T, n int, c *testCluster, tune ...func(*configs.Config)) *testCluster {
+	t.Helper()
 	base := t.TempDir()
 	// The raft ports are fixed before the brokers bind them, and again
 	// for every restart: testports keeps them out of the ephemeral range.
@@ -56,7 +63,7 @@ func newTunedCluster(t *testing.T, n int, tp func(*partition.RaftSettings), tune
 	for i, port := range testports.Free(t, n) {
 		peers[i] = configs.Peer{ID: uint64(i + 1), Addr: fmt.Sprintf("127.0.0.1:%d", port)}
 	}
-	c := &testCluster{t: t, brokers: make([]*Broker, n), tunePartitions: tp}
+	c.t, c.brokers = t, make([]*Broker, n)
 	for i := range peers {
 		cfg := configs.Default()
 		cfg.NodeID = uint64(i + 1)
@@ -89,8 +96,8 @@ func newTunedCluster(t *testing.T, n int, tp func(*partition.RaftSettings), tune
 func (c *testCluster) start(i int) {
 	c.t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(c.t)).Level(testLogLevel)
-	if c.logTo != nil {
-		log = zerolog.New(c.logTo).Level(zerolog.InfoLevel)
+	if c.logs != nil {
+		log = zerolog.New(c.logs(c.cfgs[i].NodeID)).Level(c.logLevel)
 	}
 	o := Options{Config: c.cfgs[i], Log: log, TunePartitions: c.tunePartitions}
 	if c.wrapTransport != nil {

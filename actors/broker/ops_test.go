@@ -5,10 +5,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/flotilla/flotilla/configs"
 	"github.com/flotilla/flotilla/raftactor"
@@ -61,9 +64,9 @@ func TestNewLeaderLogsNoISRChangeFromEmpty(t *testing.T) {
 	other := (leader + 1) % 3
 	var logs logBuffer
 	c.stop(other)
-	c.logTo = &logs
+	c.logs, c.logLevel = func(uint64) io.Writer { return &logs }, zerolog.InfoLevel
 	c.start(other)
-	c.logTo = nil
+	c.logs = nil
 	lead := c.brokers[leader].Replicas().Get(tp)
 	c.waitFor(20*time.Second, "the restarted replica rejoins the ISR", func() bool { return len(lead.Machine.View().ISR) == 3 })
 	c.brokers[leader].Actors().Root.Send(lead.PID, &raftactor.TransferLeader{To: uint64(other + 1)})

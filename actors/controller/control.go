@@ -72,7 +72,7 @@ func (c *controllerActor) onControl(ctx actor.Context, from uint64, data []byte)
 	m, err := decodeControl(data)
 	if err != nil {
 		if c.complainOnce(fmt.Sprintf("control from %d", from)) {
-			c.o.Log.Warn().Err(err).Uint64("from", from).Msg("dropping control message")
+			c.o.Log.Warn().Err(err).Uint64("peer", from).Msg("dropping control message")
 		}
 		return
 	}
@@ -80,7 +80,7 @@ func (c *controllerActor) onControl(ctx actor.Context, from uint64, data []byte)
 	case m.Hello != nil:
 		if m.Hello.NodeID != from {
 			if c.complainOnce(fmt.Sprintf("hello from %d as %d", from, m.Hello.NodeID)) {
-				c.o.Log.Warn().Uint64("from", from).Uint64("node_id", m.Hello.NodeID).Msg("dropping hello that names another node")
+				c.o.Log.Warn().Uint64("peer", from).Uint64("node_id", m.Hello.NodeID).Msg("dropping hello that names another node")
 			}
 			return
 		}
@@ -88,7 +88,7 @@ func (c *controllerActor) onControl(ctx actor.Context, from uint64, data []byte)
 	case m.Removed != nil:
 		if !c.trustsRemoval(from, m.Removed) {
 			if c.complainOnce(fmt.Sprintf("removal notice from %d", from)) {
-				c.o.Log.Warn().Uint64("from", from).Str("cluster_id", m.Removed.ClusterID).Msg("ignoring a removal notice from a broker that is not a voter of this cluster")
+				c.o.Log.Warn().Uint64("peer", from).Str("cluster_id", m.Removed.ClusterID).Msg("ignoring a removal notice from a broker that is not a voter of this cluster")
 			}
 			return
 		}

@@ -443,7 +443,7 @@ func (c *controllerActor) markLed(ctx actor.Context, id TopicID) {
 	c.propose(ctx, &Command{TopicLed: &TopicLed{ID: id}}, func(p *raftactor.Proposed) {
 		delete(c.marking, id)
 		if p.Err != nil {
-			c.o.Log.Debug().Err(p.Err).Str("id", id.String()).Msg("marking a topic's creation finished failed; retrying when its leaders are seen again")
+			c.o.Log.Debug().Err(p.Err).Str("topic_id", id.String()).Msg("marking a topic's creation finished failed; retrying when its leaders are seen again")
 		}
 	})
 }

@@ -244,7 +244,7 @@ func (sm *StateMachine) applyCommand(next, cur *State, index uint64, cmd *Comman
 		}
 		next.Topics[c.Name] = t
 		next.byID = indexTopics(next.Topics)
-		sm.log.Info().Str("topic", c.Name).Str("id", c.ID.String()).Int("partitions", len(c.Replicas)).Uint64("index", index).Msg("topic created")
+		sm.log.Info().Str("topic", c.Name).Str("topic_id", c.ID.String()).Int("partitions", len(c.Replicas)).Uint64("index", index).Msg("topic created")
 	case cmd.TopicLed != nil:
 		t := cur.TopicByID(cmd.TopicLed.ID)
 		if t == nil || !t.Creating {
@@ -255,7 +255,7 @@ func (sm *StateMachine) applyCommand(next, cur *State, index uint64, cmd *Comman
 		next.Topics = maps.Clone(cur.Topics)
 		next.Topics[t.Name] = &nt
 		next.byID = indexTopics(next.Topics)
-		sm.log.Info().Str("topic", t.Name).Str("id", t.ID.String()).Uint64("index", index).Msg("topic creation finished: every partition had a leader")
+		sm.log.Info().Str("topic", t.Name).Str("topic_id", t.ID.String()).Uint64("index", index).Msg("topic creation finished: every partition had a leader")
 	case cmd.AddPartitions != nil:
 		sm.applyAddPartitions(next, cur, index, cmd.AddPartitions)
 	case cmd.DeleteTopic != nil:
@@ -266,7 +266,7 @@ func (sm *StateMachine) applyCommand(next, cur *State, index uint64, cmd *Comman
 		next.Topics = maps.Clone(cur.Topics)
 		delete(next.Topics, t.Name)
 		next.byID = indexTopics(next.Topics)
-		sm.log.Info().Str("topic", t.Name).Str("id", t.ID.String()).Uint64("index", index).Msg("topic deleted")
+		sm.log.Info().Str("topic", t.Name).Str("topic_id", t.ID.String()).Uint64("index", index).Msg("topic deleted")
 	case cmd.RemoveBroker != nil:
 		sm.applyRemoveBroker(next, cur, index, cmd.RemoveBroker)
 	case cmd.Reassign != nil:

@@ -757,7 +757,7 @@ func (m *Machine) expire(ctx actor.Context, g *group) {
 		// A member waiting in JoinGroup or SyncGroup is alive: its
 		// session is the rebalance's business (Kafka's shouldKeepAlive).
 		if mb.join == nil && mb.sync == nil && m.ticks >= mb.deadline {
-			m.o.Log.Info().Str("group", g.name).Str("member", id).Msg("group member session expired")
+			m.o.Log.Info().Str("consumer_group", g.name).Str("member", id).Msg("group member session expired")
 			m.removeMember(ctx, g, mb)
 			delete(g.members, id)
 			gone = true

@@ -272,7 +272,7 @@ func (m *Machine) checkReady(h *raftactor.Handle, ctx actor.Context) {
 	m.load()
 	m.publish()
 	m.updateLeadership(h)
-	m.o.Log.Info().Uint64("term", m.term).Int("groups", len(m.groups)).Msg("group coordinator ready")
+	m.o.Log.Info().Uint64("term", m.term).Int("consumer_group_count", len(m.groups)).Msg("group coordinator ready")
 }
 
 // LeaderChanged implements raftactor.Extension: a coordinator that loses

@@ -175,7 +175,7 @@ func (mg *manager) reconcile(ctx actor.Context) {
 			}
 			c, err := mg.start(ctx, p)
 			if err != nil {
-				mg.o.Log.Error().Err(err).Int32("partition", p.Index).Msg("cannot start offsets partition replica")
+				mg.o.Log.Error().Err(err).Str("topic", controller.OffsetsTopic).Int32("partition", p.Index).Msg("cannot start offsets partition replica")
 				continue
 			}
 			next[p.Index] = c
@@ -201,7 +201,7 @@ func (mg *manager) reconcile(ctx actor.Context) {
 			if next[idx] == nil {
 				delete(mg.assigned, idx)
 			}
-			mg.o.Log.Info().Int32("partition", idx).Msg("offsets partition replica stopped: no longer assigned here")
+			mg.o.Log.Info().Str("topic", controller.OffsetsTopic).Int32("partition", idx).Msg("offsets partition replica stopped: no longer assigned here")
 		}
 	}
 }
@@ -243,7 +243,7 @@ func (mg *manager) isStopping(group uint64) bool {
 
 func (mg *manager) start(ctx actor.Context, p controller.Partition) (*Coordinator, error) {
 	name := controller.OffsetsTopic + "/" + strconv.Itoa(int(p.Index))
-	log := mg.o.Log.With().Str("partition", name).Uint64("group", p.Group).Logger()
+	log := mg.o.Log.With().Uint64("raft_group", p.Group).Str("topic", controller.OffsetsTopic).Int32("partition", p.Index).Logger()
 	m := NewMachine(MachineOptions{
 		Partition:  p.Index,
 		Replicas:   p.Replicas,

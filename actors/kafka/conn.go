@@ -228,7 +228,7 @@ func (c *Conn) flush(ctx actor.Context) {
 		} else {
 			var err error
 			if buf, err = encodeResponse(buf, &p, c.growWrite); err != nil {
-				c.log.Error().Err(err).Str("api", apiName(p.key)).Int16("version", p.version).
+				c.log.Error().Err(err).Str("api", apiName(p.key)).Int16("api_version", p.version).
 					Msg("cannot encode a response; closing the connection")
 				c.cfg.metrics.reject(RejectBadResponse)
 				ctx.Stop(c.self)

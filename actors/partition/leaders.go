@@ -96,7 +96,7 @@ func PreferLeader(h *raftactor.Handle, replicas []uint64, log zerolog.Logger) {
 	if !ok || pr.State != tracker.StateReplicate || pr.Match < st.HardState.GetCommit() {
 		return
 	}
-	log.Info().Uint64("to", preferred).Uint64("term", st.HardState.GetTerm()).Msg("transferring leadership to the preferred replica")
+	log.Info().Uint64("node_id", preferred).Uint64("term", st.HardState.GetTerm()).Msg("transferring leadership to the preferred replica")
 	h.TransferLeader(preferred)
 }
 

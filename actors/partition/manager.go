@@ -358,7 +358,7 @@ func (mg *manager) sweepLeftovers(ctx actor.Context, view *controller.State) {
 		}
 		mg.forgotten[group] = true
 		ctx.Send(mg.o.Storage, &storage.Forget{Group: group})
-		mg.o.Log.Info().Uint64("group", group).Msg("forgot the WAL state of a replica deleted before the broker restarted")
+		mg.o.Log.Info().Uint64("raft_group", group).Msg("forgot the WAL state of a replica deleted before the broker restarted")
 	}
 	dir := filepath.Join(mg.o.DataDir, "partitions")
 	des, err := os.ReadDir(dir)
@@ -376,7 +376,7 @@ func (mg *manager) sweepLeftovers(ctx actor.Context, view *controller.State) {
 			mg.o.Log.Error().Err(err).Str("dir", name).Msg("remove the directory of a replica deleted before the broker restarted")
 			continue
 		}
-		mg.o.Log.Info().Str("dir", name).Uint64("group", group).Msg("removed the directory of a replica deleted before the broker restarted")
+		mg.o.Log.Info().Str("dir", name).Uint64("raft_group", group).Msg("removed the directory of a replica deleted before the broker restarted")
 	}
 }
 
@@ -395,7 +395,7 @@ func (mg *manager) partitionDir(t *controller.Topic, p controller.Partition) str
 
 func (mg *manager) start(ctx actor.Context, t *controller.Topic, p controller.Partition) (*Replica, error) {
 	name := t.Name + "/" + strconv.Itoa(int(p.Index))
-	log := mg.o.Log.With().Str("partition", name).Uint64("group", p.Group).Logger()
+	log := mg.o.Log.With().Uint64("raft_group", p.Group).Str("topic", t.Name).Int32("partition", p.Index).Logger()
 	settings, err := SettingsOf(t.Configs, mg.o.Defaults)
 	if err != nil {
 		return nil, err

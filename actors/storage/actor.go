@@ -115,7 +115,7 @@ func (a *storageActor) Receive(ctx actor.Context) {
 	case *Rewrite:
 		if err := a.w.AppendRewrite(m.Group, m.Entries); err != nil {
 			// No one waits for a rewrite; the group is asked again later.
-			a.log.Error().Err(err).Uint64("group", m.Group).Msg("appending a rewrite failed")
+			a.log.Error().Err(err).Uint64("raft_group", m.Group).Msg("appending a rewrite failed")
 		} else {
 			a.schedule(ctx)
 		}
@@ -123,7 +123,7 @@ func (a *storageActor) Receive(ctx actor.Context) {
 		delete(a.replyTo, m.Group)
 		delete(a.checkpointReply, m.Group)
 		if err := a.w.AppendForget(m.Group); err != nil {
-			a.log.Error().Err(err).Uint64("group", m.Group).Msg("appending a tombstone failed")
+			a.log.Error().Err(err).Uint64("raft_group", m.Group).Msg("appending a tombstone failed")
 		} else {
 			a.schedule(ctx)
 		}
@@ -180,7 +180,7 @@ func (a *storageActor) checkpoint(ctx actor.Context, c *Checkpoint) {
 	}
 	if err := a.w.AppendCheckpoint(c.Group, c.Snapshot); err != nil {
 		// No one waits for a checkpoint; the group is asked again later.
-		a.log.Error().Err(err).Uint64("group", c.Group).Msg("appending a checkpoint failed")
+		a.log.Error().Err(err).Uint64("raft_group", c.Group).Msg("appending a checkpoint failed")
 		return
 	}
 	// The WAL syncs a batch with a checkpoint in it whatever the Persists
@@ -370,7 +370,7 @@ func (a *storageActor) maintain(ctx actor.Context) {
 		asked = append(asked, group)
 	}
 	if len(asked) > 0 {
-		a.log.Info().Str("oldest_file", a.w.oldestName()).Uints64("groups", asked).
+		a.log.Info().Str("oldest_file", a.w.oldestName()).Uints64("raft_groups", asked).
 			Int64("wal_bytes", a.w.total).Msg("asked groups holding back the oldest WAL file to checkpoint")
 	}
 }
@@ -393,7 +393,7 @@ func (a *storageActor) trackHolds(holding []uint64, seq uint64) {
 		}
 		delete(a.holds, group)
 		if h.stuck {
-			a.log.Info().Uint64("group", group).Time("since", h.since).Dur("held_for", now.Sub(h.since)).
+			a.log.Info().Uint64("raft_group", group).Time("since", h.since).Dur("held_for", now.Sub(h.since)).
 				Msg("raft group no longer holds back WAL files")
 		}
 	}
@@ -410,7 +410,7 @@ func (a *storageActor) trackHolds(holding []uint64, seq uint64) {
 		stuck++
 		if !h.stuck {
 			h.stuck = true
-			a.log.Error().Uint64("group", group).Time("since", h.since).Uint64("rolls", seq-h.seq).
+			a.log.Error().Uint64("raft_group", group).Time("since", h.since).Uint64("rolls", seq-h.seq).
 				Str("oldest_file", a.w.oldestName()).Int("files", len(a.w.segs)).Int64("wal_bytes", a.w.total).
 				Bool("asked", a.replyTo[group] != nil).
 				Msg("raft group holds back WAL files and does not checkpoint (halted, or stuck); the WAL grows until it recovers or the broker restarts")

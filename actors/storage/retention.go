@@ -55,7 +55,7 @@ func (w *WAL) deleteCovered() int {
 		w.segs = w.segs[1:]
 		w.total -= seg.size
 		w.kept -= seg.kept
-		w.log.Info().Str("file", segmentName(seg.seq)).Int64("bytes", seg.size).Int("groups", len(seg.groups)).
+		w.log.Info().Str("file", segmentName(seg.seq)).Int64("bytes", seg.size).Int("raft_group_count", len(seg.groups)).
 			Msg("released WAL file covered by checkpoints")
 	}
 	w.dropForgotten()
