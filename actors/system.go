@@ -62,7 +62,10 @@ type entry struct {
 // instead of protoactor's info lines: most are expected, such as an answer
 // reaching a Kafka connection whose client hung up.
 func NewSystem(log zerolog.Logger) *System {
-	slogger := slog.New(dropDeadLetters{zerolog.NewSlogHandler(log.With().Str("component", "protoactor").Logger())})
+	// protoactor's own attributes (message, actor, pid) go under a
+	// "protoactor." prefix: unprefixed, "message" repeats the line's message
+	// key and "actor" is an object where Flotilla's lines have a name.
+	slogger := slog.New(dropDeadLetters{zerolog.NewSlogHandler(log.With().Str("component", "protoactor").Logger())}).WithGroup("protoactor")
 	as := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slogger }))
 	s := &System{
 		Actors: as, log: log, byName: make(map[string]*entry), dispatcher: newWorkerDispatcher(),

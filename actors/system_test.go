@@ -2,6 +2,7 @@ package actors
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
@@ -81,6 +82,17 @@ func TestPanicIsLoggedAndActorRestarted(t *testing.T) {
 	out := logs.String()
 	if !strings.Contains(out, `"panic":"boom"`) || !strings.Contains(out, "system_test.go") || !strings.Contains(out, `"actor":"test/fragile"`) {
 		t.Fatalf("panic not logged with actor name and stack:\n%s", out)
+	}
+	// protoactor's own lines (its supervision line names the actor by
+	// PID object) must not reuse Flotilla's keys with other types.
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(line), &fields); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		if a, ok := fields["actor"]; ok && !strings.HasPrefix(string(a), `"`) {
+			t.Errorf("actor is not a name: %s", line)
+		}
 	}
 }
 
