@@ -41,7 +41,9 @@
 // readers update it, and the broker asks it which brokers are alive (to
 // leave dead ones out of Metadata and out of new placements). Its writer goroutine does the blocking work (dial with backoff,
 // hello, write) and reports back through the mailbox: writerConnected,
-// dialFailed, writerDisconnected, frameWritten.
+// writerSettled, dialFailed, writerDisconnected, frameWritten. A connection
+// that dies before it settled (lived settleAfter) is logged and backed off
+// as a failed dial: one warning, then a summary every few minutes.
 //
 // # Invariants
 //

@@ -32,6 +32,14 @@ type writerConnected struct {
 	w *writer
 }
 
+// writerSettled: the connection has lived settleAfter. Only then is it
+// counted as working: a peer that accepts and drops at once (a wrong
+// address, another service on the port, a peer refusing the hello) is a
+// failed dial.
+type writerSettled struct {
+	w *writer
+}
+
 // dialFailed: the writer could not connect; it retries after a backoff.
 type dialFailed struct {
 	w   *writer

@@ -2,6 +2,7 @@ package netactor
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,6 +12,10 @@ import (
 
 	"github.com/flotilla/flotilla/raftactor"
 )
+
+// failureSummaryEvery spaces the warnings about a peer that stays
+// unreachable.
+const failureSummaryEvery = 5 * time.Minute
 
 // PeerSender is the actor that owns this node's connection to one peer. It
 // takes Outbound from the groups, queues their messages in two lanes and
@@ -37,8 +42,14 @@ type PeerSender struct {
 	control [][]byte
 	// unreachable holds the groups told Unreachable since the connection went
 	// down, so that an outage costs each group one report, not one per message.
-	unreachable  map[uint64]struct{}
-	dialFailures int
+	unreachable map[uint64]struct{}
+	// settled: the connection lived settleAfter, and was logged as up.
+	// Until then its loss counts as one of dialFailures, the failed
+	// attempts since the last settled connection; failureLogged is when
+	// the last of their warnings went out.
+	settled       bool
+	dialFailures  int
+	failureLogged time.Time
 
 	// Heartbeat coalescing, driven by the broker's Ticker (Peers.TickWith).
 	// hold is decided at each Tick from the heartbeats of the tick before:
@@ -95,6 +106,10 @@ func (s *PeerSender) Receive(ctx actor.Context) {
 		if msg.w == s.w {
 			s.connected = true
 			clear(s.unreachable)
+		}
+	case *writerSettled:
+		if msg.w == s.w && s.connected {
+			s.settled = true
 			s.log.Info().Int("failed_dials", s.dialFailures).Msg("connected to raft peer")
 			s.dialFailures = 0
 		}
@@ -104,10 +119,7 @@ func (s *PeerSender) Receive(ctx actor.Context) {
 		}
 	case *dialFailed:
 		if msg.w == s.w {
-			s.dialFailures++
-			if s.dialFailures == 1 {
-				s.log.Warn().Err(msg.err).Msg("cannot reach raft peer; redialling with backoff")
-			}
+			s.dialFailed(msg.err)
 		}
 	case *actor.Started:
 		s.w = newWriter(s.self, s.peer, s.addr, s.opts, s.root, ctx.Self())
@@ -119,7 +131,7 @@ func (s *PeerSender) Receive(ctx actor.Context) {
 		if s.w != nil {
 			s.w.close()
 		}
-		s.connected = false
+		s.connected, s.settled = false, false
 		s.dropped = s.queue.drain(s.dropped[:0])
 		if job := s.inflight; job != nil {
 			s.inflight = nil
@@ -282,8 +294,30 @@ func (s *PeerSender) disconnect(ctx actor.Context, err error) {
 	}
 	s.connected = false
 	s.dropped = s.queue.drain(s.dropped[:0])
-	s.log.Warn().Err(err).Int("dropped_messages", len(s.dropped)).Msg("lost connection to raft peer; reconnecting")
+	if s.settled {
+		s.settled = false
+		s.log.Warn().Err(err).Int("dropped_messages", len(s.dropped)).Msg("lost connection to raft peer; reconnecting")
+	} else {
+		s.dialFailed(err)
+	}
 	s.report(ctx, s.dropped, DropDisconnected)
+}
+
+// dialFailed counts a failed attempt to connect, or a connection that died
+// before it settled, and warns of the first one since the peer was last
+// reachable; then at most once per failureSummaryEvery, with the count.
+func (s *PeerSender) dialFailed(err error) {
+	s.dialFailures++
+	now := time.Now()
+	switch {
+	case s.dialFailures == 1:
+		s.log.Warn().Err(err).Msg("cannot reach raft peer; redialling with backoff")
+	case now.Sub(s.failureLogged) >= failureSummaryEvery:
+		s.log.Warn().Err(err).Int("failed_dials", s.dialFailures).Msg("still cannot reach raft peer; redialling with backoff")
+	default:
+		return
+	}
+	s.failureLogged = now
 }
 
 // report counts dropped messages and tells their groups: SnapshotStatus for

@@ -18,6 +18,11 @@ import (
 // a bigger one (a rare large append) is left to the collector.
 const keepBufBytes = 4 << 20
 
+// settleAfter is how long a connection lives before it counts as working.
+// One that dies younger is a failed dial for logging and the backoff: the
+// peer never sends on it, so its age is all the writer can observe.
+const settleAfter = 2 * time.Second
+
 // errNotConnected fails a frame handed over while the connection was down.
 var errNotConnected = errors.New("netactor: peer not connected")
 
@@ -84,9 +89,8 @@ func (w *writer) run() {
 			}
 			continue
 		}
-		up := time.Now()
 		w.tell(&writerConnected{w: w})
-		reported, err := w.serve(conn, &buf)
+		settled, reported, err := w.serve(conn, &buf)
 		w.setConn(nil)
 		conn.Close()
 		if w.ctx.Err() != nil {
@@ -97,7 +101,7 @@ func (w *writer) run() {
 		}
 		// A connection that dies young does not reset the backoff, so a peer
 		// that accepts and drops at once is not redialled in a tight loop.
-		if time.Since(up) >= w.opts.BackoffMax {
+		if settled {
 			backoff = w.opts.BackoffMin
 		}
 		if !w.pause(&backoff) {
@@ -152,9 +156,10 @@ func (w *writer) setConn(conn net.Conn) bool {
 }
 
 // serve writes the frames it is handed until the connection fails or the
-// writer is closed. reported tells whether the failure was already reported
-// through a frameWritten.
-func (w *writer) serve(conn net.Conn, buf *[]byte) (reported bool, err error) {
+// writer is closed, and reports writerSettled once the connection has lived
+// settleAfter. settled tells whether it did; reported whether the failure
+// was already reported through a frameWritten.
+func (w *writer) serve(conn net.Conn, buf *[]byte) (settled, reported bool, err error) {
 	// The peer never sends on this connection; a read returning is the peer
 	// closing it, noticed even while there is nothing to write.
 	dead := make(chan error, 1)
@@ -165,12 +170,17 @@ func (w *writer) serve(conn net.Conn, buf *[]byte) (reported bool, err error) {
 		}
 		dead <- err
 	}()
+	settle := time.NewTimer(settleAfter)
+	defer settle.Stop()
 	for {
 		select {
 		case <-w.ctx.Done():
-			return true, w.ctx.Err()
+			return settled, true, w.ctx.Err()
 		case err := <-dead:
-			return false, fmt.Errorf("connection to %s closed: %w", w.addr, err)
+			return settled, false, fmt.Errorf("connection to %s closed: %w", w.addr, err)
+		case <-settle.C:
+			settled = true
+			w.tell(&writerSettled{w: w})
 		case job := <-w.work:
 			frame, err := AppendFrame((*buf)[:0], job.env)
 			*buf = frame
@@ -181,7 +191,7 @@ func (w *writer) serve(conn net.Conn, buf *[]byte) (reported bool, err error) {
 			if err := w.write(conn, frame); err != nil {
 				err = fmt.Errorf("write to %s: %w", w.addr, err)
 				w.tell(&frameWritten{w: w, job: job, err: err})
-				return true, err
+				return settled, true, err
 			}
 			w.counters.add(len(frame))
 			if cap(*buf) > keepBufBytes {

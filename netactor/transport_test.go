@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -444,5 +445,58 @@ func TestForgedMessagesDropped(t *testing.T) {
 	}
 	if got := n2.metric("flotilla_raft_messages_dropped_total", "reason", DropForged); got != 4 {
 		t.Fatalf("forged drops counted %v, want 4", got)
+	}
+}
+
+// TestPeerThatDropsAtOnceWarnsOnce: a peer address that accepts TCP and
+// closes at once (another service on the port, a peer refusing the hello)
+// is a failed dial: one warning for the whole outage, not a "connected" and
+// a "lost connection" line per attempt.
+func TestPeerThatDropsAtOnceWarnsOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var accepts atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepts.Add(1)
+			c.Close()
+		}
+	}()
+	n1 := newNode(t, 1)
+	n1.peers(map[uint64]string{2: ln.Addr().String()}, SenderOptions{BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond})
+	waitFor(t, 10*time.Second, "ten connections accepted and dropped", func() bool { return accepts.Load() >= 10 })
+	logs := n1.logs.String()
+	if got := strings.Count(logs, "cannot reach raft peer"); got != 1 {
+		t.Errorf("%d warnings that the peer is unreachable, want 1", got)
+	}
+	for _, quiet := range []string{"connected to raft peer", "lost connection to raft peer"} {
+		if strings.Contains(logs, quiet) {
+			t.Errorf("logged %q for a connection the peer dropped at once", quiet)
+		}
+	}
+	if t.Failed() {
+		t.Logf("log:\n%s", logs)
+	}
+}
+
+// TestSettledConnectionLogged: a connection the peer keeps is logged as up
+// once it has lived settleAfter.
+func TestSettledConnectionLogged(t *testing.T) {
+	n2 := newNode(t, 2)
+	n2.listen("127.0.0.1:0")
+	n1 := newNode(t, 1)
+	n1.peers(map[uint64]string{2: n2.addr}, SenderOptions{})
+	waitFor(t, 3*settleAfter, "the connection logged as up", func() bool {
+		return strings.Contains(n1.logs.String(), "connected to raft peer")
+	})
+	if strings.Contains(n1.logs.String(), "cannot reach raft peer") {
+		t.Fatalf("a working peer was reported unreachable:\n%s", n1.logs.String())
 	}
 }
