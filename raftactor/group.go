@@ -71,6 +71,11 @@ type Config struct {
 	Board        *StatusBoard
 	Observer     Observer // nil outside tests
 	Log          zerolog.Logger
+	// QuietStart logs the group's first start at debug: a partition's
+	// manager logs the start of its replica as one event, so that a broker
+	// with many partitions does not write several lines for each. A restart
+	// after a panic is still logged at info.
+	QuietStart bool
 }
 
 // durable is the part of a group that outlives an actor incarnation: the
@@ -182,8 +187,10 @@ type groupActor struct {
 	batch     []*pb.Entry       // proposals held until this leader's term is durable
 	batchKeys []uint64
 	lastState raft.StateType
-	lastTerm  uint64
-	halted    bool
+	// loggedState is the last role logged at info: follower or leader.
+	loggedState raft.StateType
+	lastTerm    uint64
+	halted      bool
 	// campaignIfAlone is set from start until the node has applied what is
 	// committed, its bootstrap conf changes included: a sole voter has
 	// nobody to wait for, and waiting out an election timeout would only
@@ -348,6 +355,7 @@ func (g *groupActor) start(ctx actor.Context) {
 	hs, _, _ := d.ms.InitialState()
 	// An empty log and hard state mean no bootstrap ever became durable
 	// (even if an earlier incarnation began one): found the group now.
+	bootstrapped := false
 	if cfg.Bootstrap && last == 0 && raft.IsEmptyHardState(hs) {
 		peers := make([]raft.Peer, len(cfg.Peers))
 		for i, id := range cfg.Peers {
@@ -357,11 +365,18 @@ func (g *groupActor) start(ctx actor.Context) {
 			g.halt(ctx, fmt.Errorf("bootstrap: %w", err))
 			return
 		}
-		g.log.Info().Uints64("voters", cfg.Peers).Msg("bootstrapped new raft group")
+		bootstrapped = true
 	}
 	g.campaignIfAlone = true
-	g.log.Info().Uint64("incarnation", g.incarnation).Uint64("applied_index", d.applied).Uint64("last_index", last).
-		Uint64("term", hs.GetTerm()).Uint64("vote", hs.GetVote()).Msg("raft group started")
+	ev := g.log.Info()
+	if cfg.QuietStart && g.incarnation == 1 {
+		ev = g.log.Debug()
+	}
+	if bootstrapped {
+		ev = ev.Uints64("voters", cfg.Peers)
+	}
+	ev.Bool("bootstrapped", bootstrapped).Uint64("incarnation", g.incarnation).Uint64("applied_index", d.applied).
+		Uint64("last_index", last).Uint64("term", hs.GetTerm()).Uint64("vote", hs.GetVote()).Msg("raft group started")
 	g.publish()
 }
 

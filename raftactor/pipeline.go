@@ -437,7 +437,16 @@ func (g *groupActor) noteStateChange(ctx actor.Context, rd raft.Ready) {
 	changed := false
 	if rd.SoftState != nil && rd.SoftState.RaftState != g.lastState {
 		g.lastState = rd.SoftState.RaftState
-		g.log.Info().Str("role", RoleName(rd.SoftState.RaftState)).Uint64("leader", rd.SoftState.Lead).
+		// An election's steps are debug; info is for a change between
+		// follower and leader, so that a failover costs each group at most
+		// one line on each broker (a follower that campaigned and lost
+		// writes none).
+		ev := g.log.Debug()
+		if st := g.lastState; st != raft.StatePreCandidate && st != raft.StateCandidate && st != g.loggedState {
+			g.loggedState = st
+			ev = g.log.Info()
+		}
+		ev.Str("role", RoleName(g.lastState)).Uint64("leader", rd.SoftState.Lead).
 			Uint64("term", g.rn.BasicStatus().GetTerm()).Msg("raft role changed")
 		changed = true
 	}

@@ -64,7 +64,7 @@ func TestNewLeaderLogsNoISRChangeFromEmpty(t *testing.T) {
 	other := (leader + 1) % 3
 	var logs logBuffer
 	c.stop(other)
-	c.logs, c.logLevel = func(uint64) io.Writer { return &logs }, zerolog.InfoLevel
+	c.logs, c.logLevel = func(uint64) io.Writer { return &logs }, zerolog.DebugLevel
 	c.start(other)
 	c.logs = nil
 	lead := c.brokers[leader].Replicas().Get(tp)

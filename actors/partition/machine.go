@@ -1039,7 +1039,8 @@ func (m *Machine) checkReady(h *raftactor.Handle) {
 	m.setMatchQuorum(len(h.ConfState().GetVoters()))
 	m.isr = m.inSync(h)
 	m.publish(h)
-	m.o.Log.Info().Uint64("term", m.readyTerm).Int64("log_end", m.nextOffset).Uints64("isr", m.isr).Msg("partition leader ready")
+	// At debug: the raft group logged the role change at info.
+	m.o.Log.Debug().Uint64("term", m.readyTerm).Int64("log_end", m.nextOffset).Uints64("isr", m.isr).Msg("partition leader ready")
 }
 
 // LeaderChanged implements raftactor.Extension: whatever this node had in

@@ -67,6 +67,7 @@ func (rs RaftSettings) Config(p controller.Partition, name string, node uint64) 
 		CatchUpEntries:            rs.CatchUpEntries,
 		CatchUpBytes:              rs.CatchUpBytes,
 		RawEntries:                true,
+		QuietStart:                true,
 	}
 }
 
@@ -428,7 +429,11 @@ func (mg *manager) start(ctx actor.Context, t *controller.Topic, p controller.Pa
 	}
 	mg.o.Router.Set(p.Group, pid)
 	mg.o.Ticker.Subscribe(pid)
-	log.Info().Uints64("replicas", p.Replicas).Bool("bootstrap", cfg.Bootstrap).Msg("partition replica started")
+	// The one info line of a replica's start: the partition log, the raft
+	// group and the actor log theirs at debug.
+	v := m.View()
+	log.Info().Uints64("replicas", p.Replicas).Bool("bootstrap", cfg.Bootstrap).Str("dir", dir).
+		Int64("log_start", v.LogStart).Int64("log_end", v.LogEnd).Msg("partition replica started")
 	return &Replica{TopicPartition: TopicPartition{t.Name, p.Index}, TopicID: t.ID, Group: p.Group, PID: pid, Machine: m, dir: dir, assigned: p, settings: settings}, nil
 }
 
