@@ -56,7 +56,7 @@ func volume(l *lineLog, from int, msg string) (all, with int, byMessage map[stri
 // line on a broker, not one per election step. It logs the line counts of
 // creating a 300-partition topic, of a failover and of a restart.
 func TestReplicaLogVolume(t *testing.T) {
-	const partitions = 300
+	const partitions = 60
 	c, logs := newLoggedCluster(t, 3, zerolog.InfoLevel)
 	c.waitReady()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
