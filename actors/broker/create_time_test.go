@@ -3,8 +3,6 @@ package broker
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
-	"hash/crc32"
 	"testing"
 	"time"
 
@@ -41,9 +39,7 @@ func createTimeBatch(t *testing.T, ts []int64, maxTs int64, gzipped bool) []byte
 	}
 	b := kmsg.RecordBatch{Magic: 2, Attributes: attrs, LastOffsetDelta: int32(len(ts) - 1), FirstTimestamp: ts[0], MaxTimestamp: maxTs,
 		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: int32(len(ts)), Records: recs}
-	raw := b.AppendTo(nil)
-	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))
-	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
+	raw := sealBatch(b)
 	return raw
 }
 

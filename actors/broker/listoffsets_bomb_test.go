@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"hash/crc32"
 	"runtime"
 	"testing"
 	"time"
@@ -56,9 +55,7 @@ func zstdBombBatch(t *testing.T, valueBytes int, ts int64) []byte {
 		Magic: 2, Attributes: 4 /* zstd */, LastOffsetDelta: 1, FirstTimestamp: ts, MaxTimestamp: ts + 1,
 		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: 2, Records: out.Bytes(),
 	}
-	raw := b.AppendTo(nil)
-	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))
-	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
+	raw := sealBatch(b)
 	return raw
 }
 

@@ -151,6 +151,15 @@ func testBatch(t *testing.T, value string) []byte {
 	return producerBatch(t, value, -1, -1, -1)
 }
 
+// sealBatch encodes b with its length and CRC-32C filled in, as a
+// producer sends it.
+func sealBatch(b kmsg.RecordBatch) []byte {
+	raw := b.AppendTo(nil)
+	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))
+	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return raw
+}
+
 // producerBatch is a one-record, uncompressed record batch of an
 // idempotent producer (or of none, with id -1).
 func producerBatch(t *testing.T, value string, id int64, epoch int16, seq int32) []byte {
@@ -161,9 +170,7 @@ func producerBatch(t *testing.T, value string, id int64, epoch int16, seq int32)
 		Magic: 2, LastOffsetDelta: 0, FirstTimestamp: time.Now().UnixMilli(), MaxTimestamp: time.Now().UnixMilli(),
 		ProducerID: id, ProducerEpoch: epoch, FirstSequence: seq, NumRecords: 1, Records: rec.AppendTo(nil),
 	}
-	raw := b.AppendTo(nil)
-	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))
-	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
+	raw := sealBatch(b)
 	if _, err := partition.ParseBatch(raw); err != nil {
 		t.Fatalf("test batch: %v", err)
 	}

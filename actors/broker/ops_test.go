@@ -1,13 +1,10 @@
 package broker
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,33 +14,17 @@ import (
 	"github.com/flotilla/flotilla/raftactor"
 )
 
-// logBuffer collects a broker's JSON log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// lines returns the logged lines whose message is msg, decoded.
-func (l *logBuffer) lines(t *testing.T, msg string) []map[string]any {
+// messages returns the logged lines whose message is msg, decoded.
+func (l *lineLog) messages(t *testing.T, msg string) []map[string]any {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(l.b.Bytes()))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if !strings.Contains(sc.Text(), msg) {
+	for _, line := range l.lines() {
+		if !strings.Contains(line, msg) {
 			continue
 		}
 		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("log line %s: %v", sc.Text(), err)
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %s: %v", line, err)
 		}
 		if m["message"] == msg {
 			out = append(out, m)
@@ -62,7 +43,7 @@ func TestNewLeaderLogsNoISRChangeFromEmpty(t *testing.T) {
 	defer cancel()
 	tp, leader := c.strictPartition(ctx, "isr-log")
 	other := (leader + 1) % 3
-	var logs logBuffer
+	var logs lineLog
 	c.stop(other)
 	c.logs, c.logLevel = func(uint64) io.Writer { return &logs }, zerolog.DebugLevel
 	c.start(other)
@@ -73,7 +54,7 @@ func TestNewLeaderLogsNoISRChangeFromEmpty(t *testing.T) {
 	// transfer or election under way) is asked for again.
 	asked := time.Time{}
 	c.waitFor(30*time.Second, "the restarted broker logs its leadership", func() bool {
-		if len(logs.lines(t, "partition leader ready")) > 0 {
+		if len(logs.messages(t, "partition leader ready")) > 0 {
 			return true
 		}
 		if time.Since(asked) > time.Second {
@@ -84,12 +65,12 @@ func TestNewLeaderLogsNoISRChangeFromEmpty(t *testing.T) {
 		}
 		return false
 	})
-	for _, l := range logs.lines(t, "partition leader ready") {
+	for _, l := range logs.messages(t, "partition leader ready") {
 		if isr, _ := l["isr"].([]any); len(isr) == 0 {
 			t.Errorf("leader ready without its ISR: %v", l)
 		}
 	}
-	for _, l := range logs.lines(t, "partition ISR changed") {
+	for _, l := range logs.messages(t, "partition ISR changed") {
 		if was, _ := l["was"].([]any); len(was) == 0 {
 			t.Errorf("ISR change from an empty ISR logged: %v", l)
 		}

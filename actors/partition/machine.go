@@ -569,18 +569,12 @@ func (m *Machine) Keep(ents []*pb.Entry) ([]*pb.Entry, error) {
 	}
 	out := ents
 	for i, e := range ents {
-		if e.GetType() != pb.EntryNormal || len(e.GetData()) == 0 {
-			continue
-		}
-		typ, body, err := decodeEntry(e.GetData())
+		body, err := m.batchOf(e)
 		if err != nil {
-			return nil, fmt.Errorf("partition %s/%d: entry %d: %w", m.o.Topic, m.o.Partition, e.GetIndex(), err)
+			return nil, err
 		}
-		if typ != entryBatch {
+		if body == nil {
 			continue
-		}
-		if len(body) < BatchHeaderSize {
-			return nil, fmt.Errorf("partition %s/%d: entry %d: %d-byte batch", m.o.Topic, m.o.Partition, e.GetIndex(), len(body))
 		}
 		h := decodeHeader(body)
 		if _, mine := m.inflight[batchKey{e.GetTerm(), h.BaseOffset}]; mine {
@@ -611,22 +605,35 @@ func (m *Machine) Keep(ents []*pb.Entry) ([]*pb.Entry, error) {
 func (m *Machine) References(ents []*pb.Entry) ([]*pb.Entry, error) {
 	out := slices.Clone(ents)
 	for i, e := range ents {
-		if e.GetType() != pb.EntryNormal || len(e.GetData()) == 0 {
-			continue
-		}
-		typ, body, err := decodeEntry(e.GetData())
+		body, err := m.batchOf(e)
 		if err != nil {
-			return nil, fmt.Errorf("partition %s/%d: entry %d: %w", m.o.Topic, m.o.Partition, e.GetIndex(), err)
+			return nil, err
 		}
-		if typ != entryBatch {
-			continue
+		if body != nil {
+			out[i] = &pb.Entry{Index: e.Index, Term: e.Term, Type: e.Type, Data: refOf(decodeHeader(body)).entry()}
 		}
-		if len(body) < BatchHeaderSize {
-			return nil, fmt.Errorf("partition %s/%d: entry %d: %d-byte batch", m.o.Topic, m.o.Partition, e.GetIndex(), len(body))
-		}
-		out[i] = &pb.Entry{Index: e.Index, Term: e.Term, Type: e.Type, Data: refOf(decodeHeader(body)).entry()}
 	}
 	return out, nil
+}
+
+// batchOf returns the record batch a raft entry carries, at least a
+// header long, or nil for an entry of another kind (empty, a conf change,
+// a side entry, a reference).
+func (m *Machine) batchOf(e *pb.Entry) ([]byte, error) {
+	if e.GetType() != pb.EntryNormal || len(e.GetData()) == 0 {
+		return nil, nil
+	}
+	typ, body, err := decodeEntry(e.GetData())
+	if err != nil {
+		return nil, fmt.Errorf("partition %s/%d: entry %d: %w", m.o.Topic, m.o.Partition, e.GetIndex(), err)
+	}
+	if typ != entryBatch {
+		return nil, nil
+	}
+	if len(body) < BatchHeaderSize {
+		return nil, fmt.Errorf("partition %s/%d: entry %d: %d-byte batch", m.o.Topic, m.o.Partition, e.GetIndex(), len(body))
+	}
+	return body, nil
 }
 
 // Sync implements raftactor.LogKeeper: the storage actor calls it in its
