@@ -39,8 +39,7 @@ func createTimeBatch(t *testing.T, ts []int64, maxTs int64, gzipped bool) []byte
 	}
 	b := kmsg.RecordBatch{Magic: 2, Attributes: attrs, LastOffsetDelta: int32(len(ts) - 1), FirstTimestamp: ts[0], MaxTimestamp: maxTs,
 		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: int32(len(ts)), Records: recs}
-	raw := sealBatch(b)
-	return raw
+	return sealBatch(b)
 }
 
 // TestCreateTimeTopicRewritesTimestampType: on a CreateTime topic Kafka's

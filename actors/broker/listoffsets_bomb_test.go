@@ -55,8 +55,7 @@ func zstdBombBatch(t *testing.T, valueBytes int, ts int64) []byte {
 		Magic: 2, Attributes: 4 /* zstd */, LastOffsetDelta: 1, FirstTimestamp: ts, MaxTimestamp: ts + 1,
 		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: 2, Records: out.Bytes(),
 	}
-	raw := sealBatch(b)
-	return raw
+	return sealBatch(b)
 }
 
 // TestListOffsetsDecompressionBomb: a producer writes one small zstd batch
