@@ -69,7 +69,16 @@ func (b *StatusBoard) All() []*GroupStatus {
 
 // Publish replaces a group's status: the group's actor calls it (tests may too).
 func (b *StatusBoard) Publish(s *GroupStatus) { b.groups.Store(s.Group, s) }
-func (b *StatusBoard) remove(group uint64)    { b.groups.Delete(group) }
+
+// PublishStopped marks a group whose actor stopped without being asked to
+// (its supervisor gave up on it after repeated panics) as halted. Its own
+// status leaves the board as it stops, which would make a broker with a
+// dead replica look healthy; only a restart brings the replica back.
+func (b *StatusBoard) PublishStopped(group uint64, name string) {
+	b.Publish(&GroupStatus{Group: group, Name: name, Role: "halted",
+		Halted: "raft actor stopped after repeated failures; restart the broker"})
+}
+func (b *StatusBoard) remove(group uint64) { b.groups.Delete(group) }
 
 // RoleName is the role as the debug endpoint spells it.
 func RoleName(st raft.StateType) string {

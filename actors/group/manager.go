@@ -106,6 +106,8 @@ type manager struct {
 	// only once they are gone (the actor name is theirs until then, and a
 	// write of theirs after the tombstone would count as the new one's).
 	stopping map[string]uint64
+	// closing is set when the manager stops, and its replicas with it.
+	closing bool
 }
 
 // leadersEveryTicks paces the broadcast of this broker's coordinator
@@ -121,6 +123,8 @@ func (mg *manager) Receive(ctx actor.Context) {
 		if group, ok := mg.stopping[m.Who.Id]; ok {
 			delete(mg.stopping, m.Who.Id)
 			ctx.Send(mg.o.Storage, &storage.Forget{Group: group})
+		} else {
+			mg.died(m.Who)
 		}
 	case *raftactor.Tick:
 		mg.ticks++
@@ -131,6 +135,7 @@ func (mg *manager) Receive(ctx actor.Context) {
 			mg.broadcastLeaders(ctx)
 		}
 	case *actor.Stopping:
+		mg.closing = true
 		for _, c := range mg.coordinators.All() {
 			mg.o.Ticker.Unsubscribe(c.PID)
 			mg.o.Router.Remove(c.Group)
@@ -300,5 +305,23 @@ func (mg *manager) broadcastLeaders(ctx actor.Context) {
 	mg.o.Leaders.Note(infos)
 	if mg.o.Broadcast != nil {
 		mg.o.Broadcast(ctx, infos)
+	}
+}
+
+// died handles the end of an offsets replica's actor that nobody stopped:
+// its supervisor gave up on it after repeated panics. It shows as halted,
+// so that /healthz and flotilla_raft_role tell the operator to restart the
+// broker.
+func (mg *manager) died(pid *actor.PID) {
+	if mg.closing {
+		return
+	}
+	for _, c := range mg.coordinators.All() {
+		if c.PID.Id == pid.Id {
+			mg.o.Board.PublishStopped(c.Group, controller.OffsetsTopic+"/"+strconv.Itoa(int(c.Partition)))
+			mg.o.Log.Error().Uint64("raft_group", c.Group).Str("topic", controller.OffsetsTopic).Int32("partition", c.Partition).
+				Msg("offsets partition replica stopped after repeated failures; restart the broker")
+			return
+		}
 	}
 }

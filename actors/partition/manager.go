@@ -199,6 +199,8 @@ type manager struct {
 	forgotten map[uint64]bool
 	// swept is set once sweepLeftovers has run.
 	swept bool
+	// closing is set when the manager stops, and its replicas with it.
+	closing bool
 }
 
 func (mg *manager) Receive(ctx actor.Context) {
@@ -223,6 +225,7 @@ func (mg *manager) Receive(ctx actor.Context) {
 	case *actor.Terminated:
 		mg.deleted(ctx, m.Who)
 	case *actor.Stopping:
+		mg.closing = true
 		mg.o.Router.Remove(netactor.LeadersSink)
 		for _, r := range mg.replicas.All() {
 			mg.o.Ticker.Unsubscribe(r.PID)
@@ -494,6 +497,7 @@ func (mg *manager) stop(ctx actor.Context, r *Replica) {
 func (mg *manager) deleted(ctx actor.Context, pid *actor.PID) {
 	r, ok := mg.deleting[pid.Id]
 	if !ok {
+		mg.died(pid)
 		return
 	}
 	delete(mg.deleting, pid.Id)
@@ -505,4 +509,23 @@ func (mg *manager) deleted(ctx actor.Context, pid *actor.PID) {
 	}
 	// The WAL may now drop the group's records.
 	ctx.Send(mg.o.Storage, &storage.Forget{Group: r.Group})
+}
+
+// died handles the end of a replica's actor that nobody stopped: its
+// supervisor gave up on it after repeated panics. It shows as halted, so
+// that /healthz and flotilla_raft_role tell the operator to restart the
+// broker; it stays in the registry, so that reconcile does not start it
+// again into the same panics.
+func (mg *manager) died(pid *actor.PID) {
+	if mg.closing {
+		return
+	}
+	for _, r := range mg.replicas.All() {
+		if r.PID.Id == pid.Id {
+			mg.o.Board.PublishStopped(r.Group, r.Topic+"/"+strconv.Itoa(int(r.Partition)))
+			mg.o.Log.Error().Uint64("raft_group", r.Group).Str("topic", r.Topic).Int32("partition", r.Partition).
+				Msg("partition replica stopped after repeated failures; restart the broker")
+			return
+		}
+	}
 }

@@ -1,0 +1,35 @@
+package broker
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/flotilla/flotilla/actors/partition"
+)
+
+// TestReplicaStoppedBySupervisorShowsHalted: a replica's raft actor that
+// stops without its manager asking (its supervisor gives up after repeated
+// panics) stays on the status board as halted, so /healthz and
+// flotilla_raft_role report a broker that needs a restart; before, its
+// status left the board with it and the broker looked healthy.
+func TestReplicaStoppedBySupervisorShowsHalted(t *testing.T) {
+	c := newTestCluster(t, 1)
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl := c.client()
+	c.createTopic(ctx, cl, "doomed", 1, 1, nil)
+	tp := partition.TopicPartition{Topic: "doomed", Partition: 0}
+	var r *partition.Replica
+	c.waitFor(10*time.Second, "the replica running", func() bool {
+		r = c.brokers[0].Replicas().Get(tp)
+		return r != nil
+	})
+	// What the supervisor does once it gives up: a Stop nobody asked for.
+	c.brokers[0].Actors().Root.Stop(r.PID)
+	c.waitFor(10*time.Second, "the stopped replica shown halted", func() bool {
+		st := c.brokers[0].Board().Get(r.Group)
+		return st != nil && st.Role == "halted" && st.Halted != ""
+	})
+}
