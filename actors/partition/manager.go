@@ -2,6 +2,7 @@ package partition
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -201,6 +202,9 @@ type manager struct {
 	swept bool
 	// closing is set when the manager stops, and its replicas with it.
 	closing bool
+	// dead are the groups whose actor its supervisor stopped (died): they
+	// are not started again before the broker restarts.
+	dead map[uint64]bool
 }
 
 func (mg *manager) Receive(ctx actor.Context) {
@@ -271,6 +275,9 @@ func (mg *manager) reconcile(ctx actor.Context) {
 				next[tp] = r
 				mg.assign(ctx, r, p)
 				continue
+			}
+			if mg.dead[p.Group] {
+				continue // shown halted until the broker restarts (died)
 			}
 			if mg.stillDeleting(p.Group) {
 				// Moved back before its old data is gone: start it once
@@ -514,18 +521,33 @@ func (mg *manager) deleted(ctx actor.Context, pid *actor.PID) {
 // died handles the end of a replica's actor that nobody stopped: its
 // supervisor gave up on it after repeated panics. It shows as halted, so
 // that /healthz and flotilla_raft_role tell the operator to restart the
-// broker; it stays in the registry, so that reconcile does not start it
-// again into the same panics.
+// broker. It leaves the registry, so that clients are answered
+// NOT_LEADER_OR_FOLLOWER rather than wait on a dead actor and Metadata no
+// longer names this broker from the dead replica's last view, and it is
+// not started again into the same panics before the broker restarts.
 func (mg *manager) died(pid *actor.PID) {
 	if mg.closing {
 		return
 	}
-	for _, r := range mg.replicas.All() {
-		if r.PID.Id == pid.Id {
-			mg.o.Board.PublishStopped(r.Group, r.Topic+"/"+strconv.Itoa(int(r.Partition)))
-			mg.o.Log.Error().Uint64("raft_group", r.Group).Str("topic", r.Topic).Int32("partition", r.Partition).
-				Msg("partition replica stopped after repeated failures; restart the broker")
-			return
+	cur := mg.replicas.All()
+	for tp, r := range cur {
+		if r.PID.Id != pid.Id {
+			continue
 		}
+		next := maps.Clone(cur)
+		delete(next, tp)
+		mg.replicas.Publish(next)
+		mg.o.Ticker.Unsubscribe(r.PID)
+		mg.o.Router.Remove(r.Group)
+		if mg.dead == nil {
+			mg.dead = map[uint64]bool{}
+		}
+		mg.dead[r.Group] = true
+		// Its machine stays open: connections that looked it up before
+		// may still read its view and files.
+		mg.o.Board.PublishStopped(r.Group, tp.Topic+"/"+strconv.Itoa(int(tp.Partition)))
+		mg.o.Log.Error().Uint64("raft_group", r.Group).Str("topic", tp.Topic).Int32("partition", tp.Partition).
+			Msg("partition replica stopped after repeated failures; restart the broker")
+		return
 	}
 }
