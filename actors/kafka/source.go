@@ -41,7 +41,7 @@ type ClusterSource struct {
 
 	// led holds the topics being created whose created partitions this
 	// broker saw all led, until the controller's state says so too.
-	led sync.Map // controller.TopicID → struct{}
+	led sync.Map // controller.TopicID → time.Time of the last hint sent
 
 	mu    sync.Mutex
 	asked map[string]time.Time // auto-creations sent, by topic name
@@ -240,13 +240,22 @@ func (s *ClusterSource) topic(view *controller.State, t *controller.Topic) Topic
 	return kt
 }
 
+// markLedEvery paces the hints a front door sends the controller for a
+// topic it saw led while the controller still has it being created: the
+// proposal of one may be lost (a leader change), and the controller's
+// leader marks only what it sees led itself.
+const markLedEvery = time.Second
+
 // sawLed notes that the topic being created with this id had its created
-// partitions all led, and tells the controller the first time; it forgets
-// the topics the controller has marked since, or deleted.
+// partitions all led, and tells the controller, again every markLedEvery
+// while the controller's state has it being created; it forgets the
+// topics the controller has marked since, or deleted.
 func (s *ClusterSource) sawLed(view *controller.State, id controller.TopicID) {
-	if _, known := s.led.LoadOrStore(id, struct{}{}); known {
+	now := time.Now()
+	if at, known := s.led.Load(id); known && now.Sub(at.(time.Time)) < markLedEvery {
 		return
 	}
+	s.led.Store(id, now)
 	s.Sender.Send(s.Controller, &controller.MarkTopicLed{ID: id})
 	s.led.Range(func(k, _ any) bool {
 		if t := view.TopicByID(k.(controller.TopicID)); t == nil || !t.Creating {

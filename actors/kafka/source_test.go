@@ -515,3 +515,43 @@ func TestReplicaOfReusedNameIsNotServed(t *testing.T) {
 		})
 	}
 }
+
+// TestTopicLedHintRepeated: while the controller's state still has a topic
+// being created that this broker sees led, the front door tells the
+// controller again every markLedEvery: the proposal its first hint led to
+// may have been lost (a leader change), and until the controller records
+// it, brokers that did not see the topic led hide it.
+func TestTopicLedHintRepeated(t *testing.T) {
+	sm := controller.NewStateMachine(zerolog.Nop())
+	sm.MarkCaughtUp()
+	sm.Apply(1, 1, (&controller.Command{RegisterBroker: &controller.RegisterBroker{NodeID: 1, KafkaAddr: "127.0.0.1:9091"}}).Encode())
+	id := controller.NewTopicID()
+	sm.Apply(2, 1, (&controller.Command{CreateTopic: &controller.CreateTopic{Name: "new", ID: id, Replicas: [][]uint64{{1}}, Creating: true}}).Encode())
+	leaders := partition.NewLeaders()
+	leaders.Note([]netactor.LeaderInfo{{Group: sm.View().Topics["new"].Partitions[0].Group, Leader: 1, Term: 1}})
+
+	sys := actors.NewSystem(zerolog.Nop())
+	t.Cleanup(sys.Shutdown)
+	marks := make(chan controller.TopicID, 64)
+	ctl := sys.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		if m, ok := ctx.Message().(*controller.MarkTopicLed); ok {
+			marks <- m.ID
+		}
+	}))
+	src := &ClusterSource{Self: 1, Machine: sm, Board: raftactor.NewStatusBoard(), Replicas: partition.NewReplicas(),
+		Leaders: leaders, Controller: ctl, Sender: sys.Root, Log: zerolog.Nop()}
+	got := 0
+	for deadline := time.Now().Add(5 * markLedEvery); got < 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d MarkTopicLed hints in %v for a topic the controller still has being created, want a second one", got, 5*markLedEvery)
+		}
+		if topics := src.Topics(TopicQuery{Names: []string{"new"}}); topics[0].ErrorCode != 0 {
+			t.Fatalf("new, led: topic error %d", topics[0].ErrorCode)
+		}
+		select {
+		case <-marks:
+			got++
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
