@@ -77,6 +77,15 @@ func (l *Liveness) LastHeard(peer uint64) (ago time.Duration, heard bool) {
 	return l.now().Sub(l.start) - time.Duration(c.(*atomic.Int64).Load()), true
 }
 
+// HeardMsAgo is LastHeard in milliseconds, -1 if no frame from peer ever
+// arrived: what the logs and /debug/cluster show.
+func (l *Liveness) HeardMsAgo(peer uint64) int64 {
+	if ago, heard := l.LastHeard(peer); heard {
+		return ago.Milliseconds()
+	}
+	return -1
+}
+
 // Alive reports whether node id counts as alive now.
 func (l *Liveness) Alive(id uint64) bool {
 	if l == nil || id == l.self {

@@ -55,13 +55,8 @@ func (c *controllerActor) watchPeers(view *State) {
 		switch {
 		case !alive && !w.dead[id]:
 			w.dead[id] = true
-			ev := c.o.Log.Warn().Uint64("peer", id)
-			if ago, heard := w.liveness.LastHeard(id); heard {
-				ev = ev.Int64("heard_ms_ago", ago.Milliseconds())
-			} else {
-				ev = ev.Int64("heard_ms_ago", -1)
-			}
-			ev.Msg("peer counts as dead: no raft frame from it within broker_session_timeout_ms")
+			c.o.Log.Warn().Uint64("peer", id).Int64("heard_ms_ago", w.liveness.HeardMsAgo(id)).
+				Msg("peer counts as dead: no raft frame from it within broker_session_timeout_ms")
 		case alive && w.dead[id]:
 			delete(w.dead, id)
 			c.o.Log.Info().Uint64("peer", id).Msg("peer alive again")

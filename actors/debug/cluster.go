@@ -104,11 +104,7 @@ func clusterView(src Sources) ClusterView {
 			if id == src.NodeID {
 				continue
 			}
-			h := PeerHealth{Alive: src.Liveness.Alive(id), HeardMsAgo: -1}
-			if ago, ok := src.Liveness.LastHeard(id); ok {
-				h.HeardMsAgo = ago.Milliseconds()
-			}
-			v.Health[id] = h
+			v.Health[id] = PeerHealth{Alive: src.Liveness.Alive(id), HeardMsAgo: src.Liveness.HeardMsAgo(id)}
 		}
 	}
 	for _, ref := range st.Reassignments() {
