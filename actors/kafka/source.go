@@ -31,7 +31,8 @@ type ClusterSource struct {
 	// group coordinator's settings, as FindCoordinator creates it).
 	OffsetsPartitions int32
 	OffsetsReplicas   int16
-	// Now is the clock of the auto-creations asked; nil is time.Now.
+	// Now is the clock that paces auto-creations and TopicLed hints; nil
+	// is time.Now.
 	Now func() time.Time
 	// Alive reports whether this broker has heard from a broker within
 	// the session timeout (netactor.Liveness); nil finds every broker
@@ -165,10 +166,7 @@ func (s *ClusterSource) autoSpec(name string) controller.TopicSpec {
 // askCreate reports whether name's auto-creation should be sent now: not
 // if it was within autoCreateRetry. It forgets the older ones.
 func (s *ClusterSource) askCreate(name string) bool {
-	now := time.Now()
-	if s.Now != nil {
-		now = s.Now()
-	}
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if at, ok := s.asked[name]; ok && now.Sub(at) < autoCreateRetry {
@@ -246,12 +244,20 @@ func (s *ClusterSource) topic(view *controller.State, t *controller.Topic) Topic
 // leader marks only what it sees led itself.
 const markLedEvery = time.Second
 
+// now is the source's clock: Now, or the wall clock.
+func (s *ClusterSource) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
 // sawLed notes that the topic being created with this id had its created
 // partitions all led, and tells the controller, again every markLedEvery
 // while the controller's state has it being created; it forgets the
 // topics the controller has marked since, or deleted.
 func (s *ClusterSource) sawLed(view *controller.State, id controller.TopicID) {
-	now := time.Now()
+	now := s.now()
 	if at, known := s.led.Load(id); known && now.Sub(at.(time.Time)) < markLedEvery {
 		return
 	}

@@ -247,14 +247,7 @@ func TestTopicHiddenOnlyWhileBeingCreated(t *testing.T) {
 	apply(&controller.Command{CreateTopic: &controller.CreateTopic{Name: "old", ID: oldID, Replicas: [][]uint64{{1}, {2}}}})
 	groups := []uint64{sm.View().Topics["new"].Partitions[0].Group, sm.View().Topics["new"].Partitions[1].Group}
 
-	sys := actors.NewSystem(zerolog.Nop())
-	t.Cleanup(sys.Shutdown)
-	marks := make(chan controller.TopicID, 16)
-	ctl := sys.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
-		if m, ok := ctx.Message().(*controller.MarkTopicLed); ok {
-			marks <- m.ID
-		}
-	}))
+	sys, ctl, marks := markRecorder(t)
 	leaders := partition.NewLeaders()
 	source := func() *ClusterSource {
 		return &ClusterSource{Self: 1, Machine: sm, Board: raftactor.NewStatusBoard(), Replicas: partition.NewReplicas(),
@@ -530,14 +523,7 @@ func TestTopicLedHintRepeated(t *testing.T) {
 	leaders := partition.NewLeaders()
 	leaders.Note([]netactor.LeaderInfo{{Group: sm.View().Topics["new"].Partitions[0].Group, Leader: 1, Term: 1}})
 
-	sys := actors.NewSystem(zerolog.Nop())
-	t.Cleanup(sys.Shutdown)
-	marks := make(chan controller.TopicID, 64)
-	ctl := sys.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
-		if m, ok := ctx.Message().(*controller.MarkTopicLed); ok {
-			marks <- m.ID
-		}
-	}))
+	sys, ctl, marks := markRecorder(t)
 	src := &ClusterSource{Self: 1, Machine: sm, Board: raftactor.NewStatusBoard(), Replicas: partition.NewReplicas(),
 		Leaders: leaders, Controller: ctl, Sender: sys.Root, Log: zerolog.Nop()}
 	got := 0
@@ -554,4 +540,19 @@ func TestTopicLedHintRepeated(t *testing.T) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// markRecorder starts an actor system with a stand-in for the controller
+// actor that passes on the ids of the MarkTopicLed hints it gets.
+func markRecorder(t *testing.T) (*actors.System, *actor.PID, <-chan controller.TopicID) {
+	t.Helper()
+	sys := actors.NewSystem(zerolog.Nop())
+	t.Cleanup(sys.Shutdown)
+	marks := make(chan controller.TopicID, 64)
+	ctl := sys.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		if m, ok := ctx.Message().(*controller.MarkTopicLed); ok {
+			marks <- m.ID
+		}
+	}))
+	return sys, ctl, marks
 }
