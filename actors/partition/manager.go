@@ -184,7 +184,7 @@ func Current(replicas *Replicas, view *controller.State, tp TopicPartition) *Rep
 // controller state has caught up (controller.StateMachine.CaughtUp).
 func NewManager(o ManagerOptions, replicas *Replicas) actor.Producer {
 	return func() actor.Actor {
-		return &manager{o: o, replicas: replicas, deleting: map[string]*Replica{}, forgotten: map[uint64]bool{}}
+		return &manager{o: o, replicas: replicas, deleting: map[string]*Replica{}, forgotten: map[uint64]bool{}, dead: map[uint64]bool{}}
 	}
 }
 
@@ -539,9 +539,6 @@ func (mg *manager) died(pid *actor.PID) {
 		mg.replicas.Publish(next)
 		mg.o.Ticker.Unsubscribe(r.PID)
 		mg.o.Router.Remove(r.Group)
-		if mg.dead == nil {
-			mg.dead = map[uint64]bool{}
-		}
 		mg.dead[r.Group] = true
 		// Its machine stays open: connections that looked it up before
 		// may still read its view and files.
