@@ -28,7 +28,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	flotillaBin = filepath.Join(dir, "flotilla")
-	build := exec.Command("go", "build", "-o", flotillaBin, "../cmd/flotilla")
+	args := []string{"build", "-o", flotillaBin}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "../cmd/flotilla")...)
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build flotilla:", err)
@@ -107,6 +111,9 @@ peers:
 			if line := nd.bindFailure(); line != "" {
 				t.Errorf("node %d could not bind a port (a clash with another process, not a broker bug): %s", nd.id, line)
 			}
+			if report := nd.dataRace(); report != "" {
+				t.Errorf("node %d: the race detector reported a data race:\n%s", nd.id, report)
+			}
 		}
 		if t.Failed() {
 			for _, nd := range nodes {
@@ -164,6 +171,26 @@ func (nd *node) bindFailure() string {
 		}
 	}
 	return ""
+}
+
+// dataRace returns the first data race report in the node's output (a
+// -race build prints it to stderr and goes on), or "" if there is none.
+func (nd *node) dataRace() string {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.log == nil {
+		return ""
+	}
+	s := nd.log.String()
+	i := strings.Index(s, "WARNING: DATA RACE")
+	if i < 0 {
+		return ""
+	}
+	s = s[i:]
+	if end := strings.Index(s, "\n==================\n"); end >= 0 {
+		s = s[:end+1]
+	}
+	return s
 }
 
 // checkStarted fails the test at once if one of nodes exited because it
@@ -395,4 +422,25 @@ func TestPortClashReported(t *testing.T) {
 	nd.mu.Lock()
 	nd.log.Reset()
 	nd.mu.Unlock()
+}
+
+// TestDataRaceFound: the cleanup's check finds a race detector report in a
+// broker's output and cuts it at the report's end.
+func TestDataRaceFound(t *testing.T) {
+	report := "WARNING: DATA RACE\nWrite at 0x00c000 by goroutine 7:\n  main.main()\n"
+	tests := []struct {
+		name, log, want string
+	}{
+		{"none", `{"level":"info","message":"started"}` + "\n", ""},
+		{"report", "{}\n==================\n" + report + "==================\n{}\n", report},
+		{"cut off", "==================\n" + report, report},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			nd := &node{log: bytes.NewBufferString(tt.log)}
+			if got := nd.dataRace(); got != tt.want {
+				t.Fatalf("dataRace() = %q, want %q", got, tt.want)
+			}
+		})
+	}
 }
