@@ -181,9 +181,13 @@ func benchGroups(o groupsOptions) error {
 		fmt.Printf("| … from its first record on | %.0f records/s |\n", float64(o.records)/rest.Seconds())
 	}
 	fmt.Printf("| records delivered twice while the group formed | %d |\n", reread)
-	fmt.Printf("| a 4th member joins a stable 3-member group until it owns partitions (%d joins) | median %s, p99 %s, max %s |\n\n",
-		len(joins), ms(percentile(joins, 0.5)), ms(percentile(joins, 0.99)), ms(joins[len(joins)-1]))
+	fmt.Printf("| a 4th member joins a stable 3-member group until it owns partitions (%d joins) | %s |\n\n", len(joins), spread(joins))
 	return nil
+}
+
+// spread summarises durations as their median, p99 and maximum.
+func spread(ds []time.Duration) string {
+	return fmt.Sprintf("median %s, p99 %s, max %s", ms(percentile(ds, 50)), ms(percentile(ds, 99)), ms(percentile(ds, 100)))
 }
 
 // waitStableGroup waits until group is Stable with n members.

@@ -73,3 +73,28 @@ func TestMedianRatios(t *testing.T) {
 		t.Fatalf("even median %v", got.produce)
 	}
 }
+
+func TestPercentile(t *testing.T) {
+	var ds []time.Duration
+	for i := 20; i >= 1; i-- {
+		ds = append(ds, time.Duration(i)*100*time.Millisecond)
+	}
+	tests := []struct {
+		p    float64
+		want time.Duration
+	}{
+		{0, 100 * time.Millisecond},
+		{50, time.Second},
+		{90, 1800 * time.Millisecond},
+		{99, 2 * time.Second},
+		{100, 2 * time.Second},
+	}
+	for _, tt := range tests {
+		if got := percentile(ds, tt.p); got != tt.want {
+			t.Errorf("percentile(1..20 × 100 ms, %v) = %v, want %v", tt.p, got, tt.want)
+		}
+	}
+	if got, want := spread(ds), "median 1000 ms, p99 2000 ms, max 2000 ms"; got != want {
+		t.Errorf("spread = %q, want %q", got, want)
+	}
+}
