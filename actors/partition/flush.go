@@ -168,7 +168,7 @@ func (l *Log) flushView(v *view, recoveryPoint int64) error {
 	if err := l.syncPending(func(pendingSync) bool { return true }, files...); err != nil {
 		return err
 	}
-	return writeState(l.opts.Dir, logState{recoveryPoint: recoveryPoint, logStart: v.stateStart})
+	return writeState(l.fsync, l.opts.Dir, logState{recoveryPoint: recoveryPoint, logStart: v.stateStart})
 }
 
 // Close flushes the log, uncommitted tail included, seals the active

@@ -50,14 +50,14 @@ type logState struct {
 // itself may be lost in a crash, which leaves the older state; that one is
 // still true as long as nothing was cut since it was written, and only
 // truncate and Reset cut, after recordState has made their state durable.
-func writeState(dir string, st logState) error {
+func writeState(fsync func(*os.File) error, dir string, st logState) error {
 	b := make([]byte, 0, stateFileSize)
 	b = append(b, stateMagic...)
 	b = append(b, stateVersion)
 	b = binary.BigEndian.AppendUint64(b, uint64(st.recoveryPoint))
 	b = binary.BigEndian.AppendUint64(b, uint64(st.logStart))
 	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	if err := replaceFile(filepath.Join(dir, stateFileName), b); err != nil {
+	if err := replaceFile(fsync, filepath.Join(dir, stateFileName), b); err != nil {
 		return fmt.Errorf("write %s: %w", stateFileName, err)
 	}
 	return nil
@@ -68,7 +68,7 @@ func writeState(dir string, st logState) error {
 // it cuts anything, and a crash in the middle must find that state, or
 // Open could trust a segment the cut left short of its successor.
 func (l *Log) recordState(st logState) error {
-	if err := writeState(l.opts.Dir, st); err != nil {
+	if err := writeState(l.fsync, l.opts.Dir, st); err != nil {
 		return err
 	}
 	return l.syncDir()
@@ -288,10 +288,12 @@ func (r *recovery) fresh(start int64) (*Log, error) {
 }
 
 func (r *recovery) finish() (*Log, error) {
-	if r.changed {
-		if err := fsyncPath(r.opts.fsync, r.opts.Dir); err != nil {
-			return nil, err
-		}
+	// Always, not only when files changed: a segment created before the
+	// crash (a roll that no Sync followed) may be trusted as it is, and
+	// the batches appended to it from now on are acknowledged after Sync,
+	// which syncs the directory only for segments this Log creates.
+	if err := fsyncPath(r.opts.fsync, r.opts.Dir); err != nil {
+		return nil, err
 	}
 	// Everything recovered is visible: the partition lowers the high
 	// watermark to its checkpoint with SetHighWatermark.
@@ -422,7 +424,7 @@ func (r *recovery) sizeCheck(seg *segment, size int64, dense []raftEntry) (segVi
 func (r *recovery) loadTrusted(sv segView, last bool) error {
 	seg := sv.seg
 	offIdx, _, x := buildIndexes(batchInfos(sv.dense, sv.endRel()), r.interval, false)
-	if err := r.ensureFile(seg, offsetIndexSuffix, offIdx); err != nil {
+	if err := r.ensureFile(seg, offsetIndexSuffix, offIdx, false); err != nil {
 		return err
 	}
 	lastPoint := int64(0)
@@ -439,7 +441,7 @@ func (r *recovery) loadTrusted(sv segView, last bool) error {
 			return err
 		}
 		_, timeIdx, _ := buildIndexes(infos, r.interval, true)
-		if err := r.ensureFile(seg, timeIndexSuffix, timeIdx); err != nil {
+		if err := r.ensureFile(seg, timeIndexSuffix, timeIdx, false); err != nil {
 			return err
 		}
 		times, _ = decodeTimeIndex(timeIdx, sv.dense, sv.endRel())
@@ -516,15 +518,23 @@ func (r *recovery) readInfos(sv *segView) ([]batchInfo, error) {
 }
 
 // ensureFile makes the segment's index file with the given suffix hold
-// want, rewriting it if it does not.
-func (r *recovery) ensureFile(seg *segment, suffix string, want []byte) error {
+// want, rewriting (and syncing) it if it does not. A file that already
+// matches is synced only if syncKept: one of a segment that Open scans may
+// be only in the page cache (written before a kill -9), and once the next
+// Flush moves the recovery point past the segment, Open trusts its indexes
+// and checks the time index only in part; a trusted segment's were synced
+// by the Flush that trusted it.
+func (r *recovery) ensureFile(seg *segment, suffix string, want []byte, syncKept bool) error {
 	path := seg.path(suffix)
 	got, exists, err := readFileIfExists(path)
 	if err != nil {
 		return err
 	}
 	if exists && bytes.Equal(got, want) {
-		return nil
+		if !syncKept {
+			return nil
+		}
+		return fsyncPath(r.opts.fsync, path)
 	}
 	reason := "missing"
 	switch {
@@ -537,6 +547,10 @@ func (r *recovery) ensureFile(seg *segment, suffix string, want []byte) error {
 	if err := rewriteFile(path, want); err != nil {
 		return err
 	}
+	if err := fsyncPath(r.opts.fsync, path); err != nil {
+		return err
+	}
+	r.changed = true
 	r.log.Info().Str("dir", r.opts.Dir).Str("file", filepath.Base(path)).Str("reason", reason).
 		Int("entries", len(want)/indexEntrySize(suffix)).Msg("rebuilt index")
 	return nil
@@ -659,10 +673,10 @@ func (r *recovery) scan(seg *segment, size int64, raw []byte, last bool, later i
 		}
 	}
 	offIdx, timeIdx, x := buildIndexes(infos, r.interval, !last)
-	if err := r.ensureFile(seg, offsetIndexSuffix, offIdx); err != nil {
+	if err := r.ensureFile(seg, offsetIndexSuffix, offIdx, true); err != nil {
 		return false, err
 	}
-	if err := r.ensureFile(seg, timeIndexSuffix, timeIdx); err != nil {
+	if err := r.ensureFile(seg, timeIndexSuffix, timeIdx, true); err != nil {
 		return false, err
 	}
 	sv.times, _ = decodeTimeIndex(timeIdx, dense, sv.endRel())
@@ -691,7 +705,7 @@ func (r *recovery) keptEntry(seg *segment, pos int64, h BatchHeader, size int, p
 // whole, never a truncated one. (The directory is synced at the end of
 // Open, as r.changed says.)
 func (r *recovery) writeSynced(path string, b []byte) error {
-	if err := replaceFile(path, b); err != nil {
+	if err := replaceFile(r.opts.fsync, path, b); err != nil {
 		return fmt.Errorf("rewrite %s: %w", filepath.Base(path), err)
 	}
 	r.changed = true

@@ -511,7 +511,7 @@ func TestRecoverInterruptedReset(t *testing.T) {
 	m.fill(t, l, rand.New(rand.NewPCG(9, 9)), 30)
 	crash(l)
 	// Reset writes the state first; the crash came before the deletions.
-	if err := writeState(dir, logState{recoveryPoint: 9000, logStart: 9000}); err != nil {
+	if err := writeState((*os.File).Sync, dir, logState{recoveryPoint: 9000, logStart: 9000}); err != nil {
 		t.Fatal(err)
 	}
 	l = mustOpen(t, opts)

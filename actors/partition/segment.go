@@ -264,11 +264,11 @@ func rewriteFile(path string, b []byte) error {
 	return nil
 }
 
-// replaceFile writes b to a temporary file beside path, syncs it and renames
-// it over path: a crash leaves the old file or the new one, whole (once the
-// directory is synced, the new one). Open removes a temporary file left
-// behind.
-func replaceFile(path string, b []byte) error {
+// replaceFile writes b to a temporary file beside path, syncs it with fsync
+// and renames it over path: a crash leaves the old file or the new one,
+// whole (once the directory is synced, the new one). Open removes a
+// temporary file left behind.
+func replaceFile(fsync func(*os.File) error, path string, b []byte) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -276,7 +276,7 @@ func replaceFile(path string, b []byte) error {
 	}
 	_, err = f.Write(b)
 	if err == nil {
-		err = f.Sync()
+		err = fsync(f)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr

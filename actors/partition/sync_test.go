@@ -70,7 +70,13 @@ func (d *durable) wrap(fsync func(*os.File) error) func(*os.File) error {
 				d.names[name] = true
 			}
 		} else {
-			d.size[filepath.Base(f.Name())] = info.Size()
+			name := filepath.Base(f.Name())
+			d.size[name] = info.Size()
+			// replaceFile renames the file it synced over the one it
+			// replaces: that one's bytes are durable too.
+			if target, ok := strings.CutSuffix(name, ".tmp"); ok {
+				d.size[target] = info.Size()
+			}
 		}
 		return nil
 	}
@@ -682,5 +688,127 @@ func TestReadAfterFailedRewrite(t *testing.T) {
 				t.Fatal("a read after the failed rewrite has not returned in 10 s")
 			}
 		})
+	}
+}
+
+// TestScannedSegmentIndexesSurvivePowerCut: a kill -9 leaves a sealed
+// segment whose index files no Flush synced. Open scans it and keeps (or
+// rebuilds) its .timeindex without an fsync; the next Flush records a
+// recovery point past it, so from then on Open trusts that segment and
+// its time index. A power cut before writeback leaves a prefix of the
+// time index, which the cheap check accepts: the segment's largest
+// timestamp is then wrong, and ListOffsets by timestamp skips records,
+// and time retention deletes the segment early.
+func TestScannedSegmentIndexesSurvivePowerCut(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(t, dir)
+	opts.SegmentBytes = 1500
+	opts.IndexIntervalBytes = 100
+	d := &durable{dir: dir, size: map[string]int64{}, names: map[string]bool{}}
+	opts.fsync = d.wrap((*os.File).Sync)
+	l := mustOpen(t, opts)
+	var m model
+	// Segment 0: timestamps 1000, 1001, ... 1009 then the rest old: the
+	// segment's maximum (1009) sits in the middle of it, not at its end.
+	for i := range 10 {
+		ts := []int64{int64(1000 + i)}
+		m.add(t, l, mkBatch(t, spec{ts: ts, valueSize: 40}), 0, ts)
+	}
+	for l.act.seg.base == 0 {
+		ts := []int64{500}
+		m.add(t, l, mkBatch(t, spec{ts: ts, valueSize: 40}), 0, ts)
+	}
+	ts := []int64{2000}
+	m.add(t, l, mkBatch(t, spec{ts: ts, valueSize: 40}), 0, ts)
+	if err := l.Sync(); err != nil { // the group commit: every batch acknowledged
+		t.Fatal(err)
+	}
+	crash(l) // kill -9: the page cache keeps everything
+
+	// Restart: segment 0 is scanned (no Flush ever recorded a recovery point).
+	opts.kept = m.kept(0)
+	l = mustOpen(t, opts)
+	l.fsync = opts.fsync
+	if err := l.Flush(); err != nil { // the next checkpoint: recovery point past segment 0
+		t.Fatal(err)
+	}
+	tiName := segmentFileName(0, timeIndexSuffix)
+	full, _ := os.ReadFile(filepath.Join(dir, tiName))
+	t.Logf("%s: %d bytes in the page cache, %d bytes made durable by an fsync", tiName, len(full), d.size[tiName])
+	crash(l)
+	// Power cut before writeback: a .timeindex that no fsync covered may
+	// keep any prefix; its first entry alone passes the form check.
+	if int64(len(full)) > d.size[tiName] {
+		if err := os.Truncate(filepath.Join(dir, tiName), timeEntrySize); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	opts.kept = nil // the checkpoint is durable: the WAL holds no reference before it
+	l = mustOpen(t, opts)
+	defer l.Close()
+	got, found, err := l.OffsetForTimestamp(1005)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := TimestampOffset{Timestamp: 1005, Offset: 5}
+	if !found || got != want {
+		t.Errorf("OffsetForTimestamp(1005) = %+v %v, want %+v", got, found, want)
+	}
+	mx, _, _ := l.MaxTimestamp()
+	if mx.Timestamp != 2000 {
+		t.Errorf("MaxTimestamp = %+v", mx)
+	}
+	// retention.ms = 1500 at now = 2505: segment 0 (newest record 1009)
+	// is 1496 ms old and must stay.
+	if p := l.RetentionPoint(2505, 1500, -1); p != 0 {
+		t.Errorf("RetentionPoint = %d: segment 0, whose newest record is 1009, is deleted by retention.ms=1500 at now=2505", p)
+	}
+}
+
+// TestTrustedEmptySegmentSurvivesPowerCut: a clean Close records the
+// recovery point at the log end; after the restart retention moves the
+// log start to the end, which rolls an empty segment whose base is that
+// recovery point. A kill -9 before any Sync or Flush: Open trusts the
+// empty last segment (end == recovery point), so it neither scans it nor
+// syncs the directory, and the new Log starts with dirDirty false. A batch
+// appended to that segment is acknowledged after Sync, which fsyncs the
+// .log but not the directory that still lacks a durable entry for it. A
+// power cut then loses the acknowledged batch.
+func TestTrustedEmptySegmentSurvivesPowerCut(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(t, dir)
+	d := &durable{dir: dir, size: map[string]int64{}, names: map[string]bool{}}
+	opts.fsync = d.wrap((*os.File).Sync)
+	l := mustOpen(t, opts)
+	var m model
+	m.add(t, l, mkBatch(t, spec{baseTs: 10}), 0, nil)
+	if err := l.Close(); err != nil { // clean shutdown: recovery point = 1
+		t.Fatal(err)
+	}
+	l = mustOpen(t, opts)
+	if err := l.AdvanceLogStart(1); err != nil { // retention takes everything: roll
+		t.Fatal(err)
+	}
+	crash(l) // kill -9 before the next Sync or Flush
+
+	opts.kept = m.kept(0)
+	l = mustOpen(t, opts) // trusts 00000000000000000001.log: empty, ends at the recovery point
+	if err := l.AdvanceLogStart(1); err != nil {
+		t.Fatal(err)
+	}
+	acked := m.add(t, l, mkBatch(t, spec{baseTs: 20}), 0, nil)
+	if err := l.Sync(); err != nil { // the group commit: the batch is acknowledged
+		t.Fatal(err)
+	}
+	t.Logf("durable directory entries: %v", d.names)
+	d.lose(t, l) // power cut
+
+	opts.kept = m.kept(0)
+	l = mustOpen(t, opts)
+	defer l.Close()
+	if b, _, err := l.EntryByRaftIndex(acked.raft); err != nil || len(b) != len(acked.b) {
+		t.Fatalf("acknowledged batch at offset %d (raft %d) lost: %v; log %d..%d, files %v",
+			acked.h.BaseOffset, acked.raft, err, l.LogStart(), l.WrittenEnd(), logFiles(t, dir))
 	}
 }
