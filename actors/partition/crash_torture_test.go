@@ -10,12 +10,11 @@ import (
 
 // tstate is the model of a TestCrashTorture run.
 type tstate struct {
-	m       model
-	hw      int64 // committed end
-	start   int64
-	synced  int // batches [0, synced) are durable (a Sync or Flush covered them)
-	ckpt    uint64
-	release uint64
+	m      model
+	hw     int64 // committed end
+	start  int64
+	synced int // batches [0, synced) are durable (a Sync or Flush covered them)
+	ckpt   uint64
 }
 
 func bruteMax(m *model, start, hw int64) (TimestampOffset, bool) {
