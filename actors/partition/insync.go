@@ -122,3 +122,65 @@ func (m *Machine) holdDuplicate(base int64, w waiter) bool {
 func (m *Machine) Matched(h *raftactor.Handle, ctx actor.Context) {
 	m.settleHeld(h, ctx)
 }
+
+// caughtUpTracker applies Kafka's rule for when a follower was last caught
+// up with its leader (Replica.updateFetchState) to samples of the raft
+// progress: a follower that matches the leader's durable end at a sample
+// is caught up then; one that matches the end the leader had at the
+// previous sample was caught up at that sample, as Kafka counts a fetch
+// that reaches the log end of the follower's previous fetch. Without the
+// second rule a follower that keeps up with a steady stream of appends,
+// always the few milliseconds of a round trip behind, is seldom seen at
+// the very end, and left the ISR under load (with min.insync.replicas 2,
+// acks=all producers then got NOT_ENOUGH_REPLICAS from a healthy cluster).
+// A follower raft has not heard from lately (a dead one's match stays at
+// the end of an idle log) is never counted caught up.
+type caughtUpTracker struct {
+	at       map[uint64]uint64 // replica → last tick at which it had what the leader had then
+	prevEnd  uint64            // the leader's durable end at the previous sample
+	prevTick uint64
+	havePrev bool
+}
+
+// replicaProgress is one replica's raft progress as the leader sees it.
+type replicaProgress struct {
+	id, match uint64
+	active    bool
+}
+
+// reset forgets every sample: a new leadership starts from what its
+// replicas show it.
+func (c *caughtUpTracker) reset() { *c = caughtUpTracker{} }
+
+// sample records the progress seen at tick now by leader self and returns
+// the ISR, sorted: self and the replicas (members of replicas) caught up
+// within lag ticks.
+func (c *caughtUpTracker) sample(now, self uint64, replicas []uint64, progress []replicaProgress, lag uint64) []uint64 {
+	if c.at == nil {
+		c.at = map[uint64]uint64{}
+	}
+	var end uint64
+	for _, p := range progress {
+		if p.id == self {
+			end = p.match
+		}
+	}
+	var isr []uint64
+	for _, p := range progress {
+		if !slices.Contains(replicas, p.id) {
+			continue // a member leaving, or not yet assigned
+		}
+		switch {
+		case p.id == self || p.match >= end && p.active:
+			c.at[p.id] = now
+		case c.havePrev && p.match >= c.prevEnd && p.active:
+			c.at[p.id] = max(c.at[p.id], c.prevTick)
+		}
+		if last, ok := c.at[p.id]; ok && now-last <= lag {
+			isr = append(isr, p.id)
+		}
+	}
+	c.prevEnd, c.prevTick, c.havePrev = end, now, true
+	slices.Sort(isr)
+	return isr
+}

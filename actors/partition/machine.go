@@ -221,7 +221,8 @@ type Machine struct {
 	nextOffset int64
 	inflight   map[batchKey]*inflight
 	completed  []*inflight
-	caughtUp   map[uint64]uint64 // replica → last tick it matched the leader's log end
+	caughtUp   caughtUpTracker
+	progress   []replicaProgress // inSync's scratch
 	isr        []uint64
 	firstOf    map[batchKey]int64 // last batch of a multi-batch request → its first batch's offset
 	// sizes is what the partition health metrics compare a leader's ISR
@@ -291,7 +292,7 @@ func NewMachine(o MachineOptions) (*Machine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("partition %s/%d: %w", o.Topic, o.Partition, err)
 	}
-	m := &Machine{o: o, log: l, producers: &ProducerState{}, caughtUp: map[uint64]uint64{}, inflight: map[batchKey]*inflight{}, firstOf: map[batchKey]int64{}, side: map[uint64]*pb.Entry{}}
+	m := &Machine{o: o, log: l, producers: &ProducerState{}, inflight: map[batchKey]*inflight{}, firstOf: map[batchKey]int64{}, side: map[uint64]*pb.Entry{}}
 	m.addMatch = func(_, match uint64, _ bool) { m.matches = append(m.matches, match) }
 	m.replicas, m.adding, m.removing = o.Replicas, o.Adding, o.Removing
 	m.noteSizes()
@@ -1042,7 +1043,7 @@ func (m *Machine) checkReady(h *raftactor.Handle) {
 	// replica.lag.time.max.ms and let min.insync.replicas be passed.
 	// Its first ISR is no change: this node never knew the previous
 	// leader's, so the ready line carries it instead.
-	m.caughtUp = map[uint64]uint64{}
+	m.caughtUp.reset()
 	m.setMatchQuorum(len(h.ConfState().GetVoters()))
 	m.isr = m.inSync(h)
 	m.publish(h)
@@ -1129,34 +1130,14 @@ func (m *Machine) updateISR(h *raftactor.Handle) {
 }
 
 // inSync returns the leader's ISR by Kafka's time rule, sorted: a replica
-// is in sync while it has matched the leader's durable log end within
-// replica.lag.time.max.ms.
+// is in sync while it has caught up with the leader within
+// replica.lag.time.max.ms (caughtUpTracker).
 func (m *Machine) inSync(h *raftactor.Handle) []uint64 {
-	self := h.NodeID()
-	var end uint64
-	h.WithProgress(func(id, match uint64, _ bool) {
-		if id == self {
-			end = match
-		}
-	})
-	var isr []uint64
+	m.progress = m.progress[:0]
 	h.WithProgress(func(id, match uint64, active bool) {
-		// Kafka counts a follower caught up when it fetched up to the log
-		// end; in Raft, when it matches the end and has answered lately
-		// (a dead follower's match stays at the end of an idle log).
-		// Sampled every few ticks, well within each election timeout.
-		if !slices.Contains(m.replicas, id) {
-			return // a member leaving, or not yet assigned
-		}
-		if id == self || (match >= end && active) {
-			m.caughtUp[id] = m.ticks
-		}
-		if last, ok := m.caughtUp[id]; ok && m.ticks-last <= m.o.ReplicaLagTicks {
-			isr = append(isr, id)
-		}
+		m.progress = append(m.progress, replicaProgress{id: id, match: match, active: active})
 	})
-	slices.Sort(isr)
-	return isr
+	return m.caughtUp.sample(m.ticks, h.NodeID(), m.replicas, m.progress, m.o.ReplicaLagTicks)
 }
 
 // retentionEveryTicks paces retention checks (100 ticks: 5 s at 50 ms).
