@@ -159,7 +159,14 @@ func TestValidate(t *testing.T) {
 		{"election not above heartbeat", func(c *Config) { c.Raft.ElectionTicks = 2 },
 			[]string{"raft.election_ticks: must be greater than heartbeat_ticks"}},
 		{"heartbeat zero", func(c *Config) { c.Raft.HeartbeatTicks = 0 }, []string{"raft.heartbeat_ticks: must be > 0"}},
-		{"max_frame_bytes zero", func(c *Config) { c.Raft.MaxFrameBytes = 0 }, []string{"raft.max_frame_bytes: must be > 0"}},
+		{"max_frame_bytes zero", func(c *Config) { c.Raft.MaxFrameBytes = 0 }, []string{"raft.max_frame_bytes: must be at least 49"}},
+		{"max_frame_bytes below one message's framing", func(c *Config) { c.Raft.MaxFrameBytes, c.Raft.MaxSizePerMsg = 48, 0 },
+			[]string{"raft.max_frame_bytes: must be at least 49, the framing of one raft message, got 48"}},
+		{"smallest frame and queue", func(c *Config) {
+			c.Raft.MaxFrameBytes, c.Raft.PeerQueueBytes, c.Raft.MaxSizePerMsg = 49, 49, 0
+		}, nil},
+		{"peer_queue_bytes below max_frame_bytes", func(c *Config) { c.Raft.PeerQueueBytes = 1 << 20 },
+			[]string{"raft.peer_queue_bytes: must be at least max_frame_bytes (1048576 < 67108864)"}},
 		{"max_size_per_msg too big for a frame", func(c *Config) { c.Raft.MaxSizePerMsg = uint64(c.Raft.MaxFrameBytes) },
 			[]string{"raft.max_size_per_msg: must be smaller than max_frame_bytes"}},
 		{"max_inflight_msgs zero", func(c *Config) { c.Raft.MaxInflightMsgs = 0 }, []string{"raft.max_inflight_msgs"}},

@@ -22,6 +22,12 @@ const maxNodeID = math.MaxInt32
 // (netactor), so that one late keepalive does not make a peer look dead.
 const minSessionTicks = 20
 
+// minFrameBytes is the smallest raft.max_frame_bytes: the raft transport
+// (netactor.MinFrameBytes, which this package does not import) refuses to
+// start with less, as it could not frame even an empty raft message. A
+// test in actors/broker keeps the two equal.
+const minFrameBytes = 49
+
 // problems collects field errors so that Validate can report all of them
 // at once rather than making the user fix one per run.
 type problems []error
@@ -145,7 +151,9 @@ func (r *RaftConfig) validate(p *problems) {
 	if r.ElectionTicks > 0 && r.HeartbeatTicks > 0 && r.ElectionTicks <= r.HeartbeatTicks {
 		p.add("raft.election_ticks", "must be greater than heartbeat_ticks (%d <= %d)", r.ElectionTicks, r.HeartbeatTicks)
 	}
-	positive("raft.max_frame_bytes", r.MaxFrameBytes)
+	if r.MaxFrameBytes < minFrameBytes {
+		p.add("raft.max_frame_bytes", "must be at least %d, the framing of one raft message, got %d", minFrameBytes, r.MaxFrameBytes)
+	}
 	if r.MaxFrameBytes > 0 && r.MaxSizePerMsg >= uint64(r.MaxFrameBytes) {
 		// An append message of MaxSizePerMsg plus its envelope must fit in
 		// one frame, or the receiving peer would drop the connection.
@@ -156,6 +164,11 @@ func (r *RaftConfig) validate(p *problems) {
 		p.add("raft.snapshot_entries", "must be > 0")
 	}
 	positive("raft.peer_queue_bytes", r.PeerQueueBytes)
+	if r.PeerQueueBytes > 0 && r.PeerQueueBytes < r.MaxFrameBytes {
+		// A message the peer would accept in a frame must fit the queue
+		// that holds it for that peer, or the transport refuses to start.
+		p.add("raft.peer_queue_bytes", "must be at least max_frame_bytes (%d < %d)", r.PeerQueueBytes, r.MaxFrameBytes)
+	}
 }
 
 func (s *StorageConfig) validate(p *problems) {

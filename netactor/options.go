@@ -29,6 +29,12 @@ const (
 	DefaultHelloTimeout = 5 * time.Second
 )
 
+// MinFrameBytes is the smallest MaxFrameBytes the transport accepts: the
+// framing of one raft message sent alone, with no room for its content.
+// configs.Validate refuses a smaller raft.max_frame_bytes with the same
+// bound, so that a config it accepts cannot fail here at startup.
+const MinFrameBytes = envelopeOverhead + batchOverhead + msgOverhead
+
 // An inbound connection that stays silent for several keepalive intervals
 // of its sender is half-open or its peer is stalled (perhaps mid-frame);
 // its reader closes it rather than wait for TCP, which may take minutes,
@@ -85,8 +91,8 @@ func (o SenderOptions) withDefaults() SenderOptions {
 
 func (o SenderOptions) validate() error {
 	var errs []error
-	if o.MaxFrameBytes < singleMessageFrame(0) {
-		errs = append(errs, fmt.Errorf("MaxFrameBytes %d is too small", o.MaxFrameBytes))
+	if o.MaxFrameBytes < MinFrameBytes {
+		errs = append(errs, fmt.Errorf("MaxFrameBytes %d is too small: the least is %d", o.MaxFrameBytes, MinFrameBytes))
 	}
 	if o.QueueBytes < o.MaxFrameBytes {
 		errs = append(errs, fmt.Errorf("QueueBytes %d is below MaxFrameBytes %d: a message that fits a frame must fit the queue", o.QueueBytes, o.MaxFrameBytes))

@@ -47,7 +47,7 @@ const coalesceHeartbeats = 16
 
 // singleMessageFrame is the frame size of a message sent alone.
 func singleMessageFrame(size int) int {
-	return envelopeOverhead + batchOverhead + msgOverhead + size
+	return MinFrameBytes + size
 }
 
 // fifo is a queue of messages with removal at both ends.

@@ -181,12 +181,7 @@ func Start(o Options) (_ *Broker, err error) {
 			peerAddrs[p.ID] = p.Addr
 		}
 	}
-	if b.peers, err = netactor.StartPeers(b.sys, cfg.NodeID, peerAddrs, b.router, netactor.SenderOptions{
-		MaxFrameBytes: cfg.Raft.MaxFrameBytes,
-		QueueBytes:    cfg.Raft.PeerQueueBytes,
-		Metrics:       netMetrics,
-		Log:           log,
-	}); err != nil {
+	if b.peers, err = netactor.StartPeers(b.sys, cfg.NodeID, peerAddrs, b.router, senderOptions(cfg, netMetrics, log)); err != nil {
 		return nil, fmt.Errorf("start peer senders: %w", err)
 	}
 	if b.raftLn, err = netactor.StartListener(b.sys, raftLn, netactor.ListenerOptions{
@@ -427,6 +422,17 @@ func Start(o Options) (_ *Broker, err error) {
 	log.Info().Str("raft", b.raftAddr).Str("debug", b.debugAddr).Str("kafka", kafkaLn.Addr().String()).Str("kafka_advertised", kafkaAddr).
 		Int("recovered_groups", len(recovered)).Msg("broker started")
 	return b, nil
+}
+
+// senderOptions are the options of the raft transport's peer senders that
+// cfg sets; configs.Validate refuses the values they would refuse.
+func senderOptions(cfg *configs.Config, m *netactor.Metrics, log zerolog.Logger) netactor.SenderOptions {
+	return netactor.SenderOptions{
+		MaxFrameBytes: cfg.Raft.MaxFrameBytes,
+		QueueBytes:    cfg.Raft.PeerQueueBytes,
+		Metrics:       m,
+		Log:           log,
+	}
 }
 
 // Stop shuts the broker down: time stops, the raft actors stop, the WAL is
