@@ -2,6 +2,7 @@ package configs
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"math"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -84,112 +86,161 @@ func prefixErrors(prefix string, err error) error {
 	return errors.Join(out...)
 }
 
-// explain turns a yaml decoding error into one error per problem, naming
-// the offending key by its path (e.g. "kafka.listen") where the line
-// identifies it, since yaml itself only names Go types.
+// explain turns a yaml decoding error into one error per problem, each
+// naming the offending key by its path (e.g. "raft.tick_ms" or
+// "peers[1].id"). yaml itself names only the line and a Go type, which
+// does not tell apart two keys on one line, as in flow style
+// ("raft: {tick_ms: 50, max_size_per_msg: -1}"), so the unknown keys and
+// ill-typed values are found again by walking the document alongside
+// Config (checkNodes); yaml's other messages, such as a duplicate key, are
+// kept as they are.
 func explain(data []byte, err error) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return err
 	}
 	var root yaml.Node
-	var keys []keyPos
-	if yaml.Unmarshal(data, &root) == nil {
-		keys = collectKeys(&root, "", nil)
+	if yaml.Unmarshal(data, &root) != nil {
+		return err
 	}
-	errs := make([]error, len(te.Errors))
-	for i, msg := range te.Errors {
-		errs[i] = errors.New(explainOne(msg, keys))
+	var out, typed []lineError
+	for _, msg := range te.Errors {
+		line, detail := splitLine(msg)
+		e := lineError{line, errors.New(msg)}
+		if strings.HasPrefix(detail, "field ") && strings.Contains(detail, " not found in type ") ||
+			strings.HasPrefix(detail, "cannot unmarshal ") {
+			typed = append(typed, e)
+		} else {
+			out = append(out, e)
+		}
+	}
+	// checkNodes finds the same problems, with their keys; should it ever
+	// disagree with yaml, yaml's own messages at least lose none.
+	if found := checkNodes(&root); len(found) == len(typed) {
+		typed = found
+	}
+	out = append(out, typed...)
+	slices.SortStableFunc(out, func(a, b lineError) int { return cmp.Compare(a.line, b.line) })
+	errs := make([]error, len(out))
+	for i, e := range out {
+		errs[i] = e.err
 	}
 	return errors.Join(errs...)
 }
 
-// keyPos records where the value of one key path sits in the file.
-type keyPos struct {
-	path    string
-	keyLine int // line of the key itself (0 for sequence items)
-	line    int // line where the value starts
-	kind    yaml.Kind
+// lineError is an error about the document at one line, kept with the
+// line so that errors found in different ways can be reported in order.
+type lineError struct {
+	line int
+	err  error
 }
 
-func collectKeys(n *yaml.Node, path string, keys []keyPos) []keyPos {
-	switch n.Kind {
-	case yaml.DocumentNode:
-		for _, c := range n.Content {
-			keys = collectKeys(c, path, keys)
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			p := k.Value
-			if path != "" {
-				p = path + "." + k.Value
+// splitLine splits yaml's "line 3: detail" into 3 and detail; a message
+// without a line gets line 0.
+func splitLine(msg string) (int, string) {
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if num, detail, ok := strings.Cut(rest, ": "); ok {
+			if line, err := strconv.Atoi(num); err == nil {
+				return line, detail
 			}
-			keys = append(keys, keyPos{path: p, keyLine: k.Line, line: v.Line, kind: v.Kind})
-			keys = collectKeys(v, p, keys)
-		}
-	case yaml.SequenceNode:
-		for i, v := range n.Content {
-			p := fmt.Sprintf("%s[%d]", path, i)
-			keys = append(keys, keyPos{path: p, line: v.Line, kind: v.Kind})
-			keys = collectKeys(v, p, keys)
 		}
 	}
-	return keys
+	return 0, msg
 }
 
-// explainOne rewrites one yaml.TypeError message, which looks like
-// "line 3: field lisen not found in type configs.KafkaConfig" or
-// "line 2: cannot unmarshal !!str `abc` into uint64". Messages it cannot
-// attribute to exactly one key are returned unchanged.
-func explainOne(msg string, keys []keyPos) string {
-	rest, ok := strings.CutPrefix(msg, "line ")
-	if !ok {
-		return msg
-	}
-	num, detail, ok := strings.Cut(rest, ": ")
-	if !ok {
-		return msg
-	}
-	line, err := strconv.Atoi(num)
-	if err != nil {
-		return msg
-	}
-	var match []keyPos
-	if after, ok := strings.CutPrefix(detail, "field "); ok {
-		if name, _, ok := strings.Cut(after, " not found in type "); ok {
-			for _, k := range keys {
-				if k.keyLine == line && (k.path == name || strings.HasSuffix(k.path, "."+name)) {
-					match = append(match, k)
+// checkNodes reports every key of the document that names no setting and
+// every value that does not decode into its setting's type, as
+// "line N: path: problem". It decodes each value on its own, with yaml's
+// own rules, so that it refuses exactly what decoding the whole document
+// does.
+func checkNodes(root *yaml.Node) []lineError {
+	var errs []lineError
+	walkNodes(root, reflect.TypeFor[Config](), func(n *yaml.Node, t reflect.Type, path string) {
+		if t == nil {
+			errs = append(errs, lineError{n.Line, fmt.Errorf("line %d: %s: unknown key", n.Line, path)})
+			return
+		}
+		err := n.Decode(reflect.New(t).Interface())
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return
+		}
+		for _, msg := range te.Errors {
+			_, detail := splitLine(msg)
+			if path != "" {
+				detail = path + ": " + detail
+			} // else the document is not a mapping at all
+			errs = append(errs, lineError{n.Line, fmt.Errorf("line %d: %s", n.Line, detail)})
+		}
+	})
+	return errs
+}
+
+// walkNodes walks the document rooted at n alongside the Go type t and
+// calls visit with every value that is not a mapping into a struct nor a
+// sequence into a slice (so a scalar, or a value of the wrong kind), with
+// the type it decodes into and its YAML path. A key that names no field
+// of its struct is visited with its key node and a nil type. Aliases are
+// followed, and reported where they are used.
+func walkNodes(n *yaml.Node, t reflect.Type, visit func(n *yaml.Node, t reflect.Type, path string)) {
+	var walk func(n *yaml.Node, t reflect.Type, path string)
+	walk = func(n *yaml.Node, t reflect.Type, path string) {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		v := n
+		if v.Kind == yaml.AliasNode && v.Alias != nil {
+			v = v.Alias
+		}
+		switch {
+		case v.Kind == yaml.DocumentNode:
+			for _, c := range v.Content {
+				walk(c, t, path)
+			}
+		case v.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
+			for i := 0; i+1 < len(v.Content); i += 2 {
+				k, val := v.Content[i], v.Content[i+1]
+				key := strings.TrimPrefix(path+"."+k.Value, ".")
+				if k.ShortTag() == "!!merge" {
+					// "<<: *base" merges the keys of base (or of each
+					// mapping in a list) into this one.
+					if val.Kind == yaml.SequenceNode {
+						for _, c := range val.Content {
+							walk(c, t, path)
+						}
+					} else {
+						walk(val, t, path)
+					}
+					continue
+				}
+				if f, ok := fieldByKey(t, k.Value); ok {
+					walk(val, f.Type, key)
+				} else {
+					visit(k, nil, key)
 				}
 			}
-			if len(match) == 1 {
-				return fmt.Sprintf("line %d: %s: unknown key", line, match[0].path)
+		case v.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
+			for i, c := range v.Content {
+				walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
 			}
-			return fmt.Sprintf("line %d: unknown key %q", line, name)
+		default:
+			line := *v
+			line.Line, line.Column = n.Line, n.Column
+			visit(&line, t, path)
 		}
 	}
-	if after, ok := strings.CutPrefix(detail, "cannot unmarshal "); ok {
-		// The tag tells whether the failing value is a scalar, a mapping
-		// or a sequence, which separates a key from its parent on the same
-		// line.
-		kind := yaml.ScalarNode
-		switch {
-		case strings.HasPrefix(after, "!!map"):
-			kind = yaml.MappingNode
-		case strings.HasPrefix(after, "!!seq"):
-			kind = yaml.SequenceNode
-		}
-		for _, k := range keys {
-			if k.line == line && k.kind == kind {
-				match = append(match, k)
-			}
-		}
-		if len(match) == 1 {
-			return fmt.Sprintf("line %d: %s: %s", line, match[0].path, detail)
+	walk(n, t, "")
+}
+
+// fieldByKey returns the field of struct type t whose yaml tag is key.
+func fieldByKey(t reflect.Type, key string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if name, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); name == key && name != "-" {
+			return f, true
 		}
 	}
-	return msg
+	return reflect.StructField{}, false
 }
 
 // wholeNumbers refuses a fractional number given for an integer setting,
@@ -201,40 +252,18 @@ func wholeNumbers(data []byte) error {
 		return err
 	}
 	var errs []error
-	var walk func(n *yaml.Node, t reflect.Type, path string)
-	walk = func(n *yaml.Node, t reflect.Type, path string) {
-		for t.Kind() == reflect.Pointer {
-			t = t.Elem()
+	walkNodes(&root, reflect.TypeFor[Config](), func(n *yaml.Node, t reflect.Type, path string) {
+		if t == nil || n.Kind != yaml.ScalarNode || n.ShortTag() != "!!float" {
+			return
 		}
-		switch {
-		case n.Kind == yaml.DocumentNode:
-			for _, c := range n.Content {
-				walk(c, t, path)
-			}
-		case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				for j := range t.NumField() {
-					f := t.Field(j)
-					if name, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); name == n.Content[i].Value {
-						walk(n.Content[i+1], f.Type, strings.TrimPrefix(path+"."+name, "."))
-					}
-				}
-			}
-		case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
-			for i, c := range n.Content {
-				walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
-			}
-		case n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float":
-			if v, err := strconv.ParseFloat(n.Value, 64); err == nil && v == math.Trunc(v) {
-				return // 1e3: a whole number, written as a float
-			}
-			switch t.Kind() {
-			case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-				reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-				errs = append(errs, fmt.Errorf("line %d: %s: %s is not a whole number", n.Line, path, n.Value))
-			}
+		if v, err := strconv.ParseFloat(n.Value, 64); err == nil && v == math.Trunc(v) {
+			return // 1e3: a whole number, written as a float
 		}
-	}
-	walk(&root, reflect.TypeFor[Config](), "")
+		switch t.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			errs = append(errs, fmt.Errorf("line %d: %s: %s is not a whole number", n.Line, path, n.Value))
+		}
+	})
 	return errors.Join(errs...)
 }
