@@ -67,9 +67,23 @@ func TestValidate(t *testing.T) {
 	}{
 		{"default", func(c *Config) { *c = Default() }, nil},
 		{"three nodes", func(c *Config) {}, nil},
-		{"node 3 of three", func(c *Config) { c.NodeID = 3 }, nil},
+		{"node 3 of three", func(c *Config) { c.NodeID, c.Raft.Listen = 3, "127.0.0.1:9194" }, nil},
 		{"ephemeral listen ports", func(c *Config) {
 			c.Kafka.Listen, c.Raft.Listen, c.Debug.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+			c.Peers = nil
+		}, nil},
+		{"ephemeral listen ports alone in peers", func(c *Config) {
+			c.Raft.Listen, c.Peers = "127.0.0.1:0", c.Peers[:1]
+		}, nil},
+		{"raft.listen on a wildcard", func(c *Config) { c.Raft.Listen = "0.0.0.0:9192" }, nil},
+		{"raft.listen on a wildcard, another port", func(c *Config) { c.Raft.Listen = ":19192" }, nil},
+		{"raft.listen on another address than peers", func(c *Config) {
+			c.Raft.Listen = "10.0.0.1:9192"
+			c.Peers[0].Addr = "192.0.2.1:19192" // behind a NAT
+		}, nil},
+		{"raft.listen as localhost", func(c *Config) { c.Raft.Listen = "localhost:9192" }, nil},
+		{"distinct loopback addresses", func(c *Config) {
+			c.Peers[1].Addr, c.Peers[2].Addr = "127.0.0.2:9192", "[::1]:9192"
 		}, nil},
 		{"debug off", func(c *Config) { c.Debug.Listen = "" }, nil},
 		{"retention unlimited", func(c *Config) { c.Kafka.LogRetentionMs, c.Kafka.LogRetentionBytes = -1, -1 }, nil},
@@ -89,7 +103,9 @@ func TestValidate(t *testing.T) {
 
 		{"node_id zero", func(c *Config) { c.NodeID = 0 }, []string{"node_id: must be > 0"}},
 		{"node_id not in peers", func(c *Config) { c.NodeID = 4 }, []string{"node_id: 4 is not in peers"}},
-		{"node_id at int32's max", func(c *Config) { c.NodeID, c.Peers[2].ID = math.MaxInt32, math.MaxInt32 }, nil},
+		{"node_id at int32's max", func(c *Config) {
+			c.NodeID, c.Peers[2].ID, c.Raft.Listen = math.MaxInt32, math.MaxInt32, c.Peers[2].Addr
+		}, nil},
 		{"node_id past int32", func(c *Config) { c.NodeID, c.Peers[2].ID = 1<<32+1, 1<<32+1 },
 			[]string{"node_id: must be at most 2147483647 (Kafka's broker ids are int32), got 4294967297",
 				"peers[2].id: must be at most 2147483647 (Kafka's broker ids are int32), got 4294967297"}},
@@ -117,6 +133,24 @@ func TestValidate(t *testing.T) {
 		{"peer addr wildcard", func(c *Config) { c.Peers[2].Addr = "0.0.0.0:9194" }, []string{"peers[2].addr"}},
 		{"peer addr duplicate", func(c *Config) { c.Peers[2].Addr = c.Peers[0].Addr },
 			[]string{`peers[2].addr: duplicate address "127.0.0.1:9192" (also peers[0])`}},
+		{"peer addr duplicate as localhost", func(c *Config) { c.Peers[2].Addr = "LocalHost:9192" },
+			[]string{`peers[2].addr: duplicate address "LocalHost:9192": peers[0] "127.0.0.1:9192" is the same`}},
+		{"peer addr duplicate as ipv6 loopback and localhost", func(c *Config) {
+			c.Peers[1].Addr, c.Peers[2].Addr = "[::1]:9192", "localhost:9192"
+		}, []string{`peers[2].addr: duplicate address "localhost:9192": peers[0] "127.0.0.1:9192" is the same`}},
+		{"peer addr duplicate as ipv4-mapped ipv6", func(c *Config) { c.Peers[2].Addr = "[::ffff:127.0.0.1]:9192" },
+			[]string{`peers[2].addr: duplicate address "[::ffff:127.0.0.1]:9192": peers[0] "127.0.0.1:9192" is the same`}},
+		{"peer host names differ in case only", func(c *Config) {
+			c.Peers[1].Addr, c.Peers[2].Addr = "broker.example:9192", "Broker.Example:9192"
+		}, []string{`peers[2].addr: duplicate address "Broker.Example:9192": peers[1] "broker.example:9192" is the same`}},
+		{"raft.listen on another peer's address", func(c *Config) { c.NodeID = 2 },
+			[]string{`raft.listen: "127.0.0.1:9192" is the address of peers[0] (node 1); this node's is "127.0.0.1:9193"`}},
+		{"raft.listen on another peer's address as localhost", func(c *Config) { c.NodeID, c.Raft.Listen = 2, "localhost:9194" },
+			[]string{`raft.listen: "localhost:9194" is the address of peers[2] (node 3)`}},
+		{"raft.listen on a random port with peers", func(c *Config) { c.Raft.Listen = "127.0.0.1:0" },
+			[]string{`raft.listen: "127.0.0.1:0": port 0 picks a port at random, and the other peers dial this node at "127.0.0.1:9192"`}},
+		{"raft.listen on another loopback port", func(c *Config) { c.Raft.Listen = "127.0.0.1:9999" },
+			[]string{`raft.listen: "127.0.0.1:9999": this node's address in peers is "127.0.0.1:9192"`}},
 
 		{"kafka.listen no port", func(c *Config) { c.Kafka.Listen = "localhost" }, []string{"kafka.listen:"}},
 		{"kafka.listen empty", func(c *Config) { c.Kafka.Listen = "" }, []string{"kafka.listen: must not be empty"}},
@@ -519,12 +553,12 @@ log:
 				t.Errorf("kafka.advertise = %q, want kafka.listen", c.Kafka.Advertise)
 			}
 		}},
-		{name: "flags beat the file, unset flags do not", args: []string{"--config", file, "--node-id", "3", "--log-level", "warn"},
+		{name: "flags beat the file, unset flags do not", args: []string{"--config", file, "--node-id", "3", "--raft-addr", "127.0.0.1:9194", "--log-level", "warn"},
 			check: func(t *testing.T, c *Config) {
-				if c.NodeID != 3 || c.Log.Level != "warn" {
-					t.Errorf("flags not applied: node_id %d, log.level %q", c.NodeID, c.Log.Level)
+				if c.NodeID != 3 || c.Raft.Listen != "127.0.0.1:9194" || c.Log.Level != "warn" {
+					t.Errorf("flags not applied: node_id %d, raft.listen %q, log.level %q", c.NodeID, c.Raft.Listen, c.Log.Level)
 				}
-				if c.DataDir != "/var/lib/flotilla" || c.Kafka.Listen != "127.0.0.1:9093" || c.Raft.Listen != "127.0.0.1:9193" ||
+				if c.DataDir != "/var/lib/flotilla" || c.Kafka.Listen != "127.0.0.1:9093" ||
 					c.Debug.Listen != "127.0.0.1:9292" || c.Log.Format != "json" || len(c.Peers) != 3 {
 					t.Errorf("an unset flag overrode the file: %+v", *c)
 				}

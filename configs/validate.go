@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // minSegmentBytes is the smallest segment a partition log accepts: one
@@ -115,9 +117,14 @@ func (c *Config) Validate() error {
 	c.Log.validate(&p)
 
 	if len(c.Peers) > 0 {
-		p = append(p, checkPeers(c.Peers)...)
-		if _, ok := c.PeerAddr(c.NodeID); !ok && c.NodeID != 0 {
+		peerProblems := checkPeers(c.Peers)
+		p = append(p, peerProblems...)
+		own, ok := c.PeerAddr(c.NodeID)
+		if !ok && c.NodeID != 0 {
 			p.add("node_id", "%d is not in peers", c.NodeID)
+		}
+		if ok && len(peerProblems) == 0 && checkListenAddr(c.Raft.Listen) == nil {
+			p.addErr("raft.listen", c.checkRaftListen(own))
 		}
 	}
 
@@ -200,8 +207,78 @@ func (l *LogConfig) validate(p *problems) {
 	}
 }
 
+// checkRaftListen checks raft.listen against own, this node's address in
+// peers, which is where the other brokers dial it. The two need not be
+// equal: a broker may listen on a wildcard, or behind a NAT or a proxy on
+// another port, as Kafka's listeners and advertised listeners differ. So
+// only what cannot work is refused: a port picked at random, which no peer
+// can know; the address of another peer, which this broker would take
+// over; and a loopback listener on another port than a loopback address
+// in peers, which nothing but this machine reaches, without a NAT.
+func (c *Config) checkRaftListen(own string) error {
+	host, port, _ := net.SplitHostPort(c.Raft.Listen)
+	ownHost, ownPort, _ := net.SplitHostPort(own)
+	if port == "0" {
+		if len(c.Peers) > 1 {
+			return fmt.Errorf("%q: port 0 picks a port at random, and the other peers dial this node at %q", c.Raft.Listen, own)
+		}
+		return nil
+	}
+	listen := addrKeys(c.Raft.Listen)
+	for i, peer := range c.Peers {
+		if peer.ID != c.NodeID && overlap(listen, addrKeys(peer.Addr)) {
+			return fmt.Errorf("%q is the address of peers[%d] (node %d); this node's is %q", c.Raft.Listen, i, peer.ID, own)
+		}
+	}
+	if isLoopback(host) && isLoopback(ownHost) && port != ownPort {
+		return fmt.Errorf("%q: this node's address in peers is %q, and a loopback address is reached on its own port", c.Raft.Listen, own)
+	}
+	return nil
+}
+
+// addrKeys returns the forms of host:port addr under which it compares
+// equal to another address: an IP in its canonical form, a host name in
+// lower case (DNS names are case-insensitive), and localhost as both
+// loopback addresses, either of which it may resolve to. Other names are
+// not resolved, which would make validation depend on DNS.
+func addrKeys(addr string) []string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return []string{addr}
+	}
+	host = strings.ToLower(host)
+	if host == "localhost" {
+		return []string{net.JoinHostPort("127.0.0.1", port), net.JoinHostPort("::1", port)}
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		host = ip.String()
+	}
+	return []string{net.JoinHostPort(host, port)}
+}
+
+// overlap reports whether a and b share an element.
+func overlap(a, b []string) bool {
+	for _, k := range a {
+		if slices.Contains(b, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// isLoopback reports whether host certainly names this machine's loopback
+// interface.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // checkPeers checks the peer list on its own: ids and addresses present,
-// well-formed and unique. Errors name the entry, e.g. peers[1].id.
+// well-formed and unique. Errors name the entry, e.g. peers[1].id. Two
+// addresses are the same if addrKeys says they may reach one listener.
 func checkPeers(peers []Peer) problems {
 	var p problems
 	ids := make(map[uint64]int, len(peers))
@@ -219,10 +296,20 @@ func checkPeers(peers []Peer) problems {
 		field := fmt.Sprintf("peers[%d].addr", i)
 		if err := checkDialAddr(peer.Addr); err != nil {
 			p.addErr(field, err)
-		} else if j, dup := addrs[peer.Addr]; dup {
-			p.add(field, "duplicate address %q (also peers[%d])", peer.Addr, j)
-		} else {
-			addrs[peer.Addr] = i
+			continue
+		}
+		keys := addrKeys(peer.Addr)
+		dup := slices.IndexFunc(keys, func(k string) bool { _, ok := addrs[k]; return ok })
+		switch {
+		case dup < 0:
+			for _, k := range keys {
+				addrs[k] = i
+			}
+		case peers[addrs[keys[dup]]].Addr == peer.Addr:
+			p.add(field, "duplicate address %q (also peers[%d])", peer.Addr, addrs[keys[dup]])
+		default:
+			j := addrs[keys[dup]]
+			p.add(field, "duplicate address %q: peers[%d] %q is the same", peer.Addr, j, peers[j].Addr)
 		}
 	}
 	return p

@@ -167,6 +167,7 @@ func TestConfigErrors(t *testing.T) {
 		{"node not in peers", "node_id: 4\npeers:\n  - {id: 1, addr: \"127.0.0.1:19192\"}\n", "node_id"},
 		{"duplicate peer id", "node_id: 1\npeers:\n  - {id: 1, addr: \"127.0.0.1:19192\"}\n  - {id: 1, addr: \"127.0.0.1:19193\"}\n", "peers[1].id"},
 		{"bad address", "node_id: 1\nraft: {listen: \"nonsense\"}\n", "raft.listen"},
+		{"listen on another peer's address", "node_id: 2\nraft: {listen: \"127.0.0.1:19192\"}\npeers:\n  - {id: 1, addr: \"127.0.0.1:19192\"}\n  - {id: 2, addr: \"127.0.0.1:19193\"}\n", "raft.listen"},
 		{"peer queue below frame", "node_id: 1\nraft: {peer_queue_bytes: 1048576}\n", "raft.peer_queue_bytes"},
 	}
 	for _, tc := range cases {
