@@ -68,6 +68,13 @@ type KafkaConfig struct {
 	// advertise the address it actually bound.
 	Advertise string `yaml:"advertise"`
 
+	// AutoCreateTopicsEnable is Kafka's auto.create.topics.enable: a
+	// Metadata request naming a topic that does not exist creates it with
+	// the broker's defaults, when the request allows it. Off, such a topic
+	// is UNKNOWN_TOPIC_OR_PARTITION; the offsets topic is still created by
+	// the first FindCoordinator, as in Kafka.
+	AutoCreateTopicsEnable bool `yaml:"auto_create_topics_enable"`
+
 	// ReplicaLagTimeMaxMs is Kafka's replica.lag.time.max.ms: a follower
 	// that has not caught up with its leader for longer leaves the ISR.
 	ReplicaLagTimeMaxMs int `yaml:"replica_lag_time_max_ms"`
@@ -234,6 +241,7 @@ func Default() Config {
 		Bootstrap: true,
 		Kafka: KafkaConfig{
 			Listen:                 "127.0.0.1:9092",
+			AutoCreateTopicsEnable: true,
 			ReplicaLagTimeMaxMs:    10000,
 			BrokerSessionTimeoutMs: 9000,
 			ProducerIDExpirationMs: 24 * 60 * 60 * 1000,

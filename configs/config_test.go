@@ -329,6 +329,7 @@ func TestDefault(t *testing.T) {
 		{"wal_budget_bytes", c.Storage.WALBudgetBytes, int64(1 << 30)},
 		{"min_free_bytes", c.Storage.MinFreeBytes, int64(256 << 20)},
 		{"producer_id_expiration_ms", c.Kafka.ProducerIDExpirationMs, int64(86400000)},
+		{"auto_create_topics_enable", c.Kafka.AutoCreateTopicsEnable, true},
 		{"broker session timeout", c.BrokerSessionTimeout(), 9 * time.Second},
 		{"producer expiry ticks", c.ProducerExpiryTicks(), uint64(12000)},
 		{"log_retention_ms", c.Kafka.LogRetentionMs, int64(604800000)},
@@ -427,6 +428,11 @@ func TestParse(t *testing.T) {
 		{name: "fsync off", yaml: "storage:\n  fsync: false\n", check: func(t *testing.T, c *Config) {
 			if c.Storage.FsyncEnabled() {
 				t.Error("fsync: false ignored")
+			}
+		}},
+		{name: "auto-creation off", yaml: "kafka: {auto_create_topics_enable: false}\n", check: func(t *testing.T, c *Config) {
+			if c.Kafka.AutoCreateTopicsEnable {
+				t.Error("auto_create_topics_enable: false ignored")
 			}
 		}},
 		{name: "bootstrap off", yaml: "bootstrap: false\n", check: func(t *testing.T, c *Config) {
@@ -785,7 +791,7 @@ func TestExampleFiles(t *testing.T) {
 				c.Raft.PeerQueueBytes != d.Raft.PeerQueueBytes || c.Raft.MaxSizePerMsg != d.Raft.MaxSizePerMsg ||
 				c.Raft.MaxUncommittedBytes != d.Raft.MaxUncommittedBytes || c.Raft.MaxInflightMsgs != d.Raft.MaxInflightMsgs ||
 				c.Storage.WALSegmentBytes != d.Storage.WALSegmentBytes || c.Storage.WALBudgetBytes != d.Storage.WALBudgetBytes ||
-				c.Kafka.ProducerIDExpirationMs != d.Kafka.ProducerIDExpirationMs ||
+				c.Kafka.ProducerIDExpirationMs != d.Kafka.ProducerIDExpirationMs || c.Kafka.AutoCreateTopicsEnable != d.Kafka.AutoCreateTopicsEnable ||
 				!c.Storage.FsyncEnabled() || c.Log != d.Log {
 				t.Errorf("example differs from the defaults: %+v", *c)
 			}

@@ -8,7 +8,7 @@ import (
 // liveKeys are the settings a running broker applies when it reloads its
 // config (SIGHUP); every other change waits for a restart.
 var liveKeys = map[string]bool{
-	"log.level": true, "log.format": true, "peers": true,
+	"log.level": true, "log.format": true, "peers": true, "kafka.auto_create_topics_enable": true,
 	"kafka.log_retention_ms": true, "kafka.log_retention_bytes": true, "kafka.log_segment_bytes": true,
 }
 

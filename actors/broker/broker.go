@@ -75,6 +75,7 @@ type Broker struct {
 
 	configPeers   atomic.Pointer[map[uint64]string]        // the peers of the config in force
 	topicDefaults atomic.Pointer[controller.TopicDefaults] // of the config in force
+	autoCreate    atomic.Bool                              // kafka.auto_create_topics_enable in force
 	removedOnce   sync.Once
 	removed       chan string // closed-over reason once the cluster removed this broker
 }
@@ -160,6 +161,7 @@ func Start(o Options) (_ *Broker, err error) {
 	b.setConfigPeers(cfg.Peers)
 	defaults := controller.TopicDefaults(cfg.Kafka.TopicDefaults())
 	b.topicDefaults.Store(&defaults)
+	b.autoCreate.Store(cfg.Kafka.AutoCreateTopicsEnable)
 	reg.MustRegister(raftactor.NewCollector(b.board), b.sys.Collector())
 	defer func() {
 		if err != nil {
@@ -395,8 +397,9 @@ func Start(o Options) (_ *Broker, err error) {
 		Leaders:    leaders,
 		Controller: b.controller,
 		Sender:     b.sys.Root,
-		AutoCreate: true,
-		// Metadata auto-creates the offsets topic as FindCoordinator does.
+		AutoCreate: b.autoCreate.Load,
+		// Metadata auto-creates the offsets topic as FindCoordinator does;
+		// only the latter does so with auto-creation off, as in Kafka.
 		OffsetsPartitions: svc.OffsetsPartitions,
 		OffsetsReplicas:   svc.OffsetsReplicas,
 		Alive:             alive,
@@ -465,10 +468,12 @@ func (b *Broker) setConfigPeers(peers []configs.Peer) {
 	b.configPeers.Store(&m)
 }
 
-// Reload takes the peers and the topic config defaults of a reloaded
-// config: peers it adds are reachable at once (they join by themselves),
-// members it drops are asked to be drained and removed from the cluster,
-// and running partitions take changed defaults at once.
+// Reload takes the peers, the topic config defaults and
+// kafka.auto_create_topics_enable of a reloaded config: peers it adds are
+// reachable at once (they join by themselves), members it drops are asked
+// to be drained and removed from the cluster, running partitions take
+// changed defaults at once, and the next Metadata request creates topics
+// or not.
 //
 // It refuses a config without peers while other brokers are members, or
 // whose peers would remove a majority of the controller's voters
@@ -488,6 +493,7 @@ func (b *Broker) Reload(cfg *configs.Config) error {
 		b.topicDefaults.Store(&d)
 		b.sys.Root.Send(b.partitions, &partition.SetTopicDefaults{Defaults: d})
 	}
+	b.autoCreate.Store(cfg.Kafka.AutoCreateTopicsEnable)
 	b.setConfigPeers(cfg.Peers)
 	var gone []uint64
 	for id := range old {

@@ -25,7 +25,11 @@ type ClusterSource struct {
 	Leaders    *partition.Leaders // leaderships learnt from the peers
 	Controller *actor.PID
 	Sender     actor.SenderContext // the actor system's root context
-	AutoCreate bool
+	// AutoCreate reports whether Metadata creates the topics it names
+	// that do not exist, when the request allows it (Kafka's
+	// auto.create.topics.enable, which a reload may change); nil never
+	// does.
+	AutoCreate func() bool
 	// OffsetsPartitions and OffsetsReplicas are the partition count and
 	// replication factor of the offsets topic, for its auto-creation (the
 	// group coordinator's settings, as FindCoordinator creates it).
@@ -102,7 +106,7 @@ func (s *ClusterSource) Topics(q TopicQuery) []Topic {
 			// or not (AutoTopicCreationManager.filterCreatableTopics), so
 			// that a producer fails instead of retrying until it times out.
 			out = append(out, Topic{Name: name, ErrorCode: kerr.InvalidTopicException.Code})
-		} else if q.AllowAutoCreate && s.AutoCreate {
+		} else if q.AllowAutoCreate && s.AutoCreate != nil && s.AutoCreate() {
 			if s.askCreate(name) {
 				create = append(create, s.autoSpec(name))
 			}

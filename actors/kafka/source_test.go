@@ -342,7 +342,7 @@ func TestAutoCreateAskedOnceAndOffsetsTopicAsInternal(t *testing.T) {
 	}))
 	now := time.Unix(1000, 0)
 	src := &ClusterSource{Machine: sm, Board: raftactor.NewStatusBoard(), Replicas: partition.NewReplicas(), Leaders: leaders,
-		Controller: ctl, Sender: sys.Root, AutoCreate: true, OffsetsPartitions: 7, OffsetsReplicas: 2,
+		Controller: ctl, Sender: sys.Root, AutoCreate: func() bool { return true }, OffsetsPartitions: 7, OffsetsReplicas: 2,
 		Now: func() time.Time { return now }, Log: zerolog.Nop()}
 	metadata := func(names ...string) {
 		t.Helper()
@@ -418,7 +418,7 @@ func TestNotCaughtUpAnswersLeaderNotAvailable(t *testing.T) {
 		}
 	}))
 	src := &ClusterSource{Machine: sm, Board: raftactor.NewStatusBoard(), Replicas: partition.NewReplicas(), Leaders: leaders,
-		Controller: ctl, Sender: sys.Root, AutoCreate: true, Log: zerolog.Nop()}
+		Controller: ctl, Sender: sys.Root, AutoCreate: func() bool { return true }, Log: zerolog.Nop()}
 	svc := &Service{NodeID: 1, Machine: sm, Board: raftactor.NewStatusBoard(), Leaders: leaders, Replicas: partition.NewReplicas()}
 	id := sm.View().Topics["t"].ID
 	tests := []struct {

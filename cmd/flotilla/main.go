@@ -6,8 +6,8 @@
 // A config error stops the process before it binds any port, with exit code
 // 2 and the offending field named; any other startup failure exits 1.
 // SIGTERM and SIGINT shut the broker down cleanly (WAL flushed) with exit 0.
-// SIGHUP reloads the config: log settings, peers and the retention and
-// segment defaults apply at once (a peer dropped from the list is drained
+// SIGHUP reloads the config: log settings, peers, topic auto-creation and
+// the retention and segment defaults apply at once (a peer dropped from the list is drained
 // and removed from the cluster; a missing list while other brokers are
 // members, or one dropping a majority of the voters, is refused), every
 // other change is reported as needing a restart. A broker the cluster
@@ -88,8 +88,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // reload reads the config again (file and flags, as at startup) and
-// applies what a running broker can apply: the log settings, the peers and
-// the topic config defaults. Every other change is reported as waiting for
+// applies what a running broker can apply: the log settings, the peers,
+// topic auto-creation and the topic config defaults. Every other change is reported as waiting for
 // a restart. A config that does not validate is refused and the broker
 // keeps running as it was, and so is one whose peers the broker refuses
 // (missing while other brokers are members, or dropping a majority of the
