@@ -76,7 +76,11 @@ type KafkaConfig struct {
 	AutoCreateTopicsEnable bool `yaml:"auto_create_topics_enable"`
 
 	// ReplicaLagTimeMaxMs is Kafka's replica.lag.time.max.ms: a follower
-	// that has not caught up with its leader for longer leaves the ISR.
+	// that has not caught up with its leader for longer leaves the ISR. It
+	// defaults to 10 s, not Kafka's 30 s: the partition leader knows
+	// nothing of broker liveness, so this is also how a dead broker's
+	// replica leaves the ISR, which Kafka's controller does on fencing
+	// (broker.session.timeout.ms, 9 s).
 	ReplicaLagTimeMaxMs int `yaml:"replica_lag_time_max_ms"`
 
 	// BrokerSessionTimeoutMs is Kafka's broker.session.timeout.ms: a
