@@ -381,7 +381,6 @@ func Start(o Options) (_ *Broker, err error) {
 		Coordinators:      b.coords,
 		Leaders:           leaders,
 		OffsetsPartitions: int32(cfg.Kafka.OffsetsTopicPartitions),
-		OffsetsReplicas:   int16(min(3, len(cfg.Peers))),
 		Alive:             alive,
 		TopicDefaults:     func() controller.TopicDefaults { return *b.topicDefaults.Load() },
 		Sender:            b.sys.Root,
@@ -401,7 +400,6 @@ func Start(o Options) (_ *Broker, err error) {
 		// Metadata auto-creates the offsets topic as FindCoordinator does;
 		// only the latter does so with auto-creation off, as in Kafka.
 		OffsetsPartitions: svc.OffsetsPartitions,
-		OffsetsReplicas:   svc.OffsetsReplicas,
 		Alive:             alive,
 		Log:               log,
 	}

@@ -92,6 +92,23 @@ func (s *State) Placeable() []Broker {
 	return out
 }
 
+// hostingMembers is how many brokers the cluster has to host replicas:
+// its voters that are not draining, registered or not, alive or not.
+// Before the membership is known (a state restored from an older
+// snapshot) it counts the registered brokers.
+func (s *State) hostingMembers() int {
+	if len(s.Voters) == 0 {
+		return len(s.Placeable())
+	}
+	n := 0
+	for _, id := range s.Voters {
+		if !s.IsDraining(id) {
+			n++
+		}
+	}
+	return n
+}
+
 // livePlaceable returns the Placeable brokers that alive finds alive (all
 // of them when alive is nil): where automatic placement puts new replicas,
 // as Kafka's places them on unfenced brokers only.

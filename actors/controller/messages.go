@@ -21,8 +21,11 @@ type CreateTopics struct {
 }
 
 // TopicSpec is one topic to create. Partitions -1 and ReplicationFactor -1
-// take the broker defaults; Assignment, when set, gives the replicas of
-// each partition and overrides both.
+// take the broker defaults: one partition, and min(3, the live brokers that
+// can take a replica) replicas, or for the offsets topic min(3, the
+// cluster's members), decided by the controller when it creates the topic.
+// Assignment, when set, gives the replicas of each partition and overrides
+// both.
 type TopicSpec struct {
 	Name              string
 	Partitions        int32

@@ -124,7 +124,18 @@ func planTopic(view *State, alive func(uint64) bool, spec TopicSpec, earlier []s
 		if n == -1 {
 			n = defaultPartitions
 		}
-		if rf == -1 {
+		switch {
+		case rf != -1:
+		case spec.Internal:
+			// The offsets topic cannot be recreated, so its replication
+			// factor counts the cluster's members, as Kafka's
+			// offsets.topic.replication.factor is fixed: not the brokers
+			// registered and alive when it happens to be asked for (one,
+			// while a new cluster starts), and not the peers some broker's
+			// config lists. Until that many brokers are placeable, the
+			// creation fails and the group's clients retry.
+			rf = min(maxDefaultReplicas, view.hostingMembers())
+		default:
 			rf = min(maxDefaultReplicas, len(brokers))
 		}
 		if n < 1 || n > maxPartitions {

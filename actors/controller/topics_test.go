@@ -293,3 +293,49 @@ func TestPlanTopicOnLiveBrokers(t *testing.T) {
 		})
 	}
 }
+
+// TestPlanOffsetsTopicReplication: the offsets topic's default
+// replication factor is min(3, the cluster's members that can host), as
+// the controller knows them when it creates the topic: not the brokers
+// registered so far, which while a cluster starts would fix it at one or
+// two for good, and not those alive.
+func TestPlanOffsetsTopicReplication(t *testing.T) {
+	tests := []struct {
+		name       string
+		voters     []uint64
+		registered []uint64
+		draining   []uint64
+		alive      func(uint64) bool
+		wantRF     int
+		wantErr    *kerr.Error
+	}{
+		{"one broker", []uint64{1}, []uint64{1}, nil, nil, 1, nil},
+		{"three of three", []uint64{1, 2, 3}, []uint64{1, 2, 3}, nil, nil, 3, nil},
+		{"capped at three", []uint64{1, 2, 3, 4, 5}, []uint64{1, 2, 3, 4, 5}, nil, nil, 3, nil},
+		{"two of three registered", []uint64{1, 2, 3}, []uint64{1, 2}, nil, nil, 0, kerr.InvalidReplicationFactor},
+		{"one of three alive", []uint64{1, 2, 3}, []uint64{1, 2, 3}, nil, func(id uint64) bool { return id == 1 }, 0, kerr.InvalidReplicationFactor},
+		{"a learner not counted", []uint64{1, 2}, []uint64{1, 2, 3}, nil, nil, 2, nil},
+		{"a draining voter not counted", []uint64{1, 2, 3}, []uint64{1, 2, 3}, []uint64{3}, nil, 2, nil},
+		{"membership unknown: the registered brokers", nil, []uint64{1, 2}, nil, nil, 2, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			view := viewWithBrokers(tc.registered...)
+			view.Voters, view.Draining = tc.voters, tc.draining
+			spec := TopicSpec{Name: OffsetsTopic, Partitions: 4, ReplicationFactor: -1, Internal: true}
+			cmd, res, err := planTopic(view, tc.alive, spec, nil)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("err = %v (replicas %v), want %v", err, cmd, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if int(res.ReplicationFactor) != tc.wantRF || len(cmd.Replicas[0]) != tc.wantRF {
+				t.Fatalf("replication factor %d (%v), want %d", res.ReplicationFactor, cmd.Replicas, tc.wantRF)
+			}
+		})
+	}
+}

@@ -46,9 +46,10 @@ func (s *Service) groupPartition(view *controller.State, name string) (controlle
 // createOffsetsTopic asks the controller for the offsets topic, as Kafka
 // creates it on the first FindCoordinator. Many connections may ask at
 // once; the controller creates it once, and the others fail harmlessly.
-// Like Kafka's offsets.topic.replication.factor, the replication factor is
-// fixed (min(3, the cluster's voters)), not what happens to be registered
-// yet: until that many brokers are, the creation fails and clients get
+// The controller chooses the replication factor when it creates the
+// topic: like Kafka's offsets.topic.replication.factor it is fixed
+// (min(3, the cluster's members)), not what happens to be registered yet:
+// until that many brokers are, the creation fails and clients get
 // COORDINATOR_NOT_AVAILABLE and retry.
 func (s *Service) createOffsetsTopic() {
 	now := s.Now().UnixMilli()
@@ -57,7 +58,7 @@ func (s *Service) createOffsetsTopic() {
 		return
 	}
 	s.Sender.Send(s.Controller, &controller.CreateTopics{Topics: []controller.TopicSpec{{
-		Name: controller.OffsetsTopic, Partitions: s.OffsetsPartitions, ReplicationFactor: s.OffsetsReplicas, Internal: true,
+		Name: controller.OffsetsTopic, Partitions: s.OffsetsPartitions, ReplicationFactor: -1, Internal: true,
 	}}})
 }
 

@@ -40,12 +40,11 @@ type Service struct {
 	Board    *raftactor.StatusBoard
 	// Coordinators are the offsets-topic replicas of this broker, Leaders
 	// what it knows of every partition's leader (for FindCoordinator),
-	// OffsetsPartitions and OffsetsReplicas the partition count and
-	// replication factor of the offsets topic when it is created.
+	// OffsetsPartitions the partition count of the offsets topic when it
+	// is created (its replication factor is the controller's choice).
 	Coordinators      *group.Coordinators
 	Leaders           *partition.Leaders
 	OffsetsPartitions int32
-	OffsetsReplicas   int16
 	// Alive reports whether this broker has heard from a broker within
 	// the session timeout (netactor.Liveness); nil finds every broker
 	// alive. Clients are never pointed at a dead broker.

@@ -30,11 +30,11 @@ type ClusterSource struct {
 	// auto.create.topics.enable, which a reload may change); nil never
 	// does.
 	AutoCreate func() bool
-	// OffsetsPartitions and OffsetsReplicas are the partition count and
-	// replication factor of the offsets topic, for its auto-creation (the
-	// group coordinator's settings, as FindCoordinator creates it).
+	// OffsetsPartitions is the partition count of the offsets topic, for
+	// its auto-creation (the group coordinator's setting, as
+	// FindCoordinator creates it; the controller chooses its replication
+	// factor).
 	OffsetsPartitions int32
-	OffsetsReplicas   int16
 	// Now is the clock that paces auto-creations and TopicLed hints; nil
 	// is time.Now.
 	Now func() time.Time
@@ -162,7 +162,7 @@ func notCaughtUp(view *controller.State, q TopicQuery) []Topic {
 // otherwise).
 func (s *ClusterSource) autoSpec(name string) controller.TopicSpec {
 	if name == controller.OffsetsTopic {
-		return controller.TopicSpec{Name: name, Partitions: s.OffsetsPartitions, ReplicationFactor: s.OffsetsReplicas, Internal: true}
+		return controller.TopicSpec{Name: name, Partitions: s.OffsetsPartitions, ReplicationFactor: -1, Internal: true}
 	}
 	return controller.TopicSpec{Name: name, Partitions: -1, ReplicationFactor: -1}
 }

@@ -342,7 +342,7 @@ func TestAutoCreateAskedOnceAndOffsetsTopicAsInternal(t *testing.T) {
 	}))
 	now := time.Unix(1000, 0)
 	src := &ClusterSource{Machine: sm, Board: raftactor.NewStatusBoard(), Replicas: partition.NewReplicas(), Leaders: leaders,
-		Controller: ctl, Sender: sys.Root, AutoCreate: func() bool { return true }, OffsetsPartitions: 7, OffsetsReplicas: 2,
+		Controller: ctl, Sender: sys.Root, AutoCreate: func() bool { return true }, OffsetsPartitions: 7,
 		Now: func() time.Time { return now }, Log: zerolog.Nop()}
 	metadata := func(names ...string) {
 		t.Helper()
@@ -373,7 +373,7 @@ func TestAutoCreateAskedOnceAndOffsetsTopicAsInternal(t *testing.T) {
 		}
 	}
 	fresh := controller.TopicSpec{Name: "fresh", Partitions: -1, ReplicationFactor: -1}
-	offsets := controller.TopicSpec{Name: controller.OffsetsTopic, Partitions: 7, ReplicationFactor: 2, Internal: true}
+	offsets := controller.TopicSpec{Name: controller.OffsetsTopic, Partitions: 7, ReplicationFactor: -1, Internal: true}
 
 	metadata("fresh", controller.OffsetsTopic)
 	expect(fresh, offsets)
