@@ -21,7 +21,11 @@ import (
 //   - a list that drops a majority of the controller's voters at once.
 //
 // An explicit list naming this broker alone is a shrink to one broker: of
-// two, it drops one, and is taken.
+// two, it drops one, and is taken. A list taken asks for the removal of
+// the brokers it drops, which starts only once a majority of the voters
+// that stay asked (controller.State.RemovalAgreed): a file read while it
+// was being written, cut inside its peers list, is a list that drops a
+// few, and one broker's request removes nobody from three or more.
 //
 // self is this broker's id, old the ids of the running config's peers,
 // next those of the reloaded one, and view the controller state as this

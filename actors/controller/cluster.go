@@ -16,9 +16,12 @@ import (
 // How the controller actor carries out membership changes (membership.go
 // has the state). Every broker's actor keeps its peer table in step with
 // the membership, says hello while it is not a member, asks for the
-// removals its config reload requested, and stops when it finds itself
-// removed; the controller group's leader's actor adds, promotes, drains and
-// removes members, one conf change at a time.
+// removals its config reload requested (and withdraws them when its config
+// lists the broker again), and stops when it finds itself removed; the
+// controller group's leader's actor adds and promotes members, starts the
+// removals a majority of the staying voters asked for, drains and removes
+// members, one conf change at a time, and never leaves the controller
+// group or a partition without a live majority.
 
 const (
 	// helloEveryTicks paces a non-member's hellos and the removal notices.
@@ -39,8 +42,12 @@ type membership struct {
 	peersSeen   uint64            // view.Applied of the last peer sync
 	configPeers map[uint64]string // the config's peers at the last sync
 	removedAt   map[uint64]uint64 // removed id → tick this actor saw it removed
-	wantRemoved map[uint64]bool   // removals asked for by a config reload
-	removing    map[uint64]bool   // RemoveBroker proposals in flight
+	// wantRemoved are the members whose removal this broker asks for
+	// (true: a config reload dropped them) or no longer asks for (false:
+	// its config lists them again), until the state shows it so.
+	wantRemoved map[uint64]bool
+	requesting  map[uint64]bool // RemovalRequest proposals in flight
+	starting    map[uint64]bool // RemoveBroker proposals in flight
 	// reregistering are members whose new addresses are being registered.
 	reregistering map[uint64]bool
 	// activeAt is, while this broker leads the controller group, the tick
@@ -270,20 +277,41 @@ func (c *controllerActor) confPending() bool {
 	return true
 }
 
-// RequestRemoval's ids are proposed for removal until the state shows them
-// draining or gone.
+// requestRemovals keeps this broker's removal requests in the state in
+// step with what it wants: RequestRemoval's ids are asked for, and a
+// request stands only while the config leaves the broker out. A reload
+// that lists it again (the operator changed their mind, or the file read
+// before was cut short) withdraws the request, as does a restart with such
+// a config. Each is proposed until the state shows it, from a caught-up
+// state only: a broker that has just started may not have applied the
+// membership yet.
 func (c *controllerActor) requestRemovals(ctx actor.Context, view *State) {
-	for id := range c.mb.wantRemoved {
-		if !view.IsMember(id) || view.IsDraining(id) {
+	if !c.o.Machine.CaughtUp() {
+		return
+	}
+	cfg := c.configPeers()
+	for id, by := range view.RemovalRequests {
+		if _, listed := cfg[id]; listed && slices.Contains(by, c.o.NodeID) {
+			c.mb.wantRemoved[id] = false
+		}
+	}
+	for id, want := range c.mb.wantRemoved {
+		if _, listed := cfg[id]; listed && want {
+			want, c.mb.wantRemoved[id] = false, false
+		}
+		if !want && view.IsDraining(id) && c.complainOnce(fmt.Sprintf("withdraw %d", id)) {
+			c.o.Log.Warn().Uint64("node_id", id).Msg("the config lists a broker again whose removal has started: it cannot be undone")
+		}
+		if id == c.o.NodeID || !view.IsMember(id) || view.IsDraining(id) || slices.Contains(view.RemovalRequests[id], c.o.NodeID) == want {
 			delete(c.mb.wantRemoved, id)
 			continue
 		}
-		if c.mb.removing[id] {
-			continue
+		if c.mb.requesting[id] || !view.IsMember(c.o.NodeID) {
+			continue // a request from a broker not yet a member is ignored
 		}
-		c.mb.removing[id] = true
-		c.propose(ctx, &Command{RemoveBroker: &RemoveBroker{NodeID: id}}, func(p *raftactor.Proposed) {
-			delete(c.mb.removing, id)
+		c.mb.requesting[id] = true
+		c.propose(ctx, &Command{RemovalRequest: &RemovalRequest{NodeID: id, By: c.o.NodeID, Withdraw: !want}}, func(p *raftactor.Proposed) {
+			delete(c.mb.requesting, id)
 			if p.Err != nil {
 				c.o.Log.Debug().Err(p.Err).Uint64("node_id", id).Msg("removal request not applied; retrying")
 			}
@@ -292,7 +320,8 @@ func (c *controllerActor) requestRemovals(ctx actor.Context, view *State) {
 }
 
 // driveMembership is the controller leader's part: promote caught-up
-// learners, then drain and remove the brokers asked to leave.
+// learners, start the removals agreed on, then drain and remove the
+// brokers leaving.
 func (c *controllerActor) driveMembership(ctx actor.Context, view *State, st *raftactor.GroupStatus) {
 	if c.confPending() {
 		return
@@ -304,8 +333,16 @@ func (c *controllerActor) driveMembership(ctx actor.Context, view *State, st *ra
 			return
 		}
 	}
+	c.startRemovals(ctx, view)
 	for _, id := range view.Draining {
 		if c.drain(ctx, view, id) {
+			continue
+		}
+		// Checked again: a voter may have died during the drain.
+		if err := view.removalQuorum(id, c.o.Alive); err != nil {
+			if c.complainOnce("remove " + err.Error()) {
+				c.o.Log.Warn().Err(err).Uint64("node_id", id).Msg("broker drained; its removal waits until the voters that remain are a live majority")
+			}
 			continue
 		}
 		if id == c.o.NodeID {
@@ -318,6 +355,40 @@ func (c *controllerActor) driveMembership(ctx actor.Context, view *State, st *ra
 		}
 		c.proposeConfChange(ctx, pb.ConfChangeRemoveNode, id, nil, func(s *State) bool { return !s.IsMember(id) })
 		return
+	}
+}
+
+// startRemovals proposes RemoveBroker, which starts the drain, for each
+// member whose removal a majority of the voters that stay asked for
+// (State.RemovalAgreed) while the controller group would keep a live
+// quorum without it (State.removalQuorum); a removal that waits says once
+// what for.
+func (c *controllerActor) startRemovals(ctx actor.Context, view *State) {
+	for _, id := range slices.Sorted(maps.Keys(view.RemovalRequests)) {
+		if c.mb.starting[id] || !view.IsMember(id) || view.IsDraining(id) {
+			continue
+		}
+		if agreed, missing := view.RemovalAgreed(id); !agreed {
+			if c.complainOnce(fmt.Sprintf("removal of %d waits for %v", id, missing)) {
+				c.o.Log.Info().Uint64("node_id", id).Uints64("asked_by", view.RemovalRequests[id]).Uints64("not_asked_by", missing).
+					Msg("broker removal waits until a majority of the voters that stay ask for it (drop it from their peers and send them SIGHUP)")
+			}
+			continue
+		}
+		if err := view.removalQuorum(id, c.o.Alive); err != nil {
+			if c.complainOnce("start " + err.Error()) {
+				c.o.Log.Warn().Err(err).Uint64("node_id", id).Msg("broker removal waits until the voters that remain are a live majority")
+			}
+			continue
+		}
+		c.mb.starting[id] = true
+		c.o.Log.Info().Uint64("node_id", id).Uints64("asked_by", view.RemovalRequests[id]).Msg("starting a broker removal: draining it")
+		c.propose(ctx, &Command{RemoveBroker: &RemoveBroker{NodeID: id}}, func(p *raftactor.Proposed) {
+			delete(c.mb.starting, id)
+			if p.Err != nil {
+				c.o.Log.Debug().Err(p.Err).Uint64("node_id", id).Msg("removal start not applied; retrying")
+			}
+		})
 	}
 }
 
@@ -384,8 +455,10 @@ func (c *controllerActor) drain(ctx actor.Context, view *State, id uint64) bool 
 
 // replacement returns p's target with id replaced by the live placeable
 // broker that hosts the fewest replicas and none of p's; without one, the
-// target without id, unless that leaves fewer replicas than the topic's
-// min.insync.replicas (acks=all could never succeed again) or none.
+// target without id, unless that leaves none, fewer replicas than the
+// topic's min.insync.replicas (acks=all could never succeed again), or
+// replicas of which no majority is alive (the partition's group would have
+// no quorum once id left it, for good if the dead never come back).
 func (c *controllerActor) replacement(view *State, t *Topic, p Partition, id uint64, load map[uint64]int) ([]uint64, error) {
 	var best uint64
 	for _, b := range view.livePlaceable(c.o.Alive) {
@@ -414,6 +487,9 @@ func (c *controllerActor) replacement(view *State, t *Topic, p Partition, id uin
 		}
 		if n, _ := strconv.Atoi(minISR); len(out) == 0 || len(out) < n {
 			return nil, fmt.Errorf("no broker can take broker %d's replica, and the partition would keep %d, below min.insync.replicas %s; add a broker or delete the topic", id, len(out), minISR)
+		}
+		if live := liveOf(out, c.o.Alive); 2*len(live) <= len(out) {
+			return nil, fmt.Errorf("no broker can take broker %d's replica, and of the replicas %v the partition would keep only %v are alive, no majority; waiting for them", id, out, live)
 		}
 	}
 	return out, nil

@@ -19,6 +19,7 @@ type Command struct {
 	TopicLed       *TopicLed       `json:"topic_led,omitempty"`
 	CatchUp        *CatchUp        `json:"catch_up,omitempty"`
 
+	RemovalRequest       *RemovalRequest       `json:"removal_request,omitempty"`
 	RemoveBroker         *RemoveBroker         `json:"remove_broker,omitempty"`
 	Reassign             *Reassign             `json:"reassign,omitempty"`
 	CompleteReassignment *CompleteReassignment `json:"complete_reassignment,omitempty"`

@@ -75,7 +75,8 @@ func NewActor(o Options) actor.Producer {
 			mb: membership{
 				removedAt:     map[uint64]uint64{},
 				wantRemoved:   map[uint64]bool{},
-				removing:      map[uint64]bool{},
+				requesting:    map[uint64]bool{},
+				starting:      map[uint64]bool{},
 				reregistering: map[uint64]bool{},
 				activeAt:      map[uint64]uint64{},
 				complained:    map[string]bool{},

@@ -3,6 +3,7 @@ package controller
 import (
 	"cmp"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 
@@ -17,7 +18,11 @@ import (
 // A broker joins as a learner (ConfChangeV2 AddLearnerNode, whose context
 // is its JoinContext), is promoted to voter once caught up, and leaves by
 // being drained (its partition replicas reassigned) and then removed. Node
-// ids are never reused: a removed id stays in Removed for good.
+// ids are never reused: a removed id stays in Removed for good. A removal
+// is requested by the brokers whose config dropped the member
+// (RemovalRequest) and starts (RemoveBroker) once a majority of the voters
+// that stay asked: a removal cannot be undone, and one broker's config is
+// too easily wrong (read half-written, or edited by mistake) to decide it.
 
 // JoinContext is the context of the conf change that adds a broker as a
 // learner: where its peers and clients reach it, so that it is registered
@@ -28,8 +33,24 @@ type JoinContext struct {
 	KafkaAddr string `json:"kafka_addr"`
 }
 
-// RemoveBroker asks the controller to drain a broker and then remove it
-// from the cluster. Only a member can be removed, and never the last voter.
+// RemovalRequest records that broker By asks for the removal of member
+// NodeID (a config reload dropped it from By's peers) or, with Withdraw,
+// no longer does (By's config lists it again). The controller group's
+// leader starts the removal (RemoveBroker) once a majority of the voters
+// that stay asked (State.RemovalAgreed). Versions before it read an empty
+// command, which changes nothing.
+type RemovalRequest struct {
+	NodeID   uint64 `json:"node_id"`
+	By       uint64 `json:"by"`
+	Withdraw bool   `json:"withdraw,omitempty"`
+}
+
+// RemoveBroker starts a broker's removal: the controller drains it and then
+// removes it from the cluster. Only a member can be removed, and never the
+// last voter. The controller group's leader proposes it once the removal
+// is agreed (RemovalRequest) and the voters that stay are a live majority;
+// versions before RemovalRequest had every broker whose reload dropped the
+// member propose it, and such entries apply as they did.
 type RemoveBroker struct {
 	NodeID uint64 `json:"node_id"`
 }
@@ -64,6 +85,69 @@ func (s *State) IsRemoved(id uint64) bool { return slices.Contains(s.Removed, id
 
 // IsDraining reports whether id was asked to leave and is still a member.
 func (s *State) IsDraining(id uint64) bool { return slices.Contains(s.Draining, id) }
+
+// Staying returns the voters that stay when member id leaves: the voters
+// but id and those already draining.
+func (s *State) Staying(id uint64) []uint64 {
+	var out []uint64
+	for _, v := range s.Voters {
+		if v != id && !s.IsDraining(v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// RemovalAgreed reports whether a majority of the voters that stay when
+// member id leaves (Staying) asked for its removal, and which of them have
+// not asked. One broker's request thus removes nobody from three voters or
+// more: the operator drops a broker from the peers of every broker that
+// stays.
+func (s *State) RemovalAgreed(id uint64) (agreed bool, missing []uint64) {
+	staying := s.Staying(id)
+	asked := 0
+	for _, v := range staying {
+		if slices.Contains(s.RemovalRequests[id], v) {
+			asked++
+		} else {
+			missing = append(missing, v)
+		}
+	}
+	return 2*asked > len(staying), missing
+}
+
+// removalQuorum returns nil if the controller group keeps a live quorum
+// once member id leaves: the voters it leaves behind (the voters but id)
+// and those that stay for good (Staying, which drops the other draining
+// ones too) each have a majority that alive finds alive (all of them when
+// alive is nil). Otherwise the removal would leave a group that cannot
+// commit, for good if the dead brokers never come back; etcd refuses such
+// a removal likewise (--strict-reconfig-check).
+func (s *State) removalQuorum(id uint64, alive func(uint64) bool) error {
+	for _, set := range [][]uint64{without(s.Voters, []uint64{id}), s.Staying(id)} {
+		live := liveOf(set, alive)
+		if 2*len(live) <= len(set) {
+			return fmt.Errorf("of the voters %v that would remain without broker %d, only %v are alive: removing it now would leave the controller without a quorum",
+				set, id, live)
+		}
+	}
+	return nil
+}
+
+// liveOf returns the ids that alive finds alive (all of them when alive
+// is nil).
+func liveOf(ids []uint64, alive func(uint64) bool) []uint64 {
+	if alive == nil {
+		return ids
+	}
+	var out []uint64
+	for _, id := range ids {
+		if alive(id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
 
 // canHost reports whether broker id may be given a new replica: a member
 // (before the membership is known, a registered broker) not leaving.
@@ -195,6 +279,7 @@ func (sm *StateMachine) ApplyConfChange(index, term uint64, cc *pb.ConfChangeV2,
 				slices.Sort(next.Removed)
 			}
 			next.Draining = without(cur.Draining, []uint64{id})
+			next.RemovalRequests = withoutRequests(cur.RemovalRequests, id)
 			sm.log.Info().Uint64("node_id", id).Uint64("index", index).Msg("broker removed from the cluster")
 		}
 	}
@@ -212,7 +297,67 @@ func (sm *StateMachine) applyRemoveBroker(next, cur *State, index uint64, r *Rem
 	}
 	next.Draining = append(slices.Clone(cur.Draining), r.NodeID)
 	slices.Sort(next.Draining)
+	if _, ok := cur.RemovalRequests[r.NodeID]; ok {
+		next.RemovalRequests = maps.Clone(cur.RemovalRequests)
+		delete(next.RemovalRequests, r.NodeID)
+		if len(next.RemovalRequests) == 0 {
+			next.RemovalRequests = nil // as a snapshot restores it
+		}
+	}
 	sm.log.Info().Uint64("node_id", r.NodeID).Uint64("index", index).Msg("broker draining")
+}
+
+// applyRemovalRequest records or withdraws one broker's request for a
+// member's removal. Only a member asks, for another member whose removal
+// has not started: a removed broker may still propose before it stops,
+// and a request for a draining one is moot.
+func (sm *StateMachine) applyRemovalRequest(next, cur *State, index uint64, r *RemovalRequest) {
+	asked := cur.RemovalRequests[r.NodeID]
+	switch {
+	case r.Withdraw:
+		if !slices.Contains(asked, r.By) {
+			return
+		}
+		asked = without(asked, []uint64{r.By})
+	case slices.Contains(asked, r.By), r.By == r.NodeID, !cur.IsMember(r.By), !cur.IsMember(r.NodeID), cur.IsDraining(r.NodeID):
+		return
+	default:
+		asked = append(slices.Clone(asked), r.By)
+		slices.Sort(asked)
+	}
+	next.RemovalRequests = maps.Clone(cur.RemovalRequests)
+	if next.RemovalRequests == nil {
+		next.RemovalRequests = map[uint64][]uint64{}
+	}
+	if next.RemovalRequests[r.NodeID] = asked; len(asked) == 0 {
+		delete(next.RemovalRequests, r.NodeID)
+	}
+	if len(next.RemovalRequests) == 0 {
+		next.RemovalRequests = nil // as a snapshot restores it
+	}
+	msg := "broker removal requested"
+	if r.Withdraw {
+		msg = "broker removal request withdrawn"
+	}
+	sm.log.Info().Uint64("node_id", r.NodeID).Uint64("requested_by", r.By).Uint64("index", index).Msg(msg)
+}
+
+// withoutRequests returns requests without those for id and without id's
+// own: a broker that left neither waits for a removal nor asks for one.
+func withoutRequests(requests map[uint64][]uint64, id uint64) map[uint64][]uint64 {
+	if len(requests) == 0 {
+		return requests
+	}
+	var out map[uint64][]uint64
+	for target, by := range requests {
+		if by = without(by, []uint64{id}); target != id && len(by) > 0 {
+			if out == nil {
+				out = map[uint64][]uint64{}
+			}
+			out[target] = by
+		}
+	}
+	return out
 }
 
 // applyReassign starts, changes or cancels a partition's reassignment.

@@ -174,7 +174,10 @@ type ElectPreferred struct {
 }
 
 // RequestRemoval asks the controller to drain and remove brokers (a config
-// reload dropped them from the peers list).
+// reload dropped them from the peers list): this broker records its
+// request in the controller state, and the removal starts once a majority
+// of the voters that stay asked. The request is withdrawn once the config
+// lists the broker again.
 type RequestRemoval struct {
 	NodeIDs []uint64
 }

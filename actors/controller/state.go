@@ -40,12 +40,16 @@ type State struct {
 	Term      uint64              `json:"term"` // of the last applied entry
 
 	// The controller group's membership (membership.go): its voters and
-	// learners as committed, the members asked to leave, and the ids that
-	// left for good.
+	// learners as committed, the members being drained to leave, and the
+	// ids that left for good.
 	Voters   []uint64 `json:"voters,omitempty"`
 	Learners []uint64 `json:"learners,omitempty"`
 	Draining []uint64 `json:"draining,omitempty"`
 	Removed  []uint64 `json:"removed,omitempty"`
+	// RemovalRequests are, for each member whose removal was asked for
+	// and has not started, the brokers that asked, in order. A state
+	// written before it existed has none.
+	RemovalRequests map[uint64][]uint64 `json:"removal_requests,omitempty"`
 
 	// byID indexes Topics by id (Fetch v13+ names topics by id on every
 	// request). It is rebuilt whenever Topics changes; nil in a State
@@ -267,6 +271,8 @@ func (sm *StateMachine) applyCommand(next, cur *State, index uint64, cmd *Comman
 		delete(next.Topics, t.Name)
 		next.byID = indexTopics(next.Topics)
 		sm.log.Info().Str("topic", t.Name).Str("topic_id", t.ID.String()).Uint64("index", index).Msg("topic deleted")
+	case cmd.RemovalRequest != nil:
+		sm.applyRemovalRequest(next, cur, index, cmd.RemovalRequest)
 	case cmd.RemoveBroker != nil:
 		sm.applyRemoveBroker(next, cur, index, cmd.RemoveBroker)
 	case cmd.Reassign != nil:
