@@ -416,6 +416,7 @@ func Start(o Options) (_ *Broker, err error) {
 		return nil, err
 	}
 
+	b.askRemovalsAtStart()
 	b.ticker.Subscribe(b.raftGroup)
 	b.ticker.Subscribe(b.controller)
 	b.ticker.Subscribe(b.partitions)
@@ -469,7 +470,8 @@ func (b *Broker) setConfigPeers(peers []configs.Peer) {
 // Reload takes the peers, the topic config defaults and
 // kafka.auto_create_topics_enable of a reloaded config: peers it adds are
 // reachable at once (they join by themselves), members it drops are asked
-// to be drained and removed from the cluster, running partitions take
+// to be drained and removed from the cluster (which happens once a
+// majority of the voters that stay asked), running partitions take
 // changed defaults at once, and the next Metadata request creates topics
 // or not.
 //
@@ -479,12 +481,9 @@ func (b *Broker) setConfigPeers(peers []configs.Peer) {
 // likely a lost or mangled peers block than a wish to shrink the cluster
 // that far at once.
 func (b *Broker) Reload(cfg *configs.Config) error {
-	old := *b.configPeers.Load()
-	next := make([]uint64, len(cfg.Peers))
-	for i, p := range cfg.Peers {
-		next[i] = p.ID
-	}
-	if err := checkPeerChange(b.cfg.NodeID, slices.Collect(maps.Keys(old)), next, cfg.PeersDefaulted, b.machine.View()); err != nil {
+	old := slices.Collect(maps.Keys(*b.configPeers.Load()))
+	next := peerIDs(cfg.Peers)
+	if err := checkPeerChange(b.cfg.NodeID, old, next, cfg.PeersDefaulted, b.machine.View()); err != nil {
 		return fmt.Errorf("config reload refused: %w", err)
 	}
 	if d := controller.TopicDefaults(cfg.Kafka.TopicDefaults()); !maps.Equal(d, *b.topicDefaults.Load()) {
@@ -493,18 +492,64 @@ func (b *Broker) Reload(cfg *configs.Config) error {
 	}
 	b.autoCreate.Store(cfg.Kafka.AutoCreateTopicsEnable)
 	b.setConfigPeers(cfg.Peers)
+	b.askRemovals(old, next, "config reload dropped peers: asking the controller to remove them")
+	b.savePeers(next)
+	return nil
+}
+
+// askRemovals asks the controller to remove the peers of old that next
+// drops.
+func (b *Broker) askRemovals(old, next []uint64, msg string) {
 	var gone []uint64
-	for id := range old {
-		if _, ok := cfg.PeerAddr(id); !ok {
+	for _, id := range old {
+		if !slices.Contains(next, id) {
 			gone = append(gone, id)
 		}
 	}
 	if len(gone) > 0 {
 		slices.Sort(gone)
-		b.log.Info().Uints64("node_ids", gone).Msg("config reload dropped peers: asking the controller to remove them")
+		b.log.Info().Uints64("node_ids", gone).Msg(msg)
 		b.sys.Root.Send(b.controller, &controller.RequestRemoval{NodeIDs: gone})
 	}
-	return nil
+}
+
+// askRemovalsAtStart compares the config's peers with those of the config
+// the broker last ran with (peers.json in its data dir) and asks for the
+// removal of those it drops, as Reload does: an operator who edits the
+// peers of a broker that is down and then starts it asks as one who edits
+// a running broker's and sends SIGHUP. A removal waits for a majority of
+// the voters that stay, and one that was down when the others were edited
+// would otherwise never ask. A data dir from before the file existed asks
+// for nothing.
+func (b *Broker) askRemovalsAtStart() {
+	next := peerIDs(b.cfg.Peers)
+	prev, err := readPeers(b.cfg.DataDir)
+	switch {
+	case err != nil:
+		b.log.Warn().Err(err).Msg("cannot read the peers the broker last ran with; not comparing")
+	case prev != nil:
+		if err := checkPeerChange(b.cfg.NodeID, prev, next, b.cfg.PeersDefaulted, b.machine.View()); err != nil {
+			b.log.Error().Err(err).Uints64("last_peers", prev).Msg("not asking for the removal of the peers the config dropped since the broker last ran")
+			return
+		}
+		b.askRemovals(prev, next, "the config dropped peers since the broker last ran: asking the controller to remove them")
+	}
+	b.savePeers(next)
+}
+
+// savePeers records the ids of the peers in force for askRemovalsAtStart.
+func (b *Broker) savePeers(ids []uint64) {
+	if err := writePeers(b.cfg.DataDir, ids); err != nil {
+		b.log.Warn().Err(err).Msg("cannot record the config's peers; a restart will compare its config with older ones")
+	}
+}
+
+func peerIDs(peers []configs.Peer) []uint64 {
+	ids := make([]uint64, len(peers))
+	for i, p := range peers {
+		ids[i] = p.ID
+	}
+	return ids
 }
 
 // Removed is sent the reason once the cluster removed this broker: the

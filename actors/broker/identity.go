@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -23,6 +24,7 @@ const (
 	identityFile = "node.json"
 	lockFile     = "LOCK"
 	removedFile  = "REMOVED"
+	peersFile    = "peers.json"
 )
 
 // claimDataDir creates dir if needed, locks it against a second broker
@@ -68,20 +70,57 @@ func checkIdentity(dir string, nodeID uint64) error {
 		return nil
 	case errors.Is(err, os.ErrNotExist):
 		b, _ := json.Marshal(identity{NodeID: nodeID})
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, b, 0o644); err != nil {
-			return fmt.Errorf("write %s: %w", tmp, err)
-		}
-		if err := syncFile(tmp); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, path); err != nil {
-			return fmt.Errorf("rename %s: %w", tmp, err)
-		}
-		return storage.SyncDir(dir)
+		return writeFileSynced(dir, identityFile, b)
 	default:
 		return fmt.Errorf("read %s: %w", path, err)
 	}
+}
+
+// lastPeers is what peers.json holds: the ids of the peers of the config
+// the broker last ran with.
+type lastPeers struct {
+	Peers []uint64 `json:"peers"`
+}
+
+// readPeers returns the ids the data dir's peers.json records, nil
+// without one.
+func readPeers(dir string) ([]uint64, error) {
+	path := filepath.Join(dir, peersFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	var p lastPeers
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return p.Peers, nil
+}
+
+// writePeers records ids in the data dir's peers.json.
+func writePeers(dir string, ids []uint64) error {
+	b, _ := json.Marshal(lastPeers{Peers: slices.Sorted(slices.Values(ids))})
+	return writeFileSynced(dir, peersFile, b)
+}
+
+// writeFileSynced replaces dir's file name with data, durably: a crash
+// leaves the old file or the new one, whole.
+func writeFileSynced(dir, name string, data []byte) error {
+	path := filepath.Join(dir, name)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := syncFile(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename %s: %w", tmp, err)
+	}
+	return storage.SyncDir(dir)
 }
 
 // markRemoved records in dir that the cluster removed this broker, so

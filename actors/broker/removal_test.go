@@ -78,6 +78,42 @@ func (c *testCluster) checkShrunk(ctx context.Context, gone int) {
 	}
 }
 
+// TestRemovalWaitsForTheVotersThatStay: broker 3 is down, and the operator
+// drops broker 2 from the peers of brokers 1 and 2 and reloads them. The
+// voters that stay are 1 and 3, and only 1 asked: nothing is drained or
+// removed (which left the controller group {1, 3} with 3 down, and the
+// partitions too, without a quorum). Broker 3, whose config was edited
+// while it was down, asks once it starts, and the removal goes ahead.
+func TestRemovalWaitsForTheVotersThatStay(t *testing.T) {
+	c, logs := newLoggedCluster(t, 3, zerolog.InfoLevel)
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c.createTopic(ctx, c.client(), "t", 2, 3, nil)
+	c.stop(2)
+	c.waitFor(20*time.Second, "controller leader among 1 and 2", func() bool { return c.leader() >= 0 })
+
+	for _, i := range []int{0, 1} {
+		if err := c.brokers[i].Reload(c.dropPeer(i, 2)); err != nil {
+			t.Fatalf("broker %d reload: %v", i+1, err)
+		}
+	}
+	c.waitRemovalWaits(logs, 2, waitsForRequests)
+	v := c.brokers[0].Controller().View()
+	if !slices.Equal(v.RemovalRequests[2], []uint64{1}) {
+		t.Fatalf("removal requests %v, want broker 2's by broker 1 (its own does not count)", v.RemovalRequests)
+	}
+	for p, part := range v.Topics["t"].Partitions {
+		if len(part.Replicas) != 3 || part.Reassigning() {
+			t.Fatalf("partition %d changed while the removal waits: %+v", p, part)
+		}
+	}
+
+	c.cfgs[2] = c.dropPeer(2, 2)
+	c.start(2)
+	c.checkShrunk(ctx, 1)
+}
+
 // TestRemovalWaitsForALiveMajority: brokers 3 and then 1 ask for broker
 // 2's removal, but 3 went down in between: removing 2 would leave voters
 // {1, 3} with 3 dead, so the removal does not start until 3 is back.
