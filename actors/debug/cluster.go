@@ -1,6 +1,7 @@
 package debug
 
 import (
+	"maps"
 	"slices"
 	"strconv"
 
@@ -45,6 +46,20 @@ type Membership struct {
 	Learners []uint64 `json:"learners"`
 	Draining []uint64 `json:"draining"`
 	Removed  []uint64 `json:"removed"`
+	// RemovalRequests are the members whose removal was asked for and
+	// has not started, by id.
+	RemovalRequests []RemovalRequestView `json:"removal_requests"`
+}
+
+// RemovalRequestView is a member whose removal was asked for and has not
+// started: the brokers that asked, and the voters that stay without it
+// that have not. The removal starts once a majority of those voters asked
+// (Agreed) and they are a live majority.
+type RemovalRequestView struct {
+	NodeID         uint64   `json:"node_id"`
+	RequestedBy    []uint64 `json:"requested_by"`
+	NotRequestedBy []uint64 `json:"not_requested_by"`
+	Agreed         bool     `json:"agreed"`
 }
 
 // ReassignmentView is one partition being reassigned. Leader is what this
@@ -90,6 +105,13 @@ func clusterView(src Sources) ClusterView {
 			Draining: nonNil(st.Draining), Removed: nonNil(st.Removed),
 		},
 		Reassignments: []ReassignmentView{},
+	}
+	v.Membership.RemovalRequests = []RemovalRequestView{}
+	for _, id := range slices.Sorted(maps.Keys(st.RemovalRequests)) {
+		agreed, missing := st.RemovalAgreed(id)
+		v.Membership.RemovalRequests = append(v.Membership.RemovalRequests, RemovalRequestView{
+			NodeID: id, RequestedBy: nonNil(st.RemovalRequests[id]), NotRequestedBy: nonNil(missing), Agreed: agreed,
+		})
 	}
 	if g := src.Board.Get(controller.ControllerGroup); g != nil {
 		v.Leader, v.Voters = g.Leader, g.Voters

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/flotilla/flotilla/actors"
 	"github.com/flotilla/flotilla/actors/controller"
@@ -34,6 +35,10 @@ func TestClusterShowsMembershipAndReassignments(t *testing.T) {
 	} {
 		sm.Apply(uint64(i+1), 1, c.Encode())
 	}
+	// Voters 1 to 3, and broker 1 asks for broker 3's removal.
+	three := []*pb.ConfChangeSingle{{Type: pb.ConfChangeAddNode.Enum(), NodeId: new(uint64(3))}}
+	sm.ApplyConfChange(6, 1, &pb.ConfChangeV2{Changes: three}, &pb.ConfState{Voters: []uint64{1, 2, 3}})
+	sm.Apply(7, 1, (&controller.Command{RemovalRequest: &controller.RemovalRequest{NodeID: 3, By: 1}}).Encode())
 	group := sm.View().Topics["orders"].Partitions[1].Group
 	leaders := partition.NewLeaders()
 	leaders.Note([]netactor.LeaderInfo{{Group: group, Leader: 2, Term: 4}})
@@ -80,8 +85,11 @@ func TestClusterShowsMembershipAndReassignments(t *testing.T) {
 	if v.Membership.Voters == nil || len(v.Membership.Removed) != 0 {
 		t.Errorf("membership %+v", v.Membership)
 	}
+	if want := []RemovalRequestView{{NodeID: 3, RequestedBy: []uint64{1}, NotRequestedBy: []uint64{2}}}; !reflect.DeepEqual(v.Membership.RemovalRequests, want) {
+		t.Errorf("removal requests %+v, want %+v", v.Membership.RemovalRequests, want)
+	}
 	page = string(get(t, srv.URL+"/"))
-	for _, s := range []string{"Reassignments in progress", "orders/1", "see broker 2", "3 (127.0.0.1:7003)"} {
+	for _, s := range []string{"Reassignments in progress", "orders/1", "see broker 2", "3 (127.0.0.1:7003)", "3: asked by [1], not yet by [2]"} {
 		if !strings.Contains(page, s) {
 			t.Errorf("page lacks %q", s)
 		}

@@ -29,6 +29,7 @@ JSON: <a href="/debug/raft">raft</a> · <a href="/debug/actors">actors</a> · <a
 <tr><td>config peers (this broker)</td><td>{{range $id, $addr := .Cluster.ConfigPeers}}{{$id}} ({{$addr}}) {{else}}unknown{{end}}</td></tr>
 <tr><td>controller voters</td><td>{{.Cluster.Membership.Voters}}</td></tr>
 <tr><td>controller learners</td><td>{{.Cluster.Membership.Learners}}</td></tr>
+<tr><td>removal requested</td><td>{{range .Cluster.Membership.RemovalRequests}}{{.NodeID}}: asked by {{.RequestedBy}}, not yet by {{.NotRequestedBy}}{{if .Agreed}} (agreed; starts while the voters that stay are a live majority){{end}}<br>{{else}}none{{end}}</td></tr>
 <tr><td>draining</td><td>{{.Cluster.Membership.Draining}}</td></tr>
 <tr><td>removed</td><td>{{.Cluster.Membership.Removed}}</td></tr>
 </table>
