@@ -114,6 +114,14 @@ type group struct {
 	// deleting is set while a DeleteGroups write is in flight: the group
 	// is Kafka's Dead, and takes no members or commits meanwhile.
 	deleting bool
+	// emptySince is when the live group last became Empty (unix ms, by
+	// the leader's clock): Kafka's in-memory currentStateTimestamp, from
+	// which offsets retention counts. Until the Empty membership is
+	// applied, or for good if its write fails, the store holds an earlier
+	// generation's, stamped at the SyncGroup that wrote it, possibly days
+	// before. 0 for a group that has not become Empty under this
+	// coordinator: the stored time is its own.
+	emptySince int64
 }
 
 func newGroup(name string) *group {
@@ -481,7 +489,17 @@ func (m *Machine) completeJoin(ctx actor.Context, g *group) {
 			delete(g.members, id)
 		}
 		g.state, g.protocol, g.leader = stateEmpty, "", ""
-		m.storeGroup(ctx, g, nil)
+		g.emptySince = m.o.Now().UnixMilli()
+		gen := g.generation
+		m.storeGroup(ctx, g, func(ctx actor.Context, err error) {
+			// As Kafka, no retry: the members stored with the last
+			// generation expire under a later coordinator, and retention
+			// here counts from emptySince meanwhile.
+			if err != nil && !errors.Is(err, errNotCoordinator) {
+				m.o.Log.Warn().Err(err).Str("consumer_group", g.name).Int32("generation", gen).
+					Msg("write of an empty group failed")
+			}
+		})
 		return
 	}
 	g.state = stateCompletingRebalance

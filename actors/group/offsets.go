@@ -549,7 +549,8 @@ func (m *Machine) expired(cutoff int64) *recordWriter {
 	var w recordWriter
 	for _, name := range slices.Sorted(maps.Keys(m.store)) {
 		s := m.store[name]
-		if g := m.groups[name]; g != nil && (g.state != stateEmpty || len(g.members) > 0) {
+		g := m.groups[name]
+		if g != nil && (g.state != stateEmpty || len(g.members) > 0) {
 			continue
 		}
 		// A group with commits in flight waits for the next round (Kafka
@@ -558,14 +559,24 @@ func (m *Machine) expired(cutoff int64) *recordWriter {
 		if len(m.committing[name]) > 0 {
 			continue
 		}
+		// Since when the group has been empty: the live group's own time
+		// if it became Empty here, as Kafka keeps currentStateTimestamp in
+		// memory; the store's may be the last SyncGroup's, days before.
+		since, hasState := int64(-1), s.meta != nil
+		if s.meta != nil {
+			since = s.meta.CurrentStateTimestamp
+		}
+		if g != nil && g.emptySince > 0 {
+			since, hasState = g.emptySince, true
+		}
 		tps := slices.SortedFunc(maps.Keys(s.offsets), compareTP)
 		switch {
-		case s.meta != nil && s.meta.CurrentStateTimestamp >= 0 && s.meta.CurrentStateTimestamp < cutoff:
+		case hasState && since >= 0 && since < cutoff:
 			for _, tp := range tps {
 				w.offset(name, tp, nil)
 			}
 			w.group(name, nil)
-		case s.meta == nil:
+		case !hasState:
 			for _, tp := range tps {
 				if s.offsets[tp].CommitTimestamp < cutoff {
 					w.offset(name, tp, nil)

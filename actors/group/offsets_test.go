@@ -34,8 +34,17 @@ func TestExpiredOffsets(t *testing.T) {
 		"simple": {offsets: map[TopicPartition]kmsg.OffsetCommitValue{tp0: committedAt(cutoff - 1), tp1: committedAt(cutoff)}},
 		// Stored long ago, but live with members now.
 		"active": {meta: meta(cutoff-100, 1), offsets: map[TopicPartition]kmsg.OffsetCommitValue{tp0: committedAt(0)}},
+		// Stored at its last SyncGroup long ago, and Empty just now: the
+		// Empty membership is not applied yet (or its write failed).
+		"just-emptied": {meta: meta(cutoff-100, 1), offsets: map[TopicPartition]kmsg.OffsetCommitValue{tp0: committedAt(0)}},
+		// Empty since long ago here, whatever the store says.
+		"emptied-long-ago": {meta: meta(cutoff+100, 1), offsets: map[TopicPartition]kmsg.OffsetCommitValue{tp0: committedAt(cutoff + 5)}},
 	}
-	m.groups = map[string]*group{"active": {name: "active", state: stateStable, members: map[string]*member{"m": {}}}}
+	m.groups = map[string]*group{
+		"active":           {name: "active", state: stateStable, members: map[string]*member{"m": {}}},
+		"just-emptied":     {name: "just-emptied", state: stateEmpty, members: map[string]*member{}, emptySince: cutoff + 1},
+		"emptied-long-ago": {name: "emptied-long-ago", state: stateEmpty, members: map[string]*member{}, emptySince: cutoff - 1},
+	}
 	// A commit in flight: its group waits for the next round.
 	m.store["committing"] = &stored{offsets: map[TopicPartition]kmsg.OffsetCommitValue{tp0: committedAt(0)}}
 	m.beginCommit("committing", map[TopicPartition]int16{tp1: -1})
@@ -55,6 +64,12 @@ func TestExpiredOffsets(t *testing.T) {
 	}
 	if g := m.store["active"]; g == nil || len(g.offsets) != 1 {
 		t.Error("an active group lost its offsets")
+	}
+	if g := m.store["just-emptied"]; g == nil || len(g.offsets) != 1 {
+		t.Error("a group that became Empty a moment ago lost its offsets to the time of its last stored membership")
+	}
+	if _, ok := m.store["emptied-long-ago"]; ok {
+		t.Error("a group Empty for longer than the retention was kept")
 	}
 	if g := m.store["committing"]; g == nil || len(g.offsets) != 1 {
 		t.Error("a group with a commit in flight lost its offsets")
@@ -117,5 +132,62 @@ func TestCommitCheck(t *testing.T) {
 				t.Fatalf("commitCheck = %v, want %v", kerr.ErrorForCode(code), tc.want)
 			}
 		})
+	}
+}
+
+// TestRetentionAfterLastMemberLeavesDuringStall: a group Stable for longer
+// than the retention time (its membership stored at its last SyncGroup)
+// loses its last member while the offsets partition cannot write. The
+// live group is Empty at once, its Empty membership waits; a retention
+// pass meanwhile must count from the moment the group became Empty, not
+// from the stored SyncGroup, or it deletes offsets committed a moment ago.
+func TestRetentionAfterLastMemberLeavesDuringStall(t *testing.T) {
+	const day = 24 * time.Hour
+	c := startCoordinator(t, Settings{MinSessionTimeout: time.Second, MaxSessionTimeout: time.Hour, OffsetsRetention: 7 * day})
+	join := c.call("orders", joinRequest("orders", "", nil)).(*kmsg.JoinGroupResponse)
+	if err := kerr.ErrorForCode(join.ErrorCode); err != nil {
+		t.Fatalf("join: %v", err)
+	}
+	assignment := kmsg.NewConsumerMemberAssignment()
+	assignment.Topics = []kmsg.ConsumerMemberAssignmentTopic{{Topic: "t", Partitions: []int32{0}}}
+	sync := c.call("orders", syncRequest("orders", join.MemberID, join.Generation, nil,
+		map[string][]byte{join.MemberID: assignment.AppendTo(nil)})).(*kmsg.SyncGroupResponse)
+	if err := kerr.ErrorForCode(sync.ErrorCode); err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+
+	// Eight days without a rebalance, then a commit.
+	c.now.Add((8 * day).Milliseconds())
+	commit := kmsg.NewPtrOffsetCommitRequest()
+	commit.Version = 7
+	commit.Group, commit.MemberID, commit.Generation = "orders", join.MemberID, join.Generation
+	commit.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 123456}}}}
+	if code := c.call("orders", commit).(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode; code != 0 {
+		t.Fatalf("commit: %v", kerr.ErrorForCode(code))
+	}
+
+	c.hold(true)
+	leave := kmsg.NewPtrLeaveGroupRequest()
+	leave.Group, leave.MemberID = "orders", join.MemberID
+	if code := c.call("orders", leave).(*kmsg.LeaveGroupResponse).ErrorCode; code != 0 {
+		t.Fatalf("leave: %v", kerr.ErrorForCode(code))
+	}
+	c.waitTicks(expireEveryTicks + 100) // a retention pass ran meanwhile
+	if st := c.call("orders", &Describe{}).(*kmsg.DescribeGroupsResponseGroup).State; st != "Empty" {
+		t.Fatalf("group state after its last member left: %s, want Empty", st)
+	}
+	c.hold(false)
+	// A commit written after whatever retention proposed: once it is
+	// answered, that is applied too.
+	barrier := kmsg.NewPtrOffsetCommitRequest()
+	barrier.Version, barrier.Group, barrier.Generation = 7, "barrier", -1
+	barrier.Topics = commit.Topics
+	if code := c.call("barrier", barrier).(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode; code != 0 {
+		t.Fatalf("barrier commit: %v", kerr.ErrorForCode(code))
+	}
+
+	got := c.call("orders", &FetchOffsets{}).(*kmsg.OffsetFetchResponseGroup)
+	if len(got.Topics) != 1 || len(got.Topics[0].Partitions) != 1 || got.Topics[0].Partitions[0].Offset != 123456 {
+		t.Fatalf("committed offsets of the group emptied a moment ago: %+v, want t/0 at 123456", got.Topics)
 	}
 }
