@@ -590,5 +590,9 @@ func (b *Broker) Replicas() *partition.Replicas { return b.replicas }
 // Leaders returns what this broker knows of every partition's leadership.
 func (b *Broker) Leaders() *partition.Leaders { return b.leaders }
 
+// Coordinators returns the offsets-topic partition replicas (group
+// coordinators) this broker hosts.
+func (b *Broker) Coordinators() *group.Coordinators { return b.coords }
+
 // DebugAddr returns the debug endpoint's address, or "" when it is off.
 func (b *Broker) DebugAddr() string { return b.debugAddr }

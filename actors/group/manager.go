@@ -2,6 +2,7 @@ package group
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -84,7 +85,8 @@ type ManagerOptions struct {
 // match.
 func NewManager(o ManagerOptions, coordinators *Coordinators) actor.Producer {
 	return func() actor.Actor {
-		return &manager{o: o, coordinators: coordinators, assigned: map[int32]controller.Partition{}, forgotten: map[uint64]bool{}, stopping: map[string]uint64{}}
+		return &manager{o: o, coordinators: coordinators, assigned: map[int32]controller.Partition{}, forgotten: map[uint64]bool{},
+			stopping: map[string]uint64{}, dead: map[uint64]bool{}}
 	}
 }
 
@@ -106,6 +108,9 @@ type manager struct {
 	// only once they are gone (the actor name is theirs until then, and a
 	// write of theirs after the tombstone would count as the new one's).
 	stopping map[string]uint64
+	// dead are the groups whose actor its supervisor stopped (died): they
+	// are not started again before the broker restarts.
+	dead map[uint64]bool
 	// closing is set when the manager stops, and its replicas with it.
 	closing bool
 }
@@ -171,6 +176,9 @@ func (mg *manager) reconcile(ctx actor.Context) {
 					ctx.Send(c.PID, &partition.SetAssignment{Replicas: p.Replicas, Adding: p.Adding, Removing: p.Removing})
 				}
 				continue
+			}
+			if mg.dead[p.Group] {
+				continue // shown halted until the broker restarts (died)
 			}
 			if mg.isStopping(p.Group) {
 				// Moved back before the old replica is gone: start it once
@@ -311,13 +319,24 @@ func (mg *manager) broadcastLeaders(ctx actor.Context) {
 // died handles the end of an offsets replica's actor that nobody stopped:
 // its supervisor gave up on it after repeated panics. It shows as halted,
 // so that /healthz and flotilla_raft_role tell the operator to restart the
-// broker.
+// broker. It leaves the registry, so that group requests are answered
+// NOT_COORDINATOR (and clients look for the coordinator again) rather than
+// sent to a dead actor, and it is not started again into the same panics
+// before the broker restarts.
 func (mg *manager) died(pid *actor.PID) {
 	if mg.closing {
 		return
 	}
-	for _, c := range mg.coordinators.All() {
+	cur := mg.coordinators.All()
+	for idx, c := range cur {
 		if c.PID.Id == pid.Id {
+			next := maps.Clone(cur)
+			delete(next, idx)
+			mg.coordinators.Publish(next)
+			mg.o.Ticker.Unsubscribe(c.PID)
+			mg.o.Router.Remove(c.Group)
+			delete(mg.assigned, idx)
+			mg.dead[c.Group] = true
 			mg.o.Board.PublishStopped(c.Group, controller.OffsetsTopic+"/"+strconv.Itoa(int(c.Partition)))
 			mg.o.Log.Error().Uint64("raft_group", c.Group).Str("topic", controller.OffsetsTopic).Int32("partition", c.Partition).
 				Msg("offsets partition replica stopped after repeated failures; restart the broker")
