@@ -11,6 +11,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/flotilla/flotilla/actors/partition"
@@ -115,6 +116,40 @@ var errNotCoordinator = errors.New("not the coordinator any more")
 // requester is told to retry (COORDINATOR_NOT_AVAILABLE, as Kafka answers a
 // timed-out offsets write).
 const writeTimeout = 10 * time.Second
+
+// answerSlack is how much longer than its own deadlines a coordinator may
+// take to answer: it keeps time in ticks, which run late on a busy broker,
+// and answers from its mailbox.
+const answerSlack = 5 * time.Second
+
+// DefaultRebalanceTimeout is the rebalance timeout AnswerWithin is given
+// for a SyncGroup whose member's JoinGroup its connection did not relay:
+// the Java consumer's default (max.poll.interval.ms).
+const DefaultRebalanceTimeout = 5 * time.Minute
+
+// AnswerWithin bounds how long a running coordinator takes to answer a
+// Call with req: a JoinGroup waits for its rebalance (its rebalance
+// timeout) and then for one write at most, a SyncGroup for its leader's
+// assignment (within rebalance, the rebalance timeout of its generation,
+// which the request does not carry) and its write, anything else for one
+// write at most. A Call not answered by then was lost with the replica
+// actor it went to (stopped or died with it in its mailbox): the
+// connection answers NOT_COORDINATOR itself, and the client looks for the
+// coordinator again.
+func AnswerWithin(req any, rebalance time.Duration) time.Duration {
+	d := writeTimeout + answerSlack
+	switch req := req.(type) {
+	case *kmsg.JoinGroupRequest:
+		ms := req.RebalanceTimeoutMillis
+		if req.Version == 0 {
+			ms = req.SessionTimeoutMillis // v0 rebalances within the session timeout
+		}
+		d += time.Duration(max(ms, 0)) * time.Millisecond
+	case *kmsg.SyncGroupRequest:
+		d += rebalance
+	}
+	return d
+}
 
 // NewMachine returns the state machine of an empty offsets-topic partition.
 func NewMachine(o MachineOptions) *Machine {

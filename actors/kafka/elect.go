@@ -210,9 +210,16 @@ func (c *serviceConn) stopTickingIfIdle(ctx actor.Context) {
 }
 
 // Close implements ConnCloser: a connection that closes with requests
-// waiting leaves the ticker, and its long polls' timers stop.
+// waiting leaves the ticker, and its long polls' and group calls' timers
+// stop.
 func (c *serviceConn) Close() {
 	for _, call := range c.fetches {
+		call.timer.Stop()
+	}
+	for _, call := range c.groups {
+		call.timer.Stop()
+	}
+	for _, call := range c.lists {
 		call.timer.Stop()
 	}
 	if c.ticking {

@@ -1,8 +1,10 @@
 package kafka
 
 import (
+	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -120,6 +122,20 @@ func (c *serviceConn) groupOne(ctx actor.Context, r *Request, name string, membe
 	}, nil)
 }
 
+// groupCall is one group's share of a request, sent to its coordinator.
+type groupCall struct {
+	name string
+	req  any
+	put  func(resp any)
+	// timer answers the call NOT_COORDINATOR if the coordinator has not
+	// by group.AnswerWithin: the replica actor it went to stopped or died
+	// with the call in its mailbox, and nothing else ever will.
+	timer *time.Timer
+}
+
+// groupDeadline is what a groupCall's timer sends the connection.
+type groupDeadline struct{ ref uint64 }
+
 // fanOut sends each group's share of r (share(i) for names[i]) to its coordinator;
 // put takes each answer (or the error answer of a group without one) by
 // index, and finish runs once all are in.
@@ -130,6 +146,7 @@ func (c *serviceConn) fanOut(ctx actor.Context, r *Request, names []string, shar
 			finish()
 		}
 	}
+	sys, self := ctx.ActorSystem(), ctx.Self()
 	for i, name := range names {
 		req := share(i)
 		co, code := c.s.offsetsPartition(name)
@@ -139,19 +156,49 @@ func (c *serviceConn) fanOut(ctx actor.Context, r *Request, names []string, shar
 			continue
 		}
 		ref := c.ref()
-		c.groups[ref] = func(resp any) {
+		call := &groupCall{name: name, req: req, put: func(resp any) {
 			put(i, resp)
 			done()
-		}
-		ctx.Send(co.PID, &group.Call{Ref: ref, Group: name, Req: req, ClientID: r.ClientID, ClientHost: r.ClientHost, ReplyTo: ctx.Self()})
+		}}
+		c.groups[ref] = call
+		call.timer = time.AfterFunc(c.answerWithin(req), func() { sys.Root.Send(self, &groupDeadline{ref: ref}) })
+		ctx.Send(co.PID, &group.Call{Ref: ref, Group: name, Req: req, ClientID: r.ClientID, ClientHost: r.ClientHost, ReplyTo: self})
 	}
 	done()
 }
 
+// answerWithin is how long a group call may wait for its coordinator. A
+// SyncGroup waits within the rebalance timeout of its member's JoinGroup,
+// which kgo's client also remembers for it: the longest this connection
+// relayed.
+func (c *serviceConn) answerWithin(req any) time.Duration {
+	if j, ok := req.(*kmsg.JoinGroupRequest); ok {
+		ms := j.RebalanceTimeoutMillis
+		if j.Version == 0 {
+			ms = j.SessionTimeoutMillis
+		}
+		c.rebalance = max(c.rebalance, time.Duration(ms)*time.Millisecond)
+	}
+	rebalance := c.rebalance
+	if rebalance == 0 {
+		rebalance = group.DefaultRebalanceTimeout
+	}
+	return group.AnswerWithin(req, rebalance)
+}
+
 func (c *serviceConn) groupAnswer(m *group.Answer) {
-	if f, ok := c.groups[m.Ref]; ok {
+	if call, ok := c.groups[m.Ref]; ok {
 		delete(c.groups, m.Ref)
-		f(m.Resp)
+		call.timer.Stop()
+		call.put(m.Resp)
+	}
+}
+
+// groupExpired answers a call its coordinator did not answer in time.
+func (c *serviceConn) groupExpired(m *groupDeadline) {
+	if call, ok := c.groups[m.ref]; ok {
+		delete(c.groups, m.ref)
+		call.put(group.ErrorResponse(call.name, call.req, kerr.NotCoordinator.Code))
 	}
 }
 
@@ -232,7 +279,13 @@ type listCall struct {
 	req       *kmsg.ListGroupsRequest
 	resp      *kmsg.ListGroupsResponse
 	remaining int
+	// timer answers the request if a coordinator has not by
+	// group.AnswerWithin (its actor stopped with the List in its mailbox).
+	timer *time.Timer
 }
+
+// listDeadline is what a listCall's timer sends the connection.
+type listDeadline struct{ call *listCall }
 
 // listGroups asks every local offsets partition for its groups; the ones
 // that do not lead answer NOT_COORDINATOR and add nothing. Clients ask
@@ -247,7 +300,23 @@ func (c *serviceConn) listGroups(ctx actor.Context, r *Request, req *kmsg.ListGr
 	}
 	if call.remaining == 0 {
 		ctx.Send(r.ReplyTo, r.Reply(call.resp))
+		return
 	}
+	sys, self := ctx.ActorSystem(), ctx.Self()
+	call.timer = time.AfterFunc(group.AnswerWithin(&group.List{}, 0), func() { sys.Root.Send(self, &listDeadline{call: call}) })
+}
+
+// listExpired answers a ListGroups that a coordinator did not answer in
+// time with what the others did, and COORDINATOR_NOT_AVAILABLE: the list
+// may lack that coordinator's groups.
+func (c *serviceConn) listExpired(ctx actor.Context, m *listDeadline) {
+	if m.call.remaining == 0 {
+		return
+	}
+	maps.DeleteFunc(c.lists, func(_ uint64, call *listCall) bool { return call == m.call })
+	m.call.remaining = 0
+	m.call.resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+	c.answerList(ctx, m.call)
 }
 
 func (c *serviceConn) listed(ctx actor.Context, m *group.Listed) {
@@ -271,9 +340,15 @@ func (c *serviceConn) listed(ctx actor.Context, m *group.Listed) {
 		call.resp.Groups = append(call.resp.Groups, g)
 	}
 	if call.remaining--; call.remaining == 0 {
-		slices.SortFunc(call.resp.Groups, func(a, b kmsg.ListGroupsResponseGroup) int {
-			return strings.Compare(a.Group, b.Group)
-		})
-		ctx.Send(call.r.ReplyTo, call.r.Reply(call.resp))
+		call.timer.Stop()
+		c.answerList(ctx, call)
 	}
+}
+
+// answerList answers a ListGroups with the groups gathered, in order.
+func (c *serviceConn) answerList(ctx actor.Context, call *listCall) {
+	slices.SortFunc(call.resp.Groups, func(a, b kmsg.ListGroupsResponseGroup) int {
+		return strings.Compare(a.Group, b.Group)
+	})
+	ctx.Send(call.r.ReplyTo, call.r.Reply(call.resp))
 }

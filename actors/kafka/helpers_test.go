@@ -239,8 +239,11 @@ func (c *rawClient) write(b []byte) {
 }
 
 // readFrame reads one response and returns its body after the correlation id.
-func (c *rawClient) readFrame() (int32, []byte, error) {
-	if err := c.conn.SetReadDeadline(time.Now().Add(testTimeout)); err != nil {
+func (c *rawClient) readFrame() (int32, []byte, error) { return c.readFrameWithin(testTimeout) }
+
+// readFrameWithin is readFrame for a response that may take up to d.
+func (c *rawClient) readFrameWithin(d time.Duration) (int32, []byte, error) {
+	if err := c.conn.SetReadDeadline(time.Now().Add(d)); err != nil {
 		return 0, nil, err
 	}
 	var hdr [4]byte
@@ -261,7 +264,13 @@ func (c *rawClient) readFrame() (int32, []byte, error) {
 // header version: v1 (tagged fields) for flexible responses but ApiVersions.
 func (c *rawClient) read(resp kmsg.Response) int32 {
 	c.t.Helper()
-	corr, body, err := c.readFrame()
+	return c.readWithin(resp, testTimeout)
+}
+
+// readWithin is read for a response that may take up to d.
+func (c *rawClient) readWithin(resp kmsg.Response, d time.Duration) int32 {
+	c.t.Helper()
+	corr, body, err := c.readFrameWithin(d)
 	if err != nil {
 		c.t.Fatalf("read response: %v", err)
 	}

@@ -108,7 +108,7 @@ func (s *Service) NewConn() ConnHandler {
 		produces: map[uint64]produceSlot{},
 		fetches:  map[uint64]*fetchCall{},
 		admin:    map[uint64]*Request{},
-		groups:   map[uint64]func(resp any){},
+		groups:   map[uint64]*groupCall{},
 		lists:    map[uint64]*listCall{},
 		alters:   map[uint64]*alterCall{},
 	}
@@ -121,14 +121,17 @@ type serviceConn struct {
 	nextRef  uint64
 	produces map[uint64]produceSlot
 	fetches  map[uint64]*fetchCall
-	admin    map[uint64]*Request       // CreateTopics, DeleteTopics, CreatePartitions, InitProducerId
-	groups   map[uint64]func(resp any) // group calls, by the Ref of their share
+	admin    map[uint64]*Request   // CreateTopics, DeleteTopics, CreatePartitions, InitProducerId
+	groups   map[uint64]*groupCall // group calls, by the Ref of their share
 	lists    map[uint64]*listCall
 	alters   map[uint64]*alterCall // AlterPartitionReassignments
 	elects   []*electCall          // ElectLeaders waiting for leaders to move
 	noAcks   []*produceCall        // acks=0 Produces waiting for their partitions
 	ticking  bool                  // subscribed to the Ticker
 	self     *actor.PID            // the connection actor, to unsubscribe it
+	// rebalance is the longest rebalance timeout of the JoinGroups relayed
+	// on this connection: how long its SyncGroups may wait (0: none seen).
+	rebalance time.Duration
 }
 
 func (c *serviceConn) ref() uint64 {
@@ -222,8 +225,12 @@ func (c *serviceConn) Receive(ctx actor.Context, msg any) {
 		c.producerIDDone(ctx, m)
 	case *group.Answer:
 		c.groupAnswer(m)
+	case *groupDeadline:
+		c.groupExpired(m)
 	case *group.Listed:
 		c.listed(ctx, m)
+	case *listDeadline:
+		c.listExpired(ctx, m)
 	case *controller.AlterReassignmentsDone:
 		c.alterReassignmentsDone(ctx, m)
 	case *raftactor.Tick:
