@@ -252,7 +252,9 @@ func (m *Machine) fetchOffsets(name string, req *FetchOffsets) *kmsg.OffsetFetch
 	}
 	add := func(topic string, p int32) {
 		rp := kmsg.NewOffsetFetchResponseGroupTopicPartition()
-		rp.Partition, rp.Offset, rp.LeaderEpoch = p, -1, -1
+		// Nothing committed: Kafka's INVALID_OFFSET and NO_METADATA ("",
+		// not null) in every version.
+		rp.Partition, rp.Offset, rp.LeaderEpoch, rp.Metadata = p, -1, -1, kmsg.StringPtr("")
 		if v, ok := offsets[TopicPartition{topic, p}]; ok {
 			rp.Offset, rp.LeaderEpoch, rp.Metadata = v.Offset, v.LeaderEpoch, kmsg.StringPtr(v.Metadata)
 		}

@@ -191,3 +191,29 @@ func TestRetentionAfterLastMemberLeavesDuringStall(t *testing.T) {
 		t.Fatalf("committed offsets of the group emptied a moment ago: %+v, want t/0 at 123456", got.Topics)
 	}
 }
+
+// TestFetchOffsetsUncommitted: a partition with no commit is answered
+// offset -1 with metadata "" (Kafka's OffsetFetchResponse.NO_METADATA),
+// never null, whether its group has other commits or none at all.
+func TestFetchOffsetsUncommitted(t *testing.T) {
+	m := NewMachine(MachineOptions{Tick: 50 * time.Millisecond})
+	v := kmsg.NewOffsetCommitValue()
+	v.Offset, v.Metadata = 42, "m"
+	m.store = store{"g": {offsets: map[TopicPartition]kmsg.OffsetCommitValue{{"t", 0}: v}}}
+	for _, tc := range []struct {
+		group     string
+		partition int32
+		offset    int64
+		metadata  string
+	}{
+		{"g", 0, 42, "m"},
+		{"g", 1, -1, ""},
+		{"unknown", 0, -1, ""},
+	} {
+		rg := m.fetchOffsets(tc.group, &FetchOffsets{Topics: []kmsg.OffsetFetchRequestGroupTopic{{Topic: "t", Partitions: []int32{tc.partition}}}})
+		rp := rg.Topics[0].Partitions[0]
+		if rp.Offset != tc.offset || rp.Metadata == nil || *rp.Metadata != tc.metadata {
+			t.Errorf("group %s t/%d: offset %d metadata %v, want %d %q", tc.group, tc.partition, rp.Offset, rp.Metadata, tc.offset, tc.metadata)
+		}
+	}
+}

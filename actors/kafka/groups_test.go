@@ -38,14 +38,7 @@ func TestGroupCallsLostAnswered(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sm := controller.NewStateMachine(zerolog.Nop())
-		sm.MarkCaughtUp()
-		for i, c := range []*controller.Command{
-			{RegisterBroker: &controller.RegisterBroker{NodeID: 1, KafkaAddr: "127.0.0.1:9092"}},
-			{CreateTopic: &controller.CreateTopic{Name: controller.OffsetsTopic, ID: controller.NewTopicID(), Replicas: [][]uint64{{1}}}},
-		} {
-			sm.Apply(uint64(i+1), 1, c.Encode())
-		}
+		sm := offsetsState()
 		coords := group.NewCoordinators()
 		coords.Publish(map[int32]*group.Coordinator{0: {Partition: 0, PID: replica}})
 		o.Handler = &Service{NodeID: 1, Tick: 10 * time.Millisecond, Machine: sm, Replicas: partition.NewReplicas(),
@@ -82,5 +75,46 @@ func TestGroupCallsLostAnswered(t *testing.T) {
 	lists.readWithin(listResp, testTimeout)
 	if listResp.ErrorCode != kerr.CoordinatorNotAvailable.Code {
 		t.Errorf("ListGroups answered %v, want COORDINATOR_NOT_AVAILABLE", kerr.ErrorForCode(listResp.ErrorCode))
+	}
+}
+
+// offsetsState is a caught-up controller state with one broker and the
+// offsets topic, of one partition, on it.
+func offsetsState() *controller.StateMachine {
+	sm := controller.NewStateMachine(zerolog.Nop())
+	sm.MarkCaughtUp()
+	for i, c := range []*controller.Command{
+		{RegisterBroker: &controller.RegisterBroker{NodeID: 1, KafkaAddr: "127.0.0.1:9092"}},
+		{CreateTopic: &controller.CreateTopic{Name: controller.OffsetsTopic, ID: controller.NewTopicID(), Replicas: [][]uint64{{1}}}},
+	} {
+		sm.Apply(uint64(i+1), 1, c.Encode())
+	}
+	return sm
+}
+
+// TestOffsetFetchV1ErrorMetadata: OffsetFetch v0-v1 has no group-level
+// error, so a group that cannot be served has the error on every
+// partition asked for, each with offset -1 and metadata "" (Kafka's
+// NO_METADATA), not null.
+func TestOffsetFetchV1ErrorMetadata(t *testing.T) {
+	b := startBrokerIn(t, func(sys *actors.System, o *Options) {
+		// The offsets topic exists, but no replica of it is here.
+		o.Handler = &Service{NodeID: 1, Tick: 10 * time.Millisecond, Machine: offsetsState(), Replicas: partition.NewReplicas(),
+			Coordinators: group.NewCoordinators(), Sender: sys.Root, Now: time.Now, Log: o.Log}
+	})
+	c := dial(t, b.addr)
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Version, req.Group = 1, "g"
+	req.Topics = []kmsg.OffsetFetchRequestTopic{{Topic: "t", Partitions: []int32{0, 1}}}
+	c.send(req, 1)
+	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
+	c.read(resp)
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 2 {
+		t.Fatalf("answered %+v, want t/0 and t/1", resp.Topics)
+	}
+	for _, rp := range resp.Topics[0].Partitions {
+		if rp.ErrorCode != kerr.NotCoordinator.Code || rp.Offset != -1 || rp.Metadata == nil || *rp.Metadata != "" {
+			t.Errorf("t/%d: %v offset %d metadata %v, want NOT_COORDINATOR -1 \"\"", rp.Partition, kerr.ErrorForCode(rp.ErrorCode), rp.Offset, rp.Metadata)
+		}
 	}
 }
