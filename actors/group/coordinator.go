@@ -477,17 +477,20 @@ func (m *Machine) completeJoin(ctx actor.Context, g *group) {
 			delete(g.members, id)
 		}
 	}
+	g.initialDelay = false
+	if len(g.members) > 0 && !slices.ContainsFunc(slices.Collect(maps.Values(g.members)), func(mb *member) bool { return mb.join != nil }) {
+		// Only static members are left and none rejoined: as Kafka's
+		// onCompleteJoin, the rebalance waits another rebalance timeout
+		// (while a member's heartbeats tell it to rejoin) until one does
+		// or their sessions expire.
+		g.rebalanceDeadline = m.ticks + m.msTicks(g.maxRebalanceTimeout())
+		return
+	}
 	g.generation++
 	if g.generation < 0 {
 		g.generation = 1
 	}
-	g.initialDelay = false
-	if !slices.ContainsFunc(slices.Collect(maps.Values(g.members)), func(mb *member) bool { return mb.join != nil }) {
-		// Nobody rejoined: the static members left over go too.
-		for id, mb := range g.members {
-			m.removeMember(ctx, g, mb)
-			delete(g.members, id)
-		}
+	if len(g.members) == 0 {
 		g.state, g.protocol, g.leader = stateEmpty, "", ""
 		g.emptySince = m.o.Now().UnixMilli()
 		gen := g.generation

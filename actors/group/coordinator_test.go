@@ -1,0 +1,69 @@
+package group
+
+import (
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// TestStaticMembersKeptWhenNoneRejoins: when a rebalance's deadline
+// passes with nobody rejoined and only static members left, the group
+// keeps them and waits another rebalance timeout, as Kafka's onCompleteJoin
+// does, until one rejoins or their sessions expire. It used to remove them
+// and go Empty, so a static member slow to rejoin lost its place (and the
+// group its stored membership) well within its session timeout.
+func TestStaticMembersKeptWhenNoneRejoins(t *testing.T) {
+	c := startCoordinator(t, Settings{MinSessionTimeout: time.Millisecond, MaxSessionTimeout: time.Hour,
+		InitialRebalanceDelay: 100 * time.Millisecond})
+	a, b := "a", "b"
+	static := func(member string, instance *string) *kmsg.JoinGroupRequest {
+		req := joinRequest("orders", member, instance)
+		req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = 60_000, 200
+		return req
+	}
+	refA, refB := c.send("orders", static("", &a)), c.send("orders", static("", &b))
+	joinA, joinB := c.answer(refA).(*kmsg.JoinGroupResponse), c.answer(refB).(*kmsg.JoinGroupResponse)
+	if err := kerr.ErrorForCode(joinA.ErrorCode); err != nil {
+		t.Fatalf("join a: %v", err)
+	}
+	if err := kerr.ErrorForCode(joinB.ErrorCode); err != nil {
+		t.Fatalf("join b: %v", err)
+	}
+	leader, follower := joinA, joinB
+	leaderInst, followerInst := &a, &b
+	if joinB.LeaderID == joinB.MemberID {
+		leader, follower, leaderInst, followerInst = joinB, joinA, &b, &a
+	}
+	refL := c.send("orders", syncRequest("orders", leader.MemberID, leader.Generation, leaderInst,
+		map[string][]byte{leader.MemberID: nil, follower.MemberID: nil}))
+	refF := c.send("orders", syncRequest("orders", follower.MemberID, follower.Generation, followerInst, nil))
+	for _, ref := range []uint64{refL, refF} {
+		if err := kerr.ErrorForCode(c.answer(ref).(*kmsg.SyncGroupResponse).ErrorCode); err != nil {
+			t.Fatalf("sync: %v", err)
+		}
+	}
+
+	// The follower leaves; the leader does not rejoin within its 200 ms.
+	leave := kmsg.NewPtrLeaveGroupRequest()
+	leave.Version, leave.Group = 3, "orders"
+	leave.Members = []kmsg.LeaveGroupRequestMember{{InstanceID: followerInst}}
+	if code := c.call("orders", leave).(*kmsg.LeaveGroupResponse).Members[0].ErrorCode; code != 0 {
+		t.Fatalf("leave: %v", kerr.ErrorForCode(code))
+	}
+	c.waitTicks(400)
+	d := c.call("orders", &Describe{}).(*kmsg.DescribeGroupsResponseGroup)
+	if d.State != "PreparingRebalance" || len(d.Members) != 1 || d.Members[0].MemberID != leader.MemberID {
+		t.Fatalf("after the rebalance timeout with no member rejoined: %s with %+v, want PreparingRebalance with %s",
+			d.State, d.Members, leader.MemberID)
+	}
+	// It rejoins late, and the rebalance completes with it.
+	rejoin := c.call("orders", static(leader.MemberID, leaderInst)).(*kmsg.JoinGroupResponse)
+	if err := kerr.ErrorForCode(rejoin.ErrorCode); err != nil {
+		t.Fatalf("late rejoin: %v", err)
+	}
+	if rejoin.Generation != leader.Generation+1 || rejoin.LeaderID != leader.MemberID {
+		t.Fatalf("late rejoin: generation %d leader %s, want %d %s", rejoin.Generation, rejoin.LeaderID, leader.Generation+1, leader.MemberID)
+	}
+}
