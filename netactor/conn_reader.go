@@ -34,6 +34,7 @@ type connReader struct {
 	conn         net.Conn
 	self         uint64
 	maxFrame     int
+	maxSnapshot  int
 	helloTimeout time.Duration
 	idleTimeout  time.Duration // 0: none
 	router       *Router
@@ -76,6 +77,10 @@ func (r *connReader) serve() error {
 	counters := r.metrics.received(peer)
 	heard := r.liveness.recorder(peer)
 	heard()
+	// A snapshot half received when the connection ends is dropped with
+	// it: its sender reports it failed, and raft sends it again.
+	asm := &assembly{max: r.maxSnapshot, gauge: r.metrics.receivingGauge(peer)}
+	defer asm.reset()
 	var buf []byte
 	for {
 		env, b, err := ReadFrame(br, r.maxFrame, buf)
@@ -98,19 +103,36 @@ func (r *connReader) serve() error {
 			r.control(peer, env.Control)
 		}
 		for _, batch := range env.Batches {
-			if len(batch.Msgs) == 0 {
-				continue
+			r.deliver(peer, batch.Group, batch.Msgs)
+		}
+		// After the batches: the sender puts a chunk behind the messages
+		// of its group that it queued before the snapshot.
+		if env.Snap != nil {
+			group, m, err := asm.add(env.Snap)
+			if err != nil {
+				return err
 			}
-			pid, ok := r.router.Lookup(batch.Group)
-			if !ok {
-				r.metrics.drop(DropUnknownGroup, len(batch.Msgs))
-				continue
-			}
-			msgs := r.admissible(peer, batch.Msgs)
-			if len(msgs) > 0 {
-				r.root.Send(pid, &raftactor.Step{Msgs: msgs})
+			if m != nil {
+				r.deliver(peer, group, []*pb.Message{m})
 			}
 		}
+	}
+}
+
+// deliver steps a group's messages from peer into the group, those the
+// peer may send.
+func (r *connReader) deliver(peer, group uint64, msgs []*pb.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	pid, ok := r.router.Lookup(group)
+	if !ok {
+		r.metrics.drop(DropUnknownGroup, len(msgs))
+		return
+	}
+	msgs = r.admissible(peer, msgs)
+	if len(msgs) > 0 {
+		r.root.Send(pid, &raftactor.Step{Msgs: msgs})
 	}
 }
 
@@ -184,6 +206,8 @@ func (r *connReader) hello(br *bufio.Reader) (uint64, error) {
 		return 0, &rejectError{reason: RejectBadHello, err: errors.New("hello carries messages")}
 	case len(env.Control) != 0:
 		return 0, &rejectError{reason: RejectBadHello, err: errors.New("hello carries control messages")}
+	case env.Snap != nil:
+		return 0, &rejectError{reason: RejectBadHello, err: errors.New("hello carries a snapshot chunk")}
 	}
 	if err := r.conn.SetReadDeadline(time.Time{}); err != nil {
 		return 0, err

@@ -15,7 +15,9 @@
 // silence for the Listener's IdleTimeout after the hello. A frame may
 // also carry what its sender leads (leaders.go) and opaque control messages
 // between brokers (control.go), which the reader hands to the Router's
-// LeadersSink and ControlSink entries.
+// LeadersSink and ControlSink entries, and a chunk of a MsgSnap too large
+// for one frame (snapshot.go), which the reader reassembles, up to
+// MaxSnapshotBytes, and steps into its group whole.
 //
 // # Actors
 //
@@ -54,6 +56,11 @@
 //     control lane and a bulk lane (MsgApp, MsgSnap), and each frame holds
 //     every queued control message and at most BulkBytesPerFrame of bulk, so a
 //     control message waits behind at most one bounded frame.
+//   - A MsgSnap too large for a frame is streamed, a chunk of half the bulk
+//     budget per frame, one snapshot per peer at a time; appends of the
+//     peer's other groups share the frames. It is charged in the queue for
+//     its header and one chunk: its data is the group's snapshot, read
+//     into each frame as it is written.
 //   - Heartbeats are coalesced per peer when there are many: a PeerSender
 //     that the broker's Ticker ticks (Peers.TickWith) and that queued at
 //     least coalesceHeartbeats MsgHeartbeat/MsgHeartbeatResp in the last
@@ -71,8 +78,8 @@
 //     messages.
 //   - Messages are never held for a disconnected peer: they are dropped, and
 //     each group hears Unreachable once per outage. Every MsgSnap ends in
-//     exactly one SnapshotStatus: Failed unless its frame was written to the
-//     socket. A sender leaving the Peers table is retired through its
+//     exactly one SnapshotStatus: Failed unless its frame, or the frame of
+//     its last chunk, was written to the socket. A sender leaving the Peers table is retired through its
 //     mailbox, so it reports what was sent to it before it stops.
 //   - Each group on this node is reachable through the Router, an immutable
 //     map swapped as a whole, so readers on every connection route without

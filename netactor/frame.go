@@ -19,7 +19,8 @@ import (
 //
 //	message Envelope   { uint64 from = 1; uint64 to = 2; repeated GroupBatch batches = 3;
 //	                     repeated LeaderInfo leaders = 4;  // leaders.go
-//	                     repeated bytes control = 5; }     // control.go: opaque, at most MaxControlBytes each
+//	                     repeated bytes control = 5;       // control.go: opaque, at most MaxControlBytes each
+//	                     SnapChunk snap = 6; }             // snapshot.go: a piece of a MsgSnap too large for a frame
 //	message GroupBatch { uint64 group = 1; repeated bytes messages = 2; } // each a marshalled raftpb.Message
 //
 // The envelope is written by hand with protowire rather than generated so that
@@ -66,6 +67,9 @@ type Envelope struct {
 	// Control holds opaque control messages for the receiver's ControlSink
 	// (control.go); usually empty, never in a hello.
 	Control [][]byte
+	// Snap is a piece of a MsgSnap too large for a frame (snapshot.go);
+	// usually nil, never in a hello.
+	Snap *SnapChunk
 }
 
 // GroupBatch is one group's messages inside an Envelope, in the order the
@@ -116,7 +120,11 @@ func appendEnvelope(dst []byte, env *Envelope) ([]byte, error) {
 			return dst, err
 		}
 	}
-	return appendControl(appendLeaders(dst, env.Leaders), env.Control)
+	dst, err := appendControl(appendLeaders(dst, env.Leaders), env.Control)
+	if err != nil {
+		return dst, err
+	}
+	return appendSnapChunk(dst, env.Snap), nil
 }
 
 // batchSize returns the encoded size of b's body. It also leaves every
@@ -255,6 +263,15 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 				// overwrites.
 				env.Control = append(env.Control, append([]byte{}, v...))
 			}
+		case num == fieldEnvelopeSnap && typ == protowire.BytesType:
+			var v []byte
+			v, n = protowire.ConsumeBytes(b)
+			if n >= 0 {
+				var err error
+				if env.Snap, err = decodeSnapChunk(v, fb); err != nil {
+					return nil, err
+				}
+			}
 		default:
 			n = protowire.ConsumeFieldValue(num, typ, b)
 		}
@@ -266,11 +283,11 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 	return env, nil
 }
 
-// sizeEnvelope counts the batches, leaderships and control messages of an
-// envelope body against the budget before anything is decoded, and returns
-// an Envelope with room for exactly as many.
+// sizeEnvelope counts the batches, leaderships, control messages and
+// snapshot chunks of an envelope body against the budget before anything is
+// decoded, and returns an Envelope with room for exactly as many.
 func sizeEnvelope(b []byte, fb *frameBudget) (*Envelope, error) {
-	var batches, leaders, control int
+	var batches, leaders, control, snaps int
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -285,6 +302,8 @@ func sizeEnvelope(b []byte, fb *frameBudget) (*Envelope, error) {
 				leaders++
 			case fieldEnvelopeControl:
 				control++
+			case fieldEnvelopeSnap:
+				snaps++
 			}
 		}
 		n = protowire.ConsumeFieldValue(num, typ, b)
@@ -297,6 +316,7 @@ func sizeEnvelope(b []byte, fb *frameBudget) (*Envelope, error) {
 		spend(&fb.batches, batches, "group batches"),
 		spend(&fb.leaders, leaders, "leaderships"),
 		spend(&fb.control, control, "control messages"),
+		spend(&fb.snaps, snaps, "snapshot chunks"),
 	); err != nil {
 		return nil, err
 	}

@@ -81,6 +81,19 @@ func requireEnvEqual(t testing.TB, want, got *Envelope) {
 			t.Fatalf("control %d: want %q, got %q", i, want.Control[i], got.Control[i])
 		}
 	}
+	if w, g := want.Snap, got.Snap; (w == nil) != (g == nil) ||
+		w != nil && (w.Group != g.Group || w.Size != g.Size || !bytes.Equal(w.Header, g.Header) || !bytes.Equal(w.Data, g.Data)) {
+		t.Fatalf("snapshot chunk: want %+v, got %+v", w, g)
+	}
+}
+
+func mustMarshal(t testing.TB, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func encode(t testing.TB, env *Envelope) []byte {
@@ -118,6 +131,10 @@ func TestFrameRoundTrip(t *testing.T) {
 		{"control", &Envelope{Control: [][]byte{[]byte("join 4"), {}, bytes.Repeat([]byte{0xff}, MaxControlBytes)}}},
 		{"control with messages and leaders", &Envelope{Batches: []GroupBatch{{Group: 7, Msgs: []*pb.Message{msg(pb.MessageType_MsgHeartbeat, 2, 1, 1)}}},
 			Leaders: []LeaderInfo{{Group: 7, Leader: 1, Term: 3}}, Control: [][]byte{[]byte("a"), []byte("b")}}},
+		{"first snapshot chunk", &Envelope{Snap: &SnapChunk{Group: 1<<64 - 1, Header: mustMarshal(t, snapHeader(full)), Size: 1 << 40, Data: big[:1<<20]}}},
+		{"snapshot chunk with messages", &Envelope{Batches: []GroupBatch{{Group: 7, Msgs: []*pb.Message{msg(pb.MessageType_MsgApp, 2, 1, 1, []byte("a"))}}},
+			Control: [][]byte{[]byte("c")}, Snap: &SnapChunk{Group: 8, Data: []byte("next")}}},
+		{"empty snapshot chunk", &Envelope{Snap: &SnapChunk{}}},
 		{"big entries", &Envelope{Batches: []GroupBatch{
 			{Group: 1, Msgs: []*pb.Message{msg(pb.MessageType_MsgApp, 2, 1, 1, big, big[:1<<20])}},
 			{Group: 2, Msgs: []*pb.Message{msg(pb.MessageType_MsgHeartbeat, 2, 1, 0)}},
@@ -257,6 +274,10 @@ func TestDecodeEnvelopeMalformed(t *testing.T) {
 		"bad batch unknown data":  batch(cat(tag(9, protowire.Fixed64Type), []byte{1, 2, 3})),
 		"control past end":        cat(tag(fieldEnvelopeControl, protowire.BytesType), []byte{5, 1}),
 		"control too large":       protowire.AppendBytes(tag(fieldEnvelopeControl, protowire.BytesType), make([]byte, MaxControlBytes+1)),
+		"snapshot chunk past end": cat(tag(fieldEnvelopeSnap, protowire.BytesType), []byte{5, 1}),
+		"bad snapshot chunk tag":  protowire.AppendBytes(tag(fieldEnvelopeSnap, protowire.BytesType), []byte{0x80}),
+		"bad snapshot header":     protowire.AppendBytes(tag(fieldEnvelopeSnap, protowire.BytesType), cat(tag(fieldChunkHeader, protowire.BytesType), []byte{2, 0xff, 0xff})),
+		"snapshot data past end":  protowire.AppendBytes(tag(fieldEnvelopeSnap, protowire.BytesType), cat(tag(fieldChunkData, protowire.BytesType), []byte{9, 1})),
 	}
 	for name, b := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -312,6 +333,7 @@ func FuzzReadFrame(f *testing.F) {
 		manyGroups(3, 2),
 		{Batches: []GroupBatch{{Group: 9, Msgs: []*pb.Message{msg(pb.MessageType_MsgApp, 2, 1, 1, []byte("entry"))}}}},
 		{Control: [][]byte{[]byte("hello"), {}}, Leaders: []LeaderInfo{{Group: 3, Leader: 1, Term: 2}}},
+		{Snap: &SnapChunk{Group: 4, Header: []byte{8, 7}, Size: 3, Data: []byte("abc")}},
 	} {
 		b, err := AppendFrame(nil, env)
 		if err != nil {

@@ -46,6 +46,9 @@ type node struct {
 	liveness *Liveness // handed to the Listener; set before listen
 	// idleTimeout is the Listener's IdleTimeout; set before listen.
 	idleTimeout time.Duration
+	// maxFrame and maxSnapshot are the Listener's MaxFrameBytes (8 MiB
+	// when 0) and MaxSnapshotBytes (its default when 0); set before listen.
+	maxFrame, maxSnapshot int
 }
 
 // syncBuffer collects a node's log lines.
@@ -96,8 +99,12 @@ func (n *node) listen(addr string) {
 	}
 	n.addr = ln.Addr().String()
 	n.accepts = &atomic.Int32{}
+	maxFrame := n.maxFrame
+	if maxFrame == 0 {
+		maxFrame = 8 << 20
+	}
 	pid, err := StartListener(n.sys, countingListener{ln, n.accepts}, ListenerOptions{
-		Self: n.id, MaxFrameBytes: 8 << 20, IdleTimeout: n.idleTimeout,
+		Self: n.id, MaxFrameBytes: maxFrame, MaxSnapshotBytes: n.maxSnapshot, IdleTimeout: n.idleTimeout,
 		Router: n.router, Metrics: n.metrics, Liveness: n.liveness, Log: zerolog.New(n.logs),
 	})
 	if err != nil {

@@ -36,6 +36,9 @@ const (
 	// maxFrameControl bounds the control messages of a frame; a sender
 	// holds no more than maxQueuedControl.
 	maxFrameControl = 4 * maxQueuedControl
+	// maxFrameSnaps bounds the snapshot chunks of a frame: a sender
+	// streams one snapshot at a time, a chunk per frame.
+	maxFrameSnaps = 1
 	// minFrameEntries is how many raft entries any frame may carry. A
 	// larger frame may carry one per entryWireBytes of its body: only a
 	// frame whose entries average fewer bytes than that, which no real
@@ -60,7 +63,7 @@ func maxEntries(n int) int {
 
 // frameBudget is what is left of a frame's bounds while it is decoded.
 type frameBudget struct {
-	messages, batches, leaders, isr, control, entries int
+	messages, batches, leaders, isr, control, snaps, entries int
 }
 
 func newFrameBudget(bodyBytes int) *frameBudget {
@@ -70,6 +73,7 @@ func newFrameBudget(bodyBytes int) *frameBudget {
 		leaders:  maxFrameLeaders,
 		isr:      maxFrameISR,
 		control:  maxFrameControl,
+		snaps:    maxFrameSnaps,
 		entries:  maxEntries(bodyBytes),
 	}
 }

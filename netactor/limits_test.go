@@ -67,6 +67,10 @@ func TestDecodeEnvelopeFrameLimits(t *testing.T) {
 		{"leaderships", repeated(fieldEnvelopeLeaders, maxFrameLeaders), repeated(fieldEnvelopeLeaders, maxFrameLeaders+1)},
 		{"replica ids", isr(maxFrameISR), isr(maxFrameISR + 1)},
 		{"control messages", repeated(fieldEnvelopeControl, maxFrameControl), repeated(fieldEnvelopeControl, maxFrameControl+1)},
+		{"snapshot chunks", repeated(fieldEnvelopeSnap, maxFrameSnaps), repeated(fieldEnvelopeSnap, maxFrameSnaps+1)},
+		{"messages with a snapshot header",
+			append(batch(repeated(fieldBatchMessages, maxFrameMessages-1)), field(nil, fieldEnvelopeSnap, field(nil, fieldChunkHeader, []byte{8, 7}))...),
+			append(batch(repeated(fieldBatchMessages, maxFrameMessages)), field(nil, fieldEnvelopeSnap, field(nil, fieldChunkHeader, []byte{8, 7}))...)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -103,7 +103,7 @@ func (l *Listener) accepted(conn net.Conn) {
 	l.conns[l.nextID] = c
 	r := &connReader{
 		id: l.nextID, conn: conn, self: l.opts.Self,
-		maxFrame: l.opts.MaxFrameBytes, helloTimeout: l.opts.HelloTimeout, idleTimeout: l.opts.IdleTimeout,
+		maxFrame: l.opts.MaxFrameBytes, maxSnapshot: l.opts.MaxSnapshotBytes, helloTimeout: l.opts.HelloTimeout, idleTimeout: l.opts.IdleTimeout,
 		router: l.opts.Router, metrics: l.opts.Metrics, liveness: l.opts.Liveness,
 		root: l.root, listener: l.self,
 	}

@@ -14,7 +14,7 @@ const (
 	DropQueueFull    = "queue_full"    // the peer's send queue was over its bound
 	DropDisconnected = "disconnected"  // the peer was not connected
 	DropUnknownPeer  = "unknown_peer"  // addressed to a node that is not in the peer table
-	DropTooLarge     = "too_large"     // a single message larger than the frame limit
+	DropTooLarge     = "too_large"     // a single message larger than the frame limit, or a snapshot above the snapshot limit
 	DropEncodeFailed = "encode_failed" // a message that could not be marshalled
 	// DropControlQueueFull counts control messages (not raft messages)
 	// dropped, oldest first, past the few a PeerSender holds for its peer.
@@ -28,6 +28,9 @@ const (
 	RejectMalformed     = "malformed_frame"
 	RejectBadHello      = "bad_hello"
 	RejectHelloTimeout  = "hello_timeout"
+	// RejectSnapshotTooLarge: a streamed snapshot announced more than
+	// ListenerOptions.MaxSnapshotBytes.
+	RejectSnapshotTooLarge = "snapshot_too_large"
 )
 
 // Metrics are the transport's Prometheus metrics. A nil *Metrics is valid and
@@ -40,6 +43,7 @@ type Metrics struct {
 	dropped        *prometheus.CounterVec
 	rejected       *prometheus.CounterVec
 	queuedBytes    *prometheus.GaugeVec
+	receivingBytes *prometheus.GaugeVec
 }
 
 // NewMetrics creates the transport's metrics and registers them with reg. It
@@ -59,10 +63,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "flotilla_raft_queued_bytes",
 			Help: "Bytes of Raft messages queued for a peer and not yet handed to its connection.",
 		}, []string{"peer"}),
+		receivingBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flotilla_raft_snapshot_receiving_bytes",
+			Help: "Bytes of Raft snapshots received from a peer in chunks and not yet complete.",
+		}, []string{"peer"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.framesSent, m.framesReceived, m.bytesSent, m.bytesReceived,
-			m.dropped, m.rejected, m.queuedBytes)
+			m.dropped, m.rejected, m.queuedBytes, m.receivingBytes)
 	}
 	return m
 }
@@ -117,4 +125,13 @@ func (m *Metrics) queueGauge(peer uint64) prometheus.Gauge {
 		return nil
 	}
 	return m.queuedBytes.WithLabelValues(strconv.FormatUint(peer, 10))
+}
+
+// receivingGauge returns the gauge of the snapshot bytes being reassembled
+// from one peer, or nil.
+func (m *Metrics) receivingGauge(peer uint64) prometheus.Gauge {
+	if m == nil {
+		return nil
+	}
+	return m.receivingBytes.WithLabelValues(strconv.FormatUint(peer, 10))
 }

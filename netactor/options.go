@@ -58,15 +58,22 @@ func IdleTimeout(tick time.Duration) time.Duration {
 type SenderOptions struct {
 	// MaxFrameBytes is the largest frame body the peers accept (their
 	// ListenerOptions.MaxFrameBytes). A message that cannot fit in a frame on
-	// its own is dropped rather than sent to a peer that would reject it.
+	// its own is dropped rather than sent to a peer that would reject it,
+	// unless it is a MsgSnap, which is streamed in chunks (snapshot.go).
 	MaxFrameBytes int
 	// QueueBytes bounds the messages queued for one peer (PeerQueueBytes in
 	// the config); past it the newest appends are dropped. At least
 	// MaxFrameBytes.
 	QueueBytes int
-	// BulkBytesPerFrame bounds the MsgApp/MsgSnap bytes in one frame.
+	// BulkBytesPerFrame bounds the MsgApp/MsgSnap bytes in one frame; a
+	// snapshot streamed in chunks takes half of it per frame.
 	BulkBytesPerFrame int
-	DialTimeout       time.Duration
+	// MaxSnapshotBytes is the largest snapshot data the peers accept
+	// (their ListenerOptions.MaxSnapshotBytes): a MsgSnap too large for a
+	// frame is streamed in chunks up to it, and dropped above it. At least
+	// MaxFrameBytes.
+	MaxSnapshotBytes int
+	DialTimeout      time.Duration
 	// WriteTimeout bounds one frame's write; a peer that stops reading for
 	// longer loses its connection, and its groups hear Unreachable.
 	WriteTimeout time.Duration
@@ -82,6 +89,7 @@ func (o SenderOptions) withDefaults() SenderOptions {
 	setDefault(&o.MaxFrameBytes, DefaultMaxFrameBytes)
 	setDefault(&o.QueueBytes, max(DefaultPeerQueueBytes, o.MaxFrameBytes))
 	setDefault(&o.BulkBytesPerFrame, DefaultBulkBytesPerFrame)
+	setDefault(&o.MaxSnapshotBytes, max(DefaultMaxSnapshotBytes, o.MaxFrameBytes))
 	setDefault(&o.DialTimeout, DefaultDialTimeout)
 	setDefault(&o.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&o.BackoffMin, DefaultBackoffMin)
@@ -97,6 +105,9 @@ func (o SenderOptions) validate() error {
 	if o.QueueBytes < o.MaxFrameBytes {
 		errs = append(errs, fmt.Errorf("QueueBytes %d is below MaxFrameBytes %d: a message that fits a frame must fit the queue", o.QueueBytes, o.MaxFrameBytes))
 	}
+	if o.MaxSnapshotBytes < o.MaxFrameBytes {
+		errs = append(errs, fmt.Errorf("MaxSnapshotBytes %d is below MaxFrameBytes %d", o.MaxSnapshotBytes, o.MaxFrameBytes))
+	}
 	if o.BackoffMax < o.BackoffMin {
 		errs = append(errs, fmt.Errorf("BackoffMax %s is below BackoffMin %s", o.BackoffMax, o.BackoffMin))
 	}
@@ -107,6 +118,10 @@ func (o SenderOptions) validate() error {
 type ListenerOptions struct {
 	Self          uint64 // this node's id; a hello addressed elsewhere is refused
 	MaxFrameBytes int    // largest frame body accepted; a larger one closes the connection
+	// MaxSnapshotBytes is the largest snapshot data accepted in chunks
+	// (snapshot.go); a stream announcing more closes the connection. At
+	// least MaxFrameBytes.
+	MaxSnapshotBytes int
 	// HelloTimeout bounds how long a new connection may take to say who it is.
 	HelloTimeout time.Duration
 	// IdleTimeout closes a connection on which nothing arrives for this
@@ -122,6 +137,7 @@ type ListenerOptions struct {
 
 func (o ListenerOptions) withDefaults() ListenerOptions {
 	setDefault(&o.MaxFrameBytes, DefaultMaxFrameBytes)
+	setDefault(&o.MaxSnapshotBytes, max(DefaultMaxSnapshotBytes, o.MaxFrameBytes))
 	setDefault(&o.HelloTimeout, DefaultHelloTimeout)
 	return o
 }
@@ -133,6 +149,9 @@ func (o ListenerOptions) validate() error {
 	}
 	if o.Router == nil {
 		errs = append(errs, errors.New("router is nil"))
+	}
+	if o.MaxSnapshotBytes < o.MaxFrameBytes {
+		errs = append(errs, fmt.Errorf("MaxSnapshotBytes %d is below MaxFrameBytes %d", o.MaxSnapshotBytes, o.MaxFrameBytes))
 	}
 	return errors.Join(errs...)
 }

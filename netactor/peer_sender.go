@@ -50,6 +50,9 @@ type PeerSender struct {
 	settled       bool
 	dialFailures  int
 	failureLogged time.Time
+	// snapTooLarge is when each group's snapshot above MaxSnapshotBytes
+	// was last logged: raft sends it again after every failure.
+	snapTooLarge map[uint64]time.Time
 
 	// Heartbeat coalescing, driven by the broker's Ticker (Peers.TickWith).
 	// hold is decided at each Tick from the heartbeats of the tick before:
@@ -72,11 +75,12 @@ type PeerSender struct {
 func newPeerSender(self, peer uint64, addr string, router *Router, root *actor.RootContext, opts SenderOptions) *PeerSender {
 	return &PeerSender{
 		self: self, peer: peer, addr: addr, opts: opts, router: router, root: root,
-		log:         opts.Log.With().Uint64("peer", peer).Str("addr", addr).Logger(),
-		gauge:       opts.Metrics.queueGauge(peer),
-		unreachable: make(map[uint64]struct{}),
-		index:       make(map[uint64]int),
-		groups:      make(map[uint64]struct{}),
+		log:          opts.Log.With().Uint64("peer", peer).Str("addr", addr).Logger(),
+		gauge:        opts.Metrics.queueGauge(peer),
+		unreachable:  make(map[uint64]struct{}),
+		snapTooLarge: make(map[uint64]time.Time),
+		index:        make(map[uint64]int),
+		groups:       make(map[uint64]struct{}),
 	}
 }
 
@@ -135,11 +139,7 @@ func (s *PeerSender) Receive(ctx actor.Context) {
 		s.dropped = s.queue.drain(s.dropped[:0])
 		if job := s.inflight; job != nil {
 			s.inflight = nil
-			for _, b := range job.env.Batches {
-				for _, m := range b.Msgs {
-					s.dropped = append(s.dropped, queued{group: b.Group, msg: m})
-				}
-			}
+			s.dropped = job.lost(s.dropped)
 		}
 		clear(s.unreachable) // report every group once more
 		s.report(ctx, s.dropped, DropDisconnected)
@@ -164,7 +164,15 @@ func (s *PeerSender) enqueue(ctx actor.Context, out *Outbound) {
 	s.dropped = s.dropped[:0]
 	for _, m := range out.Msgs {
 		item := queued{group: out.Group, msg: m, size: proto.Size(m)}
-		if singleMessageFrame(item.size) > s.opts.MaxFrameBytes {
+		switch tooLarge := singleMessageFrame(item.size) > s.opts.MaxFrameBytes; {
+		case tooLarge && m.GetType() == pb.MessageType_MsgSnap:
+			st, reason := s.streamSnapshot(item)
+			if st == nil {
+				s.report(ctx, []queued{item}, reason)
+				continue
+			}
+			item.stream = st
+		case tooLarge:
 			s.log.Error().Uint64("raft_group", out.Group).Stringer("type", m.GetType()).
 				Int("bytes", item.size).Int("max_frame_bytes", s.opts.MaxFrameBytes).
 				Msg("raft message larger than the frame limit; dropped")
@@ -186,6 +194,35 @@ func (s *PeerSender) enqueue(ctx actor.Context, out *Outbound) {
 	}
 	s.dropped = s.queue.trim(s.opts.QueueBytes, s.dropped)
 	s.report(ctx, s.dropped, DropQueueFull)
+}
+
+// streamSnapshot prepares item, a MsgSnap too large for a frame, to be
+// streamed in chunks. It returns nil, having logged why, with the reason
+// to drop it for when it cannot be: its data is above MaxSnapshotBytes,
+// which the peer would refuse by closing the connection, or its header does
+// not fit a frame with a chunk.
+func (s *PeerSender) streamSnapshot(item queued) (*snapStream, string) {
+	data := len(item.msg.GetSnapshot().GetData())
+	if data > s.opts.MaxSnapshotBytes {
+		if now := time.Now(); now.Sub(s.snapTooLarge[item.group]) >= failureSummaryEvery {
+			s.snapTooLarge[item.group] = now
+			s.log.Error().Uint64("raft_group", item.group).Int("bytes", data).Int("max_snapshot_bytes", s.opts.MaxSnapshotBytes).
+				Msg("raft snapshot larger than the snapshot limit; dropped, the follower cannot catch up")
+		}
+		return nil, DropTooLarge
+	}
+	chunk := chunkBytes(s.opts.MaxFrameBytes, s.opts.BulkBytesPerFrame)
+	st, err := newSnapStream(item.msg, chunk)
+	if err != nil {
+		s.log.Error().Err(err).Uint64("raft_group", item.group).Msg("cannot encode raft snapshot header; dropped")
+		return nil, DropEncodeFailed
+	}
+	if envelopeOverhead+chunkOverhead+len(st.header)+chunk > s.opts.MaxFrameBytes {
+		s.log.Error().Uint64("raft_group", item.group).Int("header_bytes", len(st.header)).
+			Int("max_frame_bytes", s.opts.MaxFrameBytes).Msg("raft snapshot header larger than a frame carries; dropped")
+		return nil, DropTooLarge
+	}
+	return st, ""
 }
 
 // queueControl queues one control message, dropping the oldest when
@@ -269,13 +306,13 @@ func (s *PeerSender) written(ctx actor.Context, msg *frameWritten) {
 		return
 	}
 	lostControl := len(msg.job.env.Control)
-	lost := make([]queued, 0, msg.job.msgs)
-	for _, b := range msg.job.env.Batches {
-		for _, m := range b.Msgs {
-			lost = append(lost, queued{group: b.Group, msg: m})
-		}
-	}
+	lost := msg.job.lost(make([]queued, 0, msg.job.msgs+1))
 	if msg.encode {
+		// The connection stays up, but the snapshot lacks a chunk: the
+		// next one's header makes the peer drop what it received.
+		if s.queue.abort(msg.job.chunkOf) {
+			lost = append(lost, *msg.job.chunkOf)
+		}
 		s.log.Error().Err(msg.err).Int("messages", msg.job.msgs).Msg("cannot encode raft frame; its messages are dropped")
 		s.report(ctx, lost, DropEncodeFailed)
 		s.opts.Metrics.drop(DropEncodeFailed, lostControl)

@@ -22,9 +22,16 @@ type queued struct {
 	group uint64
 	msg   *pb.Message
 	size  int // proto.Size of msg
+	// stream is set for a MsgSnap too large for a frame, sent in chunks.
+	stream *snapStream
 }
 
-func (q queued) cost() int { return q.size + queuedMemOverhead }
+func (q queued) cost() int {
+	if q.stream != nil {
+		return q.stream.cost()
+	}
+	return q.size + queuedMemOverhead
+}
 
 // isBulk tells which lane a message takes: appends and snapshots can be large
 // and are rate-limited per frame; everything else is small and time-critical.
@@ -104,10 +111,20 @@ func (f *fifo) reset() {
 // together.
 type sendQueue struct {
 	control, bulk, held fifo
-	bytes               int // sum of cost() of everything queued
+	// streaming is the MsgSnap being sent in chunks, taken off the bulk
+	// lane with its first chunk and charged until its last is taken; nil
+	// when none is. Streams go one at a time (snapshot.go).
+	streaming *queued
+	bytes     int // sum of cost() of everything queued, streaming included
 }
 
-func (q *sendQueue) len() int { return q.control.len() + q.bulk.len() + q.held.len() }
+func (q *sendQueue) len() int {
+	n := q.control.len() + q.bulk.len() + q.held.len()
+	if q.streaming != nil {
+		n++
+	}
+	return n
+}
 
 // push queues item in its lane; hold puts a heartbeat in the held lane.
 func (q *sendQueue) push(item queued, hold bool) {
@@ -142,8 +159,13 @@ func (q *sendQueue) trim(limit int, dropped []queued) []queued {
 	return dropped
 }
 
-// drain empties the queue into dropped.
+// drain empties the queue, the snapshot being streamed included, into
+// dropped.
 func (q *sendQueue) drain(dropped []queued) []queued {
+	if q.streaming != nil {
+		dropped = append(dropped, *q.streaming)
+		q.streaming = nil
+	}
 	for q.control.len() > 0 {
 		dropped = append(dropped, q.control.popFront())
 	}
@@ -157,12 +179,42 @@ func (q *sendQueue) drain(dropped []queued) []queued {
 	return dropped
 }
 
+// abort drops the snapshot being streamed if it is item, which a frame
+// that failed carried a chunk of, and reports whether it did.
+func (q *sendQueue) abort(item *queued) bool {
+	if item == nil || q.streaming != item {
+		return false
+	}
+	q.bytes -= item.cost()
+	q.streaming = nil
+	return true
+}
+
 // frameJob is one frame handed from a PeerSender to its writer.
 type frameJob struct {
 	env     *Envelope
 	msgs    int
 	entries int      // raft entries of the messages
-	snaps   []uint64 // the group of each MsgSnap in the frame
+	snaps   []uint64 // the group of each MsgSnap in the frame or completed by its chunk
+	// chunkOf is the streamed MsgSnap whose chunk env.Snap is; last tells
+	// whether it is the last chunk, after which the queue no longer holds
+	// the stream and the frame answers for it.
+	chunkOf *queued
+	last    bool
+}
+
+// lost appends to dst the messages that the frame takes with it if it
+// fails: its raft messages, and the streamed MsgSnap it completes.
+func (j *frameJob) lost(dst []queued) []queued {
+	for _, b := range j.env.Batches {
+		for _, m := range b.Msgs {
+			dst = append(dst, queued{group: b.Group, msg: m})
+		}
+	}
+	if j.last {
+		dst = append(dst, *j.chunkOf)
+	}
+	return dst
 }
 
 // nextFrame moves the next frame's worth of messages out of the queue: all
@@ -174,13 +226,21 @@ type frameJob struct {
 // within a lane. index is scratch space, cleared here. nextFrame returns nil when
 // there is nothing to send, and may return a frame without messages when
 // reserved leaves no room for the first one.
+//
+// A MsgSnap too large for a frame goes as a chunk per frame, counted in the
+// bulk budget, one snapshot at a time: the bulk lane waits at the next one
+// until the current one is done, and at any message of the streaming group,
+// so that the group's messages still arrive in order. The chunk goes after
+// the frame's raft messages, which the reader delivers first, and no later
+// message of its group goes in the same frame.
 func (q *sendQueue) nextFrame(maxFrame, reserved, bulkBudget int, release bool, index map[uint64]int) *frameJob {
-	if q.control.len() == 0 && q.bulk.len() == 0 && (!release || q.held.len() == 0) {
+	if q.control.len() == 0 && q.bulk.len() == 0 && q.streaming == nil && (!release || q.held.len() == 0) {
 		return nil
 	}
 	clear(index)
 	job := &frameJob{env: &Envelope{}}
 	used := envelopeOverhead + reserved
+	empty := func() bool { return job.msgs == 0 && reserved == 0 && job.env.Snap == nil }
 	take := func(item queued) bool {
 		cost := msgOverhead + item.size
 		i, ok := index[item.group]
@@ -189,7 +249,7 @@ func (q *sendQueue) nextFrame(maxFrame, reserved, bulkBudget int, release bool, 
 		}
 		// The first message always goes when nothing else is in the
 		// frame: enqueue made sure it fits alone.
-		if (job.msgs > 0 || reserved > 0) && used+cost > maxFrame {
+		if !empty() && used+cost > maxFrame {
 			return false
 		}
 		// A frame of more than minFrameEntries entries may be refused
@@ -220,8 +280,48 @@ func (q *sendQueue) nextFrame(maxFrame, reserved, bulkBudget int, release bool, 
 	for release && q.held.len() > 0 && take(q.held.front()) {
 		q.held.popFront()
 	}
-	for bulk := 0; q.bulk.len() > 0 && bulk < bulkBudget; {
+	bulk := 0
+	// takeChunk puts the next chunk of the streaming snapshot in the frame.
+	takeChunk := func() bool {
+		st := q.streaming
+		cost := st.stream.nextWire()
+		// Like a message, a chunk always goes alone: enqueue made sure
+		// the header and a chunk fit a frame.
+		if !empty() && used+cost > maxFrame {
+			return false
+		}
+		used += cost
+		before := st.stream.sent
+		job.env.Snap, job.last = st.stream.next(st.group)
+		job.chunkOf = st
+		bulk += st.stream.sent - before
+		if job.last {
+			job.snaps = append(job.snaps, st.group)
+			q.bytes -= st.cost()
+			q.streaming = nil
+		}
+		return true
+	}
+	if q.streaming != nil {
+		takeChunk()
+	}
+	for q.bulk.len() > 0 && bulk < bulkBudget {
 		item := q.bulk.front()
+		if job.chunkOf != nil && item.group == job.chunkOf.group ||
+			q.streaming != nil && item.group == q.streaming.group {
+			break
+		}
+		if item.stream != nil {
+			if q.streaming != nil || job.env.Snap != nil {
+				break
+			}
+			q.bulk.popFront()
+			q.streaming = &item
+			if !takeChunk() {
+				break
+			}
+			continue
+		}
 		if !take(item) {
 			break
 		}
