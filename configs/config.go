@@ -183,6 +183,13 @@ type RaftConfig struct {
 	// PeerQueueBytes bounds the queue of one peer sender, so that a slow or
 	// unreachable peer cannot make the node buffer without limit.
 	PeerQueueBytes int `yaml:"peer_queue_bytes"`
+
+	// MaxSnapshotBytes bounds the data of one raft snapshot on the
+	// transport. A snapshot larger than a frame (a consumer-offsets
+	// partition or the controller with much state) is streamed in chunks
+	// up to it; a larger one is not sent, and a peer announcing one is
+	// disconnected. At least MaxFrameBytes.
+	MaxSnapshotBytes int `yaml:"max_snapshot_bytes"`
 }
 
 // DebugConfig configures the HTTP debug endpoint (pprof, metrics, state).
@@ -273,6 +280,7 @@ func Default() Config {
 			MaxUncommittedBytes: 64 * mib,
 			SnapshotEntries:     10000,
 			PeerQueueBytes:      64 * mib,
+			MaxSnapshotBytes:    1 * gib,
 		},
 		Debug: DebugConfig{Listen: "127.0.0.1:9292"},
 		Storage: StorageConfig{

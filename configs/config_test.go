@@ -206,6 +206,9 @@ func TestValidate(t *testing.T) {
 		{"max_inflight_msgs zero", func(c *Config) { c.Raft.MaxInflightMsgs = 0 }, []string{"raft.max_inflight_msgs"}},
 		{"snapshot_entries zero", func(c *Config) { c.Raft.SnapshotEntries = 0 }, []string{"raft.snapshot_entries"}},
 		{"peer_queue_bytes negative", func(c *Config) { c.Raft.PeerQueueBytes = -1 }, []string{"raft.peer_queue_bytes"}},
+		{"max_snapshot_bytes below a frame", func(c *Config) { c.Raft.MaxSnapshotBytes = c.Raft.MaxFrameBytes - 1 },
+			[]string{"raft.max_snapshot_bytes: must be at least max_frame_bytes"}},
+		{"max_snapshot_bytes zero", func(c *Config) { c.Raft.MaxSnapshotBytes = 0 }, []string{"raft.max_snapshot_bytes"}},
 
 		{"wal_segment_bytes zero", func(c *Config) { c.Storage.WALSegmentBytes = 0 }, []string{"storage.wal_segment_bytes"}},
 		{"wal_budget_bytes below a segment", func(c *Config) { c.Storage.WALBudgetBytes = c.Storage.WALSegmentBytes - 1 },
@@ -324,6 +327,7 @@ func TestDefault(t *testing.T) {
 		{"max_uncommitted_bytes", c.Raft.MaxUncommittedBytes, uint64(64 << 20)},
 		{"snapshot_entries", c.Raft.SnapshotEntries, uint64(10000)},
 		{"peer_queue_bytes", c.Raft.PeerQueueBytes, 64 << 20},
+		{"max_snapshot_bytes", c.Raft.MaxSnapshotBytes, 1 << 30},
 		{"fsync", c.Storage.FsyncEnabled(), true},
 		{"wal_segment_bytes", c.Storage.WALSegmentBytes, int64(64 << 20)},
 		{"wal_budget_bytes", c.Storage.WALBudgetBytes, int64(1 << 30)},
@@ -789,6 +793,7 @@ func TestExampleFiles(t *testing.T) {
 			if c.Raft.TickMs != d.Raft.TickMs || c.Raft.ElectionTicks != d.Raft.ElectionTicks ||
 				c.Raft.SnapshotEntries != d.Raft.SnapshotEntries || c.Raft.MaxFrameBytes != d.Raft.MaxFrameBytes ||
 				c.Raft.PeerQueueBytes != d.Raft.PeerQueueBytes || c.Raft.MaxSizePerMsg != d.Raft.MaxSizePerMsg ||
+				c.Raft.MaxSnapshotBytes != d.Raft.MaxSnapshotBytes ||
 				c.Raft.MaxUncommittedBytes != d.Raft.MaxUncommittedBytes || c.Raft.MaxInflightMsgs != d.Raft.MaxInflightMsgs ||
 				c.Storage.WALSegmentBytes != d.Storage.WALSegmentBytes || c.Storage.WALBudgetBytes != d.Storage.WALBudgetBytes ||
 				c.Kafka.ProducerIDExpirationMs != d.Kafka.ProducerIDExpirationMs || c.Kafka.AutoCreateTopicsEnable != d.Kafka.AutoCreateTopicsEnable ||

@@ -176,6 +176,11 @@ func (r *RaftConfig) validate(p *problems) {
 		// that holds it for that peer, or the transport refuses to start.
 		p.add("raft.peer_queue_bytes", "must be at least max_frame_bytes (%d < %d)", r.PeerQueueBytes, r.MaxFrameBytes)
 	}
+	if r.MaxSnapshotBytes < r.MaxFrameBytes {
+		// A snapshot that fits a frame goes in one; the limit is for the
+		// ones streamed in chunks.
+		p.add("raft.max_snapshot_bytes", "must be at least max_frame_bytes (%d < %d)", r.MaxSnapshotBytes, r.MaxFrameBytes)
+	}
 }
 
 func (s *StorageConfig) validate(p *problems) {

@@ -187,13 +187,14 @@ func Start(o Options) (_ *Broker, err error) {
 		return nil, fmt.Errorf("start peer senders: %w", err)
 	}
 	if b.raftLn, err = netactor.StartListener(b.sys, raftLn, netactor.ListenerOptions{
-		Self:          cfg.NodeID,
-		MaxFrameBytes: cfg.Raft.MaxFrameBytes,
-		IdleTimeout:   netactor.IdleTimeout(cfg.TickInterval()),
-		Router:        b.router,
-		Metrics:       netMetrics,
-		Liveness:      liveness,
-		Log:           log,
+		Self:             cfg.NodeID,
+		MaxFrameBytes:    cfg.Raft.MaxFrameBytes,
+		MaxSnapshotBytes: cfg.Raft.MaxSnapshotBytes,
+		IdleTimeout:      netactor.IdleTimeout(cfg.TickInterval()),
+		Router:           b.router,
+		Metrics:          netMetrics,
+		Liveness:         liveness,
+		Log:              log,
 	}); err != nil {
 		return nil, err
 	}
@@ -430,10 +431,11 @@ func Start(o Options) (_ *Broker, err error) {
 // cfg sets; configs.Validate refuses the values they would refuse.
 func senderOptions(cfg *configs.Config, m *netactor.Metrics, log zerolog.Logger) netactor.SenderOptions {
 	return netactor.SenderOptions{
-		MaxFrameBytes: cfg.Raft.MaxFrameBytes,
-		QueueBytes:    cfg.Raft.PeerQueueBytes,
-		Metrics:       m,
-		Log:           log,
+		MaxFrameBytes:    cfg.Raft.MaxFrameBytes,
+		MaxSnapshotBytes: cfg.Raft.MaxSnapshotBytes,
+		QueueBytes:       cfg.Raft.PeerQueueBytes,
+		Metrics:          m,
+		Log:              log,
 	}
 }
 
