@@ -212,7 +212,13 @@ func produceThroughKills(t *testing.T, idempotent bool, opts ...kgo.Opt) {
 
 	// Stop every broker cleanly and compare the replicas' logs: each is a
 	// prefix of the longest (followers may not have applied the last
-	// commits), and they agree byte for byte.
+	// commits), and they agree byte for byte. A broker restarted a moment
+	// ago may still hold entries of its own old term past the commit
+	// point, which its leader has yet to overwrite (as Raft allows): wait
+	// until every replica has heard from its leader up to the commit.
+	waitFor(t, 60*time.Second, "every replica to catch up with its leader", func() bool {
+		return replicasCaughtUp(nodes, topic, partitions)
+	})
 	for _, nd := range nodes {
 		nd.signal(syscall.SIGTERM)
 		if code := nd.wait(15 * time.Second); code != 0 {
@@ -239,6 +245,35 @@ func produceThroughKills(t *testing.T, idempotent bool, opts ...kgo.Opt) {
 }
 
 // readPartition reads a stopped broker's whole log of one partition.
+// replicasCaughtUp reports whether, for every partition of topic, every
+// node has applied its group up to the commit index of the group's leader
+// and agrees on the leader.
+func replicasCaughtUp(nodes []*node, topic string, partitions int) bool {
+	type view struct{ leader, commit, applied uint64 }
+	views := map[string][]view{}
+	for _, nd := range nodes {
+		var st raftStatus
+		if getJSON("http://"+nd.debug+"/debug/raft", &st) != nil {
+			return false
+		}
+		for _, g := range st.Groups {
+			views[g.Name] = append(views[g.Name], view{g.Leader, g.Commit, g.Applied})
+		}
+	}
+	for p := range partitions {
+		vs := views[fmt.Sprintf("%s/%d", topic, p)]
+		if len(vs) != len(nodes) || vs[0].leader == 0 {
+			return false
+		}
+		for _, v := range vs {
+			if v.leader != vs[0].leader || v.commit != vs[0].commit || v.applied != v.commit {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func readPartition(t *testing.T, nd *node, topic string, p int) []byte {
 	t.Helper()
 	dirs, err := filepath.Glob(filepath.Join(nd.dir, "partitions", fmt.Sprintf("%s-%d-g*", topic, p)))
