@@ -77,6 +77,8 @@ type Broker struct {
 	topicDefaults atomic.Pointer[controller.TopicDefaults] // of the config in force
 	autoCreate    atomic.Bool                              // kafka.auto_create_topics_enable in force
 	removedOnce   sync.Once
+	askMu         sync.Mutex  // serialises askRemovals (Reload and the start)
+	asking        []uint64    // removals asked for that the state may not show yet
 	removed       chan string // closed-over reason once the cluster removed this broker
 }
 
@@ -495,13 +497,19 @@ func (b *Broker) Reload(cfg *configs.Config) error {
 	b.autoCreate.Store(cfg.Kafka.AutoCreateTopicsEnable)
 	b.setConfigPeers(cfg.Peers)
 	b.askRemovals(old, next, "config reload dropped peers: asking the controller to remove them")
-	b.savePeers(next)
 	return nil
 }
 
 // askRemovals asks the controller to remove the peers of old that next
-// drops.
+// drops, and again those asked for before whose requests the controller
+// state does not show yet, and records them in peers.json with next: a
+// request proposed while the controller has no quorum may never commit,
+// and the broker may restart meanwhile, which would otherwise leave the
+// removal waiting for this broker's request for ever (a second SIGHUP
+// with the same file finds nothing dropped).
 func (b *Broker) askRemovals(old, next []uint64, msg string) {
+	b.askMu.Lock()
+	defer b.askMu.Unlock()
 	var gone []uint64
 	for _, id := range old {
 		if !slices.Contains(next, id) {
@@ -511,39 +519,51 @@ func (b *Broker) askRemovals(old, next []uint64, msg string) {
 	if len(gone) > 0 {
 		slices.Sort(gone)
 		b.log.Info().Uints64("node_ids", gone).Msg(msg)
-		b.sys.Root.Send(b.controller, &controller.RequestRemoval{NodeIDs: gone})
+	}
+	view := b.machine.View()
+	var asking []uint64
+	for _, id := range slices.Concat(b.asking, gone) {
+		shown := view.IsRemoved(id) || view.IsDraining(id) || slices.Contains(view.RemovalRequests[id], b.cfg.NodeID)
+		if !slices.Contains(next, id) && !slices.Contains(asking, id) && !shown {
+			asking = append(asking, id)
+		}
+	}
+	b.asking = asking
+	if len(asking) > 0 {
+		b.sys.Root.Send(b.controller, &controller.RequestRemoval{NodeIDs: asking})
+	}
+	if err := writePeers(b.cfg.DataDir, lastPeers{Peers: next, Asking: asking}); err != nil {
+		b.log.Warn().Err(err).Msg("cannot record the config's peers; a restart will compare its config with older ones")
 	}
 }
 
 // askRemovalsAtStart compares the config's peers with those of the config
 // the broker last ran with (peers.json in its data dir) and asks for the
-// removal of those it drops, as Reload does: an operator who edits the
-// peers of a broker that is down and then starts it asks as one who edits
-// a running broker's and sends SIGHUP. A removal waits for a majority of
-// the voters that stay, and one that was down when the others were edited
-// would otherwise never ask. A data dir from before the file existed asks
-// for nothing.
+// removal of those it drops, as Reload does, and again for those it asked
+// for before whose requests the state may not show: an operator who edits
+// the peers of a broker that is down and then starts it asks as one who
+// edits a running broker's and sends SIGHUP. A removal waits for a
+// majority of the voters that stay, and one that was down when the others
+// were edited would otherwise never ask. A data dir from before the file
+// existed asks for nothing.
 func (b *Broker) askRemovalsAtStart() {
 	next := peerIDs(b.cfg.Peers)
-	prev, err := readPeers(b.cfg.DataDir)
+	last, ok, err := readPeers(b.cfg.DataDir)
 	switch {
 	case err != nil:
 		b.log.Warn().Err(err).Msg("cannot read the peers the broker last ran with; not comparing")
-	case prev != nil:
-		if err := checkPeerChange(b.cfg.NodeID, prev, next, b.cfg.PeersDefaulted, b.machine.View()); err != nil {
-			b.log.Error().Err(err).Uints64("last_peers", prev).Msg("not asking for the removal of the peers the config dropped since the broker last ran")
-			return
+	case ok:
+		if err := checkPeerChange(b.cfg.NodeID, last.Peers, next, b.cfg.PeersDefaulted, b.machine.View()); err != nil {
+			b.log.Error().Err(err).Uints64("last_peers", last.Peers).Msg("not asking for the removal of the peers the config dropped since the broker last ran")
+			last = lastPeers{Peers: next}
 		}
-		b.askRemovals(prev, next, "the config dropped peers since the broker last ran: asking the controller to remove them")
+		b.askMu.Lock()
+		b.asking = last.Asking
+		b.askMu.Unlock()
+	default:
+		last.Peers = next
 	}
-	b.savePeers(next)
-}
-
-// savePeers records the ids of the peers in force for askRemovalsAtStart.
-func (b *Broker) savePeers(ids []uint64) {
-	if err := writePeers(b.cfg.DataDir, ids); err != nil {
-		b.log.Warn().Err(err).Msg("cannot record the config's peers; a restart will compare its config with older ones")
-	}
+	b.askRemovals(last.Peers, next, "the config dropped peers since the broker last ran: asking the controller to remove them")
 }
 
 func peerIDs(peers []configs.Peer) []uint64 {

@@ -77,32 +77,33 @@ func checkIdentity(dir string, nodeID uint64) error {
 }
 
 // lastPeers is what peers.json holds: the ids of the peers of the config
-// the broker last ran with.
+// the broker last ran with, and the members whose removal it asked for
+// that the controller state may not show yet.
 type lastPeers struct {
-	Peers []uint64 `json:"peers"`
+	Peers  []uint64 `json:"peers"`
+	Asking []uint64 `json:"asking,omitempty"`
 }
 
-// readPeers returns the ids the data dir's peers.json records, nil
+// readPeers returns what the data dir's peers.json records; ok is false
 // without one.
-func readPeers(dir string) ([]uint64, error) {
+func readPeers(dir string) (p lastPeers, ok bool, err error) {
 	path := filepath.Join(dir, peersFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return p, false, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return p, false, fmt.Errorf("read %s: %w", path, err)
 	}
-	var p lastPeers
 	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return p, false, fmt.Errorf("read %s: %w", path, err)
 	}
-	return p.Peers, nil
+	return p, true, nil
 }
 
-// writePeers records ids in the data dir's peers.json.
-func writePeers(dir string, ids []uint64) error {
-	b, _ := json.Marshal(lastPeers{Peers: slices.Sorted(slices.Values(ids))})
+// writePeers records p in the data dir's peers.json.
+func writePeers(dir string, p lastPeers) error {
+	b, _ := json.Marshal(lastPeers{Peers: slices.Sorted(slices.Values(p.Peers)), Asking: slices.Sorted(slices.Values(p.Asking))})
 	return writeFileSynced(dir, peersFile, b)
 }
 

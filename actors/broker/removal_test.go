@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/flotilla/flotilla/actors/controller"
 	"github.com/flotilla/flotilla/configs"
 )
 
@@ -211,4 +212,36 @@ func TestTruncatedConfigRemovesNobody(t *testing.T) {
 	if v := c.brokers[0].Controller().View(); len(v.Voters) != 3 || len(v.Draining) > 0 || len(v.Removed) > 0 {
 		t.Fatalf("membership changed: voters %v draining %v removed %v", v.Voters, v.Draining, v.Removed)
 	}
+}
+
+// TestRemovalRequestSurvivesRestartWithoutQuorum: broker 3 is gone for
+// good and broker 2 is down; the operator drops 3 from broker 1's peers
+// and sends SIGHUP, but its request cannot commit without a quorum, and
+// broker 1 restarts before it does. Broker 1 must ask again at its start
+// (peers.json keeps what it asked for), or the removal, which needs both
+// staying voters, would wait for it for ever: its config no longer
+// differs from the peers it last ran with.
+func TestRemovalRequestSurvivesRestartWithoutQuorum(t *testing.T) {
+	c := newTestCluster(t, 3, shortSession)
+	c.waitReady()
+	c.stop(1)
+	c.stop(2)
+	// Broker 1 alone steps down (CheckQuorum), so that its request is not
+	// even appended to a leader's log.
+	c.waitFor(20*time.Second, "broker 1 not leading", func() bool {
+		st := c.brokers[0].Board().Get(controller.ControllerGroup)
+		return st != nil && st.Role != "leader"
+	})
+	c.cfgs[0] = c.dropPeer(0, 3)
+	if err := c.brokers[0].Reload(c.cfgs[0]); err != nil {
+		t.Fatalf("broker 1 reload: %v", err)
+	}
+	c.stop(0)
+	c.start(0)
+	c.cfgs[1] = c.dropPeer(1, 3)
+	c.start(1)
+	c.waitFor(60*time.Second, "broker 3's removal to start", func() bool {
+		v := c.brokers[0].Controller().View()
+		return v.IsDraining(3) || v.IsRemoved(3)
+	})
 }
