@@ -50,6 +50,9 @@ type membership struct {
 	starting    map[uint64]bool // RemoveBroker proposals in flight
 	// reregistering are members whose new addresses are being registered.
 	reregistering map[uint64]bool
+	// askers are brokers made peers only to answer their registration
+	// queries (probe.go).
+	askers map[uint64]asker
 	// activeAt is, while this broker leads the controller group, the tick
 	// at which each member was last seen active in it (raft's RecentActive),
 	// or first looked at.
@@ -104,6 +107,15 @@ func (c *controllerActor) syncPeers(view *State) {
 	for id, b := range view.Brokers {
 		if b.RaftAddr != "" {
 			want[id] = b.RaftAddr
+		}
+	}
+	for id, a := range c.mb.askers {
+		if c.ticks-a.at > askerGraceTicks {
+			delete(c.mb.askers, id)
+			continue
+		}
+		if _, ok := want[id]; !ok {
+			want[id] = a.addr
 		}
 	}
 	delete(want, c.o.NodeID)

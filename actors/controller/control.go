@@ -26,6 +26,9 @@ type control struct {
 	Hello   *hello          `json:"hello,omitempty"`
 	Removed *removedNotice  `json:"removed,omitempty"`
 	Elect   *ElectPreferred `json:"elect,omitempty"`
+	// A broker with a new data dir asks before it starts (probe.go).
+	RegistrationQuery  *registrationQuery  `json:"registration_query,omitempty"`
+	RegistrationAnswer *registrationAnswer `json:"registration_answer,omitempty"`
 }
 
 // hello is what a broker that is not (yet) a member of the controller group
@@ -95,6 +98,14 @@ func (c *controllerActor) onControl(ctx actor.Context, from uint64, data []byte)
 		c.removed(fmt.Sprintf("broker %d told it that node %d was removed from cluster %s", from, c.o.NodeID, m.Removed.ClusterID))
 	case m.Elect != nil:
 		c.electPreferred(ctx, m.Elect, false)
+	case m.RegistrationQuery != nil:
+		if m.RegistrationQuery.NodeID != from {
+			if c.complainOnce(fmt.Sprintf("registration query from %d as %d", from, m.RegistrationQuery.NodeID)) {
+				c.o.Log.Warn().Uint64("peer", from).Uint64("node_id", m.RegistrationQuery.NodeID).Msg("dropping registration query that names another node")
+			}
+			return
+		}
+		c.answerRegistration(ctx, from, m.RegistrationQuery)
 	}
 }
 

@@ -45,6 +45,11 @@ type Options struct {
 	// ConfigPeers returns the peers of the config the broker runs with now
 	// (a reload may change them).
 	ConfigPeers func() map[uint64]string
+	// Fresh is set when the controller group recovered nothing from this
+	// broker's WAL at startup: until it applies a cluster id it knows of no
+	// cluster, as little as a broker still waiting to start (NewProbe), and
+	// tells a broker that asks so.
+	Fresh bool
 	// OnRemoved is called once when this broker finds that the cluster
 	// removed it; the broker stops and must not start again.
 	OnRemoved func(reason string)
@@ -78,6 +83,7 @@ func NewActor(o Options) actor.Producer {
 				requesting:    map[uint64]bool{},
 				starting:      map[uint64]bool{},
 				reregistering: map[uint64]bool{},
+				askers:        map[uint64]asker{},
 				activeAt:      map[uint64]uint64{},
 				complained:    map[string]bool{},
 			},

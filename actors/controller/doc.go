@@ -17,6 +17,10 @@
 //     message), so nothing is assumed applied until it shows in the state.
 //   - raftactor.Proposed: the outcome of its last proposal.
 //
+// A broker whose data dir holds no data runs the probe actor (NewProbe,
+// probe.go) before anything else: it asks the peers whether its id is a
+// registered broker of their cluster, which every controller actor answers.
+//
 // Invariants: the state changes only in Apply, in log order, identically on
 // every replica; Apply never reads the clock or the local config; commands
 // are idempotent, so a retried proposal applied twice changes nothing more.
