@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"net"
@@ -84,10 +85,16 @@ type Broker struct {
 
 // Start starts a broker and returns once its actors are running; the
 // controller group elects and the broker registers in the background.
-func Start(o Options) (_ *Broker, err error) {
+//
+// A broker whose data dir is new first asks its configured peers whether
+// its node id is a registered broker of their cluster (awaitPeers), and
+// starts no raft group until a majority of the voters know of no such
+// cluster: Start waits for that, until ctx ends, and fails with a
+// *DataLostError when a peer knows the id.
+func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 	cfg := o.Config
 	log := o.Log.With().Uint64("node", cfg.NodeID).Logger()
-	unlock, err := claimDataDir(cfg.DataDir, cfg.NodeID)
+	unlock, owned, err := claimDataDir(cfg.DataDir, cfg.NodeID)
 	if err != nil {
 		return nil, err
 	}
@@ -96,6 +103,12 @@ func Start(o Options) (_ *Broker, err error) {
 			unlock()
 		}
 	}()
+	fresh := false
+	if !owned {
+		if fresh, err = newDataDir(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
 
 	// Bind every port first: a taken port must fail startup cleanly.
 	raftLn := o.RaftListener
@@ -135,18 +148,6 @@ func Start(o Options) (_ *Broker, err error) {
 		return nil, fmt.Errorf("data dir free space: %w", err)
 	}
 	reg.MustRegister(space.Collector())
-	wal, recovered, err := storage.Open(filepath.Join(cfg.DataDir, "wal"), storage.Options{
-		SegmentBytes: cfg.Storage.WALSegmentBytes,
-		BudgetBytes:  cfg.Storage.WALBudgetBytes,
-		Fsync:        cfg.Storage.FsyncEnabled(),
-		Log:          log.With().Str("actor", "storage").Logger(),
-		Metrics:      storage.NewMetrics(reg),
-	})
-	if err != nil {
-		closeListeners()
-		return nil, fmt.Errorf("open wal: %w", err)
-	}
-
 	b := &Broker{
 		cfg:       cfg,
 		log:       log,
@@ -167,14 +168,13 @@ func Start(o Options) (_ *Broker, err error) {
 	reg.MustRegister(raftactor.NewCollector(b.board), b.sys.Collector())
 	defer func() {
 		if err != nil {
-			b.sys.Shutdown()
+			// Stopped as Stop does, so that the raft listener closes the
+			// connections it accepted: in a process that lives on, peers
+			// would write into them until a timeout.
+			b.shutdown()
 			closeListeners()
 		}
 	}()
-
-	if b.storage, err = b.sys.Spawn("storage", "storage", storage.NewActor(wal, log.With().Str("actor", "storage").Logger())); err != nil {
-		return nil, err
-	}
 
 	netMetrics := netactor.NewMetrics(reg)
 	liveness := netactor.NewLiveness(cfg.NodeID, cfg.BrokerSessionTimeout(), time.Now)
@@ -198,6 +198,38 @@ func Start(o Options) (_ *Broker, err error) {
 		Liveness:         liveness,
 		Log:              log,
 	}); err != nil {
+		return nil, err
+	}
+	b.ticker = raftactor.NewTicker(b.sys.Root, cfg.TickInterval())
+	b.peers.TickWith(b.ticker)
+	raftAdvertised, _ := cfg.PeerAddr(cfg.NodeID)
+
+	// Nothing is written to a data dir that names no owner until the
+	// broker may use it: a broker killed while it waits for its peers
+	// must ask them again when it restarts.
+	if !owned {
+		if others := slices.Sorted(maps.Keys(peerAddrs)); fresh && len(others) > 0 {
+			if err := b.awaitPeers(ctx, raftAdvertised, others); err != nil {
+				return nil, err
+			}
+		}
+		if err := recordIdentity(cfg.DataDir, cfg.NodeID); err != nil {
+			return nil, err
+		}
+	}
+
+	wal, recovered, err := storage.Open(filepath.Join(cfg.DataDir, walDir), storage.Options{
+		SegmentBytes: cfg.Storage.WALSegmentBytes,
+		BudgetBytes:  cfg.Storage.WALBudgetBytes,
+		Fsync:        cfg.Storage.FsyncEnabled(),
+		Log:          log.With().Str("actor", "storage").Logger(),
+		Metrics:      storage.NewMetrics(reg),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open wal: %w", err)
+	}
+	if b.storage, err = b.sys.Spawn("storage", "storage", storage.NewActor(wal, log.With().Str("actor", "storage").Logger())); err != nil {
+		wal.Close()
 		return nil, err
 	}
 
@@ -236,15 +268,12 @@ func Start(o Options) (_ *Broker, err error) {
 		return nil, err
 	}
 	b.router.Set(controller.ControllerGroup, b.raftGroup)
-	b.ticker = raftactor.NewTicker(b.sys.Root, cfg.TickInterval())
-	b.peers.TickWith(b.ticker)
 
 	kafkaAddr := cfg.Kafka.Advertise
 	if kafkaAddr == "" {
 		kafkaAddr = kafkaLn.Addr().String() // the bound address: port 0 resolved
 	}
 	b.kafkaAddr = kafkaAddr
-	raftAdvertised, _ := cfg.PeerAddr(cfg.NodeID)
 	leaders := partition.NewLeaders()
 	b.leaders = leaders
 	if b.controller, err = b.sys.Spawn("controller", "controller", controller.NewActor(controller.Options{
@@ -254,6 +283,7 @@ func Start(o Options) (_ *Broker, err error) {
 		Raft:      b.raftGroup,
 		Machine:   b.machine,
 		Board:     b.board,
+		Fresh:     recovered[controller.ControllerGroup] == nil,
 		Network:   b.peers,
 		Router:    b.router,
 		ConfigPeers: func() map[uint64]string {
@@ -444,7 +474,16 @@ func senderOptions(cfg *configs.Config, m *netactor.Metrics, log zerolog.Logger)
 // Stop shuts the broker down: time stops, the raft actors stop, the WAL is
 // flushed and fsynced, and the listeners close.
 func (b *Broker) Stop() {
-	b.ticker.Stop()
+	b.shutdown()
+	b.unlock()
+	b.log.Info().Msg("broker stopped")
+}
+
+// shutdown stops whatever Start started, in order.
+func (b *Broker) shutdown() {
+	if b.ticker != nil {
+		b.ticker.Stop()
+	}
 	root := b.sys.Root
 	// Clients first, then the partitions, then the controller and the raft
 	// transport; the WAL last, once nothing can write to it.
@@ -453,13 +492,15 @@ func (b *Broker) Stop() {
 			_ = root.StopFuture(pid).Wait()
 		}
 	}
-	b.peers.Stop()
+	if b.peers != nil {
+		b.peers.Stop()
+	}
 	// Poison, not Stop: the storage actor must first answer every Persist
 	// already in its mailbox; it flushes and fsyncs its WAL when it stops.
-	_ = root.PoisonFuture(b.storage).Wait()
-	b.unlock()
+	if b.storage != nil {
+		_ = root.PoisonFuture(b.storage).Wait()
+	}
 	b.sys.Shutdown()
-	b.log.Info().Msg("broker stopped")
 }
 
 // setConfigPeers records the peers of the config in force.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,6 +57,15 @@ func newTunedCluster(t *testing.T, n int, tp func(*partition.RaftSettings), tune
 // startCluster configures n brokers and starts them with the hooks set in c.
 func startCluster(t *testing.T, n int, c *testCluster, tune ...func(*configs.Config)) *testCluster {
 	t.Helper()
+	configureCluster(t, n, c, tune...)
+	c.startAll()
+	return c
+}
+
+// configureCluster configures n brokers with the hooks set in c, and
+// starts none of them.
+func configureCluster(t *testing.T, n int, c *testCluster, tune ...func(*configs.Config)) *testCluster {
+	t.Helper()
 	base := t.TempDir()
 	// The raft ports are fixed before the brokers bind them, and again
 	// for every restart: testports keeps them out of the ephemeral range.
@@ -82,9 +92,6 @@ func startCluster(t *testing.T, n int, c *testCluster, tune ...func(*configs.Con
 		}
 		c.cfgs = append(c.cfgs, &cfg)
 	}
-	for i := range c.cfgs {
-		c.start(i)
-	}
 	t.Cleanup(func() {
 		for i := range c.brokers {
 			c.stop(i)
@@ -95,6 +102,35 @@ func startCluster(t *testing.T, n int, c *testCluster, tune ...func(*configs.Con
 
 func (c *testCluster) start(i int) {
 	c.t.Helper()
+	b, err := c.launch(i)
+	if err != nil {
+		c.t.Fatalf("start broker %d: %v", i+1, err)
+	}
+	c.brokers[i] = b
+}
+
+// startAll starts every broker at once: a broker with a new data dir waits
+// for a majority of its peers to answer before Start returns.
+func (c *testCluster) startAll() {
+	c.t.Helper()
+	started := make([]*Broker, len(c.cfgs))
+	errs := make([]error, len(c.cfgs))
+	var wg sync.WaitGroup
+	for i := range c.cfgs {
+		wg.Go(func() { started[i], errs[i] = c.launch(i) })
+	}
+	wg.Wait()
+	copy(c.brokers, started)
+	for i, err := range errs {
+		if err != nil {
+			c.t.Fatalf("start broker %d: %v", i+1, err)
+		}
+	}
+}
+
+// launch starts broker i, waiting at most a minute for its peers; it is
+// start for a goroutine other than the test's.
+func (c *testCluster) launch(i int) (*Broker, error) {
 	log := zerolog.New(zerolog.NewTestWriter(c.t)).Level(testLogLevel)
 	if c.logs != nil {
 		log = zerolog.New(c.logs(c.cfgs[i].NodeID)).Level(c.logLevel)
@@ -103,11 +139,9 @@ func (c *testCluster) start(i int) {
 	if c.wrapTransport != nil {
 		o.WrapTransport = c.wrapTransport(c.cfgs[i].NodeID)
 	}
-	b, err := Start(o)
-	if err != nil {
-		c.t.Fatalf("start broker %d: %v", i+1, err)
-	}
-	c.brokers[i] = b
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return Start(ctx, o)
 }
 
 func (c *testCluster) stop(i int) {

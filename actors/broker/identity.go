@@ -25,55 +25,66 @@ const (
 	lockFile     = "LOCK"
 	removedFile  = "REMOVED"
 	peersFile    = "peers.json"
+	walDir       = "wal"
 )
 
 // claimDataDir creates dir if needed, locks it against a second broker
-// process, and checks (or, on first use, records) that it belongs to
-// nodeID. The returned function releases the lock.
-func claimDataDir(dir string, nodeID uint64) (unlock func(), err error) {
+// process, and checks that it belongs to nodeID if it names an owner. It
+// reports whether it does: one that does not is new, or lost its data,
+// and recordIdentity names nodeID its owner once the broker may use it
+// (newDataDir). The returned function releases the lock.
+func claimDataDir(dir string, nodeID uint64) (unlock func(), owned bool, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create data dir %s: %w", dir, err)
+		return nil, false, fmt.Errorf("create data dir %s: %w", dir, err)
 	}
 	lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("open lock file: %w", err)
+		return nil, false, fmt.Errorf("open lock file: %w", err)
 	}
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		lock.Close()
-		return nil, fmt.Errorf("data_dir %s is in use by another flotilla process: %w", dir, err)
+		return nil, false, fmt.Errorf("data_dir %s is in use by another flotilla process: %w", dir, err)
 	}
 	unlock = func() { lock.Close() } // closing the descriptor releases the flock
 	if reason, err := os.ReadFile(filepath.Join(dir, removedFile)); err == nil {
 		unlock()
-		return nil, fmt.Errorf("%s; node ids are never reused: to bring this machine back, give it a new node_id and an empty data_dir (the data in %s is no longer part of the cluster)",
+		return nil, false, fmt.Errorf("%s; node ids are never reused: to bring this machine back, give it a new node_id and an empty data_dir (the data in %s is no longer part of the cluster)",
 			strings.TrimSpace(string(reason)), dir)
 	}
-	if err := checkIdentity(dir, nodeID); err != nil {
+	owned, err = checkIdentity(dir, nodeID)
+	if err != nil {
 		unlock()
-		return nil, err
+		return nil, false, err
 	}
-	return unlock, nil
+	return unlock, owned, nil
 }
 
-func checkIdentity(dir string, nodeID uint64) error {
+// checkIdentity reports whether dir names its owner, and fails if that is
+// not nodeID.
+func checkIdentity(dir string, nodeID uint64) (bool, error) {
 	path := filepath.Join(dir, identityFile)
 	b, err := os.ReadFile(path)
 	switch {
 	case err == nil:
 		var id identity
 		if err := json.Unmarshal(b, &id); err != nil {
-			return fmt.Errorf("read %s: %w", path, err)
+			return false, fmt.Errorf("read %s: %w", path, err)
 		}
 		if id.NodeID != nodeID {
-			return fmt.Errorf("data_dir %s belongs to node %d, not node %d", dir, id.NodeID, nodeID)
+			return false, fmt.Errorf("data_dir %s belongs to node %d, not node %d", dir, id.NodeID, nodeID)
 		}
-		return nil
+		return true, nil
 	case errors.Is(err, os.ErrNotExist):
-		b, _ := json.Marshal(identity{NodeID: nodeID})
-		return writeFileSynced(dir, identityFile, b)
+		return false, nil
 	default:
-		return fmt.Errorf("read %s: %w", path, err)
+		return false, fmt.Errorf("read %s: %w", path, err)
 	}
+}
+
+// recordIdentity names nodeID the owner of dir.
+func recordIdentity(dir string, nodeID uint64) error {
+	b, _ := json.Marshal(identity{NodeID: nodeID})
+	return writeFileSynced(dir, identityFile, b)
 }
 
 // lastPeers is what peers.json holds: the ids of the peers of the config
@@ -122,6 +133,21 @@ func writeFileSynced(dir, name string, data []byte) error {
 		return fmt.Errorf("rename %s: %w", tmp, err)
 	}
 	return storage.SyncDir(dir)
+}
+
+// newDataDir reports whether dir, which names no owner, holds no raft
+// state either: the broker must then find out whether the cluster knows
+// its node id before it starts a raft group (awaitPeers). A dir with a
+// WAL but no node.json lost only that file, and is taken as it is.
+func newDataDir(dir string) (bool, error) {
+	des, err := os.ReadDir(filepath.Join(dir, walDir))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("read data dir: %w", err)
+	}
+	return len(des) == 0, nil
 }
 
 // markRemoved records in dir that the cluster removed this broker, so

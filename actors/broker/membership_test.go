@@ -87,7 +87,7 @@ func TestJoinDrainRemove(t *testing.T) {
 		}
 	}
 	c.stop(gone)
-	_, err := Start(Options{Config: c.cfgs[gone], Log: c.brokers[rest[0]].log})
+	_, err := Start(context.Background(), Options{Config: c.cfgs[gone], Log: c.brokers[rest[0]].log})
 	if err == nil || !strings.Contains(err.Error(), "removed") {
 		t.Fatalf("removed broker started again: %v", err)
 	}
@@ -118,8 +118,11 @@ func TestJoinAfterCompaction(t *testing.T) {
 	})
 	lead := uint64(0)
 	c.waitFor(10*time.Second, "controller leader", func() bool {
-		st := c.brokers[0].Board().Get(0)
-		lead = st.Leader
+		// The group publishes its status once it runs, which may be
+		// just after Start returns.
+		if st := c.brokers[0].Board().Get(0); st != nil {
+			lead = st.Leader
+		}
 		return lead != 0
 	})
 	c.propose(int(lead-1), 1500, "pad") // past the 1000 entries kept after a snapshot

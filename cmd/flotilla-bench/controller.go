@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -127,7 +129,13 @@ func startInProcess(base string, n int) ([]*broker.Broker, error) {
 		lns[i] = ln
 		peers[i] = configs.Peer{ID: uint64(i + 1), Addr: ln.Addr().String()}
 	}
-	var out []*broker.Broker
+	// The brokers start at once: each waits for a majority of the others
+	// to say that they know no cluster it belongs to.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out := make([]*broker.Broker, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
 	for i := range lns {
 		cfg := configs.Default()
 		cfg.NodeID = uint64(i + 1)
@@ -139,11 +147,18 @@ func startInProcess(base string, n int) ([]*broker.Broker, error) {
 		if err := cfg.Validate(); err != nil {
 			return nil, err
 		}
-		b, err := broker.Start(broker.Options{Config: &cfg, Log: zerolog.Nop(), RaftListener: lns[i]})
-		if err != nil {
-			return nil, err
+		wg.Go(func() {
+			out[i], errs[i] = broker.Start(ctx, broker.Options{Config: &cfg, Log: zerolog.Nop(), RaftListener: lns[i]})
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, b := range out {
+			if b != nil {
+				b.Stop()
+			}
 		}
-		out = append(out, b)
+		return nil, err
 	}
 	return out, nil
 }

@@ -12,10 +12,13 @@
 // members, or one dropping a majority of the voters, is refused), every
 // other change is reported as needing a restart. A broker the cluster
 // removed stops with exit code 3, and refuses to start again with its data
-// dir.
+// dir. A broker whose data dir holds no data while a peer knows its node id
+// as a broker of the cluster (a disk replaced, a data mount missing) exits
+// with code 1 at once, saying so (3 if the id was removed).
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -61,12 +64,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	// Signals are caught before the broker starts, which may take a while
 	// (WAL recovery): a SIGHUP or SIGTERM then waits for the start to
-	// finish instead of killing the process half way.
+	// finish instead of killing the process half way. A broker with a new
+	// data dir may wait for its peers as long as they are away; a SIGTERM
+	// ends that wait.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	b, err := broker.Start(broker.Options{Config: cfg, Log: log})
+	startCtx, stopStart := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	b, err := broker.Start(startCtx, broker.Options{Config: cfg, Log: log})
+	stopStart()
 	if err != nil {
+		if startCtx.Err() != nil && errors.Is(err, context.Canceled) {
+			log.Info().Msg("shutting down before the broker started")
+			return 0
+		}
 		log.Error().Err(err).Msg("startup failed")
+		var lost *broker.DataLostError
+		if errors.As(err, &lost) {
+			fmt.Fprintf(stderr, "flotilla: %v\n", err)
+			if lost.Removed {
+				return 3 // as when the cluster removes a running broker
+			}
+		}
 		return 1
 	}
 	for {
