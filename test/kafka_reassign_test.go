@@ -25,6 +25,14 @@ func startKafkaCluster(t *testing.T, n int) ([]*node, *kgo.Client) {
 		seeds[i] = nd.kafka
 	}
 	waitLeader(t, 15*time.Second, nodes)
+	// A manual assignment names brokers that must be registered: each
+	// registers once it has started its raft groups, which a broker with
+	// a new data dir does only once its peers have answered.
+	ids := make([]int32, len(nodes))
+	for i, nd := range nodes {
+		ids[i] = int32(nd.id)
+	}
+	waitBrokers(t, seeds, ids)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.MetadataMinAge(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
