@@ -84,7 +84,8 @@ const (
 
 // NewActor returns the producer of the storage actor, which owns w from then
 // on: nothing else may call w's methods, and the actor closes w when it
-// stops. A restart (after a panic) keeps w and everything appended to it.
+// stops (after which w.Close returns how that went). A restart (after a
+// panic) keeps w and everything appended to it.
 func NewActor(w *WAL, log zerolog.Logger) actor.Producer {
 	return func() actor.Actor {
 		return &storageActor{

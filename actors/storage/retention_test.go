@@ -99,6 +99,11 @@ func TestRemovalFailure(t *testing.T) {
 	if err := w.Close(); err == nil {
 		t.Fatal("Close: no error although files 2 and 3 are left")
 	}
+	// The storage actor closes its WAL as it stops; the broker asks again
+	// afterwards to learn whether the stop was clean.
+	if err := w.Close(); err == nil {
+		t.Fatal("second Close: no error, the first one failed")
+	}
 
 	// What a crash between release and removal leaves: recovery replays
 	// the released files and releases them again.

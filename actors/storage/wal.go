@@ -129,6 +129,8 @@ type WAL struct {
 	// hardStates is the latest hard state appended for each group; a
 	// checkpoint repeats it so that older files can go.
 	hardStates map[uint64]*pb.HardState
+	// closeErr is the outcome of Close, once it ran.
+	closeErr error
 	// snapIndexes is, per group, the index of the latest snapshot appended
 	// (a leader's or a checkpoint's): replay's GroupState.Snapshot. A
 	// leader's snapshot above it replaces the group's whole log.
@@ -508,10 +510,12 @@ func (w *WAL) roll() error {
 
 // Close makes everything appended durable, closes the current file and
 // waits for the removal of the files retention released. Afterwards every
-// call fails.
+// call fails, but Close, which returns the first Close's outcome again: the
+// owner of a WAL that the storage actor closed as it stopped learns how
+// that went.
 func (w *WAL) Close() error {
 	if w.f == nil {
-		return nil
+		return w.closeErr
 	}
 	err := w.Commit(true)
 	if cerr := w.f.Close(); err == nil && cerr != nil {
@@ -528,6 +532,7 @@ func (w *WAL) Close() error {
 	if w.err == nil {
 		w.err = errClosed
 	}
+	w.closeErr = err
 	return err
 }
 
