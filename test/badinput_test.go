@@ -199,8 +199,25 @@ func TestDebugEndpoint(t *testing.T) {
 		}
 	}
 
-	// /healthz and the page for a person.
-	for path, want := range map[string]string{"/healthz": `"status": "ok"`, "/": "Raft groups", "/debug/pprof/": "goroutine"} {
+	// /healthz says ok once the broker serves Kafka clients (it answers
+	// 503 until it caught up with the controller), as a readiness probe
+	// would wait for it.
+	var health string
+	waitFor(t, 15*time.Second, "/healthz 200", func() bool {
+		resp, err := httpClient.Get("http://" + leader.debug + "/healthz")
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		health = string(b)
+		return resp.StatusCode == 200
+	})
+	if !strings.Contains(health, `"status": "ok"`) {
+		t.Errorf("GET /healthz: 200, body lacks the ok status: %s", health)
+	}
+	// The page for a person.
+	for path, want := range map[string]string{"/": "Raft groups", "/debug/pprof/": "goroutine"} {
 		resp, err := httpClient.Get("http://" + leader.debug + path)
 		if err != nil {
 			t.Fatal(err)

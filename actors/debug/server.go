@@ -27,7 +27,7 @@ type Sources struct {
 	NodeID     uint64
 	Actors     *actors.System
 	Board      *raftactor.StatusBoard
-	Controller *controller.StateMachine
+	Controller *controller.StateMachine // /healthz answers 503 until this broker caught up with it (nil: no such wait)
 	// Coordinators and Replicas show the groups this broker coordinates
 	// and their lag (nil in tests that have none).
 	Coordinators *group.Coordinators
@@ -97,7 +97,7 @@ func Handler(src Sources) http.Handler {
 	mux.HandleFunc("GET /debug/groups", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"node_id": src.NodeID, "groups": groupsView(src)})
 	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { serveHealth(w, src.Board) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { serveHealth(w, src) })
 	// One failing collector must not blind the others (WAL, Go runtime):
 	// serve what was gathered and log the error.
 	mux.Handle("GET /metrics", promhttp.HandlerFor(src.Gatherer, promhttp.HandlerOpts{
@@ -131,14 +131,18 @@ type HaltedGroup struct {
 	Reason string `json:"reason"`
 }
 
-// serveHealth answers 200 while the controller group runs and no raft group
-// of this broker has halted; 503 otherwise. A halted group takes no part in
-// raft until the broker restarts, so the broker needs a restart (after its
-// storage is fixed).
-func serveHealth(w http.ResponseWriter, board *raftactor.StatusBoard) {
+// serveHealth answers 200 while the broker serves Kafka clients and no raft
+// group of it has halted; 503 with the reason otherwise. A halted group
+// takes no part in raft until the broker restarts, so the broker needs a
+// restart (after its storage is fixed). Until the broker has caught up with
+// the controller's state its Kafka listener accepts no client, and while no
+// controller leader is known no metadata can change: a rolling restart
+// that moved on to the next broker then could leave the cluster without a
+// quorum.
+func serveHealth(w http.ResponseWriter, src Sources) {
 	var halted []HaltedGroup
 	n := 0
-	for _, st := range board.All() {
+	for _, st := range src.Board.All() {
 		if st.Halted == "" {
 			continue
 		}
@@ -151,10 +155,15 @@ func serveHealth(w http.ResponseWriter, board *raftactor.StatusBoard) {
 		writeJSONStatus(w, http.StatusServiceUnavailable, map[string]any{"status": "raft groups halted; restart the broker", "halted_groups": n, "halted": halted})
 		return
 	}
-	st := board.Get(controller.ControllerGroup)
-	if st == nil {
+	st := src.Board.Get(controller.ControllerGroup)
+	switch {
+	case st == nil:
 		writeJSONStatus(w, http.StatusServiceUnavailable, map[string]any{"status": "controller group not running"})
-		return
+	case src.Controller != nil && !src.Controller.CaughtUp():
+		writeJSONStatus(w, http.StatusServiceUnavailable, map[string]any{"status": "catching up with the controller; not serving Kafka clients yet", "controller_leader": st.Leader, "role": st.Role})
+	case st.Leader == 0:
+		writeJSONStatus(w, http.StatusServiceUnavailable, map[string]any{"status": "no controller leader", "role": st.Role})
+	default:
+		writeJSON(w, map[string]any{"status": "ok", "controller_leader": st.Leader, "role": st.Role})
 	}
-	writeJSON(w, map[string]any{"status": "ok", "controller_leader": st.Leader, "role": st.Role})
 }

@@ -41,25 +41,31 @@ func TestMetricsSurviveABrokenCollector(t *testing.T) {
 	}
 }
 
-// TestHealthzReportsHaltedGroups: /healthz answers 503 when any raft group
-// of the broker has halted (it needs a restart), naming a few of them with
-// their reasons and counting all; the page shows a halted group's reason.
-func TestHealthzReportsHaltedGroups(t *testing.T) {
+// TestHealthz: /healthz answers 200 only while the broker serves Kafka
+// clients: 503 until it has caught up with the controller's state (its
+// Kafka listener accepts nobody before), while no controller leader is
+// known, and when any raft group of the broker has halted (it needs a
+// restart), naming a few of those with their reasons and counting all.
+func TestHealthz(t *testing.T) {
 	running := &raftactor.GroupStatus{Group: controller.ControllerGroup, Name: "controller", Role: "leader", Leader: 1}
+	leaderless := &raftactor.GroupStatus{Group: controller.ControllerGroup, Name: "controller", Role: "pre-candidate"}
 	tests := []struct {
 		name       string
 		groups     []*raftactor.GroupStatus
+		behind     bool // the broker has not caught up with the controller
 		code       int
 		status     string
 		halted     int
 		firstShown string
 	}{
-		{"healthy", []*raftactor.GroupStatus{running, {Group: 1024, Name: "t/0", Role: "follower"}}, http.StatusOK, "ok", 0, ""},
-		{"no controller", nil, http.StatusServiceUnavailable, "controller group not running", 0, ""},
+		{"healthy", []*raftactor.GroupStatus{running, {Group: 1024, Name: "t/0", Role: "follower"}}, false, http.StatusOK, "ok", 0, ""},
+		{"no controller", nil, false, http.StatusServiceUnavailable, "controller group not running", 0, ""},
+		{"catching up", []*raftactor.GroupStatus{running}, true, http.StatusServiceUnavailable, "catching up with the controller; not serving Kafka clients yet", 0, ""},
+		{"no controller leader", []*raftactor.GroupStatus{leaderless}, false, http.StatusServiceUnavailable, "no controller leader", 0, ""},
 		{"controller halted", []*raftactor.GroupStatus{
 			{Group: controller.ControllerGroup, Name: "controller", Role: "halted", Halted: "write wal: no space left on device"},
-		}, http.StatusServiceUnavailable, "raft groups halted; restart the broker", 1, "controller"},
-		{"partitions halted", append([]*raftactor.GroupStatus{running}, haltedPartitions(40)...),
+		}, false, http.StatusServiceUnavailable, "raft groups halted; restart the broker", 1, "controller"},
+		{"partitions halted", append([]*raftactor.GroupStatus{running}, haltedPartitions(40)...), false,
 			http.StatusServiceUnavailable, "raft groups halted; restart the broker", 40, "t/0"},
 	}
 	for _, tt := range tests {
@@ -68,8 +74,12 @@ func TestHealthzReportsHaltedGroups(t *testing.T) {
 			for _, g := range tt.groups {
 				board.Publish(g)
 			}
+			sm := controller.NewStateMachine(zerolog.Nop())
+			if !tt.behind {
+				sm.MarkCaughtUp()
+			}
 			rec := httptest.NewRecorder()
-			Handler(Sources{NodeID: 1, Board: board, Gatherer: prometheus.NewRegistry(), Log: zerolog.Nop()}).
+			Handler(Sources{NodeID: 1, Board: board, Controller: sm, Gatherer: prometheus.NewRegistry(), Log: zerolog.Nop()}).
 				ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
 			var body struct {
 				Status       string        `json:"status"`
