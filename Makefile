@@ -26,14 +26,24 @@ cluster: build
 		echo "node$$n started (pid $$!, log $(CLUSTER_DIR)/node$$n.log, debug http://127.0.0.1:929$$((n+1)))"; \
 	done
 
-## cluster-stop: stop the brokers started by `make cluster`
+## cluster-stop: stop the brokers started by `make cluster` (SIGTERM; waits up to 30 s for them to exit)
 cluster-stop:
-	@for n in 1 2 3 4; do \
+	@running=""; \
+	for n in 1 2 3 4; do \
 		f=$(CLUSTER_DIR)/node$$n.pid; [ -f $$f ] || continue; \
-		pid=$$(cat $$f); kill $$pid 2>/dev/null && echo "node$$n stopping (pid $$pid)"; \
-		for i in $$(seq 50); do ps -o stat= -p $$pid 2>/dev/null | grep -qv Z || break; sleep 0.1; done; \
-		rm -f $$f; \
-	done
+		pid=$$(cat $$f); \
+		if kill $$pid 2>/dev/null; then echo "node$$n stopping (pid $$pid)"; running="$$running $$n:$$pid"; else rm -f $$f; fi; \
+	done; \
+	for i in $$(seq 300); do \
+		left=""; \
+		for np in $$running; do \
+			if ps -o stat= -p $${np#*:} 2>/dev/null | grep -qv Z; then left="$$left $$np"; \
+			else rm -f $(CLUSTER_DIR)/node$${np%%:*}.pid; echo "node$${np%%:*} stopped"; fi; \
+		done; \
+		running=$$left; [ -z "$$running" ] && exit 0; sleep 0.1; \
+	done; \
+	for np in $$running; do echo "node$${np%%:*} still running after 30 s (pid $${np#*:}, pid file kept)"; done; \
+	exit 1
 
 ## test: the whole suite (unit, in-process cluster, end-to-end with real processes)
 test:

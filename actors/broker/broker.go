@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -56,6 +57,7 @@ type Broker struct {
 	board      *raftactor.StatusBoard
 	machine    *controller.StateMachine
 	registry   *prometheus.Registry
+	wal        *storage.WAL
 	router     *netactor.Router
 	peers      *netactor.Peers
 	storage    *actor.PID
@@ -228,6 +230,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open wal: %w", err)
 	}
+	b.wal = wal
 	if b.storage, err = b.sys.Spawn("storage", "storage", storage.NewActor(wal, log.With().Str("actor", "storage").Logger())); err != nil {
 		wal.Close()
 		return nil, err
@@ -471,25 +474,39 @@ func senderOptions(cfg *configs.Config, m *netactor.Metrics, log zerolog.Logger)
 	}
 }
 
-// Stop shuts the broker down: time stops, the raft actors stop, the WAL is
-// flushed and fsynced, and the listeners close.
-func (b *Broker) Stop() {
-	b.shutdown()
+// Stop shuts the broker down cleanly: time stops, the Kafka listener and
+// its connections close, the raft actors stop, and the WAL is flushed and
+// fsynced last.
+//
+// It returns what made the stop unclean: an actor that did not stop in
+// time, or a WAL that could not be flushed and closed.
+func (b *Broker) Stop() error {
+	err := b.shutdown()
 	b.unlock()
+	if err != nil {
+		b.log.Error().Err(err).Msg("broker stopped uncleanly")
+		return err
+	}
 	b.log.Info().Msg("broker stopped")
+	return nil
 }
 
-// shutdown stops whatever Start started, in order.
-func (b *Broker) shutdown() {
+// shutdown stops whatever Start started, in order (a failed Start stops
+// what it had started), and returns what made the stop unclean.
+func (b *Broker) shutdown() error {
 	if b.ticker != nil {
 		b.ticker.Stop()
 	}
 	root := b.sys.Root
+	var errs []error
 	// Clients first, then the partitions, then the controller and the raft
 	// transport; the WAL last, once nothing can write to it.
 	for _, pid := range []*actor.PID{b.kafka, b.debug, b.groups, b.partitions, b.controller, b.raftGroup, b.raftLn} {
-		if pid != nil {
-			_ = root.StopFuture(pid).Wait()
+		if pid == nil {
+			continue
+		}
+		if err := root.StopFuture(pid).Wait(); err != nil {
+			errs = append(errs, fmt.Errorf("stop %s: %w", pid.GetId(), err))
 		}
 	}
 	if b.peers != nil {
@@ -498,9 +515,15 @@ func (b *Broker) shutdown() {
 	// Poison, not Stop: the storage actor must first answer every Persist
 	// already in its mailbox; it flushes and fsyncs its WAL when it stops.
 	if b.storage != nil {
-		_ = root.PoisonFuture(b.storage).Wait()
+		if err := root.PoisonFuture(b.storage).Wait(); err != nil {
+			errs = append(errs, fmt.Errorf("stop storage: %w", err))
+		} else if err := b.wal.Close(); err != nil {
+			// The actor closed the WAL as it stopped; this is how that went.
+			errs = append(errs, fmt.Errorf("close wal: %w", err))
+		}
 	}
 	b.sys.Shutdown()
+	return errors.Join(errs...)
 }
 
 // setConfigPeers records the peers of the config in force.

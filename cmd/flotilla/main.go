@@ -5,7 +5,13 @@
 //
 // A config error stops the process before it binds any port, with exit code
 // 2 and the offending field named; any other startup failure exits 1.
-// SIGTERM and SIGINT shut the broker down cleanly (WAL flushed) with exit 0.
+// SIGTERM and SIGINT shut the broker down cleanly: it hands the leadership
+// of the raft groups it leads to other brokers, closes its listeners and
+// connections, stops its raft groups and flushes its WAL, and exits 0, or 1
+// if the stop failed (the WAL could not be flushed and closed, an actor did
+// not stop in time). A second SIGTERM or SIGINT during the stop exits at
+// once, without finishing it, with 128 plus the signal's number (143, 130):
+// the code a shell gives a process that signal ended, which it then is.
 // SIGHUP reloads the config: log settings, peers, topic auto-creation and
 // the retention and segment defaults apply at once (a peer dropped from the list is drained
 // and removed from the cluster; a missing list while other brokers are
@@ -95,12 +101,43 @@ func run(args []string, stdout, stderr io.Writer) int {
 				continue
 			}
 			log.Info().Str("signal", sig.String()).Msg("shutting down")
-			b.Stop()
-			return 0
+			return stop(b.Stop, sigs, log)
 		case reason := <-b.Removed():
-			b.Stop()
+			// Exit code 3 whatever the stop does: it is what tells
+			// whoever restarts brokers not to restart this one.
+			stop(b.Stop, sigs, log)
 			fmt.Fprintf(stderr, "flotilla: %s; this broker has stopped and will not start again with data_dir %s\n", reason, cfg.DataDir)
 			return 3
+		}
+	}
+}
+
+// stop runs the broker's clean stop and returns the exit code: 0 when it
+// stopped cleanly, 1 when the stop failed (the broker logged why), and
+// 128+n at once when signal n, a second SIGTERM or SIGINT, arrives first:
+// whoever sends it wants the process gone, and a stop can take long (a
+// hand-over of leaderships, an actor or an fsync that does not answer).
+func stop(stopBroker func() error, sigs <-chan os.Signal, log zerolog.Logger) int {
+	done := make(chan error, 1)
+	go func() { done <- stopBroker() }()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return 1
+			}
+			return 0
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				log.Warn().Msg("SIGHUP while stopping: config not reloaded")
+				continue
+			}
+			code := 1
+			if n, ok := sig.(syscall.Signal); ok {
+				code = 128 + int(n)
+			}
+			log.Warn().Str("signal", sig.String()).Int("exit_code", code).Msg("second signal while stopping: exiting at once, the stop unfinished")
+			return code
 		}
 	}
 }
