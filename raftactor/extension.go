@@ -118,12 +118,10 @@ func (h *Handle) WithProgress(visit func(id, match uint64, active bool)) {
 // finished).
 func (h *Handle) Checkpoint(ctx actor.Context) { h.g.checkpoint(ctx, true) }
 
-// TransferLeader asks the leader to hand leadership to id.
-func (h *Handle) TransferLeader(id uint64) {
-	if h.g.rn != nil {
-		h.g.rn.TransferLeader(id)
-	}
-}
+// TransferLeader asks the leader to hand leadership to id; false when it
+// is not asked because id is stopping (Config.Stopping) or the node is not
+// running.
+func (h *Handle) TransferLeader(id uint64) bool { return h.g.transferLeader(id) }
 
 // ConfState is the group's membership as of the last applied entry.
 func (h *Handle) ConfState() *pb.ConfState { return h.g.d.confState }

@@ -70,7 +70,12 @@ type Config struct {
 	Recovered    *storage.GroupState // nil for a new group
 	Board        *StatusBoard
 	Observer     Observer // nil outside tests
-	Log          zerolog.Logger
+	// Stopping reports whether a node announced that it is stopping (nil:
+	// none is). Leadership is never handed to such a node: it would lead
+	// only until it stopped, and the group would then wait out an election
+	// timeout without a leader.
+	Stopping func(id uint64) bool
+	Log      zerolog.Logger
 	// QuietStart logs the group's first start at debug: a partition's
 	// manager logs the start of its replica as one event, so that a broker
 	// with many partitions does not write several lines for each. A restart
@@ -300,9 +305,9 @@ func (g *groupActor) Receive(ctx actor.Context) {
 			_ = g.rn.Campaign()
 		}
 	case *TransferLeader:
-		if g.rn != nil {
-			g.rn.TransferLeader(m.To)
-		}
+		g.transferLeader(m.To)
+	case *StepDown:
+		g.stepDown(m.Alive)
 	default:
 		if g.ext != nil {
 			g.ext.Receive(g.handle, ctx, m)

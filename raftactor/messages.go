@@ -50,9 +50,19 @@ type SnapshotStatus struct {
 // Campaign asks the group to start an election now (tests and tools only).
 type Campaign struct{}
 
-// TransferLeader asks a leader to hand leadership to To.
+// TransferLeader asks a leader to hand leadership to To. It is ignored when
+// To is stopping (Config.Stopping).
 type TransferLeader struct {
 	To uint64
+}
+
+// StepDown asks a leader to hand its leadership to the voter best placed to
+// take it at once, because this broker is about to stop (stepdown.go). A
+// group that does not lead, or has no voter to hand over to, ignores it.
+type StepDown struct {
+	// Alive reports whether a voter can take over now (nil: every voter
+	// can); voters that are stopping never do.
+	Alive func(id uint64) bool
 }
 
 // ProposeConfChange asks the group to change its membership. The group

@@ -129,7 +129,7 @@ type memCluster struct {
 	machines map[uint64]StateMachine
 }
 
-func newMemCluster(t *testing.T, elog *eventLog, machines map[uint64]StateMachine) *memCluster {
+func newMemCluster(t *testing.T, elog *eventLog, machines map[uint64]StateMachine, tune ...func(*Config)) *memCluster {
 	t.Helper()
 	c := &memCluster{sys: actors.NewSystem(zerolog.Nop()), pids: map[uint64]*actor.PID{}, boards: map[uint64]*StatusBoard{}, machines: machines}
 	t.Cleanup(c.sys.Shutdown)
@@ -148,6 +148,9 @@ func newMemCluster(t *testing.T, elog *eventLog, machines map[uint64]StateMachin
 		}
 		if elog != nil {
 			cfg.Observer = elog
+		}
+		for _, f := range tune {
+			f(&cfg)
 		}
 		prod, err := NewProducer(cfg)
 		if err != nil {

@@ -96,8 +96,11 @@ func PreferLeader(h *raftactor.Handle, replicas []uint64, log zerolog.Logger) {
 	if !ok || pr.State != tracker.StateReplicate || pr.Match < st.HardState.GetCommit() {
 		return
 	}
-	log.Info().Uint64("node_id", preferred).Uint64("term", st.HardState.GetTerm()).Msg("transferring leadership to the preferred replica")
-	h.TransferLeader(preferred)
+	// Not to a replica that announced it is stopping: it would lead only
+	// until it stopped (raftactor.Config.Stopping).
+	if h.TransferLeader(preferred) {
+		log.Info().Uint64("node_id", preferred).Uint64("term", st.HardState.GetTerm()).Msg("transferring leadership to the preferred replica")
+	}
 }
 
 // PreferredLeaderEveryTicks paces the preferred-leader check (20 ticks: 1 s

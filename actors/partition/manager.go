@@ -40,6 +40,9 @@ type RaftSettings struct {
 	// says: proposed, it would never replicate, and every later entry of
 	// the partition would wait behind it.
 	MaxEntryBytes int
+	// Stopping reports whether a broker announced that it is stopping:
+	// no leadership is handed to it (raftactor.Config.Stopping).
+	Stopping func(node uint64) bool
 }
 
 // Config returns the raft config of the replica of a partition-like group
@@ -69,6 +72,7 @@ func (rs RaftSettings) Config(p controller.Partition, name string, node uint64) 
 		CatchUpBytes:              rs.CatchUpBytes,
 		RawEntries:                true,
 		QuietStart:                true,
+		Stopping:                  rs.Stopping,
 	}
 }
 
