@@ -75,6 +75,7 @@ func (r *connReader) serve() error {
 	in.timeout = r.idleTimeout
 	r.root.Send(r.listener, &connIdentified{id: r.id, peer: peer})
 	counters := r.metrics.received(peer)
+	r.liveness.connected(peer)
 	heard := r.liveness.recorder(peer)
 	heard()
 	// A snapshot half received when the connection ends is dropped with

@@ -41,7 +41,9 @@
 //
 // Liveness (liveness.go) records when each peer's last frame arrived: the
 // readers update it, and the broker asks it which brokers are alive (to
-// leave dead ones out of Metadata and out of new placements). Its writer goroutine does the blocking work (dial with backoff,
+// leave dead ones out of Metadata and out of new placements). It also
+// holds the peers that announced a clean stop (MarkStopping), until they
+// open a new connection. Its writer goroutine does the blocking work (dial with backoff,
 // hello, write) and reports back through the mailbox: writerConnected,
 // writerSettled, dialFailed, writerDisconnected, frameWritten. A connection
 // that dies before it settled (lived settleAfter) is logged and backed off

@@ -27,6 +27,9 @@ type Liveness struct {
 	now     func() time.Time
 	start   time.Time
 	heard   sync.Map // peer id → *atomic.Int64: when its last frame arrived, as time since start
+	// stopping holds the peers that announced they are stopping and have
+	// not opened a connection since (peer id → struct{}).
+	stopping sync.Map
 }
 
 // keepaliveTicks is how many Ticks a PeerSender lets pass without sending
@@ -95,4 +98,31 @@ func (l *Liveness) Alive(id uint64) bool {
 		return ago < l.timeout
 	}
 	return l.now().Sub(l.start) < l.timeout
+}
+
+// MarkStopping records that peer announced it is stopping (a controlled
+// shutdown): no leadership is handed to it until it connects again.
+func (l *Liveness) MarkStopping(peer uint64) {
+	if l != nil {
+		l.stopping.Store(peer, struct{}{})
+	}
+}
+
+// Stopping reports whether peer announced that it is stopping and has not
+// opened a connection to this node since.
+func (l *Liveness) Stopping(peer uint64) bool {
+	if l == nil {
+		return false
+	}
+	_, ok := l.stopping.Load(peer)
+	return ok
+}
+
+// connected records that peer opened a connection to this node. A broker
+// that starts again dials afresh, so it is no longer stopping; one that is
+// stopping keeps the connections it has.
+func (l *Liveness) connected(peer uint64) {
+	if l != nil {
+		l.stopping.Delete(peer)
+	}
 }

@@ -105,3 +105,24 @@ func TestIdleSenderKeepsPeerAlive(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "a keepalive from the idle sender", func() bool { return n2.liveness.Alive(1) })
 }
+
+// TestLivenessStopping: a peer that announced it is stopping stays marked
+// until it opens a new connection, as it does once it starts again.
+func TestLivenessStopping(t *testing.T) {
+	l := NewLiveness(1, time.Second, time.Now)
+	l.MarkStopping(2)
+	l.Heard(2) // its frames while it stops change nothing
+	if !l.Stopping(2) || l.Stopping(3) {
+		t.Fatalf("Stopping(2) = %v, Stopping(3) = %v; want true, false", l.Stopping(2), l.Stopping(3))
+	}
+	l.connected(2)
+	if l.Stopping(2) {
+		t.Fatal("still stopping after a new connection")
+	}
+	var none *Liveness
+	none.MarkStopping(2)
+	none.connected(2)
+	if none.Stopping(2) {
+		t.Fatal("a nil Liveness found a node stopping")
+	}
+}

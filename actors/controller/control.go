@@ -29,6 +29,17 @@ type control struct {
 	// A broker with a new data dir asks before it starts (probe.go).
 	RegistrationQuery  *registrationQuery  `json:"registration_query,omitempty"`
 	RegistrationAnswer *registrationAnswer `json:"registration_answer,omitempty"`
+	// Stopping announces a controlled shutdown (AnnounceStop), and
+	// StoppingSeen acknowledges it.
+	Stopping     *stoppingNotice `json:"stopping,omitempty"`
+	StoppingSeen *stoppingNotice `json:"stopping_seen,omitempty"`
+}
+
+// stoppingNotice tells the peers that a broker is about to stop: they hand
+// it no leadership until it connects again (netactor.Liveness.Stopping).
+// Its acknowledgement names the broker that saw it.
+type stoppingNotice struct {
+	NodeID uint64 `json:"node_id"`
 }
 
 // hello is what a broker that is not (yet) a member of the controller group
@@ -106,6 +117,82 @@ func (c *controllerActor) onControl(ctx actor.Context, from uint64, data []byte)
 			return
 		}
 		c.answerRegistration(ctx, from, m.RegistrationQuery)
+	case m.Stopping != nil:
+		if m.Stopping.NodeID != from {
+			if c.complainOnce(fmt.Sprintf("stopping notice from %d as %d", from, m.Stopping.NodeID)) {
+				c.o.Log.Warn().Uint64("peer", from).Uint64("node_id", m.Stopping.NodeID).Msg("dropping a stopping notice that names another node")
+			}
+			return
+		}
+		if !c.o.Liveness.Stopping(from) {
+			c.o.Log.Info().Uint64("peer", from).Msg("peer is stopping: no leadership is handed to it until it starts again")
+		}
+		c.o.Liveness.MarkStopping(from)
+		c.sendControl(ctx, from, &control{StoppingSeen: &stoppingNotice{NodeID: c.o.NodeID}})
+	case m.StoppingSeen != nil:
+		if s := c.stopping; s != nil && m.StoppingSeen.NodeID == from {
+			delete(s.unseen, from)
+			s.doneIfSeen()
+		}
+	}
+}
+
+// stopAnnouncement is a clean stop's notice to the peers, until every
+// peer that matters has acknowledged it.
+type stopAnnouncement struct {
+	unseen map[uint64]bool // the peers whose acknowledgement is awaited
+	done   chan struct{}
+}
+
+func (s *stopAnnouncement) doneIfSeen() {
+	if len(s.unseen) == 0 && s.done != nil {
+		close(s.done)
+		s.done = nil
+	}
+}
+
+// stopNoticeEveryTicks paces the repetition of a stop's notice to the peers
+// that have not acknowledged it: control messages are best effort.
+const stopNoticeEveryTicks = 2
+
+// announceStop tells every peer this broker knows, by config or by
+// membership, that it is about to stop, and closes m.Done once every peer
+// m.Alive reports has acknowledged it. The broker hands its leaderships
+// over only then, so no peer hands one back meanwhile, nor picks this
+// broker to hand one to.
+func (c *controllerActor) announceStop(ctx actor.Context, m *AnnounceStop) {
+	peers := make(map[uint64]bool)
+	for id := range c.configPeers() {
+		peers[id] = true
+	}
+	for id := range c.o.Machine.View().Brokers {
+		peers[id] = true
+	}
+	delete(peers, c.o.NodeID)
+	s := &stopAnnouncement{unseen: make(map[uint64]bool), done: m.Done}
+	for id := range peers {
+		if m.Alive == nil || m.Alive(id) {
+			s.unseen[id] = true
+		}
+	}
+	c.stopping = s
+	notice := &control{Stopping: &stoppingNotice{NodeID: c.o.NodeID}}
+	for id := range peers {
+		c.sendControl(ctx, id, notice)
+	}
+	s.doneIfSeen()
+}
+
+// repeatStopNotice sends the stop's notice again to the peers that have not
+// acknowledged it yet.
+func (c *controllerActor) repeatStopNotice(ctx actor.Context) {
+	s := c.stopping
+	if s == nil || s.done == nil || c.ticks%stopNoticeEveryTicks != 0 {
+		return
+	}
+	notice := &control{Stopping: &stoppingNotice{NodeID: c.o.NodeID}}
+	for id := range s.unseen {
+		c.sendControl(ctx, id, notice)
 	}
 }
 

@@ -121,6 +121,9 @@ type controllerActor struct {
 	watch      peerWatch
 	completing map[uint64]bool // groups with a CompleteReassignment in flight
 	drainMoves map[uint64]bool // groups with a drain's Reassign in flight
+	// stopping is this broker's notice of a clean stop, once AnnounceStop
+	// came (control.go).
+	stopping *stopAnnouncement
 }
 
 // pidBlockSize is how many producer ids a broker takes at a time.
@@ -182,6 +185,7 @@ func (c *controllerActor) Receive(ctx actor.Context) {
 			c.watchPeers(c.o.Machine.View())
 		}
 		c.answerLed(ctx)
+		c.repeatStopNotice(ctx)
 	case *netactor.ControlReceived:
 		c.onControl(ctx, m.From, m.Data)
 	case *AlterReassignments:
@@ -190,6 +194,8 @@ func (c *controllerActor) Receive(ctx actor.Context) {
 		c.reassignmentReached(ctx, m)
 	case *ElectPreferred:
 		c.electPreferred(ctx, m, true)
+	case *AnnounceStop:
+		c.announceStop(ctx, m)
 	case *RequestRemoval:
 		for _, id := range m.NodeIDs {
 			c.mb.wantRemoved[id] = true

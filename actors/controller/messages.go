@@ -181,3 +181,13 @@ type ElectPreferred struct {
 type RequestRemoval struct {
 	NodeIDs []uint64
 }
+
+// AnnounceStop asks the controller actor to tell every peer that this
+// broker is about to stop (a controlled shutdown), so that none hands it a
+// leadership meanwhile. The actor repeats the notice until each peer Alive
+// reports (nil: every peer) has acknowledged it, and then closes Done;
+// nothing else answers.
+type AnnounceStop struct {
+	Alive func(id uint64) bool
+	Done  chan struct{}
+}

@@ -33,10 +33,13 @@ type ClusterView struct {
 }
 
 // PeerHealth is what this broker's raft transport has heard of a peer:
-// HeardMsAgo is how long ago its last frame arrived, -1 if none ever has.
+// HeardMsAgo is how long ago its last frame arrived, -1 if none ever has;
+// Stopping, that it announced a clean stop and has not connected since
+// (Metadata answers it as fenced, and no leadership is handed to it).
 type PeerHealth struct {
 	Alive      bool  `json:"alive"`
 	HeardMsAgo int64 `json:"heard_ms_ago"`
+	Stopping   bool  `json:"stopping,omitempty"`
 }
 
 // Membership is the controller group's membership as the applied state
@@ -126,7 +129,7 @@ func clusterView(src Sources) ClusterView {
 			if id == src.NodeID {
 				continue
 			}
-			v.Health[id] = PeerHealth{Alive: src.Liveness.Alive(id), HeardMsAgo: src.Liveness.HeardMsAgo(id)}
+			v.Health[id] = PeerHealth{Alive: src.Liveness.Alive(id), HeardMsAgo: src.Liveness.HeardMsAgo(id), Stopping: src.Liveness.Stopping(id)}
 		}
 	}
 	for _, ref := range st.Reassignments() {
