@@ -13,8 +13,16 @@ import (
 // its last metadata: its clients keep the brokers they can still reach,
 // where a Metadata listing this broker alone would leave them nowhere else
 // to ask.
+//
+// A broker that announced it is stopping (netactor.Liveness.Stopping) is
+// not alive, whatever else this broker hears: it said so itself, as a
+// Kafka broker in controlled shutdown is fenced. Clients then leave it out
+// of the brokers they ask, instead of meeting its closed sockets.
 func aliveFunc(l *netactor.Liveness, self uint64, view func() *controller.State) func(id uint64) bool {
 	return func(id uint64) bool {
+		if l.Stopping(id) {
+			return false
+		}
 		if l.Alive(id) {
 			return true
 		}

@@ -58,6 +58,7 @@ type Broker struct {
 	machine    *controller.StateMachine
 	registry   *prometheus.Registry
 	wal        *storage.WAL
+	liveness   *netactor.Liveness
 	router     *netactor.Router
 	peers      *netactor.Peers
 	storage    *actor.PID
@@ -180,6 +181,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 
 	netMetrics := netactor.NewMetrics(reg)
 	liveness := netactor.NewLiveness(cfg.NodeID, cfg.BrokerSessionTimeout(), time.Now)
+	b.liveness = liveness
 	alive := aliveFunc(liveness, cfg.NodeID, b.machine.View)
 	peerAddrs := make(map[uint64]string)
 	for _, p := range cfg.Peers {
@@ -262,6 +264,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 		Recovered:           recovered[controller.ControllerGroup],
 		Board:               b.board,
 		Observer:            o.Observer,
+		Stopping:            liveness.Stopping,
 		Log:                 log.With().Uint64("raft_group", controller.ControllerGroup).Str("actor", "raft/controller").Logger(),
 	})
 	if err != nil {
@@ -349,6 +352,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 		// A partition's entry is its batch, or the batch behind a type
 		// byte (batchEntry); 8 bytes leave room for that.
 		MaxEntryBytes: netactor.MaxEntryBytes(cfg.Raft.MaxFrameBytes) - 8,
+		Stopping:      liveness.Stopping,
 	}
 	if o.TunePartitions != nil {
 		o.TunePartitions(&partitionRaft)
@@ -474,13 +478,22 @@ func senderOptions(cfg *configs.Config, m *netactor.Metrics, log zerolog.Logger)
 	}
 }
 
-// Stop shuts the broker down cleanly: time stops, the Kafka listener and
-// its connections close, the raft actors stop, and the WAL is flushed and
-// fsynced last.
+// Stop shuts the broker down cleanly. First it hands the leadership of
+// every raft group it leads to another voter (handOver), while it still
+// serves its clients, who are told NOT_LEADER_OR_FOLLOWER and follow the
+// new leaders; then time stops, the Kafka listener and its connections
+// close, the raft actors stop, and the WAL is flushed and fsynced last.
 //
 // It returns what made the stop unclean: an actor that did not stop in
 // time, or a WAL that could not be flushed and closed.
 func (b *Broker) Stop() error {
+	b.handOver()
+	return b.stopNow()
+}
+
+// stopNow is Stop without the hand-over: to the peers, what a crash looks
+// like until its connections close (tests use it for one).
+func (b *Broker) stopNow() error {
 	err := b.shutdown()
 	b.unlock()
 	if err != nil {

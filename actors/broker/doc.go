@@ -11,4 +11,9 @@
 // majority of its peers have said that they know no cluster in which its
 // node id is registered (awaitPeers), and fails with a DataLostError if one
 // does: a broker that lost its data must not vote with the id that had it.
+//
+// Stop is a controlled shutdown (handover.go): before anything stops, the
+// peers hear that this broker is stopping and every raft group it leads
+// hands its leadership to another voter, so that its clients move to the
+// new leaders instead of waiting out an election timeout.
 package broker

@@ -1,0 +1,108 @@
+package broker
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/configs"
+	"github.com/flotilla/flotilla/raftactor"
+)
+
+// TestCleanStopHandsOverLeadership: a broker stopped cleanly first hands
+// the leadership of every group it leads (the controller, partitions,
+// offsets partitions) to the other brokers, so they lead within a small
+// part of an election timeout of the Stop's start. A crashed leader's
+// groups wait out the election timeout; so did a clean stop before.
+func TestCleanStopHandsOverLeadership(t *testing.T) {
+	const electionTicks, tickMs = 25, 20 // an election timeout of 500 ms, as the defaults
+	c := newTestCluster(t, 3, func(cfg *configs.Config) {
+		cfg.Raft.ElectionTicks = electionTicks
+		cfg.Kafka.OffsetsTopicPartitions = 3
+	})
+	electionTimeout := time.Duration(electionTicks*tickMs) * time.Millisecond
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl := c.client()
+	c.createTopic(ctx, cl, "handover", 6, 3, nil)
+	// Creates the offsets topic.
+	c.waitFor(30*time.Second, "a group coordinator", func() bool {
+		return kadm.NewClient(cl).FindGroupCoordinators(ctx, "g").Error() == nil
+	})
+
+	// The controller's leader, once it also leads a partition and an
+	// offsets partition (each goes to its preferred replica, and the
+	// assignments spread those over the brokers).
+	victim := -1
+	led := func(i int) []uint64 {
+		var groups []uint64
+		for _, st := range c.brokers[i].Board().All() {
+			if st.Role == "leader" && len(st.Voters) > 1 {
+				groups = append(groups, st.Group)
+			}
+		}
+		return groups
+	}
+	c.waitFor(30*time.Second, "the controller's leader leading a partition and an offsets partition", func() bool {
+		victim = c.leader()
+		if victim < 0 {
+			return false
+		}
+		var topic, offsets bool
+		for _, g := range led(victim) {
+			name := c.brokers[victim].Board().Get(g).Name
+			topic = topic || strings.HasPrefix(name, "handover/")
+			offsets = offsets || strings.HasPrefix(name, controller.OffsetsTopic+"/")
+		}
+		return topic && offsets
+	})
+	groups := led(victim)
+	t.Logf("stopping broker %d, which leads %d groups", victim+1, len(groups))
+
+	b := c.brokers[victim]
+	c.brokers[victim] = nil
+	start := time.Now()
+	stopped := make(chan error, 1)
+	go func() { stopped <- b.Stop() }()
+	c.waitFor(10*time.Second, "the other brokers lead every group the stopped one led", func() bool {
+		for _, g := range groups {
+			ok := false
+			for _, o := range c.brokers {
+				if st := o.boardOrNil(g); st != nil && st.Role == "leader" {
+					ok = true
+				}
+			}
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+	took := time.Since(start)
+	t.Logf("the other brokers lead them %v after the Stop began (election timeout %v)", took, electionTimeout)
+	if took >= electionTimeout/2 {
+		t.Errorf("the other brokers lead the stopped broker's groups only %v after the Stop began: the election timeout is %v, a hand-over takes a few round trips", took, electionTimeout)
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("Stop: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Stop has not returned after 30 s")
+	}
+}
+
+// boardOrNil is the status of group on b, nil when b is stopped or does not
+// host it.
+func (b *Broker) boardOrNil(group uint64) *raftactor.GroupStatus {
+	if b == nil {
+		return nil
+	}
+	return b.Board().Get(group)
+}
