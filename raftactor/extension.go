@@ -123,6 +123,10 @@ func (h *Handle) Checkpoint(ctx actor.Context) { h.g.checkpoint(ctx, true) }
 // running.
 func (h *Handle) TransferLeader(id uint64) bool { return h.g.transferLeader(id) }
 
+// Stopping reports whether node id announced that it is stopping
+// (Config.Stopping).
+func (h *Handle) Stopping(id uint64) bool { return h.g.stopping(id) }
+
 // ConfState is the group's membership as of the last applied entry.
 func (h *Handle) ConfState() *pb.ConfState { return h.g.d.confState }
 

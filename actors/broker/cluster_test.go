@@ -151,6 +151,15 @@ func (c *testCluster) stop(i int) {
 	}
 }
 
+// crash stops broker i as a crash would look to the others: without a
+// word to them and without handing over its leaderships.
+func (c *testCluster) crash(i int) {
+	if c.brokers[i] != nil {
+		c.brokers[i].stopNow()
+		c.brokers[i] = nil
+	}
+}
+
 // leader returns the index of the broker every running broker agrees leads
 // the controller group, or -1.
 func (c *testCluster) leader() int {

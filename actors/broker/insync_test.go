@@ -295,7 +295,9 @@ func TestRetryOfHeldBatchWaitsForMinInsync(t *testing.T) {
 	tp, leader := c.strictPartition(ctx, "strict-retry")
 	down, other := (leader+1)%3, (leader+2)%3
 	lead := c.brokers[leader].Replicas().Get(tp)
-	c.stop(down) // still in the ISR for 30 s: the batch is taken, then held
+	// Crashed, it stays in the ISR for 30 s: the batch is taken, then
+	// held. (Stopped cleanly, it would leave the ISR at once.)
+	c.crash(down)
 
 	const pid = 7
 	first := c.produceBatchAsync(leader, lead.PID, producerBatch(t, "v", pid, 0, 0), -1, 500)

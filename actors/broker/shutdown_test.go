@@ -17,7 +17,8 @@ import (
 // the leadership of every group it leads (the controller, partitions,
 // offsets partitions) to the other brokers, so they lead within a small
 // part of an election timeout of the Stop's start. A crashed leader's
-// groups wait out the election timeout; so did a clean stop before.
+// groups wait out the election timeout; so did a clean stop before. Its
+// replicas leave the ISRs at once.
 func TestCleanStopHandsOverLeadership(t *testing.T) {
 	const electionTicks, tickMs = 25, 20 // an election timeout of 500 ms, as the defaults
 	c := newTestCluster(t, 3, func(cfg *configs.Config) {
@@ -88,6 +89,12 @@ func TestCleanStopHandsOverLeadership(t *testing.T) {
 	if took >= electionTimeout/2 {
 		t.Errorf("the other brokers lead the stopped broker's groups only %v after the Stop began: the election timeout is %v, a hand-over takes a few round trips", took, electionTimeout)
 	}
+	// Its replicas leave the other partitions' ISRs at once, not after
+	// replica.lag.time.max.ms (10 s), as a controlled shutdown takes a
+	// Kafka broker out of the ISRs.
+	c.waitFor(3*time.Second, "every partition led with the two running replicas in sync", func() bool {
+		return c.led("handover", 6, 2)
+	})
 	select {
 	case err := <-stopped:
 		if err != nil {

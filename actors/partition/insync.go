@@ -146,6 +146,10 @@ type caughtUpTracker struct {
 type replicaProgress struct {
 	id, match uint64
 	active    bool
+	// stopping is true when the replica's broker is stopping cleanly: it
+	// leaves the ISR at once, as Kafka's controlled shutdown takes a
+	// broker out of the ISRs.
+	stopping bool
 }
 
 // reset forgets every sample: a new leadership starts from what its
@@ -169,6 +173,10 @@ func (c *caughtUpTracker) sample(now, self uint64, replicas []uint64, progress [
 	for _, p := range progress {
 		if !slices.Contains(replicas, p.id) {
 			continue // a member leaving, or not yet assigned
+		}
+		if p.stopping {
+			delete(c.at, p.id)
+			continue
 		}
 		switch {
 		case p.id == self || p.match >= end && p.active:

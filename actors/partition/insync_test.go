@@ -119,3 +119,17 @@ func TestCaughtUpTrackerReset(t *testing.T) {
 		t.Fatalf("ISR %v after reset, want [1]: follower 2 has not reached the new leader's end", isr)
 	}
 }
+
+// TestCaughtUpTrackerStopping: a replica whose broker stops cleanly leaves
+// the ISR at once, however caught up it is.
+func TestCaughtUpTrackerStopping(t *testing.T) {
+	var c caughtUpTracker
+	progress := []replicaProgress{{id: 1, match: 100, active: true}, {id: 2, match: 100, active: true}}
+	if isr := c.sample(10, 1, []uint64{1, 2}, progress, 200); !slices.Equal(isr, []uint64{1, 2}) {
+		t.Fatalf("ISR %v, want [1 2]", isr)
+	}
+	progress[1].stopping = true
+	if isr := c.sample(15, 1, []uint64{1, 2}, progress, 200); !slices.Equal(isr, []uint64{1}) {
+		t.Fatalf("ISR %v with broker 2 stopping, want [1]", isr)
+	}
+}

@@ -1133,11 +1133,12 @@ func (m *Machine) updateISR(h *raftactor.Handle) {
 // is in sync while it has caught up with the leader within
 // replica.lag.time.max.ms (caughtUpTracker).
 func (m *Machine) inSync(h *raftactor.Handle) []uint64 {
+	self := h.NodeID()
 	m.progress = m.progress[:0]
 	h.WithProgress(func(id, match uint64, active bool) {
-		m.progress = append(m.progress, replicaProgress{id: id, match: match, active: active})
+		m.progress = append(m.progress, replicaProgress{id: id, match: match, active: active, stopping: id != self && h.Stopping(id)})
 	})
-	return m.caughtUp.sample(m.ticks, h.NodeID(), m.replicas, m.progress, m.o.ReplicaLagTicks)
+	return m.caughtUp.sample(m.ticks, self, m.replicas, m.progress, m.o.ReplicaLagTicks)
 }
 
 // retentionEveryTicks paces retention checks (100 ticks: 5 s at 50 ms).
