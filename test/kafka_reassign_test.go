@@ -125,6 +125,11 @@ func TestReassignPartitionWhileProducing(t *testing.T) {
 		if listed && shownProgress && !nodes[2].running() {
 			t.Logf("the move was listed and its progress shown after %d rounds of 20 records; broker 3 restarts", rounds+1)
 			nodes[2].start(t)
+			// Its /debug/cluster is read from the next round on.
+			waitFor(t, 30*time.Second, "broker 3's debug endpoint", func() bool {
+				var v debugCluster
+				return getJSON("http://"+nodes[2].debug+"/debug/cluster", &v) == nil
+			})
 		}
 		var leader int32
 		replicas, leader = partitionReplicas(t, cl, topic, 0)
