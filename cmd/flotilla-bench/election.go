@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -11,6 +12,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 const electionRounds = 20
@@ -192,7 +196,36 @@ func startCluster(parent, name string) (ps []*proc, stop func(), err error) {
 		stop()
 		return nil, nil, err
 	}
+	if err := waitRegistered(ps, startupDeadline); err != nil {
+		stop()
+		return nil, nil, err
+	}
 	return ps, stop, nil
+}
+
+// waitRegistered waits until Metadata from the first broker lists every
+// broker of ps: a broker registers once its raft groups run, which a new
+// one starts only once its peers have answered it, and a topic created
+// before then gets fewer replicas or is refused.
+func waitRegistered(ps []*proc, d time.Duration) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(ps[0].kafka))
+	if err != nil {
+		return fmt.Errorf("admin client: %w", err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	for { // bounded by ctx's deadline
+		resp, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl)
+		if err == nil && len(resp.Brokers) == len(ps) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not every broker registered within %v (last: %v)", d, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // benchElection measures, with real bin/flotilla processes, the time from

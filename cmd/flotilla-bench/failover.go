@@ -37,8 +37,10 @@ func benchFailover() error {
 	}
 	defer admCl.Close()
 	adm := kadm.NewClient(admCl)
-	if _, err := adm.CreateTopic(ctx, failoverPartitions, 3, nil, "failover"); err != nil {
-		return fmt.Errorf("create topic: %w", err)
+	// A cluster that has just started registers its brokers one by one:
+	// createTopic retries until all three can take a replica.
+	if err := createTopic(ctx, seeds[0], "failover", failoverPartitions, 3); err != nil {
+		return err
 	}
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic("failover"),
