@@ -40,7 +40,6 @@ const handOverDrain = 100 * time.Millisecond
 func (b *Broker) handOver() {
 	electionTimeout := time.Duration(b.cfg.Raft.ElectionTicks) * b.cfg.TickInterval()
 	start := time.Now()
-	deadline := start.Add(handOverTimeouts * electionTimeout)
 	self := b.cfg.NodeID
 	// A voter can take over if this broker heard from it within an
 	// election timeout (a follower that long silent would start an
@@ -55,14 +54,19 @@ func (b *Broker) handOver() {
 
 	// The peers acknowledge the notice, so none of them takes this broker
 	// for a live voter to hand a leadership to once the transfers start.
+	// The wait has a bound of its own: a live peer that never acknowledges
+	// (an older version, a broker still asking whether it may start, one
+	// that died a moment ago) must not use up the transfers' time, or
+	// nothing would be handed over at all.
 	announced := make(chan struct{})
 	b.sys.Root.Send(b.controller, &controller.AnnounceStop{Alive: alive, Done: announced})
-	wait := time.NewTimer(time.Until(deadline))
+	wait := time.NewTimer(electionTimeout / 2)
 	select {
 	case <-announced:
 	case <-wait.C:
 	}
 	wait.Stop()
+	deadline := time.Now().Add(handOverTimeouts * electionTimeout)
 
 	// asked holds when, and in which term, each group was asked to step
 	// down. A group that leads again in a later term is asked again, and

@@ -10,6 +10,7 @@ import (
 
 	"github.com/flotilla/flotilla/actors/controller"
 	"github.com/flotilla/flotilla/configs"
+	"github.com/flotilla/flotilla/netactor"
 	"github.com/flotilla/flotilla/raftactor"
 )
 
@@ -112,4 +113,74 @@ func (b *Broker) boardOrNil(group uint64) *raftactor.GroupStatus {
 		return nil
 	}
 	return b.Board().Get(group)
+}
+
+// TestCleanStopHandsOverDespiteAPeerThatDoesNotAcknowledge: a live peer
+// that never acknowledges the stopping notice (its control messages are
+// dropped here, as an older version or a broker still probing would) must
+// not use up the hand-over's time: the third broker takes every group.
+func TestCleanStopHandsOverDespiteAPeerThatDoesNotAcknowledge(t *testing.T) {
+	const electionTicks, tickMs = 25, 20 // an election timeout of 500 ms, as the defaults
+	c := newTestCluster(t, 3, func(cfg *configs.Config) {
+		cfg.Raft.ElectionTicks = electionTicks
+	})
+	electionTimeout := time.Duration(electionTicks*tickMs) * time.Millisecond
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl := c.client()
+	c.createTopic(ctx, cl, "handover", 6, 3, nil)
+
+	victim := -1
+	led := func(i int) []uint64 {
+		var groups []uint64
+		for _, st := range c.brokers[i].Board().All() {
+			if st.Role == "leader" && len(st.Voters) > 1 {
+				groups = append(groups, st.Group)
+			}
+		}
+		return groups
+	}
+	c.waitFor(30*time.Second, "the controller's leader leading a partition", func() bool {
+		victim = c.leader()
+		if victim < 0 {
+			return false
+		}
+		for _, g := range led(victim) {
+			if strings.HasPrefix(c.brokers[victim].Board().Get(g).Name, "handover/") {
+				return true
+			}
+		}
+		return false
+	})
+	groups := led(victim)
+	mute := (victim + 1) % 3
+	c.brokers[mute].router.Remove(netactor.ControlSink)
+	t.Logf("stopping broker %d, which leads %d groups; broker %d drops control messages", victim+1, len(groups), mute+1)
+
+	b := c.brokers[victim]
+	c.brokers[victim] = nil
+	start := time.Now()
+	stopped := make(chan error, 1)
+	go func() { stopped <- b.Stop() }()
+	c.waitFor(10*time.Second, "the other brokers lead every group the stopped one led", func() bool {
+		for _, g := range groups {
+			ok := false
+			for _, o := range c.brokers {
+				if st := o.boardOrNil(g); st != nil && st.Role == "leader" {
+					ok = true
+				}
+			}
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+	took := time.Since(start)
+	t.Logf("the other brokers lead them %v after the Stop began (election timeout %v)", took, electionTimeout)
+	<-stopped
+	if took >= 2*electionTimeout {
+		t.Errorf("the other brokers lead the stopped broker's groups only %v after the Stop began: nothing was handed over (election timeout %v)", took, electionTimeout)
+	}
 }
