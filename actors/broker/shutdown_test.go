@@ -41,51 +41,23 @@ func TestCleanStopHandsOverLeadership(t *testing.T) {
 	// offsets partition (each goes to its preferred replica, and the
 	// assignments spread those over the brokers).
 	victim := -1
-	led := func(i int) []uint64 {
-		var groups []uint64
-		for _, st := range c.brokers[i].Board().All() {
-			if st.Role == "leader" && len(st.Voters) > 1 {
-				groups = append(groups, st.Group)
-			}
-		}
-		return groups
-	}
 	c.waitFor(30*time.Second, "the controller's leader leading a partition and an offsets partition", func() bool {
 		victim = c.leader()
 		if victim < 0 {
 			return false
 		}
 		var topic, offsets bool
-		for _, g := range led(victim) {
+		for _, g := range c.ledGroups(victim) {
 			name := c.brokers[victim].Board().Get(g).Name
 			topic = topic || strings.HasPrefix(name, "handover/")
 			offsets = offsets || strings.HasPrefix(name, controller.OffsetsTopic+"/")
 		}
 		return topic && offsets
 	})
-	groups := led(victim)
+	groups := c.ledGroups(victim)
 	t.Logf("stopping broker %d, which leads %d groups", victim+1, len(groups))
 
-	b := c.brokers[victim]
-	c.brokers[victim] = nil
-	start := time.Now()
-	stopped := make(chan error, 1)
-	go func() { stopped <- b.Stop() }()
-	c.waitFor(10*time.Second, "the other brokers lead every group the stopped one led", func() bool {
-		for _, g := range groups {
-			ok := false
-			for _, o := range c.brokers {
-				if st := o.boardOrNil(g); st != nil && st.Role == "leader" {
-					ok = true
-				}
-			}
-			if !ok {
-				return false
-			}
-		}
-		return true
-	})
-	took := time.Since(start)
+	took, stopped := c.stopAndTimeHandOver(victim, groups)
 	t.Logf("the other brokers lead them %v after the Stop began (election timeout %v)", took, electionTimeout)
 	if took >= electionTimeout/2 {
 		t.Errorf("the other brokers lead the stopped broker's groups only %v after the Stop began: the election timeout is %v, a hand-over takes a few round trips", took, electionTimeout)
@@ -104,6 +76,44 @@ func TestCleanStopHandsOverLeadership(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Stop has not returned after 30 s")
 	}
+}
+
+// ledGroups returns the groups with more than one voter that broker i
+// leads.
+func (c *testCluster) ledGroups(i int) []uint64 {
+	var groups []uint64
+	for _, st := range c.brokers[i].Board().All() {
+		if st.Role == "leader" && len(st.Voters) > 1 {
+			groups = append(groups, st.Group)
+		}
+	}
+	return groups
+}
+
+// stopAndTimeHandOver stops broker i cleanly and returns how long after
+// the Stop began the other brokers led every one of groups, and the
+// channel the Stop's result arrives on.
+func (c *testCluster) stopAndTimeHandOver(i int, groups []uint64) (time.Duration, <-chan error) {
+	b := c.brokers[i]
+	c.brokers[i] = nil
+	start := time.Now()
+	stopped := make(chan error, 1)
+	go func() { stopped <- b.Stop() }()
+	c.waitFor(10*time.Second, "the other brokers lead every group the stopped one led", func() bool {
+		for _, g := range groups {
+			ok := false
+			for _, o := range c.brokers {
+				if st := o.boardOrNil(g); st != nil && st.Role == "leader" {
+					ok = true
+				}
+			}
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+	return time.Since(start), stopped
 }
 
 // boardOrNil is the status of group on b, nil when b is stopped or does not
@@ -132,52 +142,24 @@ func TestCleanStopHandsOverDespiteAPeerThatDoesNotAcknowledge(t *testing.T) {
 	c.createTopic(ctx, cl, "handover", 6, 3, nil)
 
 	victim := -1
-	led := func(i int) []uint64 {
-		var groups []uint64
-		for _, st := range c.brokers[i].Board().All() {
-			if st.Role == "leader" && len(st.Voters) > 1 {
-				groups = append(groups, st.Group)
-			}
-		}
-		return groups
-	}
 	c.waitFor(30*time.Second, "the controller's leader leading a partition", func() bool {
 		victim = c.leader()
 		if victim < 0 {
 			return false
 		}
-		for _, g := range led(victim) {
+		for _, g := range c.ledGroups(victim) {
 			if strings.HasPrefix(c.brokers[victim].Board().Get(g).Name, "handover/") {
 				return true
 			}
 		}
 		return false
 	})
-	groups := led(victim)
+	groups := c.ledGroups(victim)
 	mute := (victim + 1) % 3
 	c.brokers[mute].router.Remove(netactor.ControlSink)
 	t.Logf("stopping broker %d, which leads %d groups; broker %d drops control messages", victim+1, len(groups), mute+1)
 
-	b := c.brokers[victim]
-	c.brokers[victim] = nil
-	start := time.Now()
-	stopped := make(chan error, 1)
-	go func() { stopped <- b.Stop() }()
-	c.waitFor(10*time.Second, "the other brokers lead every group the stopped one led", func() bool {
-		for _, g := range groups {
-			ok := false
-			for _, o := range c.brokers {
-				if st := o.boardOrNil(g); st != nil && st.Role == "leader" {
-					ok = true
-				}
-			}
-			if !ok {
-				return false
-			}
-		}
-		return true
-	})
-	took := time.Since(start)
+	took, stopped := c.stopAndTimeHandOver(victim, groups)
 	t.Logf("the other brokers lead them %v after the Stop began (election timeout %v)", took, electionTimeout)
 	<-stopped
 	if took >= 2*electionTimeout {
