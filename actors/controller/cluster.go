@@ -351,7 +351,7 @@ func (c *controllerActor) driveMembership(ctx actor.Context, view *State, st *ra
 			continue
 		}
 		// Checked again: a voter may have died during the drain.
-		if err := view.removalQuorum(id, c.o.Alive); err != nil {
+		if err := view.removalQuorum(id, c.removalLive); err != nil {
 			if c.complainOnce("remove " + err.Error()) {
 				c.o.Log.Warn().Err(err).Uint64("node_id", id).Msg("broker drained; its removal waits until the voters that remain are a live majority")
 			}
@@ -387,7 +387,7 @@ func (c *controllerActor) startRemovals(ctx actor.Context, view *State) {
 			}
 			continue
 		}
-		if err := view.removalQuorum(id, c.o.Alive); err != nil {
+		if err := view.removalQuorum(id, c.removalLive); err != nil {
 			if c.complainOnce("start " + err.Error()) {
 				c.o.Log.Warn().Err(err).Uint64("node_id", id).Msg("broker removal waits until the voters that remain are a live majority")
 			}
@@ -402,6 +402,23 @@ func (c *controllerActor) startRemovals(ctx actor.Context, view *State) {
 			}
 		})
 	}
+}
+
+// removalLive is the liveness a removal is checked with: the brokers'
+// liveness (heard from within the session timeout, 9 s by default) and, as
+// this actor leads the controller group when it drives a removal, raft's
+// own view of it: a member not active in the group for movedSilentTicks
+// (3 s) counts as dead sooner. A removal that counted a voter dead a moment
+// ago as alive could leave the controller or a partition without a quorum.
+func (c *controllerActor) removalLive(id uint64) bool {
+	if c.o.Alive != nil && !c.o.Alive(id) {
+		return false
+	}
+	if id == c.o.NodeID {
+		return true
+	}
+	at, seen := c.mb.activeAt[id]
+	return !seen || c.ticks-at < movedSilentTicks
 }
 
 // caughtUp reports whether the leader's view of a member says it has the
@@ -500,7 +517,7 @@ func (c *controllerActor) replacement(view *State, t *Topic, p Partition, id uin
 		if n, _ := strconv.Atoi(minISR); len(out) == 0 || len(out) < n {
 			return nil, fmt.Errorf("no broker can take broker %d's replica, and the partition would keep %d, below min.insync.replicas %s; add a broker or delete the topic", id, len(out), minISR)
 		}
-		if live := liveOf(out, c.o.Alive); 2*len(live) <= len(out) {
+		if live := liveOf(out, c.removalLive); 2*len(live) <= len(out) {
 			return nil, fmt.Errorf("no broker can take broker %d's replica, and of the replicas %v the partition would keep only %v are alive, no majority; waiting for them", id, out, live)
 		}
 	}

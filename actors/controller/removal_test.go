@@ -204,3 +204,33 @@ func TestDrainReplacement(t *testing.T) {
 		})
 	}
 }
+
+// TestRemovalLive: a removal counts a member dead when the brokers'
+// liveness does, or, on the controller's leader, once raft has not seen it
+// active in the controller group for movedSilentTicks, which comes well
+// before the session timeout.
+func TestRemovalLive(t *testing.T) {
+	const now = 1000
+	tests := []struct {
+		name     string
+		id       uint64
+		dead     []uint64 // by the brokers' liveness
+		activeAt map[uint64]uint64
+		want     bool
+	}{
+		{"active in raft and heard", 2, nil, map[uint64]uint64{2: now - 1}, true},
+		{"silent in raft, still heard", 2, nil, map[uint64]uint64{2: now - movedSilentTicks}, false},
+		{"active in raft, not heard", 2, []uint64{2}, map[uint64]uint64{2: now}, false},
+		{"not looked at by raft: liveness decides", 3, nil, map[uint64]uint64{2: now}, true},
+		{"itself", 1, nil, map[uint64]uint64{1: 0}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &controllerActor{o: Options{NodeID: 1, Alive: func(id uint64) bool { return !slices.Contains(tc.dead, id) }}}
+			c.mb.activeAt, c.ticks = tc.activeAt, now
+			if got := c.removalLive(tc.id); got != tc.want {
+				t.Fatalf("removalLive(%d) = %v, want %v", tc.id, got, tc.want)
+			}
+		})
+	}
+}
