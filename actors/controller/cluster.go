@@ -183,8 +183,17 @@ func (c *controllerActor) noticeRemoved(ctx actor.Context, view *State) {
 
 // movedSilentTicks is how long a member must have been silent at its
 // registered addresses (3 s at 50 ms ticks, several election timeouts)
-// before a hello naming new addresses for it is believed.
+// before a hello naming new addresses for it is believed, or a removal
+// counts it dead.
 const movedSilentTicks = 60
+
+// activeLately reports whether raft, on this controller leader, has seen
+// member id active within movedSilentTicks (a member not looked at yet
+// counts as active: this broker may have just become the leader).
+func (c *controllerActor) activeLately(id uint64) bool {
+	at, seen := c.mb.activeAt[id]
+	return !seen || c.ticks-at < movedSilentTicks
+}
 
 // noteActive records, while this broker leads the controller group, which
 // members raft last saw active: a member that moved answers nothing at its
@@ -241,7 +250,7 @@ func (c *controllerActor) onHello(ctx actor.Context, h *hello) {
 		// the hello comes from a second process started with its node id.
 		// Registering that one's addresses would send clients and peers to
 		// it (Kafka refuses it with DUPLICATE_BROKER_REGISTRATION).
-		if at, seen := c.mb.activeAt[id]; !seen || c.ticks-at < movedSilentTicks {
+		if c.activeLately(id) {
 			if c.complainOnce(fmt.Sprintf("duplicate %d at %s", id, h.RaftAddr)) {
 				c.o.Log.Error().Uint64("node_id", id).Str("its_raft_addr", h.RaftAddr).Str("its_kafka_addr", h.KafkaAddr).
 					Str("raft_addr", b.RaftAddr).Str("kafka_addr", b.KafkaAddr).
@@ -414,11 +423,7 @@ func (c *controllerActor) removalLive(id uint64) bool {
 	if c.o.Alive != nil && !c.o.Alive(id) {
 		return false
 	}
-	if id == c.o.NodeID {
-		return true
-	}
-	at, seen := c.mb.activeAt[id]
-	return !seen || c.ticks-at < movedSilentTicks
+	return id == c.o.NodeID || c.activeLately(id)
 }
 
 // caughtUp reports whether the leader's view of a member says it has the
