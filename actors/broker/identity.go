@@ -121,16 +121,8 @@ func writePeers(dir string, p lastPeers) error {
 // writeFileSynced replaces dir's file name with data, durably: a crash
 // leaves the old file or the new one, whole.
 func writeFileSynced(dir, name string, data []byte) error {
-	path := filepath.Join(dir, name)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := syncFile(tmp); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename %s: %w", tmp, err)
+	if err := storage.ReplaceFile((*os.File).Sync, filepath.Join(dir, name), data); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
 	}
 	return storage.SyncDir(dir)
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/flotilla/flotilla/actors/storage"
 )
 
 // ErrCorruptSegment reports a segment that Open cannot repair: one that was
@@ -57,7 +59,7 @@ func writeState(fsync func(*os.File) error, dir string, st logState) error {
 	b = binary.BigEndian.AppendUint64(b, uint64(st.recoveryPoint))
 	b = binary.BigEndian.AppendUint64(b, uint64(st.logStart))
 	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	if err := replaceFile(fsync, filepath.Join(dir, stateFileName), b); err != nil {
+	if err := storage.ReplaceFile(fsync, filepath.Join(dir, stateFileName), b); err != nil {
 		return fmt.Errorf("write %s: %w", stateFileName, err)
 	}
 	return nil
@@ -699,13 +701,13 @@ func (r *recovery) keptEntry(seg *segment, pos int64, h BatchHeader, size int, p
 
 // writeSynced replaces the file at path with b, durably: the WAL's
 // references it was rebuilt from go at the next checkpoint, and nothing
-// else would sync a sealed segment's file. It goes through replaceFile
+// else would sync a sealed segment's file. It goes through storage.ReplaceFile
 // because the old file holds entries that a checkpoint's Flush made
 // durable and the WAL no longer references: a crash must leave either file
 // whole, never a truncated one. (The directory is synced at the end of
 // Open, as r.changed says.)
 func (r *recovery) writeSynced(path string, b []byte) error {
-	if err := replaceFile(r.opts.fsync, path, b); err != nil {
+	if err := storage.ReplaceFile(r.opts.fsync, path, b); err != nil {
 		return fmt.Errorf("rewrite %s: %w", filepath.Base(path), err)
 	}
 	r.changed = true

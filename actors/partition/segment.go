@@ -264,29 +264,6 @@ func rewriteFile(path string, b []byte) error {
 	return nil
 }
 
-// replaceFile writes b to a temporary file beside path, syncs it with fsync
-// and renames it over path: a crash leaves the old file or the new one,
-// whole (once the directory is synced, the new one). Open removes a
-// temporary file left behind.
-func replaceFile(fsync func(*os.File) error, path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = fsync(f)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	return err
-}
-
 // readFileIfExists returns the contents of the file at path, and whether it
 // exists.
 func readFileIfExists(path string) ([]byte, bool, error) {

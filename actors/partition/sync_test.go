@@ -72,7 +72,7 @@ func (d *durable) wrap(fsync func(*os.File) error) func(*os.File) error {
 		} else {
 			name := filepath.Base(f.Name())
 			d.size[name] = info.Size()
-			// replaceFile renames the file it synced over the one it
+			// storage.ReplaceFile renames the file it synced over the one it
 			// replaces: that one's bytes are durable too.
 			if target, ok := strings.CutSuffix(name, ".tmp"); ok {
 				d.size[target] = info.Size()

@@ -563,6 +563,30 @@ func SyncDir(dir string) error {
 	return nil
 }
 
+// ReplaceFile writes b to a temporary file beside path (path + ".tmp"),
+// syncs it with fsync and renames it over path: a crash leaves the old file
+// or the new one, whole (the new one once the directory is synced,
+// SyncDir). Its owner removes a temporary file a crash left behind, or
+// overwrites it at the next replace.
+func ReplaceFile(fsync func(*os.File) error, path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = fsync(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	return err
+}
+
 // fail makes err the WAL's sticky error, unless it already has one, and
 // returns the sticky error.
 func (w *WAL) fail(err error) error {
