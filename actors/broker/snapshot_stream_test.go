@@ -88,7 +88,18 @@ func TestOffsetsSnapshotAboveFrameReachesFollower(t *testing.T) {
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < commits; i += workers {
-				if err := commit(groups[i%len(groups)], "narrow", 1, int64(i), ""); err != nil {
+				// kgo does not retry a FindCoordinator that it sends to
+				// the stopped broker (it still lists it until its next
+				// metadata refresh), so a commit can fail at once where a
+				// consumer's group loop would retry it: so do the workers,
+				// for a bounded time.
+				deadline := time.Now().Add(10 * time.Second)
+				err := commit(groups[i%len(groups)], "narrow", 1, int64(i), "")
+				for err != nil && time.Now().Before(deadline) {
+					time.Sleep(50 * time.Millisecond)
+					err = commit(groups[i%len(groups)], "narrow", 1, int64(i), "")
+				}
+				if err != nil {
 					errs <- fmt.Errorf("commit %d: %w", i, err)
 					return
 				}
