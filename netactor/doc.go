@@ -60,7 +60,10 @@
 //     control message waits behind at most one bounded frame.
 //   - A MsgSnap too large for a frame is streamed, a chunk of half the bulk
 //     budget per frame, one snapshot per peer at a time; appends of the
-//     peer's other groups share the frames. It is charged in the queue for
+//     peer's other groups share the frames. The next streamed MsgSnap and
+//     the later messages of its group and of the streaming group are set
+//     aside until the stream is done, so that they hold up no other
+//     group. It is charged in the queue for
 //     its header and one chunk: its data is the group's snapshot, read
 //     into each frame as it is written.
 //   - Heartbeats are coalesced per peer when there are many: a PeerSender

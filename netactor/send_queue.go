@@ -95,6 +95,26 @@ func (f *fifo) popBack() queued {
 	return q
 }
 
+// prepend moves every item of front, in order, ahead of f's, and empties
+// front.
+func (f *fifo) prepend(front *fifo) {
+	n := front.len()
+	if n == 0 {
+		return
+	}
+	if f.head >= n {
+		// Room before the head, left by popFront: no copy of f's items.
+		f.head -= n
+		copy(f.items[f.head:], front.items[front.head:])
+	} else {
+		items := make([]queued, 0, n+f.len())
+		items = append(items, front.items[front.head:]...)
+		f.items, f.head = append(items, f.items[f.head:]...), 0
+	}
+	clear(front.items)
+	front.reset()
+}
+
 // reset empties the queue, giving back a backing array grown by a burst.
 func (f *fifo) reset() {
 	if cap(f.items) > 4096 {
@@ -115,11 +135,20 @@ type sendQueue struct {
 	// lane with its first chunk and charged until its last is taken; nil
 	// when none is. Streams go one at a time (snapshot.go).
 	streaming *queued
-	bytes     int // sum of cost() of everything queued, streaming included
+	// waiting holds the bulk messages that cannot go while a stream is in
+	// flight (or in the frame of its last chunk): another streamed
+	// MsgSnap, and every later message of its group or of the streaming
+	// group. They are set aside, in the order they were queued, so that
+	// the other groups' messages behind them still go, and return to the
+	// front of the bulk lane once the stream is done. waitingGroups
+	// counts them per group.
+	waiting       fifo
+	waitingGroups map[uint64]int
+	bytes         int // sum of cost() of everything queued, streaming included
 }
 
 func (q *sendQueue) len() int {
-	n := q.control.len() + q.bulk.len() + q.held.len()
+	n := q.control.len() + q.bulk.len() + q.waiting.len() + q.held.len()
 	if q.streaming != nil {
 		n++
 	}
@@ -139,13 +168,41 @@ func (q *sendQueue) push(item queued, hold bool) {
 	q.bytes += item.cost()
 }
 
+// wait sets item, taken off the front of the bulk lane, aside until the
+// stream in flight is done.
+func (q *sendQueue) wait(item queued) {
+	if q.waitingGroups == nil {
+		q.waitingGroups = make(map[uint64]int)
+	}
+	q.waiting.push(item)
+	q.waitingGroups[item.group]++
+}
+
+// resume puts the messages set aside back at the front of the bulk lane,
+// where they were taken from, once no stream is in flight.
+func (q *sendQueue) resume() {
+	if q.streaming != nil || q.waiting.len() == 0 {
+		return
+	}
+	q.bulk.prepend(&q.waiting)
+	clear(q.waitingGroups)
+}
+
 // trim drops the newest messages until the queue is within limit, bulk
-// first, then held heartbeats, then control, and appends them to dropped. Dropping the newest keeps
-// what is queued a prefix of what each group sent, which is what raft's
-// flow control expects of a lossy link.
+// first (those set aside while a stream is in flight are older than the
+// rest of the lane), then held heartbeats, then control, and appends them
+// to dropped. Dropping the newest keeps what is queued a prefix of what
+// each group sent, which is what raft's flow control expects of a lossy
+// link.
 func (q *sendQueue) trim(limit int, dropped []queued) []queued {
 	for q.bytes > limit && q.bulk.len() > 0 {
 		item := q.bulk.popBack()
+		q.bytes -= item.cost()
+		dropped = append(dropped, item)
+	}
+	for q.bytes > limit && q.waiting.len() > 0 {
+		item := q.waiting.popBack()
+		q.waitingGroups[item.group]--
 		q.bytes -= item.cost()
 		dropped = append(dropped, item)
 	}
@@ -172,6 +229,10 @@ func (q *sendQueue) drain(dropped []queued) []queued {
 	for q.held.len() > 0 {
 		dropped = append(dropped, q.held.popFront())
 	}
+	for q.waiting.len() > 0 {
+		dropped = append(dropped, q.waiting.popFront())
+	}
+	clear(q.waitingGroups)
 	for q.bulk.len() > 0 {
 		dropped = append(dropped, q.bulk.popFront())
 	}
@@ -228,12 +289,15 @@ func (j *frameJob) lost(dst []queued) []queued {
 // reserved leaves no room for the first one.
 //
 // A MsgSnap too large for a frame goes as a chunk per frame, counted in the
-// bulk budget, one snapshot at a time: the bulk lane waits at the next one
-// until the current one is done, and at any message of the streaming group,
-// so that the group's messages still arrive in order. The chunk goes after
+// bulk budget, one snapshot at a time. While one streams, the next streamed
+// MsgSnap and every later message of its group or of the streaming group
+// are set aside (waiting), so that each group's messages still arrive in
+// order while the other groups' go on sharing the frames; they return to
+// the front of the bulk lane when the stream is done. The chunk goes after
 // the frame's raft messages, which the reader delivers first, and no later
 // message of its group goes in the same frame.
 func (q *sendQueue) nextFrame(maxFrame, reserved, bulkBudget int, release bool, index map[uint64]int) *frameJob {
+	q.resume()
 	if q.control.len() == 0 && q.bulk.len() == 0 && q.streaming == nil && (!release || q.held.len() == 0) {
 		return nil
 	}
@@ -307,14 +371,14 @@ func (q *sendQueue) nextFrame(maxFrame, reserved, bulkBudget int, release bool, 
 	}
 	for q.bulk.len() > 0 && bulk < bulkBudget {
 		item := q.bulk.front()
-		if job.chunkOf != nil && item.group == job.chunkOf.group ||
-			q.streaming != nil && item.group == q.streaming.group {
-			break
+		if q.waitingGroups[item.group] > 0 ||
+			job.chunkOf != nil && item.group == job.chunkOf.group ||
+			q.streaming != nil && item.group == q.streaming.group ||
+			item.stream != nil && (q.streaming != nil || job.env.Snap != nil) {
+			q.wait(q.bulk.popFront())
+			continue
 		}
 		if item.stream != nil {
-			if q.streaming != nil || job.env.Snap != nil {
-				break
-			}
 			q.bulk.popFront()
 			q.streaming = &item
 			if !takeChunk() {

@@ -258,6 +258,105 @@ func TestNextFrameStreamsSnapshot(t *testing.T) {
 	t.Logf("%d frames, %d with appends and a chunk", frames, mixed)
 }
 
+// Messages that must wait for a stream in flight — the next streamed
+// MsgSnap, a later message of the streaming group — hold up only their own
+// group: another group's append queued behind them goes while the first
+// snapshot still streams, and each group's messages keep their order.
+func TestNextFrameWaitingSnapshotHoldsOnlyItsGroup(t *testing.T) {
+	const maxFrame, budget = 64 << 10, 16 << 10
+	chunk := chunkBytes(maxFrame, budget)
+	snapItem := func(group, index uint64) queued {
+		m := bigSnap(index, 400<<10)
+		st, err := newSnapStream(m, chunk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return queued{group: group, msg: m, size: proto.Size(m), stream: st}
+	}
+	tests := []struct {
+		name    string
+		blocker queued // queued after group 2's snapshot, before group 3's append
+		want    map[uint64][]uint64
+	}{
+		{"another group's snapshot", snapItem(4, 20), map[uint64][]uint64{2: {10, 12}, 3: {1}, 4: {20}}},
+		{"an append of the streaming group", item(2, pb.MessageType_MsgApp, 11, 1000), map[uint64][]uint64{2: {10, 11, 12}, 3: {1}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var q sendQueue
+			q.push(snapItem(2, 10), false)
+			q.push(tt.blocker, false)
+			q.push(item(3, pb.MessageType_MsgApp, 1, 1000), false)
+			q.push(item(2, pb.MessageType_MsgApp, 12, 1000), false)
+
+			got := map[uint64][]uint64{}
+			a := &assembly{max: 1 << 20}
+			frames, snapDoneAt, appAt := 0, 0, 0
+			for job := q.nextFrame(maxFrame, 0, budget, false, map[uint64]int{}); job != nil && frames < 1000; job = q.nextFrame(maxFrame, 0, budget, false, map[uint64]int{}) {
+				frames++
+				for _, b := range job.env.Batches {
+					for _, m := range b.Msgs {
+						got[b.Group] = append(got[b.Group], m.GetIndex())
+					}
+					if b.Group == 3 && appAt == 0 {
+						appAt = frames
+					}
+				}
+				if job.env.Snap == nil {
+					continue
+				}
+				group, m, err := a.add(job.env.Snap)
+				if err != nil {
+					t.Fatalf("frame %d: %v", frames, err)
+				}
+				if m != nil {
+					got[group] = append(got[group], m.GetIndex())
+					if group == 2 {
+						snapDoneAt = frames
+					}
+				}
+			}
+			if appAt == 0 || appAt >= snapDoneAt {
+				t.Fatalf("group 3's append went in frame %d, group 2's snapshot completed in frame %d", appAt, snapDoneAt)
+			}
+			for g, want := range tt.want {
+				if !slices.Equal(got[g], want) {
+					t.Fatalf("group %d received indexes %v, want %v", g, got[g], want)
+				}
+			}
+			if q.bytes != 0 || q.len() != 0 {
+				t.Fatalf("%d bytes, %d messages left", q.bytes, q.len())
+			}
+		})
+	}
+}
+
+// The same through two nodes: an append of group 9 sent after two large
+// snapshots (groups 7 and 8) reaches the peer before group 7's snapshot has
+// arrived whole. Groups 7 and 9 share one recorder, so that its order is
+// the order the reader delivered them in.
+func TestAppendNotHeldBehindWaitingSnapshot(t *testing.T) {
+	const frame = 256 << 10
+	n1, n2 := newNode(t, 1), newNode(t, 2)
+	n2.maxFrame = frame
+	n2.listen("127.0.0.1:0")
+	shared := n2.group(7)
+	pid, _ := n2.router.Lookup(7)
+	n2.router.Set(9, pid)
+	other := n2.group(8)
+	p := n1.peers(map[uint64]string{2: n2.addr}, SenderOptions{MaxFrameBytes: frame})
+	root := n1.sys.Root
+	connect(t, root, p, 7, 2, shared)
+
+	p.Send(root, 7, []*pb.Message{bigSnap(50, 16<<20)})
+	p.Send(root, 8, []*pb.Message{bigSnap(60, 16<<20)})
+	p.Send(root, 9, []*pb.Message{msg(pb.MessageType_MsgApp, 2, 1, 1, make([]byte, 1000))})
+	waitFor(t, 20*time.Second, "both snapshots and the append", func() bool { return shared.count() == 2 && other.count() == 1 })
+	if got := shared.received(); got[0].GetType() == pb.MessageType_MsgSnap {
+		t.Fatal("group 9's append arrived only after group 7's 16 MiB snapshot had been streamed whole")
+	}
+}
+
 // A MsgSnap several times the frame limit arrives whole and identical, the
 // appends of another group flow while it streams, and it ends in one
 // successful SnapshotStatus.
