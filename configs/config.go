@@ -188,7 +188,8 @@ type RaftConfig struct {
 	// transport. A snapshot larger than a frame (a consumer-offsets
 	// partition or the controller with much state) is streamed in chunks
 	// up to it; a larger one is not sent, and a peer announcing one is
-	// disconnected. At least MaxFrameBytes.
+	// disconnected. It also bounds what a broker holds of snapshots being
+	// received from all its peers at once. At least MaxFrameBytes.
 	MaxSnapshotBytes int `yaml:"max_snapshot_bytes"`
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
 
 	"github.com/flotilla/flotilla/raftactor"
 )
@@ -35,6 +36,7 @@ type connReader struct {
 	self         uint64
 	maxFrame     int
 	maxSnapshot  int
+	budget       *snapBudget // the node's, shared by every reader
 	helloTimeout time.Duration
 	idleTimeout  time.Duration // 0: none
 	router       *Router
@@ -42,6 +44,7 @@ type connReader struct {
 	liveness     *Liveness
 	root         *actor.RootContext
 	listener     *actor.PID
+	log          zerolog.Logger
 }
 
 // rejectError is a protocol violation by the peer, with its metric reason.
@@ -80,7 +83,7 @@ func (r *connReader) serve() error {
 	heard()
 	// A snapshot half received when the connection ends is dropped with
 	// it: its sender reports it failed, and raft sends it again.
-	asm := &assembly{max: r.maxSnapshot, gauge: r.metrics.receivingGauge(peer)}
+	asm := &assembly{max: r.maxSnapshot, gauge: r.metrics.receivingGauge(peer), budget: r.budget}
 	defer asm.reset()
 	var buf []byte
 	for {
@@ -110,6 +113,10 @@ func (r *connReader) serve() error {
 		// of its group that it queued before the snapshot.
 		if env.Snap != nil {
 			group, m, err := asm.add(env.Snap)
+			if refused, ok := errors.AsType[*snapshotRefusedError](err); ok {
+				r.refused(peer, refused)
+				err = nil
+			}
 			if err != nil {
 				return err
 			}
@@ -118,6 +125,15 @@ func (r *connReader) serve() error {
 			}
 		}
 	}
+}
+
+// refused logs and counts a snapshot refused for the node's budget, once,
+// at its header: its chunks are skipped without a word.
+func (r *connReader) refused(peer uint64, e *snapshotRefusedError) {
+	r.metrics.drop(DropSnapshotMemory, 1)
+	r.log.Warn().Uint64("peer", peer).Uint64("raft_group", e.group).Int("bytes", e.size).
+		Int("receiving_bytes", e.held).Int("max_snapshot_bytes", e.limit).
+		Msg("raft snapshot refused: with it, the snapshots being received from all peers would exceed max_snapshot_bytes; its chunks are skipped, and raft sends it again")
 }
 
 // deliver steps a group's messages from peer into the group, those the

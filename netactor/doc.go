@@ -17,7 +17,9 @@
 // between brokers (control.go), which the reader hands to the Router's
 // LeadersSink and ControlSink entries, and a chunk of a MsgSnap too large
 // for one frame (snapshot.go), which the reader reassembles, up to
-// MaxSnapshotBytes, and steps into its group whole.
+// MaxSnapshotBytes, and steps into its group whole. The snapshots being
+// reassembled from all peers together hold at most MaxSnapshotBytes too: one
+// more is refused and skipped, and raft sends it again.
 //
 // # Actors
 //
@@ -27,6 +29,8 @@
 // each group's batch to the group as raftactor.Step, looking the group up in
 // the Router. The Listener itself sees only connections opening and closing
 // (connIdentified, connClosed), so no message passes through its mailbox.
+// It keeps one connection per peer: a newer one from the same peer id closes
+// the older, which its sender has given up on.
 // Messages for a group that is not in the Router are dropped and counted.
 //
 // PeerSender (kind "peer", name "peer/<id>") owns the one long-lived

@@ -31,8 +31,11 @@ func StartListener(sys *actors.System, ln net.Listener, opts ListenerOptions) (*
 		return nil, fmt.Errorf("netactor: listener options: %w", err)
 	}
 	root := sys.Root
+	// Shared with the readers, which outlive an incarnation of the actor
+	// until they notice their connection closed.
+	budget := &snapBudget{limit: opts.MaxSnapshotBytes}
 	pid, err := sys.Spawn("listener", "raft/listener", func() actor.Actor {
-		return &Listener{ln: ln, root: root, opts: opts, conns: make(map[uint64]*inbound)}
+		return &Listener{ln: ln, root: root, opts: opts, budget: budget, conns: make(map[uint64]*inbound)}
 	})
 	if err != nil {
 		ln.Close()
@@ -47,11 +50,14 @@ func StartListener(sys *actors.System, ln net.Listener, opts ListenerOptions) (*
 // Listener is the actor that owns the raft listening socket and every inbound
 // connection. Each connection has a reader goroutine that decodes frames and
 // sends each group's messages straight to the group as raftactor.Step, so the
-// actor itself sees only connections opening and closing.
+// actor itself sees only connections opening and closing. It keeps one
+// connection per peer, the newest, and the snapshots their readers
+// reassemble share one budget of MaxSnapshotBytes (snapshot.go).
 type Listener struct {
 	ln     net.Listener
 	root   *actor.RootContext
 	opts   ListenerOptions
+	budget *snapBudget
 	self   *actor.PID
 	conns  map[uint64]*inbound
 	nextID uint64
@@ -71,10 +77,7 @@ func (l *Listener) Receive(ctx actor.Context) {
 	case *actors.Accepted:
 		l.accepted(msg.Conn)
 	case *connIdentified:
-		if c, ok := l.conns[msg.id]; ok {
-			c.peer = msg.peer
-			l.opts.Log.Info().Uint64("peer", msg.peer).Str("remote", c.remote).Msg("raft peer connected")
-		}
+		l.identified(msg)
 	case *connClosed:
 		l.connClosed(msg)
 	case *actors.AcceptFailed:
@@ -103,11 +106,44 @@ func (l *Listener) accepted(conn net.Conn) {
 	l.conns[l.nextID] = c
 	r := &connReader{
 		id: l.nextID, conn: conn, self: l.opts.Self,
-		maxFrame: l.opts.MaxFrameBytes, maxSnapshot: l.opts.MaxSnapshotBytes, helloTimeout: l.opts.HelloTimeout, idleTimeout: l.opts.IdleTimeout,
+		maxFrame: l.opts.MaxFrameBytes, maxSnapshot: l.opts.MaxSnapshotBytes, budget: l.budget,
+		helloTimeout: l.opts.HelloTimeout, idleTimeout: l.opts.IdleTimeout,
 		router: l.opts.Router, metrics: l.opts.Metrics, liveness: l.opts.Liveness,
-		root: l.root, listener: l.self,
+		root: l.root, listener: l.self, log: l.opts.Log,
 	}
 	go r.run()
+}
+
+// identified records the peer a connection's hello named and keeps only
+// the newest connection of each peer, closing any other. A peer's sender
+// holds one connection at a time: an older one is one it gave up on, cut
+// or half-open, whose reader would otherwise keep its partial snapshot
+// until the idle timeout, and a peer opening many would make the node
+// hold a snapshot's worth on each.
+func (l *Listener) identified(msg *connIdentified) {
+	c, ok := l.conns[msg.id]
+	if !ok {
+		return
+	}
+	c.peer = msg.peer
+	for id, o := range l.conns {
+		if o.peer != msg.peer || id == msg.id {
+			continue
+		}
+		// Accepted later, identified first: the other is the newer.
+		older, olderID := o, id
+		if id > msg.id {
+			older, olderID = c, msg.id
+		}
+		older.conn.Close()
+		delete(l.conns, olderID)
+		l.opts.Log.Info().Uint64("peer", msg.peer).Str("remote", older.remote).
+			Msg("closed a raft connection: its peer opened a newer one")
+		if older == c {
+			return
+		}
+	}
+	l.opts.Log.Info().Uint64("peer", msg.peer).Str("remote", c.remote).Msg("raft peer connected")
 }
 
 func (l *Listener) connClosed(msg *connClosed) {

@@ -16,6 +16,9 @@ const (
 	DropUnknownPeer  = "unknown_peer"  // addressed to a node that is not in the peer table
 	DropTooLarge     = "too_large"     // a single message larger than the frame limit, or a snapshot above the snapshot limit
 	DropEncodeFailed = "encode_failed" // a message that could not be marshalled
+	// DropSnapshotMemory counts streamed snapshots refused because those
+	// being received already held too much of MaxSnapshotBytes.
+	DropSnapshotMemory = "snapshot_memory"
 	// DropControlQueueFull counts control messages (not raft messages)
 	// dropped, oldest first, past the few a PeerSender holds for its peer.
 	DropControlQueueFull = "control_queue_full"

@@ -119,8 +119,10 @@ type ListenerOptions struct {
 	Self          uint64 // this node's id; a hello addressed elsewhere is refused
 	MaxFrameBytes int    // largest frame body accepted; a larger one closes the connection
 	// MaxSnapshotBytes is the largest snapshot data accepted in chunks
-	// (snapshot.go); a stream announcing more closes the connection. At
-	// least MaxFrameBytes.
+	// (snapshot.go); a stream announcing more closes the connection. It
+	// also bounds the snapshots being received from all peers together:
+	// one that would exceed it is refused and skipped. At least
+	// MaxFrameBytes.
 	MaxSnapshotBytes int
 	// HelloTimeout bounds how long a new connection may take to say who it is.
 	HelloTimeout time.Duration

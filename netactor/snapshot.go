@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -33,8 +34,14 @@ import (
 // A chunk frame is bounded and decoded like any other (limits.go); the
 // assembly is bounded by MaxSnapshotBytes, which a sender checks before it
 // streams and a reader when a header announces the size: a larger one
-// closes the connection. A reader that predates streaming skips the
-// unknown field, so an old broker drops the snapshot and stays up.
+// closes the connection. The Listener keeps one connection per peer, and
+// all the assemblies of a node share a budget of MaxSnapshotBytes, which a
+// header reserves its size from: a snapshot that does not fit is refused,
+// and its chunks are skipped without closing the connection. Its sender
+// counts it as sent; raft finds the follower still behind and sends it
+// again, as it does after a failure. A reader that predates streaming
+// skips the unknown field, so an old broker drops the snapshot and stays
+// up.
 
 // Field numbers of the chunk in envelope.proto.
 const (
@@ -202,16 +209,66 @@ func (s *snapStream) next(group uint64) (*SnapChunk, bool) {
 	return c, s.sent == len(s.data)
 }
 
+// snapBudget bounds the snapshot bytes a node reassembles at once, from
+// all its peers together; the readers of every connection share it.
+type snapBudget struct {
+	limit int
+	held  atomic.Int64
+}
+
+// reserve takes n bytes of the budget, if they are free, and returns what
+// was held before. A nil budget has room for anything.
+func (b *snapBudget) reserve(n int) (int, bool) {
+	if b == nil {
+		return 0, true
+	}
+	for {
+		held := b.held.Load()
+		if held+int64(n) > int64(b.limit) {
+			return int(held), false
+		}
+		if b.held.CompareAndSwap(held, held+int64(n)) {
+			return int(held), true
+		}
+	}
+}
+
+func (b *snapBudget) release(n int) {
+	if b != nil && n != 0 {
+		b.held.Add(-int64(n))
+	}
+}
+
+// snapshotRefusedError tells that an assembly refused a snapshot because
+// the node's budget (snapBudget) lacked room for the size its header
+// announced. It is no protocol violation: the assembly skips the chunks of
+// that snapshot and takes the next.
+type snapshotRefusedError struct {
+	group             uint64
+	size, held, limit int
+}
+
+func (e *snapshotRefusedError) Error() string {
+	return fmt.Sprintf("snapshot of group %d: %d bytes announced, %d of the node's %d already held by snapshots being received",
+		e.group, e.size, e.held, e.limit)
+}
+
 // assembly is the MsgSnap a connection's reader is reassembling from its
 // chunks. It belongs to the reader's goroutine.
 type assembly struct {
-	max   int              // largest Snapshot.Data accepted
-	gauge prometheus.Gauge // bytes held by assemblies of the peer; may be nil
+	max    int              // largest Snapshot.Data accepted
+	gauge  prometheus.Gauge // bytes held by assemblies of the peer; may be nil
+	budget *snapBudget      // shared by the node's assemblies; nil: none
 
 	group uint64
 	msg   *pb.Message // the header; nil when no snapshot is being received
 	size  int
 	data  []byte
+	// skipping: the snapshot of group, refused for the budget, is being
+	// received without its data being kept; skipped bytes of it have come.
+	skipping bool
+	skipped  int
+	reserved int // bytes of budget reserved for the snapshot being received
 }
 
 var errNoSnapshot = errors.New("no snapshot of that group being received")
@@ -219,7 +276,9 @@ var errNoSnapshot = errors.New("no snapshot of that group being received")
 // add takes the next chunk of the connection. When it completes a MsgSnap,
 // add returns it with its group. A chunk that does not continue the
 // snapshot being received, or data beyond the size its header announced,
-// is ErrMalformedFrame; a size above max is a rejectError.
+// is ErrMalformedFrame; a size above max is a rejectError. A header whose
+// size the budget has no room for is a *snapshotRefusedError: that
+// snapshot's chunks are then skipped, and the connection may go on.
 func (a *assembly) add(c *SnapChunk) (uint64, *pb.Message, error) {
 	if len(c.Header) > 0 {
 		// The sender abandoned the snapshot it was sending, if any.
@@ -236,14 +295,23 @@ func (a *assembly) add(c *SnapChunk) (uint64, *pb.Message, error) {
 			return 0, nil, malformed(fmt.Sprintf("snapshot header of group %d", c.Group),
 				fmt.Errorf("a %s, not a MsgSnap without data", m.GetType()))
 		}
-		a.group, a.msg, a.size = c.Group, m, int(c.Size)
+		a.group, a.size = c.Group, int(c.Size)
+		held, ok := a.budget.reserve(a.size)
+		if !ok {
+			a.skipping = true
+			if _, _, err := a.skip(c); err != nil {
+				return 0, nil, err
+			}
+			return 0, nil, &snapshotRefusedError{group: c.Group, size: a.size, held: held, limit: a.budget.limit}
+		}
+		a.msg, a.reserved = m, a.size
+	} else if a.skipping && c.Group == a.group {
+		return a.skip(c)
 	} else if a.msg == nil || c.Group != a.group {
 		return 0, nil, malformed(fmt.Sprintf("snapshot chunk of group %d", c.Group), errNoSnapshot)
 	}
 	if len(c.Data) > a.size-len(a.data) {
-		group := a.group
-		a.reset()
-		return 0, nil, malformed(fmt.Sprintf("snapshot chunk of group %d", group), errors.New("more data than the header announced"))
+		return a.overrun()
 	}
 	a.data = appendUpTo(a.data, c.Data, a.size)
 	a.addGauge(len(c.Data))
@@ -254,13 +322,35 @@ func (a *assembly) add(c *SnapChunk) (uint64, *pb.Message, error) {
 	m.Snapshot.Data = a.data
 	a.addGauge(-len(a.data))
 	a.msg, a.data = nil, nil
+	a.budget.release(a.reserved)
+	a.reserved = 0
 	return group, m, nil
+}
+
+// skip takes a chunk of a refused snapshot, keeping none of its data.
+func (a *assembly) skip(c *SnapChunk) (uint64, *pb.Message, error) {
+	if len(c.Data) > a.size-a.skipped {
+		return a.overrun()
+	}
+	a.skipped += len(c.Data)
+	if a.skipped == a.size {
+		a.skipping, a.skipped = false, 0
+	}
+	return 0, nil, nil
+}
+
+func (a *assembly) overrun() (uint64, *pb.Message, error) {
+	group := a.group
+	a.reset()
+	return 0, nil, malformed(fmt.Sprintf("snapshot chunk of group %d", group), errors.New("more data than the header announced"))
 }
 
 // reset drops the snapshot being received, if any.
 func (a *assembly) reset() {
 	a.addGauge(-len(a.data))
-	a.msg, a.data = nil, nil
+	a.budget.release(a.reserved)
+	a.msg, a.data, a.reserved = nil, nil, 0
+	a.skipping, a.skipped = false, 0
 }
 
 func (a *assembly) addGauge(n int) {

@@ -582,3 +582,200 @@ func TestReceiverFreesSnapshotOfDroppedConnection(t *testing.T) {
 		t.Fatalf("a dropped connection counted as a protocol violation:\n%s", n2.logs)
 	}
 }
+
+// closedByPeer reports whether the other end closed c, waiting briefly.
+func closedByPeer(c net.Conn) bool {
+	if err := c.SetReadDeadline(time.Now().Add(5 * time.Millisecond)); err != nil {
+		return true
+	}
+	var b [1]byte
+	_, err := c.Read(b[:])
+	var ne net.Error
+	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// hello is the first frame of a connection from peer from to node 2.
+func hello(t *testing.T, from uint64) []byte { return encode(t, &Envelope{From: from, To: 2}) }
+
+// snapFrames returns the frames that stream snap for group in chunks: all
+// but the last chunk's, and the last chunk's.
+func snapFrames(t *testing.T, group uint64, snap *pb.Message, chunk int) (start, last []byte) {
+	t.Helper()
+	st, err := newSnapStream(snap, chunk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		c, done := st.next(group)
+		frame := encode(t, &Envelope{Snap: c})
+		if done {
+			return start, frame
+		}
+		start = append(start, frame...)
+	}
+}
+
+// A peer that opens a new connection closes its older one, and with it
+// the snapshot that one was receiving: however many connections a peer
+// opens (a redialling sender leaves half-open ones), the node holds one
+// partial snapshot of it at most.
+func TestReassemblyBoundedPerPeer(t *testing.T) {
+	const frame, limit, chunk = 256 << 10, 4 << 20, 64 << 10
+	n2 := newNode(t, 2)
+	n2.maxFrame, n2.maxSnapshot = frame, limit
+	n2.listen("127.0.0.1:0")
+	remote := n2.group(7)
+	var conns []net.Conn
+	var last []byte
+	for i := range 4 {
+		c, err := net.Dial("tcp", n2.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		var start []byte
+		start, last = snapFrames(t, 7, bigSnap(uint64(50+i), 1<<20), chunk)
+		if _, err := c.Write(append(hello(t, 1), start...)); err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 {
+			waitFor(t, 5*time.Second, "the older connection closed", func() bool { return closedByPeer(conns[i-1]) })
+		}
+		conns = append(conns, c)
+		waitFor(t, 5*time.Second, "one snapshot's chunks", func() bool {
+			return n2.metric("flotilla_raft_snapshot_receiving_bytes", "peer", "1") == 1<<20-chunk
+		})
+	}
+	// The newest connection still receives.
+	if _, err := conns[3].Write(last); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the snapshot", func() bool { return remote.count() == 1 })
+	if got := remote.received()[0].GetIndex(); got != 53 {
+		t.Fatalf("received the snapshot at index %d, want the newest connection's, 53", got)
+	}
+	if got := n2.metric("flotilla_raft_snapshot_receiving_bytes", "peer", "1"); got != 0 {
+		t.Fatalf("%v bytes still being received", got)
+	}
+	if closedByPeer(conns[3]) {
+		t.Fatal("the newest connection was closed")
+	}
+}
+
+// The snapshots a node receives from all its peers together hold at most
+// MaxSnapshotBytes: one that would take more is refused at its first
+// chunk, logged once, and its chunks skipped, the connection left up; once
+// the first is complete, the refused one is taken when it is sent again.
+func TestSnapshotsBeingReceivedBoundedPerNode(t *testing.T) {
+	const frame, limit, chunk = 256 << 10, 1 << 20, 64 << 10
+	n2 := newNode(t, 2)
+	n2.maxFrame, n2.maxSnapshot = frame, limit
+	n2.listen("127.0.0.1:0")
+	g7, g8 := n2.group(7), n2.group(8)
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", n2.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	write := func(c net.Conn, b []byte) {
+		if _, err := c.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fromPeer3 := func(m *pb.Message) *pb.Message { m.From = proto.Uint64(3); return m }
+
+	// Peer 1 holds 640 KiB of the budget's 1 MiB.
+	c1 := dial()
+	start1, last1 := snapFrames(t, 7, bigSnap(50, 640<<10), chunk)
+	write(c1, append(hello(t, 1), start1...))
+	waitFor(t, 5*time.Second, "peer 1's chunks", func() bool {
+		return n2.metric("flotilla_raft_snapshot_receiving_bytes", "peer", "1") == 640<<10-chunk
+	})
+
+	// Peer 3's 640 KiB do not fit: refused, the chunks skipped; its next
+	// message still arrives.
+	c3 := dial()
+	start3, last3 := snapFrames(t, 8, fromPeer3(bigSnap(60, 640<<10)), chunk)
+	write(c3, slices.Concat(hello(t, 3), start3, last3))
+	app := fromPeer3(msg(pb.MessageType_MsgApp, 2, 3, 61))
+	write(c3, encode(t, &Envelope{Batches: []GroupBatch{{Group: 8, Msgs: []*pb.Message{app}}}}))
+	waitFor(t, 5*time.Second, "peer 3's append", func() bool {
+		return slices.ContainsFunc(g8.received(), func(m *pb.Message) bool { return m.GetType() == pb.MessageType_MsgApp })
+	})
+	if got := g8.count(); got != 1 {
+		t.Fatalf("group 8 received %d messages, want only the append: the snapshot was not refused", got)
+	}
+	if got := n2.metric("flotilla_raft_messages_dropped_total", "reason", DropSnapshotMemory); got != 1 {
+		t.Fatalf("%v snapshots dropped for memory, want 1", got)
+	}
+	if got := strings.Count(n2.logs.String(), "raft snapshot refused"); got != 1 {
+		t.Fatalf("the refusal logged %d times, want once:\n%s", got, n2.logs)
+	}
+	if got := n2.metric("flotilla_raft_snapshot_receiving_bytes", "peer", "3"); got != 0 {
+		t.Fatalf("%v bytes held for the refused snapshot", got)
+	}
+
+	// Peer 1's completes and frees the budget; peer 3's goes through.
+	write(c1, last1)
+	waitFor(t, 5*time.Second, "peer 1's snapshot", func() bool { return g7.count() == 1 })
+	write(c3, slices.Concat(start3, last3))
+	waitFor(t, 5*time.Second, "peer 3's snapshot", func() bool { return g8.count() == 2 })
+	if got := g8.received()[1]; got.GetType() != pb.MessageType_MsgSnap || got.GetIndex() != 60 {
+		t.Fatalf("group 8 received a %s at %d, want the snapshot at 60", got.GetType(), got.GetIndex())
+	}
+	for _, c := range []net.Conn{c1, c3} {
+		if closedByPeer(c) {
+			t.Fatal("a connection was closed")
+		}
+	}
+	if got := n2.metric("flotilla_raft_snapshot_receiving_bytes", "peer", "3"); got != 0 {
+		t.Fatalf("%v bytes still being received", got)
+	}
+}
+
+// Assemblies sharing a budget reserve what a header announces, skip the
+// chunks of a snapshot that does not fit, and give the budget back when a
+// snapshot completes or is dropped.
+func TestAssemblySharesBudget(t *testing.T) {
+	hdr := mustMarshal(t, snapHeader(bigSnap(5, 10)))
+	first := func(group uint64, size uint64, data string) *SnapChunk {
+		return &SnapChunk{Group: group, Header: hdr, Size: size, Data: []byte(data)}
+	}
+	next := func(group uint64, data string) *SnapChunk { return &SnapChunk{Group: group, Data: []byte(data)} }
+	budget := &snapBudget{limit: 10}
+	a, b := &assembly{max: 10, budget: budget}, &assembly{max: 10, budget: budget}
+	add := func(a *assembly, c *SnapChunk) (*pb.Message, error) {
+		t.Helper()
+		_, m, err := a.add(c)
+		return m, err
+	}
+	if m, err := add(a, first(7, 6, "ab")); m != nil || err != nil {
+		t.Fatalf("first snapshot: %v, %v", m, err)
+	}
+	_, err := add(b, first(8, 5, "x"))
+	if refused, ok := errors.AsType[*snapshotRefusedError](err); !ok || refused.held != 6 || refused.size != 5 {
+		t.Fatalf("second snapshot: %v, want it refused with 6 bytes held", err)
+	}
+	if m, err := add(b, next(8, "yz")); m != nil || err != nil {
+		t.Fatalf("chunk of the refused snapshot: %v, %v", m, err)
+	}
+	if _, err := add(b, next(8, "abc")); !errors.Is(err, ErrMalformedFrame) {
+		t.Fatalf("chunk past the refused snapshot's size: %v, want ErrMalformedFrame", err)
+	}
+	if m, err := add(a, next(7, "cdef")); err != nil || string(m.GetSnapshot().GetData()) != "abcdef" {
+		t.Fatalf("completing the first snapshot: %v, %v", m, err)
+	}
+	if got := budget.held.Load(); got != 0 {
+		t.Fatalf("%d bytes held once the snapshot completed", got)
+	}
+	if m, err := add(b, first(8, 10, "x")); m != nil || err != nil {
+		t.Fatalf("a snapshot of the whole budget: %v, %v", m, err)
+	}
+	b.reset() // its connection closed
+	if got := budget.held.Load(); got != 0 {
+		t.Fatalf("%d bytes held once the connection closed", got)
+	}
+}
