@@ -2,6 +2,7 @@ package configs
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 )
@@ -131,6 +132,16 @@ type KafkaConfig struct {
 	LogRetentionMs    int64 `yaml:"log_retention_ms"`
 	LogRetentionBytes int64 `yaml:"log_retention_bytes"`
 	LogSegmentBytes   int64 `yaml:"log_segment_bytes"`
+
+	// LogMessageTimestampBeforeMaxMs and LogMessageTimestampAfterMaxMs are
+	// the defaults of the topic configs message.timestamp.before.max.ms
+	// and message.timestamp.after.max.ms (Kafka's
+	// log.message.timestamp.before.max.ms and after.max.ms, KIP-937): a
+	// CreateTime topic refuses a record timestamped further before or
+	// after its leader's clock with INVALID_TIMESTAMP. A reload applies
+	// them to running partitions.
+	LogMessageTimestampBeforeMaxMs int64 `yaml:"log_message_timestamp_before_max_ms"`
+	LogMessageTimestampAfterMaxMs  int64 `yaml:"log_message_timestamp_after_max_ms"`
 }
 
 // TopicDefaults returns the topic config defaults k sets, by topic config
@@ -140,6 +151,9 @@ func (k KafkaConfig) TopicDefaults() map[string]string {
 		"retention.ms":    strconv.FormatInt(k.LogRetentionMs, 10),
 		"retention.bytes": strconv.FormatInt(k.LogRetentionBytes, 10),
 		"segment.bytes":   strconv.FormatInt(k.LogSegmentBytes, 10),
+
+		"message.timestamp.before.max.ms": strconv.FormatInt(k.LogMessageTimestampBeforeMaxMs, 10),
+		"message.timestamp.after.max.ms":  strconv.FormatInt(k.LogMessageTimestampAfterMaxMs, 10),
 	}
 }
 
@@ -267,6 +281,9 @@ func Default() Config {
 			LogRetentionMs:               7 * 24 * 60 * 60 * 1000,
 			LogRetentionBytes:            -1,
 			LogSegmentBytes:              1 * gib,
+			// Kafka 4's: any age, at most an hour ahead (KIP-1030).
+			LogMessageTimestampBeforeMaxMs: math.MaxInt64,
+			LogMessageTimestampAfterMaxMs:  60 * 60 * 1000,
 			// Advertise is left empty so that it follows Listen, whichever
 			// layer sets Listen.
 		},

@@ -188,6 +188,9 @@ func TestValidate(t *testing.T) {
 			[]string{"kafka.log_segment_bytes: must be between 61 and 2147483647, got 0"}},
 		{"log segment bytes below a batch header", func(c *Config) { c.Kafka.LogSegmentBytes = 60 },
 			[]string{"kafka.log_segment_bytes: must be between 61"}},
+		{"negative timestamp windows", func(c *Config) {
+			c.Kafka.LogMessageTimestampBeforeMaxMs, c.Kafka.LogMessageTimestampAfterMaxMs = -1, -2
+		}, []string{"kafka.log_message_timestamp_before_max_ms: must be >= 0, got -1", "kafka.log_message_timestamp_after_max_ms: must be >= 0, got -2"}},
 		{"log segment bytes past 32-bit positions", func(c *Config) { c.Kafka.LogSegmentBytes = 1 << 31 },
 			[]string{"kafka.log_segment_bytes: must be between 61 and 2147483647, got 2147483648"}},
 		{"election not above heartbeat", func(c *Config) { c.Raft.ElectionTicks = 2 },
@@ -339,6 +342,8 @@ func TestDefault(t *testing.T) {
 		{"log_retention_ms", c.Kafka.LogRetentionMs, int64(604800000)},
 		{"log_retention_bytes", c.Kafka.LogRetentionBytes, int64(-1)},
 		{"log_segment_bytes", c.Kafka.LogSegmentBytes, int64(1 << 30)},
+		{"log_message_timestamp_before_max_ms", c.Kafka.LogMessageTimestampBeforeMaxMs, int64(math.MaxInt64)},
+		{"log_message_timestamp_after_max_ms", c.Kafka.LogMessageTimestampAfterMaxMs, int64(3600000)},
 		{"log.level", c.Log.Level, "info"},
 		{"log.format", c.Log.Format, "console"},
 	}
@@ -415,7 +420,16 @@ func TestParse(t *testing.T) {
 		}},
 		{name: "retention defaults", yaml: "kafka:\n  log_retention_ms: 3600000\n  log_retention_bytes: 1048576\n  log_segment_bytes: 65536\n",
 			check: func(t *testing.T, c *Config) {
-				want := map[string]string{"retention.ms": "3600000", "retention.bytes": "1048576", "segment.bytes": "65536"}
+				want := map[string]string{"retention.ms": "3600000", "retention.bytes": "1048576", "segment.bytes": "65536",
+					"message.timestamp.before.max.ms": "9223372036854775807", "message.timestamp.after.max.ms": "3600000"}
+				if got := c.Kafka.TopicDefaults(); !reflect.DeepEqual(got, want) {
+					t.Errorf("TopicDefaults = %v, want %v", got, want)
+				}
+			}},
+		{name: "timestamp window defaults", yaml: "kafka:\n  log_message_timestamp_before_max_ms: 86400000\n  log_message_timestamp_after_max_ms: 0\n",
+			check: func(t *testing.T, c *Config) {
+				want := map[string]string{"retention.ms": "604800000", "retention.bytes": "-1", "segment.bytes": "1073741824",
+					"message.timestamp.before.max.ms": "86400000", "message.timestamp.after.max.ms": "0"}
 				if got := c.Kafka.TopicDefaults(); !reflect.DeepEqual(got, want) {
 					t.Errorf("TopicDefaults = %v, want %v", got, want)
 				}

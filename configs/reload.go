@@ -10,6 +10,7 @@ import (
 var liveKeys = map[string]bool{
 	"log.level": true, "log.format": true, "peers": true, "kafka.auto_create_topics_enable": true,
 	"kafka.log_retention_ms": true, "kafka.log_retention_bytes": true, "kafka.log_segment_bytes": true,
+	"kafka.log_message_timestamp_before_max_ms": true, "kafka.log_message_timestamp_after_max_ms": true,
 }
 
 // Changes are the settings that differ between two configs, by YAML key.

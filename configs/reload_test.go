@@ -18,6 +18,9 @@ func TestCompare(t *testing.T) {
 		{"retention defaults", func(c *Config) {
 			c.Kafka.LogRetentionMs, c.Kafka.LogRetentionBytes, c.Kafka.LogSegmentBytes = 1000, 1<<20, 1<<20
 		}, []string{"kafka.log_retention_ms", "kafka.log_retention_bytes", "kafka.log_segment_bytes"}, nil},
+		{"timestamp window defaults", func(c *Config) {
+			c.Kafka.LogMessageTimestampBeforeMaxMs, c.Kafka.LogMessageTimestampAfterMaxMs = 1000, 2000
+		}, []string{"kafka.log_message_timestamp_before_max_ms", "kafka.log_message_timestamp_after_max_ms"}, nil},
 		{"topic auto-creation", func(c *Config) { c.Kafka.AutoCreateTopicsEnable = false },
 			[]string{"kafka.auto_create_topics_enable"}, nil},
 		{"nested and pointer fields", func(c *Config) { c.Raft.TickMs, c.Storage.Fsync = 20, &no }, nil, []string{"raft.tick_ms", "storage.fsync"}},

@@ -99,6 +99,12 @@ func (c *Config) Validate() error {
 	if n := c.Kafka.LogSegmentBytes; n < minSegmentBytes || n > math.MaxInt32 {
 		p.add("kafka.log_segment_bytes", "must be between %d and %d, got %d", minSegmentBytes, math.MaxInt32, n)
 	}
+	if c.Kafka.LogMessageTimestampBeforeMaxMs < 0 {
+		p.add("kafka.log_message_timestamp_before_max_ms", "must be >= 0, got %d", c.Kafka.LogMessageTimestampBeforeMaxMs)
+	}
+	if c.Kafka.LogMessageTimestampAfterMaxMs < 0 {
+		p.add("kafka.log_message_timestamp_after_max_ms", "must be >= 0, got %d", c.Kafka.LogMessageTimestampAfterMaxMs)
+	}
 	if c.Kafka.Advertise != "" {
 		p.addErr("kafka.advertise", checkDialAddr(c.Kafka.Advertise))
 	} else if host, _, err := net.SplitHostPort(c.Kafka.Listen); err == nil && isWildcard(host) {

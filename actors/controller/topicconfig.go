@@ -25,6 +25,10 @@ func TopicConfigDefs() []ConfigDef {
 		{"cleanup.policy", "delete", "Only delete: log compaction is not supported.", oneOf("delete")},
 		{"compression.type", "producer", "Batches are stored as the producer compressed them.", oneOf("producer")},
 		{"max.message.bytes", "1048588", "Largest record batch the topic accepts.", intAtLeast(0)},
+		// KIP-937, with Kafka 4's defaults (KIP-1030 brought after.max.ms
+		// down from forever to an hour).
+		{"message.timestamp.after.max.ms", "3600000", "How far after the broker's clock a CreateTime record's timestamp may be.", intAtLeast(0)},
+		{"message.timestamp.before.max.ms", "9223372036854775807", "How far before the broker's clock a CreateTime record's timestamp may be.", intAtLeast(0)},
 		{"message.timestamp.type", "CreateTime", "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's.", oneOf("CreateTime", "LogAppendTime")},
 		{"min.insync.replicas", "1", "Replicas that must have an acks=all write.", intAtLeast(1)},
 		{"retention.bytes", "-1", "Bytes a partition keeps before deleting old segments; -1: no limit.", intAtLeast(-1)},

@@ -283,14 +283,16 @@ func (s *Service) describeConfigs(req *kmsg.DescribeConfigsRequest) *kmsg.Descri
 
 // brokerNames maps topic configs to the broker configs that default them.
 var brokerNames = map[string]string{
-	"cleanup.policy":         "log.cleanup.policy",
-	"compression.type":       "compression.type",
-	"max.message.bytes":      "message.max.bytes",
-	"message.timestamp.type": "log.message.timestamp.type",
-	"min.insync.replicas":    "min.insync.replicas",
-	"retention.bytes":        "log.retention.bytes",
-	"retention.ms":           "log.retention.ms",
-	"segment.bytes":          "log.segment.bytes",
+	"cleanup.policy":                  "log.cleanup.policy",
+	"compression.type":                "compression.type",
+	"max.message.bytes":               "message.max.bytes",
+	"message.timestamp.after.max.ms":  "log.message.timestamp.after.max.ms",
+	"message.timestamp.before.max.ms": "log.message.timestamp.before.max.ms",
+	"message.timestamp.type":          "log.message.timestamp.type",
+	"min.insync.replicas":             "min.insync.replicas",
+	"retention.bytes":                 "log.retention.bytes",
+	"retention.ms":                    "log.retention.ms",
+	"segment.bytes":                   "log.segment.bytes",
 }
 
 func brokerConfigEntries(nodeID uint64, defaults controller.TopicDefaults) []configEntry {

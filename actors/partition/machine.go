@@ -28,6 +28,12 @@ type Settings struct {
 	LogAppendTime   bool
 	// MinInsyncReplicas is the ISR size an acks=all produce needs.
 	MinInsyncReplicas int
+	// TimestampBeforeMaxMs and TimestampAfterMaxMs are
+	// message.timestamp.before.max.ms and message.timestamp.after.max.ms:
+	// how far before and after the leader's clock a CreateTime topic
+	// accepts a record's timestamp.
+	TimestampBeforeMaxMs int64
+	TimestampAfterMaxMs  int64
 }
 
 // defaultReplicaLagTicks is Kafka's replica.lag.time.max.ms in ticks when

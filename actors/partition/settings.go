@@ -45,6 +45,12 @@ func SettingsOf(configs map[string]string, defaults controller.TopicDefaults) (S
 		return s, err
 	}
 	s.MinInsyncReplicas = int(misr)
+	if s.TimestampBeforeMaxMs, err = num("message.timestamp.before.max.ms"); err != nil {
+		return s, err
+	}
+	if s.TimestampAfterMaxMs, err = num("message.timestamp.after.max.ms"); err != nil {
+		return s, err
+	}
 	return s, nil
 }
 

@@ -1,13 +1,16 @@
 package partition
 
 import (
+	"math"
 	"testing"
 
 	"github.com/flotilla/flotilla/actors/controller"
 )
 
 func TestSettingsOf(t *testing.T) {
-	builtIn := Settings{RetentionMs: 604800000, RetentionBytes: -1, SegmentBytes: 1 << 30, MaxMessageBytes: 1048588, MinInsyncReplicas: 1}
+	const before, after = math.MaxInt64, 3600000 // Kafka 4's defaults
+	builtIn := Settings{RetentionMs: 604800000, RetentionBytes: -1, SegmentBytes: 1 << 30, MaxMessageBytes: 1048588, MinInsyncReplicas: 1,
+		TimestampBeforeMaxMs: before, TimestampAfterMaxMs: after}
 	for _, tc := range []struct {
 		name     string
 		configs  map[string]string
@@ -16,10 +19,16 @@ func TestSettingsOf(t *testing.T) {
 	}{
 		{"built-in defaults", nil, nil, builtIn},
 		{"broker defaults", nil, controller.TopicDefaults{"retention.ms": "1000", "retention.bytes": "4096", "segment.bytes": "2048"},
-			Settings{RetentionMs: 1000, RetentionBytes: 4096, SegmentBytes: 2048, MaxMessageBytes: 1048588, MinInsyncReplicas: 1}},
+			Settings{RetentionMs: 1000, RetentionBytes: 4096, SegmentBytes: 2048, MaxMessageBytes: 1048588, MinInsyncReplicas: 1,
+				TimestampBeforeMaxMs: before, TimestampAfterMaxMs: after}},
 		{"topic over broker", map[string]string{"retention.bytes": "-1", "segment.bytes": "1024", "message.timestamp.type": "LogAppendTime"},
 			controller.TopicDefaults{"retention.ms": "1000", "retention.bytes": "4096", "segment.bytes": "2048"},
-			Settings{RetentionMs: 1000, RetentionBytes: -1, SegmentBytes: 1024, MaxMessageBytes: 1048588, LogAppendTime: true, MinInsyncReplicas: 1}},
+			Settings{RetentionMs: 1000, RetentionBytes: -1, SegmentBytes: 1024, MaxMessageBytes: 1048588, LogAppendTime: true, MinInsyncReplicas: 1,
+				TimestampBeforeMaxMs: before, TimestampAfterMaxMs: after}},
+		{"timestamp window", map[string]string{"message.timestamp.after.max.ms": "60000"},
+			controller.TopicDefaults{"message.timestamp.before.max.ms": "86400000", "message.timestamp.after.max.ms": "0"},
+			Settings{RetentionMs: 604800000, RetentionBytes: -1, SegmentBytes: 1 << 30, MaxMessageBytes: 1048588, MinInsyncReplicas: 1,
+				TimestampBeforeMaxMs: 86400000, TimestampAfterMaxMs: 60000}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := SettingsOf(tc.configs, tc.defaults)
