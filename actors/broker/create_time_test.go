@@ -61,7 +61,7 @@ func TestCreateTimeTopicRewritesTimestampType(t *testing.T) {
 	c.createTopic(ctx, cl, "ct", 1, 3, nil)
 
 	now := time.Now().UnixMilli()
-	const future = int64(4102444800000) // 2100-01-01
+	future := now + 10*time.Minute.Milliseconds() // within message.timestamp.after.max.ms
 	produced := [][]int64{{now, now - 5}, {now + 1, now + 3, now + 2}}
 	for i, gzipped := range []bool{false, true} {
 		raw := createTimeBatch(t, produced[i], future, gzipped)

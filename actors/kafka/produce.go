@@ -108,6 +108,13 @@ func (c *serviceConn) produceDone(ctx actor.Context, m *partition.ProduceDone) {
 	} else {
 		rp.ErrorMessage = message(m.Err)
 		rp.LogStartOffset = m.LogStartOffset
+		// Encoded from v8 on (KIP-467): clients fail these records with
+		// their own message and the others with the batch's.
+		for _, e := range m.RecordErrors {
+			re := kmsg.NewProduceResponseTopicPartitionErrorRecord()
+			re.RelativeOffset, re.ErrorMessage = e.Index, kmsg.StringPtr(e.Message)
+			rp.ErrorRecords = append(rp.ErrorRecords, re)
+		}
 	}
 	if slot.call.remaining--; slot.call.remaining == 0 {
 		c.produced(ctx, slot.call)

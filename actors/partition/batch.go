@@ -161,6 +161,22 @@ func incrementSequence(seq, n int32) int32 {
 // ErrCorruptBatch). It does not look inside the records, which may be
 // compressed.
 func ParseBatch(b []byte) (BatchHeader, error) {
+	h, err := parseBatchHeader(b)
+	if err != nil {
+		return h, err
+	}
+	if h.RecordCount <= 0 {
+		return h, corrupt("record count %d", h.RecordCount)
+	}
+	if h.LastOffsetDelta < 0 {
+		return h, corrupt("lastOffsetDelta %d", h.LastOffsetDelta)
+	}
+	return h, nil
+}
+
+// parseBatchHeader is ParseBatch without the checks of the record count
+// and lastOffsetDelta, which a client's batch gets from ValidateProduced.
+func parseBatchHeader(b []byte) (BatchHeader, error) {
 	var h BatchHeader
 	if len(b) < batchLengthOverhead {
 		return h, corrupt("%d bytes is shorter than a batch length prefix", len(b))
@@ -194,12 +210,6 @@ func ParseBatch(b []byte) (BatchHeader, error) {
 	h.RecordCount = int32(binary.BigEndian.Uint32(b[recordCountPos:]))
 	if got := crc32.Checksum(b[attributesPos:], castagnoli); got != h.CRC {
 		return h, corrupt("CRC mismatch: stored %#08x, computed %#08x", h.CRC, got)
-	}
-	if h.RecordCount <= 0 {
-		return h, corrupt("record count %d", h.RecordCount)
-	}
-	if h.LastOffsetDelta < 0 {
-		return h, corrupt("lastOffsetDelta %d", h.LastOffsetDelta)
 	}
 	return h, nil
 }
@@ -245,14 +255,17 @@ func SetPartitionLeaderEpoch(b []byte, epoch int32) {
 // produce. Kafka answers it with INVALID_RECORD.
 var ErrInvalidRecord = errors.New("invalid record batch")
 
-// ValidateProduced applies the checks Kafka's LogValidator makes on a batch
-// that comes from a client (in addition to ParseBatch's): the record count
-// must match the offset range, clients may not write control batches
+// ValidateProduced applies the checks Kafka's LogValidator makes on the
+// header of a batch that comes from a client (in addition to ParseBatch's):
+// the record count must be positive and match the offset range
+// (LogValidator.validateBatch), clients may not write control batches
 // (transaction markers are the broker's), an idempotent batch needs a
 // sequence number, and a transactional one a producer id. Errors wrap
 // ErrInvalidRecord.
 func ValidateProduced(h BatchHeader) error {
 	switch {
+	case h.RecordCount <= 0:
+		return fmt.Errorf("%w: record count %d", ErrInvalidRecord, h.RecordCount)
 	case int64(h.LastOffsetDelta)+1 != int64(h.RecordCount):
 		return fmt.Errorf("%w: lastOffsetDelta %d and record count %d disagree", ErrInvalidRecord, h.LastOffsetDelta, h.RecordCount)
 	case h.IsControl():
@@ -263,29 +276,6 @@ func ValidateProduced(h BatchHeader) error {
 		return fmt.Errorf("%w: transactional batch without a producer id", ErrInvalidRecord)
 	}
 	return nil
-}
-
-// createTimeMaxTimestamp returns the maxTimestamp the batch b (header h)
-// of a CreateTime topic is stored with. Kafka's LogValidator sets it to
-// the largest record timestamp, whatever the producer wrote, so that the
-// time index, retention and ListOffsets -3 go by the records. The records
-// of an uncompressed batch are read here (an error if they do not
-// decode). A compressed batch keeps the producer's maxTimestamp: the
-// produce path never decompresses, which is what keeps it cheap
-// (Kafka decompresses there), so its records are not looked at.
-func createTimeMaxTimestamp(b []byte, h BatchHeader) (int64, error) {
-	if h.Compression() != CompressionNone {
-		return h.MaxTimestamp, nil
-	}
-	maxTs := int64(noTimestamp)
-	err := eachPlainRecord(b[BatchHeaderSize:], h, func(_, ts int64) bool {
-		maxTs = max(maxTs, ts)
-		return true
-	})
-	if err != nil {
-		return 0, fmt.Errorf("batch of %d records: %w", h.RecordCount, err)
-	}
-	return maxTs, nil
 }
 
 // setCreateTime makes the header of a batch of a CreateTime topic say so,

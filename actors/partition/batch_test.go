@@ -261,9 +261,9 @@ func TestSetCreateTime(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			maxTs, err := createTimeMaxTimestamp(b, h)
+			maxTs, err := validateRecords(b, h, anyTime)
 			if err != nil || maxTs != tc.wantMax {
-				t.Fatalf("createTimeMaxTimestamp = %d, %v; want %d", maxTs, err, tc.wantMax)
+				t.Fatalf("validateRecords = %d, %v; want %d", maxTs, err, tc.wantMax)
 			}
 			setCreateTime(b, maxTs)
 			got, err := ParseBatch(b)
@@ -287,7 +287,7 @@ func TestSetCreateTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.RecordCount = 3 // one more record than there are
-	if _, err := createTimeMaxTimestamp(b, h); !errors.Is(err, errBadRecord) {
-		t.Fatalf("records cut short: %v, want errBadRecord", err)
+	if _, err := validateRecords(b, h, anyTime); !errors.Is(err, ErrInvalidRecord) {
+		t.Fatalf("records cut short: %v, want ErrInvalidRecord", err)
 	}
 }

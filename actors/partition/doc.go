@@ -109,7 +109,12 @@ to readers when it is applied. The contract with the Raft side:
     exact guarantee.
 
 Batches are validated with ParseBatch (framing, magic 2, CRC-32C) and, for
-client batches, ValidateProduced; compression is passed through untouched.
+client batches, as Kafka's LogValidator validates them: ValidateProduced
+for the header, then one walk over an uncompressed batch's records that
+decodes each and checks its timestamp against the topic's
+message.timestamp.before/after.max.ms (validateRecords); a compressed
+batch's timestamps are judged by its header, and compression is passed
+through untouched.
 The leader stamps a client batch before proposing it, recomputing the CRC
 that followers check again: LogAppendTime topics get the broker's time;
 CreateTime topics the CreateTime type and, uncompressed, the records'

@@ -59,7 +59,6 @@ func (m *Machine) settleHeld(h *raftactor.Handle, ctx actor.Context) {
 		for _, w := range in.waiters {
 			m.answer(ctx, in, w)
 		}
-		delete(m.firstOf, in.key)
 	}
 	if done > 0 {
 		n := copy(m.held, m.held[done:])
@@ -77,7 +76,6 @@ func (m *Machine) failHeld(ctx actor.Context, err error) {
 		for _, w := range in.waiters {
 			ctx.Send(w.replyTo, &ProduceDone{Ref: w.ref, BaseOffset: -1, LogAppendTime: -1, LogStartOffset: m.log.LogStart(), Err: err})
 		}
-		delete(m.firstOf, in.key)
 		m.held[i] = nil
 	}
 	m.held = m.held[:0]

@@ -230,7 +230,6 @@ type Machine struct {
 	caughtUp   caughtUpTracker
 	progress   []replicaProgress // inSync's scratch
 	isr        []uint64
-	firstOf    map[batchKey]int64 // last batch of a multi-batch request → its first batch's offset
 	// sizes is what the partition health metrics compare a leader's ISR
 	// with (Health); written by the actor, read at scrape time.
 	sizes    atomic.Pointer[replicaSizes]
@@ -298,7 +297,7 @@ func NewMachine(o MachineOptions) (*Machine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("partition %s/%d: %w", o.Topic, o.Partition, err)
 	}
-	m := &Machine{o: o, log: l, producers: &ProducerState{}, inflight: map[batchKey]*inflight{}, firstOf: map[batchKey]int64{}, side: map[uint64]*pb.Entry{}}
+	m := &Machine{o: o, log: l, producers: &ProducerState{}, inflight: map[batchKey]*inflight{}, side: map[uint64]*pb.Entry{}}
 	m.addMatch = func(_, match uint64, _ bool) { m.matches = append(m.matches, match) }
 	m.replicas, m.adding, m.removing = o.Replicas, o.Adding, o.Removing
 	m.noteSizes()
@@ -775,7 +774,11 @@ func (m *Machine) Receive(h *raftactor.Handle, ctx actor.Context, msg any) {
 
 func (m *Machine) produceErr(ctx actor.Context, r *Produce, err error) {
 	if r.ReplyTo != nil {
-		ctx.Send(r.ReplyTo, &ProduceDone{Ref: r.Ref, BaseOffset: -1, LogAppendTime: -1, LogStartOffset: m.log.LogStart(), Err: err})
+		done := &ProduceDone{Ref: r.Ref, BaseOffset: -1, LogAppendTime: -1, LogStartOffset: m.log.LogStart(), Err: err}
+		if re := (*RecordsError)(nil); errors.As(err, &re) {
+			done.RecordErrors = re.Records
+		}
+		ctx.Send(r.ReplyTo, done)
 	}
 }
 
@@ -796,63 +799,16 @@ func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce) {
 		m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.KafkaStorageError, err))
 		return
 	}
-	batches, err := SplitBatches(r.Records)
-	if err != nil || len(batches) == 0 {
-		m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.CorruptMessage, err))
+	b, hd, maxTs, err := m.validate(r.Records)
+	if err != nil {
+		// A client's mistake, answered to it: at debug, as a client
+		// that keeps sending bad batches must not flood the log.
+		m.o.Log.Debug().Err(err).Msg("produce refused")
+		m.produceErr(ctx, r, err)
 		return
 	}
-	headers := make([]BatchHeader, len(batches))
-	for i, b := range batches {
-		hd, err := ParseBatch(b)
-		if err == nil {
-			err = ValidateProduced(hd)
-		}
-		switch {
-		case errors.Is(err, ErrUnsupportedMagic):
-			m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.UnsupportedForMessageFormat, err))
-			return
-		case errors.Is(err, ErrInvalidRecord):
-			m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.InvalidRecord, err))
-			return
-		case err != nil:
-			m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.CorruptMessage, err))
-			return
-		case len(b) > m.o.Settings.MaxMessageBytes:
-			m.produceErr(ctx, r, fmt.Errorf("%w: batch of %d bytes, max.message.bytes is %d", kerr.MessageTooLarge, len(b), m.o.Settings.MaxMessageBytes))
-			return
-		case m.o.MaxEntryBytes > 0 && len(b) > m.o.MaxEntryBytes:
-			m.produceErr(ctx, r, fmt.Errorf("%w: batch of %d bytes, the replication transport carries at most %d (raft.max_frame_bytes)", kerr.MessageTooLarge, len(b), m.o.MaxEntryBytes))
-			return
-		case hd.IsTransactional():
-			m.produceErr(ctx, r, fmt.Errorf("%w: transactions are not supported", kerr.InvalidRecord))
-			return
-		case len(batches) > 1 && hd.IsIdempotent():
-			// Clients send one batch per partition. Sequences of several
-			// batches could not be checked against each other without
-			// recording in-flight state that a failed proposal could not
-			// take back for this producer alone.
-			m.produceErr(ctx, r, fmt.Errorf("%w: idempotent produce requests carry one batch per partition", kerr.InvalidRecord))
-			return
-		}
-		headers[i] = hd
-	}
-	// The maxTimestamp each batch of a CreateTime topic is stored with:
-	// its records' largest if uncompressed; a compressed batch's own, as
-	// decompressing here would slow every compressed produce.
-	var createMax []int64
-	if !m.o.Settings.LogAppendTime {
-		createMax = make([]int64, len(batches))
-		for i, b := range batches {
-			ts, err := createTimeMaxTimestamp(b, headers[i])
-			if err != nil {
-				m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.CorruptMessage, err))
-				return
-			}
-			createMax[i] = ts
-		}
-	}
-	if headers[0].IsIdempotent() {
-		v, err := m.producers.Check(headers[0])
+	if hd.IsIdempotent() {
+		v, err := m.producers.Check(hd)
 		switch {
 		case errors.Is(err, ErrOutOfOrderSequence):
 			m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.OutOfOrderSequenceNumber, err))
@@ -874,55 +830,91 @@ func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce) {
 	if m.o.Settings.LogAppendTime {
 		appendTs = m.o.Now().UnixMilli()
 	}
-	payloads := make([][]byte, len(batches))
+	// The batch is stamped in place: the request's bytes are the
+	// proposal, and raft copies them into its log.
 	offset := m.nextOffset
-	keys := make([]batchKey, len(batches))
-	for i, b := range batches {
-		// The batch is stamped in place: the request's bytes are the
-		// proposal, and raft copies them into its log.
-		SetBaseOffset(b, offset)
-		SetPartitionLeaderEpoch(b, int32(term))
-		if appendTs >= 0 {
-			setLogAppendTime(b, appendTs)
-		} else {
-			setCreateTime(b, createMax[i])
-		}
-		payloads[i] = b
-		if offset >= maxRawBatchOffset {
-			payloads[i] = batchEntry(b)
-		}
-		keys[i] = batchKey{term, offset}
-		headers[i].BaseOffset = offset
-		offset += int64(headers[i].LastOffsetDelta) + 1
+	SetBaseOffset(b, offset)
+	SetPartitionLeaderEpoch(b, int32(term))
+	if appendTs >= 0 {
+		setLogAppendTime(b, appendTs)
+	} else {
+		setCreateTime(b, maxTs)
 	}
+	payload := b
+	if offset >= maxRawBatchOffset {
+		payload = batchEntry(b)
+	}
+	key := batchKey{term, offset}
 	proposed := time.Now()
-	if err := h.ProposeRaw(payloads); err != nil {
+	if err := h.ProposeRaw([][]byte{payload}); err != nil {
 		m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.NotLeaderForPartition, err))
 		return
 	}
-	m.nextOffset = offset
-	for i, hd := range headers {
-		if hd.IsIdempotent() {
-			stamped := decodeHeader(batches[i]) // the proposed header (the MaxTimestamp stamped above), verified above
-			if err := m.producers.Proposed(stamped, hd.BaseOffset); err != nil {
-				m.o.Log.Error().Err(err).Msg("recording a proposed batch")
-			}
+	m.nextOffset = offset + int64(hd.LastOffsetDelta) + 1
+	if hd.IsIdempotent() {
+		stamped := decodeHeader(b) // the proposed header (the MaxTimestamp stamped above), verified above
+		if err := m.producers.Proposed(stamped, offset); err != nil {
+			m.o.Log.Error().Err(err).Msg("recording a proposed batch")
 		}
-		in := &inflight{key: keys[i], acks: r.Acks, appendTs: appendTs, proposed: proposed}
-		m.inflight[keys[i]] = in
-		// The request is answered with the first batch's offset when the
-		// last one is done: batches of one request commit together.
-		if i == len(headers)-1 && r.ReplyTo != nil && r.Acks != 0 {
-			in.waiters = append(in.waiters, waiter{ref: r.Ref, replyTo: r.ReplyTo, deadline: m.ticks + r.TimeoutTicks})
-			if len(headers) > 1 {
-				m.firstOf[keys[i]] = headers[0].BaseOffset
-			}
-		}
+	}
+	in := &inflight{key: key, acks: r.Acks, appendTs: appendTs, proposed: proposed}
+	m.inflight[key] = in
+	if r.ReplyTo != nil && r.Acks != 0 {
+		in.waiters = append(in.waiters, waiter{ref: r.Ref, replyTo: r.ReplyTo, deadline: m.ticks + r.TimeoutTicks})
 	}
 	m.publish(h)
 	if r.Acks == 0 {
-		m.proposedNoAcks(ctx, r, headers[0].BaseOffset)
+		m.proposedNoAcks(ctx, r, offset)
 	}
+}
+
+// validate checks the records of one partition of a produce request, as
+// Kafka's ProduceRequest.validateRecords, UnifiedLog and LogValidator
+// check a client's records, and returns its one batch, the batch's header
+// and the maxTimestamp a CreateTime topic stores it with. An error wraps
+// the kerr.Error to answer, and a *RecordsError if the batch is refused
+// for some of its records.
+func (m *Machine) validate(records []byte) (b []byte, h BatchHeader, maxTs int64, err error) {
+	batches, err := SplitBatches(records)
+	switch {
+	case err != nil:
+		return nil, h, 0, fmt.Errorf("%w: %v", kerr.CorruptMessage, err)
+	case len(batches) != 1:
+		// Produce v3 and later carry exactly one batch per partition.
+		return nil, h, 0, fmt.Errorf("%w: %d record batches, a produce request carries one per partition", kerr.InvalidRecord, len(batches))
+	}
+	b = batches[0]
+	h, err = parseBatchHeader(b)
+	if err == nil {
+		err = validateClient(h)
+	}
+	switch {
+	case errors.Is(err, ErrUnsupportedMagic) && (h.Magic == 0 || h.Magic == 1):
+		// The message formats before 0.11: Kafka refuses them in
+		// produce v3+ (ProduceRequest.validateRecords).
+		return nil, h, 0, fmt.Errorf("%w: %v", kerr.InvalidRecord, err)
+	case errors.Is(err, ErrInvalidRecord):
+		return nil, h, 0, fmt.Errorf("%w: %v", kerr.InvalidRecord, err)
+	case errors.Is(err, ErrUnknownCompression):
+		return nil, h, 0, fmt.Errorf("%w: %v", kerr.UnknownServerError, err)
+	case err != nil:
+		// A bad CRC or framing, or a magic no Kafka has.
+		return nil, h, 0, fmt.Errorf("%w: %v", kerr.CorruptMessage, err)
+	case len(b) > m.o.Settings.MaxMessageBytes:
+		return nil, h, 0, fmt.Errorf("%w: batch of %d bytes, max.message.bytes is %d", kerr.MessageTooLarge, len(b), m.o.Settings.MaxMessageBytes)
+	case m.o.MaxEntryBytes > 0 && len(b) > m.o.MaxEntryBytes:
+		return nil, h, 0, fmt.Errorf("%w: batch of %d bytes, the replication transport carries at most %d (raft.max_frame_bytes)", kerr.MessageTooLarge, len(b), m.o.MaxEntryBytes)
+	case h.IsTransactional():
+		return nil, h, 0, fmt.Errorf("%w: transactions are not supported", kerr.InvalidRecord)
+	}
+	maxTs, err = validateRecords(b, h, timestampRuleOf(m.o.Settings, m.o.Now().UnixMilli()))
+	switch {
+	case errors.Is(err, ErrInvalidTimestamp):
+		return nil, h, 0, fmt.Errorf("%w: %w", kerr.InvalidTimestamp, err)
+	case err != nil:
+		return nil, h, 0, fmt.Errorf("%w: %v", kerr.InvalidRecord, err)
+	}
+	return b, h, maxTs, nil
 }
 
 // proposedNoAcks answers an acks=0 Produce that was proposed (or was a
@@ -980,11 +972,7 @@ func setLogAppendTime(b []byte, ts int64) {
 }
 
 func (m *Machine) answer(ctx actor.Context, in *inflight, w waiter) {
-	base := in.key.base
-	if first, ok := m.firstOf[in.key]; ok {
-		base = first
-	}
-	ctx.Send(w.replyTo, &ProduceDone{Ref: w.ref, BaseOffset: base, LogAppendTime: in.appendTs, LogStartOffset: m.log.LogStart()})
+	ctx.Send(w.replyTo, &ProduceDone{Ref: w.ref, BaseOffset: in.key.base, LogAppendTime: in.appendTs, LogStartOffset: m.log.LogStart()})
 }
 
 // Persisted implements raftactor.Extension: acks=1 answers once the leader
@@ -1023,7 +1011,6 @@ func (m *Machine) Applied(h *raftactor.Handle, ctx actor.Context) {
 		for _, w := range in.waiters {
 			m.answer(ctx, in, w)
 		}
-		delete(m.firstOf, in.key)
 	}
 	m.completed = m.completed[:0]
 	m.settleHeld(h, ctx)
@@ -1071,7 +1058,6 @@ func (m *Machine) LeaderChanged(h *raftactor.Handle, ctx actor.Context) {
 		}
 		m.inflight = map[batchKey]*inflight{}
 		m.failHeld(ctx, kerr.NotLeaderForPartition)
-		m.firstOf = map[batchKey]int64{}
 		m.producers.DiscardInFlight()
 	}
 	m.checkReady(h)

@@ -16,7 +16,7 @@ import (
 // Kafka's does, and says nothing otherwise.
 type Produce struct {
 	Ref          uint64 // echoed in ProduceDone
-	Records      []byte // the request's records for this partition: one or more batches, which the leader stamps in place
+	Records      []byte // the request's records for this partition: one batch, which the leader stamps in place
 	Acks         int16
 	TimeoutTicks uint64 // how long an acks=1/all answer may take
 	ReplyTo      *actor.PID
@@ -29,6 +29,9 @@ type ProduceDone struct {
 	LogAppendTime  int64 // -1 unless the topic uses LogAppendTime
 	LogStartOffset int64
 	Err            error
+	// RecordErrors name the records the batch was refused for, with Err
+	// (INVALID_TIMESTAMP): ProduceResponse's RecordErrors.
+	RecordErrors []RecordError
 }
 
 // WatchFetch asks the partition to send FetchReady to ReplyTo once its high

@@ -58,33 +58,98 @@ func eachRecord(b []byte, h BatchHeader, fn func(offset, ts int64) bool) error {
 }
 
 // eachPlainRecord is eachRecord for the uncompressed records recs of the
-// batch whose header is h.
+// batch whose header is h. Each record is decoded whole (plainRecord).
 func eachPlainRecord(recs []byte, h BatchHeader, fn func(offset, ts int64) bool) error {
 	p := 0
 	for range h.RecordCount {
-		length, n := binary.Varint(recs[p:])
-		if n <= 0 || length < 0 || length > int64(len(recs)-p-n) {
-			return errBadRecord
+		tsDelta, offDelta, next, err := plainRecord(recs, p)
+		if err != nil {
+			return err
 		}
-		p += n
-		rec := recs[p : p+int(length)]
-		p += int(length)
-		if len(rec) < 1 {
-			return errBadRecord
-		}
-		tsDelta, n1 := binary.Varint(rec[1:]) // after the attributes byte
-		if n1 <= 0 {
-			return errBadRecord
-		}
-		offDelta, n2 := binary.Varint(rec[1+n1:])
-		if n2 <= 0 {
-			return errBadRecord
-		}
-		if !fn(h.BaseOffset+offDelta, h.BaseTimestamp+tsDelta) {
+		p = next
+		if !fn(h.BaseOffset+int64(offDelta), h.BaseTimestamp+tsDelta) {
 			return nil
 		}
 	}
 	return nil
+}
+
+// plainRecord decodes the uncompressed record at recs[p:] and returns its
+// timestamp and offset deltas and where the record after it starts. It
+// checks the record's whole structure, as Kafka's DefaultRecord.readFrom
+// does: a length within recs, then inside it the attributes, the two
+// deltas, the key, the value and the headers, each within the record, and
+// nothing left over. Errors wrap errBadRecord.
+//
+// This is the produce path's one pass over a batch's records, so it is
+// written for speed: most fields are one- or two-byte varints, which
+// readVarint decodes inline.
+func plainRecord(recs []byte, p int) (tsDelta int64, offDelta int32, next int, err error) {
+	length, n := readVarint(recs[p:])
+	if n <= 0 || length < 1 || length > int64(len(recs)-p-n) {
+		return 0, 0, 0, fmt.Errorf("%w: record length at byte %d", errBadRecord, p)
+	}
+	p += n
+	next = p + int(length)
+	// rec[0] is the attributes byte, which magic 2 records do not use.
+	rec, q := recs[p:next], 1
+	if tsDelta, n = readVarint(rec[q:]); n <= 0 {
+		return 0, 0, 0, fmt.Errorf("%w: timestamp delta of the record at byte %d", errBadRecord, p)
+	}
+	q += n
+	off, n := readVarint(rec[q:])
+	if n <= 0 || off != int64(int32(off)) {
+		return 0, 0, 0, fmt.Errorf("%w: offset delta of the record at byte %d", errBadRecord, p)
+	}
+	q += n
+	// The key and the value: a length (-1, or any negative, for null, as
+	// Kafka reads it) and that many bytes. Then the headers: a count, and
+	// for each a key, never null, and a value.
+	var size int64
+	for range 2 {
+		if size, n = readVarint(rec[q:]); n <= 0 || size > int64(len(rec)-q-n) || size != int64(int32(size)) {
+			return 0, 0, 0, fmt.Errorf("%w: key or value of the record at byte %d", errBadRecord, p)
+		}
+		q += n + int(max(size, 0))
+	}
+	headers, n := readVarint(rec[q:])
+	if n <= 0 || headers < 0 || headers > int64(len(rec)-q-n) {
+		return 0, 0, 0, fmt.Errorf("%w: header count of the record at byte %d", errBadRecord, p)
+	}
+	q += n
+	for i := range 2 * headers {
+		size, n = readVarint(rec[q:])
+		if n <= 0 || size > int64(len(rec)-q-n) || size != int64(int32(size)) || (size < 0 && i%2 == 0) {
+			return 0, 0, 0, fmt.Errorf("%w: header %d of the record at byte %d", errBadRecord, i/2, p)
+		}
+		q += n + int(max(size, 0))
+	}
+	if q != len(rec) {
+		return 0, 0, 0, fmt.Errorf("%w: record at byte %d is %d bytes long, its fields take %d", errBadRecord, p, len(rec), q)
+	}
+	return tsDelta, int32(off), next, nil
+}
+
+// readVarint is binary.Varint written so that the compiler inlines it:
+// the produce path decodes every field of every record with it.
+func readVarint(b []byte) (int64, int) {
+	var u uint64
+	var s uint
+	for i, c := range b {
+		if i == binary.MaxVarintLen64 {
+			return 0, -(i + 1) // overflow
+		}
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				return 0, -(i + 1) // overflow
+			}
+			u |= uint64(c) << s
+			return int64(u>>1) ^ -int64(u&1), i + 1
+		}
+		u |= uint64(c&0x7f) << s
+		s += 7
+	}
+	return 0, 0
 }
 
 // eachCompressedRecord is eachRecord for the compressed records src of the

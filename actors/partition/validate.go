@@ -1,0 +1,190 @@
+package partition
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// ErrInvalidTimestamp reports a batch with a record whose timestamp its
+// topic does not accept: on a CreateTime topic one out of
+// message.timestamp.before.max.ms / after.max.ms of the leader's clock,
+// or a timestamp type of LogAppendTime, which only the broker sets. Kafka
+// answers it with INVALID_TIMESTAMP.
+var ErrInvalidTimestamp = errors.New("invalid record timestamp")
+
+// ErrUnknownCompression reports a batch whose compression codec is none
+// of the five Kafka defines (the attributes' low three bits are 5 to 7).
+// Kafka's CompressionType.forId throws on it, so its produce request gets
+// UNKNOWN_SERVER_ERROR.
+var ErrUnknownCompression = errors.New("unknown compression codec")
+
+// RecordError names one record of a refused batch, by its position in the
+// batch, and says why: one entry of ProduceResponse's RecordErrors
+// (KIP-467).
+type RecordError struct {
+	Index   int32
+	Message string
+}
+
+// RecordsError reports a batch refused for some of its records, which
+// Records name: Kafka's RecordValidationException. It wraps Kind
+// (ErrInvalidTimestamp).
+type RecordsError struct {
+	Kind    error
+	Records []RecordError
+}
+
+func (e *RecordsError) Error() string {
+	return fmt.Sprintf("%v: %d records of the batch refused, the first, record %d: %s",
+		e.Kind, len(e.Records), e.Records[0].Index, e.Records[0].Message)
+}
+
+// Unwrap returns Kind.
+func (e *RecordsError) Unwrap() error { return e.Kind }
+
+// validateClient applies the checks Kafka makes on a client's batch on top
+// of ValidateProduced: its base offset must be 0, as
+// UnifiedLog.analyzeAndValidateRecords requires of a client's batch (the
+// broker assigns offsets), and its compression codec one Kafka knows
+// (ErrUnknownCompression).
+func validateClient(h BatchHeader) error {
+	if err := ValidateProduced(h); err != nil {
+		return err
+	}
+	if h.BaseOffset != 0 {
+		return fmt.Errorf("%w: base offset %d, a client's batch has 0", ErrInvalidRecord, h.BaseOffset)
+	}
+	if h.Compression() > CompressionZstd {
+		return fmt.Errorf("%w: %d", ErrUnknownCompression, h.Compression())
+	}
+	return nil
+}
+
+// timestampRule is what a topic accepts of the record timestamps of one
+// produce: on a CreateTime topic the create times from lo to hi, its
+// message.timestamp.before.max.ms and after.max.ms around the leader's
+// clock; on a LogAppendTime topic any, since the broker replaces them.
+type timestampRule struct {
+	logAppendTime bool
+	lo, hi        int64
+	// now, before and after are what lo and hi come from, for messages.
+	now, before, after int64
+}
+
+// timestampRuleOf returns the rule of a topic with settings s at now (Unix
+// milliseconds).
+func timestampRuleOf(s Settings, now int64) timestampRule {
+	before, after := max(s.TimestampBeforeMaxMs, 0), max(s.TimestampAfterMaxMs, 0)
+	r := timestampRule{logAppendTime: s.LogAppendTime, lo: math.MinInt64, hi: math.MaxInt64, now: now, before: before, after: after}
+	// Saturating: the default before.max.ms is math.MaxInt64.
+	if now >= math.MinInt64+before {
+		r.lo = now - before
+	}
+	if now <= math.MaxInt64-after {
+		r.hi = now + after
+	}
+	return r
+}
+
+// refuses reports whether the rule refuses a record of a batch with header
+// h that Kafka reads with timestamp ts (LogValidator.validateTimestamp): on
+// a CreateTime topic a timestamp out of range (a record without one, -1,
+// is not checked), and otherwise a timestamp type of LogAppendTime, which
+// a producer may not set.
+func (r timestampRule) refuses(h BatchHeader, ts int64) bool {
+	if !r.logAppendTime && ts != noTimestamp {
+		return ts < r.lo || ts > r.hi
+	}
+	return h.IsLogAppendTime()
+}
+
+// why is the message of a record that the rule refuses.
+func (r timestampRule) why(h BatchHeader, ts int64) string {
+	switch {
+	case r.logAppendTime || ts == noTimestamp:
+		return "the batch's timestamp type is LogAppendTime, which only the broker sets"
+	case ts > r.hi:
+		return fmt.Sprintf("timestamp %d is %d ms after the broker's clock (%d), more than message.timestamp.after.max.ms=%d", ts, ts-r.now, r.now, r.after)
+	}
+	return fmt.Sprintf("timestamp %d is %d ms before the broker's clock (%d), more than message.timestamp.before.max.ms=%d", ts, r.now-ts, r.now, r.before)
+}
+
+// recordTimestamp is the timestamp Kafka reads for a record of a batch with
+// header h whose own is ts: in a batch typed LogAppendTime every record
+// has the batch's maxTimestamp.
+func recordTimestamp(h BatchHeader, ts int64) int64 {
+	if h.IsLogAppendTime() {
+		return h.MaxTimestamp
+	}
+	return ts
+}
+
+// validateRecords checks the records of the client batch b, whose header h
+// passed validateClient, the way Kafka's LogValidator does, with the
+// timestamp rule of its topic, and returns the maxTimestamp a CreateTime
+// topic stores it with.
+//
+// The records of an uncompressed batch are walked once. Each must decode
+// whole (plainRecord); there must be RecordCount of them, with offset
+// deltas 0, 1, 2... in order, and no byte after the last (errors wrapping
+// ErrInvalidRecord); and the timestamp of each must pass the rule (a
+// *RecordsError wrapping ErrInvalidTimestamp names every record that does
+// not). maxTs is the largest of their timestamps.
+//
+// A compressed batch is not decompressed, which keeps produce cheap where
+// Kafka decompresses: its header's baseTimestamp (its first record's) and
+// maxTimestamp (its latest) are checked in place of every record's, so a
+// record older than the first of a compressed batch escapes
+// message.timestamp.before.max.ms. maxTs is the header's maxTimestamp.
+func validateRecords(b []byte, h BatchHeader, rule timestampRule) (maxTs int64, err error) {
+	var refused []RecordError
+	if h.Compression() != CompressionNone {
+		switch {
+		case h.IsLogAppendTime():
+			// Every record's timestamp is the header's: it answers
+			// for each of them.
+			if rule.refuses(h, h.MaxTimestamp) {
+				why := rule.why(h, h.MaxTimestamp)
+				refused = make([]RecordError, h.RecordCount)
+				for i := range refused {
+					refused[i] = RecordError{Index: int32(i), Message: why}
+				}
+			}
+		case rule.refuses(h, h.BaseTimestamp):
+			return 0, fmt.Errorf("%w: the compressed batch's first record: %s", ErrInvalidTimestamp, rule.why(h, h.BaseTimestamp))
+		case rule.refuses(h, h.MaxTimestamp):
+			return 0, fmt.Errorf("%w: the compressed batch's maxTimestamp: %s", ErrInvalidTimestamp, rule.why(h, h.MaxTimestamp))
+		}
+		if refused != nil {
+			return 0, &RecordsError{Kind: ErrInvalidTimestamp, Records: refused}
+		}
+		return h.MaxTimestamp, nil
+	}
+
+	recs := b[BatchHeaderSize:]
+	maxTs = noTimestamp
+	p := 0
+	for i := range h.RecordCount {
+		tsDelta, offDelta, next, err := plainRecord(recs, p)
+		if err != nil {
+			return 0, fmt.Errorf("%w: record %d of %d: %v", ErrInvalidRecord, i, h.RecordCount, err)
+		}
+		if offDelta != i {
+			return 0, fmt.Errorf("%w: record %d has offset delta %d", ErrInvalidRecord, i, offDelta)
+		}
+		p = next
+		ts := h.BaseTimestamp + tsDelta
+		maxTs = max(maxTs, ts)
+		if kts := recordTimestamp(h, ts); rule.refuses(h, kts) {
+			refused = append(refused, RecordError{Index: i, Message: rule.why(h, kts)})
+		}
+	}
+	if p != len(recs) {
+		return 0, fmt.Errorf("%w: %d bytes after the last of %d records", ErrInvalidRecord, len(recs)-p, h.RecordCount)
+	}
+	if refused != nil {
+		return 0, &RecordsError{Kind: ErrInvalidTimestamp, Records: refused}
+	}
+	return maxTs, nil
+}
