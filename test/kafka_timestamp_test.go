@@ -3,6 +3,7 @@ package test
 import (
 	"errors"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,5 +77,46 @@ func TestTimestampWindow(t *testing.T) {
 	}
 	if len(want) > 0 {
 		t.Errorf("DescribeConfigs lacks %v", want)
+	}
+}
+
+// TestSIGHUPTimestampWindow: the broker's default of
+// message.timestamp.after.max.ms reloads live. A record half an hour ahead
+// is in the default window of an hour; once kafka.log_message_timestamp_
+// after_max_ms is lowered to a minute in the file and the broker got
+// SIGHUP, the running partition refuses the next one with
+// INVALID_TIMESTAMP.
+func TestSIGHUPTimestampWindow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	nd := newCluster(t, 1)[0]
+	nd.start(t)
+	nd.waitKafka(t)
+	const topic = "ts-reload"
+	createTopic(t, nd.admin(t), topic, 1, nil)
+	cl := nd.client(t, kgo.DefaultProduceTopic(topic))
+	ctx := testCtx(t, 60*time.Second)
+	ahead := func() error {
+		return cl.ProduceSync(ctx, &kgo.Record{Value: []byte("ahead"), Timestamp: time.Now().Add(30 * time.Minute)}).FirstErr()
+	}
+	if err := ahead(); err != nil {
+		t.Fatalf("half an hour ahead, before the reload: %v", err)
+	}
+
+	nd.editConfig(t, "kafka: {listen: "+`"`+nd.kafka+`"}`, "kafka: {listen: "+`"`+nd.kafka+`", log_message_timestamp_after_max_ms: 60000}`)
+	nd.signal(syscall.SIGHUP)
+	waitFor(t, 15*time.Second, "the partition refusing records half an hour ahead", func() bool {
+		err := ahead()
+		if err != nil && !errors.Is(err, kerr.InvalidTimestamp) {
+			t.Fatalf("half an hour ahead, after the reload: %v", err)
+		}
+		return err != nil
+	})
+	if !strings.Contains(nd.tail(1<<20), `"applied":["kafka.log_message_timestamp_after_max_ms"]`) {
+		t.Errorf("the reload did not report kafka.log_message_timestamp_after_max_ms as applied")
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("now")}).FirstErr(); err != nil {
+		t.Fatalf("a record timestamped now, after the reload: %v", err)
 	}
 }
