@@ -205,7 +205,7 @@ func TestValidate(t *testing.T) {
 		{"peer_queue_bytes below max_frame_bytes", func(c *Config) { c.Raft.PeerQueueBytes = 1 << 20 },
 			[]string{"raft.peer_queue_bytes: must be at least max_frame_bytes (1048576 < 67108864)"}},
 		{"max_size_per_msg too big for a frame", func(c *Config) { c.Raft.MaxSizePerMsg = uint64(c.Raft.MaxFrameBytes) },
-			[]string{"raft.max_size_per_msg: must be smaller than max_frame_bytes"}},
+			[]string{"raft.max_size_per_msg: must be at most 44739164, about 2/3 of max_frame_bytes (67108864)"}},
 		{"max_inflight_msgs zero", func(c *Config) { c.Raft.MaxInflightMsgs = 0 }, []string{"raft.max_inflight_msgs"}},
 		{"snapshot_entries zero", func(c *Config) { c.Raft.SnapshotEntries = 0 }, []string{"raft.snapshot_entries"}},
 		{"peer_queue_bytes negative", func(c *Config) { c.Raft.PeerQueueBytes = -1 }, []string{"raft.peer_queue_bytes"}},

@@ -30,6 +30,30 @@ const minSessionTicks = 20
 // test in actors/broker keeps the two equal.
 const minFrameBytes = 49
 
+// msgAppHeaderBytes bounds the fields of a raft append message besides its
+// entries: its type, and to, from, term, log term, index and commit, each
+// a tag and a varint of up to 10 bytes.
+const msgAppHeaderBytes = 2 + 6*(1+10)
+
+// maxSizePerMsg is the largest raft.max_size_per_msg whose append messages
+// fit a frame of frameBytes. raft fills an append with entries while the
+// sum of their encoded sizes stays within max_size_per_msg (limitSize in
+// etcd raft's util.go), and the message adds a tag and a length to each
+// entry: 2 bytes to the smallest, an entry without data whose term and
+// index take 2 bytes each, which is half its size; proportionally less to
+// larger ones. So the entries of an append take up to 3/2 of
+// max_size_per_msg on the wire, and the message's other fields and the
+// frame's framing (minFrameBytes) come on top. (A single entry larger
+// than max_size_per_msg goes alone; the brokers refuse entries too large
+// for a frame when they are proposed.)
+func maxSizePerMsg(frameBytes int) uint64 {
+	room := frameBytes - minFrameBytes - msgAppHeaderBytes
+	if room <= 0 {
+		return 0
+	}
+	return uint64(room) * 2 / 3
+}
+
 // problems collects field errors so that Validate can report all of them
 // at once rather than making the user fix one per run.
 type problems []error
@@ -167,10 +191,11 @@ func (r *RaftConfig) validate(p *problems) {
 	if r.MaxFrameBytes < minFrameBytes {
 		p.add("raft.max_frame_bytes", "must be at least %d, the framing of one raft message, got %d", minFrameBytes, r.MaxFrameBytes)
 	}
-	if r.MaxFrameBytes > 0 && r.MaxSizePerMsg >= uint64(r.MaxFrameBytes) {
-		// An append message of MaxSizePerMsg plus its envelope must fit in
-		// one frame, or the receiving peer would drop the connection.
-		p.add("raft.max_size_per_msg", "must be smaller than max_frame_bytes (%d >= %d)", r.MaxSizePerMsg, r.MaxFrameBytes)
+	if most := maxSizePerMsg(r.MaxFrameBytes); r.MaxFrameBytes >= minFrameBytes && r.MaxSizePerMsg > most {
+		// An append message larger than a frame is dropped by its sender
+		// each time raft sends it, and its follower never catches up.
+		p.add("raft.max_size_per_msg", "must be at most %d, about 2/3 of max_frame_bytes (%d): raft fills an append message with up to max_size_per_msg of entries and their framing adds up to half as much again; got %d",
+			most, r.MaxFrameBytes, r.MaxSizePerMsg)
 	}
 	positive("raft.max_inflight_msgs", r.MaxInflightMsgs)
 	if r.SnapshotEntries == 0 {
