@@ -199,10 +199,17 @@ func (s *tieredStorage) Entries(lo, hi, maxSize uint64) ([]*pb.Entry, error) {
 		}
 		out = append(out, e)
 	}
-	if i < hi {
-		more, err := s.MemoryStorage.Entries(i, hi, maxSize-min(size, maxSize))
+	if i < hi && size < maxSize {
+		more, err := s.MemoryStorage.Entries(i, hi, maxSize-size)
 		if err != nil && !errors.Is(err, raft.ErrCompacted) {
 			return nil, err
+		}
+		// MemoryStorage returns at least one entry, however large: after
+		// entries from the cold log that one would break maxSize, and
+		// raft sends all of them in one append, which the transport
+		// drops if it outgrows a frame.
+		if len(more) == 1 && size+uint64(proto.Size(more[0])) > maxSize {
+			more = nil
 		}
 		out = append(out, more...)
 	}

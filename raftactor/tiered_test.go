@@ -107,6 +107,56 @@ func TestTieredStorage(t *testing.T) {
 	}
 }
 
+// TestTieredStorageEntriesWithinMaxSize: entries read across the boundary
+// between the cold log and memory stay within maxSize, as raft.Storage
+// asks (only a lone entry may exceed it). raft sends what Entries returns
+// as one append: a large memory entry added to a cold read that had
+// nearly filled maxSize made an append larger than a frame, which the
+// transport drops each time raft resends it, so the follower catching up
+// from the cold log never got past it.
+func TestTieredStorageEntriesWithinMaxSize(t *testing.T) {
+	// Cold 1..10 of 100 bytes each, memory 11..12: a large entry, then a
+	// small one.
+	cold := &sliceCold{first: 1, ents: map[uint64]*pb.Entry{}}
+	ms := raft.NewMemoryStorage()
+	var all []*pb.Entry
+	for i := uint64(1); i <= 12; i++ {
+		e := entry(i, 1)
+		if i == 11 {
+			e.Data = make([]byte, 1<<20)
+		}
+		all = append(all, e)
+		if i <= 10 {
+			cold.ents[i] = e
+		}
+	}
+	if err := ms.Append(all); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.Compact(10); err != nil {
+		t.Fatal(err)
+	}
+	s := &tieredStorage{MemoryStorage: ms, cold: cold, conf: func() *pb.ConfState { return nil }}
+	per := uint64(proto.Size(all[0]))
+	for _, maxSize := range []uint64{10 * per, 10*per + 1, 20 * per} {
+		ents, err := s.Entries(1, 13, maxSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var size uint64
+		for _, e := range ents {
+			size += uint64(proto.Size(e))
+		}
+		if len(ents) != 10 || size > maxSize {
+			t.Errorf("Entries(1, 13, %d): %d entries of %d bytes; want the 10 cold ones, within maxSize", maxSize, len(ents), size)
+		}
+	}
+	// From memory alone the large entry still comes, on its own.
+	if ents, err := s.Entries(11, 13, per); err != nil || len(ents) != 1 {
+		t.Errorf("Entries(11, 13, %d): %d entries, %v; want the large one alone", per, len(ents), err)
+	}
+}
+
 // TestTieredStorageBoundary: below the memory tail the cold log's boundary
 // answers Term, and raft is sent a snapshot at the boundary rather than the
 // latest one, unless the boundary is unknown, cannot be described, or is
