@@ -438,6 +438,24 @@ func TestParse(t *testing.T) {
 		{name: "fraction for a retention", yaml: "kafka:\n  log_retention_ms: 1.9\n", want: []string{"line 2: kafka.log_retention_ms: 1.9 is not a whole number"}},
 		{name: "fraction for a size", yaml: "raft:\n  max_size_per_msg: 0.5\n", want: []string{"raft.max_size_per_msg: 0.5 is not a whole number"}},
 		{name: "fraction for a peer id", yaml: "peers:\n  - {id: 1.5, addr: 'h:1'}\n", want: []string{"peers[0].id: 1.5 is not a whole number"}},
+		{name: "negative float for an unsigned setting", yaml: "raft:\n  snapshot_entries: -2e0\n",
+			want: []string{"line 2: raft.snapshot_entries: must be between 0 and 18446744073709551615, got -2e0"}},
+		{name: "float at 2^64 for an unsigned setting", yaml: "node_id: 18446744073709551615.0\n",
+			want: []string{"line 1: node_id: must be between 0 and 18446744073709551615, got 18446744073709551615.0"}},
+		{name: "float at 2^63 for a signed setting", yaml: "kafka: {log_retention_ms: 9223372036854775807.0}\n",
+			want: []string{"line 1: kafka.log_retention_ms: must be between -9223372036854775808 and 9223372036854775807, got 9223372036854775807.0"}},
+		{name: "float far above a setting's range", yaml: "node_id: 2e19\n", want: []string{"line 1: node_id: cannot unmarshal !!float `2e19` into uint64"}},
+		{name: "infinity for an integer setting", yaml: "raft:\n  tick_ms: .inf\n", want: []string{"line 2: raft.tick_ms: cannot unmarshal !!float `.inf`"}},
+		{name: "float for a string setting", yaml: "data_dir: 1.5\n", check: func(t *testing.T, c *Config) {
+			if c.DataDir != "1.5" {
+				t.Errorf("data_dir: 1.5 read as %q", c.DataDir)
+			}
+		}},
+		{name: "negative whole float for a signed setting", yaml: "kafka:\n  log_retention_ms: -1.0\n", check: func(t *testing.T, c *Config) {
+			if c.Kafka.LogRetentionMs != -1 {
+				t.Errorf("log_retention_ms: -1.0 read as %d", c.Kafka.LogRetentionMs)
+			}
+		}},
 		{name: "whole number written with an exponent", yaml: "kafka:\n  log_retention_ms: 1e3\n", check: func(t *testing.T, c *Config) {
 			if c.Kafka.LogRetentionMs != 1000 {
 				t.Errorf("log_retention_ms: 1e3 read as %d", c.Kafka.LogRetentionMs)

@@ -243,9 +243,13 @@ func fieldByKey(t reflect.Type, key string) (reflect.StructField, bool) {
 	return reflect.StructField{}, false
 }
 
-// wholeNumbers refuses a fractional number given for an integer setting,
-// which yaml would truncate without a word: retention of 1.9 ms would
-// become 1 ms, a node id of 1.5 would become 1.
+// wholeNumbers refuses a number written as a float for an integer setting
+// unless it is a whole number in the setting's range. yaml would truncate
+// a fraction without a word (retention of 1.9 ms would become 1 ms, a node
+// id of 1.5 would become 1), and its range check lets through a negative
+// float for an unsigned setting and a float of exactly 2^63 (2^64 for an
+// unsigned one), which Go converts to an integer wrapped around (a
+// snapshot_entries of -1.0 would become 2^64-1).
 func wholeNumbers(data []byte) error {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
@@ -256,13 +260,26 @@ func wholeNumbers(data []byte) error {
 		if t == nil || n.Kind != yaml.ScalarNode || n.ShortTag() != "!!float" {
 			return
 		}
-		if v, err := strconv.ParseFloat(n.Value, 64); err == nil && v == math.Trunc(v) {
-			return // 1e3: a whole number, written as a float
-		}
+		var lo, hi float64 // the setting's range is [lo, hi)
+		var least, most string
 		switch t.Kind() {
-		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			bits := t.Bits()
+			lo, hi = -math.Ldexp(1, bits-1), math.Ldexp(1, bits-1)
+			least, most = strconv.FormatInt(math.MinInt64>>(64-bits), 10), strconv.FormatInt(math.MaxInt64>>(64-bits), 10)
+		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			bits := t.Bits()
+			lo, hi = 0, math.Ldexp(1, bits)
+			least, most = "0", strconv.FormatUint(math.MaxUint64>>(64-bits), 10)
+		default:
+			return
+		}
+		var v float64
+		switch err := n.Decode(&v); {
+		case err != nil || v != math.Trunc(v): // also NaN
 			errs = append(errs, fmt.Errorf("line %d: %s: %s is not a whole number", n.Line, path, n.Value))
+		case v < lo || v >= hi:
+			errs = append(errs, fmt.Errorf("line %d: %s: must be between %s and %s, got %s", n.Line, path, least, most, n.Value))
 		}
 	})
 	return errors.Join(errs...)
