@@ -226,11 +226,10 @@ func (p Peer) String() string { return fmt.Sprintf("%d@%s", p.ID, p.Addr) }
 
 // StorageConfig configures the write-ahead log shared by the raft groups.
 type StorageConfig struct {
-	// Fsync makes every WAL write durable before it is acknowledged. It is a
-	// pointer so that an omitted key can mean true; read it with
-	// FsyncEnabled. Turning it off trades crash safety for speed and is only
-	// meant for tests and benchmarks.
-	Fsync *bool `yaml:"fsync"`
+	// Fsync makes every WAL write durable before it is acknowledged.
+	// Turning it off trades crash safety for speed and is only meant for
+	// tests and benchmarks.
+	Fsync bool `yaml:"fsync"`
 
 	// WALSegmentBytes is the size at which the WAL starts a new file.
 	WALSegmentBytes int64 `yaml:"wal_segment_bytes"`
@@ -245,10 +244,6 @@ type StorageConfig struct {
 	// half way for want of space. 0 turns the guard off.
 	MinFreeBytes int64 `yaml:"min_free_bytes"`
 }
-
-// FsyncEnabled reports whether WAL writes must be fsynced; it is true
-// unless fsync was explicitly set to false.
-func (s StorageConfig) FsyncEnabled() bool { return s.Fsync == nil || *s.Fsync }
 
 // LogConfig configures the process logger.
 type LogConfig struct {
@@ -302,6 +297,7 @@ func Default() Config {
 		},
 		Debug: DebugConfig{Listen: "127.0.0.1:9292"},
 		Storage: StorageConfig{
+			Fsync:           true,
 			WALSegmentBytes: 64 * mib,
 			WALBudgetBytes:  1 * gib,
 			MinFreeBytes:    256 * mib,

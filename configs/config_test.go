@@ -331,7 +331,7 @@ func TestDefault(t *testing.T) {
 		{"snapshot_entries", c.Raft.SnapshotEntries, uint64(10000)},
 		{"peer_queue_bytes", c.Raft.PeerQueueBytes, 64 << 20},
 		{"max_snapshot_bytes", c.Raft.MaxSnapshotBytes, 1 << 30},
-		{"fsync", c.Storage.FsyncEnabled(), true},
+		{"fsync", c.Storage.Fsync, true},
 		{"wal_segment_bytes", c.Storage.WALSegmentBytes, int64(64 << 20)},
 		{"wal_budget_bytes", c.Storage.WALBudgetBytes, int64(1 << 30)},
 		{"min_free_bytes", c.Storage.MinFreeBytes, int64(256 << 20)},
@@ -373,18 +373,6 @@ func TestPeerMethods(t *testing.T) {
 	}
 	if s := c.Peers[0].String(); s != "1@127.0.0.1:9192" {
 		t.Errorf("Peer.String = %q", s)
-	}
-}
-
-func TestFsync(t *testing.T) {
-	off, on := false, true
-	for _, tt := range []struct {
-		fsync *bool
-		want  bool
-	}{{nil, true}, {&on, true}, {&off, false}} {
-		if got := (StorageConfig{Fsync: tt.fsync}).FsyncEnabled(); got != tt.want {
-			t.Errorf("FsyncEnabled with %v = %v, want %v", tt.fsync, got, tt.want)
-		}
 	}
 }
 
@@ -462,7 +450,7 @@ func TestParse(t *testing.T) {
 			}
 		}},
 		{name: "fsync off", yaml: "storage:\n  fsync: false\n", check: func(t *testing.T, c *Config) {
-			if c.Storage.FsyncEnabled() {
+			if c.Storage.Fsync {
 				t.Error("fsync: false ignored")
 			}
 		}},
@@ -829,7 +817,7 @@ func TestExampleFiles(t *testing.T) {
 				c.Raft.MaxUncommittedBytes != d.Raft.MaxUncommittedBytes || c.Raft.MaxInflightMsgs != d.Raft.MaxInflightMsgs ||
 				c.Storage.WALSegmentBytes != d.Storage.WALSegmentBytes || c.Storage.WALBudgetBytes != d.Storage.WALBudgetBytes ||
 				c.Kafka.ProducerIDExpirationMs != d.Kafka.ProducerIDExpirationMs || c.Kafka.AutoCreateTopicsEnable != d.Kafka.AutoCreateTopicsEnable ||
-				!c.Storage.FsyncEnabled() || c.Log != d.Log {
+				!c.Storage.Fsync || c.Log != d.Log {
 				t.Errorf("example differs from the defaults: %+v", *c)
 			}
 		})

@@ -6,7 +6,6 @@ import (
 )
 
 func TestCompare(t *testing.T) {
-	no := false
 	for _, tc := range []struct {
 		name          string
 		change        func(*Config)
@@ -23,7 +22,7 @@ func TestCompare(t *testing.T) {
 		}, []string{"kafka.log_message_timestamp_before_max_ms", "kafka.log_message_timestamp_after_max_ms"}, nil},
 		{"topic auto-creation", func(c *Config) { c.Kafka.AutoCreateTopicsEnable = false },
 			[]string{"kafka.auto_create_topics_enable"}, nil},
-		{"nested and pointer fields", func(c *Config) { c.Raft.TickMs, c.Storage.Fsync = 20, &no }, nil, []string{"raft.tick_ms", "storage.fsync"}},
+		{"nested fields", func(c *Config) { c.Raft.TickMs, c.Storage.Fsync = 20, false }, nil, []string{"raft.tick_ms", "storage.fsync"}},
 		{"both kinds", func(c *Config) { c.Log.Level, c.Kafka.OffsetsTopicPartitions = "warn", 3 },
 			[]string{"log.level"}, []string{"kafka.offsets_topic_partitions"}},
 	} {
@@ -45,6 +44,35 @@ func TestCompare(t *testing.T) {
 			}
 			if got := Compare(applied, &next); got.Live != nil || !slices.Equal(got.Restart, tc.restart) {
 				t.Errorf("after WithLive, live %v and restart %v still differ; want none, %v", got.Live, got.Restart, tc.restart)
+			}
+		})
+	}
+}
+
+// TestCompareFiles: Compare judges settings by value, not by how a file
+// spells them: a default written out explicitly is no change, and so no
+// restart is asked for on reload.
+func TestCompareFiles(t *testing.T) {
+	for _, tc := range []struct {
+		name, cur, next string
+		restart         []string
+	}{
+		{"fsync written out", "", "storage:\n  fsync: true\n", nil},
+		{"fsync left out again", "storage:\n  fsync: true\n", "", nil},
+		{"fsync turned off", "", "storage:\n  fsync: false\n", []string{"storage.fsync"}},
+		{"defaults written out", "", "raft:\n  tick_ms: 50\nstorage: {wal_segment_bytes: 67108864}\n", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cur, err := Parse([]byte(tc.cur))
+			if err != nil {
+				t.Fatal(err)
+			}
+			next, err := Parse([]byte(tc.next))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ch := Compare(cur, next); ch.Live != nil || !slices.Equal(ch.Restart, tc.restart) {
+				t.Errorf("Compare = live %v, restart %v; want none, %v", ch.Live, ch.Restart, tc.restart)
 			}
 		})
 	}

@@ -225,7 +225,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 	wal, recovered, err := storage.Open(filepath.Join(cfg.DataDir, walDir), storage.Options{
 		SegmentBytes: cfg.Storage.WALSegmentBytes,
 		BudgetBytes:  cfg.Storage.WALBudgetBytes,
-		Fsync:        cfg.Storage.FsyncEnabled(),
+		Fsync:        cfg.Storage.Fsync,
 		Log:          log.With().Str("actor", "storage").Logger(),
 		Metrics:      storage.NewMetrics(reg),
 	})
