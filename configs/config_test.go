@@ -444,6 +444,51 @@ func TestParse(t *testing.T) {
 				t.Errorf("log_retention_ms: -1.0 read as %d", c.Kafka.LogRetentionMs)
 			}
 		}},
+		{name: "debug.listen without a value turns the endpoint off", yaml: "debug:\n  listen:\n", check: func(t *testing.T, c *Config) {
+			if c.Debug.Listen != "" {
+				t.Errorf("debug.listen = %q, want off", c.Debug.Listen)
+			}
+		}},
+		{name: "debug.listen null turns the endpoint off", yaml: "debug: {listen: ~}\nlog:\n  level: debug\n", check: func(t *testing.T, c *Config) {
+			if c.Debug.Listen != "" || c.Log.Level != "debug" {
+				t.Errorf("debug.listen = %q, log.level = %q; want off, debug", c.Debug.Listen, c.Log.Level)
+			}
+		}},
+		{name: "debug.listen null merged in", yaml: "debug: {<<: {listen: null}}\n", check: func(t *testing.T, c *Config) {
+			if c.Debug.Listen != "" {
+				t.Errorf("debug.listen = %q, want off", c.Debug.Listen)
+			}
+		}},
+		{name: "debug.listen null merged in and set", yaml: "debug: {<<: {listen: null}, listen: '127.0.0.1:1'}\n", check: func(t *testing.T, c *Config) {
+			if c.Debug.Listen != "127.0.0.1:1" {
+				t.Errorf("debug.listen = %q, want the one set", c.Debug.Listen)
+			}
+		}},
+		{name: "kafka.advertise without a value follows kafka.listen", yaml: "kafka:\n  advertise:\n  listen: 127.0.0.1:9999\n", check: func(t *testing.T, c *Config) {
+			if err := c.Validate(); err != nil || c.Kafka.Advertise != "127.0.0.1:9999" {
+				t.Errorf("kafka.advertise = %q (%v), want kafka.listen", c.Kafka.Advertise, err)
+			}
+		}},
+		{name: "section without keys keeps its defaults", yaml: "debug:\nraft:\n", check: func(t *testing.T, c *Config) {
+			if d := Default(); c.Debug != d.Debug || c.Raft != d.Raft {
+				t.Errorf("debug %+v, raft %+v; want the defaults", c.Debug, c.Raft)
+			}
+		}},
+		{name: "peers without entries", yaml: "peers:\n", check: func(t *testing.T, c *Config) {
+			if len(c.Peers) != 0 {
+				t.Errorf("peers = %v, want none", c.Peers)
+			}
+		}},
+		{name: "data_dir without a value", yaml: "node_id: 1\ndata_dir:\n",
+			want: []string{`line 2: data_dir: no value; give one, or leave the key out for the default "./data"`}},
+		{name: "keys null", yaml: "raft:\n  tick_ms: ~\nstorage: {fsync: null}\nkafka:\n  listen: &none\n  auto_create_topics_enable: *none\n",
+			want: []string{
+				"line 2: raft.tick_ms: no value; give one, or leave the key out for the default 50",
+				"line 3: storage.fsync: no value; give one, or leave the key out for the default true",
+				`line 5: kafka.listen: no value; give one, or leave the key out for the default "127.0.0.1:9092"`,
+				"line 6: kafka.auto_create_topics_enable: no value",
+			}},
+		{name: "peer address null", yaml: "peers:\n  - id: 1\n    addr:\n", want: []string{"line 3: peers[0].addr: no value"}},
 		{name: "whole number written with an exponent", yaml: "kafka:\n  log_retention_ms: 1e3\n", check: func(t *testing.T, c *Config) {
 			if c.Kafka.LogRetentionMs != 1000 {
 				t.Errorf("log_retention_ms: 1e3 read as %d", c.Kafka.LogRetentionMs)

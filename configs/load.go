@@ -55,8 +55,22 @@ func Parse(data []byte) (*Config, error) {
 	if err != nil {
 		return nil, explain(data, err)
 	}
-	if err := wholeNumbers(data); err != nil {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, err
+	}
+	emptied, err := checkValues(&root)
+	if err != nil {
+		return nil, err
+	}
+	if emptied {
+		// Decoded again with the empty values in place of the nulls,
+		// yaml's own rules decide which value of a key counts (a key set
+		// in a mapping beats one merged into it).
+		cfg = Default()
+		if err := root.Decode(&cfg); err != nil {
+			return nil, err
+		}
 	}
 	// yaml would silently ignore everything after a "---"; a second
 	// document is more likely a pasting mistake than intended.
@@ -155,7 +169,7 @@ func splitLine(msg string) (int, string) {
 // does.
 func checkNodes(root *yaml.Node) []lineError {
 	var errs []lineError
-	walkNodes(root, reflect.TypeFor[Config](), func(n *yaml.Node, t reflect.Type, path string) {
+	walkNodes(root, reflect.TypeFor[Config](), func(n, _ *yaml.Node, t reflect.Type, path string) {
 		if t == nil {
 			errs = append(errs, lineError{n.Line, fmt.Errorf("line %d: %s: unknown key", n.Line, path)})
 			return
@@ -181,8 +195,11 @@ func checkNodes(root *yaml.Node) []lineError {
 // sequence into a slice (so a scalar, or a value of the wrong kind), with
 // the type it decodes into and its YAML path. A key that names no field
 // of its struct is visited with its key node and a nil type. Aliases are
-// followed, and reported where they are used.
-func walkNodes(n *yaml.Node, t reflect.Type, visit func(n *yaml.Node, t reflect.Type, path string)) {
+// followed, and reported where they are used: n is a copy of the value
+// with the line of its use, and at is the node of the document where it
+// is used (the value itself, or an alias of it), for a visitor that
+// replaces it.
+func walkNodes(n *yaml.Node, t reflect.Type, visit func(n, at *yaml.Node, t reflect.Type, path string)) {
 	var walk func(n *yaml.Node, t reflect.Type, path string)
 	walk = func(n *yaml.Node, t reflect.Type, path string) {
 		for t.Kind() == reflect.Pointer {
@@ -216,7 +233,7 @@ func walkNodes(n *yaml.Node, t reflect.Type, visit func(n *yaml.Node, t reflect.
 				if f, ok := fieldByKey(t, k.Value); ok {
 					walk(val, f.Type, key)
 				} else {
-					visit(k, nil, key)
+					visit(k, k, nil, key)
 				}
 			}
 		case v.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
@@ -226,7 +243,7 @@ func walkNodes(n *yaml.Node, t reflect.Type, visit func(n *yaml.Node, t reflect.
 		default:
 			line := *v
 			line.Line, line.Column = n.Line, n.Column
-			visit(&line, t, path)
+			visit(&line, n, t, path)
 		}
 	}
 	walk(n, t, "")
@@ -243,44 +260,104 @@ func fieldByKey(t reflect.Type, key string) (reflect.StructField, bool) {
 	return reflect.StructField{}, false
 }
 
-// wholeNumbers refuses a number written as a float for an integer setting
-// unless it is a whole number in the setting's range. yaml would truncate
-// a fraction without a word (retention of 1.9 ms would become 1 ms, a node
-// id of 1.5 would become 1), and its range check lets through a negative
-// float for an unsigned setting and a float of exactly 2^63 (2^64 for an
-// unsigned one), which Go converts to an integer wrapped around (a
-// snapshot_entries of -1.0 would become 2^64-1).
-func wholeNumbers(data []byte) error {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return err
-	}
+// checkValues refuses what yaml decodes without a word but the operator
+// cannot have meant: a float for an integer setting that is not a whole
+// number in its range (wholeNumber), and a key without a value
+// (nullValue). It replaces the nulls of emptyWhenNull's settings in the
+// document with the empty string, and reports whether it did.
+func checkValues(root *yaml.Node) (emptied bool, err error) {
 	var errs []error
-	walkNodes(&root, reflect.TypeFor[Config](), func(n *yaml.Node, t reflect.Type, path string) {
-		if t == nil || n.Kind != yaml.ScalarNode || n.ShortTag() != "!!float" {
+	walkNodes(root, reflect.TypeFor[Config](), func(n, at *yaml.Node, t reflect.Type, path string) {
+		if t == nil || n.Kind != yaml.ScalarNode {
 			return
 		}
-		var lo, hi float64 // the setting's range is [lo, hi)
-		var least, most string
-		switch t.Kind() {
-		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-			bits := t.Bits()
-			lo, hi = -math.Ldexp(1, bits-1), math.Ldexp(1, bits-1)
-			least, most = strconv.FormatInt(math.MinInt64>>(64-bits), 10), strconv.FormatInt(math.MaxInt64>>(64-bits), 10)
-		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-			bits := t.Bits()
-			lo, hi = 0, math.Ldexp(1, bits)
-			least, most = "0", strconv.FormatUint(math.MaxUint64>>(64-bits), 10)
-		default:
-			return
+		var err error
+		switch n.ShortTag() {
+		case "!!float":
+			err = wholeNumber(n, t, path)
+		case "!!null":
+			if emptyWhenNull[path] {
+				*at = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Style: yaml.DoubleQuotedStyle, Line: n.Line, Column: n.Column}
+				emptied = true
+				return
+			}
+			err = nullValue(n, t, path)
 		}
-		var v float64
-		switch err := n.Decode(&v); {
-		case err != nil || v != math.Trunc(v): // also NaN
-			errs = append(errs, fmt.Errorf("line %d: %s: %s is not a whole number", n.Line, path, n.Value))
-		case v < lo || v >= hi:
-			errs = append(errs, fmt.Errorf("line %d: %s: must be between %s and %s, got %s", n.Line, path, least, most, n.Value))
+		if err != nil {
+			errs = append(errs, err)
 		}
 	})
-	return errors.Join(errs...)
+	return emptied, errors.Join(errs...)
+}
+
+// wholeNumber refuses n, a number written as a float, for an integer
+// setting of type t unless it is a whole number in the setting's range.
+// yaml would truncate a fraction without a word (retention of 1.9 ms would
+// become 1 ms, a node id of 1.5 would become 1), and its range check lets
+// through a negative float for an unsigned setting and a float of exactly
+// 2^63 (2^64 for an unsigned one), which Go converts to an integer wrapped
+// around (a snapshot_entries of -1.0 would become 2^64-1).
+func wholeNumber(n *yaml.Node, t reflect.Type, path string) error {
+	var lo, hi float64 // the setting's range is [lo, hi)
+	var least, most string
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		bits := t.Bits()
+		lo, hi = -math.Ldexp(1, bits-1), math.Ldexp(1, bits-1)
+		least, most = strconv.FormatInt(math.MinInt64>>(64-bits), 10), strconv.FormatInt(math.MaxInt64>>(64-bits), 10)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		bits := t.Bits()
+		lo, hi = 0, math.Ldexp(1, bits)
+		least, most = "0", strconv.FormatUint(math.MaxUint64>>(64-bits), 10)
+	default:
+		return nil
+	}
+	var v float64
+	switch err := n.Decode(&v); {
+	case err != nil || v != math.Trunc(v): // also NaN
+		return fmt.Errorf("line %d: %s: %s is not a whole number", n.Line, path, n.Value)
+	case v < lo || v >= hi:
+		return fmt.Errorf("line %d: %s: must be between %s and %s, got %s", n.Line, path, least, most, n.Value)
+	}
+	return nil
+}
+
+// emptyWhenNull are the settings for which a key without a value means
+// the empty string, which has a meaning of its own: the debug endpoint
+// off, the advertised address following kafka.listen. An operator who
+// writes "listen:" under debug means it off, as the README has it.
+var emptyWhenNull = map[string]bool{"debug.listen": true, "kafka.advertise": true}
+
+// nullValue refuses a key without a value ("data_dir:", "tick_ms: ~")
+// for a setting of type t not in emptyWhenNull: yaml leaves the setting at
+// its default, which is rarely what an operator who wrote the key meant
+// (an empty data_dir would become ./data). A section without keys
+// ("debug:", every key commented out) keeps its defaults, as if it were
+// left out, and "peers:" without entries is an empty list.
+func nullValue(n *yaml.Node, t reflect.Type, path string) error {
+	switch t.Kind() {
+	case reflect.Struct, reflect.Slice, reflect.Map:
+		return nil
+	}
+	if def, ok := defaultOf(path); ok {
+		return fmt.Errorf("line %d: %s: no value; give one, or leave the key out for the default %s", n.Line, path, def)
+	}
+	return fmt.Errorf("line %d: %s: no value", n.Line, path)
+}
+
+// defaultOf returns the default of the setting at path, as YAML would
+// write it; ok is false for a path into a list, whose entries have none.
+func defaultOf(path string) (string, bool) {
+	v := reflect.ValueOf(Default())
+	for key := range strings.SplitSeq(path, ".") {
+		f, ok := fieldByKey(v.Type(), key)
+		if !ok {
+			return "", false
+		}
+		v = v.FieldByIndex(f.Index)
+	}
+	if v.Kind() == reflect.String {
+		return strconv.Quote(v.String()), true
+	}
+	return fmt.Sprint(v.Interface()), true
 }
