@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -169,6 +170,9 @@ func TestConfigErrors(t *testing.T) {
 		{"bad address", "node_id: 1\nraft: {listen: \"nonsense\"}\n", "raft.listen"},
 		{"listen on another peer's address", "node_id: 2\nraft: {listen: \"127.0.0.1:19192\"}\npeers:\n  - {id: 1, addr: \"127.0.0.1:19192\"}\n  - {id: 2, addr: \"127.0.0.1:19193\"}\n", "raft.listen"},
 		{"peer queue below frame", "node_id: 1\nraft: {peer_queue_bytes: 1048576}\n", "raft.peer_queue_bytes"},
+		{"append larger than a frame", "node_id: 1\nraft: {max_frame_bytes: 1048576, peer_queue_bytes: 1048576, max_size_per_msg: 1000000}\n", "raft.max_size_per_msg"},
+		{"negative float for an unsigned setting", "node_id: 1\nraft: {snapshot_entries: -1.0}\n", "raft.snapshot_entries"},
+		{"key without a value", "node_id: 1\ndata_dir:\n", "data_dir: no value"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -176,7 +180,11 @@ func TestConfigErrors(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.yaml), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			out, err := exec.Command(flotillaBin, "--config", path, "--data-dir", filepath.Join(dir, "data")).CombinedOutput()
+			// A config accepted by mistake starts a broker: kill it
+			// rather than wait for it.
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, flotillaBin, "--config", path, "--data-dir", filepath.Join(dir, "data")).CombinedOutput()
 			ee, ok := err.(*exec.ExitError)
 			if !ok || ee.ExitCode() != 2 {
 				t.Fatalf("exit: %v, want code 2; output:\n%s", err, out)
