@@ -23,6 +23,9 @@ type Command struct {
 	RemoveBroker         *RemoveBroker         `json:"remove_broker,omitempty"`
 	Reassign             *Reassign             `json:"reassign,omitempty"`
 	CompleteReassignment *CompleteReassignment `json:"complete_reassignment,omitempty"`
+	// AlterTopicConfigs is ignored by versions before it: they read an
+	// empty command.
+	AlterTopicConfigs *AlterTopicConfigs `json:"alter_topic_configs,omitempty"`
 }
 
 // AllocatePIDs hands the next block of producer ids to a broker, which
@@ -83,6 +86,19 @@ type AddPartitions struct {
 	Topic    TopicID    `json:"topic"`
 	From     int32      `json:"from"`
 	Replicas [][]uint64 `json:"replicas"` // per new partition, preferred leader first
+}
+
+// AlterTopicConfigs changes the configs set on the topic with this id
+// (IncrementalAlterConfigs, AlterConfigs) one key at a time, as Kafka's
+// ConfigRecords do: Set gives keys their new values, Delete returns keys
+// to the brokers' defaults, and Replace first drops every config the topic
+// sets (legacy AlterConfigs, which replaces them all). The proposer
+// validated the outcome; apply is a no-op for a topic that is gone.
+type AlterTopicConfigs struct {
+	ID      TopicID           `json:"id"`
+	Set     map[string]string `json:"set,omitempty"`
+	Delete  []string          `json:"delete,omitempty"`
+	Replace bool              `json:"replace,omitempty"`
 }
 
 // InitCluster names the cluster. Only the first one applied takes effect, so

@@ -213,6 +213,8 @@ func (c *controllerActor) Receive(ctx actor.Context) {
 		c.deleteTopics(ctx, m)
 	case *CreatePartitions:
 		c.createPartitions(ctx, m)
+	case *AlterConfigs:
+		c.alterConfigs(ctx, m)
 	case *InitProducerID:
 		c.pidWaiters = append(c.pidWaiters, m)
 		c.servePIDs(ctx)

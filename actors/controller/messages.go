@@ -111,6 +111,28 @@ type CreatePartitionsDone struct {
 	Results []TopicResult
 }
 
+// AlterConfigs asks the controller to change the configs of topics
+// (Kafka's IncrementalAlterConfigs and, with Replace, AlterConfigs). The
+// actor checks each topic's alteration against the applied state,
+// proposes the valid ones unless ValidateOnly, and answers ReplyTo with
+// AlterConfigsDone once every one is applied or failed.
+type AlterConfigs struct {
+	Ref    uint64 // echoed in the answer
+	Topics []TopicAlteration
+	// Replace makes each topic's configs exactly those its operations
+	// set (all ConfigSet), the others returning to the brokers' defaults.
+	Replace      bool
+	ValidateOnly bool
+	ReplyTo      *actor.PID
+}
+
+// AlterConfigsDone answers AlterConfigs: one error (a *kerr.Error,
+// possibly wrapped) or nil per topic, in request order.
+type AlterConfigsDone struct {
+	Ref  uint64
+	Errs []error
+}
+
 // InitProducerID asks for a new producer id (epoch 0) for an idempotent
 // producer. The controller actor answers ReplyTo with ProducerIDDone, from
 // its broker's current block when it has ids left, else after allocating

@@ -262,6 +262,8 @@ func (sm *StateMachine) applyCommand(next, cur *State, index uint64, cmd *Comman
 		sm.log.Info().Str("topic", t.Name).Str("topic_id", t.ID.String()).Uint64("index", index).Msg("topic creation finished: every partition had a leader")
 	case cmd.AddPartitions != nil:
 		sm.applyAddPartitions(next, cur, index, cmd.AddPartitions)
+	case cmd.AlterTopicConfigs != nil:
+		sm.applyAlterTopicConfigs(next, cur, index, cmd.AlterTopicConfigs)
 	case cmd.DeleteTopic != nil:
 		t := cur.TopicByID(cmd.DeleteTopic.ID)
 		if t == nil {

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -16,36 +17,46 @@ type ConfigDef struct {
 	Name    string
 	Default string
 	Doc     string
-	check   func(string) error
+	// List is set for a comma-separated list (Kafka's ConfigDef.Type.LIST),
+	// the only kind IncrementalAlterConfigs may APPEND to or SUBTRACT from.
+	List  bool
+	check func(string) error
 }
 
 // TopicConfigDefs returns the topic configs Flotilla keeps, sorted by name.
 func TopicConfigDefs() []ConfigDef {
 	return []ConfigDef{
-		{"cleanup.policy", "delete", "Only delete: log compaction is not supported.", oneOf("delete")},
-		{"compression.type", "producer", "Batches are stored as the producer compressed them.", oneOf("producer")},
-		{"max.message.bytes", "1048588", "Largest record batch the topic accepts.", intAtLeast(0)},
+		{"cleanup.policy", "delete", "Only delete: log compaction is not supported.", true, oneOf("delete")},
+		{"compression.type", "producer", "Batches are stored as the producer compressed them.", false, oneOf("producer")},
+		{"max.message.bytes", "1048588", "Largest record batch the topic accepts.", false, intAtLeast(0)},
 		// KIP-937, with Kafka 4's defaults (KIP-1030 brought after.max.ms
 		// down from forever to an hour).
-		{"message.timestamp.after.max.ms", "3600000", "How far after the broker's clock a CreateTime record's timestamp may be.", intAtLeast(0)},
-		{"message.timestamp.before.max.ms", "9223372036854775807", "How far before the broker's clock a CreateTime record's timestamp may be.", intAtLeast(0)},
-		{"message.timestamp.type", "CreateTime", "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's.", oneOf("CreateTime", "LogAppendTime")},
-		{"min.insync.replicas", "1", "Replicas that must have an acks=all write.", intAtLeast(1)},
-		{"retention.bytes", "-1", "Bytes a partition keeps before deleting old segments; -1: no limit.", intAtLeast(-1)},
-		{"retention.ms", "604800000", "Age after which segments are deleted; -1: forever.", intAtLeast(-1)},
+		{"message.timestamp.after.max.ms", "3600000", "How far after the broker's clock a CreateTime record's timestamp may be.", false, intAtLeast(0)},
+		{"message.timestamp.before.max.ms", "9223372036854775807", "How far before the broker's clock a CreateTime record's timestamp may be.", false, intAtLeast(0)},
+		{"message.timestamp.type", "CreateTime", "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's.", false, oneOf("CreateTime", "LogAppendTime")},
+		{"min.insync.replicas", "1", "Replicas that must have an acks=all write.", false, intAtLeast(1)},
+		{"retention.bytes", "-1", "Bytes a partition keeps before deleting old segments; -1: no limit.", false, intAtLeast(-1)},
+		{"retention.ms", "604800000", "Age after which segments are deleted; -1: forever.", false, intAtLeast(-1)},
 		// At least one batch header and at most 32-bit index positions:
 		// the partition log refuses other sizes.
-		{"segment.bytes", "1073741824", "Size at which a partition rolls its segment.", intBetween(61, math.MaxInt32)},
+		{"segment.bytes", "1073741824", "Size at which a partition rolls its segment.", false, intBetween(61, math.MaxInt32)},
 	}
 }
 
 // TopicConfigDefault returns the broker default of a topic config.
 func TopicConfigDefault(name string) (string, bool) {
-	i := slices.IndexFunc(TopicConfigDefs(), func(d ConfigDef) bool { return d.Name == name })
+	d, ok := topicConfigDef(name)
+	return d.Default, ok
+}
+
+// topicConfigDef returns the definition of topic config name.
+func topicConfigDef(name string) (ConfigDef, bool) {
+	defs := TopicConfigDefs()
+	i := slices.IndexFunc(defs, func(d ConfigDef) bool { return d.Name == name })
 	if i < 0 {
-		return "", false
+		return ConfigDef{}, false
 	}
-	return TopicConfigDefs()[i].Default, true
+	return defs[i], true
 }
 
 // TopicDefaults are the values a broker gives the configs a topic does not
@@ -75,16 +86,21 @@ func (d TopicDefaults) Overridden(name string) bool {
 	return v != def
 }
 
-// ValidateTopicConfigs checks configs given at topic creation. The error is
-// INVALID_CONFIG wrapped with the key and the reason.
+// ValidateTopicConfigs checks a topic's configs, given at its creation or
+// the outcome of an alteration. The error is INVALID_CONFIG wrapped with
+// the key and the reason; of several bad keys it names the least. Each key
+// is checked on its own: no config's validity depends on another's, so an
+// alteration checked against one state of a topic stays valid against a
+// later one (alterations apply as changes of single keys, as Kafka's
+// ConfigRecords do).
 func ValidateTopicConfigs(configs map[string]string) error {
-	defs := TopicConfigDefs()
-	for k, v := range configs {
-		i := slices.IndexFunc(defs, func(d ConfigDef) bool { return d.Name == k })
-		if i < 0 {
+	for _, k := range slices.Sorted(maps.Keys(configs)) {
+		v := configs[k]
+		d, ok := topicConfigDef(k)
+		if !ok {
 			return fmt.Errorf("%w: unknown or unsupported topic config %q", kerr.InvalidConfig, k)
 		}
-		if err := defs[i].check(v); err != nil {
+		if err := d.check(v); err != nil {
 			return fmt.Errorf("%w: %s=%q: %v", kerr.InvalidConfig, k, v, err)
 		}
 	}
