@@ -278,6 +278,7 @@ func (mg *manager) reconcile(ctx actor.Context) {
 			if r := cur[tp]; r != nil && r.Group == p.Group {
 				next[tp] = r
 				mg.assign(ctx, r, p)
+				mg.configure(ctx, r, t)
 				continue
 			}
 			if mg.dead[p.Group] {
@@ -461,17 +462,24 @@ func (mg *manager) setDefaults(ctx actor.Context, d controller.TopicDefaults) {
 		if t == nil || t.ID != r.TopicID {
 			continue // deleted: the next reconcile stops it
 		}
-		s, err := SettingsOf(t.Configs, d)
-		if err != nil {
-			mg.o.Log.Error().Err(err).Str("topic", r.Topic).Int32("partition", r.Partition).Msg("cannot resolve partition settings")
-			continue
-		}
-		if s == r.settings {
-			continue
-		}
-		r.settings = s
-		ctx.Send(r.PID, &SetSettings{Settings: s})
+		mg.configure(ctx, r, t)
 	}
+}
+
+// configure gives a running replica of topic t its settings again when
+// they changed: t's configs (altered through the controller) resolved over
+// this broker's defaults (reloaded).
+func (mg *manager) configure(ctx actor.Context, r *Replica, t *controller.Topic) {
+	s, err := SettingsOf(t.Configs, mg.o.Defaults)
+	if err != nil {
+		mg.o.Log.Error().Err(err).Str("topic", r.Topic).Int32("partition", r.Partition).Msg("cannot resolve partition settings")
+		return
+	}
+	if s == r.settings {
+		return
+	}
+	r.settings = s
+	ctx.Send(r.PID, &SetSettings{Settings: s})
 }
 
 // assign gives a running replica its partition's assignment when the

@@ -63,7 +63,8 @@ type SetAssignment struct {
 }
 
 // SetSettings gives a running partition replica its settings again after
-// they changed: this broker's topic config defaults were reloaded
+// they changed: its topic's configs were altered (IncrementalAlterConfigs,
+// AlterConfigs), or this broker's topic config defaults were reloaded
 // (SetTopicDefaults).
 type SetSettings struct {
 	Settings Settings
