@@ -272,7 +272,10 @@ func (s *Service) describeConfigs(req *kmsg.DescribeConfigsRequest) *kmsg.Descri
 			}
 			rc := kmsg.NewDescribeConfigsResponseResourceConfig()
 			value := e.value
-			rc.Name, rc.Value, rc.ReadOnly, rc.Source = e.name, &value, true, kmsg.ConfigSource(e.source)
+			// Topic configs are altered through the controller; a broker's
+			// come from its config file, read-only to Kafka clients.
+			readOnly := rs.ResourceType != kmsg.ConfigResourceTypeTopic
+			rc.Name, rc.Value, rc.ReadOnly, rc.Source = e.name, &value, readOnly, kmsg.ConfigSource(e.source)
 			rc.IsDefault = e.source == int8(kmsg.ConfigSourceDefaultConfig)
 			rr.Configs = append(rr.Configs, rc)
 		}

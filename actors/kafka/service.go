@@ -20,9 +20,10 @@ import (
 // Service is the broker's Handler: the data path (Produce, Fetch,
 // ListOffsets, OffsetForLeaderEpoch) served from the local partition
 // replicas, the admin requests (CreateTopics, DeleteTopics,
-// CreatePartitions, InitProducerId, DescribeConfigs) served through the
-// controller actor, and the group requests (FindCoordinator, JoinGroup,
-// SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, ListGroups,
+// CreatePartitions, InitProducerId, DescribeConfigs,
+// IncrementalAlterConfigs, AlterConfigs) served through the controller
+// actor, and the group requests (FindCoordinator, JoinGroup, SyncGroup,
+// Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, ListGroups,
 // DescribeGroups, DeleteGroups, OffsetDelete) served by the group
 // coordinators (groups.go), and the reassignment and election requests
 // (reassign.go, elect.go) served through the controller actor and timed by
@@ -84,6 +85,8 @@ func (s *Service) Versions() []ApiRange {
 		{Key: kmsg.CreatePartitions.Int16(), Min: 0, Max: 3},
 		{Key: kmsg.InitProducerID.Int16(), Min: 0, Max: 4},
 		{Key: kmsg.DescribeConfigs.Int16(), Min: 1, Max: 4},
+		{Key: kmsg.AlterConfigs.Int16(), Min: 0, Max: 2},
+		{Key: kmsg.IncrementalAlterConfigs.Int16(), Min: 0, Max: 1},
 		{Key: kmsg.FindCoordinator.Int16(), Min: 0, Max: 6},
 		{Key: kmsg.JoinGroup.Int16(), Min: 0, Max: 9},
 		{Key: kmsg.SyncGroup.Int16(), Min: 0, Max: 5},
@@ -121,7 +124,7 @@ type serviceConn struct {
 	nextRef  uint64
 	produces map[uint64]produceSlot
 	fetches  map[uint64]*fetchCall
-	admin    map[uint64]*Request   // CreateTopics, DeleteTopics, CreatePartitions, InitProducerId
+	admin    map[uint64]*Request   // CreateTopics, DeleteTopics, CreatePartitions, InitProducerId, AlterConfigs (both)
 	groups   map[uint64]*groupCall // group calls, by the Ref of their share
 	lists    map[uint64]*listCall
 	alters   map[uint64]*alterCall // AlterPartitionReassignments
@@ -169,6 +172,8 @@ func (c *serviceConn) Serve(ctx actor.Context, r *Request) {
 		c.initProducerID(ctx, r, m)
 	case *kmsg.DescribeConfigsRequest:
 		ctx.Send(r.ReplyTo, r.Reply(c.s.describeConfigs(m)))
+	case *kmsg.IncrementalAlterConfigsRequest, *kmsg.AlterConfigsRequest:
+		c.alterConfigs(ctx, r)
 	case *kmsg.FindCoordinatorRequest:
 		c.findCoordinator(ctx, r, m)
 	case *kmsg.JoinGroupRequest:
@@ -223,6 +228,8 @@ func (c *serviceConn) Receive(ctx actor.Context, msg any) {
 		c.createPartitionsDone(ctx, m)
 	case *controller.ProducerIDDone:
 		c.producerIDDone(ctx, m)
+	case *controller.AlterConfigsDone:
+		c.alterConfigsDone(ctx, m)
 	case *group.Answer:
 		c.groupAnswer(m)
 	case *groupDeadline:
