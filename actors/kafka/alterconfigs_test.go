@@ -22,7 +22,9 @@ func TestPlanAlter(t *testing.T) {
 	broker := func(name string, cs ...alterEntry) alterResource {
 		return alterResource{typ: kmsg.ConfigResourceTypeBroker, name: name, configs: cs}
 	}
-	set := func(k string, val *string) alterEntry { return alterEntry{name: k, op: kmsg.IncrementalAlterConfigOpSet, value: val} }
+	set := func(k string, val *string) alterEntry {
+		return alterEntry{name: k, op: kmsg.IncrementalAlterConfigOpSet, value: val}
+	}
 	del := func(k string) alterEntry { return alterEntry{name: k, op: kmsg.IncrementalAlterConfigOpDelete} }
 	type want struct {
 		err *kerr.Error // nil: no error here (a topic goes to the controller)
@@ -36,7 +38,7 @@ func TestPlanAlter(t *testing.T) {
 		topics []controller.TopicAlteration
 	}{
 		{name: "topics go to the controller in order",
-			rs: []alterResource{topic("a", set("retention.ms", v("1"))), topic("b", del("retention.ms"), alterEntry{name: "cleanup.policy", op: kmsg.IncrementalAlterConfigOpAppend, value: v("delete")})},
+			rs:   []alterResource{topic("a", set("retention.ms", v("1"))), topic("b", del("retention.ms"), alterEntry{name: "cleanup.policy", op: kmsg.IncrementalAlterConfigOpAppend, value: v("delete")})},
 			want: []want{{}, {}},
 			topics: []controller.TopicAlteration{
 				{Name: "a", Ops: []controller.ConfigOp{{Name: "retention.ms", Op: controller.ConfigSet, Value: "1"}}},
