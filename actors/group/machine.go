@@ -56,6 +56,10 @@ type MachineOptions struct {
 	// Now is the leader's clock, read only at propose time (commit
 	// timestamps), never at apply.
 	Now func() time.Time
+	// ReplicaLagTicks is replica.lag.time.max.ms in ticks: a follower
+	// that has not caught up with the leader for this long leaves the
+	// ISR (raftactor.InSyncTracker), as a partition's does. 0: 200.
+	ReplicaLagTicks uint64
 	// MaxEntryBytes is the largest entry the raft transport carries
 	// (partition.RaftSettings.MaxEntryBytes; 0: no limit). A larger write
 	// is refused: proposed, it would never replicate, and every later
@@ -100,6 +104,8 @@ type Machine struct {
 	// membership with it (partition.Membership).
 	replicas, adding, removing []uint64
 	members                    *partition.Membership
+	// inSync keeps the leader's ISR by Kafka's time rule.
+	inSync raftactor.InSyncTracker
 }
 
 // proposal is a write of the leader waiting to be applied.
@@ -156,6 +162,9 @@ func NewMachine(o MachineOptions) *Machine {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.ReplicaLagTicks == 0 {
+		o.ReplicaLagTicks = defaultReplicaLagTicks
+	}
 	m := &Machine{o: o, store: store{}, waiting: map[uint64]*proposal{}, committing: map[string]map[TopicPartition]int{}}
 	m.replicas, m.adding, m.removing = o.Replicas, o.Adding, o.Removing
 	m.members = partition.NewMembership(o.Group, o.Controller, o.Log)
@@ -165,8 +174,8 @@ func NewMachine(o MachineOptions) *Machine {
 }
 
 // Leadership is whether this replica coordinates its partition's groups:
-// it leads and is ready, in Term, with the replicas in ISR (those the
-// leader heard from within an election timeout).
+// it leads and is ready, in Term, with the replicas in ISR (those caught
+// up with it within replica.lag.time.max.ms, as a partition's ISR).
 type Leadership struct {
 	Leader bool
 	Term   uint64
@@ -179,18 +188,17 @@ func (m *Machine) Leadership() Leadership { return *m.leadership.Load() }
 // isrEveryTicks paces the ISR bookkeeping (250 ms at 50 ms ticks).
 const isrEveryTicks = 5
 
-// updateLeadership republishes the leadership when it changed.
+// defaultReplicaLagTicks is Kafka's replica.lag.time.max.ms in ticks when
+// none is configured (10 s at 50 ms ticks, the broker's default).
+const defaultReplicaLagTicks = 200
+
+// updateLeadership samples the ISR on a ready leader and republishes the
+// leadership when it changed.
 func (m *Machine) updateLeadership(h *raftactor.Handle) {
 	l := Leadership{Leader: m.ready}
 	if m.ready {
 		l.Term = m.term
-		self := h.NodeID()
-		h.WithProgress(func(id, _ uint64, active bool) {
-			if id == self || active && slices.Contains(m.replicas, id) {
-				l.ISR = append(l.ISR, id)
-			}
-		})
-		slices.Sort(l.ISR)
+		l.ISR = m.inSync.Sample(h, m.ticks, m.replicas, m.o.ReplicaLagTicks)
 	}
 	if cur := m.leadership.Load(); cur.Leader != l.Leader || cur.Term != l.Term || !slices.Equal(cur.ISR, l.ISR) {
 		m.leadership.Store(&l)
@@ -304,6 +312,9 @@ func (m *Machine) checkReady(h *raftactor.Handle, ctx actor.Context) {
 		return
 	}
 	m.ready = true
+	// Its first ISR is itself and the replicas that acknowledged the
+	// entry of its term, as a partition leader's.
+	m.inSync.Reset()
 	m.load()
 	m.publish()
 	m.updateLeadership(h)

@@ -272,8 +272,9 @@ func (mg *manager) start(ctx actor.Context, p controller.Partition) (*Coordinato
 			}
 			return 0
 		},
-		MaxEntryBytes: mg.o.Raft.MaxEntryBytes,
-		Log:           log,
+		MaxEntryBytes:   mg.o.Raft.MaxEntryBytes,
+		ReplicaLagTicks: mg.o.Raft.ReplicaLagTicks,
+		Log:             log,
 	})
 	cfg := mg.o.Raft.Config(p, name, mg.o.NodeID)
 	// The state is every group of the partition: snapshot it every few

@@ -227,8 +227,7 @@ type Machine struct {
 	nextOffset int64
 	inflight   map[batchKey]*inflight
 	completed  []*inflight
-	caughtUp   caughtUpTracker
-	progress   []replicaProgress // inSync's scratch
+	caughtUp   raftactor.InSyncTracker
 	isr        []uint64
 	// sizes is what the partition health metrics compare a leader's ISR
 	// with (Health); written by the actor, read at scrape time.
@@ -1036,7 +1035,7 @@ func (m *Machine) checkReady(h *raftactor.Handle) {
 	// replica.lag.time.max.ms and let min.insync.replicas be passed.
 	// Its first ISR is no change: this node never knew the previous
 	// leader's, so the ready line carries it instead.
-	m.caughtUp.reset()
+	m.caughtUp.Reset()
 	m.setMatchQuorum(len(h.ConfState().GetVoters()))
 	m.isr = m.inSync(h)
 	m.publish(h)
@@ -1123,14 +1122,9 @@ func (m *Machine) updateISR(h *raftactor.Handle) {
 
 // inSync returns the leader's ISR by Kafka's time rule, sorted: a replica
 // is in sync while it has caught up with the leader within
-// replica.lag.time.max.ms (caughtUpTracker).
+// replica.lag.time.max.ms (raftactor.InSyncTracker).
 func (m *Machine) inSync(h *raftactor.Handle) []uint64 {
-	self := h.NodeID()
-	m.progress = m.progress[:0]
-	h.WithProgress(func(id, match uint64, active bool) {
-		m.progress = append(m.progress, replicaProgress{id: id, match: match, active: active, stopping: id != self && h.Stopping(id)})
-	})
-	return m.caughtUp.sample(m.ticks, self, m.replicas, m.progress, m.o.ReplicaLagTicks)
+	return m.caughtUp.Sample(h, m.ticks, m.replicas, m.o.ReplicaLagTicks)
 }
 
 // retentionEveryTicks paces retention checks (100 ticks: 5 s at 50 ms).
