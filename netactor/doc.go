@@ -51,7 +51,10 @@
 // hello, write) and reports back through the mailbox: writerConnected,
 // writerSettled, dialFailed, writerDisconnected, frameWritten. A connection
 // that dies before it settled (lived settleAfter) is logged and backed off
-// as a failed dial: one warning, then a summary every few minutes.
+// as a failed dial: one warning, then a summary every few minutes. The
+// loss of a peer that announced a clean stop, and the first failed dial
+// after it, are routine (a rolling restart) and logged at info; a summary
+// still warns.
 //
 // # Invariants
 //

@@ -81,6 +81,11 @@ type SenderOptions struct {
 	// which doubles (with jitter) from min to max while the peer stays away.
 	BackoffMin, BackoffMax time.Duration
 
+	// Liveness tells which peers announced a clean stop: losing one of
+	// them, and failing to reach it, is routine and logged at info, not
+	// as a warning. May be nil.
+	Liveness *Liveness
+
 	Metrics *Metrics // may be nil
 	Log     zerolog.Logger
 }

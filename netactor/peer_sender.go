@@ -333,7 +333,7 @@ func (s *PeerSender) disconnect(ctx actor.Context, err error) {
 	s.dropped = s.queue.drain(s.dropped[:0])
 	if s.settled {
 		s.settled = false
-		s.log.Warn().Err(err).Int("dropped_messages", len(s.dropped)).Msg("lost connection to raft peer; reconnecting")
+		s.routine().Err(err).Int("dropped_messages", len(s.dropped)).Msg("lost connection to raft peer; reconnecting")
 	} else {
 		s.dialFailed(err)
 	}
@@ -348,13 +348,23 @@ func (s *PeerSender) dialFailed(err error) {
 	now := time.Now()
 	switch {
 	case s.dialFailures == 1:
-		s.log.Warn().Err(err).Msg("cannot reach raft peer; redialling with backoff")
+		s.routine().Err(err).Msg("cannot reach raft peer; redialling with backoff")
 	case now.Sub(s.failureLogged) >= failureSummaryEvery:
 		s.log.Warn().Err(err).Int("failed_dials", s.dialFailures).Msg("still cannot reach raft peer; redialling with backoff")
 	default:
 		return
 	}
 	s.failureLogged = now
+}
+
+// routine is the level of the news that the peer went away: info when it
+// announced a clean stop (a rolling restart), a warning otherwise. A peer
+// still unreachable after failureSummaryEvery is warned of either way.
+func (s *PeerSender) routine() *zerolog.Event {
+	if s.opts.Liveness.Stopping(s.peer) {
+		return s.log.Info()
+	}
+	return s.log.Warn()
 }
 
 // report counts dropped messages and tells their groups: SnapshotStatus for

@@ -189,7 +189,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 			peerAddrs[p.ID] = p.Addr
 		}
 	}
-	if b.peers, err = netactor.StartPeers(b.sys, cfg.NodeID, peerAddrs, b.router, senderOptions(cfg, netMetrics, log)); err != nil {
+	if b.peers, err = netactor.StartPeers(b.sys, cfg.NodeID, peerAddrs, b.router, senderOptions(cfg, netMetrics, liveness, log)); err != nil {
 		return nil, fmt.Errorf("start peer senders: %w", err)
 	}
 	if b.raftLn, err = netactor.StartListener(b.sys, raftLn, netactor.ListenerOptions{
@@ -468,11 +468,12 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 
 // senderOptions are the options of the raft transport's peer senders that
 // cfg sets; configs.Validate refuses the values they would refuse.
-func senderOptions(cfg *configs.Config, m *netactor.Metrics, log zerolog.Logger) netactor.SenderOptions {
+func senderOptions(cfg *configs.Config, m *netactor.Metrics, liveness *netactor.Liveness, log zerolog.Logger) netactor.SenderOptions {
 	return netactor.SenderOptions{
 		MaxFrameBytes:    cfg.Raft.MaxFrameBytes,
 		MaxSnapshotBytes: cfg.Raft.MaxSnapshotBytes,
 		QueueBytes:       cfg.Raft.PeerQueueBytes,
+		Liveness:         liveness,
 		Metrics:          m,
 		Log:              log,
 	}

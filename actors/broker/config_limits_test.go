@@ -36,7 +36,7 @@ func TestValidateCoversTransportOptions(t *testing.T) {
 
 			sys := actors.NewSystem(log)
 			defer sys.Shutdown()
-			peers, serr := netactor.StartPeers(sys, cfg.NodeID, map[uint64]string{2: "127.0.0.1:1"}, netactor.NewRouter(), senderOptions(&cfg, nil, log))
+			peers, serr := netactor.StartPeers(sys, cfg.NodeID, map[uint64]string{2: "127.0.0.1:1"}, netactor.NewRouter(), senderOptions(&cfg, nil, nil, log))
 			if serr == nil {
 				peers.Stop()
 			}
