@@ -303,6 +303,11 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 			li, ok := leaders.Get(group)
 			return ok && li.Leader != 0
 		},
+		ReplicaLagTicks: cfg.ReplicaLagTicks(),
+		Leaderships: func(ctx actor.SenderContext, infos []netactor.LeaderInfo) {
+			leaders.Note(infos)
+			b.peers.Broadcast(ctx, infos)
+		},
 		Log: log.With().Str("actor", "controller").Logger(),
 	})); err != nil {
 		return nil, err

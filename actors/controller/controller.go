@@ -63,11 +63,22 @@ type Options struct {
 	// in DeadPeers (NewDeadPeersGauge). Nil for neither.
 	Liveness  *netactor.Liveness
 	DeadPeers prometheus.Gauge
-	Log       zerolog.Logger
+	// ReplicaLagTicks is replica.lag.time.max.ms in ticks: a voter that
+	// has not caught up with the controller leader for this long leaves
+	// the group's ISR (insync.go). 0: 200.
+	ReplicaLagTicks uint64
+	// Leaderships hands the controller group's leadership and ISR, while
+	// this broker leads it, to this broker's board of leaderships and to
+	// its peers, every leadershipEveryTicks; nil: nobody.
+	Leaderships func(ctx actor.SenderContext, infos []netactor.LeaderInfo)
+	Log         zerolog.Logger
 }
 
 // NewActor returns the producer of the controller actor.
 func NewActor(o Options) actor.Producer {
+	if o.ReplicaLagTicks == 0 {
+		o.ReplicaLagTicks = 200
+	}
 	return func() actor.Actor {
 		return &controllerActor{
 			o:          o,
@@ -124,6 +135,8 @@ type controllerActor struct {
 	// stopping is this broker's notice of a clean stop, once AnnounceStop
 	// came (control.go).
 	stopping *stopAnnouncement
+	// isr is the controller group's ISR while this broker leads it.
+	isr inSync
 }
 
 // pidBlockSize is how many producer ids a broker takes at a time.
@@ -183,6 +196,12 @@ func (c *controllerActor) Receive(ctx actor.Context) {
 			c.tickMembership(ctx)
 			c.markLedTopics(ctx)
 			c.watchPeers(c.o.Machine.View())
+		}
+		if c.ticks%isrEveryTicks == 0 {
+			c.sampleISR()
+		}
+		if c.ticks%leadershipEveryTicks == 0 {
+			c.broadcastLeadership(ctx)
 		}
 		c.answerLed(ctx)
 		c.repeatStopNotice(ctx)

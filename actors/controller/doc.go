@@ -15,6 +15,9 @@
 //     controller group. Proposals on a follower are forwarded by raft to the
 //     leader; a forwarded proposal can be lost (leader change, dropped
 //     message), so nothing is assumed applied until it shows in the state.
+//     While this broker leads the controller group it also keeps the group's
+//     ISR by the partitions' rule and broadcasts it with their leaderships
+//     (insync.go), so that a voter's /healthz knows whether it is caught up.
 //   - raftactor.Proposed: the outcome of its last proposal.
 //
 // A broker whose data dir holds no data runs the probe actor (NewProbe,

@@ -53,7 +53,8 @@ func (l *Leaders) forget(group uint64) { l.m.Delete(group) }
 // it never hosted, and a broadcast in flight can bring a deleted group
 // back after forget; without this the board would grow with every topic
 // deleted. A group at or above NextGroup is newer than view: a peer's news
-// of a topic this broker has not applied yet, kept.
+// of a topic this broker has not applied yet, kept; and so is the
+// controller group's.
 func (l *Leaders) Prune(view *controller.State) {
 	live := make(map[uint64]bool)
 	for _, t := range view.Topics {
@@ -62,7 +63,7 @@ func (l *Leaders) Prune(view *controller.State) {
 		}
 	}
 	l.m.Range(func(k, _ any) bool {
-		if g := k.(uint64); g < view.NextGroup && !live[g] {
+		if g := k.(uint64); g != controller.ControllerGroup && g < view.NextGroup && !live[g] {
 			l.m.Delete(g)
 		}
 		return true
