@@ -141,23 +141,18 @@ func validateRecords(b []byte, h BatchHeader, rule timestampRule) (maxTs int64, 
 	var refused []RecordError
 	if h.Compression() != CompressionNone {
 		switch {
+		case h.IsLogAppendTime() && rule.refuses(h, h.MaxTimestamp):
+			// Every record's timestamp is the header's. Kafka names each
+			// record it decompressed; the records here are not read, and
+			// the header's count is only the client's word (naming as
+			// many records as a 70-byte batch claims would exhaust
+			// memory), so the batch is refused as a whole.
+			return 0, fmt.Errorf("%w: the compressed batch's %d records: %s", ErrInvalidTimestamp, h.RecordCount, rule.why(h, h.MaxTimestamp))
 		case h.IsLogAppendTime():
-			// Every record's timestamp is the header's: it answers
-			// for each of them.
-			if rule.refuses(h, h.MaxTimestamp) {
-				why := rule.why(h, h.MaxTimestamp)
-				refused = make([]RecordError, h.RecordCount)
-				for i := range refused {
-					refused[i] = RecordError{Index: int32(i), Message: why}
-				}
-			}
 		case rule.refuses(h, h.BaseTimestamp):
 			return 0, fmt.Errorf("%w: the compressed batch's first record: %s", ErrInvalidTimestamp, rule.why(h, h.BaseTimestamp))
 		case rule.refuses(h, h.MaxTimestamp):
 			return 0, fmt.Errorf("%w: the compressed batch's maxTimestamp: %s", ErrInvalidTimestamp, rule.why(h, h.MaxTimestamp))
-		}
-		if refused != nil {
-			return 0, &RecordsError{Kind: ErrInvalidTimestamp, Records: refused}
 		}
 		return h.MaxTimestamp, nil
 	}

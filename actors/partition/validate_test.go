@@ -139,9 +139,12 @@ func TestProduceValidation(t *testing.T) {
 		{name: "compressed, maxTimestamp two hours ahead", settings: createTime, records: rawBatch(gzipped, 2, 1, now, now+2*hour, []byte("x")), code: kerr.InvalidTimestamp},
 		{name: "compressed, first record too old", settings: withBefore, records: rawBatch(gzipped, 2, 1, now-2*hour, now, []byte("x")), code: kerr.InvalidTimestamp},
 		{name: "compressed, LogAppendTime by the producer out of range", settings: createTime,
-			records: rawBatch(gzipped|timestampTypeBit, 3, 2, now, now+2*hour, []byte("x")), code: kerr.InvalidTimestamp, refused: []int32{0, 1, 2}},
+			records: rawBatch(gzipped|timestampTypeBit, 3, 2, now, now+2*hour, []byte("x")), code: kerr.InvalidTimestamp},
 		{name: "compressed, LogAppendTime topic, producer's LogAppendTime", settings: appendTime,
-			records: rawBatch(gzipped|timestampTypeBit, 2, 1, now, now, []byte("x")), code: kerr.InvalidTimestamp, refused: []int32{0, 1}},
+			records: rawBatch(gzipped|timestampTypeBit, 2, 1, now, now, []byte("x")), code: kerr.InvalidTimestamp},
+		// The count is the client's word: nothing is sized by it.
+		{name: "compressed, producer's LogAppendTime, 2^31-1 records claimed", settings: createTime,
+			records: rawBatch(gzipped|timestampTypeBit, math.MaxInt32, math.MaxInt32-1, now, now+2*hour, []byte("x")), code: kerr.InvalidTimestamp},
 		{name: "compressed, LogAppendTime topic", settings: appendTime, records: rawBatch(gzipped, 2, 1, now+48*hour, now+48*hour, []byte("x")), maxTs: now + 48*hour},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
