@@ -134,6 +134,23 @@ func planAlterConfigs(view *State, a TopicAlteration, replace bool) (*AlterTopic
 	return cmd, nil
 }
 
+// needLevel returns nil if every broker registered in view has a
+// CommandLevel of level or more, and otherwise an INVALID_REQUEST error
+// naming those that do not, which cannot do what.
+func needLevel(view *State, level int, what string) error {
+	var ids []uint64
+	for id, b := range view.Brokers {
+		if b.Level < level {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	slices.Sort(ids)
+	return fmt.Errorf("%w: brokers %v run a version that does not %s; upgrade every broker first", kerr.InvalidRequest, ids, what)
+}
+
 // alterList appends the comma-separated values to the list config value
 // cur (those it lacks) or subtracts them (the first occurrence of each),
 // as Kafka's ConfigurationControlManager does; empty elements are dropped.
@@ -199,8 +216,12 @@ func (c *controllerActor) alterConfigs(ctx actor.Context, m *AlterConfigs) {
 	errs := make([]error, len(m.Topics))
 	waiting := 0
 	reply := func() { ctx.Send(m.ReplyTo, &AlterConfigsDone{Ref: m.Ref, Errs: errs}) }
+	older := needLevel(view, 1, "apply topic config changes")
 	for i, a := range m.Topics {
 		cmd, err := planAlterConfigs(view, a, m.Replace)
+		if err == nil {
+			err = older
+		}
 		if err != nil || m.ValidateOnly {
 			errs[i] = err
 			continue

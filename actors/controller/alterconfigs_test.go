@@ -2,6 +2,7 @@ package controller
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"reflect"
 	"strings"
@@ -210,5 +211,43 @@ func TestApplyAlterTopicConfigs(t *testing.T) {
 				t.Fatalf("restored state does not find topic t by its id")
 			}
 		})
+	}
+}
+
+// TestAlterationsWaitForEveryBrokersLevel: a broker of a version before
+// CommandLevel 1 reads AlterTopicConfigs as an empty command, and its
+// state would lose the change for good once it snapshots: alterations are
+// refused until every registered broker has registered level 1, which an
+// upgraded broker does again at its addresses.
+func TestAlterationsWaitForEveryBrokersLevel(t *testing.T) {
+	register := func(id uint64, level int) []byte {
+		return (&Command{RegisterBroker: &RegisterBroker{NodeID: id, KafkaAddr: fmt.Sprintf("k%d", id), RaftAddr: fmt.Sprintf("r%d", id), Level: level}}).Encode()
+	}
+	sm := NewStateMachine(zerolog.Nop())
+	for i, e := range [][]byte{register(1, CommandLevel), register(2, 0), register(3, CommandLevel)} {
+		sm.Apply(uint64(i+1), 1, e)
+	}
+	err := needLevel(sm.View(), 1, "apply topic config changes")
+	if !errors.Is(err, kerr.InvalidRequest) || !strings.Contains(err.Error(), "[2]") {
+		t.Fatalf("with broker 2 at level 0: %v, want INVALID_REQUEST naming broker 2", err)
+	}
+	// Broker 2 upgraded: the same addresses, registered again with its level.
+	sm.Apply(4, 1, register(2, CommandLevel))
+	if b := sm.View().Brokers[2]; b.Level != CommandLevel || b.RegisteredAt != 4 {
+		t.Fatalf("broker 2 after registering again: %+v", b)
+	}
+	if err := needLevel(sm.View(), 1, "apply topic config changes"); err != nil {
+		t.Fatalf("every broker at level %d: %v", CommandLevel, err)
+	}
+	data, err := sm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := NewStateMachine(zerolog.Nop())
+	if err := restored.Restore(&pb.Snapshot{Data: data}); err != nil {
+		t.Fatal(err)
+	}
+	if b := restored.View().Brokers[2]; b.Level != CommandLevel {
+		t.Fatalf("broker 2's level after a snapshot: %d", b.Level)
 	}
 }

@@ -24,9 +24,20 @@ type Command struct {
 	Reassign             *Reassign             `json:"reassign,omitempty"`
 	CompleteReassignment *CompleteReassignment `json:"complete_reassignment,omitempty"`
 	// AlterTopicConfigs is ignored by versions before it: they read an
-	// empty command.
+	// empty command. It is proposed only once every broker registered
+	// level 1 or more (CommandLevel).
 	AlterTopicConfigs *AlterTopicConfigs `json:"alter_topic_configs,omitempty"`
 }
+
+// CommandLevel is the level of the controller commands this binary
+// applies, which each broker registers (RegisterBroker.Level). A command
+// that older versions would read as empty, and so leave out of their
+// state for good once they snapshot it, is proposed only once every
+// registered broker has the level that applies it: Kafka's
+// metadata.version, reduced to what Flotilla needs.
+//
+//   - 1: AlterTopicConfigs.
+const CommandLevel = 1
 
 // AllocatePIDs hands the next block of producer ids to a broker, which
 // gives them out to InitProducerId without asking the controller each time.
@@ -113,6 +124,9 @@ type RegisterBroker struct {
 	NodeID    uint64 `json:"node_id"`
 	KafkaAddr string `json:"kafka_addr"`
 	RaftAddr  string `json:"raft_addr"`
+	// Level is the broker's CommandLevel; versions before it register
+	// none (0). A broker registers again when its level changes.
+	Level int `json:"level,omitempty"`
 }
 
 // SetConfig sets (or, with an empty Value, deletes) one cluster-wide config

@@ -271,7 +271,7 @@ func (c *controllerActor) reconcile(ctx actor.Context) {
 	case view.ClusterID == "" && st.Role == "leader":
 		cmd = &Command{InitCluster: &InitCluster{ClusterID: newClusterID()}}
 	case !c.registered(view):
-		cmd = &Command{RegisterBroker: &RegisterBroker{NodeID: c.o.NodeID, KafkaAddr: c.o.KafkaAddr, RaftAddr: c.o.RaftAddr}}
+		cmd = &Command{RegisterBroker: &RegisterBroker{NodeID: c.o.NodeID, KafkaAddr: c.o.KafkaAddr, RaftAddr: c.o.RaftAddr, Level: CommandLevel}}
 	case !c.o.Machine.CaughtUp():
 		cmd = &Command{CatchUp: &CatchUp{NodeID: c.o.NodeID}}
 	default:
@@ -288,7 +288,7 @@ func (c *controllerActor) reconcile(ctx actor.Context) {
 
 func (c *controllerActor) registered(view *State) bool {
 	b, ok := view.Brokers[c.o.NodeID]
-	return ok && b.KafkaAddr == c.o.KafkaAddr && b.RaftAddr == c.o.RaftAddr
+	return ok && b.KafkaAddr == c.o.KafkaAddr && b.RaftAddr == c.o.RaftAddr && b.Level == CommandLevel
 }
 
 // createTopics validates each topic against the applied state, proposes the

@@ -16,7 +16,8 @@ type Broker struct {
 	NodeID       uint64 `json:"node_id"`
 	KafkaAddr    string `json:"kafka_addr"`
 	RaftAddr     string `json:"raft_addr"`
-	RegisteredAt uint64 `json:"registered_at"` // raft index of the registration
+	RegisteredAt uint64 `json:"registered_at"`   // raft index of the registration
+	Level        int    `json:"level,omitempty"` // the CommandLevel it registered
 }
 
 // State is the applied controller state. A published State is never
@@ -225,12 +226,12 @@ func (sm *StateMachine) applyCommand(next, cur *State, index uint64, cmd *Comman
 			return
 		}
 		old, ok := cur.Brokers[r.NodeID]
-		if ok && old.KafkaAddr == r.KafkaAddr && old.RaftAddr == r.RaftAddr {
+		if ok && old.KafkaAddr == r.KafkaAddr && old.RaftAddr == r.RaftAddr && old.Level == r.Level {
 			return
 		}
 		next.Brokers = maps.Clone(cur.Brokers)
-		next.Brokers[r.NodeID] = Broker{NodeID: r.NodeID, KafkaAddr: r.KafkaAddr, RaftAddr: r.RaftAddr, RegisteredAt: index}
-		sm.log.Info().Uint64("node_id", r.NodeID).Str("kafka_addr", r.KafkaAddr).Uint64("index", index).Msg("broker registered")
+		next.Brokers[r.NodeID] = Broker{NodeID: r.NodeID, KafkaAddr: r.KafkaAddr, RaftAddr: r.RaftAddr, RegisteredAt: index, Level: r.Level}
+		sm.log.Info().Uint64("node_id", r.NodeID).Str("kafka_addr", r.KafkaAddr).Int("level", r.Level).Uint64("index", index).Msg("broker registered")
 	case cmd.CreateTopic != nil:
 		c := cmd.CreateTopic
 		if _, taken := cur.Topics[c.Name]; taken || len(c.Replicas) == 0 {
