@@ -69,6 +69,9 @@ type inbound struct {
 	conn   net.Conn
 	remote string
 	peer   uint64 // 0 until the hello is read
+	// replaced: closed because its peer opened a newer connection; its
+	// reader's exit (connClosed) still removes and logs it.
+	replaced bool
 }
 
 // Receive implements actor.Actor.
@@ -127,18 +130,18 @@ func (l *Listener) identified(msg *connIdentified) {
 	}
 	c.peer = msg.peer
 	for id, o := range l.conns {
-		if o.peer != msg.peer || id == msg.id {
+		if o.peer != msg.peer || id == msg.id || o.replaced {
 			continue
 		}
 		// Accepted later, identified first: the other is the newer.
-		older, olderID := o, id
+		older := o
 		if id > msg.id {
-			older, olderID = c, msg.id
+			older = c
 		}
+		// Its reader may have ended already, its connClosed on the way:
+		// that, not this, says why it closed.
+		older.replaced = true
 		older.conn.Close()
-		delete(l.conns, olderID)
-		l.opts.Log.Info().Uint64("peer", msg.peer).Str("remote", older.remote).
-			Msg("closed a raft connection: its peer opened a newer one")
 		if older == c {
 			return
 		}
@@ -156,6 +159,11 @@ func (l *Listener) connClosed(msg *connClosed) {
 		l.opts.Metrics.reject(msg.reject)
 		l.opts.Log.Warn().Str("remote", c.remote).Uint64("peer", c.peer).Str("reason", msg.reject).
 			Err(msg.err).Msg("closed raft connection that broke the protocol")
+		return
+	}
+	if c.replaced {
+		l.opts.Log.Info().Str("remote", c.remote).Uint64("peer", c.peer).Err(msg.err).
+			Msg("raft connection closed: its peer opened a newer one")
 		return
 	}
 	var ev *zerolog.Event

@@ -231,7 +231,7 @@ func (sm *StateMachine) applyCommand(next, cur *State, index uint64, cmd *Comman
 		}
 		next.Brokers = maps.Clone(cur.Brokers)
 		next.Brokers[r.NodeID] = Broker{NodeID: r.NodeID, KafkaAddr: r.KafkaAddr, RaftAddr: r.RaftAddr, RegisteredAt: index, Level: r.Level}
-		sm.log.Info().Uint64("node_id", r.NodeID).Str("kafka_addr", r.KafkaAddr).Int("level", r.Level).Uint64("index", index).Msg("broker registered")
+		sm.log.Info().Uint64("node_id", r.NodeID).Str("kafka_addr", r.KafkaAddr).Int("command_level", r.Level).Uint64("index", index).Msg("broker registered")
 	case cmd.CreateTopic != nil:
 		c := cmd.CreateTopic
 		if _, taken := cur.Topics[c.Name]; taken || len(c.Replicas) == 0 {
