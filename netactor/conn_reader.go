@@ -42,6 +42,7 @@ type connReader struct {
 	router       *Router
 	metrics      *Metrics
 	liveness     *Liveness
+	leaderBoard  LeaderBoard
 	root         *actor.RootContext
 	listener     *actor.PID
 	log          zerolog.Logger
@@ -100,8 +101,8 @@ func (r *connReader) serve() error {
 		if cap(buf) > keepFrameBytes {
 			buf = nil
 		}
-		if len(env.Leaders) > 0 {
-			r.leaders(peer, env.Leaders)
+		if len(env.Leaders) > 0 || env.LeadersComplete {
+			r.leaders(peer, env.Leaders, env.LeadersComplete)
 		}
 		if len(env.Control) > 0 {
 			r.control(peer, env.Control)
@@ -153,11 +154,10 @@ func (r *connReader) deliver(peer, group uint64, msgs []*pb.Message) {
 	}
 }
 
-// leaders hands what a peer says it leads to the leaders sink, keeping only
-// its claims about itself: a node speaks for its own leaderships only.
-func (r *connReader) leaders(peer uint64, infos []LeaderInfo) {
-	pid, ok := r.router.Lookup(LeadersSink)
-	if !ok {
+// leaders hands what a peer says it leads to the leader board, keeping
+// only its claims about itself: a node speaks for its own leaderships only.
+func (r *connReader) leaders(peer uint64, infos []LeaderInfo, complete bool) {
+	if r.leaderBoard == nil {
 		return
 	}
 	own := infos[:0]
@@ -166,8 +166,8 @@ func (r *connReader) leaders(peer uint64, infos []LeaderInfo) {
 			own = append(own, li)
 		}
 	}
-	if len(own) > 0 {
-		r.root.Send(pid, &LeadersReceived{From: peer, Infos: own})
+	if len(own) > 0 || complete {
+		r.leaderBoard.PeerLeads(peer, own, complete)
 	}
 }
 

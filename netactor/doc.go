@@ -14,12 +14,13 @@
 // than its wire form), closes that connection and nothing else, as does
 // silence for the Listener's IdleTimeout after the hello. A frame may
 // also carry what its sender leads (leaders.go) and opaque control messages
-// between brokers (control.go), which the reader hands to the Router's
-// LeadersSink and ControlSink entries, and a chunk of a MsgSnap too large
-// for one frame (snapshot.go), which the reader reassembles, up to
-// MaxSnapshotBytes, and steps into its group whole. The snapshots being
-// reassembled from all peers together hold at most MaxSnapshotBytes too: one
-// more is refused and skipped, and raft sends it again.
+// between brokers (control.go), which the reader hands to the Listener's
+// LeaderBoard and to the Router's ControlSink entry, and a chunk of a
+// MsgSnap too large for one frame (snapshot.go), which the reader
+// reassembles, up to MaxSnapshotBytes, and steps into its group whole. The
+// snapshots being reassembled from all peers together hold at most
+// MaxSnapshotBytes too: one more is refused and skipped, and raft sends it
+// again.
 //
 // # Actors
 //

@@ -20,7 +20,8 @@ import (
 //	message Envelope   { uint64 from = 1; uint64 to = 2; repeated GroupBatch batches = 3;
 //	                     repeated LeaderInfo leaders = 4;  // leaders.go
 //	                     repeated bytes control = 5;       // control.go: opaque, at most MaxControlBytes each
-//	                     SnapChunk snap = 6; }             // snapshot.go: a piece of a MsgSnap too large for a frame
+//	                     SnapChunk snap = 6;               // snapshot.go: a piece of a MsgSnap too large for a frame
+//	                     bool leaders_complete = 7; }      // leaders.go
 //	message GroupBatch { uint64 group = 1; repeated bytes messages = 2; } // each a marshalled raftpb.Message
 //
 // The envelope is written by hand with protowire rather than generated so that
@@ -64,6 +65,9 @@ type Envelope struct {
 	Batches  []GroupBatch
 	// Leaders is what the sender leads (leaders.go); usually empty.
 	Leaders []LeaderInfo
+	// LeadersComplete ends the whole set of leaderships a sender sends
+	// when it connects (leaders.go).
+	LeadersComplete bool
 	// Control holds opaque control messages for the receiver's ControlSink
 	// (control.go); usually empty, never in a hello.
 	Control [][]byte
@@ -120,7 +124,7 @@ func appendEnvelope(dst []byte, env *Envelope) ([]byte, error) {
 			return dst, err
 		}
 	}
-	dst, err := appendControl(appendLeaders(dst, env.Leaders), env.Control)
+	dst, err := appendControl(appendLeadersComplete(appendLeaders(dst, env.Leaders), env.LeadersComplete), env.Control)
 	if err != nil {
 		return dst, err
 	}
@@ -252,6 +256,10 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 				}
 				env.Leaders = append(env.Leaders, li)
 			}
+		case num == fieldEnvelopeLeadersComplete && typ == protowire.VarintType:
+			var v uint64
+			v, n = protowire.ConsumeVarint(b)
+			env.LeadersComplete = v != 0
 		case num == fieldEnvelopeControl && typ == protowire.BytesType:
 			var v []byte
 			v, n = protowire.ConsumeBytes(b)

@@ -73,6 +73,9 @@ func requireEnvEqual(t testing.TB, want, got *Envelope) {
 			t.Fatalf("leader %d: want %+v, got %+v", i, w, g)
 		}
 	}
+	if want.LeadersComplete != got.LeadersComplete {
+		t.Fatalf("leaders complete: want %v, got %v", want.LeadersComplete, got.LeadersComplete)
+	}
 	if len(want.Control) != len(got.Control) {
 		t.Fatalf("control: want %d messages, got %d", len(want.Control), len(got.Control))
 	}
@@ -128,6 +131,8 @@ func TestFrameRoundTrip(t *testing.T) {
 		{"leaders", &Envelope{Leaders: []LeaderInfo{{Group: 1024, Leader: 2, Term: 7, ISR: []uint64{1, 2, 3}}, {Group: 1<<64 - 1, Leader: 1, Term: 1}}}},
 		{"leaders with messages", &Envelope{Batches: []GroupBatch{{Group: 7, Msgs: []*pb.Message{msg(pb.MessageType_MsgHeartbeat, 2, 1, 1)}}},
 			Leaders: []LeaderInfo{{Group: 7, Leader: 1, Term: 3, ISR: []uint64{1}}}}},
+		{"leaders complete", &Envelope{Leaders: []LeaderInfo{{Group: 7, Leader: 1, Term: 3}}, LeadersComplete: true}},
+		{"leaders complete alone", &Envelope{LeadersComplete: true}},
 		{"control", &Envelope{Control: [][]byte{[]byte("join 4"), {}, bytes.Repeat([]byte{0xff}, MaxControlBytes)}}},
 		{"control with messages and leaders", &Envelope{Batches: []GroupBatch{{Group: 7, Msgs: []*pb.Message{msg(pb.MessageType_MsgHeartbeat, 2, 1, 1)}}},
 			Leaders: []LeaderInfo{{Group: 7, Leader: 1, Term: 3}}, Control: [][]byte{[]byte("a"), []byte("b")}}},

@@ -43,7 +43,8 @@ type node struct {
 	addr     string
 	accepts  *atomic.Int32
 	logs     *syncBuffer
-	liveness *Liveness // handed to the Listener; set before listen
+	liveness *Liveness   // handed to the Listener; set before listen
+	leaders  LeaderBoard // handed to the Listener; set before listen
 	// idleTimeout is the Listener's IdleTimeout; set before listen.
 	idleTimeout time.Duration
 	// maxFrame and maxSnapshot are the Listener's MaxFrameBytes (8 MiB
@@ -105,7 +106,7 @@ func (n *node) listen(addr string) {
 	}
 	pid, err := StartListener(n.sys, countingListener{ln, n.accepts}, ListenerOptions{
 		Self: n.id, MaxFrameBytes: maxFrame, MaxSnapshotBytes: n.maxSnapshot, IdleTimeout: n.idleTimeout,
-		Router: n.router, Metrics: n.metrics, Liveness: n.liveness, Log: zerolog.New(n.logs),
+		Router: n.router, Metrics: n.metrics, Liveness: n.liveness, Leaders: n.leaders, Log: zerolog.New(n.logs),
 	})
 	if err != nil {
 		n.t.Fatal(err)

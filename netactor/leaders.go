@@ -10,16 +10,30 @@ import (
 // Leadership dissemination rides on the raft transport: every frame may
 // carry what its sender leads (envelope.proto):
 //
-//	message Envelope   { ... repeated LeaderInfo leaders = 4; }
+//	message Envelope   { ... repeated LeaderInfo leaders = 4; bool leaders_complete = 7; }
 //	message LeaderInfo { uint64 group = 1; uint64 leader = 2; uint64 term = 3; repeated uint64 isr = 4 [packed]; }
 //
 // so that every broker can answer Metadata for partitions it does not host.
 // A receiver keeps, per group, the information with the highest term.
+//
+// Each manager of raft groups on a node broadcasts, every half second, the
+// groups it leads (Peers.Broadcast). A PeerSender that connects first sends
+// its peer everything the node leads at that moment (Peers.Leads), and
+// marks the frame that carries the last of it (leaders_complete): a broker
+// that restarts learns who leads what from each peer as soon as that peer
+// reconnects, instead of at its next broadcast (which would also lack what
+// the peer took over since its last one), and knows when it has heard
+// everything a peer leads (LeaderBoard). A receiver from before
+// leaders_complete skips the field.
 
-// LeadersSink is the Router entry that receives LeadersReceived: the actor
-// that keeps the cluster's leaderships (group ids below 1024 are reserved
-// for such internal uses; the controller is group 0).
-const LeadersSink uint64 = 1
+// LeaderBoard keeps what peers say they lead. The Listener's readers hand
+// it the leaderships of each frame that a peer claims for itself; complete
+// is set on the frame that ends the whole set a peer sends when it
+// connects, after which the board knows everything the peer led then. It
+// must be safe for concurrent use.
+type LeaderBoard interface {
+	PeerLeads(peer uint64, infos []LeaderInfo, complete bool)
+}
 
 // LeaderInfo says who leads a raft group, in which term, and (for a
 // partition) which replicas are in sync.
@@ -29,7 +43,8 @@ type LeaderInfo struct {
 }
 
 const (
-	fieldEnvelopeLeaders protowire.Number = 4
+	fieldEnvelopeLeaders         protowire.Number = 4
+	fieldEnvelopeLeadersComplete protowire.Number = 7
 
 	fieldLeaderGroup  protowire.Number = 1
 	fieldLeaderLeader protowire.Number = 2
@@ -78,6 +93,15 @@ func takeLeaders(pending []LeaderInfo) (next, rest []LeaderInfo) {
 		return pending, nil
 	}
 	return pending[:n:n], pending[n:]
+}
+
+// appendLeadersComplete marks a frame as the end of a connect-time set.
+func appendLeadersComplete(dst []byte, complete bool) []byte {
+	if !complete {
+		return dst
+	}
+	dst = protowire.AppendTag(dst, fieldEnvelopeLeadersComplete, protowire.VarintType)
+	return protowire.AppendVarint(dst, 1)
 }
 
 func appendLeaders(dst []byte, infos []LeaderInfo) []byte {

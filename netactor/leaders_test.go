@@ -2,7 +2,11 @@ package netactor
 
 import (
 	"reflect"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestMergeLeaders: leaderships waiting for the next frame keep every
@@ -24,6 +28,110 @@ func TestMergeLeaders(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := mergeLeaders(tt.pending, tt.next); !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("mergeLeaders = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// leaderBoard is a LeaderBoard that records what it is told.
+type leaderBoard struct {
+	mu  sync.Mutex
+	led map[uint64]LeaderInfo // group → latest
+	// completed holds, per peer, the groups the board knew it to lead
+	// when each of its complete sets ended.
+	completed map[uint64][][]uint64
+}
+
+func newLeaderBoard() *leaderBoard {
+	return &leaderBoard{led: map[uint64]LeaderInfo{}, completed: map[uint64][][]uint64{}}
+}
+
+func (b *leaderBoard) PeerLeads(peer uint64, infos []LeaderInfo, complete bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, li := range infos {
+		b.led[li.Group] = li
+	}
+	if complete {
+		var groups []uint64
+		for g, li := range b.led {
+			if li.Leader == peer {
+				groups = append(groups, g)
+			}
+		}
+		slices.Sort(groups)
+		b.completed[peer] = append(b.completed[peer], groups)
+	}
+}
+
+// sets returns the groups peer was known to lead at the end of each of
+// its complete sets so far.
+func (b *leaderBoard) sets(peer uint64) [][]uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.completed[peer])
+}
+
+func (b *leaderBoard) forget() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	clear(b.led)
+}
+
+// TestLeadershipsSentOnConnect: a sender that connects sends its peer
+// everything the node leads at that moment (Peers.Leads), the last frame
+// of it marked complete, and again, as it is then, after each
+// reconnection. More leaderships than a frame carries are marked complete
+// only on the frame that carries the last of them; a node that leads
+// nothing, or has not said yet what it leads, sends the mark alone.
+func TestLeadershipsSentOnConnect(t *testing.T) {
+	many := make([]LeaderInfo, maxFrameLeaders+3)
+	for i := range many {
+		many[i] = LeaderInfo{Group: 10_000 + uint64(i), Leader: 1, Term: 1}
+	}
+	groups := func(infos []LeaderInfo) []uint64 {
+		var gs []uint64
+		for _, li := range infos {
+			gs = append(gs, li.Group)
+		}
+		slices.Sort(gs)
+		return gs
+	}
+	for _, tt := range []struct {
+		name          string
+		first, second []LeaderInfo // what the node leads at each connection
+		unset         bool         // Leads is never called
+	}{
+		{"leaderships", []LeaderInfo{{Group: 1024, Leader: 1, Term: 2}, {Group: 2000, Leader: 1, Term: 4, ISR: []uint64{1, 2}}},
+			[]LeaderInfo{{Group: 1024, Leader: 1, Term: 2}, {Group: 1026, Leader: 1, Term: 5}}, false},
+		{"nothing led", nil, nil, false},
+		{"not said yet", nil, nil, true},
+		{"more than a frame", many, many[:3], false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := freeAddr(t)
+			n1, n2 := newNode(t, 1), newNode(t, 2)
+			p := n1.peers(map[uint64]string{2: addr}, SenderOptions{})
+			var now atomic.Pointer[[]LeaderInfo]
+			now.Store(&tt.first)
+			if !tt.unset {
+				p.Leads(func() []LeaderInfo { return slices.Clone(*now.Load()) })
+			}
+			board := newLeaderBoard()
+			n2.leaders = board
+			n2.listen(addr)
+			waitFor(t, 10*time.Second, "a complete set", func() bool { return len(board.sets(1)) == 1 })
+			if got, want := board.sets(1)[0], groups(tt.first); !slices.Equal(got, want) {
+				t.Fatalf("complete set of %d groups, want %d: %v…", len(got), len(want), got[:min(len(got), 5)])
+			}
+			// Once more after a reconnection, as things are then.
+			now.Store(&tt.second)
+			n2.stopListener()
+			board.forget()
+			n2.listen(addr)
+			waitFor(t, 10*time.Second, "a second complete set", func() bool { return len(board.sets(1)) == 2 })
+			if got, want := board.sets(1)[1], groups(tt.second); !slices.Equal(got, want) {
+				t.Fatalf("complete set after reconnecting: %d groups, want %d", len(got), len(want))
 			}
 		})
 	}

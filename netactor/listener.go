@@ -111,7 +111,7 @@ func (l *Listener) accepted(conn net.Conn) {
 		id: l.nextID, conn: conn, self: l.opts.Self,
 		maxFrame: l.opts.MaxFrameBytes, maxSnapshot: l.opts.MaxSnapshotBytes, budget: l.budget,
 		helloTimeout: l.opts.HelloTimeout, idleTimeout: l.opts.IdleTimeout,
-		router: l.opts.Router, metrics: l.opts.Metrics, liveness: l.opts.Liveness,
+		router: l.opts.Router, metrics: l.opts.Metrics, liveness: l.opts.Liveness, leaderBoard: l.opts.Leaders,
 		root: l.root, listener: l.self, log: l.opts.Log,
 	}
 	go r.run()

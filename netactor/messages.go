@@ -70,13 +70,6 @@ type OutboundLeaders struct {
 	Infos []LeaderInfo
 }
 
-// LeadersReceived delivers to the Listener's leaders sink what a peer says
-// it leads.
-type LeadersReceived struct {
-	From  uint64
-	Infos []LeaderInfo
-}
-
 // ControlReceived delivers one control message from a peer to the Router's
 // ControlSink entry. Data is the receiver's own copy.
 type ControlReceived struct {

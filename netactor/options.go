@@ -139,7 +139,9 @@ type ListenerOptions struct {
 	Metrics     *Metrics // may be nil
 	// Liveness records every frame received from each peer; may be nil.
 	Liveness *Liveness
-	Log      zerolog.Logger
+	// Leaders keeps what peers say they lead; nil drops it.
+	Leaders LeaderBoard
+	Log     zerolog.Logger
 }
 
 func (o ListenerOptions) withDefaults() ListenerOptions {

@@ -2,6 +2,7 @@ package netactor
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -33,8 +34,13 @@ type PeerSender struct {
 	w         *writer
 	connected bool
 	inflight  *frameJob    // handed to the writer and not yet reported done
-	leaders   []LeaderInfo // to go out with the next frame (OutboundLeaders)
-	queue     sendQueue
+	leaders   []LeaderInfo // to go out with the next frames (OutboundLeaders)
+	// leads returns what this node leads, which a new connection carries
+	// first (Peers.Leads); complete is set until the frame carrying the
+	// last of it goes out, marked LeadersComplete.
+	leads    *atomic.Pointer[func() []LeaderInfo]
+	complete bool
+	queue    sendQueue
 	// control holds control messages for the next frames, oldest first,
 	// at most maxQueuedControl. Unlike raft messages they wait for a
 	// connection: they are rare, and one sent right after Peers.SetPeer
@@ -72,9 +78,9 @@ type PeerSender struct {
 	groups  map[uint64]struct{} // scratch for report
 }
 
-func newPeerSender(self, peer uint64, addr string, router *Router, root *actor.RootContext, opts SenderOptions) *PeerSender {
+func newPeerSender(self, peer uint64, addr string, router *Router, root *actor.RootContext, leads *atomic.Pointer[func() []LeaderInfo], opts SenderOptions) *PeerSender {
 	return &PeerSender{
-		self: self, peer: peer, addr: addr, opts: opts, router: router, root: root,
+		self: self, peer: peer, addr: addr, opts: opts, router: router, root: root, leads: leads,
 		log:          opts.Log.With().Uint64("peer", peer).Str("addr", addr).Logger(),
 		gauge:        opts.Metrics.queueGauge(peer),
 		unreachable:  make(map[uint64]struct{}),
@@ -110,6 +116,12 @@ func (s *PeerSender) Receive(ctx actor.Context) {
 		if msg.w == s.w {
 			s.connected = true
 			clear(s.unreachable)
+			// Before anything else it leads: a broadcast that comes
+			// later is newer, and merges over it.
+			s.leaders, s.complete = nil, true
+			if f := s.leads.Load(); f != nil {
+				s.leaders = (*f)()
+			}
 		}
 	case *writerSettled:
 		if msg.w == s.w && s.connected {
@@ -268,14 +280,13 @@ func (s *PeerSender) flush() {
 	}
 	control, reserved := s.takeControl()
 	leaders, rest := takeLeaders(s.leaders)
-	if leaders != nil {
-		reserved += len(appendLeaders(nil, leaders))
-	}
+	complete := s.complete && rest == nil
+	reserved += len(appendLeadersComplete(appendLeaders(nil, leaders), complete))
 	job := s.queue.nextFrame(s.opts.MaxFrameBytes, reserved, s.opts.BulkBytesPerFrame, s.release, s.index)
 	if s.queue.held.len() == 0 {
 		s.release = false
 	}
-	if job == nil && (leaders != nil || control != nil || s.idleTicks >= keepaliveTicks) {
+	if job == nil && (leaders != nil || control != nil || complete || s.idleTicks >= keepaliveTicks) {
 		job = &frameJob{env: &Envelope{}}
 	}
 	if job == nil {
@@ -283,6 +294,8 @@ func (s *PeerSender) flush() {
 	}
 	s.idleTicks = 0
 	job.env.Leaders, s.leaders = leaders, rest
+	job.env.LeadersComplete = complete
+	s.complete = s.complete && !complete
 	job.env.Control = control
 	select {
 	case s.w.work <- job:

@@ -28,6 +28,7 @@ type Peers struct {
 	opts    SenderOptions
 	metrics *Metrics
 	table   atomic.Pointer[map[uint64]*peer]
+	leads   atomic.Pointer[func() []LeaderInfo] // Leads
 
 	mu      sync.Mutex // serialises changes to table, tickers, spawned
 	tickers []*raftactor.Ticker
@@ -140,9 +141,9 @@ func (p *Peers) SetPeer(id uint64, addr string) error {
 		// Before the spawn: the successor's gauge has the same label.
 		p.unsubscribe(id, old.pid)
 	}
-	self, router, root, opts := p.self, p.router, p.sys.Root, p.opts
+	self, router, root, opts, leads := p.self, p.router, p.sys.Root, p.opts, &p.leads
 	pid, err := p.sys.Spawn("peer", name, func() actor.Actor {
-		return newPeerSender(self, id, addr, router, root, opts)
+		return newPeerSender(self, id, addr, router, root, leads, opts)
 	})
 	if err != nil {
 		if ok {
@@ -324,6 +325,13 @@ func (p *Peers) Broadcast(ctx actor.SenderContext, infos []LeaderInfo) {
 		e.post(ctx, msg)
 	}
 }
+
+// Leads sets what returns everything this node leads now, which a sender
+// that connects sends its peer first, marked complete (leaders.go). It
+// must be safe to call from any sender's actor and return a slice of its
+// own. Until it is set the node counts as leading nothing: it runs no
+// raft group that could lead.
+func (p *Peers) Leads(f func() []LeaderInfo) { p.leads.Store(&f) }
 
 // TickWith subscribes every PeerSender to t, those SetPeer spawns later
 // included. A ticked sender coalesces heartbeats: when a peer gets many of

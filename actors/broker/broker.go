@@ -192,6 +192,10 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 	if b.peers, err = netactor.StartPeers(b.sys, cfg.NodeID, peerAddrs, b.router, senderOptions(cfg, netMetrics, liveness, log)); err != nil {
 		return nil, fmt.Errorf("start peer senders: %w", err)
 	}
+	// Before the raft listener: a peer sends what it leads as soon as it
+	// connects.
+	leaders := partition.NewLeaders()
+	b.leaders = leaders
 	if b.raftLn, err = netactor.StartListener(b.sys, raftLn, netactor.ListenerOptions{
 		Self:             cfg.NodeID,
 		MaxFrameBytes:    cfg.Raft.MaxFrameBytes,
@@ -200,6 +204,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 		Router:           b.router,
 		Metrics:          netMetrics,
 		Liveness:         liveness,
+		Leaders:          leaders,
 		Log:              log,
 	}); err != nil {
 		return nil, err
@@ -280,8 +285,6 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 		kafkaAddr = kafkaLn.Addr().String() // the bound address: port 0 resolved
 	}
 	b.kafkaAddr = kafkaAddr
-	leaders := partition.NewLeaders()
-	b.leaders = leaders
 	if b.controller, err = b.sys.Spawn("controller", "controller", controller.NewActor(controller.Options{
 		NodeID:    cfg.NodeID,
 		KafkaAddr: kafkaAddr,
@@ -316,6 +319,10 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 	b.replicas = partition.NewReplicas()
 	reg.MustRegister(partition.NewHealthCollector(b.replicas))
 	b.coords = group.NewCoordinators()
+	// A peer that connects is told at once everything this broker leads.
+	b.peers.Leads(func() []netactor.LeaderInfo {
+		return append(partition.Led(b.replicas, cfg.NodeID), group.Led(b.coords, cfg.NodeID)...)
+	})
 	if debugLn != nil {
 		b.debugAddr = debugLn.Addr().String()
 		if b.debug, err = b.sys.Spawn("debug", "debug", debug.NewActor(debugLn, debug.Sources{

@@ -302,12 +302,7 @@ func (mg *manager) start(ctx actor.Context, p controller.Partition) (*Coordinato
 // broadcastLeaders tells every peer, and this broker's own board, which
 // offsets partitions this broker leads.
 func (mg *manager) broadcastLeaders(ctx actor.Context) {
-	var infos []netactor.LeaderInfo
-	for _, c := range mg.coordinators.All() {
-		if l := c.Machine.Leadership(); l.Leader {
-			infos = append(infos, netactor.LeaderInfo{Group: c.Group, Leader: mg.o.NodeID, Term: l.Term, ISR: l.ISR})
-		}
-	}
+	infos := Led(mg.coordinators, mg.o.NodeID)
 	if len(infos) == 0 {
 		return
 	}
@@ -315,6 +310,19 @@ func (mg *manager) broadcastLeaders(ctx actor.Context) {
 	if mg.o.Broadcast != nil {
 		mg.o.Broadcast(ctx, infos)
 	}
+}
+
+// Led returns the offsets partitions of coordinators that self leads now,
+// with their term and ISR, in a slice of its own (partition.Led). Safe for
+// concurrent use.
+func Led(coordinators *Coordinators, self uint64) []netactor.LeaderInfo {
+	var infos []netactor.LeaderInfo
+	for _, c := range coordinators.All() {
+		if l := c.Machine.Leadership(); l.Leader {
+			infos = append(infos, netactor.LeaderInfo{Group: c.Group, Leader: self, Term: l.Term, ISR: l.ISR})
+		}
+	}
+	return infos
 }
 
 // died handles the end of an offsets replica's actor that nobody stopped:

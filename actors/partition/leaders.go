@@ -16,13 +16,50 @@ import (
 // its own replicas and from what its peers say they lead (dissemination,
 // not the controller log): Metadata answers from it for partitions this
 // broker does not host or does not lead. Per group the highest term wins.
-// Safe for concurrent use.
+// It is the raft transport's netactor.LeaderBoard. Safe for concurrent use.
 type Leaders struct {
 	m sync.Map // group → netactor.LeaderInfo
+	// noting serialises Note: the raft transport's readers, one per
+	// peer, and the managers note at once, and a group's lower term must
+	// not overwrite a higher one noted in between.
+	noting sync.Mutex
+	// complete holds the peers whose whole set of leaderships arrived
+	// (peer id → struct{}); completed has a value while one arrived that
+	// nobody has waited for yet (Completed).
+	complete  sync.Map
+	completed chan struct{}
 }
 
 // NewLeaders returns an empty board.
-func NewLeaders() *Leaders { return &Leaders{} }
+func NewLeaders() *Leaders { return &Leaders{completed: make(chan struct{}, 1)} }
+
+var _ netactor.LeaderBoard = (*Leaders)(nil)
+
+// PeerLeads implements netactor.LeaderBoard: it notes infos, and once
+// complete, that it knows everything peer led when it connected.
+func (l *Leaders) PeerLeads(peer uint64, infos []netactor.LeaderInfo, complete bool) {
+	l.Note(infos)
+	if !complete {
+		return
+	}
+	if _, known := l.complete.LoadOrStore(peer, struct{}{}); !known {
+		select {
+		case l.completed <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Complete reports whether the whole set of peer's leaderships has
+// arrived since this broker started.
+func (l *Leaders) Complete(peer uint64) bool {
+	_, ok := l.complete.Load(peer)
+	return ok
+}
+
+// Completed returns a channel that has a value when a peer's whole set
+// has arrived since the last receive from it.
+func (l *Leaders) Completed() <-chan struct{} { return l.completed }
 
 // Get returns what is known of group's leadership.
 func (l *Leaders) Get(group uint64) (netactor.LeaderInfo, bool) {
@@ -36,6 +73,8 @@ func (l *Leaders) Get(group uint64) (netactor.LeaderInfo, bool) {
 // Note records infos, each unless a higher term is already known (an equal
 // term replaces: the ISR changes within a term).
 func (l *Leaders) Note(infos []netactor.LeaderInfo) {
+	l.noting.Lock()
+	defer l.noting.Unlock()
 	for _, li := range infos {
 		if cur, ok := l.Get(li.Group); ok && cur.Term > li.Term {
 			continue

@@ -215,7 +215,6 @@ func (mg *manager) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		mg.seen = 0
-		mg.o.Router.Set(netactor.LeadersSink, ctx.Self())
 		mg.reconcile(ctx)
 	case *raftactor.Tick:
 		mg.ticks++
@@ -226,15 +225,12 @@ func (mg *manager) Receive(ctx actor.Context) {
 			mg.broadcastLeaders(ctx)
 			mg.o.Leaders.Prune(mg.o.Controller.View())
 		}
-	case *netactor.LeadersReceived:
-		mg.o.Leaders.Note(m.Infos)
 	case *SetTopicDefaults:
 		mg.setDefaults(ctx, m.Defaults)
 	case *actor.Terminated:
 		mg.deleted(ctx, m.Who)
 	case *actor.Stopping:
 		mg.closing = true
-		mg.o.Router.Remove(netactor.LeadersSink)
 		for _, r := range mg.replicas.All() {
 			mg.o.Ticker.Unsubscribe(r.PID)
 			mg.o.Router.Remove(r.Group)
@@ -315,12 +311,7 @@ func (mg *manager) reconcile(ctx actor.Context) {
 // broadcastLeaders tells every peer, and this broker's own board, which
 // partitions this broker leads, their epoch and ISR.
 func (mg *manager) broadcastLeaders(ctx actor.Context) {
-	var infos []netactor.LeaderInfo
-	for _, r := range mg.replicas.All() {
-		if v := r.Machine.View(); v.Leader {
-			infos = append(infos, netactor.LeaderInfo{Group: r.Group, Leader: mg.o.NodeID, Term: uint64(v.Epoch), ISR: v.ISR})
-		}
-	}
+	infos := Led(mg.replicas, mg.o.NodeID)
 	if len(infos) == 0 {
 		return
 	}
@@ -328,6 +319,20 @@ func (mg *manager) broadcastLeaders(ctx actor.Context) {
 	if mg.o.Broadcast != nil {
 		mg.o.Broadcast(ctx, infos)
 	}
+}
+
+// Led returns the partitions of replicas that self leads now, with their
+// epoch and ISR, in a slice of its own: what the broker broadcasts, and
+// sends a peer that connects (netactor.Peers.Leads). Safe for concurrent
+// use.
+func Led(replicas *Replicas, self uint64) []netactor.LeaderInfo {
+	var infos []netactor.LeaderInfo
+	for _, r := range replicas.All() {
+		if v := r.Machine.View(); v.Leader {
+			infos = append(infos, netactor.LeaderInfo{Group: r.Group, Leader: self, Term: uint64(v.Epoch), ISR: v.ISR})
+		}
+	}
+	return infos
 }
 
 func (mg *manager) stillDeleting(group uint64) bool {
