@@ -84,6 +84,12 @@ type Broker struct {
 	askMu         sync.Mutex  // serialises askRemovals (Reload and the start)
 	asking        []uint64    // removals asked for that the state may not show yet
 	removed       chan string // closed-over reason once the cluster removed this broker
+
+	// serving is closed once the broker serves Kafka clients
+	// (serveWhenLeadersKnown); stop is closed when it stops.
+	serving  chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
 // Start starts a broker and returns once its actors are running; the
@@ -163,6 +169,8 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 		unlock:    unlock,
 		debugAddr: "",
 		removed:   make(chan string, 1),
+		serving:   make(chan struct{}),
+		stop:      make(chan struct{}),
 	}
 	b.setConfigPeers(cfg.Peers)
 	defaults := controller.TopicDefaults(cfg.Kafka.TopicDefaults())
@@ -330,6 +338,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 			Actors:       b.sys,
 			Board:        b.board,
 			Controller:   b.machine,
+			Serving:      b.serving,
 			Coordinators: b.coords,
 			Replicas:     b.replicas,
 			Leaders:      leaders,
@@ -460,14 +469,16 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 		Metadata: src,
 		// Clients are served from a controller state this broker may act
 		// on (controller.StateMachine.CaughtUp), as a Kafka broker serves
-		// once it has caught up with the metadata log.
-		Ready:   b.machine.WhenCaughtUp(),
+		// once it has caught up with the metadata log, and once it knows
+		// who leads what (serveWhenLeadersKnown).
+		Ready:   b.serving,
 		Metrics: kafka.NewMetrics(reg),
 		Log:     log,
 	}); err != nil {
 		return nil, err
 	}
 
+	go b.serveWhenLeadersKnown(b.serving, b.stop)
 	b.askRemovalsAtStart()
 	b.ticker.Subscribe(b.raftGroup)
 	b.ticker.Subscribe(b.controller)
@@ -520,6 +531,7 @@ func (b *Broker) stopNow() error {
 // shutdown stops whatever Start started, in order (a failed Start stops
 // what it had started), and returns what made the stop unclean.
 func (b *Broker) shutdown() error {
+	b.stopOnce.Do(func() { close(b.stop) })
 	if b.ticker != nil {
 		b.ticker.Stop()
 	}

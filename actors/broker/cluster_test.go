@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,6 +38,9 @@ type testCluster struct {
 	// wrapTransport, when set, gives the brokers started from then on a
 	// transport wrapped for their node id.
 	wrapTransport func(self uint64) func(raftactor.Transport) raftactor.Transport
+	// wrapRaftListener, when set, gives the brokers started from then on
+	// their raft listener, bound by the test, wrapped for their node id.
+	wrapRaftListener func(self uint64, ln net.Listener) net.Listener
 	// logs, when set, receives the JSON log lines of every broker at
 	// logLevel instead of the test output.
 	logs     func(node uint64) io.Writer
@@ -138,6 +142,13 @@ func (c *testCluster) launch(i int) (*Broker, error) {
 	o := Options{Config: c.cfgs[i], Log: log, TunePartitions: c.tunePartitions}
 	if c.wrapTransport != nil {
 		o.WrapTransport = c.wrapTransport(c.cfgs[i].NodeID)
+	}
+	if c.wrapRaftListener != nil {
+		ln, err := net.Listen("tcp", c.cfgs[i].Raft.Listen)
+		if err != nil {
+			return nil, err
+		}
+		o.RaftListener = c.wrapRaftListener(c.cfgs[i].NodeID, ln)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

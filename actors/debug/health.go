@@ -72,6 +72,9 @@ func serveHealth(w http.ResponseWriter, src Sources) {
 	case src.Controller != nil && !src.Controller.CaughtUp():
 		writeJSONStatus(w, http.StatusServiceUnavailable, map[string]any{"status": "catching up with the controller; not serving Kafka clients yet", "controller_leader": st.Leader, "role": st.Role})
 		return
+	case !closed(src.Serving):
+		writeJSONStatus(w, http.StatusServiceUnavailable, map[string]any{"status": "learning from its peers which partitions they lead; not serving Kafka clients yet", "controller_leader": st.Leader, "role": st.Role})
+		return
 	case st.Leader == 0:
 		writeJSONStatus(w, http.StatusServiceUnavailable, map[string]any{"status": "no controller leader", "role": st.Role})
 		return
@@ -174,4 +177,17 @@ func (src Sources) leaderInfo(group uint64) (netactor.LeaderInfo, bool) {
 		return netactor.LeaderInfo{}, false
 	}
 	return src.Leaders.Get(group)
+}
+
+// closed reports whether c is closed; a nil c counts as closed.
+func closed(c <-chan struct{}) bool {
+	if c == nil {
+		return true
+	}
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }

@@ -28,6 +28,10 @@ type Sources struct {
 	Actors     *actors.System
 	Board      *raftactor.StatusBoard
 	Controller *controller.StateMachine // /healthz answers 503 until this broker caught up with it (nil: no such wait)
+	// Serving is closed once the broker serves Kafka clients, which it
+	// does once caught up with the controller and told by its peers what
+	// they lead; /healthz answers 503 until then (nil: once caught up).
+	Serving <-chan struct{}
 	// Coordinators and Replicas show the groups this broker coordinates
 	// and their lag (nil in tests that have none).
 	Coordinators *group.Coordinators

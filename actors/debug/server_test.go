@@ -42,8 +42,9 @@ func TestMetricsSurviveABrokenCollector(t *testing.T) {
 }
 
 // TestHealthz: /healthz answers 200 only while the broker serves Kafka
-// clients: 503 until it has caught up with the controller's state (its
-// Kafka listener accepts nobody before), while no controller leader is
+// clients: 503 until it has caught up with the controller's state and
+// heard what its peers lead (its Kafka listener accepts nobody before),
+// while no controller leader is
 // known, and when any raft group of the broker has halted (it needs a
 // restart), naming a few of those with their reasons and counting all.
 func TestHealthz(t *testing.T) {
@@ -53,19 +54,21 @@ func TestHealthz(t *testing.T) {
 		name       string
 		groups     []*raftactor.GroupStatus
 		behind     bool // the broker has not caught up with the controller
+		learning   bool // caught up, it has not heard what its peers lead
 		code       int
 		status     string
 		halted     int
 		firstShown string
 	}{
-		{"healthy", []*raftactor.GroupStatus{running, {Group: 1024, Name: "t/0", Role: "follower"}}, false, http.StatusOK, "ok", 0, ""},
-		{"no controller", nil, false, http.StatusServiceUnavailable, "controller group not running", 0, ""},
-		{"catching up", []*raftactor.GroupStatus{running}, true, http.StatusServiceUnavailable, "catching up with the controller; not serving Kafka clients yet", 0, ""},
-		{"no controller leader", []*raftactor.GroupStatus{leaderless}, false, http.StatusServiceUnavailable, "no controller leader", 0, ""},
+		{"healthy", []*raftactor.GroupStatus{running, {Group: 1024, Name: "t/0", Role: "follower"}}, false, false, http.StatusOK, "ok", 0, ""},
+		{"no controller", nil, false, false, http.StatusServiceUnavailable, "controller group not running", 0, ""},
+		{"catching up", []*raftactor.GroupStatus{running}, true, false, http.StatusServiceUnavailable, "catching up with the controller; not serving Kafka clients yet", 0, ""},
+		{"learning the leaders", []*raftactor.GroupStatus{running}, false, true, http.StatusServiceUnavailable, "learning from its peers which partitions they lead; not serving Kafka clients yet", 0, ""},
+		{"no controller leader", []*raftactor.GroupStatus{leaderless}, false, false, http.StatusServiceUnavailable, "no controller leader", 0, ""},
 		{"controller halted", []*raftactor.GroupStatus{
 			{Group: controller.ControllerGroup, Name: "controller", Role: "halted", Halted: "write wal: no space left on device"},
-		}, false, http.StatusServiceUnavailable, "raft groups halted; restart the broker", 1, "controller"},
-		{"partitions halted", append([]*raftactor.GroupStatus{running}, haltedPartitions(40)...), false,
+		}, false, false, http.StatusServiceUnavailable, "raft groups halted; restart the broker", 1, "controller"},
+		{"partitions halted", append([]*raftactor.GroupStatus{running}, haltedPartitions(40)...), false, false,
 			http.StatusServiceUnavailable, "raft groups halted; restart the broker", 40, "t/0"},
 	}
 	for _, tt := range tests {
@@ -78,8 +81,12 @@ func TestHealthz(t *testing.T) {
 			if !tt.behind {
 				sm.MarkCaughtUp()
 			}
+			serving := make(chan struct{})
+			if !tt.learning {
+				close(serving)
+			}
 			rec := httptest.NewRecorder()
-			Handler(Sources{NodeID: 1, Board: board, Controller: sm, Gatherer: prometheus.NewRegistry(), Log: zerolog.Nop()}).
+			Handler(Sources{NodeID: 1, Board: board, Controller: sm, Serving: serving, Gatherer: prometheus.NewRegistry(), Log: zerolog.Nop()}).
 				ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
 			var body struct {
 				Status       string        `json:"status"`
