@@ -196,6 +196,12 @@ type groupActor struct {
 	loggedState raft.StateType
 	lastTerm    uint64
 	halted      bool
+
+	// outgoing is the leader handing the group over and its term, from
+	// when this replica learns of the transfer until it knows a leader
+	// again or the tick outgoingUntil (outgoing.go).
+	outgoing, outgoingTerm, outgoingUntil uint64
+
 	// campaignIfAlone is set from start until the node has applied what is
 	// committed, its bootstrap conf changes included: a sole voter has
 	// nobody to wait for, and waiting out an election timeout would only
@@ -256,6 +262,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		if g.rn != nil {
 			resp := false
 			for _, msg := range m.Msgs {
+				g.noteTransfer(msg)
 				if err := g.rn.Step(msg); err != nil {
 					g.log.Debug().Err(err).Uint64("peer", msg.GetFrom()).Str("type", msg.GetType().String()).Msg("step")
 					continue
@@ -428,6 +435,7 @@ func (g *groupActor) halt(ctx actor.Context, err error) {
 		st = *last
 	}
 	st.Role, st.Leader, st.Progress, st.Halted = "halted", 0, nil, err.Error()
+	st.Outgoing, st.OutgoingTerm = 0, 0
 	g.d.cfg.Board.Publish(&st)
 }
 
@@ -525,9 +533,12 @@ func (g *groupActor) publish() {
 		return
 	}
 	st := g.rn.Status()
-	g.published = publishedKey{st.RaftState, st.Lead, st.HardState.GetTerm(), st.HardState.GetCommit(), st.Applied}
+	out, outTerm := g.outgoingLeader(st.Lead)
+	g.published = publishedKey{st.RaftState, st.Lead, st.HardState.GetTerm(), st.HardState.GetCommit(), st.Applied, out}
 	g.publishedAt = g.ticks
-	g.d.cfg.Board.Publish(statusOf(g.d.cfg.Group, g.d.cfg.Name, st))
+	gs := statusOf(g.d.cfg.Group, g.d.cfg.Name, st)
+	gs.Outgoing, gs.OutgoingTerm = out, outTerm
+	g.d.cfg.Board.Publish(gs)
 }
 
 // progressEveryTicks is how often a leader republishes its followers'
@@ -539,7 +550,8 @@ const progressEveryTicks = 10
 // groups tick 20 times a second.
 func (g *groupActor) publishIfChanged() {
 	b := g.rn.BasicStatus()
-	k := publishedKey{b.RaftState, b.Lead, b.HardState.GetTerm(), b.HardState.GetCommit(), b.Applied}
+	out, _ := g.outgoingLeader(b.Lead)
+	k := publishedKey{b.RaftState, b.Lead, b.HardState.GetTerm(), b.HardState.GetCommit(), b.Applied, out}
 	if k != g.published || (b.RaftState == raft.StateLeader && g.ticks-g.publishedAt >= progressEveryTicks) {
 		g.publish()
 	}
@@ -547,6 +559,6 @@ func (g *groupActor) publishIfChanged() {
 
 // publishedKey is what publishIfChanged compares.
 type publishedKey struct {
-	role                   raft.StateType
-	lead, term, commit, ap uint64
+	role                             raft.StateType
+	lead, term, commit, ap, outgoing uint64
 }

@@ -127,6 +127,7 @@ type memCluster struct {
 	pids     map[uint64]*actor.PID
 	boards   map[uint64]*StatusBoard
 	machines map[uint64]StateMachine
+	tr       *memTransport
 }
 
 func newMemCluster(t *testing.T, elog *eventLog, machines map[uint64]StateMachine, tune ...func(*Config)) *memCluster {
@@ -134,6 +135,7 @@ func newMemCluster(t *testing.T, elog *eventLog, machines map[uint64]StateMachin
 	c := &memCluster{sys: actors.NewSystem(zerolog.Nop()), pids: map[uint64]*actor.PID{}, boards: map[uint64]*StatusBoard{}, machines: machines}
 	t.Cleanup(c.sys.Shutdown)
 	tr := &memTransport{nodes: map[uint64]*actor.PID{}}
+	c.tr = tr
 	for id := uint64(1); id <= 3; id++ {
 		st, err := c.sys.Spawn("storage", fmt.Sprintf("storage/%d", id), func() actor.Actor { return &slowStorage{node: id, log: elog} })
 		if err != nil {

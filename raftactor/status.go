@@ -27,6 +27,12 @@ type GroupStatus struct {
 	// no longer known, and it takes no part in raft until the broker
 	// restarts.
 	Halted string `json:"halted,omitempty"`
+	// Outgoing is, while a transfer of the leadership is under way and
+	// this replica knows no leader, the leader handing it over, and
+	// OutgoingTerm its term (outgoing.go): the leader until the next one
+	// is known.
+	Outgoing     uint64 `json:"outgoing_leader,omitempty"`
+	OutgoingTerm uint64 `json:"outgoing_term,omitempty"`
 }
 
 // Progress is the leader's view of one follower.

@@ -3,6 +3,7 @@ package kafka
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.etcd.io/raft/v3"
 
 	"github.com/flotilla/flotilla/actors/controller"
 	"github.com/flotilla/flotilla/actors/partition"
@@ -25,26 +26,35 @@ func (s *Service) leaderOf(group uint64) (leader, term uint64) {
 // leadership from its own replica's raft status (board) and its peers'
 // broadcasts (leaders, nil for none), whether or not the leader is alive:
 // its leader (0 for none), the term (known false when nothing is known)
-// and the ISR, which only a leader knows and broadcasts. The local status
-// wins over a broadcast of an earlier term, and of the same term but for
-// its ISR: after a leader dies its followers know there is no leader (they
-// campaign), where the last broadcast still names the dead one. A halted
-// replica knows no leader, and the broadcasts of its term know better, but
-// for this broker's own: it led when it halted, and leads no more.
+// and the ISR, which only a leader knows and broadcasts. While a transfer
+// of the leadership is under way and the replica knows no leader yet, the
+// outgoing one is the leader, at its term (raftactor.GroupStatus.Outgoing).
+// The local status wins over a broadcast of an earlier term, and of the
+// same term when it is campaigning: after a leader dies its followers know
+// there is no leader (they campaign), where the last broadcast still names
+// the dead one. A follower that knows no leader at the term of a broadcast
+// has not heard from that term's leader yet (a replica just restarted) and
+// the broadcast knows better, as it does for a halted replica, which knows
+// nothing; but never of this broker's own leadership, which its own
+// replica knows: it led when it halted or stepped down, and leads no more.
 func knownLeader(board *raftactor.StatusBoard, leaders *partition.Leaders, self, group uint64) (leader, term uint64, isr []uint64, known bool) {
 	st := board.Get(group)
-	halted := st != nil && st.Halted != ""
+	unaware := false // knows no leader of its term, and is not campaigning
 	if st != nil {
 		leader, term, known = st.Leader, st.Term, true
+		if leader == 0 && st.Outgoing != 0 {
+			leader, term = st.Outgoing, st.OutgoingTerm
+		}
 		if leader != 0 {
 			isr = []uint64{leader}
 		}
+		unaware = leader == 0 && (st.Halted != "" || st.Role == raftactor.RoleName(raft.StateFollower))
 	}
 	if leaders == nil {
 		return leader, term, isr, known
 	}
 	if li, ok := leaders.Get(group); ok && (st == nil || li.Term > term ||
-		li.Term == term && (leader != 0 || halted && li.Leader != self)) {
+		li.Term == term && (leader != 0 || unaware && li.Leader != self)) {
 		return li.Leader, li.Term, li.ISR, true
 	}
 	return leader, term, isr, known

@@ -223,6 +223,56 @@ func TestHaltedLeaderDoesNotNameItself(t *testing.T) {
 	}
 }
 
+// TestLocalReplicaThatKnowsNoLeader: a local replica that knows no leader
+// of the term of the peers' broadcast hides that leader only while it
+// campaigns (the leader died, as far as it knows) or knows a later term
+// (an election is under way), unless the election is a leadership
+// transfer: the outgoing leader leads until its successor is known. A
+// follower that has not heard from its leader yet, a replica of a broker
+// just restarted, used to hide it too: the restarted broker answered every
+// partition it hosts LEADER_NOT_AVAILABLE, and kgo parked each for 5 s;
+// so did every replica during a transfer. This broker's own leadership is
+// never taken from its broadcast: its replica knows better.
+func TestLocalReplicaThatKnowsNoLeader(t *testing.T) {
+	sm, leaders := liveCluster(t)
+	g := sm.View().Topics["t"].Partitions[2].Group // broadcast: led by 2 at term 5
+	for _, tc := range []struct {
+		name       string
+		self       uint64
+		role       string
+		term       uint64
+		outgoing   uint64 // at term 5
+		wantLeader int32
+	}{
+		{"restarted follower", 1, "follower", 5, 0, 2},
+		{"pre-candidate", 1, "pre-candidate", 5, 0, -1},
+		{"candidate of a later term", 1, "candidate", 6, 0, -1},
+		{"follower of a later term", 1, "follower", 6, 0, -1},
+		{"the broadcast's leader, stepped down", 2, "follower", 5, 0, -1},
+		{"the transferee", 1, "candidate", 6, 2, 2},
+		{"a voter for the transferee", 3, "follower", 6, 2, 2},
+		{"the outgoing leader", 2, "follower", 6, 2, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			board := raftactor.NewStatusBoard()
+			st := &raftactor.GroupStatus{Group: g, Name: "t-2", Role: tc.role, Term: tc.term}
+			if tc.outgoing != 0 {
+				st.Outgoing, st.OutgoingTerm = tc.outgoing, 5
+			}
+			board.Publish(st)
+			src := &ClusterSource{Self: tc.self, Machine: sm, Board: board, Replicas: partition.NewReplicas(), Leaders: leaders, Log: zerolog.Nop()}
+			topics := src.Topics(TopicQuery{Names: []string{"t"}})
+			if p := responseTopic(&topics[0], false).Partitions[2]; p.Leader != tc.wantLeader {
+				t.Errorf("Metadata of t/2: leader %d, error %d; want %d", p.Leader, p.ErrorCode, tc.wantLeader)
+			}
+			s := &Service{NodeID: tc.self, Machine: sm, Board: board, Leaders: leaders}
+			if leader, _ := s.leaderOf(g); int32(leader) != max(tc.wantLeader, 0) {
+				t.Errorf("leaderOf(t/2) = %d, want %d", leader, max(tc.wantLeader, 0))
+			}
+		})
+	}
+}
+
 // TestTopicHiddenOnlyWhileBeingCreated: a topic being created is
 // LEADER_NOT_AVAILABLE as a whole until every partition it was created
 // with has a leader; then this broker shows it for good and tells the
