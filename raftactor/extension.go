@@ -25,10 +25,10 @@ type Extension interface {
 	Applied(g *Handle, ctx actor.Context)
 	// Tick is called on every raft tick, after raft's own.
 	Tick(g *Handle, ctx actor.Context)
-	// LeaderChanged is called when this node's role or the group's term
-	// changes, and when its actor stops, restarts or halts (Running is
-	// then false). Everything this node had in flight as leader may be
-	// lost.
+	// LeaderChanged is called when this node's role, the group's term or
+	// the leader this node knows changes, and when its actor stops,
+	// restarts or halts (Running is then false). Everything this node had
+	// in flight as leader may be lost.
 	LeaderChanged(g *Handle, ctx actor.Context)
 }
 
@@ -75,6 +75,13 @@ func (h *Handle) Leader() uint64 {
 		return 0
 	}
 	return h.g.rn.BasicStatus().Lead
+}
+
+// Transferring reports whether this node leads and is handing its
+// leadership over (raft drops proposals until the transfer ends, when the
+// transferee has won an election or an election timeout has passed).
+func (h *Handle) Transferring() bool {
+	return h.g.rn != nil && h.g.rn.BasicStatus().LeadTransferee != 0
 }
 
 // Applied is the index of the last applied entry.

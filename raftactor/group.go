@@ -195,6 +195,7 @@ type groupActor struct {
 	// loggedState is the last role logged at info: follower or leader.
 	loggedState raft.StateType
 	lastTerm    uint64
+	lastLead    uint64
 	halted      bool
 
 	// outgoing is the leader handing the group over and its term, from

@@ -431,8 +431,9 @@ func (g *groupActor) keepCold(e *pb.Entry) {
 	}
 }
 
-// noteStateChange logs role changes and fails proposals that a new term may
-// have lost.
+// noteStateChange logs role changes, fails proposals that a new term may
+// have lost, and tells the Extension of any change of role, term or known
+// leader.
 func (g *groupActor) noteStateChange(ctx actor.Context, rd raft.Ready) {
 	changed := false
 	if rd.SoftState != nil && rd.SoftState.RaftState != g.lastState {
@@ -448,6 +449,12 @@ func (g *groupActor) noteStateChange(ctx actor.Context, rd raft.Ready) {
 		}
 		ev.Str("role", RoleName(g.lastState)).Uint64("leader", rd.SoftState.Lead).
 			Uint64("term", g.rn.BasicStatus().GetTerm()).Msg("raft role changed")
+		changed = true
+	}
+	if rd.SoftState != nil && rd.SoftState.Lead != g.lastLead {
+		// A follower that learns its new leader: the old leader of a
+		// hand-over knows whom to send its clients to.
+		g.lastLead = rd.SoftState.Lead
 		changed = true
 	}
 	if rd.HardState != nil && rd.HardState.GetTerm() != g.lastTerm {

@@ -15,9 +15,9 @@ import (
 // closes its sockets; StepDown is that move for one group. Raft's
 // leadership transfer brings the chosen voter's log up to date if it is
 // behind and then tells it to campaign at once (MsgTimeoutNow), which takes
-// a round trip or two. Raft drops proposals while the transfer runs, so
-// clients get NOT_LEADER_OR_FOLLOWER and follow the new leader as they
-// follow any leader change.
+// a round trip or two. Raft drops proposals while the transfer runs
+// (Handle.Transferring); the state machine decides what its clients are
+// told meanwhile.
 
 // stepDown hands the leadership of a leading group to its successor among
 // the voters alive reports able to take over; see StepDown.

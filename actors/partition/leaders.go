@@ -118,9 +118,10 @@ const leadersEveryTicks = 10
 // assignment's first) once that replica has caught up, so that leaders
 // spread as the controller spread the assignments instead of piling up
 // where elections happened to land. Call it on the ready leader. Raft
-// refuses proposals while the transfer runs (an election timeout at most);
-// clients see NOT_LEADER_OR_FOLLOWER (NOT_COORDINATOR for groups) and
-// follow.
+// refuses proposals while the transfer runs (an election timeout at most):
+// a partition holds produce requests until it knows the new leader, then
+// answers NOT_LEADER_OR_FOLLOWER naming it (awaitleader.go); an offsets
+// partition answers NOT_COORDINATOR, and clients look it up again.
 func PreferLeader(h *raftactor.Handle, replicas []uint64, log zerolog.Logger) {
 	if len(replicas) == 0 || replicas[0] == h.NodeID() {
 		return

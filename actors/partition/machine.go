@@ -13,6 +13,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/flotilla/flotilla/actors/storage"
@@ -239,8 +240,11 @@ type Machine struct {
 	// (raft index order) until that many replicas match them (insync.go).
 	matchQuorum int
 	held        []*inflight
-	matches     []uint64                            // scratch for matchedIndex
-	addMatch    func(id, match uint64, active bool) // collects into matches, built once
+	// awaiting holds what waits for the leadership to settle
+	// (awaitleader.go), in the order it came.
+	awaiting []awaiting
+	matches  []uint64                            // scratch for matchedIndex
+	addMatch func(id, match uint64, active bool) // collects into matches, built once
 
 	// The assignment (reassign.go) and, on the leader, the reconciliation
 	// of the group's membership with it.
@@ -757,7 +761,12 @@ func (m *Machine) segmentsAgree(cp checkpoint, index uint64) int {
 func (m *Machine) Receive(h *raftactor.Handle, ctx actor.Context, msg any) {
 	switch r := msg.(type) {
 	case *Produce:
-		m.produce(h, ctx, r)
+		m.settleAwaiting(h, ctx)
+		if len(m.awaiting) > 0 {
+			m.awaitLeader(h, awaiting{produce: r}) // behind those held before it
+			return
+		}
+		m.produce(h, ctx, r, true)
 	case *SetAssignment:
 		m.setAssignment(h, r)
 	case *SetSettings:
@@ -782,9 +791,15 @@ func (m *Machine) produceErr(ctx actor.Context, r *Produce, err error) {
 }
 
 // produce validates, checks producer sequences against applied state plus
-// what is in flight, stamps offsets and the leader epoch, and proposes.
-func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce) {
+// what is in flight, stamps offsets and the leader epoch, and proposes. A
+// request that may wait is held while the leadership changes hands
+// (awaitleader.go).
+func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce, mayWait bool) {
 	if !m.ready || !h.IsLeader() || h.Term() != m.readyTerm {
+		if mayWait && m.changing(h) {
+			m.awaitLeader(h, awaiting{produce: r})
+			return
+		}
 		m.produceErr(ctx, r, kerr.NotLeaderForPartition)
 		return
 	}
@@ -846,6 +861,10 @@ func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce) {
 	key := batchKey{term, offset}
 	proposed := time.Now()
 	if err := h.ProposeRaw([][]byte{payload}); err != nil {
+		if mayWait && errors.Is(err, raft.ErrProposalDropped) && h.Transferring() {
+			m.awaitLeader(h, awaiting{produce: r})
+			return
+		}
 		m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.NotLeaderForPartition, err))
 		return
 	}
@@ -1014,6 +1033,7 @@ func (m *Machine) Applied(h *raftactor.Handle, ctx actor.Context) {
 	m.completed = m.completed[:0]
 	m.settleHeld(h, ctx)
 	m.checkReady(h)
+	m.settleAwaiting(h, ctx)
 	m.wake(ctx, false)
 	m.publish(h)
 }
@@ -1046,29 +1066,37 @@ func (m *Machine) checkReady(h *raftactor.Handle) {
 // LeaderChanged implements raftactor.Extension: whatever this node had in
 // flight as leader may or may not commit, so its waiters learn that the
 // outcome is unknown and retry (an idempotent producer's retry is then
-// recognised as a duplicate).
+// recognised as a duplicate), once the new leader is known
+// (awaitleader.go).
 func (m *Machine) LeaderChanged(h *raftactor.Handle, ctx actor.Context) {
 	if m.ready && (!h.IsLeader() || h.Term() != m.readyTerm) {
 		m.ready = false
 		for _, in := range m.inflight {
 			for _, w := range in.waiters {
-				ctx.Send(w.replyTo, &ProduceDone{Ref: w.ref, BaseOffset: -1, LogAppendTime: -1, LogStartOffset: m.log.LogStart(), Err: kerr.NotLeaderForPartition})
+				m.notLeader(h, ctx, w)
 			}
 		}
 		m.inflight = map[batchKey]*inflight{}
-		m.failHeld(ctx, kerr.NotLeaderForPartition)
+		for _, in := range m.held {
+			for _, w := range in.waiters {
+				m.notLeader(h, ctx, w)
+			}
+		}
+		clear(m.held)
+		m.held = m.held[:0]
 		m.producers.DiscardInFlight()
 	}
 	m.checkReady(h)
+	m.settleAwaiting(h, ctx)
 	m.wake(ctx, true)
 	m.publish(h)
 }
 
 // TicksCanWait implements raftactor.TickSleeper: a partition that does not
 // lead has no producer waiting, no fetch watching and no periodic duty, so
-// Tick only counts.
+// Tick only counts; unless it holds requests for a leadership to settle.
 func (m *Machine) TicksCanWait() bool {
-	return !m.ready && len(m.inflight) == 0 && len(m.watchers) == 0 && !m.releaseDue
+	return !m.ready && len(m.inflight) == 0 && len(m.watchers) == 0 && !m.releaseDue && len(m.awaiting) == 0
 }
 
 // Tick implements raftactor.Extension: the checkpoint that releases
@@ -1104,6 +1132,7 @@ func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
 	}
 	m.settleHeld(h, ctx)
 	m.expireHeld(ctx)
+	m.settleAwaiting(h, ctx)
 }
 
 // isrEveryTicks paces the ISR bookkeeping (5 ticks: 250 ms at 50 ms).
