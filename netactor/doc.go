@@ -6,9 +6,9 @@
 // A connection carries frames in one direction only, from the node that
 // dialled it to the node that accepted it. A frame is a 4-byte big-endian
 // length and a protobuf Envelope (envelope.proto) holding, per group, a batch
-// of marshalled raftpb.Messages. The first frame is a hello naming the sender
-// and the receiver; the receiver closes a connection whose hello is not
-// addressed to it. A frame longer than the receiver's limit, one that does
+// of marshalled raftpb.Messages. The first frame is a hello naming the sender,
+// its process (an incarnation, random per start) and the receiver; the
+// receiver closes a connection whose hello is not addressed to it. A frame longer than the receiver's limit, one that does
 // not decode, or one that carries more messages, entries, leaderships or
 // control messages than limits.go allows (each decodes into far more memory
 // than its wire form), closes that connection and nothing else, as does
@@ -48,7 +48,8 @@
 // readers update it, and the broker asks it which brokers are alive (to
 // leave dead ones out of Metadata and out of new placements). It also
 // holds the peers that announced a clean stop (MarkStopping), until they
-// open a new connection. Its writer goroutine does the blocking work (dial with backoff,
+// open a new connection, and counts the peers' restarts: hellos naming
+// another incarnation than the one before (Restarts). Its writer goroutine does the blocking work (dial with backoff,
 // hello, write) and reports back through the mailbox: writerConnected,
 // writerSettled, dialFailed, writerDisconnected, frameWritten. A connection
 // that dies before it settled (lived settleAfter) is logged and backed off

@@ -21,7 +21,8 @@ import (
 //	                     repeated LeaderInfo leaders = 4;  // leaders.go
 //	                     repeated bytes control = 5;       // control.go: opaque, at most MaxControlBytes each
 //	                     SnapChunk snap = 6;               // snapshot.go: a piece of a MsgSnap too large for a frame
-//	                     bool leaders_complete = 7; }      // leaders.go
+//	                     bool leaders_complete = 7;        // leaders.go
+//	                     uint64 incarnation = 8; }         // the hello's: the sender's process (Liveness)
 //	message GroupBatch { uint64 group = 1; repeated bytes messages = 2; } // each a marshalled raftpb.Message
 //
 // The envelope is written by hand with protowire rather than generated so that
@@ -33,9 +34,10 @@ const FrameHeaderLen = 4
 
 // Field numbers of envelope.proto.
 const (
-	fieldEnvelopeFrom    protowire.Number = 1
-	fieldEnvelopeTo      protowire.Number = 2
-	fieldEnvelopeBatches protowire.Number = 3
+	fieldEnvelopeFrom        protowire.Number = 1
+	fieldEnvelopeTo          protowire.Number = 2
+	fieldEnvelopeBatches     protowire.Number = 3
+	fieldEnvelopeIncarnation protowire.Number = 8
 
 	fieldBatchGroup    protowire.Number = 1
 	fieldBatchMessages protowire.Number = 2
@@ -58,11 +60,16 @@ var (
 )
 
 // Envelope is the payload of one frame: what one node sends another in one
-// write. From and To are set in the hello frame that opens a connection and
-// are left zero in the frames that follow.
+// write. From, To and Incarnation are set in the hello frame that opens a
+// connection and are left zero in the frames that follow.
 type Envelope struct {
 	From, To uint64
-	Batches  []GroupBatch
+	// Incarnation names the sender's process (SenderOptions.Incarnation):
+	// a peer that says hello with a new one has restarted since its last
+	// hello (Liveness.Restarts). Zero is unknown, as from a sender that
+	// predates the field, which a receiver that predates it skips.
+	Incarnation uint64
+	Batches     []GroupBatch
 	// Leaders is what the sender leads (leaders.go); usually empty.
 	Leaders []LeaderInfo
 	// LeadersComplete ends the whole set of leaderships a sender sends
@@ -111,6 +118,10 @@ func appendEnvelope(dst []byte, env *Envelope) ([]byte, error) {
 	if env.To != 0 {
 		dst = protowire.AppendTag(dst, fieldEnvelopeTo, protowire.VarintType)
 		dst = protowire.AppendVarint(dst, env.To)
+	}
+	if env.Incarnation != 0 {
+		dst = protowire.AppendTag(dst, fieldEnvelopeIncarnation, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, env.Incarnation)
 	}
 	for i := range env.Batches {
 		b := &env.Batches[i]
@@ -236,6 +247,8 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 			env.From, n = protowire.ConsumeVarint(b)
 		case num == fieldEnvelopeTo && typ == protowire.VarintType:
 			env.To, n = protowire.ConsumeVarint(b)
+		case num == fieldEnvelopeIncarnation && typ == protowire.VarintType:
+			env.Incarnation, n = protowire.ConsumeVarint(b)
 		case num == fieldEnvelopeBatches && typ == protowire.BytesType:
 			var v []byte
 			v, n = protowire.ConsumeBytes(b)

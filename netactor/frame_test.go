@@ -47,8 +47,8 @@ func manyGroups(groups, perGroup int) *Envelope {
 
 func requireEnvEqual(t testing.TB, want, got *Envelope) {
 	t.Helper()
-	if want.From != got.From || want.To != got.To {
-		t.Fatalf("from/to: want %d/%d, got %d/%d", want.From, want.To, got.From, got.To)
+	if want.From != got.From || want.To != got.To || want.Incarnation != got.Incarnation {
+		t.Fatalf("from/to/incarnation: want %d/%d/%d, got %d/%d/%d", want.From, want.To, want.Incarnation, got.From, got.To, got.Incarnation)
 	}
 	if len(want.Batches) != len(got.Batches) {
 		t.Fatalf("batches: want %d, got %d", len(want.Batches), len(got.Batches))
@@ -124,6 +124,7 @@ func TestFrameRoundTrip(t *testing.T) {
 	}{
 		{"empty", &Envelope{}},
 		{"hello", &Envelope{From: 1, To: 2}},
+		{"hello with incarnation", &Envelope{From: 1, To: 2, Incarnation: 1<<64 - 1}},
 		{"group zero and empty batch", &Envelope{Batches: []GroupBatch{{Group: 0}, {Group: 5}}}},
 		{"one group", &Envelope{Batches: []GroupBatch{{Group: 7, Msgs: []*pb.Message{msg(pb.MessageType_MsgApp, 2, 1, 10, []byte("a"), []byte("b"))}}}}},
 		{"every field", &Envelope{From: 1 << 63, To: 1<<64 - 1, Batches: []GroupBatch{{Group: 1<<64 - 1, Msgs: []*pb.Message{full, {}}}}}},

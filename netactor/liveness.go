@@ -1,6 +1,7 @@
 package netactor
 
 import (
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,12 @@ import (
 // cluster whose brokers start together is whole at once instead of a
 // session timeout later.
 //
+// It also counts each peer's restarts (Restarts): every connection opens
+// with a hello naming the sender's process (Envelope.Incarnation), so a
+// peer whose hello names another process than its last one was stopped or
+// killed and started again meanwhile, however quickly, and holds nothing
+// it was sent while it was down.
+//
 // The Listener's readers record frames; anyone may ask concurrently. A nil
 // *Liveness records nothing and finds every node alive.
 type Liveness struct {
@@ -30,6 +37,26 @@ type Liveness struct {
 	// stopping holds the peers that announced they are stopping and have
 	// not opened a connection since (peer id → struct{}).
 	stopping sync.Map
+	boots    sync.Map // peer id → *boot
+}
+
+// boot is what a peer's hellos told of its process.
+type boot struct {
+	mu          sync.Mutex // orders the hellos of concurrent connections
+	incarnation uint64     // the last one named; 0 until one is
+	restarts    atomic.Uint64
+}
+
+// NewIncarnation returns a random incarnation for a node's process
+// (SenderOptions.Incarnation), never 0: a node takes a new one at every
+// start, so that two of its processes name themselves alike with
+// negligible odds, and keeps none on disk.
+func NewIncarnation() uint64 {
+	for {
+		if v := rand.Uint64(); v != 0 {
+			return v
+		}
+	}
 }
 
 // keepaliveTicks is how many Ticks a PeerSender lets pass without sending
@@ -118,11 +145,52 @@ func (l *Liveness) Stopping(peer uint64) bool {
 	return ok
 }
 
-// connected records that peer opened a connection to this node. A broker
-// that starts again dials afresh, so it is no longer stopping; one that is
-// stopping keeps the connections it has.
-func (l *Liveness) connected(peer uint64) {
-	if l != nil {
-		l.stopping.Delete(peer)
+// connected records that peer opened a connection to this node with a
+// hello naming its process incarnation (0: unknown), and reports whether
+// that is a restart: a process other than the one its last hello named. A
+// broker that starts again dials afresh, so it is no longer stopping; one
+// that is stopping keeps the connections it has. A reconnection of the
+// same process (a network blip) is no restart, and neither is a hello that
+// names no incarnation: its sender predates them, and says nothing either
+// way.
+func (l *Liveness) connected(peer, incarnation uint64) (restarted bool) {
+	if l == nil {
+		return false
 	}
+	l.stopping.Delete(peer)
+	if incarnation == 0 {
+		return false
+	}
+	v, _ := l.boots.LoadOrStore(peer, &boot{})
+	b := v.(*boot)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch b.incarnation {
+	case incarnation:
+		return false
+	case 0:
+		b.incarnation = incarnation
+		return false
+	}
+	b.incarnation = incarnation
+	b.restarts.Add(1)
+	return true
+}
+
+// Restarts returns how many times peer was seen to restart since this node
+// started: how many of its hellos named another process than the one
+// before. A leader compares it between its ISR samples
+// (raftactor.InSyncTracker): a replica whose broker restarted is out of
+// the ISR until it has caught up again, however recently its previous
+// process was caught up, as Kafka's controller fences a broker that
+// registers with a new incarnation and takes it out of every ISR.
+func (l *Liveness) Restarts(peer uint64) uint64 {
+	if l == nil {
+		return 0
+	}
+	v, ok := l.boots.Load(peer)
+	if !ok {
+		return 0
+	}
+	return v.(*boot).restarts.Load()
 }

@@ -1,6 +1,7 @@
 package netactor
 
 import (
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -115,14 +116,98 @@ func TestLivenessStopping(t *testing.T) {
 	if !l.Stopping(2) || l.Stopping(3) {
 		t.Fatalf("Stopping(2) = %v, Stopping(3) = %v; want true, false", l.Stopping(2), l.Stopping(3))
 	}
-	l.connected(2)
+	l.connected(2, 0)
 	if l.Stopping(2) {
 		t.Fatal("still stopping after a new connection")
 	}
 	var none *Liveness
 	none.MarkStopping(2)
-	none.connected(2)
-	if none.Stopping(2) {
-		t.Fatal("a nil Liveness found a node stopping")
+	none.connected(2, 5)
+	if none.Stopping(2) || none.Restarts(2) != 0 {
+		t.Fatal("a nil Liveness found a node stopping or restarted")
+	}
+}
+
+// TestLivenessRestarts: a hello naming another incarnation than the
+// peer's last one is a restart; one naming the same (a reconnection) or
+// none (a peer that predates incarnations) is not.
+func TestLivenessRestarts(t *testing.T) {
+	tests := []struct {
+		name   string
+		hellos []uint64 // incarnations named by peer 2's hellos, in order
+		want   uint64
+	}{
+		{"first hello", []uint64{7}, 0},
+		{"reconnections of one process", []uint64{7, 7, 7}, 0},
+		{"a new process", []uint64{7, 8}, 1},
+		{"every new process counts", []uint64{7, 8, 8, 9, 7}, 3},
+		{"no incarnation says nothing", []uint64{0, 0}, 0},
+		{"an unknown process before the first known one", []uint64{0, 7}, 0},
+		{"an unknown process between two of one", []uint64{7, 0, 7}, 0},
+		{"an unknown process between two others", []uint64{7, 0, 8}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := NewLiveness(1, time.Second, time.Now)
+			var restarts uint64
+			for _, inc := range tt.hellos {
+				if l.connected(2, inc) {
+					restarts++
+				}
+			}
+			if got := l.Restarts(2); got != tt.want || restarts != tt.want {
+				t.Fatalf("Restarts(2) = %d, connected reported %d restarts; want %d", got, restarts, tt.want)
+			}
+			if got := l.Restarts(3); got != 0 {
+				t.Fatalf("Restarts(3) = %d for a peer never heard from", got)
+			}
+		})
+	}
+}
+
+// TestRestartSeenThroughHello: over real connections, a peer's sender
+// that reconnects after the link broke is the same process, one started
+// afresh with a new incarnation is a restart, and one that names none (an
+// older version) changes nothing.
+func TestRestartSeenThroughHello(t *testing.T) {
+	n2 := newNode(t, 2)
+	n2.liveness = NewLiveness(2, time.Minute, time.Now)
+	n2.listen("127.0.0.1:0")
+	addr := n2.addr
+	at2 := n2.group(7)
+
+	n1 := newNode(t, 1)
+	p := n1.peers(map[uint64]string{2: addr}, SenderOptions{Incarnation: 11})
+	connect(t, n1.sys.Root, p, 7, 2, at2)
+
+	// The link breaks and comes back: the sender redials, with the same
+	// incarnation.
+	n2.stopListener()
+	n2.listen(addr)
+	connect(t, n1.sys.Root, p, 7, 2, at2)
+	if n2.accepts.Load() == 0 {
+		t.Fatal("no new connection after the link came back")
+	}
+	if got := n2.liveness.Restarts(1); got != 0 {
+		t.Fatalf("Restarts(1) = %d after a reconnection of the same process, want 0", got)
+	}
+
+	// Node 1 starts again: a new process, a new incarnation.
+	p.Stop()
+	n1b := newNode(t, 1)
+	p2 := n1b.peers(map[uint64]string{2: addr}, SenderOptions{Incarnation: 12})
+	connect(t, n1b.sys.Root, p2, 7, 2, at2)
+	if got := n2.liveness.Restarts(1); got != 1 {
+		t.Fatalf("Restarts(1) = %d after a restart, want 1", got)
+	}
+	waitFor(t, 5*time.Second, "the restart logged", func() bool { return strings.Contains(n2.logs.String(), "raft peer restarted") })
+
+	// And again as a version that sends no incarnation: unknown, not a
+	// restart.
+	p2.Stop()
+	n1c := newNode(t, 1)
+	connect(t, n1c.sys.Root, n1c.peers(map[uint64]string{2: addr}, SenderOptions{}), 7, 2, at2)
+	if got := n2.liveness.Restarts(1); got != 1 {
+		t.Fatalf("Restarts(1) = %d after a hello without incarnation, want still 1", got)
 	}
 }

@@ -81,6 +81,12 @@ type SenderOptions struct {
 	// which doubles (with jitter) from min to max while the peer stays away.
 	BackoffMin, BackoffMax time.Duration
 
+	// Incarnation names this node's process in every hello it sends
+	// (Envelope.Incarnation): a value of its own for each start, never
+	// 0, so that its peers tell a restart from a reconnection
+	// (Liveness.Restarts). 0 sends none, as a node that predates it.
+	Incarnation uint64
+
 	// Liveness tells which peers announced a clean stop: losing one of
 	// them, and failing to reach it, is routine and logged at info, not
 	// as a warning. May be nil.

@@ -131,7 +131,7 @@ func (w *writer) dial(buf *[]byte) (net.Conn, error) {
 		conn.Close()
 		return nil, w.ctx.Err()
 	}
-	*buf, err = AppendFrame((*buf)[:0], &Envelope{From: w.self, To: w.peer})
+	*buf, err = AppendFrame((*buf)[:0], &Envelope{From: w.self, To: w.peer, Incarnation: w.opts.Incarnation})
 	if err == nil {
 		err = w.write(conn, *buf)
 	}
