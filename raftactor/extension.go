@@ -134,6 +134,15 @@ func (h *Handle) TransferLeader(id uint64) bool { return h.g.transferLeader(id) 
 // (Config.Stopping).
 func (h *Handle) Stopping(id uint64) bool { return h.g.stopping(id) }
 
+// Restarts returns how many times node id's broker was seen to restart
+// (Config.Restarts).
+func (h *Handle) Restarts(id uint64) uint64 {
+	if r := h.g.d.cfg.Restarts; r != nil {
+		return r(id)
+	}
+	return 0
+}
+
 // ConfState is the group's membership as of the last applied entry.
 func (h *Handle) ConfState() *pb.ConfState { return h.g.d.confState }
 

@@ -75,6 +75,10 @@ type Config struct {
 	// only until it stopped, and the group would then wait out an election
 	// timeout without a leader.
 	Stopping func(id uint64) bool
+	// Restarts returns how many times a node was seen to restart
+	// (netactor.Liveness.Restarts; nil: never): its replica leaves the
+	// ISR its leader keeps (InSyncTracker) until it has caught up again.
+	Restarts func(id uint64) uint64
 	Log      zerolog.Logger
 	// QuietStart logs the group's first start at debug: a partition's
 	// manager logs the start of its replica as one event, so that a broker

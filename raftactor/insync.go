@@ -19,6 +19,17 @@ import "slices"
 // dead one's match stays at the end of an idle log) is never counted
 // caught up, and one whose broker is stopping cleanly leaves at once.
 //
+// One whose broker restarted (ReplicaProgress.Restarts moved) leaves at
+// once too, and comes back only once it matches the leader's end again:
+// a broker killed and started again within the lag bound would otherwise
+// count as caught up by what its previous process had, while everything
+// written since it died is missing from it, and min.insync.replicas, the
+// ISR in Metadata and the broker's /healthz would count it. Kafka fences a
+// broker that registers with a new incarnation and takes it out of every
+// ISR (ClusterControlManager.registerBroker, ReplicationControlManager.
+// handleBrokerFenced), and refuses a replica of a stale broker epoch into
+// one (KIP-903).
+//
 // Raft's RecentActive flag alone is no ISR: CheckQuorum clears it at
 // every election timeout, so a sample taken just after sees only the
 // leader, and samples paced in step with the ticks keep meeting the same
@@ -27,6 +38,7 @@ import "slices"
 // The zero value is ready to use; it is not safe for concurrent use.
 type InSyncTracker struct {
 	at       map[uint64]uint64 // replica → last tick at which it had what the leader had then
+	restarts map[uint64]uint64 // replica → its broker's Restarts at its last sample
 	prevEnd  uint64            // the leader's durable end at the previous sample
 	prevTick uint64
 	havePrev bool
@@ -43,6 +55,10 @@ type ReplicaProgress struct {
 	// (Config.Stopping): it leaves the ISR at once, as Kafka's controlled
 	// shutdown takes a broker out of the ISRs.
 	Stopping bool
+	// Restarts is how many times the replica's broker was seen to restart
+	// (Config.Restarts): when it moves between samples, the replica
+	// leaves the ISR until it has caught up again.
+	Restarts uint64
 }
 
 // Reset forgets every sample: a new leadership starts from what its
@@ -56,7 +72,11 @@ func (c *InSyncTracker) Sample(h *Handle, now uint64, replicas []uint64, lag uin
 	self := h.NodeID()
 	c.progress = c.progress[:0]
 	h.WithProgress(func(id, match uint64, active bool) {
-		c.progress = append(c.progress, ReplicaProgress{ID: id, Match: match, Active: active, Stopping: id != self && h.Stopping(id)})
+		p := ReplicaProgress{ID: id, Match: match, Active: active}
+		if id != self {
+			p.Stopping, p.Restarts = h.Stopping(id), h.Restarts(id)
+		}
+		c.progress = append(c.progress, p)
 	})
 	return c.Observe(now, self, replicas, c.progress, lag)
 }
@@ -68,7 +88,7 @@ func (c *InSyncTracker) Sample(h *Handle, now uint64, replicas []uint64, lag uin
 // never in it.
 func (c *InSyncTracker) Observe(now, self uint64, replicas []uint64, progress []ReplicaProgress, lag uint64) []uint64 {
 	if c.at == nil {
-		c.at = map[uint64]uint64{}
+		c.at, c.restarts = map[uint64]uint64{}, map[uint64]uint64{}
 	}
 	var end uint64
 	for _, p := range progress {
@@ -85,10 +105,22 @@ func (c *InSyncTracker) Observe(now, self uint64, replicas []uint64, progress []
 			delete(c.at, p.ID)
 			continue
 		}
+		// A restart is news only against an earlier sample of the
+		// replica: a new leadership starts from what it sees.
+		last, seen := c.restarts[p.ID]
+		restarted := seen && last != p.Restarts
+		c.restarts[p.ID] = p.Restarts
+		if restarted {
+			delete(c.at, p.ID)
+		}
 		switch {
 		case p.ID == self || p.Match >= end && p.Active:
 			c.at[p.ID] = now
-		case c.havePrev && p.Match >= c.prevEnd && p.Active:
+		// The previous sample may predate the restart: a restarted
+		// replica is caught up once it has the end as of now. Its match
+		// may be its previous process's acknowledgement, but that is
+		// durable, so it still has what that match says.
+		case !restarted && c.havePrev && p.Match >= c.prevEnd && p.Active:
 			c.at[p.ID] = max(c.at[p.ID], c.prevTick)
 		}
 		if last, ok := c.at[p.ID]; ok && now-last <= lag {

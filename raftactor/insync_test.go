@@ -82,3 +82,43 @@ func TestInSyncTrackerStopping(t *testing.T) {
 		t.Fatalf("ISR %v with broker 2 stopping, want [1]", isr)
 	}
 }
+
+// TestInSyncTrackerRestart: a replica whose broker restarted leaves the
+// ISR at once, however recently its previous process caught up, and comes
+// back once it has the leader's end; a restart the tracker has no earlier
+// sample to compare with is not one.
+func TestInSyncTrackerRestart(t *testing.T) {
+	const lag = 200
+	// sample is follower 2's match and its broker's restarts at a sample,
+	// and whether it is in the ISR after; the leader's end is 100 at the
+	// first sample and moves by 10 at each.
+	type sample struct {
+		match, restarts uint64
+		in              bool
+	}
+	tests := []struct {
+		name    string
+		samples []sample
+	}{
+		{"restarted behind, then caught up", []sample{{100, 0, true}, {110, 0, true}, {110, 1, false}, {110, 1, false}, {140, 1, true}}},
+		// Its match reached the previous end, which would count it caught
+		// up at the previous sample: that sample predates the restart.
+		{"restarted at the previous end", []sample{{100, 0, true}, {110, 0, true}, {110, 1, false}}},
+		{"restarted and already at the end", []sample{{100, 0, true}, {110, 1, true}}},
+		{"restarted before the first sample", []sample{{100, 3, true}, {110, 3, true}}},
+		{"no restart", []sample{{100, 2, true}, {105, 2, true}, {115, 2, true}, {125, 2, true}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c InSyncTracker
+			for i, s := range tt.samples {
+				end := uint64(100 + 10*i)
+				progress := []ReplicaProgress{{ID: 1, Match: end, Active: true}, {ID: 2, Match: s.match, Active: true, Restarts: s.restarts}}
+				isr := c.Observe(uint64(10+5*i), 1, []uint64{1, 2}, progress, lag)
+				if got := slices.Contains(isr, 2); got != s.in {
+					t.Fatalf("sample %d (end %d, follower 2 at %d, restarts %d): ISR %v, want follower 2 in it: %v", i, end, s.match, s.restarts, isr, s.in)
+				}
+			}
+		})
+	}
+}
