@@ -197,7 +197,13 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 			peerAddrs[p.ID] = p.Addr
 		}
 	}
-	if b.peers, err = netactor.StartPeers(b.sys, cfg.NodeID, peerAddrs, b.router, senderOptions(cfg, netMetrics, liveness, log)); err != nil {
+	senders := senderOptions(cfg, netMetrics, liveness, log)
+	// Every start is a new incarnation, which the peers' leaders take for
+	// a restart: a replica here holds nothing written while this broker
+	// was down, and leaves their ISRs until it has caught up, however
+	// soon it is back.
+	senders.Incarnation = netactor.NewIncarnation()
+	if b.peers, err = netactor.StartPeers(b.sys, cfg.NodeID, peerAddrs, b.router, senders); err != nil {
 		return nil, fmt.Errorf("start peer senders: %w", err)
 	}
 	// Before the raft listener: a peer sends what it leads as soon as it
@@ -278,6 +284,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 		Board:               b.board,
 		Observer:            o.Observer,
 		Stopping:            liveness.Stopping,
+		Restarts:            liveness.Restarts,
 		Log:                 log.With().Uint64("raft_group", controller.ControllerGroup).Str("actor", "raft/controller").Logger(),
 	})
 	if err != nil {
@@ -374,6 +381,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 		// byte (batchEntry); 8 bytes leave room for that.
 		MaxEntryBytes: netactor.MaxEntryBytes(cfg.Raft.MaxFrameBytes) - 8,
 		Stopping:      liveness.Stopping,
+		Restarts:      liveness.Restarts,
 	}
 	if o.TunePartitions != nil {
 		o.TunePartitions(&partitionRaft)
@@ -485,7 +493,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 	b.ticker.Subscribe(b.partitions)
 	b.ticker.Subscribe(b.groups)
 	log.Info().Str("raft", b.raftAddr).Str("debug", b.debugAddr).Str("kafka", kafkaLn.Addr().String()).Str("kafka_advertised", kafkaAddr).
-		Int("recovered_groups", len(recovered)).Msg("broker started")
+		Int("recovered_groups", len(recovered)).Str("process_incarnation", fmt.Sprintf("%016x", senders.Incarnation)).Msg("broker started")
 	return b, nil
 }
 

@@ -59,6 +59,7 @@ func (c *controllerActor) sampleISR() {
 		c.isr.progress = append(c.isr.progress, raftactor.ReplicaProgress{
 			ID: id, Match: pr.Match, Active: pr.RecentActive || pr.State == "replicate",
 			Stopping: c.o.Liveness.Stopping(id),
+			Restarts: c.o.Liveness.Restarts(id),
 		})
 	}
 	c.isr.isr = c.isr.tracker.Observe(c.ticks, self, st.Voters, c.isr.progress, c.o.ReplicaLagTicks)

@@ -35,11 +35,15 @@ type ClusterView struct {
 // PeerHealth is what this broker's raft transport has heard of a peer:
 // HeardMsAgo is how long ago its last frame arrived, -1 if none ever has;
 // Stopping, that it announced a clean stop and has not connected since
-// (Metadata answers it as fenced, and no leadership is handed to it).
+// (Metadata answers it as fenced, and no leadership is handed to it);
+// Restarts, how many times it came back as a new process since this broker
+// started (its replicas then leave the ISRs this broker leads until they
+// catch up).
 type PeerHealth struct {
-	Alive      bool  `json:"alive"`
-	HeardMsAgo int64 `json:"heard_ms_ago"`
-	Stopping   bool  `json:"stopping,omitempty"`
+	Alive      bool   `json:"alive"`
+	HeardMsAgo int64  `json:"heard_ms_ago"`
+	Stopping   bool   `json:"stopping,omitempty"`
+	Restarts   uint64 `json:"restarts,omitempty"`
 }
 
 // Membership is the controller group's membership as the applied state
@@ -129,7 +133,7 @@ func clusterView(src Sources) ClusterView {
 			if id == src.NodeID {
 				continue
 			}
-			v.Health[id] = PeerHealth{Alive: src.Liveness.Alive(id), HeardMsAgo: src.Liveness.HeardMsAgo(id), Stopping: src.Liveness.Stopping(id)}
+			v.Health[id] = PeerHealth{Alive: src.Liveness.Alive(id), HeardMsAgo: src.Liveness.HeardMsAgo(id), Stopping: src.Liveness.Stopping(id), Restarts: src.Liveness.Restarts(id)}
 		}
 	}
 	for _, ref := range st.Reassignments() {

@@ -43,6 +43,10 @@ type RaftSettings struct {
 	// Stopping reports whether a broker announced that it is stopping:
 	// no leadership is handed to it (raftactor.Config.Stopping).
 	Stopping func(node uint64) bool
+	// Restarts returns how many times a broker was seen to restart: its
+	// replicas leave the ISRs until they catch up again
+	// (raftactor.Config.Restarts).
+	Restarts func(node uint64) uint64
 }
 
 // Config returns the raft config of the replica of a partition-like group
@@ -73,6 +77,7 @@ func (rs RaftSettings) Config(p controller.Partition, name string, node uint64) 
 		RawEntries:                true,
 		QuietStart:                true,
 		Stopping:                  rs.Stopping,
+		Restarts:                  rs.Restarts,
 	}
 }
 
