@@ -61,17 +61,7 @@ func TestAlterTopicConfigs(t *testing.T) {
 			t.Fatalf("produce record %d: %v", i, err)
 		}
 	}
-	startOffset := func() int64 {
-		starts, err := adm.ListStartOffsets(ctx, topic)
-		if err != nil || starts.Error() != nil {
-			t.Fatalf("ListStartOffsets: %v %v", err, starts.Error())
-		}
-		o, ok := starts.Lookup(topic, 0)
-		if !ok {
-			t.Fatalf("ListStartOffsets: no answer for %s/0: %v", topic, starts)
-		}
-		return o.Offset
-	}
+	startOffset := func() int64 { return logStart(ctx, t, adm, topic) }
 	if s := startOffset(); s != 0 {
 		t.Fatalf("log start %d before the alteration; want 0 (no size limit by default)", s)
 	}

@@ -475,3 +475,29 @@ func leaderEpoch(t *testing.T, cl *kgo.Client, topic string, p int32) int32 {
 	t.Fatalf("Metadata %s: no partition %d (%s)", topic, p, codeName(mt.ErrorCode))
 	return 0
 }
+
+// logStart returns the log start offset of partition 0 of topic
+// (ListOffsets earliest), failing the test if it cannot.
+func logStart(ctx context.Context, t *testing.T, adm *kadm.Client, topic string) int64 {
+	t.Helper()
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err != nil || starts.Error() != nil {
+		t.Fatalf("ListStartOffsets: %v %v", err, starts.Error())
+	}
+	o, ok := starts.Lookup(topic, 0)
+	if !ok {
+		t.Fatalf("ListStartOffsets: no answer for %s/0: %v", topic, starts)
+	}
+	return o.Offset
+}
+
+// waitReloadApplied waits for the broker to log that a SIGHUP applied key,
+// and only key. It logs that after Broker.Reload returns, and the running
+// partitions may take the new settings before: a test that saw them
+// change polls for the line.
+func (nd *node) waitReloadApplied(t *testing.T, key string) {
+	t.Helper()
+	waitFor(t, 15*time.Second, "the reload to report "+key+" as applied", func() bool {
+		return strings.Contains(nd.tail(1<<20), `"applied":["`+key+`"]`)
+	})
+}

@@ -113,11 +113,7 @@ func TestSIGHUPTimestampWindow(t *testing.T) {
 		}
 		return err != nil
 	})
-	// The running partitions take the new settings before the broker
-	// logs what the reload applied.
-	waitFor(t, 15*time.Second, "the reload to report kafka.log_message_timestamp_after_max_ms as applied", func() bool {
-		return strings.Contains(nd.tail(1<<20), `"applied":["kafka.log_message_timestamp_after_max_ms"]`)
-	})
+	nd.waitReloadApplied(t, "kafka.log_message_timestamp_after_max_ms")
 	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("now")}).FirstErr(); err != nil {
 		t.Fatalf("a record timestamped now, after the reload: %v", err)
 	}

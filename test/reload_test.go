@@ -105,17 +105,7 @@ func TestSIGHUPRetentionDefaults(t *testing.T) {
 			t.Fatalf("produce record %d: %v", i, err)
 		}
 	}
-	startOffset := func() int64 {
-		starts, err := adm.ListStartOffsets(ctx, topic)
-		if err != nil || starts.Error() != nil {
-			t.Fatalf("ListStartOffsets: %v %v", err, starts.Error())
-		}
-		o, ok := starts.Lookup(topic, 0)
-		if !ok {
-			t.Fatalf("ListStartOffsets: no answer for %s/0: %v", topic, starts)
-		}
-		return o.Offset
-	}
+	startOffset := func() int64 { return logStart(ctx, t, adm, topic) }
 	if s := startOffset(); s != 0 {
 		t.Fatalf("log start %d before the reload; want 0 (no size limit by default)", s)
 	}
@@ -146,9 +136,7 @@ func TestSIGHUPRetentionDefaults(t *testing.T) {
 	if s := startOffset(); s < records-10 || s > records-5 {
 		t.Errorf("log start %d after lowering retention to 4096 bytes of 600-byte records; want %d to %d", s, records-10, records-5)
 	}
-	if !strings.Contains(nd.tail(1<<20), `"applied":["kafka.log_retention_bytes"]`) {
-		t.Errorf("the reload did not report kafka.log_retention_bytes as applied")
-	}
+	nd.waitReloadApplied(t, "kafka.log_retention_bytes")
 
 	if c := brokerConfig("log.retention.bytes"); c.MaybeValue() != "4096" || c.Source != kmsg.ConfigSourceStaticBrokerConfig {
 		t.Errorf("log.retention.bytes after the reload: %s from %s, want 4096 from STATIC_BROKER_CONFIG", c.MaybeValue(), c.Source)
