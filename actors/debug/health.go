@@ -110,7 +110,7 @@ func behindReplicas(src Sources) (int, []BehindReplica) {
 		}
 	}
 	if st := src.Board.Get(controller.ControllerGroup); st != nil && slices.Contains(st.Voters, src.NodeID) && len(st.Voters) > 1 {
-		leader, reason := src.replicaBehind(controller.ControllerGroup)
+		leader, reason := src.replicaBehind(controller.ControllerGroup, true)
 		note("controller", controller.ControllerGroup, leader, reason)
 	}
 	if src.Controller == nil {
@@ -125,7 +125,7 @@ func behindReplicas(src Sources) (int, []BehindReplica) {
 			if len(p.Replicas)-len(p.Adding) == 1 {
 				continue // this broker alone: its own ISR
 			}
-			leader, reason := src.replicaBehind(p.Group)
+			leader, reason := src.replicaBehind(p.Group, name == controller.OffsetsTopic)
 			note(fmt.Sprintf("%s/%d", name, p.Index), p.Group, leader, reason)
 		}
 	}
@@ -144,13 +144,22 @@ func behindReplicas(src Sources) (int, []BehindReplica) {
 // it. A partition with no leader (its majority down, or an election under
 // way) counts as behind: stopping this broker could only delay its
 // election.
-func (src Sources) replicaBehind(group uint64) (leader uint64, reason string) {
+//
+// newISR marks the groups whose leaders broadcast a time-rule ISR only
+// since the version that sent the whole set of its leaderships when a peer
+// connects (the controller group, which older versions did not broadcast
+// at all, and offsets partitions, whose older ISR flapped): led by a peer
+// that never sent that set, an older version in a rolling upgrade, the
+// replica counts as in sync, or the upgrade would wait forever.
+func (src Sources) replicaBehind(group uint64, newISR bool) (leader uint64, reason string) {
 	st := src.Board.Get(group)
 	switch {
 	case st == nil:
 		return 0, "replica not running yet"
 	case st.Leader == src.NodeID:
 		return src.NodeID, ""
+	case newISR && st.Leader != 0 && src.Leaders != nil && !src.Leaders.Complete(st.Leader):
+		return st.Leader, ""
 	}
 	var isr []uint64
 	li, ok := src.leaderInfo(group)

@@ -65,6 +65,7 @@ func TestHealthzReplicasInSync(t *testing.T) {
 	type setup struct {
 		board   map[uint64]*raftactor.GroupStatus
 		leaders map[uint64]netactor.LeaderInfo
+		older   map[uint64]bool // peers of a version that never sent the whole set of what they lead
 	}
 	healthy := func() setup {
 		return setup{
@@ -79,6 +80,7 @@ func TestHealthzReplicasInSync(t *testing.T) {
 				t1:                         {Group: t1, Leader: 2, Term: 3, ISR: []uint64{1, 2, 3}},
 				v0:                         {Group: v0, Leader: 2, Term: 1, ISR: []uint64{1, 2}},
 			},
+			older: map[uint64]bool{},
 		}
 	}
 	tests := []struct {
@@ -98,6 +100,17 @@ func TestHealthzReplicasInSync(t *testing.T) {
 		{"the controller group behind", func(s setup) {
 			s.leaders[controller.ControllerGroup] = netactor.LeaderInfo{Group: controller.ControllerGroup, Leader: 2, Term: 1, ISR: []uint64{2, 3}}
 		}, "controller", "not in its leader's ISR: catching up"},
+		// An older leader broadcasts no controller ISR, or the flapping
+		// ISR of its offsets partitions: a rolling upgrade must not wait
+		// on it forever.
+		{"the controller group led by an older version", func(s setup) {
+			delete(s.leaders, controller.ControllerGroup)
+			s.older[2] = true
+		}, "", ""},
+		{"a partition led by an older version still counts", func(s setup) {
+			s.leaders[t1] = netactor.LeaderInfo{Group: t1, Leader: 2, Term: 3, ISR: []uint64{2, 3}}
+			s.older[2] = true
+		}, "t/1", "not in its leader's ISR: catching up"},
 		{"a controller learner is not counted", func(s setup) {
 			s.board[controller.ControllerGroup].Learners, s.board[controller.ControllerGroup].Voters = []uint64{1}, []uint64{2, 3}
 			delete(s.leaders, controller.ControllerGroup)
@@ -114,6 +127,11 @@ func TestHealthzReplicasInSync(t *testing.T) {
 			leaders := partition.NewLeaders()
 			for _, li := range s.leaders {
 				leaders.Note([]netactor.LeaderInfo{li})
+			}
+			for _, peer := range []uint64{2, 3} {
+				if !s.older[peer] {
+					leaders.PeerLeads(peer, nil, true)
+				}
 			}
 			code, body := healthOf(t, Sources{NodeID: 1, Board: board, Controller: sm, Leaders: leaders, Gatherer: prometheus.NewRegistry(), Log: zerolog.Nop()})
 			if tt.behind == "" {
