@@ -15,14 +15,11 @@ import (
 // to ask.
 //
 // A broker that announced it is stopping (netactor.Liveness.Stopping) is
-// not alive, whatever else this broker hears: it said so itself, as a
-// Kafka broker in controlled shutdown is fenced. Clients then leave it out
-// of the brokers they ask, instead of meeting its closed sockets.
+// alive here: as a Kafka broker in controlled shutdown, it stays
+// unfenced for what it still leads (kafka.ClusterSource.stoppingLeaders).
+// What must not count on it staying asks Stopping too (stayingFunc).
 func aliveFunc(l *netactor.Liveness, self uint64, view func() *controller.State) func(id uint64) bool {
 	return func(id uint64) bool {
-		if l.Stopping(id) {
-			return false
-		}
 		if l.Alive(id) {
 			return true
 		}
@@ -35,4 +32,12 @@ func aliveFunc(l *netactor.Liveness, self uint64, view func() *controller.State)
 		}
 		return 2*live <= len(voters)
 	}
+}
+
+// stayingFunc returns who this broker counts alive and not stopping
+// (alive, from aliveFunc), for the controller: new replicas, and the
+// removals it drives, count on a broker that will stay, and one that
+// announced a clean stop will not, whatever else this broker hears.
+func stayingFunc(l *netactor.Liveness, alive func(id uint64) bool) func(id uint64) bool {
+	return func(id uint64) bool { return !l.Stopping(id) && alive(id) }
 }

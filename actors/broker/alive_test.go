@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -10,7 +11,8 @@ import (
 
 // TestAliveFencesNobodyWhenCutOff: a broker that hears from fewer than a
 // majority of the controller's voters, itself included, is the one cut
-// off, and fences nobody; otherwise the dead are dead.
+// off, and fences nobody; otherwise the dead are dead. A stopping broker
+// stays alive (it may still lead) but never staying, for the controller.
 func TestAliveFencesNobodyWhenCutOff(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -25,8 +27,9 @@ func TestAliveFencesNobodyWhenCutOff(t *testing.T) {
 		{"two of five dead", []uint64{1, 2, 3, 4, 5}, []uint64{2, 3}, nil, map[uint64]bool{4: false, 5: false}},
 		{"three of five dead", []uint64{1, 2, 3, 4, 5}, []uint64{2}, nil, map[uint64]bool{3: true, 4: true, 5: true}},
 		{"no voters known yet", nil, nil, nil, map[uint64]bool{2: true}},
-		{"one of three stopping", []uint64{1, 2, 3}, []uint64{2, 3}, []uint64{3}, map[uint64]bool{2: true, 3: false}},
-		{"stopping while cut off from the rest", []uint64{1, 2, 3}, nil, []uint64{3}, map[uint64]bool{2: true, 3: false}},
+		{"one of three stopping", []uint64{1, 2, 3}, []uint64{2, 3}, []uint64{3}, map[uint64]bool{2: true, 3: true}},
+		{"stopping while cut off from the rest", []uint64{1, 2, 3}, nil, []uint64{3}, map[uint64]bool{2: true, 3: true}},
+		{"stopping and dead", []uint64{1, 2, 3}, []uint64{2}, []uint64{3}, map[uint64]bool{2: true, 3: false}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			now := time.Unix(1000, 0)
@@ -40,9 +43,14 @@ func TestAliveFencesNobodyWhenCutOff(t *testing.T) {
 			}
 			view := &controller.State{Voters: tc.voters}
 			alive := aliveFunc(l, 1, func() *controller.State { return view })
+			staying := stayingFunc(l, alive)
 			for id, want := range tc.alive {
 				if got := alive(id); got != want {
 					t.Errorf("alive(%d) = %v, want %v", id, got, want)
+				}
+				wantStaying := want && !slices.Contains(tc.stopping, id)
+				if got := staying(id); got != wantStaying {
+					t.Errorf("staying(%d) = %v, want %v", id, got, wantStaying)
 				}
 			}
 		})

@@ -314,7 +314,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 			return *b.configPeers.Load()
 		},
 		OnRemoved: b.onRemoved,
-		Alive:     alive,
+		Alive:     stayingFunc(liveness, alive),
 		Liveness:  liveness,
 		DeadPeers: controller.NewDeadPeersGauge(reg),
 		LeaderKnown: func(group uint64) bool {
@@ -451,6 +451,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 		Leaders:           leaders,
 		OffsetsPartitions: int32(cfg.Kafka.OffsetsTopicPartitions),
 		Alive:             alive,
+		Stopping:          liveness.Stopping,
 		TopicDefaults:     func() controller.TopicDefaults { return *b.topicDefaults.Load() },
 		Sender:            b.sys.Root,
 		Now:               time.Now,
@@ -470,6 +471,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 		// only the latter does so with auto-creation off, as in Kafka.
 		OffsetsPartitions: svc.OffsetsPartitions,
 		Alive:             alive,
+		Stopping:          liveness.Stopping,
 		Log:               log,
 	}
 	if b.kafka, err = kafka.StartListener(b.sys, kafkaLn, kafka.Options{

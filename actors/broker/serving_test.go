@@ -70,8 +70,9 @@ func (c *holdingConn) Read(p []byte) (int, error) {
 }
 
 // metadataLeaderless asks the broker at addr alone for topic's metadata,
-// and returns the partitions it answers without a leader; ok is false
-// when it does not answer within timeout.
+// and returns the partitions it answers without a leader, or with one
+// missing from its broker list (which clients cannot reach either); ok is
+// false when it does not answer within timeout.
 func metadataLeaderless(addr, topic string, timeout time.Duration) (leaderless []int32, ok bool) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestRetries(0), kgo.DialTimeout(timeout))
 	if err != nil {
@@ -92,8 +93,12 @@ func metadataLeaderless(addr, topic string, timeout time.Duration) (leaderless [
 	if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 || len(resp.Topics[0].Partitions) == 0 {
 		return []int32{-1}, true
 	}
+	listed := map[int32]bool{}
+	for _, b := range resp.Brokers {
+		listed[b.NodeID] = true
+	}
 	for _, p := range resp.Topics[0].Partitions {
-		if p.ErrorCode != 0 || p.Leader < 0 {
+		if p.ErrorCode != 0 || p.Leader < 0 || !listed[p.Leader] {
 			leaderless = append(leaderless, p.Partition)
 		}
 	}

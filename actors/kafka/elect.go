@@ -131,6 +131,8 @@ func (s *Service) elect(view *controller.State, typ int8, topic string, p int32)
 		return nil, fmt.Errorf("%w: preferred replica %d is not a registered broker", kerr.PreferredLeaderNotAvailable, preferred)
 	case s.Alive != nil && !s.Alive(preferred):
 		return nil, fmt.Errorf("%w: preferred replica %d is not alive (not heard from within the broker session timeout)", kerr.PreferredLeaderNotAvailable, preferred)
+	case s.Stopping != nil && s.Stopping(preferred):
+		return nil, fmt.Errorf("%w: preferred replica %d is stopping", kerr.PreferredLeaderNotAvailable, preferred)
 	}
 	return &electWait{group: part.Group, preferred: preferred}, preferredUnavailable(preferred)
 }

@@ -13,7 +13,8 @@ import (
 // leaderOf is what this broker knows of a raft group's leader and term
 // (knownLeader). leader is 0 when unknown, or when it is a broker dead to
 // this one (not heard from within the session timeout): clients are not
-// sent to a fenced broker.
+// sent to a fenced broker. A stopping broker named the leader still leads
+// (ClusterSource.stoppingLeaders) and is named.
 func (s *Service) leaderOf(group uint64) (leader, term uint64) {
 	leader, term, _, _ = knownLeader(s.Board, s.Leaders, s.NodeID, group)
 	if leader != 0 && s.Alive != nil && !s.Alive(leader) {

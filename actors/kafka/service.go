@@ -50,6 +50,11 @@ type Service struct {
 	// the session timeout (netactor.Liveness); nil finds every broker
 	// alive. Clients are never pointed at a dead broker.
 	Alive func(id uint64) bool
+	// Stopping reports whether a broker announced a clean stop
+	// (netactor.Liveness.Stopping); nil finds none stopping. Clients are
+	// still pointed at one for what it leads, as at a Kafka broker in
+	// controlled shutdown, but no leadership is elected onto it.
+	Stopping func(id uint64) bool
 	// TopicDefaults returns this broker's topic config defaults as they
 	// are now (a reload changes them); nil means the built-in ones.
 	TopicDefaults func() controller.TopicDefaults

@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -42,7 +43,12 @@ type ClusterSource struct {
 	// the session timeout (netactor.Liveness); nil finds every broker
 	// alive. A dead broker is answered as Kafka answers a fenced one.
 	Alive func(id uint64) bool
-	Log   zerolog.Logger
+	// Stopping reports whether a broker announced a clean stop
+	// (netactor.Liveness.Stopping); nil finds none stopping. A stopping
+	// broker is answered as Kafka answers one in controlled shutdown: out
+	// of the ISRs, and fenced once it leads nothing (stoppingLeaders).
+	Stopping func(id uint64) bool
+	Log      zerolog.Logger
 
 	// led holds the topics being created whose created partitions this
 	// broker saw all led, until the controller's state says so too.
@@ -60,11 +66,56 @@ const autoCreateRetry = time.Second
 
 func (s *ClusterSource) alive(id uint64) bool { return s.Alive == nil || s.Alive(id) }
 
+func (s *ClusterSource) stopping(id uint64) bool { return s.Stopping != nil && s.Stopping(id) }
+
+// listed reports whether a broker is unfenced in Metadata: alive, and,
+// when stopping, still leading (leading, from stoppingLeaders).
+func (s *ClusterSource) listed(id uint64, leading map[uint64]bool) bool {
+	return s.alive(id) && (!s.stopping(id) || leading[id])
+}
+
+// stoppingLeaders returns the alive brokers that announced a clean stop
+// and that this broker still knows as the leader (or the outgoing leader)
+// of some partition; nil when no broker is stopping, the common case,
+// without looking at the partitions. Kafka keeps a broker in controlled
+// shutdown registered and unfenced, named as the leader of what it leads,
+// until its leaderships have moved (ReplicationControlManager.
+// handleBrokerInControlledShutdown moves them in the same record batch
+// that takes it out of the ISRs): hiding it sooner answers its partitions
+// LEADER_NOT_AVAILABLE until their new leader is known here, where its
+// held produce path answers NOT_LEADER_OR_FOLLOWER naming the new one.
+// Once it leads nothing it is fenced, so that clients do not meet its
+// closed sockets.
+func (s *ClusterSource) stoppingLeaders(view *controller.State) map[uint64]bool {
+	if s.Stopping == nil {
+		return nil
+	}
+	var stopping []uint64
+	for id := range view.Brokers {
+		if s.Stopping(id) && s.alive(id) {
+			stopping = append(stopping, id)
+		}
+	}
+	if len(stopping) == 0 {
+		return nil
+	}
+	leading := make(map[uint64]bool, len(stopping))
+	for _, t := range view.Topics {
+		for _, p := range t.Partitions {
+			if leader, _, _, _ := s.leadership(t, p); leader != 0 && slices.Contains(stopping, leader) {
+				leading[leader] = true
+			}
+		}
+	}
+	return leading
+}
+
 // Cluster implements MetadataSource: the registered brokers that are
-// alive; the dead ones are Fenced, as Kafka's Metadata lists only unfenced
-// brokers.
+// alive, and not stopping unless they still lead; the others are Fenced,
+// as Kafka's Metadata lists only unfenced brokers.
 func (s *ClusterSource) Cluster() Cluster {
 	view := s.Machine.View()
+	leading := s.stoppingLeaders(view)
 	c := Cluster{ClusterID: view.ClusterID, ControllerID: -1}
 	if st := s.Board.Get(controller.ControllerGroup); st != nil && st.Leader != 0 {
 		c.ControllerID = int32(st.Leader)
@@ -75,7 +126,7 @@ func (s *ClusterSource) Cluster() Cluster {
 			s.Log.Warn().Err(err).Msg("registered broker cannot be advertised")
 			continue
 		}
-		if s.alive(b.NodeID) {
+		if s.listed(b.NodeID, leading) {
 			c.Brokers = append(c.Brokers, kb)
 		} else {
 			c.Fenced = append(c.Fenced, kb)
@@ -90,17 +141,18 @@ func (s *ClusterSource) Topics(q TopicQuery) []Topic {
 		return notCaughtUp(s.Machine.View(), q)
 	}
 	view := s.Machine.View()
+	leading := s.stoppingLeaders(view)
 	var out []Topic
 	if q.All {
 		for _, name := range view.TopicNames() {
-			out = append(out, s.topic(view, view.Topics[name]))
+			out = append(out, s.topic(view, view.Topics[name], leading))
 		}
 		return out
 	}
 	var create []controller.TopicSpec
 	for _, name := range q.Names {
 		if t := view.Topics[name]; t != nil {
-			out = append(out, s.topic(view, t))
+			out = append(out, s.topic(view, t, leading))
 		} else if controller.ValidateTopicName(name) != nil {
 			// Kafka answers a name no topic can have at once, auto-creation
 			// or not (AutoTopicCreationManager.filterCreatableTopics), so
@@ -115,7 +167,7 @@ func (s *ClusterSource) Topics(q TopicQuery) []Topic {
 	}
 	for _, id := range q.IDs {
 		if t := view.TopicByID(controller.TopicID(id)); t != nil {
-			out = append(out, s.topic(view, t))
+			out = append(out, s.topic(view, t, leading))
 		}
 	}
 	if len(create) > 0 {
@@ -191,19 +243,22 @@ func (s *ClusterSource) askCreate(name string) bool {
 // topic converts one topic. Its partitions' replicas are the assignment,
 // which during a reassignment is the union of the target and the replicas
 // leaving, as Kafka reports it. A replica is offline when its broker is not
-// (or no longer) registered, or dead to this broker (not heard from within
-// the session timeout); a dead broker is in no ISR, and a partition whose
-// latest known leader is dead has none (LEADER_NOT_AVAILABLE), at the
+// (or no longer) registered, or fenced in Metadata (listed: dead to this
+// broker, not heard from within the session timeout, or stopping and
+// leading nothing); a fenced broker is in no ISR, and a partition whose
+// latest known leader is fenced has none (LEADER_NOT_AVAILABLE), at the
 // epoch last known, as Kafka answers for a partition whose leader was
-// fenced with no other replica to take over.
-func (s *ClusterSource) topic(view *controller.State, t *controller.Topic) Topic {
+// fenced with no other replica to take over. A stopping broker still
+// leading (leading) stays the leader of what it leads, and in no other
+// ISR.
+func (s *ClusterSource) topic(view *controller.State, t *controller.Topic, leading map[uint64]bool) Topic {
 	kt := Topic{Name: t.Name, ID: t.ID, Internal: t.Name == controller.OffsetsTopic}
 	allLed := true
 	for _, p := range t.Partitions {
 		kp := Partition{Partition: p.Index, Leader: -1, LeaderEpoch: -1}
 		for _, id := range p.Replicas {
 			kp.Replicas = append(kp.Replicas, int32(id))
-			if _, ok := view.Brokers[id]; !ok || view.IsRemoved(id) || !s.alive(id) {
+			if _, ok := view.Brokers[id]; !ok || view.IsRemoved(id) || !s.listed(id, leading) {
 				kp.Offline = append(kp.Offline, int32(id))
 			}
 		}
@@ -212,11 +267,13 @@ func (s *ClusterSource) topic(view *controller.State, t *controller.Topic) Topic
 		if known {
 			kp.LeaderEpoch = int32(term)
 		}
-		if leader != 0 && s.alive(leader) {
+		if leader != 0 && s.listed(leader, leading) {
 			kp.Leader = int32(leader)
 		}
 		for _, id := range isr {
-			if s.alive(id) {
+			// Kafka's leader is always in its ISR; a stopping broker is in
+			// no other (handleBrokerInControlledShutdown).
+			if s.listed(id, leading) && (id == leader || !s.stopping(id)) {
 				kp.ISR = append(kp.ISR, int32(id))
 			}
 		}

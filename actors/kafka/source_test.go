@@ -116,6 +116,69 @@ func TestMetadataAnswersDeadBrokerAsFenced(t *testing.T) {
 	}
 }
 
+// TestMetadataNamesStoppingBrokerWhileItLeads: a broker that announced a
+// clean stop is answered as Kafka answers one in controlled shutdown: in
+// the broker list and the leader of what it still leads, in no ISR but
+// its own partitions', and fenced once it leads nothing. Hiding it at
+// once answered its partitions LEADER_NOT_AVAILABLE until their new
+// leader was known here.
+func TestMetadataNamesStoppingBrokerWhileItLeads(t *testing.T) {
+	stoppingThree := func(id uint64) bool { return id == 3 }
+	stoppingOne := func(id uint64) bool { return id == 1 }
+	type want struct {
+		leader       int32
+		isr, offline []int32
+	}
+	for _, tc := range []struct {
+		name     string
+		stopping func(uint64) bool
+		alive    func(uint64) bool
+		brokers  []int32
+		parts    []want
+	}{
+		{"the stopping broker leads", stoppingThree, nil, []int32{1, 2, 3}, []want{
+			{3, []int32{3}, nil},
+			{3, []int32{3, 1}, nil},
+			{2, []int32{2, 1}, nil},
+		}},
+		{"the stopping broker leads nothing", stoppingOne, nil, []int32{2, 3}, []want{
+			{3, []int32{3}, nil},
+			{3, []int32{3}, []int32{1}},
+			{2, []int32{2}, []int32{1}},
+		}},
+		{"the stopping broker is dead", stoppingThree, deadThree, []int32{1, 2}, []want{
+			{-1, nil, []int32{3}},
+			{-1, []int32{1}, []int32{3}},
+			{2, []int32{2, 1}, nil},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sm, leaders := liveCluster(t)
+			src := &ClusterSource{Machine: sm, Board: raftactor.NewStatusBoard(), Replicas: partition.NewReplicas(), Leaders: leaders,
+				Alive: tc.alive, Stopping: tc.stopping, Log: zerolog.Nop()}
+			var brokers []int32
+			for _, b := range src.Cluster().Brokers {
+				brokers = append(brokers, b.NodeID)
+			}
+			if !slices.Equal(brokers, tc.brokers) {
+				t.Errorf("brokers %v, want %v", brokers, tc.brokers)
+			}
+			topics := src.Topics(TopicQuery{Names: []string{"t"}})
+			if len(topics) != 1 || topics[0].ErrorCode != 0 {
+				t.Fatalf("topics %+v, want t without a topic error", topics)
+			}
+			mt := responseTopic(&topics[0], false)
+			for i, w := range tc.parts {
+				p := mt.Partitions[i]
+				if p.Leader != w.leader || !slices.Equal(p.ISR, w.isr) || !slices.Equal(p.OfflineReplicas, w.offline) {
+					t.Errorf("t/%d: leader %d isr %v offline %v; want leader %d isr %v offline %v",
+						i, p.Leader, p.ISR, p.OfflineReplicas, w.leader, w.isr, w.offline)
+				}
+			}
+		})
+	}
+}
+
 // TestDescribeClusterListsFencedOnlyWhenAsked: DescribeCluster leaves a
 // dead broker out, and v2+ lists it marked fenced when asked (KIP-1073).
 func TestDescribeClusterListsFencedOnlyWhenAsked(t *testing.T) {
