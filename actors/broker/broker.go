@@ -90,6 +90,9 @@ type Broker struct {
 	serving  chan struct{}
 	stop     chan struct{}
 	stopOnce sync.Once
+	// servedFrom is the controller state's applied index when serving
+	// was closed (debug.Sources.ServedFrom).
+	servedFrom atomic.Uint64
 }
 
 // Start starts a broker and returns once its actors are running; the
@@ -346,6 +349,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 			Board:        b.board,
 			Controller:   b.machine,
 			Serving:      b.serving,
+			ServedFrom:   b.servedFrom.Load,
 			Coordinators: b.coords,
 			Replicas:     b.replicas,
 			Leaders:      leaders,

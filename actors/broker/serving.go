@@ -43,6 +43,7 @@ func (b *Broker) serveWhenLeadersKnown(serving chan<- struct{}, stop <-chan stru
 		waiting := b.peersNotHeard()
 		if len(waiting) == 0 {
 			b.log.Info().Dur("waited", time.Since(caughtUp)).Msg("every live peer's leaderships known; serving Kafka clients")
+			b.servedFrom.Store(b.machine.View().Applied)
 			close(serving)
 			return
 		}
@@ -52,6 +53,7 @@ func (b *Broker) serveWhenLeadersKnown(serving chan<- struct{}, stop <-chan stru
 		case <-deadline.C:
 			b.log.Info().Uints64("peers", waiting).Dur("waited", time.Since(caughtUp)).
 				Msg("serving Kafka clients without having heard what these peers lead")
+			b.servedFrom.Store(b.machine.View().Applied)
 			close(serving)
 			return
 		case <-stop:

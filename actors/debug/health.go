@@ -91,7 +91,14 @@ func serveHealth(w http.ResponseWriter, src Sources) {
 // leader's ISR, and returns the first healthBehindShown of them: the
 // controller group's (when this broker is one of its voters), then every
 // partition's and offsets partition's the controller state assigns here,
-// a replica not started yet included. A replica being added by a
+// a replica not started yet included, of the partitions that existed when
+// this broker began serving (ServedFrom): a rolling restart waits for a
+// restarted broker's replicas to catch up with what they missed, and a
+// partition created since had nothing to catch up on. Kafka starts a new
+// partition with every replica in its ISR (ReplicationControlManager.
+// createTopic); here its replicas start, elect and learn their ISR over a
+// second or so, and counting them made every topic creation turn the
+// /healthz of every broker hosting it 503 meanwhile. A replica being added by a
 // reassignment is not counted (it is a raft learner, whose lag stalls no
 // commit, as Kafka leaves adding replicas out of its under-replicated
 // count); one being removed is, since it votes until it is gone. A
@@ -117,10 +124,18 @@ func behindReplicas(src Sources) (int, []BehindReplica) {
 		return n, shown
 	}
 	view := src.Controller.View()
+	var from uint64
+	if src.ServedFrom != nil {
+		from = src.ServedFrom()
+	}
 	for _, name := range slices.Sorted(maps.Keys(view.Topics)) {
-		for _, p := range view.Topics[name].Partitions {
+		t := view.Topics[name]
+		for _, p := range t.Partitions {
 			if !slices.Contains(p.Replicas, src.NodeID) || slices.Contains(p.Adding, src.NodeID) {
 				continue
+			}
+			if from != 0 && max(t.CreatedAt, p.AddedAt) > from {
+				continue // created since this broker serves
 			}
 			if len(p.Replicas)-len(p.Adding) == 1 {
 				continue // this broker alone: its own ISR

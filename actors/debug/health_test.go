@@ -40,7 +40,10 @@ func healthOf(t *testing.T, src Sources) (int, healthBody) {
 // leader last broadcast it, and 503 naming the replicas behind otherwise.
 // Broker 1 hosts t/0 (it leads it), t/1 (broker 2 leads it), t/2 (alone),
 // u/0 (being added there: not counted) and v/0 (being removed from it:
-// counted); t/3 is on brokers 2 and 3 only.
+// counted); t/3 is on brokers 2 and 3 only. Only the partitions that
+// existed when broker 1 began serving count (t was created at index 4):
+// a new partition's replicas start, elect and learn their ISR, which
+// turned every topic creation into a second of 503s.
 func TestHealthzReplicasInSync(t *testing.T) {
 	sm := controller.NewStateMachine(zerolog.Nop())
 	for i, c := range []controller.Command{
@@ -63,9 +66,10 @@ func TestHealthzReplicasInSync(t *testing.T) {
 	// healthy: what each replica of broker 1 knows of its leadership, and
 	// what the leaders broadcast.
 	type setup struct {
-		board   map[uint64]*raftactor.GroupStatus
-		leaders map[uint64]netactor.LeaderInfo
-		older   map[uint64]bool // peers of a version that never sent the whole set of what they lead
+		board      map[uint64]*raftactor.GroupStatus
+		leaders    map[uint64]netactor.LeaderInfo
+		older      map[uint64]bool // peers of a version that never sent the whole set of what they lead
+		servedFrom *uint64         // the index broker 1 began serving at
 	}
 	healthy := func() setup {
 		return setup{
@@ -80,7 +84,8 @@ func TestHealthzReplicasInSync(t *testing.T) {
 				t1:                         {Group: t1, Leader: 2, Term: 3, ISR: []uint64{1, 2, 3}},
 				v0:                         {Group: v0, Leader: 2, Term: 1, ISR: []uint64{1, 2}},
 			},
-			older: map[uint64]bool{},
+			older:      map[uint64]bool{},
+			servedFrom: new(uint64(8)), // after every entry above
 		}
 	}
 	tests := []struct {
@@ -92,6 +97,13 @@ func TestHealthzReplicasInSync(t *testing.T) {
 		{"every replica in its leader's ISR", func(setup) {}, "", ""},
 		{"a follower out of its leader's ISR", func(s setup) { s.leaders[t1] = netactor.LeaderInfo{Group: t1, Leader: 2, Term: 3, ISR: []uint64{2, 3}} }, "t/1", "not in its leader's ISR: catching up"},
 		{"a replica not started yet", func(s setup) { delete(s.board, t1) }, "t/1", "replica not running yet"},
+		{"a replica not started yet, of a topic created when serving", func(s setup) { delete(s.board, t1); *s.servedFrom = 4 }, "t/1", "replica not running yet"},
+		{"a replica not started yet, of a topic created since serving", func(s setup) { delete(s.board, t1); *s.servedFrom = 3 }, "", ""},
+		{"a partition without a leader, created since serving", func(s setup) {
+			s.board[t1] = &raftactor.GroupStatus{Group: t1, Role: "pre-candidate", Term: 3}
+			*s.servedFrom = 3
+		}, "", ""},
+		{"a replica not started yet, serving index unknown", func(s setup) { delete(s.board, t1); *s.servedFrom = 0 }, "t/1", "replica not running yet"},
 		{"a partition without a leader", func(s setup) { s.board[t1] = &raftactor.GroupStatus{Group: t1, Role: "pre-candidate", Term: 3} }, "t/1", "no leader"},
 		{"a new leader that has not broadcast yet", func(s setup) { s.board[t1] = &raftactor.GroupStatus{Group: t1, Role: "follower", Leader: 3, Term: 4} }, "t/1", "its leader has not told its ISR yet"},
 		{"nothing broadcast", func(s setup) { delete(s.leaders, t1) }, "t/1", "its leader has not told its ISR yet"},
@@ -133,7 +145,8 @@ func TestHealthzReplicasInSync(t *testing.T) {
 					leaders.PeerLeads(peer, nil, true)
 				}
 			}
-			code, body := healthOf(t, Sources{NodeID: 1, Board: board, Controller: sm, Leaders: leaders, Gatherer: prometheus.NewRegistry(), Log: zerolog.Nop()})
+			code, body := healthOf(t, Sources{NodeID: 1, Board: board, Controller: sm, Leaders: leaders, Gatherer: prometheus.NewRegistry(), Log: zerolog.Nop(),
+				ServedFrom: func() uint64 { return *s.servedFrom }})
 			if tt.behind == "" {
 				if code != http.StatusOK || body.Status != "ok" {
 					t.Fatalf("%d %+v, want 200", code, body)

@@ -32,6 +32,10 @@ type Sources struct {
 	// does once caught up with the controller and told by its peers what
 	// they lead; /healthz answers 503 until then (nil: once caught up).
 	Serving <-chan struct{}
+	// ServedFrom returns the controller state's applied index when the
+	// broker began serving (0 before, and when nil): /healthz waits only
+	// for replicas of partitions that existed by then (behindReplicas).
+	ServedFrom func() uint64
 	// Coordinators and Replicas show the groups this broker coordinates
 	// and their lag (nil in tests that have none).
 	Coordinators *group.Coordinators
