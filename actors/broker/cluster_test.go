@@ -502,9 +502,21 @@ func (c *testCluster) client(opts ...kgo.Opt) *kgo.Client {
 }
 
 // createTopic creates a topic through cl and fails the test if it cannot.
+//
+// A REQUEST_TIMED_OUT answer leaves the outcome unknown (the controller's
+// proposal may still commit: on a loaded machine under -race a commit can
+// take longer than the proposal timeout), so it asks again, as an admin
+// tool would, and then TOPIC_ALREADY_EXISTS means the first one took.
 func (c *testCluster) createTopic(ctx context.Context, cl *kgo.Client, name string, partitions int32, rf int16, configs map[string]*string) {
 	c.t.Helper()
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, rf, configs, name); err != nil {
+	_, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, rf, configs, name)
+	for retry := 0; errors.Is(err, kerr.RequestTimedOut) && retry < 3; retry++ {
+		c.t.Logf("create topic %s: %v; asking again", name, err)
+		if _, err = kadm.NewClient(cl).CreateTopic(ctx, partitions, rf, configs, name); errors.Is(err, kerr.TopicAlreadyExists) {
+			err = nil
+		}
+	}
+	if err != nil {
 		c.t.Fatalf("create topic %s: %v", name, err)
 	}
 }
