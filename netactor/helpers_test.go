@@ -118,7 +118,12 @@ func (n *node) listen(addr string) {
 // stopListener stops the Listener and waits until its port refuses.
 func (n *node) stopListener() {
 	n.t.Helper()
-	n.sys.Root.Stop(n.listener)
+	// Waits for the actor to be gone, not only its socket: the socket
+	// closes while it stops, its name ("raft/listener") is free only
+	// once it has, and a listen right after needs the name.
+	if err := n.sys.Root.StopFuture(n.listener).Wait(); err != nil {
+		n.t.Fatalf("stop listener: %v", err)
+	}
 	waitFor(n.t, 5*time.Second, "listener to close", func() bool {
 		c, err := net.DialTimeout("tcp", n.addr, time.Second)
 		if err != nil {
