@@ -56,6 +56,21 @@ func liveCluster(t *testing.T) (*controller.StateMachine, *partition.Leaders) {
 	return sm, leaders
 }
 
+// metadataOfT returns the ids of the brokers src's Metadata lists and its
+// answer for the partitions of topic "t".
+func metadataOfT(t *testing.T, src *ClusterSource) ([]int32, []kmsg.MetadataResponseTopicPartition) {
+	t.Helper()
+	var brokers []int32
+	for _, b := range src.Cluster().Brokers {
+		brokers = append(brokers, b.NodeID)
+	}
+	topics := src.Topics(TopicQuery{Names: []string{"t"}})
+	if len(topics) != 1 || topics[0].ErrorCode != 0 {
+		t.Fatalf("topics %+v, want t without a topic error", topics)
+	}
+	return brokers, responseTopic(&topics[0], false).Partitions
+}
+
 // TestMetadataAnswersDeadBrokerAsFenced: a broker this one has not heard
 // from within the session timeout is answered as Kafka answers a fenced
 // one: out of the broker list, its replicas offline and out of the ISRs,
@@ -88,20 +103,12 @@ func TestMetadataAnswersDeadBrokerAsFenced(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			src := &ClusterSource{Machine: sm, Board: raftactor.NewStatusBoard(), Replicas: partition.NewReplicas(), Leaders: leaders, Alive: tc.alive, Log: zerolog.Nop()}
-			var brokers []int32
-			for _, b := range src.Cluster().Brokers {
-				brokers = append(brokers, b.NodeID)
-			}
+			brokers, parts := metadataOfT(t, src)
 			if !slices.Equal(brokers, tc.brokers) {
 				t.Errorf("brokers %v, want %v", brokers, tc.brokers)
 			}
-			topics := src.Topics(TopicQuery{Names: []string{"t"}})
-			if len(topics) != 1 || topics[0].ErrorCode != 0 {
-				t.Fatalf("topics %+v, want t without a topic error", topics)
-			}
-			mt := responseTopic(&topics[0], false)
 			for i, w := range tc.parts {
-				p := mt.Partitions[i]
+				p := parts[i]
 				code := int16(0)
 				if w.leader < 0 {
 					code = kerr.LeaderNotAvailable.Code
@@ -156,20 +163,12 @@ func TestMetadataNamesStoppingBrokerWhileItLeads(t *testing.T) {
 			sm, leaders := liveCluster(t)
 			src := &ClusterSource{Machine: sm, Board: raftactor.NewStatusBoard(), Replicas: partition.NewReplicas(), Leaders: leaders,
 				Alive: tc.alive, Stopping: tc.stopping, Log: zerolog.Nop()}
-			var brokers []int32
-			for _, b := range src.Cluster().Brokers {
-				brokers = append(brokers, b.NodeID)
-			}
+			brokers, parts := metadataOfT(t, src)
 			if !slices.Equal(brokers, tc.brokers) {
 				t.Errorf("brokers %v, want %v", brokers, tc.brokers)
 			}
-			topics := src.Topics(TopicQuery{Names: []string{"t"}})
-			if len(topics) != 1 || topics[0].ErrorCode != 0 {
-				t.Fatalf("topics %+v, want t without a topic error", topics)
-			}
-			mt := responseTopic(&topics[0], false)
 			for i, w := range tc.parts {
-				p := mt.Partitions[i]
+				p := parts[i]
 				if p.Leader != w.leader || !slices.Equal(p.ISR, w.isr) || !slices.Equal(p.OfflineReplicas, w.offline) {
 					t.Errorf("t/%d: leader %d isr %v offline %v; want leader %d isr %v offline %v",
 						i, p.Leader, p.ISR, p.OfflineReplicas, w.leader, w.isr, w.offline)
