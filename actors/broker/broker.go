@@ -443,6 +443,11 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 		return nil, err
 	}
 
+	// Kafka names a log dir by its absolute path (DescribeLogDirs).
+	logDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
 	svc := &kafka.Service{
 		NodeID:            cfg.NodeID,
 		Tick:              cfg.TickInterval(),
@@ -451,6 +456,8 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 		Machine:           b.machine,
 		Replicas:          b.replicas,
 		Board:             b.board,
+		LogDir:            logDir,
+		Space:             space,
 		Coordinators:      b.coords,
 		Leaders:           leaders,
 		OffsetsPartitions: int32(cfg.Kafka.OffsetsTopicPartitions),

@@ -189,6 +189,7 @@ func (c *serviceConn) tick(ctx actor.Context) {
 	c.tickAlters(ctx)
 	c.tickElects(ctx)
 	c.tickNoAcks(ctx)
+	c.tickDeletes(ctx)
 	c.stopTickingIfIdle(ctx)
 }
 
@@ -205,7 +206,7 @@ func (c *serviceConn) startTicking(ctx actor.Context) {
 
 // stopTickingIfIdle unsubscribes once nothing waits.
 func (c *serviceConn) stopTickingIfIdle(ctx actor.Context) {
-	if c.ticking && len(c.alters) == 0 && len(c.elects) == 0 && len(c.noAcks) == 0 {
+	if c.ticking && len(c.alters) == 0 && len(c.elects) == 0 && len(c.noAcks) == 0 && len(c.deleteCalls) == 0 {
 		c.ticking = false
 		c.s.Ticker.Unsubscribe(ctx.Self())
 	}

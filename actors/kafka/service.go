@@ -14,6 +14,7 @@ import (
 	"github.com/flotilla/flotilla/actors/controller"
 	"github.com/flotilla/flotilla/actors/group"
 	"github.com/flotilla/flotilla/actors/partition"
+	"github.com/flotilla/flotilla/actors/storage"
 	"github.com/flotilla/flotilla/raftactor"
 )
 
@@ -39,6 +40,11 @@ type Service struct {
 	Machine  *controller.StateMachine
 	Replicas *partition.Replicas
 	Board    *raftactor.StatusBoard
+	// LogDir is the broker's data directory as an absolute path, its one
+	// Kafka log dir, and Space the guard of its filesystem
+	// (DescribeLogDirs; nil: its sizes are unknown, -1).
+	LogDir string
+	Space  *storage.Space
 	// Coordinators are the offsets-topic replicas of this broker, Leaders
 	// what it knows of every partition's leader (for FindCoordinator),
 	// OffsetsPartitions the partition count of the offsets topic when it
@@ -106,6 +112,8 @@ func (s *Service) Versions() []ApiRange {
 		{Key: kmsg.ElectLeaders.Int16(), Min: 0, Max: 2},
 		{Key: kmsg.AlterPartitionAssignments.Int16(), Min: 0, Max: 0},
 		{Key: kmsg.ListPartitionReassignments.Int16(), Min: 0, Max: 0},
+		{Key: kmsg.DeleteRecords.Int16(), Min: 0, Max: 2},
+		{Key: kmsg.DescribeLogDirs.Int16(), Min: 0, Max: 4},
 	}
 }
 
@@ -119,6 +127,7 @@ func (s *Service) NewConn() ConnHandler {
 		groups:   map[uint64]*groupCall{},
 		lists:    map[uint64]*listCall{},
 		alters:   map[uint64]*alterCall{},
+		deletes:  map[uint64]deleteSlot{},
 	}
 }
 
@@ -135,6 +144,9 @@ type serviceConn struct {
 	alters   map[uint64]*alterCall // AlterPartitionReassignments
 	elects   []*electCall          // ElectLeaders waiting for leaders to move
 	noAcks   []*produceCall        // acks=0 Produces waiting for their partitions
+	deletes  map[uint64]deleteSlot // DeleteRecords partitions, by the Ref sent to each
+	// deleteCalls are the DeleteRecords waiting for their partitions.
+	deleteCalls []*deleteCall
 	ticking  bool                  // subscribed to the Ticker
 	self     *actor.PID            // the connection actor, to unsubscribe it
 	// rebalance is the longest rebalance timeout of the JoinGroups relayed
@@ -207,6 +219,10 @@ func (c *serviceConn) Serve(ctx actor.Context, r *Request) {
 		ctx.Send(r.ReplyTo, r.Reply(c.s.listReassignments(m)))
 	case *kmsg.ElectLeadersRequest:
 		c.electLeaders(ctx, r, m)
+	case *kmsg.DeleteRecordsRequest:
+		c.deleteRecords(ctx, r, m)
+	case *kmsg.DescribeLogDirsRequest:
+		ctx.Send(r.ReplyTo, r.Reply(c.s.describeLogDirs(m)))
 	default:
 		// Versions() lists only what is handled above; the connection
 		// refuses anything else before it gets here.
@@ -245,6 +261,8 @@ func (c *serviceConn) Receive(ctx actor.Context, msg any) {
 		c.listExpired(ctx, m)
 	case *controller.AlterReassignmentsDone:
 		c.alterReassignmentsDone(ctx, m)
+	case *partition.DeleteRecordsDone:
+		c.deleteRecordsDone(ctx, m)
 	case *raftactor.Tick:
 		c.tick(ctx)
 	}

@@ -243,6 +243,9 @@ type Machine struct {
 	// awaiting holds what waits for the leadership to settle
 	// (awaitleader.go), in the order it came.
 	awaiting []awaiting
+	// deletes are the DeleteRecords waiting for their log-start move
+	// (deleterecords.go).
+	deletes []deleteWaiter
 	matches  []uint64                            // scratch for matchedIndex
 	addMatch func(id, match uint64, active bool) // collects into matches, built once
 
@@ -771,6 +774,8 @@ func (m *Machine) Receive(h *raftactor.Handle, ctx actor.Context, msg any) {
 		m.setAssignment(h, r)
 	case *SetSettings:
 		m.setSettings(h, r.Settings)
+	case *DeleteRecords:
+		m.deleteRecords(h, ctx, r)
 	case *WatchFetch:
 		if !m.ready || m.log.LogEnd() > r.Offset {
 			ctx.Send(r.ReplyTo, &FetchReady{Ref: r.Ref, Index: r.Index})
@@ -1034,6 +1039,7 @@ func (m *Machine) Applied(h *raftactor.Handle, ctx actor.Context) {
 	m.settleHeld(h, ctx)
 	m.checkReady(h)
 	m.settleAwaiting(h, ctx)
+	m.settleDeletes(ctx, false)
 	m.wake(ctx, false)
 	m.publish(h)
 }
@@ -1085,6 +1091,7 @@ func (m *Machine) LeaderChanged(h *raftactor.Handle, ctx actor.Context) {
 		clear(m.held)
 		m.held = m.held[:0]
 		m.producers.DiscardInFlight()
+		m.settleDeletes(ctx, true)
 	}
 	m.checkReady(h)
 	m.settleAwaiting(h, ctx)
@@ -1096,7 +1103,7 @@ func (m *Machine) LeaderChanged(h *raftactor.Handle, ctx actor.Context) {
 // lead has no producer waiting, no fetch watching and no periodic duty, so
 // Tick only counts; unless it holds requests for a leadership to settle.
 func (m *Machine) TicksCanWait() bool {
-	return !m.ready && len(m.inflight) == 0 && len(m.watchers) == 0 && !m.releaseDue && len(m.awaiting) == 0
+	return !m.ready && len(m.inflight) == 0 && len(m.watchers) == 0 && !m.releaseDue && len(m.awaiting) == 0 && len(m.deletes) == 0
 }
 
 // Tick implements raftactor.Extension: the checkpoint that releases
@@ -1133,6 +1140,7 @@ func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
 	m.settleHeld(h, ctx)
 	m.expireHeld(ctx)
 	m.settleAwaiting(h, ctx)
+	m.settleDeletes(ctx, false)
 }
 
 // isrEveryTicks paces the ISR bookkeeping (5 ticks: 250 ms at 50 ms).

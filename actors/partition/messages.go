@@ -77,3 +77,26 @@ type SetSettings struct {
 type SetTopicDefaults struct {
 	Defaults controller.TopicDefaults
 }
+
+// DeleteRecords asks a partition's leader to move its log start up to
+// Offset (-1: the high watermark), Kafka's DeleteRecords. The leader
+// proposes the move, and every replica applies it, as it applies
+// retention's. The partition answers ReplyTo with DeleteRecordsDone once
+// the move is committed and applied on the leader, at once for an error or
+// an offset at or below the log start, and with REQUEST_TIMED_OUT after
+// TimeoutTicks.
+type DeleteRecords struct {
+	Ref          uint64 // echoed in DeleteRecordsDone
+	Offset       int64
+	TimeoutTicks uint64
+	ReplyTo      *actor.PID
+}
+
+// DeleteRecordsDone answers DeleteRecords. LowWatermark is the log start
+// after the move (-1 with an error); Err is a *kerr.Error, possibly
+// wrapped.
+type DeleteRecordsDone struct {
+	Ref          uint64
+	LowWatermark int64
+	Err          error
+}

@@ -136,3 +136,19 @@ func freeBytes(dir string) (int64, error) {
 	}
 	return int64(st.Bavail) * int64(st.Bsize), nil
 }
+
+// Dir is the directory whose filesystem s guards: the broker's data
+// directory, its one Kafka log dir (DescribeLogDirs).
+func (s *Space) Dir() string { return s.dir }
+
+// Usage reads the size of the filesystem holding the data directory and
+// the space an unprivileged process may still use on it, as Kafka's
+// DescribeLogDirs reports them (FileStore's getTotalSpace and
+// getUsableSpace). It reads the filesystem on each call.
+func (s *Space) Usage() (total, usable int64, err error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.dir, &st); err != nil {
+		return 0, 0, fmt.Errorf("statfs %s: %w", s.dir, err)
+	}
+	return int64(st.Blocks) * int64(st.Bsize), int64(st.Bavail) * int64(st.Bsize), nil
+}

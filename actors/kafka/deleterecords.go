@@ -1,0 +1,121 @@
+package kafka
+
+import (
+	"slices"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/actors/partition"
+)
+
+// deleteCall is a DeleteRecords request waiting for its partitions.
+type deleteCall struct {
+	r    *Request
+	resp *kmsg.DeleteRecordsResponse
+	refs []uint64 // of the partitions not yet answered
+	// ticks is what is left before the connection gives up on the
+	// partitions: they time the request themselves, but one stopped while
+	// the request was on its way (a reassignment, a shutdown) never
+	// answers, which would hold every later response of the connection.
+	ticks uint64
+}
+
+// deleteSlot locates one partition's answer in its call's response.
+type deleteSlot struct {
+	call        *deleteCall
+	topic, part int
+}
+
+// deleteRecordsGraceTicks is how long after the request's timeout the
+// connection waits for a partition's own REQUEST_TIMED_OUT.
+const deleteRecordsGraceTicks = 5
+
+// deleteRecords sends each partition's new log start to its replica here,
+// which answers if it leads (Kafka's ReplicaManager.deleteRecords): a
+// Kafka client sends each partition to its leader, so a partition this
+// broker does not lead is NOT_LEADER_OR_FOLLOWER, and the client looks
+// its leader up again. The internal offsets topic is refused, as Kafka
+// refuses its internal topics (deleteRecordsOnLocalLog).
+func (c *serviceConn) deleteRecords(ctx actor.Context, r *Request, req *kmsg.DeleteRecordsRequest) {
+	resp := req.ResponseKind().(*kmsg.DeleteRecordsResponse)
+	timeout := c.s.ticks(req.TimeoutMillis)
+	call := &deleteCall{r: r, resp: resp, ticks: timeout + deleteRecordsGraceTicks}
+	for ti, t := range req.Topics {
+		rt := kmsg.NewDeleteRecordsResponseTopic()
+		rt.Topic = t.Topic
+		for pi, p := range t.Partitions {
+			rp := kmsg.NewDeleteRecordsResponseTopicPartition()
+			rp.Partition = p.Partition
+			rp.LowWatermark = -1
+			replica, missing := c.s.replica(t.Topic, [16]byte{}, p.Partition)
+			switch {
+			case t.Topic == controller.OffsetsTopic:
+				rp.ErrorCode = kerr.InvalidTopicException.Code
+			case replica == nil:
+				rp.ErrorCode = missing
+			default:
+				msg := &partition.DeleteRecords{Ref: c.ref(), Offset: p.Offset, TimeoutTicks: timeout, ReplyTo: ctx.Self()}
+				c.deletes[msg.Ref] = deleteSlot{call: call, topic: ti, part: pi}
+				call.refs = append(call.refs, msg.Ref)
+				ctx.Send(replica.PID, msg)
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	if len(call.refs) == 0 {
+		ctx.Send(r.ReplyTo, r.Reply(resp))
+		return
+	}
+	c.deleteCalls = append(c.deleteCalls, call)
+	c.startTicking(ctx)
+}
+
+// deleteRecordsDone puts a partition's answer into its call's response,
+// and sends the response once every partition has answered.
+func (c *serviceConn) deleteRecordsDone(ctx actor.Context, m *partition.DeleteRecordsDone) {
+	slot, ok := c.deletes[m.Ref]
+	if !ok {
+		return // answered already: it timed out
+	}
+	delete(c.deletes, m.Ref)
+	call := slot.call
+	rp := &call.resp.Topics[slot.topic].Partitions[slot.part]
+	rp.LowWatermark, rp.ErrorCode = m.LowWatermark, code(m.Err)
+	if m.Err != nil {
+		rp.LowWatermark = -1
+		c.s.Log.Debug().Err(m.Err).Str("topic", call.resp.Topics[slot.topic].Topic).Int32("partition", rp.Partition).
+			Msg("delete records refused")
+	}
+	call.refs = slices.DeleteFunc(call.refs, func(ref uint64) bool { return ref == m.Ref })
+	if len(call.refs) == 0 {
+		c.deleteCalls = slices.DeleteFunc(c.deleteCalls, func(o *deleteCall) bool { return o == call })
+		ctx.Send(call.r.ReplyTo, call.r.Reply(call.resp))
+		c.stopTickingIfIdle(ctx)
+	}
+}
+
+// tickDeletes answers REQUEST_TIMED_OUT for the partitions of a call that
+// did not answer in time.
+func (c *serviceConn) tickDeletes(ctx actor.Context) {
+	kept := c.deleteCalls[:0]
+	for _, call := range c.deleteCalls {
+		if call.ticks--; call.ticks > 0 {
+			kept = append(kept, call)
+			continue
+		}
+		for _, ref := range call.refs {
+			slot := c.deletes[ref]
+			delete(c.deletes, ref)
+			rp := &call.resp.Topics[slot.topic].Partitions[slot.part]
+			rp.LowWatermark, rp.ErrorCode = -1, kerr.RequestTimedOut.Code
+		}
+		c.s.Log.Debug().Int("partitions", len(call.refs)).Msg("delete records: partitions did not answer within the request's timeout")
+		ctx.Send(call.r.ReplyTo, call.r.Reply(call.resp))
+	}
+	clear(c.deleteCalls[len(kept):])
+	c.deleteCalls = kept
+}
