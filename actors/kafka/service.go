@@ -147,8 +147,8 @@ type serviceConn struct {
 	deletes  map[uint64]deleteSlot // DeleteRecords partitions, by the Ref sent to each
 	// deleteCalls are the DeleteRecords waiting for their partitions.
 	deleteCalls []*deleteCall
-	ticking  bool                  // subscribed to the Ticker
-	self     *actor.PID            // the connection actor, to unsubscribe it
+	ticking     bool       // subscribed to the Ticker
+	self        *actor.PID // the connection actor, to unsubscribe it
 	// rebalance is the longest rebalance timeout of the JoinGroups relayed
 	// on this connection: how long its SyncGroups may wait (0: none seen).
 	rebalance time.Duration

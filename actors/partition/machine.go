@@ -245,7 +245,7 @@ type Machine struct {
 	awaiting []awaiting
 	// deletes are the DeleteRecords waiting for their log-start move
 	// (deleterecords.go).
-	deletes []deleteWaiter
+	deletes  []deleteWaiter
 	matches  []uint64                            // scratch for matchedIndex
 	addMatch func(id, match uint64, active bool) // collects into matches, built once
 
