@@ -19,8 +19,8 @@ import (
 )
 
 // Service is the broker's Handler: the data path (Produce, Fetch,
-// ListOffsets, OffsetForLeaderEpoch) served from the local partition
-// replicas, the admin requests (CreateTopics, DeleteTopics,
+// ListOffsets, OffsetForLeaderEpoch, DeleteRecords, DescribeLogDirs)
+// served from the local partition replicas, the admin requests (CreateTopics, DeleteTopics,
 // CreatePartitions, InitProducerId, DescribeConfigs,
 // IncrementalAlterConfigs, AlterConfigs) served through the controller
 // actor, and the group requests (FindCoordinator, JoinGroup, SyncGroup,
