@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/flotilla/flotilla/actors/partition"
+	"github.com/flotilla/flotilla/configs"
 )
 
 // partitionLeader returns the index of the broker whose replica of tp leads,
@@ -241,4 +242,56 @@ func TestDeleteRecords(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestDeleteRecordsTimesOut: a leader that cannot commit the move (both
+// its followers crashed, its election timeout long enough that it still
+// leads) answers REQUEST_TIMED_OUT within the request's timeout, as Kafka's
+// DelayedDeleteRecords does when the replicas do not reach the offset in
+// time.
+func TestDeleteRecordsTimesOut(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *configs.Config) { cfg.Raft.ElectionTicks = 100 })
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const topic = "stuck"
+	c.createTopic(ctx, c.client(), topic, 1, 3, nil)
+	cl := c.client(kgo.DefaultProduceTopic(topic))
+	for i := range 10 {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: fmt.Appendf(nil, "%d", i)}).FirstErr(); err != nil {
+			t.Fatalf("produce %d: %v", i, err)
+		}
+	}
+	tp := partition.TopicPartition{Topic: topic, Partition: 0}
+	lead := c.partitionLeader(tp)
+	if err := cl.Ping(ctx); err != nil { // the client knows every broker
+		t.Fatal(err)
+	}
+	for i := range c.brokers {
+		if i != lead {
+			c.crash(i)
+		}
+	}
+	req := kmsg.NewPtrDeleteRecordsRequest()
+	req.TimeoutMillis = 300
+	rt := kmsg.NewDeleteRecordsRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewDeleteRecordsRequestTopicPartition()
+	rp.Partition, rp.Offset = 0, 5
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	began := time.Now()
+	resp, err := req.RequestWith(ctx, cl.Broker(int(c.cfgs[lead].NodeID)))
+	took := time.Since(began)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := resp.Topics[0].Partitions[0]
+	if got.ErrorCode != kerr.RequestTimedOut.Code || got.LowWatermark != -1 {
+		t.Fatalf("delete records without a quorum: error %d, low watermark %d; want REQUEST_TIMED_OUT, -1", got.ErrorCode, got.LowWatermark)
+	}
+	if v := c.replicaView(lead, tp); v == nil || !v.Leader || v.LogStart != 0 {
+		t.Fatalf("the leader after the time-out: %+v; want it leading, its log start still 0", v)
+	}
+	t.Logf("REQUEST_TIMED_OUT after %v", took.Round(time.Millisecond))
 }
