@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"io"
 	"net"
 	"os"
 	"time"
@@ -37,6 +38,9 @@ type connReader struct {
 	maxFrame     int
 	maxSnapshot  int
 	budget       *snapBudget // the node's, shared by every reader
+	holders      *holders    // the node's, shared by every reader
+	peerAddr     func(id uint64) string
+	remote       string
 	helloTimeout time.Duration
 	idleTimeout  time.Duration // 0: none
 	router       *Router
@@ -74,6 +78,13 @@ func (r *connReader) serve() error {
 	if err != nil {
 		return err
 	}
+	// Before anything from this process counts: not its restart, not a
+	// frame, not even the replacement of the holder's connection.
+	held, holder, first := r.holders.claim(peer, incarnation, r.id, r.remote)
+	if holder != nil {
+		return r.refuse(peer, incarnation, holder, first)
+	}
+	defer r.holders.release(peer, held)
 	// From now on each read may wait idleTimeout, however long a frame
 	// takes to arrive: a slow link that keeps delivering stays open.
 	in.timeout = r.idleTimeout
@@ -100,6 +111,7 @@ func (r *connReader) serve() error {
 		}
 		counters.add(FrameHeaderLen + len(b))
 		heard()
+		r.holders.heard(held)
 		buf = b
 		if cap(buf) > keepFrameBytes {
 			buf = nil
@@ -129,6 +141,42 @@ func (r *connReader) serve() error {
 			}
 		}
 	}
+}
+
+// refusalLinger bounds how long a refused connection stays open for its
+// dialer to read the refusal and hang up.
+const refusalLinger = time.Second
+
+// refuse answers a hello naming a node id that holder, another live
+// process, holds: it sends the dialer the refusal, half-closes, and reads
+// until the dialer hangs up (for at most refusalLinger), since closing on
+// frames it has not read would reset the connection, and the reset may
+// destroy the refusal before the dialer reads it. The first refusal of a
+// process while holder holds is logged; it redials, to the same answer.
+func (r *connReader) refuse(peer, incarnation uint64, holder *hold, first bool) error {
+	ref := &Refusal{NodeID: peer, Remote: holder.remote}
+	if r.peerAddr != nil {
+		ref.Addr = r.peerAddr(peer)
+	}
+	if first {
+		r.log.Warn().Uint64("peer", peer).Str("remote", r.remote).Str("process_incarnation", fmt.Sprintf("%016x", incarnation)).
+			Str("holder_remote", holder.remote).Str("holder_incarnation", fmt.Sprintf("%016x", holder.incarnation)).
+			Msg("refused a second process with a peer's node id: another live process holds that id; told it to stop (is a copy of that broker's config running?)")
+	}
+	frame, err := AppendFrame(nil, &Envelope{Refused: ref})
+	if err == nil {
+		err = r.conn.SetWriteDeadline(time.Now().Add(refusalLinger))
+	}
+	if err == nil {
+		_, err = r.conn.Write(frame)
+	}
+	if tc, ok := r.conn.(*net.TCPConn); ok && err == nil {
+		if tc.CloseWrite() == nil && tc.SetReadDeadline(time.Now().Add(refusalLinger)) == nil {
+			_, _ = io.Copy(io.Discard, tc)
+		}
+	}
+	return &rejectError{reason: RejectDuplicateID,
+		err: fmt.Errorf("hello from a process of node %d while another (connected from %s) holds that id", peer, holder.remote)}
 }
 
 // refused logs and counts a snapshot refused for the node's budget, once,
@@ -229,6 +277,8 @@ func (r *connReader) hello(br *bufio.Reader) (peer, incarnation uint64, err erro
 		return 0, 0, &rejectError{reason: RejectBadHello, err: errors.New("hello carries control messages")}
 	case env.Snap != nil:
 		return 0, 0, &rejectError{reason: RejectBadHello, err: errors.New("hello carries a snapshot chunk")}
+	case env.Refused != nil:
+		return 0, 0, &rejectError{reason: RejectBadHello, err: errors.New("hello carries a refusal")}
 	}
 	if err := r.conn.SetReadDeadline(time.Time{}); err != nil {
 		return 0, 0, err

@@ -3,12 +3,14 @@
 //
 // # Wire
 //
-// A connection carries frames in one direction only, from the node that
+// A connection carries frames in one direction, from the node that
 // dialled it to the node that accepted it. A frame is a 4-byte big-endian
 // length and a protobuf Envelope (envelope.proto) holding, per group, a batch
 // of marshalled raftpb.Messages. The first frame is a hello naming the sender,
 // its process (an incarnation, random per start) and the receiver; the
-// receiver closes a connection whose hello is not addressed to it. A frame longer than the receiver's limit, one that does
+// receiver closes a connection whose hello is not addressed to it, and
+// answers one whose node id another live process holds with a refusal, the
+// only frame sent the other way (hold.go). A frame longer than the receiver's limit, one that does
 // not decode, or one that carries more messages, entries, leaderships or
 // control messages than limits.go allows (each decodes into far more memory
 // than its wire form), closes that connection and nothing else, as does
@@ -30,8 +32,9 @@
 // each group's batch to the group as raftactor.Step, looking the group up in
 // the Router. The Listener itself sees only connections opening and closing
 // (connIdentified, connClosed), so no message passes through its mailbox.
-// It keeps one connection per peer: a newer one from the same peer id closes
-// the older, which its sender has given up on.
+// It keeps one connection per peer: a newer one from the same process closes
+// the older, which its sender has given up on, and one from another process
+// of that peer id is refused while the first holds it (hold.go).
 // Messages for a group that is not in the Router are dropped and counted.
 //
 // PeerSender (kind "peer", name "peer/<id>") owns the one long-lived

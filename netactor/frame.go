@@ -22,7 +22,8 @@ import (
 //	                     repeated bytes control = 5;       // control.go: opaque, at most MaxControlBytes each
 //	                     SnapChunk snap = 6;               // snapshot.go: a piece of a MsgSnap too large for a frame
 //	                     bool leaders_complete = 7;        // leaders.go
-//	                     uint64 incarnation = 8; }         // the hello's: the sender's process (Liveness)
+//	                     uint64 incarnation = 8;           // the hello's: the sender's process (Liveness)
+//	                     Refusal refused = 9; }            // hold.go: the acceptor's answer to a hello it refuses
 //	message GroupBatch { uint64 group = 1; repeated bytes messages = 2; } // each a marshalled raftpb.Message
 //
 // The envelope is written by hand with protowire rather than generated so that
@@ -81,6 +82,9 @@ type Envelope struct {
 	// Snap is a piece of a MsgSnap too large for a frame (snapshot.go);
 	// usually nil, never in a hello.
 	Snap *SnapChunk
+	// Refused is set only in the one frame an acceptor sends back, on a
+	// connection whose hello it refuses (hold.go).
+	Refused *Refusal
 }
 
 // GroupBatch is one group's messages inside an Envelope, in the order the
@@ -139,7 +143,7 @@ func appendEnvelope(dst []byte, env *Envelope) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
-	return appendSnapChunk(dst, env.Snap), nil
+	return appendRefusal(appendSnapChunk(dst, env.Snap), env.Refused), nil
 }
 
 // batchSize returns the encoded size of b's body. It also leaves every
@@ -290,6 +294,15 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 			if n >= 0 {
 				var err error
 				if env.Snap, err = decodeSnapChunk(v, fb); err != nil {
+					return nil, err
+				}
+			}
+		case num == fieldEnvelopeRefused && typ == protowire.BytesType:
+			var v []byte
+			v, n = protowire.ConsumeBytes(b)
+			if n >= 0 {
+				var err error
+				if env.Refused, err = decodeRefusal(v); err != nil {
 					return nil, err
 				}
 			}

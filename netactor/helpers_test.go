@@ -50,6 +50,10 @@ type node struct {
 	// maxFrame and maxSnapshot are the Listener's MaxFrameBytes (8 MiB
 	// when 0) and MaxSnapshotBytes (its default when 0); set before listen.
 	maxFrame, maxSnapshot int
+	// holdTimeout and peerAddr are the Listener's HoldTimeout and
+	// PeerAddr; set before listen.
+	holdTimeout time.Duration
+	peerAddr    func(uint64) string
 }
 
 // syncBuffer collects a node's log lines.
@@ -106,7 +110,8 @@ func (n *node) listen(addr string) {
 	}
 	pid, err := StartListener(n.sys, countingListener{ln, n.accepts}, ListenerOptions{
 		Self: n.id, MaxFrameBytes: maxFrame, MaxSnapshotBytes: n.maxSnapshot, IdleTimeout: n.idleTimeout,
-		Router: n.router, Metrics: n.metrics, Liveness: n.liveness, Leaders: n.leaders, Log: zerolog.New(n.logs),
+		Router: n.router, Metrics: n.metrics, Liveness: n.liveness, Leaders: n.leaders,
+		HoldTimeout: n.holdTimeout, PeerAddr: n.peerAddr, Log: zerolog.New(n.logs),
 	})
 	if err != nil {
 		n.t.Fatal(err)

@@ -3,6 +3,7 @@ package netactor
 import (
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
@@ -34,8 +35,9 @@ func StartListener(sys *actors.System, ln net.Listener, opts ListenerOptions) (*
 	// Shared with the readers, which outlive an incarnation of the actor
 	// until they notice their connection closed.
 	budget := &snapBudget{limit: opts.MaxSnapshotBytes}
+	held := newHolders(opts.HoldTimeout, time.Now)
 	pid, err := sys.Spawn("listener", "raft/listener", func() actor.Actor {
-		return &Listener{ln: ln, root: root, opts: opts, budget: budget, conns: make(map[uint64]*inbound)}
+		return &Listener{ln: ln, root: root, opts: opts, budget: budget, holders: held, conns: make(map[uint64]*inbound)}
 	})
 	if err != nil {
 		ln.Close()
@@ -52,16 +54,18 @@ func StartListener(sys *actors.System, ln net.Listener, opts ListenerOptions) (*
 // sends each group's messages straight to the group as raftactor.Step, so the
 // actor itself sees only connections opening and closing. It keeps one
 // connection per peer, the newest, and the snapshots their readers
-// reassemble share one budget of MaxSnapshotBytes (snapshot.go).
+// reassemble share one budget of MaxSnapshotBytes (snapshot.go). It takes
+// each peer id's messages from one process at a time (hold.go).
 type Listener struct {
-	ln     net.Listener
-	root   *actor.RootContext
-	opts   ListenerOptions
-	budget *snapBudget
-	self   *actor.PID
-	conns  map[uint64]*inbound
-	nextID uint64
-	closed bool
+	ln      net.Listener
+	root    *actor.RootContext
+	opts    ListenerOptions
+	budget  *snapBudget
+	holders *holders // shared with the readers, like budget
+	self    *actor.PID
+	conns   map[uint64]*inbound
+	nextID  uint64
+	closed  bool
 }
 
 // inbound is one accepted connection as the Listener tracks it.
@@ -110,6 +114,7 @@ func (l *Listener) accepted(conn net.Conn) {
 	r := &connReader{
 		id: l.nextID, conn: conn, self: l.opts.Self,
 		maxFrame: l.opts.MaxFrameBytes, maxSnapshot: l.opts.MaxSnapshotBytes, budget: l.budget,
+		holders: l.holders, peerAddr: l.opts.PeerAddr, remote: c.remote,
 		helloTimeout: l.opts.HelloTimeout, idleTimeout: l.opts.IdleTimeout,
 		router: l.opts.Router, metrics: l.opts.Metrics, liveness: l.opts.Liveness, leaderBoard: l.opts.Leaders,
 		root: l.root, listener: l.self, log: l.opts.Log,
@@ -155,6 +160,12 @@ func (l *Listener) connClosed(msg *connClosed) {
 		return // closed by closeAll, or by a previous incarnation
 	}
 	delete(l.conns, msg.id)
+	if msg.reject == RejectDuplicateID {
+		// Its reader logged the first refusal of that process; it redials.
+		l.opts.Metrics.reject(msg.reject)
+		l.opts.Log.Debug().Str("remote", c.remote).Err(msg.err).Msg("refused raft connection: its node id is held by another live process")
+		return
+	}
 	if msg.reject != "" {
 		l.opts.Metrics.reject(msg.reject)
 		l.opts.Log.Warn().Str("remote", c.remote).Uint64("peer", c.peer).Str("reason", msg.reject).

@@ -34,6 +34,9 @@ const (
 	// RejectSnapshotTooLarge: a streamed snapshot announced more than
 	// ListenerOptions.MaxSnapshotBytes.
 	RejectSnapshotTooLarge = "snapshot_too_large"
+	// RejectDuplicateID: a hello naming a node id that another live
+	// process holds (hold.go).
+	RejectDuplicateID = "duplicate_node_id"
 )
 
 // Metrics are the transport's Prometheus metrics. A nil *Metrics is valid and

@@ -92,6 +92,11 @@ type SenderOptions struct {
 	// as a warning. May be nil.
 	Liveness *Liveness
 
+	// OnRefused is called, from a PeerSender's actor, each time a peer
+	// refuses its hello because another live process holds this node's
+	// id there (hold.go). It must not block. May be nil.
+	OnRefused func(*RefusedError)
+
 	Metrics *Metrics // may be nil
 	Log     zerolog.Logger
 }
@@ -147,13 +152,22 @@ type ListenerOptions struct {
 	Liveness *Liveness
 	// Leaders keeps what peers say they lead; nil drops it.
 	Leaders LeaderBoard
-	Log     zerolog.Logger
+	// HoldTimeout is how long a peer's process keeps its node id once its
+	// connection has gone silent (hold.go): until then a hello naming
+	// another process of that id is refused. See HoldTimeout;
+	// DefaultHoldTimeout when 0.
+	HoldTimeout time.Duration
+	// PeerAddr returns the raft address this node has for a peer id, ""
+	// if none; a refusal names it. May be nil.
+	PeerAddr func(id uint64) string
+	Log      zerolog.Logger
 }
 
 func (o ListenerOptions) withDefaults() ListenerOptions {
 	setDefault(&o.MaxFrameBytes, DefaultMaxFrameBytes)
 	setDefault(&o.MaxSnapshotBytes, max(DefaultMaxSnapshotBytes, o.MaxFrameBytes))
 	setDefault(&o.HelloTimeout, DefaultHelloTimeout)
+	setDefault(&o.HoldTimeout, DefaultHoldTimeout)
 	return o
 }
 

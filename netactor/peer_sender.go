@@ -1,6 +1,7 @@
 package netactor
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -56,6 +57,9 @@ type PeerSender struct {
 	settled       bool
 	dialFailures  int
 	failureLogged time.Time
+	// refusalLogged: a refusal of the hello (hold.go) was logged since
+	// the last settled connection; the next ones count as failed dials.
+	refusalLogged bool
 	// snapTooLarge is when each group's snapshot above MaxSnapshotBytes
 	// was last logged: raft sends it again after every failure.
 	snapTooLarge map[uint64]time.Time
@@ -127,10 +131,13 @@ func (s *PeerSender) Receive(ctx actor.Context) {
 		if msg.w == s.w && s.connected {
 			s.settled = true
 			s.log.Info().Int("failed_dials", s.dialFailures).Msg("connected to raft peer")
-			s.dialFailures = 0
+			s.dialFailures, s.refusalLogged = 0, false
 		}
 	case *writerDisconnected:
 		if msg.w == s.w {
+			if refused, ok := errors.AsType[*RefusedError](msg.err); ok && s.opts.OnRefused != nil {
+				s.opts.OnRefused(refused)
+			}
 			s.disconnect(ctx, msg.err)
 		}
 	case *dialFailed:
@@ -359,7 +366,11 @@ func (s *PeerSender) disconnect(ctx actor.Context, err error) {
 func (s *PeerSender) dialFailed(err error) {
 	s.dialFailures++
 	now := time.Now()
+	_, refused := errors.AsType[*RefusedError](err)
 	switch {
+	case refused && !s.refusalLogged:
+		s.refusalLogged = true
+		s.log.Error().Err(err).Msg("raft peer refused this process: another live process has this node id")
 	case s.dialFailures == 1:
 		s.routine().Err(err).Msg("cannot reach raft peer; redialling with backoff")
 	case now.Sub(s.failureLogged) >= failureSummaryEvery:

@@ -1,6 +1,7 @@
 package netactor
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -160,16 +161,11 @@ func (w *writer) setConn(conn net.Conn) bool {
 // settleAfter. settled tells whether it did; reported whether the failure
 // was already reported through a frameWritten.
 func (w *writer) serve(conn net.Conn, buf *[]byte) (settled, reported bool, err error) {
-	// The peer never sends on this connection; a read returning is the peer
-	// closing it, noticed even while there is nothing to write.
+	// The peer sends nothing on this connection but a refusal of the
+	// hello; a read returning is the peer closing it, noticed even while
+	// there is nothing to write.
 	dead := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(io.Discard, conn)
-		if err == nil {
-			err = io.EOF
-		}
-		dead <- err
-	}()
+	go func() { dead <- w.awaitClose(conn) }()
 	settle := time.NewTimer(settleAfter)
 	defer settle.Stop()
 	for {
@@ -177,7 +173,7 @@ func (w *writer) serve(conn net.Conn, buf *[]byte) (settled, reported bool, err 
 		case <-w.ctx.Done():
 			return settled, true, w.ctx.Err()
 		case err := <-dead:
-			return settled, false, fmt.Errorf("connection to %s closed: %w", w.addr, err)
+			return settled, false, err
 		case <-settle.C:
 			settled = true
 			w.tell(&writerSettled{w: w})
@@ -200,6 +196,24 @@ func (w *writer) serve(conn net.Conn, buf *[]byte) (settled, reported bool, err 
 			w.tell(&frameWritten{w: w, job: job})
 		}
 	}
+}
+
+// awaitClose reads conn until the peer closes it, and returns why: a
+// *RefusedError when the peer refused the hello (hold.go). A peer that
+// predates refusals sends nothing at all.
+func (w *writer) awaitClose(conn net.Conn) error {
+	br := bufio.NewReaderSize(conn, maxRefusalBytes)
+	env, _, err := ReadFrame(br, maxRefusalBytes, nil)
+	if err == nil && env.Refused != nil {
+		return &RefusedError{Peer: w.peer, PeerAddr: w.addr, Refusal: *env.Refused}
+	}
+	if err == nil {
+		_, err = io.Copy(io.Discard, br)
+	}
+	if err == nil {
+		err = io.EOF
+	}
+	return fmt.Errorf("connection to %s closed: %w", w.addr, err)
 }
 
 func (w *writer) write(conn net.Conn, b []byte) error {

@@ -218,6 +218,15 @@ func (p *Peers) Addrs() map[uint64]string {
 	return addrs
 }
 
+// Addr returns the raft address of peer id in the table, "" if it is not
+// there.
+func (p *Peers) Addr(id uint64) string {
+	if e, ok := (*p.table.Load())[id]; ok {
+		return e.addr
+	}
+	return ""
+}
+
 // Send implements raftactor.Transport: it hands each peer its share of msgs
 // as one Outbound, without copying the messages. Messages to a node that is
 // not in the table are dropped and reported to the group. A send racing with
