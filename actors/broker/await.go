@@ -39,7 +39,8 @@ func (e *DataLostError) Error() string {
 // they know a cluster in which this broker's node id is registered
 // (controller.NewProbe), and returns once a majority of the configured
 // voters know of none. It fails with a *DataLostError as soon as one does,
-// and with ctx's error if ctx ends first. The raft transport must be
+// with a *DuplicateIDError as soon as a peer refuses this process as a
+// second one of its node id, and with ctx's error if ctx ends first. The raft transport must be
 // running; no raft group may be.
 func (b *Broker) awaitPeers(ctx context.Context, raftAddr string, peers []uint64) error {
 	done := make(chan *controller.Refusal, 1)
@@ -70,6 +71,9 @@ func (b *Broker) awaitPeers(ctx context.Context, raftAddr string, peers []uint64
 			return nil
 		}
 		return &DataLostError{NodeID: b.cfg.NodeID, DataDir: b.cfg.DataDir, Peer: r.Peer, ClusterID: r.ClusterID, Removed: r.Removed}
+	case err := <-b.duplicate:
+		// Their answers go to the process that holds the id, not here.
+		return err
 	case <-ctx.Done():
 		return fmt.Errorf("waiting for peers to say whether node %d is a registered broker: %w", b.cfg.NodeID, ctx.Err())
 	}

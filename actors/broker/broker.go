@@ -84,6 +84,13 @@ type Broker struct {
 	askMu         sync.Mutex  // serialises askRemovals (Reload and the start)
 	asking        []uint64    // removals asked for that the state may not show yet
 	removed       chan string // closed-over reason once the cluster removed this broker
+	// duplicate gets a *DuplicateIDError (Duplicate) once, from the first
+	// peer that takes this broker's node id for another live process's.
+	duplicate      chan error
+	duplicateOnce  sync.Once
+	refusedServing sync.Once
+	refusedMu      sync.Mutex
+	firstRefused   time.Time // the first refusal of this process by a peer
 
 	// serving is closed once the broker serves Kafka clients
 	// (serveWhenLeadersKnown); stop is closed when it stops.
@@ -102,7 +109,8 @@ type Broker struct {
 // its node id is a registered broker of their cluster (awaitPeers), and
 // starts no raft group until a majority of the voters know of no such
 // cluster: Start waits for that, until ctx ends, and fails with a
-// *DataLostError when a peer knows the id.
+// *DataLostError when a peer knows the id, or a *DuplicateIDError when a
+// peer refuses it as a second live process of its id (Duplicate).
 func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 	cfg := o.Config
 	log := o.Log.With().Uint64("node", cfg.NodeID).Logger()
@@ -172,6 +180,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 		unlock:    unlock,
 		debugAddr: "",
 		removed:   make(chan string, 1),
+		duplicate: make(chan error, 1),
 		serving:   make(chan struct{}),
 		stop:      make(chan struct{}),
 	}
@@ -206,6 +215,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 	// was down, and leaves their ISRs until it has caught up, however
 	// soon it is back.
 	senders.Incarnation = netactor.NewIncarnation()
+	senders.OnRefused = b.onRefused
 	if b.peers, err = netactor.StartPeers(b.sys, cfg.NodeID, peerAddrs, b.router, senders); err != nil {
 		return nil, fmt.Errorf("start peer senders: %w", err)
 	}
@@ -222,6 +232,8 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 		Metrics:          netMetrics,
 		Liveness:         liveness,
 		Leaders:          leaders,
+		HoldTimeout:      netactor.HoldTimeout(cfg.TickInterval()),
+		PeerAddr:         b.peers.Addr,
 		Log:              log,
 	}); err != nil {
 		return nil, err
@@ -535,6 +547,13 @@ func (b *Broker) Stop() error {
 	b.handOver()
 	return b.stopNow()
 }
+
+// Abort stops a broker that must not speak for its node id (Duplicate)
+// at once, without the hand-over of Stop: that would tell the peers that
+// the id's broker is stopping, and they know another process by it. Such
+// a broker never served, and a peer that refused it took none of its
+// votes.
+func (b *Broker) Abort() error { return b.stopNow() }
 
 // stopNow is Stop without the hand-over: to the peers, what a crash looks
 // like until its connections close (tests use it for one).

@@ -18,7 +18,8 @@
 // members, or one dropping a majority of the voters, is refused), every
 // other change is reported as needing a restart. A broker the cluster
 // removed stops with exit code 3, and refuses to start again with its data
-// dir. A broker whose data dir holds no data while a peer knows its node id
+// dir. A broker that a peer refuses before it serves, because another live
+// process runs with its node id, exits with code 1 at once, naming it. A broker whose data dir holds no data while a peer knows its node id
 // as a broker of the cluster (a disk replaced, a data mount missing) exits
 // with code 1 at once, saying so (3 if the id was removed).
 package main
@@ -91,6 +92,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return 3 // as when the cluster removes a running broker
 			}
 		}
+		if _, ok := errors.AsType[*broker.DuplicateIDError](err); ok {
+			fmt.Fprintf(stderr, "flotilla: %v\n", err)
+		}
 		return 1
 	}
 	for {
@@ -102,6 +106,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 			log.Info().Str("signal", sig.String()).Msg("shutting down")
 			return stop(b.Stop, sigs, log)
+		case err := <-b.Duplicate():
+			// Exit code 1 whatever the stop does: this process never
+			// served, and must not start again with this node id.
+			log.Error().Err(err).Msg("startup failed")
+			b.Abort()
+			fmt.Fprintf(stderr, "flotilla: %v\n", err)
+			return 1
 		case reason := <-b.Removed():
 			// Exit code 3 whatever the stop does: it is what tells
 			// whoever restarts brokers not to restart this one.
