@@ -22,6 +22,11 @@ import (
 //     target voter (the first target replica preferred) instead, and the
 //     new leader removes it.
 //
+// A voter is removed (in 1 and 4) only if the voters left keep a majority
+// the leader has heard from recently, and voters it has not heard from go
+// first: removing a live voter while another is down would take the
+// group's quorum away until the down one came back.
+//
 // Each step is a ConfChangeV2 with one change, which raft applies without
 // a joint configuration. Raft drops a conf change proposed while another
 // is unapplied, so a step is proposed only once the previous one shows in
@@ -207,16 +212,50 @@ func nextStep(cs *pb.ConfState, self, commit uint64, replicas, target []uint64, 
 		}
 		return false
 	}
+	active := func(id uint64) bool {
+		if id == self {
+			return true
+		}
+		for _, p := range peers {
+			if p.id == id {
+				return p.active
+			}
+		}
+		return false
+	}
+	// removeVoter picks the voter to remove among those leaving (not self):
+	// one the leader has not heard from first, and a live one only if the
+	// voters left still have a live majority. Removing a live voter while
+	// another is down can leave the group without a quorum, offline until
+	// the down one comes back, where Kafka, dropping replicas the moment
+	// the target is in sync, keeps the partition available.
+	removeVoter := func(leaving func(id uint64) bool) step {
+		for _, id := range voters {
+			if id != self && leaving(id) && !active(id) {
+				return step{stepRemove, id}
+			}
+		}
+		live := 0
+		for _, id := range voters {
+			if active(id) {
+				live++
+			}
+		}
+		for _, id := range voters {
+			if id != self && leaving(id) && 2*(live-1) > len(voters)-1 {
+				return step{stepRemove, id}
+			}
+		}
+		return step{}
+	}
 	// 1. members that are no longer wanted.
 	for _, id := range learners {
 		if !slices.Contains(target, id) {
 			return step{stepRemove, id}
 		}
 	}
-	for _, id := range voters {
-		if id != self && !slices.Contains(replicas, id) {
-			return step{stepRemove, id}
-		}
+	if s := removeVoter(func(id uint64) bool { return !slices.Contains(replicas, id) }); s.kind != stepNone {
+		return s
 	}
 	// 2. target replicas that are not members yet.
 	for _, id := range target {
@@ -236,10 +275,9 @@ func nextStep(cs *pb.ConfState, self, commit uint64, replicas, target []uint64, 
 			return step{}
 		}
 	}
-	for _, id := range voters {
-		if id != self && !slices.Contains(target, id) {
-			return step{stepRemove, id}
-		}
+	leaving := func(id uint64) bool { return !slices.Contains(target, id) }
+	if slices.ContainsFunc(voters, func(id uint64) bool { return id != self && leaving(id) }) {
+		return removeVoter(leaving)
 	}
 	if !slices.Contains(target, self) {
 		for _, id := range target {

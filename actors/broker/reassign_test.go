@@ -326,3 +326,64 @@ func TestReassignOffsetsPartition(t *testing.T) {
 		return ok && o.Err == nil && o.At == 42
 	})
 }
+
+// TestReassignShrinkWithReplicaDown: with broker 3 down (fenced: out of
+// Metadata's brokers), kadm moves a partition of [1 2 3] to [1] alone. As
+// in Kafka, where the target is in sync at once and the move completes,
+// the partition stays available: its raft group removes the dead voter
+// before the live one (removing 2 first would leave voters {1, 3}, whose
+// quorum needs the dead broker), and acks=all produces keep succeeding.
+func TestReassignShrinkWithReplicaDown(t *testing.T) {
+	c := newTestCluster(t, 3, shortSession)
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	cl := c.client(kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.MetadataMinAge(100*time.Millisecond))
+	adm := kadm.NewClient(cl)
+	const topic = "shrinking"
+	created := ask[*controller.CreateTopicsDone](c, 0, c.brokers[0].ControllerActor(), func(r *actor.PID) any {
+		return &controller.CreateTopics{ReplyTo: r, TimeoutTicks: 500, Topics: []controller.TopicSpec{{
+			Name: topic, Partitions: -1, ReplicationFactor: -1, Assignment: [][]uint64{{1, 2, 3}},
+		}}}
+	})
+	if err := created.Results[0].Err; err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
+	tp := partition.TopicPartition{Topic: topic, Partition: 0}
+	c.waitFor(20*time.Second, "partition led by broker 1", func() bool {
+		r := c.brokers[0].Replicas().Get(tp)
+		return r != nil && r.Machine.View().Leader
+	})
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("before")}).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	c.crash(2)
+	c.waitFor(15*time.Second, "broker 3 fenced", func() bool {
+		md := metadataOf(ctx, t, cl, 1, topic)
+		return len(md.Brokers) == 2 && slices.Equal(md.Topics[0].Partitions[0].OfflineReplicas, []int32{3})
+	})
+
+	var move kadm.AlterPartitionAssignmentsReq
+	move.Assign(topic, 0, []int32{1})
+	resp, err := adm.AlterPartitionAssignments(ctx, move)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatalf("AlterPartitionReassignments: %v", err)
+	}
+	group := c.brokers[0].Controller().View().Topics[topic].Partitions[0].Group
+	c.waitFor(20*time.Second, "broker 1 leads with voters [1]", func() bool {
+		st := c.brokers[0].Board().Get(group)
+		return st != nil && st.Role == "leader" && slices.Equal(st.Voters, []uint64{1}) && len(st.Learners) == 0
+	})
+	c.waitFor(10*time.Second, "no reassignment listed", func() bool {
+		ls, err := adm.ListPartitionReassignments(ctx, kadm.TopicsSet{topic: {0: {}}})
+		return err == nil && len(ls) == 0
+	})
+	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer pcancel()
+	if err := cl.ProduceSync(pctx, &kgo.Record{Topic: topic, Value: []byte("after")}).FirstErr(); err != nil {
+		t.Fatalf("produce after the move: %v", err)
+	}
+}
