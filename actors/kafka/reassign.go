@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -22,16 +23,26 @@ import (
 type alterCall struct {
 	r    *Request
 	resp *kmsg.AlterPartitionAssignmentsResponse
-	// slots are the response partitions of the moves sent, in the order
-	// sent, as indexes into resp.Topics and their Partitions.
+	// moves are the moves not decided yet, and slots their response
+	// partitions, in the same order, as indexes into resp.Topics and
+	// their Partitions.
+	moves []controller.Move
 	slots [][2]int
 	ticks uint64 // left before the request times out
+	// retryIn counts down the ticks until moves are sent to the controller
+	// again; 0 while an answer is awaited.
+	retryIn uint64
 }
+
+// alterRetryMs is how long a move the controller group could not take,
+// for want of a leader, waits before it is sent again: Kafka's
+// retry.backoff.ms, with which a broker forwards such a request to the
+// controller again until the request's timeout.
+const alterRetryMs = 100
 
 func (c *serviceConn) alterReassignments(ctx actor.Context, r *Request, req *kmsg.AlterPartitionAssignmentsRequest) {
 	resp := req.ResponseKind().(*kmsg.AlterPartitionAssignmentsResponse)
 	call := &alterCall{r: r, resp: resp, ticks: c.s.ticks(req.TimeoutMillis)}
-	var moves []controller.Move
 	for ti, t := range req.Topics {
 		rt := kmsg.NewAlterPartitionAssignmentsResponseTopic()
 		rt.Topic = t.Topic
@@ -51,21 +62,21 @@ func (c *serviceConn) alterReassignments(ctx actor.Context, r *Request, req *kms
 				}
 			}
 			if rp.ErrorCode == 0 {
-				moves = append(moves, move)
+				call.moves = append(call.moves, move)
 				call.slots = append(call.slots, [2]int{ti, pi})
 			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
-	if len(moves) == 0 {
+	if len(call.moves) == 0 {
 		ctx.Send(r.ReplyTo, r.Reply(resp))
 		return
 	}
 	ref := c.ref()
 	c.alters[ref] = call
 	c.startTicking(ctx)
-	ctx.Send(c.s.Controller, &controller.AlterReassignments{Ref: ref, Moves: moves, ReplyTo: ctx.Self()})
+	ctx.Send(c.s.Controller, &controller.AlterReassignments{Ref: ref, Moves: call.moves, ReplyTo: ctx.Self()})
 }
 
 func (c *serviceConn) alterReassignmentsDone(ctx actor.Context, m *controller.AlterReassignmentsDone) {
@@ -73,7 +84,8 @@ func (c *serviceConn) alterReassignmentsDone(ctx actor.Context, m *controller.Al
 	if !ok {
 		return // answered already: it timed out
 	}
-	delete(c.alters, m.Ref)
+	var again []controller.Move
+	var slots [][2]int
 	for i, slot := range call.slots {
 		var err error
 		if i < len(m.Errs) {
@@ -81,20 +93,41 @@ func (c *serviceConn) alterReassignmentsDone(ctx actor.Context, m *controller.Al
 		} else {
 			err = fmt.Errorf("%w: the controller gave no answer for this partition", kerr.UnknownServerError)
 		}
+		// The controller group has no leader (an election, or its leader
+		// changed under the proposal): as a Kafka broker forwarding to
+		// its controller, ask again until the request's timeout rather
+		// than answer NOT_CONTROLLER for a partition, which clients do
+		// not retry (they look at the request's top-level error only).
+		if errors.Is(err, kerr.NotController) {
+			again, slots = append(again, call.moves[i]), append(slots, slot)
+			continue
+		}
 		rp := &call.resp.Topics[slot[0]].Partitions[slot[1]]
 		rp.ErrorCode, rp.ErrorMessage = code(err), detail(err)
 	}
+	if len(again) > 0 {
+		call.moves, call.slots = again, slots
+		call.retryIn = c.s.ticks(alterRetryMs)
+		return
+	}
+	delete(c.alters, m.Ref)
 	ctx.Send(call.r.ReplyTo, call.r.Reply(call.resp))
 	c.stopTickingIfIdle(ctx)
 }
 
-// tickAlters times out the reassignment requests whose controller answer
-// did not come in time: as Kafka does, REQUEST_TIMED_OUT for the request
-// and for each partition it was waiting on. The moves may still be
-// applied; ListPartitionReassignments shows them if so.
+// tickAlters sends again the moves waiting for the controller group to
+// have a leader, and times out the reassignment requests whose controller
+// answer did not come in time: as Kafka does, REQUEST_TIMED_OUT for the
+// request and for each partition it was waiting on. The moves may still
+// be applied; ListPartitionReassignments shows them if so.
 func (c *serviceConn) tickAlters(ctx actor.Context) {
 	for ref, call := range c.alters {
 		if call.ticks--; call.ticks > 0 {
+			if call.retryIn > 0 {
+				if call.retryIn--; call.retryIn == 0 {
+					ctx.Send(c.s.Controller, &controller.AlterReassignments{Ref: ref, Moves: call.moves, ReplyTo: ctx.Self()})
+				}
+			}
 			continue
 		}
 		delete(c.alters, ref)

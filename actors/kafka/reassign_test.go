@@ -198,6 +198,63 @@ func TestAlterPartitionReassignmentsTimesOut(t *testing.T) {
 	}
 }
 
+// TestAlterPartitionReassignmentsWithoutControllerLeader: while the
+// controller group has no leader (its moves answered NOT_CONTROLLER by the
+// controller actor), the broker asks again, as a Kafka broker forwarding
+// to its controller does, until the moves are decided or the request's
+// timeout passes: kadm sees the moves' outcome, not a per-partition
+// NOT_CONTROLLER it would not retry; and REQUEST_TIMED_OUT if no leader
+// comes in time.
+func TestAlterPartitionReassignmentsWithoutControllerLeader(t *testing.T) {
+	var refusals atomic.Int32
+	refusals.Store(3)
+	f := newReassignFixture(t, func(uint64) bool { return false }, func(m controller.Move) error {
+		switch {
+		case m.Topic == "leaderless":
+			return fmt.Errorf("%w: raft proposal dropped", kerr.NotController)
+		case m.Partition == 0:
+			return fmt.Errorf("%w: orders/0 is not being reassigned", kerr.NoReassignmentInProgress)
+		case refusals.Add(-1) >= 0:
+			return fmt.Errorf("%w: raft proposal dropped", kerr.NotController)
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	var req kadm.AlterPartitionAssignmentsReq
+	req.Assign("orders", 2, []int32{1, 2})
+	req.CancelAssign("orders", 0)
+	resp, err := f.adm.AlterPartitionAssignments(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range resp.Sorted() {
+		if want := map[int32]error{0: kerr.NoReassignmentInProgress, 2: nil}[r.Partition]; !errors.Is(r.Err, want) {
+			t.Errorf("orders/%d: %v (%s), want %v", r.Partition, r.Err, r.ErrMessage, want)
+		}
+	}
+	f.ctl.mu.Lock()
+	sent := len(f.ctl.moves)
+	f.ctl.mu.Unlock()
+	if sent != 2+3 { // the decided cancel once, the move until accepted
+		t.Errorf("controller got %d moves, want 5", sent)
+	}
+
+	kreq := kmsg.NewPtrAlterPartitionAssignmentsRequest()
+	kreq.TimeoutMillis = 200
+	rt := kmsg.NewAlterPartitionAssignmentsRequestTopic()
+	rt.Topic = "leaderless"
+	rt.Partitions = []kmsg.AlterPartitionAssignmentsRequestTopicPartition{{Partition: 0, Replicas: []int32{1, 2}}}
+	kreq.Topics = append(kreq.Topics, rt)
+	kresp, err := kreq.RequestWith(ctx, newKgoClient(t, f.b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kresp.ErrorCode != kerr.RequestTimedOut.Code || kresp.Topics[0].Partitions[0].ErrorCode != kerr.RequestTimedOut.Code {
+		t.Fatalf("no controller leader within the timeout: %+v", kresp)
+	}
+}
+
 func TestListPartitionReassignments(t *testing.T) {
 	f := newReassignFixture(t, func(uint64) bool { return false }, func(controller.Move) error { return nil })
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
