@@ -127,6 +127,21 @@ func (l *Liveness) Alive(id uint64) bool {
 	return l.now().Sub(l.start) < l.timeout
 }
 
+// HeardWithin reports whether a frame from peer arrived within d: a
+// sooner and steadier sign of a dead peer than Alive, for a decision that
+// must not count a broker killed a moment ago (live peers greet each other
+// every keepaliveTicks at least). A peer never heard from counts as heard
+// for d after this node started.
+func (l *Liveness) HeardWithin(peer uint64, d time.Duration) bool {
+	if l == nil || peer == l.self {
+		return true
+	}
+	if ago, heard := l.LastHeard(peer); heard {
+		return ago < d
+	}
+	return l.now().Sub(l.start) < d
+}
+
 // MarkStopping records that peer announced it is stopping (a controlled
 // shutdown): no leadership is handed to it until it connects again.
 func (l *Liveness) MarkStopping(peer uint64) {

@@ -211,3 +211,26 @@ func TestRestartSeenThroughHello(t *testing.T) {
 		t.Fatalf("Restarts(1) = %d after a hello without incarnation, want still 1", got)
 	}
 }
+
+// TestLivenessHeardWithin: HeardWithin judges by the window it is given,
+// not the session timeout: a peer silent for longer is not heard within
+// it although still alive, and one never heard from counts as heard for
+// the window after the start.
+func TestLivenessHeardWithin(t *testing.T) {
+	clock := newFakeClock()
+	l := NewLiveness(1, 9*time.Second, clock.now)
+	const window = 600 * time.Millisecond
+	if !l.HeardWithin(2, window) || !l.HeardWithin(1, window) {
+		t.Fatal("at the start: a peer never heard from, or self, not heard within the window")
+	}
+	l.Heard(2)
+	clock.advance(window - time.Millisecond)
+	if !l.HeardWithin(2, window) {
+		t.Fatal("just inside the window: not heard within it")
+	}
+	clock.advance(time.Millisecond)
+	if l.HeardWithin(2, window) || !l.Alive(2) || l.HeardWithin(3, window) || !l.HeardWithin(1, window) {
+		t.Fatalf("past the window: 2 heard %v (want false), alive %v (want true); 3, never heard, heard %v (want false); self %v",
+			l.HeardWithin(2, window), l.Alive(2), l.HeardWithin(3, window), l.HeardWithin(1, window))
+	}
+}

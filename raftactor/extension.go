@@ -143,6 +143,24 @@ func (h *Handle) Restarts(id uint64) uint64 {
 	return 0
 }
 
+// Reachable reports whether node id is reachable (Config.Reachable; raft's
+// RecentActive without it). The node itself always is.
+func (h *Handle) Reachable(id uint64) bool {
+	if id == h.NodeID() {
+		return true
+	}
+	if r := h.g.d.cfg.Reachable; r != nil {
+		return r(id)
+	}
+	active := false
+	h.WithProgress(func(pid, _ uint64, a bool) {
+		if pid == id {
+			active = a
+		}
+	})
+	return active
+}
+
 // ConfState is the group's membership as of the last applied entry.
 func (h *Handle) ConfState() *pb.ConfState { return h.g.d.confState }
 

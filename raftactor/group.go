@@ -79,7 +79,12 @@ type Config struct {
 	// (netactor.Liveness.Restarts; nil: never): its replica leaves the
 	// ISR its leader keeps (InSyncTracker) until it has caught up again.
 	Restarts func(id uint64) uint64
-	Log      zerolog.Logger
+	// Reachable reports whether a frame from node id arrived lately
+	// (netactor.Liveness.HeardWithin; nil: raft's RecentActive decides): a
+	// reassignment removes the voters that are not first, and a reachable
+	// one only while the voters left keep a reachable majority.
+	Reachable func(id uint64) bool
+	Log       zerolog.Logger
 	// QuietStart logs the group's first start at debug: a partition's
 	// manager logs the start of its replica as one event, so that a broker
 	// with many partitions does not write several lines for each. A restart

@@ -23,9 +23,9 @@ import (
 //     new leader removes it.
 //
 // A voter is removed (in 1 and 4) only if the voters left keep a majority
-// the leader has heard from recently, and voters it has not heard from go
-// first: removing a live voter while another is down would take the
-// group's quorum away until the down one came back.
+// of reachable ones (Handle.Reachable: a frame from its broker lately),
+// and unreachable voters go first: removing a live voter while another is
+// down would take the group's quorum away until the down one came back.
 //
 // Each step is a ConfChangeV2 with one change, which raft applies without
 // a joint configuration. Raft drops a conf change proposed while another
@@ -77,10 +77,12 @@ type step struct {
 	node uint64
 }
 
-// peerProgress is the leader's view of one member.
+// peerProgress is the leader's view of one member: its match, raft's
+// RecentActive, and whether it is reachable (Handle.Reachable).
 type peerProgress struct {
 	id, match uint64
 	active    bool
+	reachable bool
 }
 
 // pendingTimeouts is how many election timeouts a step may take to show
@@ -144,6 +146,9 @@ func (r *Reconciler) Reconcile(h *Handle, replicas, removing []uint64) bool {
 	h.WithProgress(func(id, match uint64, active bool) {
 		r.peers = append(r.peers, peerProgress{id: id, match: match, active: active})
 	})
+	for i := range r.peers {
+		r.peers[i].reachable = h.Reachable(r.peers[i].id)
+	}
 	s := nextStep(cs, h.NodeID(), h.Commit(), replicas, target, r.peers)
 	if s.kind == stepNone {
 		return false
@@ -212,32 +217,32 @@ func nextStep(cs *pb.ConfState, self, commit uint64, replicas, target []uint64, 
 		}
 		return false
 	}
-	active := func(id uint64) bool {
+	reachable := func(id uint64) bool {
 		if id == self {
 			return true
 		}
 		for _, p := range peers {
 			if p.id == id {
-				return p.active
+				return p.reachable
 			}
 		}
 		return false
 	}
 	// removeVoter picks the voter to remove among those leaving (not self):
-	// one the leader has not heard from first, and a live one only if the
-	// voters left still have a live majority. Removing a live voter while
-	// another is down can leave the group without a quorum, offline until
-	// the down one comes back, where Kafka, dropping replicas the moment
-	// the target is in sync, keeps the partition available.
+	// an unreachable one first, and a reachable one only if the voters left
+	// still have a reachable majority. Removing a live voter while another
+	// is down can leave the group without a quorum, offline until the down
+	// one comes back, where Kafka, dropping replicas the moment the target
+	// is in sync, keeps the partition available.
 	removeVoter := func(leaving func(id uint64) bool) step {
 		for _, id := range voters {
-			if id != self && leaving(id) && !active(id) {
+			if id != self && leaving(id) && !reachable(id) {
 				return step{stepRemove, id}
 			}
 		}
 		live := 0
 		for _, id := range voters {
-			if active(id) {
+			if reachable(id) {
 				live++
 			}
 		}

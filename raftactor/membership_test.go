@@ -15,7 +15,7 @@ func TestNextStep(t *testing.T) {
 	upTo := func(match uint64, active bool, ids ...uint64) []peerProgress {
 		var out []peerProgress
 		for _, id := range ids {
-			out = append(out, peerProgress{id: id, match: match, active: active})
+			out = append(out, peerProgress{id: id, match: match, active: active, reachable: active})
 		}
 		return out
 	}
@@ -75,6 +75,9 @@ func TestNextStep(t *testing.T) {
 			[]uint64{2, 1, 3}, []uint64{1, 3}, join(upTo(100, true, 1, 2), upTo(60, false, 3)), step{stepRemove, 3}},
 		{"stale voter down: removed before the live one", cs([]uint64{1, 2, 3, 4, 5}, nil), 1,
 			[]uint64{1, 2, 3}, nil, join(upTo(100, true, 1, 2, 3, 4), upTo(60, false, 5)), step{stepRemove, 5}},
+		{"RecentActive just cleared: reachability decides", cs([]uint64{1, 2, 3}, nil), 1,
+			[]uint64{1, 2, 3}, []uint64{2, 3}, []peerProgress{{id: 1, match: 100, active: true, reachable: true},
+				{id: 2, match: 100, reachable: true}, {id: 3, match: 100}}, step{stepRemove, 3}},
 		{"joint configuration: raft leaves it first", &pb.ConfState{Voters: []uint64{2, 3, 4}, VotersOutgoing: []uint64{1, 2, 3}}, 2,
 			[]uint64{2, 3, 4, 1}, []uint64{1}, upTo(100, true, 1, 2, 3, 4), step{}},
 	}

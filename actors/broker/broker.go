@@ -398,6 +398,11 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 		MaxEntryBytes: netactor.MaxEntryBytes(cfg.Raft.MaxFrameBytes) - 8,
 		Stopping:      liveness.Stopping,
 		Restarts:      liveness.Restarts,
+		// Three election timeouts: peers greet each other more often, so a
+		// broker silent for that long is down, not idle.
+		Reachable: func(node uint64) bool {
+			return liveness.HeardWithin(node, time.Duration(3*cfg.Raft.ElectionTicks*cfg.Raft.TickMs)*time.Millisecond)
+		},
 	}
 	if o.TunePartitions != nil {
 		o.TunePartitions(&partitionRaft)

@@ -47,6 +47,10 @@ type RaftSettings struct {
 	// replicas leave the ISRs until they catch up again
 	// (raftactor.Config.Restarts).
 	Restarts func(node uint64) uint64
+	// Reachable reports whether a frame from a broker arrived lately:
+	// reassignments remove unreachable voters first
+	// (raftactor.Config.Reachable).
+	Reachable func(node uint64) bool
 }
 
 // Config returns the raft config of the replica of a partition-like group
@@ -78,6 +82,7 @@ func (rs RaftSettings) Config(p controller.Partition, name string, node uint64) 
 		QuietStart:                true,
 		Stopping:                  rs.Stopping,
 		Restarts:                  rs.Restarts,
+		Reachable:                 rs.Reachable,
 	}
 }
 
