@@ -171,6 +171,70 @@ func TestReassignPartitionWhileProducing(t *testing.T) {
 	checkRoundTrip(t, produced, got, 1)
 }
 
+// TestReassignOffDeadBroker: broker 3 is killed -9, and kadm shrinks a
+// partition on [1 2 3], led by 1, to [1]. As in Kafka, the move completes
+// and the partition stays writable: its raft group drops the dead voter
+// before the live one, whose removal first would leave voters {1 3} and
+// no quorum until broker 3 came back. Every acknowledged record is read
+// back once.
+func TestReassignOffDeadBroker(t *testing.T) {
+	nodes := newClusterWith(t, 3, "broker_session_timeout_ms: 2000")
+	seeds := make([]string, len(nodes))
+	for i, nd := range nodes {
+		nd.start(t)
+		seeds[i] = nd.kafka
+	}
+	waitLeader(t, 15*time.Second, nodes)
+	waitBrokers(t, seeds, []int32{1, 2, 3})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds[:2]...), kgo.MetadataMinAge(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	const topic = "shrinking"
+	create := kmsg.NewPtrCreateTopicsRequest()
+	ct := kmsg.NewCreateTopicsRequestTopic()
+	ct.Topic, ct.NumPartitions, ct.ReplicationFactor = topic, -1, -1
+	ct.ReplicaAssignment = []kmsg.CreateTopicsRequestTopicReplicaAssignment{{Partition: 0, Replicas: []int32{1, 2, 3}}}
+	create.Topics = append(create.Topics, ct)
+	cresp, err := create.RequestWith(testCtx(t, 15*time.Second), cl)
+	if err != nil || cresp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("create %s: %v %+v", topic, err, cresp)
+	}
+	waitFor(t, 20*time.Second, "partition led by its preferred replica, broker 1", func() bool {
+		_, leader := partitionReplicas(t, cl, topic, 0)
+		return leader == 1
+	})
+	rng := rand.New(rand.NewPCG(7, 3))
+	produced := randomRecords(rng, topic, 100, time.Now())
+	produceAll(t, testCtx(t, 30*time.Second), cl, produced)
+
+	nodes[2].kill()
+	waitFor(t, 15*time.Second, "broker 3 offline in Metadata", func() bool {
+		return slices.Equal(topicMetadata(t, cl, topic).Partitions[0].OfflineReplicas, []int32{3})
+	})
+	var move kadm.AlterPartitionAssignmentsReq
+	move.Assign(topic, 0, []int32{1})
+	aresp, err := adm.AlterPartitionAssignments(testCtx(t, 20*time.Second), move)
+	if err == nil {
+		err = aresp.Error()
+	}
+	if err != nil {
+		t.Fatalf("AlterPartitionReassignments: %v", err)
+	}
+	waitFor(t, 30*time.Second, "the move done: replicas [1], led by 1, nothing listed", func() bool {
+		ls, err := adm.ListPartitionReassignments(testCtx(t, 5*time.Second), kadm.TopicsSet{topic: {0: {}}})
+		replicas, leader := partitionReplicas(t, cl, topic, 0)
+		return err == nil && len(ls) == 0 && slices.Equal(replicas, []int32{1}) && leader == 1
+	})
+	more := randomRecords(rng, topic, 100, time.Now())
+	produceAll(t, testCtx(t, 20*time.Second), cl, more)
+	produced = append(produced, more...)
+	got := consumeAll(t, testCtx(t, 30*time.Second), nodes[0], topic, len(produced))
+	checkRoundTrip(t, produced, got, 1)
+}
+
 // TestElectLeadersPreferred: after a broker is killed and restarted, the
 // partitions it is the preferred replica of are led elsewhere until
 // ElectLeaders (preferred) moves them back; it answers no error for those
