@@ -129,9 +129,7 @@ func (m *Machine) boundaryAfter(p int64) (entryID, bool) {
 // at the boundary; the conf changes after it are in the cold log.
 //
 // ok is false when the configuration at the boundary is not known (a
-// checkpoint from before the partition kept it) or the log starts inside
-// a batch (the replica's log could not start there before it has that
-// batch).
+// checkpoint from before the partition kept it).
 func (m *Machine) BoundarySnapshot() ([]byte, *pb.ConfState, bool) {
 	b, _, ok := m.Boundary()
 	if !ok {
@@ -141,9 +139,13 @@ func (m *Machine) BoundarySnapshot() ([]byte, *pb.ConfState, bool) {
 	if !ok {
 		return nil, nil, false
 	}
+	// A log start inside a batch (DeleteRecords) cannot start the
+	// replica's log: that batch's base does, the cold log's first batch,
+	// and the log-start entry that follows it in the cold log moves the
+	// replica's start on to the leader's once it has the batch.
 	start := m.log.LogStart()
-	if base, _, ok := m.log.BatchAt(start); ok && base != start {
-		return nil, nil, false
+	if base, _, ok := m.log.BatchAt(start); ok {
+		start = base
 	}
 	prod, err := m.producers.Before(start).MarshalBinary()
 	if err != nil {

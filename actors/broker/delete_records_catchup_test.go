@@ -1,0 +1,126 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/flotilla/flotilla/actors/partition"
+)
+
+// produceBatches produces n batches of perBatch records to topic, one
+// batch per request, each record labelled with prefix and its number.
+func produceBatches(ctx context.Context, t *testing.T, cl *kgo.Client, prefix string, n, perBatch int) {
+	t.Helper()
+	for b := range n {
+		rs := make([]*kgo.Record, perBatch)
+		for k := range rs {
+			rs[k] = &kgo.Record{Value: fmt.Appendf(nil, "%s %d %0100d", prefix, b*perBatch+k, 0)}
+		}
+		if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+			t.Fatalf("produce batch %d: %v", b, err)
+		}
+	}
+}
+
+// deleteRecordsCuts are the log starts the catch-up tests set with
+// DeleteRecords: inside a batch (batches of 5 records) and at a batch's
+// base.
+var deleteRecordsCuts = []struct {
+	name   string
+	cut    int64
+	inside bool
+}{
+	{"inside a batch", 502, true},
+	{"at a batch's base", 500, false},
+}
+
+// TestMoveAfterDeleteRecords moves an RF 1 partition whose log start
+// DeleteRecords set to another broker: the new replica catches up from
+// the leader's boundary snapshot, which must start its log at the batch
+// holding the log start, not at the latest checkpoint (every record in
+// between would be gone once the old replica is deleted).
+func TestMoveAfterDeleteRecords(t *testing.T) {
+	for _, tc := range deleteRecordsCuts {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newTunedCluster(t, 3, func(rs *partition.RaftSettings) { rs.SnapshotBytes, rs.CatchUpEntries = 16<<10, 4 })
+			c.waitReady()
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			const topic = "movecut"
+			c.createTopic(ctx, c.client(), topic, 1, 1, nil)
+			tp := partition.TopicPartition{Topic: topic, Partition: 0}
+			lead := c.partitionLeader(tp)
+			cl := c.client(kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(0))
+			produceBatches(ctx, t, cl, "record", 200, 5)
+			if base, _, _, ok := c.replicaView(lead, tp).Log.BatchInfo(tc.cut); !ok || (base != tc.cut) != tc.inside {
+				t.Fatalf("offset %d: batch base %d, want inside a batch %v", tc.cut, base, tc.inside)
+			}
+			if rp := deleteRecordsAt(ctx, t, cl, c, lead, topic, 0, tc.cut); rp.ErrorCode != 0 || rp.LowWatermark != tc.cut {
+				t.Fatalf("delete records: %+v", rp)
+			}
+			to := (lead + 1) % 3
+			c.reassign(topic, 0, []uint64{c.cfgs[to].NodeID})
+			c.waitMoved(topic, 0, []uint64{c.cfgs[to].NodeID})
+			adm := kadm.NewClient(c.client())
+			var o kadm.ListedOffset
+			c.waitFor(20*time.Second, "earliest offset from the new leader", func() bool {
+				starts, err := adm.ListStartOffsets(ctx, topic)
+				if err != nil {
+					return false
+				}
+				o, _ = starts.Lookup(topic, 0)
+				return o.Err == nil && c.partitionLeader(tp) == to
+			})
+			if o.Offset != tc.cut {
+				t.Fatalf("after moving the partition to broker %d: earliest offset %d, want %d", c.cfgs[to].NodeID, o.Offset, tc.cut)
+			}
+		})
+	}
+}
+
+// TestReplicaBehindDeleteRecordsCatchesUp: a replica is down while its
+// leader takes records, DeleteRecords sets the log start, and the leader
+// checkpoints many times after. The restarted replica, sent the boundary
+// snapshot, must end with the leader's log start and every batch from it.
+func TestReplicaBehindDeleteRecordsCatchesUp(t *testing.T) {
+	for _, tc := range deleteRecordsCuts {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newTunedCluster(t, 3, func(rs *partition.RaftSettings) { rs.SnapshotBytes, rs.CatchUpEntries = 16<<10, 4 })
+			c.waitReady()
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			const topic = "cut"
+			segment := "8192"
+			c.createTopic(ctx, c.client(), topic, 1, 3, map[string]*string{"segment.bytes": &segment})
+			tp := partition.TopicPartition{Topic: topic, Partition: 0}
+			down := (c.partitionLeader(tp) + 1) % 3
+			c.stop(down)
+			cl := c.client(kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(0))
+			produceBatches(ctx, t, cl, "record", 200, 5)
+			lead := c.partitionLeader(tp)
+			if base, _, _, ok := c.replicaView(lead, tp).Log.BatchInfo(tc.cut); !ok || (base != tc.cut) != tc.inside {
+				t.Fatalf("offset %d: batch base %d, want inside a batch %v", tc.cut, base, tc.inside)
+			}
+			if rp := deleteRecordsAt(ctx, t, cl, c, lead, topic, 0, tc.cut); rp.ErrorCode != 0 || rp.LowWatermark != tc.cut {
+				t.Fatalf("delete records: %+v", rp)
+			}
+			// More writes after the cut: checkpoints far above it.
+			produceBatches(ctx, t, cl, "more", 200, 5)
+			const end = 2 * 200 * 5
+			c.start(down)
+			c.waitFor(30*time.Second, "the restarted replica catches up", func() bool {
+				v := c.replicaView(down, tp)
+				return v != nil && v.HighWatermark == end
+			})
+			if got := c.replicaView(down, tp); got.LogStart != tc.cut {
+				lv := c.replicaView(c.partitionLeader(tp), tp)
+				t.Fatalf("leader's log [%d, %d), restarted replica's [%d, %d): want it to start at %d", lv.LogStart, lv.HighWatermark, got.LogStart, got.HighWatermark, tc.cut)
+			}
+		})
+	}
+}
