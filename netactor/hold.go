@@ -126,6 +126,11 @@ type Refusal struct {
 type RefusedError struct {
 	Peer     uint64 // the node that refused
 	PeerAddr string // where it was dialled
+	// Since is when this peer began refusing: its first refusal since a
+	// connection to it last settled. A process that is refused for a
+	// hold timeout on end is the second one of its id; one refused for a
+	// moment met its predecessor's connection on its way out.
+	Since time.Time
 	Refusal
 }
 

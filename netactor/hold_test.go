@@ -235,3 +235,56 @@ func isReset(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && strings.Contains(op.Err.Error(), "reset")
 }
+
+// TestRefusalStreakEndsWhenAConnectionSettles: RefusedError.Since is the
+// first refusal since a connection to that peer last settled, the same
+// for every refusal of a streak, and a new streak after a connection the
+// peer took starts at its own first refusal. A stand-in peer refuses
+// twice, takes one connection until it settles, then refuses again.
+func TestRefusalStreakEndsWhenAConnectionSettles(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	refusal, _ := AppendFrame(nil, &Envelope{Refused: &Refusal{NodeID: 1, Remote: "127.0.0.1:1"}})
+	settled := make(chan struct{})
+	go func() {
+		for k := 0; ; k++ {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if _, _, err := ReadFrame(bufio.NewReader(conn), 1<<20, nil); err != nil {
+				conn.Close()
+				continue
+			}
+			if k == 2 {
+				// Taken: held open past settleAfter, then closed.
+				time.Sleep(settleAfter + 200*time.Millisecond)
+				close(settled)
+			} else {
+				conn.Write(refusal)
+			}
+			conn.Close()
+		}
+	}()
+	n1 := newNode(t, 1)
+	var got refusals
+	n1.peers(map[uint64]string{2: ln.Addr().String()}, SenderOptions{Incarnation: 7, OnRefused: got.add})
+	waitFor(t, 10*time.Second, "two refusals", func() bool { return len(got.get()) >= 2 })
+	before := got.get()
+	if !before[0].Since.Equal(before[1].Since) || before[0].Since.IsZero() {
+		t.Fatalf("one streak's refusals say they began at %v and %v", before[0].Since, before[1].Since)
+	}
+	select {
+	case <-settled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stand-in peer never took a connection")
+	}
+	waitFor(t, 10*time.Second, "a refusal after the settled connection", func() bool { return len(got.get()) > len(before) })
+	after := got.get()[len(before)]
+	if !after.Since.After(before[0].Since.Add(settleAfter)) {
+		t.Fatalf("a refusal after a settled connection says its streak began at %v, the first streak's start %v", after.Since, before[0].Since)
+	}
+}

@@ -94,7 +94,8 @@ type SenderOptions struct {
 
 	// OnRefused is called, from a PeerSender's actor, each time a peer
 	// refuses its hello because another live process holds this node's
-	// id there (hold.go). It must not block. May be nil.
+	// id there (hold.go), with the time that peer began refusing
+	// (RefusedError.Since). It must not block. May be nil.
 	OnRefused func(*RefusedError)
 
 	Metrics *Metrics // may be nil

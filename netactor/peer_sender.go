@@ -60,6 +60,9 @@ type PeerSender struct {
 	// refusalLogged: a refusal of the hello (hold.go) was logged since
 	// the last settled connection; the next ones count as failed dials.
 	refusalLogged bool
+	// refusedSince is when the peer began refusing this process's hello
+	// (RefusedError.Since); zero once a connection settles.
+	refusedSince time.Time
 	// snapTooLarge is when each group's snapshot above MaxSnapshotBytes
 	// was last logged: raft sends it again after every failure.
 	snapTooLarge map[uint64]time.Time
@@ -131,12 +134,18 @@ func (s *PeerSender) Receive(ctx actor.Context) {
 		if msg.w == s.w && s.connected {
 			s.settled = true
 			s.log.Info().Int("failed_dials", s.dialFailures).Msg("connected to raft peer")
-			s.dialFailures, s.refusalLogged = 0, false
+			s.dialFailures, s.refusalLogged, s.refusedSince = 0, false, time.Time{}
 		}
 	case *writerDisconnected:
 		if msg.w == s.w {
-			if refused, ok := errors.AsType[*RefusedError](msg.err); ok && s.opts.OnRefused != nil {
-				s.opts.OnRefused(refused)
+			if refused, ok := errors.AsType[*RefusedError](msg.err); ok {
+				if s.refusedSince.IsZero() {
+					s.refusedSince = time.Now()
+				}
+				refused.Since = s.refusedSince
+				if s.opts.OnRefused != nil {
+					s.opts.OnRefused(refused)
+				}
 			}
 			s.disconnect(ctx, msg.err)
 		}

@@ -89,8 +89,6 @@ type Broker struct {
 	duplicate      chan error
 	duplicateOnce  sync.Once
 	refusedServing sync.Once
-	refusedMu      sync.Mutex
-	firstRefused   time.Time // the first refusal of this process by a peer
 
 	// serving is closed once the broker serves Kafka clients
 	// (serveWhenLeadersKnown); stop is closed when it stops.

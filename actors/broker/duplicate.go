@@ -23,9 +23,9 @@ func (e *DuplicateIDError) Error() string {
 
 func (e *DuplicateIDError) Unwrap() error { return e.RefusedError }
 
-// Duplicate is sent, once, a *DuplicateIDError when peers refuse this
+// Duplicate is sent, once, a *DuplicateIDError when a peer refuses this
 // broker's raft connections, before the broker serves, because another
-// live process holds its node id there, and go on refusing them for a
+// live process holds its node id there, and goes on refusing them for a
 // hold timeout (netactor.HoldTimeout): the broker must then stop, as Start
 // does while it waits for its peers. A predecessor on its way out (a
 // clean stop still handing over, a crash whose connections a busy peer
@@ -45,14 +45,9 @@ func (b *Broker) onRefused(err *netactor.RefusedError) {
 		return
 	default:
 	}
-	now := time.Now()
-	b.refusedMu.Lock()
-	if b.firstRefused.IsZero() {
-		b.firstRefused = now
-	}
-	persists := now.Sub(b.firstRefused) >= netactor.HoldTimeout(b.cfg.TickInterval())
-	b.refusedMu.Unlock()
-	if persists {
+	// One peer's refusals on end, not two moments of two peers': each
+	// could be a predecessor's connection a peer had yet to see close.
+	if time.Since(err.Since) >= netactor.HoldTimeout(b.cfg.TickInterval()) {
 		b.duplicateOnce.Do(func() {
 			b.duplicate <- &DuplicateIDError{RefusedError: err}
 		})

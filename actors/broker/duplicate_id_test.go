@@ -253,9 +253,7 @@ func TestPredecessorGoneWithinHoldTimeout(t *testing.T) {
 	}
 	defer b.Abort()
 	c.waitFor(10*time.Second, "the successor refused", func() bool {
-		b.refusedMu.Lock()
-		defer b.refusedMu.Unlock()
-		return !b.firstRefused.IsZero()
+		return duplicateRejections(c.brokers[0]) > 0 || duplicateRejections(c.brokers[2]) > 0
 	})
 	c.crash(1)
 	c.waitFor(10*time.Second, "the successor taken as broker 2's restart", func() bool {
@@ -271,4 +269,58 @@ func TestPredecessorGoneWithinHoldTimeout(t *testing.T) {
 		t.Fatalf("the successor stopped, its predecessor gone: %v", err)
 	case <-time.After(2 * netactor.HoldTimeout(next.TickInterval())):
 	}
+}
+
+// TestDuplicateNeedsOnePeersRefusalsOnEnd: a broker stops as a duplicate
+// only when one peer has refused it for a hold timeout on end, not when
+// two refusals, perhaps from two peers, lie that far apart (each may be a
+// predecessor's connection on its way out). Found by review: the first
+// refusal of any peer started the clock for good.
+func TestDuplicateNeedsOnePeersRefusalsOnEnd(t *testing.T) {
+	cfg := configs.Default()
+	cfg.NodeID = 2
+	hold := netactor.HoldTimeout(cfg.TickInterval())
+	b := &Broker{cfg: &cfg, serving: make(chan struct{}), duplicate: make(chan error, 1)}
+	refused := func(peer uint64, since time.Time) *netactor.RefusedError {
+		return &netactor.RefusedError{Peer: peer, Since: since, Refusal: netactor.Refusal{NodeID: 2}}
+	}
+	b.onRefused(refused(1, time.Now()))
+	b.onRefused(refused(3, time.Now())) // a new streak, later
+	select {
+	case err := <-b.Duplicate():
+		t.Fatalf("refusals that began a moment ago stop the broker: %v", err)
+	default:
+	}
+	b.onRefused(refused(3, time.Now().Add(-hold)))
+	select {
+	case err := <-b.Duplicate():
+		if _, ok := errors.AsType[*DuplicateIDError](err); !ok {
+			t.Fatalf("Duplicate sent %T %v, want a *DuplicateIDError", err, err)
+		}
+	default:
+		t.Fatalf("a peer refusing for %v on end does not stop the broker", hold)
+	}
+}
+
+// duplicateRejections is how many hellos b refused as a second process of
+// a node id (netactor.RejectDuplicateID).
+func duplicateRejections(b *Broker) float64 {
+	families, err := b.registry.Gather()
+	if err != nil {
+		return 0
+	}
+	var n float64
+	for _, f := range families {
+		if f.GetName() != "flotilla_raft_connections_rejected_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == netactor.RejectDuplicateID {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
 }
