@@ -563,10 +563,11 @@ func (c *controllerActor) deleteTopics(ctx actor.Context, m *DeleteTopics) {
 
 // proposalError maps a failed controller proposal to what a Kafka client
 // should see: the outcome is unknown, so a retriable timeout, or "not
-// controller" when there is no leader to take it.
+// controller" when there is no leader to take it, wrapping raft's reason
+// (raftactor.ErrLeaderChanged: the proposal may still be applied).
 func proposalError(err error) error {
 	if errors.Is(err, raftactor.ErrNotReady) || errors.Is(err, raftactor.ErrLeaderChanged) || errors.Is(err, raft.ErrProposalDropped) {
-		return fmt.Errorf("%w: %v", kerr.NotController, err)
+		return fmt.Errorf("%w: %w", kerr.NotController, err)
 	}
 	return fmt.Errorf("%w: %v", kerr.RequestTimedOut, err)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/raftactor"
 )
 
 // Partition reassignments (KIP-455). AlterPartitionReassignments goes to
@@ -28,7 +29,10 @@ type alterCall struct {
 	// their Partitions.
 	moves []controller.Move
 	slots [][2]int
-	ticks uint64 // left before the request times out
+	// unsure marks the moves sent again after the controller's leader
+	// changed under them: the earlier proposal may have been applied.
+	unsure []bool
+	ticks  uint64 // left before the request times out
 	// retryIn counts down the ticks until moves are sent to the controller
 	// again; 0 while an answer is awaited.
 	retryIn uint64
@@ -64,6 +68,7 @@ func (c *serviceConn) alterReassignments(ctx actor.Context, r *Request, req *kms
 			if rp.ErrorCode == 0 {
 				call.moves = append(call.moves, move)
 				call.slots = append(call.slots, [2]int{ti, pi})
+				call.unsure = append(call.unsure, false)
 			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}
@@ -86,6 +91,7 @@ func (c *serviceConn) alterReassignmentsDone(ctx actor.Context, m *controller.Al
 	}
 	var again []controller.Move
 	var slots [][2]int
+	var unsure []bool
 	for i, slot := range call.slots {
 		var err error
 		if i < len(m.Errs) {
@@ -100,13 +106,20 @@ func (c *serviceConn) alterReassignmentsDone(ctx actor.Context, m *controller.Al
 		// not retry (they look at the request's top-level error only).
 		if errors.Is(err, kerr.NotController) {
 			again, slots = append(again, call.moves[i]), append(slots, slot)
+			unsure = append(unsure, call.unsure[i] || errors.Is(err, raftactor.ErrLeaderChanged))
 			continue
+		}
+		// A cancel asked again finds nothing to cancel when the first
+		// proposal was applied after all: it did what was asked. (A move
+		// asked again proposes the same target, which changes nothing.)
+		if call.unsure[i] && call.moves[i].Replicas == nil && errors.Is(err, kerr.NoReassignmentInProgress) {
+			err = nil
 		}
 		rp := &call.resp.Topics[slot[0]].Partitions[slot[1]]
 		rp.ErrorCode, rp.ErrorMessage = code(err), detail(err)
 	}
 	if len(again) > 0 {
-		call.moves, call.slots = again, slots
+		call.moves, call.slots, call.unsure = again, slots, unsure
 		call.retryIn = c.s.ticks(alterRetryMs)
 		return
 	}

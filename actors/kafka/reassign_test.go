@@ -394,3 +394,34 @@ func TestElectLeadersAllAndUnclean(t *testing.T) {
 		t.Fatalf("election type 7: %+v %v", resp, err)
 	}
 }
+
+// TestCancelAskedAgainAfterLeaderChange: a cancel whose proposal the
+// controller group's leader change left undecided is asked again; if the
+// first was applied after all, the second finds nothing to cancel, and
+// the cancel is answered as done, not NO_REASSIGNMENT_IN_PROGRESS. Found
+// by review.
+func TestCancelAskedAgainAfterLeaderChange(t *testing.T) {
+	var calls atomic.Int32
+	f := newReassignFixture(t, func(uint64) bool { return false }, func(m controller.Move) error {
+		if calls.Add(1) == 1 {
+			return fmt.Errorf("%w: %w", kerr.NotController, raftactor.ErrLeaderChanged)
+		}
+		return fmt.Errorf("%w: %s/%d is not being reassigned", kerr.NoReassignmentInProgress, m.Topic, m.Partition)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	var req kadm.AlterPartitionAssignmentsReq
+	req.CancelAssign("orders", 1)
+	resp, err := f.adm.AlterPartitionAssignments(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range resp.Sorted() {
+		if r.Err != nil {
+			t.Errorf("orders/%d: %v (%s), want the cancel done", r.Partition, r.Err, r.ErrMessage)
+		}
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("controller asked %d times, want 2", n)
+	}
+}
