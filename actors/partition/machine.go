@@ -13,7 +13,6 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/flotilla/flotilla/actors/storage"
@@ -844,6 +843,14 @@ func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce, ma
 		}
 	}
 
+	// Raft drops proposals while a leadership transfer runs: such a
+	// request waits for the new leader (or the transfer's end) as the
+	// client sent it, since the stamping below changes its bytes, which a
+	// request served again must not carry.
+	if mayWait && h.Transferring() {
+		m.awaitLeader(h, awaiting{produce: r})
+		return
+	}
 	term := h.Term()
 	appendTs := int64(-1)
 	if m.o.Settings.LogAppendTime {
@@ -866,10 +873,6 @@ func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce, ma
 	key := batchKey{term, offset}
 	proposed := time.Now()
 	if err := h.ProposeRaw([][]byte{payload}); err != nil {
-		if mayWait && errors.Is(err, raft.ErrProposalDropped) && h.Transferring() {
-			m.awaitLeader(h, awaiting{produce: r})
-			return
-		}
 		m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.NotLeaderForPartition, err))
 		return
 	}
