@@ -1028,6 +1028,11 @@ func (m *Machine) Persisted(h *raftactor.Handle, ctx actor.Context, entries []*p
 // Applied implements raftactor.Extension: acks=all answers, the readiness
 // barrier, fetch wake-ups, the new view.
 func (m *Machine) Applied(h *raftactor.Handle, ctx actor.Context) {
+	// The new high watermark is visible before anyone hears of it: a
+	// client that has its acks=all answer must find its record below
+	// the end ListOffsets and OffsetForLeaderEpoch read from the view,
+	// as Kafka acknowledges once the high watermark covers the batch.
+	m.publish(h)
 	for _, in := range m.completed {
 		m.o.Metrics.applied(in.proposed)
 		if m.matchQuorum > 0 && in.acks == -1 {
