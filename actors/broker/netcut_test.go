@@ -19,15 +19,36 @@ import (
 )
 
 // network is a fault-injecting raft transport shared by the brokers of a
-// test cluster: it drops every message to or from an isolated broker.
+// test cluster: it drops every message to or from an isolated broker, and
+// every message on a cut link (one direction: from, to).
 type network struct {
 	mu       sync.Mutex
 	isolated map[uint64]bool
+	links    map[[2]uint64]bool // nil: none cut
 }
 
 func (n *network) isolate(id uint64, cut bool) {
 	n.mu.Lock()
 	n.isolated[id] = cut
+	n.mu.Unlock()
+}
+
+// cutLink drops (cut) or passes again the messages from one broker to
+// another.
+func (n *network) cutLink(from, to uint64, cut bool) {
+	n.mu.Lock()
+	if n.links == nil {
+		n.links = map[[2]uint64]bool{}
+	}
+	n.links[[2]uint64{from, to}] = cut
+	n.mu.Unlock()
+}
+
+// heal ends every isolation and link cut.
+func (n *network) heal() {
+	n.mu.Lock()
+	clear(n.isolated)
+	clear(n.links)
 	n.mu.Unlock()
 }
 
@@ -47,7 +68,7 @@ func (c *cutTransport) Send(ctx actor.SenderContext, group uint64, msgs []*pb.Me
 	cut := c.n.isolated[c.self]
 	var pass []*pb.Message
 	for _, m := range msgs {
-		if !cut && !c.n.isolated[m.GetTo()] {
+		if !cut && !c.n.isolated[m.GetTo()] && !c.n.links[[2]uint64{c.self, m.GetTo()}] {
 			pass = append(pass, m)
 		}
 	}
