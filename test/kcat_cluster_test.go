@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"encoding/json"
 	"os/exec"
 	"testing"
@@ -97,17 +96,15 @@ func TestKcatSeesLeadersAndISR(t *testing.T) {
 		nd.start(t)
 	}
 	waitLeader(t, 15*time.Second, nodes)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(nodes[0].kafka, nodes[1].kafka, nodes[2].kafka))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
 	const topic, n = "watched", 6
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, n, 3, nil, topic); err != nil {
-		t.Fatal(err)
-	}
+	// Retried until every broker has registered: a replication factor of
+	// 3 is refused while one of them has not yet.
+	createReplicated(t, kadm.NewClient(cl), topic, n)
 	watcher := nodes[1]
 	waitFor(t, 15*time.Second, "every partition led by its preferred replica with the full ISR", func() bool {
 		return every(watcher, topic, n, func(p kcatPartition, isr map[int32]bool) bool {
