@@ -220,6 +220,13 @@ func TestOffsetForLeaderEpochAfterRestart(t *testing.T) {
 	if e2 <= e1 {
 		t.Fatalf("leader epoch after restart %d, before %d: it must increase", e2, e1)
 	}
+	// Metadata names the leader raft elected; ListOffsets and
+	// OffsetForLeaderEpoch answer NOT_LEADER_OR_FOLLOWER until it has also
+	// applied an entry of its own term, and clients retry. The checks
+	// below are of the answers once it does.
+	waitFor(t, 15*time.Second, "OffsetForLeaderEpoch answered without an error after the restart", func() bool {
+		return offsetForLeaderEpoch(t, cl2, nd, topic, e2, e1).ErrorCode == 0
+	})
 
 	check := func(when string, current, epoch int32, code int16, wantEpoch int32, wantEnd int64) {
 		t.Helper()
