@@ -26,11 +26,18 @@ import (
 // hand-over one of a metadata refresh and a retry, 13-120 ms (120 when the
 // refresh ran before the new leader had won its election: kgo asks again
 // after MetadataMinAge).
+//
+// Only gaps that end after the signal count. A loaded machine stalls the
+// producer or the brokers now and then (a 496 ms gap 5 s before the signal
+// was seen): the largest gap before the signal is the measure of that, and
+// raises the bound up to twice itself, but never to crashGap, where a
+// partition that waited for an election begins.
 func TestCleanStopKeepsPartitionAvailable(t *testing.T) {
 	const (
 		topic      = "handover"
 		partitions = 12
 		maxGap     = 250 * time.Millisecond
+		crashGap   = 450 * time.Millisecond
 	)
 	nodes := newCluster(t, 3)
 	for _, nd := range nodes {
@@ -131,17 +138,22 @@ func TestCleanStopKeepsPartitionAvailable(t *testing.T) {
 
 	mu.Lock()
 	defer mu.Unlock()
-	var gap time.Duration
+	var before, gap time.Duration
 	var gapAt time.Time
 	for i := 1; i < len(acks); i++ {
-		if d := acks[i].at.Sub(acks[i-1].at); d > gap {
+		d := acks[i].at.Sub(acks[i-1].at)
+		switch {
+		case !acks[i].at.After(signalled):
+			before = max(before, d)
+		case d > gap:
 			gap, gapAt = d, acks[i-1].at
 		}
 	}
-	t.Logf("broker %d exited %v after SIGTERM; %d records acknowledged, %d failed; largest gap between acks %v, %v after the signal",
-		leader.id, exited, len(acks), fails, gap, gapAt.Sub(signalled))
-	if gap >= maxGap {
-		t.Errorf("largest gap between acknowledgements %v, want under %v: the partition waited for an election", gap, maxGap)
+	bound := min(max(maxGap, 2*before), crashGap)
+	t.Logf("broker %d exited %v after SIGTERM; %d records acknowledged, %d failed; largest gap between acks %v, from %v after the signal; before it %v",
+		leader.id, exited, len(acks), fails, gap, gapAt.Sub(signalled), before)
+	if gap >= bound {
+		t.Errorf("largest gap between acknowledgements after the signal %v, want under %v (the largest before it was %v): the partition waited for an election", gap, bound, before)
 	}
 
 	// Every acknowledged record is in the log, at its offset.
