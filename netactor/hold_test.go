@@ -199,6 +199,7 @@ func TestSecondProcessWithPeerIDRefused(t *testing.T) {
 func TestSilentHolderLosesItsID(t *testing.T) {
 	n2 := newNode(t, 2)
 	n2.holdTimeout = 300 * time.Millisecond
+	n2.liveness = NewLiveness(2, time.Minute, time.Now)
 	n2.listen("127.0.0.1:0")
 	at2 := n2.group(7)
 
@@ -208,10 +209,16 @@ func TestSilentHolderLosesItsID(t *testing.T) {
 	}
 	defer old.Close()
 	hello, _ := AppendFrame(nil, &Envelope{From: 1, To: 2, Incarnation: 5})
+	start := time.Now() // at or before node 2 takes the hello: its hold begins after
 	if _, err := old.Write(hello); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
+	// Node 2 has taken the silent process as the holder before the next
+	// one dials (its reader may see the two hellos in either order).
+	waitFor(t, 5*time.Second, "the silent process's hello taken", func() bool {
+		_, heard := n2.liveness.LastHeard(1)
+		return heard
+	})
 	var got refusals
 	n1 := newNode(t, 1)
 	p := n1.peers(map[uint64]string{2: n2.addr}, SenderOptions{Incarnation: 6, OnRefused: got.add})
