@@ -84,8 +84,9 @@ type Broker struct {
 	askMu         sync.Mutex  // serialises askRemovals (Reload and the start)
 	asking        []uint64    // removals asked for that the state may not show yet
 	removed       chan string // closed-over reason once the cluster removed this broker
-	// duplicate gets a *DuplicateIDError (Duplicate) once, from the first
-	// peer that takes this broker's node id for another live process's.
+	// duplicate gets a *DuplicateIDError (Duplicate) once, when a peer
+	// has refused this process for a hold timeout on end, taking its node
+	// id for another live process's.
 	duplicate      chan error
 	duplicateOnce  sync.Once
 	refusedServing sync.Once
