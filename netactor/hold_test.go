@@ -166,9 +166,11 @@ func TestSecondProcessWithPeerIDRefused(t *testing.T) {
 	if n := strings.Count(dup.logs.String(), "raft peer refused this process"); n != 1 {
 		t.Fatalf("the second process logged its refusal %d times, want once:\n%s", n, dup.logs.String())
 	}
-	if got := n2.metric("flotilla_raft_connections_rejected_total", "reason", RejectDuplicateID); got < 3 {
-		t.Fatalf("%v duplicate_node_id rejections counted, want at least 3", got)
-	}
+	// Node 2 counts a refusal once the dialer has hung up, after the
+	// dialer has heard it.
+	waitFor(t, 5*time.Second, "three duplicate_node_id rejections counted", func() bool {
+		return n2.metric("flotilla_raft_connections_rejected_total", "reason", RejectDuplicateID) >= 3
+	})
 	if got := n2.liveness.Restarts(1); got != 0 {
 		t.Fatalf("Restarts(1) = %d while a second process was refused, want 0", got)
 	}
