@@ -152,18 +152,26 @@ func TestISRAndMinInsync(t *testing.T) {
 		return l >= 0 && len(c.brokers[l].Replicas().Get(tp).Machine.View().ISR) == 2
 	})
 	// The leader reports the ISR (other brokers know only the leader until
-	// leadership is disseminated).
+	// leadership is disseminated). Polled: a leadership that moves just
+	// then (the preferred replica taking over after the creation) starts
+	// with the replicas that acknowledged its first entry, and the rest
+	// join at its next look, a quarter of a second later.
 	req := kmsg.NewPtrMetadataRequest()
 	rt := kmsg.NewMetadataRequestTopic()
 	rt.Topic = kmsg.StringPtr("strict")
 	req.Topics = append(req.Topics, rt)
-	resp, err := admCl.Broker(leaderOf()+1).Request(ctx, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p := resp.(*kmsg.MetadataResponse).Topics[0].Partitions[0]; len(p.ISR) != 2 || len(p.Replicas) != 3 {
-		t.Fatalf("metadata from the leader: replicas %v, isr %v; want 3 replicas, 2 in sync", p.Replicas, p.ISR)
-	}
+	c.waitFor(5*time.Second, "metadata from the leader with 3 replicas, 2 in sync", func() bool {
+		l := leaderOf()
+		if l < 0 {
+			return false
+		}
+		resp, err := admCl.Broker(l+1).Request(ctx, req)
+		if err != nil {
+			return false
+		}
+		p := resp.(*kmsg.MetadataResponse).Topics[0].Partitions[0]
+		return len(p.ISR) == 2 && len(p.Replicas) == 3
+	})
 	// Without retries, to see the broker's answer (a leader move may
 	// answer NOT_LEADER first: poll).
 	var last error
