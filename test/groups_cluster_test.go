@@ -132,10 +132,18 @@ func startCluster(t *testing.T, n int) ([]*node, []string) {
 
 func createReplicated(t *testing.T, adm *kadm.Client, topic string, partitions int32) {
 	t.Helper()
+	createReplicatedWith(t, adm, topic, partitions, nil)
+}
+
+// createReplicatedWith creates topic with replication factor 3 and the
+// topic configs, asking again until every broker has registered (before,
+// the controller refuses RF 3).
+func createReplicatedWith(t *testing.T, adm *kadm.Client, topic string, partitions int32, configs map[string]*string) {
+	t.Helper()
 	waitFor(t, 20*time.Second, "topic "+topic+" created", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		resp, err := adm.CreateTopic(ctx, partitions, 3, nil, topic)
+		resp, err := adm.CreateTopic(ctx, partitions, 3, configs, topic)
 		return err == nil && (resp.Err == nil || errCode(resp.Err) == 36) // 36: it exists (an earlier try got through)
 	})
 }

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"errors"
 	"math/rand/v2"
 	"strings"
@@ -35,12 +34,7 @@ func TestAlterTopicConfigs(t *testing.T) {
 	waitLeader(t, 15*time.Second, nodes)
 	adm := clusterAdmin(t, seeds)
 	const topic = "trimmed"
-	waitFor(t, 20*time.Second, "topic "+topic+" created", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		resp, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"segment.bytes": kadm.StringPtr("1024")}, topic)
-		return err == nil && (resp.Err == nil || errors.Is(resp.Err, kerr.TopicAlreadyExists))
-	})
+	createReplicatedWith(t, adm, topic, 1, map[string]*string{"segment.bytes": kadm.StringPtr("1024")})
 
 	// One record of 600 random (incompressible) bytes per request, so one
 	// batch per segment: 40 segments, about 27 KiB on every replica.

@@ -2,14 +2,12 @@ package test
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -33,12 +31,7 @@ func TestDeleteRecordsReplicated(t *testing.T) {
 	waitLeader(t, 15*time.Second, nodes)
 	adm := clusterAdmin(t, seeds)
 	const topic = "purged"
-	waitFor(t, 20*time.Second, "topic "+topic+" created", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		resp, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"segment.bytes": kadm.StringPtr("2048")}, topic)
-		return err == nil && (resp.Err == nil || errors.Is(resp.Err, kerr.TopicAlreadyExists))
-	})
+	createReplicatedWith(t, adm, topic, 1, map[string]*string{"segment.bytes": kadm.StringPtr("2048")})
 
 	// One record of 600 random (incompressible) bytes per request: about
 	// three batches per segment, 20 segments on every replica.
