@@ -66,18 +66,20 @@ const autoCreateRetry = time.Second
 
 func (s *ClusterSource) alive(id uint64) bool { return s.Alive == nil || s.Alive(id) }
 
-func (s *ClusterSource) stopping(id uint64) bool { return s.Stopping != nil && s.Stopping(id) }
-
 // listed reports whether a broker is unfenced in Metadata: alive, and,
-// when stopping, still leading (leading, from stoppingLeaders).
-func (s *ClusterSource) listed(id uint64, leading map[uint64]bool) bool {
-	return s.alive(id) && (!s.stopping(id) || leading[id])
+// when stopping, still leading (stopping, from stoppingLeaders).
+func (s *ClusterSource) listed(id uint64, stopping map[uint64]bool) bool {
+	leads, ok := stopping[id]
+	return s.alive(id) && (!ok || leads)
 }
 
-// stoppingLeaders returns the alive brokers that announced a clean stop
-// and that this broker still knows as the leader (or the outgoing leader)
-// of some partition; nil when no broker is stopping, the common case,
-// without looking at the partitions. Kafka keeps a broker in controlled
+// stoppingLeaders returns the alive brokers that announced a clean stop,
+// each with whether this broker still knows it as the leader (or the
+// outgoing leader) of some partition; nil when no broker is stopping, the
+// common case, without looking at the partitions. A Metadata answer takes
+// it once and judges every broker by it: a stop announced while the
+// answer is being built would otherwise fence a broker halfway, with
+// every partition it leads answered LEADER_NOT_AVAILABLE. Kafka keeps a broker in controlled
 // shutdown registered and unfenced, named as the leader of what it leads,
 // until its leaderships have moved (ReplicationControlManager.
 // handleBrokerInControlledShutdown moves them in the same record batch
@@ -100,6 +102,9 @@ func (s *ClusterSource) stoppingLeaders(view *controller.State) map[uint64]bool 
 		return nil
 	}
 	leading := make(map[uint64]bool, len(stopping))
+	for _, id := range stopping {
+		leading[id] = false
+	}
 	for _, t := range view.Topics {
 		for _, p := range t.Partitions {
 			if leader, _, _, _ := s.leadership(t, p); leader != 0 && slices.Contains(stopping, leader) {
@@ -273,7 +278,7 @@ func (s *ClusterSource) topic(view *controller.State, t *controller.Topic, leadi
 		for _, id := range isr {
 			// Kafka's leader is always in its ISR; a stopping broker is in
 			// no other (handleBrokerInControlledShutdown).
-			if s.listed(id, leading) && (id == leader || !s.stopping(id)) {
+			if _, stopping := leading[id]; s.listed(id, leading) && (id == leader || !stopping) {
 				kp.ISR = append(kp.ISR, int32(id))
 			}
 		}
