@@ -799,7 +799,11 @@ func (m *Machine) produceErr(ctx actor.Context, r *Produce, err error) {
 // request that may wait is held while the leadership changes hands
 // (awaitleader.go).
 func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce, mayWait bool) {
-	if !m.ready || !h.IsLeader() || h.Term() != m.readyTerm {
+	// A leader handing its leadership over serves nothing either: raft
+	// drops proposals while the transfer runs. The request waits as the
+	// client sent it, since the stamping below changes its bytes, which a
+	// request served again must not carry.
+	if !m.ready || !h.IsLeader() || h.Term() != m.readyTerm || h.Transferring() {
 		if mayWait && m.changing(h) {
 			m.awaitLeader(h, awaiting{produce: r})
 			return
@@ -843,14 +847,6 @@ func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce, ma
 		}
 	}
 
-	// Raft drops proposals while a leadership transfer runs: such a
-	// request waits for the new leader (or the transfer's end) as the
-	// client sent it, since the stamping below changes its bytes, which a
-	// request served again must not carry.
-	if mayWait && h.Transferring() {
-		m.awaitLeader(h, awaiting{produce: r})
-		return
-	}
 	term := h.Term()
 	appendTs := int64(-1)
 	if m.o.Settings.LogAppendTime {
