@@ -130,25 +130,22 @@ func (s *Space) Collector() prometheus.Collector {
 // freeBytes is the space an unprivileged process may still use on the
 // filesystem holding dir.
 func freeBytes(dir string) (int64, error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return 0, fmt.Errorf("statfs %s: %w", dir, err)
-	}
-	return int64(st.Bavail) * int64(st.Bsize), nil
+	_, usable, err := usage(dir)
+	return usable, err
 }
 
-// Dir is the directory whose filesystem s guards: the broker's data
-// directory, its one Kafka log dir (DescribeLogDirs).
-func (s *Space) Dir() string { return s.dir }
+// usage is the size of the filesystem holding dir and the space an
+// unprivileged process may still use on it.
+func usage(dir string) (total, usable int64, err error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, 0, fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	return int64(st.Blocks) * int64(st.Bsize), int64(st.Bavail) * int64(st.Bsize), nil
+}
 
 // Usage reads the size of the filesystem holding the data directory and
 // the space an unprivileged process may still use on it, as Kafka's
 // DescribeLogDirs reports them (FileStore's getTotalSpace and
 // getUsableSpace). It reads the filesystem on each call.
-func (s *Space) Usage() (total, usable int64, err error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(s.dir, &st); err != nil {
-		return 0, 0, fmt.Errorf("statfs %s: %w", s.dir, err)
-	}
-	return int64(st.Blocks) * int64(st.Bsize), int64(st.Bavail) * int64(st.Bsize), nil
-}
+func (s *Space) Usage() (total, usable int64, err error) { return usage(s.dir) }
