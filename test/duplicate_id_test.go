@@ -30,20 +30,8 @@ func TestSecondProcessWithBrokerIDExits(t *testing.T) {
 	adm := clusterAdmin(t, seeds)
 	const topic = "dupid"
 	createReplicated(t, adm, topic, 3)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic), kgo.MetadataMinAge(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	ctx := testCtx(t, 3*time.Minute)
-	produce := func(from, to int) {
-		t.Helper()
-		for i := from; i < to; i++ {
-			if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte{byte(i)}, Value: fmt.Appendf(nil, "%d", i)}).FirstErr(); err != nil {
-				t.Fatalf("produce %d: %v", i, err)
-			}
-		}
-	}
+	produce := numberedProducer(ctx, t, seeds, topic)
 	produce(0, 100)
 
 	// Settled: every broker in sync, and the raft groups' terms and

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -120,7 +121,14 @@ func clusterAdmin(t *testing.T, seeds []string) *kadm.Client {
 // controller; it returns them and their Kafka addresses.
 func startCluster(t *testing.T, n int) ([]*node, []string) {
 	t.Helper()
-	nodes := newClusterWith(t, n, groupSettings)
+	return startClusterWith(t, n, groupSettings)
+}
+
+// startClusterWith is startCluster with kafkaExtra in each broker's kafka
+// section (newClusterWith) instead of the group settings.
+func startClusterWith(t *testing.T, n int, kafkaExtra string) ([]*node, []string) {
+	t.Helper()
+	nodes := newClusterWith(t, n, kafkaExtra)
 	var seeds []string
 	for _, nd := range nodes {
 		nd.start(t)
@@ -146,6 +154,50 @@ func createReplicatedWith(t *testing.T, adm *kadm.Client, topic string, partitio
 		resp, err := adm.CreateTopic(ctx, partitions, 3, configs, topic)
 		return err == nil && (resp.Err == nil || errCode(resp.Err) == 36) // 36: it exists (an earlier try got through)
 	})
+}
+
+// numberedProducer returns what produces the records from to to-1 to
+// topic, one request each, record i keyed by its low byte and valued by
+// its decimal digits, failing t on any error.
+func numberedProducer(ctx context.Context, t *testing.T, seeds []string, topic string) func(from, to int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic), kgo.MetadataMinAge(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte{byte(i)}, Value: fmt.Appendf(nil, "%d", i)}).FirstErr(); err != nil {
+				t.Fatalf("produce %d: %v", i, err)
+			}
+		}
+	}
+}
+
+// produceIncompressible produces n records of 600 random bytes to topic,
+// one request each (a batch per record), from a generator seeded with
+// seed and seed+1, and returns their values.
+func produceIncompressible(ctx context.Context, t *testing.T, seeds []string, topic string, n int, seed uint64) [][]byte {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic), kgo.MetadataMinAge(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	values := make([][]byte, n)
+	for i := range n {
+		values[i] = make([]byte, 600)
+		for j := range values[i] {
+			values[i][j] = byte(rng.Uint32())
+		}
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: values[i]}).FirstErr(); err != nil {
+			t.Fatalf("produce record %d: %v", i, err)
+		}
+	}
+	return values
 }
 
 // bgProducer is a producer running in a goroutine of its own, which

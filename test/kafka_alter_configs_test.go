@@ -2,14 +2,12 @@ package test
 
 import (
 	"errors"
-	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -22,16 +20,7 @@ import (
 // config is refused with Kafka's error for a config that cannot change at
 // runtime, naming the YAML file and SIGHUP.
 func TestAlterTopicConfigs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts real processes")
-	}
-	nodes := newCluster(t, 3)
-	var seeds []string
-	for _, nd := range nodes {
-		nd.start(t)
-		seeds = append(seeds, nd.kafka)
-	}
-	waitLeader(t, 15*time.Second, nodes)
+	nodes, seeds := startClusterWith(t, 3, "")
 	adm := clusterAdmin(t, seeds)
 	const topic = "trimmed"
 	createReplicatedWith(t, adm, topic, 1, map[string]*string{"segment.bytes": kadm.StringPtr("1024")})
@@ -40,21 +29,7 @@ func TestAlterTopicConfigs(t *testing.T) {
 	// batch per segment: 40 segments, about 27 KiB on every replica.
 	const records = 40
 	ctx := testCtx(t, 90*time.Second)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic), kgo.MetadataMinAge(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	rng := rand.New(rand.NewPCG(5, 6))
-	for i := range records {
-		value := make([]byte, 600)
-		for j := range value {
-			value[j] = byte(rng.Uint32())
-		}
-		if err := cl.ProduceSync(ctx, &kgo.Record{Value: value}).FirstErr(); err != nil {
-			t.Fatalf("produce record %d: %v", i, err)
-		}
-	}
+	produceIncompressible(ctx, t, seeds, topic, records, 5)
 	startOffset := func() int64 { return logStart(ctx, t, adm, topic) }
 	if s := startOffset(); s != 0 {
 		t.Fatalf("log start %d before the alteration; want 0 (no size limit by default)", s)

@@ -2,7 +2,6 @@ package test
 
 import (
 	"context"
-	"math/rand/v2"
 	"path/filepath"
 	"testing"
 	"time"
@@ -19,16 +18,7 @@ import (
 // DescribeLogDirs on every broker reports the partition's segments, which
 // shrink once the records are deleted.
 func TestDeleteRecordsReplicated(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts real processes")
-	}
-	nodes := newCluster(t, 3)
-	var seeds []string
-	for _, nd := range nodes {
-		nd.start(t)
-		seeds = append(seeds, nd.kafka)
-	}
-	waitLeader(t, 15*time.Second, nodes)
+	nodes, seeds := startClusterWith(t, 3, "")
 	adm := clusterAdmin(t, seeds)
 	const topic = "purged"
 	createReplicatedWith(t, adm, topic, 1, map[string]*string{"segment.bytes": kadm.StringPtr("2048")})
@@ -37,22 +27,7 @@ func TestDeleteRecordsReplicated(t *testing.T) {
 	// three batches per segment, 20 segments on every replica.
 	const records, cut = 60, 40
 	ctx := testCtx(t, 3*time.Minute)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic), kgo.MetadataMinAge(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	rng := rand.New(rand.NewPCG(7, 8))
-	values := make([][]byte, records)
-	for i := range records {
-		values[i] = make([]byte, 600)
-		for j := range values[i] {
-			values[i][j] = byte(rng.Uint32())
-		}
-		if err := cl.ProduceSync(ctx, &kgo.Record{Value: values[i]}).FirstErr(); err != nil {
-			t.Fatalf("produce record %d: %v", i, err)
-		}
-	}
+	values := produceIncompressible(ctx, t, seeds, topic, records, 7)
 
 	// Every broker's log dir holds its replica, the whole log on each once
 	// the followers have caught up.

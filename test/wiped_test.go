@@ -2,7 +2,6 @@ package test
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,8 +9,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestWipedBrokerRefusesToRejoin: a broker of three is SIGKILLed, its data
@@ -27,20 +24,8 @@ func TestWipedBrokerRefusesToRejoin(t *testing.T) {
 	adm := clusterAdmin(t, seeds)
 	const topic = "wiped"
 	createReplicated(t, adm, topic, 2)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic), kgo.MetadataMinAge(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	ctx := testCtx(t, 3*time.Minute)
-	produce := func(from, to int) {
-		t.Helper()
-		for i := from; i < to; i++ {
-			if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte{byte(i)}, Value: fmt.Appendf(nil, "%d", i)}).FirstErr(); err != nil {
-				t.Fatalf("produce %d: %v", i, err)
-			}
-		}
-	}
+	produce := numberedProducer(ctx, t, seeds, topic)
 	produce(0, 100)
 
 	wiped := nodes[1]
