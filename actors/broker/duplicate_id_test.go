@@ -88,21 +88,8 @@ func (c *testCluster) dupState(id uint64) dupState {
 func TestSecondProcessWithMemberIDRefused(t *testing.T) {
 	c := newTestCluster(t, 3)
 	c.waitReady()
-	// The image: broker 2's data dir, copied while it was stopped.
-	image := t.TempDir()
-	c.stop(1)
-	if err := os.CopyFS(image, os.DirFS(c.cfgs[1].DataDir)); err != nil {
-		t.Fatal(err)
-	}
-	c.start(1)
-	c.waitFor(30*time.Second, "broker 2 serving again", func() bool {
-		select {
-		case <-c.brokers[1].serving:
-			return c.leader() >= 0
-		default:
-			return false
-		}
-	})
+	image := c.imageOf(1)
+	c.waitFor(30*time.Second, "a controller leader", func() bool { return c.leader() >= 0 })
 
 	for _, tt := range []struct {
 		name    string
@@ -220,20 +207,7 @@ func TestPredecessorGoneWithinHoldTimeout(t *testing.T) {
 	// on a busy machine.
 	c := newTestCluster(t, 3, func(cfg *configs.Config) { cfg.Raft.TickMs = 100 })
 	c.waitReady()
-	image := t.TempDir()
-	c.stop(1)
-	if err := os.CopyFS(image, os.DirFS(c.cfgs[1].DataDir)); err != nil {
-		t.Fatal(err)
-	}
-	c.start(1)
-	c.waitFor(30*time.Second, "broker 2 serving again", func() bool {
-		select {
-		case <-c.brokers[1].serving:
-			return true
-		default:
-			return false
-		}
-	})
+	image := c.imageOf(1)
 	c.waitFor(10*time.Second, "its restart counted", func() bool {
 		return c.brokers[0].liveness.Restarts(2) == 1 && c.brokers[2].liveness.Restarts(2) == 1
 	})
@@ -323,4 +297,26 @@ func duplicateRejections(b *Broker) float64 {
 		}
 	}
 	return n
+}
+
+// imageOf copies broker i's data dir while it is stopped, as a machine
+// image would hold it, starts the broker again, waits until it serves, and
+// returns the copy's path.
+func (c *testCluster) imageOf(i int) string {
+	c.t.Helper()
+	image := c.t.TempDir()
+	c.stop(i)
+	if err := os.CopyFS(image, os.DirFS(c.cfgs[i].DataDir)); err != nil {
+		c.t.Fatal(err)
+	}
+	c.start(i)
+	c.waitFor(30*time.Second, fmt.Sprintf("broker %d serving again", i+1), func() bool {
+		select {
+		case <-c.brokers[i].serving:
+			return true
+		default:
+			return false
+		}
+	})
+	return image
 }
