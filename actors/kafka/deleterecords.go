@@ -15,7 +15,9 @@ import (
 type deleteCall struct {
 	r    *Request
 	resp *kmsg.DeleteRecordsResponse
-	refs []uint64 // of the partitions not yet answered
+	// pending counts its partitions not yet answered, which
+	// serviceConn.deletes holds by the Ref sent to each.
+	pending int
 	// ticks is what is left before the connection gives up on the
 	// partitions: they time the request themselves, but one stopped while
 	// the request was on its way (a reassignment, a shutdown) never
@@ -59,14 +61,14 @@ func (c *serviceConn) deleteRecords(ctx actor.Context, r *Request, req *kmsg.Del
 			default:
 				msg := &partition.DeleteRecords{Ref: c.ref(), Offset: p.Offset, TimeoutTicks: timeout, ReplyTo: ctx.Self()}
 				c.deletes[msg.Ref] = deleteSlot{call: call, topic: ti, part: pi}
-				call.refs = append(call.refs, msg.Ref)
+				call.pending++
 				ctx.Send(replica.PID, msg)
 			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
-	if len(call.refs) == 0 {
+	if call.pending == 0 {
 		ctx.Send(r.ReplyTo, r.Reply(resp))
 		return
 	}
@@ -90,8 +92,7 @@ func (c *serviceConn) deleteRecordsDone(ctx actor.Context, m *partition.DeleteRe
 		c.s.Log.Debug().Err(m.Err).Str("topic", call.resp.Topics[slot.topic].Topic).Int32("partition", rp.Partition).
 			Msg("delete records refused")
 	}
-	call.refs = slices.DeleteFunc(call.refs, func(ref uint64) bool { return ref == m.Ref })
-	if len(call.refs) == 0 {
+	if call.pending--; call.pending == 0 {
 		c.deleteCalls = slices.DeleteFunc(c.deleteCalls, func(o *deleteCall) bool { return o == call })
 		ctx.Send(call.r.ReplyTo, call.r.Reply(call.resp))
 		c.stopTickingIfIdle(ctx)
@@ -107,13 +108,15 @@ func (c *serviceConn) tickDeletes(ctx actor.Context) {
 			kept = append(kept, call)
 			continue
 		}
-		for _, ref := range call.refs {
-			slot := c.deletes[ref]
+		for ref, slot := range c.deletes {
+			if slot.call != call {
+				continue
+			}
 			delete(c.deletes, ref)
 			rp := &call.resp.Topics[slot.topic].Partitions[slot.part]
 			rp.LowWatermark, rp.ErrorCode = -1, kerr.RequestTimedOut.Code
 		}
-		c.s.Log.Debug().Int("partitions", len(call.refs)).Msg("delete records: partitions did not answer within the request's timeout")
+		c.s.Log.Debug().Int("partitions", call.pending).Msg("delete records: partitions did not answer within the request's timeout")
 		ctx.Send(call.r.ReplyTo, call.r.Reply(call.resp))
 	}
 	clear(c.deleteCalls[len(kept):])
