@@ -45,28 +45,33 @@ func (c *serviceConn) deleteRecords(ctx actor.Context, r *Request, req *kmsg.Del
 	resp := req.ResponseKind().(*kmsg.DeleteRecordsResponse)
 	timeout := c.s.ticks(req.TimeoutMillis)
 	call := &deleteCall{r: r, resp: resp, ticks: timeout + deleteRecordsGraceTicks}
-	for ti, t := range req.Topics {
-		rt := kmsg.NewDeleteRecordsResponseTopic()
-		rt.Topic = t.Topic
-		for pi, p := range t.Partitions {
-			rp := kmsg.NewDeleteRecordsResponseTopicPartition()
-			rp.Partition = p.Partition
-			rp.LowWatermark = -1
-			replica, missing := c.s.replica(t.Topic, [16]byte{}, p.Partition)
-			switch {
-			case t.Topic == controller.OffsetsTopic:
-				rp.ErrorCode = kerr.InvalidTopicException.Code
-			case replica == nil:
-				rp.ErrorCode = missing
-			default:
-				msg := &partition.DeleteRecords{Ref: c.ref(), Offset: p.Offset, TimeoutTicks: timeout, ReplyTo: ctx.Self()}
-				c.deletes[msg.Ref] = deleteSlot{call: call, topic: ti, part: pi}
-				call.pending++
-				ctx.Send(replica.PID, msg)
-			}
-			rt.Partitions = append(rt.Partitions, rp)
+	topics := map[string]int{} // name → index in resp.Topics
+	for _, d := range deleteTargets(req) {
+		ti, ok := topics[d.topic]
+		if !ok {
+			rt := kmsg.NewDeleteRecordsResponseTopic()
+			rt.Topic = d.topic
+			ti = len(resp.Topics)
+			topics[d.topic] = ti
+			resp.Topics = append(resp.Topics, rt)
 		}
-		resp.Topics = append(resp.Topics, rt)
+		rt := &resp.Topics[ti]
+		rp := kmsg.NewDeleteRecordsResponseTopicPartition()
+		rp.Partition = d.partition
+		rp.LowWatermark = -1
+		replica, missing := c.s.replica(d.topic, [16]byte{}, d.partition)
+		switch {
+		case d.topic == controller.OffsetsTopic:
+			rp.ErrorCode = kerr.InvalidTopicException.Code
+		case replica == nil:
+			rp.ErrorCode = missing
+		default:
+			msg := &partition.DeleteRecords{Ref: c.ref(), Offset: d.offset, TimeoutTicks: timeout, ReplyTo: ctx.Self()}
+			c.deletes[msg.Ref] = deleteSlot{call: call, topic: ti, part: len(rt.Partitions)}
+			call.pending++
+			ctx.Send(replica.PID, msg)
+		}
+		rt.Partitions = append(rt.Partitions, rp)
 	}
 	if call.pending == 0 {
 		ctx.Send(r.ReplyTo, r.Reply(resp))
@@ -74,6 +79,40 @@ func (c *serviceConn) deleteRecords(ctx actor.Context, r *Request, req *kmsg.Del
 	}
 	c.deleteCalls = append(c.deleteCalls, call)
 	c.startTicking(ctx)
+}
+
+// deleteTarget is one partition of a DeleteRecords request and the offset
+// its log is to start at.
+type deleteTarget struct {
+	topic     string
+	partition int32
+	offset    int64
+}
+
+// deleteTargets lists the request's partitions once each, in the order
+// they first appear, with the offset of their last mention: Kafka keys the
+// request by partition (KafkaApis.handleDeleteRecordsRequest builds a map),
+// so a partition named twice is deleted to its last offset and answered
+// once, and a topic named twice is one topic of the response.
+func deleteTargets(req *kmsg.DeleteRecordsRequest) []deleteTarget {
+	type key struct {
+		topic     string
+		partition int32
+	}
+	var out []deleteTarget
+	at := map[key]int{}
+	for _, t := range req.Topics {
+		for _, p := range t.Partitions {
+			k := key{t.Topic, p.Partition}
+			if i, ok := at[k]; ok {
+				out[i].offset = p.Offset
+				continue
+			}
+			at[k] = len(out)
+			out = append(out, deleteTarget{topic: t.Topic, partition: p.Partition, offset: p.Offset})
+		}
+	}
+	return out
 }
 
 // deleteRecordsDone puts a partition's answer into its call's response,
