@@ -95,15 +95,11 @@ type deleteTarget struct {
 // so a partition named twice is deleted to its last offset and answered
 // once, and a topic named twice is one topic of the response.
 func deleteTargets(req *kmsg.DeleteRecordsRequest) []deleteTarget {
-	type key struct {
-		topic     string
-		partition int32
-	}
 	var out []deleteTarget
-	at := map[key]int{}
+	at := map[topicPartition]int{}
 	for _, t := range req.Topics {
 		for _, p := range t.Partitions {
-			k := key{t.Topic, p.Partition}
+			k := topicPartition{t.Topic, p.Partition}
 			if i, ok := at[k]; ok {
 				out[i].offset = p.Offset
 				continue

@@ -14,6 +14,7 @@ const (
 
 func (s *Service) listOffsets(req *kmsg.ListOffsetsRequest) *kmsg.ListOffsetsResponse {
 	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+	dup := duplicatePartitions(req)
 	for _, t := range req.Topics {
 		rt := kmsg.NewListOffsetsResponseTopic()
 		rt.Topic = t.Topic
@@ -21,6 +22,11 @@ func (s *Service) listOffsets(req *kmsg.ListOffsetsRequest) *kmsg.ListOffsetsRes
 			rp := kmsg.NewListOffsetsResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.Timestamp, rp.Offset, rp.LeaderEpoch = -1, -1, -1
+			if dup[topicPartition{t.Topic, p.Partition}] {
+				rp.ErrorCode = kerr.InvalidRequest.Code
+				rt.Partitions = append(rt.Partitions, rp)
+				continue
+			}
 			v, errCode := s.leaderView(t.Topic, [16]byte{}, p.Partition, p.CurrentLeaderEpoch)
 			if errCode != 0 {
 				rp.ErrorCode = errCode
@@ -61,6 +67,35 @@ func (s *Service) listOffsets(req *kmsg.ListOffsetsRequest) *kmsg.ListOffsetsRes
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp
+}
+
+// topicPartition names a partition in a request.
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// duplicatePartitions returns the partitions a ListOffsets request names
+// more than once, each of which Kafka answers INVALID_REQUEST wherever it
+// appears (KafkaApis.handleListOffsetRequestV1AndAbove): there is no
+// telling which of the asks the client wants.
+func duplicatePartitions(req *kmsg.ListOffsetsRequest) map[topicPartition]bool {
+	seen := map[topicPartition]bool{}
+	var dup map[topicPartition]bool
+	for _, t := range req.Topics {
+		for _, p := range t.Partitions {
+			k := topicPartition{t.Topic, p.Partition}
+			if !seen[k] {
+				seen[k] = true
+				continue
+			}
+			if dup == nil {
+				dup = map[topicPartition]bool{}
+			}
+			dup[k] = true
+		}
+	}
+	return dup
 }
 
 // offsetForLeaderEpoch lets a client check, after a leader change, whether
