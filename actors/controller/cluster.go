@@ -33,8 +33,8 @@ const (
 	// proposed to be applied before it may propose again.
 	confPatienceTicks = 100
 	// maxDrainMoves bounds the reassignments a drain starts at once
-	// (MaxActiveMoves bounds those that run).
-	maxDrainMoves = 2 * MaxActiveMoves
+	// (MaxMovesPerBroker bounds those that run).
+	maxDrainMoves = 2 * MaxMovesPerBroker
 )
 
 // membership is the controller actor's membership bookkeeping.

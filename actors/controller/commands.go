@@ -34,10 +34,14 @@ type Command struct {
 // that older versions would read as empty, and so leave out of their
 // state for good once they snapshot it, is proposed only once every
 // registered broker has the level that applies it: Kafka's
-// metadata.version, reduced to what Flotilla needs.
+// metadata.version, reduced to what Flotilla needs. A rule that every
+// broker must apply alike changes only once every member registered the
+// level that has it (State.ClusterLevel).
 //
 //   - 1: AlterTopicConfigs.
-const CommandLevel = 1
+//   - 2: reassignments are bounded per broker they add a replica to, not
+//     across the cluster (moves.go).
+const CommandLevel = 2
 
 // AllocatePIDs hands the next block of producer ids to a broker, which
 // gives them out to InitProducerId without asking the controller each time.

@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"cmp"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -283,6 +282,7 @@ func (sm *StateMachine) ApplyConfChange(index, term uint64, cc *pb.ConfChangeV2,
 			sm.log.Info().Uint64("node_id", id).Uint64("index", index).Msg("broker removed from the cluster")
 		}
 	}
+	sm.settle(&next, index)
 	sm.view.Store(&next)
 }
 
@@ -389,7 +389,7 @@ func (sm *StateMachine) applyReassign(next, cur *State, index uint64, r *Reassig
 	}
 	np := p
 	np.Replicas = slices.Clone(target)
-	np.Adding, np.Removing, np.Origin = nil, nil, nil
+	np.Adding, np.Removing, np.Origin, np.Running = nil, nil, nil, false
 	for _, id := range p.Replicas {
 		if !slices.Contains(target, id) {
 			np.Replicas = append(np.Replicas, id)
@@ -405,6 +405,10 @@ func (sm *StateMachine) applyReassign(next, cur *State, index uint64, r *Reassig
 		np.Origin = slices.Clone(orig)
 		np.Moves = p.Moves + 1
 		np.MoveSeq = p.MoveSeq
+		// A running move keeps its turn, whatever its new target adds:
+		// holding it would stop and delete replicas that may be voters of
+		// its group now.
+		np.Running = p.Running
 		if !p.Reassigning() {
 			np.MoveSeq = cur.NextMove
 			next.NextMove = cur.NextMove + 1
@@ -429,6 +433,7 @@ func (sm *StateMachine) applyComplete(next, cur *State, index uint64, c *Complet
 			np := p
 			np.Replicas, np.Adding, np.Removing, np.Origin = slices.Clone(c.Replicas), nil, nil, nil
 			np.Completed = p.Completed + 1
+			np.Running = false
 			sm.replacePartition(next, cur, t, np)
 			sm.log.Info().Str("topic", t.Name).Int32("partition", p.Index).Uints64("replicas", np.Replicas).Uint64("index", index).Msg("partition reassignment complete")
 			return
@@ -458,43 +463,6 @@ func (s *State) Reassignments() []PartitionRef {
 		}
 	}
 	return out
-}
-
-// MaxActiveMoves is how many reassignments run at once across the
-// cluster; the others wait their turn. Catching up a new replica reads
-// and sends its whole log, so a bound keeps moves from starving client
-// traffic on the brokers they touch.
-const MaxActiveMoves = 4
-
-// ActiveMoves returns the raft group ids of the reassignments that may run
-// now: the MaxActiveMoves started first. Every broker decides it alike from
-// the applied state, so no more run at once; the others wait their turn,
-// and a move that runs is never preempted by one started later.
-func (s *State) ActiveMoves() map[uint64]bool {
-	var moves []Partition
-	for _, t := range s.Topics {
-		for _, p := range t.Partitions {
-			if p.Reassigning() {
-				moves = append(moves, p)
-			}
-		}
-	}
-	slices.SortFunc(moves, func(a, b Partition) int { return cmp.Compare(a.MoveSeq, b.MoveSeq) })
-	out := make(map[uint64]bool, MaxActiveMoves)
-	for _, p := range moves[:min(len(moves), MaxActiveMoves)] {
-		out[p.Group] = true
-	}
-	return out
-}
-
-// InEffect is the assignment a partition's brokers carry out, given the
-// moves that may run (ActiveMoves): p itself, or, while its reassignment
-// waits its turn, the replicas it had before.
-func (p Partition) InEffect(active map[uint64]bool) Partition {
-	if p.Reassigning() && !active[p.Group] {
-		p.Replicas, p.Adding, p.Removing, p.Origin = p.Original(), nil, nil, nil
-	}
-	return p
 }
 
 // PartitionRef is one partition with its topic.

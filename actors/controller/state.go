@@ -51,6 +51,11 @@ type State struct {
 	// and has not started, the brokers that asked, in order. A state
 	// written before it existed has none.
 	RemovalRequests map[uint64][]uint64 `json:"removal_requests,omitempty"`
+	// ClusterLevel is the CommandLevel every member has registered, once
+	// they all have (Kafka's finalized metadata.version). It only rises:
+	// a broker joining, or registered anew, at a lower level does not take
+	// back a rule the cluster already follows (moves.go).
+	ClusterLevel int `json:"cluster_level,omitempty"`
 
 	// byID indexes Topics by id (Fetch v13+ names topics by id on every
 	// request). It is rebuilt whenever Topics changes; nil in a State
@@ -120,6 +125,10 @@ type Partition struct {
 	Completed uint32   `json:"completed,omitempty"`
 	MoveSeq   uint64   `json:"move_seq,omitempty"`
 	Founders  []uint64 `json:"founders,omitempty"`
+	// Running is set, from ClusterLevel 2, once the reassignment under
+	// way has its turn (State.ActiveMoves); it stays set until the
+	// reassignment ends.
+	Running bool `json:"running,omitempty"`
 	// AddedAt is the raft index of the AddPartitions that added the
 	// partition to its topic; 0 for a partition created with the topic.
 	// The proposer tells its own addition from a concurrent one by it.
@@ -209,6 +218,7 @@ func (sm *StateMachine) Apply(index, term uint64, data []byte) {
 			sm.applyCommand(&next, cur, index, cmd)
 		}
 	}
+	sm.settle(&next, index)
 	sm.view.Store(&next)
 }
 
