@@ -32,8 +32,8 @@ const (
 	// confPatienceTicks is how long the leader waits for a conf change it
 	// proposed to be applied before it may propose again.
 	confPatienceTicks = 100
-	// maxDrainMoves bounds the reassignments a drain starts at once
-	// (MaxMovesPerBroker bounds those that run).
+	// maxDrainMoves bounds the reassignments under way off a draining
+	// broker (MaxMovesPerBroker bounds those that run).
 	maxDrainMoves = 2 * MaxMovesPerBroker
 )
 
@@ -451,7 +451,7 @@ func (c *controllerActor) successor(view *State, st *raftactor.GroupStatus) uint
 // A reassignment under way whose target names id gets a new target; one
 // already taking id away is left to finish.
 func (c *controllerActor) drain(ctx actor.Context, view *State, id uint64) bool {
-	moving := len(view.Reassignments()) + len(c.drainMoves)
+	moving := movesOff(view, id) + len(c.drainMoves)
 	busy := false
 	load := replicaCounts(view)
 	for _, name := range view.TopicNames() {
@@ -485,6 +485,20 @@ func (c *controllerActor) drain(ctx actor.Context, view *State, id uint64) bool 
 		}
 	}
 	return busy
+}
+
+// movesOff counts the reassignments under way of partitions broker id
+// hosts: a drain starts more only while they are few. Moves elsewhere do
+// not count, so that moves stuck on some other broker (a dead target) do
+// not hold the drain.
+func movesOff(view *State, id uint64) int {
+	n := 0
+	for _, ref := range view.Reassignments() {
+		if slices.Contains(ref.Partition.Replicas, id) {
+			n++
+		}
+	}
+	return n
 }
 
 // replacement returns p's target with id replaced by the live placeable

@@ -183,3 +183,30 @@ func TestClusterLevel(t *testing.T) {
 		t.Fatalf("level %d once the broker of level 1 left", l)
 	}
 }
+
+// TestMovesOff: a drain counts only the moves of partitions on the broker
+// it drains, so that moves stuck elsewhere do not hold it.
+func TestMovesOff(t *testing.T) {
+	sm := withMembers(5)
+	replicas := make([][]uint64, 10)
+	for i := range replicas {
+		replicas[i] = []uint64{1, 2}
+	}
+	replicas[9] = []uint64{3, 4}
+	apply(sm, func(*State) *Command {
+		return &Command{CreateTopic: &CreateTopic{Name: "t", ID: NewTopicID(), Replicas: replicas}}
+	})
+	for _, st := range movesFrom(0, 9, 1, 5) {
+		apply(sm, st)
+	}
+	if n := movesOff(sm.View(), 3); n != 0 {
+		t.Fatalf("moves off broker 3: %d, want 0", n)
+	}
+	apply(sm, moveTo(9, 4, 1))
+	if n := movesOff(sm.View(), 3); n != 1 {
+		t.Fatalf("moves off broker 3: %d, want 1", n)
+	}
+	if n := movesOff(sm.View(), 2); n != 9 {
+		t.Fatalf("moves off broker 2: %d, want 9", n)
+	}
+}
