@@ -95,6 +95,14 @@ func (p Partition) InEffect(active map[uint64]bool) Partition {
 	return p
 }
 
+// Listed reports whether Kafka lists the partition's reassignment
+// (ListPartitionReassignments), and so can cancel it: one still adding
+// replicas. Kafka ends a reassignment that adds none (a cancellation, a
+// shrink, a return to the replicas it had) in the record that starts it,
+// the replicas leaving dropped at once; here raft still takes them out of
+// the partition's group before it completes.
+func (p Partition) Listed() bool { return len(p.Adding) > 0 }
+
 // memberLevel returns the lowest CommandLevel the members registered, and
 // false while some member has not registered (or, before the membership is
 // known, no broker has).

@@ -184,6 +184,32 @@ func TestClusterLevel(t *testing.T) {
 	}
 }
 
+// TestListed: Kafka lists a reassignment only while it adds replicas.
+func TestListed(t *testing.T) {
+	sm := withMembers(4)
+	id := NewTopicID()
+	apply(sm, func(*State) *Command {
+		return &Command{CreateTopic: &CreateTopic{Name: "t", ID: id, Replicas: [][]uint64{{1, 2, 3}, {1, 2, 3}}}}
+	})
+	apply(sm, moveTo(0, 2, 3, 4))
+	apply(sm, moveTo(1, 2, 3))
+	v := sm.View()
+	if p := v.Topics["t"].Partitions[0]; !p.Listed() {
+		t.Fatalf("a move adding 4 not listed: %+v", p)
+	}
+	if p := v.Topics["t"].Partitions[1]; !p.Reassigning() || p.Listed() {
+		t.Fatalf("a shrink under way listed: %+v", p)
+	}
+	apply(sm, cancelMove(0))
+	if p := sm.View().Topics["t"].Partitions[0]; !p.Reassigning() || p.Listed() {
+		t.Fatalf("a cancelled move listed while raft takes 4 out: %+v", p)
+	}
+	// Nothing left to cancel, as in Kafka.
+	if _, err := planMove(sm.View(), Move{Topic: "t", Partition: 0}); err == nil {
+		t.Fatal("cancelling a cancelled move accepted")
+	}
+}
+
 // TestMovesOff: a drain counts only the moves of partitions on the broker
 // it drains, so that moves stuck elsewhere do not hold it.
 func TestMovesOff(t *testing.T) {

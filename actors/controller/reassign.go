@@ -50,7 +50,9 @@ func planMove(view *State, mv Move) (*Reassign, error) {
 	}
 	p := t.Partitions[mv.Partition]
 	if mv.Replicas == nil {
-		if !p.Reassigning() {
+		// Kafka has no reassignment to cancel once it dropped the leaving
+		// replicas; here raft may still be taking them out (Listed).
+		if !p.Listed() {
 			return nil, fmt.Errorf("%w: %s-%d", kerr.NoReassignmentInProgress, mv.Topic, mv.Partition)
 		}
 		return &Reassign{Topic: t.ID, Partition: p.Index}, nil

@@ -157,13 +157,18 @@ func (c *serviceConn) tickAlters(ctx actor.Context) {
 // listReassignments answers from the applied controller state: the
 // partitions asked for (all, for null topics) that are being reassigned.
 // As in Kafka, unknown topics and partitions, and those not moving, are
-// left out.
+// left out, and so is a reassignment that only removes replicas (a
+// cancellation, a shrink): Kafka ends it at once (Partition.Listed).
 func (s *Service) listReassignments(req *kmsg.ListPartitionReassignmentsRequest) *kmsg.ListPartitionReassignmentsResponse {
 	resp := req.ResponseKind().(*kmsg.ListPartitionReassignmentsResponse)
 	view := s.Machine.View()
 	var refs []controller.PartitionRef
 	if req.Topics == nil {
-		refs = view.Reassignments()
+		for _, ref := range view.Reassignments() {
+			if ref.Partition.Listed() {
+				refs = append(refs, ref)
+			}
+		}
 	} else {
 		for _, rt := range req.Topics {
 			t := view.Topics[rt.Topic]
@@ -171,7 +176,7 @@ func (s *Service) listReassignments(req *kmsg.ListPartitionReassignmentsRequest)
 				continue
 			}
 			for _, p := range rt.Partitions {
-				if p >= 0 && int(p) < len(t.Partitions) && t.Partitions[p].Reassigning() {
+				if p >= 0 && int(p) < len(t.Partitions) && t.Partitions[p].Listed() {
 					refs = append(refs, controller.PartitionRef{Topic: t, Partition: t.Partitions[p]})
 				}
 			}

@@ -69,6 +69,7 @@ func (c *stubController) Receive(ctx actor.Context) {
 type reassignFixture struct {
 	b     *testBroker
 	ctl   *stubController
+	sm    *controller.StateMachine
 	state *controller.State
 	adm   *kadm.Client
 }
@@ -95,7 +96,7 @@ func newReassignFixture(t *testing.T, willing func(uint64) bool, answer func(con
 		{Group: orders.Partitions[1].Group, Leader: 3, Term: 2},
 	})
 	ctl := &stubController{leaders: leaders, willing: willing, answer: answer}
-	f := &reassignFixture{ctl: ctl, state: state}
+	f := &reassignFixture{ctl: ctl, sm: sm, state: state}
 	var pid *actor.PID
 	var ticker *raftactor.Ticker
 	f.b = startBrokerIn(t, func(sys *actors.System, o *Options) {
@@ -255,10 +256,19 @@ func TestAlterPartitionReassignmentsWithoutControllerLeader(t *testing.T) {
 	}
 }
 
+// TestListPartitionReassignments: the moves under way, as Kafka lists
+// them; not one that only removes replicas (partition 2 shrinking to [3]),
+// which Kafka ends in the record that starts it, while here raft still
+// takes broker 1 out.
 func TestListPartitionReassignments(t *testing.T) {
 	f := newReassignFixture(t, func(uint64) bool { return false }, func(controller.Move) error { return nil })
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
+	shrink := controller.Command{Reassign: &controller.Reassign{Topic: controller.TopicID{1}, Partition: 2, Target: []uint64{3}}}
+	f.sm.Apply(f.state.Applied+1, 1, shrink.Encode())
+	if p := f.sm.View().Topics["orders"].Partitions[2]; !p.Reassigning() {
+		t.Fatalf("partition 2 not shrinking: %+v", p)
+	}
 	want := []kadm.ListPartitionReassignmentsResponse{{
 		Topic: "orders", Partition: 1, Replicas: []int32{3, 1, 2}, AddingReplicas: []int32{1}, RemovingReplicas: []int32{2},
 	}}
