@@ -4,7 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -366,4 +370,161 @@ func checkDebugCluster(t *testing.T, nd *node, topic string, shown *bool) {
 			}
 		}
 	}
+}
+
+// commandLevel1 is the last commit whose brokers register CommandLevel 1:
+// they run at most four moves across the cluster, the oldest first.
+const commandLevel1 = "481a53468595984b2c45a5d9cef94b1b6126cf5c"
+
+// buildAt builds bin/flotilla as it was at commit, from this repository's
+// history, and returns its path.
+func buildAt(t *testing.T, commit string) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	archive := exec.Command("sh", "-c", `git -C .. archive --format=tar "$1" | tar -x -C "$2"`, "sh", commit, src)
+	if out, err := archive.CombinedOutput(); err != nil {
+		t.Fatalf("extract commit %s (the test needs the repository's history): %v\n%s", commit, err, out)
+	}
+	bin := filepath.Join(dir, "flotilla")
+	args := []string{"build", "-o", bin}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "./cmd/flotilla")...)
+	build.Dir = src
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build flotilla at %s: %v\n%s", commit, err, out)
+	}
+	return bin
+}
+
+// TestReassignRollingUpgradeBoundsMovesPerBroker: four brokers, broker 3
+// running the version before per-broker move bounds, broker 4 killed
+// (registered, dead). Four moves to broker 4 and then a move from broker
+// 1 to broker 2 are asked for with kadm. While broker 3 is old, every
+// broker runs the four oldest moves, as broker 3 does: the four to broker
+// 4 get their learner, the move to broker 2 none. Once broker 3 runs this
+// version (a rolling upgrade's last step), the move to broker 2 runs and
+// completes while the four stay stuck; cancelling them lists nothing at
+// once, as Kafka.
+func TestReassignRollingUpgradeBoundsMovesPerBroker(t *testing.T) {
+	old := buildAt(t, commandLevel1)
+	nodes := newClusterWith(t, 4, "broker_session_timeout_ms: 2000")
+	nodes[2].bin = old
+	seeds := make([]string, len(nodes))
+	for i, nd := range nodes {
+		nd.start(t)
+		seeds[i] = nd.kafka
+	}
+	waitLeader(t, 15*time.Second, nodes)
+	waitBrokers(t, seeds, []int32{1, 2, 3, 4})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds[:2]...), kgo.MetadataMinAge(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	const topic = "upgrading"
+	create := kmsg.NewPtrCreateTopicsRequest()
+	ct := kmsg.NewCreateTopicsRequestTopic()
+	ct.Topic, ct.NumPartitions, ct.ReplicationFactor = topic, -1, -1
+	for p := range int32(5) {
+		ct.ReplicaAssignment = append(ct.ReplicaAssignment, kmsg.CreateTopicsRequestTopicReplicaAssignment{Partition: p, Replicas: []int32{1}})
+	}
+	create.Topics = append(create.Topics, ct)
+	cresp, err := create.RequestWith(testCtx(t, 15*time.Second), cl)
+	if err != nil || cresp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("create %s: %v %+v", topic, err, cresp)
+	}
+	waitFor(t, 20*time.Second, "every partition led by broker 1", func() bool {
+		for p := range int32(5) {
+			if _, leader := partitionReplicas(t, cl, topic, p); leader != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	nodes[3].kill() // registered still: moves to it are accepted, and wait for it
+
+	alter := func(what string, req kadm.AlterPartitionAssignmentsReq) {
+		t.Helper()
+		resp, err := adm.AlterPartitionAssignments(testCtx(t, 20*time.Second), req)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	var stuck, live, cancel kadm.AlterPartitionAssignmentsReq
+	for p := range int32(4) {
+		stuck.Assign(topic, p, []int32{4})
+		cancel.CancelAssign(topic, p)
+	}
+	live.Assign(topic, 4, []int32{2})
+	alter("moves to dead broker 4", stuck)
+	alter("move to broker 2", live)
+
+	// Mixed versions: the four oldest run. Broker 1 leads every
+	// partition, so its /debug/cluster shows each group's learners.
+	learners := func() map[int32][]uint64 {
+		var v struct {
+			Reassignments []struct {
+				Topic        string   `json:"topic"`
+				Partition    int32    `json:"partition"`
+				RaftLearners []uint64 `json:"raft_learners"`
+			} `json:"reassignments"`
+		}
+		if err := getJSON("http://"+nodes[0].debug+"/debug/cluster", &v); err != nil {
+			t.Fatalf("node 1 /debug/cluster: %v", err)
+		}
+		out := map[int32][]uint64{}
+		for _, r := range v.Reassignments {
+			if r.Topic == topic && len(r.RaftLearners) > 0 {
+				out[r.Partition] = r.RaftLearners
+			}
+		}
+		return out
+	}
+	waitFor(t, 20*time.Second, "learner 4 added to partitions 0-3", func() bool {
+		l := learners()
+		return len(l) >= 4 && slices.Equal(l[0], []uint64{4}) && slices.Equal(l[3], []uint64{4})
+	})
+	all := kadm.TopicsSet{}
+	for p := range int32(5) {
+		all.Add(topic, p)
+	}
+	listed, err := adm.ListPartitionReassignments(testCtx(t, 5*time.Second), all)
+	if l := learners(); err != nil || len(l) != 4 || len(listed.Sorted()) != 5 {
+		t.Fatalf("with broker 3 on the old version: learners %v, listed %+v (%v); want partitions 0-3 running, 4 waiting", l, listed.Sorted(), err)
+	}
+
+	// The upgrade's last step: broker 3 restarts on this version.
+	nodes[2].signal(syscall.SIGTERM)
+	if code := nodes[2].wait(30 * time.Second); code != 0 {
+		t.Fatalf("broker 3 stopped with code %d", code)
+	}
+	nodes[2].bin = ""
+	nodes[2].start(t)
+	waitFor(t, 60*time.Second, "partition 4 moved to broker 2 past the stuck moves", func() bool {
+		replicas, leader := partitionReplicas(t, cl, topic, 4)
+		ls, err := adm.ListPartitionReassignments(testCtx(t, 5*time.Second), kadm.TopicsSet{topic: {4: {}}})
+		return err == nil && len(ls.Sorted()) == 0 && slices.Equal(replicas, []int32{2}) && leader == 2
+	})
+	alter("cancel the moves to broker 4", cancel)
+	if listed, err = adm.ListPartitionReassignments(testCtx(t, 5*time.Second), all); err != nil || len(listed.Sorted()) != 0 {
+		t.Fatalf("listed after the cancel: %+v %v", listed.Sorted(), err)
+	}
+	waitFor(t, 30*time.Second, "partitions 0-3 back on broker 1 alone", func() bool {
+		for p := range int32(4) {
+			if replicas, leader := partitionReplicas(t, cl, topic, p); !slices.Equal(replicas, []int32{1}) || leader != 1 {
+				return false
+			}
+		}
+		return true
+	})
 }

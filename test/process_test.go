@@ -46,6 +46,7 @@ func TestMain(m *testing.M) {
 // node is one broker process of a test cluster.
 type node struct {
 	id                 uint64
+	bin                string // the binary it runs; flotillaBin when empty
 	dir                string
 	config             string
 	kafka, raft, debug string
@@ -139,7 +140,11 @@ func (nd *node) launch() error {
 	if nd.log == nil {
 		nd.log = &bytes.Buffer{}
 	}
-	cmd := exec.Command(flotillaBin, "--config", nd.config)
+	bin := nd.bin
+	if bin == "" {
+		bin = flotillaBin
+	}
+	cmd := exec.Command(bin, "--config", nd.config)
 	w := &lockedWriter{mu: &nd.mu, b: nd.log}
 	cmd.Stdout, cmd.Stderr = w, w
 	// The broker dies with the test binary even when no cleanup runs (a

@@ -97,8 +97,8 @@ func (c *testCluster) reassign(topic string, part int32, target []uint64) {
 	}
 }
 
-// waitMoved waits until every broker's controller state has the partition
-// on target with no reassignment under way.
+// waitMoved waits until every running broker's controller state has the
+// partition on target with no reassignment under way.
 func (c *testCluster) waitMoved(topic string, part int32, target []uint64) {
 	c.t.Helper()
 	var last controller.Partition
@@ -106,6 +106,9 @@ func (c *testCluster) waitMoved(topic string, part int32, target []uint64) {
 	for time.Now().Before(deadline) {
 		done := true
 		for _, b := range c.brokers {
+			if b == nil {
+				continue
+			}
 			last = b.Controller().View().Topics[topic].Partitions[part]
 			done = done && slices.Equal(last.Replicas, target) && !last.Reassigning()
 		}
@@ -385,5 +388,89 @@ func TestReassignShrinkWithReplicaDown(t *testing.T) {
 	defer pcancel()
 	if err := cl.ProduceSync(pctx, &kgo.Record{Topic: topic, Value: []byte("after")}).FirstErr(); err != nil {
 		t.Fatalf("produce after the move: %v", err)
+	}
+}
+
+// TestReassignPastMovesStuckOnDeadBroker: four brokers, broker 4 down but
+// registered. Four moves to broker 4 are accepted (as Kafka accepts a dead
+// registered target) and wait for it; a move from broker 1 to broker 2
+// asked after them does not wait for them (before, at most four moves ran
+// across the cluster, the oldest first, and it waited until an operator
+// cancelled them). Cancelling the stuck ones ends them for Kafka at once:
+// ListPartitionReassignments shows nothing as soon as the cancel is
+// answered, as Kafka's controller drops the adding replicas in the
+// cancelling record, and they end back on broker 1.
+func TestReassignPastMovesStuckOnDeadBroker(t *testing.T) {
+	c := newTestCluster(t, 4, shortSession)
+	c.waitReady()
+	c.waitFor(15*time.Second, "every broker at cluster level 2", func() bool {
+		for _, b := range c.brokers {
+			if b.Controller().View().ClusterLevel != controller.CommandLevel {
+				return false
+			}
+		}
+		return true
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cl := c.client(kgo.MetadataMinAge(100 * time.Millisecond))
+	adm := kadm.NewClient(cl)
+	const topic = "stuck"
+	created := ask[*controller.CreateTopicsDone](c, 0, c.brokers[0].ControllerActor(), func(r *actor.PID) any {
+		return &controller.CreateTopics{ReplyTo: r, TimeoutTicks: 500, Topics: []controller.TopicSpec{{
+			Name: topic, Partitions: -1, ReplicationFactor: -1, Assignment: [][]uint64{{1}, {1}, {1}, {1}, {1}},
+		}}}
+	})
+	if err := created.Results[0].Err; err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
+	c.crash(3)
+	c.waitFor(15*time.Second, "broker 4 fenced", func() bool {
+		return len(metadataOf(ctx, t, cl, 1, topic).Brokers) == 3
+	})
+
+	alter := func(what string, req kadm.AlterPartitionAssignmentsReq) {
+		t.Helper()
+		resp, err := adm.AlterPartitionAssignments(ctx, req)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	var stuck kadm.AlterPartitionAssignmentsReq
+	for p := range int32(controller.MaxMovesPerBroker) {
+		stuck.Assign(topic, p, []int32{4})
+	}
+	alter("moves to dead broker 4", stuck)
+	var live kadm.AlterPartitionAssignmentsReq
+	live.Assign(topic, 4, []int32{2})
+	alter("move to broker 2", live)
+	c.waitMoved(topic, 4, []uint64{2})
+	c.checkVoters(partition.TopicPartition{Topic: topic, Partition: 4}, []uint64{2})
+
+	all := kadm.TopicsSet{}
+	for p := range int32(5) {
+		all.Add(topic, p)
+	}
+	listed, err := adm.ListPartitionReassignments(ctx, all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := listed.Sorted(); len(got) != controller.MaxMovesPerBroker || !slices.Equal(got[0].AddingReplicas, []int32{4}) {
+		t.Fatalf("listed %+v, want the %d moves to broker 4", got, controller.MaxMovesPerBroker)
+	}
+
+	var cancelStuck kadm.AlterPartitionAssignmentsReq
+	for p := range int32(controller.MaxMovesPerBroker) {
+		cancelStuck.CancelAssign(topic, p)
+	}
+	alter("cancel the moves to broker 4", cancelStuck)
+	if listed, err = adm.ListPartitionReassignments(ctx, all); err != nil || len(listed.Sorted()) != 0 {
+		t.Fatalf("listed after the cancel: %+v %v", listed.Sorted(), err)
+	}
+	for p := range int32(controller.MaxMovesPerBroker) {
+		c.waitMoved(topic, p, []uint64{1})
 	}
 }
