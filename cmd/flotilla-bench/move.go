@@ -489,8 +489,8 @@ func printMove(o moveOptions, prefillTook time.Duration, peak int, ws []windowSt
 	}
 	fmt.Println()
 	if len(ws) > 1 {
-		fmt.Printf("- The move of %d partitions (%.0f MB of segments copied to the added replicas in all) took %.1f s; at most %d partitions were seen with a learner in their raft group at once (the controller runs at most %d moves at a time).\n",
-			movePartitions, float64(o.prefill)*benchValueBytes/1e6, ws[1].seconds(), peak, controller.MaxActiveMoves)
+		fmt.Printf("- The move of %d partitions (%.0f MB of segments copied to the added replicas in all) took %.1f s; at most %d partitions were seen with a learner in their raft group at once (the controller runs at most %d moves adding a replica to one broker at a time).\n",
+			movePartitions, float64(o.prefill)*benchValueBytes/1e6, ws[1].seconds(), peak, controller.MaxMovesPerBroker)
 	}
 	for _, u := range use {
 		if u.other > contendedCores {
