@@ -16,8 +16,8 @@ import (
 // the cluster: a few moves stuck on a dead target broker then hold every
 // later one. From ClusterLevel 2 the bound is per broker a move adds a
 // replica to (MaxMovesPerBroker): moves towards one broker never hold moves
-// that do not add to it, and a move that adds none (a shrink, a reorder of
-// leaving replicas, a cancellation) needs no turn. Apply marks a move
+// that do not add to it, and a move that adds none (a shrink, a
+// cancellation) needs no turn. Apply marks a move
 // Running when it gets its turn, oldest first (MoveSeq), and a running move
 // is never held again until it ends: holding it would stop, and delete,
 // replicas that may be voters of its raft group by then. The cluster
