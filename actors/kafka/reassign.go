@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/actors/partition"
 	"github.com/flotilla/flotilla/raftactor"
 )
 
@@ -47,6 +48,7 @@ const alterRetryMs = 100
 func (c *serviceConn) alterReassignments(ctx actor.Context, r *Request, req *kmsg.AlterPartitionAssignmentsRequest) {
 	resp := req.ResponseKind().(*kmsg.AlterPartitionAssignmentsResponse)
 	call := &alterCall{r: r, resp: resp, ticks: c.s.ticks(req.TimeoutMillis)}
+	view := c.s.Machine.View()
 	for ti, t := range req.Topics {
 		rt := kmsg.NewAlterPartitionAssignmentsResponseTopic()
 		rt.Topic = t.Topic
@@ -54,6 +56,10 @@ func (c *serviceConn) alterReassignments(ctx actor.Context, r *Request, req *kms
 			rp := kmsg.NewAlterPartitionAssignmentsResponseTopicPartition()
 			rp.Partition = p.Partition
 			move := controller.Move{Topic: t.Topic, Partition: p.Partition}
+			if p.Replicas == nil && c.s.endedInKafka(view, t.Topic, p.Partition) {
+				err := fmt.Errorf("%w: %s-%d only removes replicas, which Kafka has done: the replicas it keeps are in the ISR", kerr.NoReassignmentInProgress, t.Topic, p.Partition)
+				rp.ErrorCode, rp.ErrorMessage = code(err), detail(err)
+			}
 			if p.Replicas != nil { // null cancels
 				move.Replicas = make([]uint64, 0, len(p.Replicas))
 				for _, id := range p.Replicas {
@@ -155,17 +161,16 @@ func (c *serviceConn) tickAlters(ctx actor.Context) {
 }
 
 // listReassignments answers from the applied controller state: the
-// partitions asked for (all, for null topics) that are being reassigned.
-// As in Kafka, unknown topics and partitions, and those not moving, are
-// left out, and so is a reassignment that only removes replicas (a
-// cancellation, a shrink): Kafka ends it at once (Partition.Listed).
+// partitions asked for (all, for null topics) that are being reassigned,
+// as Kafka would list them (reassignmentListed). As in Kafka, unknown
+// topics and partitions, and those not moving, are left out.
 func (s *Service) listReassignments(req *kmsg.ListPartitionReassignmentsRequest) *kmsg.ListPartitionReassignmentsResponse {
 	resp := req.ResponseKind().(*kmsg.ListPartitionReassignmentsResponse)
 	view := s.Machine.View()
 	var refs []controller.PartitionRef
 	if req.Topics == nil {
 		for _, ref := range view.Reassignments() {
-			if ref.Partition.Listed() {
+			if s.reassignmentListed(ref.Topic, ref.Partition) {
 				refs = append(refs, ref)
 			}
 		}
@@ -176,7 +181,7 @@ func (s *Service) listReassignments(req *kmsg.ListPartitionReassignmentsRequest)
 				continue
 			}
 			for _, p := range rt.Partitions {
-				if p >= 0 && int(p) < len(t.Partitions) && t.Partitions[p].Listed() {
+				if p >= 0 && int(p) < len(t.Partitions) && s.reassignmentListed(t, t.Partitions[p]) {
 					refs = append(refs, controller.PartitionRef{Topic: t, Partition: t.Partitions[p]})
 				}
 			}
@@ -198,6 +203,65 @@ func (s *Service) listReassignments(req *kmsg.ListPartitionReassignmentsRequest)
 		resp.Topics[i].Partitions = append(resp.Topics[i].Partitions, rp)
 	}
 	return resp
+}
+
+// reassignmentListed reports whether Kafka would still list p's
+// reassignment, and so cancel it. Kafka ends a cancelled reassignment in
+// the cancelling record (cancelPartitionReassignment), and any other once
+// the ISR less the replicas leaving holds every replica kept
+// (PartitionReassignmentReplicas.maybeCompleteReassignment), in the record
+// that starts it or at a later ISR change; it drops the leaving replicas
+// then. Here raft takes them out of the group afterwards, so a move that
+// only removes replicas is listed only while Kafka's would be: a shrink
+// (its target is not the replicas it had, as a cancellation's is) while a
+// replica it keeps is out of the ISR this broker knows, as Metadata
+// reports it. Such a shrink is stuck, in Kafka too, and can be cancelled.
+// A move adding replicas is listed until it completes.
+func (s *Service) reassignmentListed(t *controller.Topic, p controller.Partition) bool {
+	if !p.Reassigning() {
+		return false
+	}
+	if len(p.Adding) > 0 {
+		return true
+	}
+	kept := p.Target()
+	if len(kept) == len(p.Original()) { // all of them: a cancellation
+		return false
+	}
+	isr := s.isr(t, p)
+	return slices.ContainsFunc(kept, func(id uint64) bool { return !slices.Contains(isr, id) })
+}
+
+// endedInKafka reports whether a cancel of partition p of topic finds a
+// reassignment under way that Kafka would have ended (reassignmentListed):
+// Kafka answers it NO_REASSIGNMENT_IN_PROGRESS, and reverting it here
+// would undo a shrink Kafka had done.
+func (s *Service) endedInKafka(view *controller.State, topic string, p int32) bool {
+	t := view.Topics[topic]
+	if t == nil || p < 0 || int(p) >= len(t.Partitions) {
+		return false
+	}
+	part := t.Partitions[p]
+	return part.Reassigning() && !s.reassignmentListed(t, part)
+}
+
+// isr returns a partition's ISR as this broker knows it: its own view
+// where it leads the partition, else its leader's broadcast; less the
+// brokers dead to this one, which Metadata answers as fenced, in no ISR.
+func (s *Service) isr(t *controller.Topic, p controller.Partition) []uint64 {
+	var isr []uint64
+	if r := partition.Lookup(s.Replicas, partition.TopicPartition{Topic: t.Name, Partition: p.Index}, t.ID); r != nil {
+		if v := r.Machine.View(); v.Leader {
+			isr = v.ISR
+		}
+	}
+	if len(isr) == 0 {
+		_, _, isr, _ = knownLeader(s.Board, s.Leaders, s.NodeID, p.Group)
+	}
+	if s.Alive == nil {
+		return isr
+	}
+	return slices.DeleteFunc(slices.Clone(isr), func(id uint64) bool { return !s.Alive(id) })
 }
 
 // brokerIDs converts node ids to Kafka's int32 broker ids, never nil (the

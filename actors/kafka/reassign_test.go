@@ -257,18 +257,20 @@ func TestAlterPartitionReassignmentsWithoutControllerLeader(t *testing.T) {
 }
 
 // TestListPartitionReassignments: the moves under way, as Kafka lists
-// them; not one that only removes replicas (partition 2 shrinking to [3]),
-// which Kafka ends in the record that starts it, while here raft still
-// takes broker 1 out.
+// them; not one that only removes replicas (partition 2 shrinking to [3])
+// while the replica it keeps is in the ISR: Kafka ends it in the record
+// that starts it, while here raft still takes broker 1 out.
 func TestListPartitionReassignments(t *testing.T) {
 	f := newReassignFixture(t, func(uint64) bool { return false }, func(controller.Move) error { return nil })
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	shrink := controller.Command{Reassign: &controller.Reassign{Topic: controller.TopicID{1}, Partition: 2, Target: []uint64{3}}}
 	f.sm.Apply(f.state.Applied+1, 1, shrink.Encode())
-	if p := f.sm.View().Topics["orders"].Partitions[2]; !p.Reassigning() {
-		t.Fatalf("partition 2 not shrinking: %+v", p)
+	p2 := f.sm.View().Topics["orders"].Partitions[2]
+	if !p2.Reassigning() {
+		t.Fatalf("partition 2 not shrinking: %+v", p2)
 	}
+	f.ctl.leaders.Note([]netactor.LeaderInfo{{Group: p2.Group, Leader: 1, Term: 4, ISR: []uint64{1, 3}}})
 	want := []kadm.ListPartitionReassignmentsResponse{{
 		Topic: "orders", Partition: 1, Replicas: []int32{3, 1, 2}, AddingReplicas: []int32{1}, RemovingReplicas: []int32{2},
 	}}
@@ -299,6 +301,88 @@ func TestListPartitionReassignments(t *testing.T) {
 	resp, err = (&kmsg.ListPartitionReassignmentsRequest{Topics: []kmsg.ListPartitionReassignmentsRequestTopic{{Topic: "orders", Partitions: []int32{0, 2}}}}).RequestWith(ctx, newKgoClient(t, f.b))
 	if err != nil || len(resp.Topics) != 0 {
 		t.Fatalf("not moving: %+v %v", resp, err)
+	}
+}
+
+// TestStuckShrinkListed: a move that only removes replicas stays listed,
+// and can be cancelled, while a replica it keeps is out of the ISR (or
+// dead): Kafka completes it only once the ISR less the replicas leaving
+// holds every replica kept (maybeCompleteReassignment). Once Kafka would
+// have ended it, a cancel is refused as there, before the controller.
+func TestStuckShrinkListed(t *testing.T) {
+	f := newReassignFixture(t, func(uint64) bool { return false }, func(controller.Move) error { return nil })
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	shrink := controller.Command{Reassign: &controller.Reassign{Topic: controller.TopicID{1}, Partition: 2, Target: []uint64{3}}}
+	f.sm.Apply(f.state.Applied+1, 1, shrink.Encode())
+	group := f.sm.View().Topics["orders"].Partitions[2].Group
+	stuck := []kadm.ListPartitionReassignmentsResponse{{
+		Topic: "orders", Partition: 2, Replicas: []int32{3, 1}, AddingReplicas: []int32{}, RemovingReplicas: []int32{1},
+	}}
+	for _, tc := range []struct {
+		name   string
+		leader netactor.LeaderInfo
+		want   []kadm.ListPartitionReassignmentsResponse
+		cancel error
+	}{
+		{"no leader known", netactor.LeaderInfo{}, stuck, nil},
+		{"the kept replica out of the ISR", netactor.LeaderInfo{Leader: 1, Term: 4, ISR: []uint64{1}}, stuck, nil},
+		{"the kept replica in the ISR", netactor.LeaderInfo{Leader: 1, Term: 5, ISR: []uint64{1, 3}}, nil, kerr.NoReassignmentInProgress},
+		{"led by the kept replica", netactor.LeaderInfo{Leader: 3, Term: 6, ISR: []uint64{3}}, nil, kerr.NoReassignmentInProgress},
+	} {
+		if tc.leader.Term > 0 {
+			tc.leader.Group = group
+			f.ctl.leaders.Note([]netactor.LeaderInfo{tc.leader})
+		}
+		got, err := f.adm.ListPartitionReassignments(ctx, kadm.TopicsSet{"orders": {2: {}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := got.Sorted(); fmt.Sprint(s) != fmt.Sprint(tc.want) {
+			t.Errorf("%s: listed %+v, want %+v", tc.name, s, tc.want)
+		}
+		var req kadm.AlterPartitionAssignmentsReq
+		req.CancelAssign("orders", 2)
+		resp, err := f.adm.AlterPartitionAssignments(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := resp.Error(); !errors.Is(err, tc.cancel) || (err == nil) != (tc.cancel == nil) {
+			t.Errorf("%s: cancel: %v, want %v", tc.name, err, tc.cancel)
+		}
+	}
+
+	// A cancellation is over for Kafka at once, whatever the ISR: partition
+	// 0 moved from [1 2] to [1 3], then cancelled, with 2 out of the ISR.
+	for i, c := range []controller.Command{
+		{Reassign: &controller.Reassign{Topic: controller.TopicID{1}, Partition: 0, Target: []uint64{1, 3}}},
+		{Reassign: &controller.Reassign{Topic: controller.TopicID{1}, Partition: 0}},
+	} {
+		f.sm.Apply(f.sm.View().Applied+uint64(i)+1, 1, c.Encode())
+	}
+	p0 := f.sm.View().Topics["orders"].Partitions[0]
+	if !p0.Reassigning() || len(p0.Adding) > 0 {
+		t.Fatalf("partition 0 not taking 3 out after the cancel: %+v", p0)
+	}
+	f.ctl.leaders.Note([]netactor.LeaderInfo{{Group: p0.Group, Leader: 1, Term: 9, ISR: []uint64{1}}})
+	got, err := f.adm.ListPartitionReassignments(ctx, kadm.TopicsSet{"orders": {0: {}}})
+	if err != nil || len(got) != 0 {
+		t.Errorf("a cancellation listed: %+v %v", got.Sorted(), err)
+	}
+	var req kadm.AlterPartitionAssignmentsReq
+	req.CancelAssign("orders", 0)
+	resp, err := f.adm.AlterPartitionAssignments(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := resp.Error(); !errors.Is(err, kerr.NoReassignmentInProgress) {
+		t.Errorf("cancel of a cancellation: %v, want NO_REASSIGNMENT_IN_PROGRESS", err)
+	}
+
+	f.ctl.mu.Lock()
+	defer f.ctl.mu.Unlock()
+	if len(f.ctl.moves) != 2 {
+		t.Errorf("the controller got %d cancels, want the 2 of the stuck shrink: %+v", len(f.ctl.moves), f.ctl.moves)
 	}
 }
 
