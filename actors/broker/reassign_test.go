@@ -391,6 +391,72 @@ func TestReassignShrinkWithReplicaDown(t *testing.T) {
 	}
 }
 
+// TestReassignStuckShrinkListed: a partition on [1 2 3] with broker 2 down
+// is shrunk to [1 2]. Kafka completes a move that only removes replicas
+// once every replica it keeps is in the ISR
+// (PartitionReassignmentReplicas.maybeCompleteReassignment); 2 is not, so
+// Kafka keeps removing [3] listed, and a cancel reverts it at once. Here
+// the shrink is stuck too (removing 3 would leave voters {1, 2}, one of
+// them dead): it is listed, and the cancel ends it.
+func TestReassignStuckShrinkListed(t *testing.T) {
+	c := newTestCluster(t, 3, shortSession)
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := c.client(kgo.MetadataMinAge(100 * time.Millisecond))
+	adm := kadm.NewClient(cl)
+	const topic = "shrink-stuck"
+	created := ask[*controller.CreateTopicsDone](c, 0, c.brokers[0].ControllerActor(), func(r *actor.PID) any {
+		return &controller.CreateTopics{ReplyTo: r, TimeoutTicks: 500, Topics: []controller.TopicSpec{{
+			Name: topic, Partitions: -1, ReplicationFactor: -1, Assignment: [][]uint64{{1, 2, 3}},
+		}}}
+	})
+	if err := created.Results[0].Err; err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
+	c.crash(1)
+	c.waitFor(15*time.Second, "broker 2 fenced", func() bool {
+		md := metadataOf(ctx, t, cl, 1, topic)
+		return len(md.Brokers) == 2 && slices.Equal(md.Topics[0].Partitions[0].OfflineReplicas, []int32{2})
+	})
+	alter := func(what string, req kadm.AlterPartitionAssignmentsReq) {
+		t.Helper()
+		resp, err := adm.AlterPartitionAssignments(ctx, req)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	var shrink kadm.AlterPartitionAssignmentsReq
+	shrink.Assign(topic, 0, []int32{1, 2})
+	alter("shrink to [1 2]", shrink)
+	// Each live broker lists it, as each may answer.
+	for _, id := range []int32{1, 3} {
+		c.waitFor(10*time.Second, fmt.Sprintf("the stuck shrink listed by broker %d", id), func() bool {
+			req := kmsg.NewPtrListPartitionReassignmentsRequest()
+			resp, err := cl.Broker(int(id)).Request(ctx, req)
+			if err != nil {
+				return false
+			}
+			ts := resp.(*kmsg.ListPartitionReassignmentsResponse).Topics
+			return len(ts) == 1 && len(ts[0].Partitions) == 1 && slices.Equal(ts[0].Partitions[0].RemovingReplicas, []int32{3}) &&
+				len(ts[0].Partitions[0].AddingReplicas) == 0
+		})
+	}
+	if p := c.brokers[0].Controller().View().Topics[topic].Partitions[0]; !p.Reassigning() {
+		t.Fatalf("the shrink finished with broker 2 down: %+v", p)
+	}
+	var undo kadm.AlterPartitionAssignmentsReq
+	undo.CancelAssign(topic, 0)
+	alter("cancel the stuck shrink", undo)
+	c.waitFor(10*time.Second, "the cancelled shrink back on [1 2 3]", func() bool {
+		p := c.brokers[0].Controller().View().Topics[topic].Partitions[0]
+		return !p.Reassigning() && slices.Equal(p.Replicas, []uint64{1, 2, 3})
+	})
+}
+
 // TestReassignPastMovesStuckOnDeadBroker: four brokers, broker 4 down but
 // registered. Four moves to broker 4 are accepted (as Kafka accepts a dead
 // registered target) and wait for it; a move from broker 1 to broker 2

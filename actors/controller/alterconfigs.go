@@ -200,7 +200,7 @@ func (sm *StateMachine) applyAlterTopicConfigs(next, cur *State, index uint64, a
 	nt.Configs = configs
 	next.Topics = maps.Clone(cur.Topics)
 	next.Topics[t.Name] = &nt
-	next.byID = indexTopics(next.Topics)
+	next.reindexTopics(cur, t.Name)
 	set := slices.Sorted(maps.Keys(a.Set))
 	sm.log.Info().Str("topic", t.Name).Str("topic_id", t.ID.String()).Strs("set", set).Strs("deleted", a.Delete).
 		Bool("replace", a.Replace).Uint64("index", index).Msg("topic configs altered")

@@ -21,7 +21,7 @@ func alterView() *State {
 		"bare":       {Name: "bare", ID: TopicID{2}},
 		OffsetsTopic: {Name: OffsetsTopic, ID: TopicID{3}},
 	}}
-	s.byID = indexTopics(s.Topics)
+	s.reindex()
 	return s
 }
 

@@ -248,6 +248,11 @@ func without(ids, drop []uint64) []uint64 {
 	return out
 }
 
+// subset reports whether every id of ids is in of.
+func subset(ids, of []uint64) bool {
+	return !slices.ContainsFunc(ids, func(id uint64) bool { return !slices.Contains(of, id) })
+}
+
 // ApplyConfChange implements raftactor.ConfChangeApplier: the controller
 // group's membership is the cluster's.
 func (sm *StateMachine) ApplyConfChange(index, term uint64, cc *pb.ConfChangeV2, cs *pb.ConfState) {
@@ -363,9 +368,10 @@ func withoutRequests(requests map[uint64][]uint64, id uint64) map[uint64][]uint6
 // applyReassign starts, changes or cancels a partition's reassignment.
 // Replicas become the target followed by every replica leaving: all the
 // brokers that may be in the group's raft configuration now (the replicas
-// before this command), so that none is stopped and deleted while it may
-// still be a voter; only CompleteReassignment, once the group's voters are
-// the target, drops them. Adding (target less the original replicas) and
+// before this command, or the original ones of a move that waits its
+// turn), so that none is stopped and deleted while it may still be a
+// voter; only CompleteReassignment, once the group's voters are the
+// target, drops them. Adding (target less the original replicas) and
 // Removing are as Kafka reports them. A target naming a broker that cannot
 // take a replica (not a member, removed, draining) is ignored: it was
 // valid when proposed, and the membership changed since.
@@ -387,10 +393,18 @@ func (sm *StateMachine) applyReassign(next, cur *State, index uint64, r *Reassig
 			return
 		}
 	}
+	// The brokers that may be in the group's raft configuration: those of
+	// p, unless its move is waiting its turn, carried out as the
+	// replicas it had before (InEffect), whose other replicas never
+	// started. Below ClusterLevel 2 no broker records which moves ran.
+	present := p.Replicas
+	if cur.ClusterLevel >= movesPerBrokerLevel && p.Reassigning() && !p.Running {
+		present = orig
+	}
 	np := p
 	np.Replicas = slices.Clone(target)
 	np.Adding, np.Removing, np.Origin, np.Running = nil, nil, nil, false
-	for _, id := range p.Replicas {
+	for _, id := range present {
 		if !slices.Contains(target, id) {
 			np.Replicas = append(np.Replicas, id)
 			np.Removing = append(np.Removing, id)
@@ -405,10 +419,12 @@ func (sm *StateMachine) applyReassign(next, cur *State, index uint64, r *Reassig
 		np.Origin = slices.Clone(orig)
 		np.Moves = p.Moves + 1
 		np.MoveSeq = p.MoveSeq
-		// A running move keeps its turn, whatever its new target adds:
-		// holding it would stop and delete replicas that may be voters of
-		// its group now.
-		np.Running = p.Running
+		// A running move that started a replica beyond the ones it had
+		// keeps its turn, whatever its new target adds: holding it would
+		// stop and delete replicas that may be voters of its group now.
+		// One that started none (a shrink) waits its turn again, as a new
+		// move, so that a new target cannot add past the bound.
+		np.Running = p.Running && !subset(p.Replicas, orig)
 		if !p.Reassigning() {
 			np.MoveSeq = cur.NextMove
 			next.NextMove = cur.NextMove + 1
@@ -448,7 +464,7 @@ func (sm *StateMachine) replacePartition(next, cur *State, t *Topic, p Partition
 	nt.Partitions[p.Index] = p
 	next.Topics = maps.Clone(cur.Topics)
 	next.Topics[t.Name] = &nt
-	next.byID = indexTopics(next.Topics)
+	next.reindexTopics(cur, t.Name)
 }
 
 // Reassignments returns every partition with a reassignment under way.

@@ -4,28 +4,39 @@ import (
 	"cmp"
 	"maps"
 	"slices"
+	"strconv"
+
+	"github.com/rs/zerolog"
 )
 
 // Which reassignments run at once. Catching up a new replica reads and
 // sends its whole log, so a bound keeps moves from starving client traffic
 // on the brokers they touch; the others wait their turn, carried out as
 // the assignment they had before (Partition.InEffect). Every broker
-// decides it alike from the applied state.
+// decides it alike from the applied state, in the same order: the order
+// the moves started (MoveSeq), then by group.
 //
 // Brokers before CommandLevel 2 run the MaxActiveMoves started first across
 // the cluster: a few moves stuck on a dead target broker then hold every
 // later one. From ClusterLevel 2 the bound is per broker a move adds a
 // replica to (MaxMovesPerBroker): moves towards one broker never hold moves
 // that do not add to it, and a move that adds none (a shrink, a
-// cancellation) needs no turn. Apply marks a move
-// Running when it gets its turn, oldest first (MoveSeq), and a running move
+// cancellation) needs no turn. Apply marks a move Running when it gets its
+// turn, and a running move that started a replica beyond its original ones
 // is never held again until it ends: holding it would stop, and delete,
-// replicas that may be voters of its raft group by then. The cluster
-// switches rules at the one entry that raises ClusterLevel to 2; until
-// then the brokers already upgraded compute the older rule, as those not
-// yet upgraded do. The moves the older rule ran keep running across the
-// switch: the first MaxActiveMoves moves always fit, as MaxMovesPerBroker
-// is no smaller.
+// replicas that may be voters of its raft group by then. Such a move given
+// a new target keeps its turn even where that target adds a replica to a
+// broker that has MaxMovesPerBroker running moves already: the one way past
+// the bound (a cancel and a new ask included), at one extra catch-up per
+// retarget, which an operator asks for. Any other move given a new target waits its turn as a new one: a
+// shrink that grows, and a waiting move cancelled, which ends at once, as
+// its replicas beyond the original ones never started.
+//
+// The cluster switches rules at the one entry that raises ClusterLevel to
+// 2; until then the brokers already upgraded compute the older rule, as
+// those not yet upgraded do. The moves the older rule ran keep running
+// across the switch: the first MaxActiveMoves moves always fit, as
+// MaxMovesPerBroker is no smaller.
 
 // MaxActiveMoves is how many reassignments run at once across the cluster
 // below ClusterLevel 2 (movesPerBrokerLevel).
@@ -49,11 +60,9 @@ func (s *State) ActiveMoves() map[uint64]bool {
 		return s.firstMoves()
 	}
 	out := map[uint64]bool{}
-	for _, t := range s.Topics {
-		for _, p := range t.Partitions {
-			if p.Reassigning() && p.Running {
-				out[p.Group] = true
-			}
+	for _, ref := range s.movesInOrder() {
+		if ref.Partition.Running {
+			out[ref.Partition.Group] = true
 		}
 	}
 	return out
@@ -71,18 +80,39 @@ func (s *State) firstMoves() map[uint64]bool {
 }
 
 // movesInOrder returns every partition with a reassignment under way, in
-// the order the reassignments started.
+// the order of their turns: the order they started (MoveSeq), and, for
+// moves that started alike (a state written before MoveSeq existed has
+// them all at 0), by group, so that every broker orders them alike. The
+// caller must not modify it.
 func (s *State) movesInOrder() []PartitionRef {
+	if s.byID != nil || len(s.Topics) == 0 {
+		return s.moving
+	}
 	var moves []PartitionRef
 	for _, t := range s.Topics {
-		for _, p := range t.Partitions {
-			if p.Reassigning() {
-				moves = append(moves, PartitionRef{Topic: t, Partition: p})
-			}
+		moves = appendMoving(moves, t)
+	}
+	sortMoves(moves)
+	return moves
+}
+
+// appendMoving appends t's partitions being reassigned to moves.
+func appendMoving(moves []PartitionRef, t *Topic) []PartitionRef {
+	for i := range t.Partitions {
+		// By index: a Partition is large, and copying every one of many
+		// thousands is most of the walk's cost.
+		if p := &t.Partitions[i]; p.Reassigning() {
+			moves = append(moves, PartitionRef{Topic: t, Partition: *p})
 		}
 	}
-	slices.SortFunc(moves, func(a, b PartitionRef) int { return cmp.Compare(a.Partition.MoveSeq, b.Partition.MoveSeq) })
 	return moves
+}
+
+// sortMoves sorts moves in the order of their turns (movesInOrder).
+func sortMoves(moves []PartitionRef) {
+	slices.SortFunc(moves, func(a, b PartitionRef) int {
+		return cmp.Or(cmp.Compare(a.Partition.MoveSeq, b.Partition.MoveSeq), cmp.Compare(a.Partition.Group, b.Partition.Group))
+	})
 }
 
 // InEffect is the assignment a partition's brokers carry out, given the
@@ -95,22 +125,22 @@ func (p Partition) InEffect(active map[uint64]bool) Partition {
 	return p
 }
 
-// Listed reports whether Kafka lists the partition's reassignment
-// (ListPartitionReassignments), and so can cancel it: one still adding
-// replicas. Kafka ends a reassignment that adds none (a cancellation, a
-// shrink, a return to the replicas it had) in the record that starts it,
-// the replicas leaving dropped at once; here raft still takes them out of
-// the partition's group before it completes.
-func (p Partition) Listed() bool { return len(p.Adding) > 0 }
+// members returns the ids whose registered levels make ClusterLevel: the
+// controller's voters and learners, or, before the membership is known,
+// the registered brokers.
+func (s *State) members() []uint64 {
+	ids := append(slices.Clone(s.Voters), s.Learners...)
+	if len(ids) == 0 {
+		ids = slices.Sorted(maps.Keys(s.Brokers))
+	}
+	return ids
+}
 
 // memberLevel returns the lowest CommandLevel the members registered, and
 // false while some member has not registered (or, before the membership is
 // known, no broker has).
 func (s *State) memberLevel() (int, bool) {
-	ids := append(slices.Clone(s.Voters), s.Learners...)
-	if len(ids) == 0 {
-		ids = slices.Collect(maps.Keys(s.Brokers))
-	}
+	ids := s.members()
 	if len(ids) == 0 {
 		return 0, false
 	}
@@ -128,11 +158,14 @@ func (s *State) memberLevel() (int, bool) {
 // settle brings what apply derives from the state up to date after an
 // entry: it raises ClusterLevel once every member registered a higher
 // level, and gives the moves waiting their turn the turns that are free.
+// It runs after every entry, so it reads only the members and the moves
+// under way (movesInOrder), never every partition.
 func (sm *StateMachine) settle(next *State, index uint64) {
 	if level, ok := next.memberLevel(); ok && level > next.ClusterLevel {
 		sm.log.Info().Int("from", next.ClusterLevel).Int("to", level).Uint64("index", index).Msg("cluster command level raised: every member registered it")
 		next.ClusterLevel = level
 	}
+	sm.logHeldBack(next, index)
 	if next.ClusterLevel < movesPerBrokerLevel {
 		return
 	}
@@ -167,29 +200,68 @@ func (sm *StateMachine) settle(next *State, index uint64) {
 	markRunning(next, start)
 }
 
+// logHeldBack tells the operator, once each time they change, which
+// members keep ClusterLevel below this broker's CommandLevel, and so the
+// rules that need it off: those not upgraded yet, or not registered since.
+func (sm *StateMachine) logHeldBack(next *State, index uint64) {
+	var held []heldMember
+	if next.ClusterLevel < CommandLevel {
+		for _, id := range next.members() {
+			if b, ok := next.Brokers[id]; !ok {
+				held = append(held, heldMember{id, -1})
+			} else if b.Level < CommandLevel {
+				held = append(held, heldMember{id, b.Level})
+			}
+		}
+	}
+	if slices.Equal(held, sm.heldBack) {
+		return
+	}
+	sm.heldBack = held
+	if len(held) == 0 {
+		return
+	}
+	levels := zerolog.Dict()
+	for _, m := range held {
+		if m.level < 0 {
+			levels.Str(strconv.FormatUint(m.id, 10), "unregistered")
+		} else {
+			levels.Int(strconv.FormatUint(m.id, 10), m.level)
+		}
+	}
+	sm.log.Info().Int("cluster_level", next.ClusterLevel).Int("command_level", CommandLevel).Dict("held_by", levels).
+		Uint64("index", index).Msg("cluster command level held back: these members have not registered this broker's level")
+}
+
+// heldMember is a member below CommandLevel: its registered level, -1
+// while it has not registered.
+type heldMember struct {
+	id    uint64
+	level int
+}
+
 // markRunning marks the reassignments of the given groups Running.
 func markRunning(next *State, groups map[uint64]bool) {
 	if len(groups) == 0 {
 		return
 	}
-	topics := maps.Clone(next.Topics)
-	for name, t := range next.Topics {
-		var nt *Topic
-		for i, p := range t.Partitions {
-			if !groups[p.Group] || p.Running {
-				continue
-			}
-			if nt == nil {
-				c := *t
-				c.Partitions = slices.Clone(t.Partitions)
-				nt = &c
-			}
-			nt.Partitions[i].Running = true
+	cur := *next
+	next.Topics = maps.Clone(cur.Topics)
+	var changed []string
+	for _, ref := range cur.movesInOrder() {
+		if !groups[ref.Partition.Group] || ref.Partition.Running {
+			continue
 		}
-		if nt != nil {
-			topics[name] = nt
+		name := ref.Topic.Name
+		nt := next.Topics[name]
+		if !slices.Contains(changed, name) {
+			c := *nt
+			c.Partitions = slices.Clone(nt.Partitions)
+			nt = &c
+			next.Topics[name] = nt
+			changed = append(changed, name)
 		}
+		nt.Partitions[ref.Partition.Index].Running = true
 	}
-	next.Topics = topics
-	next.byID = indexTopics(topics)
+	next.reindexTopics(&cur, changed...)
 }

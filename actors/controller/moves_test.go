@@ -1,11 +1,16 @@
 package controller
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
 	pb "go.etcd.io/raft/v3/raftpb"
 )
 
@@ -129,7 +134,25 @@ func TestActiveMovesPerBroker(t *testing.T) {
 			if v.ClusterLevel != tc.level {
 				t.Fatalf("cluster level %d, want %d", v.ClusterLevel, tc.level)
 			}
+			checkMovingIndex(t, v)
 		})
+	}
+}
+
+// checkMovingIndex fails t unless the moves apply indexed as topics
+// changed are those a walk of every partition finds.
+func checkMovingIndex(t *testing.T, v *State) {
+	t.Helper()
+	scan := *v
+	scan.reindex()
+	got, want := v.movesInOrder(), scan.movesInOrder()
+	if len(got) != len(want) {
+		t.Fatalf("indexed moves %+v, a walk finds %+v", got, want)
+	}
+	for i := range got {
+		if got[i].Topic != want[i].Topic || !reflect.DeepEqual(got[i].Partition, want[i].Partition) {
+			t.Fatalf("indexed move %d: %+v, a walk finds %+v", i, got[i], want[i])
+		}
 	}
 }
 
@@ -184,29 +207,43 @@ func TestClusterLevel(t *testing.T) {
 	}
 }
 
-// TestListed: Kafka lists a reassignment only while it adds replicas.
-func TestListed(t *testing.T) {
+// TestCancelUnderWay: the controller takes a cancel of any move under
+// way, one that only removes replicas too (a shrink stuck on a replica it
+// keeps, which Kafka lists and cancels), and a cancel ends a move at once
+// unless raft must take out replicas it may have added; cancelling that
+// cancellation changes nothing.
+func TestCancelUnderWay(t *testing.T) {
 	sm := withMembers(4)
 	id := NewTopicID()
 	apply(sm, func(*State) *Command {
 		return &Command{CreateTopic: &CreateTopic{Name: "t", ID: id, Replicas: [][]uint64{{1, 2, 3}, {1, 2, 3}}}}
 	})
 	apply(sm, moveTo(0, 2, 3, 4))
-	apply(sm, moveTo(1, 2, 3))
-	v := sm.View()
-	if p := v.Topics["t"].Partitions[0]; !p.Listed() {
-		t.Fatalf("a move adding 4 not listed: %+v", p)
+	apply(sm, moveTo(1, 1, 2))
+	for p := range int32(2) {
+		if _, err := planMove(sm.View(), Move{Topic: "t", Partition: p}); err != nil {
+			t.Fatalf("cancel of partition %d's move: %v", p, err)
+		}
 	}
-	if p := v.Topics["t"].Partitions[1]; !p.Reassigning() || p.Listed() {
-		t.Fatalf("a shrink under way listed: %+v", p)
+	apply(sm, cancelMove(1))
+	if p := sm.View().Topics["t"].Partitions[1]; p.Reassigning() || !slices.Equal(p.Replicas, []uint64{1, 2, 3}) {
+		t.Fatalf("a cancelled shrink not ended at once: %+v", p)
 	}
 	apply(sm, cancelMove(0))
-	if p := sm.View().Topics["t"].Partitions[0]; !p.Reassigning() || p.Listed() {
-		t.Fatalf("a cancelled move listed while raft takes 4 out: %+v", p)
+	want := sm.View().Topics["t"].Partitions[0]
+	if !want.Reassigning() || !slices.Equal(want.Removing, []uint64{4}) {
+		t.Fatalf("a cancelled move that may have added 4 does not take it out: %+v", want)
 	}
-	// Nothing left to cancel, as in Kafka.
-	if _, err := planMove(sm.View(), Move{Topic: "t", Partition: 0}); err == nil {
-		t.Fatal("cancelling a cancelled move accepted")
+	if _, err := planMove(sm.View(), Move{Topic: "t", Partition: 0}); err != nil {
+		t.Fatalf("cancel of a cancellation: %v", err)
+	}
+	apply(sm, cancelMove(0))
+	if p := sm.View().Topics["t"].Partitions[0]; !slices.Equal(p.Replicas, want.Replicas) || !slices.Equal(p.Removing, want.Removing) || p.Running != want.Running {
+		t.Fatalf("cancelling a cancellation changed it: %+v, was %+v", p, want)
+	}
+	apply(sm, cancelMove(1))
+	if _, err := planMove(sm.View(), Move{Topic: "t", Partition: 1}); err == nil {
+		t.Fatal("cancelling no move accepted")
 	}
 }
 
@@ -234,5 +271,190 @@ func TestMovesOff(t *testing.T) {
 	}
 	if n := movesOff(sm.View(), 2); n != 9 {
 		t.Fatalf("moves off broker 2: %d, want 9", n)
+	}
+}
+
+// TestMoveOrderTies: a state written before MoveSeq existed has its moves
+// in flight all at MoveSeq 0. Every broker must give them their turns in
+// the same order, under either rule, or brokers would carry out different
+// moves, for good.
+func TestMoveOrderTies(t *testing.T) {
+	for _, level := range []int{1, 2} {
+		t.Run(fmt.Sprint("level ", level), func(t *testing.T) {
+			s := State{ClusterID: "c", Brokers: map[uint64]Broker{}, Voters: []uint64{1, 2, 3, 4, 5}, NextGroup: firstPartitionGroup}
+			for id := uint64(1); id <= 5; id++ {
+				s.Brokers[id] = Broker{NodeID: id, KafkaAddr: fmt.Sprint("k", id), RaftAddr: fmt.Sprint("r", id), Level: level}
+			}
+			s.Topics = map[string]*Topic{}
+			for i := range 10 {
+				name := fmt.Sprintf("t%d", i)
+				s.Topics[name] = &Topic{Name: name, ID: NewTopicID(), Partitions: []Partition{{
+					Group: s.NextGroup, Replicas: []uint64{5, 1}, Adding: []uint64{5}, Removing: []uint64{1}, Origin: []uint64{1}, Moves: 1, Founders: []uint64{1},
+				}}}
+				s.NextGroup++
+			}
+			data, err := json.Marshal(&s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var first map[uint64]bool
+			for try := range 50 {
+				sm := NewStateMachine(zerolog.Nop())
+				if err := sm.Restore(&pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{Index: new(uint64(10))}}); err != nil {
+					t.Fatal(err)
+				}
+				sm.Apply(11, 1, nil) // any entry: settle raises the level and gives turns
+				got := sm.View().ActiveMoves()
+				if len(got) != MaxActiveMoves {
+					t.Fatalf("%d moves run, want %d", len(got), MaxActiveMoves)
+				}
+				if try == 0 {
+					first = got
+					continue
+				}
+				if !maps.Equal(got, first) {
+					t.Fatalf("two appliers of the same entry ran different moves: %v vs %v", slices.Sorted(maps.Keys(first)), slices.Sorted(maps.Keys(got)))
+				}
+			}
+		})
+	}
+}
+
+// TestMoveBoundKept: a shrink, and a cancelled move, need no turn; asking
+// such a move for a new target that adds a replica must not let it run past
+// MaxMovesPerBroker on the broker it adds to.
+func TestMoveBoundKept(t *testing.T) {
+	for _, variant := range []string{"shrink then grow", "cancel a waiting move, ask it again"} {
+		t.Run(variant, func(t *testing.T) {
+			sm := withMembers(5)
+			for id := uint64(1); id <= 5; id++ {
+				apply(sm, registerAt(id, 2))
+			}
+			apply(sm, createTopic)
+			for _, st := range movesFrom(0, 4, 1, 5) {
+				apply(sm, st)
+			}
+			if variant == "shrink then grow" {
+				apply(sm, moveTo(4, 1)) // [1 2] -> [1]
+			} else {
+				apply(sm, moveTo(4, 1, 5)) // waits: 5 is full
+				if sm.View().ActiveMoves()[sm.View().Topics["t"].Partitions[4].Group] {
+					t.Fatal("the fifth move to 5 runs at once")
+				}
+				apply(sm, cancelMove(4))
+				// It never started broker 5's replica: nothing to take out.
+				if p := sm.View().Topics["t"].Partitions[4]; p.Reassigning() {
+					t.Fatalf("a cancelled move that never ran is still under way: %+v", p)
+				}
+			}
+			apply(sm, moveTo(4, 1, 5))
+			v := sm.View()
+			n := 0
+			active := v.ActiveMoves()
+			for _, p := range v.Topics["t"].Partitions {
+				if active[p.Group] && slices.Contains(p.Adding, 5) {
+					n++
+				}
+			}
+			if n > MaxMovesPerBroker {
+				t.Fatalf("%d running moves add a replica to broker 5, bound %d", n, MaxMovesPerBroker)
+			}
+			checkMovingIndex(t, v)
+		})
+	}
+}
+
+// BenchmarkSettle: the cost settle adds to every applied controller entry
+// (here an empty one) with many partitions, some of them moving.
+func BenchmarkSettle(b *testing.B) {
+	for _, moves := range []int{0, 200} {
+		for _, parts := range []int{1000, 10000, 50000} {
+			b.Run(fmt.Sprintf("partitions=%d/moves=%d", parts, moves), func(b *testing.B) {
+				sm := withMembers(5)
+				for id := uint64(1); id <= 5; id++ {
+					apply(sm, registerAt(id, 2))
+				}
+				for i := range parts / 10 {
+					name := fmt.Sprintf("t%d", i)
+					apply(sm, func(*State) *Command {
+						replicas := make([][]uint64, 10)
+						for j := range replicas {
+							replicas[j] = []uint64{1, 2}
+						}
+						return &Command{CreateTopic: &CreateTopic{Name: name, ID: NewTopicID(), Replicas: replicas}}
+					})
+				}
+				for i := range min(moves, parts/10) {
+					name := fmt.Sprintf("t%d", i)
+					apply(sm, func(s *State) *Command {
+						return &Command{Reassign: &Reassign{Topic: s.Topics[name].ID, Partition: 0, Target: []uint64{1, 5}}}
+					})
+				}
+				b.ResetTimer()
+				for range b.N {
+					sm.Apply(sm.View().Applied+1, 1, nil)
+				}
+			})
+		}
+	}
+}
+
+// TestClusterLevelLogged: apply tells the operator which members hold the
+// cluster's level back, once each time they change, and logs an error for
+// a member registering below the level the cluster switched to.
+func TestClusterLevelLogged(t *testing.T) {
+	var buf bytes.Buffer
+	sm := NewStateMachine(zerolog.New(&buf))
+	var voters []uint64
+	for id := uint64(1); id <= 3; id++ {
+		voters = append(voters, id)
+		confChange(sm, id, pb.ConfChangeAddNode, id, nil, slices.Clone(voters), nil)
+	}
+	apply(sm, registerAt(1, CommandLevel))
+	apply(sm, registerAt(2, 1))
+	apply(sm, func(*State) *Command { return &Command{SetConfig: &SetConfig{Key: "k", Value: "v"}} })
+	apply(sm, registerAt(2, 0))
+	apply(sm, registerAt(3, CommandLevel))
+	apply(sm, registerAt(2, CommandLevel))
+	apply(sm, registerAt(3, 1))
+
+	var held []string
+	var errs int
+	for line := range strings.Lines(buf.String()) {
+		var e struct {
+			Level   string          `json:"level"`
+			Message string          `json:"message"`
+			HeldBy  json.RawMessage `json:"held_by"`
+		}
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		switch {
+		case strings.HasPrefix(e.Message, "cluster command level held back"):
+			held = append(held, string(e.HeldBy))
+		case e.Level == "error":
+			errs++
+			if !strings.Contains(line, `"node_id":3`) || !strings.Contains(line, "below the cluster's") {
+				t.Errorf("error logged: %s", line)
+			}
+		}
+	}
+	want := []string{
+		`{"1":"unregistered"}`,
+		`{"1":"unregistered","2":"unregistered"}`,
+		`{"1":"unregistered","2":"unregistered","3":"unregistered"}`,
+		`{"2":"unregistered","3":"unregistered"}`,
+		`{"2":1,"3":"unregistered"}`,
+		`{"2":0,"3":"unregistered"}`,
+		`{"2":0}`,
+	}
+	if !slices.Equal(held, want) {
+		t.Errorf("held back logged as\n%s\nwant\n%s", strings.Join(held, "\n"), strings.Join(want, "\n"))
+	}
+	if errs != 1 {
+		t.Errorf("%d errors logged, want 1 for broker 3's registration below the cluster's level", errs)
+	}
+	if l := sm.View().ClusterLevel; l != CommandLevel {
+		t.Errorf("cluster level %d, want %d", l, CommandLevel)
 	}
 }

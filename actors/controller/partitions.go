@@ -214,7 +214,7 @@ func (sm *StateMachine) applyAddPartitions(next, cur *State, index uint64, a *Ad
 	}
 	next.Topics = maps.Clone(cur.Topics)
 	next.Topics[t.Name] = &nt
-	next.byID = indexTopics(next.Topics)
+	next.reindexTopics(cur, t.Name)
 	sm.log.Info().Str("topic", t.Name).Str("topic_id", t.ID.String()).Int32("previous_partitions", a.From).Int("partitions", len(nt.Partitions)).
 		Uint64("index", index).Msg("partitions added")
 }

@@ -50,9 +50,12 @@ func planMove(view *State, mv Move) (*Reassign, error) {
 	}
 	p := t.Partitions[mv.Partition]
 	if mv.Replicas == nil {
-		// Kafka has no reassignment to cancel once it dropped the leaving
-		// replicas; here raft may still be taking them out (Listed).
-		if !p.Listed() {
+		// Any move under way, as in Kafka, which keeps a move that only
+		// removes replicas until the replicas it keeps are in the ISR;
+		// the Kafka front door refuses a cancel of one Kafka would have
+		// ended (kafka.Service.reassignmentListed). Cancelling a
+		// cancellation changes nothing.
+		if !p.Reassigning() {
 			return nil, fmt.Errorf("%w: %s-%d", kerr.NoReassignmentInProgress, mv.Topic, mv.Partition)
 		}
 		return &Reassign{Topic: t.ID, Partition: p.Index}, nil

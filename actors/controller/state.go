@@ -58,9 +58,13 @@ type State struct {
 	ClusterLevel int `json:"cluster_level,omitempty"`
 
 	// byID indexes Topics by id (Fetch v13+ names topics by id on every
-	// request). It is rebuilt whenever Topics changes; nil in a State
-	// built by hand, where TopicByID scans.
-	byID map[TopicID]*Topic
+	// request), and moving holds the partitions being reassigned in the
+	// order of their turns (movesInOrder): apply reads it after every
+	// entry, which must not walk every partition. Both are rebuilt
+	// whenever Topics changes (reindex); nil in a State built by hand,
+	// where TopicByID and movesInOrder scan.
+	byID   map[TopicID]*Topic
+	moving []PartitionRef
 }
 
 // BrokerList returns the brokers ordered by id.
@@ -165,6 +169,9 @@ type StateMachine struct {
 	caughtUp   atomic.Bool
 	caughtUpCh chan struct{} // closed once caughtUp
 	log        zerolog.Logger
+	// heldBack are the members last logged as keeping ClusterLevel below
+	// CommandLevel (settle); only the applying goroutine uses it.
+	heldBack []heldMember
 }
 
 // NewStateMachine returns an empty controller state machine, not caught up
@@ -242,6 +249,12 @@ func (sm *StateMachine) applyCommand(next, cur *State, index uint64, cmd *Comman
 		next.Brokers = maps.Clone(cur.Brokers)
 		next.Brokers[r.NodeID] = Broker{NodeID: r.NodeID, KafkaAddr: r.KafkaAddr, RaftAddr: r.RaftAddr, RegisteredAt: index, Level: r.Level}
 		sm.log.Info().Uint64("node_id", r.NodeID).Str("kafka_addr", r.KafkaAddr).Int("command_level", r.Level).Uint64("index", index).Msg("broker registered")
+		if r.Level < cur.ClusterLevel {
+			// ClusterLevel never falls: the other brokers keep the rules
+			// of their level, which this one does not have.
+			sm.log.Error().Uint64("node_id", r.NodeID).Int("command_level", r.Level).Int("cluster_level", cur.ClusterLevel).Uint64("index", index).
+				Msg("broker registered a command level below the cluster's: a downgrade after every member upgraded is not supported; upgrade it again")
+		}
 	case cmd.CreateTopic != nil:
 		c := cmd.CreateTopic
 		if _, taken := cur.Topics[c.Name]; taken || len(c.Replicas) == 0 {
@@ -258,7 +271,7 @@ func (sm *StateMachine) applyCommand(next, cur *State, index uint64, cmd *Comman
 			next.Topics = map[string]*Topic{}
 		}
 		next.Topics[c.Name] = t
-		next.byID = indexTopics(next.Topics)
+		next.reindexTopics(cur, c.Name)
 		sm.log.Info().Str("topic", c.Name).Str("topic_id", c.ID.String()).Int("partitions", len(c.Replicas)).Uint64("index", index).Msg("topic created")
 	case cmd.TopicLed != nil:
 		t := cur.TopicByID(cmd.TopicLed.ID)
@@ -269,7 +282,7 @@ func (sm *StateMachine) applyCommand(next, cur *State, index uint64, cmd *Comman
 		nt.Creating = false
 		next.Topics = maps.Clone(cur.Topics)
 		next.Topics[t.Name] = &nt
-		next.byID = indexTopics(next.Topics)
+		next.reindexTopics(cur, t.Name)
 		sm.log.Info().Str("topic", t.Name).Str("topic_id", t.ID.String()).Uint64("index", index).Msg("topic creation finished: every partition had a leader")
 	case cmd.AddPartitions != nil:
 		sm.applyAddPartitions(next, cur, index, cmd.AddPartitions)
@@ -282,7 +295,7 @@ func (sm *StateMachine) applyCommand(next, cur *State, index uint64, cmd *Comman
 		}
 		next.Topics = maps.Clone(cur.Topics)
 		delete(next.Topics, t.Name)
-		next.byID = indexTopics(next.Topics)
+		next.reindexTopics(cur, t.Name)
 		sm.log.Info().Str("topic", t.Name).Str("topic_id", t.ID.String()).Uint64("index", index).Msg("topic deleted")
 	case cmd.RemovalRequest != nil:
 		sm.applyRemovalRequest(next, cur, index, cmd.RemovalRequest)
@@ -342,19 +355,46 @@ func (sm *StateMachine) Restore(snap *pb.Snapshot) error {
 	if s.Brokers == nil {
 		s.Brokers = map[uint64]Broker{}
 	}
-	s.byID = indexTopics(s.Topics)
+	s.reindex()
 	sm.view.Store(&s)
 	return nil
 }
 
-// indexTopics returns topics by id (nil for none).
-func indexTopics(topics map[string]*Topic) map[TopicID]*Topic {
-	if len(topics) == 0 {
-		return nil
+// reindex builds the indexes of Topics from scratch.
+func (s *State) reindex() {
+	s.byID, s.moving = nil, nil
+	if len(s.Topics) == 0 {
+		return
 	}
-	byID := make(map[TopicID]*Topic, len(topics))
-	for _, t := range topics {
-		byID[t.ID] = t
+	s.byID = make(map[TopicID]*Topic, len(s.Topics))
+	for _, t := range s.Topics {
+		s.byID[t.ID] = t
+		s.moving = appendMoving(s.moving, t)
 	}
-	return byID
+	sortMoves(s.moving)
+}
+
+// reindexTopics updates the indexes after the topics named changed from
+// cur's (created, replaced or deleted), walking only their partitions:
+// apply changes one topic at a time, and many thousands may stay alike.
+func (s *State) reindexTopics(cur *State, names ...string) {
+	if cur.byID == nil && len(cur.Topics) > 0 {
+		s.reindex() // cur was built by hand, without indexes
+		return
+	}
+	s.byID = maps.Clone(cur.byID)
+	if s.byID == nil {
+		s.byID = map[TopicID]*Topic{}
+	}
+	s.moving = slices.DeleteFunc(slices.Clone(cur.moving), func(ref PartitionRef) bool { return slices.Contains(names, ref.Topic.Name) })
+	for _, name := range names {
+		if t := cur.Topics[name]; t != nil {
+			delete(s.byID, t.ID)
+		}
+		if t := s.Topics[name]; t != nil {
+			s.byID[t.ID] = t
+			s.moving = appendMoving(s.moving, t)
+		}
+	}
+	sortMoves(s.moving)
 }
