@@ -16,6 +16,11 @@ type ClusterView struct {
 	ClusterID string `json:"cluster_id"`
 	Applied   uint64 `json:"applied"`
 	Leader    uint64 `json:"controller_leader"`
+	// ClusterLevel is the command level every member registered (the
+	// rules that need it are on from it; the controller logs which
+	// members hold it back), and CommandLevel this broker's own.
+	ClusterLevel int `json:"cluster_level"`
+	CommandLevel int `json:"command_level"`
 	// Voters is the controller group's configuration as this broker's raft
 	// node has it (it may run ahead of the applied state's).
 	Voters  []uint64            `json:"controller_voters"`
@@ -106,6 +111,7 @@ func clusterView(src Sources) ClusterView {
 	st := src.Controller.View()
 	v := ClusterView{
 		NodeID: src.NodeID, ClusterID: st.ClusterID, Applied: st.Applied, Brokers: st.BrokerList(),
+		ClusterLevel: st.ClusterLevel, CommandLevel: controller.CommandLevel,
 		ConfigPeers: map[uint64]string{}, Health: map[uint64]PeerHealth{},
 		Membership: Membership{
 			Voters: nonNil(st.Voters), Learners: nonNil(st.Learners),

@@ -2,6 +2,7 @@ package debug
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -27,9 +28,9 @@ import (
 func TestClusterShowsMembershipAndReassignments(t *testing.T) {
 	sm := controller.NewStateMachine(zerolog.Nop())
 	for i, c := range []controller.Command{
-		{RegisterBroker: &controller.RegisterBroker{NodeID: 1, KafkaAddr: "127.0.0.1:9091", RaftAddr: "127.0.0.1:7001"}},
-		{RegisterBroker: &controller.RegisterBroker{NodeID: 2, KafkaAddr: "127.0.0.1:9092", RaftAddr: "127.0.0.1:7002"}},
-		{RegisterBroker: &controller.RegisterBroker{NodeID: 3, KafkaAddr: "127.0.0.1:9093", RaftAddr: "127.0.0.1:7003"}},
+		{RegisterBroker: &controller.RegisterBroker{NodeID: 1, KafkaAddr: "127.0.0.1:9091", RaftAddr: "127.0.0.1:7001", Level: 1}},
+		{RegisterBroker: &controller.RegisterBroker{NodeID: 2, KafkaAddr: "127.0.0.1:9092", RaftAddr: "127.0.0.1:7002", Level: controller.CommandLevel}},
+		{RegisterBroker: &controller.RegisterBroker{NodeID: 3, KafkaAddr: "127.0.0.1:9093", RaftAddr: "127.0.0.1:7003", Level: controller.CommandLevel}},
 		{CreateTopic: &controller.CreateTopic{Name: "orders", ID: controller.TopicID{1}, Replicas: [][]uint64{{1, 2}, {2, 1}}}},
 		{Reassign: &controller.Reassign{Topic: controller.TopicID{1}, Partition: 1, Target: []uint64{2, 3}}},
 	} {
@@ -63,6 +64,10 @@ func TestClusterShowsMembershipAndReassignments(t *testing.T) {
 	if err := json.Unmarshal(get(t, srv.URL+"/debug/cluster"), &v); err != nil {
 		t.Fatal(err)
 	}
+	// Broker 1, at level 1, holds the cluster's level back.
+	if v.ClusterLevel != 1 || v.CommandLevel != controller.CommandLevel {
+		t.Errorf("cluster level %d, this broker's %d; want 1, %d", v.ClusterLevel, v.CommandLevel, controller.CommandLevel)
+	}
 	if !reflect.DeepEqual(v.ConfigPeers, peers) {
 		t.Errorf("config peers %v", v.ConfigPeers)
 	}
@@ -70,10 +75,10 @@ func TestClusterShowsMembershipAndReassignments(t *testing.T) {
 		t.Errorf("peer health %+v, want %+v", v.Health, want)
 	}
 	page := string(get(t, srv.URL+"/"))
-	if !strings.Contains(page, "<td>127.0.0.1:7002</td><td>2</td><td><b>dead</b>, 1500 ms ago</td>") {
+	if !strings.Contains(page, fmt.Sprintf("<td>127.0.0.1:7002</td><td>2</td><td>%d</td><td><b>dead</b>, 1500 ms ago</td>", controller.CommandLevel)) {
 		t.Errorf("the page does not show broker 2 dead, heard from 1500 ms ago")
 	}
-	if !strings.Contains(page, "<td>127.0.0.1:7001</td><td>1</td><td>this broker</td>") {
+	if !strings.Contains(page, "<td>127.0.0.1:7001</td><td>1</td><td>1</td><td>this broker</td>") {
 		t.Errorf("the page does not show broker 1 as this broker")
 	}
 	want := []ReassignmentView{{
@@ -89,7 +94,7 @@ func TestClusterShowsMembershipAndReassignments(t *testing.T) {
 		t.Errorf("removal requests %+v, want %+v", v.Membership.RemovalRequests, want)
 	}
 	page = string(get(t, srv.URL+"/"))
-	for _, s := range []string{"Reassignments in progress", "orders/1", "see broker 2", "3 (127.0.0.1:7003)", "3: asked by [1], not yet by [2]"} {
+	for _, s := range []string{fmt.Sprintf("command level 1 (this broker's: %d)", controller.CommandLevel), "Reassignments in progress", "orders/1", "see broker 2", "3 (127.0.0.1:7003)", "3: asked by [1], not yet by [2]"} {
 		if !strings.Contains(page, s) {
 			t.Errorf("page lacks %q", s)
 		}

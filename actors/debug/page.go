@@ -17,12 +17,13 @@ th{background:#f3f3f3}
 </style></head><body>
 <h1>Flotilla broker {{.Cluster.NodeID}}</h1>
 <p>Cluster <code>{{if .Cluster.ClusterID}}{{.Cluster.ClusterID}}{{else}}(not yet initialised){{end}}</code>,
-controller leader: {{if .Cluster.Leader}}broker {{.Cluster.Leader}}{{else}}none{{end}}.
+controller leader: {{if .Cluster.Leader}}broker {{.Cluster.Leader}}{{else}}none{{end}},
+command level {{.Cluster.ClusterLevel}} (this broker's: {{.Cluster.CommandLevel}}).
 JSON: <a href="/debug/raft">raft</a> · <a href="/debug/actors">actors</a> · <a href="/debug/cluster">cluster</a> · <a href="/debug/groups">groups</a> ·
 <a href="/metrics">metrics</a> · <a href="/debug/pprof/">pprof</a></p>
 <h2>Brokers</h2>
-<table><tr><th>id</th><th>Kafka address</th><th>Raft address</th><th>registered at</th><th>heard from</th></tr>
-{{range .Cluster.Brokers}}<tr><td>{{.NodeID}}</td><td>{{.KafkaAddr}}</td><td>{{.RaftAddr}}</td><td>{{.RegisteredAt}}</td><td>{{if eq .NodeID $.Cluster.NodeID}}this broker{{else}}{{with index $.Cluster.Health .NodeID}}{{if .Alive}}alive{{else}}<b>dead</b>{{end}}{{if .Stopping}}, stopping{{end}}{{if ge .HeardMsAgo 0}}, {{.HeardMsAgo}} ms ago{{else}}, never{{end}}{{end}}{{end}}</td></tr>{{end}}
+<table><tr><th>id</th><th>Kafka address</th><th>Raft address</th><th>registered at</th><th>command level</th><th>heard from</th></tr>
+{{range .Cluster.Brokers}}<tr><td>{{.NodeID}}</td><td>{{.KafkaAddr}}</td><td>{{.RaftAddr}}</td><td>{{.RegisteredAt}}</td><td>{{.Level}}</td><td>{{if eq .NodeID $.Cluster.NodeID}}this broker{{else}}{{with index $.Cluster.Health .NodeID}}{{if .Alive}}alive{{else}}<b>dead</b>{{end}}{{if .Stopping}}, stopping{{end}}{{if ge .HeardMsAgo 0}}, {{.HeardMsAgo}} ms ago{{else}}, never{{end}}{{end}}{{end}}</td></tr>{{end}}
 </table>
 <h2>Membership</h2>
 <table><tr><th></th><th>brokers</th></tr>
