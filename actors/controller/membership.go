@@ -403,7 +403,7 @@ func (sm *StateMachine) applyReassign(next, cur *State, index uint64, r *Reassig
 	}
 	np := p
 	np.Replicas = slices.Clone(target)
-	np.Adding, np.Removing, np.Origin, np.Running = nil, nil, nil, false
+	np.Adding, np.Removing, np.Origin, np.Running, np.Cancelled = nil, nil, nil, false, false
 	for _, id := range present {
 		if !slices.Contains(target, id) {
 			np.Replicas = append(np.Replicas, id)
@@ -417,6 +417,7 @@ func (sm *StateMachine) applyReassign(next, cur *State, index uint64, r *Reassig
 	}
 	if np.Reassigning() {
 		np.Origin = slices.Clone(orig)
+		np.Cancelled = r.Target == nil
 		np.Moves = p.Moves + 1
 		np.MoveSeq = p.MoveSeq
 		// A running move that started a replica beyond the ones it had
@@ -449,7 +450,7 @@ func (sm *StateMachine) applyComplete(next, cur *State, index uint64, c *Complet
 			np := p
 			np.Replicas, np.Adding, np.Removing, np.Origin = slices.Clone(c.Replicas), nil, nil, nil
 			np.Completed = p.Completed + 1
-			np.Running = false
+			np.Running, np.Cancelled = false, false
 			sm.replacePartition(next, cur, t, np)
 			sm.log.Info().Str("topic", t.Name).Int32("partition", p.Index).Uints64("replicas", np.Replicas).Uint64("index", index).Msg("partition reassignment complete")
 			return

@@ -83,6 +83,10 @@ func TestReassignApply(t *testing.T) {
 		}
 		return p
 	}
+	cancelled := func(p Partition) Partition {
+		p.Cancelled = true
+		return p
+	}
 	reassign := func(target []uint64) []byte {
 		return (&Command{Reassign: &Reassign{Topic: id, Partition: 0, Target: target}}).Encode()
 	}
@@ -107,7 +111,9 @@ func TestReassignApply(t *testing.T) {
 		{"changed target", [][]byte{reassign([]uint64{2, 3, 4}), reassign([]uint64{5, 2, 3})},
 			part([]uint64{5, 2, 3, 4, 1}, []uint64{5}, []uint64{4, 1}, 2, 0)},
 		{"cancelled", [][]byte{reassign([]uint64{2, 3, 4}), reassign(nil)},
-			part([]uint64{1, 2, 3, 4}, nil, []uint64{4}, 2, 0)},
+			cancelled(part([]uint64{1, 2, 3, 4}, nil, []uint64{4}, 2, 0))},
+		{"cancelled, then asked again", [][]byte{reassign([]uint64{2, 3, 4}), reassign(nil), reassign([]uint64{1, 2, 3, 4})},
+			part([]uint64{1, 2, 3, 4}, []uint64{4}, nil, 3, 0)},
 		{"cancelled and completed", [][]byte{reassign([]uint64{2, 3, 4}), reassign(nil), complete([]uint64{1, 2, 3}, 2)},
 			part([]uint64{1, 2, 3}, nil, nil, 2, 1)},
 		{"reorder only is no move", [][]byte{reassign([]uint64{3, 2, 1})},

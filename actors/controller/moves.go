@@ -28,7 +28,8 @@ import (
 // a new target keeps its turn even where that target adds a replica to a
 // broker that has MaxMovesPerBroker running moves already: the one way past
 // the bound (a cancel and a new ask included), at one extra catch-up per
-// retarget, which an operator asks for. Any other move given a new target waits its turn as a new one: a
+// retarget, which an operator asks for. Any other move given a new target
+// waits its turn again, in its place (its MoveSeq): a
 // shrink that grows, and a waiting move cancelled, which ends at once, as
 // its replicas beyond the original ones never started.
 //

@@ -131,8 +131,14 @@ type Partition struct {
 	Founders  []uint64 `json:"founders,omitempty"`
 	// Running is set, from ClusterLevel 2, once the reassignment under
 	// way has its turn (State.ActiveMoves); it stays set until the
-	// reassignment ends.
+	// reassignment ends, or a new target makes a move that started no
+	// replica wait its turn again (moves.go).
 	Running bool `json:"running,omitempty"`
+	// Cancelled marks a reassignment under way that a cancel asked for:
+	// going back to the replicas before the last move. Kafka ends it in
+	// the cancelling record and lists it no more; here raft still takes
+	// the new replicas out. A later target clears it.
+	Cancelled bool `json:"cancelled,omitempty"`
 	// AddedAt is the raft index of the AddPartitions that added the
 	// partition to its topic; 0 for a partition created with the topic.
 	// The proposer tells its own addition from a concurrent one by it.

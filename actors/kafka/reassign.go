@@ -213,9 +213,11 @@ func (s *Service) listReassignments(req *kmsg.ListPartitionReassignmentsRequest)
 // that starts it or at a later ISR change; it drops the leaving replicas
 // then. Here raft takes them out of the group afterwards, so a move that
 // only removes replicas is listed only while Kafka's would be: a shrink
-// (its target is not the replicas it had, as a cancellation's is) while a
-// replica it keeps is out of the ISR this broker knows, as Metadata
-// reports it. Such a shrink is stuck, in Kafka too, and can be cancelled.
+// (any such move but one a cancel asked for, Partition.Cancelled, even a
+// target naming the original replicas: Kafka reckons a move from the
+// current replicas, ReplicationControlManager.changePartitionReassignment)
+// while a replica it keeps is out of the ISR this broker knows, as
+// Metadata reports it. Such a shrink is stuck, in Kafka too, and can be cancelled.
 // A move adding replicas is listed until it completes.
 func (s *Service) reassignmentListed(t *controller.Topic, p controller.Partition) bool {
 	if !p.Reassigning() {
@@ -224,10 +226,10 @@ func (s *Service) reassignmentListed(t *controller.Topic, p controller.Partition
 	if len(p.Adding) > 0 {
 		return true
 	}
-	kept := p.Target()
-	if len(kept) == len(p.Original()) { // all of them: a cancellation
+	if p.Cancelled {
 		return false
 	}
+	kept := p.Target()
 	isr := s.isr(t, p)
 	return slices.ContainsFunc(kept, func(id uint64) bool { return !slices.Contains(isr, id) })
 }

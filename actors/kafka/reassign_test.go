@@ -519,3 +519,38 @@ func TestCancelAskedAgainAfterLeaderChange(t *testing.T) {
 		t.Errorf("controller asked %d times, want 2", n)
 	}
 }
+
+// TestRetargetToOriginalListed: partition 0 moves [1 2] -> [1 3] (3 is
+// added, the move runs), then an operator asks explicitly (not a cancel)
+// for [1 2]. Kafka computes the change from the current replicas [1 3 2]
+// (ReplicationControlManager.changePartitionReassignment ->
+// PartitionReassignmentReplicas(current, target)): removing [3], adding [],
+// replicas [1 2 3], and keeps it (lists it) while a kept replica, 2, is out
+// of the ISR (maybeCompleteReassignment): it is no cancellation.
+func TestRetargetToOriginalListed(t *testing.T) {
+	f := newReassignFixture(t, func(uint64) bool { return false }, func(controller.Move) error { return nil })
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	for _, c := range []controller.Command{
+		{Reassign: &controller.Reassign{Topic: controller.TopicID{1}, Partition: 0, Target: []uint64{1, 3}}},
+		{Reassign: &controller.Reassign{Topic: controller.TopicID{1}, Partition: 0, Target: []uint64{1, 2}}},
+	} {
+		f.sm.Apply(f.sm.View().Applied+1, 1, c.Encode())
+	}
+	p0 := f.sm.View().Topics["orders"].Partitions[0]
+	t.Logf("partition 0: %+v", p0)
+	if !p0.Reassigning() {
+		t.Fatalf("partition 0 not taking 3 out: %+v", p0)
+	}
+	f.ctl.leaders.Note([]netactor.LeaderInfo{{Group: p0.Group, Leader: 1, Term: 9, ISR: []uint64{1, 3}}})
+	got, err := f.adm.ListPartitionReassignments(ctx, kadm.TopicsSet{"orders": {0: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []kadm.ListPartitionReassignmentsResponse{{
+		Topic: "orders", Partition: 0, Replicas: []int32{1, 2, 3}, AddingReplicas: []int32{}, RemovingReplicas: []int32{3},
+	}}
+	if s := got.Sorted(); fmt.Sprint(s) != fmt.Sprint(want) {
+		t.Errorf("listed %+v, Kafka lists %+v (kept replica 2 out of the ISR)", s, want)
+	}
+}
