@@ -84,7 +84,13 @@ type Config struct {
 	// reassignment removes the voters that are not first, and a reachable
 	// one only while the voters left keep a reachable majority.
 	Reachable func(id uint64) bool
-	Log       zerolog.Logger
+	// Quiet reports whether node id's broker can follow a quiet group
+	// (quiesce.go): it understands quiet heartbeats, and the transport
+	// hears it and wakes this broker's quiet groups (Ticker.WakePeer) when
+	// it no longer does (netactor.Liveness.Quiet). nil: the group never
+	// goes quiet.
+	Quiet func(id uint64) bool
+	Log   zerolog.Logger
 	// QuietStart logs the group's first start at debug: a partition's
 	// manager logs the start of its replica as one event, so that a broker
 	// with many partitions does not write several lines for each. A restart
@@ -232,6 +238,8 @@ type groupActor struct {
 	clock                    uint64 // the Ticker's count raft has been ticked up to; 0 before the first numbered Tick
 	contactAt                uint64 // clock when the leader last restarted the election timer
 	contactLead, contactTerm uint64 // that leader and its term
+	// quiet is set while raft is not ticked (quiesce.go).
+	quiet bool
 }
 
 // Receive is the group's mailbox loop.
@@ -240,6 +248,9 @@ func (g *groupActor) Receive(ctx actor.Context) {
 	case *actor.Started, *actor.Stopping, *actor.Restarting, *actor.Stopped, *actor.Terminated, *Tick:
 	default:
 		g.catchUp(ctx)
+		if g.quiet && g.d.sub.quiet.Load() == nil {
+			g.unquiesce() // the Ticker woke it: a peer it depends on was lost
+		}
 	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
@@ -247,6 +258,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		g.nextKey = rand.Uint64()
 		if g.d.sub != nil {
 			g.d.sub.wakeAt.Store(0) // this incarnation counts its ticks afresh
+			g.d.sub.quiet.Store(nil)
 		}
 		if len(g.d.pending) == 0 {
 			g.start(ctx)
@@ -270,6 +282,9 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		g.onTick(ctx, m)
 	case *Step:
 		if g.rn != nil {
+			if g.quiet && g.wakesOnStep(m.Msgs) {
+				g.unquiesce()
+			}
 			resp := false
 			for _, msg := range m.Msgs {
 				g.noteTransfer(msg)
@@ -283,24 +298,32 @@ func (g *groupActor) Receive(ctx actor.Context) {
 			if resp && g.matched != nil {
 				g.matched.Matched(g.handle, ctx)
 			}
+			if n := len(m.Msgs); n > 0 && isQuietHeartbeat(m.Msgs[n-1]) {
+				last := m.Msgs[n-1]
+				g.maybeFollowQuietly(last)
+			}
 		}
 	case *Propose:
+		g.unquiesce()
 		if g.d.cfg.RawEntries {
 			g.reply(ctx, m.ReplyTo, &Proposed{ID: m.ID, Err: errRawGroup})
 			break
 		}
 		g.propose(ctx, m)
 	case *ProposeConfChange:
+		g.unquiesce()
 		err := ErrNotReady
 		if g.rn != nil && g.leaderTermDurable() {
 			err = g.rn.ProposeConfChange(m.Change)
 		}
 		g.reply(ctx, m.ReplyTo, &Proposed{ID: m.ID, Err: err})
 	case *Unreachable:
+		g.unquiesce()
 		if g.rn != nil {
 			g.rn.ReportUnreachable(m.To)
 		}
 	case *SnapshotStatus:
+		g.unquiesce()
 		if g.rn != nil {
 			st := raft.SnapshotFinish
 			if m.Failed {
@@ -317,20 +340,31 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		g.onFlushed(ctx, m)
 	case *storage.Checkpointed:
 		g.onCheckpointed(ctx, m)
+	case *wake:
+		// Handled above, before the Ticker's wake could be missed.
 	case *Campaign:
+		g.unquiesce()
 		if g.rn != nil {
 			_ = g.rn.Campaign()
 		}
 	case *TransferLeader:
+		g.unquiesce()
 		g.transferLeader(m.To)
 	case *StepDown:
+		g.unquiesce()
 		g.stepDown(m.Alive)
 	default:
 		if g.ext != nil {
 			g.ext.Receive(g.handle, ctx, m)
+			g.wakeIfBusy()
 		}
 	}
 	g.processReady(ctx)
+	if _, ok := ctx.Message().(*Tick); ok {
+		// A leader looks at each tick whether its group can go quiet,
+		// after its heartbeats are out.
+		g.maybeQuiesce(ctx)
+	}
 	g.sleepIfIdle()
 }
 
@@ -548,6 +582,7 @@ func (g *groupActor) publish() {
 	g.publishedAt = g.ticks
 	gs := statusOf(g.d.cfg.Group, g.d.cfg.Name, st)
 	gs.Outgoing, gs.OutgoingTerm = out, outTerm
+	gs.Quiet = g.quiet
 	g.d.cfg.Board.Publish(gs)
 }
 

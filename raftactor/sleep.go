@@ -56,6 +56,7 @@ func (g *groupActor) onTick(ctx actor.Context, m *Tick) {
 		g.clock = max(g.clock, m.N)
 	}
 	g.tick(ctx, n)
+	g.wakeIfBusy()
 }
 
 // catchUp counts the ticks slept through so far, before the group handles
@@ -74,6 +75,7 @@ func (g *groupActor) catchUp(ctx actor.Context) {
 		n := to - g.clock
 		g.clock = to
 		g.tick(ctx, n)
+		g.wakeIfBusy()
 	}
 }
 
@@ -83,9 +85,13 @@ func (g *groupActor) tick(ctx actor.Context, n uint64) {
 		if g.rn == nil {
 			continue
 		}
-		g.rn.Tick()
+		if !g.quiet {
+			g.rn.Tick()
+		}
 		g.expireWaiters(ctx)
-		g.publishIfChanged()
+		if !g.quiet {
+			g.publishIfChanged()
+		}
 		if g.ext != nil {
 			g.ext.Tick(g.handle, ctx)
 		}
@@ -117,7 +123,10 @@ func (g *groupActor) sleepIfIdle() {
 		return
 	}
 	var wake uint64
-	if g.ticksCanWait() {
+	switch {
+	case g.quiet:
+		wake = g.quietWake()
+	case g.ticksCanWait():
 		wake = g.contactAt + uint64(g.d.cfg.ElectionTicks)
 	}
 	if wake <= g.clock+1 {

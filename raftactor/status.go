@@ -33,6 +33,8 @@ type GroupStatus struct {
 	// is known.
 	Outgoing     uint64 `json:"outgoing_leader,omitempty"`
 	OutgoingTerm uint64 `json:"outgoing_term,omitempty"`
+	// Quiet is set while the group does not tick raft (quiesce.go).
+	Quiet bool `json:"quiet,omitempty"`
 }
 
 // Progress is the leader's view of one follower.

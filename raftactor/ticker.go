@@ -1,6 +1,7 @@
 package raftactor
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,9 @@ type subscription struct {
 	// wakeAt, when not 0, is the first tick the subscriber is to be sent
 	// again: it sleeps through the ticks before it.
 	wakeAt atomic.Uint64
+	// quiet, while the subscriber is a quiet raft group (quiesce.go), is
+	// the peers whose loss wakes it; nil otherwise.
+	quiet atomic.Pointer[[]uint64]
 }
 
 // NewTicker starts a ticker that sends through sender every interval.
@@ -75,6 +79,23 @@ func (t *Ticker) subscription(pid *actor.PID) *subscription {
 		}
 	}
 	return nil
+}
+
+// WakePeer wakes every quiet raft group that depends on peer (its leader,
+// or a follower of a quiet leader): the transport calls it when it loses
+// peer, so that a follower elects a new leader, and a leader checks its
+// quorum and its ISR, as if it had never gone quiet. Safe to call from any
+// goroutine.
+func (t *Ticker) WakePeer(peer uint64) {
+	for _, s := range *t.subs.Load() {
+		q := s.quiet.Load()
+		if q == nil || !slices.Contains(*q, peer) {
+			continue
+		}
+		if s.quiet.CompareAndSwap(q, nil) {
+			t.sender.Send(s.pid, &wake{})
+		}
+	}
 }
 
 // Stop ends the ticker's goroutine.

@@ -1,0 +1,214 @@
+package raftactor
+
+import (
+	"math"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
+)
+
+// Quiet groups (docs/decisions.md, "Idle raft groups go quiet").
+//
+// An idle leader still ticks and heartbeats its followers every
+// HeartbeatTicks, and a broker's idle cost is its leaders. So, as
+// CockroachDB quiesces its ranges, a leader whose group has nothing in
+// flight (every replica matches its log end, which is committed and
+// applied, and no proposal, Persist or transfer is pending) sends each
+// follower a last heartbeat marked quiet and stops ticking raft. A
+// follower that steps such a heartbeat from its leader and then knows the
+// commit it carries stops ticking raft too. Raft then sees no tick at all
+// in either: its election timer and heartbeat timer stand still.
+//
+// A quiet group wakes, and ticks raft again from the next tick on, with
+// none of the slept ticks counted (a follower then waits its own
+// randomized election timeout, so followers woken together do not all
+// campaign at once):
+//   - on any raft message but the ones a quiet group expects (a quiet
+//     follower its leader's quiet heartbeats, a quiet leader the answers
+//     to them), on a proposal or anything else that leaves raft with work
+//     (HasReady), and on Campaign, TransferLeader, StepDown,
+//     ProposeConfChange, Unreachable and SnapshotStatus;
+//   - when the transport loses a peer the group depends on (Ticker.
+//     WakePeer): a follower its leader's broker, a leader any of its
+//     followers' brokers. A leader cut off from its followers thus ticks
+//     again, and CheckQuorum steps it down as before.
+// Only groups whose Config.Quiet is set and whose Extension is a Quiescer
+// go quiet, and only with peers that Config.Quiet accepts: a peer whose
+// transport would not wake this broker's groups when it is lost, or that
+// does not understand the mark (a broker of an earlier version steps a
+// marked heartbeat as an ordinary one, and would campaign an election
+// timeout later), keeps its groups awake.
+//
+// The Extension's ticks are separate: while raft is quiet, the group still
+// calls Extension.Tick once for every tick, but late, in a row, as often
+// as the Quiescer's QuietTicks allows (a partition with a long poll
+// waiting wants every tick; an idle one only its retention checks).
+
+// Quiescer is an Extension whose group may go quiet.
+type Quiescer interface {
+	// CanQuiesce reports, on the leader, whether the Extension needs
+	// nothing from raft for now: nothing of its own in flight, no periodic
+	// duty that proposes (a preferred-leader transfer due, a reassignment).
+	CanQuiesce(h *Handle) bool
+	// QuietTicks returns how many ticks the Extension's Tick may be put
+	// off while its group is quiet: it is then called once for each tick
+	// slept through, in a row. 0 asks for every tick, math.MaxUint64 for
+	// none until the group wakes.
+	QuietTicks() uint64
+}
+
+// wake is what the Ticker sends a quiet group whose peer was lost.
+type wake struct{}
+
+// isQuietHeartbeat reports whether m is a leader's last heartbeat before
+// it goes quiet: a MsgHeartbeat with Reject set, which raft never sends
+// (raft reads only the Term and Commit of a heartbeat, so a receiver
+// that knows nothing of quiet groups steps it as an ordinary one).
+func isQuietHeartbeat(m *pb.Message) bool {
+	return m.GetType() == pb.MsgHeartbeat && m.GetReject()
+}
+
+// quiescer returns the group's Quiescer, nil if it never goes quiet.
+func (g *groupActor) quiescer() Quiescer {
+	if g.d.cfg.Quiet == nil || g.d.sub == nil {
+		return nil
+	}
+	q, _ := g.ext.(Quiescer)
+	return q
+}
+
+// maybeQuiesce puts a leader's group to sleep if nothing is in flight, after
+// telling its followers, which go quiet once they know what it committed.
+func (g *groupActor) maybeQuiesce(ctx actor.Context) {
+	q := g.quiescer()
+	if q == nil || g.quiet || g.rn == nil || g.halted || g.campaignIfAlone || len(g.waiters) > 0 || len(g.batch) > 0 ||
+		len(g.d.pending) > 0 || g.flushing || g.checkpointWanted || g.rn.HasReady() {
+		return
+	}
+	st := g.rn.BasicStatus()
+	commit := st.HardState.GetCommit()
+	if st.RaftState != raft.StateLeader || st.LeadTransferee != 0 || st.Applied != commit ||
+		len(g.d.confState.GetVotersOutgoing()) > 0 {
+		return
+	}
+	if last, _ := g.d.ms.LastIndex(); last != commit {
+		return
+	}
+	self, ok, n := g.d.cfg.NodeID, true, 0
+	g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+		if id == self {
+			ok = ok && pr.Match == commit
+			return
+		}
+		ok = ok && pr.Match == commit && pr.State == tracker.StateReplicate && pr.RecentActive && g.d.cfg.Quiet(id)
+		n++
+	})
+	if !ok || !q.CanQuiesce(g.handle) {
+		return
+	}
+	peers := make([]uint64, 0, n)
+	g.rn.WithProgress(func(id uint64, _ raft.ProgressType, _ tracker.Progress) {
+		if id != self {
+			peers = append(peers, id)
+		}
+	})
+	term := st.GetTerm()
+	msgs := make([]*pb.Message, len(peers))
+	for i, id := range peers {
+		msgs[i] = &pb.Message{Type: pb.MsgHeartbeat.Enum(), From: new(self), To: new(id), Term: new(term), Commit: new(commit), Reject: new(true)}
+	}
+	g.send(ctx, msgs)
+	g.quiesce(peers)
+}
+
+// maybeFollowQuietly puts a follower's group to sleep after it stepped its
+// leader's quiet heartbeat m, if it then knows everything m says.
+func (g *groupActor) maybeFollowQuietly(m *pb.Message) {
+	if g.quiet || g.quiescer() == nil || g.rn == nil || len(g.waiters) > 0 || len(g.batch) > 0 {
+		return
+	}
+	st := g.rn.BasicStatus()
+	if st.RaftState != raft.StateFollower || st.Lead != m.GetFrom() || st.GetTerm() != m.GetTerm() ||
+		st.HardState.GetCommit() != m.GetCommit() || !g.d.cfg.Quiet(st.Lead) {
+		return
+	}
+	g.quiesce([]uint64{st.Lead})
+}
+
+// quiesce stops ticking raft until the group wakes, by a message or by the
+// loss of one of peers. A peer lost before the Ticker could know whom to
+// wake for it is found here, by looking again.
+func (g *groupActor) quiesce(peers []uint64) {
+	g.quiet = true
+	g.d.sub.quiet.Store(&peers)
+	for _, id := range peers {
+		if !g.d.cfg.Quiet(id) {
+			g.unquiesce()
+			return
+		}
+	}
+	g.log.Debug().Uints64("peers", peers).Msg("raft group quiet")
+	g.publish()
+}
+
+// unquiesce ticks raft again from the next tick on: the ticks slept through
+// were counted for the Extension only (catchUp runs first), so raft's
+// timers go on from where they stood.
+func (g *groupActor) unquiesce() {
+	if !g.quiet {
+		return
+	}
+	g.quiet = false
+	g.d.sub.quiet.Store(nil)
+	g.log.Debug().Msg("raft group awake")
+	g.publish()
+}
+
+// wakesOnStep reports whether stepping msgs ends a quiet group's sleep.
+func (g *groupActor) wakesOnStep(msgs []*pb.Message) bool {
+	leader := g.rn != nil && g.rn.BasicStatus().RaftState == raft.StateLeader
+	for _, m := range msgs {
+		switch {
+		case leader && m.GetType() == pb.MsgHeartbeatResp:
+		case !leader && isQuietHeartbeat(m):
+		default:
+			return true
+		}
+	}
+	return false
+}
+
+// quietWake is the tick a quiet group asks to be woken at for its
+// Extension's sake (0: every tick).
+func (g *groupActor) quietWake() uint64 {
+	q := g.quiescer()
+	if q == nil {
+		return 0
+	}
+	switch t := q.QuietTicks(); {
+	case t == 0:
+		return 0
+	case t >= math.MaxUint64-g.clock:
+		return math.MaxUint64
+	default:
+		return g.clock + t
+	}
+}
+
+// wakeIfBusy wakes a quiet group whose Extension gave raft work (a
+// produce, a retention move), or, on a leader, no longer lets it sleep (a
+// replica left its ISR, a reassignment began).
+func (g *groupActor) wakeIfBusy() {
+	if !g.quiet || g.rn == nil {
+		return
+	}
+	if g.rn.HasReady() {
+		g.unquiesce()
+		return
+	}
+	if q := g.quiescer(); q != nil && g.rn.BasicStatus().RaftState == raft.StateLeader && !q.CanQuiesce(g.handle) {
+		g.unquiesce()
+	}
+}

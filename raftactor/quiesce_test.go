@@ -1,0 +1,333 @@
+package raftactor
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/flotilla/flotilla/actors"
+)
+
+// quietMachine is an Extension that lets its group go quiet and counts its
+// ticks.
+type quietMachine struct {
+	countingMachine
+	ticks atomic.Uint64
+	hold  atomic.Bool // CanQuiesce answers false
+}
+
+func (q *quietMachine) Receive(*Handle, actor.Context, any)           {}
+func (q *quietMachine) Persisted(*Handle, actor.Context, []*pb.Entry) {}
+func (q *quietMachine) Applied(*Handle, actor.Context)                {}
+func (q *quietMachine) Tick(*Handle, actor.Context)                   { q.ticks.Add(1) }
+func (q *quietMachine) LeaderChanged(*Handle, actor.Context)          {}
+func (q *quietMachine) CanQuiesce(*Handle) bool                       { return !q.hold.Load() }
+func (q *quietMachine) QuietTicks() uint64                            { return math.MaxUint64 }
+
+// countingTransport is memTransport that counts what it carries.
+type countingTransport struct {
+	memTransport
+	sent atomic.Uint64
+}
+
+func (t *countingTransport) Send(ctx actor.SenderContext, group uint64, msgs []*pb.Message) {
+	t.sent.Add(uint64(len(msgs)))
+	t.memTransport.Send(ctx, group, msgs)
+}
+
+// quietCluster is three nodes of one group, each with its own Ticker (as
+// each broker has), and a peer filter for Config.Quiet.
+type quietCluster struct {
+	sys      *actors.System
+	pids     map[uint64]*actor.PID
+	boards   map[uint64]*StatusBoard
+	tickers  map[uint64]*Ticker
+	machines map[uint64]*quietMachine
+	tr       *countingTransport
+	mu       sync.Mutex
+	noQuiet  map[uint64]bool // peers Config.Quiet refuses
+}
+
+func newQuietCluster(t *testing.T) *quietCluster {
+	t.Helper()
+	c := &quietCluster{sys: actors.NewSystem(zerolog.Nop()), pids: map[uint64]*actor.PID{}, boards: map[uint64]*StatusBoard{},
+		tickers: map[uint64]*Ticker{}, machines: map[uint64]*quietMachine{}, noQuiet: map[uint64]bool{}}
+	t.Cleanup(c.sys.Shutdown)
+	c.tr = &countingTransport{memTransport: memTransport{nodes: map[uint64]*actor.PID{}, down: map[uint64]bool{}}}
+	for id := uint64(1); id <= 3; id++ {
+		st, err := c.sys.Spawn("storage", fmt.Sprintf("storage/%d", id), func() actor.Actor { return &slowStorage{node: id} })
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.boards[id] = NewStatusBoard()
+		c.machines[id] = &quietMachine{}
+		prod, err := NewProducer(Config{
+			Group: 7, Name: "quiet", NodeID: id, Bootstrap: true, Peers: []uint64{1, 2, 3},
+			ElectionTicks: 10, HeartbeatTicks: 1, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 64,
+			Storage: st, Transport: c.tr, StateMachine: c.machines[id], Board: c.boards[id], Log: zerolog.Nop(),
+			Quiet: func(peer uint64) bool {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				return !c.noQuiet[peer]
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, err := c.sys.Spawn("raft", fmt.Sprintf("raft/%d", id), prod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.tr.mu.Lock()
+		c.tr.nodes[id] = pid
+		c.tr.mu.Unlock()
+		c.pids[id] = pid
+		tk := NewTicker(c.sys.Root, 5*time.Millisecond)
+		t.Cleanup(tk.Stop)
+		tk.Subscribe(pid)
+		c.tickers[id] = tk
+	}
+	return c
+}
+
+// allQuiet reports whether every live node's group is quiet, and has
+// applied at least index.
+func (c *quietCluster) allQuiet(index uint64) bool {
+	for id, b := range c.boards {
+		c.tr.mu.Lock()
+		down := c.tr.down[id]
+		c.tr.mu.Unlock()
+		if down {
+			continue
+		}
+		s := b.Get(7)
+		if s == nil || !s.Quiet || s.Applied < index {
+			return false
+		}
+	}
+	return true
+}
+
+// waitQuietFor waits until the cluster is quiet, and stays so with no
+// message sent while its tickers fire 30 times more.
+func (c *quietCluster) waitQuiet(t *testing.T, index uint64) {
+	t.Helper()
+	waitFor(t, 10*time.Second, func() (struct{}, bool) { return struct{}{}, c.allQuiet(index) })
+	// The answers to the quiet heartbeats may still be on their way.
+	start := c.tickers[1].now.Load()
+	waitFor(t, 5*time.Second, func() (struct{}, bool) { return struct{}{}, c.tickers[1].now.Load() >= start+3 })
+	sent := c.tr.sent.Load()
+	start = c.tickers[1].now.Load()
+	waitFor(t, 5*time.Second, func() (struct{}, bool) { return struct{}{}, c.tickers[1].now.Load() >= start+30 })
+	if got := c.tr.sent.Load(); got != sent {
+		t.Fatalf("%d raft messages sent in 30 ticks of a quiet group", got-sent)
+	}
+	if !c.allQuiet(index) {
+		t.Fatal("the group woke with nothing to do")
+	}
+}
+
+// TestIdleGroupGoesQuiet: once everything is replicated and committed, a
+// group sends nothing while its ticks go by; a proposal wakes it, and it is
+// applied everywhere before the group goes quiet again; the Extension is
+// ticked all along.
+func TestIdleGroupGoesQuiet(t *testing.T) {
+	c := newQuietCluster(t)
+	leader := waitLeader(t, c.boards, 7)
+	c.waitQuiet(t, 1)
+	ticks := c.machines[leader].ticks.Load()
+	c.sys.Root.Send(c.pids[leader], &Propose{ID: 1, Data: []byte("wake up")})
+	waitFor(t, 5*time.Second, func() (struct{}, bool) {
+		for _, m := range c.machines {
+			if m.count() != 1 {
+				return struct{}{}, false
+			}
+		}
+		return struct{}{}, true
+	})
+	c.waitQuiet(t, c.boards[leader].Get(7).Commit)
+	if c.machines[leader].ticks.Load() <= ticks {
+		t.Fatal("the Extension of a quiet group was not ticked")
+	}
+}
+
+// TestLeaderStaysAwakeForAPeerThatCannotFollowQuietly: a follower that
+// Config.Quiet refuses (a broker of an earlier version) keeps its leader
+// heartbeating.
+func TestLeaderStaysAwakeForAPeerThatCannotFollowQuietly(t *testing.T) {
+	c := newQuietCluster(t)
+	c.mu.Lock()
+	c.noQuiet[3] = true
+	c.mu.Unlock()
+	leader := waitLeader(t, c.boards, 7)
+	if leader == 3 {
+		// Node 3's view of the others is not filtered: make one of them lead.
+		c.sys.Root.Send(c.pids[3], &TransferLeader{To: 1})
+		waitFor(t, 5*time.Second, func() (struct{}, bool) {
+			s := c.boards[1].Get(7)
+			return struct{}{}, s != nil && s.Role == "leader"
+		})
+	}
+	start := c.tickers[1].now.Load()
+	waitFor(t, 5*time.Second, func() (struct{}, bool) { return struct{}{}, c.tickers[1].now.Load() >= start+40 })
+	sent := c.tr.sent.Load()
+	start = c.tickers[1].now.Load()
+	waitFor(t, 5*time.Second, func() (struct{}, bool) { return struct{}{}, c.tickers[1].now.Load() >= start+20 })
+	if c.tr.sent.Load() == sent {
+		t.Fatal("the leader went quiet with a follower that cannot follow quietly")
+	}
+	for id, b := range c.boards {
+		if s := b.Get(7); s.Quiet && s.Role == "leader" {
+			t.Fatalf("node %d leads quietly", id)
+		}
+	}
+}
+
+// TestQuietGroupWakes: every kind of activity wakes a quiet group: a raft
+// message other than the quiet heartbeats and their answers, a leadership
+// transfer, the loss of a peer it depends on.
+func TestQuietGroupWakes(t *testing.T) {
+	c := newQuietCluster(t)
+	leader := waitLeader(t, c.boards, 7)
+	follower := leader%3 + 1
+	other := follower%3 + 1
+	c.waitQuiet(t, 1)
+	// wakes checks that do wakes the group: it sends messages again (at
+	// least the quiet heartbeats of a leader going quiet again), and then
+	// goes quiet again.
+	wakes := func(what string, do func()) {
+		t.Helper()
+		sent := c.tr.sent.Load()
+		do()
+		deadline := time.Now().Add(5 * time.Second)
+		for c.tr.sent.Load() == sent {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not wake the group", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		c.waitQuiet(t, 1)
+	}
+
+	// The loss of a follower's broker wakes the leader; the loss of the
+	// leader's broker a follower, which the leader's quiet heartbeat puts
+	// back to sleep once it is heard again.
+	wakes("the loss of a follower", func() { c.tickers[leader].WakePeer(follower) })
+	wakes("the loss of the leader", func() { c.tickers[follower].WakePeer(leader) })
+	// A raft message: a restarted follower's vote request.
+	term := c.boards[leader].Get(7).Term
+	wakes("a vote request", func() {
+		c.sys.Root.Send(c.pids[leader], &Step{Msgs: []*pb.Message{{
+			Type: pb.MsgPreVote.Enum(), From: new(other), To: new(leader), Term: new(term + 1), LogTerm: new(term), Index: new(uint64(1)),
+		}}})
+	})
+	// A leadership transfer: the new leader's group goes quiet too.
+	wakes("a transfer", func() { c.sys.Root.Send(c.pids[leader], &TransferLeader{To: follower}) })
+	if s := c.boards[follower].Get(7); s.Role != "leader" {
+		t.Fatalf("node %d did not take over: %+v", follower, s)
+	}
+	leader, follower = follower, leader
+
+	// An Extension that keeps it from going quiet.
+	c.machines[leader].hold.Store(true)
+	c.tickers[leader].WakePeer(follower)
+	sent := c.tr.sent.Load()
+	start := c.tickers[1].now.Load()
+	waitFor(t, 5*time.Second, func() (struct{}, bool) { return struct{}{}, c.tickers[1].now.Load() >= start+20 })
+	if got := c.tr.sent.Load() - sent; got < 20 {
+		t.Fatalf("a leader whose Extension cannot quiesce sent %d messages in 20 ticks", got)
+	}
+}
+
+// TestQuietFollowerWakesWithAFreshElectionTimeout: a quiet follower sleeps
+// through any number of ticks; woken by the loss of its leader, it
+// campaigns its own randomized election timeout later, not at once for the
+// ticks it slept through.
+func TestQuietFollowerWakesWithAFreshElectionTimeout(t *testing.T) {
+	const election = 10
+	sys := actors.NewSystem(zerolog.Nop())
+	t.Cleanup(sys.Shutdown)
+	st, err := sys.Spawn("storage", "storage", func() actor.Actor { return &slowStorage{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticker := NewTicker(sys.Root, time.Hour) // fired by hand
+	t.Cleanup(ticker.Stop)
+	tr := &tickStamped{ticker: ticker}
+	board := NewStatusBoard()
+	qm := &quietMachine{}
+	prod, err := NewProducer(Config{
+		Group: 5, Name: "quiet", NodeID: 2, Bootstrap: true, Peers: []uint64{1, 2},
+		ElectionTicks: election, HeartbeatTicks: 1, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 64,
+		Storage: st, Transport: tr, StateMachine: qm, Board: board, Log: zerolog.Nop(),
+		Quiet: func(uint64) bool { return true },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := sys.Spawn("raft", "raft/quiet", prod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticker.Subscribe(pid)
+	sub := ticker.subscription(pid)
+	fire := func() {
+		before := processed(sys, "raft/quiet")
+		asleep := ticker.now.Load()+1 < sub.wakeAt.Load()
+		ticker.fire()
+		if !asleep {
+			waitFor(t, 5*time.Second, func() (struct{}, bool) { return struct{}{}, processed(sys, "raft/quiet") > before })
+		}
+	}
+	fire()
+	seen := 0
+	for round, term := 0, uint64(2); round < 5; round, term = round+1, term+10 {
+		// The leader of a new term heartbeats, then goes quiet.
+		for _, quiet := range []bool{false, true} {
+			sys.Root.Send(pid, &Step{Msgs: []*pb.Message{{
+				Type: pb.MsgHeartbeat.Enum(), From: new(uint64(1)), To: new(uint64(2)), Term: new(term), Commit: new(uint64(2)), Reject: new(quiet),
+			}}})
+		}
+		waitFor(t, 5*time.Second, func() (struct{}, bool) {
+			s := board.Get(5)
+			return struct{}{}, s != nil && s.Role == "follower" && s.Leader == 1 && s.Term == term && s.Quiet
+		})
+		ticks := qm.ticks.Load()
+		for range 5 * election {
+			fire()
+		}
+		if _, next, ok := tr.firstSent(seen, pb.MsgPreVote); ok {
+			t.Fatalf("round %d: a quiet follower campaigned", round)
+		} else {
+			seen = next
+		}
+		// The transport loses the leader.
+		woken := ticker.now.Load()
+		ticker.WakePeer(1)
+		waitFor(t, 5*time.Second, func() (struct{}, bool) { return struct{}{}, !board.Get(5).Quiet })
+		if got := qm.ticks.Load() - ticks; got != 5*election {
+			t.Fatalf("round %d: the Extension of a quiet group was ticked %d times in %d ticks", round, got, 5*election)
+		}
+		var vote stamped
+		for {
+			fire()
+			var ok bool
+			if vote, seen, ok = tr.firstSent(seen, pb.MsgPreVote); ok {
+				break
+			}
+			if ticker.now.Load() > woken+3*election {
+				t.Fatalf("round %d: no campaign %d ticks after the wake-up", round, ticker.now.Load()-woken)
+			}
+		}
+		if after := vote.tick - woken; after < election || after > 2*election {
+			t.Fatalf("round %d: campaigned %d ticks after the wake-up, want %d to %d", round, after, election, 2*election)
+		}
+	}
+}
