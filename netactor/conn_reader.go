@@ -74,7 +74,7 @@ func (r *connReader) run() {
 func (r *connReader) serve() error {
 	in := &idleReader{conn: r.conn}
 	br := bufio.NewReaderSize(in, readBufferBytes)
-	peer, incarnation, err := r.hello(br)
+	peer, incarnation, quiesces, err := r.hello(br)
 	if err != nil {
 		return err
 	}
@@ -90,7 +90,9 @@ func (r *connReader) serve() error {
 	in.timeout = r.idleTimeout
 	r.root.Send(r.listener, &connIdentified{id: r.id, peer: peer})
 	counters := r.metrics.received(peer)
-	if r.liveness.connected(peer, incarnation) {
+	restarted := r.liveness.connected(peer, incarnation, quiesces)
+	defer r.liveness.disconnected(peer)
+	if restarted {
 		r.log.Info().Uint64("peer", peer).Str("process_incarnation", fmt.Sprintf("%016x", incarnation)).
 			Msg("raft peer restarted: its replicas leave the ISRs this broker leads until they catch up")
 	}
@@ -254,36 +256,37 @@ func (r *connReader) admissible(peer uint64, msgs []*pb.Message) []*pb.Message {
 }
 
 // hello reads the first frame, which must name its sender and address us,
-// and returns the sender and its incarnation (0: unknown).
-func (r *connReader) hello(br *bufio.Reader) (peer, incarnation uint64, err error) {
+// and returns the sender, its incarnation (0: unknown) and whether it
+// follows quiet groups.
+func (r *connReader) hello(br *bufio.Reader) (peer, incarnation uint64, quiesces bool, err error) {
 	if err := r.conn.SetReadDeadline(time.Now().Add(r.helloTimeout)); err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
 	env, _, err := ReadFrame(br, maxHelloBytes, nil)
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return 0, 0, &rejectError{reason: RejectHelloTimeout, err: err}
+			return 0, 0, false, &rejectError{reason: RejectHelloTimeout, err: err}
 		}
-		return 0, 0, classify(err)
+		return 0, 0, false, classify(err)
 	}
 	switch {
 	case env.To != r.self:
-		return 0, 0, &rejectError{reason: RejectBadHello, err: fmt.Errorf("hello addressed to node %d, this is node %d", env.To, r.self)}
+		return 0, 0, false, &rejectError{reason: RejectBadHello, err: fmt.Errorf("hello addressed to node %d, this is node %d", env.To, r.self)}
 	case env.From == 0:
-		return 0, 0, &rejectError{reason: RejectBadHello, err: errors.New("hello does not name its sender")}
+		return 0, 0, false, &rejectError{reason: RejectBadHello, err: errors.New("hello does not name its sender")}
 	case len(env.Batches) != 0:
-		return 0, 0, &rejectError{reason: RejectBadHello, err: errors.New("hello carries messages")}
+		return 0, 0, false, &rejectError{reason: RejectBadHello, err: errors.New("hello carries messages")}
 	case len(env.Control) != 0:
-		return 0, 0, &rejectError{reason: RejectBadHello, err: errors.New("hello carries control messages")}
+		return 0, 0, false, &rejectError{reason: RejectBadHello, err: errors.New("hello carries control messages")}
 	case env.Snap != nil:
-		return 0, 0, &rejectError{reason: RejectBadHello, err: errors.New("hello carries a snapshot chunk")}
+		return 0, 0, false, &rejectError{reason: RejectBadHello, err: errors.New("hello carries a snapshot chunk")}
 	case env.Refused != nil:
-		return 0, 0, &rejectError{reason: RejectBadHello, err: errors.New("hello carries a refusal")}
+		return 0, 0, false, &rejectError{reason: RejectBadHello, err: errors.New("hello carries a refusal")}
 	}
 	if err := r.conn.SetReadDeadline(time.Time{}); err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
-	return env.From, env.Incarnation, nil
+	return env.From, env.Incarnation, env.Quiesces, nil
 }
 
 // idleReader reads a connection; with a timeout, each read fails when

@@ -23,7 +23,8 @@ import (
 //	                     SnapChunk snap = 6;               // snapshot.go: a piece of a MsgSnap too large for a frame
 //	                     bool leaders_complete = 7;        // leaders.go
 //	                     uint64 incarnation = 8;           // the hello's: the sender's process (Liveness)
-//	                     Refusal refused = 9; }            // hold.go: the acceptor's answer to a hello it refuses
+//	                     Refusal refused = 9;              // hold.go: the acceptor's answer to a hello it refuses
+//	                     bool quiesces = 10; }             // the hello's: the sender follows quiet raft groups (Liveness.Quiet)
 //	message GroupBatch { uint64 group = 1; repeated bytes messages = 2; } // each a marshalled raftpb.Message
 //
 // The envelope is written by hand with protowire rather than generated so that
@@ -39,6 +40,7 @@ const (
 	fieldEnvelopeTo          protowire.Number = 2
 	fieldEnvelopeBatches     protowire.Number = 3
 	fieldEnvelopeIncarnation protowire.Number = 8
+	fieldEnvelopeQuiesces    protowire.Number = 10
 
 	fieldBatchGroup    protowire.Number = 1
 	fieldBatchMessages protowire.Number = 2
@@ -85,6 +87,11 @@ type Envelope struct {
 	// Refused is set only in the one frame an acceptor sends back, on a
 	// connection whose hello it refuses (hold.go).
 	Refused *Refusal
+	// Quiesces, in a hello, says that the sender's raft groups follow
+	// quiet leaders (raftactor's quiet groups) and that its transport
+	// wakes them when it loses this node (Liveness.Quiet). A receiver that
+	// predates it skips it, and a sender that predates it never sets it.
+	Quiesces bool
 }
 
 // GroupBatch is one group's messages inside an Envelope, in the order the
@@ -126,6 +133,10 @@ func appendEnvelope(dst []byte, env *Envelope) ([]byte, error) {
 	if env.Incarnation != 0 {
 		dst = protowire.AppendTag(dst, fieldEnvelopeIncarnation, protowire.VarintType)
 		dst = protowire.AppendVarint(dst, env.Incarnation)
+	}
+	if env.Quiesces {
+		dst = protowire.AppendTag(dst, fieldEnvelopeQuiesces, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, 1)
 	}
 	for i := range env.Batches {
 		b := &env.Batches[i]
@@ -253,6 +264,10 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 			env.To, n = protowire.ConsumeVarint(b)
 		case num == fieldEnvelopeIncarnation && typ == protowire.VarintType:
 			env.Incarnation, n = protowire.ConsumeVarint(b)
+		case num == fieldEnvelopeQuiesces && typ == protowire.VarintType:
+			var v uint64
+			v, n = protowire.ConsumeVarint(b)
+			env.Quiesces = v != 0
 		case num == fieldEnvelopeBatches && typ == protowire.BytesType:
 			var v []byte
 			v, n = protowire.ConsumeBytes(b)

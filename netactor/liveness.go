@@ -38,6 +38,22 @@ type Liveness struct {
 	// not opened a connection since (peer id → struct{}).
 	stopping sync.Map
 	boots    sync.Map // peer id → *boot
+	links    sync.Map // peer id → *link
+
+	// Set by WakeOnLoss: the wake-up of quiet raft groups.
+	wake        atomic.Pointer[func(peer uint64)]
+	quietWindow atomic.Int64 // a time.Duration
+}
+
+// link is what this node knows of the connections a peer opened to it,
+// for quiet raft groups.
+type link struct {
+	conns    atomic.Int32 // open, past their hello
+	quiesces atomic.Bool  // the last hello announced quiet groups
+	// armed is set when Quiet found the peer fit to follow quiet groups,
+	// and cleared when check finds it silent and wakes them: its groups
+	// are woken once per silence, and only if one may be quiet.
+	armed atomic.Bool
 }
 
 // boot is what a peer's hellos told of its process.
@@ -168,11 +184,14 @@ func (l *Liveness) Stopping(peer uint64) bool {
 // same process (a network blip) is no restart, and neither is a hello that
 // names no incarnation: its sender predates them, and says nothing either
 // way.
-func (l *Liveness) connected(peer, incarnation uint64) (restarted bool) {
+func (l *Liveness) connected(peer, incarnation uint64, quiesces bool) (restarted bool) {
 	if l == nil {
 		return false
 	}
 	l.stopping.Delete(peer)
+	lk := l.link(peer)
+	lk.quiesces.Store(quiesces)
+	lk.conns.Add(1)
 	if incarnation == 0 {
 		return false
 	}
@@ -189,7 +208,80 @@ func (l *Liveness) connected(peer, incarnation uint64) (restarted bool) {
 	}
 	b.incarnation = incarnation
 	b.restarts.Add(1)
+	// Its replicas here lost what they held in memory: the quiet groups
+	// they follow or lead wake, so that their leaders count the restart
+	// in their ISRs and catch them up.
+	l.lost(peer)
 	return true
+}
+
+// disconnected records that a connection from peer, past its hello, ended.
+// When it was the last, the quiet groups that depend on peer wake: at once
+// when the peer was killed (its kernel closes the connection), where raft
+// alone would wait out an election timeout.
+func (l *Liveness) disconnected(peer uint64) {
+	if l == nil {
+		return
+	}
+	if l.link(peer).conns.Add(-1) == 0 {
+		l.lost(peer)
+	}
+}
+
+func (l *Liveness) link(peer uint64) *link {
+	if v, ok := l.links.Load(peer); ok {
+		return v.(*link)
+	}
+	v, _ := l.links.LoadOrStore(peer, &link{})
+	return v.(*link)
+}
+
+// WakeOnLoss makes this node's raft groups able to go quiet with its peers
+// (raftactor's quiet groups; Quiet): wake is called with a peer, from any
+// goroutine, when the transport loses it (its last connection to this node
+// ends, it restarted, or nothing arrived from it for window, checked at
+// each tick of its PeerSender). window must be well above the interval of
+// the keepalives an idle peer sends (keepaliveTicks).
+func (l *Liveness) WakeOnLoss(window time.Duration, wake func(peer uint64)) {
+	l.quietWindow.Store(int64(window))
+	l.wake.Store(&wake)
+}
+
+// Quiet reports whether peer can follow this node's quiet raft groups,
+// and lead quiet groups this node follows: it announced that it follows
+// them, a connection from it is open, something arrived from it within the
+// WakeOnLoss window, and its loss will wake them. Always false before
+// WakeOnLoss.
+func (l *Liveness) Quiet(peer uint64) bool {
+	if l == nil || l.wake.Load() == nil || peer == l.self {
+		return false
+	}
+	lk := l.link(peer)
+	if lk.conns.Load() <= 0 || !lk.quiesces.Load() || !l.HeardWithin(peer, time.Duration(l.quietWindow.Load())) {
+		return false
+	}
+	lk.armed.Store(true)
+	return true
+}
+
+// check wakes the quiet groups that depend on peer once nothing arrived
+// from it for the WakeOnLoss window (a link cut without a word, a peer
+// hung): a PeerSender calls it at each tick.
+func (l *Liveness) check(peer uint64) {
+	if l == nil || l.wake.Load() == nil {
+		return
+	}
+	lk := l.link(peer)
+	if lk.armed.Load() && !l.HeardWithin(peer, time.Duration(l.quietWindow.Load())) && lk.armed.Swap(false) {
+		l.lost(peer)
+	}
+}
+
+// lost wakes the quiet groups that depend on peer.
+func (l *Liveness) lost(peer uint64) {
+	if w := l.wake.Load(); w != nil {
+		(*w)(peer)
+	}
 }
 
 // Restarts returns how many times peer was seen to restart since this node

@@ -116,13 +116,13 @@ func TestLivenessStopping(t *testing.T) {
 	if !l.Stopping(2) || l.Stopping(3) {
 		t.Fatalf("Stopping(2) = %v, Stopping(3) = %v; want true, false", l.Stopping(2), l.Stopping(3))
 	}
-	l.connected(2, 0)
+	l.connected(2, 0, false)
 	if l.Stopping(2) {
 		t.Fatal("still stopping after a new connection")
 	}
 	var none *Liveness
 	none.MarkStopping(2)
-	none.connected(2, 5)
+	none.connected(2, 5, false)
 	if none.Stopping(2) || none.Restarts(2) != 0 {
 		t.Fatal("a nil Liveness found a node stopping or restarted")
 	}
@@ -151,7 +151,7 @@ func TestLivenessRestarts(t *testing.T) {
 			l := NewLiveness(1, time.Second, time.Now)
 			var restarts uint64
 			for _, inc := range tt.hellos {
-				if l.connected(2, inc) {
+				if l.connected(2, inc, false) {
 					restarts++
 				}
 			}

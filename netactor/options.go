@@ -47,6 +47,15 @@ const (
 	minIdleTimeout = 30 * time.Second
 )
 
+// QuietWindow is the Liveness.WakeOnLoss window that suits peers ticked
+// every tick: two of their keepalive intervals, so that a peer that
+// stopped sending (a cut link, a hung process) wakes the quiet groups
+// that depend on it about as soon as raft's election timeout would
+// notice it, and a keepalive a little late does not.
+func QuietWindow(tick time.Duration) time.Duration {
+	return 2 * keepaliveTicks * tick
+}
+
 // IdleTimeout is the ListenerOptions.IdleTimeout that suits peers ticked
 // every tick, as a broker's PeerSenders are: six of their keepalive
 // intervals (keepaliveTicks ticks each), and at least thirty seconds.
@@ -86,6 +95,12 @@ type SenderOptions struct {
 	// 0, so that its peers tell a restart from a reconnection
 	// (Liveness.Restarts). 0 sends none, as a node that predates it.
 	Incarnation uint64
+
+	// Quiesces announces in every hello that this node's raft groups
+	// follow quiet leaders and are woken when its transport loses the
+	// peer (Envelope.Quiesces, Liveness.Quiet): set it only on a node
+	// whose Liveness wakes them (WakeOnLoss).
+	Quiesces bool
 
 	// Liveness tells which peers announced a clean stop: losing one of
 	// them, and failing to reach it, is routine and logged at info, not

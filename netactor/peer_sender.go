@@ -107,6 +107,7 @@ func (s *PeerSender) Receive(ctx actor.Context) {
 		s.beatsInTick = 0
 		s.release = true
 		s.idleTicks++
+		s.opts.Liveness.check(s.peer)
 	case *OutboundLeaders:
 		if s.connected {
 			// Two managers broadcast (partitions, offsets partitions),

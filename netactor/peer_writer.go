@@ -132,7 +132,7 @@ func (w *writer) dial(buf *[]byte) (net.Conn, error) {
 		conn.Close()
 		return nil, w.ctx.Err()
 	}
-	*buf, err = AppendFrame((*buf)[:0], &Envelope{From: w.self, To: w.peer, Incarnation: w.opts.Incarnation})
+	*buf, err = AppendFrame((*buf)[:0], &Envelope{From: w.self, To: w.peer, Incarnation: w.opts.Incarnation, Quiesces: w.opts.Quiesces})
 	if err == nil {
 		err = w.write(conn, *buf)
 	}

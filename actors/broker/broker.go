@@ -214,6 +214,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 	// was down, and leaves their ISRs until it has caught up, however
 	// soon it is back.
 	senders.Incarnation = netactor.NewIncarnation()
+	senders.Quiesces = true // the ticker below wakes them (WakeOnLoss)
 	senders.OnRefused = b.onRefused
 	if b.peers, err = netactor.StartPeers(b.sys, cfg.NodeID, peerAddrs, b.router, senders); err != nil {
 		return nil, fmt.Errorf("start peer senders: %w", err)
@@ -239,6 +240,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 	}
 	b.ticker = raftactor.NewTicker(b.sys.Root, cfg.TickInterval())
 	b.peers.TickWith(b.ticker)
+	liveness.WakeOnLoss(netactor.QuietWindow(cfg.TickInterval()), b.ticker.WakePeer)
 	raftAdvertised, _ := cfg.PeerAddr(cfg.NodeID)
 
 	// Nothing is written to a data dir that names no owner until the
@@ -402,6 +404,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 		Reachable: func(node uint64) bool {
 			return liveness.HeardWithin(node, time.Duration(3*cfg.Raft.ElectionTicks*cfg.Raft.TickMs)*time.Millisecond)
 		},
+		Quiet: liveness.Quiet,
 	}
 	if o.TunePartitions != nil {
 		o.TunePartitions(&partitionRaft)

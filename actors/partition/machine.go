@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -1108,6 +1109,41 @@ func (m *Machine) LeaderChanged(h *raftactor.Handle, ctx actor.Context) {
 // Tick only counts; unless it holds requests for a leadership to settle.
 func (m *Machine) TicksCanWait() bool {
 	return !m.ready && len(m.inflight) == 0 && len(m.watchers) == 0 && !m.releaseDue && len(m.awaiting) == 0 && len(m.deletes) == 0
+}
+
+var _ raftactor.Quiescer = (*Machine)(nil)
+
+// CanQuiesce implements raftactor.Quiescer: the leader's group may stop
+// ticking raft while nothing waits on it (a produce, a batch held for
+// min.insync.replicas, a DeleteRecords, a checkpoint), its membership is
+// the assignment, every replica is in its ISR, and it is the preferred
+// leader (PreferLeader would otherwise hand the leadership over). The ISR
+// is sampled first: a replica whose broker restarted leaves it at once.
+func (m *Machine) CanQuiesce(h *raftactor.Handle) bool {
+	if !m.ready || len(m.inflight) > 0 || len(m.held) > 0 || len(m.awaiting) > 0 || len(m.deletes) > 0 || m.releaseDue ||
+		len(m.adding) > 0 || len(m.removing) > 0 || !raftactor.InConf(h.ConfState(), m.replicas) {
+		return false
+	}
+	if len(m.replicas) > 0 && m.replicas[0] != h.NodeID() && !h.Stopping(m.replicas[0]) {
+		return false
+	}
+	m.updateISR(h)
+	return len(m.isr) == len(m.replicas)
+}
+
+// QuietTicks implements raftactor.Quiescer: while its raft sleeps, a
+// partition with a fetch or a request waiting is ticked every tick (their
+// timeouts are in ticks); an idle follower not at all; an idle leader at
+// its next retention check or producer expiry, each of which wakes raft
+// if it proposes.
+func (m *Machine) QuietTicks() uint64 {
+	if len(m.inflight) > 0 || len(m.watchers) > 0 || len(m.held) > 0 || len(m.awaiting) > 0 || len(m.deletes) > 0 || m.releaseDue {
+		return 0
+	}
+	if !m.ready {
+		return math.MaxUint64
+	}
+	return min(retentionEveryTicks-m.ticks%retentionEveryTicks, m.o.ProducerExpiryTicks-m.ticks%m.o.ProducerExpiryTicks)
 }
 
 // Tick implements raftactor.Extension: the checkpoint that releases

@@ -51,6 +51,9 @@ type RaftSettings struct {
 	// reassignments remove unreachable voters first
 	// (raftactor.Config.Reachable).
 	Reachable func(node uint64) bool
+	// Quiet reports whether a broker can follow quiet raft groups
+	// (raftactor.Config.Quiet; nil: groups never go quiet).
+	Quiet func(node uint64) bool
 }
 
 // Config returns the raft config of the replica of a partition-like group
@@ -83,6 +86,7 @@ func (rs RaftSettings) Config(p controller.Partition, name string, node uint64) 
 		Stopping:                  rs.Stopping,
 		Restarts:                  rs.Restarts,
 		Reachable:                 rs.Reachable,
+		Quiet:                     rs.Quiet,
 	}
 }
 
