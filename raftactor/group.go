@@ -487,6 +487,7 @@ func (g *groupActor) halt(ctx actor.Context, err error) {
 // halts, and tells the Extension, which no longer leads: it answers
 // everything it had waiting rather than leave it waiting forever.
 func (g *groupActor) resign(ctx actor.Context) {
+	g.wakeFollowers(ctx)
 	g.rn = nil
 	if g.ext != nil {
 		g.ext.LeaderChanged(g.handle, ctx)

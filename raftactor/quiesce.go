@@ -212,3 +212,26 @@ func (g *groupActor) wakeIfBusy() {
 		g.unquiesce()
 	}
 }
+
+// wakeFollowers sends a leader's followers an ordinary heartbeat as its
+// raft node goes (halted, stopped, restarted): quiet followers would
+// otherwise wait for a leader that no longer heartbeats, and its broker,
+// alive, is not lost to their transport. Awake, they elect a new leader
+// an election timeout later, as they would have without quiet groups.
+func (g *groupActor) wakeFollowers(ctx actor.Context) {
+	if g.rn == nil || g.d.cfg.Quiet == nil {
+		return
+	}
+	st := g.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader {
+		return
+	}
+	self, term, commit := g.d.cfg.NodeID, st.GetTerm(), st.HardState.GetCommit()
+	var msgs []*pb.Message
+	g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+		if id != self {
+			msgs = append(msgs, &pb.Message{Type: pb.MsgHeartbeat.Enum(), From: new(self), To: new(id), Term: new(term), Commit: new(min(pr.Match, commit))})
+		}
+	})
+	g.send(ctx, msgs)
+}

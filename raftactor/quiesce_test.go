@@ -331,3 +331,19 @@ func TestQuietFollowerWakesWithAFreshElectionTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestQuietFollowersElectWhenTheLeaderGroupStops: a leader whose raft node
+// goes (halted, stopped, restarted) while its broker lives wakes its quiet
+// followers, which elect a new leader; the transport, still hearing the
+// broker, would not.
+func TestQuietFollowersElectWhenTheLeaderGroupStops(t *testing.T) {
+	c := newQuietCluster(t)
+	leader := waitLeader(t, c.boards, 7)
+	c.waitQuiet(t, 1)
+	c.sys.Root.Stop(c.pids[leader])
+	delete(c.boards, leader)
+	next := waitLeader(t, c.boards, 7)
+	if next == leader {
+		t.Fatalf("node %d still leads", leader)
+	}
+}
