@@ -47,8 +47,9 @@ func manyGroups(groups, perGroup int) *Envelope {
 
 func requireEnvEqual(t testing.TB, want, got *Envelope) {
 	t.Helper()
-	if want.From != got.From || want.To != got.To || want.Incarnation != got.Incarnation {
-		t.Fatalf("from/to/incarnation: want %d/%d/%d, got %d/%d/%d", want.From, want.To, want.Incarnation, got.From, got.To, got.Incarnation)
+	if want.From != got.From || want.To != got.To || want.Incarnation != got.Incarnation || want.Quiesces != got.Quiesces {
+		t.Fatalf("from/to/incarnation/quiesces: want %d/%d/%d/%v, got %d/%d/%d/%v", want.From, want.To, want.Incarnation, want.Quiesces,
+			got.From, got.To, got.Incarnation, got.Quiesces)
 	}
 	if len(want.Batches) != len(got.Batches) {
 		t.Fatalf("batches: want %d, got %d", len(want.Batches), len(got.Batches))
@@ -125,6 +126,7 @@ func TestFrameRoundTrip(t *testing.T) {
 		{"empty", &Envelope{}},
 		{"hello", &Envelope{From: 1, To: 2}},
 		{"hello with incarnation", &Envelope{From: 1, To: 2, Incarnation: 1<<64 - 1}},
+		{"hello of a node with quiet groups", &Envelope{From: 1, To: 2, Incarnation: 5, Quiesces: true}},
 		{"group zero and empty batch", &Envelope{Batches: []GroupBatch{{Group: 0}, {Group: 5}}}},
 		{"one group", &Envelope{Batches: []GroupBatch{{Group: 7, Msgs: []*pb.Message{msg(pb.MessageType_MsgApp, 2, 1, 10, []byte("a"), []byte("b"))}}}}},
 		{"every field", &Envelope{From: 1 << 63, To: 1<<64 - 1, Batches: []GroupBatch{{Group: 1<<64 - 1, Msgs: []*pb.Message{full, {}}}}}},

@@ -1,6 +1,7 @@
 package netactor
 
 import (
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -233,4 +234,72 @@ func TestLivenessHeardWithin(t *testing.T) {
 		t.Fatalf("past the window: 2 heard %v (want false), alive %v (want true); 3, never heard, heard %v (want false); self %v",
 			l.HeardWithin(2, window), l.Alive(2), l.HeardWithin(3, window), l.HeardWithin(1, window))
 	}
+}
+
+// TestLivenessWakesQuietGroups: a peer can follow quiet groups only while
+// a connection from it whose hello announced them is open and it was heard
+// within the window, and only once WakeOnLoss is set; the groups that
+// depend on it are woken when its last connection closes, when it
+// restarts, and once when it goes silent for the window, but not while it
+// is silent and nobody found it fit.
+func TestLivenessWakesQuietGroups(t *testing.T) {
+	const window = time.Second
+	clock := newFakeClock()
+	l := NewLiveness(1, 9*time.Second, clock.now)
+	var woken []uint64
+	expect := func(what string, want ...uint64) {
+		t.Helper()
+		if !slices.Equal(woken, want) {
+			t.Fatalf("%s: woke %v, want %v", what, woken, want)
+		}
+		woken = nil
+	}
+	l.connected(2, 10, true)
+	l.Heard(2)
+	if l.Quiet(2) {
+		t.Fatal("quiet before WakeOnLoss")
+	}
+	l.WakeOnLoss(window, func(peer uint64) { woken = append(woken, peer) })
+	if !l.Quiet(2) {
+		t.Fatal("a connected peer that announced quiet groups cannot follow them")
+	}
+	l.connected(3, 20, false) // a broker of an earlier version
+	l.Heard(3)
+	if l.Quiet(3) || l.Quiet(1) {
+		t.Fatal("a peer that did not announce quiet groups, or self, can follow them")
+	}
+
+	// Silence: once, after the window.
+	clock.advance(window - time.Millisecond)
+	l.check(2)
+	expect("heard within the window")
+	clock.advance(time.Millisecond)
+	l.check(2)
+	l.check(2)
+	expect("silent for the window", 2)
+	if l.Quiet(2) {
+		t.Fatal("a silent peer can follow quiet groups")
+	}
+	l.Heard(2)
+	l.check(2)
+	expect("heard again")
+	if !l.Quiet(2) {
+		t.Fatal("a peer heard again cannot follow quiet groups")
+	}
+
+	// A second connection (a reconnection racing the old one's end): only
+	// the last one's end is a loss.
+	l.connected(2, 10, true)
+	l.disconnected(2)
+	expect("one of two connections closed")
+	l.disconnected(2)
+	expect("the last connection closed", 2)
+	if l.Quiet(2) {
+		t.Fatal("a peer with no connection can follow quiet groups")
+	}
+	// Back, as the same process: no wake; as a new one: a wake.
+	l.connected(2, 10, true)
+	expect("reconnected")
+	l.connected(2, 11, true)
+	expect("restarted", 2)
 }
