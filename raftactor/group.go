@@ -238,8 +238,15 @@ type groupActor struct {
 	clock                    uint64 // the Ticker's count raft has been ticked up to; 0 before the first numbered Tick
 	contactAt                uint64 // clock when the leader last restarted the election timer
 	contactLead, contactTerm uint64 // that leader and its term
-	// quiet is set while raft is not ticked (quiesce.go).
-	quiet bool
+	// quiet is set while raft is not ticked (quiesce.go); quietAt is the
+	// clock when it last sent (a leader) or stepped (a follower) a quiet
+	// heartbeat, and quietAcks, on a leader, the followers that answered
+	// since.
+	quiet     bool
+	quietAt   uint64
+	quietAcks []uint64
+	// quietHeldUntil keeps a leader awake until that tick (renewQuiet).
+	quietHeldUntil uint64
 }
 
 // Receive is the group's mailbox loop.
@@ -285,6 +292,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 			if g.quiet && g.wakesOnStep(m.Msgs) {
 				g.unquiesce()
 			}
+			g.noteQuietAcks(m.Msgs)
 			resp := false
 			for _, msg := range m.Msgs {
 				g.noteTransfer(msg)

@@ -1,7 +1,7 @@
 package raftactor
 
 import (
-	"math"
+	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.etcd.io/raft/v3"
@@ -34,6 +34,11 @@ import (
 //     WakePeer): a follower its leader's broker, a leader any of its
 //     followers' brokers. A leader cut off from its followers thus ticks
 //     again, and CheckQuorum steps it down as before.
+//   - as a last resort, for what the transport cannot see (a leader's
+//     actor that hangs, raft messages lost on a link that stays up): a
+//     quiet leader sends its quiet heartbeat again every quietRenewTicks
+//     and wakes if fewer than a quorum answered the last one; a quiet
+//     follower wakes when none came for twice that.
 // Only groups whose Config.Quiet is set and whose Extension is a Quiescer
 // go quiet, and only with peers that Config.Quiet accepts: a peer whose
 // transport would not wake this broker's groups when it is lost, or that
@@ -83,7 +88,7 @@ func (g *groupActor) quiescer() Quiescer {
 // telling its followers, which go quiet once they know what it committed.
 func (g *groupActor) maybeQuiesce(ctx actor.Context) {
 	q := g.quiescer()
-	if q == nil || g.quiet || g.rn == nil || g.halted || g.campaignIfAlone || len(g.waiters) > 0 || len(g.batch) > 0 ||
+	if q == nil || g.quiet || g.clock < g.quietHeldUntil || g.rn == nil || g.halted || g.campaignIfAlone || len(g.waiters) > 0 || len(g.batch) > 0 ||
 		len(g.d.pending) > 0 || g.flushing || g.checkpointWanted || g.rn.HasReady() {
 		return
 	}
@@ -114,25 +119,89 @@ func (g *groupActor) maybeQuiesce(ctx actor.Context) {
 			peers = append(peers, id)
 		}
 	})
-	term := st.GetTerm()
+	g.sendQuietHeartbeats(ctx, peers)
+	g.quiesce(peers)
+}
+
+// sendQuietHeartbeats sends each of peers the leader's quiet heartbeat.
+func (g *groupActor) sendQuietHeartbeats(ctx actor.Context, peers []uint64) {
+	st := g.rn.BasicStatus()
+	self, term, commit := g.d.cfg.NodeID, st.GetTerm(), st.HardState.GetCommit()
 	msgs := make([]*pb.Message, len(peers))
 	for i, id := range peers {
 		msgs[i] = &pb.Message{Type: pb.MsgHeartbeat.Enum(), From: new(self), To: new(id), Term: new(term), Commit: new(commit), Reject: new(true)}
 	}
 	g.send(ctx, msgs)
-	g.quiesce(peers)
+	g.quietAt, g.quietAcks = g.clock, g.quietAcks[:0]
+}
+
+// quietRenewTicks is how often, in election timeouts, a quiet leader sends
+// its quiet heartbeat again (10: 5 s at the default 50 ms ticks and 10
+// ticks an election): a few messages per group every few seconds instead
+// of several a second, and a bound on how long a failure the transport
+// cannot see leaves a group without a leader.
+const quietRenewElections = 10
+
+func (g *groupActor) quietRenewTicks() uint64 {
+	return quietRenewElections * uint64(max(g.d.cfg.ElectionTicks, 1))
+}
+
+// renewQuiet runs at each tick of a quiet group: a leader sends its quiet
+// heartbeat again once quietRenewTicks passed, unless fewer than a quorum
+// answered the last one (it then wakes, and CheckQuorum judges); a
+// follower wakes once twice that passed without one.
+func (g *groupActor) renewQuiet(ctx actor.Context) {
+	if !g.quiet || g.rn == nil {
+		return
+	}
+	renew := g.quietRenewTicks()
+	if g.rn.BasicStatus().RaftState != raft.StateLeader {
+		if g.clock >= g.quietAt+2*renew {
+			g.unquiesce()
+		}
+		return
+	}
+	if g.clock < g.quietAt+renew {
+		return
+	}
+	if 2*(len(g.quietAcks)+1) <= len(g.d.confState.GetVoters()) {
+		// Raft's RecentActive still holds what it saw before the group
+		// went quiet: no quiet again before CheckQuorum has looked.
+		g.unquiesce()
+		g.quietHeldUntil = g.clock + 2*uint64(g.d.cfg.ElectionTicks)
+		return
+	}
+	if q := g.d.sub.quiet.Load(); q != nil {
+		g.sendQuietHeartbeats(ctx, *q)
+	}
+}
+
+// noteQuietAcks records, on a quiet leader, the followers that answered.
+func (g *groupActor) noteQuietAcks(msgs []*pb.Message) {
+	if !g.quiet {
+		return
+	}
+	for _, m := range msgs {
+		if m.GetType() == pb.MsgHeartbeatResp && !slices.Contains(g.quietAcks, m.GetFrom()) {
+			g.quietAcks = append(g.quietAcks, m.GetFrom())
+		}
+	}
 }
 
 // maybeFollowQuietly puts a follower's group to sleep after it stepped its
 // leader's quiet heartbeat m, if it then knows everything m says.
 func (g *groupActor) maybeFollowQuietly(m *pb.Message) {
-	if g.quiet || g.quiescer() == nil || g.rn == nil || len(g.waiters) > 0 || len(g.batch) > 0 {
+	if g.quiescer() == nil || g.rn == nil || len(g.waiters) > 0 || len(g.batch) > 0 {
 		return
 	}
 	st := g.rn.BasicStatus()
 	if st.RaftState != raft.StateFollower || st.Lead != m.GetFrom() || st.GetTerm() != m.GetTerm() ||
 		st.HardState.GetCommit() != m.GetCommit() || !g.d.cfg.Quiet(st.Lead) {
 		return
+	}
+	g.quietAt = g.clock
+	if g.quiet {
+		return // a quiet leader's renewal
 	}
 	g.quiesce([]uint64{st.Lead})
 }
@@ -180,18 +249,22 @@ func (g *groupActor) wakesOnStep(msgs []*pb.Message) bool {
 	return false
 }
 
-// quietWake is the tick a quiet group asks to be woken at for its
-// Extension's sake (0: every tick).
+// quietWake is the tick a quiet group asks to be woken at: for its
+// Extension's sake (0: every tick), or for renewQuiet.
 func (g *groupActor) quietWake() uint64 {
 	q := g.quiescer()
 	if q == nil {
 		return 0
 	}
+	renew := g.quietAt + g.quietRenewTicks()
+	if g.rn == nil || g.rn.BasicStatus().RaftState != raft.StateLeader {
+		renew += g.quietRenewTicks()
+	}
 	switch t := q.QuietTicks(); {
 	case t == 0:
 		return 0
-	case t >= math.MaxUint64-g.clock:
-		return math.MaxUint64
+	case renew <= g.clock || t >= renew-g.clock:
+		return renew
 	default:
 		return g.clock + t
 	}

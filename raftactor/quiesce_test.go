@@ -347,3 +347,28 @@ func TestQuietFollowersElectWhenTheLeaderGroupStops(t *testing.T) {
 		t.Fatalf("node %d still leads", leader)
 	}
 }
+
+// TestQuietGroupsNoticeWhatTheTransportCannot: raft messages to and from a
+// quiet leader are lost while its broker's transport stays up (no peer is
+// lost): the followers, missing its renewed quiet heartbeats, wake and
+// elect another leader, and the old leader, missing their answers, wakes
+// and steps down.
+func TestQuietGroupsNoticeWhatTheTransportCannot(t *testing.T) {
+	c := newQuietCluster(t)
+	leader := waitLeader(t, c.boards, 7)
+	c.waitQuiet(t, 1)
+	c.tr.mu.Lock()
+	c.tr.down[leader] = true
+	c.tr.mu.Unlock()
+	others := map[uint64]*StatusBoard{}
+	for id, b := range c.boards {
+		if id != leader {
+			others[id] = b
+		}
+	}
+	waitLeader(t, others, 7)
+	waitFor(t, 10*time.Second, func() (struct{}, bool) {
+		s := c.boards[leader].Get(7)
+		return struct{}{}, s.Role != "leader"
+	})
+}

@@ -57,6 +57,7 @@ func (g *groupActor) onTick(ctx actor.Context, m *Tick) {
 	}
 	g.tick(ctx, n)
 	g.wakeIfBusy()
+	g.renewQuiet(ctx)
 }
 
 // catchUp counts the ticks slept through so far, before the group handles
