@@ -18,7 +18,11 @@ import (
 // within about a second, at production's 50 ms ticks: as fast as groups
 // that never slept.
 func TestQuietPartitionsFailOverAfterKill(t *testing.T) {
-	c := startCluster(t, 3, &testCluster{}, func(cfg *configs.Config) { cfg.Raft.TickMs = 50 })
+	// The network drops the killed broker's last raft messages: its
+	// actors' stopping (a leader's wakes its followers) would not happen
+	// under kill -9.
+	net := &network{isolated: map[uint64]bool{}}
+	c := startCluster(t, 3, &testCluster{wrapTransport: net.wrap}, func(cfg *configs.Config) { cfg.Raft.TickMs = 50 })
 	c.waitReady()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -89,6 +93,7 @@ func TestQuietPartitionsFailOverAfterKill(t *testing.T) {
 		t.Fatal("no broker leads a partition")
 	}
 	killed := time.Now()
+	net.isolate(uint64(victim+1), true)
 	c.crash(victim)
 	newLeader := func(tp partition.TopicPartition) bool {
 		for i, b := range c.brokers {
