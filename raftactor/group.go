@@ -238,14 +238,16 @@ type groupActor struct {
 	clock                    uint64 // the Ticker's count raft has been ticked up to; 0 before the first numbered Tick
 	contactAt                uint64 // clock when the leader last restarted the election timer
 	contactLead, contactTerm uint64 // that leader and its term
-	// quiet is set while raft is not ticked (quiesce.go); quietAt is the
-	// clock when it last sent (a leader) or stepped (a follower) a quiet
-	// heartbeat, and quietAcks, on a leader, the followers that answered
-	// since.
-	quiet     bool
-	quietAt   uint64
-	quietAcks []uint64
-	// quietHeldUntil keeps a leader awake until that tick (renewQuiet).
+	// quiet is set while raft is not ticked (quiesce.go), and quietPeers
+	// are then the peers it depends on; quietAt is the clock when it last
+	// sent (a leader) or stepped (a follower) a quiet heartbeat, and
+	// quietAcks, on a leader, the followers that answered since.
+	quiet      bool
+	quietPeers []uint64
+	quietAt    uint64
+	quietAcks  []uint64
+	// quietHeldUntil keeps a woken leader awake until that tick
+	// (unquiesce).
 	quietHeldUntil uint64
 }
 

@@ -34,11 +34,19 @@ import (
 //     WakePeer): a follower its leader's broker, a leader any of its
 //     followers' brokers. A leader cut off from its followers thus ticks
 //     again, and CheckQuorum steps it down as before.
-//   - as a last resort, for what the transport cannot see (a leader's
-//     actor that hangs, raft messages lost on a link that stays up): a
-//     quiet leader sends its quiet heartbeat again every quietRenewTicks
-//     and wakes if fewer than a quorum answered the last one; a quiet
-//     follower wakes when none came for twice that.
+//   - as a last resort, for what the transport cannot see (a replica's
+//     actor that stops or hangs while its broker lives, raft messages
+//     lost on a link that stays up): a quiet leader sends its quiet
+//     heartbeat again every quietRenewTicks and wakes if a follower it
+//     went quiet with did not answer it within an election timeout; a
+//     quiet follower wakes when none came for twice quietRenewTicks.
+//
+// Raft's RecentActive, which the leader's ISR reads, is cleared only by
+// CheckQuorum, at ticks: while the group is quiet it holds what raft saw
+// before. So a leader that wakes stays awake until CheckQuorum has looked
+// (quietHeldUntil), and goes quiet again only with every follower active
+// by then: woken by a deaf follower's pre-votes, it would otherwise go
+// quiet again at the next tick and count that follower in its ISR.
 // Only groups whose Config.Quiet is set and whose Extension is a Quiescer
 // go quiet, and only with peers that Config.Quiet accepts: a peer whose
 // transport would not wake this broker's groups when it is lost, or that
@@ -135,6 +143,17 @@ func (g *groupActor) sendQuietHeartbeats(ctx actor.Context, peers []uint64) {
 	g.quietAt, g.quietAcks = g.clock, g.quietAcks[:0]
 }
 
+// allAnswered reports whether every follower a quiet leader went quiet
+// with answered its last quiet heartbeat.
+func (g *groupActor) allAnswered() bool {
+	for _, id := range g.quietPeers {
+		if !slices.Contains(g.quietAcks, id) {
+			return false
+		}
+	}
+	return true
+}
+
 // quietRenewTicks is how often, in election timeouts, a quiet leader sends
 // its quiet heartbeat again (10: 5 s at the default 50 ms ticks and 10
 // ticks an election): a few messages per group every few seconds instead
@@ -143,15 +162,20 @@ func (g *groupActor) sendQuietHeartbeats(ctx actor.Context, peers []uint64) {
 const quietRenewElections = 10
 
 func (g *groupActor) quietRenewTicks() uint64 {
-	return quietRenewElections * uint64(max(g.d.cfg.ElectionTicks, 1))
+	return quietRenewElections * g.electionTicks()
 }
 
-// renewQuiet runs at each tick of a quiet group: a leader sends its quiet
-// heartbeat again once quietRenewTicks passed, unless fewer than a quorum
-// answered the last one (it then wakes, and CheckQuorum judges); a
-// follower wakes once twice that passed without one.
+// renewQuiet runs at each tick of a quiet group: a leader wakes once an
+// election timeout passed since its last quiet heartbeat without an answer
+// from every follower (CheckQuorum and the ISR then judge, as if it had
+// never slept), and sends it again once quietRenewTicks passed; a follower
+// wakes once twice that passed without one.
 func (g *groupActor) renewQuiet(ctx actor.Context) {
 	if !g.quiet || g.rn == nil {
+		return
+	}
+	if g.d.sub.quiet.Load() == nil {
+		g.unquiesce() // the Ticker woke it; its wake is on the way
 		return
 	}
 	renew := g.quietRenewTicks()
@@ -161,20 +185,16 @@ func (g *groupActor) renewQuiet(ctx actor.Context) {
 		}
 		return
 	}
-	if g.clock < g.quietAt+renew {
-		return
-	}
-	if 2*(len(g.quietAcks)+1) <= len(g.d.confState.GetVoters()) {
-		// Raft's RecentActive still holds what it saw before the group
-		// went quiet: no quiet again before CheckQuorum has looked.
+	if g.clock >= g.quietAt+g.electionTicks() && !g.allAnswered() {
 		g.unquiesce()
-		g.quietHeldUntil = g.clock + 2*uint64(g.d.cfg.ElectionTicks)
 		return
 	}
-	if q := g.d.sub.quiet.Load(); q != nil {
-		g.sendQuietHeartbeats(ctx, *q)
+	if g.clock >= g.quietAt+renew {
+		g.sendQuietHeartbeats(ctx, g.quietPeers)
 	}
 }
+
+func (g *groupActor) electionTicks() uint64 { return uint64(max(g.d.cfg.ElectionTicks, 1)) }
 
 // noteQuietAcks records, on a quiet leader, the followers that answered.
 func (g *groupActor) noteQuietAcks(msgs []*pb.Message) {
@@ -209,8 +229,13 @@ func (g *groupActor) maybeFollowQuietly(m *pb.Message) {
 // quiesce stops ticking raft until the group wakes, by a message or by the
 // loss of one of peers. A peer lost before the Ticker could know whom to
 // wake for it is found here, by looking again.
+//
+// The Ticker and the transport (netactor.Liveness) rely on the order here:
+// the group publishes its peers before it asks Config.Quiet about them
+// again, so a peer lost while it went quiet is either seen here or
+// finds the group among the Ticker's quiet ones.
 func (g *groupActor) quiesce(peers []uint64) {
-	g.quiet = true
+	g.quiet, g.quietPeers = true, peers
 	g.d.sub.quiet.Store(&peers)
 	for _, id := range peers {
 		if !g.d.cfg.Quiet(id) {
@@ -224,12 +249,15 @@ func (g *groupActor) quiesce(peers []uint64) {
 
 // unquiesce ticks raft again from the next tick on: the ticks slept through
 // were counted for the Extension only (catchUp runs first), so raft's
-// timers go on from where they stood.
+// timers go on from where they stood. A leader stays awake for an
+// election timeout of ticks, within which CheckQuorum clears the
+// RecentActive of its followers that no longer answer.
 func (g *groupActor) unquiesce() {
 	if !g.quiet {
 		return
 	}
-	g.quiet = false
+	g.quiet, g.quietPeers = false, nil
+	g.quietHeldUntil = g.clock + g.electionTicks()
 	g.d.sub.quiet.Store(nil)
 	g.log.Debug().Msg("raft group awake")
 	g.publish()
@@ -257,8 +285,11 @@ func (g *groupActor) quietWake() uint64 {
 		return 0
 	}
 	renew := g.quietAt + g.quietRenewTicks()
-	if g.rn == nil || g.rn.BasicStatus().RaftState != raft.StateLeader {
+	switch {
+	case g.rn == nil || g.rn.BasicStatus().RaftState != raft.StateLeader:
 		renew += g.quietRenewTicks()
+	case !g.allAnswered():
+		renew = g.quietAt + g.electionTicks()
 	}
 	switch t := q.QuietTicks(); {
 	case t == 0:

@@ -372,3 +372,66 @@ func TestQuietGroupsNoticeWhatTheTransportCannot(t *testing.T) {
 		return struct{}{}, s.Role != "leader"
 	})
 }
+
+// recentActive reports what node's board says of raft's RecentActive for
+// peer, and whether node's group is quiet.
+func (c *quietCluster) recentActive(node, peer uint64) (active, quiet bool) {
+	s := c.boards[node].Get(7)
+	if s == nil {
+		return false, false
+	}
+	return s.Progress[fmt.Sprint(peer)].RecentActive, s.Quiet
+}
+
+// TestQuietLeaderWakesForAFollowerThatStopsAnswering: a follower's group
+// stops answering (its actor halted) while its broker lives, so no
+// transport wakes the quiet leader. The leader, missing its answer to a
+// renewed quiet heartbeat, wakes, and raft's CheckQuorum then finds the
+// follower inactive: it leaves the ISR, where a quorum of answers would
+// have kept it for ever.
+func TestQuietLeaderWakesForAFollowerThatStopsAnswering(t *testing.T) {
+	c := newQuietCluster(t)
+	leader := waitLeader(t, c.boards, 7)
+	follower := leader%3 + 1
+	c.waitQuiet(t, 1)
+	c.tr.mu.Lock()
+	c.tr.down[follower] = true
+	c.tr.mu.Unlock()
+	// Renewal every 100 ticks (500 ms), then an election timeout for the
+	// answer and one for CheckQuorum.
+	waitFor(t, 5*time.Second, func() (struct{}, bool) {
+		active, quiet := c.recentActive(leader, follower)
+		return struct{}{}, !active && !quiet
+	})
+	if s := c.boards[leader].Get(7); s.Role != "leader" {
+		t.Fatalf("node %d lost its leadership with a quorum: %+v", leader, s)
+	}
+}
+
+// TestWokenQuietLeaderLooksAgainBeforeGoingQuiet: a quiet leader woken by
+// a message (here a deaf follower's pre-vote) stays awake until raft's
+// CheckQuorum has looked at its followers: it finds the deaf one inactive
+// within a couple of election timeouts, instead of going quiet again at
+// once on what raft saw before it slept.
+func TestWokenQuietLeaderLooksAgainBeforeGoingQuiet(t *testing.T) {
+	const election = 10
+	c := newQuietCluster(t)
+	leader := waitLeader(t, c.boards, 7)
+	deaf := leader%3 + 1
+	c.waitQuiet(t, 1)
+	c.tr.mu.Lock()
+	c.tr.drop = func(m *pb.Message) bool { return m.GetTo() == deaf }
+	c.tr.mu.Unlock()
+	term := c.boards[leader].Get(7).Term
+	start := c.tickers[leader].now.Load()
+	c.sys.Root.Send(c.pids[leader], &Step{Msgs: []*pb.Message{{
+		Type: pb.MsgPreVote.Enum(), From: new(deaf), To: new(leader), Term: new(term + 1), LogTerm: new(term), Index: new(uint64(1)),
+	}}})
+	waitFor(t, 5*time.Second, func() (struct{}, bool) {
+		active, _ := c.recentActive(leader, deaf)
+		return struct{}{}, !active
+	})
+	if took := c.tickers[leader].now.Load() - start; took > 5*election {
+		t.Fatalf("the woken leader found the deaf follower inactive %d ticks later; the election timeout is %d", took, election)
+	}
+}
