@@ -267,6 +267,12 @@ func (l *Liveness) Quiet(peer uint64) bool {
 // check wakes the quiet groups that depend on peer once nothing arrived
 // from it for the WakeOnLoss window (a link cut without a word, a peer
 // hung): a PeerSender calls it at each tick.
+//
+// A group that goes quiet while check wakes the others (a frame arrived
+// meanwhile) may publish its peers after the Ticker looked for them. It
+// is not left quiet and unarmed: it publishes them before it asks Quiet
+// about them again (raftactor's quiesce), and that arms the peer after
+// the Swap here.
 func (l *Liveness) check(peer uint64) {
 	if l == nil || l.wake.Load() == nil {
 		return

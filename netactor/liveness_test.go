@@ -303,3 +303,42 @@ func TestLivenessWakesQuietGroups(t *testing.T) {
 	l.connected(2, 11, true)
 	expect("restarted", 2)
 }
+
+// TestLivenessRearmsForAGroupQuietDuringAWakeUp: a frame from a peer
+// found silent arrives, and a raft group goes quiet with it, while check
+// wakes the groups that depend on it, after the Ticker looked for them. The
+// group asks Quiet again once it has published its peers (raftactor's
+// quiesce), which arms the peer again: its next silence wakes the group.
+func TestLivenessRearmsForAGroupQuietDuringAWakeUp(t *testing.T) {
+	const window = time.Second
+	clock := newFakeClock()
+	l := NewLiveness(1, 9*time.Second, clock.now)
+	l.connected(2, 10, true)
+	l.Heard(2)
+	wakes, raced := 0, false
+	l.WakeOnLoss(window, func(uint64) {
+		wakes++
+		if !raced {
+			// After the Ticker's scan: the frame, and the group's look
+			// after publishing its peers.
+			raced = true
+			l.Heard(2)
+			if !l.Quiet(2) {
+				t.Fatal("a peer heard a moment ago cannot follow quiet groups")
+			}
+		}
+	})
+	if !l.Quiet(2) {
+		t.Fatal("a connected peer that announced quiet groups cannot follow them")
+	}
+	clock.advance(window)
+	l.check(2)
+	if wakes != 1 {
+		t.Fatalf("silent for the window: %d wake-ups, want 1", wakes)
+	}
+	clock.advance(window)
+	l.check(2)
+	if wakes != 2 {
+		t.Fatalf("silent again: %d wake-ups in all, want 2", wakes)
+	}
+}

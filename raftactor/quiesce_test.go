@@ -53,6 +53,8 @@ type quietCluster struct {
 	tr       *countingTransport
 	mu       sync.Mutex
 	noQuiet  map[uint64]bool // peers Config.Quiet refuses
+	// onQuiet, if set, is called by Config.Quiet of node, about peer.
+	onQuiet func(node, peer uint64)
 }
 
 func newQuietCluster(t *testing.T) *quietCluster {
@@ -74,8 +76,12 @@ func newQuietCluster(t *testing.T) *quietCluster {
 			Storage: st, Transport: c.tr, StateMachine: c.machines[id], Board: c.boards[id], Log: zerolog.Nop(),
 			Quiet: func(peer uint64) bool {
 				c.mu.Lock()
-				defer c.mu.Unlock()
-				return !c.noQuiet[peer]
+				on, ok := c.onQuiet, !c.noQuiet[peer]
+				c.mu.Unlock()
+				if on != nil {
+					on(id, peer)
+				}
+				return ok
 			},
 		})
 		if err != nil {
@@ -434,4 +440,47 @@ func TestWokenQuietLeaderLooksAgainBeforeGoingQuiet(t *testing.T) {
 	if took := c.tickers[leader].now.Load() - start; took > 5*election {
 		t.Fatalf("the woken leader found the deaf follower inactive %d ticks later; the election timeout is %d", took, election)
 	}
+}
+
+// TestQuietGroupAsksAgainAfterPublishingItsPeers: a transport (netactor.
+// Liveness) wakes the quiet groups that depend on a peer once per
+// silence, and only if Config.Quiet found the peer fit since the last
+// one. Here the peer's silence is noticed just as the leader first asks
+// about it, before the leader publishes its peers to the Ticker, so the
+// Ticker finds no group to wake. The leader asks again once they are
+// published: the peer's next silence wakes it.
+func TestQuietGroupAsksAgainAfterPublishingItsPeers(t *testing.T) {
+	c := newQuietCluster(t)
+	leader := waitLeader(t, c.boards, 7)
+	follower := leader%3 + 1
+	c.waitQuiet(t, 1)
+	// The transport's view of follower, as Liveness keeps it.
+	var armed, raced atomic.Bool
+	var asked atomic.Uint64
+	lose := func() {
+		if armed.Swap(false) {
+			c.tickers[leader].WakePeer(follower)
+		}
+	}
+	c.mu.Lock()
+	c.onQuiet = func(node, peer uint64) {
+		if node != leader || peer != follower {
+			return
+		}
+		armed.Store(true)
+		asked.Add(1)
+		if raced.CompareAndSwap(false, true) {
+			lose()
+		}
+	}
+	c.mu.Unlock()
+	c.tickers[leader].WakePeer(follower)
+	waitFor(t, 5*time.Second, func() (struct{}, bool) {
+		s := c.boards[leader].Get(7)
+		return struct{}{}, raced.Load() && s.Quiet
+	})
+	// Woken, the leader goes quiet again, and asks about its peers.
+	n := asked.Load()
+	lose()
+	waitFor(t, 5*time.Second, func() (struct{}, bool) { return struct{}{}, asked.Load() > n })
 }
