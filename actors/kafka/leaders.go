@@ -33,7 +33,11 @@ func (s *Service) leaderOf(group uint64) (leader, term uint64) {
 // The local status wins over a broadcast of an earlier term, and of the
 // same term when it is campaigning: after a leader dies its followers know
 // there is no leader (they campaign), where the last broadcast still names
-// the dead one. A follower that knows no leader at the term of a broadcast
+// the dead one. A pre-candidate only asks whether it may campaign, without
+// a new term, as a follower that missed a few heartbeats or woke from a
+// quiet group's sleep does while its leader lives: the broadcast of its
+// term still names the leader (one that died is soon followed by a real
+// campaign, at a higher term). A follower that knows no leader at the term of a broadcast
 // has not heard from that term's leader yet (a replica just restarted) and
 // the broadcast knows better, as it does for a halted replica, which knows
 // nothing; but never of this broker's own leadership, which its own
@@ -49,7 +53,8 @@ func knownLeader(board *raftactor.StatusBoard, leaders *partition.Leaders, self,
 		if leader != 0 {
 			isr = []uint64{leader}
 		}
-		unaware = leader == 0 && (st.Halted != "" || st.Role == raftactor.RoleName(raft.StateFollower))
+		unaware = leader == 0 && (st.Halted != "" || st.Role == raftactor.RoleName(raft.StateFollower) ||
+			st.Role == raftactor.RoleName(raft.StatePreCandidate))
 	}
 	if leaders == nil {
 		return leader, term, isr, known

@@ -307,7 +307,9 @@ func TestLocalReplicaThatKnowsNoLeader(t *testing.T) {
 		wantLeader int32
 	}{
 		{"restarted follower", 1, "follower", 5, 0, 2},
-		{"pre-candidate", 1, "pre-candidate", 5, 0, -1},
+		// A pre-vote keeps the term: a follower that missed heartbeats, or
+		// woke from a quiet group's sleep, while its leader lives.
+		{"pre-candidate", 1, "pre-candidate", 5, 0, 2},
 		{"candidate of a later term", 1, "candidate", 6, 0, -1},
 		{"follower of a later term", 1, "follower", 6, 0, -1},
 		{"the broadcast's leader, stepped down", 2, "follower", 5, 0, -1},
