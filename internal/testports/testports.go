@@ -6,6 +6,14 @@
 // ephemeral range, so any outgoing connection made meanwhile (a client, a
 // raft dial, a debug poll) may take it as its source port, and the broker
 // started later fails to bind it. Free draws from outside that range.
+//
+// A port checked free is free only at that instant. A test that stops a
+// broker and starts it again on the same ports leaves them unbound
+// meanwhile, and another test process drawing from the same range (go test
+// ./... runs packages in parallel) could take one of them. Free therefore
+// also reserves each port it hands out with an flock on a file named
+// after it, held until the test ends: processes that use this package
+// never hand out a port another one holds.
 package testports
 
 import (
@@ -13,6 +21,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -33,14 +43,41 @@ func Free(t testing.TB, n int) []int {
 			continue
 		}
 		seen[p] = true
+		lock, ok := reserve(t, p)
+		if !ok {
+			continue // another test holds it
+		}
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
+			lock.Close()
 			continue // taken
 		}
 		ln.Close()
+		t.Cleanup(func() { lock.Close() })
 		ports = append(ports, p)
 	}
 	return ports
+}
+
+// reserve takes an exclusive, non-blocking flock on the lock file of port
+// p, shared by every process on the machine; closing the file (or the
+// process ending) releases it. It fails t if the lock directory is
+// unusable.
+func reserve(t testing.TB, p int) (*os.File, bool) {
+	t.Helper()
+	dir := filepath.Join(os.TempDir(), "flotilla-testports")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		t.Fatalf("port lock directory: %v", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("%d.lock", p)), os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		t.Fatalf("port lock file: %v", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, false
+	}
+	return f, true
 }
 
 // portRange is the range Free draws from: the larger of the ranges below
