@@ -316,6 +316,8 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 		kafkaAddr = kafkaLn.Addr().String() // the bound address: port 0 resolved
 	}
 	b.kafkaAddr = kafkaAddr
+	// Before the controller, which asks whether its replicas serve.
+	b.replicas = partition.NewReplicas()
 	if b.controller, err = b.sys.Spawn("controller", "controller", controller.NewActor(controller.Options{
 		NodeID:    cfg.NodeID,
 		KafkaAddr: kafkaAddr,
@@ -337,6 +339,10 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 			li, ok := leaders.Get(group)
 			return ok && li.Leader != 0
 		},
+		LeaderServes: func(t *controller.Topic, p controller.Partition) bool {
+			r := partition.Lookup(b.replicas, partition.TopicPartition{Topic: t.Name, Partition: p.Index}, t.ID)
+			return r != nil && r.Machine.View().Leader
+		},
 		ReplicaLagTicks: cfg.ReplicaLagTicks(),
 		Leaderships: func(ctx actor.SenderContext, infos []netactor.LeaderInfo) {
 			leaders.Note(infos)
@@ -347,7 +353,6 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 		return nil, err
 	}
 
-	b.replicas = partition.NewReplicas()
 	reg.MustRegister(partition.NewHealthCollector(b.replicas))
 	b.coords = group.NewCoordinators()
 	// A peer that connects is told at once everything this broker leads.

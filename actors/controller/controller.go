@@ -38,6 +38,10 @@ type Options struct {
 	// CreateTopics and CreatePartitions answer once every new partition
 	// has a known leader. Nil: only hosted partitions are waited for.
 	LeaderKnown func(group uint64) bool
+	// LeaderServes reports whether this broker's replica of partition p
+	// of t, which raft made leader, serves clients yet (it has applied
+	// an entry of its term). Nil: raft's leadership is enough.
+	LeaderServes func(t *Topic, p Partition) bool
 	// Network is the peer transport (nil in tests without peers); Router
 	// finds the raft groups this broker hosts.
 	Network Network
@@ -426,17 +430,20 @@ func (c *controllerActor) answerLed(ctx actor.Context) {
 // leader as far as this broker knows. Answering before would let a client
 // that reads Metadata next see a partition it just made without a leader.
 func (c *controllerActor) led(t *Topic, from int32) bool {
-	return c.partitionsLed(t.Partitions[min(int(max(from, 0)), len(t.Partitions)):])
+	return c.partitionsLed(t, t.Partitions[min(int(max(from, 0)), len(t.Partitions)):])
 }
 
-// partitionsLed reports whether every partition of ps has a leader as far
-// as this broker knows: from its own replica's status, and otherwise (not
-// hosted here, or halted here) from what the leaders broadcast
-// (LeaderKnown).
-func (c *controllerActor) partitionsLed(ps []Partition) bool {
+// partitionsLed reports whether every partition ps of t has a leader as
+// far as this broker knows: from its own replica's status, and otherwise
+// (not hosted here, or halted here) from what the leaders broadcast
+// (LeaderKnown). A replica here that raft made leader must also serve
+// (LeaderServes): until it has applied an entry of its term it answers
+// NOT_LEADER_OR_FOLLOWER with no other leader to name, and a client
+// told of the topic a moment before waits for its next metadata refresh.
+func (c *controllerActor) partitionsLed(t *Topic, ps []Partition) bool {
 	for _, p := range ps {
 		if st := c.o.Board.Get(p.Group); st != nil && st.Halted == "" && slices.Contains(p.Replicas, c.o.NodeID) {
-			if st.Leader == 0 {
+			if st.Leader == 0 || st.Leader == c.o.NodeID && c.o.LeaderServes != nil && !c.o.LeaderServes(t, p) {
 				return false
 			}
 		} else if c.o.LeaderKnown != nil && !c.o.LeaderKnown(p.Group) {
@@ -456,7 +463,7 @@ func (c *controllerActor) markLedTopics(ctx actor.Context) {
 		return
 	}
 	for _, t := range c.o.Machine.View().Topics {
-		if t.Creating && c.partitionsLed(t.CreatedPartitions()) {
+		if t.Creating && c.partitionsLed(t, t.CreatedPartitions()) {
 			c.markLed(ctx, t.ID)
 		}
 	}
