@@ -33,6 +33,26 @@ func (c *testCluster) partitionLeader(tp partition.TopicPartition) int {
 	return at
 }
 
+// preferredLeader returns the index of the broker whose replica of tp
+// leads, waiting for the partition's preferred replica (the first of its
+// assignment) to lead: a test that asks its leader and its followers apart
+// must not have the leadership moved back to the preferred replica under
+// it a second later.
+func (c *testCluster) preferredLeader(tp partition.TopicPartition) int {
+	c.t.Helper()
+	at := -1
+	c.waitFor(15*time.Second, fmt.Sprintf("the preferred replica of %v leading", tp), func() bool {
+		t := c.brokers[0].Controller().View().Topics[tp.Topic]
+		if t == nil || int(tp.Partition) >= len(t.Partitions) {
+			return false
+		}
+		at = int(t.Partitions[tp.Partition].Replicas[0]) - 1 // node ids are 1-based
+		v := c.replicaView(at, tp)
+		return v != nil && v.Leader
+	})
+	return at
+}
+
 // deleteRecordsAt sends a DeleteRecords for one partition to broker i, as
 // it is, and returns its partition's answer.
 func deleteRecordsAt(ctx context.Context, t *testing.T, cl *kgo.Client, c *testCluster, i int, topic string, p int32, offset int64) kmsg.DeleteRecordsResponseTopicPartition {
@@ -89,7 +109,7 @@ func TestDeleteRecords(t *testing.T) {
 		}
 		return true
 	})
-	lead := c.partitionLeader(tp)
+	lead := c.preferredLeader(tp)
 	const cut = 12
 	if base, _, _, ok := c.replicaView(lead, tp).Log.BatchInfo(cut); !ok || base == cut {
 		t.Fatalf("offset %d is not inside a batch (batch at %d, %v): the test needs one", cut, base, ok)
