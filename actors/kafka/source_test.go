@@ -313,6 +313,8 @@ func TestLocalReplicaThatKnowsNoLeader(t *testing.T) {
 		{"candidate of a later term", 1, "candidate", 6, 0, -1},
 		{"follower of a later term", 1, "follower", 6, 0, -1},
 		{"the broadcast's leader, stepped down", 2, "follower", 5, 0, -1},
+		{"the broadcast's leader, stepped down, pre-voting", 2, "pre-candidate", 5, 0, -1},
+		{"pre-candidate of a later term", 1, "pre-candidate", 6, 0, -1},
 		{"the transferee", 1, "candidate", 6, 2, 2},
 		{"a voter for the transferee", 3, "follower", 6, 2, 2},
 		{"the outgoing leader", 2, "follower", 6, 2, 2},
