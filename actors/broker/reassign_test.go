@@ -419,16 +419,7 @@ func TestReassignStuckShrinkListed(t *testing.T) {
 		md := metadataOf(ctx, t, cl, 1, topic)
 		return len(md.Brokers) == 2 && slices.Equal(md.Topics[0].Partitions[0].OfflineReplicas, []int32{2})
 	})
-	alter := func(what string, req kadm.AlterPartitionAssignmentsReq) {
-		t.Helper()
-		resp, err := adm.AlterPartitionAssignments(ctx, req)
-		if err == nil {
-			err = resp.Error()
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
+	alter := func(what string, req kadm.AlterPartitionAssignmentsReq) { alterAssignments(ctx, t, adm, what, req) }
 	var shrink kadm.AlterPartitionAssignmentsReq
 	shrink.Assign(topic, 0, []int32{1, 2})
 	alter("shrink to [1 2]", shrink)
@@ -495,16 +486,7 @@ func TestReassignPastMovesStuckOnDeadBroker(t *testing.T) {
 		return len(metadataOf(ctx, t, cl, 1, topic).Brokers) == 3
 	})
 
-	alter := func(what string, req kadm.AlterPartitionAssignmentsReq) {
-		t.Helper()
-		resp, err := adm.AlterPartitionAssignments(ctx, req)
-		if err == nil {
-			err = resp.Error()
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
+	alter := func(what string, req kadm.AlterPartitionAssignmentsReq) { alterAssignments(ctx, t, adm, what, req) }
 	var stuck kadm.AlterPartitionAssignmentsReq
 	for p := range int32(controller.MaxMovesPerBroker) {
 		stuck.Assign(topic, p, []int32{4})
@@ -538,5 +520,18 @@ func TestReassignPastMovesStuckOnDeadBroker(t *testing.T) {
 	}
 	for p := range int32(controller.MaxMovesPerBroker) {
 		c.waitMoved(topic, p, []uint64{1})
+	}
+}
+
+// alterAssignments asks for the reassignments of req with kadm and fails
+// t, naming what, if the request or any partition of it fails.
+func alterAssignments(ctx context.Context, t *testing.T, adm *kadm.Client, what string, req kadm.AlterPartitionAssignmentsReq) {
+	t.Helper()
+	resp, err := adm.AlterPartitionAssignments(ctx, req)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
 }
