@@ -258,41 +258,9 @@ func TestQuietGroupWakes(t *testing.T) {
 // ticks it slept through.
 func TestQuietFollowerWakesWithAFreshElectionTimeout(t *testing.T) {
 	const election = 10
-	sys := actors.NewSystem(zerolog.Nop())
-	t.Cleanup(sys.Shutdown)
-	st, err := sys.Spawn("storage", "storage", func() actor.Actor { return &slowStorage{} })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ticker := NewTicker(sys.Root, time.Hour) // fired by hand
-	t.Cleanup(ticker.Stop)
-	tr := &tickStamped{ticker: ticker}
-	board := NewStatusBoard()
 	qm := &quietMachine{}
-	prod, err := NewProducer(Config{
-		Group: 5, Name: "quiet", NodeID: 2, Bootstrap: true, Peers: []uint64{1, 2},
-		ElectionTicks: election, HeartbeatTicks: 1, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 64,
-		Storage: st, Transport: tr, StateMachine: qm, Board: board, Log: zerolog.Nop(),
-		Quiet: func(uint64) bool { return true },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := sys.Spawn("raft", "raft/quiet", prod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ticker.Subscribe(pid)
-	sub := ticker.subscription(pid)
-	fire := func() {
-		before := processed(sys, "raft/quiet")
-		asleep := ticker.now.Load()+1 < sub.wakeAt.Load()
-		ticker.fire()
-		if !asleep {
-			waitFor(t, 5*time.Second, func() (struct{}, bool) { return struct{}{}, processed(sys, "raft/quiet") > before })
-		}
-	}
-	fire()
+	h := newHandTicked(t, "quiet", election, qm, func(uint64) bool { return true })
+	sys, ticker, tr, board, pid, fire := h.sys, h.ticker, h.tr, h.board, h.pid, h.fire
 	seen := 0
 	for round, term := 0, uint64(2); round < 5; round, term = round+1, term+10 {
 		// The leader of a new term heartbeats, then goes quiet.

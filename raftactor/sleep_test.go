@@ -55,14 +55,24 @@ func processed(sys *actors.System, name string) uint64 {
 	return 0
 }
 
-// TestFollowerSleepsAndCountsEveryTick: a follower that heard from its
-// leader is not sent the next ElectionTicks-1 ticks, yet campaigns when
-// raft would have had every tick been delivered: between ElectionTicks and
-// 2*ElectionTicks-1 ticks after the last heartbeat. A follower that lost
-// the ticks it slept through would campaign up to ElectionTicks-1 ticks
-// late; five rounds of randomised timeouts make that show.
-func TestFollowerSleepsAndCountsEveryTick(t *testing.T) {
-	const election = 10
+// handTicked is one raft group, node 2 of the voters {1, 2}, whose
+// Ticker is fired by hand (handTicked.fire) and whose transport records
+// what it sends with the tick it was sent at.
+type handTicked struct {
+	t      *testing.T
+	name   string
+	sys    *actors.System
+	ticker *Ticker
+	tr     *tickStamped
+	board  *StatusBoard
+	pid    *actor.PID
+	sub    *subscription
+}
+
+// newHandTicked starts group 5 under the name raft/<name> with sm, and
+// quiet as Config.Quiet, and hands it its first tick.
+func newHandTicked(t *testing.T, name string, election int, sm StateMachine, quiet func(uint64) bool) *handTicked {
+	t.Helper()
 	sys := actors.NewSystem(zerolog.Nop())
 	t.Cleanup(sys.Shutdown)
 	st, err := sys.Spawn("storage", "storage", func() actor.Actor { return &slowStorage{} })
@@ -71,34 +81,46 @@ func TestFollowerSleepsAndCountsEveryTick(t *testing.T) {
 	}
 	ticker := NewTicker(sys.Root, time.Hour) // fired by hand
 	t.Cleanup(ticker.Stop)
-	tr := &tickStamped{ticker: ticker}
-	board := NewStatusBoard()
+	h := &handTicked{t: t, name: "raft/" + name, sys: sys, ticker: ticker, tr: &tickStamped{ticker: ticker}, board: NewStatusBoard()}
 	prod, err := NewProducer(Config{
-		Group: 5, Name: "sleepy", NodeID: 2, Bootstrap: true, Peers: []uint64{1, 2},
+		Group: 5, Name: name, NodeID: 2, Bootstrap: true, Peers: []uint64{1, 2},
 		ElectionTicks: election, HeartbeatTicks: 1, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 64,
-		Storage: st, Transport: tr, StateMachine: &countingMachine{}, Board: board, Log: zerolog.Nop(),
+		Storage: st, Transport: h.tr, StateMachine: sm, Board: h.board, Log: zerolog.Nop(),
+		Quiet: quiet,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid, err := sys.Spawn("raft", "raft/sleepy", prod)
-	if err != nil {
+	if h.pid, err = sys.Spawn("raft", h.name, prod); err != nil {
 		t.Fatal(err)
 	}
-	ticker.Subscribe(pid)
-	sub := ticker.subscription(pid)
-	// fire sends one tick and waits until the group has handled it, or
-	// until it had time to if it sleeps.
-	fire := func() {
-		before := processed(sys, "raft/sleepy")
-		asleep := ticker.now.Load()+1 < sub.wakeAt.Load()
-		ticker.fire()
-		if !asleep {
-			waitFor(t, 5*time.Second, func() (struct{}, bool) { return struct{}{}, processed(sys, "raft/sleepy") > before })
-		}
-	}
-	fire()
+	ticker.Subscribe(h.pid)
+	h.sub = ticker.subscription(h.pid)
+	h.fire()
+	return h
+}
 
+// fire sends one tick and waits until the group has handled it, or until
+// it had time to if it sleeps.
+func (h *handTicked) fire() {
+	before := processed(h.sys, h.name)
+	asleep := h.ticker.now.Load()+1 < h.sub.wakeAt.Load()
+	h.ticker.fire()
+	if !asleep {
+		waitFor(h.t, 5*time.Second, func() (struct{}, bool) { return struct{}{}, processed(h.sys, h.name) > before })
+	}
+}
+
+// TestFollowerSleepsAndCountsEveryTick: a follower that heard from its
+// leader is not sent the next ElectionTicks-1 ticks, yet campaigns when
+// raft would have had every tick been delivered: between ElectionTicks and
+// 2*ElectionTicks-1 ticks after the last heartbeat. A follower that lost
+// the ticks it slept through would campaign up to ElectionTicks-1 ticks
+// late; five rounds of randomised timeouts make that show.
+func TestFollowerSleepsAndCountsEveryTick(t *testing.T) {
+	const election = 10
+	h := newHandTicked(t, "sleepy", election, &countingMachine{}, nil)
+	sys, ticker, tr, board, pid, sub, fire := h.sys, h.ticker, h.tr, h.board, h.pid, h.sub, h.fire
 	seen := 0
 	for round, term := 0, uint64(2); round < 5; round, term = round+1, term+10 {
 		// The leader of a new term heartbeats: the group follows it and
