@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -468,17 +469,14 @@ func (sm *StateMachine) replacePartition(next, cur *State, t *Topic, p Partition
 	next.reindexTopics(cur, t.Name)
 }
 
-// Reassignments returns every partition with a reassignment under way.
+// Reassignments returns every partition with a reassignment under way, by
+// topic name and partition: the moving partitions the state indexes
+// (movesInOrder), not a walk of every partition.
 func (s *State) Reassignments() []PartitionRef {
-	var out []PartitionRef
-	for _, name := range s.TopicNames() {
-		t := s.Topics[name]
-		for _, p := range t.Partitions {
-			if p.Reassigning() {
-				out = append(out, PartitionRef{Topic: t, Partition: p})
-			}
-		}
-	}
+	out := slices.Clone(s.movesInOrder())
+	slices.SortFunc(out, func(a, b PartitionRef) int {
+		return cmp.Or(cmp.Compare(a.Topic.Name, b.Topic.Name), cmp.Compare(a.Partition.Index, b.Partition.Index))
+	})
 	return out
 }
 
