@@ -63,13 +63,23 @@ func Free(t testing.TB, n int) []int {
 // p, shared by every process on the machine; closing the file (or the
 // process ending) releases it. It fails t if the lock directory is
 // unusable.
+//
+// Every user on the machine shares the directory, as they share the
+// ports: whoever creates it makes it writable by all and sticky, as /tmp
+// is (the umask would otherwise leave it to its creator), and a lock file
+// is opened read-only, which is all flock needs, so another user's file
+// serves too.
 func reserve(t testing.TB, p int) (*os.File, bool) {
 	t.Helper()
 	dir := filepath.Join(os.TempDir(), "flotilla-testports")
-	if err := os.MkdirAll(dir, 0o777); err != nil {
+	if err := os.Mkdir(dir, 0o777); err == nil {
+		if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+			t.Fatalf("port lock directory: %v", err)
+		}
+	} else if !os.IsExist(err) {
 		t.Fatalf("port lock directory: %v", err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("%d.lock", p)), os.O_RDWR|os.O_CREATE, 0o666)
+	f, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("%d.lock", p)), os.O_RDONLY|os.O_CREATE, 0o444)
 	if err != nil {
 		t.Fatalf("port lock file: %v", err)
 	}
