@@ -108,7 +108,7 @@ func (b *Broker) handOver() {
 				ev = b.log.Warn()
 			}
 			ev.Int("groups", len(asked)).Int("not_handed_over", pending).Int("without_successor", kept).
-				Dur("took", time.Since(start)).Msg("leaderships handed over before stopping")
+				Dur("took_ms", time.Since(start)).Msg("leaderships handed over before stopping")
 			if len(asked) > pending {
 				time.Sleep(handOverDrain)
 			}

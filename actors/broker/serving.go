@@ -42,7 +42,7 @@ func (b *Broker) serveWhenLeadersKnown(serving chan<- struct{}, stop <-chan stru
 	for {
 		waiting := b.peersNotHeard()
 		if len(waiting) == 0 {
-			b.log.Info().Dur("waited", time.Since(caughtUp)).Msg("every live peer's leaderships known; serving Kafka clients")
+			b.log.Info().Dur("waited_ms", time.Since(caughtUp)).Msg("every live peer's leaderships known; serving Kafka clients")
 			b.servedFrom.Store(b.machine.View().Applied)
 			close(serving)
 			return
@@ -51,7 +51,7 @@ func (b *Broker) serveWhenLeadersKnown(serving chan<- struct{}, stop <-chan stru
 		case <-b.leaders.Completed():
 		case <-recheck.C:
 		case <-deadline.C:
-			b.log.Info().Uints64("peers", waiting).Dur("waited", time.Since(caughtUp)).
+			b.log.Info().Uints64("peers", waiting).Dur("waited_ms", time.Since(caughtUp)).
 				Msg("serving Kafka clients without having heard what these peers lead")
 			b.servedFrom.Store(b.machine.View().Applied)
 			close(serving)

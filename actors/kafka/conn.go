@@ -319,7 +319,7 @@ func (c *Conn) readerDone(ctx actor.Context, msg *readerDone) {
 	case errors.Is(msg.err, io.EOF), errors.Is(msg.err, net.ErrClosed):
 		// The client hung up.
 	case errors.Is(msg.err, os.ErrDeadlineExceeded):
-		c.log.Debug().Dur("idle_timeout", c.cfg.idleTimeout).Msg("closing idle kafka connection")
+		c.log.Debug().Dur("idle_timeout_ms", c.cfg.idleTimeout).Msg("closing idle kafka connection")
 	default:
 		c.log.Debug().Err(msg.err).Msg("kafka connection read failed")
 	}

@@ -155,7 +155,7 @@ func Open(opts Options) (*Log, error) {
 	l.opts.kept = nil // only recovery needs it, and it holds an entry per batch since the checkpoint
 	v := l.view.Load()
 	l.log.Debug().Str("dir", opts.Dir).Int("segments", v.numSegments()).Int("retired_segments", len(l.retired)).
-		Int64("log_start", v.start).Int64("log_end", v.end).Int64("bytes", v.size).Dur("took", time.Since(began)).
+		Int64("log_start", v.start).Int64("log_end", v.end).Int64("bytes", v.size).Dur("took_ms", time.Since(began)).
 		Msg("opened partition log")
 	return l, nil
 }

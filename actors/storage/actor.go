@@ -394,7 +394,7 @@ func (a *storageActor) trackHolds(holding []uint64, seq uint64) {
 		}
 		delete(a.holds, group)
 		if h.stuck {
-			a.log.Info().Uint64("raft_group", group).Time("since", h.since).Dur("held_for", now.Sub(h.since)).
+			a.log.Info().Uint64("raft_group", group).Time("since", h.since).Dur("held_for_ms", now.Sub(h.since)).
 				Msg("raft group no longer holds back WAL files")
 		}
 	}

@@ -100,7 +100,7 @@ func Open(dir string, opts Options) (*WAL, map[uint64]*GroupState, error) {
 	}
 	w.metrics.setFiles(len(w.segs), w.total)
 	w.log.Info().Str("dir", dir).Int("files", len(w.segs)).Int64("bytes", w.total).
-		Int("raft_group_count", len(states)).Dur("took", time.Since(start)).Msg("recovered WAL")
+		Int("raft_group_count", len(states)).Dur("took_ms", time.Since(start)).Msg("recovered WAL")
 	return w, states, nil
 }
 

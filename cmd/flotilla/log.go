@@ -2,10 +2,12 @@ package main
 
 import (
 	"io"
+	"os"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/flotilla/flotilla/configs"
 )
@@ -21,10 +23,26 @@ type logOutput struct {
 	pretty  atomic.Bool
 }
 
+// timeFormat is the events' time, to the millisecond: zerolog's own
+// Timestamp keeps whole seconds (its process-wide TimeFieldFormat), too
+// coarse to order the events of a failover, which takes well under one.
+const timeFormat = "2006-01-02T15:04:05.000Z07:00"
+
 func newLogOutput(w io.Writer, c configs.LogConfig) *logOutput {
-	o := &logOutput{json: w, console: zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339Nano}}
+	o := &logOutput{json: w, console: zerolog.ConsoleWriter{Out: w, TimeFormat: timeFormat, NoColor: !isTerminal(w)}}
 	o.set(c)
 	return o
+}
+
+// isTerminal reports whether w is a terminal: console logs are coloured
+// only there, not in a file that grep and less will read.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // set applies a log config (Validate has accepted it).
@@ -55,5 +73,13 @@ func (o *logOutput) WriteLevel(l zerolog.Level, p []byte) (int, error) {
 // down to debug, the lowest level a config may ask for, and o drops the
 // ones below the configured level.
 func newLogger(o *logOutput) zerolog.Logger {
-	return zerolog.New(o).Level(zerolog.DebugLevel).With().Timestamp().Logger()
+	return zerolog.New(o).Level(zerolog.DebugLevel).Hook(timestamp{})
+}
+
+// timestamp adds each event's time in timeFormat.
+type timestamp struct{}
+
+// Run implements zerolog.Hook.
+func (timestamp) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
+	e.Str(zerolog.TimestampFieldName, time.Now().Format(timeFormat))
 }
