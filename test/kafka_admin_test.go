@@ -44,6 +44,8 @@ func TestCreateTopicsErrors(t *testing.T) {
 		{"config value not a number", "bad-config-value", 1, 1, map[string]*string{"retention.ms": kadm.StringPtr("soon")}, false, kerr.InvalidConfig.Code},
 		{"config value out of range", "bad-config-range", 1, 1, map[string]*string{"retention.ms": kadm.StringPtr("-7")}, false, kerr.InvalidConfig.Code},
 		{"unknown config", "bad-config-key", 1, 1, map[string]*string{"no.such.config": kadm.StringPtr("1")}, false, kerr.InvalidConfig.Code},
+		{"unclean leader election on", "unclean-on", 1, 1, map[string]*string{"unclean.leader.election.enable": kadm.StringPtr("true")}, false, kerr.InvalidConfig.Code},
+		{"validate only: unclean leader election off", "unclean-off", 1, 1, map[string]*string{"unclean.leader.election.enable": kadm.StringPtr("false")}, true, 0},
 		{"zero partitions", "zero-partitions", 0, 1, nil, false, kerr.InvalidPartitions.Code},
 		{"more replicas than brokers", "too-many-replicas", 1, 3, nil, false, kerr.InvalidReplicationFactor.Code},
 		{"validate only: valid", "validated", 3, 1, map[string]*string{"retention.ms": kadm.StringPtr("60000")}, true, 0},

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -60,6 +61,24 @@ func TestAutoCreateTopicsOff(t *testing.T) {
 		t.Fatal("no offsets topic after FindCoordinator answered")
 	}
 
+	autoCreateConfig := func() string {
+		t.Helper()
+		cfgs, err := kadm.NewClient(c.client()).DescribeBrokerConfigs(ctx, 1)
+		if err != nil || len(cfgs) != 1 || cfgs[0].Err != nil {
+			t.Fatalf("DescribeBrokerConfigs: %+v, %v", cfgs, err)
+		}
+		for _, cfg := range cfgs[0].Configs {
+			if cfg.Key == "auto.create.topics.enable" && cfg.Value != nil {
+				return *cfg.Value
+			}
+		}
+		t.Fatalf("DescribeBrokerConfigs lacks auto.create.topics.enable: %+v", cfgs[0].Configs)
+		return ""
+	}
+	if v := autoCreateConfig(); v != "false" {
+		t.Errorf("DescribeConfigs says auto.create.topics.enable=%s with auto-creation off", v)
+	}
+
 	next := *c.cfgs[0]
 	next.Kafka.AutoCreateTopicsEnable = true
 	if err := c.brokers[0].Reload(&next); err != nil {
@@ -67,5 +86,8 @@ func TestAutoCreateTopicsOff(t *testing.T) {
 	}
 	if err := produce("nope"); err != nil {
 		t.Fatalf("produce with auto-creation reloaded on: %v", err)
+	}
+	if v := autoCreateConfig(); v != "true" {
+		t.Errorf("DescribeConfigs says auto.create.topics.enable=%s with auto-creation reloaded on", v)
 	}
 }

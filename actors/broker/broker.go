@@ -488,6 +488,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 		Alive:             alive,
 		Stopping:          liveness.Stopping,
 		TopicDefaults:     func() controller.TopicDefaults { return *b.topicDefaults.Load() },
+		AutoCreate:        b.autoCreate.Load,
 		Sender:            b.sys.Root,
 		Now:               time.Now,
 		Log:               log,

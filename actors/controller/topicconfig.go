@@ -40,6 +40,10 @@ func TopicConfigDefs() []ConfigDef {
 		// At least one batch header and at most 32-bit index positions:
 		// the partition log refuses other sizes.
 		{"segment.bytes", "1073741824", "Size at which a partition rolls its segment.", false, intBetween(61, math.MaxInt32)},
+		// Raft elects only a replica holding every committed entry, so the
+		// one value Flotilla can honour is Kafka's default; tools that
+		// harden topics set it explicitly.
+		{"unclean.leader.election.enable", "false", "Only false: a leader always holds every committed record.", false, oneOf("false")},
 	}
 }
 

@@ -258,7 +258,7 @@ func (s *Service) describeConfigs(req *kmsg.DescribeConfigsRequest) *kmsg.Descri
 				rr.ErrorMessage = &msg
 				break
 			}
-			entries = brokerConfigEntries(s.NodeID, s.topicDefaults())
+			entries = brokerConfigEntries(s.NodeID, s.AutoCreate != nil && s.AutoCreate(), s.topicDefaults())
 		default:
 			rr.ErrorCode = kerr.InvalidRequest.Code
 		}
@@ -296,12 +296,17 @@ var brokerNames = map[string]string{
 	"retention.bytes":                 "log.retention.bytes",
 	"retention.ms":                    "log.retention.ms",
 	"segment.bytes":                   "log.segment.bytes",
+	"unclean.leader.election.enable":  "unclean.leader.election.enable",
 }
 
-func brokerConfigEntries(nodeID uint64, defaults controller.TopicDefaults) []configEntry {
+func brokerConfigEntries(nodeID uint64, autoCreate bool, defaults controller.TopicDefaults) []configEntry {
+	create := configEntry{name: "auto.create.topics.enable", value: "true", source: int8(kmsg.ConfigSourceDefaultConfig)}
+	if !autoCreate {
+		create.value, create.source = "false", int8(kmsg.ConfigSourceStaticBrokerConfig)
+	}
 	out := []configEntry{
 		{name: "broker.id", value: strconv.FormatUint(nodeID, 10), source: int8(kmsg.ConfigSourceStaticBrokerConfig)},
-		{name: "auto.create.topics.enable", value: "true", source: int8(kmsg.ConfigSourceDefaultConfig)},
+		create,
 		{name: "num.partitions", value: "1", source: int8(kmsg.ConfigSourceDefaultConfig)},
 	}
 	for _, d := range controller.TopicConfigDefs() {

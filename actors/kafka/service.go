@@ -64,6 +64,10 @@ type Service struct {
 	// TopicDefaults returns this broker's topic config defaults as they
 	// are now (a reload changes them); nil means the built-in ones.
 	TopicDefaults func() controller.TopicDefaults
+	// AutoCreate reports whether this broker creates topics that Metadata
+	// names (auto.create.topics.enable, which a reload may change), for
+	// DescribeConfigs; nil means it does not.
+	AutoCreate func() bool
 	// Sender sends from outside any actor (the actor system's root
 	// context); Now is the clock.
 	Sender actor.SenderContext
