@@ -83,14 +83,29 @@ func (l *Leaders) Note(infos []netactor.LeaderInfo) {
 	}
 }
 
-// forget drops a deleted partition's group.
-func (l *Leaders) forget(group uint64) { l.m.Delete(group) }
+// left updates what is known of group's leadership once this broker's
+// replica of it has stopped: the replica moved away (lives true), or its
+// topic was deleted. A deleted topic's group is dropped now rather than at
+// the next Prune (group ids are never reused). A group that lives on
+// elsewhere keeps its leader's broadcast, which still holds: dropping it
+// answered the partition LEADER_NOT_AVAILABLE here until the leader's
+// next broadcast, while the leader never changed. Only this broker's own
+// leadership, noted while it led, goes: it leads no group it has no
+// replica of.
+func (l *Leaders) left(group, self uint64, lives bool) {
+	l.noting.Lock()
+	defer l.noting.Unlock()
+	if li, ok := l.Get(group); ok && lives && li.Leader != self {
+		return
+	}
+	l.m.Delete(group)
+}
 
 // Prune drops the groups that view shows deleted: below its NextGroup
 // (group ids are handed out in order and never reused) and in none of its
 // topics. Every broker keeps what its peers broadcast, also of partitions
 // it never hosted, and a broadcast in flight can bring a deleted group
-// back after forget; without this the board would grow with every topic
+// back after left; without this the board would grow with every topic
 // deleted. A group at or above NextGroup is newer than view: a peer's news
 // of a topic this broker has not applied yet, kept; and so is the
 // controller group's.

@@ -540,13 +540,20 @@ func (mg *manager) deleted(ctx actor.Context, pid *actor.PID) {
 	}
 	delete(mg.deleting, pid.Id)
 	mg.forgotten[r.Group] = true
-	mg.o.Leaders.forget(r.Group)
+	mg.o.Leaders.left(r.Group, mg.o.NodeID, groupLives(mg.o.Controller.View(), r))
 	_ = r.Machine.Close()
 	if err := os.RemoveAll(r.dir); err != nil {
 		mg.o.Log.Error().Err(err).Str("dir", r.dir).Msg("remove deleted partition")
 	}
 	// The WAL may now drop the group's records.
 	ctx.Send(mg.o.Storage, &storage.Forget{Group: r.Group})
+}
+
+// groupLives reports whether r's partition is still in view: r moved away
+// from this broker rather than went with its topic.
+func groupLives(view *controller.State, r *Replica) bool {
+	t := view.Topics[r.Topic]
+	return t != nil && t.ID == r.TopicID && int(r.Partition) < len(t.Partitions) && t.Partitions[r.Partition].Group == r.Group
 }
 
 // died handles the end of a replica's actor that nobody stopped: its
