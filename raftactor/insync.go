@@ -127,7 +127,30 @@ func (c *InSyncTracker) Observe(now, self uint64, replicas []uint64, progress []
 			isr = append(isr, p.ID)
 		}
 	}
+	// A replica that left the group (a reassignment took it out) forgets
+	// its samples: added back, it starts empty, and is in sync only once
+	// it has caught up again, not on the strength of what it had before.
+	for id := range c.at {
+		if !hasProgress(progress, id) {
+			delete(c.at, id)
+		}
+	}
+	for id := range c.restarts {
+		if !hasProgress(progress, id) {
+			delete(c.restarts, id)
+		}
+	}
 	c.prevEnd, c.prevTick, c.havePrev = end, now, true
 	slices.Sort(isr)
 	return isr
+}
+
+// hasProgress reports whether progress has replica id's.
+func hasProgress(progress []ReplicaProgress, id uint64) bool {
+	for _, p := range progress {
+		if p.ID == id {
+			return true
+		}
+	}
+	return false
 }

@@ -122,3 +122,24 @@ func TestInSyncTrackerRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestInSyncTrackerReplicaAddedBack: a replica that a reassignment took
+// out of the group (gone from the progress) and then added back starts
+// empty, and is in sync only once it has caught up again, not on the
+// strength of a sample from before it left.
+func TestInSyncTrackerReplicaAddedBack(t *testing.T) {
+	var c InSyncTracker
+	all := []uint64{1, 2, 3}
+	if isr := c.Observe(10, 1, all, []ReplicaProgress{{ID: 1, Match: 100, Active: true}, {ID: 2, Match: 100, Active: true}, {ID: 3, Match: 100, Active: true}}, 200); !slices.Equal(isr, all) {
+		t.Fatalf("ISR %v, want %v", isr, all)
+	}
+	if isr := c.Observe(15, 1, all, []ReplicaProgress{{ID: 1, Match: 110, Active: true}, {ID: 2, Match: 110, Active: true}}, 200); !slices.Equal(isr, []uint64{1, 2}) {
+		t.Fatalf("ISR %v with replica 3 out of the group, want [1 2]", isr)
+	}
+	if isr := c.Observe(20, 1, all, []ReplicaProgress{{ID: 1, Match: 120, Active: true}, {ID: 2, Match: 120, Active: true}, {ID: 3, Match: 0, Active: true}}, 200); !slices.Equal(isr, []uint64{1, 2}) {
+		t.Fatalf("ISR %v with replica 3 added back empty, want [1 2]", isr)
+	}
+	if isr := c.Observe(25, 1, all, []ReplicaProgress{{ID: 1, Match: 130, Active: true}, {ID: 2, Match: 130, Active: true}, {ID: 3, Match: 130, Active: true}}, 200); !slices.Equal(isr, all) {
+		t.Fatalf("ISR %v with replica 3 caught up again, want %v", isr, all)
+	}
+}
