@@ -104,8 +104,11 @@ type Machine struct {
 	// membership with it (partition.Membership).
 	replicas, adding, removing []uint64
 	members                    *partition.Membership
-	// inSync keeps the leader's ISR by Kafka's time rule.
-	inSync raftactor.InSyncTracker
+	// inSync keeps the leader's ISR by Kafka's time rule; confChanged
+	// has it looked at again once the entries being applied are
+	// (ApplyConfChange).
+	inSync      raftactor.InSyncTracker
+	confChanged bool
 }
 
 // proposal is a write of the leader waiting to be applied.
@@ -293,10 +296,24 @@ func (m *Machine) readiness(h *raftactor.Handle) int16 {
 // Persisted implements raftactor.Extension: nothing answers before apply.
 func (m *Machine) Persisted(*raftactor.Handle, actor.Context, []*pb.Entry) {}
 
+var _ raftactor.ConfChangeApplier = (*Machine)(nil)
+
+// ApplyConfChange implements raftactor.ConfChangeApplier: a replica the
+// group's membership lost leaves the leader's ISR as soon as the entries
+// are applied, as a partition's does (partition.Machine.Applied), before
+// the controller completes its reassignment.
+func (m *Machine) ApplyConfChange(uint64, uint64, *pb.ConfChangeV2, *pb.ConfState) {
+	m.confChanged = true
+}
+
 // Applied implements raftactor.Extension: writes that were applied are
 // answered, and a new leader becomes ready.
 func (m *Machine) Applied(h *raftactor.Handle, ctx actor.Context) {
 	m.h = h
+	if m.confChanged {
+		m.confChanged = false
+		m.updateLeadership(h)
+	}
 	for _, p := range m.applied {
 		p.done(ctx, nil)
 	}

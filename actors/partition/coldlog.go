@@ -183,10 +183,12 @@ type confPoint struct {
 }
 
 // ApplyConfChange implements raftactor.ConfChangeApplier: it records the
-// configuration cc made.
+// configuration cc made, and has a leader look at its ISR again once the
+// entries are applied (Applied).
 func (m *Machine) ApplyConfChange(index, _ uint64, _ *pb.ConfChangeV2, cs *pb.ConfState) {
 	m.dropConfsAbove(index - 1)
 	m.confs = append(m.confs, confPoint{Index: index, Conf: proto.Clone(cs).(*pb.ConfState)})
+	m.confChanged = true
 }
 
 // confAt returns the configuration at raft index i. ok is false when it is

@@ -215,6 +215,7 @@ type Machine struct {
 	coldFirst       uint64
 	boundary        entryID     // the entry just below the cold log, if it is coldFirst-1 (coldlog.go)
 	confs           []confPoint // the group's configurations from the boundary on (coldlog.go)
+	confChanged     bool        // a configuration was applied since the last Applied
 	// releaseDue: segments were retired (a log-start move, or a restored
 	// checkpoint whose log start is above them) and the next Tick asks
 	// for a checkpoint, whose durability lets Release delete their files.
@@ -1025,6 +1026,18 @@ func (m *Machine) Persisted(h *raftactor.Handle, ctx actor.Context, entries []*p
 // Applied implements raftactor.Extension: acks=all answers, the readiness
 // barrier, fetch wake-ups, the new view.
 func (m *Machine) Applied(h *raftactor.Handle, ctx actor.Context) {
+	if m.confChanged {
+		// A replica the group's membership lost leaves the leader's ISR
+		// now, not at the next look: it is out of the group before the
+		// controller completes its reassignment, so the ISR broadcast
+		// and answered then holds only replicas that remain, as Kafka's
+		// completing record takes the removed ones out of the ISR
+		// (PartitionReassignmentReplicas.maybeCompleteReassignment).
+		m.confChanged = false
+		if m.ready {
+			m.updateISR(h)
+		}
+	}
 	// The new high watermark is visible before anyone hears of it: a
 	// client that has its acks=all answer must find its record below
 	// the end ListOffsets and OffsetForLeaderEpoch read from the view,
