@@ -277,8 +277,12 @@ func (s *ClusterSource) topic(view *controller.State, t *controller.Topic, leadi
 		}
 		for _, id := range isr {
 			// Kafka's leader is always in its ISR; a stopping broker is in
-			// no other (handleBrokerInControlledShutdown).
-			if _, stopping := leading[id]; s.listed(id, leading) && (id == leader || !stopping) {
+			// no other (handleBrokerInControlledShutdown). No ISR member
+			// is ever out of the replicas: Kafka takes the removed ones
+			// out of the ISR in the record that completes a reassignment
+			// (PartitionReassignmentReplicas.maybeCompleteReassignment),
+			// while a leader's broadcast from before may still name them.
+			if _, stopping := leading[id]; slices.Contains(p.Replicas, id) && s.listed(id, leading) && (id == leader || !stopping) {
 				kp.ISR = append(kp.ISR, int32(id))
 			}
 		}

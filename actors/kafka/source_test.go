@@ -339,6 +339,23 @@ func TestLocalReplicaThatKnowsNoLeader(t *testing.T) {
 	}
 }
 
+// TestMetadataISRWithinReplicas: no ISR member Metadata answers is out of
+// the replicas it answers, as in Kafka, whose record completing a
+// reassignment takes the removed replicas out of the ISR. A leader's
+// broadcast from before the controller completed a move still names the
+// replica removed; answered as it was, every broker reported e.g.
+// replicas [2 3 4] with ISR [1 2 3] until the leader's next broadcast.
+func TestMetadataISRWithinReplicas(t *testing.T) {
+	sm, leaders := liveCluster(t)
+	g := sm.View().Topics["t"].Partitions[1].Group // on [1 3], led by 3 at term 2
+	leaders.Note([]netactor.LeaderInfo{{Group: g, Leader: 3, Term: 2, ISR: []uint64{1, 2, 3}}})
+	src := &ClusterSource{Machine: sm, Board: raftactor.NewStatusBoard(), Replicas: partition.NewReplicas(), Leaders: leaders, Log: zerolog.Nop()}
+	_, parts := metadataOfT(t, src)
+	if p := parts[1]; p.Leader != 3 || !slices.Equal(p.ISR, []int32{1, 3}) {
+		t.Errorf("t/1 on %v: leader %d, ISR %v; want leader 3, ISR [1 3]", p.Replicas, p.Leader, p.ISR)
+	}
+}
+
 // TestTopicHiddenOnlyWhileBeingCreated: a topic being created is
 // LEADER_NOT_AVAILABLE as a whole until every partition it was created
 // with has a leader; then this broker shows it for good and tells the
