@@ -1,6 +1,8 @@
 package kafka
 
 import (
+	"slices"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.etcd.io/raft/v3"
@@ -42,6 +44,16 @@ func (s *Service) leaderOf(group uint64) (leader, term uint64) {
 // the broadcast knows better, as it does for a halted replica, which knows
 // nothing; but never of this broker's own leadership, which its own
 // replica knows: it led when it halted or stepped down, and leads no more.
+//
+// The ISR is the broadcast's. When only this broker's own replica knows
+// the leader of the term, it is the ISR of the latest broadcast, of an
+// earlier term, with the new leader in it: Kafka keeps the ISR through a
+// clean election (PartitionChangeBuilder.tryElection sets it only for an
+// unclean one), and answering the leader alone made every partition look
+// under-replicated after a leader change until the first broadcast. It is
+// nil when the group's leader was never broadcast: the caller answers the
+// replicas that are alive, as Kafka creates a partition
+// (ReplicationControlManager.createTopic).
 func knownLeader(board *raftactor.StatusBoard, leaders *partition.Leaders, self, group uint64) (leader, term uint64, isr []uint64, known bool) {
 	st := board.Get(group)
 	unaware := false // knows no leader of its term, and is not campaigning
@@ -50,18 +62,21 @@ func knownLeader(board *raftactor.StatusBoard, leaders *partition.Leaders, self,
 		if leader == 0 && st.Outgoing != 0 {
 			leader, term = st.Outgoing, st.OutgoingTerm
 		}
-		if leader != 0 {
-			isr = []uint64{leader}
-		}
 		unaware = leader == 0 && (st.Halted != "" || st.Role == raftactor.RoleName(raft.StateFollower) ||
 			st.Role == raftactor.RoleName(raft.StatePreCandidate))
 	}
 	if leaders == nil {
 		return leader, term, isr, known
 	}
-	if li, ok := leaders.Get(group); ok && (st == nil || li.Term > term ||
+	li, ok := leaders.Get(group)
+	if ok && (st == nil || li.Term > term ||
 		li.Term == term && (leader != 0 || unaware && li.Leader != self)) {
 		return li.Leader, li.Term, li.ISR, true
+	}
+	if ok && leader != 0 {
+		isr = append(slices.Clone(li.ISR), leader)
+		slices.Sort(isr)
+		isr = slices.Compact(isr)
 	}
 	return leader, term, isr, known
 }

@@ -275,6 +275,11 @@ func (s *ClusterSource) topic(view *controller.State, t *controller.Topic, leadi
 		if leader != 0 && s.listed(leader, leading) {
 			kp.Leader = int32(leader)
 		}
+		if kp.Leader >= 0 && isr == nil {
+			// A leader of a partition never broadcast (knownLeader): Kafka
+			// creates a partition with its live replicas in sync.
+			isr = p.Replicas
+		}
 		for _, id := range isr {
 			// Kafka's leader is always in its ISR; a stopping broker is in
 			// no other (handleBrokerInControlledShutdown). No ISR member

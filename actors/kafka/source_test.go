@@ -356,6 +356,52 @@ func TestMetadataISRWithinReplicas(t *testing.T) {
 	}
 }
 
+// TestMetadataISRBeforeTheLeadersBroadcast: a broker whose own replica
+// knows a partition's leader before that leader's first broadcast
+// answers the ISR Kafka would: after an election, the ISR broadcast at
+// the earlier term with the new leader in it (a clean election keeps the
+// ISR); for a partition whose leader was never heard of, its replicas
+// that are alive (Kafka creates a partition with its live replicas in
+// sync). Answering the leader alone made every new partition, and every
+// partition after a leader change, look under-replicated there until the
+// broadcast came.
+func TestMetadataISRBeforeTheLeadersBroadcast(t *testing.T) {
+	sm, _ := liveCluster(t)
+	ps := sm.View().Topics["t"].Partitions // on [3], [1 3] and [2 1]
+	for _, tc := range []struct {
+		name      string
+		part      int
+		broadcast *netactor.LeaderInfo // the latest heard of, nil for none
+		leader    uint64               // this broker's replica's, of term
+		term      uint64
+		alive     func(uint64) bool
+		isr       []int32
+	}{
+		{"elected after the broadcast's leader", 2, &netactor.LeaderInfo{Leader: 2, Term: 5, ISR: []uint64{2, 1}}, 1, 6, nil, []int32{1, 2}},
+		{"elected out of the broadcast's ISR", 1, &netactor.LeaderInfo{Leader: 3, Term: 2, ISR: []uint64{3}}, 1, 3, nil, []int32{1, 3}},
+		{"elected, the broadcast's leader dead", 1, &netactor.LeaderInfo{Leader: 3, Term: 2, ISR: []uint64{3, 1}}, 1, 3, deadThree, []int32{1}},
+		{"never broadcast", 2, nil, 2, 1, nil, []int32{2, 1}},
+		{"never broadcast, a replica dead", 1, nil, 1, 1, deadThree, []int32{1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := ps[tc.part].Group
+			leaders := partition.NewLeaders()
+			if tc.broadcast != nil {
+				li := *tc.broadcast
+				li.Group = g
+				leaders.Note([]netactor.LeaderInfo{li})
+			}
+			board := raftactor.NewStatusBoard()
+			board.Publish(&raftactor.GroupStatus{Group: g, Role: "follower", Term: tc.term, Leader: tc.leader})
+			src := &ClusterSource{Self: 1, Machine: sm, Board: board, Replicas: partition.NewReplicas(), Leaders: leaders, Alive: tc.alive, Log: zerolog.Nop()}
+			_, parts := metadataOfT(t, src)
+			if p := parts[tc.part]; p.Leader != int32(tc.leader) || p.LeaderEpoch != int32(tc.term) || !slices.Equal(p.ISR, tc.isr) {
+				t.Errorf("t/%d on %v: leader %d epoch %d ISR %v; want leader %d epoch %d ISR %v", tc.part, p.Replicas, p.Leader, p.LeaderEpoch, p.ISR, tc.leader, tc.term, tc.isr)
+			}
+		})
+	}
+}
+
 // TestTopicHiddenOnlyWhileBeingCreated: a topic being created is
 // LEADER_NOT_AVAILABLE as a whole until every partition it was created
 // with has a leader; then this broker shows it for good and tells the
