@@ -83,29 +83,69 @@ func (l *Leaders) Note(infos []netactor.LeaderInfo) {
 	}
 }
 
-// left updates what is known of group's leadership once this broker's
-// replica of it has stopped: the replica moved away (lives true), or its
-// topic was deleted. A deleted topic's group is dropped now rather than at
-// the next Prune (group ids are never reused). A group that lives on
-// elsewhere keeps its leader's broadcast, which still holds: dropping it
-// answered the partition LEADER_NOT_AVAILABLE here until the leader's
-// next broadcast, while the leader never changed. Only this broker's own
-// leadership, noted while it led, goes: it leads no group it has no
-// replica of.
-func (l *Leaders) left(group, self uint64, lives bool) {
+// Left updates what is known of group's leadership as this broker's
+// replica of it, self's, stops: the replica moved away (lives true), or
+// its topic was deleted. A deleted topic's group is dropped now rather
+// than at the next Prune (group ids are never reused). A group that lives
+// on elsewhere keeps its leader's broadcast, which still holds: dropping
+// it answered the partition LEADER_NOT_AVAILABLE here until the leader's
+// next broadcast, while the leader never changed.
+//
+// This broker's own leadership, noted while it led, does not hold: it
+// leads no group it has no replica of. A replica that led handed its
+// leadership over before its group let it go (raftactor.Reconciler), so
+// last, its raft status as it stops (nil for none), knows the successor:
+// that leader, at its term, replaces this broker's, with the ISR last
+// broadcast and the successor in it, as a broker that hosts the group
+// answers before the new leader's first broadcast (a clean election keeps
+// the ISR). Dropping it answered the partition LEADER_NOT_AVAILABLE here
+// until that broadcast. A status that knows no other leader, or none of a
+// later term than the broadcast, leaves nothing but the peers' news.
+//
+// Call it before the replica's actor stops, when it is out of the raft
+// router and hears nothing more: its status leaves the board as it stops,
+// and Metadata here then answers from this alone.
+func (l *Leaders) Left(group, self uint64, lives bool, last *raftactor.GroupStatus) {
 	l.noting.Lock()
 	defer l.noting.Unlock()
-	if li, ok := l.Get(group); ok && lives && li.Leader != self {
+	li, ok := l.Get(group)
+	if !lives {
+		l.m.Delete(group)
 		return
 	}
-	l.m.Delete(group)
+	if leader, term := lastLeader(last); leader != 0 && leader != self && (!ok || term > li.Term) {
+		var isr []uint64
+		if ok {
+			isr = append(slices.Clone(li.ISR), leader)
+			slices.Sort(isr)
+			isr = slices.Compact(isr)
+		}
+		l.m.Store(group, netactor.LeaderInfo{Group: group, Leader: leader, Term: term, ISR: isr})
+		return
+	}
+	if ok && li.Leader == self {
+		l.m.Delete(group)
+	}
+}
+
+// lastLeader is the leader a replica's status names, and its term: while
+// a transfer is under way and it knows no leader yet, the outgoing one
+// (raftactor.GroupStatus.Outgoing); 0 for none.
+func lastLeader(st *raftactor.GroupStatus) (leader, term uint64) {
+	switch {
+	case st == nil:
+		return 0, 0
+	case st.Leader != 0:
+		return st.Leader, st.Term
+	}
+	return st.Outgoing, st.OutgoingTerm
 }
 
 // Prune drops the groups that view shows deleted: below its NextGroup
 // (group ids are handed out in order and never reused) and in none of its
 // topics. Every broker keeps what its peers broadcast, also of partitions
 // it never hosted, and a broadcast in flight can bring a deleted group
-// back after left; without this the board would grow with every topic
+// back after Left; without this the board would grow with every topic
 // deleted. A group at or above NextGroup is newer than view: a peer's news
 // of a topic this broker has not applied yet, kept; and so is the
 // controller group's.

@@ -522,10 +522,12 @@ func AssignmentEqual(a, b controller.Partition) bool {
 // pill, not Stop: the produces and fetches already in its mailbox are
 // answered (NOT_LEADER_OR_FOLLOWER, or their data) rather than lost, which
 // would hold up their connections' in-order answers until the clients
-// time out.
+// time out. What this broker knows of the group's leadership is updated
+// first (Leaders.Left), from the replica's last status.
 func (mg *manager) stop(ctx actor.Context, r *Replica) {
 	mg.o.Ticker.Unsubscribe(r.PID)
 	mg.o.Router.Remove(r.Group)
+	mg.o.Leaders.Left(r.Group, mg.o.NodeID, groupLives(mg.o.Controller.View(), r), mg.o.Board.Get(r.Group))
 	mg.deleting[r.PID.Id] = r
 	ctx.Watch(r.PID)
 	ctx.Poison(r.PID)
@@ -540,7 +542,6 @@ func (mg *manager) deleted(ctx actor.Context, pid *actor.PID) {
 	}
 	delete(mg.deleting, pid.Id)
 	mg.forgotten[r.Group] = true
-	mg.o.Leaders.left(r.Group, mg.o.NodeID, groupLives(mg.o.Controller.View(), r))
 	_ = r.Machine.Close()
 	if err := os.RemoveAll(r.dir); err != nil {
 		mg.o.Log.Error().Err(err).Str("dir", r.dir).Msg("remove deleted partition")
