@@ -272,7 +272,13 @@ func (s *ClusterSource) topic(view *controller.State, t *controller.Topic, leadi
 		if known {
 			kp.LeaderEpoch = int32(term)
 		}
-		if leader != 0 && s.listed(leader, leading) {
+		// A leader out of the replicas is stale: a broadcast from before
+		// the move that took it out completed, its successor not heard of
+		// yet. Kafka never names one: the record that completes a
+		// reassignment elects a new leader among the replicas kept when
+		// the current one is not in the ISR completing left
+		// (PartitionChangeBuilder.build, tryElection).
+		if leader != 0 && s.listed(leader, leading) && slices.Contains(p.Replicas, leader) {
 			kp.Leader = int32(leader)
 		}
 		if kp.Leader >= 0 && isr == nil {

@@ -356,6 +356,25 @@ func TestMetadataISRWithinReplicas(t *testing.T) {
 	}
 }
 
+// TestMetadataLeaderWithinReplicas: a leader Metadata names is among the
+// replicas it answers, and in the ISR it answers, as in Kafka, whose
+// record completing a reassignment elects a new leader when it takes the
+// current one out. A leader's last broadcast from before a move that took
+// it out names it until its successor's first broadcast arrives: a
+// broker that does not host the partition answered e.g. leader 2,
+// replicas [1 3], ISR [1 3] until then.
+func TestMetadataLeaderWithinReplicas(t *testing.T) {
+	sm, leaders := liveCluster(t)
+	g := sm.View().Topics["t"].Partitions[1].Group // on [1 3]
+	leaders.Note([]netactor.LeaderInfo{{Group: g, Leader: 2, Term: 3, ISR: []uint64{1, 2, 3}}})
+	src := &ClusterSource{Machine: sm, Board: raftactor.NewStatusBoard(), Replicas: partition.NewReplicas(), Leaders: leaders, Log: zerolog.Nop()}
+	_, parts := metadataOfT(t, src)
+	if p := parts[1]; p.ErrorCode != kerr.LeaderNotAvailable.Code || p.Leader != -1 || p.LeaderEpoch != 3 || !slices.Equal(p.ISR, []int32{1, 3}) {
+		t.Errorf("t/1 on %v: error %d leader %d epoch %d ISR %v; want LEADER_NOT_AVAILABLE, leader -1 epoch 3 ISR [1 3]",
+			p.Replicas, p.ErrorCode, p.Leader, p.LeaderEpoch, p.ISR)
+	}
+}
+
 // TestMetadataISRBeforeTheLeadersBroadcast: a broker whose own replica
 // knows a partition's leader before that leader's first broadcast
 // answers the ISR Kafka would: after an election, the ISR broadcast at
