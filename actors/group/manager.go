@@ -207,6 +207,11 @@ func (mg *manager) reconcile(ctx actor.Context) {
 		if next[idx] != c {
 			mg.o.Ticker.Unsubscribe(c.PID)
 			mg.o.Router.Remove(c.Group)
+			// Out of the router, it hears nothing more: what it last saw
+			// of the group's leader replaces this broker's own leadership
+			// (Leaders.Left), which FindCoordinator here would otherwise
+			// answer until the new leader's broadcast.
+			mg.o.Leaders.Left(c.Group, mg.o.NodeID, groupLives(view, c), mg.o.Board.Get(c.Group))
 			mg.stopping[c.PID.Id] = c.Group
 			ctx.Watch(c.PID)
 			ctx.Poison(c.PID) // group calls already queued are answered, not lost
@@ -217,6 +222,13 @@ func (mg *manager) reconcile(ctx actor.Context) {
 			mg.o.Log.Info().Str("topic", controller.OffsetsTopic).Int32("partition", idx).Msg("offsets partition replica stopped: no longer assigned here")
 		}
 	}
+}
+
+// groupLives reports whether c's offsets partition is still in view,
+// under the same group: c moved away from this broker.
+func groupLives(view *controller.State, c *Coordinator) bool {
+	t := view.Topics[controller.OffsetsTopic]
+	return t != nil && int(c.Partition) < len(t.Partitions) && t.Partitions[c.Partition].Group == c.Group
 }
 
 // deletedTopics returns the topics deleted (or deleted and created again)
