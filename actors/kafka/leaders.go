@@ -25,6 +25,30 @@ func (s *Service) leaderOf(group uint64) (leader, term uint64) {
 	return leader, term
 }
 
+// partitionLeadership is what this broker, self, knows of partition p of
+// topic t's leadership, whether or not the leader is alive: its own
+// replica's view where it leads and serves (the ISR it keeps by Kafka's
+// time rule; not a replica of another topic once named t.Name), else
+// knownLeader's, which is how the brokers that do not lead it know. A
+// leader whose ISR was never broadcast has p's replicas in sync: Kafka
+// creates a partition with its live replicas in its ISR
+// (ReplicationControlManager.createTopic); the callers take out those dead
+// to this broker. Metadata and ListPartitionReassignments answer from it,
+// so that both see the same ISR.
+func partitionLeadership(board *raftactor.StatusBoard, leaders *partition.Leaders, replicas *partition.Replicas, self uint64,
+	t *controller.Topic, p controller.Partition) (leader, term uint64, isr []uint64, known bool) {
+	if r := partition.Lookup(replicas, partition.TopicPartition{Topic: t.Name, Partition: p.Index}, t.ID); r != nil {
+		if v := r.Machine.View(); v.Leader && len(v.ISR) > 0 {
+			return v.LeaderID, uint64(v.Epoch), v.ISR, true
+		}
+	}
+	leader, term, isr, known = knownLeader(board, leaders, self, p.Group)
+	if leader != 0 && isr == nil {
+		isr = p.Replicas
+	}
+	return leader, term, isr, known
+}
+
 // knownLeader is what this broker, self, knows of a raft group's
 // leadership from its own replica's raft status (board) and its peers'
 // broadcasts (leaders, nil for none), whether or not the leader is alive:
@@ -51,9 +75,7 @@ func (s *Service) leaderOf(group uint64) (leader, term uint64) {
 // clean election (PartitionChangeBuilder.tryElection sets it only for an
 // unclean one), and answering the leader alone made every partition look
 // under-replicated after a leader change until the first broadcast. It is
-// nil when the group's leader was never broadcast: the caller answers the
-// replicas that are alive, as Kafka creates a partition
-// (ReplicationControlManager.createTopic).
+// nil when the group's leader was never broadcast (partitionLeadership).
 func knownLeader(board *raftactor.StatusBoard, leaders *partition.Leaders, self, group uint64) (leader, term uint64, isr []uint64, known bool) {
 	st := board.Get(group)
 	unaware := false // knows no leader of its term, and is not campaigning

@@ -10,7 +10,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/flotilla/flotilla/actors/controller"
-	"github.com/flotilla/flotilla/actors/partition"
 	"github.com/flotilla/flotilla/raftactor"
 )
 
@@ -247,19 +246,11 @@ func (s *Service) endedInKafka(view *controller.State, topic string, p int32) bo
 	return part.Reassigning() && !s.reassignmentListed(t, part)
 }
 
-// isr returns a partition's ISR as this broker knows it: its own view
-// where it leads the partition, else its leader's broadcast; less the
-// brokers dead to this one, which Metadata answers as fenced, in no ISR.
+// isr returns a partition's ISR as this broker knows it, as Metadata
+// answers it (partitionLeadership), less the brokers dead to this one,
+// which Metadata answers as fenced, in no ISR.
 func (s *Service) isr(t *controller.Topic, p controller.Partition) []uint64 {
-	var isr []uint64
-	if r := partition.Lookup(s.Replicas, partition.TopicPartition{Topic: t.Name, Partition: p.Index}, t.ID); r != nil {
-		if v := r.Machine.View(); v.Leader {
-			isr = v.ISR
-		}
-	}
-	if len(isr) == 0 {
-		_, _, isr, _ = knownLeader(s.Board, s.Leaders, s.NodeID, p.Group)
-	}
+	_, _, isr, _ := partitionLeadership(s.Board, s.Leaders, s.Replicas, s.NodeID, t, p)
 	if s.Alive == nil {
 		return isr
 	}

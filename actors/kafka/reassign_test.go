@@ -71,6 +71,7 @@ type reassignFixture struct {
 	ctl   *stubController
 	sm    *controller.StateMachine
 	state *controller.State
+	board *raftactor.StatusBoard // broker 1's replicas' raft status
 	adm   *kadm.Client
 }
 
@@ -96,7 +97,7 @@ func newReassignFixture(t *testing.T, willing func(uint64) bool, answer func(con
 		{Group: orders.Partitions[1].Group, Leader: 3, Term: 2},
 	})
 	ctl := &stubController{leaders: leaders, willing: willing, answer: answer}
-	f := &reassignFixture{ctl: ctl, sm: sm, state: state}
+	f := &reassignFixture{ctl: ctl, sm: sm, state: state, board: raftactor.NewStatusBoard()}
 	var pid *actor.PID
 	var ticker *raftactor.Ticker
 	f.b = startBrokerIn(t, func(sys *actors.System, o *Options) {
@@ -107,7 +108,7 @@ func newReassignFixture(t *testing.T, willing func(uint64) bool, answer func(con
 		ticker = raftactor.NewTicker(sys.Root, 10*time.Millisecond)
 		o.Handler = &Service{
 			NodeID: 1, Tick: 10 * time.Millisecond, Controller: pid, Ticker: ticker,
-			Machine: sm, Board: raftactor.NewStatusBoard(), Leaders: leaders, Replicas: partition.NewReplicas(),
+			Machine: sm, Board: f.board, Leaders: leaders, Replicas: partition.NewReplicas(),
 			Sender: sys.Root, Now: time.Now, Log: zerolog.Nop(),
 		}
 	})
@@ -383,6 +384,30 @@ func TestStuckShrinkListed(t *testing.T) {
 	defer f.ctl.mu.Unlock()
 	if len(f.ctl.moves) != 2 {
 		t.Errorf("the controller got %d cancels, want the 2 of the stuck shrink: %+v", len(f.ctl.moves), f.ctl.moves)
+	}
+}
+
+// TestShrinkOfUnbroadcastPartitionEnds: before a partition's leader first
+// broadcasts its ISR, ListPartitionReassignments reasons from the ISR
+// Metadata answers, every live replica (as Kafka creates a partition), and
+// a shrink whose kept replica is alive is over, as Kafka's would be. It
+// reasoned from no ISR at all, and listed the shrink, while Metadata
+// showed the kept replica in the ISR.
+func TestShrinkOfUnbroadcastPartitionEnds(t *testing.T) {
+	f := newReassignFixture(t, func(uint64) bool { return false }, func(controller.Move) error { return nil })
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	shrink := controller.Command{Reassign: &controller.Reassign{Topic: controller.TopicID{1}, Partition: 2, Target: []uint64{3}}}
+	f.sm.Apply(f.state.Applied+1, 1, shrink.Encode())
+	p2 := f.sm.View().Topics["orders"].Partitions[2] // on [3 1], taking 1 out
+	// Broker 1's replica follows 3, which has not broadcast yet.
+	f.board.Publish(&raftactor.GroupStatus{Group: p2.Group, Role: "follower", Term: 1, Leader: 3})
+	got, err := f.adm.ListPartitionReassignments(ctx, kadm.TopicsSet{"orders": {2: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := got.Sorted(); len(s) != 0 {
+		t.Errorf("listed %+v, want nothing: the kept replica 3 leads, in the ISR Metadata answers", s)
 	}
 }
 

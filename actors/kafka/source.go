@@ -281,11 +281,6 @@ func (s *ClusterSource) topic(view *controller.State, t *controller.Topic, leadi
 		if leader != 0 && s.listed(leader, leading) && slices.Contains(p.Replicas, leader) {
 			kp.Leader = int32(leader)
 		}
-		if kp.Leader >= 0 && isr == nil {
-			// A leader of a partition never broadcast (knownLeader): Kafka
-			// creates a partition with its live replicas in sync.
-			isr = p.Replicas
-		}
 		for _, id := range isr {
 			// Kafka's leader is always in its ISR; a stopping broker is in
 			// no other (handleBrokerInControlledShutdown). No ISR member
@@ -352,25 +347,8 @@ func (s *ClusterSource) sawLed(view *controller.State, id controller.TopicID) {
 	})
 }
 
-// leadership returns what this broker knows of a partition's leadership,
-// whether or not the leader is alive (knownLeader). The leader keeps the
-// ISR (Kafka's time rule) and answers from its live view; it also tells
-// every broker, which is how the others, those that do not host the
-// partition too, know it.
+// leadership returns what this broker knows of a partition's leadership
+// (partitionLeadership).
 func (s *ClusterSource) leadership(t *controller.Topic, p controller.Partition) (leader, term uint64, isr []uint64, known bool) {
-	if v := s.localLeaderView(t, p.Index); v != nil {
-		return v.LeaderID, uint64(v.Epoch), v.ISR, true
-	}
-	return knownLeader(s.Board, s.Leaders, s.Self, p.Group)
-}
-
-// localLeaderView returns the view of a partition of t this broker leads,
-// or nil; not that of a replica of another topic once named t.Name.
-func (s *ClusterSource) localLeaderView(t *controller.Topic, p int32) *partition.View {
-	if r := partition.Lookup(s.Replicas, partition.TopicPartition{Topic: t.Name, Partition: p}, t.ID); r != nil {
-		if v := r.Machine.View(); v.Leader && len(v.ISR) > 0 {
-			return v
-		}
-	}
-	return nil
+	return partitionLeadership(s.Board, s.Leaders, s.Replicas, s.Self, t, p)
 }
