@@ -38,7 +38,7 @@ func TestMoveKeepsMetadata(t *testing.T) {
 	from := []uint64{2, 3, 1}
 	for _, target := range [][]uint64{{2, 3, 4}, {2, 3, 1}, {2, 3, 4}} {
 		leaving := slices.DeleteFunc(slices.Clone(from), func(id uint64) bool { return slices.Contains(target, id) })[0]
-		w := c.watchMetadata(cl, topic, func(p kmsg.MetadataResponseTopicPartition) string {
+		w := c.watchMetadata(cl, topic, func(_ int, p kmsg.MetadataResponseTopicPartition) string {
 			for _, id := range p.ISR {
 				if !slices.Contains(p.Replicas, id) {
 					return "ISR outside the replicas"
@@ -114,7 +114,7 @@ func TestMetadataISRAcrossLeaderChange(t *testing.T) {
 	group := c.createLedBy(topic, []uint64{1, 2, 3})
 	c.waitLeaderKnown(group, 1, []uint64{1, 2, 3})
 	term := c.brokers[0].Replicas().Get(tp).Machine.View().Epoch
-	w := c.watchMetadata(c.client(), topic, func(p kmsg.MetadataResponseTopicPartition) string {
+	w := c.watchMetadata(c.client(), topic, func(_ int, p kmsg.MetadataResponseTopicPartition) string {
 		if p.ErrorCode == 0 && len(p.ISR) < 2 {
 			return "ISR of the leader alone"
 		}
@@ -187,9 +187,9 @@ type metadataWatch struct {
 
 // watchMetadata starts asking each running broker, through cl, for
 // topic's Metadata until stop, for at most a minute and 30000 requests a
-// broker; check returns what is wrong with a partition's answer, "" for
-// nothing.
-func (c *testCluster) watchMetadata(cl *kgo.Client, topic string, check func(kmsg.MetadataResponseTopicPartition) string) *metadataWatch {
+// broker; check returns what is wrong with a partition's answer from a
+// broker (its node id), "" for nothing.
+func (c *testCluster) watchMetadata(cl *kgo.Client, topic string, check func(broker int, p kmsg.MetadataResponseTopicPartition) string) *metadataWatch {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	w := &metadataWatch{c: c, cancel: cancel, answers: make([]atomic.Int64, len(c.brokers)), bad: map[string][]string{}}
 	for i, b := range c.brokers {
@@ -208,7 +208,7 @@ func (c *testCluster) watchMetadata(cl *kgo.Client, topic string, check func(kms
 				if raw, err := br.Request(ctx, req); err == nil {
 					for _, rt := range raw.(*kmsg.MetadataResponse).Topics {
 						for _, p := range rt.Partitions {
-							if what := check(p); what != "" {
+							if what := check(i+1, p); what != "" {
 								w.mu.Lock()
 								w.bad[what] = append(w.bad[what], fmt.Sprintf("broker %d: error %d leader %d epoch %d replicas %v ISR %v",
 									i+1, p.ErrorCode, p.Leader, p.LeaderEpoch, p.Replicas, p.ISR))
