@@ -82,16 +82,24 @@ type entryID struct {
 // (a batch in a deleted segment, or a side entry pruned with it). raft needs
 // its term to send appends from FirstIndex on, and a replica behind it is
 // sent a snapshot at it (BoundarySnapshot). The entry is gone, so its term
-// is recorded: the leader puts it into the log-start move that removes it
-// (boundaryAfter), every replica takes it from there when it applies the
-// move, and checkpoints and snapshots carry it. A fresh log starts at index
-// 1, whose boundary is the zero entry.
+// is recorded when the cold log's start moves, read from where the entry
+// still is just before: a log-start move takes it when it applies, from the
+// side log or the segments (boundaryAfter); a restore from the checkpoint's
+// side log or last batch, or the snapshot itself. Each replica takes the
+// entry below its own cold log, which is the same on every replica: they
+// applied the same entries, and a move leaves no side entry below the batch
+// that holds the new log start. The leader also puts the boundary it sees
+// when it proposes the move into the entry, for a replica that replays the
+// move after a restart and no longer has the entry. Checkpoints and
+// snapshots carry the boundary. A fresh log starts at index 1, whose
+// boundary is the zero entry.
 
 // Boundary implements raftactor.ColdLog. ok is false while the recorded
-// boundary is not the entry below FirstIndex: before a replica that
-// installed a snapshot applied the entry after it, or after a restart that
-// found the log start ahead of its checkpoint, until the log-start move is
-// replayed.
+// boundary is not the entry below FirstIndex: while the cold log serves
+// nothing (a replica that installed a snapshot and has not applied the
+// entry after it), or after a restart that found the log start ahead of
+// its checkpoint with the entry below it in a deleted segment, until the
+// log-start move is replayed.
 func (m *Machine) Boundary() (index, term uint64, ok bool) {
 	if m.coldFirst == 0 || m.boundary.Index+1 != m.coldFirst {
 		return 0, 0, false
@@ -99,9 +107,11 @@ func (m *Machine) Boundary() (index, term uint64, ok bool) {
 	return m.boundary.Index, m.boundary.Term, true
 }
 
-// boundaryAfter returns, on the leader, the boundary once the log starts at
-// p: the entry before the batch that holds p or, if no batch does (p is the
-// log end), the last batch, since every later entry is in the side log.
+// boundaryAfter returns the boundary once the log starts at p, from the
+// log as it is now: the entry before the batch that holds p or, if no batch
+// does (p is the high watermark), the last batch, since every later entry
+// is in the side log. ok is false when that entry is not in the cold log
+// or the log has no batch.
 func (m *Machine) boundaryAfter(p int64) (entryID, bool) {
 	next := m.log.LastRaftIndex() + 1
 	if _, i, ok := m.log.BatchAt(p); ok {
@@ -115,6 +125,33 @@ func (m *Machine) boundaryAfter(p int64) (entryID, bool) {
 		return entryID{}, false
 	}
 	return entryID{Index: next - 1, Term: e.GetTerm()}, true
+}
+
+// learnBoundary records as the boundary the entry of known that is just
+// below the cold log, unless the boundary already is that entry. While the
+// cold log serves nothing, that is the applied entry: the cold log starts
+// just after it with the next entry applied. Every entry of known was
+// applied, here or on a leader, so its index alone tells it is the one; a
+// zero term stands for an entry not known.
+func (m *Machine) learnBoundary(known ...entryID) {
+	want := m.appliedIndex
+	if m.coldFirst > 0 {
+		want = m.coldFirst - 1
+	}
+	if m.boundary.Index == want {
+		return
+	}
+	if want == 0 {
+		m.boundary = entryID{}
+		return
+	}
+	for _, e := range known {
+		if e.Index == want && e.Term > 0 {
+			m.boundary = e
+			m.pruneConfs(e.Index)
+			return
+		}
+	}
 }
 
 // BoundarySnapshot implements raftactor.ColdLog: the checkpoint as of the

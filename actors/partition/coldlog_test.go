@@ -204,7 +204,10 @@ func TestBoundarySnapshot(t *testing.T) {
 		t.Fatalf("after conf changes the boundary snapshot has %v (ok %v), want voters 1, 2, 3", cs, ok)
 	}
 	cp := mustSnapshot(t, lm)
-	again := newReplica(t, t.TempDir())
+	if err := lm.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again := newReplica(t, lm.o.Dir)
 	if err := again.m.Restore(&pb.Snapshot{Data: cp, Metadata: &pb.SnapshotMetadata{Index: new(lm.appliedIndex), Term: new(uint64(3))}}); err != nil {
 		t.Fatal(err)
 	}

@@ -386,7 +386,15 @@ func (m *Machine) Apply(index, term uint64, data []byte) {
 		}
 	case entryLogStart:
 		m.keepSide(index, term, data)
-		start, boundary, ok := logStartBody(body)
+		start, proposed, _ := logStartBody(body)
+		// The move drops the entry that becomes the boundary: its term is
+		// read first. The leader's proposed boundary may be an earlier
+		// entry: a move to its high watermark (DeleteRecords(-1),
+		// retention of everything) with batches in flight there starts
+		// the log at the first of them, applied since, and the side entry
+		// before it. It serves when the entry is already gone (a replay
+		// after a restart that found the log start ahead).
+		now, _ := m.boundaryAfter(max(start, m.log.LogStart()))
 		retired := m.log.RetiredSegments()
 		if err := m.log.AdvanceLogStart(start); err != nil {
 			panic(fmt.Sprintf("partition %s/%d: entry %d: advance log start: %v", m.o.Topic, m.o.Partition, index, err))
@@ -395,9 +403,8 @@ func (m *Machine) Apply(index, term uint64, data []byte) {
 			m.releaseDue = true
 		}
 		m.pruneSide(0, true)
-		if ok && boundary.Index+1 == m.coldFirst {
-			m.boundary = boundary
-			m.pruneConfs(boundary.Index)
+		m.learnBoundary(now, proposed)
+		if _, _, ok := m.Boundary(); ok {
 			m.pruneBelowBoundary()
 		}
 	case entryExpireProducers:
@@ -554,11 +561,18 @@ func (m *Machine) Restore(snap *pb.Snapshot) error {
 	m.confs = confs
 	m.appliedIndex = snap.GetMetadata().GetIndex()
 	m.dropConfsAbove(m.appliedIndex)
-	// A log that still starts at offset 0 keeps the side entries before
-	// its first batch (the bootstrap conf changes): a replica added later
-	// starts empty and takes the whole log from index 1 as appends, where
-	// a snapshot would leave its log without the batches before it.
-	m.pruneSide(snap.GetMetadata().GetIndex(), m.log.LogStart() > 0)
+	// The side entries are the checkpoint's cold log's (with those of a log
+	// that still starts at offset 0, the bootstrap conf changes before its
+	// first batch: a replica added later starts empty and takes the whole
+	// log from index 1 as appends). Those below the log's first batch sat
+	// between batches that are gone when the log start is ahead of the
+	// checkpoint's (segments released after a later move). The boundary
+	// is then the entry below that batch, read before it is dropped, and
+	// when the log holds nothing (a leader's snapshot), the checkpoint's
+	// last batch or the snapshot's own entry.
+	below, _ := m.boundaryAfter(m.log.LogStart())
+	m.pruneSide(snap.GetMetadata().GetIndex(), m.log.LogStart() > cp.LogStart)
+	m.learnBoundary(below, m.lastBatch, entryID{Index: snap.GetMetadata().GetIndex(), Term: snap.GetMetadata().GetTerm()})
 	if m.log.LogStart() > 0 {
 		m.pruneBelowBoundary()
 	}

@@ -1,0 +1,342 @@
+package partition
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// moveEntry is the log-start move to offset as the leader proposes it now,
+// with the boundary it sees; the caller applies it at index.
+func (r *replica) moveEntry(index, term uint64, offset int64) *pb.Entry {
+	boundary, ok := r.m.boundaryAfter(offset)
+	return &pb.Entry{Index: new(index), Term: new(term), Type: pb.EntryNormal.Enum(), Data: logStartEntry(offset, boundary, ok)}
+}
+
+// checkBoundary fails unless r knows the entry just below its cold log,
+// whose term is the one in wal (the entries from index 1 on), and can
+// describe it to a replica behind its log start.
+func checkBoundary(t *testing.T, who string, r *replica, wal []*pb.Entry) {
+	t.Helper()
+	first := r.m.FirstIndex()
+	if first == 0 {
+		t.Fatalf("%s: the cold log serves nothing", who)
+	}
+	want := entryID{Index: first - 1}
+	if want.Index > 0 {
+		want.Term = wal[want.Index-1].GetTerm()
+	}
+	b, term, ok := r.m.Boundary()
+	if !ok || b != want.Index || term != want.Term {
+		t.Fatalf("%s: Boundary() = (%d, %d, %v), want (%d, %d, true): the cold log starts at %d", who, b, term, ok, want.Index, want.Term, first)
+	}
+	if _, _, ok := r.m.BoundarySnapshot(); !ok {
+		t.Fatalf("%s: no boundary snapshot", who)
+	}
+}
+
+// TestBoundaryAfterAMoveWithABatchInFlight: the leader proposes a
+// log-start move to its high watermark (DeleteRecords(-1), or retention of
+// everything) while a batch of its own sits there, not yet applied, and an
+// entry without a batch separates that batch from the last applied one.
+// The boundary the leader sees when it proposes the move is the last
+// applied batch; when the move applies, the batch in flight is the log's
+// first, and the boundary is the entry before it. The leader, a follower
+// that applied the same entries, and a replica that replays the move after
+// a restart from a checkpoint before it (the segments below the move
+// released) must all know it: without it raft sends a replica behind the
+// log start the latest snapshot, which skips every record from the log
+// start up to that snapshot.
+func TestBoundaryAfterAMoveWithABatchInFlight(t *testing.T) {
+	tests := []struct {
+		name string
+		side func(r *replica) // applies the entry between the batches
+	}{
+		{"a new term's empty entry", func(r *replica) { r.empty(2) }},
+		{"an earlier log-start move", func(r *replica) {
+			start, end := r.m.log.LogStart(), r.m.log.LogEnd()
+			r.step(r.moveEntry(r.next(), 1, start+(end-start)/2))
+		}},
+		{"a producer expiry", func(r *replica) { r.expire(1, 0) }},
+		{"a conf change", func(r *replica) { r.confTo(1, &pb.ConfState{Voters: []uint64{1, 2, 3}}) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			r := bootstrapped(t, dir)
+			seqs, epochs := map[int64]int32{}, map[int64]int16{}
+			r.write(1, seqs, epochs, 3, -1)
+			lastBatch := r.m.appliedIndex
+			tt.side(r)
+			term := r.m.lastAppliedTerm
+			// Checkpoints before the batch in flight and between it and
+			// the move.
+			cps := map[uint64][]byte{r.m.appliedIndex: mustSnapshot(t, r.m)}
+			before := r.m.appliedIndex
+
+			// The batch in flight at the high watermark, large enough to
+			// start a segment of its own, and the move proposed to it.
+			hw := r.m.log.LogEnd()
+			inflight, _ := batchEntryAt(t, hw, r.next(), term, spec{records: 3, valueSize: 700})
+			move := r.moveEntry(inflight.GetIndex()+1, term, hw)
+			if _, proposed, _ := logStartBody(move.GetData()[1:]); proposed.Index != lastBatch {
+				t.Fatalf("the leader proposed the boundary %d, want the last batch it applied, %d: the test shows nothing", proposed.Index, lastBatch)
+			}
+			r.step(inflight)
+			cps[r.m.appliedIndex] = mustSnapshot(t, r.m)
+			r.step(move)
+
+			if got := r.m.log.LogStart(); got != hw {
+				t.Fatalf("log start %d, want %d", got, hw)
+			}
+			if got := r.m.FirstIndex(); got != inflight.GetIndex() {
+				t.Fatalf("the cold log starts at %d, want the batch at the log start, %d", got, inflight.GetIndex())
+			}
+			checkBoundary(t, "leader", r, r.wal)
+			f := r.replay(t)
+			checkBoundary(t, "follower", f, r.wal)
+			if want, got := mustSnapshot(t, r.m), mustSnapshot(t, f.m); !bytes.Equal(want, got) {
+				t.Fatalf("follower's checkpoint differs from the leader's:\n%s\n%s", got, want)
+			}
+
+			// A replica behind the log start installs the boundary snapshot
+			// and then has the batch at the log start.
+			data, _, _ := r.m.BoundarySnapshot()
+			b, bterm, _ := r.m.Boundary()
+			behind := newReplica(t, t.TempDir())
+			if err := behind.m.Restore(&pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{Index: new(b), Term: new(bterm)}}); err != nil {
+				t.Fatal(err)
+			}
+			for i := r.m.FirstIndex(); i <= r.m.appliedIndex; i++ {
+				e, err := r.m.Entry(i)
+				if err != nil {
+					t.Fatal(err)
+				}
+				behind.step(e)
+			}
+			if got, want := readAll(t, behind.m.log), readAll(t, r.m.log); behind.m.log.LogStart() != hw || !bytes.Equal(got, want) {
+				t.Fatalf("a replica behind the log start has [%d, %d), %d bytes; the leader [%d, %d), %d bytes",
+					behind.m.log.LogStart(), behind.m.log.LogEnd(), len(got), hw, r.m.log.LogEnd(), len(want))
+			}
+
+			// The restarts: a checkpoint before the move is durable, so the
+			// segments the move retired are released.
+			if err := r.m.log.ReleaseSegments(before); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.m.Close(); err != nil {
+				t.Fatal(err)
+			}
+			files := dirFiles(t, dir)
+			for index, cp := range cps {
+				restoreDir(t, dir, files)
+				again := newReplica(t, dir)
+				if err := again.m.Restore(&pb.Snapshot{Data: cp, Metadata: &pb.SnapshotMetadata{Index: new(index), Term: new(term)}}); err != nil {
+					t.Fatal(err)
+				}
+				if got, was := again.m.log.LogStart(), decodeCheckpoint(t, cp).LogStart; got <= was {
+					t.Fatalf("restarted from %d, the log starts at %d, the checkpoint's %d: the test shows nothing", index, got, was)
+				}
+				for _, e := range r.wal[index:] {
+					again.step(e)
+				}
+				checkBoundary(t, fmt.Sprintf("restarted from %d", index), again, r.wal)
+				if err := again.m.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestBoundaryAfterInstallingTheLatestSnapshot: a replica that installs a
+// leader's latest checkpoint (its log then starts empty at the
+// checkpoint's end) knows its own boundary, which is not the leader's:
+// the checkpoint's last batch when entries without a batch follow it, else
+// the snapshot's own entry, from the entry after it on. It can then send
+// a replica behind it the boundary snapshot, not its own latest one.
+func TestBoundaryAfterInstallingTheLatestSnapshot(t *testing.T) {
+	tests := []struct {
+		name string
+		tail func(r *replica) // the last entries before the checkpoint
+	}{
+		{"a batch last", func(*replica) {}},
+		{"entries without a batch last", func(r *replica) {
+			r.empty(3)
+			r.expire(3, 0)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			leader := leaderWithRetention(t)
+			tt.tail(leader)
+			cp, index := mustSnapshot(t, leader.m), leader.m.appliedIndex
+			term := leader.wal[index-1].GetTerm()
+
+			f := newReplica(t, t.TempDir())
+			f.confs = leader.confs
+			if err := f.m.Restore(&pb.Snapshot{Data: cp, Metadata: &pb.SnapshotMetadata{Index: new(index), Term: new(term)}}); err != nil {
+				t.Fatal(err)
+			}
+			if f.m.log.LogStart() != leader.m.log.LogEnd() {
+				t.Fatalf("the replica's log starts at %d, want the leader's end %d", f.m.log.LogStart(), leader.m.log.LogEnd())
+			}
+			for range 2 {
+				leader.batch(3, spec{records: 2, valueSize: 100})
+				for _, e := range leader.wal[f.m.appliedIndex:] {
+					f.step(e)
+				}
+				checkBoundary(t, "replica", f, leader.wal)
+			}
+		})
+	}
+}
+
+// TestBoundaryRandom runs random sequences of batches, entries without a
+// batch, log-start moves applied some entries after the leader proposed
+// them (to its high watermark or inside its log), checkpoints, releases
+// of retired segments, restarts and actor restarts from the latest
+// checkpoint, and checks
+// after each step that the leader (restarted now and then) and a follower
+// that applies every entry know the boundary below their cold logs and
+// agree on it, and that a replica behind the log start that installs the
+// boundary snapshot ends with the leader's log.
+func TestBoundaryRandom(t *testing.T) {
+	seeds := 8
+	if testing.Short() {
+		seeds = 2
+	}
+	for seed := range uint64(seeds) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		dir := t.TempDir()
+		r := bootstrapped(t, dir)
+		f := r.replay(t)
+		term := uint64(1)
+		var proposals [][]byte // log-start moves proposed, not yet applied
+		type cp struct {
+			index, term uint64
+			data        []byte
+		}
+		var cps []cp
+		step := func(e *pb.Entry) {
+			r.step(e)
+			f.step(e)
+		}
+		for i := range 120 {
+			what := ""
+			switch op := rng.IntN(100); {
+			case op < 35:
+				what = "batch"
+				b := mkBatch(t, spec{records: 1 + rng.IntN(3), valueSize: 20 + rng.IntN(300)})
+				SetBaseOffset(b, r.m.log.LogEnd())
+				SetPartitionLeaderEpoch(b, int32(term))
+				step(&pb.Entry{Index: new(r.next()), Term: new(term), Type: pb.EntryNormal.Enum(), Data: batchEntry(b)})
+			case op < 40:
+				what = "new term"
+				term++
+				step(&pb.Entry{Index: new(r.next()), Term: new(term), Type: pb.EntryNormal.Enum()})
+			case op < 45:
+				what = "producer expiry"
+				step(&pb.Entry{Index: new(r.next()), Term: new(term), Type: pb.EntryNormal.Enum(), Data: expireProducersEntry(0)})
+			case op < 60:
+				what = "propose move"
+				start, hw := r.m.log.LogStart(), r.m.log.LogEnd()
+				if hw == start {
+					continue
+				}
+				p := hw
+				if rng.IntN(2) == 0 {
+					p = start + 1 + rng.Int64N(hw-start)
+				}
+				boundary, ok := r.m.boundaryAfter(p)
+				proposals = append(proposals, logStartEntry(p, boundary, ok))
+			case op < 75:
+				what = "apply move"
+				if len(proposals) == 0 {
+					continue
+				}
+				step(&pb.Entry{Index: new(r.next()), Term: new(term), Type: pb.EntryNormal.Enum(), Data: proposals[0]})
+				proposals = proposals[1:]
+			case op < 85:
+				what = "checkpoint"
+				cps = append(cps, cp{r.m.appliedIndex, r.m.lastAppliedTerm, mustSnapshot(t, r.m)})
+			case op < 90:
+				what = "release"
+				if len(cps) > 0 {
+					if err := r.m.log.ReleaseSegments(cps[len(cps)-1].index); err != nil {
+						t.Fatal(err)
+					}
+				}
+			case op < 94:
+				what = "restart"
+				if len(cps) == 0 {
+					continue
+				}
+				last := cps[len(cps)-1]
+				if err := r.m.Close(); err != nil {
+					t.Fatal(err)
+				}
+				again := newReplica(t, dir)
+				again.confs = r.confs
+				again.wal = slices.Clone(r.wal[:last.index])
+				if err := again.m.Restore(&pb.Snapshot{Data: last.data, Metadata: &pb.SnapshotMetadata{Index: new(last.index), Term: new(last.term)}}); err != nil {
+					t.Fatal(err)
+				}
+				for _, e := range r.wal[last.index:] {
+					again.step(e)
+				}
+				r = again
+			case op < 97:
+				// The group's actor restarts: the same Machine goes back to
+				// the latest checkpoint and applies the entries after it
+				// again, which its segments still hold.
+				what = "actor restart"
+				if len(cps) == 0 {
+					continue
+				}
+				last := cps[len(cps)-1]
+				if err := r.m.Restore(&pb.Snapshot{Data: last.data, Metadata: &pb.SnapshotMetadata{Index: new(last.index), Term: new(last.term)}}); err != nil {
+					t.Fatal(err)
+				}
+				for _, e := range r.wal[last.index:] {
+					r.m.Apply(e.GetIndex(), e.GetTerm(), e.GetData())
+				}
+			default:
+				what = "replica behind"
+				data, _, ok := r.m.BoundarySnapshot()
+				if !ok {
+					continue
+				}
+				b, bterm, _ := r.m.Boundary()
+				behind := newReplica(t, t.TempDir())
+				if err := behind.m.Restore(&pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{Index: new(b), Term: new(bterm)}}); err != nil {
+					t.Fatal(err)
+				}
+				for i := r.m.FirstIndex(); i <= r.m.appliedIndex; i++ {
+					e, err := r.m.Entry(i)
+					if err != nil {
+						t.Fatal(err)
+					}
+					behind.step(e)
+				}
+				if behind.m.log.LogStart() != r.m.log.LogStart() || !bytes.Equal(readAll(t, behind.m.log), readAll(t, r.m.log)) {
+					t.Fatalf("seed %d step %d: a replica behind the log start has [%d, %d), the leader [%d, %d)", seed, i,
+						behind.m.log.LogStart(), behind.m.log.LogEnd(), r.m.log.LogStart(), r.m.log.LogEnd())
+				}
+				if err := behind.m.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			who := fmt.Sprintf("seed %d step %d (%s)", seed, i, what)
+			checkBoundary(t, who+" leader", r, r.wal)
+			checkBoundary(t, who+" follower", f, r.wal)
+			if r.m.FirstIndex() != f.m.FirstIndex() {
+				t.Fatalf("%s: the leader's cold log starts at %d, the follower's at %d", who, r.m.FirstIndex(), f.m.FirstIndex())
+			}
+		}
+	}
+}
