@@ -393,7 +393,7 @@ func (g *groupActor) start(ctx actor.Context) {
 	conf := func() *pb.ConfState { return d.confState }
 	var st raft.Storage = &admittingStorage{MemoryStorage: d.ms, conf: conf}
 	if cold, ok := cfg.StateMachine.(ColdLog); ok {
-		st = &tieredStorage{MemoryStorage: d.ms, cold: cold, conf: conf}
+		st = &tieredStorage{MemoryStorage: d.ms, cold: cold, conf: conf, log: g.log}
 	}
 	rc := &raft.Config{
 		ID:                        cfg.NodeID,

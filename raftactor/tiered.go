@@ -3,6 +3,7 @@ package raftactor
 import (
 	"errors"
 
+	"github.com/rs/zerolog"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -51,6 +52,10 @@ type tieredStorage struct {
 	*raft.MemoryStorage
 	cold ColdLog
 	conf func() *pb.ConfState
+	log  zerolog.Logger
+	// withheld: the last Snapshot call found no snapshot it could send
+	// (logged once, when it starts).
+	withheld bool
 }
 
 // FirstIndex implements raft.Storage: the cold log's first index when it
@@ -90,12 +95,17 @@ func (s *tieredStorage) Term(i uint64) (uint64, error) {
 // follower that is behind FirstIndex, which is the cold log's when it
 // reaches below memory. That follower is sent the cold log's boundary, so
 // that it then takes every entry the cold log holds (a partition's
-// retained batches) as ordinary appends; the latest snapshot, usually far
-// above FirstIndex, would make it skip them. The latest snapshot is sent
-// when the boundary is not below it (memory holds what follows it) or the
-// cold log cannot describe it. Either goes with its ConfState admitting
-// every current member (admitMembers), or a learner added after it would
-// refuse it.
+// retained batches) as ordinary appends. The latest snapshot is sent only
+// when the cold log starts above it (memory holds what follows it, and
+// nothing is retained below it): where the cold log holds entries at or
+// below it, a follower that installed it would skip them, and the state
+// machine's data with them (a partition's records between its log start
+// and the snapshot), so while the cold log cannot describe its boundary
+// the snapshot is raft.ErrSnapshotTemporarilyUnavailable: raft then sends
+// the follower nothing and tries again at its next heartbeat response, and
+// the follower catches up once the boundary is known again. Either
+// snapshot goes with its ConfState admitting every current member
+// (admitMembers), or a learner added after it would refuse it.
 func (s *tieredStorage) Snapshot() (*pb.Snapshot, error) {
 	snap, err := s.MemoryStorage.Snapshot()
 	if err != nil {
@@ -105,12 +115,30 @@ func (s *tieredStorage) Snapshot() (*pb.Snapshot, error) {
 	index, term, ok := s.cold.Boundary()
 	if ok && index > 0 && index < md.GetIndex() {
 		if data, cs, ok := s.cold.BoundarySnapshot(); ok {
+			s.sending()
 			return &pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{
 				Index: new(index), Term: new(term), ConfState: admitMembers(cs, s.conf()),
 			}}, nil
 		}
 	}
+	if c := s.cold.FirstIndex(); c > 0 && c <= md.GetIndex() {
+		if !s.withheld {
+			s.withheld = true
+			s.log.Warn().Uint64("cold_first_index", c).Uint64("snapshot_index", md.GetIndex()).Bool("boundary_known", ok).
+				Msg("a follower behind the log start waits: no snapshot at the cold log's boundary, and the latest would skip the entries after it")
+		}
+		return nil, raft.ErrSnapshotTemporarilyUnavailable
+	}
+	s.sending()
 	return admitting(snap, s.conf()), nil
+}
+
+// sending notes that Snapshot hands raft a snapshot again.
+func (s *tieredStorage) sending() {
+	if s.withheld {
+		s.withheld = false
+		s.log.Info().Msg("snapshots for followers behind the log start are sent again")
+	}
 }
 
 // admittingStorage is the raft.Storage of a group without a cold log (the

@@ -10,6 +10,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -159,9 +160,12 @@ func TestTieredStorageEntriesWithinMaxSize(t *testing.T) {
 
 // TestTieredStorageBoundary: below the memory tail the cold log's boundary
 // answers Term, and raft is sent a snapshot at the boundary rather than the
-// latest one, unless the boundary is unknown, cannot be described, or is
-// not below the latest snapshot. Either snapshot carries its own
-// configuration, with the members added since as learners.
+// latest one, unless the boundary is not below the latest snapshot. While
+// the boundary is unknown or cannot be described, the latest snapshot is
+// sent only if the cold log starts above it; otherwise the follower would
+// skip the cold log's entries up to it, and raft is told to wait. Either
+// snapshot carries its own configuration, with the members added since as
+// learners.
 func TestTieredStorageBoundary(t *testing.T) {
 	v123 := &pb.ConfState{Voters: []uint64{1, 2, 3}, AutoLeave: new(false)} // as MemoryStorage keeps it
 	// At the boundary 3 was a voter; it was removed, 4 added and promoted
@@ -181,15 +185,18 @@ func TestTieredStorageBoundary(t *testing.T) {
 		now          *pb.ConfState
 		wantTerm20   error // from Term(20)
 		want         *pb.Snapshot
+		wantErr      error // from Snapshot
 	}{
-		{"boundary known", 21, 1, []byte("boundary"), v123, v123, nil, snap("boundary", 20, 1, v123)},
-		{"boundary unknown", 21, 0, []byte("boundary"), v123, v123, raft.ErrCompacted, snap("latest", 95, 2, v123)},
-		{"boundary not describable", 21, 1, nil, v123, v123, nil, snap("latest", 95, 2, v123)},
-		{"boundary not below the latest snapshot", 96, 2, []byte("boundary"), v123, v123, raft.ErrCompacted, snap("latest", 95, 2, v123)},
-		{"no cold log", 0, 0, nil, v123, v123, raft.ErrCompacted, snap("latest", 95, 2, v123)},
+		{"boundary known", 21, 1, []byte("boundary"), v123, v123, nil, snap("boundary", 20, 1, v123), nil},
+		{"boundary unknown", 21, 0, []byte("boundary"), v123, v123, raft.ErrCompacted, nil, raft.ErrSnapshotTemporarilyUnavailable},
+		{"boundary not describable", 21, 1, nil, v123, v123, nil, nil, raft.ErrSnapshotTemporarilyUnavailable},
+		{"boundary unknown, the cold log at the latest snapshot", 95, 0, nil, v123, v123, raft.ErrCompacted, nil, raft.ErrSnapshotTemporarilyUnavailable},
+		{"boundary unknown, the cold log above the latest snapshot", 96, 0, nil, v123, v123, raft.ErrCompacted, snap("latest", 95, 2, v123), nil},
+		{"boundary not below the latest snapshot", 96, 2, []byte("boundary"), v123, v123, raft.ErrCompacted, snap("latest", 95, 2, v123), nil},
+		{"no cold log", 0, 0, nil, v123, v123, raft.ErrCompacted, snap("latest", 95, 2, v123), nil},
 		{"members changed after the boundary", 21, 1, []byte("boundary"), atLatest, now, nil,
-			snap("boundary", 20, 1, &pb.ConfState{Voters: []uint64{1, 2, 3}, Learners: []uint64{4, 5}, AutoLeave: new(false)})},
-		{"a learner added after the latest snapshot", 0, 0, nil, atLatest, now, raft.ErrCompacted, snap("latest", 95, 2, now)},
+			snap("boundary", 20, 1, &pb.ConfState{Voters: []uint64{1, 2, 3}, Learners: []uint64{4, 5}, AutoLeave: new(false)}), nil},
+		{"a learner added after the latest snapshot", 0, 0, nil, atLatest, now, raft.ErrCompacted, snap("latest", 95, 2, now), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -218,8 +225,8 @@ func TestTieredStorageBoundary(t *testing.T) {
 				t.Errorf("Term(20) error %v is not raft.ErrCompacted itself (raft compares with ==)", err)
 			}
 			got, err := s.Snapshot()
-			if err != nil || !proto.Equal(got, tt.want) {
-				t.Errorf("Snapshot() = %v, %v; want %v", got, err, tt.want)
+			if err != tt.wantErr || !proto.Equal(got, tt.want) {
+				t.Errorf("Snapshot() = %v, %v; want %v, %v", got, err, tt.want, tt.wantErr)
 			}
 			if stored, _ := ms.Snapshot(); !proto.Equal(stored.GetMetadata().GetConfState(), tt.latestConf) {
 				t.Errorf("the stored snapshot's ConfState changed to %v", stored.GetMetadata().GetConfState())
@@ -321,4 +328,132 @@ func sameConf(a, b *pb.ConfState) bool {
 		}
 	}
 	return true
+}
+
+// TestFollowerWaitsForTheBoundary: raft itself, as leader, handed
+// raft.ErrSnapshotTemporarilyUnavailable for a follower behind the cold
+// log's FirstIndex, sends that follower nothing and does not give up on
+// it: once the cold log knows its boundary again, the next heartbeat
+// response brings the boundary snapshot, and the follower then catches up
+// with appends from the cold log.
+func TestFollowerWaitsForTheBoundary(t *testing.T) {
+	// The leader applied 1..120; its cold log holds 21..100 with the
+	// boundary 20 unknown; memory holds the snapshot at 95 and 96..120.
+	// Node 2 is a learner with an empty log.
+	cs := &pb.ConfState{Voters: []uint64{1}, Learners: []uint64{2}}
+	cold := &sliceCold{first: 21, ents: map[uint64]*pb.Entry{}, boundaryData: []byte("boundary"), boundaryConf: cs}
+	ms := raft.NewMemoryStorage()
+	if err := ms.ApplySnapshot(&pb.Snapshot{Data: []byte("latest"), Metadata: &pb.SnapshotMetadata{Index: new(uint64(95)), Term: new(uint64(2)), ConfState: cs}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(21); i <= 120; i++ {
+		e := entry(i, 1+i/50)
+		if i <= 100 {
+			cold.ents[i] = e
+		}
+		if i > 95 {
+			if err := ms.Append([]*pb.Entry{e}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := ms.SetHardState(&pb.HardState{Term: new(uint64(3)), Commit: new(uint64(120))}); err != nil {
+		t.Fatal(err)
+	}
+	quiet := &raft.DefaultLogger{Logger: log.New(io.Discard, "", 0)}
+	newNode := func(id uint64, st raft.Storage, applied uint64) *raft.RawNode {
+		rn, err := raft.NewRawNode(&raft.Config{ID: id, ElectionTick: 10, HeartbeatTick: 1, Storage: st, Applied: applied,
+			MaxInflightMsgs: 256, MaxSizePerMsg: 1 << 20, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rn
+	}
+	leader := newNode(1, &tieredStorage{MemoryStorage: ms, cold: cold, conf: func() *pb.ConfState { return cs }}, 120)
+	fms := raft.NewMemoryStorage()
+	follower := newNode(2, fms, 0)
+	if err := leader.Campaign(); err != nil {
+		t.Fatal(err)
+	}
+
+	// run exchanges messages until neither node has any, and counts the
+	// snapshots the leader sent.
+	snaps := 0
+	run := func() {
+		for range 100 {
+			var msgs []*pb.Message
+			if leader.HasReady() {
+				rd := leader.Ready()
+				if err := ms.Append(rd.Entries); err != nil {
+					t.Fatal(err)
+				}
+				msgs = append(msgs, rd.Messages...)
+				leader.Advance(rd)
+			}
+			if follower.HasReady() {
+				rd := follower.Ready()
+				if !raft.IsEmptySnap(rd.Snapshot) {
+					if err := fms.ApplySnapshot(rd.Snapshot); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := fms.Append(rd.Entries); err != nil {
+					t.Fatal(err)
+				}
+				msgs = append(msgs, rd.Messages...)
+				follower.Advance(rd)
+			}
+			if len(msgs) == 0 {
+				return
+			}
+			for _, m := range msgs {
+				to := follower
+				if m.GetTo() == 1 {
+					to = leader
+				} else if m.GetType() == pb.MsgSnap {
+					snaps++
+				}
+				if err := to.Step(m); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		t.Fatal("the nodes are still exchanging messages after 100 rounds")
+	}
+	heartbeat := func() {
+		leader.Tick()
+		run()
+	}
+	run()
+	for range 20 {
+		heartbeat()
+	}
+	if last, _ := fms.LastIndex(); snaps != 0 || last != 0 {
+		t.Fatalf("while the boundary is unknown: %d snapshots sent, the follower's log ends at %d; want none, 0", snaps, last)
+	}
+	if st := leader.Status().Progress[2]; st.State != tracker.StateProbe {
+		t.Fatalf("follower's progress %v, want it probed again", st)
+	}
+
+	cold.boundaryTerm = 1
+	heartbeat()
+	if snaps != 1 {
+		t.Fatalf("once the boundary is known: %d snapshots sent, want 1", snaps)
+	}
+	if snap, _ := fms.Snapshot(); snap.GetMetadata().GetIndex() != 20 || string(snap.GetData()) != "boundary" {
+		t.Fatalf("the follower installed %v, want the boundary snapshot at 20", snap)
+	}
+	leader.ReportSnapshot(2, raft.SnapshotFinish)
+	for range 5 {
+		heartbeat()
+	}
+	llast, _ := ms.LastIndex()
+	if flast, _ := fms.LastIndex(); flast != llast {
+		t.Fatalf("the follower's log ends at %d, the leader's at %d", flast, llast)
+	}
+	for i := uint64(21); i <= 100; i++ {
+		if term, err := fms.Term(i); err != nil || term != 1+i/50 {
+			t.Fatalf("follower's entry %d: term %d, %v; want %d from the cold log", i, term, err, 1+i/50)
+		}
+	}
 }
