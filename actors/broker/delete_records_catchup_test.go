@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -122,5 +123,87 @@ func TestReplicaBehindDeleteRecordsCatchesUp(t *testing.T) {
 				t.Fatalf("leader's log [%d, %d), restarted replica's [%d, %d): want it to start at %d", lv.LogStart, lv.HighWatermark, got.LogStart, got.HighWatermark, tc.cut)
 			}
 		})
+	}
+}
+
+// TestMoveAfterDeleteAllWithABatchInFlight moves an RF 1 partition whose
+// leader took a DeleteRecords(-1) (to the high watermark) while a produced
+// batch was in flight there, with a raft entry without records (an earlier
+// DeleteRecords) between that batch and the last one applied. The
+// boundary the leader saw when it proposed the move was that last batch;
+// when the move applied, the batch in flight was the log's first and the
+// boundary the entry before it. Had the partition lost its boundary, the
+// new replica would be sent the latest snapshot rather than the boundary
+// snapshot, and every record between the log start and that snapshot
+// would be gone with the old replica.
+func TestMoveAfterDeleteAllWithABatchInFlight(t *testing.T) {
+	c := newTunedCluster(t, 3, func(rs *partition.RaftSettings) { rs.SnapshotBytes, rs.CatchUpEntries = 16<<10, 4 })
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const topic = "inflight"
+	c.createTopic(ctx, c.client(), topic, 1, 1, nil)
+	tp := partition.TopicPartition{Topic: topic, Partition: 0}
+	lead := c.partitionLeader(tp)
+	cl := c.client(kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(0))
+	produceBatches(ctx, t, cl, "record", 20, 5)
+	if rp := deleteRecordsAt(ctx, t, cl, c, lead, topic, 0, 50); rp.ErrorCode != 0 || rp.LowWatermark != 50 {
+		t.Fatalf("delete records: %+v", rp)
+	}
+
+	// A produce and, right behind it in the partition's mailbox,
+	// DeleteRecords(-1): the batch is still in flight when the move to the
+	// high watermark is proposed.
+	b := c.brokers[lead]
+	pid := b.Replicas().Get(tp).PID
+	hw := b.Replicas().Get(tp).Machine.View().HighWatermark
+	deleted := make(chan *partition.DeleteRecordsDone, 1)
+	me, err := b.Actors().Spawn("test", "test/delete-all", func() actor.Actor {
+		return actor.ReceiveFunc(func(ctx actor.Context) {
+			if m, ok := ctx.Message().(*partition.DeleteRecordsDone); ok {
+				deleted <- m
+			}
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Actors().Root.Stop(me) })
+	produced := c.produceBatchAsync(lead, pid, testBatch(t, "in flight"), -1, 100)
+	b.Actors().Root.Send(pid, &partition.DeleteRecords{Ref: 2, Offset: -1, TimeoutTicks: 100, ReplyTo: me})
+	for range 2 {
+		select {
+		case p := <-produced:
+			if p.Err != nil || p.BaseOffset != hw {
+				t.Fatalf("produce: %+v, want offset %d", p, hw)
+			}
+		case d := <-deleted:
+			if d.Err != nil || d.LowWatermark != hw {
+				t.Fatalf("delete records: %+v, want the log start at %d, where the batch in flight went", d, hw)
+			}
+		case <-ctx.Done():
+			t.Fatal("no answer to the produce or the DeleteRecords")
+		}
+	}
+
+	// Records after the cut, with checkpoints far above it.
+	produceBatches(ctx, t, cl, "more", 200, 5)
+	to := (lead + 1) % 3
+	c.reassign(topic, 0, []uint64{c.cfgs[to].NodeID})
+	c.waitMoved(topic, 0, []uint64{c.cfgs[to].NodeID})
+	adm := kadm.NewClient(c.client())
+	var o kadm.ListedOffset
+	c.waitFor(20*time.Second, "earliest offset from the new leader", func() bool {
+		starts, err := adm.ListStartOffsets(ctx, topic)
+		if err != nil {
+			return false
+		}
+		o, _ = starts.Lookup(topic, 0)
+		return o.Err == nil && c.partitionLeader(tp) == to
+	})
+	if o.Offset != hw {
+		v := c.replicaView(to, tp)
+		t.Fatalf("after moving the partition to broker %d: earliest offset %d, want %d (its log is [%d, %d)): %d acknowledged records gone",
+			c.cfgs[to].NodeID, o.Offset, hw, v.LogStart, v.HighWatermark, o.Offset-hw)
 	}
 }
