@@ -340,3 +340,35 @@ func TestBoundaryRandom(t *testing.T) {
 		}
 	}
 }
+
+// TestBoundaryAfterRestartOnARefilledLog: a move to the high watermark
+// with nothing in flight leaves the log empty, its boundary the last
+// batch and the entries after it in the side log; batches then refill the
+// log. A replica restarted from a checkpoint taken after that still knows
+// its boundary: dropping the side entries below the first batch at the
+// restore would leave it with a boundary that is no longer the entry below
+// its cold log, and a replica behind its log start would be sent the
+// latest snapshot.
+func TestBoundaryAfterRestartOnARefilledLog(t *testing.T) {
+	dir := t.TempDir()
+	r := bootstrapped(t, dir)
+	seqs, epochs := map[int64]int32{}, map[int64]int16{}
+	r.write(1, seqs, epochs, 3, -1)
+	r.step(r.moveEntry(r.next(), 1, r.m.log.LogEnd()))
+	r.empty(2)
+	r.batch(2, spec{records: 2, valueSize: 100})
+	r.batch(2, spec{records: 2, valueSize: 100})
+	checkBoundary(t, "before the restart", r, r.wal)
+	cp, index := mustSnapshot(t, r.m), r.m.appliedIndex
+	if err := r.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again := newReplica(t, dir)
+	if err := again.m.Restore(&pb.Snapshot{Data: cp, Metadata: &pb.SnapshotMetadata{Index: new(index), Term: new(uint64(2))}}); err != nil {
+		t.Fatal(err)
+	}
+	checkBoundary(t, "after the restart", again, r.wal)
+	if again.m.FirstIndex() != r.m.FirstIndex() {
+		t.Fatalf("after the restart the cold log starts at %d, before it at %d", again.m.FirstIndex(), r.m.FirstIndex())
+	}
+}
