@@ -114,6 +114,7 @@ type durable struct {
 	keeper       LogKeeper     // nil unless the state machine is one
 	deferred     int           // Persists in flight with deferKeep set
 	sub          *subscription // the group's Ticker subscription, once a numbered Tick named it
+	withheld     withholding   // the snapshots a tiered storage withheld
 }
 
 // NewProducer validates cfg, loads the recovered state into the group's
@@ -198,6 +199,7 @@ type groupActor struct {
 	handle      *Handle
 	incarnation uint64
 	rn          *raft.RawNode
+	tiered      *tieredStorage // rn's storage, when the state machine is a ColdLog
 	log         zerolog.Logger
 
 	seq       uint64
@@ -393,7 +395,8 @@ func (g *groupActor) start(ctx actor.Context) {
 	conf := func() *pb.ConfState { return d.confState }
 	var st raft.Storage = &admittingStorage{MemoryStorage: d.ms, conf: conf}
 	if cold, ok := cfg.StateMachine.(ColdLog); ok {
-		st = &tieredStorage{MemoryStorage: d.ms, cold: cold, conf: conf, log: g.log}
+		g.tiered = &tieredStorage{MemoryStorage: d.ms, cold: cold, conf: conf, log: g.log, w: &d.withheld}
+		st = g.tiered
 	}
 	rc := &raft.Config{
 		ID:                        cfg.NodeID,
@@ -594,6 +597,9 @@ func (g *groupActor) publish() {
 	gs := statusOf(g.d.cfg.Group, g.d.cfg.Name, st)
 	gs.Outgoing, gs.OutgoingTerm = out, outTerm
 	gs.Quiet = g.quiet
+	if g.tiered != nil {
+		g.tiered.report(gs, st.RaftState == raft.StateLeader)
+	}
 	g.d.cfg.Board.Publish(gs)
 }
 

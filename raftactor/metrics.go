@@ -5,7 +5,7 @@ import (
 )
 
 // Collector exports every group's status from a StatusBoard as Prometheus
-// gauges at scrape time, so the raft actors pay nothing per update.
+// metrics at scrape time, so the raft actors pay nothing per update.
 type Collector struct {
 	board   *StatusBoard
 	term    *prometheus.Desc
@@ -13,6 +13,9 @@ type Collector struct {
 	commit  *prometheus.Desc
 	applied *prometheus.Desc
 	leader  *prometheus.Desc
+	// withheld counts, on groups with a cold log, the snapshot requests
+	// withheld (tiered.go): a follower behind the log start waits.
+	withheld *prometheus.Desc
 }
 
 // NewCollector returns a collector over board; register it on a registry.
@@ -25,12 +28,14 @@ func NewCollector(board *StatusBoard) *Collector {
 		commit:  prometheus.NewDesc("flotilla_raft_commit_index", "Highest committed raft index of the group.", l, nil),
 		applied: prometheus.NewDesc("flotilla_raft_applied_index", "Highest applied raft index of the group.", l, nil),
 		leader:  prometheus.NewDesc("flotilla_raft_leader", "Node id of the group's leader as this node knows it (0: none).", l, nil),
+		withheld: prometheus.NewDesc("flotilla_raft_snapshots_withheld_total",
+			"Snapshot requests for a follower behind the partition's log start that were withheld: no snapshot at its boundary, and the latest would skip retained records; the follower waits (docs/decisions.md).", l, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.term, c.role, c.commit, c.applied, c.leader} {
+	for _, d := range []*prometheus.Desc{c.term, c.role, c.commit, c.applied, c.leader, c.withheld} {
 		ch <- d
 	}
 }
@@ -55,6 +60,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.commit, prometheus.GaugeValue, float64(s.Commit), s.Name)
 		ch <- prometheus.MustNewConstMetric(c.applied, prometheus.GaugeValue, float64(s.Applied), s.Name)
 		ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, float64(s.Leader), s.Name)
+		ch <- prometheus.MustNewConstMetric(c.withheld, prometheus.CounterValue, float64(s.SnapshotsWithheld), s.Name)
 		for _, r := range []string{"leader", "follower", "candidate", "pre-candidate", "halted"} {
 			v := 0.0
 			if r == s.Role {

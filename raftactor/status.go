@@ -35,6 +35,13 @@ type GroupStatus struct {
 	OutgoingTerm uint64 `json:"outgoing_term,omitempty"`
 	// Quiet is set while the group does not tick raft (quiesce.go).
 	Quiet bool `json:"quiet,omitempty"`
+	// SnapshotWithheld is, on a leader with a cold log (tiered.go), why a
+	// follower behind its start waits for a snapshot that cannot be sent:
+	// "boundary unknown" or "no snapshot at the boundary".
+	SnapshotWithheld string `json:"snapshot_withheld,omitempty"`
+	// SnapshotsWithheld counts the snapshot requests withheld so since the
+	// replica started.
+	SnapshotsWithheld uint64 `json:"snapshots_withheld,omitempty"`
 }
 
 // Progress is the leader's view of one follower.

@@ -2,6 +2,7 @@ package raftactor
 
 import (
 	"errors"
+	"time"
 
 	"github.com/rs/zerolog"
 	"go.etcd.io/raft/v3"
@@ -53,10 +54,40 @@ type tieredStorage struct {
 	cold ColdLog
 	conf func() *pb.ConfState
 	log  zerolog.Logger
-	// withheld: the last Snapshot call found no snapshot it could send
-	// (logged once, when it starts).
-	withheld bool
+	w    *withholding
+	now  func() time.Time // time.Now; tests set it
 }
+
+// withholding is what a group's tiered storage keeps of the snapshots it
+// withheld (Snapshot). It lives as long as the group's replica, across
+// actor restarts.
+type withholding struct {
+	total  uint64    // snapshot requests withheld
+	reason string    // why the last one was; "" once a snapshot was sent
+	since  time.Time // the first request withheld since one was sent
+	last   time.Time // the last request withheld
+	warned time.Time // the last warning logged
+}
+
+// A snapshot withheld is warned of at most once every withheldWarnEvery,
+// and the group's status shows it while requests are withheld at least
+// every withheldShownFor. raft asks again at each heartbeat response from
+// the follower waiting, every HeartbeatTicks ticks (100 ms by default);
+// when the follower stops answering, nobody waits.
+const (
+	withheldWarnEvery = time.Minute
+	withheldShownFor  = 10 * time.Second
+)
+
+// The reasons a snapshot is withheld, as the group's status shows them,
+// and what ends each when it lasts (docs/decisions.md, "A replica behind
+// retention").
+const (
+	withheldUnknown       = "boundary unknown"
+	withheldUndescribable = "no snapshot at the boundary"
+	wayOutUnknown         = "a log-start move past the partition's first record batch (DeleteRecords to an offset beyond it, or retention) lets it learn its boundary again"
+	wayOutUndescribable   = "a log-start move past the last conf change before the checkpoint the partition restarted from (DeleteRecords, or retention) lets it describe its boundary again"
+)
 
 // FirstIndex implements raft.Storage: the cold log's first index when it
 // reaches further back than memory.
@@ -122,23 +153,63 @@ func (s *tieredStorage) Snapshot() (*pb.Snapshot, error) {
 		}
 	}
 	if c := s.cold.FirstIndex(); c > 0 && c <= md.GetIndex() {
-		if !s.withheld {
-			s.withheld = true
-			s.log.Warn().Uint64("cold_first_index", c).Uint64("snapshot_index", md.GetIndex()).Bool("boundary_known", ok).
-				Msg("a follower behind the log start waits: no snapshot at the cold log's boundary, and the latest would skip the entries after it")
+		reason, wayOut := withheldUnknown, wayOutUnknown
+		if ok {
+			reason, wayOut = withheldUndescribable, wayOutUndescribable
 		}
+		s.withhold(reason, wayOut, c, md.GetIndex())
 		return nil, raft.ErrSnapshotTemporarilyUnavailable
 	}
 	s.sending()
 	return admitting(snap, s.conf()), nil
 }
 
+// withhold records a snapshot request withheld for reason, and warns of it
+// when it starts and then at most once every withheldWarnEvery. A cold log
+// can stay unable to describe its boundary for good (a partition whose
+// checkpoint an older version wrote: docs/decisions.md, "A replica behind
+// retention"), and the follower (a reassignment's new replica) then waits
+// for ever: the warning says what ends it.
+func (s *tieredStorage) withhold(reason, wayOut string, coldFirst, snapIndex uint64) {
+	now := s.clock()
+	w := s.w
+	w.total++
+	if w.reason == "" || now.Sub(w.last) >= withheldShownFor {
+		w.since = now
+	}
+	w.reason, w.last = reason, now
+	if !w.warned.IsZero() && now.Sub(w.warned) < withheldWarnEvery {
+		return
+	}
+	w.warned = now
+	s.log.Warn().Str("reason", reason).Uint64("cold_first_index", coldFirst).Uint64("snapshot_index", snapIndex).
+		Dur("waiting", now.Sub(w.since)).Uint64("withheld", w.total).
+		Str("way_out", wayOut).
+		Msg("a follower behind the log start waits for a snapshot: the cold log cannot describe its boundary, and the latest snapshot would skip the entries after it")
+}
+
 // sending notes that Snapshot hands raft a snapshot again.
 func (s *tieredStorage) sending() {
-	if s.withheld {
-		s.withheld = false
-		s.log.Info().Msg("snapshots for followers behind the log start are sent again")
+	if s.w.reason != "" {
+		s.w.reason = ""
+		s.log.Info().Uint64("withheld", s.w.total).Msg("snapshots for followers behind the log start are sent again")
 	}
+}
+
+// report puts the snapshots withheld into a group's status: why while
+// requests are being withheld, on a leader (raft asks only there).
+func (s *tieredStorage) report(gs *GroupStatus, leader bool) {
+	gs.SnapshotsWithheld = s.w.total
+	if leader && s.w.reason != "" && s.clock().Sub(s.w.last) < withheldShownFor {
+		gs.SnapshotWithheld = s.w.reason
+	}
+}
+
+func (s *tieredStorage) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
 }
 
 // admittingStorage is the raft.Storage of a group without a cold log (the

@@ -1,13 +1,18 @@
 package raftactor
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"log"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"go.etcd.io/raft/v3/tracker"
@@ -63,7 +68,7 @@ func TestTieredStorage(t *testing.T) {
 	if err := ms.Compact(90); err != nil {
 		t.Fatal(err)
 	}
-	s := &tieredStorage{MemoryStorage: ms, cold: cold, conf: func() *pb.ConfState { return nil }}
+	s := &tieredStorage{MemoryStorage: ms, cold: cold, conf: func() *pb.ConfState { return nil }, w: &withholding{}}
 
 	if first, _ := s.FirstIndex(); first != 21 {
 		t.Fatalf("FirstIndex %d, want 21", first)
@@ -137,7 +142,7 @@ func TestTieredStorageEntriesWithinMaxSize(t *testing.T) {
 	if err := ms.Compact(10); err != nil {
 		t.Fatal(err)
 	}
-	s := &tieredStorage{MemoryStorage: ms, cold: cold, conf: func() *pb.ConfState { return nil }}
+	s := &tieredStorage{MemoryStorage: ms, cold: cold, conf: func() *pb.ConfState { return nil }, w: &withholding{}}
 	per := uint64(proto.Size(all[0]))
 	for _, maxSize := range []uint64{10 * per, 10*per + 1, 20 * per} {
 		ents, err := s.Entries(1, 13, maxSize)
@@ -216,7 +221,7 @@ func TestTieredStorageBoundary(t *testing.T) {
 			if err := ms.Compact(90); err != nil {
 				t.Fatal(err)
 			}
-			s := &tieredStorage{MemoryStorage: ms, cold: cold, conf: func() *pb.ConfState { return tt.now }}
+			s := &tieredStorage{MemoryStorage: ms, cold: cold, conf: func() *pb.ConfState { return tt.now }, w: &withholding{}}
 			term, err := s.Term(20)
 			if !errors.Is(err, tt.wantTerm20) || (err == nil && term != tt.boundaryTerm) {
 				t.Errorf("Term(20) = %d, %v; want %d, %v", term, err, tt.boundaryTerm, tt.wantTerm20)
@@ -369,7 +374,7 @@ func TestFollowerWaitsForTheBoundary(t *testing.T) {
 		}
 		return rn
 	}
-	leader := newNode(1, &tieredStorage{MemoryStorage: ms, cold: cold, conf: func() *pb.ConfState { return cs }}, 120)
+	leader := newNode(1, &tieredStorage{MemoryStorage: ms, cold: cold, conf: func() *pb.ConfState { return cs }, w: &withholding{}}, 120)
 	fms := raft.NewMemoryStorage()
 	follower := newNode(2, fms, 0)
 	if err := leader.Campaign(); err != nil {
@@ -455,5 +460,104 @@ func TestFollowerWaitsForTheBoundary(t *testing.T) {
 		if term, err := fms.Term(i); err != nil || term != 1+i/50 {
 			t.Fatalf("follower's entry %d: term %d, %v; want %d from the cold log", i, term, err, 1+i/50)
 		}
+	}
+}
+
+// TestSnapshotWithheldShown: while a follower behind the cold log waits
+// because no snapshot can be sent, the leader's status says why and counts
+// the requests (/debug/raft, flotilla_raft_snapshots_withheld_total), and
+// the log warns, naming the way out, when it starts and then at most once
+// a minute, not at every heartbeat; once a snapshot is sent, or nobody has
+// asked for a while, the status no longer shows it.
+func TestSnapshotWithheldShown(t *testing.T) {
+	cold := &sliceCold{first: 21, ents: map[uint64]*pb.Entry{}, boundaryConf: &pb.ConfState{Voters: []uint64{1}}}
+	ms := raft.NewMemoryStorage()
+	if err := ms.ApplySnapshot(&pb.Snapshot{Data: []byte("latest"), Metadata: &pb.SnapshotMetadata{Index: new(uint64(95)), Term: new(uint64(2)), ConfState: &pb.ConfState{Voters: []uint64{1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	clock := time.Unix(1000, 0)
+	s := &tieredStorage{MemoryStorage: ms, cold: cold, conf: func() *pb.ConfState { return nil }, w: &withholding{},
+		log: zerolog.New(&logged).With().Str("topic", "t").Int32("partition", 0).Logger(), now: func() time.Time { return clock }}
+	warnings := func() int { return strings.Count(logged.String(), `"level":"warn"`) }
+	board := NewStatusBoard()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(board))
+	status := func(leader bool) *GroupStatus {
+		gs := &GroupStatus{Group: 1024, Name: "t/0", Role: "follower"}
+		if leader {
+			gs.Role = "leader"
+		}
+		s.report(gs, leader)
+		board.Publish(gs)
+		return gs
+	}
+	counted := func() float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "flotilla_raft_snapshots_withheld_total" && len(mf.GetMetric()) == 1 {
+				return mf.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		t.Fatal("no flotilla_raft_snapshots_withheld_total series")
+		return 0
+	}
+	ask := func(wantErr error) {
+		t.Helper()
+		if _, err := s.Snapshot(); err != wantErr {
+			t.Fatalf("Snapshot() error %v, want %v", err, wantErr)
+		}
+	}
+
+	if gs := status(true); gs.SnapshotWithheld != "" || counted() != 0 {
+		t.Fatalf("before any request: status %q, counted %v", gs.SnapshotWithheld, counted())
+	}
+	for range 600 { // a minute of heartbeat responses, one every 100 ms
+		ask(raft.ErrSnapshotTemporarilyUnavailable)
+		clock = clock.Add(99 * time.Millisecond)
+	}
+	if n := warnings(); n != 1 {
+		t.Fatalf("%d warnings in the first minute, want 1:\n%s", n, logged.String())
+	}
+	for _, want := range []string{`"topic":"t"`, `"reason":"boundary unknown"`, `"way_out":"a log-start move past the partition's first record batch`} {
+		if !strings.Contains(logged.String(), want) {
+			t.Fatalf("the warning does not say %s:\n%s", want, logged.String())
+		}
+	}
+	if gs := status(true); gs.SnapshotWithheld != withheldUnknown || gs.SnapshotsWithheld != 600 || counted() != 600 {
+		t.Fatalf("leader's status %q, %d withheld, counted %v; want %q, 600", gs.SnapshotWithheld, gs.SnapshotsWithheld, counted(), withheldUnknown)
+	}
+	if gs := status(false); gs.SnapshotWithheld != "" {
+		t.Fatalf("a follower's status shows %q", gs.SnapshotWithheld)
+	}
+	clock = clock.Add(time.Second)
+	ask(raft.ErrSnapshotTemporarilyUnavailable)
+	if n := warnings(); n != 2 {
+		t.Fatalf("%d warnings after a minute, want 2", n)
+	}
+
+	// Known but not describable.
+	cold.boundaryTerm = 1
+	ask(raft.ErrSnapshotTemporarilyUnavailable)
+	if gs := status(true); gs.SnapshotWithheld != withheldUndescribable {
+		t.Fatalf("status %q, want %q", gs.SnapshotWithheld, withheldUndescribable)
+	}
+	// Nobody asks for a while (the follower went away).
+	clock = clock.Add(withheldShownFor)
+	if gs := status(true); gs.SnapshotWithheld != "" || gs.SnapshotsWithheld != 602 {
+		t.Fatalf("nobody asked for %v: status %q, %d withheld; want none shown, 602", withheldShownFor, gs.SnapshotWithheld, gs.SnapshotsWithheld)
+	}
+	// Describable: the boundary snapshot goes.
+	ask(raft.ErrSnapshotTemporarilyUnavailable)
+	cold.boundaryData = []byte("boundary")
+	ask(nil)
+	if gs := status(true); gs.SnapshotWithheld != "" || counted() != 603 {
+		t.Fatalf("after a snapshot was sent: status %q, counted %v; want none, 603", gs.SnapshotWithheld, counted())
+	}
+	if n := warnings(); n != 2 {
+		t.Fatalf("%d warnings, want 2", n)
 	}
 }
