@@ -2,12 +2,14 @@ package partition
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
 
 	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // moveEntry is the log-start move to offset as the leader proposes it now,
@@ -370,5 +372,110 @@ func TestBoundaryAfterRestartOnARefilledLog(t *testing.T) {
 	checkBoundary(t, "after the restart", again, r.wal)
 	if again.m.FirstIndex() != r.m.FirstIndex() {
 		t.Fatalf("after the restart the cold log starts at %d, before it at %d", again.m.FirstIndex(), r.m.FirstIndex())
+	}
+}
+
+// checkBehind installs r's boundary snapshot on a new replica, which then
+// applies every entry r's cold log serves, and fails unless it ends with
+// r's log.
+func checkBehind(t *testing.T, who string, r *replica) {
+	t.Helper()
+	data, _, ok := r.m.BoundarySnapshot()
+	if !ok {
+		t.Fatalf("%s: no boundary snapshot", who)
+	}
+	b, term, _ := r.m.Boundary()
+	behind := newReplica(t, t.TempDir())
+	behind.confs = r.confs
+	if err := behind.m.Restore(&pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{Index: new(b), Term: new(term)}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := r.m.FirstIndex(); i <= r.m.appliedIndex; i++ {
+		e, err := r.m.Entry(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		behind.step(e)
+	}
+	if behind.m.log.LogStart() != r.m.log.LogStart() || !bytes.Equal(readAll(t, behind.m.log), readAll(t, r.m.log)) {
+		t.Fatalf("%s: a replica behind the log start has [%d, %d), the leader [%d, %d)", who,
+			behind.m.log.LogStart(), behind.m.log.LogEnd(), r.m.log.LogStart(), r.m.log.LogEnd())
+	}
+}
+
+// TestBoundaryFromACheckpointWithoutConfs: a checkpoint written before the
+// partition kept its configurations (90259c6) restores a known boundary.
+// With no conf change between the boundary and the checkpoint, the
+// configuration there is the snapshot's own, raft's at its index: the
+// boundary snapshot can be sent, with the configuration it had, after the
+// conf changes that follow the restore too (a reassignment's learner).
+// With a conf change between them the configuration at the boundary is
+// not known, and the boundary snapshot is withheld until a log-start move
+// passes that conf change.
+func TestBoundaryFromACheckpointWithoutConfs(t *testing.T) {
+	v123 := &pb.ConfState{Voters: []uint64{1, 2, 3}}
+	v123l5 := &pb.ConfState{Voters: []uint64{1, 2, 3}, Learners: []uint64{5}}
+	tests := []struct {
+		name string
+		// between applies what comes between the boundary and the checkpoint.
+		between func(r *replica)
+		known   bool
+	}{
+		{"batches only", func(r *replica) { r.batch(1, spec{records: 2, valueSize: 100}) }, true},
+		{"entries without a batch", func(r *replica) {
+			r.empty(2)
+			r.expire(2, 0)
+			r.batch(2, spec{records: 2, valueSize: 100})
+		}, true},
+		{"a conf change", func(r *replica) {
+			r.confTo(1, v123l5)
+			r.batch(1, spec{records: 2, valueSize: 100})
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			r := bootstrapped(t, dir)
+			seqs, epochs := map[int64]int32{}, map[int64]int16{}
+			r.write(1, seqs, epochs, 8, -1)
+			r.retain(1, 3000)
+			tt.between(r)
+			checkBoundary(t, "before", r, r.wal)
+			cp := decodeCheckpoint(t, mustSnapshot(t, r.m))
+			cp.Confs = nil // as written before the configurations were kept
+			data, err := json.Marshal(cp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			index := r.m.appliedIndex
+			now, _ := r.m.confAt(index)
+			if err := r.m.Close(); err != nil {
+				t.Fatal(err)
+			}
+			again := newReplica(t, dir)
+			again.confs, again.wal = r.confs, slices.Clone(r.wal)
+			if err := again.m.Restore(&pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{Index: new(index), Term: new(r.m.lastAppliedTerm), ConfState: now}}); err != nil {
+				t.Fatal(err)
+			}
+			again.confTo(2, &pb.ConfState{Voters: []uint64{1, 2, 3}, Learners: []uint64{4}}) // the reassignment adds a learner
+			again.batch(2, spec{records: 2, valueSize: 100})
+			if !tt.known {
+				if _, _, ok := again.m.BoundarySnapshot(); ok {
+					t.Fatal("a boundary snapshot with a conf change between the boundary and the checkpoint: its configuration is a guess")
+				}
+				// The way out: a move past the conf change.
+				again.step(again.moveEntry(again.next(), 2, again.m.log.LogEnd()))
+			}
+			checkBoundary(t, "restored", again, again.wal)
+			b, _, _ := again.m.Boundary()
+			want := v123
+			if !tt.known {
+				want = &pb.ConfState{Voters: []uint64{1, 2, 3}, Learners: []uint64{4}}
+			}
+			if _, cs, _ := again.m.BoundarySnapshot(); !proto.Equal(cs, want) {
+				t.Fatalf("the configuration at the boundary %d is %v, want %v", b, cs, want)
+			}
+			checkBehind(t, "restored", again)
+		})
 	}
 }

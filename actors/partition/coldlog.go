@@ -241,6 +241,34 @@ func (m *Machine) confAt(i uint64) (*pb.ConfState, bool) {
 	return &pb.ConfState{}, i == 0
 }
 
+// seedConfs gives a Machine restored from a checkpoint without
+// configurations (written before 90259c6 kept them) the one it can know:
+// cs, raft's configuration at the snapshot's index. It is the group's
+// from the last conf change the cold log holds up to index on, or from
+// the entry below the cold log when it holds none: the cold log holds
+// every entry after that one, conf changes included, so none lies
+// between. Where one does, the boundary below it stays undescribed
+// (BoundarySnapshot) until a log-start move passes it: a configuration
+// cannot be worked out from the one after a conf change, and unknown is
+// better than wrong. cs may name members added after index as learners
+// (a leader's snapshot, admitMembers): that is raft's own configuration on
+// this replica, and admits only learners.
+func (m *Machine) seedConfs(index uint64, cs *pb.ConfState) {
+	if index == 0 || cs == nil {
+		return
+	}
+	from := index
+	if m.coldFirst > 0 {
+		from = m.coldFirst - 1
+	}
+	for i, e := range m.side {
+		if e.GetType() != pb.EntryNormal && i > from && i <= index {
+			from = i
+		}
+	}
+	m.confs = []confPoint{{Index: from, Conf: proto.Clone(cs).(*pb.ConfState)}}
+}
+
 // pruneConfs forgets the configurations the boundary b has passed, but
 // the one in force at b, which is relabelled to b.
 func (m *Machine) pruneConfs(b uint64) {

@@ -576,6 +576,9 @@ func (m *Machine) Restore(snap *pb.Snapshot) error {
 	if m.log.LogStart() > 0 {
 		m.pruneBelowBoundary()
 	}
+	if len(m.confs) == 0 {
+		m.seedConfs(snap.GetMetadata().GetIndex(), snap.GetMetadata().GetConfState())
+	}
 	// Segments retired before a restart, or again by this restore, are
 	// released by a checkpoint like those of a log-start move.
 	m.releaseDue = m.log.RetiredSegments() > 0
