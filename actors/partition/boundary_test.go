@@ -375,6 +375,16 @@ func TestBoundaryAfterRestartOnARefilledLog(t *testing.T) {
 	}
 }
 
+// firstBatchEnd is the offset just past the batch at r's log start.
+func firstBatchEnd(t *testing.T, r *replica) int64 {
+	t.Helper()
+	b, _, err := r.m.log.EntryByRaftIndex(r.m.log.FirstRaftIndex())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return decodeHeader(b).NextOffset()
+}
+
 // checkBehind installs r's boundary snapshot on a new replica, which then
 // applies every entry r's cold log serves, and fails unless it ends with
 // r's log.
@@ -400,6 +410,112 @@ func checkBehind(t *testing.T, who string, r *replica) {
 	if behind.m.log.LogStart() != r.m.log.LogStart() || !bytes.Equal(readAll(t, behind.m.log), readAll(t, r.m.log)) {
 		t.Fatalf("%s: a replica behind the log start has [%d, %d), the leader [%d, %d)", who,
 			behind.m.log.LogStart(), behind.m.log.LogEnd(), r.m.log.LogStart(), r.m.log.LogEnd())
+	}
+}
+
+// TestBoundaryLegacyWayOut: states that older versions leave behind make
+// a partition restart with its boundary unknown, and nothing it applies
+// then teaches it (more batches, a move inside the first batch): the
+// tiered storage withholds every snapshot from a replica behind its log
+// start. A log-start move past the first batch (DeleteRecords) is the way
+// out (docs/decisions.md): the boundary is then an entry the cold log
+// holds, and a replica behind the log start catches up.
+func TestBoundaryLegacyWayOut(t *testing.T) {
+	tests := []struct {
+		name string
+		// restarted builds the state and returns the restarted replica
+		// and the entries applied from index 1 on.
+		restarted func(t *testing.T) (*replica, []*pb.Entry)
+	}{
+		{"a checkpoint main wrote after DeleteRecords(-1) with a batch in flight", func(t *testing.T) (*replica, []*pb.Entry) {
+			dir := t.TempDir()
+			r := bootstrapped(t, dir)
+			seqs, epochs := map[int64]int32{}, map[int64]int16{}
+			r.write(1, seqs, epochs, 3, -1)
+			r.empty(2)
+			hw := r.m.log.LogEnd()
+			inflight, _ := batchEntryAt(t, hw, r.next(), 2, spec{records: 3, valueSize: 700})
+			move := r.moveEntry(inflight.GetIndex()+1, 2, hw)
+			r.step(inflight)
+			r.step(move)
+			r.batch(2, spec{records: 2, valueSize: 100})
+			// main recorded no boundary at the move (the proposed one was
+			// not below its cold log) and pruned the entry below it.
+			cp := decodeCheckpoint(t, mustSnapshot(t, r.m))
+			cp.Boundary = entryID{}
+			data, err := json.Marshal(cp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			index := r.m.appliedIndex
+			if err := r.m.log.ReleaseSegments(index); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.m.Close(); err != nil {
+				t.Fatal(err)
+			}
+			again := newReplica(t, dir)
+			again.confs, again.wal = r.confs, slices.Clone(r.wal)
+			if err := again.m.Restore(&pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{Index: new(index), Term: new(uint64(2)), ConfState: r.confs[3]}}); err != nil {
+				t.Fatal(err)
+			}
+			return again, again.wal
+		}},
+		{"an 8-byte log-start move replayed after its segments were released", func(t *testing.T) (*replica, []*pb.Entry) {
+			dir := t.TempDir()
+			r := bootstrapped(t, dir)
+			seqs, epochs := map[int64]int32{}, map[int64]int16{}
+			r.write(1, seqs, epochs, 8, -1)
+			cp, index := mustSnapshot(t, r.m), r.m.appliedIndex
+			p := r.m.log.RetentionPoint(0, -1, 3000)
+			if base, _, ok := r.m.log.BatchAt(p); !ok || base != p {
+				t.Fatalf("retention point %d is not a batch base", p)
+			}
+			r.step(&pb.Entry{Index: new(r.next()), Term: new(uint64(1)), Type: pb.EntryNormal.Enum(), Data: logStartEntry(p, entryID{}, false)})
+			// The storage answered Checkpointed for the checkpoint before
+			// the move only once the move had applied.
+			if err := r.m.log.ReleaseSegments(index); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.m.Close(); err != nil {
+				t.Fatal(err)
+			}
+			again := newReplica(t, dir)
+			again.confs, again.wal = r.confs, slices.Clone(r.wal[:index])
+			if err := again.m.Restore(&pb.Snapshot{Data: cp, Metadata: &pb.SnapshotMetadata{Index: new(index), Term: new(uint64(1)), ConfState: r.confs[3]}}); err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range r.wal[index:] {
+				again.step(e)
+			}
+			return again, again.wal
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, wal := tt.restarted(t)
+			unknown := func(who string) {
+				t.Helper()
+				if b, _, ok := r.m.Boundary(); ok {
+					t.Fatalf("%s: the boundary %d is known: the test shows nothing", who, b)
+				}
+				if r.m.FirstIndex() == 0 {
+					t.Fatalf("%s: the cold log serves nothing", who)
+				}
+			}
+			unknown("restarted")
+			r.empty(2)
+			for range 3 {
+				r.batch(2, spec{records: 2, valueSize: 100})
+			}
+			unknown("more batches")
+			r.step(r.moveEntry(r.next(), 2, r.m.log.LogStart()+1))
+			unknown("a move inside the first batch")
+
+			r.step(r.moveEntry(r.next(), 2, firstBatchEnd(t, r)))
+			checkBoundary(t, "a move past the first batch", r, wal)
+			checkBehind(t, "a move past the first batch", r)
+		})
 	}
 }
 
