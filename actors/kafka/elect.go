@@ -44,7 +44,7 @@ type electCall struct {
 // lead; slot indexes its answer in resp.Topics and their Partitions.
 type electWait struct {
 	slot      [2]int
-	group     uint64
+	part      controller.Partition
 	preferred uint64
 }
 
@@ -113,7 +113,7 @@ func (s *Service) elect(view *controller.State, typ int8, topic string, p int32)
 		return nil, kerr.UnknownTopicOrPartition
 	}
 	part := t.Partitions[p]
-	leader, _ := s.leaderOf(part.Group)
+	leader, _ := s.leaderOf(part)
 	if typ == electionUnclean {
 		if leader != 0 {
 			return nil, kerr.ElectionNotNeeded
@@ -134,7 +134,7 @@ func (s *Service) elect(view *controller.State, typ int8, topic string, p int32)
 	case s.Stopping != nil && s.Stopping(preferred):
 		return nil, fmt.Errorf("%w: preferred replica %d is stopping", kerr.PreferredLeaderNotAvailable, preferred)
 	}
-	return &electWait{group: part.Group, preferred: preferred}, preferredUnavailable(preferred)
+	return &electWait{part: part, preferred: preferred}, preferredUnavailable(preferred)
 }
 
 // preferredUnavailable is the answer for a partition whose preferred
@@ -149,7 +149,7 @@ func preferredUnavailable(preferred uint64) error {
 func (c *serviceConn) askTransfers(ctx actor.Context, call *electCall) {
 	call.sent = 0
 	for _, w := range call.waiting {
-		ctx.Send(c.s.Controller, &controller.ElectPreferred{Group: w.group, Preferred: w.preferred})
+		ctx.Send(c.s.Controller, &controller.ElectPreferred{Group: w.part.Group, Preferred: w.preferred})
 	}
 }
 
@@ -162,7 +162,7 @@ func (c *serviceConn) tickElects(ctx actor.Context) {
 	for _, call := range c.elects {
 		waiting := call.waiting[:0]
 		for _, w := range call.waiting {
-			if leader, _ := c.s.leaderOf(w.group); leader == w.preferred {
+			if leader, _ := c.s.leaderOf(w.part); leader == w.preferred {
 				rp := &call.resp.Topics[w.slot[0]].Partitions[w.slot[1]]
 				rp.ErrorCode, rp.ErrorMessage = 0, nil
 				continue

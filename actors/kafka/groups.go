@@ -74,7 +74,7 @@ func (s *Service) coordinatorOf(name string) (Broker, int16) {
 	if !ok {
 		return Broker{}, kerr.CoordinatorNotAvailable.Code
 	}
-	leader, _ := s.leaderOf(p.Group)
+	leader, _ := s.leaderOf(p)
 	b, ok := brokerOf(view, leader)
 	if !ok {
 		return Broker{}, kerr.CoordinatorNotAvailable.Code

@@ -12,17 +12,31 @@ import (
 	"github.com/flotilla/flotilla/raftactor"
 )
 
-// leaderOf is what this broker knows of a raft group's leader and term
-// (knownLeader). leader is 0 when unknown, or when it is a broker dead to
-// this one (not heard from within the session timeout): clients are not
-// sent to a fenced broker. A stopping broker named the leader still leads
-// (ClusterSource.stoppingLeaders) and is named.
-func (s *Service) leaderOf(group uint64) (leader, term uint64) {
-	leader, term, _, _ = knownLeader(s.Board, s.Leaders, s.NodeID, group)
-	if leader != 0 && s.Alive != nil && !s.Alive(leader) {
+// leaderOf is the leader this broker names for partition p, and the term
+// (knownLeader): 0 when unknown or not named (namesLeader). Every answer that
+// names a leader outside Metadata (FindCoordinator, KIP-951's hints,
+// ElectLeaders, the offline count) answers from it, so that none names a
+// broker Metadata answers LEADER_NOT_AVAILABLE for: Kafka's FindCoordinator
+// takes the offsets partition's leader from its metadata cache, and is
+// COORDINATOR_NOT_AVAILABLE without one (KafkaApis.getCoordinator).
+func (s *Service) leaderOf(p controller.Partition) (leader, term uint64) {
+	leader, term, _, _ = knownLeader(s.Board, s.Leaders, s.NodeID, p.Group)
+	if !namesLeader(p, leader, s.Alive) {
 		leader = 0
 	}
 	return leader, term
+}
+
+// namesLeader reports whether leader, known of partition p, is one this broker
+// names: one of p's replicas, and alive to this broker (nil alive finds
+// every broker alive). A leader out of the replicas is stale, a broadcast
+// from before the move that took it out completed: Kafka never names one,
+// as the record completing a reassignment elects a new leader among the
+// replicas kept (PartitionChangeBuilder.build, tryElection). Clients are
+// not sent to a fenced broker. A stopping broker that still leads is
+// alive, and named.
+func namesLeader(p controller.Partition, leader uint64, alive func(uint64) bool) bool {
+	return leader != 0 && slices.Contains(p.Replicas, leader) && (alive == nil || alive(leader))
 }
 
 // partitionLeadership is what this broker, self, knows of partition p of
@@ -121,7 +135,7 @@ func (s *Service) currentLeader(view *controller.State, topic string, p int32) (
 	if t == nil || p < 0 || int(p) >= len(t.Partitions) {
 		return Broker{}, 0, false
 	}
-	leader, term := s.leaderOf(t.Partitions[p].Group)
+	leader, term := s.leaderOf(t.Partitions[p])
 	if leader == 0 || leader == s.NodeID {
 		return Broker{}, 0, false
 	}

@@ -35,7 +35,7 @@ func (c *OfflineCollector) Collect(ch chan<- prometheus.Metric) {
 				continue
 			}
 			for _, p := range t.Partitions {
-				if leader, _ := c.svc.leaderOf(p.Group); leader == 0 {
+				if leader, _ := c.svc.leaderOf(p); leader == 0 {
 					n++
 				}
 			}

@@ -272,13 +272,10 @@ func (s *ClusterSource) topic(view *controller.State, t *controller.Topic, leadi
 		if known {
 			kp.LeaderEpoch = int32(term)
 		}
-		// A leader out of the replicas is stale: a broadcast from before
-		// the move that took it out completed, its successor not heard of
-		// yet. Kafka never names one: the record that completes a
-		// reassignment elects a new leader among the replicas kept when
-		// the current one is not in the ISR completing left
-		// (PartitionChangeBuilder.build, tryElection).
-		if leader != 0 && s.listed(leader, leading) && slices.Contains(p.Replicas, leader) {
+		// A leader out of the replicas is stale (namesLeader); liveness here is
+		// Metadata's own, which also fences a stopping broker leading
+		// nothing.
+		if namesLeader(p, leader, nil) && s.listed(leader, leading) {
 			kp.Leader = int32(leader)
 		}
 		for _, id := range isr {

@@ -253,7 +253,8 @@ func TestClientsNotSentToDeadBroker(t *testing.T) {
 func TestHaltedFollowerDoesNotHideTheLeader(t *testing.T) {
 	sm, leaders := liveCluster(t)
 	board := raftactor.NewStatusBoard()
-	g := sm.View().Topics["t"].Partitions[2].Group // on [2 1], led by 2 at term 5
+	p := sm.View().Topics["t"].Partitions[2] // on [2 1], led by 2 at term 5
+	g := p.Group
 	board.Publish(&raftactor.GroupStatus{Group: g, Name: "t-2", Role: "halted", Term: 5, Halted: "write segment: no space left on device"})
 	src := &ClusterSource{Machine: sm, Board: board, Replicas: partition.NewReplicas(), Leaders: leaders, Log: zerolog.Nop()}
 	topics := src.Topics(TopicQuery{Names: []string{"t"}})
@@ -261,7 +262,7 @@ func TestHaltedFollowerDoesNotHideTheLeader(t *testing.T) {
 		t.Errorf("Metadata of t/2 on the broker with the halted follower: leader %d, error %d; want 2", p.Leader, p.ErrorCode)
 	}
 	s := &Service{NodeID: 1, Machine: sm, Board: board, Leaders: leaders}
-	if leader, _ := s.leaderOf(g); leader != 2 {
+	if leader, _ := s.leaderOf(p); leader != 2 {
 		t.Errorf("leaderOf(t/2) = %d, want 2", leader)
 	}
 }
@@ -272,7 +273,8 @@ func TestHaltedFollowerDoesNotHideTheLeader(t *testing.T) {
 func TestHaltedLeaderDoesNotNameItself(t *testing.T) {
 	sm, leaders := liveCluster(t)
 	board := raftactor.NewStatusBoard()
-	g := sm.View().Topics["t"].Partitions[2].Group // broadcast: led by 2 at term 5
+	p := sm.View().Topics["t"].Partitions[2] // broadcast: led by 2 at term 5
+	g := p.Group
 	board.Publish(&raftactor.GroupStatus{Group: g, Name: "t-2", Role: "halted", Term: 5, Halted: "write segment: no space left on device"})
 	src := &ClusterSource{Self: 2, Machine: sm, Board: board, Replicas: partition.NewReplicas(), Leaders: leaders, Log: zerolog.Nop()}
 	topics := src.Topics(TopicQuery{Names: []string{"t"}})
@@ -280,7 +282,7 @@ func TestHaltedLeaderDoesNotNameItself(t *testing.T) {
 		t.Errorf("Metadata on broker 2, whose leader replica of t/2 halted, names broker 2 the leader (epoch %d)", p.LeaderEpoch)
 	}
 	s := &Service{NodeID: 2, Machine: sm, Board: board, Leaders: leaders}
-	if leader, _ := s.leaderOf(g); leader == 2 {
+	if leader, _ := s.leaderOf(p); leader == 2 {
 		t.Error("leaderOf(t/2) on broker 2 is broker 2, whose replica halted")
 	}
 }
@@ -297,7 +299,8 @@ func TestHaltedLeaderDoesNotNameItself(t *testing.T) {
 // never taken from its broadcast: its replica knows better.
 func TestLocalReplicaThatKnowsNoLeader(t *testing.T) {
 	sm, leaders := liveCluster(t)
-	g := sm.View().Topics["t"].Partitions[2].Group // broadcast: led by 2 at term 5
+	p := sm.View().Topics["t"].Partitions[2] // broadcast: led by 2 at term 5
+	g := p.Group
 	for _, tc := range []struct {
 		name       string
 		self       uint64
@@ -332,7 +335,7 @@ func TestLocalReplicaThatKnowsNoLeader(t *testing.T) {
 				t.Errorf("Metadata of t/2: leader %d, error %d; want %d", p.Leader, p.ErrorCode, tc.wantLeader)
 			}
 			s := &Service{NodeID: tc.self, Machine: sm, Board: board, Leaders: leaders}
-			if leader, _ := s.leaderOf(g); int32(leader) != max(tc.wantLeader, 0) {
+			if leader, _ := s.leaderOf(p); int32(leader) != max(tc.wantLeader, 0) {
 				t.Errorf("leaderOf(t/2) = %d, want %d", leader, max(tc.wantLeader, 0))
 			}
 		})
@@ -372,6 +375,40 @@ func TestMetadataLeaderWithinReplicas(t *testing.T) {
 	if p := parts[1]; p.ErrorCode != kerr.LeaderNotAvailable.Code || p.Leader != -1 || p.LeaderEpoch != 3 || !slices.Equal(p.ISR, []int32{1, 3}) {
 		t.Errorf("t/1 on %v: error %d leader %d epoch %d ISR %v; want LEADER_NOT_AVAILABLE, leader -1 epoch 3 ISR [1 3]",
 			p.Replicas, p.ErrorCode, p.Leader, p.LeaderEpoch, p.ISR)
+	}
+}
+
+// TestClientsNotSentToLeaderOutsideReplicas: FindCoordinator and KIP-951's
+// hints name no leader Metadata refuses to name, one out of the
+// partition's replicas (a broadcast from before a move took it out):
+// Kafka's FindCoordinator takes the leader from Metadata and is
+// COORDINATOR_NOT_AVAILABLE without one (KafkaApis.getCoordinator). Both
+// named broker 2 here, while Metadata answered LEADER_NOT_AVAILABLE.
+func TestClientsNotSentToLeaderOutsideReplicas(t *testing.T) {
+	sm, leaders := liveCluster(t)
+	view := sm.View()
+	og := view.Topics[controller.OffsetsTopic].Partitions[0].Group // on [3]
+	g := view.Topics["t"].Partitions[1].Group                      // on [1 3]
+	leaders.Note([]netactor.LeaderInfo{
+		{Group: og, Leader: 2, Term: 2, ISR: []uint64{2, 3}},
+		{Group: g, Leader: 2, Term: 3, ISR: []uint64{1, 2, 3}},
+	})
+	src := &ClusterSource{Machine: sm, Board: raftactor.NewStatusBoard(), Replicas: partition.NewReplicas(), Leaders: leaders, Log: zerolog.Nop()}
+	for _, tp := range []struct {
+		topic string
+		part  int
+	}{{controller.OffsetsTopic, 0}, {"t", 1}} {
+		topics := src.Topics(TopicQuery{Names: []string{tp.topic}})
+		if p := responseTopic(&topics[0], false).Partitions[tp.part]; p.ErrorCode != kerr.LeaderNotAvailable.Code {
+			t.Fatalf("Metadata of %s/%d: error %d leader %d, want LEADER_NOT_AVAILABLE", tp.topic, tp.part, p.ErrorCode, p.Leader)
+		}
+	}
+	s := &Service{NodeID: 1, Machine: sm, Board: raftactor.NewStatusBoard(), Leaders: leaders}
+	if b, code := s.coordinatorOf("g"); code != kerr.CoordinatorNotAvailable.Code {
+		t.Errorf("coordinator %d, error %d; want COORDINATOR_NOT_AVAILABLE", b.NodeID, code)
+	}
+	if b, _, ok := s.currentLeader(view, "t", 1); ok {
+		t.Errorf("t/1 on [1 3]: hint names broker %d", b.NodeID)
 	}
 }
 
