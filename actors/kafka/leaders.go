@@ -47,17 +47,20 @@ func namesLeader(p controller.Partition, leader uint64, alive func(uint64) bool)
 // leader whose ISR was never broadcast has p's replicas in sync: Kafka
 // creates a partition with its live replicas in its ISR
 // (ReplicationControlManager.createTopic); the callers take out those dead
-// to this broker. Metadata and ListPartitionReassignments answer from it,
-// so that both see the same ISR.
+// to this broker. It holds only of a leader this broker names
+// (namesLeader, with alive): Kafka never shows a partition without a
+// leader while live replicas are in its ISR, as it elects one of them.
+// Metadata and ListPartitionReassignments answer from it, so that both
+// see the same ISR.
 func partitionLeadership(board *raftactor.StatusBoard, leaders *partition.Leaders, replicas *partition.Replicas, self uint64,
-	t *controller.Topic, p controller.Partition) (leader, term uint64, isr []uint64, known bool) {
+	alive func(uint64) bool, t *controller.Topic, p controller.Partition) (leader, term uint64, isr []uint64, known bool) {
 	if r := partition.Lookup(replicas, partition.TopicPartition{Topic: t.Name, Partition: p.Index}, t.ID); r != nil {
 		if v := r.Machine.View(); v.Leader && len(v.ISR) > 0 {
 			return v.LeaderID, uint64(v.Epoch), v.ISR, true
 		}
 	}
 	leader, term, isr, known = knownLeader(board, leaders, self, p.Group)
-	if leader != 0 && isr == nil {
+	if isr == nil && namesLeader(p, leader, alive) {
 		isr = p.Replicas
 	}
 	return leader, term, isr, known

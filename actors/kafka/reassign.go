@@ -250,7 +250,7 @@ func (s *Service) endedInKafka(view *controller.State, topic string, p int32) bo
 // answers it (partitionLeadership), less the brokers dead to this one,
 // which Metadata answers as fenced, in no ISR.
 func (s *Service) isr(t *controller.Topic, p controller.Partition) []uint64 {
-	_, _, isr, _ := partitionLeadership(s.Board, s.Leaders, s.Replicas, s.NodeID, t, p)
+	_, _, isr, _ := partitionLeadership(s.Board, s.Leaders, s.Replicas, s.NodeID, s.Alive, t, p)
 	if s.Alive == nil {
 		return isr
 	}

@@ -347,5 +347,5 @@ func (s *ClusterSource) sawLed(view *controller.State, id controller.TopicID) {
 // leadership returns what this broker knows of a partition's leadership
 // (partitionLeadership).
 func (s *ClusterSource) leadership(t *controller.Topic, p controller.Partition) (leader, term uint64, isr []uint64, known bool) {
-	return partitionLeadership(s.Board, s.Leaders, s.Replicas, s.Self, t, p)
+	return partitionLeadership(s.Board, s.Leaders, s.Replicas, s.Self, s.Alive, t, p)
 }

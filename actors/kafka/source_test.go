@@ -458,6 +458,45 @@ func TestMetadataISRBeforeTheLeadersBroadcast(t *testing.T) {
 	}
 }
 
+// TestNoISRWithoutANamedLeader: a leader this broker's own replica knows,
+// never broadcast, that Metadata does not name (dead to this broker, or
+// out of the replicas) keeps no ISR: the partition is answered without a
+// leader and with nobody in sync, as a partition Kafka shows leaderless
+// while a live replica is in its ISR does not exist (it elects that one).
+// Every live replica was answered in the ISR, and a shrink keeping them
+// was over for ListPartitionReassignments while nothing led.
+func TestNoISRWithoutANamedLeader(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		leader uint64 // of broker 1's replica of t/1, on [1 3]
+		alive  func(uint64) bool
+	}{
+		{"leader dead", 3, deadThree},
+		{"leader out of the replicas", 2, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sm, _ := liveCluster(t)
+			view := sm.View()
+			tt := view.Topics["t"]
+			board := raftactor.NewStatusBoard()
+			board.Publish(&raftactor.GroupStatus{Group: tt.Partitions[1].Group, Role: "follower", Term: 7, Leader: tc.leader})
+			src := &ClusterSource{Self: 1, Machine: sm, Board: board, Replicas: partition.NewReplicas(), Leaders: partition.NewLeaders(), Alive: tc.alive, Log: zerolog.Nop()}
+			_, parts := metadataOfT(t, src)
+			if p := parts[1]; p.Leader != -1 || p.LeaderEpoch != 7 || len(p.ISR) != 0 {
+				t.Errorf("t/1: leader %d epoch %d ISR %v; want leader -1 epoch 7, no ISR", p.Leader, p.LeaderEpoch, p.ISR)
+			}
+			// A shrink of t/1 to [1] is stuck while nothing leads.
+			shrink := controller.Command{Reassign: &controller.Reassign{Topic: tt.ID, Partition: 1, Target: []uint64{1}}}
+			sm.Apply(view.Applied+1, 1, shrink.Encode())
+			view = sm.View()
+			s := &Service{NodeID: 1, Machine: sm, Board: board, Replicas: partition.NewReplicas(), Leaders: partition.NewLeaders(), Alive: tc.alive}
+			if p := view.Topics["t"].Partitions[1]; !p.Reassigning() || !s.reassignmentListed(view.Topics["t"], p) {
+				t.Errorf("shrink of t/1 to [1] (reassigning %v) not listed, with no leader", p.Reassigning())
+			}
+		})
+	}
+}
+
 // TestTopicHiddenOnlyWhileBeingCreated: a topic being created is
 // LEADER_NOT_AVAILABLE as a whole until every partition it was created
 // with has a leader; then this broker shows it for good and tells the
