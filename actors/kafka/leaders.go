@@ -84,7 +84,8 @@ func partitionLeadership(board *raftactor.StatusBoard, leaders *partition.Leader
 // has not heard from that term's leader yet (a replica just restarted) and
 // the broadcast knows better, as it does for a halted replica, which knows
 // nothing; but never of this broker's own leadership, which its own
-// replica knows: it led when it halted or stepped down, and leads no more.
+// replica knows: it led when it halted, died or stepped down, and leads
+// no more.
 //
 // The ISR is the broadcast's. When only this broker's own replica knows
 // the leader of the term, it is the ISR of the latest broadcast, of an
@@ -108,6 +109,12 @@ func knownLeader(board *raftactor.StatusBoard, leaders *partition.Leaders, self,
 		return leader, term, isr, known
 	}
 	li, ok := leaders.Get(group)
+	if ok && li.Leader == self && st != nil && st.Halted != "" {
+		// This broker's own broadcast, of a replica that led and halted
+		// since; one whose actor died (PublishStopped) shows no term, so
+		// the broadcast's would otherwise win. The epoch is the last known.
+		return 0, max(term, li.Term), nil, true
+	}
 	if ok && (st == nil || li.Term > term ||
 		li.Term == term && (leader != 0 || unaware && li.Leader != self)) {
 		return li.Leader, li.Term, li.ISR, true

@@ -269,21 +269,34 @@ func TestHaltedFollowerDoesNotHideTheLeader(t *testing.T) {
 
 // TestHaltedLeaderDoesNotNameItself: a broker whose leader replica halted
 // does not go on naming itself the leader from its own last broadcast,
-// which it keeps on its leaders board.
+// which it keeps on its leaders board. Nor does it when the replica's
+// actor died (PublishStopped): its status has no term, and the broadcast's
+// higher term named this broker until a peer's news replaced it.
 func TestHaltedLeaderDoesNotNameItself(t *testing.T) {
 	sm, leaders := liveCluster(t)
-	board := raftactor.NewStatusBoard()
 	p := sm.View().Topics["t"].Partitions[2] // broadcast: led by 2 at term 5
-	g := p.Group
-	board.Publish(&raftactor.GroupStatus{Group: g, Name: "t-2", Role: "halted", Term: 5, Halted: "write segment: no space left on device"})
-	src := &ClusterSource{Self: 2, Machine: sm, Board: board, Replicas: partition.NewReplicas(), Leaders: leaders, Log: zerolog.Nop()}
-	topics := src.Topics(TopicQuery{Names: []string{"t"}})
-	if p := responseTopic(&topics[0], false).Partitions[2]; p.Leader == 2 {
-		t.Errorf("Metadata on broker 2, whose leader replica of t/2 halted, names broker 2 the leader (epoch %d)", p.LeaderEpoch)
-	}
-	s := &Service{NodeID: 2, Machine: sm, Board: board, Leaders: leaders}
-	if leader, _ := s.leaderOf(p); leader == 2 {
-		t.Error("leaderOf(t/2) on broker 2 is broker 2, whose replica halted")
+	for _, tc := range []struct {
+		name    string
+		publish func(*raftactor.StatusBoard)
+	}{
+		{"halted", func(b *raftactor.StatusBoard) {
+			b.Publish(&raftactor.GroupStatus{Group: p.Group, Name: "t-2", Role: "halted", Term: 5, Halted: "write segment: no space left on device"})
+		}},
+		{"died", func(b *raftactor.StatusBoard) { b.PublishStopped(p.Group, "t-2") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			board := raftactor.NewStatusBoard()
+			tc.publish(board)
+			src := &ClusterSource{Self: 2, Machine: sm, Board: board, Replicas: partition.NewReplicas(), Leaders: leaders, Log: zerolog.Nop()}
+			topics := src.Topics(TopicQuery{Names: []string{"t"}})
+			if kp := responseTopic(&topics[0], false).Partitions[2]; kp.Leader != -1 || kp.LeaderEpoch != 5 {
+				t.Errorf("Metadata of t/2 on broker 2, whose leader replica stopped: leader %d epoch %d; want -1, epoch 5", kp.Leader, kp.LeaderEpoch)
+			}
+			s := &Service{NodeID: 2, Machine: sm, Board: board, Leaders: leaders}
+			if leader, _ := s.leaderOf(p); leader == 2 {
+				t.Error("leaderOf(t/2) on broker 2 is broker 2, whose replica stopped")
+			}
+		})
 	}
 }
 
