@@ -32,6 +32,23 @@ type Config struct {
 	// be added by the leader.
 	Bootstrap bool
 	Peers     []uint64
+	// Preferred is the voter meant to lead the group (a partition's
+	// preferred replica, the first of its assignment; 0: none). When this
+	// incarnation founds the group (Bootstrap, with nothing in storage),
+	// the preferred voter campaigns as soon as raft lets it, once the
+	// bootstrap conf changes are applied, instead of after an election
+	// timeout, and the group starts on it: no election timeout without a
+	// leader, and no transfer to it afterwards. The other founders start
+	// their replicas when they apply the same controller entry, a little
+	// earlier or later, and a vote request that reaches a broker before
+	// the group exists there is dropped: so while it is a pre-candidate
+	// it asks again every HeartbeatTicks, for up to two election
+	// timeouts, and ignores the pre-votes of founders that campaigned
+	// before it started, which would split the vote (founding.go). Any
+	// other start (a restart, a group recovered from disk, a replica
+	// added to a running group) waits out an election timeout as raft
+	// always does: the group may have a leader already.
+	Preferred uint64
 
 	ElectionTicks   int
 	HeartbeatTicks  int
@@ -225,6 +242,10 @@ type groupActor struct {
 	// nobody to wait for, and waiting out an election timeout would only
 	// delay a single-broker cluster.
 	campaignIfAlone bool
+	// foundingUntil is set on the preferred voter of a group this
+	// incarnation founded, until its first election is over or that
+	// tick; foundingAt is the tick of its first campaign (founding.go).
+	foundingUntil, foundingAt uint64
 	// checkpointWanted records a checkpoint request that arrived while a
 	// snapshot from the leader was being written, or a flush was in flight.
 	checkpointWanted bool
@@ -299,6 +320,9 @@ func (g *groupActor) Receive(ctx actor.Context) {
 			g.noteQuietAcks(m.Msgs)
 			resp := false
 			for _, msg := range m.Msgs {
+				if g.foundingUntil != 0 && msg.GetType() == pb.MsgPreVote {
+					continue // founding.go
+				}
 				g.noteTransfer(msg)
 				if err := g.rn.Step(msg); err != nil {
 					g.log.Debug().Err(err).Uint64("peer", msg.GetFrom()).Str("type", msg.GetType().String()).Msg("step")
@@ -437,6 +461,9 @@ func (g *groupActor) start(ctx actor.Context) {
 		bootstrapped = true
 	}
 	g.campaignIfAlone = true
+	if bootstrapped {
+		g.startFounding()
+	}
 	ev := g.log.Info()
 	if cfg.QuietStart && g.incarnation == 1 {
 		ev = g.log.Debug()

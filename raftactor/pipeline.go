@@ -158,7 +158,7 @@ func (g *groupActor) processOneReady(ctx actor.Context) {
 		// answered and the next Ready applies them.
 		if st := g.rn.BasicStatus(); st.Applied >= st.HardState.GetCommit() {
 			g.campaignIfAlone = false
-			g.campaignIfSoleVoter()
+			g.campaignFirst()
 		}
 	}
 	if g.checkpointWanted || g.snapshotDue() {
@@ -469,14 +469,6 @@ func (g *groupActor) noteStateChange(ctx actor.Context, rd raft.Ready) {
 		if g.ext != nil {
 			g.ext.LeaderChanged(g.handle, ctx)
 		}
-	}
-}
-
-func (g *groupActor) campaignIfSoleVoter() {
-	st := g.rn.Status()
-	voters := st.Config.Voters.IDs()
-	if _, self := voters[g.d.cfg.NodeID]; len(voters) == 1 && self && st.RaftState != raft.StateLeader {
-		_ = g.rn.Campaign()
 	}
 }
 

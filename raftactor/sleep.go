@@ -89,6 +89,9 @@ func (g *groupActor) tick(ctx actor.Context, n uint64) {
 		if !g.quiet {
 			g.rn.Tick()
 		}
+		if g.foundingUntil != 0 {
+			g.founding()
+		}
 		g.expireWaiters(ctx)
 		if !g.quiet {
 			g.publishIfChanged()

@@ -60,16 +60,24 @@ type RaftSettings struct {
 // (a partition or an offsets-topic partition) on node: the replicas the
 // partition was created with found the group, as etcd's StartNode; any
 // replica added later starts empty and waits for the leader to add it
-// (controller.Partition.Bootstraps). Its state machine proposes its own
-// entries. The caller sets the state machine, storage, transport,
-// recovered state, board and logger.
+// (controller.Partition.Bootstraps). The preferred replica, the first of
+// the assignment, is the group's raftactor.Config.Preferred: a founding
+// group starts on it, the leader PreferLeader would otherwise hand the
+// group to. Its state machine proposes its own entries. The caller sets
+// the state machine, storage, transport, recovered state, board and
+// logger.
 func (rs RaftSettings) Config(p controller.Partition, name string, node uint64) raftactor.Config {
+	var preferred uint64
+	if len(p.Replicas) > 0 {
+		preferred = p.Replicas[0]
+	}
 	return raftactor.Config{
 		Group:                     p.Group,
 		Name:                      name,
 		NodeID:                    node,
 		Bootstrap:                 p.Bootstraps(node),
 		Peers:                     p.Replicas,
+		Preferred:                 preferred,
 		ElectionTicks:             rs.ElectionTicks,
 		HeartbeatTicks:            rs.HeartbeatTicks,
 		MaxSizePerMsg:             rs.MaxSizePerMsg,
