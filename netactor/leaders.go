@@ -17,7 +17,10 @@ import (
 // A receiver keeps, per group, the information with the highest term.
 //
 // Each manager of raft groups on a node broadcasts, every half second, the
-// groups it leads (Peers.Broadcast). A PeerSender that connects first sends
+// groups it leads (Peers.Broadcast), and a replica that begins to serve as
+// leader says so at once, alone; a PeerSender merges what it is given
+// into its next frame (pendingLeaders), so that a burst of them costs a
+// few frames. A PeerSender that connects first sends
 // its peer everything the node leads at that moment (Peers.Leads), and
 // marks the frame that carries the last of it (leaders_complete): a broker
 // that restarts learns who leads what from each peer as soon as that peer
@@ -52,22 +55,62 @@ const (
 	fieldLeaderISR    protowire.Number = 4
 )
 
-// mergeLeaders adds the leaderships of next to pending, the ones not yet
-// sent: a group's newer leadership replaces its older one.
-func mergeLeaders(pending, next []LeaderInfo) []LeaderInfo {
-	at := make(map[uint64]int, len(pending))
-	for i, li := range pending {
-		at[li.Group] = i
+// pendingLeaders are the leaderships a PeerSender has yet to send, oldest
+// first, at most one per group. Leaders come in bursts, one message each
+// (a topic's new partitions, or a dead broker's, all ready at once), and
+// every one merges in constant time.
+type pendingLeaders struct {
+	infos []LeaderInfo
+	// at is the position of each group's leadership in infos, plus base:
+	// the number taken from its front since at was last emptied.
+	at   map[uint64]int
+	base int
+}
+
+// merge adds next: a group's leadership replaces the one waiting, unless
+// that one is of a later term. The managers' periodic broadcasts and the
+// replicas' announcements (a new leader's, at once) come from different
+// actors, and a broadcast read before a leadership of this node ended may
+// arrive after its successor's announcement; the peer would keep the
+// later term anyway, if it saw both.
+func (p *pendingLeaders) merge(next []LeaderInfo) {
+	if p.at == nil {
+		p.at = make(map[uint64]int, len(next))
 	}
 	for _, li := range next {
-		if i, ok := at[li.Group]; ok {
-			pending[i] = li
+		if i, ok := p.at[li.Group]; ok {
+			if cur := &p.infos[i-p.base]; li.Term >= cur.Term {
+				*cur = li
+			}
 			continue
 		}
-		at[li.Group] = len(pending)
-		pending = append(pending, li)
+		p.at[li.Group] = p.base + len(p.infos)
+		p.infos = append(p.infos, li)
 	}
-	return pending
+}
+
+// take removes and returns the leaderships for the next frame (takeLeaders).
+func (p *pendingLeaders) take() []LeaderInfo {
+	next, rest := takeLeaders(p.infos)
+	taken := len(p.infos) - len(rest)
+	if rest == nil {
+		p.reset()
+		return next
+	}
+	for _, li := range p.infos[:taken] {
+		delete(p.at, li.Group)
+	}
+	p.infos, p.base = rest, p.base+taken
+	return next
+}
+
+// empty reports whether nothing waits.
+func (p *pendingLeaders) empty() bool { return len(p.infos) == 0 }
+
+// reset drops everything waiting.
+func (p *pendingLeaders) reset() {
+	p.infos, p.base = nil, 0
+	clear(p.at)
 }
 
 // takeLeaders splits pending into the leaderships for the next frame, as

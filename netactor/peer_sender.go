@@ -34,8 +34,8 @@ type PeerSender struct {
 
 	w         *writer
 	connected bool
-	inflight  *frameJob    // handed to the writer and not yet reported done
-	leaders   []LeaderInfo // to go out with the next frames (OutboundLeaders)
+	inflight  *frameJob      // handed to the writer and not yet reported done
+	leaders   pendingLeaders // to go out with the next frames (OutboundLeaders)
 	// leads returns what this node leads, which a new connection carries
 	// first (Peers.Leads); complete is set until the frame carrying the
 	// last of it goes out, marked LeadersComplete.
@@ -112,7 +112,7 @@ func (s *PeerSender) Receive(ctx actor.Context) {
 		if s.connected {
 			// Two managers broadcast (partitions, offsets partitions),
 			// often while a frame is in flight: keep both.
-			s.leaders = mergeLeaders(s.leaders, msg.Infos)
+			s.leaders.merge(msg.Infos)
 		}
 	case *outboundControl:
 		s.queueControl(msg.data)
@@ -126,9 +126,10 @@ func (s *PeerSender) Receive(ctx actor.Context) {
 			clear(s.unreachable)
 			// Before anything else it leads: a broadcast that comes
 			// later is newer, and merges over it.
-			s.leaders, s.complete = nil, true
+			s.leaders.reset()
+			s.complete = true
 			if f := s.leads.Load(); f != nil {
-				s.leaders = (*f)()
+				s.leaders.merge((*f)())
 			}
 		}
 	case *writerSettled:
@@ -296,8 +297,8 @@ func (s *PeerSender) flush() {
 		return
 	}
 	control, reserved := s.takeControl()
-	leaders, rest := takeLeaders(s.leaders)
-	complete := s.complete && rest == nil
+	leaders := s.leaders.take()
+	complete := s.complete && s.leaders.empty()
 	reserved += len(appendLeadersComplete(appendLeaders(nil, leaders), complete))
 	job := s.queue.nextFrame(s.opts.MaxFrameBytes, reserved, s.opts.BulkBytesPerFrame, s.release, s.index)
 	if s.queue.held.len() == 0 {
@@ -310,7 +311,7 @@ func (s *PeerSender) flush() {
 		return
 	}
 	s.idleTicks = 0
-	job.env.Leaders, s.leaders = leaders, rest
+	job.env.Leaders = leaders
 	job.env.LeadersComplete = complete
 	s.complete = s.complete && !complete
 	job.env.Control = control
