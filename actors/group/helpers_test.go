@@ -12,6 +12,7 @@ import (
 
 	"github.com/flotilla/flotilla/actors"
 	"github.com/flotilla/flotilla/actors/storage"
+	"github.com/flotilla/flotilla/netactor"
 	"github.com/flotilla/flotilla/raftactor"
 )
 
@@ -35,8 +36,10 @@ type testCoordinator struct {
 	now     *atomic.Int64 // the leader's clock, unix ms
 	seen    *atomic.Uint64
 	answers chan *Answer
-	early   map[uint64]any // answers taken off the channel before they were waited for
-	ref     uint64
+	// announced holds what the coordinator announced of its leadership.
+	announced chan []netactor.LeaderInfo
+	early     map[uint64]any // answers taken off the channel before they were waited for
+	ref       uint64
 }
 
 // holdStorage answers every Persist at once, except while held: then it
@@ -80,7 +83,7 @@ func startCoordinator(t *testing.T, settings Settings) *testCoordinator {
 	sys := actors.NewSystem(zerolog.Nop())
 	t.Cleanup(sys.Shutdown)
 	c := &testCoordinator{t: t, sys: sys, now: &atomic.Int64{}, seen: &atomic.Uint64{},
-		answers: make(chan *Answer, 64), early: map[uint64]any{}}
+		answers: make(chan *Answer, 64), early: map[uint64]any{}, announced: make(chan []netactor.LeaderInfo, 16)}
 	c.now.Store(100 * 24 * time.Hour.Milliseconds())
 	var err error
 	if c.storage, err = sys.Spawn("storage", "storage", func() actor.Actor { return &holdStorage{} }); err != nil {
@@ -89,7 +92,13 @@ func startCoordinator(t *testing.T, settings Settings) *testCoordinator {
 	c.m = NewMachine(MachineOptions{Replicas: []uint64{1}, Group: 7, Tick: testTick, Settings: settings,
 		Topics: func(string) int32 { return 1 },
 		Now:    func() time.Time { return time.UnixMilli(c.now.Load()) },
-		Log:    zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
+		Announce: func(_ actor.SenderContext, infos []netactor.LeaderInfo) {
+			select {
+			case c.announced <- infos:
+			default:
+			}
+		},
+		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
 	prod, err := raftactor.NewProducer(raftactor.Config{Group: 7, Name: "__consumer_offsets/0", NodeID: 1, Bootstrap: true,
 		Peers: []uint64{1}, ElectionTicks: 10, HeartbeatTicks: 1, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 64,
 		RawEntries: true, Storage: c.storage, Transport: nopTransport{}, StateMachine: c.m,

@@ -15,6 +15,7 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/flotilla/flotilla/actors/partition"
+	"github.com/flotilla/flotilla/netactor"
 	"github.com/flotilla/flotilla/raftactor"
 )
 
@@ -65,7 +66,12 @@ type MachineOptions struct {
 	// is refused: proposed, it would never replicate, and every later
 	// write of the partition would wait behind it.
 	MaxEntryBytes int
-	Log           zerolog.Logger
+	// Announce tells this broker's board of leaderships and every peer
+	// at once that this replica has begun to coordinate
+	// (partition.Announcer; nil: only the manager's periodic broadcast
+	// tells them), so that FindCoordinator on any broker names it.
+	Announce func(ctx actor.SenderContext, infos []netactor.LeaderInfo)
+	Log      zerolog.Logger
 }
 
 // Machine is the state machine of one offsets-topic partition: on every
@@ -336,6 +342,10 @@ func (m *Machine) checkReady(h *raftactor.Handle, ctx actor.Context) {
 	m.publish()
 	m.updateLeadership(h)
 	m.o.Log.Info().Uint64("term", m.term).Int("consumer_group_count", len(m.groups)).Msg("group coordinator ready")
+	if m.o.Announce != nil {
+		l := m.Leadership()
+		m.o.Announce(ctx, []netactor.LeaderInfo{{Group: m.o.Group, Leader: h.NodeID(), Term: l.Term, ISR: l.ISR}})
+	}
 }
 
 // LeaderChanged implements raftactor.Extension: a coordinator that loses

@@ -286,6 +286,7 @@ func (mg *manager) start(ctx actor.Context, p controller.Partition) (*Coordinato
 		},
 		MaxEntryBytes:   mg.o.Raft.MaxEntryBytes,
 		ReplicaLagTicks: mg.o.Raft.ReplicaLagTicks,
+		Announce:        partition.Announcer(mg.o.Leaders, mg.o.Broadcast),
 		Log:             log,
 	})
 	cfg := mg.o.Raft.Config(p, name, mg.o.NodeID)
@@ -314,13 +315,8 @@ func (mg *manager) start(ctx actor.Context, p controller.Partition) (*Coordinato
 // broadcastLeaders tells every peer, and this broker's own board, which
 // offsets partitions this broker leads.
 func (mg *manager) broadcastLeaders(ctx actor.Context) {
-	infos := Led(mg.coordinators, mg.o.NodeID)
-	if len(infos) == 0 {
-		return
-	}
-	mg.o.Leaders.Note(infos)
-	if mg.o.Broadcast != nil {
-		mg.o.Broadcast(ctx, infos)
+	if infos := Led(mg.coordinators, mg.o.NodeID); len(infos) > 0 {
+		partition.Announcer(mg.o.Leaders, mg.o.Broadcast)(ctx, infos)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 	"go.etcd.io/raft/v3/tracker"
 
@@ -165,9 +166,27 @@ func (l *Leaders) Prune(view *controller.State) {
 }
 
 // leadersEveryTicks paces the broadcast of this broker's leaderships
-// (10 ticks: 500 ms at 50 ms), the longest a non-hosting broker's Metadata
-// lags a leader change.
+// (10 ticks: 500 ms at 50 ms). A replica that begins to serve as leader
+// tells every broker at once (Announcer); the broadcast brings the ISR
+// changes since, and repairs what a lost connection dropped.
 const leadersEveryTicks = 10
+
+// Announcer returns what tells this broker's board of leaderships (leaders)
+// and every peer (broadcast, nil for none) of leaderships of this broker:
+// what the managers broadcast every leadersEveryTicks, and what a replica
+// that has just begun to serve as leader announces at once, from its own
+// actor. Each peer's sender merges what it is told into its next frame,
+// so that many leaders ready at once (a topic's new partitions, the
+// partitions of a broker that died) travel in a few frames. It is safe
+// for concurrent use.
+func Announcer(leaders *Leaders, broadcast func(actor.SenderContext, []netactor.LeaderInfo)) func(actor.SenderContext, []netactor.LeaderInfo) {
+	return func(ctx actor.SenderContext, infos []netactor.LeaderInfo) {
+		leaders.Note(infos)
+		if broadcast != nil {
+			broadcast(ctx, infos)
+		}
+	}
+}
 
 // PreferLeader hands a group's leadership to its preferred replica (the
 // assignment's first) once that replica has caught up, so that leaders

@@ -17,6 +17,7 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/flotilla/flotilla/actors/storage"
+	"github.com/flotilla/flotilla/netactor"
 	"github.com/flotilla/flotilla/raftactor"
 )
 
@@ -96,6 +97,10 @@ type MachineOptions struct {
 	// (recoveredEntries): their references let Open rebuild
 	// the Raft index entries a crash took (see Log.Sync).
 	Recovered []*pb.Entry
+	// Announce tells this broker's board of leaderships and every peer
+	// at once that this replica has begun to serve as leader (Announcer;
+	// nil: only the manager's periodic broadcast tells them).
+	Announce func(ctx actor.SenderContext, infos []netactor.LeaderInfo)
 }
 
 // EpochStart is one entry of the leader-epoch cache: the first offset
@@ -1072,7 +1077,7 @@ func (m *Machine) Applied(h *raftactor.Handle, ctx actor.Context) {
 	}
 	m.completed = m.completed[:0]
 	m.settleHeld(h, ctx)
-	m.checkReady(h)
+	m.checkReady(h, ctx)
 	m.settleAwaiting(h, ctx)
 	m.settleDeletes(ctx, false)
 	m.wake(ctx, false)
@@ -1081,8 +1086,11 @@ func (m *Machine) Applied(h *raftactor.Handle, ctx actor.Context) {
 
 // checkReady opens the partition for produce once this leader has applied
 // an entry of its own term: everything before it is then in the log, so the
-// applied log end is where its own offsets start.
-func (m *Machine) checkReady(h *raftactor.Handle) {
+// applied log end is where its own offsets start. It tells every broker
+// at once (Announce): Metadata on a broker that hosts no replica names the
+// new leader from then on, and CreateTopics answers there once its new
+// partitions' leaders have all said so.
+func (m *Machine) checkReady(h *raftactor.Handle, ctx actor.Context) {
 	if m.ready || !h.IsLeader() || m.lastAppliedTerm != h.Term() {
 		return
 	}
@@ -1102,6 +1110,9 @@ func (m *Machine) checkReady(h *raftactor.Handle) {
 	m.publish(h)
 	// At debug: the raft group logged the role change at info.
 	m.o.Log.Debug().Uint64("term", m.readyTerm).Int64("log_end", m.nextOffset).Uints64("isr", m.isr).Msg("partition leader ready")
+	if m.o.Announce != nil {
+		m.o.Announce(ctx, []netactor.LeaderInfo{{Group: m.o.Group, Leader: h.NodeID(), Term: m.readyTerm, ISR: m.isr}})
+	}
 }
 
 // LeaderChanged implements raftactor.Extension: whatever this node had in
@@ -1128,7 +1139,7 @@ func (m *Machine) LeaderChanged(h *raftactor.Handle, ctx actor.Context) {
 		m.producers.DiscardInFlight()
 		m.settleDeletes(ctx, true)
 	}
-	m.checkReady(h)
+	m.checkReady(h, ctx)
 	m.settleAwaiting(h, ctx)
 	m.wake(ctx, true)
 	m.publish(h)

@@ -333,13 +333,8 @@ func (mg *manager) reconcile(ctx actor.Context) {
 // broadcastLeaders tells every peer, and this broker's own board, which
 // partitions this broker leads, their epoch and ISR.
 func (mg *manager) broadcastLeaders(ctx actor.Context) {
-	infos := Led(mg.replicas, mg.o.NodeID)
-	if len(infos) == 0 {
-		return
-	}
-	mg.o.Leaders.Note(infos)
-	if mg.o.Broadcast != nil {
-		mg.o.Broadcast(ctx, infos)
+	if infos := Led(mg.replicas, mg.o.NodeID); len(infos) > 0 {
+		Announcer(mg.o.Leaders, mg.o.Broadcast)(ctx, infos)
 	}
 }
 
@@ -451,7 +446,8 @@ func (mg *manager) start(ctx actor.Context, t *controller.Topic, p controller.Pa
 	m, err := NewMachine(MachineOptions{Topic: t.Name, Partition: p.Index, Dir: dir, Settings: settings,
 		Replicas: p.Replicas, Adding: p.Adding, Removing: p.Removing, Group: p.Group, Controller: mg.o.ControllerActor,
 		ReplicaLagTicks: mg.o.Raft.ReplicaLagTicks, Metrics: mg.o.Metrics, Space: mg.o.Space, Log: log, Recovered: recoveredEntries(recovered),
-		MaxEntryBytes: mg.o.Raft.MaxEntryBytes, ProducerExpirationMs: mg.o.ProducerExpirationMs, ProducerExpiryTicks: mg.o.ProducerExpiryTicks})
+		MaxEntryBytes: mg.o.Raft.MaxEntryBytes, ProducerExpirationMs: mg.o.ProducerExpirationMs, ProducerExpiryTicks: mg.o.ProducerExpiryTicks,
+		Announce: Announcer(mg.o.Leaders, mg.o.Broadcast)})
 	if err != nil {
 		return nil, err
 	}
