@@ -335,10 +335,7 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 		Alive:     stayingFunc(liveness, alive),
 		Liveness:  liveness,
 		DeadPeers: controller.NewDeadPeersGauge(reg),
-		LeaderKnown: func(group uint64) bool {
-			li, ok := leaders.Get(group)
-			return ok && li.Leader != 0
-		},
+		Announced: leaders.Get,
 		LeaderServes: func(t *controller.Topic, p controller.Partition) bool {
 			r := partition.Lookup(b.replicas, partition.TopicPartition{Topic: t.Name, Partition: p.Index}, t.ID)
 			return r != nil && r.Machine.View().Leader

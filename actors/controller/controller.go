@@ -33,11 +33,14 @@ type Options struct {
 	Raft      *actor.PID // the controller group's actor
 	Machine   *StateMachine
 	Board     *raftactor.StatusBoard
-	// LeaderKnown reports whether this broker has heard who leads a
-	// partition group it does not host (the leaders its peers broadcast);
-	// CreateTopics and CreatePartitions answer once every new partition
-	// has a known leader. Nil: only hosted partitions are waited for.
-	LeaderKnown func(group uint64) bool
+	// Announced returns what the leader of a partition group last said
+	// of its leadership, as far as this broker heard (its board of
+	// leaderships): a leader says so only once it serves clients, having
+	// applied an entry of its term. CreateTopics and CreatePartitions
+	// answer once every new partition's leader serves (served). Nil: what
+	// raft knows here is taken instead, and a partition not hosted here
+	// is not waited for.
+	Announced func(group uint64) (netactor.LeaderInfo, bool)
 	// LeaderServes reports whether this broker's replica of partition p
 	// of t, which raft made leader, serves clients yet (it has applied
 	// an entry of its term). Nil: raft's leadership is enough.
@@ -307,9 +310,11 @@ func (c *controllerActor) createTopics(ctx actor.Context, m *CreateTopics) {
 		if m.ReplyTo == nil { // auto-creation from Metadata does not wait
 			return
 		}
-		// Kafka answers CreateTopics once the new partitions have leaders
-		// (or the request's timeout passed): a client that produces right
-		// after must not find them leaderless.
+		// Answered once the new partitions' leaders serve (or the
+		// request's timeout passed): a client that produces or fetches
+		// right after must not find them leaderless, nor meet a leader
+		// that refuses it. Kafka's ZooKeeper-era broker held the answer
+		// until its metadata named every leader (DelayedCreatePartitions).
 		var created []TopicID
 		for _, r := range results {
 			if r.Err == nil && !m.ValidateOnly {
@@ -391,10 +396,9 @@ func (c *controllerActor) await(ctx actor.Context, w *leaderWait, timeoutTicks u
 	c.answerLed(ctx)
 }
 
-// answerLed sends the held answers whose partitions all have
-// leaders, as far as this broker can tell: it sees the leaders of the
-// partitions it hosts, and of the others nothing yet. Past the request's
-// timeout the topics still without leaders get REQUEST_TIMED_OUT, as Kafka
+// answerLed sends the held answers whose partitions all have leaders
+// that serve, as far as this broker can tell (served). Past the request's
+// timeout the topics still without them get REQUEST_TIMED_OUT, as Kafka
 // answers them; they exist and will get leaders.
 func (c *controllerActor) answerLed(ctx actor.Context) {
 	if len(c.awaitLeaders) == 0 {
@@ -427,30 +431,45 @@ func (c *controllerActor) answerLed(ctx actor.Context) {
 }
 
 // led reports whether every partition of t from index from on has a
-// leader as far as this broker knows. Answering before would let a client
-// that reads Metadata next see a partition it just made without a leader.
+// leader that serves clients, as far as this broker knows (served).
+// Answering before would let a client that reads Metadata next see a
+// partition it just made without a leader, or with one that refuses it.
 func (c *controllerActor) led(t *Topic, from int32) bool {
 	return c.partitionsLed(t, t.Partitions[min(int(max(from, 0)), len(t.Partitions)):])
 }
 
-// partitionsLed reports whether every partition ps of t has a leader as
-// far as this broker knows: from its own replica's status, and otherwise
-// (not hosted here, or halted here) from what the leaders broadcast
-// (LeaderKnown). A replica here that raft made leader must also serve
-// (LeaderServes): until it has applied an entry of its term it answers
-// NOT_LEADER_OR_FOLLOWER with no other leader to name, and a client
-// told of the topic a moment before waits for its next metadata refresh.
+// partitionsLed reports whether every partition ps of t has a leader that
+// serves clients, as far as this broker knows (served).
 func (c *controllerActor) partitionsLed(t *Topic, ps []Partition) bool {
 	for _, p := range ps {
-		if st := c.o.Board.Get(p.Group); st != nil && st.Halted == "" && slices.Contains(p.Replicas, c.o.NodeID) {
-			if st.Leader == 0 || st.Leader == c.o.NodeID && c.o.LeaderServes != nil && !c.o.LeaderServes(t, p) {
-				return false
-			}
-		} else if c.o.LeaderKnown != nil && !c.o.LeaderKnown(p.Group) {
+		if !c.served(t, p) {
 			return false
 		}
 	}
 	return true
+}
+
+// served reports whether partition p of t has a leader that serves
+// clients, as far as this broker knows: its own replica, which leads and
+// has applied an entry of its term (LeaderServes), or a leader that said
+// so itself (Announced), in a term no older than this broker's replica
+// knows. That raft here knows a leader is not enough: a follower learns
+// its leader from the leader's first append, before the leader has
+// applied an entry of its term, and until then the leader refuses Fetch
+// and ListOffsets with NOT_LEADER_OR_FOLLOWER and holds Produce.
+func (c *controllerActor) served(t *Topic, p Partition) bool {
+	st := c.o.Board.Get(p.Group)
+	if st != nil && (st.Halted != "" || !slices.Contains(p.Replicas, c.o.NodeID)) {
+		st = nil // a replica that knows nothing, or one no longer assigned here
+	}
+	if st != nil && st.Leader == c.o.NodeID {
+		return c.o.LeaderServes == nil || c.o.LeaderServes(t, p)
+	}
+	if c.o.Announced == nil {
+		return st == nil || st.Leader != 0
+	}
+	li, ok := c.o.Announced(p.Group)
+	return ok && li.Leader != 0 && (st == nil || li.Term >= st.Term)
 }
 
 // markLedTopics, on the controller's leader, proposes TopicLed for the
