@@ -41,24 +41,32 @@ import (
 // ask only whether they may campaign, and it will grant them its own.
 //
 // It founds from its start until its first election is over (it is a
-// candidate or knows a leader), a quorum refused it (a founder that
+// candidate or knows a leader), or a quorum refused it (a founder that
 // already follows a leader, as when this replica lost its data and
-// founded again), or two election timeouts have passed, the longest
-// raft's own first election would wait. Raft then carries on alone: an
-// election timeout is the fallback, as for any group, and in a larger
-// group the other founders elect one of them without this one.
+// founded again: it hears from that leader, or its pre-votes meet longer
+// logs), and for foundingElectionTimeouts at most. Raft then carries on
+// alone: an election timeout is the fallback, as for any group, and in a
+// larger group the other founders may elect one of them without this one
+// (its appends then end the founding). The bound is generous: brokers
+// start a topic's replicas one after another, in the same order, each at
+// its own pace (about 15 ms each on a loaded two-core machine), so the
+// replicas of a partition of a large topic can start seconds apart.
 //
 // Nothing of this happens on any other start: a restart, a group
 // recovered from disk, a replica added to a running group as a learner,
 // or the controller group (which sets no Preferred): their group may
 // have a leader, which a campaign would only disturb.
 
+// foundingElectionTimeouts bounds the founding, in election timeouts (10 s
+// at 50 ms ticks).
+const foundingElectionTimeouts = 20
+
 // startFounding marks the group that this incarnation has just founded as
 // founding, if this is its preferred voter and it has others.
 func (g *groupActor) startFounding() {
 	cfg := g.d.cfg
 	if cfg.Preferred == cfg.NodeID && len(cfg.Peers) > 1 && slices.Contains(cfg.Peers, cfg.NodeID) {
-		g.foundingUntil = g.ticks + 2*uint64(max(cfg.ElectionTicks, 1))
+		g.foundingUntil = g.ticks + foundingElectionTimeouts*uint64(max(cfg.ElectionTicks, 1))
 	}
 }
 

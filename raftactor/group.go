@@ -42,8 +42,8 @@ type Config struct {
 	// their replicas when they apply the same controller entry, a little
 	// earlier or later, and a vote request that reaches a broker before
 	// the group exists there is dropped: so while it is a pre-candidate
-	// it asks again every HeartbeatTicks, for up to two election
-	// timeouts, and ignores the pre-votes of founders that campaigned
+	// it asks again every HeartbeatTicks until it has a leader or is
+	// refused, and ignores the pre-votes of founders that campaigned
 	// before it started, which would split the vote (founding.go). Any
 	// other start (a restart, a group recovered from disk, a replica
 	// added to a running group) waits out an election timeout as raft

@@ -13,6 +13,7 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/flotilla/flotilla/actors/controller"
+	"github.com/flotilla/flotilla/configs"
 	"github.com/flotilla/flotilla/raftactor"
 )
 
@@ -29,7 +30,11 @@ import (
 // election itself, and no leadership transfer followed, which would have
 // left a later term and refused produce requests while it ran.
 func TestNewPartitionsServedByTheirPreferredReplicaAtOnce(t *testing.T) {
-	c := newTestCluster(t, 4)
+	// The default tick, not the tests' 20 ms: under -race on a loaded
+	// machine a leader would otherwise often miss its follower for an
+	// election timeout (200 ms) and step down (CheckQuorum), a later
+	// term for reasons that are not this test's.
+	c := newTestCluster(t, 4, func(cfg *configs.Config) { cfg.Raft.TickMs = 50 })
 	c.waitReady()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
