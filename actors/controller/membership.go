@@ -229,11 +229,21 @@ func (p Partition) Reassigning() bool { return len(p.Adding) > 0 || len(p.Removi
 // founds with the same voters and the same entries, and one that starts
 // late cannot win an election against the longer logs of the others.
 func (p Partition) Bootstraps(id uint64) bool {
-	founders := p.Founders
-	if founders == nil {
-		founders = p.Replicas
+	return p.Completed == 0 && slices.Contains(p.FoundingVoters(), id)
+}
+
+// FoundingVoters are the voters a founder bootstraps the partition's raft
+// group with (Bootstraps): its creation replicas, the same for every
+// founder. Not Replicas, which during a first reassignment names the
+// move's target too: a founder starting then (its broker was down when
+// the topic was created) would found another group, whose bootstrap
+// entries differ from the others' at the same index and term, and never
+// catch up. A partition from before Founders were kept has its Replicas.
+func (p Partition) FoundingVoters() []uint64 {
+	if p.Founders == nil {
+		return p.Replicas
 	}
-	return p.Completed == 0 && slices.Contains(founders, id)
+	return p.Founders
 }
 
 func without(ids, drop []uint64) []uint64 {

@@ -76,7 +76,7 @@ func (rs RaftSettings) Config(p controller.Partition, name string, node uint64) 
 		Name:                      name,
 		NodeID:                    node,
 		Bootstrap:                 p.Bootstraps(node),
-		Peers:                     p.Replicas,
+		Peers:                     p.FoundingVoters(),
 		Preferred:                 preferred,
 		ElectionTicks:             rs.ElectionTicks,
 		HeartbeatTicks:            rs.HeartbeatTicks,
