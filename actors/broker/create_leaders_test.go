@@ -186,27 +186,9 @@ func createAndUse(ctx context.Context, t *testing.T, c *testCluster, cl *kgo.Cli
 	// What a consumer asks first, which a leader that has not applied an
 	// entry of its term refuses at once.
 	for leader, ps := range byLeader {
-		list := kmsg.NewPtrListOffsetsRequest()
-		list.ReplicaID = -1
-		lt := kmsg.NewListOffsetsRequestTopic()
-		lt.Topic = topic
-		for _, p := range ps {
-			lp := kmsg.NewListOffsetsRequestTopicPartition()
-			lp.Partition, lp.Timestamp, lp.CurrentLeaderEpoch = p, -1, -1
-			lt.Partitions = append(lt.Partitions, lp)
-		}
-		list.Topics = append(list.Topics, lt)
-		lresp, err := list.RequestWith(ctx, cl.Broker(int(leader)))
-		if err != nil {
-			t.Fatalf("list offsets on broker %d: %v", leader, err)
-		}
-		for _, rt := range lresp.Topics {
-			for _, rp := range rt.Partitions {
-				if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
-					errs = append(errs, fmt.Errorf("list offsets of %s/%d on broker %d, its leader as broker %d named it: %w",
-						topic, rp.Partition, leader, front, err))
-				}
-			}
+		for p, err := range listLatest(ctx, t, cl, leader, topic, ps) {
+			errs = append(errs, fmt.Errorf("list offsets of %s/%d on broker %d, its leader as broker %d named it: %w",
+				topic, p, leader, front, err))
 		}
 	}
 	for leader, ps := range byLeader {
@@ -323,27 +305,39 @@ func TestCreateTopicsAnswersOnceLeadersServe(t *testing.T) {
 			byLeader[int32(st.Leader)] = append(byLeader[int32(st.Leader)], p)
 		}
 		for leader, ps := range byLeader {
-			list := kmsg.NewPtrListOffsetsRequest()
-			list.ReplicaID = -1
-			lt := kmsg.NewListOffsetsRequestTopic()
-			lt.Topic = topic
-			for _, p := range ps {
-				lp := kmsg.NewListOffsetsRequestTopicPartition()
-				lp.Partition, lp.Timestamp, lp.CurrentLeaderEpoch = p, -1, -1
-				lt.Partitions = append(lt.Partitions, lp)
-			}
-			list.Topics = append(list.Topics, lt)
-			lresp, err := list.RequestWith(ctx, cl.Broker(int(leader)))
-			if err != nil {
-				t.Fatalf("list offsets on broker %d: %v", leader, err)
-			}
-			for _, rt := range lresp.Topics {
-				for _, rp := range rt.Partitions {
-					if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
-						t.Errorf("round %d: list offsets of %s/%d on broker %d right after CreateTopics answered: %v", round, topic, rp.Partition, leader, err)
-					}
-				}
+			for p, err := range listLatest(ctx, t, cl, leader, topic, ps) {
+				t.Errorf("round %d: list offsets of %s/%d on broker %d right after CreateTopics answered: %v", round, topic, p, leader, err)
 			}
 		}
 	}
+}
+
+// listLatest asks broker leader for the latest offsets of topic's
+// partitions ps, as a consumer does first, and returns the error of each
+// partition refused.
+func listLatest(ctx context.Context, t *testing.T, cl *kgo.Client, leader int32, topic string, ps []int32) map[int32]error {
+	t.Helper()
+	list := kmsg.NewPtrListOffsetsRequest()
+	list.ReplicaID = -1
+	lt := kmsg.NewListOffsetsRequestTopic()
+	lt.Topic = topic
+	for _, p := range ps {
+		lp := kmsg.NewListOffsetsRequestTopicPartition()
+		lp.Partition, lp.Timestamp, lp.CurrentLeaderEpoch = p, -1, -1
+		lt.Partitions = append(lt.Partitions, lp)
+	}
+	list.Topics = append(list.Topics, lt)
+	resp, err := list.RequestWith(ctx, cl.Broker(int(leader)))
+	if err != nil {
+		t.Fatalf("list offsets on broker %d: %v", leader, err)
+	}
+	refused := map[int32]error{}
+	for _, rt := range resp.Topics {
+		for _, rp := range rt.Partitions {
+			if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+				refused[rp.Partition] = err
+			}
+		}
+	}
+	return refused
 }
