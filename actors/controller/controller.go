@@ -456,7 +456,10 @@ func (c *controllerActor) partitionsLed(t *Topic, ps []Partition) bool {
 // knows. That raft here knows a leader is not enough: a follower learns
 // its leader from the leader's first append, before the leader has
 // applied an entry of its term, and until then the leader refuses Fetch
-// and ListOffsets with NOT_LEADER_OR_FOLLOWER and holds Produce.
+// and ListOffsets with NOT_LEADER_OR_FOLLOWER and holds Produce. This
+// broker's own word counts only through its replica: one that halted, or
+// stepped down in the term it said it served, leads no more, and Metadata
+// here names no leader for it (kafka's knownLeader).
 func (c *controllerActor) served(t *Topic, p Partition) bool {
 	st := c.o.Board.Get(p.Group)
 	if st != nil && (st.Halted != "" || !slices.Contains(p.Replicas, c.o.NodeID)) {
@@ -469,7 +472,7 @@ func (c *controllerActor) served(t *Topic, p Partition) bool {
 		return st == nil || st.Leader != 0
 	}
 	li, ok := c.o.Announced(p.Group)
-	return ok && li.Leader != 0 && (st == nil || li.Term >= st.Term)
+	return ok && li.Leader != 0 && li.Leader != c.o.NodeID && (st == nil || li.Term >= st.Term)
 }
 
 // markLedTopics, on the controller's leader, proposes TopicLed for the

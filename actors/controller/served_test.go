@@ -31,6 +31,10 @@ func TestServed(t *testing.T) {
 		{"a follower, and the leader said it serves", &raftactor.GroupStatus{Role: "follower", Term: 2, Leader: 2}, false, said(2, 2), true},
 		{"a follower of a later term than what was said", &raftactor.GroupStatus{Role: "follower", Term: 3, Leader: 3}, false, said(2, 2), false},
 		{"a halted replica, and the leader said it serves", &raftactor.GroupStatus{Role: "halted", Halted: "disk"}, false, said(2, 2), true},
+		// This broker's own word counts only while its replica still leads
+		// (found by review): Metadata names no leader then either.
+		{"stepped down in the term this broker said it served", &raftactor.GroupStatus{Role: "follower", Term: 2}, false, said(1, 2), false},
+		{"halted after this broker said it served", &raftactor.GroupStatus{Role: "halted", Halted: "disk"}, false, said(1, 2), false},
 		{"not hosted, nothing said", nil, false, nil, false},
 		{"not hosted, the leader said it serves", nil, false, said(3, 2), true},
 	} {
