@@ -153,7 +153,8 @@ func behindReplicas(src Sources) (int, []BehindReplica) {
 // (it is in it); a follower learns it from what its leader broadcasts
 // (Leaders), which counts once it is of the term and leader the replica
 // follows, or of a later term: after a leader change the replica waits for
-// the new leader's word (up to half a second), since a new leader's ISR
+// the new leader's word (a partition's leader gives it as it begins to
+// serve, the controller group's within half a second), since a new leader's ISR
 // starts over. A leader that is stopping still counts: its leadership
 // moves to a caught-up voter, and the replica's log does not change with
 // it. A partition with no leader (its majority down, or an election under
