@@ -110,8 +110,9 @@ func (s *PeerSender) Receive(ctx actor.Context) {
 		s.opts.Liveness.check(s.peer)
 	case *OutboundLeaders:
 		if s.connected {
-			// Two managers broadcast (partitions, offsets partitions),
-			// often while a frame is in flight: keep both.
+			// The managers' broadcasts and the replicas' announcements
+			// (Announcer) merge into the next frame, a group's later
+			// term kept (pendingLeaders.merge).
 			s.leaders.merge(msg.Infos)
 		}
 	case *outboundControl:

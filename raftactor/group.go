@@ -43,8 +43,8 @@ type Config struct {
 	// earlier or later, and a vote request that reaches a broker before
 	// the group exists there is dropped: so while it is a pre-candidate
 	// it asks again every HeartbeatTicks until it has a leader or is
-	// refused, and ignores the pre-votes of founders that campaigned
-	// before it started, which would split the vote (founding.go). Any
+	// refused, and ignores the other founders' pre-votes while it founds,
+	// which would split the vote (founding.go). Any
 	// other start (a restart, a group recovered from disk, a replica
 	// added to a running group) waits out an election timeout as raft
 	// always does: the group may have a leader already.
@@ -240,7 +240,8 @@ type groupActor struct {
 	// campaignIfAlone is set from start until the node has applied what is
 	// committed, its bootstrap conf changes included: a sole voter has
 	// nobody to wait for, and waiting out an election timeout would only
-	// delay a single-broker cluster.
+	// delay a single-broker cluster, or a founding preferred voter
+	// (campaignFirst, founding.go).
 	campaignIfAlone bool
 	// foundingUntil is set on the preferred voter of a group this
 	// incarnation founded, until its first election is over or that

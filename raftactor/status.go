@@ -39,8 +39,8 @@ type GroupStatus struct {
 	// follower behind its start waits for a snapshot that cannot be sent:
 	// "boundary unknown" or "no snapshot at the boundary".
 	SnapshotWithheld string `json:"snapshot_withheld,omitempty"`
-	// SnapshotsWithheld counts the snapshot requests withheld so since the
-	// replica started.
+	// SnapshotsWithheld counts the snapshot requests withheld since the
+	// replica started (across actor restarts).
 	SnapshotsWithheld uint64 `json:"snapshots_withheld,omitempty"`
 }
 

@@ -165,7 +165,7 @@ func (s *tieredStorage) Snapshot() (*pb.Snapshot, error) {
 }
 
 // withhold records a snapshot request withheld for reason, and warns of it
-// when it starts and then at most once every withheldWarnEvery. A cold log
+// at most once every withheldWarnEvery (the first request at once). A cold log
 // can stay unable to describe its boundary for good (a partition whose
 // checkpoint an older version wrote: docs/decisions.md, "A replica behind
 // retention"), and the follower (a reassignment's new replica) then waits
@@ -183,7 +183,7 @@ func (s *tieredStorage) withhold(reason, wayOut string, coldFirst, snapIndex uin
 	}
 	w.warned = now
 	s.log.Warn().Str("reason", reason).Uint64("cold_first_index", coldFirst).Uint64("snapshot_index", snapIndex).
-		Dur("waiting", now.Sub(w.since)).Uint64("withheld", w.total).
+		Dur("waiting_ms", now.Sub(w.since)).Uint64("withheld", w.total).
 		Str("way_out", wayOut).
 		Msg("a follower behind the log start waits for a snapshot: the cold log cannot describe its boundary, and the latest snapshot would skip the entries after it")
 }

@@ -476,10 +476,11 @@ func (c *controllerActor) served(t *Topic, p Partition) bool {
 }
 
 // markLedTopics, on the controller's leader, proposes TopicLed for the
-// topics being created whose created partitions all have leaders: the
-// front doors mark the topics they show, and this marks those nobody asked
-// about, so that a topic all of whose partitions were led once is not
-// hidden later (a restarted broker would find it leaderless in part).
+// topics being created whose created partitions all have leaders that
+// serve (partitionsLed): the front doors mark the topics they show, and
+// this marks those nobody asked about, so that a topic all of whose
+// partitions were led once is not hidden later (a restarted broker would
+// find it leaderless in part).
 func (c *controllerActor) markLedTopics(ctx actor.Context) {
 	if st := c.o.Board.Get(ControllerGroup); st == nil || st.Role != "leader" {
 		return

@@ -43,9 +43,9 @@ func batchEntry(batch []byte) []byte {
 
 // logStartEntry moves the log start to offset. The leader adds the raft
 // entry that the cold log will start just after (the boundary, see
-// coldlog.go), when it knows it: every replica then knows the boundary's
-// term, even one that replays the move after a restart, when the entries
-// below the new start are already gone.
+// coldlog.go), when it knows it, for a replica that replays the move after
+// a restart when the entries below the new start are gone; the others read
+// it from their own log as they apply the move (learnBoundary).
 func logStartEntry(offset int64, boundary entryID, ok bool) []byte {
 	e := binary.BigEndian.AppendUint64([]byte{entryLogStart}, uint64(offset))
 	if ok {

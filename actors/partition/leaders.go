@@ -20,9 +20,10 @@ import (
 // It is the raft transport's netactor.LeaderBoard. Safe for concurrent use.
 type Leaders struct {
 	m sync.Map // group → netactor.LeaderInfo
-	// noting serialises Note: the raft transport's readers, one per
-	// peer, and the managers note at once, and a group's lower term must
-	// not overwrite a higher one noted in between.
+	// noting serialises Note and Left: the raft transport's readers, one
+	// per peer, the managers and the replicas' announcements (Announcer)
+	// note at once, and a group's lower term must not overwrite a higher
+	// one noted in between.
 	noting sync.Mutex
 	// complete holds the peers whose whole set of leaderships arrived
 	// (peer id → struct{}); completed has a value while one arrived that
