@@ -65,23 +65,31 @@ func TestMoveAfterDeleteRecords(t *testing.T) {
 				t.Fatalf("delete records: %+v", rp)
 			}
 			to := (lead + 1) % 3
-			c.reassign(topic, 0, []uint64{c.cfgs[to].NodeID})
-			c.waitMoved(topic, 0, []uint64{c.cfgs[to].NodeID})
-			adm := kadm.NewClient(c.client())
-			var o kadm.ListedOffset
-			c.waitFor(20*time.Second, "earliest offset from the new leader", func() bool {
-				starts, err := adm.ListStartOffsets(ctx, topic)
-				if err != nil {
-					return false
-				}
-				o, _ = starts.Lookup(topic, 0)
-				return o.Err == nil && c.partitionLeader(tp) == to
-			})
+			o := c.moveTo(ctx, tp, to)
 			if o.Offset != tc.cut {
 				t.Fatalf("after moving the partition to broker %d: earliest offset %d, want %d", c.cfgs[to].NodeID, o.Offset, tc.cut)
 			}
 		})
 	}
+}
+
+// moveTo moves partition tp, with one replica, to broker index to, and
+// returns its earliest offset as the new leader answers it.
+func (c *testCluster) moveTo(ctx context.Context, tp partition.TopicPartition, to int) kadm.ListedOffset {
+	c.t.Helper()
+	c.reassign(tp.Topic, tp.Partition, []uint64{c.cfgs[to].NodeID})
+	c.waitMoved(tp.Topic, tp.Partition, []uint64{c.cfgs[to].NodeID})
+	adm := kadm.NewClient(c.client())
+	var o kadm.ListedOffset
+	c.waitFor(20*time.Second, "earliest offset from the new leader", func() bool {
+		starts, err := adm.ListStartOffsets(ctx, tp.Topic)
+		if err != nil {
+			return false
+		}
+		o, _ = starts.Lookup(tp.Topic, tp.Partition)
+		return o.Err == nil && c.partitionLeader(tp) == to
+	})
+	return o
 }
 
 // TestReplicaBehindDeleteRecordsCatchesUp: a replica is down while its
@@ -189,18 +197,7 @@ func TestMoveAfterDeleteAllWithABatchInFlight(t *testing.T) {
 	// Records after the cut, with checkpoints far above it.
 	produceBatches(ctx, t, cl, "more", 200, 5)
 	to := (lead + 1) % 3
-	c.reassign(topic, 0, []uint64{c.cfgs[to].NodeID})
-	c.waitMoved(topic, 0, []uint64{c.cfgs[to].NodeID})
-	adm := kadm.NewClient(c.client())
-	var o kadm.ListedOffset
-	c.waitFor(20*time.Second, "earliest offset from the new leader", func() bool {
-		starts, err := adm.ListStartOffsets(ctx, topic)
-		if err != nil {
-			return false
-		}
-		o, _ = starts.Lookup(topic, 0)
-		return o.Err == nil && c.partitionLeader(tp) == to
-	})
+	o := c.moveTo(ctx, tp, to)
 	if o.Offset != hw {
 		v := c.replicaView(to, tp)
 		t.Fatalf("after moving the partition to broker %d: earliest offset %d, want %d (its log is [%d, %d)): %d acknowledged records gone",
