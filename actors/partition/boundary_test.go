@@ -105,25 +105,9 @@ func TestBoundaryAfterAMoveWithABatchInFlight(t *testing.T) {
 				t.Fatalf("follower's checkpoint differs from the leader's:\n%s\n%s", got, want)
 			}
 
-			// A replica behind the log start installs the boundary snapshot
-			// and then has the batch at the log start.
-			data, _, _ := r.m.BoundarySnapshot()
-			b, bterm, _ := r.m.Boundary()
-			behind := newReplica(t, t.TempDir())
-			if err := behind.m.Restore(&pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{Index: new(b), Term: new(bterm)}}); err != nil {
-				t.Fatal(err)
-			}
-			for i := r.m.FirstIndex(); i <= r.m.appliedIndex; i++ {
-				e, err := r.m.Entry(i)
-				if err != nil {
-					t.Fatal(err)
-				}
-				behind.step(e)
-			}
-			if got, want := readAll(t, behind.m.log), readAll(t, r.m.log); behind.m.log.LogStart() != hw || !bytes.Equal(got, want) {
-				t.Fatalf("a replica behind the log start has [%d, %d), %d bytes; the leader [%d, %d), %d bytes",
-					behind.m.log.LogStart(), behind.m.log.LogEnd(), len(got), hw, r.m.log.LogEnd(), len(want))
-			}
+			// A replica behind the log start (hw, checked above) installs
+			// the boundary snapshot and then has the batch at the log start.
+			checkBehind(t, "leader", r)
 
 			// The restarts: a checkpoint before the move is durable, so the
 			// segments the move retired are released.
@@ -309,29 +293,10 @@ func TestBoundaryRandom(t *testing.T) {
 				}
 			default:
 				what = "replica behind"
-				data, _, ok := r.m.BoundarySnapshot()
-				if !ok {
+				if _, _, ok := r.m.BoundarySnapshot(); !ok {
 					continue
 				}
-				b, bterm, _ := r.m.Boundary()
-				behind := newReplica(t, t.TempDir())
-				if err := behind.m.Restore(&pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{Index: new(b), Term: new(bterm)}}); err != nil {
-					t.Fatal(err)
-				}
-				for i := r.m.FirstIndex(); i <= r.m.appliedIndex; i++ {
-					e, err := r.m.Entry(i)
-					if err != nil {
-						t.Fatal(err)
-					}
-					behind.step(e)
-				}
-				if behind.m.log.LogStart() != r.m.log.LogStart() || !bytes.Equal(readAll(t, behind.m.log), readAll(t, r.m.log)) {
-					t.Fatalf("seed %d step %d: a replica behind the log start has [%d, %d), the leader [%d, %d)", seed, i,
-						behind.m.log.LogStart(), behind.m.log.LogEnd(), r.m.log.LogStart(), r.m.log.LogEnd())
-				}
-				if err := behind.m.Close(); err != nil {
-					t.Fatal(err)
-				}
+				checkBehind(t, fmt.Sprintf("seed %d step %d", seed, i), r)
 			}
 			who := fmt.Sprintf("seed %d step %d (%s)", seed, i, what)
 			checkBoundary(t, who+" leader", r, r.wal)
@@ -410,6 +375,9 @@ func checkBehind(t *testing.T, who string, r *replica) {
 	if behind.m.log.LogStart() != r.m.log.LogStart() || !bytes.Equal(readAll(t, behind.m.log), readAll(t, r.m.log)) {
 		t.Fatalf("%s: a replica behind the log start has [%d, %d), the leader [%d, %d)", who,
 			behind.m.log.LogStart(), behind.m.log.LogEnd(), r.m.log.LogStart(), r.m.log.LogEnd())
+	}
+	if err := behind.m.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 
