@@ -45,6 +45,15 @@ type LeaderInfo struct {
 	ISR                 []uint64
 }
 
+// ISRWith is li's ISR with leader in it, sorted, in a new slice: what a
+// broker answers for a later leader of the group before that leader's own
+// word, as a clean election keeps the ISR.
+func (li LeaderInfo) ISRWith(leader uint64) []uint64 {
+	isr := append(slices.Clone(li.ISR), leader)
+	slices.Sort(isr)
+	return slices.Compact(isr)
+}
+
 const (
 	fieldEnvelopeLeaders         protowire.Number = 4
 	fieldEnvelopeLeadersComplete protowire.Number = 7

@@ -44,6 +44,16 @@ type GroupStatus struct {
 	SnapshotsWithheld uint64 `json:"snapshots_withheld,omitempty"`
 }
 
+// Leading is the leader the status names and its term: while a transfer
+// of the leadership is under way and the replica knows no leader yet, the
+// outgoing one, at its term; otherwise Leader (0 for none) and Term.
+func (s *GroupStatus) Leading() (leader, term uint64) {
+	if s.Leader == 0 && s.Outgoing != 0 {
+		return s.Outgoing, s.OutgoingTerm
+	}
+	return s.Leader, s.Term
+}
+
 // Progress is the leader's view of one follower.
 type Progress struct {
 	Match        uint64 `json:"match"`

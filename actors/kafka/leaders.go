@@ -98,10 +98,8 @@ func knownLeader(board *raftactor.StatusBoard, leaders *partition.Leaders, self,
 	st := board.Get(group)
 	unaware := false // knows no leader of its term, and is not campaigning
 	if st != nil {
-		leader, term, known = st.Leader, st.Term, true
-		if leader == 0 && st.Outgoing != 0 {
-			leader, term = st.Outgoing, st.OutgoingTerm
-		}
+		leader, term = st.Leading()
+		known = true
 		unaware = leader == 0 && (st.Halted != "" || st.Role == raftactor.RoleName(raft.StateFollower) ||
 			st.Role == raftactor.RoleName(raft.StatePreCandidate))
 	}
@@ -120,9 +118,7 @@ func knownLeader(board *raftactor.StatusBoard, leaders *partition.Leaders, self,
 		return li.Leader, li.Term, li.ISR, true
 	}
 	if ok && leader != 0 {
-		isr = append(slices.Clone(li.ISR), leader)
-		slices.Sort(isr)
-		isr = slices.Compact(isr)
+		isr = li.ISRWith(leader)
 	}
 	return leader, term, isr, known
 }

@@ -118,9 +118,7 @@ func (l *Leaders) Left(group, self uint64, lives bool, last *raftactor.GroupStat
 	if leader, term := lastLeader(last); leader != 0 && leader != self && (!ok || term > li.Term) {
 		var isr []uint64
 		if ok {
-			isr = append(slices.Clone(li.ISR), leader)
-			slices.Sort(isr)
-			isr = slices.Compact(isr)
+			isr = li.ISRWith(leader)
 		}
 		l.m.Store(group, netactor.LeaderInfo{Group: group, Leader: leader, Term: term, ISR: isr})
 		return
@@ -130,17 +128,13 @@ func (l *Leaders) Left(group, self uint64, lives bool, last *raftactor.GroupStat
 	}
 }
 
-// lastLeader is the leader a replica's status names, and its term: while
-// a transfer is under way and it knows no leader yet, the outgoing one
-// (raftactor.GroupStatus.Outgoing); 0 for none.
+// lastLeader is the leader a replica's status names, and its term
+// (raftactor.GroupStatus.Leading); 0 for none.
 func lastLeader(st *raftactor.GroupStatus) (leader, term uint64) {
-	switch {
-	case st == nil:
+	if st == nil {
 		return 0, 0
-	case st.Leader != 0:
-		return st.Leader, st.Term
 	}
-	return st.Outgoing, st.OutgoingTerm
+	return st.Leading()
 }
 
 // Prune drops the groups that view shows deleted: below its NextGroup
