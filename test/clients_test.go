@@ -24,8 +24,12 @@ package test
 //     member, and the plain consumer's byte-for-byte checks are wanted
 //     here; TestKafkaJSGroup runs test/kafkajs/consume.js, its group
 //     consumer.
-//   - The Java client is not tested: it needs a Maven repository, and none
-//     is reachable from the machines these tests run on.
+//   - The Apache Kafka Java client (3.4.1): java_test.go. Maven Central is
+//     not reachable here, so java_helpers_test.go builds it from Kafka's
+//     source tree (from the Go module proxy) with javac and Debian's jars
+//     (test/java/build.sh), and drives test/java/Flotilla.java: the
+//     default producer with each codec, assign() and group consumers, the
+//     Admin client, and the producer through a leader's SIGKILL.
 //
 // Each group test consumes, commits, and resumes from the commits in a
 // later member of the group, and checks with kadm (DescribeGroups,
