@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -239,4 +240,64 @@ func TestDeleteTopicsDuplicates(t *testing.T) {
 		v := c.brokers[0].Controller().View()
 		return v.Topics["other"] == nil && v.Topics["keep"] != nil
 	})
+}
+
+// TestAdminErrorMessages: an admin response's error message is Kafka's for
+// the same failure (but for the final period, which Go error strings do
+// not end with), without the error's name and generic description in
+// front (which the client prints from the code): the Java Admin client
+// makes it the exception's message. A bare error has none, as in Kafka's
+// DeleteTopics answer for a topic that does not exist.
+func TestAdminErrorMessages(t *testing.T) {
+	c := newTestCluster(t, 1)
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl := c.client()
+	c.createTopic(ctx, cl, "m", 3, 1, nil)
+	check := func(what string, code int16, msg *string, want *kerr.Error, wantMsg string) {
+		t.Helper()
+		if got := kerr.ErrorForCode(code); got != want {
+			t.Errorf("%s: %v, want %v", what, got, want)
+		}
+		if (msg == nil) != (wantMsg == "") || msg != nil && *msg != wantMsg {
+			t.Errorf("%s: message %v (%q), want %q", what, msg != nil, derefString(msg), wantMsg)
+		}
+	}
+
+	rs := createTopics(ctx, t, c, "m")
+	check("CreateTopics m again", rs[0].ErrorCode, rs[0].ErrorMessage, kerr.TopicAlreadyExists, "Topic 'm' already exists")
+
+	for _, tc := range []struct {
+		topic string
+		count int32
+		want  *kerr.Error
+		msg   string
+	}{
+		{"m", 2, kerr.InvalidPartitions, "Topic currently has 3 partitions, which is higher than the requested 2"},
+		{"m", 3, kerr.InvalidPartitions, "Topic already has 3 partitions"},
+		{"nope", 2, kerr.UnknownTopicOrPartition, "The topic 'nope' does not exist"},
+	} {
+		req := kmsg.NewPtrCreatePartitionsRequest()
+		req.TimeoutMillis = 5000
+		rt := kmsg.NewCreatePartitionsRequestTopic()
+		rt.Topic, rt.Count = tc.topic, tc.count
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil || len(resp.Topics) != 1 {
+			t.Fatalf("CreatePartitions %s to %d: %v (%d topics answered)", tc.topic, tc.count, err, len(resp.Topics))
+		}
+		check(fmt.Sprintf("CreatePartitions %s to %d", tc.topic, tc.count), resp.Topics[0].ErrorCode, resp.Topics[0].ErrorMessage, tc.want, tc.msg)
+	}
+
+	req := kmsg.NewPtrDeleteTopicsRequest()
+	req.TimeoutMillis = 5000
+	rt := kmsg.NewDeleteTopicsRequestTopic()
+	rt.Topic = kmsg.StringPtr("nope")
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil || len(resp.Topics) != 1 {
+		t.Fatalf("DeleteTopics nope: %v", err)
+	}
+	check("DeleteTopics nope", resp.Topics[0].ErrorCode, resp.Topics[0].ErrorMessage, kerr.UnknownTopicOrPartition, "")
 }

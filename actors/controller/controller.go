@@ -357,7 +357,7 @@ func (c *controllerActor) createTopics(ctx actor.Context, m *CreateTopics) {
 			if p.Err != nil {
 				results[i].Err = proposalError(p.Err)
 			} else if t := c.o.Machine.View().Topics[cmd.Name]; t == nil || t.ID != cmd.ID {
-				results[i].Err = fmt.Errorf("%w: topic %q was created concurrently", kerr.TopicAlreadyExists, cmd.Name)
+				results[i].Err = fmt.Errorf("%w: Topic '%s' already exists", kerr.TopicAlreadyExists, cmd.Name)
 			}
 			if waiting--; waiting == 0 {
 				reply()
@@ -543,7 +543,7 @@ func (c *controllerActor) deleteTopics(ctx actor.Context, m *DeleteTopics) {
 		case t != nil && ids[t.ID] > 0:
 			r.ID, r.Err, t = t.ID, fmt.Errorf("%w: The provided topic name maps to an ID that was already supplied", kerr.InvalidRequest), nil
 		case t == nil:
-			r.Err = fmt.Errorf("%w: topic %q", kerr.UnknownTopicOrPartition, name)
+			r.Err = kerr.UnknownTopicOrPartition // bare, as Kafka answers (KafkaApis.handleDeleteTopicsRequest)
 		case t.Name == OffsetsTopic:
 			r.ID, r.Err, t = t.ID, errInternalTopic, nil
 		default:
@@ -562,7 +562,7 @@ func (c *controllerActor) deleteTopics(ctx actor.Context, m *DeleteTopics) {
 		case named[id]:
 			r.Name, r.Err, t = t.Name, fmt.Errorf("%w: The provided topic id is also supplied by name", kerr.InvalidRequest), nil
 		case t == nil:
-			r.Err = fmt.Errorf("%w: topic id %s", kerr.UnknownTopicID, id)
+			r.Err = kerr.UnknownTopicID
 		case t.Name == OffsetsTopic:
 			r.Name, r.Err, t = t.Name, errInternalTopic, nil
 		default:

@@ -118,7 +118,7 @@ func planPartitions(view *State, alive func(uint64) bool, spec PartitionsSpec) (
 	res := TopicResult{Name: spec.Name, Partitions: spec.Count}
 	t := view.Topics[spec.Name]
 	if t == nil {
-		return nil, res, fmt.Errorf("%w: topic %q", kerr.UnknownTopicOrPartition, spec.Name)
+		return nil, res, fmt.Errorf("%w: The topic '%s' does not exist", kerr.UnknownTopicOrPartition, spec.Name)
 	}
 	res.ID = t.ID
 	if t.Name == OffsetsTopic {

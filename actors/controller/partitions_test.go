@@ -143,7 +143,8 @@ func TestPlanPartitionsOnLiveBrokers(t *testing.T) {
 	}
 }
 
-// TestPartitionMessages: the errors say what Kafka's do.
+// TestPartitionMessages: the errors say what Kafka's do, word for word but
+// for the final period (ZkAdminManager.createPartitions).
 func TestPartitionMessages(t *testing.T) {
 	view := partitionsView()
 	for _, tc := range []struct {

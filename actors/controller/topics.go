@@ -93,7 +93,7 @@ func planTopic(view *State, alive func(uint64) bool, spec TopicSpec, earlier []s
 		}
 	}
 	if _, exists := view.Topics[spec.Name]; exists {
-		return nil, res, fmt.Errorf("%w: topic %q", kerr.TopicAlreadyExists, spec.Name)
+		return nil, res, fmt.Errorf("%w: Topic '%s' already exists", kerr.TopicAlreadyExists, spec.Name)
 	}
 	if other := collidingTopic(view, earlier, spec.Name); other != "" {
 		return nil, res, fmt.Errorf("%w: Topic '%s' collides with existing topic: %s", kerr.InvalidTopicException, spec.Name, other)
@@ -108,7 +108,7 @@ func planTopic(view *State, alive func(uint64) bool, spec TopicSpec, earlier []s
 			return nil, res, fmt.Errorf("%w: give either an assignment or partitions and replication factor", kerr.InvalidRequest)
 		}
 		if len(spec.Assignment) > maxPartitions {
-			return nil, res, fmt.Errorf("%w: %d partitions (1 to %d)", kerr.InvalidPartitions, len(spec.Assignment), maxPartitions)
+			return nil, res, fmt.Errorf("%w: %d partitions: a topic has 1 to %d", kerr.InvalidPartitions, len(spec.Assignment), maxPartitions)
 		}
 		for p, rs := range spec.Assignment {
 			if rs == nil {
@@ -139,10 +139,10 @@ func planTopic(view *State, alive func(uint64) bool, spec TopicSpec, earlier []s
 			rf = min(maxDefaultReplicas, len(brokers))
 		}
 		if n < 1 || n > maxPartitions {
-			return nil, res, fmt.Errorf("%w: %d partitions (1 to %d)", kerr.InvalidPartitions, n, maxPartitions)
+			return nil, res, fmt.Errorf("%w: %d partitions: a topic has 1 to %d", kerr.InvalidPartitions, n, maxPartitions)
 		}
 		if rf < 1 || rf > len(brokers) {
-			return nil, res, fmt.Errorf("%w: replication factor %d with %d live registered brokers", kerr.InvalidReplicationFactor, rf, len(brokers))
+			return nil, res, fmt.Errorf("%w: Replication factor: %d larger than available brokers: %d", kerr.InvalidReplicationFactor, rf, len(brokers))
 		}
 		replicas = assign(brokers, n, rf, rand.IntN(len(brokers)))
 	}

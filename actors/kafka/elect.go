@@ -66,7 +66,7 @@ func (c *serviceConn) electLeaders(ctx actor.Context, r *Request, req *kmsg.Elec
 		if all && code(err) == kerr.ElectionNotNeeded.Code {
 			return
 		}
-		rp.ErrorCode, rp.ErrorMessage = code(err), detail(err)
+		rp.ErrorCode, rp.ErrorMessage = code(err), message(err)
 		ti := len(resp.Topics) - 1
 		if ti < 0 || resp.Topics[ti].Topic != topic {
 			rt := kmsg.NewElectLeadersResponseTopic()

@@ -57,14 +57,14 @@ func (c *serviceConn) alterReassignments(ctx actor.Context, r *Request, req *kms
 			move := controller.Move{Topic: t.Topic, Partition: p.Partition}
 			if p.Replicas == nil && c.s.endedInKafka(view, t.Topic, p.Partition) {
 				err := fmt.Errorf("%w: %s-%d only removes replicas, which Kafka has done: the replicas it keeps are in the ISR", kerr.NoReassignmentInProgress, t.Topic, p.Partition)
-				rp.ErrorCode, rp.ErrorMessage = code(err), detail(err)
+				rp.ErrorCode, rp.ErrorMessage = code(err), message(err)
 			}
 			if p.Replicas != nil { // null cancels
 				move.Replicas = make([]uint64, 0, len(p.Replicas))
 				for _, id := range p.Replicas {
 					if id < 0 {
 						err := fmt.Errorf("%w: broker id %d", kerr.InvalidReplicaAssignment, id)
-						rp.ErrorCode, rp.ErrorMessage = code(err), detail(err)
+						rp.ErrorCode, rp.ErrorMessage = code(err), message(err)
 						break
 					}
 					move.Replicas = append(move.Replicas, uint64(id))
@@ -121,7 +121,7 @@ func (c *serviceConn) alterReassignmentsDone(ctx actor.Context, m *controller.Al
 			err = nil
 		}
 		rp := &call.resp.Topics[slot[0]].Partitions[slot[1]]
-		rp.ErrorCode, rp.ErrorMessage = code(err), detail(err)
+		rp.ErrorCode, rp.ErrorMessage = code(err), message(err)
 	}
 	if len(again) > 0 {
 		call.moves, call.slots, call.unsure = again, slots, unsure
@@ -150,10 +150,10 @@ func (c *serviceConn) tickAlters(ctx actor.Context) {
 		}
 		delete(c.alters, ref)
 		err := fmt.Errorf("%w: the controller did not answer within the request's timeout", kerr.RequestTimedOut)
-		call.resp.ErrorCode, call.resp.ErrorMessage = code(err), detail(err)
+		call.resp.ErrorCode, call.resp.ErrorMessage = code(err), message(err)
 		for _, slot := range call.slots {
 			rp := &call.resp.Topics[slot[0]].Partitions[slot[1]]
-			rp.ErrorCode, rp.ErrorMessage = code(err), detail(err)
+			rp.ErrorCode, rp.ErrorMessage = code(err), message(err)
 		}
 		ctx.Send(call.r.ReplyTo, call.r.Reply(call.resp))
 	}
@@ -265,13 +265,4 @@ func brokerIDs(ids []uint64) []int32 {
 		out[i] = int32(id)
 	}
 	return out
-}
-
-// detail is the error message for err: none for a bare Kafka error, whose
-// code says it all, else err's text.
-func detail(err error) *string {
-	if _, bare := err.(*kerr.Error); bare {
-		return nil
-	}
-	return message(err)
 }

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -285,12 +286,24 @@ func code(err error) int16 {
 	return kerr.UnknownServerError.Code
 }
 
-// message returns err's text for the response's error message field.
+// message returns err's text for the response's error message field: what
+// is particular to this failure, as Kafka sends it (ApiError.fromThrowable).
+// A client names the error from its code and prints the message after it
+// (the Java client makes it the exception's message), so the Kafka error's
+// own name and generic description that lead err's text are left out, and
+// a bare Kafka error has no message at all.
 func message(err error) *string {
 	if err == nil {
 		return nil
 	}
 	s := err.Error()
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		if s == ke.Error() {
+			return nil
+		}
+		s = strings.TrimPrefix(s, ke.Error()+": ")
+	}
 	return &s
 }
 
