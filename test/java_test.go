@@ -238,11 +238,13 @@ func TestJavaAdmin(t *testing.T) {
 		}
 		return lines[0]
 	}
-	fails := func(command, exception string) {
+	// fails checks that command fails with exception and, if message is
+	// not "", with that message: Kafka's for the same failure.
+	fails := func(command, exception, message string) {
 		t.Helper()
 		_, err := adm.call(t, command)
-		if !strings.HasPrefix(err, exception+"\t") {
-			t.Fatalf("Java Admin %s: %q; want %s", command, err, exception)
+		if !strings.HasPrefix(err, exception+"\t") || message != "" && err != exception+"\t"+message {
+			t.Fatalf("Java Admin %s: %q; want %s: %s", command, err, exception, message)
 		}
 		t.Logf("%s: %s", command, err)
 	}
@@ -256,7 +258,7 @@ func TestJavaAdmin(t *testing.T) {
 
 	const topic = "java-admin"
 	adm.must(t, "createTopic "+topic+" 2")
-	fails("createTopic "+topic+" 2", "org.apache.kafka.common.errors.TopicExistsException")
+	fails("createTopic "+topic+" 2", "org.apache.kafka.common.errors.TopicExistsException", "Topic '"+topic+"' already exists")
 	base := time.Now().Add(-time.Hour).Truncate(time.Second)
 	var recs []javaRecord
 	for i := range 10 {
@@ -298,7 +300,7 @@ func TestJavaAdmin(t *testing.T) {
 	if c := configOf("retention.ms"); !slices.Equal(c, []string{"604800000", "DEFAULT_CONFIG"}) {
 		t.Fatalf("Java describeConfigs %s after deleting retention.ms: %q", topic, c)
 	}
-	fails("alterConfig "+topic+" SET no.such.config 1", "org.apache.kafka.common.errors.InvalidConfigurationException")
+	fails("alterConfig "+topic+" SET no.such.config 1", "org.apache.kafka.common.errors.InvalidConfigurationException", "")
 
 	ms := func(d time.Duration) string { return strconv.FormatInt(base.Add(d).UnixMilli(), 10) }
 	for _, c := range []struct{ spec, offset, ts string }{
@@ -318,21 +320,25 @@ func TestJavaAdmin(t *testing.T) {
 	if got := one("listOffsets " + topic + " 0 earliest"); got[1] != "5" {
 		t.Fatalf("Java listOffsets %s/0 earliest after deleteRecords: %s, want 5", topic, got[1])
 	}
-	fails("deleteRecords "+topic+" 0 11", "org.apache.kafka.common.errors.OffsetOutOfRangeException")
+	fails("deleteRecords "+topic+" 0 11", "org.apache.kafka.common.errors.OffsetOutOfRangeException", "")
 
 	adm.must(t, "createPartitions "+topic+" 4")
 	if ps := adm.must(t, "describeTopic "+topic); len(ps) != 4 {
 		t.Fatalf("Java describeTopics %s after createPartitions to 4: %q", topic, ps)
 	}
-	fails("createPartitions "+topic+" 3", "org.apache.kafka.common.errors.InvalidPartitionsException")
+	fails("createPartitions "+topic+" 3", "org.apache.kafka.common.errors.InvalidPartitionsException",
+		"Topic currently has 4 partitions, which is higher than the requested 3")
 
 	adm.must(t, "deleteTopic "+topic)
 	waitFor(t, 15*time.Second, "the Java client to see the topic deleted", func() bool {
 		lines, _ := adm.call(t, "listTopics")
 		return len(lines) == 0
 	})
-	fails("describeTopic "+topic, "org.apache.kafka.common.errors.UnknownTopicOrPartitionException")
-	fails("deleteTopic "+topic, "org.apache.kafka.common.errors.UnknownTopicOrPartitionException")
+	fails("describeTopic "+topic, "org.apache.kafka.common.errors.UnknownTopicOrPartitionException", "")
+	// Kafka answers a topic that does not exist with the bare error code,
+	// so the exception carries the code's description.
+	fails("deleteTopic "+topic, "org.apache.kafka.common.errors.UnknownTopicOrPartitionException",
+		"This server does not host this topic-partition.")
 
 	if groups := adm.must(t, "listGroups"); len(groups) != 0 {
 		t.Fatalf("Java listConsumerGroups: %q; want none", groups)
