@@ -250,3 +250,77 @@ func TestAlterTopicConfigs(t *testing.T) {
 		return errors.Is(tooLarge(), kerr.MessageTooLarge)
 	})
 }
+
+// TestDescribeConfigsTypes: DescribeConfigs (v3+) gives each config its
+// type as Kafka's LogConfig and KafkaConfig define it, which the Java
+// Admin client reports as ConfigEntry.type(), and its documentation when
+// asked for (IncludeDocumentation), as Kafka's ConfigHelper does.
+func TestDescribeConfigsTypes(t *testing.T) {
+	c := newTestCluster(t, 1)
+	c.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c.createTopic(ctx, c.client(), "typed", 1, 1, nil)
+	want := map[string]kmsg.ConfigType{
+		"cleanup.policy":                  kmsg.ConfigTypeList,
+		"compression.type":                kmsg.ConfigTypeString,
+		"max.message.bytes":               kmsg.ConfigTypeInt,
+		"message.timestamp.after.max.ms":  kmsg.ConfigTypeLong,
+		"message.timestamp.before.max.ms": kmsg.ConfigTypeLong,
+		"message.timestamp.type":          kmsg.ConfigTypeString,
+		"min.insync.replicas":             kmsg.ConfigTypeInt,
+		"retention.bytes":                 kmsg.ConfigTypeLong,
+		"retention.ms":                    kmsg.ConfigTypeLong,
+		"segment.bytes":                   kmsg.ConfigTypeInt,
+		"unclean.leader.election.enable":  kmsg.ConfigTypeBoolean,
+		// The broker's, of which the topic's are defaults.
+		"broker.id":                           kmsg.ConfigTypeInt,
+		"auto.create.topics.enable":           kmsg.ConfigTypeBoolean,
+		"num.partitions":                      kmsg.ConfigTypeInt,
+		"log.cleanup.policy":                  kmsg.ConfigTypeList,
+		"message.max.bytes":                   kmsg.ConfigTypeInt,
+		"log.message.timestamp.after.max.ms":  kmsg.ConfigTypeLong,
+		"log.message.timestamp.before.max.ms": kmsg.ConfigTypeLong,
+		"log.message.timestamp.type":          kmsg.ConfigTypeString,
+		"log.retention.bytes":                 kmsg.ConfigTypeLong,
+		"log.retention.ms":                    kmsg.ConfigTypeLong,
+		"log.segment.bytes":                   kmsg.ConfigTypeInt,
+	}
+	for _, docs := range []bool{false, true} {
+		req := kmsg.NewPtrDescribeConfigsRequest()
+		req.Version, req.IncludeDocumentation = 4, docs
+		for _, r := range []struct {
+			typ  kmsg.ConfigResourceType
+			name string
+		}{{kmsg.ConfigResourceTypeTopic, "typed"}, {kmsg.ConfigResourceTypeBroker, "1"}} {
+			rr := kmsg.NewDescribeConfigsRequestResource()
+			rr.ResourceType, rr.ResourceName = r.typ, r.name
+			req.Resources = append(req.Resources, rr)
+		}
+		resp := rawRequest(t, c.brokers[0].KafkaAddr(), req).(*kmsg.DescribeConfigsResponse)
+		seen := 0
+		for _, rr := range resp.Resources {
+			if rr.ErrorCode != 0 {
+				t.Fatalf("DescribeConfigs %s: %v", rr.ResourceName, kerr.ErrorForCode(rr.ErrorCode))
+			}
+			for _, rc := range rr.Configs {
+				w, ok := want[rc.Name]
+				if !ok {
+					t.Errorf("%s: no type known for %s", rr.ResourceName, rc.Name)
+					continue
+				}
+				seen++
+				if rc.ConfigType != w {
+					t.Errorf("%s %s: type %v, want %v", rr.ResourceName, rc.Name, rc.ConfigType, w)
+				}
+				if docs != (rc.Documentation != nil && *rc.Documentation != "") {
+					t.Errorf("%s %s with IncludeDocumentation %v: documentation %v", rr.ResourceName, rc.Name, docs, derefString(rc.Documentation))
+				}
+			}
+		}
+		// The topic's 11, and the broker's 3 and the 11 it defaults.
+		if seen != 11+3+11 {
+			t.Errorf("%d configs described, want 25", seen)
+		}
+	}
+}

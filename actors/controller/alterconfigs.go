@@ -8,6 +8,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/flotilla/flotilla/raftactor"
 )
@@ -17,7 +18,7 @@ import (
 type ConfigOpType int8
 
 // The operations of IncrementalAlterConfigs. APPEND and SUBTRACT apply only
-// to list configs (ConfigDef.List).
+// to list configs (ConfigDef.Type LIST).
 const (
 	ConfigSet ConfigOpType = iota
 	ConfigDelete
@@ -86,7 +87,7 @@ func planAlterConfigs(view *State, a TopicAlteration, replace bool) (*AlterTopic
 			delete(next, op.Name)
 		case ConfigAppend, ConfigSubtract:
 			d, ok := topicConfigDef(op.Name)
-			if !ok || !d.List {
+			if !ok || d.Type != kmsg.ConfigTypeList {
 				return nil, fmt.Errorf("%w: Can't %s to key %s because its type is not LIST", kerr.InvalidConfig, op.Op, op.Name)
 			}
 			cur, ok := next[op.Name]

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // ConfigDef is one topic-level config that Flotilla keeps: its broker
@@ -17,33 +18,34 @@ type ConfigDef struct {
 	Name    string
 	Default string
 	Doc     string
-	// List is set for a comma-separated list (Kafka's ConfigDef.Type.LIST),
-	// the only kind IncrementalAlterConfigs may APPEND to or SUBTRACT from.
-	List  bool
+	// Type is Kafka's type of the config (LogConfig's ConfigDef), which
+	// DescribeConfigs reports; a LIST is the only kind
+	// IncrementalAlterConfigs may APPEND to or SUBTRACT from.
+	Type  kmsg.ConfigType
 	check func(string) error
 }
 
 // TopicConfigDefs returns the topic configs Flotilla keeps, sorted by name.
 func TopicConfigDefs() []ConfigDef {
 	return []ConfigDef{
-		{"cleanup.policy", "delete", "Only delete: log compaction is not supported.", true, oneOf("delete")},
-		{"compression.type", "producer", "Batches are stored as the producer compressed them.", false, oneOf("producer")},
-		{"max.message.bytes", "1048588", "Largest record batch the topic accepts.", false, intAtLeast(0)},
+		{"cleanup.policy", "delete", "Only delete: log compaction is not supported.", kmsg.ConfigTypeList, oneOf("delete")},
+		{"compression.type", "producer", "Batches are stored as the producer compressed them.", kmsg.ConfigTypeString, oneOf("producer")},
+		{"max.message.bytes", "1048588", "Largest record batch the topic accepts.", kmsg.ConfigTypeInt, intAtLeast(0)},
 		// KIP-937, with Kafka 4's defaults (KIP-1030 brought after.max.ms
 		// down from forever to an hour).
-		{"message.timestamp.after.max.ms", "3600000", "How far after the broker's clock a CreateTime record's timestamp may be.", false, intAtLeast(0)},
-		{"message.timestamp.before.max.ms", "9223372036854775807", "How far before the broker's clock a CreateTime record's timestamp may be.", false, intAtLeast(0)},
-		{"message.timestamp.type", "CreateTime", "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's.", false, oneOf("CreateTime", "LogAppendTime")},
-		{"min.insync.replicas", "1", "Replicas that must have an acks=all write.", false, intAtLeast(1)},
-		{"retention.bytes", "-1", "Bytes a partition keeps before deleting old segments; -1: no limit.", false, intAtLeast(-1)},
-		{"retention.ms", "604800000", "Age after which segments are deleted; -1: forever.", false, intAtLeast(-1)},
+		{"message.timestamp.after.max.ms", "3600000", "How far after the broker's clock a CreateTime record's timestamp may be.", kmsg.ConfigTypeLong, intAtLeast(0)},
+		{"message.timestamp.before.max.ms", "9223372036854775807", "How far before the broker's clock a CreateTime record's timestamp may be.", kmsg.ConfigTypeLong, intAtLeast(0)},
+		{"message.timestamp.type", "CreateTime", "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's.", kmsg.ConfigTypeString, oneOf("CreateTime", "LogAppendTime")},
+		{"min.insync.replicas", "1", "Replicas that must have an acks=all write.", kmsg.ConfigTypeInt, intAtLeast(1)},
+		{"retention.bytes", "-1", "Bytes a partition keeps before deleting old segments; -1: no limit.", kmsg.ConfigTypeLong, intAtLeast(-1)},
+		{"retention.ms", "604800000", "Age after which segments are deleted; -1: forever.", kmsg.ConfigTypeLong, intAtLeast(-1)},
 		// At least one batch header and at most 32-bit index positions:
 		// the partition log refuses other sizes.
-		{"segment.bytes", "1073741824", "Size at which a partition rolls its segment.", false, intBetween(61, math.MaxInt32)},
+		{"segment.bytes", "1073741824", "Size at which a partition rolls its segment.", kmsg.ConfigTypeInt, intBetween(61, math.MaxInt32)},
 		// Raft elects only a replica holding every committed entry, so the
 		// one value Flotilla can honour is Kafka's default; tools that
 		// harden topics set it explicitly.
-		{"unclean.leader.election.enable", "false", "Only false: a leader always holds every committed record.", false, oneOf("false")},
+		{"unclean.leader.election.enable", "false", "Only false: a leader always holds every committed record.", kmsg.ConfigTypeBoolean, oneOf("false")},
 	}
 }
 

@@ -198,6 +198,8 @@ func (c *serviceConn) producerIDDone(ctx actor.Context, m *controller.ProducerID
 type configEntry struct {
 	name, value string
 	source      int8 // kmsg.ConfigSource
+	typ         kmsg.ConfigType
+	doc         string
 }
 
 // topicDefaults returns this broker's topic config defaults now.
@@ -211,9 +213,9 @@ func (s *Service) topicDefaults() controller.TopicDefaults {
 // defaultEntry is a config at this broker's default: from its config
 // file (STATIC_BROKER_CONFIG) when that differs from the built-in one, as
 // Kafka reports a default its server.properties sets.
-func defaultEntry(name, topicName string, defaults controller.TopicDefaults) configEntry {
-	e := configEntry{name: name, value: defaults.Value(topicName), source: int8(kmsg.ConfigSourceDefaultConfig)}
-	if defaults.Overridden(topicName) {
+func defaultEntry(name string, d controller.ConfigDef, defaults controller.TopicDefaults) configEntry {
+	e := configEntry{name: name, value: defaults.Value(d.Name), source: int8(kmsg.ConfigSourceDefaultConfig), typ: d.Type, doc: d.Doc}
+	if defaults.Overridden(d.Name) {
 		e.source = int8(kmsg.ConfigSourceStaticBrokerConfig)
 	}
 	return e
@@ -224,7 +226,7 @@ func defaultEntry(name, topicName string, defaults controller.TopicDefaults) con
 func topicConfigEntries(set map[string]string, defaults controller.TopicDefaults) []configEntry {
 	var out []configEntry
 	for _, d := range controller.TopicConfigDefs() {
-		e := defaultEntry(d.Name, d.Name, defaults)
+		e := defaultEntry(d.Name, d, defaults)
 		if v, ok := set[d.Name]; ok {
 			e.value, e.source = v, int8(kmsg.ConfigSourceDynamicTopicConfig)
 		}
@@ -277,6 +279,11 @@ func (s *Service) describeConfigs(req *kmsg.DescribeConfigsRequest) *kmsg.Descri
 			readOnly := rs.ResourceType != kmsg.ConfigResourceTypeTopic
 			rc.Name, rc.Value, rc.ReadOnly, rc.Source = e.name, &value, readOnly, kmsg.ConfigSource(e.source)
 			rc.IsDefault = e.source == int8(kmsg.ConfigSourceDefaultConfig)
+			rc.ConfigType = e.typ
+			if req.IncludeDocumentation {
+				doc := e.doc
+				rc.Documentation = &doc
+			}
 			rr.Configs = append(rr.Configs, rc)
 		}
 		resp.Resources = append(resp.Resources, rr)
@@ -300,17 +307,20 @@ var brokerNames = map[string]string{
 }
 
 func brokerConfigEntries(nodeID uint64, autoCreate bool, defaults controller.TopicDefaults) []configEntry {
-	create := configEntry{name: "auto.create.topics.enable", value: "true", source: int8(kmsg.ConfigSourceDefaultConfig)}
+	create := configEntry{name: "auto.create.topics.enable", value: "true", source: int8(kmsg.ConfigSourceDefaultConfig),
+		typ: kmsg.ConfigTypeBoolean, doc: "Whether Metadata and a producer's first send create a topic that does not exist."}
 	if !autoCreate {
 		create.value, create.source = "false", int8(kmsg.ConfigSourceStaticBrokerConfig)
 	}
 	out := []configEntry{
-		{name: "broker.id", value: strconv.FormatUint(nodeID, 10), source: int8(kmsg.ConfigSourceStaticBrokerConfig)},
+		{name: "broker.id", value: strconv.FormatUint(nodeID, 10), source: int8(kmsg.ConfigSourceStaticBrokerConfig),
+			typ: kmsg.ConfigTypeInt, doc: "This broker's node_id."},
 		create,
-		{name: "num.partitions", value: "1", source: int8(kmsg.ConfigSourceDefaultConfig)},
+		{name: "num.partitions", value: "1", source: int8(kmsg.ConfigSourceDefaultConfig),
+			typ: kmsg.ConfigTypeInt, doc: "Partitions of an auto-created topic."},
 	}
 	for _, d := range controller.TopicConfigDefs() {
-		out = append(out, defaultEntry(brokerNames[d.Name], d.Name, defaults))
+		out = append(out, defaultEntry(brokerNames[d.Name], d, defaults))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
