@@ -274,12 +274,13 @@ func TestJavaAdmin(t *testing.T) {
 			t.Fatalf("Java describeTopics %s: partition %q; want leader 1, one replica in sync", topic, p)
 		}
 	}
-	configs := map[string]string{}
+	configs := map[string][]string{}
 	for _, c := range adm.must(t, "describeConfigs "+topic) {
-		configs[c[1]] = c[2]
+		configs[c[1]] = c[2:]
 	}
-	if configs["cleanup.policy"] != "delete" || configs["retention.ms"] != "604800000" {
-		t.Fatalf("Java describeConfigs %s: %v", topic, configs)
+	if !slices.Equal(configs["cleanup.policy"], []string{"delete", "DEFAULT_CONFIG", "LIST"}) ||
+		!slices.Equal(configs["retention.ms"], []string{"604800000", "DEFAULT_CONFIG", "LONG"}) {
+		t.Fatalf("Java describeConfigs %s: %q", topic, configs)
 	}
 	// What kafka-configs --alter --add-config and --delete-config send.
 	configOf := func(key string) []string {
@@ -293,11 +294,11 @@ func TestJavaAdmin(t *testing.T) {
 		return nil
 	}
 	adm.must(t, "alterConfig "+topic+" SET retention.ms 3600000")
-	if c := configOf("retention.ms"); !slices.Equal(c, []string{"3600000", "DYNAMIC_TOPIC_CONFIG"}) {
+	if c := configOf("retention.ms"); !slices.Equal(c, []string{"3600000", "DYNAMIC_TOPIC_CONFIG", "LONG"}) {
 		t.Fatalf("Java describeConfigs %s after setting retention.ms to 3600000: %q", topic, c)
 	}
 	adm.must(t, "alterConfig "+topic+" DELETE retention.ms")
-	if c := configOf("retention.ms"); !slices.Equal(c, []string{"604800000", "DEFAULT_CONFIG"}) {
+	if c := configOf("retention.ms"); !slices.Equal(c, []string{"604800000", "DEFAULT_CONFIG", "LONG"}) {
 		t.Fatalf("Java describeConfigs %s after deleting retention.ms: %q", topic, c)
 	}
 	fails("alterConfig "+topic+" SET no.such.config 1", "org.apache.kafka.common.errors.InvalidConfigurationException", "")

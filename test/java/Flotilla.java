@@ -210,7 +210,7 @@ public class Flotilla {
             case "describeConfigs": { // TOPIC
                 ConfigResource res = new ConfigResource(ConfigResource.Type.TOPIC, f[1]);
                 for (ConfigEntry e : a.describeConfigs(List.of(res)).all().get().get(res).entries()) {
-                    println("config\t" + e.name() + "\t" + e.value() + "\t" + e.source());
+                    println("config\t" + e.name() + "\t" + e.value() + "\t" + e.source() + "\t" + e.type());
                 }
                 break;
             }
