@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -321,6 +322,39 @@ func TestDescribeConfigsTypes(t *testing.T) {
 		// The topic's 11, and the broker's 3 and the 11 it defaults.
 		if seen != 11+3+11 {
 			t.Errorf("%d configs described, want 25", seen)
+		}
+	}
+}
+
+// TestDescribeConfigsUnsupported: a resource DescribeConfigs does not
+// serve gets INVALID_REQUEST with a message saying why (Kafka's own for a
+// type it does not know, ConfigHelper.describeConfigs), not a bare code;
+// the other resources of the request are answered.
+func TestDescribeConfigsUnsupported(t *testing.T) {
+	c := newTestCluster(t, 1)
+	c.waitReady()
+	req := kmsg.NewPtrDescribeConfigsRequest()
+	req.Version = 4
+	for _, typ := range []kmsg.ConfigResourceType{kmsg.ConfigResourceTypeBrokerLogger, 99, kmsg.ConfigResourceTypeBroker} {
+		rr := kmsg.NewDescribeConfigsRequestResource()
+		rr.ResourceType, rr.ResourceName = typ, "1"
+		req.Resources = append(req.Resources, rr)
+	}
+	resp := rawRequest(t, c.brokers[0].KafkaAddr(), req).(*kmsg.DescribeConfigsResponse)
+	if len(resp.Resources) != 3 {
+		t.Fatalf("%d resources answered, want 3", len(resp.Resources))
+	}
+	for i, want := range []string{"broker loggers are not supported", "Unsupported resource type: UNKNOWN", ""} {
+		rr := resp.Resources[i]
+		msg := derefString(rr.ErrorMessage)
+		if want == "" {
+			if rr.ErrorCode != 0 || len(rr.Configs) == 0 {
+				t.Errorf("%s: %v, %d configs; want them described", rr.ResourceType, kerr.ErrorForCode(rr.ErrorCode), len(rr.Configs))
+			}
+			continue
+		}
+		if rr.ErrorCode != kerr.InvalidRequest.Code || !strings.HasPrefix(msg, want) {
+			t.Errorf("%s: %v %q, want INVALID_REQUEST %q", rr.ResourceType, kerr.ErrorForCode(rr.ErrorCode), msg, want)
 		}
 	}
 }

@@ -261,8 +261,14 @@ func (s *Service) describeConfigs(req *kmsg.DescribeConfigsRequest) *kmsg.Descri
 				break
 			}
 			entries = brokerConfigEntries(s.NodeID, s.AutoCreate != nil && s.AutoCreate(), s.topicDefaults())
-		default:
+		case kmsg.ConfigResourceTypeBrokerLogger:
+			// Kafka lists its log4j loggers; Flotilla has one level.
 			rr.ErrorCode = kerr.InvalidRequest.Code
+			rr.ErrorMessage = kmsg.StringPtr("broker loggers are not supported: the broker logs at the log.level of its YAML config file")
+		default:
+			// As Kafka's ConfigHelper.describeConfigs.
+			rr.ErrorCode = kerr.InvalidRequest.Code
+			rr.ErrorMessage = kmsg.StringPtr(fmt.Sprintf("Unsupported resource type: %s", rs.ResourceType))
 		}
 		want := map[string]bool{}
 		for _, k := range rs.ConfigNames {
