@@ -726,6 +726,9 @@ func (m *Machine) leave(ctx actor.Context, c *caller, call *Call, req *kmsg.Leav
 	g := m.live(call.Group, false)
 	removed := false
 	for _, lm := range leaving {
+		// Each member is answered as it was asked for, an admin's removal
+		// by instance id alone included (Kafka's memberLeaveError): the
+		// Java client matches the answers to its request by both ids.
 		r := kmsg.NewLeaveGroupResponseMember()
 		r.MemberID, r.InstanceID = lm.MemberID, lm.InstanceID
 		id := lm.MemberID
@@ -740,7 +743,7 @@ func (m *Machine) leave(ctx actor.Context, c *caller, call *Call, req *kmsg.Leav
 			case id != "" && id != known:
 				r.ErrorCode = kerr.FencedInstanceID.Code
 			default:
-				id, r.MemberID = known, known
+				id = known
 			}
 		}
 		if r.ErrorCode == 0 {

@@ -67,3 +67,51 @@ func TestStaticMembersKeptWhenNoneRejoins(t *testing.T) {
 		t.Fatalf("late rejoin: generation %d leader %s, want %d %s", rejoin.Generation, rejoin.LeaderID, leader.Generation+1, leader.MemberID)
 	}
 }
+
+// TestLeaveByInstanceEchoesRequest: an admin removing a static member by
+// its instance id alone (LeaveGroup v3+, member id "", as the Java Admin's
+// removeMembersFromConsumerGroup and kafka-consumer-groups send it) gets
+// each member answered as it was asked for: Kafka's GroupCoordinator
+// handleLeaveGroup answers memberLeaveError(leavingMember, ...), the
+// request's member id and instance id. The Java client matches answers to
+// its request by both, and failed a removal that had worked when the
+// answer carried the member's real id.
+func TestLeaveByInstanceEchoesRequest(t *testing.T) {
+	c := startCoordinator(t, Settings{MinSessionTimeout: time.Millisecond, MaxSessionTimeout: time.Hour,
+		InitialRebalanceDelay: 10 * time.Millisecond})
+	inst, unknown := "a", "nobody"
+	req := joinRequest("orders", "", &inst)
+	req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = 60_000, 1000
+	join := c.call("orders", req).(*kmsg.JoinGroupResponse)
+	if err := kerr.ErrorForCode(join.ErrorCode); err != nil || join.MemberID == "" {
+		t.Fatalf("join: %v, member id %q", err, join.MemberID)
+	}
+
+	leave := kmsg.NewPtrLeaveGroupRequest()
+	leave.Version, leave.Group = 5, "orders"
+	leave.Members = []kmsg.LeaveGroupRequestMember{{InstanceID: &inst}, {InstanceID: &unknown}}
+	resp := c.call("orders", leave).(*kmsg.LeaveGroupResponse)
+	if len(resp.Members) != 2 {
+		t.Fatalf("leave: %d members answered, want 2", len(resp.Members))
+	}
+	for i, want := range []struct {
+		inst string
+		err  error
+	}{{inst, nil}, {unknown, kerr.UnknownMemberID}} {
+		m := resp.Members[i]
+		if m.MemberID != "" || m.InstanceID == nil || *m.InstanceID != want.inst || kerr.ErrorForCode(m.ErrorCode) != want.err {
+			t.Errorf("leave answer %d: member %q instance %v error %v; want member \"\" instance %s error %v",
+				i, m.MemberID, derefInstance(m.InstanceID), kerr.ErrorForCode(m.ErrorCode), want.inst, want.err)
+		}
+	}
+	if d := c.call("orders", &Describe{}).(*kmsg.DescribeGroupsResponseGroup); len(d.Members) != 0 {
+		t.Fatalf("after removing %s: members %+v, want none", inst, d.Members)
+	}
+}
+
+func derefInstance(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
+}
