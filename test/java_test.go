@@ -162,10 +162,12 @@ func TestJavaProducer(t *testing.T) {
 }
 
 // TestJavaGroup consumes with a Java KafkaConsumer in a group (subscribe,
-// commitSync of what it read), then with a later member of the group,
-// which must resume from the commits; kadm and the Java Admin client
-// (listConsumerGroups, describeConsumerGroups, listConsumerGroupOffsets)
-// must show the group and its offsets.
+// commitSync of what it read), then with a later, static member of the
+// group (group.instance.id), which must resume from the commits; the Java
+// Admin client removes the static member, which stays in the group when
+// it closes (removeMembersFromConsumerGroup); kadm and the Java Admin
+// client (listConsumerGroups, describeConsumerGroups,
+// listConsumerGroupOffsets) must show the group and its offsets.
 func TestJavaGroup(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
@@ -179,7 +181,11 @@ func TestJavaGroup(t *testing.T) {
 		g.produce(t, run[0], run[1])
 		l := g.ledger(run[0], run[1])
 		name := fmt.Sprintf("java-%d", member+1)
-		recs, other := j.consume(t, testCtx(t, 90*time.Second), &logs, "consume", g.nd.kafka, g.group, g.topic, strconv.Itoa(run[1]-run[0]))
+		args := []string{"consume", g.nd.kafka, g.group, g.topic, strconv.Itoa(run[1] - run[0])}
+		if member == 1 {
+			args = append(args, "group.instance.id="+name)
+		}
+		recs, other := j.consume(t, testCtx(t, 90*time.Second), &logs, args...)
 		for _, r := range recs {
 			l.add(name, r.Partition, r.Offset, r.Key, r.Value)
 		}
@@ -192,10 +198,14 @@ func TestJavaGroup(t *testing.T) {
 			t.Fatalf("%s: want %q, printed %q", name, want, other)
 		}
 	}
+	adm := j.admin(t, g.nd.kafka, &logs)
+	if d := adm.must(t, "describeGroup "+g.group); len(d) != 1 || d[0][1] != "Stable" || d[0][3] != "1" {
+		t.Fatalf("Java describeConsumerGroups %s after its static member closed: %q; want it Stable with the member", g.group, d)
+	}
+	adm.must(t, "removeMember "+g.group+" java-2")
 	ends := endOffsets(t, g.adm, g.topic, groupTestPartitions)
 	g.checkCommitted(t, ends)
 
-	adm := j.admin(t, g.nd.kafka, &logs)
 	groups := adm.must(t, "listGroups")
 	if len(groups) != 1 || groups[0][1] != g.group || groups[0][2] != "Empty" {
 		t.Fatalf("Java listConsumerGroups: %q; want %s, Empty", groups, g.group)

@@ -262,6 +262,11 @@ public class Flotilla {
                 println("state\t" + d.state() + "\t" + d.partitionAssignor() + "\t" + d.members().size());
                 break;
             }
+            case "removeMember": { // GROUP INSTANCE: a static member, as kafka-consumer-groups removes one
+                a.removeMembersFromConsumerGroup(f[1], new RemoveMembersFromConsumerGroupOptions(
+                        List.of(new MemberToRemove(f[2])))).all().get();
+                break;
+            }
             case "groupOffsets": { // GROUP
                 Map<TopicPartition, OffsetAndMetadata> m = a.listConsumerGroupOffsets(f[1]).partitionsToOffsetAndMetadata().get();
                 for (Map.Entry<TopicPartition, OffsetAndMetadata> e : m.entrySet()) {
