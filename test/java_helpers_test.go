@@ -57,15 +57,15 @@ func buildJavaClient(t *testing.T) *javaClient {
 			t.Skipf("%s is not installed: the Java client cannot run (CI installs default-jdk-headless)", tool)
 		}
 	}
-	cp := []string{}
 	for _, jar := range append(javaJars, javaBuildJars...) {
-		path := filepath.Join("/usr/share/java", jar)
-		if _, err := os.Stat(path); err != nil {
-			t.Skipf("%s is missing: the Java client cannot be built (CI installs the Debian packages, see .ci/run)", path)
+		if _, err := os.Stat(filepath.Join("/usr/share/java", jar)); err != nil {
+			t.Skipf("%s is missing: the Java client cannot be built (CI installs the Debian packages, see .ci/run)", jar)
 		}
-		cp = append(cp, path)
 	}
-	cp = cp[:len(javaJars)]
+	cp := []string{}
+	for _, jar := range javaJars {
+		cp = append(cp, filepath.Join("/usr/share/java", jar))
+	}
 
 	h := sha256.New()
 	fmt.Fprintln(h, javaKafkaModule)

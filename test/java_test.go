@@ -140,9 +140,9 @@ func TestJavaProducer(t *testing.T) {
 			// murmur2 of its key says, as kgo's StickyKeyPartitioner does
 			// with its default hasher.
 			part := kgo.StickyKeyPartitioner(nil).ForTopic(topic)
-			for i, r := range produced {
+			for k, r := range produced {
 				if p := part.Partition(&kgo.Record{Key: r.Key}, partitions); p != int(r.Partition) {
-					t.Fatalf("record %d acknowledged in partition %d; murmur2 of its key says %d", i, r.Partition, p)
+					t.Fatalf("record %d acknowledged in partition %d; murmur2 of its key says %d", k, r.Partition, p)
 				}
 			}
 

@@ -1,7 +1,8 @@
 #!/bin/sh
 # build.sh SRC OUT builds the Kafka Java client (kafka-clients) from SRC, a
 # Kafka source tree, with javac alone, and Flotilla.java against it, into
-# OUT/classes. test/java_test.go runs it once per version and program hash.
+# OUT/classes. test/java_helpers_test.go runs it once per Kafka version and
+# hash of this script and Flotilla.java, and caches the result.
 #
 # It does what Gradle's :generator and :clients projects do: compile the
 # message generator, generate the protocol message classes from
