@@ -7,6 +7,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"unicode/utf8"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -185,6 +186,10 @@ func (m *Machine) forget(g *group) {
 	}
 }
 
+// newMemberID returns a new member id: Kafka's client id (or group
+// instance id) and a random suffix. The prefix is cut, at a character
+// boundary, so that the id fits a record (a client id may be 32767 bytes
+// long already): only the suffix makes it unique.
 func newMemberID(clientID string, instance *string) string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
@@ -192,7 +197,14 @@ func newMemberID(clientID string, instance *string) string {
 	if instance != nil {
 		prefix = *instance
 	}
-	return prefix + "-" + hex.EncodeToString(b[:])
+	suffix := "-" + hex.EncodeToString(b[:])
+	if n := maxRecordString - len(suffix); len(prefix) > n {
+		for n > 0 && !utf8.RuneStart(prefix[n]) {
+			n--
+		}
+		prefix = prefix[:n]
+	}
+	return prefix + suffix
 }
 
 func (m *Machine) join(ctx actor.Context, c *caller, call *Call, req *kmsg.JoinGroupRequest) {

@@ -1,8 +1,10 @@
 package group
 
 import (
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -114,4 +116,53 @@ func derefInstance(s *string) string {
 		return "<nil>"
 	}
 	return *s
+}
+
+// TestLongGroupIDCommit: OffsetCommit v8+ carries the group id as a
+// compact string, which may be longer than the offsets-topic key's int16
+// string holds. Written, the record would stop every replica of the
+// partition at apply; it is refused before anything is proposed
+// (INVALID_REQUEST), and the partition serves its other groups.
+func TestLongGroupIDCommit(t *testing.T) {
+	c := startCoordinator(t, Settings{MinSessionTimeout: time.Millisecond, MaxSessionTimeout: time.Hour})
+	commit := func(group string) int16 {
+		req := kmsg.NewPtrOffsetCommitRequest()
+		req.Version, req.Group, req.Generation = 8, group, -1
+		req.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 7}}}}
+		return c.call(group, req).(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode
+	}
+	if code := commit(strings.Repeat("g", 40_000)); code != kerr.InvalidRequest.Code {
+		t.Fatalf("commit with a 40000-byte group id: %v, want %v", kerr.ErrorForCode(code), kerr.InvalidRequest)
+	}
+	if code := commit("ordinary"); code != 0 {
+		t.Fatalf("commit of another group after the long one: %v", kerr.ErrorForCode(code))
+	}
+	got := c.call("ordinary", &FetchOffsets{}).(*kmsg.OffsetFetchResponseGroup)
+	if len(got.Topics) != 1 || got.Topics[0].Partitions[0].Offset != 7 {
+		t.Fatalf("fetch of the ordinary group: %+v", got)
+	}
+}
+
+// TestLongClientIDJoins: a member id is the client id (at most 32767
+// bytes, the request header's int16 string) or the group instance id and
+// a suffix; it is cut to fit the records, at a character boundary, and
+// the member joins, syncs and is written like any other.
+func TestLongClientIDJoins(t *testing.T) {
+	long := strings.Repeat("é", maxRecordString/2) // 32766 bytes
+	for _, instance := range []*string{nil, &long} {
+		id := newMemberID(long, instance)
+		if len(id) > maxRecordString || !utf8.ValidString(id) || newMemberID(long, instance) == id {
+			t.Fatalf("member id of %d bytes, valid UTF-8 %v", len(id), utf8.ValidString(id))
+		}
+	}
+	c := startCoordinator(t, Settings{MinSessionTimeout: time.Millisecond, MaxSessionTimeout: time.Hour})
+	c.ref++
+	c.sys.Root.Send(c.pid, &Call{Ref: c.ref, Group: "g", Req: joinRequest("g", "", &long), ClientID: long, ClientHost: "/127.0.0.1", ReplyTo: c.client})
+	j := c.answer(c.ref).(*kmsg.JoinGroupResponse)
+	if j.ErrorCode != 0 {
+		t.Fatalf("join: %v", kerr.ErrorForCode(j.ErrorCode))
+	}
+	if code := c.call("g", syncRequest("g", j.MemberID, j.Generation, &long, map[string][]byte{j.MemberID: nil})).(*kmsg.SyncGroupResponse).ErrorCode; code != 0 {
+		t.Fatalf("sync: %v", kerr.ErrorForCode(code)) // answered once the membership is applied
+	}
 }

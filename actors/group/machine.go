@@ -122,6 +122,7 @@ type proposal struct {
 	seq      uint64
 	deadline uint64
 	done     func(ctx actor.Context, err error)
+	err      error // what applying it could not read (nil: all of it)
 }
 
 // errNotCoordinator fails a write whose outcome this node will not learn.
@@ -224,37 +225,48 @@ func (m *Machine) ticksOf(d time.Duration) uint64 {
 
 func (m *Machine) msTicks(ms int32) uint64 { return m.ticksOf(time.Duration(ms) * time.Millisecond) }
 
-// Apply implements raftactor.StateMachine.
+// Apply implements raftactor.StateMachine. An entry it cannot read all of
+// is applied as far as it can be and logged, never fatal: every replica
+// applies the same entries with the same code, so they skip the same
+// records and stay alike, and a log that a broken write got into keeps
+// its partition serving (a panic here would repeat at every replay, on
+// every replica, for good).
 func (m *Machine) Apply(index, term uint64, data []byte) {
 	m.lastAppliedTerm = term
 	if len(data) == 0 {
 		return // the leader's empty entry of a new term
 	}
+	var err error
 	if len(data) < seqBytes {
-		panic(fmt.Sprintf("offsets partition %d: entry %d: %d bytes", m.o.Partition, index, len(data)))
+		err = fmt.Errorf("%w: %d bytes, shorter than an entry's sequence", errCorrupt, len(data))
+	} else {
+		err = m.store.applyRecords(data[seqBytes:])
 	}
-	if err := m.store.applyRecords(data[seqBytes:]); err != nil {
-		// Only this node's leaders write these entries, after encoding
-		// them here: a bad one means the log is broken.
-		panic(fmt.Sprintf("offsets partition %d: entry %d: %v", m.o.Partition, index, err))
+	if err != nil {
+		m.o.Log.Error().Err(err).Uint64("index", index).Uint64("term", term).Msg("offsets-topic entry applied only in part")
 	}
-	if term == m.term {
+	if term == m.term && len(data) >= seqBytes {
 		seq := binary.BigEndian.Uint64(data)
 		if p := m.waiting[seq]; p != nil {
 			delete(m.waiting, seq)
+			p.err = err
 			m.applied = append(m.applied, p)
 		}
 	}
 }
 
 // Snapshot implements raftactor.StateMachine: every group as records.
-func (m *Machine) Snapshot() ([]byte, error) { return m.store.snapshot(), nil }
+func (m *Machine) Snapshot() ([]byte, error) { return m.store.snapshot() }
 
 // Restore implements raftactor.StateMachine.
 func (m *Machine) Restore(snap *pb.Snapshot) error {
 	s := store{}
-	if err := s.applyRecords(snap.GetData()); err != nil {
+	if err := s.applyRecords(snap.GetData()); errors.Is(err, errCorrupt) {
 		return fmt.Errorf("offsets partition %d: restore snapshot at %d: %w", m.o.Partition, snap.GetMetadata().GetIndex(), err)
+	} else if err != nil {
+		// As Apply: the records that decode are the state every replica
+		// restoring this snapshot has.
+		m.o.Log.Error().Err(err).Uint64("index", snap.GetMetadata().GetIndex()).Msg("offsets-topic snapshot restored only in part")
 	}
 	m.store = s
 	// Not serving until this node leads again; what the live groups had
@@ -321,7 +333,7 @@ func (m *Machine) Applied(h *raftactor.Handle, ctx actor.Context) {
 		m.updateLeadership(h)
 	}
 	for _, p := range m.applied {
-		p.done(ctx, nil)
+		p.done(ctx, p.err)
 	}
 	m.applied = m.applied[:0]
 	m.checkReady(h, ctx)
@@ -425,8 +437,13 @@ func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
 }
 
 // propose writes the records in w; done runs once they are applied (err
-// nil) or when their outcome is unknown to this node.
+// nil) or when their outcome is unknown to this node. A writer that
+// refused a record (w.err) proposes nothing: done gets its error.
 func (m *Machine) propose(ctx actor.Context, w *recordWriter, done func(ctx actor.Context, err error)) {
+	if w.err != nil {
+		done(ctx, w.err)
+		return
+	}
 	if m.o.MaxEntryBytes > 0 && seqBytes+len(w.b) > m.o.MaxEntryBytes {
 		done(ctx, fmt.Errorf("%w: %d bytes, the raft transport carries %d", errWriteTooLarge, seqBytes+len(w.b), m.o.MaxEntryBytes))
 		return
@@ -446,6 +463,10 @@ var errWriteTooLarge = errors.New("group write too large")
 // needs: tombstones, which need not be written together. done gets the
 // first error, once every entry is answered.
 func (m *Machine) proposeAll(ctx actor.Context, w *recordWriter, done func(ctx actor.Context, err error)) {
+	if w.err != nil {
+		done(ctx, w.err)
+		return
+	}
 	parts := w.split(m.o.MaxEntryBytes - seqBytes)
 	left := len(parts)
 	var first error
@@ -472,6 +493,10 @@ func writeCode(err error) int16 {
 		return kerr.NotCoordinator.Code
 	case errors.Is(err, errWriteTooLarge):
 		return kerr.UnknownServerError.Code // Kafka's answer; a retry would fail again
+	case errors.Is(err, errStringTooLong), errors.Is(err, errUnreadable):
+		// The request carried what no record holds; Kafka does not even
+		// read such a request (see actors/kafka's decodeRequest).
+		return kerr.InvalidRequest.Code
 	}
 	return kerr.CoordinatorNotAvailable.Code
 }

@@ -204,7 +204,7 @@ func (m *Machine) commit(ctx actor.Context, c *caller, call *Call, req *kmsg.Off
 			m.forget(g)
 		}
 	}
-	if len(w.b) == 0 {
+	if len(w.b) == 0 && w.err == nil {
 		finish(ctx, nil)
 		return
 	}

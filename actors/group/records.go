@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -29,7 +30,20 @@ const (
 	seqBytes           = 8
 )
 
-var errCorrupt = errors.New("corrupt offsets-topic record")
+// maxRecordString is the longest string a record holds: its keys and
+// values are versions with int16 string lengths, which kmsg would
+// silently truncate, leaving a record nobody can read back.
+const maxRecordString = math.MaxInt16
+
+var (
+	// errCorrupt is an entry or snapshot whose records cannot be told
+	// apart.
+	errCorrupt = errors.New("corrupt offsets-topic record")
+	// errUnreadable is one record that does not decode.
+	errUnreadable = errors.New("unreadable offsets-topic record")
+	// errStringTooLong is a write with a string no record can hold.
+	errStringTooLong = errors.New("string too long for an offsets-topic record")
+)
 
 // TopicPartition names a partition whose offset a group commits.
 type TopicPartition struct {
@@ -64,10 +78,32 @@ func (s store) drop(name string) {
 	}
 }
 
-// recordWriter appends records to an entry or snapshot.
+// recordWriter appends records to an entry or snapshot. A record with a
+// string longer than maxRecordString is not written; err says so, and
+// the write is refused as a whole.
 type recordWriter struct {
 	b    []byte
 	ends []int // where each record ends in b
+	err  error
+}
+
+// fits reports whether every string in s fits a record, and records the
+// first that does not in w.err.
+func (w *recordWriter) fits(what string, s ...string) bool {
+	for _, s := range s {
+		if len(s) > maxRecordString {
+			if w.err == nil {
+				w.err = fmt.Errorf("%w: %s of %d bytes, at most %d", errStringTooLong, what, len(s), maxRecordString)
+			}
+			return false
+		}
+	}
+	return true
+}
+
+// fitsPtr is fits for a nullable string.
+func (w *recordWriter) fitsPtr(what string, s *string) bool {
+	return s == nil || w.fits(what, *s)
 }
 
 func (w *recordWriter) add(key, value []byte, tombstone bool) {
@@ -83,6 +119,9 @@ func (w *recordWriter) add(key, value []byte, tombstone bool) {
 }
 
 func (w *recordWriter) offset(group string, tp TopicPartition, v *kmsg.OffsetCommitValue) {
+	if !w.fits("group id", group) || !w.fits("topic", tp.Topic) || v != nil && !w.fits("offset metadata", v.Metadata) {
+		return
+	}
 	k := kmsg.OffsetCommitKey{Version: offsetKeyVersion, Group: group, Topic: tp.Topic, Partition: tp.Partition}
 	if v == nil {
 		w.add(k.AppendTo(nil), nil, true)
@@ -93,6 +132,9 @@ func (w *recordWriter) offset(group string, tp TopicPartition, v *kmsg.OffsetCom
 }
 
 func (w *recordWriter) group(group string, v *kmsg.GroupMetadataValue) {
+	if !w.fits("group id", group) || v != nil && !w.groupFits(v) {
+		return
+	}
 	k := kmsg.GroupMetadataKey{Version: groupKeyVersion, Group: group}
 	if v == nil {
 		w.add(k.AppendTo(nil), nil, true)
@@ -102,7 +144,18 @@ func (w *recordWriter) group(group string, v *kmsg.GroupMetadataValue) {
 	w.add(k.AppendTo(nil), v.AppendTo(nil), false)
 }
 
-// entry returns an entry's payload: seq, then the records written so far.
+func (w *recordWriter) groupFits(v *kmsg.GroupMetadataValue) bool {
+	if !w.fits("protocol type", v.ProtocolType) || !w.fitsPtr("protocol", v.Protocol) || !w.fitsPtr("leader", v.Leader) {
+		return false
+	}
+	for _, m := range v.Members {
+		if !w.fits("member id", m.MemberID) || !w.fitsPtr("group instance id", m.InstanceID) || !w.fits("client id", m.ClientID) || !w.fits("client host", m.ClientHost) {
+			return false
+		}
+	}
+	return true
+}
+
 // split cuts w into writers of at most max bytes each, at record
 // boundaries (a record larger than max gets a writer of its own); max <= 0
 // or a w within it: w alone.
@@ -125,6 +178,7 @@ func (w *recordWriter) split(max int) []*recordWriter {
 	return parts
 }
 
+// entry returns an entry's payload: seq, then the records written so far.
 func entry(seq uint64, w *recordWriter) []byte {
 	out := make([]byte, seqBytes, seqBytes+len(w.b))
 	binary.BigEndian.PutUint64(out, seq)
@@ -132,18 +186,21 @@ func entry(seq uint64, w *recordWriter) []byte {
 }
 
 // applyRecords applies the records in b to s. A record this build does
-// not know (another key version) is skipped, as Kafka skips unknown keys.
+// not know (another key version) is skipped, as Kafka skips unknown keys;
+// so is one that does not decode (errUnreadable), and the rest still
+// apply. Records that cannot be told apart (errCorrupt) end it.
 func (s store) applyRecords(b []byte) error {
+	var unreadable []error
 	for len(b) > 0 {
 		klen, n := binary.Uvarint(b)
 		if n <= 0 || uint64(len(b)-n) < klen {
-			return fmt.Errorf("%w: key length", errCorrupt)
+			return errors.Join(append(unreadable, fmt.Errorf("%w: key length", errCorrupt))...)
 		}
 		key := b[n : n+int(klen)]
 		b = b[n+int(klen):]
 		vlen, n := binary.Varint(b)
 		if n <= 0 || vlen < -1 || int64(len(b)-n) < vlen {
-			return fmt.Errorf("%w: value length", errCorrupt)
+			return errors.Join(append(unreadable, fmt.Errorf("%w: value length", errCorrupt))...)
 		}
 		b = b[n:]
 		var value []byte
@@ -151,21 +208,21 @@ func (s store) applyRecords(b []byte) error {
 			value, b = b[:vlen], b[vlen:]
 		}
 		if err := s.applyRecord(key, value, vlen < 0); err != nil {
-			return err
+			unreadable = append(unreadable, err)
 		}
 	}
-	return nil
+	return errors.Join(unreadable...)
 }
 
 func (s store) applyRecord(key, value []byte, tombstone bool) error {
 	if len(key) < 2 {
-		return fmt.Errorf("%w: short key", errCorrupt)
+		return fmt.Errorf("%w: short key", errUnreadable)
 	}
 	switch binary.BigEndian.Uint16(key) {
 	case 0, offsetKeyVersion:
 		var k kmsg.OffsetCommitKey
 		if err := k.ReadFrom(key); err != nil {
-			return fmt.Errorf("%w: offset key: %v", errCorrupt, err)
+			return fmt.Errorf("%w: offset key: %v", errUnreadable, err)
 		}
 		tp := TopicPartition{k.Topic, k.Partition}
 		if tombstone {
@@ -177,13 +234,13 @@ func (s store) applyRecord(key, value []byte, tombstone bool) error {
 		}
 		var v kmsg.OffsetCommitValue
 		if err := v.ReadFrom(value); err != nil {
-			return fmt.Errorf("%w: offset value: %v", errCorrupt, err)
+			return fmt.Errorf("%w: offset value: %v", errUnreadable, err)
 		}
 		s.get(k.Group).offsets[tp] = v
 	case groupKeyVersion:
 		var k kmsg.GroupMetadataKey
 		if err := k.ReadFrom(key); err != nil {
-			return fmt.Errorf("%w: group key: %v", errCorrupt, err)
+			return fmt.Errorf("%w: group key: %v", errUnreadable, err)
 		}
 		if tombstone {
 			if g := s[k.Group]; g != nil {
@@ -194,7 +251,7 @@ func (s store) applyRecord(key, value []byte, tombstone bool) error {
 		}
 		v := new(kmsg.GroupMetadataValue)
 		if err := v.ReadFrom(value); err != nil {
-			return fmt.Errorf("%w: group value: %v", errCorrupt, err)
+			return fmt.Errorf("%w: group value: %v", errUnreadable, err)
 		}
 		s.get(k.Group).meta = v
 	}
@@ -202,7 +259,7 @@ func (s store) applyRecord(key, value []byte, tombstone bool) error {
 }
 
 // snapshot writes every group as records, in a stable order.
-func (s store) snapshot() []byte {
+func (s store) snapshot() ([]byte, error) {
 	var w recordWriter
 	for _, name := range slices.Sorted(maps.Keys(s)) {
 		g := s[name]
@@ -215,7 +272,7 @@ func (s store) snapshot() []byte {
 			w.offset(name, tp, &v)
 		}
 	}
-	return w.b
+	return w.b, w.err
 }
 
 func compareTP(a, b TopicPartition) int {

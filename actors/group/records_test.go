@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -71,7 +74,10 @@ func TestRecordsApplyAndSnapshot(t *testing.T) {
 		t.Fatal("g1's t/0 kept after its tombstone")
 	}
 
-	snap := s.snapshot()
+	snap, err := s.snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
 	restored := store{}
 	if err := restored.applyRecords(snap); err != nil {
 		t.Fatal(err)
@@ -79,7 +85,7 @@ func TestRecordsApplyAndSnapshot(t *testing.T) {
 	if !reflect.DeepEqual(s, restored) {
 		t.Fatalf("restored %+v, want %+v", restored, s)
 	}
-	if !bytes.Equal(restored.snapshot(), snap) {
+	if again, _ := restored.snapshot(); !bytes.Equal(again, snap) {
 		t.Fatal("snapshot of the restored store differs: snapshots must be deterministic")
 	}
 
@@ -137,5 +143,102 @@ func TestRecordWriterSplit(t *testing.T) {
 		if whole := limit <= 0 || limit >= len(w.b); whole != (len(parts) == 1) {
 			t.Fatalf("limit %d of %d bytes: %d parts", limit, len(w.b), len(parts))
 		}
+	}
+}
+
+// TestRecordWriterRefusesLongStrings: the records' strings have int16
+// lengths (OffsetCommit v8+ and JoinGroup v6+ carry longer ones): a
+// record with a longer string is refused, not written with a length that
+// wraps, which no replica could read back.
+func TestRecordWriterRefusesLongStrings(t *testing.T) {
+	long, longest := strings.Repeat("g", 40_000), strings.Repeat("g", maxRecordString)
+	member := func(id string, instance *string, client string) *kmsg.GroupMetadataValue {
+		v := kmsg.NewGroupMetadataValue()
+		v.ProtocolType, v.Protocol, v.Leader = "consumer", kmsg.StringPtr("range"), kmsg.StringPtr(id)
+		v.Members = []kmsg.GroupMetadataValueMember{{MemberID: id, InstanceID: instance, ClientID: client, ClientHost: "/127.0.0.1"}}
+		return &v
+	}
+	withMeta := func(meta string) *kmsg.OffsetCommitValue {
+		v := offsetValue(1)
+		v.Metadata = meta
+		return v
+	}
+	for _, tc := range []struct {
+		name  string
+		write func(w *recordWriter)
+	}{
+		{"offset of a long group id", func(w *recordWriter) { w.offset(long, TopicPartition{"t", 0}, offsetValue(1)) }},
+		{"tombstone of a long group id", func(w *recordWriter) { w.offset(long, TopicPartition{"t", 0}, nil) }},
+		{"offset of a long topic", func(w *recordWriter) { w.offset("g", TopicPartition{long, 0}, offsetValue(1)) }},
+		{"offset with long metadata", func(w *recordWriter) { w.offset("g", TopicPartition{"t", 0}, withMeta(long)) }},
+		{"membership of a long group id", func(w *recordWriter) { w.group(long, member("m", nil, "c")) }},
+		{"long member id", func(w *recordWriter) { w.group("g", member(long, nil, "c")) }},
+		{"long group instance id", func(w *recordWriter) { w.group("g", member("m", &long, "c")) }},
+		{"long client id", func(w *recordWriter) { w.group("g", member("m", nil, long)) }},
+	} {
+		var w recordWriter
+		w.offset("g", TopicPartition{"t", 1}, offsetValue(1))
+		tc.write(&w)
+		if !errors.Is(w.err, errStringTooLong) {
+			t.Errorf("%s: writer error %v, want %v", tc.name, w.err, errStringTooLong)
+		}
+		if len(w.ends) != 1 {
+			t.Errorf("%s: %d records written, want only the first", tc.name, len(w.ends))
+		}
+	}
+
+	// The longest strings a record holds are written and read back.
+	var w recordWriter
+	w.offset(longest, TopicPartition{longest, 0}, withMeta(longest))
+	w.group(longest, member(longest, &longest, longest))
+	s := store{}
+	if err := errors.Join(w.err, s.applyRecords(w.b)); err != nil {
+		t.Fatal(err)
+	}
+	if g := s[longest]; g == nil || g.meta == nil || g.meta.Members[0].MemberID != longest || len(g.offsets) != 1 {
+		t.Fatalf("32767-byte strings did not round-trip: %v", g != nil)
+	}
+}
+
+// poisoned is a record with a 40000-byte group id as the writer wrote it
+// before it checked: kmsg encodes the length as int16, so it wraps.
+func poisoned(w *recordWriter) {
+	k := kmsg.OffsetCommitKey{Version: offsetKeyVersion, Group: strings.Repeat("g", 40_000), Topic: "t"}
+	v := offsetValue(7)
+	v.Version = offsetValueVersion
+	w.add(k.AppendTo(nil), v.AppendTo(nil), false)
+}
+
+// TestApplySkipsUnreadableRecord: an entry holding a record no replica can
+// decode (a log written before the writer refused long strings) is
+// applied without it, not panicked on at every replay: the records
+// around it are applied, and so are the entries after it.
+func TestApplySkipsUnreadableRecord(t *testing.T) {
+	m := NewMachine(MachineOptions{Tick: time.Millisecond, Log: zerolog.Nop()})
+	var w recordWriter
+	w.offset("before", TopicPartition{"t", 0}, offsetValue(1))
+	poisoned(&w)
+	w.offset("after", TopicPartition{"t", 0}, offsetValue(2))
+	m.Apply(1, 1, entry(1, &w))
+	m.Apply(2, 1, []byte{1, 2, 3}) // shorter than a sequence number
+	var next recordWriter
+	next.offset("next", TopicPartition{"t", 0}, offsetValue(3))
+	m.Apply(3, 1, entry(2, &next))
+	for _, g := range []string{"before", "after", "next"} {
+		if m.store[g] == nil {
+			t.Errorf("group %s not applied", g)
+		}
+	}
+	if len(m.store) != 3 {
+		t.Errorf("store holds %d groups, want 3", len(m.store))
+	}
+	// A snapshot of it holds what was applied, and restores.
+	snap, err := m.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := store{}
+	if err := restored.applyRecords(snap); err != nil || !reflect.DeepEqual(restored, m.store) {
+		t.Fatalf("restored %d groups, %v", len(restored), err)
 	}
 }
