@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/flotilla/flotilla/actors/group"
 )
 
 // The group protocol as Kafka specifies it, driven with raw requests to a
@@ -366,4 +369,52 @@ func TestOffsetDeleteUnreadableSubscription(t *testing.T) {
 	if got := fetchOffset(g, grp, "events", 0); got != 42 {
 		t.Fatalf("offset after a refused OffsetDelete: %d, want 42", got)
 	}
+}
+
+// TestLongGroupIDRefused: an OffsetCommit v8 (compact strings) whose group
+// id is 40000 bytes long, more than Kafka reads (its generated readers
+// refuse a string over 32767 bytes and close the connection) and more
+// than the offsets-topic record's int16 string holds. It is refused the
+// same way, and writes nothing: a group of the same offsets partition
+// commits and fetches at once, and so after a kill -9 and restart, which
+// replays the partition's log. (Written, the record used to stop every
+// replica of the partition at apply, for good.)
+func TestLongGroupIDRefused(t *testing.T) {
+	long := strings.Repeat("g", 40_000)
+	const partitions = 16 // kafka.offsets_topic_partitions, the default
+	victim := ""
+	for i := 0; i < 10_000 && victim == ""; i++ {
+		if name := fmt.Sprintf("victim-%d", i); group.PartitionFor(name, partitions) == group.PartitionFor(long, partitions) {
+			victim = name
+		}
+	}
+	g := newGroupConn(t, victim)
+	createTopic(t, g.nd.admin(t), "events", 1, nil)
+	expectCode(t, "victim commit before", commit(g, victim, "", -1, "events", 0, 11, ""), nil)
+
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Version, req.Group, req.Generation = 8, long, -1
+	req.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "events", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 7, LeaderEpoch: -1}}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	resp, err := g.cl.Broker(int(g.nd.id)).Request(ctx, req)
+	cancel()
+	if err == nil {
+		t.Fatalf("commit of a 40000-byte group id answered %s, want the connection closed", codeName(resp.(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode))
+	}
+
+	expectCode(t, "victim commit after", commit(g, victim, "", -1, "events", 0, 12, ""), nil)
+	if got := fetchOffset(g, victim, "events", 0); got != 12 {
+		t.Fatalf("victim's offset %d, want 12", got)
+	}
+	g.nd.kill()
+	g.nd.start(t)
+	g.nd.waitKafka(t)
+	g.cl = g.nd.client(t)
+	waitFor(t, 20*time.Second, "the victim's offset after a restart", func() bool {
+		req := kmsg.NewPtrOffsetFetchRequest()
+		req.Groups = []kmsg.OffsetFetchRequestGroup{{Group: victim, Topics: []kmsg.OffsetFetchRequestGroupTopic{{Topic: "events", Partitions: []int32{0}}}}}
+		rg := g.do(req).(*kmsg.OffsetFetchResponse).Groups[0]
+		return rg.ErrorCode == 0 && rg.Topics[0].Partitions[0].Offset == 12
+	})
+	expectCode(t, "victim commit after the restart", commit(g, victim, "", -1, "events", 0, 13, ""), nil)
 }

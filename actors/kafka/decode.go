@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"reflect"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -76,8 +78,62 @@ func decodeRequest(body []byte, served *versions) (*decodedRequest, error) {
 	if err := msg.ReadFrom(rest); err != nil {
 		return nil, fmt.Errorf("%w: %s v%d: %w", errMalformed, kmsg.NameForKey(d.key), d.version, err)
 	}
+	if msg.IsFlexible() && !hotPath(d.key) {
+		if n := longString(reflect.ValueOf(msg)); n > 0 {
+			return nil, fmt.Errorf("%w: %s v%d: a string of %d bytes, longer than Kafka reads (%d)", errMalformed, kmsg.NameForKey(d.key), d.version, n, maxString)
+		}
+	}
 	d.msg = msg
 	return d, nil
+}
+
+// maxString is the longest string Kafka reads in a request. Its
+// generated readers refuse a longer one even where the length is a
+// varint (compact strings, flexible versions: "string field ... had
+// invalid length", MessageDataGenerator), so the request is not served
+// and the connection is closed. Flotilla refuses it alike: such a string
+// would not fit the int16-length strings that the group coordinator's
+// records hold, or any other Kafka structure.
+const maxString = math.MaxInt16
+
+// hotPath reports whether key is Produce or Fetch, whose strings are not
+// checked against maxString: walking their topics and partitions would
+// cost every request, and their strings are topic names (which no topic
+// that long can have: UNKNOWN_TOPIC_OR_PARTITION) and ids nothing keeps.
+func hotPath(key int16) bool {
+	return key == keyProduce || key == keyFetch
+}
+
+// longString returns the length of the first string in v, a decoded
+// request, longer than maxString (0: none is). Byte slices are data, not
+// strings.
+func longString(v reflect.Value) int {
+	switch v.Kind() {
+	case reflect.String:
+		if v.Len() > maxString {
+			return v.Len()
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			return longString(v.Elem())
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if n := longString(v.Field(i)); n > 0 {
+				return n
+			}
+		}
+	case reflect.Slice:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return 0
+		}
+		for i := range v.Len() {
+			if n := longString(v.Index(i)); n > 0 {
+				return n
+			}
+		}
+	}
+	return 0
 }
 
 var errShort = errors.New("not enough data")

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -223,4 +224,50 @@ func tryBody(req kmsg.Request) (b []byte, ok bool) {
 		}
 	}()
 	return body(req, 1, kmsg.StringPtr("seed")), true
+}
+
+// TestDecodeRefusesLongStrings: a flexible request's compact strings may
+// be longer than Kafka reads (32767 bytes); Kafka's generated readers
+// refuse them and close the connection, and so does decodeRequest, but
+// for the hot path's topic names. The group coordinator's records could
+// not hold such an id.
+func TestDecodeRefusesLongStrings(t *testing.T) {
+	served := everyVersion(t)
+	long, longest := strings.Repeat("g", 40_000), strings.Repeat("g", maxString)
+	commit := func(group, topic string) kmsg.Request {
+		r := kmsg.NewPtrOffsetCommitRequest()
+		r.Version, r.Group, r.Generation = 8, group, -1
+		r.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: topic, Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Offset: 1}}}}
+		return r
+	}
+	join := func(instance *string, protocol string) kmsg.Request {
+		r := kmsg.NewPtrJoinGroupRequest()
+		r.Version, r.Group, r.InstanceID, r.ProtocolType = 9, "g", instance, "consumer"
+		r.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: protocol, Metadata: make([]byte, 50_000)}}
+		return r
+	}
+	describe := kmsg.NewPtrDescribeGroupsRequest()
+	describe.Version, describe.Groups = 5, []string{"g", long}
+	produce := kmsg.NewPtrProduceRequest()
+	produce.Version = 9
+	produce.Topics = []kmsg.ProduceRequestTopic{{Topic: long}}
+	for _, tc := range []struct {
+		name   string
+		req    kmsg.Request
+		refuse bool
+	}{
+		{"OffsetCommit v8, a long group id", commit(long, "t"), true},
+		{"OffsetCommit v8, a long topic", commit("g", long), true},
+		{"OffsetCommit v8, the longest group id and topic", commit(longest, longest), false},
+		{"JoinGroup v9, a long group instance id", join(&long, "range"), true},
+		{"JoinGroup v9, a long protocol name", join(nil, long), true},
+		{"JoinGroup v9, long metadata bytes", join(&longest, "range"), false},
+		{"DescribeGroups v5, a long group id in the list", describe, true},
+		{"Produce v9, a long topic (hot path)", produce, false},
+	} {
+		_, err := decodeRequest(body(tc.req, 1, kmsg.StringPtr("c")), served)
+		if refused := errors.Is(err, errMalformed); refused != tc.refuse || !refused && err != nil {
+			t.Errorf("%s: error %v, want refused %v", tc.name, err, tc.refuse)
+		}
+	}
 }
