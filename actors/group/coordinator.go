@@ -482,8 +482,8 @@ func (m *Machine) maybeCompleteJoin(ctx actor.Context, g *group) {
 func (m *Machine) completeJoin(ctx actor.Context, g *group) {
 	for id, mb := range g.members {
 		// Kafka drops the dynamic members that did not rejoin; a static
-		// one keeps its place until its session expires (KIP-345), and
-		// learns of the new generation from its next heartbeat.
+		// one keeps its place (KIP-345), and learns of the new generation
+		// from its next heartbeat: it must sync it in time, as the others.
 		if mb.join == nil && mb.instance == nil {
 			m.removeMember(ctx, g, mb)
 			delete(g.members, id)
@@ -528,13 +528,17 @@ func (m *Machine) completeJoin(ctx actor.Context, g *group) {
 		}
 		g.leader = slices.Min(joined)
 	}
+	// Every member of the generation must sync it within the rebalance
+	// timeout, a static one that did not rejoin too (Kafka's
+	// onCompleteJoin adds them all to its pending syncs), or it is
+	// removed and the group rebalances without it.
 	g.awaitingSync = map[string]bool{}
 	g.syncDeadline = m.ticks + m.msTicks(g.maxRebalanceTimeout())
 	for _, mb := range g.members {
+		g.awaitingSync[mb.id] = true
 		if mb.join == nil {
 			continue // a static member that did not rejoin
 		}
-		g.awaitingSync[mb.id] = true
 		resp := mb.joinReq.ResponseKind().(*kmsg.JoinGroupResponse)
 		m.fillJoin(g, mb.id, resp)
 		mb.join.answer(ctx, resp)

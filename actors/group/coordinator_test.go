@@ -166,3 +166,55 @@ func TestLongClientIDJoins(t *testing.T) {
 		t.Fatalf("sync: %v", kerr.ErrorForCode(code)) // answered once the membership is applied
 	}
 }
+
+// TestStaticMemberNotRejoinedMustSync: a static member that did not rejoin
+// a rebalance stays in the new generation (KIP-345) but, as every member
+// of it, must sync within the rebalance timeout: Kafka's onCompleteJoin
+// adds every member to the pending syncs, and the pending-sync timeout
+// removes the ones that did not sync and rebalances. It used to be left
+// out, and kept the partitions the leader gave it for its whole session
+// timeout (here ten minutes).
+func TestStaticMemberNotRejoinedMustSync(t *testing.T) {
+	c := startCoordinator(t, Settings{MinSessionTimeout: time.Millisecond, MaxSessionTimeout: time.Hour, InitialRebalanceDelay: 50 * time.Millisecond})
+	a, b := "a", "b"
+	static := func(member string, instance *string) *kmsg.JoinGroupRequest {
+		req := joinRequest("st", member, instance)
+		req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = 600_000, 200
+		return req
+	}
+	ra, rb := c.send("st", static("", &a)), c.send("st", static("", &b))
+	ja, jb := c.answer(ra).(*kmsg.JoinGroupResponse), c.answer(rb).(*kmsg.JoinGroupResponse)
+	if ja.ErrorCode != 0 || jb.ErrorCode != 0 {
+		t.Fatalf("joins: %v %v", kerr.ErrorForCode(ja.ErrorCode), kerr.ErrorForCode(jb.ErrorCode))
+	}
+	leader, lInst, other, oInst := ja, &a, jb, &b
+	if jb.LeaderID == jb.MemberID {
+		leader, lInst, other, oInst = jb, &b, ja, &a
+	}
+	rl := c.send("st", syncRequest("st", leader.MemberID, leader.Generation, lInst, map[string][]byte{leader.MemberID: nil, other.MemberID: nil}))
+	ro := c.send("st", syncRequest("st", other.MemberID, other.Generation, oInst, nil))
+	for _, r := range []uint64{rl, ro} {
+		if code := c.answer(r).(*kmsg.SyncGroupResponse).ErrorCode; code != 0 {
+			t.Fatalf("sync: %v", kerr.ErrorForCode(code))
+		}
+	}
+	// The other member's process is down. The leader rejoins (a
+	// rebalance); after the 200 ms rebalance timeout the join completes
+	// with the leader, the other kept as a static member.
+	j := c.call("st", static(leader.MemberID, lInst)).(*kmsg.JoinGroupResponse)
+	if j.ErrorCode != 0 || j.Generation != leader.Generation+1 || len(j.Members) != 2 {
+		t.Fatalf("leader rejoin: %v generation %d members %d", kerr.ErrorForCode(j.ErrorCode), j.Generation, len(j.Members))
+	}
+	if code := c.call("st", syncRequest("st", j.MemberID, j.Generation, lInst, map[string][]byte{j.MemberID: nil, other.MemberID: nil})).(*kmsg.SyncGroupResponse).ErrorCode; code != 0 {
+		t.Fatalf("leader sync: %v", kerr.ErrorForCode(code))
+	}
+	hb := kmsg.NewPtrHeartbeatRequest()
+	hb.Group, hb.MemberID, hb.Generation, hb.InstanceID = "st", j.MemberID, j.Generation, lInst
+	c.waitFor("the member that never synced removed, and a rebalance", func() bool {
+		return c.call("st", hb).(*kmsg.HeartbeatResponse).ErrorCode == kerr.RebalanceInProgress.Code
+	})
+	d := c.call("st", &Describe{}).(*kmsg.DescribeGroupsResponseGroup)
+	if len(d.Members) != 1 || d.Members[0].MemberID != j.MemberID {
+		t.Fatalf("members after the pending-sync timeout: %+v, want only %s", d.Members, j.MemberID)
+	}
+}
