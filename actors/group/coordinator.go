@@ -803,24 +803,28 @@ func (m *Machine) expire(ctx actor.Context, g *group) {
 			gone = true
 		}
 	}
-	switch {
-	case g.state == statePreparingRebalance:
+	switch g.state {
+	case statePreparingRebalance:
+		// As Kafka's removeMemberAndUpdateGroup: a member gone during a
+		// rebalance may let its join complete now, and that is all; the
+		// generation it makes is the one the others sync.
 		m.maybeCompleteJoin(ctx, g)
-	case (g.state == stateCompletingRebalance || g.state == stateStable) && m.ticks >= g.syncDeadline && len(g.awaitingSync) > 0:
-		// Members that never synced this generation go, as Kafka's
-		// pending-sync timeout removes them, even once the group is stable.
-		for id := range g.awaitingSync {
-			if mb := g.members[id]; mb != nil {
-				m.removeMember(ctx, g, mb)
-				delete(g.members, id)
+	case stateCompletingRebalance, stateStable:
+		if m.ticks >= g.syncDeadline && len(g.awaitingSync) > 0 {
+			// Members that never synced this generation go, as Kafka's
+			// pending-sync timeout removes them, even once the group is
+			// stable.
+			for id := range g.awaitingSync {
+				if mb := g.members[id]; mb != nil {
+					m.removeMember(ctx, g, mb)
+					delete(g.members, id)
+				}
 			}
+			gone = true
 		}
-		gone = true
-	}
-	if gone && g.state != statePreparingRebalance {
-		m.rebalance(ctx, g)
-	} else if gone {
-		m.maybeCompleteJoin(ctx, g)
+		if gone {
+			m.rebalance(ctx, g)
+		}
 	}
 	m.forget(g)
 }

@@ -218,3 +218,91 @@ func TestStaticMemberNotRejoinedMustSync(t *testing.T) {
 		t.Fatalf("members after the pending-sync timeout: %+v, want only %s", d.Members, j.MemberID)
 	}
 }
+
+// stableGroup joins two dynamic members (v3: no KIP-394 round trip) with
+// the session timeout given and a long rebalance timeout, syncs them, and
+// returns their ids and generation.
+func stableGroup(t *testing.T, c *testCoordinator, group string, sessionMs int32) (string, string, int32) {
+	t.Helper()
+	req := func() *kmsg.JoinGroupRequest {
+		r := joinRequest(group, "", nil)
+		r.SessionTimeoutMillis, r.RebalanceTimeoutMillis = sessionMs, 60_000
+		return r
+	}
+	ra, rb := c.send(group, req()), c.send(group, req())
+	ja, jb := c.answer(ra).(*kmsg.JoinGroupResponse), c.answer(rb).(*kmsg.JoinGroupResponse)
+	if ja.ErrorCode != 0 || jb.ErrorCode != 0 || ja.Generation != jb.Generation {
+		t.Fatalf("joins: %v %v, generations %d %d", kerr.ErrorForCode(ja.ErrorCode), kerr.ErrorForCode(jb.ErrorCode), ja.Generation, jb.Generation)
+	}
+	leader, follower := ja, jb
+	if jb.LeaderID == jb.MemberID {
+		leader, follower = jb, ja
+	}
+	rl := c.send(group, syncRequest(group, leader.MemberID, leader.Generation, nil, map[string][]byte{leader.MemberID: nil, follower.MemberID: nil}))
+	rf := c.send(group, syncRequest(group, follower.MemberID, follower.Generation, nil, nil))
+	for _, r := range []uint64{rl, rf} {
+		if code := c.answer(r).(*kmsg.SyncGroupResponse).ErrorCode; code != 0 {
+			t.Fatalf("sync: %v", kerr.ErrorForCode(code))
+		}
+	}
+	return ja.MemberID, jb.MemberID, ja.Generation
+}
+
+// TestExpiryDuringRebalanceCompletesJoinOnce: a rebalance waits for a
+// member that crashed; its session expires before the rebalance timeout,
+// and the join completes with the members that rejoined (Kafka's
+// removeMemberAndUpdateGroup: checkAndComplete in PreparingRebalance).
+// That generation is the one they sync: the same pass used to start
+// another rebalance at once, which failed their syncs.
+func TestExpiryDuringRebalanceCompletesJoinOnce(t *testing.T) {
+	c := startCoordinator(t, Settings{MinSessionTimeout: time.Millisecond, MaxSessionTimeout: time.Hour, InitialRebalanceDelay: 50 * time.Millisecond})
+	_, b, gen := stableGroup(t, c, "crash", 300)
+	// A new member joins: a rebalance. b rejoins at once; a never does.
+	nj := joinRequest("crash", "", nil)
+	nj.SessionTimeoutMillis, nj.RebalanceTimeoutMillis = 300, 60_000
+	rc := c.send("crash", nj)
+	bj := joinRequest("crash", b, nil)
+	bj.SessionTimeoutMillis, bj.RebalanceTimeoutMillis = 300, 60_000
+	rb := c.send("crash", bj)
+	jc, jb := c.answer(rc).(*kmsg.JoinGroupResponse), c.answer(rb).(*kmsg.JoinGroupResponse)
+	if jc.ErrorCode != 0 || jb.ErrorCode != 0 || jb.Generation != gen+1 {
+		t.Fatalf("joins after a's expiry: %v %v, generation %d, want %d", kerr.ErrorForCode(jc.ErrorCode), kerr.ErrorForCode(jb.ErrorCode), jb.Generation, gen+1)
+	}
+	leader, follower := jb, jc
+	if jc.LeaderID == jc.MemberID {
+		leader, follower = jc, jb
+	}
+	rl := c.send("crash", syncRequest("crash", leader.MemberID, leader.Generation, nil, map[string][]byte{leader.MemberID: nil, follower.MemberID: nil}))
+	rf := c.send("crash", syncRequest("crash", follower.MemberID, follower.Generation, nil, nil))
+	for _, r := range []uint64{rl, rf} {
+		if code := c.answer(r).(*kmsg.SyncGroupResponse).ErrorCode; code != 0 {
+			d := c.call("crash", &Describe{}).(*kmsg.DescribeGroupsResponseGroup)
+			t.Fatalf("sync of generation %d: %v (group now %s with %d members)", leader.Generation, kerr.ErrorForCode(code), d.State, len(d.Members))
+		}
+	}
+}
+
+// TestExpiryDuringRebalanceEmptiesGroup: the same, when the member whose
+// session expires was the last one: the rebalance completes once, with
+// nobody, and the group is Empty. It used to start another rebalance of
+// the empty group (an initial delay, then Empty again, written twice),
+// one generation more.
+func TestExpiryDuringRebalanceEmptiesGroup(t *testing.T) {
+	c := startCoordinator(t, Settings{MinSessionTimeout: time.Millisecond, MaxSessionTimeout: time.Hour, InitialRebalanceDelay: 50 * time.Millisecond})
+	_, b, gen := stableGroup(t, c, "gone", 300)
+	// b leaves cleanly: a rebalance; a has crashed and never rejoins.
+	leave := kmsg.NewPtrLeaveGroupRequest()
+	leave.Group, leave.MemberID = "gone", b
+	if code := c.call("gone", leave).(*kmsg.LeaveGroupResponse).ErrorCode; code != 0 {
+		t.Fatalf("leave: %v", kerr.ErrorForCode(code))
+	}
+	c.waitFor("the group Empty", func() bool {
+		return c.call("gone", &Describe{}).(*kmsg.DescribeGroupsResponseGroup).State == "Empty"
+	})
+	c.waitTicks(200) // four initial delays: a second rebalance would be over
+	// The next member starts the generation after the empty one.
+	j := c.call("gone", joinRequest("gone", "", nil)).(*kmsg.JoinGroupResponse)
+	if j.ErrorCode != 0 || j.Generation != gen+2 {
+		t.Fatalf("join of the empty group: %v generation %d, want %d (one generation for the group emptied)", kerr.ErrorForCode(j.ErrorCode), j.Generation, gen+2)
+	}
+}
