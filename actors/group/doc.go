@@ -46,7 +46,10 @@ answers NOT_COORDINATOR. Calls are answered with Answer:
   - OffsetCommit is answered once the offsets are applied; OffsetFetch,
     DescribeGroups and ListGroups read the leader's state; DeleteGroups
     and OffsetDelete write tombstones, and so does the leader for offsets
-    past kafka.offsets_retention_minutes (KIP-211's rules).
+    past kafka.offsets_retention_minutes: a group's once it has been empty
+    that long (KIP-211), a standalone consumer's and a stable consumer
+    group's of topics it no longer subscribes to once committed that long
+    ago (KIP-496), as Kafka's removeExpiredOffsets.
 
 A coordinator that loses its leadership answers everything it had waiting
 with NOT_COORDINATOR and drops its in-memory groups; the new leader loads

@@ -502,10 +502,12 @@ func (m *Machine) publish() {
 const expireEveryTicks = 1200
 
 // expireOffsets writes tombstones for what offsets.retention.minutes
-// lets go, as Kafka does since KIP-211: every offset of a group that has
-// been empty for the retention time (and then the group itself), and the
-// offsets of a group without membership (standalone consumers committing
-// with generation -1) that were committed longer ago.
+// lets go, as Kafka does since KIP-211 and KIP-496: every offset of a
+// group that has been empty for the retention time (and then the group
+// itself); the offsets of a group without membership (standalone
+// consumers committing with generation -1) that were committed longer
+// ago; and those of a stable consumer group's topics that none of its
+// members subscribes to any more, committed longer ago.
 func (m *Machine) expireOffsets(ctx actor.Context) {
 	if m.o.Settings.OffsetsRetention <= 0 {
 		return
@@ -545,6 +547,27 @@ func (m *Machine) deleteTopicOffsets(ctx actor.Context, names []string) {
 	})
 }
 
+// expiredUnsubscribed writes the tombstones of a group with members: a
+// stable consumer group's offsets of topics none of its members
+// subscribes to, committed before cutoff (Kafka's removeExpiredOffsets,
+// since KIP-496; a commit in flight keeps its partition). Nothing of a
+// group whose subscriptions are unknown, or that is rebalancing.
+func (m *Machine) expiredUnsubscribed(w *recordWriter, name string, s *stored, g *group, cutoff int64) {
+	if g.state != stateStable || g.protocolType != "consumer" {
+		return
+	}
+	subscribed, known := g.subscribed()
+	if !known {
+		return
+	}
+	pending := m.committing[name]
+	for _, tp := range slices.SortedFunc(maps.Keys(s.offsets), compareTP) {
+		if !subscribed[tp.Topic] && pending[tp] == 0 && s.offsets[tp].CommitTimestamp < cutoff {
+			w.offset(name, tp, nil)
+		}
+	}
+}
+
 // expired returns the tombstones of everything older than cutoff (unix
 // ms) that retention lets go.
 func (m *Machine) expired(cutoff int64) *recordWriter {
@@ -553,6 +576,7 @@ func (m *Machine) expired(cutoff int64) *recordWriter {
 		s := m.store[name]
 		g := m.groups[name]
 		if g != nil && (g.state != stateEmpty || len(g.members) > 0) {
+			m.expiredUnsubscribed(&w, name, s, g, cutoff)
 			continue
 		}
 		// A group with commits in flight waits for the next round (Kafka

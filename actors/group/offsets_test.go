@@ -217,3 +217,49 @@ func TestFetchOffsetsUncommitted(t *testing.T) {
 		}
 	}
 }
+
+// TestExpiredOffsetsOfUnsubscribedTopics: a stable consumer group expires
+// the offsets of topics none of its members subscribes to once they were
+// committed longer ago than the retention, as Kafka's
+// GroupMetadata.removeExpiredOffsets does (KIP-496: consumer protocol,
+// subscribed topics known, Stable); the subscribed topics' offsets stay
+// however old, and so does everything while the group rebalances or a
+// commit of the partition is in flight.
+func TestExpiredOffsetsOfUnsubscribedTopics(t *testing.T) {
+	const cutoff = 1_000_000
+	committed := func(ts int64) kmsg.OffsetCommitValue {
+		v := kmsg.NewOffsetCommitValue()
+		v.Offset, v.CommitTimestamp = 5, ts
+		return v
+	}
+	meta := kmsg.NewGroupMetadataValue()
+	meta.ProtocolType, meta.CurrentStateTimestamp = "consumer", cutoff-100
+	sub := kmsg.NewConsumerMemberMetadata()
+	sub.Topics = []string{"subscribed"}
+	subscribed, dropped, recent, inFlight := TopicPartition{"subscribed", 0}, TopicPartition{"dropped", 0}, TopicPartition{"dropped", 1}, TopicPartition{"dropped", 2}
+	m := NewMachine(MachineOptions{Tick: 50 * time.Millisecond})
+	m.store = store{"g": {meta: &meta, offsets: map[TopicPartition]kmsg.OffsetCommitValue{
+		subscribed: committed(0), dropped: committed(cutoff - 1), recent: committed(cutoff), inFlight: committed(0)}}}
+	g := newGroup("g")
+	g.state, g.protocolType, g.protocol, g.generation = statePreparingRebalance, "consumer", "range", 3
+	g.members["m"] = &member{id: "m", protocols: []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: sub.AppendTo(nil)}}}
+	m.groups = map[string]*group{"g": g}
+	m.beginCommit("g", map[TopicPartition]int16{inFlight: -1})
+
+	if w := m.expired(cutoff); len(w.b) != 0 {
+		t.Fatal("offsets of a rebalancing group expired")
+	}
+	g.state = stateStable
+	if err := m.store.applyRecords(m.expired(cutoff).b); err != nil {
+		t.Fatal(err)
+	}
+	s := m.store["g"]
+	for tp, want := range map[TopicPartition]bool{subscribed: true, dropped: false, recent: true, inFlight: true} {
+		if _, ok := s.offsets[tp]; ok != want {
+			t.Errorf("%v kept %v, want %v", tp, ok, want)
+		}
+	}
+	if s.meta == nil {
+		t.Error("the group's membership was deleted")
+	}
+}
