@@ -119,8 +119,9 @@ type KafkaConfig struct {
 	GroupInitialRebalanceDelayMs int `yaml:"group_initial_rebalance_delay_ms"`
 
 	// OffsetsRetentionMinutes is how long the committed offsets of a group
-	// without members are kept (offsets.retention.minutes); 0 keeps them
-	// forever.
+	// without members are kept (offsets.retention.minutes), and those of a
+	// stable consumer group's topics it no longer subscribes to after their
+	// commit; 0 keeps them forever.
 	OffsetsRetentionMinutes int `yaml:"offsets_retention_minutes"`
 
 	// LogRetentionMs, LogRetentionBytes and LogSegmentBytes are the

@@ -30,7 +30,9 @@ type Settings struct {
 	// starting up settles in one rebalance.
 	InitialRebalanceDelay time.Duration
 	// OffsetsRetention is offsets.retention.minutes: how long the offsets
-	// of a group that has no members are kept (0: forever).
+	// of a group that has no members are kept, and those of topics a
+	// stable consumer group no longer subscribes to after their commit
+	// (0: forever).
 	OffsetsRetention time.Duration
 }
 
