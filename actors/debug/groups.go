@@ -3,6 +3,7 @@ package debug
 import (
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/flotilla/flotilla/actors/group"
 	"github.com/flotilla/flotilla/actors/partition"
@@ -25,14 +26,35 @@ type OffsetView struct {
 	Lag    *int64 `json:"lag"`
 }
 
-// groupsView lists the groups this broker coordinates, by name.
+// groupsWithin bounds how long /debug/groups waits for the coordinators'
+// views: one whose actor is stopped (or stuck) is left out.
+const groupsWithin = 2 * time.Second
+
+// groupsView lists the groups this broker coordinates, by name. Each
+// offsets partition builds its share when asked (group.ViewGroups), on its
+// actor, so the view is current and costs nothing while nobody looks.
 func groupsView(src Sources) []GroupView {
 	out := []GroupView{}
 	if src.Coordinators == nil {
 		return out
 	}
-	for _, co := range src.Coordinators.All() {
-		for _, gi := range co.Machine.Groups() {
+	cos := src.Coordinators.All()
+	replies := make(chan []group.GroupInfo, len(cos))
+	for _, co := range cos {
+		src.Actors.Root.Send(co.PID, &group.ViewGroups{Reply: replies})
+	}
+	timeout := time.NewTimer(groupsWithin)
+	defer timeout.Stop()
+	for answered := range len(cos) {
+		var view []group.GroupInfo
+		select {
+		case view = <-replies:
+		case <-timeout.C:
+			src.Log.Warn().Int("offsets_partitions", len(cos)-answered).Dur("within", groupsWithin).
+				Msg("/debug/groups left out offsets partitions that did not answer")
+			return sortedViews(out)
+		}
+		for _, gi := range view {
 			gv := GroupView{GroupInfo: gi, Offsets: make([]OffsetView, 0, len(gi.Offsets))}
 			for _, o := range gi.Offsets {
 				ov := OffsetView{CommittedInfo: o}
@@ -47,8 +69,12 @@ func groupsView(src Sources) []GroupView {
 			out = append(out, gv)
 		}
 	}
-	slices.SortFunc(out, func(a, b GroupView) int { return strings.Compare(a.Group, b.Group) })
-	return out
+	return sortedViews(out)
+}
+
+func sortedViews(views []GroupView) []GroupView {
+	slices.SortFunc(views, func(a, b GroupView) int { return strings.Compare(a.Group, b.Group) })
+	return views
 }
 
 // TotalLag is a group's lag summed over the partitions whose lag is known

@@ -102,7 +102,6 @@ type Machine struct {
 	committing map[string]map[TopicPartition]int
 	applied    []*proposal // completed by Apply, answered by Applied
 
-	view       atomic.Pointer[[]GroupInfo]
 	leadership atomic.Pointer[Leadership]
 	// h is the raft handle of the hook running now: every hook sets it,
 	// and nothing uses it outside one.
@@ -180,7 +179,6 @@ func NewMachine(o MachineOptions) *Machine {
 	m := &Machine{o: o, store: store{}, waiting: map[uint64]*proposal{}, committing: map[string]map[TopicPartition]int{}}
 	m.replicas, m.adding, m.removing = o.Replicas, o.Adding, o.Removing
 	m.members = partition.NewMembership(o.Group, o.Controller, o.Log)
-	m.view.Store(&[]GroupInfo{})
 	m.leadership.Store(&Leadership{})
 	return m
 }
@@ -299,6 +297,15 @@ func (m *Machine) Receive(h *raftactor.Handle, ctx actor.Context, msg any) {
 			return
 		}
 		ctx.Send(c.ReplyTo, &Listed{Ref: c.Ref, Groups: m.list()})
+	case *ViewGroups:
+		view := []GroupInfo{}
+		if m.readiness(h) == 0 {
+			view = m.view()
+		}
+		select {
+		case c.Reply <- view:
+		default: // a full channel: the asker provided too little room
+		}
 	}
 }
 
@@ -353,7 +360,6 @@ func (m *Machine) checkReady(h *raftactor.Handle, ctx actor.Context) {
 	// entry of its term, as a partition leader's.
 	m.inSync.Reset()
 	m.load()
-	m.publish()
 	m.updateLeadership(h)
 	m.o.Log.Info().Uint64("term", m.term).Int("consumer_group_count", len(m.groups)).Msg("group coordinator ready")
 	if m.o.Announce != nil {
@@ -399,12 +405,8 @@ func (m *Machine) resign(ctx actor.Context) {
 	}
 	m.groups = nil
 	m.ready = false
-	m.view.Store(&[]GroupInfo{})
 	m.o.Log.Info().Uint64("term", m.term).Msg("group coordinator resigned")
 }
-
-// publishEveryTicks paces the debug view of the groups (1 s at 50 ms).
-const publishEveryTicks = 20
 
 // Tick implements raftactor.Extension: session, rebalance and write
 // deadlines.
@@ -422,9 +424,6 @@ func (m *Machine) Tick(h *raftactor.Handle, ctx actor.Context) {
 	}
 	for _, g := range m.groups {
 		m.expire(ctx, g)
-	}
-	if m.ticks%publishEveryTicks == 0 {
-		m.publish()
 	}
 	if m.ticks%isrEveryTicks == 0 {
 		m.updateLeadership(h)

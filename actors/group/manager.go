@@ -39,8 +39,8 @@ func PartitionFor(group string, partitions int32) int32 {
 type Coordinator struct {
 	Partition int32
 	Group     uint64     // its raft group id
-	PID       *actor.PID // send it Call and List
-	Machine   *Machine   // read Groups() for the debug endpoint
+	PID       *actor.PID // send it Call, List and ViewGroups
+	Machine   *Machine   // read its Leadership
 }
 
 // Coordinators is the set of offsets-topic replicas this broker hosts, by

@@ -70,3 +70,11 @@ type Listed struct {
 	ErrorCode int16
 	Groups    []kmsg.ListGroupsResponseGroup
 }
+
+// ViewGroups asks an offsets-topic partition for the groups it
+// coordinates, as the debug endpoint shows them: it sends them on Reply
+// (none when it does not lead), at once and without waiting, so Reply
+// must have room for the answer.
+type ViewGroups struct {
+	Reply chan<- []GroupInfo
+}

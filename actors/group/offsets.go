@@ -465,12 +465,10 @@ type CommittedInfo struct {
 	Offset    int64  `json:"offset"`
 }
 
-// Groups returns the groups this replica coordinates (none unless it
-// leads its partition), as of the last publication.
-func (m *Machine) Groups() []GroupInfo { return *m.view.Load() }
-
-// publish refreshes the debug view.
-func (m *Machine) publish() {
+// view is the groups this coordinator runs, for ViewGroups. It is built
+// only when asked for: with thousands of groups and their offsets it
+// takes a while, on the partition's actor.
+func (m *Machine) view() []GroupInfo {
 	out := make([]GroupInfo, 0, len(m.groups))
 	for _, name := range slices.Sorted(maps.Keys(m.groups)) {
 		g := m.groups[name]
@@ -495,7 +493,7 @@ func (m *Machine) publish() {
 		}
 		out = append(out, gi)
 	}
-	m.view.Store(&out)
+	return out
 }
 
 // expireEveryTicks paces the offsets retention check (1 min at 50 ms).

@@ -1,6 +1,8 @@
 package group
 
 import (
+	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -261,5 +263,67 @@ func TestExpiredOffsetsOfUnsubscribedTopics(t *testing.T) {
 	}
 	if s.meta == nil {
 		t.Error("the group's membership was deleted")
+	}
+}
+
+// view asks the coordinator for its groups as /debug/groups shows them.
+func (c *testCoordinator) view() []GroupInfo {
+	c.t.Helper()
+	reply := make(chan []GroupInfo, 1)
+	c.sys.Root.Send(c.pid, &ViewGroups{Reply: reply})
+	select {
+	case v := <-reply:
+		return v
+	case <-time.After(testTimeout):
+		c.t.Fatalf("no view within %v", testTimeout)
+		return nil
+	}
+}
+
+// TestViewGroupsIsCurrent: the debug view is built when asked for, on the
+// partition's actor, so it shows what the coordinator knows now: a commit
+// and a membership answered a moment before. (It used to be rebuilt every
+// second whether anyone looked or not, which for thousands of groups
+// with their offsets took the actor hundreds of milliseconds.)
+func TestViewGroupsIsCurrent(t *testing.T) {
+	c := startCoordinator(t, Settings{MinSessionTimeout: time.Millisecond, MaxSessionTimeout: time.Hour})
+	assign := kmsg.NewConsumerMemberAssignment()
+	assign.Topics = []kmsg.ConsumerMemberAssignmentTopic{{Topic: "t", Partitions: []int32{0}}}
+	j := c.call("g", joinRequest("g", "", nil)).(*kmsg.JoinGroupResponse)
+	s := c.call("g", syncRequest("g", j.MemberID, j.Generation, nil, map[string][]byte{j.MemberID: assign.AppendTo(nil)})).(*kmsg.SyncGroupResponse)
+	commit := kmsg.NewPtrOffsetCommitRequest()
+	commit.Group, commit.MemberID, commit.Generation = "g", j.MemberID, j.Generation
+	commit.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 42}}}}
+	cm := c.call("g", commit).(*kmsg.OffsetCommitResponse)
+	if j.ErrorCode != 0 || s.ErrorCode != 0 || cm.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("join %v, sync %v, commit %v", kerr.ErrorForCode(j.ErrorCode), kerr.ErrorForCode(s.ErrorCode), kerr.ErrorForCode(cm.Topics[0].Partitions[0].ErrorCode))
+	}
+	v := c.view()
+	want := []GroupInfo{{Group: "g", State: "Stable", ProtocolType: "consumer", Protocol: "range", Generation: j.Generation, Leader: j.MemberID,
+		Members: []MemberInfo{{ID: j.MemberID, ClientID: "test", Host: "/127.0.0.1", Assigned: map[string][]int32{"t": {0}}}},
+		Offsets: []CommittedInfo{{Topic: "t", Partition: 0, Offset: 42}}}}
+	if !reflect.DeepEqual(v, want) {
+		t.Fatalf("view %+v, want %+v", v, want)
+	}
+}
+
+// BenchmarkViewLargePartition: what one /debug/groups request costs the
+// actor of an offsets partition holding 5000 groups with 200 committed
+// offsets each (nothing while nobody asks).
+func BenchmarkViewLargePartition(b *testing.B) {
+	m := NewMachine(MachineOptions{Tick: 50 * time.Millisecond})
+	m.groups = map[string]*group{}
+	v := kmsg.NewOffsetCommitValue()
+	for i := range 5000 {
+		name := fmt.Sprintf("g%d", i)
+		s := &stored{offsets: map[TopicPartition]kmsg.OffsetCommitValue{}}
+		for p := range 200 {
+			s.offsets[TopicPartition{fmt.Sprintf("t%d", p%20), int32(p)}] = v
+		}
+		m.store[name] = s
+		m.groups[name] = newGroup(name)
+	}
+	for b.Loop() {
+		m.view()
 	}
 }
