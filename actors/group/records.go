@@ -1,6 +1,7 @@
 package group
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"errors"
@@ -191,6 +192,7 @@ func entry(seq uint64, w *recordWriter) []byte {
 // apply. Records that cannot be told apart (errCorrupt) end it.
 func (s store) applyRecords(b []byte) error {
 	var unreadable []error
+	var scratch []byte // re-encodings, see exact
 	for len(b) > 0 {
 		klen, n := binary.Uvarint(b)
 		if n <= 0 || uint64(len(b)-n) < klen {
@@ -207,14 +209,37 @@ func (s store) applyRecords(b []byte) error {
 		if vlen >= 0 {
 			value, b = b[:vlen], b[vlen:]
 		}
-		if err := s.applyRecord(key, value, vlen < 0); err != nil {
+		if err := s.applyRecord(key, value, vlen < 0, &scratch); err != nil {
 			unreadable = append(unreadable, err)
 		}
 	}
 	return errors.Join(unreadable...)
 }
 
-func (s store) applyRecord(key, value []byte, tombstone bool) error {
+// encoded is a decoded key or value that encodes itself again.
+type encoded interface{ AppendTo([]byte) []byte }
+
+// exact reports whether v, decoded from b, is what b says. kmsg's
+// readers neither check that they used every byte nor refuse a string
+// length that does not fit: a record written before the writer refused
+// strings longer than int16 holds (maxRecordString) has a length that
+// wrapped, and decodes without error into other fields (a 65542-byte
+// group id as another group's id, topic and partition; a 40000-byte
+// leader id as null, shifting every field after it). The versions this
+// broker writes are canonical, so such a record re-encodes to other
+// bytes. Flexible versions (which only Kafka writes) are not (tagged
+// fields, varint widths): for them, that v encodes to as many bytes as b
+// holds is what tells a record read whole. scratch is reused across
+// calls.
+func exact(b []byte, v encoded, scratch *[]byte) bool {
+	*scratch = v.AppendTo((*scratch)[:0])
+	if f, ok := v.(interface{ IsFlexible() bool }); ok && f.IsFlexible() {
+		return len(*scratch) == len(b)
+	}
+	return bytes.Equal(*scratch, b)
+}
+
+func (s store) applyRecord(key, value []byte, tombstone bool, scratch *[]byte) error {
 	if len(key) < 2 {
 		return fmt.Errorf("%w: short key", errUnreadable)
 	}
@@ -223,6 +248,9 @@ func (s store) applyRecord(key, value []byte, tombstone bool) error {
 		var k kmsg.OffsetCommitKey
 		if err := k.ReadFrom(key); err != nil {
 			return fmt.Errorf("%w: offset key: %v", errUnreadable, err)
+		}
+		if !exact(key, &k, scratch) {
+			return fmt.Errorf("%w: offset key of %d bytes does not read back whole", errUnreadable, len(key))
 		}
 		tp := TopicPartition{k.Topic, k.Partition}
 		if tombstone {
@@ -236,11 +264,17 @@ func (s store) applyRecord(key, value []byte, tombstone bool) error {
 		if err := v.ReadFrom(value); err != nil {
 			return fmt.Errorf("%w: offset value: %v", errUnreadable, err)
 		}
+		if !exact(value, &v, scratch) {
+			return fmt.Errorf("%w: offset value v%d of %d bytes does not read back whole", errUnreadable, v.Version, len(value))
+		}
 		s.get(k.Group).offsets[tp] = v
 	case groupKeyVersion:
 		var k kmsg.GroupMetadataKey
 		if err := k.ReadFrom(key); err != nil {
 			return fmt.Errorf("%w: group key: %v", errUnreadable, err)
+		}
+		if !exact(key, &k, scratch) {
+			return fmt.Errorf("%w: group key of %d bytes does not read back whole", errUnreadable, len(key))
 		}
 		if tombstone {
 			if g := s[k.Group]; g != nil {
@@ -252,6 +286,9 @@ func (s store) applyRecord(key, value []byte, tombstone bool) error {
 		v := new(kmsg.GroupMetadataValue)
 		if err := v.ReadFrom(value); err != nil {
 			return fmt.Errorf("%w: group value: %v", errUnreadable, err)
+		}
+		if !exact(value, v, scratch) {
+			return fmt.Errorf("%w: group value v%d of %d bytes does not read back whole", errUnreadable, v.Version, len(value))
 		}
 		s.get(k.Group).meta = v
 	}

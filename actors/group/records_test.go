@@ -2,6 +2,7 @@ package group
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"reflect"
 	"strings"
@@ -240,5 +241,72 @@ func TestApplySkipsUnreadableRecord(t *testing.T) {
 	restored := store{}
 	if err := restored.applyRecords(snap); err != nil || !reflect.DeepEqual(restored, m.store) {
 		t.Fatalf("restored %d groups, %v", len(restored), err)
+	}
+}
+
+// TestLegacyRecordMisreadSkipped: a record written before the writer
+// refused long strings, whose group id is longer than 65535 bytes, has
+// an int16 length that wraps to a small positive number, and kmsg reads
+// it without error (it does not check for bytes left over). Crafted, it
+// read as a commit of another group: it must be skipped as unreadable,
+// on every replay, and leave that group's commit alone.
+func TestLegacyRecordMisreadSkipped(t *testing.T) {
+	s := store{}
+	var good recordWriter
+	good.offset("victim", TopicPartition{"orders", 0}, offsetValue(100)) // an acknowledged commit
+	if err := s.applyRecords(good.b); err != nil {
+		t.Fatal(err)
+	}
+
+	// The group id an old broker wrote, as a client sent it (OffsetCommit v8+).
+	var tail []byte
+	tail = binary.BigEndian.AppendUint16(tail, uint16(len("orders")))
+	tail = append(tail, "orders"...)
+	tail = binary.BigEndian.AppendUint32(tail, 0)
+	group := "victim" + string(tail)
+	group += strings.Repeat("x", 65536+len("victim")-len(group)) // int16(len) == len("victim")
+	k := kmsg.OffsetCommitKey{Version: offsetKeyVersion, Group: group, Topic: "t", Partition: 3}
+	v := offsetValue(0) // the legacy commit's offset
+	v.Version = offsetValueVersion
+	var legacy recordWriter
+	legacy.add(k.AppendTo(nil), v.AppendTo(nil), false) // as the old writer did: no check
+
+	for replay := range 2 {
+		err := s.applyRecords(legacy.b)
+		got := s["victim"].offsets[TopicPartition{"orders", 0}].Offset
+		if !errors.Is(err, errUnreadable) || got != 100 || len(s) != 1 {
+			t.Fatalf("replay %d of a legacy record with a %d-byte group id: applyRecords error %v, victim/orders/0 now at offset %d (was 100), %d groups; want the record skipped as unreadable",
+				replay, len(group), err, got, len(s))
+		}
+	}
+}
+
+// TestLegacyGroupValueMisreadSkipped: a nullable string of 32768 to 65535
+// bytes (a leader id, as the old writer wrote it) has a negative int16
+// length and reads as null, and the bytes of the string are read as the
+// fields after it: crafted (zeros where the timestamp and member count
+// go), the group's metadata reads as a group without members. It must be
+// skipped, leaving the metadata last written whole.
+func TestLegacyGroupValueMisreadSkipped(t *testing.T) {
+	s := store{}
+	meta := func(leader string) *kmsg.GroupMetadataValue {
+		v := kmsg.NewGroupMetadataValue()
+		v.ProtocolType, v.Generation, v.Protocol, v.Leader = "consumer", 1, kmsg.StringPtr("range"), &leader
+		v.Members = []kmsg.GroupMetadataValueMember{{MemberID: "m1", ClientID: "c", ClientHost: "/127.0.0.1"}}
+		v.Version = groupValueVersion
+		return &v
+	}
+	var good recordWriter
+	good.group("g", meta("m1"))
+	if err := s.applyRecords(good.b); err != nil {
+		t.Fatal(err)
+	}
+	leader := string(make([]byte, 12)) + strings.Repeat("x", 40_000-12)
+	k := kmsg.GroupMetadataKey{Version: groupKeyVersion, Group: "g"}
+	var legacy recordWriter
+	legacy.add(k.AppendTo(nil), meta(leader).AppendTo(nil), false) // as the old writer did: no check
+	err := s.applyRecords(legacy.b)
+	if got := s["g"].meta; !errors.Is(err, errUnreadable) || got == nil || got.Leader == nil || *got.Leader != "m1" || len(got.Members) != 1 {
+		t.Fatalf("legacy group value with a %d-byte leader id: applyRecords error %v, metadata now %+v; want the record skipped as unreadable", len(leader), err, got)
 	}
 }
