@@ -1,6 +1,8 @@
 package debug
 
 import (
+	"context"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -27,54 +29,86 @@ type OffsetView struct {
 }
 
 // groupsWithin bounds how long /debug/groups waits for the coordinators'
-// views: one whose actor is stopped (or stuck) is left out.
+// views: one whose actor is stopped (or stuck) is named as unanswered.
 const groupsWithin = 2 * time.Second
 
-// groupsView lists the groups this broker coordinates, by name. Each
-// offsets partition builds its share when asked (group.ViewGroups), on its
-// actor, so the view is current and costs nothing while nobody looks.
-func groupsView(src Sources) []GroupView {
-	out := []GroupView{}
+// groupsAnswer is what /debug/groups shows: the groups this broker
+// coordinates, by name, and the offsets partitions hosted here that did
+// not answer within groupsWithin, whose groups are missing from Groups.
+type groupsAnswer struct {
+	Groups     []GroupView
+	Unanswered []int32
+}
+
+// groupsView asks every offsets partition hosted here for its groups.
+// Each builds its share when asked (group.ViewGroups), on its actor, so
+// the view is current and costs nothing while nobody looks.
+func groupsView(src Sources) groupsAnswer {
+	out := groupsAnswer{Groups: []GroupView{}, Unanswered: []int32{}}
 	if src.Coordinators == nil {
 		return out
 	}
 	cos := src.Coordinators.All()
-	replies := make(chan []group.GroupInfo, len(cos))
-	for _, co := range cos {
-		src.Actors.Root.Send(co.PID, &group.ViewGroups{Reply: replies})
+	deadline := time.Now().Add(groupsWithin)
+	replies := make(map[int32]chan []group.GroupInfo, len(cos))
+	for p, co := range cos {
+		replies[p] = make(chan []group.GroupInfo, 1)
+		src.Actors.Root.Send(co.PID, &group.ViewGroups{Reply: replies[p]})
 	}
-	timeout := time.NewTimer(groupsWithin)
-	defer timeout.Stop()
-	for answered := range len(cos) {
-		var view []group.GroupInfo
-		select {
-		case view = <-replies:
-		case <-timeout.C:
-			src.Log.Warn().Int("offsets_partitions", len(cos)-answered).Dur("within", groupsWithin).
-				Msg("/debug/groups left out offsets partitions that did not answer")
-			return sortedViews(out)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	for _, p := range slices.Sorted(maps.Keys(replies)) {
+		view, ok := answer(ctx, replies[p])
+		if !ok {
+			out.Unanswered = append(out.Unanswered, p)
+			continue
 		}
 		for _, gi := range view {
-			gv := GroupView{GroupInfo: gi, Offsets: make([]OffsetView, 0, len(gi.Offsets))}
-			for _, o := range gi.Offsets {
-				ov := OffsetView{CommittedInfo: o}
-				if r := src.Replicas.Get(partition.TopicPartition{Topic: o.Topic, Partition: o.Partition}); r != nil {
-					end := r.Machine.View().HighWatermark
-					lag := max(0, end-o.Offset)
-					ov.LogEnd, ov.Lag = &end, &lag
-				}
-				gv.Offsets = append(gv.Offsets, ov)
-			}
-			gv.GroupInfo.Offsets = nil // shown with their lag above
-			out = append(out, gv)
+			out.Groups = append(out.Groups, withLag(src, gi))
 		}
 	}
-	return sortedViews(out)
+	if len(out.Unanswered) > 0 {
+		src.Log.Warn().Ints32("offsets_partitions", out.Unanswered).Dur("within", groupsWithin).
+			Msg("/debug/groups: offsets partitions did not answer; their groups are not shown")
+	}
+	slices.SortFunc(out.Groups, func(a, b GroupView) int { return strings.Compare(a.Group, b.Group) })
+	return out
 }
 
-func sortedViews(views []GroupView) []GroupView {
-	slices.SortFunc(views, func(a, b GroupView) int { return strings.Compare(a.Group, b.Group) })
-	return views
+// answer waits for a reply on c until ctx is done, and takes one that
+// came in time even when ctx is done by now.
+func answer(ctx context.Context, c <-chan []group.GroupInfo) ([]group.GroupInfo, bool) {
+	select {
+	case view := <-c:
+		return view, true
+	case <-ctx.Done():
+	}
+	select {
+	case view := <-c:
+		return view, true
+	default:
+		return nil, false
+	}
+}
+
+// withLag is gi with each committed offset's lag, where this broker hosts
+// the partition.
+func withLag(src Sources, gi group.GroupInfo) GroupView {
+	gv := GroupView{GroupInfo: gi, Offsets: make([]OffsetView, 0, len(gi.Offsets))}
+	for _, o := range gi.Offsets {
+		ov := OffsetView{CommittedInfo: o}
+		if src.Replicas == nil {
+			break
+		}
+		if r := src.Replicas.Get(partition.TopicPartition{Topic: o.Topic, Partition: o.Partition}); r != nil {
+			end := r.Machine.View().HighWatermark
+			lag := max(0, end-o.Offset)
+			ov.LogEnd, ov.Lag = &end, &lag
+		}
+		gv.Offsets = append(gv.Offsets, ov)
+	}
+	gv.GroupInfo.Offsets = nil // shown with their lag above
+	return gv
 }
 
 // TotalLag is a group's lag summed over the partitions whose lag is known

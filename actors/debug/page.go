@@ -47,6 +47,7 @@ JSON: <a href="/debug/raft">raft</a> · <a href="/debug/actors">actors</a> · <a
 <td>{{range $id, $p := .Progress}}{{$id}}: {{$p.Match}}/{{$p.Next}}/{{$p.State}} {{end}}</td></tr>{{end}}
 </table>
 <h2>Consumer groups coordinated here</h2>
+{{with .UnansweredOffsets}}<p><b>Offsets partitions {{.}} did not answer in time: their groups are not shown.</b></p>{{end}}
 <table><tr><th>group</th><th>state</th><th>protocol</th><th>generation</th><th>members (assigned partitions)</th><th>lag</th></tr>
 {{range .ConsumerGroups}}<tr><td>{{.Group}}</td><td>{{.State}}</td><td>{{.ProtocolType}}/{{.Protocol}}</td><td>{{.Generation}}</td>
 <td>{{range .Members}}{{.ClientID}} {{.Host}} {{.Assigned}}<br>{{end}}</td><td>{{.TotalLag}}</td></tr>{{end}}
@@ -60,10 +61,12 @@ JSON: <a href="/debug/raft">raft</a> · <a href="/debug/actors">actors</a> · <a
 
 func servePage(w http.ResponseWriter, src Sources) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	groups := groupsView(src)
 	_ = page.Execute(w, map[string]any{
-		"Cluster":        clusterView(src),
-		"Groups":         src.Board.All(),
-		"Actors":         src.Actors.List(),
-		"ConsumerGroups": groupsView(src),
+		"Cluster":           clusterView(src),
+		"Groups":            src.Board.All(),
+		"Actors":            src.Actors.List(),
+		"ConsumerGroups":    groups.Groups,
+		"UnansweredOffsets": groups.Unanswered,
 	})
 }

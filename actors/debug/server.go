@@ -103,7 +103,8 @@ func Handler(src Sources) http.Handler {
 		writeJSON(w, clusterView(src))
 	})
 	mux.HandleFunc("GET /debug/groups", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, map[string]any{"node_id": src.NodeID, "groups": groupsView(src)})
+		v := groupsView(src)
+		writeJSON(w, map[string]any{"node_id": src.NodeID, "groups": v.Groups, "unanswered_offsets_partitions": v.Unanswered})
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { serveHealth(w, src) })
 	// One failing collector must not blind the others (WAL, Go runtime):
