@@ -53,7 +53,7 @@ func groupsView(src Sources) groupsAnswer {
 	replies := make(map[int32]chan []group.GroupInfo, len(cos))
 	for p, co := range cos {
 		replies[p] = make(chan []group.GroupInfo, 1)
-		src.Actors.Root.Send(co.PID, &group.ViewGroups{Reply: replies[p]})
+		src.Actors.Root.Send(co.PID, &group.ViewGroups{Reply: replies[p], Deadline: deadline})
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()

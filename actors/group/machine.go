@@ -116,7 +116,16 @@ type Machine struct {
 	// (ApplyConfChange).
 	inSync      raftactor.InSyncTracker
 	confChanged bool
+
+	// viewers are the ViewGroups waiting for the one view that answers
+	// them all (viewNow).
+	viewers []*ViewGroups
 }
+
+// viewNow has the Machine answer every ViewGroups waiting. Sent to itself
+// by the first of them, it comes after those already in the mailbox: the
+// requests that came while it built the last view share the next.
+type viewNow struct{}
 
 // proposal is a write of the leader waiting to be applied.
 type proposal struct {
@@ -298,12 +307,35 @@ func (m *Machine) Receive(h *raftactor.Handle, ctx actor.Context, msg any) {
 		}
 		ctx.Send(c.ReplyTo, &Listed{Ref: c.Ref, Groups: m.list()})
 	case *ViewGroups:
-		view := []GroupInfo{}
-		if m.readiness(h) == 0 {
-			view = m.view()
+		m.viewers = append(m.viewers, c)
+		if len(m.viewers) == 1 {
+			ctx.Send(ctx.Self(), &viewNow{})
 		}
+	case *viewNow:
+		m.answerViews(h)
+	}
+}
+
+// answerViews answers the ViewGroups waiting with one view, built on the
+// actor (it reads the live groups) and so only when one of them is still
+// awaited: a view of a large partition takes a while, which the partition's
+// raft work waits for.
+func (m *Machine) answerViews(h *raftactor.Handle) {
+	now := time.Now()
+	waiting := slices.DeleteFunc(m.viewers, func(v *ViewGroups) bool {
+		return !v.Deadline.IsZero() && !now.Before(v.Deadline)
+	})
+	m.viewers = nil
+	if len(waiting) == 0 {
+		return
+	}
+	view := []GroupInfo{}
+	if m.readiness(h) == 0 {
+		view = m.view()
+	}
+	for _, v := range waiting {
 		select {
-		case c.Reply <- view:
+		case v.Reply <- view:
 		default: // a full channel: the asker provided too little room
 		}
 	}

@@ -1,6 +1,8 @@
 package group
 
 import (
+	"time"
+
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -73,8 +75,11 @@ type Listed struct {
 
 // ViewGroups asks an offsets-topic partition for the groups it
 // coordinates, as the debug endpoint shows them: it sends them on Reply
-// (none when it does not lead), at once and without waiting, so Reply
-// must have room for the answer.
+// (none when it does not lead) without waiting, so Reply must have room
+// for the answer, which is shared with other askers and must not be
+// modified. Requests that wait together are answered by one view; one
+// whose Deadline (zero: none) has passed by then gets no answer.
 type ViewGroups struct {
-	Reply chan<- []GroupInfo
+	Reply    chan<- []GroupInfo
+	Deadline time.Time
 }

@@ -307,6 +307,76 @@ func TestViewGroupsIsCurrent(t *testing.T) {
 	}
 }
 
+// commitMany has a member join group and commit offsets of n topics, so
+// that a view of the partition takes a while to build.
+func (c *testCoordinator) commitMany(group string, n int) {
+	c.t.Helper()
+	j := c.call(group, joinRequest(group, "", nil)).(*kmsg.JoinGroupResponse)
+	s := c.call(group, syncRequest(group, j.MemberID, j.Generation, nil, map[string][]byte{j.MemberID: nil})).(*kmsg.SyncGroupResponse)
+	if j.ErrorCode != 0 || s.ErrorCode != 0 {
+		c.t.Fatalf("join %v, sync %v", kerr.ErrorForCode(j.ErrorCode), kerr.ErrorForCode(s.ErrorCode))
+	}
+	commit := kmsg.NewPtrOffsetCommitRequest()
+	commit.Group, commit.MemberID, commit.Generation = group, j.MemberID, j.Generation
+	for i := range n {
+		commit.Topics = append(commit.Topics, kmsg.OffsetCommitRequestTopic{Topic: fmt.Sprintf("t%d", i),
+			Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: int64(i)}}})
+	}
+	cm := c.call(group, commit).(*kmsg.OffsetCommitResponse)
+	if code := cm.Topics[0].Partitions[0].ErrorCode; code != 0 {
+		c.t.Fatalf("commit: %v", kerr.ErrorForCode(code))
+	}
+}
+
+// TestViewGroupsAnswersWaitingAtOnce: requests for the view that wait
+// for the actor together are answered by one view, not one build each
+// (a view of a large partition takes the actor hundreds of
+// milliseconds, and /debug/groups asks on every page load).
+func TestViewGroupsAnswersWaitingAtOnce(t *testing.T) {
+	c := startCoordinator(t, Settings{MinSessionTimeout: time.Millisecond, MaxSessionTimeout: time.Hour})
+	c.commitMany("g", 20_000)
+	replies := make([]chan []GroupInfo, 10)
+	for i := range replies {
+		replies[i] = make(chan []GroupInfo, 1)
+		c.sys.Root.Send(c.pid, &ViewGroups{Reply: replies[i], Deadline: time.Now().Add(testTimeout)})
+	}
+	builds := map[*GroupInfo]bool{}
+	for i, reply := range replies {
+		select {
+		case v := <-reply:
+			if len(v) != 1 || len(v[0].Offsets) != 20_000 {
+				t.Fatalf("view %d: %d groups", i, len(v))
+			}
+			builds[&v[0]] = true
+		case <-time.After(testTimeout):
+			t.Fatalf("view %d: no answer within %v", i, testTimeout)
+		}
+	}
+	// The first request is answered alone when the others reach the
+	// mailbox after it was taken; the others wait together.
+	if len(builds) > 2 {
+		t.Errorf("%d requests sent together were answered by %d views built, want at most 2", len(replies), len(builds))
+	}
+}
+
+// TestViewGroupsSkipsExpired: a request for the view whose asker gave up
+// (its deadline passed while it waited for the actor) is not answered,
+// and costs the actor no view.
+func TestViewGroupsSkipsExpired(t *testing.T) {
+	c := startCoordinator(t, Settings{MinSessionTimeout: time.Millisecond, MaxSessionTimeout: time.Hour})
+	c.commitMany("g", 10)
+	expired := make(chan []GroupInfo, 1)
+	c.sys.Root.Send(c.pid, &ViewGroups{Reply: expired, Deadline: time.Now().Add(-time.Millisecond)})
+	if v := c.view(); len(v) != 1 { // asked after: answered once the expired one was handled
+		t.Fatalf("view: %d groups, want 1", len(v))
+	}
+	select {
+	case <-expired:
+		t.Fatal("a request past its deadline was answered")
+	default:
+	}
+}
+
 // BenchmarkViewLargePartition: what one /debug/groups request costs the
 // actor of an offsets partition holding 5000 groups with 200 committed
 // offsets each (nothing while nobody asks).
