@@ -12,10 +12,8 @@ const (
 	codeUnsupportedEndpointType int16 = 115
 )
 
-// API keys this package serves itself, and the hot path's (hotPath).
+// API keys this package serves itself.
 const (
-	keyProduce         int16 = 0
-	keyFetch           int16 = 1
 	keyMetadata        int16 = 3
 	keyControlledShut  int16 = 7
 	keyApiVersions     int16 = 18

@@ -78,7 +78,10 @@ func decodeRequest(body []byte, served *versions) (*decodedRequest, error) {
 	if err := msg.ReadFrom(rest); err != nil {
 		return nil, fmt.Errorf("%w: %s v%d: %w", errMalformed, kmsg.NameForKey(d.key), d.version, err)
 	}
-	if msg.IsFlexible() && !hotPath(d.key) {
+	// Only a flexible version's compact strings can be longer than
+	// maxString, and only in a body longer than that: most requests are
+	// not walked at all.
+	if msg.IsFlexible() && len(rest) > maxString {
 		if n := longString(reflect.ValueOf(msg)); n > 0 {
 			return nil, fmt.Errorf("%w: %s v%d: a string of %d bytes, longer than Kafka reads (%d)", errMalformed, kmsg.NameForKey(d.key), d.version, n, maxString)
 		}
@@ -91,18 +94,12 @@ func decodeRequest(body []byte, served *versions) (*decodedRequest, error) {
 // generated readers refuse a longer one even where the length is a
 // varint (compact strings, flexible versions: "string field ... had
 // invalid length", MessageDataGenerator), so the request is not served
-// and the connection is closed. Flotilla refuses it alike: such a string
-// would not fit the int16-length strings that the group coordinator's
-// records hold, or any other Kafka structure.
+// and the connection is closed, for every request (Produce's
+// transactional id and topics, Fetch's rack and topics too). Flotilla
+// refuses it alike: such a string would not fit the int16-length strings
+// that the group coordinator's records hold, or any other Kafka
+// structure.
 const maxString = math.MaxInt16
-
-// hotPath reports whether key is Produce or Fetch, whose strings are not
-// checked against maxString: walking their topics and partitions would
-// cost every request, and their strings are topic names (which no topic
-// that long can have: UNKNOWN_TOPIC_OR_PARTITION) and ids nothing keeps.
-func hotPath(key int16) bool {
-	return key == keyProduce || key == keyFetch
-}
 
 // longString returns the length of the first string in v, a decoded
 // request, longer than maxString (0: none is). Byte slices are data, not

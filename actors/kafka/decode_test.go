@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -228,9 +229,9 @@ func tryBody(req kmsg.Request) (b []byte, ok bool) {
 
 // TestDecodeRefusesLongStrings: a flexible request's compact strings may
 // be longer than Kafka reads (32767 bytes); Kafka's generated readers
-// refuse them and close the connection, and so does decodeRequest, but
-// for the hot path's topic names. The group coordinator's records could
-// not hold such an id.
+// refuse them and close the connection, in every request, and so does
+// decodeRequest. The group coordinator's records could not hold such an
+// id. Nullable strings count; byte fields do not.
 func TestDecodeRefusesLongStrings(t *testing.T) {
 	served := everyVersion(t)
 	long, longest := strings.Repeat("g", 40_000), strings.Repeat("g", maxString)
@@ -248,9 +249,25 @@ func TestDecodeRefusesLongStrings(t *testing.T) {
 	}
 	describe := kmsg.NewPtrDescribeGroupsRequest()
 	describe.Version, describe.Groups = 5, []string{"g", long}
-	produce := kmsg.NewPtrProduceRequest()
-	produce.Version = 9
-	produce.Topics = []kmsg.ProduceRequestTopic{{Topic: long}}
+	produce := func(txn *string, topic string) kmsg.Request {
+		r := kmsg.NewPtrProduceRequest()
+		r.Version, r.TransactionID = 9, txn
+		r.Topics = []kmsg.ProduceRequestTopic{{Topic: topic, Partitions: []kmsg.ProduceRequestTopicPartition{{Records: make([]byte, 50_000)}}}}
+		return r
+	}
+	fetch := func(rack, topic string) kmsg.Request {
+		r := kmsg.NewPtrFetchRequest()
+		r.Version, r.ReplicaID, r.Rack = 12, -1, rack
+		r.Topics = []kmsg.FetchRequestTopic{{Topic: topic, Partitions: []kmsg.FetchRequestTopicPartition{{PartitionMaxBytes: 1}}}}
+		return r
+	}
+	sync := kmsg.NewPtrSyncGroupRequest()
+	sync.Version, sync.Group, sync.MemberID, sync.Generation = 5, "g", "m", 1
+	sync.GroupAssignment = []kmsg.SyncGroupRequestGroupAssignment{{MemberID: "m", MemberAssignment: make([]byte, 50_000)}}
+	metadata := commit("g", "t").(*kmsg.OffsetCommitRequest)
+	metadata.Topics[0].Partitions[0].Metadata = &long
+	reason := join(nil, "range").(*kmsg.JoinGroupRequest)
+	reason.Reason = &long
 	for _, tc := range []struct {
 		name   string
 		req    kmsg.Request
@@ -263,11 +280,85 @@ func TestDecodeRefusesLongStrings(t *testing.T) {
 		{"JoinGroup v9, a long protocol name", join(nil, long), true},
 		{"JoinGroup v9, long metadata bytes", join(&longest, "range"), false},
 		{"DescribeGroups v5, a long group id in the list", describe, true},
-		{"Produce v9, a long topic (hot path)", produce, false},
+		{"OffsetCommit v8, long metadata (nullable)", metadata, true},
+		{"JoinGroup v9, a long reason (nullable)", reason, true},
+		{"SyncGroup v5, a long assignment (bytes)", sync, false},
+		{"Produce v9, a long topic", produce(nil, long), true},
+		{"Produce v9, a long transactional id", produce(&long, "t"), true},
+		{"Produce v9, the longest transactional id and topic", produce(&longest, longest), false},
+		{"Fetch v12, a long topic", fetch("", long), true},
+		{"Fetch v12, a long rack id", fetch(long, "t"), true},
+		{"Fetch v12, the longest rack id and topic", fetch(longest, longest), false},
 	} {
 		_, err := decodeRequest(body(tc.req, 1, kmsg.StringPtr("c")), served)
 		if refused := errors.Is(err, errMalformed); refused != tc.refuse || !refused && err != nil {
 			t.Errorf("%s: error %v, want refused %v", tc.name, err, tc.refuse)
 		}
+	}
+}
+
+// benchRequests are requests of the sizes clients send: two of more than
+// maxString bytes (a thousand partitions), two small ones, and the hot
+// path's.
+func benchRequests() map[string]kmsg.Request {
+	commit := kmsg.NewPtrOffsetCommitRequest()
+	commit.Version, commit.Group, commit.Generation, commit.MemberID = 8, "g", 1, "m"
+	for t := range 50 {
+		tp := kmsg.OffsetCommitRequestTopic{Topic: fmt.Sprintf("topic-%d", t)}
+		for p := range 20 {
+			tp.Partitions = append(tp.Partitions, kmsg.OffsetCommitRequestTopicPartition{Partition: int32(p), Offset: 1, Metadata: kmsg.StringPtr("")})
+		}
+		commit.Topics = append(commit.Topics, tp)
+	}
+	lo := kmsg.NewPtrListOffsetsRequest()
+	lo.Version = 7
+	for t := range 50 {
+		tp := kmsg.ListOffsetsRequestTopic{Topic: fmt.Sprintf("topic-%d", t)}
+		for p := range 20 {
+			tp.Partitions = append(tp.Partitions, kmsg.ListOffsetsRequestTopicPartition{Partition: int32(p), Timestamp: -1, CurrentLeaderEpoch: -1})
+		}
+		lo.Topics = append(lo.Topics, tp)
+	}
+	hb := kmsg.NewPtrHeartbeatRequest()
+	hb.Version, hb.Group, hb.MemberID = 4, "g", "member-1"
+	join := kmsg.NewPtrJoinGroupRequest()
+	join.Version, join.Group, join.ProtocolType = 9, "g", "consumer"
+	join.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: make([]byte, 2000)}, {Name: "cooperative-sticky", Metadata: make([]byte, 2000)}}
+	produce := kmsg.NewPtrProduceRequest()
+	produce.Version, produce.Acks, produce.TimeoutMillis = 9, -1, 30_000
+	for t := range 4 {
+		tp := kmsg.ProduceRequestTopic{Topic: fmt.Sprintf("topic-%d", t)}
+		for p := range 4 {
+			tp.Partitions = append(tp.Partitions, kmsg.ProduceRequestTopicPartition{Partition: int32(p), Records: make([]byte, 16<<10)})
+		}
+		produce.Topics = append(produce.Topics, tp)
+	}
+	fetch := kmsg.NewPtrFetchRequest()
+	fetch.Version, fetch.ReplicaID, fetch.MaxWaitMillis, fetch.MaxBytes, fetch.Rack = 12, -1, 500, 50<<20, "rack"
+	for t := range 10 {
+		tp := kmsg.FetchRequestTopic{Topic: fmt.Sprintf("topic-%d", t)}
+		for p := range 10 {
+			tp.Partitions = append(tp.Partitions, kmsg.FetchRequestTopicPartition{Partition: int32(p), CurrentLeaderEpoch: -1, PartitionMaxBytes: 1 << 20})
+		}
+		fetch.Topics = append(fetch.Topics, tp)
+	}
+	return map[string]kmsg.Request{"OffsetCommit1000": commit, "ListOffsets1000": lo, "Heartbeat": hb, "JoinGroup": join,
+		"Produce16x16KiB": produce, "Fetch100": fetch}
+}
+
+// BenchmarkDecodeRequest: what decodeRequest costs, the walk for strings
+// longer than maxString included.
+func BenchmarkDecodeRequest(b *testing.B) {
+	served := everyVersion(b)
+	for name, req := range benchRequests() {
+		raw := body(req, 1, kmsg.StringPtr("client"))
+		b.Run(fmt.Sprintf("%s/%dB", name, len(raw)), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := decodeRequest(raw, served); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
