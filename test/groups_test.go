@@ -92,9 +92,11 @@ func TestGroupConsumeCommitResume(t *testing.T) {
 				Lag       *int64
 			}
 		}
+		Unanswered []int32 `json:"unanswered_offsets_partitions"`
 	}
-	waitFor(t, 5*time.Second, "/debug/groups shows g1 lagging 100 records", func() bool {
-		if err := getJSON("http://"+nd.debug+"/debug/groups", &dbg); err != nil || len(dbg.Groups) != 1 {
+	waitFor(t, 5*time.Second, "/debug/groups shows g1 lagging 100 records, every offsets partition answering", func() bool {
+		dbg.Unanswered = nil
+		if err := getJSON("http://"+nd.debug+"/debug/groups", &dbg); err != nil || len(dbg.Groups) != 1 || dbg.Unanswered == nil || len(dbg.Unanswered) != 0 {
 			return false
 		}
 		g := dbg.Groups[0]
