@@ -67,8 +67,8 @@ type TopicAlteration struct {
 //
 // The command carries single keys' new values, not the whole outcome, as
 // Kafka's ConfigRecords do: an alteration of other keys applied meanwhile
-// is kept, and since ValidateTopicConfigs checks each key on its own, the
-// outcome stays valid.
+// is kept, and since CanonicalTopicConfigs checks each key on its own, the
+// outcome stays valid. The values it carries are canonical.
 func planAlterConfigs(view *State, a TopicAlteration, replace bool) (*AlterTopicConfigs, error) {
 	t := view.Topics[a.Name]
 	next := map[string]string{}
@@ -110,7 +110,8 @@ func planAlterConfigs(view *State, a TopicAlteration, replace bool) (*AlterTopic
 	if err := ValidateTopicName(a.Name); err != nil {
 		return nil, err
 	}
-	if err := ValidateTopicConfigs(next); err != nil {
+	canonical, err := CanonicalTopicConfigs(next)
+	if err != nil {
 		return nil, err
 	}
 	if t == nil {
@@ -123,11 +124,11 @@ func planAlterConfigs(view *State, a TopicAlteration, replace bool) (*AlterTopic
 	}
 	cmd := &AlterTopicConfigs{ID: t.ID, Replace: replace}
 	for _, k := range slices.Sorted(maps.Keys(changed)) {
-		if v := changed[k]; v != nil {
+		if changed[k] != nil {
 			if cmd.Set == nil {
 				cmd.Set = map[string]string{}
 			}
-			cmd.Set[k] = *v
+			cmd.Set[k] = canonical[k]
 		} else {
 			cmd.Delete = append(cmd.Delete, k)
 		}

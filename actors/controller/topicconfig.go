@@ -21,8 +21,9 @@ type ConfigDef struct {
 	// Type is Kafka's type of the config (LogConfig's ConfigDef), which
 	// DescribeConfigs reports; a LIST is the only kind
 	// IncrementalAlterConfigs may APPEND to or SUBTRACT from.
-	Type  kmsg.ConfigType
-	check func(string) error
+	Type kmsg.ConfigType
+	// parse checks a value and returns it as it is stored.
+	parse func(string) (string, error)
 }
 
 // TopicConfigDefs returns the topic configs Flotilla keeps, sorted by name.
@@ -92,52 +93,64 @@ func (d TopicDefaults) Overridden(name string) bool {
 	return v != def
 }
 
-// ValidateTopicConfigs checks a topic's configs, given at its creation or
-// the outcome of an alteration. The error is INVALID_CONFIG wrapped with
-// the key and the reason; of several bad keys it names the least. Each key
-// is checked on its own: no config's validity depends on another's, so an
-// alteration checked against one state of a topic stays valid against a
-// later one (alterations apply as changes of single keys, as Kafka's
-// ConfigRecords do).
-func ValidateTopicConfigs(configs map[string]string) error {
+// CanonicalTopicConfigs checks a topic's configs, given at its creation or
+// the outcome of an alteration, and returns them as they are stored:
+// integers in their canonical form. strconv.ParseInt, like Kafka's
+// ConfigDef (Long.parseLong), takes any number of leading zeros, so a
+// value passes at any length; stored as given it would make a controller
+// entry as large as the request, and Kafka's DescribeConfigs reports the
+// parsed value (ConfigDef.convertToString) anyway. The error is
+// INVALID_CONFIG wrapped with the key and the reason; of several bad keys
+// it names the least. Each key is checked on its own: no config's validity
+// depends on another's, so an alteration checked against one state of a
+// topic stays valid against a later one (alterations apply as changes of
+// single keys, as Kafka's ConfigRecords do).
+func CanonicalTopicConfigs(configs map[string]string) (map[string]string, error) {
+	if configs == nil {
+		return nil, nil
+	}
+	out := make(map[string]string, len(configs))
 	for _, k := range slices.Sorted(maps.Keys(configs)) {
 		v := configs[k]
 		d, ok := topicConfigDef(k)
 		if !ok {
-			return fmt.Errorf("%w: unknown or unsupported topic config %q", kerr.InvalidConfig, k)
+			return nil, fmt.Errorf("%w: unknown or unsupported topic config %q", kerr.InvalidConfig, k)
 		}
-		if err := d.check(v); err != nil {
-			return fmt.Errorf("%w: %s=%q: %v", kerr.InvalidConfig, k, v, err)
+		c, err := d.parse(v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s=%q: %v", kerr.InvalidConfig, k, v, err)
 		}
+		out[k] = c
 	}
-	return nil
+	return out, nil
 }
 
-func oneOf(values ...string) func(string) error {
-	return func(v string) error {
+func oneOf(values ...string) func(string) (string, error) {
+	return func(v string) (string, error) {
 		if slices.Contains(values, v) {
-			return nil
+			return v, nil
 		}
-		return fmt.Errorf("must be one of %v", values)
+		return "", fmt.Errorf("must be one of %v", values)
 	}
 }
 
-func intAtLeast(lo int64) func(string) error {
+func intAtLeast(lo int64) func(string) (string, error) {
 	return intBetween(lo, math.MaxInt64)
 }
 
-func intBetween(lo, hi int64) func(string) error {
-	return func(v string) error {
+// intBetween parses an integer from lo to hi, and stores it canonically.
+func intBetween(lo, hi int64) func(string) (string, error) {
+	return func(v string) (string, error) {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return fmt.Errorf("not an integer")
+			return "", fmt.Errorf("not an integer")
 		}
 		if n < lo {
-			return fmt.Errorf("must be at least %d", lo)
+			return "", fmt.Errorf("must be at least %d", lo)
 		}
 		if n > hi {
-			return fmt.Errorf("must be at most %d", hi)
+			return "", fmt.Errorf("must be at most %d", hi)
 		}
-		return nil
+		return strconv.FormatInt(n, 10), nil
 	}
 }

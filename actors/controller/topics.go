@@ -98,7 +98,8 @@ func planTopic(view *State, alive func(uint64) bool, spec TopicSpec, earlier []s
 	if other := collidingTopic(view, earlier, spec.Name); other != "" {
 		return nil, res, fmt.Errorf("%w: Topic '%s' collides with existing topic: %s", kerr.InvalidTopicException, spec.Name, other)
 	}
-	if err := ValidateTopicConfigs(spec.Configs); err != nil {
+	configs, err := CanonicalTopicConfigs(spec.Configs)
+	if err != nil {
 		return nil, res, err
 	}
 	brokers := view.livePlaceable(alive)
@@ -146,8 +147,8 @@ func planTopic(view *State, alive func(uint64) bool, spec TopicSpec, earlier []s
 		}
 		replicas = assign(brokers, n, rf, rand.IntN(len(brokers)))
 	}
-	cmd := &CreateTopic{Name: spec.Name, ID: NewTopicID(), Replicas: replicas, Configs: spec.Configs, Creating: true}
-	res.ID, res.Partitions, res.ReplicationFactor, res.Configs = cmd.ID, int32(len(replicas)), int16(len(replicas[0])), spec.Configs
+	cmd := &CreateTopic{Name: spec.Name, ID: NewTopicID(), Replicas: replicas, Configs: configs, Creating: true}
+	res.ID, res.Partitions, res.ReplicationFactor, res.Configs = cmd.ID, int32(len(replicas)), int16(len(replicas[0])), configs
 	return cmd, res, nil
 }
 

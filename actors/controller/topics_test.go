@@ -2,6 +2,7 @@ package controller
 
 import (
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -68,6 +69,30 @@ func TestPlanTopic(t *testing.T) {
 				t.Fatalf("topic id %v / %v", cmd.ID, res.ID)
 			}
 		})
+	}
+}
+
+// TestPlanTopicStoresCanonicalConfigs: integer configs are stored, and
+// answered, as their parsed value prints: leading zeros (any number of
+// them, which strconv.ParseInt and Kafka's Long.parseLong both take) and a
+// plus sign do not reach the controller entry.
+func TestPlanTopicStoresCanonicalConfigs(t *testing.T) {
+	spec := TopicSpec{Name: "a", Partitions: 1, ReplicationFactor: 1, Configs: map[string]string{
+		"retention.ms":           strings.Repeat("0", 1<<20) + "604800000",
+		"retention.bytes":        "-01",
+		"min.insync.replicas":    "+1",
+		"message.timestamp.type": "LogAppendTime",
+	}}
+	cmd, res, err := planTopic(viewWithBrokers(1), nil, spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"retention.ms": "604800000", "retention.bytes": "-1", "min.insync.replicas": "1", "message.timestamp.type": "LogAppendTime"}
+	if !maps.Equal(cmd.Configs, want) || !maps.Equal(res.Configs, want) {
+		t.Fatalf("stored %v, answered %v; want %v", cmd.Configs, res.Configs, want)
+	}
+	if n := len((&Command{CreateTopic: cmd}).Encode()); n > 1000 {
+		t.Fatalf("the command takes %d bytes", n)
 	}
 }
 
