@@ -341,6 +341,8 @@ func Start(ctx context.Context, o Options) (_ *Broker, err error) {
 			return r != nil && r.Machine.View().Leader
 		},
 		ReplicaLagTicks: cfg.ReplicaLagTicks(),
+		// The raft actor puts an 8-byte key before each proposal.
+		MaxCommandBytes: netactor.MaxEntryBytes(cfg.Raft.MaxFrameBytes) - 8,
 		Leaderships: func(ctx actor.SenderContext, infos []netactor.LeaderInfo) {
 			leaders.Note(infos)
 			b.peers.Broadcast(ctx, infos)

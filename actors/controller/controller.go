@@ -78,7 +78,14 @@ type Options struct {
 	// this broker leads it, to this broker's board of leaderships and to
 	// its peers, every leadershipEveryTicks; nil: nobody.
 	Leaderships func(ctx actor.SenderContext, infos []netactor.LeaderInfo)
-	Log         zerolog.Logger
+	// MaxCommandBytes is the largest encoded command the raft transport
+	// carries to the peers (netactor.MaxEntryBytes less what the raft
+	// actor adds to an entry); 0: no limit. A larger command is refused,
+	// never proposed: its entry would be appended on the leader and
+	// dropped from every append message as too large for a frame, and
+	// every later command would wait behind it.
+	MaxCommandBytes int
+	Log             zerolog.Logger
 }
 
 // NewActor returns the producer of the controller actor.
@@ -247,8 +254,13 @@ func (c *controllerActor) Receive(ctx actor.Context) {
 	}
 }
 
-// propose sends cmd to the controller group and calls done with the outcome.
-// Any of this broker's entries applied here catches its state up.
+// propose sends cmd to the controller group and calls done with the outcome,
+// always from a later message: a command larger than MaxCommandBytes fails
+// with RECORD_LIST_TOO_LARGE without being proposed, as Kafka's controller
+// refuses a batch of records over the metadata log's largest
+// (KafkaRaftClient.MAX_BATCH_SIZE_BYTES, BatchAccumulator's
+// RecordBatchTooLargeException). Any of this broker's entries applied here
+// catches its state up.
 func (c *controllerActor) propose(ctx actor.Context, cmd *Command, done func(*raftactor.Proposed)) uint64 {
 	c.nextID++
 	c.pending[c.nextID] = func(p *raftactor.Proposed) {
@@ -257,7 +269,14 @@ func (c *controllerActor) propose(ctx actor.Context, cmd *Command, done func(*ra
 		}
 		done(p)
 	}
-	ctx.Send(c.o.Raft, &raftactor.Propose{ID: c.nextID, Data: cmd.Encode(), ReplyTo: ctx.Self()})
+	data := cmd.Encode()
+	if most := c.o.MaxCommandBytes; most > 0 && len(data) > most {
+		err := fmt.Errorf("%w: a controller command of %d bytes, the raft transport carries at most %d (raft.max_frame_bytes)", kerr.RecordListTooLarge, len(data), most)
+		c.o.Log.Warn().Int("bytes", len(data)).Int("max_bytes", most).Msg("controller command too large for the raft transport; refused")
+		ctx.Send(ctx.Self(), &raftactor.Proposed{ID: c.nextID, Err: err})
+		return c.nextID
+	}
+	ctx.Send(c.o.Raft, &raftactor.Propose{ID: c.nextID, Data: data, ReplyTo: ctx.Self()})
 	return c.nextID
 }
 
@@ -594,8 +613,12 @@ func (c *controllerActor) deleteTopics(ctx actor.Context, m *DeleteTopics) {
 // proposalError maps a failed controller proposal to what a Kafka client
 // should see: the outcome is unknown, so a retriable timeout, or "not
 // controller" when there is no leader to take it, wrapping raft's reason
-// (raftactor.ErrLeaderChanged: the proposal may still be applied).
+// (raftactor.ErrLeaderChanged: the proposal may still be applied); a
+// command refused as too large (propose) as it is.
 func proposalError(err error) error {
+	if errors.Is(err, kerr.RecordListTooLarge) {
+		return err
+	}
 	if errors.Is(err, raftactor.ErrNotReady) || errors.Is(err, raftactor.ErrLeaderChanged) || errors.Is(err, raft.ErrProposalDropped) {
 		return fmt.Errorf("%w: %w", kerr.NotController, err)
 	}
