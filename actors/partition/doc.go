@@ -113,13 +113,14 @@ client batches, as Kafka's LogValidator validates them: ValidateProduced
 for the header, then one walk over an uncompressed batch's records that
 decodes each and checks its timestamp against the topic's
 message.timestamp.before/after.max.ms (validateRecords); a compressed
-batch's timestamps are judged by its header, and compression is passed
-through untouched.
+batch's timestamps are judged by its header, its records are read (as a
+stream, checkCompressedCount) only when it claims more records than it
+has compressed bytes, and compression is passed through untouched.
 The leader stamps a client batch before proposing it, recomputing the CRC
 that followers check again: LogAppendTime topics get the broker's time;
 CreateTime topics the CreateTime type and, uncompressed, the records'
 largest timestamp (a compressed batch keeps the producer's maxTimestamp:
-produce never decompresses).
+produce does not decompress it for that).
 The timestamp queries read a compressed batch's records as a stream
 (eachRecord): memory bounded by the codec's window whatever the batch
 decompresses to, at most maxWalkBytes read, past which they answer for the

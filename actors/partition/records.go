@@ -48,8 +48,9 @@ var (
 // eachRecord calls fn with the offset and timestamp of each record of the
 // batch b, in order, until fn returns false. A compressed batch's records
 // are decompressed as a stream (timestamp lookups are rare; the fetch path
-// never decompresses): it fails with errWalkLimit past maxWalkBytes, and
-// with an error wrapping errBadRecord if the records do not decode.
+// never decompresses, produce only a batch that claims more records than
+// bytes): it fails with errWalkLimit past maxWalkBytes, and with an error
+// wrapping errBadRecord if the records do not decode.
 func eachRecord(b []byte, h BatchHeader, fn func(offset, ts int64) bool) error {
 	if h.Compression() == CompressionNone {
 		return eachPlainRecord(b[BatchHeaderSize:], h, fn)
@@ -153,46 +154,133 @@ func readVarint(b []byte) (int64, int) {
 }
 
 // eachCompressedRecord is eachRecord for the compressed records src of the
-// batch whose header is h, reading at most limit decompressed bytes. Of
-// each record it reads the length, attributes, timestamp delta and offset
-// delta, and skips the key, value and headers.
+// batch whose header is h, reading at most limit decompressed bytes. Each
+// record is decoded whole (compressedRecords.next), its key, value and
+// header bytes skipped.
 func eachCompressedRecord(src []byte, h BatchHeader, limit int64, fn func(offset, ts int64) bool) error {
-	c := h.Compression()
-	r, closeFn, err := newDecompressor(c, src)
+	r, err := openCompressed(src, h.Compression(), limit)
 	if err != nil {
-		return walkError(c, err)
+		return err
 	}
-	defer closeFn()
-	s := recordStream{r: bufio.NewReaderSize(&limitedReader{r: r, left: limit}, walkBufferSize)}
+	defer r.close()
 	for range h.RecordCount {
-		length, err := binary.ReadVarint(&s)
+		tsDelta, offDelta, err := r.next()
 		if err != nil {
-			return walkError(c, err)
-		}
-		start := s.n
-		if _, err := s.ReadByte(); err != nil { // attributes
-			return walkError(c, err)
-		}
-		tsDelta, err := binary.ReadVarint(&s)
-		if err != nil {
-			return walkError(c, err)
-		}
-		offDelta, err := binary.ReadVarint(&s)
-		if err != nil {
-			return walkError(c, err)
-		}
-		read := s.n - start
-		if length < read {
-			return fmt.Errorf("%w: %s: record length %d, read %d bytes of it", errBadRecord, c, length, read)
-		}
-		if err := s.discard(length - read); err != nil {
-			return walkError(c, err)
+			return err
 		}
 		if !fn(h.BaseOffset+offDelta, h.BaseTimestamp+tsDelta) {
 			return nil
 		}
 	}
 	return nil
+}
+
+// compressedRecords reads the records of a compressed batch as a stream,
+// never holding them: the timestamp lookups' walk and produce's check of a
+// compressed batch's count (checkCompressedCount).
+type compressedRecords struct {
+	c     Compression
+	s     recordStream
+	close func()
+}
+
+// openCompressed starts reading the records src compressed with c, at
+// most limit bytes of them decompressed. Errors wrap errBadRecord or
+// errWalkLimit (walkError); the caller calls close.
+func openCompressed(src []byte, c Compression, limit int64) (*compressedRecords, error) {
+	r, closeFn, err := newDecompressor(c, src)
+	if err != nil {
+		return nil, walkError(c, err)
+	}
+	return &compressedRecords{
+		c:     c,
+		s:     recordStream{r: bufio.NewReaderSize(&limitedReader{r: r, left: limit}, walkBufferSize)},
+		close: closeFn,
+	}, nil
+}
+
+// next reads the next record whole, as Kafka reads a compressed batch's
+// (DefaultRecord.readPartiallyFrom): a length, then the attributes, the
+// timestamp and offset deltas, the key, the value and the headers, each
+// within the record, and nothing left over, the bytes of keys and values
+// skipped rather than held. It returns the record's timestamp and offset
+// deltas. Errors wrap errBadRecord or errWalkLimit (walkError).
+func (r *compressedRecords) next() (tsDelta, offDelta int64, err error) {
+	s := &r.s
+	length, err := binary.ReadVarint(s)
+	if err != nil {
+		return 0, 0, walkError(r.c, err)
+	}
+	if length < 1 || length != int64(int32(length)) {
+		return 0, 0, fmt.Errorf("%w: %s: record length %d", errBadRecord, r.c, length)
+	}
+	start := s.n
+	end := start + length
+	if _, err := s.ReadByte(); err != nil { // attributes
+		return 0, 0, walkError(r.c, err)
+	}
+	if tsDelta, err = binary.ReadVarint(s); err != nil {
+		return 0, 0, walkError(r.c, err)
+	}
+	if offDelta, err = binary.ReadVarint(s); err != nil {
+		return 0, 0, walkError(r.c, err)
+	}
+	if offDelta != int64(int32(offDelta)) {
+		return 0, 0, fmt.Errorf("%w: %s: offset delta %d", errBadRecord, r.c, offDelta)
+	}
+	// The key and the value may be null (a negative length); then the
+	// headers: a count, and for each a key, never null, and a value.
+	for range 2 {
+		if err := r.skipField(end, true); err != nil {
+			return 0, 0, err
+		}
+	}
+	headers, err := binary.ReadVarint(s)
+	if err != nil {
+		return 0, 0, walkError(r.c, err)
+	}
+	if headers < 0 || headers > end-s.n {
+		return 0, 0, fmt.Errorf("%w: %s: header count %d", errBadRecord, r.c, headers)
+	}
+	for i := range 2 * headers {
+		if err := r.skipField(end, i%2 == 1); err != nil {
+			return 0, 0, err
+		}
+	}
+	if s.n != end {
+		return 0, 0, fmt.Errorf("%w: %s: record length %d, its fields take %d bytes", errBadRecord, r.c, length, s.n-start)
+	}
+	return tsDelta, offDelta, nil
+}
+
+// skipField reads the length of a key, value or header field of the record
+// that ends at byte end of the stream and skips its bytes. A negative
+// length is null, which only a nullable field may be.
+func (r *compressedRecords) skipField(end int64, nullable bool) error {
+	size, err := binary.ReadVarint(&r.s)
+	if err != nil {
+		return walkError(r.c, err)
+	}
+	if size > end-r.s.n || size != int64(int32(size)) || size < 0 && !nullable {
+		return fmt.Errorf("%w: %s: field of %d bytes", errBadRecord, r.c, size)
+	}
+	if err := r.s.discard(max(size, 0)); err != nil {
+		return walkError(r.c, err)
+	}
+	return nil
+}
+
+// atEnd reports whether the records read are the last: no decompressed
+// byte follows them, which also checks the codec's own trailer (gzip's
+// checksum) where it has one. An error wraps errBadRecord or errWalkLimit.
+func (r *compressedRecords) atEnd() (bool, error) {
+	switch _, err := r.s.ReadByte(); {
+	case errors.Is(err, io.EOF):
+		return true, nil
+	case err != nil:
+		return false, walkError(r.c, err)
+	}
+	return false, nil
 }
 
 // walkError wraps an error of a walk over records compressed with c:
@@ -240,7 +328,7 @@ func (s *recordStream) discard(n int64) error {
 
 // limitedReader is io.LimitedReader failing with errWalkLimit rather than
 // io.EOF at the limit, so that a walk can tell a batch too large from one
-// cut short.
+// cut short. A stream that ends exactly at the limit ends with io.EOF.
 type limitedReader struct {
 	r    io.Reader
 	left int64
@@ -248,6 +336,10 @@ type limitedReader struct {
 
 func (l *limitedReader) Read(p []byte) (int, error) {
 	if l.left <= 0 {
+		var probe [1]byte
+		if n, err := l.r.Read(probe[:]); n == 0 && err == io.EOF {
+			return 0, io.EOF
+		}
 		return 0, errWalkLimit
 	}
 	if int64(len(p)) > l.left {

@@ -222,16 +222,20 @@ func TestStreamingWalkLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var prefix []byte
-	prefix = binary.AppendVarint(prefix, maxWalkBytes+100) // one record, longer than the limit
-	prefix = append(prefix, 0)                             // attributes
-	prefix = binary.AppendVarint(prefix, 0)                // timestamp delta
-	prefix = binary.AppendVarint(prefix, 0)                // offset delta
-	zw.Write(prefix)
+	// One record whose value, longer than the limit, is zeros.
+	const valueBytes = maxWalkBytes + 100
+	fields := []byte{0}                      // attributes
+	fields = binary.AppendVarint(fields, 0)  // timestamp delta
+	fields = binary.AppendVarint(fields, 0)  // offset delta
+	fields = binary.AppendVarint(fields, -1) // null key
+	fields = binary.AppendVarint(fields, valueBytes)
+	length := int64(len(fields)) + valueBytes + 1 // and the header count
+	zw.Write(append(binary.AppendVarint(nil, length), fields...))
 	zeros := make([]byte, 1<<20)
-	for left := maxWalkBytes + 100; left > 0; left -= len(zeros) {
+	for left := valueBytes; left > 0; left -= len(zeros) {
 		zw.Write(zeros[:min(left, len(zeros))])
 	}
+	zw.Write(binary.AppendVarint(nil, 0)) // no headers
 	zw.Close()
 	b := append(make([]byte, BatchHeaderSize), bomb.Bytes()...)
 	h := BatchHeader{BaseOffset: 10, BaseTimestamp: 100, MaxTimestamp: 5000, RecordCount: 2, LastOffsetDelta: 1, Attributes: int16(CompressionZstd)}

@@ -132,21 +132,29 @@ func recordTimestamp(h BatchHeader, ts int64) int64 {
 // *RecordsError wrapping ErrInvalidTimestamp names every record that does
 // not). maxTs is the largest of their timestamps.
 //
-// A compressed batch is not decompressed, which keeps produce cheap where
-// Kafka decompresses: its header's baseTimestamp (its first record's) and
+// A compressed batch is decompressed only when its header claims more
+// records than it has compressed bytes (checkCompressedCount), which keeps
+// produce cheap where Kafka decompresses every batch: a batch of records
+// that carry data holds fewer records than bytes, and one that claims at
+// most a record per byte moves the log end by at most one offset per byte
+// it sent. Its header's baseTimestamp (its first record's) and
 // maxTimestamp (its latest) are checked in place of every record's, so a
 // record older than the first of a compressed batch escapes
 // message.timestamp.before.max.ms. maxTs is the header's maxTimestamp.
 func validateRecords(b []byte, h BatchHeader, rule timestampRule) (maxTs int64, err error) {
 	var refused []RecordError
 	if h.Compression() != CompressionNone {
+		if int64(h.RecordCount) > int64(len(b)-BatchHeaderSize) {
+			if err := checkCompressedCount(b, h, maxWalkBytes); err != nil {
+				return 0, err
+			}
+		}
 		switch {
 		case h.IsLogAppendTime() && rule.refuses(h, h.MaxTimestamp):
 			// Every record's timestamp is the header's. Kafka names each
 			// record it decompressed; the records here are not read, and
-			// the header's count is only the client's word (naming as
-			// many records as a 70-byte batch claims would exhaust
-			// memory), so the batch is refused as a whole.
+			// naming as many records as the header claims could take
+			// millions of entries, so the batch is refused as a whole.
 			return 0, fmt.Errorf("%w: the compressed batch's %d records: %s", ErrInvalidTimestamp, h.RecordCount, rule.why(h, h.MaxTimestamp))
 		case h.IsLogAppendTime():
 		case rule.refuses(h, h.BaseTimestamp):
@@ -182,4 +190,49 @@ func validateRecords(b []byte, h BatchHeader, rule timestampRule) (maxTs int64, 
 		return 0, &RecordsError{Kind: ErrInvalidTimestamp, Records: refused}
 	}
 	return maxTs, nil
+}
+
+// minRecordBytes is the size of the smallest record: its length, the
+// attributes, the timestamp and offset deltas, the key and value lengths
+// (null) and the header count, one byte each.
+const minRecordBytes = 7
+
+// checkCompressedCount checks that the compressed records of the client
+// batch b, whose header h passed ValidateProduced (so that its
+// lastOffsetDelta is RecordCount-1), are the RecordCount records h claims,
+// as Kafka's LogValidator reads them through DefaultRecordBatch's
+// streaming iterator: each decodes whole, and the stream ends after the
+// last ("Incorrect declared batch size, premature EOF reached" or
+// "records still remaining", InvalidRecordException, answered
+// INVALID_RECORD). Their offset deltas must be 0, 1, 2..., which Kafka
+// would instead rewrite (the batch is stored as the client sent it here).
+// It decompresses as a stream, at most limit bytes: a count that could not
+// fit in limit, or records that go past it, are refused too. Errors wrap
+// ErrInvalidRecord.
+func checkCompressedCount(b []byte, h BatchHeader, limit int64) error {
+	if int64(h.RecordCount)*minRecordBytes > limit {
+		return fmt.Errorf("%w: %d records claimed in %d compressed bytes, at least %d bytes decompressed, more than a batch is read for (%d)",
+			ErrInvalidRecord, h.RecordCount, len(b)-BatchHeaderSize, int64(h.RecordCount)*minRecordBytes, limit)
+	}
+	r, err := openCompressed(b[BatchHeaderSize:], h.Compression(), limit)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidRecord, err)
+	}
+	defer r.close()
+	for i := range h.RecordCount {
+		_, off, err := r.next()
+		if err != nil {
+			return fmt.Errorf("%w: record %d of the %d claimed: %w", ErrInvalidRecord, i, h.RecordCount, err)
+		}
+		if off != int64(i) {
+			return fmt.Errorf("%w: record %d has offset delta %d", ErrInvalidRecord, i, off)
+		}
+	}
+	switch end, err := r.atEnd(); {
+	case err != nil:
+		return fmt.Errorf("%w: after the %d records claimed: %w", ErrInvalidRecord, h.RecordCount, err)
+	case !end:
+		return fmt.Errorf("%w: more than the %d records claimed", ErrInvalidRecord, h.RecordCount)
+	}
+	return nil
 }

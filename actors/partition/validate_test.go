@@ -2,16 +2,29 @@ package partition
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/binary"
 	"errors"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
+
+// gz is records compressed with gzip, as a client compresses them.
+func gz(recs ...[]byte) []byte {
+	var out bytes.Buffer
+	w := gzip.NewWriter(&out)
+	w.Write(bytes.Join(recs, nil))
+	w.Close()
+	return out.Bytes()
+}
 
 // anyTime is the timestamp rule of a CreateTime topic that accepts every
 // timestamp.
@@ -134,18 +147,23 @@ func TestProduceValidation(t *testing.T) {
 			records: rawBatch(timestampTypeBit, 2, 1, now, now, okRecord(0, 0), okRecord(1, 0)), code: kerr.InvalidTimestamp, refused: []int32{0, 1}},
 		{name: "LogAppendTime topic, records still decoded", settings: appendTime, records: rawBatch(0, 2, 1, now, now, okRecord(0, 0)), code: kerr.InvalidRecord},
 
-		// A compressed batch: its header only.
+		// A compressed batch claiming fewer records than its compressed
+		// bytes: its header only.
 		{name: "compressed, records not read", settings: createTime, records: rawBatch(gzipped, 2, 1, now, now+1, []byte("not gzip")), maxTs: now + 1},
-		{name: "compressed, maxTimestamp two hours ahead", settings: createTime, records: rawBatch(gzipped, 2, 1, now, now+2*hour, []byte("x")), code: kerr.InvalidTimestamp},
-		{name: "compressed, first record too old", settings: withBefore, records: rawBatch(gzipped, 2, 1, now-2*hour, now, []byte("x")), code: kerr.InvalidTimestamp},
+		{name: "compressed, maxTimestamp two hours ahead", settings: createTime, records: rawBatch(gzipped, 2, 1, now, now+2*hour, gz(okRecord(0, 0), okRecord(1, 2*hour))), code: kerr.InvalidTimestamp},
+		{name: "compressed, first record too old", settings: withBefore, records: rawBatch(gzipped, 2, 1, now-2*hour, now, gz(okRecord(0, 0), okRecord(1, 2*hour))), code: kerr.InvalidTimestamp},
 		{name: "compressed, LogAppendTime by the producer out of range", settings: createTime,
-			records: rawBatch(gzipped|timestampTypeBit, 3, 2, now, now+2*hour, []byte("x")), code: kerr.InvalidTimestamp},
+			records: rawBatch(gzipped|timestampTypeBit, 3, 2, now, now+2*hour, gz(okRecord(0, 0), okRecord(1, 0), okRecord(2, 0))), code: kerr.InvalidTimestamp},
 		{name: "compressed, LogAppendTime topic, producer's LogAppendTime", settings: appendTime,
-			records: rawBatch(gzipped|timestampTypeBit, 2, 1, now, now, []byte("x")), code: kerr.InvalidTimestamp},
-		// The count is the client's word: nothing is sized by it.
-		{name: "compressed, producer's LogAppendTime, 2^31-1 records claimed", settings: createTime,
-			records: rawBatch(gzipped|timestampTypeBit, math.MaxInt32, math.MaxInt32-1, now, now+2*hour, []byte("x")), code: kerr.InvalidTimestamp},
-		{name: "compressed, LogAppendTime topic", settings: appendTime, records: rawBatch(gzipped, 2, 1, now+48*hour, now+48*hour, []byte("x")), maxTs: now + 48*hour},
+			records: rawBatch(gzipped|timestampTypeBit, 2, 1, now, now, gz(okRecord(0, 0), okRecord(1, 0))), code: kerr.InvalidTimestamp},
+		{name: "compressed, LogAppendTime topic", settings: appendTime, records: rawBatch(gzipped, 2, 1, now+48*hour, now+48*hour, gz(okRecord(0, 0), okRecord(1, 0))), maxTs: now + 48*hour},
+		// Claiming more records than compressed bytes: the records are
+		// counted, and a count that could not be read is refused as it
+		// is, before any decompression or allocation sized by it.
+		{name: "compressed, 2^31-1 records claimed", settings: createTime,
+			records: rawBatch(gzipped|timestampTypeBit, math.MaxInt32, math.MaxInt32-1, now, now+2*hour, gz(okRecord(0, 0))), code: kerr.InvalidRecord},
+		{name: "compressed, 100 records claimed, 1 held", settings: createTime,
+			records: rawBatch(gzipped, 100, 99, now, now, gz(okRecord(0, 0))), code: kerr.InvalidRecord},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := &Machine{o: MachineOptions{Settings: tc.settings, Now: func() time.Time { return time.UnixMilli(now) }}}
@@ -226,4 +244,108 @@ func FuzzValidateRecords(f *testing.F) {
 			t.Fatalf("accepted records that read back as %d of %d: %v", n, count, err)
 		}
 	})
+}
+
+// tinyRecord is the smallest record at offset delta off: no key, no
+// value, no headers. Thousands compress to a few bytes each.
+func tinyRecord(off int) []byte {
+	return record([]byte{0}, varint(0), varint(int64(off)), varint(-1), varint(-1), varint(0))
+}
+
+// TestCompressedCountIsChecked: a compressed batch that claims more records
+// than it has compressed bytes is read, and accepted only if it holds
+// exactly the records its header claims (each whole, offset deltas 0, 1,
+// 2..., nothing after), as Kafka's LogValidator reads a compressed batch;
+// else INVALID_RECORD. A legitimate batch of many tiny records, which zstd
+// compresses to less than a byte a record, passes. The count is checked
+// the same way with every codec and framing (snappy and lz4 never compress
+// real records that far: only a batch that lies is read).
+func TestCompressedCountIsChecked(t *testing.T) {
+	const now = int64(1_700_000_000_000)
+	settings := Settings{MaxMessageBytes: 1 << 20, TimestampBeforeMaxMs: math.MaxInt64, TimestampAfterMaxMs: math.MaxInt64}
+	m := &Machine{o: MachineOptions{Settings: settings, Now: func() time.Time { return time.UnixMilli(now) }}}
+	const n = 5000
+	var recs [][]byte
+	for i := range n {
+		recs = append(recs, tinyRecord(i))
+	}
+	outOfOrder := slices.Clone(recs)
+	outOfOrder[10], outOfOrder[11] = outOfOrder[11], outOfOrder[10]
+	cut := slices.Clone(recs)
+	cut[n-1] = cut[n-1][:len(cut[n-1])-1]
+	longer := slices.Clone(recs)
+	longer[7] = record([]byte{0}, varint(0), varint(7), varint(-1), varint(-1), varint(0), []byte{0})
+	nullHeaderKey := slices.Clone(recs)
+	nullHeaderKey[3] = record([]byte{0}, varint(0), varint(3), varint(-1), varint(-1), varint(1), varint(-1), varint(-1))
+
+	zstdOf := compressWith(t, kgo.ZstdCompression())
+	for _, codec := range []struct {
+		name     string
+		c        Compression
+		compress func([]byte) []byte
+	}{
+		{"gzip", CompressionGzip, compressWith(t, kgo.GzipCompression())},
+		{"xerial snappy", CompressionSnappy, xerial},
+		{"raw snappy", CompressionSnappy, func(recs []byte) []byte { return s2.EncodeSnappy(nil, recs) }},
+		{"lz4", CompressionLZ4, compressWith(t, kgo.Lz4Compression())},
+		{"zstd", CompressionZstd, zstdOf},
+	} {
+		t.Run(codec.name, func(t *testing.T) {
+			for _, tc := range []struct {
+				name  string
+				count int32
+				recs  [][]byte
+				ok    bool
+			}{
+				{"exactly the records claimed", n, recs, true},
+				{"one record fewer than claimed", n + 1, recs, false},
+				{"one record more than claimed", n - 1, recs, false},
+				{"one record claimed, thousands held", 1, recs, false},
+				{"thousands claimed, one held", n, recs[:1], false},
+				{"offset deltas out of order", n, outOfOrder, false},
+				{"the last record cut short", n, cut, false},
+				{"a record longer than its fields", n, longer, false},
+				{"a null header key", n, nullHeaderKey, false},
+			} {
+				b := rawBatch(int16(codec.c), tc.count, tc.count-1, now, now, codec.compress(bytes.Join(tc.recs, nil)))
+				h, err := ParseBatch(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := checkCompressedCount(b, h, maxWalkBytes); tc.ok != (err == nil) || err != nil && !errors.Is(err, ErrInvalidRecord) {
+					t.Errorf("%s: %v", tc.name, err)
+				}
+			}
+		})
+	}
+
+	// Produce reads a batch claiming more records than compressed bytes:
+	// the legitimate one is accepted, one claiming a record more refused.
+	src := zstdOf(bytes.Join(recs, nil))
+	if len(src) >= n {
+		t.Fatalf("%d tiny records in %d zstd bytes: not checked on produce", n, len(src))
+	}
+	if _, h, _, err := m.validate(rawBatch(int16(CompressionZstd), n, n-1, now, now, src)); err != nil || h.RecordCount != n {
+		t.Fatalf("%d tiny records in %d zstd bytes: %v", n, len(src), err)
+	}
+	if _, _, _, err := m.validate(rawBatch(int16(CompressionZstd), n+1, n, now, now, src)); !errors.Is(err, kerr.InvalidRecord) {
+		t.Fatalf("a record more claimed: %v, want INVALID_RECORD", err)
+	}
+
+	// A count that needs more than the limit decompressed is refused
+	// before reading; records that go past the limit when read, too.
+	b := rawBatch(int16(CompressionZstd), n, n-1, now, now, src)
+	h, err := ParseBatch(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkCompressedCount(b, h, n*minRecordBytes-1); !errors.Is(err, ErrInvalidRecord) || !strings.Contains(err.Error(), "claimed in") {
+		t.Errorf("a count above the limit: %v", err)
+	}
+	if err := checkCompressedCount(b, h, n*minRecordBytes); !errors.Is(err, ErrInvalidRecord) || !errors.Is(err, errWalkLimit) {
+		t.Errorf("records past the limit: %v", err)
+	}
+	if err := checkCompressedCount(b, h, int64(len(bytes.Join(recs, nil)))); err != nil {
+		t.Errorf("records ending exactly at the limit: %v", err)
+	}
 }
