@@ -349,3 +349,32 @@ func TestCompressedCountIsChecked(t *testing.T) {
 		t.Errorf("records ending exactly at the limit: %v", err)
 	}
 }
+
+// FuzzCheckCompressedCount: whatever records a compressed batch holds, the
+// count check neither panics nor judges them otherwise than the walk over
+// the same records uncompressed: both accept exactly RecordCount whole
+// records, numbered 0, 1, 2..., with nothing after.
+func FuzzCheckCompressedCount(f *testing.F) {
+	f.Add(bytes.Join([][]byte{okRecord(0, 0), okRecord(1, 1)}, nil), int32(2))
+	f.Add(bytes.Join([][]byte{tinyRecord(0), tinyRecord(1), tinyRecord(2)}, nil), int32(3))
+	f.Add([]byte{0}, int32(1))
+	f.Fuzz(func(t *testing.T, recs []byte, count int32) {
+		if count <= 0 || count > 1000 {
+			return
+		}
+		plain := rawBatch(0, count, count-1, 1000, 1000, recs)
+		ph, err := ParseBatch(plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, perr := validateRecords(plain, ph, anyTime)
+		b := rawBatch(int16(CompressionSnappy), count, count-1, 1000, 1000, xerial(recs))
+		h, err := ParseBatch(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cerr := checkCompressedCount(b, h, maxWalkBytes); (perr == nil) != (cerr == nil) {
+			t.Fatalf("uncompressed: %v; compressed: %v", perr, cerr)
+		}
+	})
+}
