@@ -69,6 +69,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzRecover -fuzztime 30s ./actors/storage/
 	$(GO) test -run '^$$' -fuzz FuzzParseBatch -fuzztime 30s ./actors/partition/
 	$(GO) test -run '^$$' -fuzz FuzzValidateRecords -fuzztime 30s ./actors/partition/
+	$(GO) test -run '^$$' -fuzz FuzzCheckCompressedCount -fuzztime 30s ./actors/partition/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 30s ./actors/kafka/
 
 clean:
