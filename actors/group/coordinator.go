@@ -179,9 +179,12 @@ func (m *Machine) live(name string, create bool) *group {
 	return g
 }
 
-// forget drops a live group that has nothing left to remember.
+// forget drops a live group that has nothing left to remember. A commit
+// in flight is something: once applied, it makes the group one that
+// ListGroups shows.
 func (m *Machine) forget(g *group) {
-	if g.state == stateEmpty && len(g.members) == 0 && len(g.pending) == 0 && m.store[g.name] == nil {
+	if g.state == stateEmpty && len(g.members) == 0 && len(g.pending) == 0 && m.store[g.name] == nil &&
+		len(m.committing[g.name]) == 0 {
 		delete(m.groups, g.name)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -395,5 +396,47 @@ func BenchmarkViewLargePartition(b *testing.B) {
 	}
 	for b.Loop() {
 		m.view()
+	}
+}
+
+// TestSimpleCommitInFlightKeepsItsGroup: a group that exists only by
+// simple commits (generation -1, no members) is listed once its first
+// commit is applied, even when a tick's session-expiry pass ran while that
+// commit was in flight. forget used to drop the live group then, as
+// nothing was stored for it yet, and ListGroups left it out until a
+// Describe, a join or a leader change brought it back; Kafka lists such a
+// group as Empty.
+func TestSimpleCommitInFlightKeepsItsGroup(t *testing.T) {
+	c := startCoordinator(t, Settings{MinSessionTimeout: time.Millisecond, MaxSessionTimeout: time.Hour})
+	c.hold(true)
+	commit := kmsg.NewPtrOffsetCommitRequest()
+	commit.Version, commit.Group, commit.Generation = 7, "solo", -1
+	commit.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 5}}}}
+	ref := c.send("solo", commit)
+	c.waitTicks(10) // expiry passes run while the commit waits for the storage
+	c.hold(false)
+	if code := c.answer(ref).(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode; code != 0 {
+		t.Fatalf("commit: %v", kerr.ErrorForCode(code))
+	}
+
+	listed := make(chan *Listed, 1)
+	lister, err := c.sys.Spawn("test", "lister", func() actor.Actor {
+		return actor.ReceiveFunc(func(ctx actor.Context) {
+			if l, ok := ctx.Message().(*Listed); ok {
+				listed <- l
+			}
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.sys.Root.Send(c.pid, &List{Ref: 1, ReplyTo: lister})
+	select {
+	case l := <-listed:
+		if l.ErrorCode != 0 || len(l.Groups) != 1 || l.Groups[0].Group != "solo" || l.Groups[0].GroupState != "Empty" {
+			t.Fatalf("listed %v, error %v; want solo, Empty", l.Groups, kerr.ErrorForCode(l.ErrorCode))
+		}
+	case <-time.After(testTimeout):
+		t.Fatalf("no answer to List within %v", testTimeout)
 	}
 }
