@@ -327,9 +327,10 @@ func TestDescribeConfigsTypes(t *testing.T) {
 }
 
 // TestDescribeConfigsUnsupported: a resource DescribeConfigs does not
-// serve gets INVALID_REQUEST with a message saying why (Kafka's own for a
-// type it does not know, ConfigHelper.describeConfigs), not a bare code;
-// the other resources of the request are answered.
+// serve gets INVALID_REQUEST with a message saying why (for a type it does
+// not know, in the words of Kafka's ConfigHelper.describeConfigs), not a
+// bare code; the other resources of the request are answered (Kafka fails
+// the whole request instead, in KafkaApis' authorization step).
 func TestDescribeConfigsUnsupported(t *testing.T) {
 	c := newTestCluster(t, 1)
 	c.waitReady()

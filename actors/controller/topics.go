@@ -142,7 +142,13 @@ func planTopic(view *State, alive func(uint64) bool, spec TopicSpec, earlier []s
 		if n < 1 || n > maxPartitions {
 			return nil, res, fmt.Errorf("%w: %d partitions: a topic has 1 to %d", kerr.InvalidPartitions, n, maxPartitions)
 		}
-		if rf < 1 || rf > len(brokers) {
+		switch {
+		case len(brokers) == 0:
+			return nil, res, fmt.Errorf("%w: no live broker can take a replica", kerr.InvalidReplicationFactor)
+		case rf < 1:
+			// KRaft's ReplicationControlManager words it so.
+			return nil, res, fmt.Errorf("%w: Replication factor must be larger than 0, or -1 to use the default value", kerr.InvalidReplicationFactor)
+		case rf > len(brokers):
 			return nil, res, fmt.Errorf("%w: Replication factor: %d larger than available brokers: %d", kerr.InvalidReplicationFactor, rf, len(brokers))
 		}
 		replicas = assign(brokers, n, rf, rand.IntN(len(brokers)))

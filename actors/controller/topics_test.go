@@ -364,3 +364,30 @@ func TestPlanOffsetsTopicReplication(t *testing.T) {
 		})
 	}
 }
+
+// TestPlanTopicReplicationFactorMessages: each refused replication factor
+// is told why in words that are true of it. A factor below 1 was answered
+// "larger than available brokers", and so was the default factor when no
+// broker was alive (worked out as 0); Kafka's KRaft controller says
+// "Replication factor must be larger than 0, or -1 to use the default
+// value." (ReplicationControlManager).
+func TestPlanTopicReplicationFactorMessages(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		rf    int16
+		alive func(uint64) bool
+		want  string
+	}{
+		{"zero", 0, nil, "must be larger than 0"},
+		{"negative", -2, nil, "must be larger than 0"},
+		{"above the brokers", 4, nil, "Replication factor: 4 larger than available brokers: 3"},
+		{"default with no live broker", -1, func(uint64) bool { return false }, "no live broker can take a replica"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := planTopic(viewWithBrokers(1, 2, 3), tc.alive, TopicSpec{Name: "x", Partitions: 1, ReplicationFactor: tc.rf}, nil)
+			if !errors.Is(err, kerr.InvalidReplicationFactor) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("replication factor %d: %v, want INVALID_REPLICATION_FACTOR saying %q", tc.rf, err, tc.want)
+			}
+		})
+	}
+}

@@ -266,7 +266,10 @@ func (s *Service) describeConfigs(req *kmsg.DescribeConfigsRequest) *kmsg.Descri
 			rr.ErrorCode = kerr.InvalidRequest.Code
 			rr.ErrorMessage = kmsg.StringPtr("broker loggers are not supported: the broker logs at the log.level of its YAML config file")
 		default:
-			// As Kafka's ConfigHelper.describeConfigs.
+			// The wording of Kafka's ConfigHelper.describeConfigs. Kafka
+			// itself never gets there: its authorization step fails the
+			// whole request (INVALID_REQUEST for every resource, no
+			// message); the other resources are answered here.
 			rr.ErrorCode = kerr.InvalidRequest.Code
 			rr.ErrorMessage = kmsg.StringPtr(fmt.Sprintf("Unsupported resource type: %s", rs.ResourceType))
 		}

@@ -291,7 +291,11 @@ func code(err error) int16 {
 // A client names the error from its code and prints the message after it
 // (the Java client makes it the exception's message), so the Kafka error's
 // own name and generic description that lead err's text are left out, and
-// a bare Kafka error has no message at all.
+// a bare Kafka error has no message at all. Unlike Kafka, which sends no
+// message with UNKNOWN_SERVER_ERROR (so as not to leak a server's
+// internals), an unexpected error's text is sent: Flotilla's errors name
+// what failed (a file, a partition), which is what its operator and the
+// client's user need, and nothing a client could not know.
 func message(err error) *string {
 	if err == nil {
 		return nil
