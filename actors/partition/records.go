@@ -207,22 +207,32 @@ func openCompressed(src []byte, c Compression, limit int64) (*compressedRecords,
 // deltas. Errors wrap errBadRecord or errWalkLimit (walkError).
 func (r *compressedRecords) next() (tsDelta, offDelta int64, err error) {
 	s := &r.s
-	length, err := binary.ReadVarint(s)
+	if len(s.win)-s.p < binary.MaxVarintLen64 && s.err == nil {
+		s.fill()
+	}
+	// A record the window holds whole is read in one call, as an
+	// uncompressed one is; one it does not, or one that does not decode
+	// (to say why), field by field.
+	if ts, off, next, err := plainRecord(s.win, s.p); err == nil {
+		s.p = next
+		return ts, int64(off), nil
+	}
+	length, err := s.varint()
 	if err != nil {
 		return 0, 0, walkError(r.c, err)
 	}
 	if length < 1 || length != int64(int32(length)) {
 		return 0, 0, fmt.Errorf("%w: %s: record length %d", errBadRecord, r.c, length)
 	}
-	start := s.n
+	start := s.pos()
 	end := start + length
-	if _, err := s.ReadByte(); err != nil { // attributes
+	if err := s.skip(1); err != nil { // attributes
 		return 0, 0, walkError(r.c, err)
 	}
-	if tsDelta, err = binary.ReadVarint(s); err != nil {
+	if tsDelta, err = s.varint(); err != nil {
 		return 0, 0, walkError(r.c, err)
 	}
-	if offDelta, err = binary.ReadVarint(s); err != nil {
+	if offDelta, err = s.varint(); err != nil {
 		return 0, 0, walkError(r.c, err)
 	}
 	if offDelta != int64(int32(offDelta)) {
@@ -230,42 +240,71 @@ func (r *compressedRecords) next() (tsDelta, offDelta int64, err error) {
 	}
 	// The key and the value may be null (a negative length); then the
 	// headers: a count, and for each a key, never null, and a value.
-	for range 2 {
-		if err := r.skipField(end, true); err != nil {
-			return 0, 0, err
-		}
+	if err := r.skipFields(2, end, false); err != nil {
+		return 0, 0, err
 	}
-	headers, err := binary.ReadVarint(s)
+	headers, err := s.varint()
 	if err != nil {
 		return 0, 0, walkError(r.c, err)
 	}
-	if headers < 0 || headers > end-s.n {
+	if headers < 0 || headers > end-s.pos() {
 		return 0, 0, fmt.Errorf("%w: %s: header count %d", errBadRecord, r.c, headers)
 	}
-	for i := range 2 * headers {
-		if err := r.skipField(end, i%2 == 1); err != nil {
-			return 0, 0, err
-		}
+	if err := r.skipFields(2*headers, end, true); err != nil {
+		return 0, 0, err
 	}
-	if s.n != end {
-		return 0, 0, fmt.Errorf("%w: %s: record length %d, its fields take %d bytes", errBadRecord, r.c, length, s.n-start)
+	if s.pos() != end {
+		return 0, 0, fmt.Errorf("%w: %s: record length %d, its fields take %d bytes", errBadRecord, r.c, length, s.pos()-start)
 	}
 	return tsDelta, offDelta, nil
 }
 
-// skipField reads the length of a key, value or header field of the record
-// that ends at byte end of the stream and skips its bytes. A negative
-// length is null, which only a nullable field may be.
-func (r *compressedRecords) skipField(end int64, nullable bool) error {
-	size, err := binary.ReadVarint(&r.s)
-	if err != nil {
-		return walkError(r.c, err)
-	}
-	if size > end-r.s.n || size != int64(int32(size)) || size < 0 && !nullable {
-		return fmt.Errorf("%w: %s: field of %d bytes", errBadRecord, r.c, size)
-	}
-	if err := r.s.discard(max(size, 0)); err != nil {
-		return walkError(r.c, err)
+// skipFields skips count fields of the record that ends at byte end of
+// the stream, each a varint length and that many bytes, a negative length
+// null: the key and the value, which may be null, or with headers the
+// headers' keys, which may not, and values in turn. The lengths are
+// decoded in a loop over the buffered window rather than a call per byte:
+// a 2 KiB zstd batch can hold one record of 33 million empty headers.
+func (r *compressedRecords) skipFields(count, end int64, headers bool) error {
+	s := &r.s
+window:
+	for i := int64(0); i < count; {
+		if len(s.win)-s.p < binary.MaxVarintLen64 && s.err == nil {
+			s.fill()
+		}
+		// A varint within the window is whole unless the stream ended.
+		win, p := s.win, s.p
+		left := end - s.n // bytes of the record from the window's start
+		for i < count && (len(win)-p >= binary.MaxVarintLen64 || s.err != nil) {
+			// Most lengths are one byte: decoded here without a loop.
+			var size int64
+			n := 1
+			if p < len(win) && win[p] < 0x80 {
+				c := int64(win[p])
+				size = c>>1 ^ -(c & 1)
+			} else if size, n = readVarint(win[p:]); n <= 0 {
+				s.p = p
+				return walkError(r.c, s.varintError(n))
+			}
+			p += n
+			if size > left-int64(p) || size != int64(int32(size)) || size < 0 && headers && i%2 == 0 {
+				s.p = p
+				return fmt.Errorf("%w: %s: field of %d bytes", errBadRecord, r.c, size)
+			}
+			i++
+			if size <= 0 {
+				continue
+			}
+			if size > int64(len(win)-p) {
+				s.p = p
+				if err := s.skip(size); err != nil {
+					return walkError(r.c, err)
+				}
+				continue window
+			}
+			p += int(size)
+		}
+		s.p = p
 	}
 	return nil
 }
@@ -274,13 +313,17 @@ func (r *compressedRecords) skipField(end int64, nullable bool) error {
 // byte follows them, which also checks the codec's own trailer (gzip's
 // checksum) where it has one. An error wraps errBadRecord or errWalkLimit.
 func (r *compressedRecords) atEnd() (bool, error) {
-	switch _, err := r.s.ReadByte(); {
-	case errors.Is(err, io.EOF):
-		return true, nil
-	case err != nil:
-		return false, walkError(r.c, err)
+	s := &r.s
+	if s.p == len(s.win) && s.err == nil {
+		s.fill()
 	}
-	return false, nil
+	switch {
+	case s.p < len(s.win):
+		return false, nil
+	case errors.Is(s.err, io.EOF):
+		return true, nil
+	}
+	return false, walkError(r.c, s.err)
 }
 
 // walkError wraps an error of a walk over records compressed with c:
@@ -299,22 +342,82 @@ func walkError(c Compression, err error) error {
 	return fmt.Errorf("%w: %s: %v", errBadRecord, c, err)
 }
 
-// recordStream reads decompressed records, counting the bytes read.
+// errVarintOverflow reports a varint longer than an int64, as
+// binary.ReadVarint does.
+var errVarintOverflow = errors.New("varint overflows a 64-bit integer")
+
+// recordStream reads decompressed records through a window onto the
+// bytes its bufio.Reader holds (Peek), so that a field costs an inline
+// varint decode (readVarint, as uncompressed records are read) rather
+// than a call per byte.
 type recordStream struct {
 	r *bufio.Reader
+	// win is what r holds from its read position; the first p bytes of
+	// it are read, and discarded from r when the window moves on.
+	win []byte
+	p   int
+	// n is how many bytes were read before win.
 	n int64
+	// err is why win holds fewer than binary.MaxVarintLen64 bytes: the
+	// stream's end (io.EOF) or its failure.
+	err error
 }
 
-// ReadByte implements io.ByteReader for binary.ReadVarint.
-func (s *recordStream) ReadByte() (byte, error) {
-	c, err := s.r.ReadByte()
-	if err == nil {
-		s.n++
+// pos is how many bytes have been read.
+func (s *recordStream) pos() int64 { return s.n + int64(s.p) }
+
+// fill moves the window past the bytes read and over all r holds, which
+// is at least binary.MaxVarintLen64 bytes unless the stream ends first
+// (err).
+func (s *recordStream) fill() {
+	d, _ := s.r.Discard(s.p) // held by r: cannot fail
+	s.n += int64(d)
+	s.p = 0
+	s.win, s.err = s.r.Peek(binary.MaxVarintLen64)
+	if s.err == nil {
+		s.win, _ = s.r.Peek(s.r.Buffered())
 	}
-	return c, err
 }
 
-func (s *recordStream) discard(n int64) error {
+// varint reads a varint.
+func (s *recordStream) varint() (int64, error) {
+	if len(s.win)-s.p < binary.MaxVarintLen64 && s.err == nil {
+		s.fill()
+	}
+	v, n := readVarint(s.win[s.p:])
+	if n <= 0 {
+		return 0, s.varintError(n)
+	}
+	s.p += n
+	return v, nil
+}
+
+// varintError is the error of a varint that readVarint could not decode
+// from the window, returning n: too long, or cut short by the stream's
+// end (a window of at least binary.MaxVarintLen64 bytes holds a whole
+// one).
+func (s *recordStream) varintError(n int) error {
+	if n < 0 {
+		return errVarintOverflow
+	}
+	return s.err
+}
+
+// skip reads past n bytes.
+func (s *recordStream) skip(n int64) error {
+	if n <= int64(len(s.win)-s.p) {
+		s.p += int(n)
+		return nil
+	}
+	if s.err != nil {
+		// The window is all that is left.
+		s.p = len(s.win)
+		return s.err
+	}
+	n -= int64(len(s.win) - s.p)
+	d, _ := s.r.Discard(len(s.win)) // held by r: cannot fail
+	s.n += int64(d)
+	s.win, s.p = nil, 0
 	for n > 0 {
 		d, err := s.r.Discard(int(min(n, 1<<30)))
 		s.n += int64(d)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -245,5 +246,72 @@ func TestStreamingWalkLimits(t *testing.T) {
 	got, ok := findRecord(b, h, 11, func(ts int64) bool { return ts >= 200 })
 	if want := (TimestampOffset{Timestamp: 5000, Offset: 11}); !ok || got != want {
 		t.Fatalf("findRecord = %+v %v, want %+v from the header", got, ok, want)
+	}
+}
+
+// TestCountAcrossWindows: the count check reads decompressed records
+// through a window onto its read buffer (walkBufferSize), records and
+// fields crossing from one window into the next, some records longer than
+// a window. Whatever a byte of the records is changed to, it judges them
+// as the walk over the same records uncompressed does.
+func TestCountAcrossWindows(t *testing.T) {
+	headerRecord := func(off, headers, value int) []byte {
+		fields := [][]byte{{0}, varint(0), varint(int64(off)), varint(1), []byte("k"), varint(int64(value)), make([]byte, value), varint(int64(headers))}
+		for range headers {
+			fields = append(fields, varint(1), []byte("h"), varint(0))
+		}
+		return record(fields...)
+	}
+	var many, long [][]byte
+	for i := range 40 {
+		many = append(many, headerRecord(i, 3000, i%3))
+	}
+	long = append(long, headerRecord(0, 50_000, 100<<10), headerRecord(1, 0, 3*walkBufferSize+5))
+	for i := 2; i < 2000; i++ {
+		long = append(long, tinyRecord(i))
+	}
+	gz, zs := compressWith(t, kgo.GzipCompression()), compressWith(t, kgo.ZstdCompression())
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, set := range []struct {
+		name string
+		recs [][]byte
+	}{{"records of 3000 headers", many}, {"records longer than a window", long}} {
+		recs := bytes.Join(set.recs, nil)
+		count := int32(len(set.recs))
+		judge := func(t *testing.T, what string, recs []byte) {
+			t.Helper()
+			plain := rawBatch(0, count, count-1, 1000, 1000, recs)
+			ph, err := ParseBatch(plain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, perr := validateRecords(plain, ph, anyTime)
+			for _, c := range []struct {
+				codec    Compression
+				compress func([]byte) []byte
+			}{{CompressionGzip, gz}, {CompressionZstd, zs}} {
+				b := rawBatch(int16(c.codec), count, count-1, 1000, 1000, c.compress(recs))
+				h, err := ParseBatch(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cerr := checkCompressedCount(b, h, maxWalkBytes); (perr == nil) != (cerr == nil) {
+					t.Fatalf("%s, %s: uncompressed: %v; compressed: %v", what, c.codec, perr, cerr)
+				}
+			}
+		}
+		t.Run(set.name, func(t *testing.T) {
+			judge(t, "as written", recs)
+			for range 150 {
+				i := rng.IntN(len(recs))
+				changed := bytes.Clone(recs)
+				changed[i] = byte(rng.IntN(256))
+				judge(t, fmt.Sprintf("byte %d set to %d", i, changed[i]), changed)
+			}
+			for range 20 {
+				i := rng.IntN(len(recs))
+				judge(t, fmt.Sprintf("cut at byte %d", i), recs[:i])
+			}
+		})
 	}
 }
