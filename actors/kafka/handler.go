@@ -25,10 +25,13 @@ type Handler interface {
 // ConnHandler is a Handler's per-connection state.
 type ConnHandler interface {
 	// Serve takes one request, inside the connection actor that read it. It
-	// must not block: it answers cheap requests at once, with
+	// must not wait on anything: it answers cheap requests at once, with
 	// ctx.Send(r.ReplyTo, r.Reply(resp)), and forwards the rest to the actors
 	// that own the data, which answer r.ReplyTo when done (or answer the
 	// connection actor with messages of their own, which reach Receive).
+	// Work a request needs that its owners must not spend their time on
+	// (a Produce's record count) it does itself: that holds only this
+	// connection, as a Kafka request holds its handler thread.
 	// Every request must be answered exactly once, or its connection stops
 	// reading when its in-flight budget runs out.
 	Serve(ctx actor.Context, r *Request)

@@ -27,7 +27,8 @@ type produceSlot struct {
 	topic, part int
 }
 
-// produce hands each partition's batches to its leader replica. The
+// produce hands each partition's batches to its leader replica, with the
+// verdict of the check of their record count, which is made here. The
 // response goes out when every partition has answered, each within the
 // request timeout (the partitions keep it). acks=0 partitions answer once
 // they have proposed; nothing goes on the wire, but an error closes the
@@ -53,7 +54,12 @@ func (c *serviceConn) produce(ctx actor.Context, r *Request, req *kmsg.ProduceRe
 			case replica == nil:
 				rp.ErrorCode = missing
 			default:
-				msg := &partition.Produce{Records: p.Records, Acks: req.Acks, TimeoutTicks: timeout, Ref: c.ref(), ReplyTo: ctx.Self()}
+				// The records' count is checked here, on the connection
+				// (partition.CountRecords): it can take a few hundred
+				// milliseconds, which the partition's raft actor must
+				// spend on heartbeats.
+				msg := &partition.Produce{Records: p.Records, Acks: req.Acks, TimeoutTicks: timeout, Ref: c.ref(), ReplyTo: ctx.Self(),
+					Count: partition.CountRecords(p.Records)}
 				c.produces[msg.Ref] = produceSlot{call: call, topic: ti, part: pi}
 				call.remaining++
 				ctx.Send(replica.PID, msg)

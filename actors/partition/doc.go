@@ -115,7 +115,10 @@ decodes each and checks its timestamp against the topic's
 message.timestamp.before/after.max.ms (validateRecords); a compressed
 batch's timestamps are judged by its header, its records are read (as a
 stream, checkCompressedCount) only when it claims more records than it
-has compressed bytes, and compression is passed through untouched.
+has compressed bytes, and compression is passed through untouched. That
+read can take hundreds of milliseconds, which the raft actor must spend
+on heartbeats: the Kafka connection makes it (CountRecords) and passes
+the verdict in Produce.Count, which the leader answers in its turn.
 The leader stamps a client batch before proposing it, recomputing the CRC
 that followers check again: LogAppendTime topics get the broker's time;
 CreateTime topics the CreateTime type and, uncompressed, the records'

@@ -845,7 +845,7 @@ func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce, ma
 		m.produceErr(ctx, r, fmt.Errorf("%w: %v", kerr.KafkaStorageError, err))
 		return
 	}
-	b, hd, maxTs, err := m.validate(r.Records)
+	b, hd, maxTs, err := m.validate(r.Records, r.Count)
 	if err != nil {
 		// A client's mistake, answered to it: at debug, as a client
 		// that keeps sending bad batches must not flood the log.
@@ -919,8 +919,9 @@ func (m *Machine) produce(h *raftactor.Handle, ctx actor.Context, r *Produce, ma
 // check a client's records, and returns its one batch, the batch's header
 // and the maxTimestamp a CreateTime topic stores it with. An error wraps
 // the kerr.Error to answer, and a *RecordsError if the batch is refused
-// for some of its records.
-func (m *Machine) validate(records []byte) (b []byte, h BatchHeader, maxTs int64, err error) {
+// for some of its records. count is CountRecords' verdict on records; with
+// none the count is checked here.
+func (m *Machine) validate(records []byte, count CountCheck) (b []byte, h BatchHeader, maxTs int64, err error) {
 	batches, err := SplitBatches(records)
 	switch {
 	case err != nil:
@@ -952,6 +953,12 @@ func (m *Machine) validate(records []byte) (b []byte, h BatchHeader, maxTs int64
 		return nil, h, 0, fmt.Errorf("%w: batch of %d bytes, the replication transport carries at most %d (raft.max_frame_bytes)", kerr.MessageTooLarge, len(b), m.o.MaxEntryBytes)
 	case h.IsTransactional():
 		return nil, h, 0, fmt.Errorf("%w: transactions are not supported", kerr.InvalidRecord)
+	}
+	if !count.done {
+		count.err = countCompressed(b, h)
+	}
+	if count.err != nil {
+		return nil, h, 0, fmt.Errorf("%w: %v", kerr.InvalidRecord, count.err)
 	}
 	maxTs, err = validateRecords(b, h, timestampRuleOf(m.o.Settings, m.o.Now().UnixMilli()))
 	switch {

@@ -20,6 +20,10 @@ type Produce struct {
 	Acks         int16
 	TimeoutTicks uint64 // how long an acks=1/all answer may take
 	ReplyTo      *actor.PID
+	// Count is CountRecords(Records), run by the sender so that the
+	// partition's actor does not decompress; without it the partition
+	// checks the count itself.
+	Count CountCheck
 }
 
 // ProduceDone answers Produce. Err is a *kerr.Error, possibly wrapped.

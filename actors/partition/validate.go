@@ -1,6 +1,7 @@
 package partition
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -132,23 +133,15 @@ func recordTimestamp(h BatchHeader, ts int64) int64 {
 // *RecordsError wrapping ErrInvalidTimestamp names every record that does
 // not). maxTs is the largest of their timestamps.
 //
-// A compressed batch is decompressed only when its header claims more
-// records than it has compressed bytes (checkCompressedCount), which keeps
-// produce cheap where Kafka decompresses every batch: a batch of records
-// that carry data holds fewer records than bytes, and one that claims at
-// most a record per byte moves the log end by at most one offset per byte
-// it sent. Its header's baseTimestamp (its first record's) and
-// maxTimestamp (its latest) are checked in place of every record's, so a
-// record older than the first of a compressed batch escapes
-// message.timestamp.before.max.ms. maxTs is the header's maxTimestamp.
+// The records of a compressed batch are not read here: its count is
+// checked before, by countCompressed. Its header's baseTimestamp (its
+// first record's) and maxTimestamp (its latest) are checked in place of
+// every record's, so a record older than the first of a compressed batch
+// escapes message.timestamp.before.max.ms. maxTs is the header's
+// maxTimestamp.
 func validateRecords(b []byte, h BatchHeader, rule timestampRule) (maxTs int64, err error) {
 	var refused []RecordError
 	if h.Compression() != CompressionNone {
-		if int64(h.RecordCount) > int64(len(b)-BatchHeaderSize) {
-			if err := checkCompressedCount(b, h, maxWalkBytes); err != nil {
-				return 0, err
-			}
-		}
 		switch {
 		case h.IsLogAppendTime() && rule.refuses(h, h.MaxTimestamp):
 			// Every record's timestamp is the header's. Kafka names each
@@ -190,6 +183,76 @@ func validateRecords(b []byte, h BatchHeader, rule timestampRule) (maxTs int64, 
 		return 0, &RecordsError{Kind: ErrInvalidTimestamp, Records: refused}
 	}
 	return maxTs, nil
+}
+
+// CountCheck is the verdict of CountRecords on the records of one
+// partition of a produce request, which the partition answers in its turn
+// (Produce.Count). The zero CountCheck is no verdict: the partition then
+// checks the count itself.
+type CountCheck struct {
+	done bool
+	err  error
+}
+
+// CountRecords makes the one check of a produce's records that can take
+// long, before the Produce reaches the partition: a compressed batch that
+// claims more records than it has bytes is decompressed and its records
+// counted (countCompressed), up to 64 MiB of them. A few hundred
+// milliseconds of that on a partition's raft actor hold its heartbeats
+// past the followers' election timeout, so the connection that read the
+// request runs it, as Kafka runs LogValidator on the request handler
+// thread that serves the request, and the partition only answers the
+// verdict, where its own checks would have made it: a batch it refuses
+// for something it checks first (its leadership, a bad CRC,
+// max.message.bytes) gets that answer, as from Kafka.
+//
+// A batch not to be read is judged from its header's bytes as they are,
+// without the CRC the partition checks: a batch the partition reads past
+// its header is the same bytes.
+func CountRecords(records []byte) CountCheck {
+	if !mustCount(records) {
+		return CountCheck{done: true}
+	}
+	batches, err := SplitBatches(records)
+	if err != nil || len(batches) != 1 {
+		return CountCheck{} // refused before its count matters
+	}
+	h, err := parseBatchHeader(batches[0])
+	if err == nil {
+		err = validateClient(h)
+	}
+	if err != nil {
+		return CountCheck{}
+	}
+	return CountCheck{done: true, err: countCompressed(batches[0], h)}
+}
+
+// mustCount reports whether the records of a produce, if they are one
+// client batch, are compressed and claim more records than they have
+// bytes after the header, read from where the header keeps them.
+func mustCount(records []byte) bool {
+	if len(records) < BatchHeaderSize {
+		return false
+	}
+	h := BatchHeader{
+		Attributes:  int16(binary.BigEndian.Uint16(records[attributesPos:])),
+		RecordCount: int32(binary.BigEndian.Uint32(records[recordCountPos:])),
+	}
+	return h.Compression() != CompressionNone && int64(h.RecordCount) > int64(len(records)-BatchHeaderSize)
+}
+
+// countCompressed checks the count of the client batch b, whose header h
+// passed validateClient, when it is compressed and claims more records
+// than it has compressed bytes (checkCompressedCount). Kafka decompresses
+// every batch; reading only those keeps produce cheap: a batch of records
+// that carry data holds fewer records than bytes, and one that claims at
+// most a record per byte moves the log end by at most one offset per byte
+// it sent.
+func countCompressed(b []byte, h BatchHeader) error {
+	if h.Compression() == CompressionNone || int64(h.RecordCount) <= int64(len(b)-BatchHeaderSize) {
+		return nil
+	}
+	return checkCompressedCount(b, h, maxWalkBytes)
 }
 
 // minRecordBytes is the size of the smallest record: its length, the

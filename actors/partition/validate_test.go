@@ -167,7 +167,7 @@ func TestProduceValidation(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := &Machine{o: MachineOptions{Settings: tc.settings, Now: func() time.Time { return time.UnixMilli(now) }}}
-			b, h, maxTs, err := m.validate(tc.records)
+			b, h, maxTs, err := m.validate(tc.records, CountCheck{})
 			if tc.code == nil {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -325,10 +325,10 @@ func TestCompressedCountIsChecked(t *testing.T) {
 	if len(src) >= n {
 		t.Fatalf("%d tiny records in %d zstd bytes: not checked on produce", n, len(src))
 	}
-	if _, h, _, err := m.validate(rawBatch(int16(CompressionZstd), n, n-1, now, now, src)); err != nil || h.RecordCount != n {
+	if _, h, _, err := m.validate(rawBatch(int16(CompressionZstd), n, n-1, now, now, src), CountCheck{}); err != nil || h.RecordCount != n {
 		t.Fatalf("%d tiny records in %d zstd bytes: %v", n, len(src), err)
 	}
-	if _, _, _, err := m.validate(rawBatch(int16(CompressionZstd), n+1, n, now, now, src)); !errors.Is(err, kerr.InvalidRecord) {
+	if _, _, _, err := m.validate(rawBatch(int16(CompressionZstd), n+1, n, now, now, src), CountCheck{}); !errors.Is(err, kerr.InvalidRecord) {
 		t.Fatalf("a record more claimed: %v, want INVALID_RECORD", err)
 	}
 
@@ -377,4 +377,69 @@ func FuzzCheckCompressedCount(f *testing.F) {
 			t.Fatalf("uncompressed: %v; compressed: %v", perr, cerr)
 		}
 	})
+}
+
+// TestCountVerdict: CountRecords, which a Kafka connection runs before the
+// Produce reaches the partition, judges a batch's count as the partition
+// would, and the partition answers its verdict where it would have
+// checked the count itself: after its own checks, so that a batch it
+// refuses for something else gets that answer. Without a verdict it
+// counts; with one it does not read the records again.
+func TestCountVerdict(t *testing.T) {
+	const now = int64(1_700_000_000_000)
+	settings := Settings{MaxMessageBytes: 1 << 20, TimestampBeforeMaxMs: math.MaxInt64, TimestampAfterMaxMs: math.MaxInt64}
+	m := &Machine{o: MachineOptions{Settings: settings, Now: func() time.Time { return time.UnixMilli(now) }}}
+	const n = 5000
+	var recs [][]byte
+	for i := range n {
+		recs = append(recs, tinyRecord(i))
+	}
+	src := compressWith(t, kgo.ZstdCompression())(bytes.Join(recs, nil))
+	good := rawBatch(int16(CompressionZstd), n, n-1, now, now, src)
+	lie := rawBatch(int16(CompressionZstd), n+1, n, now, now, src)
+	plain := rawBatch(0, 1, 0, now, now, okRecord(0, 0))
+
+	if c := CountRecords(good); !c.done || c.err != nil {
+		t.Fatalf("%d tiny zstd records: %+v", n, c)
+	}
+	if c := CountRecords(plain); !c.done || c.err != nil {
+		t.Fatalf("an uncompressed batch: %+v", c)
+	}
+	c := CountRecords(lie)
+	if !c.done || !errors.Is(c.err, ErrInvalidRecord) {
+		t.Fatalf("a record more claimed: %+v, want a verdict of ErrInvalidRecord", c)
+	}
+	for _, tc := range []struct {
+		name    string
+		records []byte
+		count   CountCheck
+		want    error // nil: accepted
+	}{
+		{"counted and true", good, CountRecords(good), nil},
+		{"counted, a lie", lie, c, kerr.InvalidRecord},
+		{"not counted, a lie", lie, CountCheck{}, kerr.InvalidRecord},
+		// The verdict is the partition's answer: it does not read again.
+		{"a lie said true", lie, CountCheck{done: true}, nil},
+	} {
+		_, _, _, err := m.validate(bytes.Clone(tc.records), tc.count)
+		if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+
+	// Checks that come first in Kafka (UnifiedLog.analyzeAndValidateRecords
+	// before LogValidator) answer first.
+	small := &Machine{o: MachineOptions{Settings: Settings{MaxMessageBytes: len(lie) - 1, TimestampBeforeMaxMs: math.MaxInt64, TimestampAfterMaxMs: math.MaxInt64},
+		Now: func() time.Time { return time.UnixMilli(now) }}}
+	if _, _, _, err := small.validate(bytes.Clone(lie), c); !errors.Is(err, kerr.MessageTooLarge) {
+		t.Errorf("a lie over max.message.bytes: %v, want MESSAGE_TOO_LARGE", err)
+	}
+	corrupt := bytes.Clone(lie)
+	corrupt[len(corrupt)-1] ^= 1
+	if got := CountRecords(corrupt); got.done {
+		t.Errorf("a batch with a bad CRC: verdict %+v, want none", got)
+	}
+	if _, _, _, err := m.validate(corrupt, c); !errors.Is(err, kerr.CorruptMessage) {
+		t.Errorf("a lie with a bad CRC: %v, want CORRUPT_MESSAGE", err)
+	}
 }
