@@ -256,11 +256,10 @@ func (c *controllerActor) Receive(ctx actor.Context) {
 
 // propose sends cmd to the controller group and calls done with the outcome,
 // always from a later message: a command larger than MaxCommandBytes fails
-// with RECORD_LIST_TOO_LARGE without being proposed, as Kafka's controller
-// refuses a batch of records over the metadata log's largest
-// (KafkaRaftClient.MAX_BATCH_SIZE_BYTES, BatchAccumulator's
-// RecordBatchTooLargeException). Any of this broker's entries applied here
-// catches its state up.
+// with RECORD_LIST_TOO_LARGE without being proposed: a raft frame could
+// not carry it. (Kafka's controller refuses such a CreateTopics earlier, by
+// its record count: POLICY_VIOLATION past MAX_RECORDS_PER_USER_OP.) Any of
+// this broker's entries applied here catches its state up.
 func (c *controllerActor) propose(ctx actor.Context, cmd *Command, done func(*raftactor.Proposed)) uint64 {
 	c.nextID++
 	c.pending[c.nextID] = func(p *raftactor.Proposed) {
