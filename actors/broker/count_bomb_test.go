@@ -48,15 +48,7 @@ func TestCompressedBatchRecordCountIsChecked(t *testing.T) {
 	for range 10 {
 		var p kmsg.ProduceResponseTopicPartition
 		c.waitFor(30*time.Second, "the partition answers", func() bool {
-			req := kmsg.NewPtrProduceRequest()
-			req.Version, req.Acks, req.TimeoutMillis = 9, -1, 10000
-			rt := kmsg.NewProduceRequestTopic()
-			rt.Topic = "bomb"
-			rp := kmsg.NewProduceRequestTopicPartition()
-			rp.Records = bytes.Clone(batch)
-			rt.Partitions = append(rt.Partitions, rp)
-			req.Topics = append(req.Topics, rt)
-			resp, err := req.RequestWith(ctx, cl)
+			resp, err := produceRequest("bomb", bytes.Clone(batch)).RequestWith(ctx, cl)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -121,16 +121,8 @@ func TestCountBombsKeepTheLeader(t *testing.T) {
 			defer wg.Done()
 			bc := c.client()
 			for range 2 {
-				req := kmsg.NewPtrProduceRequest()
-				req.Version, req.Acks, req.TimeoutMillis = 9, -1, 10000
-				rt := kmsg.NewProduceRequestTopic()
-				rt.Topic = "bombed"
-				rp := kmsg.NewProduceRequestTopicPartition()
-				rp.Records = bytes.Clone(batch)
-				rt.Partitions = append(rt.Partitions, rp)
-				req.Topics = append(req.Topics, rt)
 				start := time.Now()
-				resp, err := req.RequestWith(ctx, bc.Broker(int(leaderID)))
+				resp, err := produceRequest("bombed", bytes.Clone(batch)).RequestWith(ctx, bc.Broker(int(leaderID)))
 				if err != nil {
 					t.Errorf("a bomb of %d bytes: %v", len(batch), err)
 					return

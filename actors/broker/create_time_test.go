@@ -66,15 +66,7 @@ func TestCreateTimeTopicRewritesTimestampType(t *testing.T) {
 	for i, gzipped := range []bool{false, true} {
 		raw := createTimeBatch(t, produced[i], future, gzipped)
 		c.waitFor(30*time.Second, "produce", func() bool {
-			req := kmsg.NewPtrProduceRequest()
-			req.Version, req.Acks, req.TimeoutMillis = 9, -1, 10000
-			rt := kmsg.NewProduceRequestTopic()
-			rt.Topic = "ct"
-			rp := kmsg.NewProduceRequestTopicPartition()
-			rp.Records = raw
-			rt.Partitions = append(rt.Partitions, rp)
-			req.Topics = append(req.Topics, rt)
-			resp, err := req.RequestWith(ctx, cl)
+			resp, err := produceRequest("ct", raw).RequestWith(ctx, cl)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -80,15 +80,7 @@ func TestListOffsetsDecompressionBomb(t *testing.T) {
 	t.Logf("produced batch: %d bytes on the wire, %d MiB decompressed", len(batch), valueBytes>>20)
 
 	c.waitFor(30*time.Second, "the bomb batch accepted", func() bool {
-		req := kmsg.NewPtrProduceRequest()
-		req.Version, req.Acks, req.TimeoutMillis = 9, -1, 10000
-		rt := kmsg.NewProduceRequestTopic()
-		rt.Topic = "bomb"
-		rp := kmsg.NewProduceRequestTopicPartition()
-		rp.Records = batch
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
-		resp, err := req.RequestWith(ctx, cl.Broker(1))
+		resp, err := produceRequest("bomb", batch).RequestWith(ctx, cl.Broker(1))
 		if err != nil {
 			t.Fatal(err)
 		}

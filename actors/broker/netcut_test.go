@@ -181,6 +181,22 @@ func sealBatch(b kmsg.RecordBatch) []byte {
 	return raw
 }
 
+// produceRequest is an acks=all Produce (v9, 10 s timeout) to topic
+// carrying records[i] to partition i.
+func produceRequest(topic string, records ...[]byte) *kmsg.ProduceRequest {
+	req := kmsg.NewPtrProduceRequest()
+	req.Version, req.Acks, req.TimeoutMillis = 9, -1, 10000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = topic
+	for p, r := range records {
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Partition, rp.Records = int32(p), r
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	return req
+}
+
 // producerBatch is a one-record, uncompressed record batch of an
 // idempotent producer (or of none, with id -1).
 func producerBatch(t *testing.T, value string, id int64, epoch int16, seq int32) []byte {

@@ -52,16 +52,7 @@ func TestProduceRefusesEachBadPartitionAlone(t *testing.T) {
 	}
 	var resp *kmsg.ProduceResponse
 	c.waitFor(30*time.Second, "the partitions answer", func() bool {
-		req := kmsg.NewPtrProduceRequest()
-		req.Version, req.Acks, req.TimeoutMillis = 9, -1, 10000
-		rt := kmsg.NewProduceRequestTopic()
-		rt.Topic = "checked"
-		for p, r := range records {
-			rp := kmsg.NewProduceRequestTopicPartition()
-			rp.Partition, rp.Records = int32(p), r
-			rt.Partitions = append(rt.Partitions, rp)
-		}
-		req.Topics = append(req.Topics, rt)
+		req := produceRequest("checked", records...)
 		var err error
 		if resp, err = req.RequestWith(ctx, cl); err != nil {
 			t.Fatal(err)
