@@ -52,8 +52,8 @@ func headerBomb(t *testing.T, now int64) []byte {
 // few clients made them elect another leader, and another producer of the
 // partition waited seconds for an answer. Counted on the connections that
 // read them, every such batch is refused INVALID_RECORD while the leader
-// keeps its epoch and answers the other producer in less time than a
-// bomb takes to count.
+// keeps its epoch and answers the other producer in less than three times
+// the quickest bomb's answer.
 func TestCountBombsKeepTheLeader(t *testing.T) {
 	c := newTestCluster(t, 3, func(cfg *configs.Config) {
 		cfg.Raft.TickMs, cfg.Raft.ElectionTicks, cfg.Raft.HeartbeatTicks = 50, 10, 2
@@ -153,7 +153,7 @@ func TestCountBombsKeepTheLeader(t *testing.T) {
 	// other producer does not wait behind it. Counted on the partition, a
 	// record waited behind the bombs queued before it, nine times as long
 	// as the quickest bomb or more; sharing the cores with six counting
-	// connections costs it less than that bomb took.
+	// connections costs it less than three times that bomb.
 	if slowest >= 3*quickest {
 		t.Fatalf("the other producer of the partition waited %v for an answer while the bombs landed, the quickest bomb %v", slowest, quickest)
 	}

@@ -270,7 +270,7 @@ func (c *controllerActor) propose(ctx actor.Context, cmd *Command, done func(*ra
 	}
 	data := cmd.Encode()
 	if most := c.o.MaxCommandBytes; most > 0 && len(data) > most {
-		err := fmt.Errorf("%w: a controller command of %d bytes, the raft transport carries at most %d (raft.max_frame_bytes)", kerr.RecordListTooLarge, len(data), most)
+		err := fmt.Errorf("%w: a controller command of %d bytes, the raft transport carries at most %d (raft.max_frame_bytes less framing)", kerr.RecordListTooLarge, len(data), most)
 		c.o.Log.Warn().Int("bytes", len(data)).Int("max_bytes", most).Msg("controller command too large for the raft transport; refused")
 		ctx.Send(ctx.Self(), &raftactor.Proposed{ID: c.nextID, Err: err})
 		return c.nextID
@@ -374,7 +374,10 @@ func (c *controllerActor) createTopics(ctx actor.Context, m *CreateTopics) {
 		c.propose(ctx, &Command{CreateTopic: cmd}, func(p *raftactor.Proposed) {
 			if p.Err != nil {
 				results[i].Err = proposalError(p.Err)
-			} else if t := c.o.Machine.View().Topics[cmd.Name]; t == nil || t.ID != cmd.ID {
+			} else if t := c.o.Machine.View().Topics[cmd.Name]; t == nil {
+				// Created, then deleted before this answer.
+				results[i].Err = fmt.Errorf("%w: topic '%s' was created concurrently and deleted since", kerr.TopicAlreadyExists, cmd.Name)
+			} else if t.ID != cmd.ID {
 				results[i].Err = fmt.Errorf("%w: Topic '%s' already exists", kerr.TopicAlreadyExists, cmd.Name)
 			}
 			if waiting--; waiting == 0 {

@@ -68,7 +68,9 @@ func groupsView(src Sources) groupsAnswer {
 		}
 	}
 	if len(out.Unanswered) > 0 {
-		src.Log.Warn().Ints32("offsets_partitions", out.Unanswered).Dur("within", groupsWithin).
+		// The answer names them; a page polled every second would
+		// repeat a warning every second.
+		src.Log.Debug().Ints32("offsets_partitions", out.Unanswered).Dur("within_ms", groupsWithin).
 			Msg("/debug/groups: offsets partitions did not answer; their groups are not shown")
 	}
 	slices.SortFunc(out.Groups, func(a, b GroupView) int { return strings.Compare(a.Group, b.Group) })
@@ -98,7 +100,8 @@ func withLag(src Sources, gi group.GroupInfo) GroupView {
 	for _, o := range gi.Offsets {
 		ov := OffsetView{CommittedInfo: o}
 		if src.Replicas == nil {
-			break
+			gv.Offsets = append(gv.Offsets, ov)
+			continue
 		}
 		if r := src.Replicas.Get(partition.TopicPartition{Topic: o.Topic, Partition: o.Partition}); r != nil {
 			end := r.Machine.View().HighWatermark

@@ -120,7 +120,7 @@ func derefInstance(s *string) string {
 
 // TestLongGroupIDCommit: OffsetCommit v8+ carries the group id as a
 // compact string, which may be longer than the offsets-topic key's int16
-// string holds. Written, the record would stop every replica of the
+// string holds. Written, the record used to stop every replica of the
 // partition at apply; it is refused before anything is proposed
 // (INVALID_REQUEST), and the partition serves its other groups.
 func TestLongGroupIDCommit(t *testing.T) {

@@ -516,7 +516,7 @@ func (m *Machine) proposeAll(ctx actor.Context, w *recordWriter, done func(ctx a
 }
 
 // writeCode is the Kafka error for a failed write (Kafka maps a failed
-// offsets-topic append the same way): the client looks for the
+// offsets-topic append the same way): for most, the client looks for the
 // coordinator again and retries.
 func writeCode(err error) int16 {
 	switch {
@@ -526,10 +526,14 @@ func writeCode(err error) int16 {
 		return kerr.NotCoordinator.Code
 	case errors.Is(err, errWriteTooLarge):
 		return kerr.UnknownServerError.Code // Kafka's answer; a retry would fail again
-	case errors.Is(err, errStringTooLong), errors.Is(err, errUnreadable):
+	case errors.Is(err, errStringTooLong):
 		// The request carried what no record holds; Kafka does not even
 		// read such a request (see actors/kafka's decodeRequest).
 		return kerr.InvalidRequest.Code
+	case errors.Is(err, errUnreadable):
+		// Records this leader wrote did not read back: the broker's
+		// fault, not the request's.
+		return kerr.UnknownServerError.Code
 	}
 	return kerr.CoordinatorNotAvailable.Code
 }

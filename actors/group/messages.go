@@ -75,7 +75,8 @@ type Listed struct {
 
 // ViewGroups asks an offsets-topic partition for the groups it
 // coordinates, as the debug endpoint shows them: it sends them on Reply
-// (none when it does not lead) without waiting, so Reply must have room
+// (none when it does not lead, or leads and is still loading its groups)
+// without waiting, so Reply must have room
 // for the answer, which is shared with other askers and must not be
 // modified. Requests that wait together are answered by one view; one
 // whose Deadline (zero: none) has passed by then gets no answer.

@@ -32,8 +32,10 @@ const (
 )
 
 // maxRecordString is the longest string a record holds: its keys and
-// values are versions with int16 string lengths, which kmsg would
-// silently truncate, leaving a record nobody can read back.
+// values are versions with int16 string lengths. kmsg writes a longer
+// string's length as an int16, which wraps, and every byte after it: the
+// record then fails to read back, or reads back as other fields (see
+// exact).
 const maxRecordString = math.MaxInt16
 
 var (

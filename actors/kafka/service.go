@@ -293,9 +293,10 @@ func code(err error) int16 {
 // own name and generic description that lead err's text are left out, and
 // a bare Kafka error has no message at all. Unlike Kafka, which sends no
 // message with UNKNOWN_SERVER_ERROR (so as not to leak a server's
-// internals), an unexpected error's text is sent: Flotilla's errors name
-// what failed (a file, a partition), which is what its operator and the
-// client's user need, and nothing a client could not know.
+// internals), an unexpected error's text is sent, on purpose: Flotilla's
+// errors name what failed (a partition, a file of the broker's), which
+// the client's user and the operator need more than the broker needs its
+// paths kept to itself.
 func message(err error) *string {
 	if err == nil {
 		return nil

@@ -19,8 +19,9 @@ import (
 // anything: a run of zeros shrinks thousands of times under zstd or gzip.
 // The walk streams the records and never holds them, so its memory is the
 // codec's (at most maxWalkWindow) whatever the batch decompresses to, and
-// its work is bounded by maxWalkBytes, past which the caller answers for
-// the batch from its header.
+// its work is bounded by maxWalkBytes, past which a timestamp lookup
+// answers for the batch from its header and produce's count check refuses
+// it.
 const (
 	// maxWalkBytes is how many decompressed bytes one walk reads at most:
 	// well above what a client's batch decompresses to (librdkafka, the
@@ -82,9 +83,10 @@ func eachPlainRecord(recs []byte, h BatchHeader, fn func(offset, ts int64) bool)
 // deltas, the key, the value and the headers, each within the record, and
 // nothing left over. Errors wrap errBadRecord.
 //
-// This is the produce path's one pass over a batch's records, so it is
-// written for speed: most fields are one- or two-byte varints, which
-// readVarint decodes inline.
+// This is the produce path's one pass over an uncompressed batch's
+// records, and the count check's over a compressed one's, so it is written
+// for speed: most fields are one- or two-byte varints, which readVarint
+// decodes inline.
 func plainRecord(recs []byte, p int) (tsDelta int64, offDelta int32, next int, err error) {
 	length, n := readVarint(recs[p:])
 	if n <= 0 || length < 1 || length > int64(len(recs)-p-n) {

@@ -145,7 +145,8 @@ func validateRecords(b []byte, h BatchHeader, rule timestampRule) (maxTs int64, 
 		switch {
 		case h.IsLogAppendTime() && rule.refuses(h, h.MaxTimestamp):
 			// Every record's timestamp is the header's. Kafka names each
-			// record it decompressed; the records here are not read, and
+			// record it decompressed; the records here are not kept (the
+			// count check, if it ran, only counted them), and
 			// naming as many records as the header claims could take
 			// millions of entries, so the batch is refused as a whole.
 			return 0, fmt.Errorf("%w: the compressed batch's %d records: %s", ErrInvalidTimestamp, h.RecordCount, rule.why(h, h.MaxTimestamp))
