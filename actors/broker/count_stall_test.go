@@ -59,7 +59,7 @@ func TestCountBombsKeepTheLeader(t *testing.T) {
 		cfg.Raft.TickMs, cfg.Raft.ElectionTicks, cfg.Raft.HeartbeatTicks = 50, 10, 2
 	})
 	c.waitReady()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cl := c.client()
 	c.createTopic(ctx, cl, "bombed", 1, 3, nil)
@@ -119,7 +119,10 @@ func TestCountBombsKeepTheLeader(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			bc := c.client()
+			// Counting a bomb takes seconds under -race on a loaded
+			// machine, and six count at once: kgo's default read
+			// timeout (the request's 10 s plus 10 s) is too short.
+			bc := c.client(kgo.RequestTimeoutOverhead(2 * time.Minute))
 			for range 2 {
 				start := time.Now()
 				resp, err := produceRequest("bombed", bytes.Clone(batch)).RequestWith(ctx, bc.Broker(int(leaderID)))
