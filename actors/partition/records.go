@@ -209,9 +209,7 @@ func openCompressed(src []byte, c Compression, limit int64) (*compressedRecords,
 // deltas. Errors wrap errBadRecord or errWalkLimit (walkError).
 func (r *compressedRecords) next() (tsDelta, offDelta int64, err error) {
 	s := &r.s
-	if len(s.win)-s.p < binary.MaxVarintLen64 && s.err == nil {
-		s.fill()
-	}
+	s.ensureVarint()
 	// A record the window holds whole is read in one call, as an
 	// uncompressed one is; one it does not, or one that does not decode
 	// (to say why), field by field.
@@ -271,9 +269,7 @@ func (r *compressedRecords) skipFields(count, end int64, headers bool) error {
 	s := &r.s
 window:
 	for i := int64(0); i < count; {
-		if len(s.win)-s.p < binary.MaxVarintLen64 && s.err == nil {
-			s.fill()
-		}
+		s.ensureVarint()
 		// A varint within the window is whole unless the stream ended.
 		win, p := s.win, s.p
 		left := end - s.n // bytes of the record from the window's start
@@ -381,11 +377,17 @@ func (s *recordStream) fill() {
 	}
 }
 
-// varint reads a varint.
-func (s *recordStream) varint() (int64, error) {
+// ensureVarint fills the window when it holds less than a whole varint
+// and the stream has more.
+func (s *recordStream) ensureVarint() {
 	if len(s.win)-s.p < binary.MaxVarintLen64 && s.err == nil {
 		s.fill()
 	}
+}
+
+// varint reads a varint.
+func (s *recordStream) varint() (int64, error) {
+	s.ensureVarint()
 	v, n := readVarint(s.win[s.p:])
 	if n <= 0 {
 		return 0, s.varintError(n)

@@ -239,7 +239,14 @@ func mustCount(records []byte) bool {
 		Attributes:  int16(binary.BigEndian.Uint16(records[attributesPos:])),
 		RecordCount: int32(binary.BigEndian.Uint32(records[recordCountPos:])),
 	}
-	return h.Compression() != CompressionNone && int64(h.RecordCount) > int64(len(records)-BatchHeaderSize)
+	return claimsMoreThanBytes(h, len(records))
+}
+
+// claimsMoreThanBytes reports whether the batch of size bytes whose header
+// is h is compressed and claims more records than it has bytes after its
+// header: the batches whose count is checked.
+func claimsMoreThanBytes(h BatchHeader, size int) bool {
+	return h.Compression() != CompressionNone && int64(h.RecordCount) > int64(size-BatchHeaderSize)
 }
 
 // countCompressed checks the count of the client batch b, whose header h
@@ -250,7 +257,7 @@ func mustCount(records []byte) bool {
 // most a record per byte moves the log end by at most one offset per byte
 // it sent.
 func countCompressed(b []byte, h BatchHeader) error {
-	if h.Compression() == CompressionNone || int64(h.RecordCount) <= int64(len(b)-BatchHeaderSize) {
+	if !claimsMoreThanBytes(h, len(b)) {
 		return nil
 	}
 	return checkCompressedCount(b, h, maxWalkBytes)
