@@ -218,8 +218,27 @@ func (s store) applyRecords(b []byte) error {
 	return errors.Join(unreadable...)
 }
 
-// encoded is a decoded key or value that encodes itself again.
-type encoded interface{ AppendTo([]byte) []byte }
+// record is an offsets-topic key or value: it decodes from bytes and
+// encodes itself again.
+type record interface {
+	ReadFrom([]byte) error
+	AppendTo([]byte) []byte
+}
+
+// errPartRead is a record that decodes without error from bytes it does
+// not match (exact).
+var errPartRead = errors.New("does not read back whole")
+
+// readWhole decodes b into v, and fails unless v is what b says (exact).
+func readWhole(b []byte, v record, scratch *[]byte) error {
+	if err := v.ReadFrom(b); err != nil {
+		return err
+	}
+	if !exact(b, v, scratch) {
+		return errPartRead
+	}
+	return nil
+}
 
 // exact reports whether v, decoded from b, is what b says. kmsg's
 // readers neither check that they used every byte nor refuse a string
@@ -233,7 +252,7 @@ type encoded interface{ AppendTo([]byte) []byte }
 // fields, varint widths): for them, that v encodes to as many bytes as b
 // holds is what tells a record read whole. scratch is reused across
 // calls.
-func exact(b []byte, v encoded, scratch *[]byte) bool {
+func exact(b []byte, v record, scratch *[]byte) bool {
 	*scratch = v.AppendTo((*scratch)[:0])
 	if f, ok := v.(interface{ IsFlexible() bool }); ok && f.IsFlexible() {
 		return len(*scratch) == len(b)
@@ -248,11 +267,8 @@ func (s store) applyRecord(key, value []byte, tombstone bool, scratch *[]byte) e
 	switch binary.BigEndian.Uint16(key) {
 	case 0, offsetKeyVersion:
 		var k kmsg.OffsetCommitKey
-		if err := k.ReadFrom(key); err != nil {
-			return fmt.Errorf("%w: offset key: %v", errUnreadable, err)
-		}
-		if !exact(key, &k, scratch) {
-			return fmt.Errorf("%w: offset key of %d bytes does not read back whole", errUnreadable, len(key))
+		if err := readWhole(key, &k, scratch); err != nil {
+			return fmt.Errorf("%w: offset key of %d bytes: %v", errUnreadable, len(key), err)
 		}
 		tp := TopicPartition{k.Topic, k.Partition}
 		if tombstone {
@@ -263,20 +279,14 @@ func (s store) applyRecord(key, value []byte, tombstone bool, scratch *[]byte) e
 			return nil
 		}
 		var v kmsg.OffsetCommitValue
-		if err := v.ReadFrom(value); err != nil {
-			return fmt.Errorf("%w: offset value: %v", errUnreadable, err)
-		}
-		if !exact(value, &v, scratch) {
-			return fmt.Errorf("%w: offset value v%d of %d bytes does not read back whole", errUnreadable, v.Version, len(value))
+		if err := readWhole(value, &v, scratch); err != nil {
+			return fmt.Errorf("%w: offset value v%d of %d bytes: %v", errUnreadable, v.Version, len(value), err)
 		}
 		s.get(k.Group).offsets[tp] = v
 	case groupKeyVersion:
 		var k kmsg.GroupMetadataKey
-		if err := k.ReadFrom(key); err != nil {
-			return fmt.Errorf("%w: group key: %v", errUnreadable, err)
-		}
-		if !exact(key, &k, scratch) {
-			return fmt.Errorf("%w: group key of %d bytes does not read back whole", errUnreadable, len(key))
+		if err := readWhole(key, &k, scratch); err != nil {
+			return fmt.Errorf("%w: group key of %d bytes: %v", errUnreadable, len(key), err)
 		}
 		if tombstone {
 			if g := s[k.Group]; g != nil {
@@ -286,11 +296,8 @@ func (s store) applyRecord(key, value []byte, tombstone bool, scratch *[]byte) e
 			return nil
 		}
 		v := new(kmsg.GroupMetadataValue)
-		if err := v.ReadFrom(value); err != nil {
-			return fmt.Errorf("%w: group value: %v", errUnreadable, err)
-		}
-		if !exact(value, v, scratch) {
-			return fmt.Errorf("%w: group value v%d of %d bytes does not read back whole", errUnreadable, v.Version, len(value))
+		if err := readWhole(value, v, scratch); err != nil {
+			return fmt.Errorf("%w: group value v%d of %d bytes: %v", errUnreadable, v.Version, len(value), err)
 		}
 		s.get(k.Group).meta = v
 	}
