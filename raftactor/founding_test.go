@@ -133,13 +133,20 @@ func foundingNode(t *testing.T, sys *actors.System, tr *memTransport, ticker *Ti
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid, err := sys.Spawn("raft", fmt.Sprintf("raft/%d", id), prod)
+	// The transport knows the replica before it starts: its first Ready
+	// may already send (a preferred founder's pre-vote), and a test's spy
+	// then sends to it by its pid.
+	name := fmt.Sprintf("raft/%d", id)
+	tr.mu.Lock()
+	tr.nodes[id] = sys.Actors.NewLocalPID(name)
+	tr.mu.Unlock()
+	pid, err := sys.Spawn("raft", name, prod)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr.mu.Lock()
-	tr.nodes[id] = pid
-	tr.mu.Unlock()
+	if !pid.Equal(tr.nodes[id]) {
+		t.Fatalf("spawned %v, registered %v", pid, tr.nodes[id])
+	}
 	ticker.Subscribe(pid)
 }
 
